@@ -1,0 +1,14 @@
+// Jest for the whole monorepo: unit specs beside the code (apps/, libs/) and
+// integration tests under test/ that boot real services against real NATS/Redis.
+const aliases = ['contracts', 'config', 'mesh', 'model', 'kernels'];
+const moduleNameMapper = Object.fromEntries(
+  aliases.map((name) => [`^@flywheel/${name}$`, `<rootDir>/libs/${name}/src`]),
+);
+const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
+const common = { moduleFileExtensions: ['ts', 'js', 'json'], transform, moduleNameMapper, testEnvironment: 'node' };
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/apps/**/*.spec.ts', '<rootDir>/libs/**/*.spec.ts'] },
+    { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/**/*.test.ts'] },
+  ],
+};

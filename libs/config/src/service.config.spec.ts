@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from './config.loader';
+import { ENV_DOCS, loadGatewayConfig, loadServiceConfig } from './service.config';
+
+describe('service config', () => {
+  it('fills every default from an empty environment', () => {
+    const c = loadGatewayConfig({});
+    expect(c.http.port).toBe(8080);
+    expect(c.nats.servers).toEqual(['nats://127.0.0.1:4222']);
+    expect(c.redis.url).toBe('redis://127.0.0.1:6379');
+    expect(c.database.url).toBeNull();
+    expect(c.gateway.healthTimeoutMs).toBe(500);
+    expect(loadServiceConfig('policy', {}).http.port).toBe(8081);
+  });
+
+  it('reads each service its own port and treats blank as unset', () => {
+    expect(loadServiceConfig('trainer', { FLYWHEEL_TRAINER_PORT: '9000', FLYWHEEL_POLICY_PORT: 'x' }).http.port).toBe(9000);
+    expect(loadServiceConfig('reward', { FLYWHEEL_REWARD_PORT: '  ' }).http.port).toBe(8082);
+    expect(loadGatewayConfig({ NATS_URL: 'nats://a:1, nats://b:2' }).nats.servers).toEqual(['nats://a:1', 'nats://b:2']);
+  });
+
+  it.each([
+    ['FLYWHEEL_GATEWAY_PORT', 'abc', /FLYWHEEL_GATEWAY_PORT must be an integer between 1 and 65535 \(got "abc"\)/],
+    ['FLYWHEEL_GATEWAY_PORT', '70000', /FLYWHEEL_GATEWAY_PORT must be an integer/],
+    ['REDIS_URL', 'http://x', /REDIS_URL must be a URL with scheme redis or rediss/],
+    ['DATABASE_URL', 'mysql://x', /DATABASE_URL must be a URL with scheme postgres or postgresql/],
+    ['FLYWHEEL_LOG_LEVEL', 'loud', /FLYWHEEL_LOG_LEVEL must be one of error, warn, log, debug, verbose/],
+  ])('names %s=%s in a single-line error', (name, value, message) => {
+    let caught: unknown;
+    try {
+      loadGatewayConfig({ [name]: value });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).variable).toBe(name);
+    expect((caught as ConfigError).message).toMatch(message);
+    expect((caught as ConfigError).message).not.toContain('\n');
+  });
+
+  it('documents every variable it reads, and the README lists them all', () => {
+    const readme = readFileSync(path.resolve(__dirname, '../../../README.md'), 'utf8');
+    for (const { name } of ENV_DOCS) expect(readme).toContain(`\`${name}\``);
+    const source = readFileSync(path.resolve(__dirname, 'service.config.ts'), 'utf8');
+    const read = new Set([...source.matchAll(/\b([A-Z][A-Z0-9_]{3,}): [a-zA-Z]+Var\(/g)].map((m) => m[1]));
+    for (const name of read) expect(ENV_DOCS.map((d) => d.name)).toContain(name);
+  });
+});

@@ -1,0 +1,98 @@
+/**
+ * The typed configuration tree of each service, built from environment variables. The README's
+ * configuration table mirrors ENV_DOCS below; a test keeps them in step.
+ */
+import { z } from 'zod';
+import type { ServiceName } from '@flywheel/contracts';
+import { enumVar, intVar, optionalStringVar, optionalUrlVar, portVar, stringVar, urlListVar, urlVar } from './env.fields';
+import { parseEnv, type Env } from './config.loader';
+
+export const DEFAULT_PORTS: Record<ServiceName, number> = {
+  gateway: 8080,
+  policy: 8081,
+  reward: 8082,
+  moderation: 8083,
+  trainer: 8084,
+};
+
+const portVarName = (service: ServiceName) => `FLYWHEEL_${service.toUpperCase()}_PORT`;
+
+const commonEnv = z.object({
+  NATS_URL: urlListVar(['nats', 'tls', 'ws', 'wss'], 'nats://127.0.0.1:4222'),
+  REDIS_URL: urlVar(['redis', 'rediss'], 'redis://127.0.0.1:6379'),
+  DATABASE_URL: optionalUrlVar(['postgres', 'postgresql']),
+  FLYWHEEL_STATE_DIR: stringVar('.state'),
+  FLYWHEEL_LOG_LEVEL: enumVar(['error', 'warn', 'log', 'debug', 'verbose'] as const, 'log'),
+  FLYWHEEL_INSTANCE_ID: optionalStringVar(),
+  FLYWHEEL_HOST: stringVar('0.0.0.0'),
+  FLYWHEEL_REQUEST_TIMEOUT_MS: intVar(10_000, 100, 600_000),
+});
+
+export interface CommonConfig {
+  service: ServiceName;
+  instanceId: string;
+  http: { host: string; port: number };
+  nats: { servers: string[]; requestTimeoutMs: number };
+  redis: { url: string };
+  /** Reserved for the store: unset means the embedded PGlite in the state folder. */
+  database: { url: string | null };
+  stateDir: string;
+  logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+}
+
+export interface GatewayConfig extends CommonConfig {
+  gateway: { healthTimeoutMs: number; bodyLimitBytes: number };
+}
+
+function common(service: ServiceName, env: Env): CommonConfig {
+  const e = parseEnv(commonEnv, env);
+  const portName = portVarName(service);
+  const port = parseEnv(z.object({ [portName]: portVar(DEFAULT_PORTS[service]) }), env)[portName];
+  return {
+    service,
+    instanceId: e.FLYWHEEL_INSTANCE_ID ?? `${service}-${process.pid}`,
+    http: { host: e.FLYWHEEL_HOST, port: z.number().parse(port) },
+    nats: { servers: e.NATS_URL, requestTimeoutMs: e.FLYWHEEL_REQUEST_TIMEOUT_MS },
+    redis: { url: e.REDIS_URL },
+    database: { url: e.DATABASE_URL ?? null },
+    stateDir: e.FLYWHEEL_STATE_DIR,
+    logLevel: e.FLYWHEEL_LOG_LEVEL,
+  };
+}
+
+export function loadServiceConfig(service: Exclude<ServiceName, 'gateway'>, env: Env): CommonConfig {
+  return common(service, env);
+}
+
+export function loadGatewayConfig(env: Env): GatewayConfig {
+  const g = parseEnv(
+    z.object({
+      FLYWHEEL_HEALTH_TIMEOUT_MS: intVar(500, 10, 60_000),
+      FLYWHEEL_BODY_LIMIT_BYTES: intVar(1_048_576, 1024, 256 * 1_048_576),
+    }),
+    env,
+  );
+  return {
+    ...common('gateway', env),
+    gateway: { healthTimeoutMs: g.FLYWHEEL_HEALTH_TIMEOUT_MS, bodyLimitBytes: g.FLYWHEEL_BODY_LIMIT_BYTES },
+  };
+}
+
+/** Every variable Flywheel reads, its default and meaning: the source of the README's table. */
+export const ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: string }> = [
+  { name: 'NATS_URL', default: 'nats://127.0.0.1:4222', meaning: 'NATS server(s), comma-separated; JetStream must be enabled' },
+  { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', meaning: 'Redis for the BullMQ training queues' },
+  { name: 'DATABASE_URL', default: '(unset: embedded PGlite under the state folder)', meaning: 'PostgreSQL for the flywheel store' },
+  { name: 'FLYWHEEL_STATE_DIR', default: '.state', meaning: 'project-local folder for the launcher-started NATS/Redis data and the embedded database' },
+  { name: 'FLYWHEEL_LOG_LEVEL', default: 'log', meaning: 'error, warn, log, debug or verbose' },
+  { name: 'FLYWHEEL_INSTANCE_ID', default: '<service>-<pid>', meaning: 'name of this replica in pings, metrics and logs' },
+  { name: 'FLYWHEEL_HOST', default: '0.0.0.0', meaning: 'address each service binds its HTTP port to' },
+  { name: 'FLYWHEEL_REQUEST_TIMEOUT_MS', default: '10000', meaning: 'default timeout of a NATS request between services' },
+  { name: 'FLYWHEEL_GATEWAY_PORT', default: '8080', meaning: 'gateway HTTP port (OpenAI API, /healthz, /metrics)' },
+  { name: 'FLYWHEEL_POLICY_PORT', default: '8081', meaning: 'policy health/metrics port' },
+  { name: 'FLYWHEEL_REWARD_PORT', default: '8082', meaning: 'reward health/metrics port' },
+  { name: 'FLYWHEEL_MODERATION_PORT', default: '8083', meaning: 'moderation health/metrics port' },
+  { name: 'FLYWHEEL_TRAINER_PORT', default: '8084', meaning: 'trainer health/metrics port' },
+  { name: 'FLYWHEEL_HEALTH_TIMEOUT_MS', default: '500', meaning: 'how long /healthz waits for each service to answer its ping' },
+  { name: 'FLYWHEEL_BODY_LIMIT_BYTES', default: '1048576', meaning: 'largest accepted HTTP request body (larger: 413)' },
+];

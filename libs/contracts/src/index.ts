@@ -1,0 +1,8 @@
+/**
+ * libs/contracts: every wire shape of Flywheel as a zod schema plus its inferred type, and every
+ * subject/stream/queue name. Import from '@flywheel/contracts' only; nothing here does I/O.
+ */
+export * from './version';
+export * from './subjects';
+export * from './mesh.schemas';
+export * from './trainer.schemas';

@@ -1,0 +1,14 @@
+/**
+ * libs/mesh: how services reach each other over NATS (connection, Nest transport, request and
+ * streaming helpers, JetStream setup) and what every service exposes (health, readiness, metrics).
+ */
+export * from './mesh.errors';
+export * from './nats.connection';
+export * from './jetstream.setup';
+export * from './mesh.client';
+export * from './mesh.connection';
+export * from './nest-transport';
+export * from './service.metrics';
+export * from './readiness';
+export * from './mesh-core.module';
+export * from './service.bootstrap';

@@ -1,0 +1,59 @@
+/**
+ * Boots one service process: a Nest app on Fastify for its HTTP port (health, metrics; the gateway's
+ * API too) plus the NATS microservice transport in the service's queue group. HTTP listens first so
+ * liveness answers while NATS is still coming up; SIGINT/SIGTERM close both cleanly.
+ */
+import 'reflect-metadata';
+import { Logger, type DynamicModule, type LogLevel, type Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { loadOrExit, type CommonConfig } from '@flywheel/config';
+import { natsTransportOptions } from './nest-transport';
+
+const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
+
+export interface BootOptions {
+  config: CommonConfig;
+  module: Type<unknown> | DynamicModule;
+  bodyLimitBytes?: number;
+  /** Runs after Nest is created and before it listens (gateway: content parsers, hooks). */
+  configure?: (app: NestFastifyApplication) => void | Promise<void>;
+}
+
+export async function bootService(opts: BootOptions): Promise<NestFastifyApplication> {
+  const { config } = opts;
+  const logger = new Logger(config.service);
+  const app = await NestFactory.create<NestFastifyApplication>(
+    opts.module,
+    new FastifyAdapter({ bodyLimit: opts.bodyLimitBytes ?? 1_048_576 }),
+    { logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1), abortOnError: false },
+  );
+  app.enableShutdownHooks();
+  await opts.configure?.(app);
+  app.connectMicroservice(natsTransportOptions(config.service, config.nats.servers, config.instanceId), {
+    inheritAppConfig: false,
+  });
+  await app.listen(config.http.port, config.http.host);
+  logger.log(`${config.instanceId} listening on http://${config.http.host}:${config.http.port}`);
+  // Resolves once NATS is reached (the transport waits on first connect and reconnects forever).
+  await app.startAllMicroservices();
+  logger.log(`connected to NATS at ${config.nats.servers.join(',')}`);
+  return app;
+}
+
+/**
+ * The whole `main` of a service process: config parsed once (a bad variable exits with one line),
+ * then boot; a failure to boot exits non-zero with one line instead of a stack.
+ */
+export function runServiceMain<C extends CommonConfig>(
+  loadConfig: () => C,
+  module: (config: C) => Type<unknown> | DynamicModule,
+  extra: Omit<BootOptions, 'config' | 'module'> | ((config: C) => Omit<BootOptions, 'config' | 'module'>) = {},
+): void {
+  const config = loadOrExit(loadConfig);
+  const options = typeof extra === 'function' ? extra(config) : extra;
+  bootService({ config, module: module(config), ...options }).catch((err: unknown) => {
+    process.stderr.write(`${config.service} failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
