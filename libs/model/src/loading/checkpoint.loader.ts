@@ -1,0 +1,183 @@
+/**
+ * Loads a servable checkpoint: a Hugging Face directory (config.json, safetensors, tokenizer, generation
+ * config) or a llama.cpp `.gguf` file (plus an HF tokenizer beside it or in `tokenizerDir`), into one
+ * `Checkpoint` of ModelSpec, f32 WeightMap in HF names/layout, tokenizer, chat template and generation defaults.
+ * It does not upload weights to the native addon or pick a dtype for them; the engine does.
+ */
+import { stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import type { ModelSpec, WeightMap } from '@flywheel/kernels';
+import { isFile, readJsonFile } from './checkpoint-file.io';
+import { resolveGenerationDefaults } from './generation-config.schema';
+import type { GenerationDefaults } from './generation-config.schema';
+import { readGguf } from './gguf.reader';
+import type { GgufVocab } from './gguf.reader';
+import { parseModelConfig } from './model-config.schema';
+import type { ModelConfig, SupportedArchitecture } from './model-config.schema';
+import { errorReason, ModelLoadError } from './model-load.error';
+import { readSafetensorsCheckpoint } from './safetensors.reader';
+import type { LoadableSafetensorsDtype } from './safetensors.reader';
+import { ChatTemplate, loadTokenizer, TOKENIZER_FILE } from './tokenizer.loader';
+import type { ModelTokenizer } from './tokenizer.loader';
+import { buildWeightMap } from './weight-map.validator';
+
+/** On-disk dtype of the weights before widening to f32. */
+export type SourceDtype = 'f32' | 'f16' | 'bf16' | 'q8_0';
+
+export type CheckpointFormat = 'hf' | 'gguf';
+
+const SAFETENSORS_DTYPES: Record<LoadableSafetensorsDtype, SourceDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+
+export interface LoadedWeights {
+  /** Defaults to the directory name, or the GGUF file name without `.gguf`. */
+  id: string;
+  format: CheckpointFormat;
+  /** The directory or .gguf file given. */
+  path: string;
+  architecture: SupportedArchitecture;
+  spec: ModelSpec;
+  weights: WeightMap;
+  /** The dtype that held the most parameters on disk (mixed files report their majority). */
+  sourceDtype: SourceDtype;
+  /** Outputs of `score.weight` for LlamaForSequenceClassification, else null. */
+  numLabels: number | null;
+  /** Parsed config.json (HF directories only). */
+  config: ModelConfig | null;
+  /** Raw tokenizer.ggml.* metadata (GGUF only). */
+  ggufVocab: GgufVocab | null;
+}
+
+export interface Checkpoint extends LoadedWeights {
+  tokenizer: ModelTokenizer;
+  /** Null when neither tokenizer files nor GGUF metadata carry a chat template. */
+  chatTemplate: ChatTemplate | null;
+  generation: GenerationDefaults;
+}
+
+export interface LoadCheckpointOptions {
+  id?: string;
+  /**
+   * Where tokenizer.json, tokenizer_config.json and generation_config.json live. For an HF directory it defaults
+   * to the directory; for a GGUF file to the file's folder (GGUF vocabularies are not turned into tokenizers).
+   */
+  tokenizerDir?: string;
+}
+
+/** Spec, weights and provenance only: for tests, conversions and tools that bring their own tokens. */
+export async function loadModelWeights(pathOrGguf: string, options: { id?: string } = {}): Promise<LoadedWeights> {
+  const kind = await detectFormat(pathOrGguf);
+  return kind === 'gguf' ? loadGgufWeights(pathOrGguf, options.id) : loadHfWeights(pathOrGguf, options.id);
+}
+
+/** Everything the engine needs to serve a model. */
+export async function loadCheckpoint(pathOrGguf: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
+  const loaded = await loadModelWeights(pathOrGguf, { id: options.id });
+  const tokenizerDir = options.tokenizerDir ?? (loaded.format === 'gguf' ? path.dirname(pathOrGguf) : pathOrGguf);
+  if (!(await isFile(path.join(tokenizerDir, TOKENIZER_FILE)))) {
+    throw new ModelLoadError(
+      loaded.format === 'gguf'
+        ? `no ${TOKENIZER_FILE} for ${path.basename(pathOrGguf)}: Flywheel tokenizes GGUF models with a Hugging Face ` +
+            `tokenizer; put ${TOKENIZER_FILE} (+ tokenizer_config.json) beside the file or pass tokenizerDir`
+        : `no ${TOKENIZER_FILE} in the checkpoint`,
+      tokenizerDir,
+    );
+  }
+  const tokenizer = await loadTokenizer(tokenizerDir);
+  if (tokenizer.vocabSize > loaded.spec.vocabSize) {
+    throw new ModelLoadError(
+      `tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${loaded.spec.vocabSize}`,
+      tokenizerDir,
+    );
+  }
+
+  let chatTemplate = tokenizer.chatTemplate;
+  const ggufTemplate = loaded.ggufVocab?.chatTemplate ?? null;
+  if (chatTemplate === null && ggufTemplate !== null) {
+    chatTemplate = new ChatTemplate(ggufTemplate, tokenizer.specialTokens, pathOrGguf);
+  }
+
+  const generationFile = path.join(tokenizerDir, 'generation_config.json');
+  const generationJson = (await isFile(generationFile)) ? await readJsonFile(generationFile) : null;
+  const fromModel = loaded.config ?? {
+    bosTokenId: loaded.ggufVocab?.bosTokenId ?? null,
+    eosTokenIds: loaded.ggufVocab?.eosTokenId != null ? [loaded.ggufVocab.eosTokenId] : [],
+    padTokenId: loaded.ggufVocab?.padTokenId ?? null,
+  };
+  const generation = resolveGenerationDefaults(
+    generationJson,
+    {
+      bosTokenId: fromModel.bosTokenId,
+      eosTokenIds: fromModel.eosTokenIds,
+      padTokenId: fromModel.padTokenId,
+      tokenizerBosTokenId: tokenizer.bosTokenId,
+      tokenizerEosTokenId: tokenizer.eosTokenId,
+    },
+    generationFile,
+  );
+  if (generation.eosTokenIds.length === 0) {
+    throw new ModelLoadError('no end-of-sequence token in generation_config.json, config.json or the tokenizer', tokenizerDir);
+  }
+  return { ...loaded, tokenizer, chatTemplate, generation };
+}
+
+async function detectFormat(p: string): Promise<CheckpointFormat> {
+  let isDir: boolean;
+  try {
+    isDir = (await stat(p)).isDirectory();
+  } catch (err) {
+    throw new ModelLoadError(`checkpoint not found (${errorReason(err)})`, p);
+  }
+  if (isDir) return 'hf';
+  if (p.toLowerCase().endsWith('.gguf')) return 'gguf';
+  throw new ModelLoadError('expected a Hugging Face checkpoint directory or a .gguf file', p);
+}
+
+async function loadHfWeights(dir: string, id: string | undefined): Promise<LoadedWeights> {
+  const configFile = path.join(dir, 'config.json');
+  const config = parseModelConfig(await readJsonFile(configFile), configFile);
+  const tensors = await readSafetensorsCheckpoint(dir);
+  const weights = buildWeightMap(tensors, { spec: config.spec, scoreLabels: config.numLabels }, dir);
+  return {
+    id: id ?? path.basename(path.resolve(dir)),
+    format: 'hf',
+    path: dir,
+    architecture: config.architecture,
+    spec: config.spec,
+    weights,
+    sourceDtype: majorityDtype(
+      [...tensors].filter(([name]) => weights.has(name)).map(([, t]) => [SAFETENSORS_DTYPES[t.sourceDtype], t.data.length]),
+    ),
+    numLabels: config.numLabels,
+    config,
+    ggufVocab: null,
+  };
+}
+
+async function loadGgufWeights(file: string, id: string | undefined): Promise<LoadedWeights> {
+  const model = await readGguf(file);
+  return {
+    id: id ?? path.basename(file).replace(/\.gguf$/i, ''),
+    format: 'gguf',
+    path: file,
+    architecture: model.architecture,
+    spec: model.spec,
+    weights: model.weights,
+    sourceDtype: majorityDtype(
+      [...model.tensorDtypes].map(([name, dtype]) => [dtype, model.weights.get(name)?.length ?? 0]),
+    ),
+    numLabels: null,
+    config: null,
+    ggufVocab: model.vocab,
+  };
+}
+
+function majorityDtype(entries: [SourceDtype, number][]): SourceDtype {
+  const counts = new Map<SourceDtype, number>();
+  for (const [dtype, n] of entries) counts.set(dtype, (counts.get(dtype) ?? 0) + n);
+  let best: SourceDtype = 'f32';
+  let bestCount = -1;
+  for (const [dtype, n] of counts) {
+    if (n > bestCount) [best, bestCount] = [dtype, n];
+  }
+  return best;
+}

@@ -1,0 +1,135 @@
+/**
+ * Specs of the GGUF reader: stories260K.gguf and the python-written tiny-gqa GGUFs must give bit-identical (or, for
+ * Q8_0, within-half-a-step) weights to their safetensors twins; corrupt and truncated copies must fail cleanly.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { modelSpecFromConfig } from './model-config.schema';
+import { ModelLoadError } from './model-load.error';
+import { FIXTURES_DIR, sharedModelsDir } from './model-files.testing';
+import { permuteQkRows, readGguf, unpermuteQkRows } from './gguf.reader';
+import { readSafetensorsFile } from './safetensors.reader';
+
+function expectBitIdentical(actual: Float32Array | undefined, expected: Float32Array | undefined, name: string) {
+  if (actual === undefined || expected === undefined) throw new Error(`${name} missing`);
+  expect(actual.length).toBe(expected.length);
+  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
+  const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+  const firstDiff = a.findIndex((v, i) => v !== e[i]);
+  expect({ name, firstDiff }).toEqual({ name, firstDiff: -1 });
+}
+
+describe('GGUF reader', () => {
+  const storiesGguf = () => path.join(sharedModelsDir(), 'stories260K', 'stories260K.gguf');
+  const storiesHf = () => path.join(sharedModelsDir(), 'stories260K-hf');
+
+  it('permuteQkRows and unpermuteQkRows are inverses that move rows between layouts', () => {
+    const data = Float32Array.from({ length: 2 * 8 * 3 }, (_, i) => i);
+    const permuted = permuteQkRows(data, 2, 8, 3);
+    expect(permuted).not.toEqual(data);
+    expect(unpermuteQkRows(permuted, 2, 8, 3)).toEqual(data);
+    // GGUF row 1 of head 0 is the first row of HF's second half (rotate_half partner of row 0).
+    expect(Array.from(permuted.subarray(3, 6))).toEqual([12, 13, 14]);
+  });
+
+  it('reads stories260K.gguf into the same spec and bit-identical weights as stories260K-hf', async () => {
+    const model = await readGguf(storiesGguf());
+    const hfSpec = modelSpecFromConfig(JSON.parse(readFileSync(path.join(storiesHf(), 'config.json'), 'utf8')));
+    expect(model.architecture).toBe('LlamaForCausalLM');
+    // The GGUF stores a copy of the tied embedding as output.weight; the reader folds it back into a tie.
+    expect(model.spec).toEqual(hfSpec);
+    const hf = await readSafetensorsFile(path.join(storiesHf(), 'model.safetensors'));
+    expect([...model.weights.keys()].sort()).toEqual([...hf.keys()].sort());
+    for (const [name, tensor] of hf) expectBitIdentical(model.weights.get(name), tensor.data, name);
+    expect(new Set(model.tensorDtypes.values())).toEqual(new Set(['f32']));
+  });
+
+  it('exposes the GGUF vocabulary metadata', async () => {
+    const { vocab } = await readGguf(storiesGguf());
+    expect(vocab).toMatchObject({ model: 'llama', bosTokenId: 1, eosTokenId: 2, unkTokenId: 0, padTokenId: null });
+    expect(vocab?.tokens.length).toBe(512);
+    expect(vocab?.tokens.slice(0, 4)).toEqual(['<unk>', '<s>', '</s>', '<0x00>']);
+  });
+
+  it('un-permutes Q/K, including biases, of the python-written tiny-gqa.gguf', async () => {
+    const model = await readGguf(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'));
+    const hfDir = path.join(FIXTURES_DIR, 'tiny-gqa');
+    expect(model.spec).toEqual(modelSpecFromConfig(JSON.parse(readFileSync(path.join(hfDir, 'config.json'), 'utf8'))));
+    expect(model.spec).toMatchObject({ headDim: 16, hiddenSize: 32, attentionBias: true, tieWordEmbeddings: false });
+    const hf = await readSafetensorsFile(path.join(hfDir, 'model.safetensors'));
+    expect(model.weights.size).toBe(hf.size);
+    for (const [name, tensor] of hf) expectBitIdentical(model.weights.get(name), tensor.data, name);
+  });
+
+  it('dequantizes Q8_0 to within half a quantization step of the f32 weights', async () => {
+    const q8 = await readGguf(path.join(FIXTURES_DIR, 'tiny-gqa-q8_0.gguf'));
+    const f32 = await readGguf(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'));
+    expect(q8.tensorDtypes.get('model.layers.0.mlp.down_proj.weight')).toBe('q8_0');
+    expect(q8.tensorDtypes.get('model.layers.0.self_attn.q_proj.bias')).toBe('f32');
+    for (const [name, exact] of f32.weights) {
+      const approx = q8.weights.get(name);
+      if (approx === undefined) throw new Error(name);
+      if (q8.tensorDtypes.get(name) !== 'q8_0') {
+        expectBitIdentical(approx, exact, name);
+        continue;
+      }
+      // Blocks of 32 run along rows in GGUF order, but q/k rows were permuted whole, so a row's blocks stay whole.
+      let worst = 0;
+      for (let b = 0; b < exact.length; b += 32) {
+        let amax = 0;
+        for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(exact[b + j]));
+        // half a step, plus the f16 rounding of the scale
+        const bound = (amax / 127) * (0.5 + 127 * 2 ** -11) + 1e-7;
+        for (let j = 0; j < 32; j++) worst = Math.max(worst, Math.abs(approx[b + j] - exact[b + j]) / bound);
+      }
+      expect({ name, withinBound: worst <= 1 }).toEqual({ name, withinBound: true });
+    }
+  });
+
+  describe('broken files give a ModelLoadError naming the file', () => {
+    let tmp: string;
+    beforeAll(() => {
+      tmp = mkdtempSync(path.join(tmpdir(), 'flywheel-gguf-'));
+    });
+    afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+    const stories = () => readFileSync(storiesGguf());
+    const tiny = () => readFileSync(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'));
+    /** Overwrites bytes right after the first occurrence of `marker`. */
+    const patchAfter = (buf: Buffer, marker: string, bytes: Buffer, skip = 0) => {
+      const at = buf.indexOf(marker) + Buffer.byteLength(marker) + skip;
+      const out = Buffer.from(buf);
+      bytes.copy(out, at);
+      return out;
+    };
+    const u32 = (v: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(v);
+      return b;
+    };
+
+    const cases: [string, () => Uint8Array, RegExp][] = [
+      ['an empty file', () => new Uint8Array(0), /not a GGUF file/],
+      ['a wrong magic', () => Buffer.concat([Buffer.from('GGML'), stories().subarray(4)]), /not a GGUF file/],
+      ['an unsupported version', () => patchAfter(stories(), 'GGUF', u32(7)), /unsupported GGUF version 7/],
+      ['a big-endian file', () => patchAfter(stories(), 'GGUF', u32(0x03000000)), /big-endian/],
+      ['truncation inside the counts', () => stories().subarray(0, 10), /GGUF header ends early: tensor count needs 8 bytes at byte 8 but the file is 10 bytes/],
+      ['truncation inside the vocabulary', () => stories().subarray(0, 5000), /metadata "tokenizer\.ggml\.(tokens|scores|token_type)" claims \d+ elements|ends early/],
+      ['truncation inside the tensor infos', () => stories().subarray(0, 13900), /ends early|truncated/],
+      ['truncation inside the tensor data', () => stories().subarray(0, 600_000), /tensor "blk\.\d\.[a-z_]+\.weight" needs bytes \d+\.\.\d+ but the file is 600000 bytes \(truncated\?\)/],
+      ['an absurd string length', () => { const b = Buffer.from(stories()); b.writeBigUInt64LE(0xffffffffffffn, 24); return b; }, /metadata key #0 claims \d+ bytes but only \d+ remain/],
+      ['an architecture outside the Llama family', () => patchAfter(tiny(), 'general.architecture', Buffer.from('bloom'), 12), /unsupported GGUF architecture "bloom"/],
+      ['a k-quant tensor', () => patchAfter(tiny(), 'blk.0.attn_q.weight', u32(12), 4 + 16), /tensor "blk\.0\.attn_q\.weight" has GGML type Q4_K; Flywheel loads F32, F16, BF16 and Q8_0/],
+      ['a missing hyperparameter', () => patchAfter(tiny(), 'llama.block_count', Buffer.from('x'), -1), /llama\.block_count is missing/],
+    ];
+    it.each(cases)('%s', async (_what, bytes, message) => {
+      const file = path.join(tmp, 'broken.gguf');
+      writeFileSync(file, bytes());
+      const err = await readGguf(file).catch((e: unknown) => e);
+      if (!(err instanceof ModelLoadError)) throw new Error(`expected a ModelLoadError, got ${String(err)}`);
+      expect(err.message).toMatch(message);
+      expect(err.file).toBe(file);
+    });
+  });
+});

@@ -1,0 +1,353 @@
+/**
+ * Reads a llama.cpp GGUF file (architectures `llama` and `qwen2`) into the same ModelSpec + WeightMap, with
+ * HF names and HF layout, as a Hugging Face checkpoint: F32/F16/BF16 widened, Q8_0 dequantized, and for `llama`
+ * the Q/K row permutation of convert_hf_to_gguf.py undone. The header is parsed strictly by gguf-header.parser
+ * (@huggingface/gguf zero-fills past the end of a local file, so it parses truncated headers as garbage; only its
+ * type-name enum is used). Tokenizer metadata is exposed raw (GgufVocab); no tokenizer is built from it.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { GGMLQuantizationType } from '@huggingface/gguf';
+import type { ModelSpec, WeightMap } from '@flywheel/kernels';
+import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32 } from './half-float.codec';
+import { ModelLoadError } from './model-load.error';
+import type { SupportedArchitecture } from './model-config.schema';
+import { openForRead, readExactly } from './checkpoint-file.io';
+import { parseGgufHeader } from './gguf-header.parser';
+import type { GgufHeader, GgufTensorInfo, GgufValue } from './gguf-header.parser';
+import { buildWeightMap } from './weight-map.validator';
+import type { ShapedTensor } from './weight-map.validator';
+
+/** Raw `tokenizer.ggml.*` metadata. */
+export interface GgufVocab {
+  /** `tokenizer.ggml.model`: "llama" (SentencePiece), "gpt2" (byte-level BPE), ... */
+  model: string;
+  tokens: string[];
+  scores: number[] | null;
+  tokenTypes: number[] | null;
+  merges: string[] | null;
+  bosTokenId: number | null;
+  eosTokenId: number | null;
+  unkTokenId: number | null;
+  padTokenId: number | null;
+  addBosToken: boolean | null;
+  /** `tokenizer.chat_template`, used when no HF tokenizer_config supplies one. */
+  chatTemplate: string | null;
+}
+
+export type GgufTensorDtype = 'f32' | 'f16' | 'bf16' | 'q8_0';
+
+export interface GgufModel {
+  file: string;
+  architecture: SupportedArchitecture;
+  /** `general.architecture` as written ("llama", "qwen2"). */
+  ggufArchitecture: string;
+  name: string | null;
+  spec: ModelSpec;
+  weights: WeightMap;
+  /** On-disk dtype of each HF-named tensor, before widening to f32. */
+  tensorDtypes: ReadonlyMap<string, GgufTensorDtype>;
+  vocab: GgufVocab | null;
+}
+
+const ARCHITECTURES: Record<string, { hf: SupportedArchitecture; permutedQk: boolean }> = {
+  // convert_hf_to_gguf.py's LlamaModel (Llama and Mistral) permutes q/k rows for llama.cpp's interleaved RoPE.
+  llama: { hf: 'LlamaForCausalLM', permutedQk: true },
+  // Qwen2Model uses NEOX RoPE (rotate_half) in llama.cpp and keeps HF's row order.
+  qwen2: { hf: 'Qwen2ForCausalLM', permutedQk: false },
+};
+
+/** GGML type → on-disk bytes of `n` elements, for the types we can load. */
+const LOADABLE_TYPES = new Map<number, { dtype: GgufTensorDtype; bytes: (n: number) => number; blockSize: number }>([
+  [GGMLQuantizationType.F32, { dtype: 'f32', bytes: (n) => n * 4, blockSize: 1 }],
+  [GGMLQuantizationType.F16, { dtype: 'f16', bytes: (n) => n * 2, blockSize: 1 }],
+  [GGMLQuantizationType.BF16, { dtype: 'bf16', bytes: (n) => n * 2, blockSize: 1 }],
+  // Q8_0 block: f16 scale d, then 32 × int8 q; value = d * q.
+  [GGMLQuantizationType.Q8_0, { dtype: 'q8_0', bytes: (n) => (n / 32) * 34, blockSize: 32 }],
+]);
+
+const GLOBAL_NAMES: Record<string, string> = {
+  'token_embd.weight': 'model.embed_tokens.weight',
+  'output_norm.weight': 'model.norm.weight',
+  'output.weight': 'lm_head.weight',
+};
+const BLOCK_NAMES: Record<string, string> = {
+  'attn_norm.weight': 'input_layernorm.weight',
+  'attn_q.weight': 'self_attn.q_proj.weight',
+  'attn_q.bias': 'self_attn.q_proj.bias',
+  'attn_k.weight': 'self_attn.k_proj.weight',
+  'attn_k.bias': 'self_attn.k_proj.bias',
+  'attn_v.weight': 'self_attn.v_proj.weight',
+  'attn_v.bias': 'self_attn.v_proj.bias',
+  'attn_output.weight': 'self_attn.o_proj.weight',
+  'ffn_norm.weight': 'post_attention_layernorm.weight',
+  'ffn_gate.weight': 'mlp.gate_proj.weight',
+  'ffn_up.weight': 'mlp.up_proj.weight',
+  'ffn_down.weight': 'mlp.down_proj.weight',
+};
+
+/** llama.cpp tensor name → HF name, or null if it is not a Llama-family tensor we know. */
+export function ggufToHfTensorName(name: string): string | null {
+  const global = GLOBAL_NAMES[name];
+  if (global !== undefined) return global;
+  const m = /^blk\.(\d+)\.(.+)$/.exec(name);
+  if (m === null) return null;
+  const local = BLOCK_NAMES[m[2]];
+  return local === undefined ? null : `model.layers.${m[1]}.${local}`;
+}
+
+/**
+ * Undoes convert_hf_to_gguf.py's `permute`: GGUF row h·hd + 2i + t holds HF row h·hd + t·hd/2 + i
+ * (t ∈ {0,1}, i < hd/2), i.e. interleaved RoPE pairs back to rotate_half halves. `data` is (nHeads·hd, rowLen).
+ */
+export function unpermuteQkRows(data: Float32Array, nHeads: number, headDim: number, rowLen: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const half = headDim / 2;
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < half; i++) {
+      for (let t = 0; t < 2; t++) {
+        const src = (h * headDim + 2 * i + t) * rowLen;
+        const dst = (h * headDim + t * half + i) * rowLen;
+        out.set(data.subarray(src, src + rowLen), dst);
+      }
+    }
+  }
+  return out;
+}
+
+/** The forward direction (HF → GGUF), as convert_hf_to_gguf.py applies it; the inverse of unpermuteQkRows. */
+export function permuteQkRows(data: Float32Array, nHeads: number, headDim: number, rowLen: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const half = headDim / 2;
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < half; i++) {
+      for (let t = 0; t < 2; t++) {
+        const dst = (h * headDim + 2 * i + t) * rowLen;
+        const src = (h * headDim + t * half + i) * rowLen;
+        out.set(data.subarray(src, src + rowLen), dst);
+      }
+    }
+  }
+  return out;
+}
+
+/** Reads a GGUF file's header, hyperparameters, vocabulary metadata and every tensor. */
+export async function readGguf(file: string): Promise<GgufModel> {
+  const fh = await openForRead(file);
+  try {
+    return await readGgufFrom(fh, file);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
+  const header = await parseGgufHeader(fh, file);
+  const meta = header.metadata;
+  const fail = (message: string): never => {
+    throw new ModelLoadError(message, file);
+  };
+
+  const ggufArch = meta.get('general.architecture');
+  if (typeof ggufArch !== 'string') return fail('GGUF has no general.architecture');
+  const arch = ARCHITECTURES[ggufArch];
+  if (arch === undefined) {
+    return fail(
+      `unsupported GGUF architecture "${ggufArch}"; Flywheel serves Llama-family models (general.architecture llama or qwen2)`,
+    );
+  }
+
+  const num = (key: string, fallback?: number): number => {
+    const v = meta.get(`${ggufArch}.${key}`);
+    if (typeof v === 'number' && Number.isFinite(v)) return v;
+    if (typeof v === 'bigint' && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+    if (v === undefined && fallback !== undefined) return fallback;
+    return fail(`GGUF metadata ${ggufArch}.${key} is ${v === undefined ? 'missing' : `not a number (${String(v)})`}`);
+  };
+
+  const infos = new Map<string, GgufTensorInfo>();
+  for (const info of header.tensors) {
+    if (infos.has(info.name)) fail(`tensor "${info.name}" appears twice`);
+    infos.set(info.name, info);
+  }
+  if (infos.has('rope_freqs.weight')) {
+    fail('GGUF has rope_freqs.weight (llama3-style RoPE frequency factors); Flywheel reads llama3 rope scaling only from config.json');
+  }
+  const scalingType = meta.get(`${ggufArch}.rope.scaling.type`);
+  if (scalingType !== undefined && scalingType !== 'none') fail(`unsupported GGUF rope scaling type "${String(scalingType)}"`);
+
+  const embd = infos.get('token_embd.weight') ?? fail('GGUF has no token_embd.weight');
+  const hiddenSize = num('embedding_length');
+  const numHeads = num('attention.head_count');
+  const numKvHeads = num('attention.head_count_kv', numHeads);
+  const headDim = num('attention.key_length', hiddenSize / numHeads);
+  const ropeDims = num('rope.dimension_count', headDim);
+  if (ropeDims !== headDim) fail(`rope.dimension_count ${ropeDims} differs from head_dim ${headDim}; partial RoPE is unsupported`);
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) fail(`head_dim ${headDim} must be an even integer`);
+
+  const spec: ModelSpec = {
+    vocabSize: num('vocab_size', embd.dims[1] ?? 0),
+    hiddenSize,
+    intermediateSize: num('feed_forward_length'),
+    numLayers: num('block_count'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: shortestF32(num('attention.layer_norm_rms_epsilon')),
+    ropeTheta: shortestF32(num('rope.freq_base', 10000)),
+    ropeScaling: null,
+    tieWordEmbeddings: !infos.has('output.weight'),
+    attentionBias: infos.has('blk.0.attn_q.bias'),
+    maxPositionEmbeddings: num('context_length'),
+  };
+
+  checkTensorRanges(header, file);
+  const tensors = new Map<string, ShapedTensor>();
+  const tensorDtypes = new Map<string, GgufTensorDtype>();
+  for (const [ggufName, info] of infos) {
+    const hfName = ggufToHfTensorName(ggufName) ?? fail(`unknown tensor "${ggufName}" for a Llama-family model`);
+    const data = await readGgufTensor(fh, file, info, header.dataOffset);
+    // GGUF dims run fastest-first (ne[0] = in_features); HF shapes run slowest-first.
+    const shape = [...info.dims].reverse();
+    let hfData = data;
+    if (arch.permutedQk && /self_attn\.[qk]_proj\./.test(hfName)) {
+      const heads = hfName.includes('.q_proj.') ? spec.numHeads : spec.numKvHeads;
+      if (shape[0] !== heads * headDim) fail(`tensor "${ggufName}" has ${shape[0]} rows, expected ${heads} heads × ${headDim}`);
+      hfData = unpermuteQkRows(data, heads, headDim, shape.length === 2 ? shape[1] : 1);
+    }
+    tensors.set(hfName, { shape, data: hfData });
+    tensorDtypes.set(hfName, loadableType(info, file).dtype);
+  }
+
+  // llama.cpp's llama2.c converter (and some others) store the tied classifier as a second copy; keep it tied.
+  const head = tensors.get('lm_head.weight');
+  const embed = tensors.get('model.embed_tokens.weight');
+  if (head !== undefined && embed !== undefined && sameContents(head.data, embed.data)) {
+    tensors.delete('lm_head.weight');
+    tensorDtypes.delete('lm_head.weight');
+    spec.tieWordEmbeddings = true;
+  }
+
+  const weights = buildWeightMap(tensors, { spec, scoreLabels: null }, file);
+  const name = meta.get('general.name');
+  return {
+    file,
+    architecture: arch.hf,
+    ggufArchitecture: ggufArch,
+    name: typeof name === 'string' ? name : null,
+    spec,
+    weights,
+    tensorDtypes,
+    vocab: readVocab(meta),
+  };
+}
+
+function loadableType(info: GgufTensorInfo, file: string) {
+  const kind = LOADABLE_TYPES.get(info.type);
+  if (kind === undefined) {
+    const typeName = GGMLQuantizationType[info.type] ?? `type ${info.type}`;
+    throw new ModelLoadError(`tensor "${info.name}" has GGML type ${typeName}; Flywheel loads F32, F16, BF16 and Q8_0`, file);
+  }
+  return kind;
+}
+
+/** Every tensor's bytes must lie inside the file and not overlap another's. */
+function checkTensorRanges(header: GgufHeader, file: string): void {
+  const ranges = header.tensors.map((info) => {
+    const kind = loadableType(info, file);
+    const n = info.dims.reduce((a, b) => a * b, 1);
+    if (!Number.isSafeInteger(n)) throw new ModelLoadError(`tensor "${info.name}" has an impossible shape`, file);
+    if (info.dims[0] % kind.blockSize !== 0) {
+      throw new ModelLoadError(`tensor "${info.name}" (${kind.dtype}) has ne[0] ${info.dims[0]}, not a multiple of ${kind.blockSize}`, file);
+    }
+    const begin = header.dataOffset + info.offset;
+    const end = begin + kind.bytes(n);
+    if (end > header.fileSize) {
+      throw new ModelLoadError(
+        `tensor "${info.name}" needs bytes ${begin}..${end} but the file is ${header.fileSize} bytes (truncated?)`,
+        file,
+      );
+    }
+    return { name: info.name, begin, end };
+  });
+  ranges.sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < ranges.length; i++) {
+    if (ranges[i].begin < ranges[i - 1].end) {
+      throw new ModelLoadError(`tensors "${ranges[i - 1].name}" and "${ranges[i].name}" overlap`, file);
+    }
+  }
+}
+
+async function readGgufTensor(fh: FileHandle, file: string, info: GgufTensorInfo, dataOffset: number): Promise<Float32Array> {
+  const kind = loadableType(info, file);
+  const n = info.dims.reduce((a, b) => a * b, 1);
+  const bytes = await readExactly(fh, file, dataOffset + info.offset, kind.bytes(n));
+  switch (kind.dtype) {
+    case 'f32':
+      return new Float32Array(bytes.buffer, 0, n);
+    case 'f16':
+      return f16ArrayToF32(new Uint16Array(bytes.buffer, 0, n));
+    case 'bf16':
+      return bf16ArrayToF32(new Uint16Array(bytes.buffer, 0, n));
+    case 'q8_0':
+      return dequantizeQ8_0(bytes, n);
+  }
+}
+
+/** (n/32 blocks × 34 bytes) → (n) f32: each block is an f16 scale then 32 signed bytes. */
+export function dequantizeQ8_0(bytes: Uint8Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let b = 0; b < n / 32; b++) {
+    const d = f16BitsToF32(view.getUint16(b * 34, true));
+    for (let j = 0; j < 32; j++) out[b * 32 + j] = d * view.getInt8(b * 34 + 2 + j);
+  }
+  return out;
+}
+
+/** GGUF stores these as f32; report the shortest decimal that is the same f32 (1e-5, not 9.99999974e-6). */
+function shortestF32(x: number): number {
+  for (let p = 1; p <= 9; p++) {
+    const candidate = Number(x.toPrecision(p));
+    if (Math.fround(candidate) === Math.fround(x)) return candidate;
+  }
+  return x;
+}
+
+function sameContents(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
+  return true;
+}
+
+function readVocab(meta: ReadonlyMap<string, GgufValue>): GgufVocab | null {
+  const model = meta.get('tokenizer.ggml.model');
+  const tokens = meta.get('tokenizer.ggml.tokens');
+  if (typeof model !== 'string' || !Array.isArray(tokens)) return null;
+  const numbers = (key: string): number[] | null => {
+    const v = meta.get(key);
+    return Array.isArray(v) ? v.map(Number) : null;
+  };
+  const id = (key: string): number | null => {
+    const v = meta.get(key);
+    // 0xFFFFFFFF is llama.cpp's "no such token".
+    return (typeof v === 'number' || typeof v === 'bigint') && Number(v) !== 0xffffffff ? Number(v) : null;
+  };
+  const merges = meta.get('tokenizer.ggml.merges');
+  const addBos = meta.get('tokenizer.ggml.add_bos_token');
+  const chatTemplate = meta.get('tokenizer.chat_template');
+  return {
+    model,
+    tokens: tokens.map(String),
+    scores: numbers('tokenizer.ggml.scores'),
+    tokenTypes: numbers('tokenizer.ggml.token_type'),
+    merges: Array.isArray(merges) ? merges.map(String) : null,
+    bosTokenId: id('tokenizer.ggml.bos_token_id'),
+    eosTokenId: id('tokenizer.ggml.eos_token_id'),
+    unkTokenId: id('tokenizer.ggml.unknown_token_id'),
+    padTokenId: id('tokenizer.ggml.padding_token_id'),
+    addBosToken: typeof addBos === 'boolean' ? addBos : null,
+    chatTemplate: typeof chatTemplate === 'string' ? chatTemplate : null,
+  };
+}

@@ -1,0 +1,238 @@
+/**
+ * The zod schema of a Hugging Face `config.json` for the Llama family (Llama, Qwen2, Mistral, and Llama
+ * reward models as LlamaForSequenceClassification), and its translation into the engine's `ModelSpec`.
+ * Defaults follow transformers' LlamaConfig / Qwen2Config / MistralConfig. It reads no files and knows
+ * nothing about weights; anything the engine cannot run (other RoPE types, MLP bias, ...) is rejected here.
+ */
+import { z } from 'zod';
+import type { Llama3RopeScaling, ModelSpec } from '@flywheel/kernels';
+import { ModelLoadError } from './model-load.error';
+
+export const SUPPORTED_ARCHITECTURES = [
+  'LlamaForCausalLM',
+  'Qwen2ForCausalLM',
+  'MistralForCausalLM',
+  'LlamaForSequenceClassification',
+] as const;
+export type SupportedArchitecture = (typeof SUPPORTED_ARCHITECTURES)[number];
+
+const CAUSAL_LM_ARCHITECTURES = 'LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM';
+
+const MODEL_TYPE_TO_ARCHITECTURE: Record<string, SupportedArchitecture> = {
+  llama: 'LlamaForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  mistral: 'MistralForCausalLM',
+};
+
+const positiveInt = z.int().positive();
+const tokenIdOrList = z.union([z.int().nonnegative(), z.array(z.int().nonnegative())]).nullish();
+
+/** `rope_scaling` (transformers ≤ 4) or `rope_parameters` (transformers 5); `type` is the pre-4.45 spelling. */
+const ropeParametersSchema = z.looseObject({
+  rope_type: z.string().optional(),
+  type: z.string().optional(),
+  rope_theta: z.number().positive().optional(),
+  factor: z.number().positive().optional(),
+  low_freq_factor: z.number().positive().optional(),
+  high_freq_factor: z.number().positive().optional(),
+  original_max_position_embeddings: positiveInt.optional(),
+});
+
+export const hfModelConfigSchema = z.looseObject({
+  architectures: z.array(z.string()).min(1).nullish(),
+  model_type: z.string().optional(),
+  vocab_size: positiveInt,
+  hidden_size: positiveInt,
+  intermediate_size: positiveInt,
+  num_hidden_layers: positiveInt,
+  num_attention_heads: positiveInt,
+  num_key_value_heads: positiveInt.nullish(),
+  head_dim: positiveInt.nullish(),
+  hidden_act: z.string().optional(),
+  max_position_embeddings: positiveInt.optional(),
+  rms_norm_eps: z.number().positive().optional(),
+  rope_theta: z.number().positive().optional(),
+  rope_scaling: ropeParametersSchema.nullish(),
+  rope_parameters: ropeParametersSchema.nullish(),
+  partial_rotary_factor: z.number().optional(),
+  tie_word_embeddings: z.boolean().optional(),
+  attention_bias: z.boolean().optional(),
+  mlp_bias: z.boolean().optional(),
+  use_sliding_window: z.boolean().optional(),
+  sliding_window: positiveInt.nullish(),
+  bos_token_id: tokenIdOrList,
+  eos_token_id: tokenIdOrList,
+  pad_token_id: tokenIdOrList,
+  torch_dtype: z.string().nullish(),
+  dtype: z.string().nullish(),
+  num_labels: positiveInt.optional(),
+  id2label: z.record(z.string(), z.string()).optional(),
+});
+export type HfModelConfigJson = z.infer<typeof hfModelConfigSchema>;
+
+/** What the loaders need from config.json beyond the ModelSpec. */
+export interface ModelConfig {
+  architecture: SupportedArchitecture;
+  spec: ModelSpec;
+  bosTokenId: number | null;
+  /** config.json's eos_token_id as a list (may be empty); generation_config.json can override it. */
+  eosTokenIds: number[];
+  padTokenId: number | null;
+  /** `torch_dtype` (or transformers 5 `dtype`) as written, e.g. "bfloat16"; null when absent. */
+  torchDtype: string | null;
+  /** Outputs of the score head for LlamaForSequenceClassification; null for causal LMs. */
+  numLabels: number | null;
+  /**
+   * Sliding-window attention span when the config enables it (Mistral v0.1, Qwen2 with use_sliding_window);
+   * the engine's ModelSpec has no such field, so callers that serve past this length must know.
+   */
+  slidingWindow: number | null;
+}
+
+/** Per-family defaults from transformers (LlamaConfig, Qwen2Config, MistralConfig `__init__`). */
+const FAMILY_DEFAULTS: Record<SupportedArchitecture, { maxPositionEmbeddings: number; rmsNormEps: number }> = {
+  LlamaForCausalLM: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6 },
+  LlamaForSequenceClassification: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6 },
+  Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6 },
+};
+
+/** Parses config.json content into a validated ModelConfig; `file` only labels errors. */
+export function parseModelConfig(json: unknown, file: string | null = null): ModelConfig {
+  const parsed = hfModelConfigSchema.safeParse(json);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new ModelLoadError(`invalid config.json: ${issues}`, file);
+  }
+  const c = parsed.data;
+  const fail = (message: string): never => {
+    throw new ModelLoadError(message, file);
+  };
+
+  const architecture = resolveArchitecture(c, fail);
+  const defaults = FAMILY_DEFAULTS[architecture];
+  const isQwen2 = architecture === 'Qwen2ForCausalLM';
+
+  if (c.hidden_act !== undefined && c.hidden_act !== 'silu') {
+    fail(`unsupported hidden_act "${c.hidden_act}"; Flywheel's SwiGLU MLP needs "silu"`);
+  }
+  if (c.mlp_bias === true) fail('unsupported mlp_bias: true; Flywheel MLPs have no bias');
+  if (c.partial_rotary_factor !== undefined && c.partial_rotary_factor !== 1) {
+    fail(`unsupported partial_rotary_factor ${c.partial_rotary_factor}; RoPE must cover the whole head`);
+  }
+
+  const numHeads = c.num_attention_heads;
+  const numKvHeads = c.num_key_value_heads ?? numHeads;
+  if (numHeads % numKvHeads !== 0) {
+    fail(`num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  }
+  if (c.head_dim == null && c.hidden_size % numHeads !== 0) {
+    fail(`hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${numHeads} and head_dim is absent`);
+  }
+  const headDim = c.head_dim ?? c.hidden_size / numHeads;
+  if (headDim % 2 !== 0) fail(`head_dim ${headDim} is odd; RoPE needs an even head_dim`);
+
+  const rope = c.rope_parameters ?? c.rope_scaling ?? null;
+  const ropeTheta = c.rope_theta ?? c.rope_parameters?.rope_theta ?? 10000;
+  const ropeScaling = parseRopeScaling(rope, fail);
+
+  const slidingWindow =
+    (isQwen2 ? c.use_sliding_window === true : architecture === 'MistralForCausalLM') && c.sliding_window != null
+      ? c.sliding_window
+      : null;
+
+  const spec: ModelSpec = {
+    vocabSize: c.vocab_size,
+    hiddenSize: c.hidden_size,
+    intermediateSize: c.intermediate_size,
+    numLayers: c.num_hidden_layers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: c.rms_norm_eps ?? defaults.rmsNormEps,
+    ropeTheta,
+    ropeScaling,
+    // LlamaConfig, Qwen2Config and MistralConfig all default tie_word_embeddings to false.
+    tieWordEmbeddings: c.tie_word_embeddings ?? false,
+    // Qwen2Attention hard-codes bias=True on q/k/v and ignores attention_bias.
+    attentionBias: isQwen2 ? true : (c.attention_bias ?? false),
+    maxPositionEmbeddings: c.max_position_embeddings ?? defaults.maxPositionEmbeddings,
+  };
+
+  return {
+    architecture,
+    spec,
+    bosTokenId: firstId(c.bos_token_id),
+    eosTokenIds: idList(c.eos_token_id),
+    padTokenId: firstId(c.pad_token_id),
+    torchDtype: c.torch_dtype ?? c.dtype ?? null,
+    numLabels:
+      architecture === 'LlamaForSequenceClassification'
+        ? (c.num_labels ?? (c.id2label ? Object.keys(c.id2label).length : 2))
+        : null,
+    slidingWindow,
+  };
+}
+
+/** Shorthand when only the ModelSpec is wanted. */
+export function modelSpecFromConfig(json: unknown, file: string | null = null): ModelSpec {
+  return parseModelConfig(json, file).spec;
+}
+
+function resolveArchitecture(c: HfModelConfigJson, fail: (m: string) => never): SupportedArchitecture {
+  const listed = c.architectures ?? [];
+  if (listed.length > 1) fail(`config.json lists several architectures (${listed.join(', ')}); expected one`);
+  const name = listed[0] ?? (c.model_type !== undefined ? MODEL_TYPE_TO_ARCHITECTURE[c.model_type] : undefined);
+  if (name === undefined) {
+    return fail(
+      `cannot tell the architecture: no "architectures" and model_type ${JSON.stringify(c.model_type)}; ` +
+        `Flywheel serves Llama-family models (${CAUSAL_LM_ARCHITECTURES})`,
+    );
+  }
+  const supported = SUPPORTED_ARCHITECTURES.find((a) => a === name);
+  if (supported === undefined) {
+    return fail(`unsupported architecture ${name}; Flywheel serves Llama-family models (${CAUSAL_LM_ARCHITECTURES})`);
+  }
+  return supported;
+}
+
+function parseRopeScaling(
+  rope: z.infer<typeof ropeParametersSchema> | null,
+  fail: (m: string) => never,
+): Llama3RopeScaling | null {
+  if (rope === null) return null;
+  const type = rope.rope_type ?? rope.type ?? 'default';
+  if (type === 'default') return null;
+  if (type !== 'llama3') {
+    return fail(`unsupported rope_scaling type "${type}"; Flywheel supports plain RoPE and "llama3" scaling`);
+  }
+  const { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } = rope;
+  if (
+    factor === undefined ||
+    low_freq_factor === undefined ||
+    high_freq_factor === undefined ||
+    original_max_position_embeddings === undefined
+  ) {
+    return fail(
+      'rope_scaling "llama3" needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings',
+    );
+  }
+  if (high_freq_factor <= low_freq_factor) {
+    fail(`rope_scaling "llama3": high_freq_factor ${high_freq_factor} must exceed low_freq_factor ${low_freq_factor}`);
+  }
+  return {
+    factor,
+    lowFreqFactor: low_freq_factor,
+    highFreqFactor: high_freq_factor,
+    originalMaxPositionEmbeddings: original_max_position_embeddings,
+  };
+}
+
+function idList(v: number | number[] | null | undefined): number[] {
+  if (v == null) return [];
+  return Array.isArray(v) ? [...v] : [v];
+}
+
+function firstId(v: number | number[] | null | undefined): number | null {
+  return idList(v)[0] ?? null;
+}

@@ -1,0 +1,86 @@
+/**
+ * Specs of the tokenizer loader on stories260K-hf: encode/decode, chat template rendering and tokenization, and
+ * clear errors for missing templates and broken files (copies in os.tmpdir()).
+ */
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { ModelLoadError } from './model-load.error';
+import { sharedModelsDir } from './model-files.testing';
+import { loadTokenizer } from './tokenizer.loader';
+
+describe('tokenizer loader', () => {
+  const dir = () => path.join(sharedModelsDir(), 'stories260K-hf');
+
+  it('encodes "Once upon a time" with and without BOS', async () => {
+    const tokenizer = await loadTokenizer(dir());
+    expect(tokenizer.encode('Once upon a time')).toEqual([1, 403, 407, 261, 378]);
+    expect(tokenizer.encode('Once upon a time', { addSpecialTokens: false })).toEqual([403, 407, 261, 378]);
+    expect(tokenizer.bosTokenId).toBe(1);
+    expect(tokenizer.eosTokenId).toBe(2);
+    expect(tokenizer.vocabSize).toBe(512);
+  });
+
+  it('decodes back to the text, with or without the special tokens', async () => {
+    const tokenizer = await loadTokenizer(dir());
+    for (const text of ['Once upon a time', 'Lily said, "Hi!"\nTim  ran.', 'café 日本語 🙂']) {
+      expect(tokenizer.decode(tokenizer.encode(text), { skipSpecialTokens: true })).toBe(text);
+      expect(tokenizer.decode(tokenizer.encode(text, { addSpecialTokens: false }))).toBe(text);
+    }
+    expect(tokenizer.decode([1, 403, 407, 261, 378])).toBe('<s> Once upon a time');
+  });
+
+  it('renders the chat template and tokenizes it without a second BOS', async () => {
+    const tokenizer = await loadTokenizer(dir());
+    const messages = [{ role: 'user', content: 'Tell me a story.' }];
+    expect(tokenizer.renderChat(messages, { addGenerationPrompt: true })).toBe('<s><|user|>\nTell me a story.\n<|assistant|>\n');
+    expect(tokenizer.renderChat(messages)).toBe('<s><|user|>\nTell me a story.\n');
+    const ids = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+    expect(ids[0]).toBe(1);
+    expect(ids.filter((id) => id === 1)).toHaveLength(1);
+    // As with HF's Llama tokenizers, text after a special token gets its own "▁" (id 410) from the Prepend normalizer.
+    expect(ids.slice(0, 4)).toEqual([1, 410, 504, 506]);
+    expect(ids).toHaveLength(33);
+    expect(tokenizer.decode(ids, { skipSpecialTokens: true })).toBe('<|user|>\nTell me a story.\n<|assistant|>\n');
+  });
+
+  describe('with tokenizer files in a temporary folder', () => {
+    let tmp: string;
+    beforeEach(() => {
+      tmp = mkdtempSync(path.join(tmpdir(), 'flywheel-tokenizer-'));
+      copyFileSync(path.join(dir(), 'tokenizer.json'), path.join(tmp, 'tokenizer.json'));
+    });
+    afterEach(() => rmSync(tmp, { recursive: true, force: true }));
+    const writeConfig = (patch: Record<string, unknown>) => {
+      const config = JSON.parse(readFileSync(path.join(dir(), 'tokenizer_config.json'), 'utf8'));
+      writeFileSync(path.join(tmp, 'tokenizer_config.json'), JSON.stringify({ ...config, ...patch }));
+    };
+
+    it('says clearly when the model has no chat template', async () => {
+      writeConfig({ chat_template: undefined });
+      const tokenizer = await loadTokenizer(tmp);
+      expect(tokenizer.chatTemplate).toBeNull();
+      expect(() => tokenizer.applyChatTemplate([{ role: 'user', content: 'hi' }])).toThrow(ModelLoadError);
+      expect(() => tokenizer.renderChat([{ role: 'user', content: 'hi' }])).toThrow(/this model has no chat template/);
+    });
+
+    it('prefers chat_template.jinja and passes eos_token to templates', async () => {
+      writeConfig({});
+      writeFileSync(path.join(tmp, 'chat_template.jinja'), '{% for m in messages %}[{{ m.role }}]{{ m.content }}{{ eos_token }}{% endfor %}');
+      const tokenizer = await loadTokenizer(tmp);
+      expect(tokenizer.renderChat([{ role: 'user', content: 'hi' }])).toBe('[user]hi</s>');
+    });
+
+    it('rejects a template that does not parse at load time', async () => {
+      writeConfig({ chat_template: '{% for m in messages %}' });
+      await expect(loadTokenizer(tmp)).rejects.toThrow(/chat template does not parse/);
+    });
+
+    it('names the missing or broken tokenizer file', async () => {
+      writeFileSync(path.join(tmp, 'tokenizer.json'), '{"model": ');
+      await expect(loadTokenizer(tmp)).rejects.toThrow(`${path.join(tmp, 'tokenizer.json')}: not valid JSON`);
+      rmSync(path.join(tmp, 'tokenizer.json'));
+      await expect(loadTokenizer(tmp)).rejects.toThrow(/tokenizer\.json: cannot read \(ENOENT\)/);
+    });
+  });
+});

@@ -1,0 +1,200 @@
+/**
+ * Loads a Hugging Face tokenizer (`tokenizer.json` + `tokenizer_config.json`) with @huggingface/tokenizers and
+ * its chat template (tokenizer_config `chat_template`, or `chat_template.jinja` / `chat_template.json`) with
+ * @huggingface/jinja, and applies the template the way transformers' apply_chat_template does.
+ * It does not build tokenizers from GGUF metadata, and it holds no generation defaults (generation-config.schema).
+ */
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { Template } from '@huggingface/jinja';
+import { z } from 'zod';
+import { errorReason, ModelLoadError } from './model-load.error';
+import { isFile, readJsonFile } from './checkpoint-file.io';
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+export interface ChatTemplateOptions {
+  /** Append the assistant turn opener so the model answers next (transformers' add_generation_prompt). */
+  addGenerationPrompt?: boolean;
+  /** Extra variables some templates read (tools, documents, date_string, ...). */
+  variables?: Record<string, unknown>;
+}
+
+/** Special token strings a template may reference, as transformers passes them. */
+export interface SpecialTokenStrings {
+  bos_token: string | null;
+  eos_token: string | null;
+  unk_token: string | null;
+  pad_token: string | null;
+}
+
+/** A compiled chat template. Parse errors surface at load time, not at the first request. */
+export class ChatTemplate {
+  private readonly template: Template;
+
+  constructor(
+    readonly source: string,
+    private readonly specialTokens: SpecialTokenStrings,
+    file: string | null = null,
+  ) {
+    try {
+      this.template = new Template(source);
+    } catch (err) {
+      throw new ModelLoadError(`chat template does not parse (${errorReason(err)})`, file, { cause: err });
+    }
+  }
+
+  render(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
+    return this.template.render({
+      ...this.specialTokens,
+      ...options.variables,
+      messages,
+      add_generation_prompt: options.addGenerationPrompt ?? false,
+    });
+  }
+}
+
+const tokenStringSchema = z.union([z.string(), z.looseObject({ content: z.string() })]).nullish();
+const tokenizerConfigSchema = z.looseObject({
+  bos_token: tokenStringSchema,
+  eos_token: tokenStringSchema,
+  unk_token: tokenStringSchema,
+  pad_token: tokenStringSchema,
+  add_bos_token: z.boolean().optional(),
+  add_eos_token: z.boolean().optional(),
+  model_max_length: z.number().optional(),
+  chat_template: z
+    .union([z.string(), z.array(z.looseObject({ name: z.string(), template: z.string() }))])
+    .nullish(),
+});
+
+export class ModelTokenizer {
+  readonly bosTokenId: number | null;
+  readonly eosTokenId: number | null;
+  readonly padTokenId: number | null;
+  readonly vocabSize: number;
+
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    readonly specialTokens: SpecialTokenStrings,
+    /** Null when the checkpoint ships no chat template. */
+    readonly chatTemplate: ChatTemplate | null,
+    /** Where the tokenizer came from, for error messages. */
+    readonly dir: string,
+  ) {
+    const idOf = (token: string | null) => (token === null ? null : (tokenizer.token_to_id(token) ?? null));
+    this.bosTokenId = idOf(specialTokens.bos_token);
+    this.eosTokenId = idOf(specialTokens.eos_token);
+    this.padTokenId = idOf(specialTokens.pad_token);
+    this.vocabSize = tokenizer.get_vocab(true).size;
+  }
+
+  /** Token ids of `text`; with special tokens (the default) the post-processor adds e.g. BOS, as HF's encode. */
+  encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    return this.tokenizer.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
+  }
+
+  tokenToId(token: string): number | null {
+    return this.tokenizer.token_to_id(token) ?? null;
+  }
+
+  idToToken(id: number): string | null {
+    return this.tokenizer.id_to_token(id) ?? null;
+  }
+
+  /** The rendered prompt text for `messages`; throws when the checkpoint has no chat template. */
+  renderChat(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
+    if (this.chatTemplate === null) {
+      throw new ModelLoadError(
+        'this model has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); ' +
+          'send a plain completion prompt instead',
+        this.dir,
+      );
+    }
+    return this.chatTemplate.render(messages, options);
+  }
+
+  /**
+   * Prompt token ids for `messages`. The template already writes BOS and friends, so the rendered text is
+   * tokenized without special tokens, as transformers' apply_chat_template does (no second BOS).
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): number[] {
+    return this.encode(this.renderChat(messages, options), { addSpecialTokens: false });
+  }
+}
+
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+
+/** Loads `tokenizer.json`, `tokenizer_config.json` and the chat template from an HF checkpoint directory. */
+export async function loadTokenizer(dir: string): Promise<ModelTokenizer> {
+  const tokenizerFile = path.join(dir, TOKENIZER_FILE);
+  const configFile = path.join(dir, TOKENIZER_CONFIG_FILE);
+  const tokenizerJson = await readJsonFile(tokenizerFile);
+  const configJson = (await isFile(configFile)) ? await readJsonFile(configFile) : {};
+  const parsed = tokenizerConfigSchema.safeParse(configJson);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ModelLoadError(`invalid tokenizer config (${issue.path.join('.')}: ${issue.message})`, configFile);
+  }
+  const config = parsed.data;
+  if (!isObject(tokenizerJson)) throw new ModelLoadError('tokenizer.json is not a JSON object', tokenizerFile);
+  if (!isObject(configJson)) throw new ModelLoadError('tokenizer_config.json is not a JSON object', configFile);
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(tokenizerJson, configJson);
+  } catch (err) {
+    throw new ModelLoadError(`cannot build the tokenizer (${errorReason(err)})`, tokenizerFile, { cause: err });
+  }
+  const tokenString = (v: z.infer<typeof tokenStringSchema>) => (v == null ? null : typeof v === 'string' ? v : v.content);
+  const specialTokens: SpecialTokenStrings = {
+    bos_token: tokenString(config.bos_token),
+    eos_token: tokenString(config.eos_token),
+    unk_token: tokenString(config.unk_token),
+    pad_token: tokenString(config.pad_token),
+  };
+  const template = await findChatTemplate(dir, config.chat_template ?? null, configFile);
+  const chatTemplate = template === null ? null : new ChatTemplate(template.source, specialTokens, template.file);
+  return new ModelTokenizer(tokenizer, specialTokens, chatTemplate, dir);
+}
+
+/**
+ * transformers' precedence: `chat_template.jinja`, then `chat_template.json`, then tokenizer_config's
+ * `chat_template` (a string, or a list of named templates of which "default" is used).
+ */
+async function findChatTemplate(
+  dir: string,
+  fromConfig: string | { name: string; template: string }[] | null,
+  configFile: string,
+): Promise<{ source: string; file: string } | null> {
+  const jinjaFile = path.join(dir, 'chat_template.jinja');
+  if (await isFile(jinjaFile)) return { source: await readFile(jinjaFile, 'utf8'), file: jinjaFile };
+  const jsonFile = path.join(dir, 'chat_template.json');
+  if (await isFile(jsonFile)) {
+    const json = z.looseObject({ chat_template: z.string() }).safeParse(await readJsonFile(jsonFile));
+    if (!json.success) throw new ModelLoadError('chat_template.json has no chat_template string', jsonFile);
+    return { source: json.data.chat_template, file: jsonFile };
+  }
+  if (fromConfig === null) return null;
+  if (typeof fromConfig === 'string') return { source: fromConfig, file: configFile };
+  const named = fromConfig.find((t) => t.name === 'default');
+  if (named === undefined) {
+    throw new ModelLoadError(
+      `chat_template lists templates ${fromConfig.map((t) => `"${t.name}"`).join(', ')} but none named "default"`,
+      configFile,
+    );
+  }
+  return { source: named.template, file: configFile };
+}
+
+function isObject(v: unknown): v is object {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
