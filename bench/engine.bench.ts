@@ -1,0 +1,216 @@
+/**
+ * Engine throughput benchmark for a SmolLM2-135M-shaped model with seeded random weights (no checkpoint needed).
+ * Output: ONE JSON object on stdout. With `--dtype f32` or `--dtype bf16` it is
+ *   {"model":"smollm2-135m-shape","dtype":...,"threads":...,"bandwidth_gbps":<triad, same run>,
+ *    "decode":{"1":tok_s,"4":tok_s,"16":tok_s},"prefill_tok_s":<pp512>,"roofline_ratio_batch1":...}
+ * and with `--dtype both` (the default) it is {"f32":{...},"bf16":{...}} holding one such object per dtype.
+ * decode[B]: B sequences each decode 128 tokens after a 16-token prompt; aggregate tok/s of the best window of
+ * 32 steps (shared 2-core boxes are noisy: other processes steal a core for seconds at a time), and
+ * decode_mean[B] the same over all 128 steps. prefill_tok_s: best of 2 runs of one 512-token prefill.
+ * bandwidth_gbps: STREAM triad (best of 5 passes over 3 x 128 MiB) measured just before that dtype's batch-1 run.
+ * roofline_ratio_batch1: weight bytes streamed per second at batch 1 (all matrices incl. LM head, stored dtype;
+ * best window) divided by bandwidth_gbps. Options: --threads N, --decode-tokens N, --prompt N, --prefill N.
+ * Build and run: npx tsc -p tsconfig.build.json && node dist/bench/engine.bench.js --json
+ * This is not a correctness test (see libs/kernels/src/*.spec.ts).
+ */
+import {
+  createKvCache,
+  createModel,
+  expectedWeightShapes,
+  forward,
+  freeCache,
+  freeModel,
+  measureTriadGbps,
+  modelInfo,
+  nativeInfo,
+} from '../libs/kernels/src';
+import type { KvCacheHandle, ModelHandle, ModelSpec, WeightDtype } from '../libs/kernels/src';
+
+const SMOLLM2_135M: ModelSpec = {
+  vocabSize: 49152,
+  hiddenSize: 576,
+  intermediateSize: 1536,
+  numLayers: 30,
+  numHeads: 9,
+  numKvHeads: 3,
+  headDim: 64,
+  rmsNormEps: 1e-5,
+  ropeTheta: 100000,
+  ropeScaling: null,
+  tieWordEmbeddings: true,
+  attentionBias: false,
+  maxPositionEmbeddings: 8192,
+};
+const BLOCK_SIZE = 16;
+const BATCHES = [1, 4, 16];
+
+interface Options {
+  dtypes: WeightDtype[];
+  threads: number | undefined;
+  decodeTokens: number;
+  prompt: number;
+  prefill: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const opts: Options = { dtypes: ['f32', 'bf16'], threads: undefined, decodeTokens: 128, prompt: 16, prefill: 512 };
+  const int = (v: string | undefined, name: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json') continue;
+    else if (a === '--dtype') {
+      const v = argv[++i];
+      if (v === 'both') opts.dtypes = ['f32', 'bf16'];
+      else if (v === 'f32' || v === 'bf16') opts.dtypes = [v];
+      else throw new Error('--dtype must be f32, bf16 or both');
+    } else if (a === '--threads') opts.threads = int(argv[++i], '--threads');
+    else if (a === '--decode-tokens') opts.decodeTokens = int(argv[++i], '--decode-tokens');
+    else if (a === '--prompt') opts.prompt = int(argv[++i], '--prompt');
+    else if (a === '--prefill') opts.prefill = int(argv[++i], '--prefill');
+    else throw new Error(`unknown argument ${a}`);
+  }
+  return opts;
+}
+
+/** Seeded weights: N(0,1)-ish * 1/sqrt(fan_in) for matrices, ~1 for norms. Fast xorshift fill. */
+function randomWeights(spec: ModelSpec, seed: number): Map<string, Float32Array> {
+  let s = seed >>> 0 || 1;
+  const weights = new Map<string, Float32Array>();
+  for (const [name, [rows, cols]] of expectedWeightShapes(spec)) {
+    const a = new Float32Array(rows * cols);
+    const isNorm = cols === 1;
+    const scale = isNorm ? 0.1 : 1.7 / Math.sqrt(cols);
+    for (let i = 0; i < a.length; i++) {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      a[i] = (isNorm ? 1 : 0) + ((s >>> 0) / 4294967296 - 0.5) * scale;
+    }
+    weights.set(name, a);
+  }
+  return weights;
+}
+
+function now(): number {
+  return Number(process.hrtime.bigint()) / 1e9;
+}
+
+const WINDOW = 32;
+
+/**
+ * Runs B sequences: one batched prompt prefill, then `steps` decode steps of B tokens. Returns aggregate tok/s
+ * of the best window of WINDOW steps and over all steps.
+ */
+async function decodeThroughput(
+  model: ModelHandle,
+  cache: KvCacheHandle,
+  B: number,
+  prompt: number,
+  steps: number,
+  maxBlocks: number,
+): Promise<{ best: number; mean: number }> {
+  const vocab = SMOLLM2_135M.vocabSize;
+  const tables = new Int32Array(B * maxBlocks);
+  for (let i = 0; i < tables.length; i++) tables[i] = i; // sequence b owns blocks b*maxBlocks ..
+  let tok = 1;
+  const nextToken = (): number => (tok = (tok * 1103515245 + 12345) % vocab);
+  const T0 = B * prompt;
+  await forward(model, cache, {
+    tokens: Int32Array.from({ length: T0 }, nextToken),
+    positions: Int32Array.from({ length: T0 }, (_, i) => i % prompt),
+    seqIndex: Int32Array.from({ length: T0 }, (_, i) => Math.floor(i / prompt)),
+    blockTables: tables,
+    maxBlocksPerSeq: maxBlocks,
+    logitRows: Int32Array.from({ length: B }, (_, b) => b * prompt + prompt - 1),
+  });
+  const seqIndex = Int32Array.from({ length: B }, (_, b) => b);
+  const logitRows = seqIndex;
+  const started = now();
+  let windowStart = started;
+  let best = 0;
+  for (let step = 0; step < steps; step++) {
+    await forward(model, cache, {
+      tokens: Int32Array.from({ length: B }, nextToken),
+      positions: new Int32Array(B).fill(prompt + step),
+      seqIndex,
+      blockTables: tables,
+      maxBlocksPerSeq: maxBlocks,
+      logitRows,
+    });
+    if ((step + 1) % WINDOW === 0 || step === steps - 1) {
+      const t = now();
+      best = Math.max(best, (B * ((step % WINDOW) + 1)) / (t - windowStart));
+      windowStart = t;
+    }
+  }
+  return { best, mean: (B * steps) / (now() - started) };
+}
+
+async function prefillThroughput(model: ModelHandle, cache: KvCacheHandle, T: number, maxBlocks: number): Promise<number> {
+  const vocab = SMOLLM2_135M.vocabSize;
+  const batch = {
+    tokens: Int32Array.from({ length: T }, (_, i) => (i * 7919 + 13) % vocab),
+    positions: Int32Array.from({ length: T }, (_, i) => i),
+    seqIndex: new Int32Array(T),
+    blockTables: Int32Array.from({ length: maxBlocks }, (_, i) => i),
+    maxBlocksPerSeq: maxBlocks,
+    logitRows: Int32Array.from([T - 1]),
+  };
+  let best = 0;
+  for (let rep = 0; rep < 2; rep++) {
+    const started = now();
+    await forward(model, cache, batch);
+    best = Math.max(best, T / (now() - started));
+  }
+  return best;
+}
+
+const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const spec = SMOLLM2_135M;
+  const weights = randomWeights(spec, 42);
+  const models = opts.dtypes.map((dtype) => ({ dtype, model: createModel(spec, weights, { dtype, threads: opts.threads }) }));
+  weights.clear();
+  const results: Record<string, unknown> = {};
+  for (const { dtype, model } of models) {
+    const info = modelInfo(model);
+    const maxBlocks = Math.ceil(Math.max(opts.prompt + opts.decodeTokens, opts.prefill) / BLOCK_SIZE);
+    const cache = createKvCache(model, maxBlocks * Math.max(...BATCHES), BLOCK_SIZE);
+    const bandwidth = await measureTriadGbps(128 * 1024 * 1024, opts.threads);
+    const decode: Record<string, number> = {};
+    const decodeMean: Record<string, number> = {};
+    for (const B of BATCHES) {
+      const r = await decodeThroughput(model, cache, B, opts.prompt, opts.decodeTokens, maxBlocks);
+      decode[String(B)] = round(r.best);
+      decodeMean[String(B)] = round(r.mean);
+    }
+    const prefill = await prefillThroughput(model, cache, opts.prefill, maxBlocks);
+    results[dtype] = {
+      model: 'smollm2-135m-shape',
+      dtype,
+      threads: info.threads,
+      simd: nativeInfo().simd,
+      bandwidth_gbps: round(bandwidth, 2),
+      decode,
+      decode_mean: decodeMean,
+      prefill_tok_s: round(prefill),
+      roofline_ratio_batch1: round((decode['1'] * info.matmulWeightBytes) / (bandwidth * 1e9), 3),
+      weight_bytes_per_token: info.matmulWeightBytes,
+    };
+    freeCache(cache);
+    freeModel(model);
+  }
+  const out = opts.dtypes.length === 1 ? results[opts.dtypes[0]] : results;
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});

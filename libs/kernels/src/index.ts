@@ -1,0 +1,9 @@
+/**
+ * Public face of @flywheel/kernels: the contract types and the checked functions over the native addon.
+ * The loader's raw binding is deliberately not re-exported.
+ */
+export * from './kernels.types';
+export * from './kernels';
+export { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';
+/** Naive reference kernels, a seeded RNG and random-model weights, for specs and benchmarks elsewhere. */
+export * as kernelsReference from './kernels.reference';

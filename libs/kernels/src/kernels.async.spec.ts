@@ -1,0 +1,75 @@
+// The addon's runtime behaviour: heavy calls run off the JavaScript thread (the event loop keeps serving while a
+// big prefill runs), the FLYWHEEL_NATIVE_PORTABLE switch, and the bandwidth probe.
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+
+import { createKvCache, createModel, expectedWeightShapes, forward, freeCache, freeModel, measureTriadGbps, nativeInfo } from './kernels';
+import { makeRng, randomWeights } from './kernels.reference';
+import type { ModelSpec } from './kernels.types';
+import { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';
+
+jest.setTimeout(60_000);
+
+describe('native addon runtime', () => {
+  it('keeps the event loop responsive while a long forward runs', async () => {
+    const spec: ModelSpec = {
+      vocabSize: 512,
+      hiddenSize: 512,
+      intermediateSize: 1536,
+      numLayers: 4,
+      numHeads: 8,
+      numKvHeads: 2,
+      headDim: 64,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      ropeScaling: null,
+      tieWordEmbeddings: true,
+      attentionBias: false,
+      maxPositionEmbeddings: 4096,
+    };
+    const model = createModel(spec, randomWeights(spec, 5, expectedWeightShapes(spec)), { dtype: 'f32' });
+    const cache = createKvCache(model, 32, 16);
+    const T = 384;
+    const rng = makeRng(8);
+    const batch = {
+      tokens: Int32Array.from({ length: T }, () => Math.floor(rng() * spec.vocabSize)),
+      positions: Int32Array.from({ length: T }, (_, i) => i),
+      seqIndex: new Int32Array(T),
+      blockTables: Int32Array.from({ length: 32 }, (_, i) => 31 - i),
+      maxBlocksPerSeq: 32,
+      logitRows: Int32Array.from([T - 1]),
+    };
+    const started = Date.now();
+    let done = 0;
+    const running = forward(model, cache, batch).then(() => (done = Date.now()));
+    const fired = await new Promise<number>((resolve) => setTimeout(() => resolve(Date.now()), 10));
+    await running;
+    expect(fired - started).toBeLessThan(50);
+    expect(done).toBeGreaterThan(fired); // the timer fired while the forward was still running
+
+    // Freeing handles while a step is in flight is safe: the step keeps the native objects alive.
+    const inFlight = forward(model, cache, { ...batch, tokens: batch.tokens.slice(0, 64), positions: batch.positions.slice(0, 64), seqIndex: batch.seqIndex.slice(0, 64), logitRows: Int32Array.from([63]) });
+    freeCache(cache);
+    freeModel(model);
+    const logits = await inFlight;
+    expect(logits).toHaveLength(spec.vocabSize);
+    expect(logits.every((x) => Number.isFinite(x))).toBe(true);
+  });
+
+  it('FLYWHEEL_NATIVE_PORTABLE=1 selects the portable kernels in a fresh process', () => {
+    const root = findRepoRoot(__dirname);
+    expect(root).not.toBeNull();
+    const addon = path.join(root ?? '.', NATIVE_RELATIVE_PATH);
+    const script = `process.stdout.write(require(${JSON.stringify(addon)}).info().simd)`;
+    const portable = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, FLYWHEEL_NATIVE_PORTABLE: '1' } });
+    expect(portable.stdout.toString()).toBe('portable');
+    const auto = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, FLYWHEEL_NATIVE_PORTABLE: '' } });
+    expect(auto.stdout.toString()).toBe(nativeInfo().avx2Supported ? 'avx2' : 'portable');
+  });
+
+  it('measures a plausible triad bandwidth', async () => {
+    const gbps = await measureTriadGbps(16 * 1024 * 1024);
+    expect(gbps).toBeGreaterThan(0.5);
+    expect(gbps).toBeLessThan(10_000);
+  });
+});

@@ -1,0 +1,205 @@
+// Every single native kernel against its naive reference (kernels.reference.ts), on awkward shapes, through both
+// the AVX2 and the portable paths.
+import { nativeInfo, ops } from './kernels';
+import {
+  bf16Round,
+  gatherPages,
+  makeRng,
+  randomF32,
+  refAttendOne,
+  refMatmul,
+  refRmsnorm,
+  refRope,
+  refSwiglu,
+  relError,
+} from './kernels.reference';
+
+const paths: Array<{ name: string; portable: boolean }> = [{ name: 'portable', portable: true }];
+if (nativeInfo().avx2Supported) paths.unshift({ name: 'avx2', portable: false });
+
+afterAll(() => ops.setForcePortable(false));
+
+function shuffled(n: number, rng: () => number): number[] {
+  const a = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+describe.each(paths)('native kernels ($name path)', ({ portable }) => {
+  beforeAll(() => {
+    expect(ops.setForcePortable(portable)).toBe(portable ? 'portable' : 'avx2');
+  });
+
+  const matmulShapes: Array<[number, number, number]> = [
+    [1, 1, 1],
+    [1, 7, 5],
+    [1, 64, 33],
+    [2, 13, 17],
+    [3, 24, 12],
+    [5, 37, 29],
+    [7, 100, 3],
+    [16, 576, 40],
+    [50, 1100, 26],
+    [61, 9, 130],
+  ];
+  it.each(matmulShapes)('matmul f32 T=%i in=%i out=%i matches the triple loop, with bias and accumulation', (T, n, o) => {
+    const rng = makeRng(T * 1000 + n * 10 + o);
+    const x = randomF32(T * n, rng);
+    const w = randomF32(o * n, rng);
+    const bias = randomF32(o, rng);
+    const init = randomF32(T * o, rng);
+    expect(relError(ops.matmul(x, w, { T, in: n, out: o }), refMatmul(x, w, T, n, o))).toBeLessThan(1e-5);
+    const ref = refMatmul(x, w, T, n, o, bias).map((v, i) => v + init[i]);
+    expect(relError(ops.matmul(x, w, { T, in: n, out: o }, { bias, init }), ref)).toBeLessThan(1e-5);
+  });
+
+  it.each(matmulShapes)('matmul bf16 T=%i in=%i out=%i equals f32 math on bf16-rounded weights', (T, n, o) => {
+    const rng = makeRng(T * 7 + n * 3 + o);
+    const x = randomF32(T * n, rng);
+    const w = randomF32(o * n, rng);
+    const y = ops.matmul(x, w, { T, in: n, out: o }, { dtype: 'bf16' });
+    expect(relError(y, refMatmul(x, bf16Round(w), T, n, o))).toBeLessThan(1e-5);
+  });
+
+  it('rmsnorm matches the reference for odd widths', () => {
+    const rng = makeRng(3);
+    for (const [T, C] of [[1, 1], [1, 576], [5, 37], [19, 8], [20, 100]]) {
+      const x = randomF32(T * C, rng, 3);
+      const w = randomF32(C, rng, 0.5, 1);
+      expect(relError(ops.rmsnorm(x, w, T, C, 1e-5), refRmsnorm(x, w, T, C, 1e-5))).toBeLessThan(1e-5);
+    }
+  });
+
+  it('rope (rotate_half) matches the reference, with and without Llama-3 scaling', () => {
+    const rng = makeRng(4);
+    const scaling = { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 };
+    for (const [H, D] of [[1, 2], [3, 64], [2, 6], [4, 128]]) {
+      const positions = Int32Array.from([0, 1, 7, 33, 500, 4095]);
+      const x = randomF32(positions.length * H * D, rng);
+      for (const s of [null, scaling]) {
+        const y = ops.rope(x, positions, { numHeads: H, headDim: D }, 10000, s);
+        expect(relError(y, refRope(x, positions, H, D, 10000, s))).toBeLessThan(2e-5);
+      }
+    }
+  });
+
+  it('rope scaling changes low frequencies only', () => {
+    const x = randomF32(64, makeRng(5));
+    const pos = Int32Array.from([1000]);
+    const scaling = { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 };
+    const plain = ops.rope(x, pos, { numHeads: 1, headDim: 64 }, 500000, null);
+    const scaled = ops.rope(x, pos, { numHeads: 1, headDim: 64 }, 500000, scaling);
+    expect(scaled[0]).toBeCloseTo(plain[0], 5); // highest frequency untouched
+    expect(Math.abs(scaled[31] - plain[31])).toBeGreaterThan(1e-4);
+  });
+
+  it('swiglu matches silu(gate) * up', () => {
+    const rng = makeRng(6);
+    for (const [T, I] of [[1, 1], [1, 1536], [9, 37], [17, 100]]) {
+      const g = randomF32(T * I, rng, 20);
+      const u = randomF32(T * I, rng, 2);
+      expect(relError(ops.swiglu(g, u, T, I), refSwiglu(g, u))).toBeLessThan(1e-5);
+    }
+  });
+
+  it('embedding gathers rows (f32 exactly, bf16 rounded)', () => {
+    const rng = makeRng(7);
+    const V = 11;
+    const C = 13;
+    const table = randomF32(V * C, rng);
+    const tokens = Int32Array.from([10, 0, 3, 3, 7]);
+    const expected = new Float32Array(tokens.length * C);
+    tokens.forEach((t, i) => expected.set(table.subarray(t * C, (t + 1) * C), i * C));
+    expect(ops.embedding(table, tokens, C)).toEqual(expected);
+    expect(ops.embedding(table, tokens, C, 'bf16')).toEqual(bf16Round(expected));
+  });
+
+  describe('paged attention', () => {
+    const shapes = [
+      { numHeads: 4, numKvHeads: 4, headDim: 8, blockSize: 4 },
+      { numHeads: 6, numKvHeads: 2, headDim: 16, blockSize: 5 },
+      { numHeads: 9, numKvHeads: 3, headDim: 64, blockSize: 16 },
+      { numHeads: 3, numKvHeads: 1, headDim: 12, blockSize: 3 },
+      { numHeads: 2, numKvHeads: 1, headDim: 128, blockSize: 7 },
+    ];
+
+    it.each(shapes)('prefill chunks starting mid-sequence over shuffled blocks: %o', (shape) => {
+      const rng = makeRng(shape.numHeads * 31 + shape.headDim);
+      const numBlocks = 31;
+      const width = shape.numKvHeads * shape.headDim;
+      const kPool = randomF32(numBlocks * shape.blockSize * width, rng, 2);
+      const vPool = randomF32(numBlocks * shape.blockSize * width, rng);
+      const table = Int32Array.from(shuffled(numBlocks, rng));
+      const qd = shape.numHeads * shape.headDim;
+      for (const [start, T] of [[0, 1], [0, 9], [5, 1], [7, 13], [shape.blockSize * 3 - 1, 2 * shape.blockSize + 1], [40, 30]]) {
+        const q = randomF32(T * qd, rng, 2);
+        const out = ops.attentionPrefill(q, kPool, vPool, table, start, shape);
+        const k = gatherPages(kPool, table, start + T, shape.blockSize, width);
+        const v = gatherPages(vPool, table, start + T, shape.blockSize, width);
+        for (let t = 0; t < T; t++) {
+          const ref = refAttendOne(q.subarray(t * qd, (t + 1) * qd), k, v, start + t + 1, shape.numHeads, shape.numKvHeads, shape.headDim);
+          expect(relError(out.subarray(t * qd, (t + 1) * qd), ref)).toBeLessThan(1e-5);
+        }
+      }
+    });
+
+    it.each(shapes)('batched decode, one query per sequence, sequences of different lengths: %o', (shape) => {
+      const rng = makeRng(shape.numKvHeads * 17 + shape.blockSize);
+      const numBlocks = 40;
+      const maxBlocks = 12;
+      const width = shape.numKvHeads * shape.headDim;
+      const kPool = randomF32(numBlocks * shape.blockSize * width, rng, 2);
+      const vPool = randomF32(numBlocks * shape.blockSize * width, rng);
+      const positions = Int32Array.from([0, 1, shape.blockSize - 1, shape.blockSize, 3 * shape.blockSize + 2, maxBlocks * shape.blockSize - 1]);
+      const N = positions.length;
+      const blockIds = shuffled(numBlocks, rng);
+      const tables = new Int32Array(N * maxBlocks).fill(-1);
+      for (let i = 0; i < N; i++) {
+        const need = Math.floor(positions[i] / shape.blockSize) + 1;
+        // Sequences may share blocks (prefix sharing): draw from the shuffled ids with an offset.
+        for (let j = 0; j < need; j++) tables[i * maxBlocks + j] = blockIds[(i * 5 + j) % numBlocks];
+      }
+      const qd = shape.numHeads * shape.headDim;
+      const q = randomF32(N * qd, rng, 2);
+      const out = ops.attentionDecode(q, kPool, vPool, positions, tables, maxBlocks, shape);
+      for (let i = 0; i < N; i++) {
+        const n = positions[i] + 1;
+        const row = tables.subarray(i * maxBlocks, (i + 1) * maxBlocks);
+        const k = gatherPages(kPool, row, n, shape.blockSize, width);
+        const v = gatherPages(vPool, row, n, shape.blockSize, width);
+        const ref = refAttendOne(q.subarray(i * qd, (i + 1) * qd), k, v, n, shape.numHeads, shape.numKvHeads, shape.headDim);
+        expect(relError(out.subarray(i * qd, (i + 1) * qd), ref)).toBeLessThan(1e-5);
+      }
+    });
+  });
+});
+
+describe('portable and avx2 paths', () => {
+  const maybe = nativeInfo().avx2Supported ? it : it.skip;
+  maybe('give the same results on the same inputs', () => {
+    const rng = makeRng(99);
+    const T = 7;
+    const n = 333;
+    const o = 45;
+    const x = randomF32(T * n, rng);
+    const w = randomF32(o * n, rng);
+    const shape = { numHeads: 6, numKvHeads: 2, headDim: 32, blockSize: 16 };
+    const pool = randomF32(10 * 16 * 64, rng);
+    const table = Int32Array.from([3, 9, 0, 4, 1, 2, 5, 6, 7, 8]);
+    const q = randomF32(5 * 192, rng);
+    const run = (): Float32Array[] => [
+      ops.matmul(x, w, { T, in: n, out: o }),
+      ops.matmul(x, w, { T, in: n, out: o }, { dtype: 'bf16' }),
+      ops.attentionPrefill(q, pool, pool, table, 60, shape),
+    ];
+    ops.setForcePortable(false);
+    const fast = run();
+    ops.setForcePortable(true);
+    const portable = run();
+    ops.setForcePortable(false);
+    fast.forEach((f, i) => expect(relError(f, portable[i])).toBeLessThan(1e-5));
+  });
+});

@@ -1,0 +1,37 @@
+# Build of the flywheel_native Node-API addon: kernels (plain C++, portable + AVX2 translation units picked at
+# runtime) and the binding. `node-gyp rebuild --directory native` from the repo root.
+{
+  "targets": [
+    {
+      "target_name": "flywheel_native",
+      "sources": [
+        "src/binding/addon.cpp",
+        "src/kernels/simd.cpp",
+        "src/kernels/thread_pool.cpp",
+        "src/kernels/matmul.cpp",
+        "src/kernels/matmul_avx2.cpp",
+        "src/kernels/rmsnorm.cpp",
+        "src/kernels/rope.cpp",
+        "src/kernels/swiglu.cpp",
+        "src/kernels/swiglu_avx2.cpp",
+        "src/kernels/embedding.cpp",
+        "src/kernels/attention.cpp",
+        "src/kernels/attention_avx2.cpp",
+        "src/kernels/triad.cpp",
+        "src/kernels/model.cpp"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions", "-O2", "-O3"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y", "-std=gnu++20"],
+      "cflags": ["-O3", "-fexceptions"],
+      "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-Wall", "-Wno-unused-function"],
+      "ldflags": ["-pthread"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "OTHER_CPLUSPLUSFLAGS": ["-O3"]
+      }
+    }
+  ]
+}

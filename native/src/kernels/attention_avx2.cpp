@@ -1,0 +1,108 @@
+// AVX2+FMA group kernel for paged attention (contract in attention.cpp, attend_group_portable). Scores are
+// computed eight keys at a time (eight independent FMA chains), softmax uses a vector exp, P@V keeps a 64-wide
+// slice of the output in registers. No STL here (see matmul_avx2.cpp).
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "simd_avx2.h"
+
+void attend_group_avx2(float* out,              // (G, D)
+                       const float* q,          // (G, D)
+                       const float* k_pool,     // (num_blocks, block_size, KVH, D)
+                       const float* v_pool,     // (num_blocks, block_size, KVH, D)
+                       const int32_t* block_table, int n_keys, int kv_head, AttentionShape s, int G,
+                       float* scores) {         // (G, n_keys) scratch
+  const int D = s.head_dim;
+  const int bs = s.block_size;
+  const size_t row = static_cast<size_t>(s.num_kv_heads) * D;
+  const __m256 scale = _mm256_set1_ps(1.0f / sqrtf(static_cast<float>(D)));
+
+  // Scores, block by block of the page table; inside a block keys are rows `row` floats apart.
+  for (int p0 = 0; p0 < n_keys; p0 += bs) {
+    const int pn = n_keys - p0 < bs ? n_keys - p0 : bs;
+    const float* kb = k_pool + static_cast<size_t>(block_table[p0 / bs]) * bs * row + static_cast<size_t>(kv_head) * D;
+    for (int g = 0; g < G; g++) {
+      const float* qg = q + static_cast<size_t>(g) * D;
+      float* sg = scores + static_cast<size_t>(g) * n_keys + p0;
+      int p = 0;
+      for (; p + 8 <= pn; p += 8) {
+        const float* k = kb + static_cast<size_t>(p) * row;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int d = 0; d < D; d += 8) {
+          __m256 qv = _mm256_loadu_ps(qg + d);
+          a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + d), a0);
+          a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + row + d), a1);
+          a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 2 * row + d), a2);
+          a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 3 * row + d), a3);
+          a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 4 * row + d), a4);
+          a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 5 * row + d), a5);
+          a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 6 * row + d), a6);
+          a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 7 * row + d), a7);
+        }
+        _mm256_storeu_ps(sg + p, _mm256_mul_ps(hsum8(a0, a1, a2, a3, a4, a5, a6, a7), scale));
+      }
+      for (; p < pn; p++) {
+        const float* k = kb + static_cast<size_t>(p) * row;
+        __m256 a = _mm256_setzero_ps();
+        for (int d = 0; d < D; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qg + d), _mm256_loadu_ps(k + d), a);
+        sg[p] = hsum(a) * _mm256_cvtss_f32(scale);
+      }
+    }
+  }
+
+  // Softmax per head, normalised in place.
+  for (int g = 0; g < G; g++) {
+    float* sg = scores + static_cast<size_t>(g) * n_keys;
+    float mx = sg[0];
+    for (int p = 1; p < n_keys; p++) mx = sg[p] > mx ? sg[p] : mx;
+    const __m256 mxv = _mm256_set1_ps(mx);
+    __m256 sumv = _mm256_setzero_ps();
+    int p = 0;
+    for (; p + 8 <= n_keys; p += 8) {
+      __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(sg + p), mxv));
+      _mm256_storeu_ps(sg + p, e);
+      sumv = _mm256_add_ps(sumv, e);
+    }
+    float sum = hsum(sumv);
+    for (; p < n_keys; p++) {
+      sg[p] = exp_fast(sg[p] - mx);
+      sum += sg[p];
+    }
+    const float inv = 1.0f / sum;
+    for (p = 0; p < n_keys; p++) sg[p] *= inv;
+  }
+
+  // out_g = sum_p w[g][p] * V[p], 64 output floats (8 registers) at a time.
+  for (int g = 0; g < G; g++) {
+    const float* sg = scores + static_cast<size_t>(g) * n_keys;
+    float* og = out + static_cast<size_t>(g) * D;
+    for (int d0 = 0; d0 < D; d0 += 64) {
+      const int nv = (D - d0) / 8 < 8 ? (D - d0) / 8 : 8;
+      __m256 acc[8];
+      for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+      for (int p0 = 0; p0 < n_keys; p0 += bs) {
+        const int pn = n_keys - p0 < bs ? n_keys - p0 : bs;
+        const float* vb =
+            v_pool + static_cast<size_t>(block_table[p0 / bs]) * bs * row + static_cast<size_t>(kv_head) * D + d0;
+        if (nv == 8) {
+          for (int p = 0; p < pn; p++) {
+            const __m256 w = _mm256_set1_ps(sg[p0 + p]);
+            const float* v = vb + static_cast<size_t>(p) * row;
+            for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * i), acc[i]);
+          }
+        } else {
+          for (int p = 0; p < pn; p++) {
+            const __m256 w = _mm256_set1_ps(sg[p0 + p]);
+            const float* v = vb + static_cast<size_t>(p) * row;
+            for (int i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * i), acc[i]);
+          }
+        }
+      }
+      for (int i = 0; i < nv; i++) _mm256_storeu_ps(og + d0 + 8 * i, acc[i]);
+    }
+  }
+}

@@ -1,0 +1,108 @@
+// Declarations of every engine kernel: plain C++ over raw row-major pointers, shapes in the comments.
+// This header is what model.cpp, the binding and native/test use; it is not the Node binding (no napi.h here)
+// and not the Llama step (model.h). Each family lives in its own .cpp; the AVX2 variants sit in *_avx2.cpp
+// translation units and are picked at runtime (simd.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+class ThreadPool;
+
+enum WeightType { WEIGHT_F32 = 0, WEIGHT_BF16 = 1 };
+
+// ---- simd.cpp: runtime dispatch -------------------------------------------------------------------------
+bool simd_avx2_supported();        // the CPU has AVX2+FMA+F16C
+bool simd_use_avx2();              // supported, and not forced portable (env FLYWHEEL_NATIVE_PORTABLE=1 or setter)
+void simd_force_portable(bool on);
+const char* simd_name();           // "avx2" | "portable"
+
+// bf16 is the top half of an f32; conversion from f32 rounds to nearest even (NaN stays NaN).
+uint16_t bf16_from_f32(float f);
+float f32_from_bf16(uint16_t h);
+void bf16_from_f32_array(uint16_t* dst, const float* src, size_t n);
+size_t weight_type_size(WeightType t);
+
+// ---- matmul.cpp -----------------------------------------------------------------------------------------
+// y = (accumulate ? y : 0) + x @ w^T + bias. Parallel over output rows; each weight row is reused across all
+// T tokens while it is in L1, so a batched step reads the weights from memory once.
+void matmul_forward(float* y,          // (T, out)
+                    const float* x,    // (T, in)
+                    const void* w,     // (out, in) f32 or bf16 per wtype
+                    WeightType wtype,
+                    const float* bias, // (out) or nullptr
+                    int T, int in, int out, bool accumulate, ThreadPool* pool);
+
+// ---- rmsnorm.cpp ----------------------------------------------------------------------------------------
+void rmsnorm_forward(float* out,          // (T, C)  may alias x
+                     const float* x,      // (T, C)
+                     const float* weight, // (C)
+                     int T, int C, float eps, ThreadPool* pool);
+
+// ---- rope.cpp -------------------------------------------------------------------------------------------
+struct RopeScaling {  // Llama-3 frequency scaling
+  float factor, low_freq_factor, high_freq_factor;
+  int original_max_position_embeddings;
+};
+void rope_inv_freq(float* inv_freq,  // (D/2)
+                   int head_dim, float theta, const RopeScaling* scaling /* nullable */);
+void rope_tables(float* cos_out,       // (T, D/2)
+                 float* sin_out,       // (T, D/2)
+                 const int32_t* positions, // (T)
+                 const float* inv_freq,    // (D/2)
+                 int T, int head_dim);
+// Hugging Face rotate_half: pairs (j, j + D/2) of each head are rotated by angle pos * inv_freq[j]; in place.
+void rope_forward(float* x,            // (T, row_stride), heads at x + t*row_stride + h*D
+                  int row_stride,
+                  const float* cos_t,  // (T, D/2)
+                  const float* sin_t,  // (T, D/2)
+                  int T, int num_heads, int head_dim);
+
+// ---- swiglu.cpp -----------------------------------------------------------------------------------------
+void swiglu_forward(float* out,        // (T, I)
+                    const float* gate, // (T, ld) first I used
+                    const float* up,   // (T, ld) first I used
+                    int T, int I, int ld, ThreadPool* pool);
+float exp_fast(float x);  // exp within ~2 ulp for x in [-87, 88], saturating outside
+
+// ---- embedding.cpp --------------------------------------------------------------------------------------
+void embedding_forward(float* out,            // (T, C)
+                       const int32_t* tokens, // (T) ids in [0, V)
+                       const void* table,     // (V, C) f32 or bf16
+                       WeightType wtype, int T, int C);
+
+// ---- attention.cpp --------------------------------------------------------------------------------------
+// Paged KV pools of one layer: (num_blocks, block_size, num_kv_heads, head_dim) f32. The key of position p of a
+// sequence with block table bt lives in block bt[p / block_size], row p % block_size.
+// Grouped-query: query head h reads kv head h / (H / KVH). Scores are scaled by 1/sqrt(D), softmax subtracts max.
+struct AttentionShape {
+  int num_heads, num_kv_heads, head_dim, block_size;
+};
+void kv_cache_write(float* k_pool, float* v_pool,  // (num_blocks, block_size, KVH, D)
+                    const float* k,                // (T, ld) KVH*D used
+                    const float* v,                // (T, ld) KVH*D used
+                    int ld, const int64_t* slots,  // (T) block * block_size + offset
+                    int T, int kv_width);
+// Causal prefill: T new tokens of one sequence at positions start_pos..start_pos+T-1 (their K/V already in the
+// pools); token i attends to positions 0..start_pos+i through block_table.
+void attention_prefill_forward(float* out,                // (T, H*D)
+                               const float* q,            // (T, ldq) H*D used
+                               int ldq,
+                               const float* k_pool, const float* v_pool,
+                               const int32_t* block_table,  // (>= (start_pos+T-1)/block_size + 1)
+                               int start_pos, int T, AttentionShape shape, ThreadPool* pool);
+// Batched decode: query i (row rows[i] of q and out, or row i when rows is null) attends to positions
+// 0..positions[i] of its own sequence through block_tables + i*max_blocks.
+void attention_decode_forward(float* out,               // (*, H*D)
+                              const float* q,           // (*, ldq)
+                              int ldq,
+                              const int32_t* rows,      // (N) or nullptr
+                              const float* k_pool, const float* v_pool,
+                              const int32_t* positions,    // (N)
+                              const int32_t* block_tables, // (N, max_blocks)
+                              int max_blocks, int N, AttentionShape shape, ThreadPool* pool);
+
+// ---- triad.cpp ------------------------------------------------------------------------------------------
+// STREAM triad a[i] = b[i] + s*c[i] over three arrays of bytes_per_array each; best of reps, GB/s counting
+// 3 * bytes_per_array per pass (STREAM convention, write-allocate traffic not counted).
+double triad_gbps(size_t bytes_per_array, int reps, ThreadPool* pool);

@@ -1,0 +1,80 @@
+// The Llama-family decoder for one engine step over a paged KV cache: weights in one native allocation, the
+// step contract of libs/kernels/src/kernels.types.ts (flattened tokens of several sequences). Not the sampler
+// or the scheduler (TypeScript), not the Node binding (binding/addon.cpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels.h"
+#include "thread_pool.h"
+
+struct ModelConfig {
+  int vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim;
+  float rms_norm_eps, rope_theta;
+  bool has_rope_scaling;
+  RopeScaling rope_scaling;
+  bool tie_word_embeddings, attention_bias;
+  int max_position_embeddings;
+};
+
+struct LayerWeights {
+  const float* input_norm;     // (C)
+  const void* w_qkv;           // (H*D + 2*KVH*D, C) q, k, v projections stacked
+  const float* b_qkv;          // (H*D + 2*KVH*D) or nullptr
+  const void* w_o;             // (C, H*D)
+  const float* post_norm;      // (C)
+  const void* w_gate_up;       // (2*I, C) gate rows then up rows
+  const void* w_down;          // (C, I)
+};
+
+struct Model {
+  ModelConfig cfg;
+  WeightType wtype;
+  std::vector<uint8_t> storage;  // every parameter tensor, one allocation
+  std::vector<LayerWeights> layers;
+  const void* embed;             // (V, C) in wtype
+  const float* final_norm;       // (C)
+  const void* lm_head;           // (V, C) in wtype; == embed when tied
+  std::vector<float> inv_freq;   // (D/2)
+  std::unique_ptr<ThreadPool> pool;
+  std::mutex mutex;              // one forward at a time
+  size_t matmul_weight_bytes;    // bytes of every matrix read by one decode step (incl. LM head)
+};
+
+struct KvCache {
+  int num_layers, num_blocks, block_size, num_kv_heads, head_dim;
+  std::vector<float> data;  // (layers, 2, num_blocks, block_size, KVH, D): K then V per layer
+  std::mutex mutex;
+  size_t pool_floats() const { return static_cast<size_t>(num_blocks) * block_size * num_kv_heads * head_dim; }
+  float* k(int layer) { return data.data() + (2 * static_cast<size_t>(layer)) * pool_floats(); }
+  float* v(int layer) { return data.data() + (2 * static_cast<size_t>(layer) + 1) * pool_floats(); }
+};
+
+struct StepBatchView {
+  int T;                        // tokens in the step
+  const int32_t* tokens;        // (T)
+  const int32_t* positions;     // (T)
+  const int32_t* seq_index;     // (T)
+  int S;                        // sequences
+  const int32_t* block_tables;  // (S, max_blocks)
+  int max_blocks;
+  int L;                        // rows with logits
+  const int32_t* logit_rows;    // (L)
+};
+
+// Weights by Hugging Face name, f32 row-major, already shape-checked by the caller. Returns nullptr and sets
+// *error when a tensor is missing.
+std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
+                                    const std::unordered_map<std::string, const float*>& weights, int threads,
+                                    std::string* error);
+std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks, int block_size);
+void kv_cache_copy_blocks(KvCache* cache, const int32_t* src, const int32_t* dst, int n);
+
+// Runs one step: writes K/V of every batch token into its slot, returns logits for logit_rows.
+void model_forward(Model* m, KvCache* cache, const StepBatchView& batch,
+                   float* logits);  // (L, V)

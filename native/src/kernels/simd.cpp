@@ -1,0 +1,50 @@
+// Runtime choice between the portable kernels and the AVX2+FMA ones, and bf16 <-> f32 conversion.
+// Not the kernels: those call simd_use_avx2() once per call and branch to *_avx2.cpp.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels.h"
+
+static bool detect_avx2() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+static bool env_forces_portable() {
+  const char* v = std::getenv("FLYWHEEL_NATIVE_PORTABLE");
+  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
+}
+
+static const bool g_avx2_supported = detect_avx2();
+static std::atomic<bool> g_force_portable{env_forces_portable()};
+
+bool simd_avx2_supported() { return g_avx2_supported; }
+bool simd_use_avx2() { return g_avx2_supported && !g_force_portable.load(std::memory_order_relaxed); }
+void simd_force_portable(bool on) { g_force_portable.store(on); }
+const char* simd_name() { return simd_use_avx2() ? "avx2" : "portable"; }
+
+uint16_t bf16_from_f32(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float f32_from_bf16(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+void bf16_from_f32_array(uint16_t* dst, const float* src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = bf16_from_f32(src[i]);
+}
+
+size_t weight_type_size(WeightType t) { return t == WEIGHT_BF16 ? 2 : 4; }
