@@ -1,0 +1,148 @@
+/**
+ * The small interfaces the generation engine is written against, and the shapes it hands out:
+ * a step runner (native forward or the TypeScript reference), a token decoder, requests, events, stats, errors.
+ * Nothing here computes; no Nest, no native addon, no tokenizer implementation.
+ */
+import type { FinishReason, MeshErrorCode, TokenLogprob, Usage } from '@flywheel/contracts';
+
+/** Wire shapes shared with the policy service's frames (libs/contracts is their single source). */
+export type { FinishReason, TokenLogprob, Usage };
+
+/**
+ * One engine step, flattened like vLLM. Structurally identical to `StepBatch` in libs/kernels
+ * (kernels.types.ts), so the native runner accepts it as is; kept here so the engine builds and tests
+ * without the addon.
+ */
+export interface StepBatch {
+  /** (T) token ids */
+  tokens: Int32Array;
+  /** (T) absolute position of each token in its sequence */
+  positions: Int32Array;
+  /** (T) index into the S sequences of this step */
+  seqIndex: Int32Array;
+  /** (S, maxBlocksPerSeq) physical block ids; unused tail entries are -1 */
+  blockTables: Int32Array;
+  maxBlocksPerSeq: number;
+  /** (L) rows of the batch to compute logits for */
+  logitRows: Int32Array;
+}
+
+/** Runs the model over a paged KV cache. One call at a time: the engine never overlaps two. */
+export interface StepRunner {
+  readonly vocabSize: number;
+  /** (L, vocabSize) logits, row i for batch row logitRows[i]. */
+  run(batch: StepBatch): Promise<Float32Array>;
+  /** Copies whole KV blocks src[i] → dst[i] in every layer; called before the `run` that needs them. */
+  copyBlocks(src: readonly number[], dst: readonly number[]): Promise<void>;
+}
+
+/** Turns token ids back into text; special tokens (bos/eos) are skipped, like HF `skip_special_tokens`. */
+export interface TokenDecoder {
+  decode(ids: readonly number[]): string;
+  /** The text of one token as OpenAI shows it in logprobs (" there", not "there"); decode([id]) if absent. */
+  tokenText?(id: number): string;
+}
+
+export interface SamplingParams {
+  /** 0 = greedy (argmax, ties → lowest id). */
+  temperature: number;
+  /** (0, 1]; 1 = off. */
+  topP: number;
+  /** 0 = off. */
+  topK: number;
+  /** null = fresh entropy per request. */
+  seed: number | null;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  /** token id → bias, clamped to [-100, 100] when applied. */
+  logitBias: ReadonlyMap<number, number>;
+  /** Report the chosen token's logprob. */
+  logprobs: boolean;
+  /** 0..20 alternatives per position (implies logprobs). */
+  topLogprobs: number;
+}
+
+export interface GenerateRequest {
+  requestId: string;
+  /** Already tokenized, BOS included when the model wants one. */
+  promptTokenIds: readonly number[];
+  /** null = up to the context length. */
+  maxTokens: number | null;
+  /** Number of choices; they share the prompt's KV blocks. */
+  n: number;
+  stop: readonly string[];
+  /** Extra stop ids on top of the engine's eos ids. */
+  stopTokenIds: readonly number[];
+  sampling: SamplingParams;
+}
+
+/** What one choice produced since its previous event. The last event of a choice carries finishReason. */
+export interface TokenEvent {
+  requestId: string;
+  choiceIndex: number;
+  tokenIds: number[];
+  textDelta: string;
+  /** One entry per id in tokenIds when logprobs were asked for. */
+  logprobs?: TokenLogprob[];
+  finishReason?: FinishReason;
+  usage: Usage;
+}
+
+export interface EngineStats {
+  running: number;
+  waiting: number;
+  /** Fraction of KV blocks held by sequences (cached-but-free blocks count as free). */
+  kvUsage: number;
+  preemptions: number;
+  prefixCacheHitBlocks: number;
+  prefixCacheQueriedBlocks: number;
+  promptTokens: number;
+  generationTokens: number;
+  steps: number;
+}
+
+/**
+ * Timing hooks for TTFT / inter-token / end-to-end histograms; the policy service wires prom-client to it.
+ * Times are the engine clock's milliseconds.
+ */
+export interface EngineObserver {
+  onFirstToken?(requestId: string, choiceIndex: number, sinceArrivalMs: number): void;
+  onInterToken?(requestId: string, choiceIndex: number, sincePreviousMs: number): void;
+  onFinish?(requestId: string, choiceIndex: number, e2eMs: number, reason: FinishReason, usage: Usage): void;
+  onStep?(info: { tokens: number; sequences: number; durationMs: number }): void;
+}
+
+export class EngineError extends Error {
+  constructor(readonly code: MeshErrorCode, message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Prompt + max_tokens do not fit the context (the gateway answers 400 context_length_exceeded). */
+export class ContextLengthExceededError extends EngineError {
+  constructor(message: string) {
+    super('context_length_exceeded', message);
+  }
+}
+
+/** Malformed request that validation upstream should have caught (empty prompt, bad ids). */
+export class InvalidRequestError extends EngineError {
+  constructor(message: string) {
+    super('invalid_payload', message);
+  }
+}
+
+/** The waiting queue is at its bound: answer 429 or try another replica. */
+export class EngineFullError extends EngineError {
+  constructor(message: string) {
+    super('overloaded', message);
+  }
+}
+
+/** The engine was closed, or its runner failed; in-flight requests end with this. */
+export class EngineClosedError extends EngineError {
+  constructor(message: string) {
+    super('unavailable', message);
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The production StepRunner: one native model plus one paged KV cache from @flywheel/kernels, and the
+ * TokenDecoder over the checkpoint's tokenizer. Thin adapters only; argument checks live in libs/kernels,
+ * scheduling in the engine.
+ */
+import {
+  copyBlocks,
+  createKvCache,
+  createModel,
+  forward,
+  freeCache,
+  freeModel,
+  type KvCacheHandle,
+  type ModelHandle,
+  type ModelSpec,
+  type WeightDtype,
+  type WeightMap,
+} from '@flywheel/kernels';
+import type { StepBatch, StepRunner, TokenDecoder } from './engine.types';
+
+export interface NativeRunnerOptions {
+  numBlocks: number;
+  blockSize: number;
+  dtype: WeightDtype;
+  /** Native threads; default: all hardware cores. */
+  threads?: number;
+}
+
+export class NativeStepRunner implements StepRunner {
+  readonly vocabSize: number;
+  private readonly model: ModelHandle;
+  private readonly cache: KvCacheHandle;
+
+  constructor(spec: ModelSpec, weights: WeightMap, options: NativeRunnerOptions) {
+    this.vocabSize = spec.vocabSize;
+    this.model = createModel(spec, weights, { dtype: options.dtype, threads: options.threads });
+    try {
+      this.cache = createKvCache(this.model, options.numBlocks, options.blockSize);
+    } catch (error) {
+      freeModel(this.model);
+      throw error;
+    }
+  }
+
+  run(batch: StepBatch): Promise<Float32Array> {
+    return forward(this.model, this.cache, batch);
+  }
+
+  async copyBlocks(src: readonly number[], dst: readonly number[]): Promise<void> {
+    copyBlocks(this.cache, src, dst);
+  }
+
+  /** Frees native memory; call only once the engine is closed (no step in flight). */
+  dispose(): void {
+    freeCache(this.cache);
+    freeModel(this.model);
+  }
+}
+
+/** What the engine needs of the loading lib's tokenizer (ModelTokenizer satisfies it). */
+export interface DecodingTokenizer {
+  decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  idToToken(id: number): string | null;
+}
+
+const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
+
+/** Special tokens skipped; logprob token texts as OpenAI shows them (SentencePiece '▁' → ' '). */
+export function tokenizerDecoder(tokenizer: DecodingTokenizer): TokenDecoder {
+  return {
+    decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }),
+    tokenText: (id) => {
+      const piece = tokenizer.idToToken(id);
+      if (piece === null || BYTE_PIECE.test(piece)) return tokenizer.decode([id], { skipSpecialTokens: false });
+      return piece.replace(/▁/g, ' ');
+    },
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * Sampler math against hand computations and a naive full-sort reference: greedy, seeded determinism,
+ * top-k/top-p candidate sets, penalties, logit_bias, logprobs. Random logits, no model.
+ */
+import type { SamplingParams } from './engine.types';
+import { applyBiasAndPenalties, candidateDistribution, pickFrom, SequenceSampler, topIndices, Xoshiro128 } from './sampler';
+
+const params = (over: Partial<SamplingParams> = {}): SamplingParams => ({
+  temperature: 1,
+  topP: 1,
+  topK: 0,
+  seed: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  logitBias: new Map(),
+  logprobs: false,
+  topLogprobs: 0,
+  ...over,
+});
+
+function randomLogits(rng: Xoshiro128, V: number, scale: number): Float32Array {
+  const x = new Float32Array(V);
+  for (let i = 0; i < V; i++) x[i] = (rng.nextFloat() - 0.5) * scale;
+  // A few exact ties to exercise the (value desc, id asc) order.
+  x[V - 1] = x[0]!;
+  return x;
+}
+
+/** Naive reference: full sort, top-k, softmax with temperature, top-p (keep while mass before < p), renormalize. */
+function referenceDistribution(x: Float32Array, T: number, topK: number, topP: number): { ids: number[]; probs: number[] } {
+  let ids = Array.from(x.keys()).sort((a, b) => x[b]! - x[a]! || a - b);
+  if (topK > 0) ids = ids.slice(0, topK);
+  const m = x[ids[0]!]!;
+  let w = ids.map((id) => Math.exp((x[id]! - m) / T));
+  let z = w.reduce((a, b) => a + b, 0);
+  let probs = w.map((v) => v / z);
+  if (topP < 1) {
+    let before = 0;
+    let keep = 0;
+    while (keep < ids.length && (keep === 0 || before < topP)) before += probs[keep++]!;
+    ids = ids.slice(0, keep);
+    w = w.slice(0, keep);
+    z = w.reduce((a, b) => a + b, 0);
+    probs = w.map((v) => v / z);
+  }
+  return { ids, probs };
+}
+
+describe('sampler', () => {
+  it('greedy picks the argmax, ties to the lowest id, and uses no randomness', () => {
+    const s = new SequenceSampler(params({ temperature: 0 }), 1);
+    expect(s.sample(Float32Array.from([0.1, 3, -2, 3, 1])).tokenId).toBe(1);
+    expect(s.sample(Float32Array.from([5, 5])).tokenId).toBe(0);
+  });
+
+  it('same seed ⇒ same tokens; other seeds and other choices (streams) differ', () => {
+    const rng = new Xoshiro128(3);
+    const rows = Array.from({ length: 200 }, () => randomLogits(rng, 50, 4));
+    const run = (seed: number, stream: number): number[] => {
+      const s = new SequenceSampler(params({ temperature: 1, seed }), seed, stream);
+      return rows.map((r) => s.sample(r).tokenId);
+    };
+    expect(run(42, 0)).toEqual(run(42, 0));
+    expect(run(42, 0)).not.toEqual(run(43, 0));
+    expect(run(42, 0)).not.toEqual(run(42, 1));
+  });
+
+  it('top-k and top-p keep exactly the naive reference candidates with the same probabilities', () => {
+    const rng = new Xoshiro128(11);
+    const configs: [number, number, number, number][] = [
+      // V, temperature, topK, topP
+      [100, 1, 5, 1],
+      [100, 0.7, 0, 0.9],
+      [100, 1.3, 20, 0.5],
+      [3000, 1, 0, 0.95], // flat logits: top-p needs more than the first heap of 64
+      [3000, 0.5, 1, 1],
+      [64, 1, 64, 0.3],
+    ];
+    for (const [V, T, k, p] of configs) {
+      for (let trial = 0; trial < 5; trial++) {
+        const x = randomLogits(rng, V, V > 1000 ? 1 : 8);
+        const got = candidateDistribution(x, T, k, p)!;
+        const want = referenceDistribution(x, T, k, p);
+        expect(Array.from(got.ids)).toEqual(want.ids);
+        got.probs.forEach((prob, i) => expect(prob).toBeCloseTo(want.probs[i]!, 10));
+        for (let u = 0.01; u < 1; u += 0.07) {
+          let acc = 0;
+          const refPick = want.ids.find((_, i) => (acc += want.probs[i]!) > u) ?? want.ids[want.ids.length - 1];
+          expect(pickFrom(got.ids, got.probs, u)).toBe(refPick);
+        }
+      }
+    }
+  });
+
+  it('without top-k/top-p draws the full softmax by inverse CDF in id order (no sort)', () => {
+    const rng = new Xoshiro128(5);
+    const x = randomLogits(rng, 500, 6);
+    const T = 0.8;
+    const sampler = new SequenceSampler(params({ temperature: T }), 99, 2);
+    const mirror = new Xoshiro128(99, 2);
+    const m = Math.max(...x);
+    const w = Array.from(x, (v) => Math.exp((v - m) / T));
+    const z = w.reduce((a, b) => a + b, 0);
+    for (let i = 0; i < 100; i++) {
+      const u = mirror.nextFloat() * z;
+      let acc = 0;
+      const want = w.findIndex((v) => (acc += v) > u);
+      expect(sampler.sample(x).tokenId).toBe(want);
+    }
+  });
+
+  it('topIndices orders by value desc then id asc', () => {
+    expect(topIndices(Float32Array.from([1, 5, 3, 5, 2]), 3)).toEqual([1, 3, 2]);
+  });
+
+  it('applies logit_bias (clamped to ±100) and OpenAI presence/frequency penalties', () => {
+    const x = Float32Array.from([1, 2, 3, 4]);
+    applyBiasAndPenalties(
+      x,
+      params({ presencePenalty: 0.5, frequencyPenalty: 0.25, logitBias: new Map([[0, 5], [3, -200]]) }),
+      new Map([[1, 2], [2, 1]]),
+    );
+    // 1+5; 2 - 2*0.25 - 0.5; 3 - 1*0.25 - 0.5; 4 - 100
+    expect(Array.from(x)).toEqual([6, 1, 2.25, -96]);
+  });
+
+  it('penalizes only tokens it generated itself', () => {
+    const s = new SequenceSampler(params({ temperature: 0, frequencyPenalty: 0.8 }), 0);
+    const row = Float32Array.from([0, 1, 0.5]);
+    // 1 → (1-0.8=0.2 < 0.5) 2 → (0.2 > 0.5-0.8) 1 → (1-1.6=-0.6; 0.5-0.8=-0.3; 0) 0
+    expect([0, 1, 2, 3].map(() => s.sample(row).tokenId)).toEqual([1, 2, 1, 0]);
+    expect(Array.from(row)).toEqual([0, 1, 0.5]); // input untouched
+  });
+
+  it('reports logprobs of the biased, penalized logits before temperature; they sum to one', () => {
+    const V = 20;
+    const x = randomLogits(new Xoshiro128(8), V, 5);
+    const lp = (T: number): { logprob: number; top: { tokenId: number; logprob: number }[]; tokenId: number } => {
+      const r = new SequenceSampler(params({ temperature: T, logprobs: true, topLogprobs: 20 }), 1).sample(x);
+      return { logprob: r.logprob!, top: r.top!, tokenId: r.tokenId };
+    };
+    const a = lp(0.3);
+    const b = lp(1.7);
+    expect(a.top).toEqual(b.top);
+    expect(a.top.reduce((s, t) => s + Math.exp(t.logprob), 0)).toBeCloseTo(1, 12);
+    expect(a.top.find((t) => t.tokenId === a.tokenId)!.logprob).toBeCloseTo(a.logprob, 12);
+    for (let i = 1; i < a.top.length; i++) expect(a.top[i]!.logprob).toBeLessThanOrEqual(a.top[i - 1]!.logprob);
+
+    const hand = new SequenceSampler(params({ temperature: 0, logprobs: true, topLogprobs: 2, logitBias: new Map([[1, Math.log(3)]]) }), 0);
+    const r = hand.sample(Float32Array.from([0, 0]));
+    expect(r.tokenId).toBe(1);
+    expect(r.logprob).toBeCloseTo(Math.log(0.75), 6);
+    expect(r.top!.map((t) => t.tokenId)).toEqual([1, 0]);
+    expect(r.top![1]!.logprob).toBeCloseTo(Math.log(0.25), 6);
+  });
+});

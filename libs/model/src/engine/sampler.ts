@@ -1,0 +1,283 @@
+/**
+ * Per-sequence token sampling from one logits row: logit_bias, presence/frequency penalties, temperature,
+ * top-k, top-p, a seeded PRNG owned by the sequence, and logprobs / top_logprobs.
+ * It is not batched math and not the scheduler: the engine calls it once per sequence per step.
+ */
+import type { SamplingParams } from './engine.types';
+
+export const MAX_TOP_LOGPROBS = 20;
+const LOGIT_BIAS_LIMIT = 100;
+const GREEDY_EPSILON = 1e-5;
+
+const MASK64 = (1n << 64n) - 1n;
+// A module-level alias: global lookups in hot loops are slow inside vm contexts (Jest).
+const { exp, log } = Math;
+
+function splitMix64(state: bigint): { value: bigint; state: bigint } {
+  const next = (state + 0x9e3779b97f4a7c15n) & MASK64;
+  let z = next;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
+  return { value: z ^ (z >> 31n), state: next };
+}
+
+/**
+ * xoshiro128** (Blackman & Vigna): 128-bit state, 32-bit outputs, deterministic across platforms.
+ * Seeded through splitmix64 from (seed, stream) so choice i of a seeded request has its own stream.
+ */
+export class Xoshiro128 {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+
+  constructor(seed: number, stream = 0) {
+    let st = splitMix64(BigInt.asUintN(64, BigInt(Math.trunc(seed)))).value ^ BigInt(stream);
+    const a = splitMix64(st);
+    st = a.state;
+    const b = splitMix64(st);
+    this.s0 = Number(a.value & 0xffffffffn) | 0;
+    this.s1 = Number(a.value >> 32n) | 0;
+    this.s2 = Number(b.value & 0xffffffffn) | 0;
+    this.s3 = Number(b.value >> 32n) | 0;
+    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
+  }
+
+  nextUint32(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
+    const t = this.s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    return result;
+  }
+
+  /** Uniform in [0, 1). */
+  nextFloat(): number {
+    return this.nextUint32() / 4294967296;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+export interface TokenChoice {
+  tokenId: number;
+  logprob: number;
+}
+
+export interface SampleResult {
+  tokenId: number;
+  /** Present when the request asked for logprobs. */
+  logprob?: number;
+  top?: TokenChoice[];
+}
+
+/** Candidates in order (value desc, id asc) with probabilities that sum to 1 over them. */
+export interface CandidateDistribution {
+  ids: Int32Array;
+  probs: Float64Array;
+}
+
+let scratch = new Float32Array(0);
+
+/**
+ * The sampling state of one sequence: its PRNG and the counts of tokens it generated (for penalties).
+ * Preemption keeps the object, so a recomputed sequence continues the same random stream.
+ *
+ * Order (as vLLM): bias and penalties → [logprobs taken here] → temperature → top-k → top-p → draw.
+ * Logprobs are the log-softmax of the logits after logit_bias and penalties but BEFORE temperature and
+ * truncation: they describe the distribution the request asked for, do not depend on temperature (as OpenAI's
+ * observed behaviour), and never report -inf for a token top-k/top-p cut away.
+ */
+export class SequenceSampler {
+  private readonly rng: Xoshiro128;
+  private readonly counts = new Map<number, number>();
+
+  constructor(
+    private readonly params: SamplingParams,
+    seed: number,
+    stream = 0,
+  ) {
+    this.rng = new Xoshiro128(seed, stream);
+  }
+
+  /** Picks the next token from `logits` (V) and records it as generated. `logits` is not modified. */
+  sample(logits: Float32Array): SampleResult {
+    const p = this.params;
+    if (scratch.length < logits.length) scratch = new Float32Array(logits.length);
+    const x = scratch.subarray(0, logits.length);
+    x.set(logits);
+    applyBiasAndPenalties(x, p, this.counts);
+
+    const tokenId = p.temperature < GREEDY_EPSILON ? argmax(x) : this.draw(x);
+    this.counts.set(tokenId, (this.counts.get(tokenId) ?? 0) + 1);
+    if (!p.logprobs && p.topLogprobs === 0) return { tokenId };
+    const logZ = logSumExp(x);
+    const result: SampleResult = { tokenId, logprob: x[tokenId]! - logZ };
+    if (p.topLogprobs > 0) {
+      result.top = topIndices(x, Math.min(p.topLogprobs, MAX_TOP_LOGPROBS)).map((id) => ({ tokenId: id, logprob: x[id]! - logZ }));
+    }
+    return result;
+  }
+
+  private draw(x: Float32Array): number {
+    const p = this.params;
+    const u = this.rng.nextFloat();
+    const truncated = candidateDistribution(x, p.temperature, p.topK, p.topP);
+    if (truncated) return pickFrom(truncated.ids, truncated.probs, u);
+    // No truncation: walk the full softmax in id order, no sort (the hot path).
+    const m = max(x);
+    const invT = 1 / p.temperature;
+    let z = 0;
+    for (let i = 0; i < x.length; i++) z += exp((x[i]! - m) * invT);
+    const target = u * z;
+    let acc = 0;
+    let last = 0;
+    for (let i = 0; i < x.length; i++) {
+      const w = exp((x[i]! - m) * invT);
+      if (w === 0) continue;
+      acc += w;
+      last = i;
+      if (acc > target) return i;
+    }
+    return last;
+  }
+}
+
+/** OpenAI semantics: logit += bias; logit -= count * frequency + (count > 0) * presence, over generated tokens. */
+export function applyBiasAndPenalties(x: Float32Array, p: SamplingParams, counts: ReadonlyMap<number, number>): void {
+  for (const [id, bias] of p.logitBias) {
+    if (id >= 0 && id < x.length) x[id]! += Math.max(-LOGIT_BIAS_LIMIT, Math.min(LOGIT_BIAS_LIMIT, bias));
+  }
+  if (p.presencePenalty === 0 && p.frequencyPenalty === 0) return;
+  for (const [id, count] of counts) {
+    if (id >= 0 && id < x.length) x[id]! -= count * p.frequencyPenalty + (count > 0 ? p.presencePenalty : 0);
+  }
+}
+
+/**
+ * The distribution after temperature, top-k and top-p, or null when neither cut applies (then the caller
+ * samples the full softmax without sorting). Only the candidates are ever sorted: top-k by a size-k heap,
+ * top-p by heaps of growing size until the kept mass reaches p.
+ */
+export function candidateDistribution(x: Float32Array, temperature: number, topK: number, topP: number): CandidateDistribution | null {
+  const V = x.length;
+  const useK = topK > 0 && topK < V;
+  const useP = topP < 1;
+  if (!useK && !useP) return null;
+  const m = max(x);
+  const invT = 1 / temperature;
+  let ids: number[];
+  let z: number;
+  if (useK) {
+    ids = topIndices(x, topK);
+    z = 0;
+    for (const id of ids) z += exp((x[id]! - m) * invT);
+  } else {
+    z = 0;
+    for (let i = 0; i < V; i++) z += exp((x[i]! - m) * invT);
+    let k = Math.min(V, 64);
+    for (;;) {
+      ids = topIndices(x, k);
+      let mass = 0;
+      for (const id of ids) mass += exp((x[id]! - m) * invT);
+      if (mass / z >= topP || k === V) break;
+      k = Math.min(V, k * 4);
+    }
+  }
+  let kept = ids.length;
+  if (useP) {
+    // Keep the smallest prefix whose mass reaches p: a token stays if the mass before it is still < p.
+    let before = 0;
+    kept = 0;
+    for (const id of ids) {
+      if (kept > 0 && before >= topP * z) break;
+      before += exp((x[id]! - m) * invT);
+      kept++;
+    }
+  }
+  const outIds = Int32Array.from(ids.slice(0, kept));
+  const probs = new Float64Array(kept);
+  let keptMass = 0;
+  for (let i = 0; i < kept; i++) keptMass += probs[i] = exp((x[outIds[i]!]! - m) * invT);
+  for (let i = 0; i < kept; i++) probs[i]! /= keptMass;
+  return { ids: outIds, probs };
+}
+
+/** Inverse-CDF draw over candidates in their given order; u in [0, 1). */
+export function pickFrom(ids: Int32Array, probs: Float64Array, u: number): number {
+  let acc = 0;
+  for (let i = 0; i < ids.length; i++) {
+    acc += probs[i]!;
+    if (acc > u) return ids[i]!;
+  }
+  return ids[ids.length - 1]!;
+}
+
+/** Index of the largest value; ties go to the lowest id. */
+export function argmax(x: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
+
+export function logSumExp(x: Float32Array): number {
+  const m = max(x);
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += exp(x[i]! - m);
+  return m + log(s);
+}
+
+function max(x: Float32Array): number {
+  let m = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i]! > m) m = x[i]!;
+  return m;
+}
+
+/**
+ * The k best ids ordered by (value desc, id asc), by a size-k min-heap: O(V log k), no full sort.
+ * The heap's root is its worst member under that order.
+ */
+export function topIndices(x: Float32Array, k: number): number[] {
+  const n = Math.min(k, x.length);
+  if (n <= 0) return [];
+  const heap = new Int32Array(n);
+  // a is worse than b: smaller value, or equal value and larger id.
+  const worse = (a: number, b: number): boolean => x[a]! < x[b]! || (x[a] === x[b] && a > b);
+  let size = 0;
+  const siftUp = (i: number): void => {
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!worse(heap[i]!, heap[parent]!)) break;
+      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+      i = parent;
+    }
+  };
+  const siftDown = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let w = i;
+      if (l < size && worse(heap[l]!, heap[w]!)) w = l;
+      if (r < size && worse(heap[r]!, heap[w]!)) w = r;
+      if (w === i) return;
+      [heap[i], heap[w]] = [heap[w]!, heap[i]!];
+      i = w;
+    }
+  };
+  for (let id = 0; id < x.length; id++) {
+    if (size < n) {
+      heap[size] = id;
+      siftUp(size++);
+    } else if (worse(heap[0]!, id)) {
+      heap[0] = id;
+      siftDown(0);
+    }
+  }
+  return Array.from(heap).sort((a, b) => (x[b]! - x[a]!) || a - b);
+}
