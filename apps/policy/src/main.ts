@@ -1,9 +1,9 @@
-/** Policy process entry: config parsed once, then Nest with its health port and the NATS transport. */
-import { loadServiceConfig } from '@flywheel/config';
+/** Policy process entry: config parsed once, then Nest with its health port, the engine and NATS handlers. */
+import { loadPolicyConfig } from '@flywheel/config';
 import { runServiceMain } from '@flywheel/mesh';
 import { PolicyModule } from './policy.module';
 
 runServiceMain(
-  () => loadServiceConfig('policy', process.env),
+  () => loadPolicyConfig(process.env),
   (config) => PolicyModule.forRoot(config),
 );

@@ -1,14 +1,21 @@
 /**
- * The policy service's module tree. Until its feature lands it answers only what is real: liveness,
- * readiness and metrics over HTTP, and its ping on mesh.ping.policy over NATS.
+ * The policy service's module tree: mesh core plus the engine (a real checkpoint on the native kernels)
+ * and its NATS handlers: policy.generate (streamed), policy.info, policy.cancel.
  */
 import { Module, type DynamicModule } from '@nestjs/common';
-import type { CommonConfig } from '@flywheel/config';
+import type { PolicyConfig } from '@flywheel/config';
 import { MeshCoreModule } from '@flywheel/mesh';
+import { PolicyEngineService } from './engine/policy-engine.service';
+import { cancelControllerFor, PolicyController } from './policy.controller';
 
 @Module({})
 export class PolicyModule {
-  static forRoot(config: CommonConfig): DynamicModule {
-    return { module: PolicyModule, imports: [MeshCoreModule.forService(config)] };
+  static forRoot(config: PolicyConfig): DynamicModule {
+    return {
+      module: PolicyModule,
+      imports: [MeshCoreModule.forService(config)],
+      controllers: [PolicyController, cancelControllerFor(config.instanceId)],
+      providers: [PolicyEngineService],
+    };
   }
 }

@@ -115,3 +115,8 @@ function natsToMeshError(err: unknown, subject: string, timeoutMs: number): Mesh
   }
   return new MeshError('unavailable', `request on ${subject} failed: ${(err as Error)?.message ?? String(err)}`);
 }
+
+/** Fire-and-forget publish in Nest's event format (`@EventPattern` handlers receive `data`). */
+export function emitEvent(nc: NatsConnection, subject: string, data: unknown): void {
+  nc.publish(subject, codec.encode({ pattern: subject, data }));
+}

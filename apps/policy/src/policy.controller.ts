@@ -1,0 +1,50 @@
+/**
+ * The policy's NATS handlers: policy.generate streams frames (an Observable: Nest sends each as a reply
+ * and ends with isDisposed), policy.info answers what is served. policy.cancel is an event every replica
+ * receives (its own queue group), so the one running the request frees it whichever replica that is.
+ */
+import { Controller } from '@nestjs/common';
+import { EventPattern, MessagePattern, Payload } from '@nestjs/microservices';
+import { from, type Observable } from 'rxjs';
+import {
+  cancelRequestSchema,
+  generateRequestSchema,
+  policyInfoRequestSchema,
+  SUBJECTS,
+  type GenerateFrame,
+  type PolicyInfo,
+} from '@flywheel/contracts';
+import { MeshHandlers } from '@flywheel/mesh';
+import { PolicyEngineService } from './engine/policy-engine.service';
+
+@Controller()
+@MeshHandlers()
+export class PolicyController {
+  constructor(private readonly engine: PolicyEngineService) {}
+
+  @MessagePattern(SUBJECTS.policy.generate)
+  generate(@Payload() data: unknown): Observable<GenerateFrame> {
+    return from(this.engine.generate(generateRequestSchema.parse(data)));
+  }
+
+  @MessagePattern(SUBJECTS.policy.info)
+  info(@Payload() data: unknown): PolicyInfo {
+    policyInfoRequestSchema.parse(data);
+    return this.engine.info();
+  }
+}
+
+/** A per-replica queue group makes the cancel event reach every replica, not one of them. */
+export function cancelControllerFor(instanceId: string) {
+  @Controller()
+  class PolicyCancelController {
+    constructor(private readonly engine: PolicyEngineService) {}
+
+    @EventPattern(SUBJECTS.policy.cancel, { queue: `flywheel.policy.cancel.${instanceId}` })
+    cancel(@Payload() data: unknown): void {
+      const parsed = cancelRequestSchema.safeParse(data);
+      if (parsed.success) this.engine.cancel(parsed.data.requestId);
+    }
+  }
+  return PolicyCancelController;
+}

@@ -1,0 +1,68 @@
+/**
+ * The policy service's own settings on top of the common tree: which model to serve, in what weight
+ * dtype, with how many native threads, and the engine's batching and KV-cache bounds.
+ */
+import { z } from 'zod';
+import { parseEnv, type Env } from './config.loader';
+import { enumVar, intVar, stringVar } from './env.fields';
+import { loadServiceConfig, type CommonConfig } from './service.config';
+
+export interface PolicyConfig extends CommonConfig {
+  policy: {
+    /** A Hugging Face directory or a .gguf file; relative paths resolve against the working directory. */
+    model: string;
+    dtype: 'f32' | 'bf16';
+    /** 0 = one per hardware core. */
+    threads: number;
+    /** 0 = sized from maxSeqs and the context length. */
+    kvBlocks: number;
+    maxBatchTokens: number;
+    maxSeqs: number;
+    maxWaiting: number;
+    /** 0 = the model's max_position_embeddings. */
+    maxModelLen: number;
+    version: string;
+  };
+}
+
+export const policyEnvSchema = z.object({
+  FLYWHEEL_MODEL: stringVar('models/stories260K'),
+  FLYWHEEL_MODEL_DTYPE: enumVar(['f32', 'bf16'] as const, 'f32'),
+  FLYWHEEL_THREADS: intVar(0, 0, 1024),
+  FLYWHEEL_KV_BLOCKS: intVar(0, 0, 10_000_000),
+  FLYWHEEL_MAX_BATCH_TOKENS: intVar(512, 1, 1_000_000),
+  FLYWHEEL_MAX_SEQS: intVar(32, 1, 4096),
+  FLYWHEEL_MAX_WAITING: intVar(256, 0, 1_000_000),
+  FLYWHEEL_MAX_MODEL_LEN: intVar(0, 0, 10_000_000),
+  FLYWHEEL_POLICY_VERSION: stringVar('base'),
+});
+
+export function loadPolicyConfig(env: Env): PolicyConfig {
+  const p = parseEnv(policyEnvSchema, env);
+  return {
+    ...loadServiceConfig('policy', env),
+    policy: {
+      model: p.FLYWHEEL_MODEL,
+      dtype: p.FLYWHEEL_MODEL_DTYPE,
+      threads: p.FLYWHEEL_THREADS,
+      kvBlocks: p.FLYWHEEL_KV_BLOCKS,
+      maxBatchTokens: p.FLYWHEEL_MAX_BATCH_TOKENS,
+      maxSeqs: p.FLYWHEEL_MAX_SEQS,
+      maxWaiting: p.FLYWHEEL_MAX_WAITING,
+      maxModelLen: p.FLYWHEEL_MAX_MODEL_LEN,
+      version: p.FLYWHEEL_POLICY_VERSION,
+    },
+  };
+}
+
+export const POLICY_ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: string }> = [
+  { name: 'FLYWHEEL_MODEL', default: 'models/stories260K', meaning: 'policy model: a Hugging Face Llama-family directory or a GGUF file' },
+  { name: 'FLYWHEEL_MODEL_DTYPE', default: 'f32', meaning: 'weight storage in the engine: f32 or bf16 (activations and KV cache stay f32)' },
+  { name: 'FLYWHEEL_THREADS', default: '0 (one per core)', meaning: 'native thread-pool size of the policy engine' },
+  { name: 'FLYWHEEL_KV_BLOCKS', default: '0 (auto)', meaning: 'KV-cache blocks of 16 tokens; auto = enough for FLYWHEEL_MAX_SEQS full contexts, capped at 1 GiB' },
+  { name: 'FLYWHEEL_MAX_BATCH_TOKENS', default: '512', meaning: 'token budget of one engine step (decode tokens + prefill chunks)' },
+  { name: 'FLYWHEEL_MAX_SEQS', default: '32', meaning: 'most sequences running at once' },
+  { name: 'FLYWHEEL_MAX_WAITING', default: '256', meaning: 'most requests queued; beyond it the policy answers overloaded (HTTP 429)' },
+  { name: 'FLYWHEEL_MAX_MODEL_LEN', default: "0 (the model's)", meaning: 'context length served (prompt + completion)' },
+  { name: 'FLYWHEEL_POLICY_VERSION', default: 'base', meaning: 'policy version reported with every completion until the RL loop promotes one' },
+];

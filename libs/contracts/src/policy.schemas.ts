@@ -1,0 +1,106 @@
+/**
+ * policy.generate / policy.cancel / policy.info payloads. A generate request carries text, chat
+ * messages or token ids (the policy owns the tokenizer and chat template) plus sampling parameters;
+ * its reply is a stream of frames: one `start`, many `token`, one `finish` per choice, then `end`.
+ */
+import { z } from 'zod';
+
+export const chatMessageSchema = z.object({
+  role: z.enum(['system', 'user', 'assistant']),
+  content: z.string(),
+});
+export type ChatMessage = z.infer<typeof chatMessageSchema>;
+
+export const generateInputSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('text'), text: z.string(), addSpecialTokens: z.boolean().default(true) }),
+  z.object({ kind: z.literal('chat'), messages: z.array(chatMessageSchema).min(1) }),
+  z.object({ kind: z.literal('tokens'), tokenIds: z.array(z.number().int().nonnegative()).min(1) }),
+]);
+export type GenerateInput = z.infer<typeof generateInputSchema>;
+
+export const samplingParamsSchema = z.object({
+  /** 0 = greedy. */
+  temperature: z.number().min(0).max(2).default(1),
+  topP: z.number().gt(0).max(1).default(1),
+  /** 0 = off. */
+  topK: z.number().int().min(0).default(0),
+  seed: z.number().int().optional(),
+  /** Absent: up to the end of the context window. */
+  maxTokens: z.number().int().positive().optional(),
+  stop: z.array(z.string().min(1)).max(4).default([]),
+  presencePenalty: z.number().min(-2).max(2).default(0),
+  frequencyPenalty: z.number().min(-2).max(2).default(0),
+  /** token id (as a decimal string, as in OpenAI's API) → bias added to its logit. */
+  logitBias: z.record(z.string().regex(/^\d+$/), z.number().min(-100).max(100)).default({}),
+  logprobs: z.boolean().default(false),
+  topLogprobs: z.number().int().min(0).max(20).default(0),
+  n: z.number().int().min(1).max(16).default(1),
+});
+export type SamplingParams = z.infer<typeof samplingParamsSchema>;
+
+export const generateRequestSchema = z.object({
+  requestId: z.string().min(1).max(200),
+  input: generateInputSchema,
+  sampling: samplingParamsSchema.prefault({}),
+  /** Echo the prompt text in the start frame (completions `echo`). */
+  echo: z.boolean().default(false),
+});
+export type GenerateRequest = z.infer<typeof generateRequestSchema>;
+export type GenerateRequestInput = z.input<typeof generateRequestSchema>;
+
+export const topLogprobSchema = z.object({ token: z.string(), tokenId: z.number().int(), logprob: z.number() });
+export const tokenLogprobSchema = topLogprobSchema.extend({ topLogprobs: z.array(topLogprobSchema) });
+export type TokenLogprob = z.infer<typeof tokenLogprobSchema>;
+
+export const finishReasonSchema = z.enum(['stop', 'length', 'cancelled']);
+export type FinishReason = z.infer<typeof finishReasonSchema>;
+
+export const usageSchema = z.object({ promptTokens: z.number().int(), completionTokens: z.number().int() });
+export type Usage = z.infer<typeof usageSchema>;
+
+export const generateFrameSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('start'),
+    requestId: z.string(),
+    model: z.string(),
+    policyVersion: z.string(),
+    promptTokens: z.number().int(),
+    promptText: z.string().optional(),
+  }),
+  z.object({
+    type: z.literal('token'),
+    choice: z.number().int(),
+    text: z.string(),
+    tokenIds: z.array(z.number().int()),
+    logprobs: z.array(tokenLogprobSchema).optional(),
+  }),
+  z.object({ type: z.literal('finish'), choice: z.number().int(), finishReason: finishReasonSchema }),
+  z.object({
+    type: z.literal('end'),
+    usage: usageSchema,
+    /** Milliseconds from the policy receiving the request: first token (null if none) and the end. */
+    timings: z.object({ ttftMs: z.number().nullable(), e2eMs: z.number() }),
+  }),
+]);
+export type GenerateFrame = z.infer<typeof generateFrameSchema>;
+
+/**
+ * policy.cancel is an event (publish, no reply) that every replica receives: only the one running the
+ * request acts on it, and a caller never waits on replicas that do not have it.
+ */
+export const cancelRequestSchema = z.object({ requestId: z.string().min(1).max(200) });
+export type CancelRequest = z.infer<typeof cancelRequestSchema>;
+
+export const policyInfoRequestSchema = z.object({}).strict();
+export const policyInfoSchema = z.object({
+  model: z.string(),
+  policyVersion: z.string(),
+  /** Seconds since the epoch when this replica loaded the model (OpenAI's `created`). */
+  loadedAt: z.number().int(),
+  contextLength: z.number().int(),
+  vocabSize: z.number().int(),
+  dtype: z.enum(['f32', 'bf16']),
+  instanceId: z.string(),
+  hasChatTemplate: z.boolean(),
+});
+export type PolicyInfo = z.infer<typeof policyInfoSchema>;

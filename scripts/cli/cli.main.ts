@@ -1,0 +1,34 @@
+/**
+ * The `flywheel` command line: one subcommand per file (`<name>.command.ts`). Errors are one line on
+ * stderr with a non-zero exit, never a stack trace for a user mistake.
+ */
+import { ModelLoadError } from '@flywheel/model';
+import { GENERATE_USAGE, generateCommand } from './generate.command';
+
+const USAGE = `usage: flywheel <command> [options]\n\ncommands:\n  generate   ${GENERATE_USAGE.replace('usage: flywheel generate ', '')}\n`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'generate':
+      return generateCommand(rest);
+    case undefined:
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`flywheel: unknown command ${JSON.stringify(command)}\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const known = err instanceof ModelLoadError || (err instanceof TypeError && 'code' in err && String((err as { code: unknown }).code).startsWith('ERR_PARSE_ARGS'));
+    process.stderr.write(`flywheel: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (!known && err instanceof Error && process.env.FLYWHEEL_DEBUG) process.stderr.write(`${err.stack}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,120 @@
+/**
+ * The policy service as the gateway sees it: a real process serving the default stories260K model over
+ * real NATS. Greedy output reproduces the golden ids, frames follow the contract, seeds reproduce,
+ * cancellation frees the sequence at once, and bad requests get typed errors instead of crashes.
+ */
+import { connect, type NatsConnection } from 'nats';
+import { generateFrameSchema, policyInfoSchema, SUBJECTS, type GenerateFrame, type GenerateRequestInput } from '@flywheel/contracts';
+import { emitEvent, MeshClient } from '@flywheel/mesh';
+import { STORIES_GOLDEN_IDS } from '../libs/model/src/engine/testing/stories260k.fixture';
+import { freePort, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
+
+jest.setTimeout(120_000);
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+
+describe('policy service', () => {
+  let policy: Running;
+  let port: number;
+  let nc: NatsConnection;
+  let mesh: MeshClient;
+
+  const generate = async (req: GenerateRequestInput): Promise<GenerateFrame[]> => {
+    const frames: GenerateFrame[] = [];
+    for await (const f of mesh.stream(SUBJECTS.policy.generate, req, generateFrameSchema, { firstReplyTimeoutMs: 10_000, idleTimeoutMs: 10_000 })) frames.push(f);
+    return frames;
+  };
+  const tokenIds = (frames: GenerateFrame[], choice = 0) => frames.flatMap((f) => (f.type === 'token' && f.choice === choice ? f.tokenIds : []));
+  const metric = async (name: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    return line ? Number(line.split(' ').pop()) : NaN;
+  };
+
+  beforeAll(async () => {
+    port = await freePort();
+    policy = run(process.execPath, [serviceEntry('policy')], { NATS_URL, FLYWHEEL_POLICY_PORT: String(port), FLYWHEEL_INSTANCE_ID: `policy-test-${port}` });
+    nc = await connect({ servers: NATS_URL });
+    mesh = new MeshClient(nc);
+    await waitFor(async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), 60_000, 'policy ready');
+  });
+
+  afterAll(async () => {
+    await stop(policy);
+    await nc?.drain();
+  });
+
+  it('reports what it serves', async () => {
+    const info = await mesh.request(SUBJECTS.policy.info, {}, policyInfoSchema, { timeoutMs: 3000 });
+    expect(info).toMatchObject({ model: 'stories260K', policyVersion: 'base', contextLength: 512, vocabSize: 512, dtype: 'f32', hasChatTemplate: true });
+  });
+
+  it('streams the golden greedy continuation of "Once upon a time" in contract order', async () => {
+    const frames = await generate({ requestId: 'golden', input: { kind: 'text', text: 'Once upon a time' }, sampling: { temperature: 0, maxTokens: 64 } });
+    expect(frames[0]).toMatchObject({ type: 'start', requestId: 'golden', promptTokens: 5, policyVersion: 'base' });
+    expect(tokenIds(frames)).toEqual(STORIES_GOLDEN_IDS);
+    const text = frames.map((f) => (f.type === 'token' ? f.text : '')).join('');
+    expect(text.startsWith(', there was a little girl named Lily.')).toBe(true);
+    expect(frames.at(-2)).toEqual({ type: 'finish', choice: 0, finishReason: 'length' });
+    expect(frames.at(-1)).toMatchObject({ type: 'end', usage: { promptTokens: 5, completionTokens: 64 } });
+    expect(await metric('flywheel_generation_tokens_total')).toBeGreaterThanOrEqual(64);
+  });
+
+  it('reproduces sampled output with the same seed, gives n choices and logprobs', async () => {
+    const req = { input: { kind: 'text' as const, text: 'Lily and her dog' }, sampling: { temperature: 1, seed: 1234, maxTokens: 24, n: 2, logprobs: true, topLogprobs: 3 } };
+    const a = await generate({ requestId: 'seed-a', ...req });
+    const b = await generate({ requestId: 'seed-b', ...req });
+    expect(tokenIds(a, 0)).toEqual(tokenIds(b, 0));
+    expect(tokenIds(a, 1)).toEqual(tokenIds(b, 1));
+    expect(tokenIds(a, 0)).not.toEqual(tokenIds(a, 1));
+    const firstToken = a.find((f) => f.type === 'token');
+    expect(firstToken?.type === 'token' && firstToken.logprobs?.[0]?.topLogprobs).toHaveLength(3);
+    expect(a.filter((f) => f.type === 'finish')).toHaveLength(2);
+  });
+
+  it('frees a cancelled sequence at the next step', async () => {
+    const frames: GenerateFrame[] = [];
+    const consumer = (async () => {
+      for await (const f of mesh.stream(
+        SUBJECTS.policy.generate,
+        { requestId: 'to-cancel', input: { kind: 'text', text: 'Once' }, sampling: { temperature: 1, maxTokens: 500 } },
+        generateFrameSchema,
+        { firstReplyTimeoutMs: 10_000, idleTimeoutMs: 10_000 },
+      )) {
+        frames.push(f);
+        if (frames.length === 3) emitEvent(nc, SUBJECTS.policy.cancel, { requestId: 'to-cancel' });
+      }
+    })();
+    await consumer;
+    expect(frames.find((f) => f.type === 'finish')).toEqual({ type: 'finish', choice: 0, finishReason: 'cancelled' });
+    const end = frames.at(-1);
+    expect(end?.type === 'end' && end.usage.completionTokens).toBeLessThan(100);
+    expect(await metric('flywheel_num_requests_running')).toBe(0);
+  });
+
+  it('answers bad requests with typed errors and keeps serving', async () => {
+    await expect(generate({ requestId: 'oov', input: { kind: 'tokens', tokenIds: [1, 99999] } })).rejects.toMatchObject({ code: 'invalid_payload', param: 'input.tokenIds.1' });
+    await expect(generate({ requestId: 'long', input: { kind: 'tokens', tokenIds: new Array(500).fill(300) }, sampling: { maxTokens: 100 } })).rejects.toMatchObject({
+      code: 'context_length_exceeded',
+    });
+    await expect(generate({ requestId: 'bad', input: { kind: 'text', text: 'x' }, sampling: { temperature: 9 } } as never)).rejects.toMatchObject({
+      code: 'invalid_payload',
+      param: 'sampling.temperature',
+    });
+    const ok = await generate({ requestId: 'after', input: { kind: 'text', text: 'Once upon a time' }, sampling: { temperature: 0, maxTokens: 4 } });
+    expect(tokenIds(ok)).toEqual(STORIES_GOLDEN_IDS.slice(0, 4));
+  });
+});
+
+describe('flywheel generate (CLI)', () => {
+  it('prints the greedy continuation and nothing else on stdout', async () => {
+    const r = run(process.execPath, ['tools/cli/flywheel.js', 'generate', '--model', 'models/stories260K', '--prompt', 'Once upon a time', '--max-tokens', '30'], {});
+    expect(await r.exited).toBe(0);
+    expect(r.output()).toMatch(/^, there was a little girl named Lily\. She loved to play outside in the park\./);
+  });
+
+  it('fails with one clear line for a missing model', async () => {
+    const r = run(process.execPath, ['tools/cli/flywheel.js', 'generate', '--model', '/nonexistent', '--prompt', 'x'], {});
+    expect(await r.exited).toBe(1);
+    expect(r.output().trim()).toMatch(/^flywheel: \/nonexistent: checkpoint not found/);
+  });
+});
