@@ -1,0 +1,87 @@
+/**
+ * Where a completion's response goes: one JSON body, or Server-Sent Events written straight to Node's
+ * response (Fastify is told to keep out with hijack()). It also reports the client going away before
+ * the response finished, which is how the gateway knows to cancel the generation.
+ */
+import type { ServerResponse } from 'node:http';
+
+export interface ResponseSink {
+  /** True once SSE headers are out: from then on errors travel as `data: {"error": ...}`. */
+  readonly streaming: boolean;
+  /** True when the connection closed before the response ended. */
+  readonly clientGone: boolean;
+  onClientGone(listener: () => void): void;
+  json(status: number, body: unknown, headers?: Record<string, string>): void;
+  startEvents(headers?: Record<string, string>): void;
+  /** One SSE event: `data: <payload>\n\n`; the payload is already JSON. */
+  event(payload: string): void;
+  end(): void;
+}
+
+/** The slice of Fastify's reply this needs (keeps the fastify types out of the gateway's imports). */
+export interface RawReply {
+  raw: ServerResponse;
+  hijack(): unknown;
+}
+
+export class HttpResponseSink implements ResponseSink {
+  private gone = false;
+  private started = false;
+  private readonly listeners: Array<() => void> = [];
+
+  constructor(private readonly reply: RawReply) {
+    reply.raw.once('close', () => {
+      if (reply.raw.writableFinished) return;
+      this.gone = true;
+      for (const l of this.listeners) l();
+    });
+  }
+
+  get streaming(): boolean {
+    return this.started;
+  }
+
+  get clientGone(): boolean {
+    return this.gone;
+  }
+
+  onClientGone(listener: () => void): void {
+    if (this.gone) listener();
+    else this.listeners.push(listener);
+  }
+
+  json(status: number, body: unknown, headers: Record<string, string> = {}): void {
+    if (this.gone || this.started) return;
+    const text = JSON.stringify(body);
+    this.reply.hijack();
+    this.reply.raw.writeHead(status, {
+      ...headers,
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(Buffer.byteLength(text)),
+    });
+    this.reply.raw.end(text);
+  }
+
+  startEvents(headers: Record<string, string> = {}): void {
+    if (this.started) return;
+    this.started = true;
+    this.reply.hijack();
+    this.reply.raw.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    this.reply.raw.flushHeaders();
+  }
+
+  event(payload: string): void {
+    if (this.gone) return;
+    this.reply.raw.write(`data: ${payload}\n\n`);
+  }
+
+  end(): void {
+    if (!this.reply.raw.writableEnded) this.reply.raw.end();
+  }
+}

@@ -1,0 +1,117 @@
+import type { PolicyInfo } from '@flywheel/contracts';
+import { parseChatCompletionBody, parseCompletionBody, planChatCompletion, planCompletion } from './openai-request.mapping';
+
+const info: PolicyInfo = {
+  model: 'tiny',
+  policyVersion: 'v7',
+  loadedAt: 1_700_000_000,
+  contextLength: 512,
+  vocabSize: 512,
+  dtype: 'f32',
+  instanceId: 'policy-1',
+  hasChatTemplate: true,
+};
+const ids = { id: 'chatcmpl-x', created: 1 };
+const chat = (extra: object) => planChatCompletion(parseChatCompletionBody({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], ...extra }), info, ids);
+const completion = (extra: object) => planCompletion(parseCompletionBody({ model: 'tiny', prompt: 'hi', ...extra }), { ...info }, { id: 'cmpl-x', created: 1 });
+
+describe('chat request mapping', () => {
+  it('maps OpenAI sampling parameters onto one policy request', () => {
+    const plan = chat({
+      n: 2,
+      stop: 'END',
+      max_completion_tokens: 30,
+      max_tokens: 99,
+      temperature: 0.5,
+      top_p: 0.9,
+      seed: 3,
+      presence_penalty: 0.1,
+      frequency_penalty: -0.2,
+      logit_bias: { '007': 5 },
+      logprobs: true,
+      top_logprobs: 4,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    expect(plan.requests).toEqual([
+      {
+        requestId: 'chatcmpl-x',
+        input: { kind: 'chat', messages: [{ role: 'user', content: 'hi' }] },
+        echo: false,
+        sampling: {
+          temperature: 0.5, topP: 0.9, topK: 0, seed: 3, maxTokens: 30, stop: ['END'], presencePenalty: 0.1,
+          frequencyPenalty: -0.2, logitBias: { '7': 5 }, logprobs: true, topLogprobs: 4, n: 2,
+        },
+      },
+    ]);
+    expect(plan).toMatchObject({ stream: true, includeUsage: true, n: 2, logprobs: 'chat', model: 'tiny' });
+  });
+
+  it('joins text parts, maps developer to system, treats top_p 0 as greedy', () => {
+    const plan = chat({
+      messages: [
+        { role: 'developer', content: 'be brief' },
+        { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] },
+      ],
+      top_p: 0,
+    });
+    expect(plan.messages).toEqual([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'a\nb' }]);
+    expect(plan.requests[0]!.sampling).toMatchObject({ temperature: 0, topP: 1 });
+  });
+
+  it.each([
+    [{ model: 'other' }, 404, 'model'],
+    [{ tools: [{}] }, 400, 'tools'],
+    [{ tool_choice: 'required' }, 400, 'tool_choice'],
+    [{ functions: [{}] }, 400, 'functions'],
+    [{ response_format: { type: 'json_schema' } }, 400, 'response_format.type'],
+    [{ top_logprobs: 2 }, 400, 'top_logprobs'],
+    [{ stream_options: { include_usage: true } }, 400, 'stream_options'],
+    [{ logit_bias: { '512': 1 } }, 400, 'logit_bias'],
+    [{ max_tokens: 512 }, 400, 'max_tokens'],
+    [{ messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }] }, 400, 'messages[0].role'],
+    [{ messages: [{ role: 'assistant', content: null }] }, 400, 'messages[0].content'],
+  ])('refuses %j with %i naming %s', (extra, status, param) => {
+    expect(() => chat(extra)).toThrow(expect.objectContaining({ status, param }));
+  });
+
+  it('accepts tool_choice none and empty tools, and ignores metadata/store', () => {
+    expect(() => chat({ tool_choice: 'none', tools: [], metadata: { a: 'b' }, store: false, response_format: { type: 'text' } })).not.toThrow();
+  });
+
+  it('refuses chat when the model has no chat template', () => {
+    const body = parseChatCompletionBody({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] });
+    expect(() => planChatCompletion(body, { ...info, hasChatTemplate: false }, ids)).toThrow(expect.objectContaining({ code: 'no_chat_template' }));
+  });
+});
+
+describe('completions request mapping', () => {
+  it('sends one policy request per prompt, defaults max_tokens to 16, and asks for echo', () => {
+    const plan = completion({ prompt: ['a', 'b'], n: 2, echo: true });
+    expect(plan.requests.map((r) => [r.requestId, r.input, r.echo, r.sampling?.maxTokens])).toEqual([
+      ['cmpl-x-0', { kind: 'text', text: 'a' }, true, 16],
+      ['cmpl-x-1', { kind: 'text', text: 'b' }, true, 16],
+    ]);
+    expect(plan.prompts).toEqual(['a', 'b']);
+  });
+
+  it('takes token-id prompts, one or many', () => {
+    expect(completion({ prompt: [1, 2, 3] }).requests[0]!.input).toEqual({ kind: 'tokens', tokenIds: [1, 2, 3] });
+    expect(completion({ prompt: [[1], [2]] }).requests).toHaveLength(2);
+    expect(() => completion({ prompt: [1, 9999] })).toThrow(expect.objectContaining({ param: 'prompt' }));
+  });
+
+  it('maps legacy logprobs to top alternatives', () => {
+    expect(completion({ logprobs: 3 }).requests[0]!.sampling).toMatchObject({ logprobs: true, topLogprobs: 3 });
+    expect(completion({ logprobs: 0 }).logprobs).toBe('completions');
+  });
+
+  it.each([
+    [{ suffix: 'x' }, 'suffix'],
+    [{ best_of: 3 }, 'best_of'],
+    [{ echo: true, logprobs: 1 }, 'echo'],
+    [{ prompt: Array.from({ length: 65 }, () => 'p'), n: 2 }, 'prompt'],
+  ])('refuses %j naming %s', (extra, param) => {
+    expect(() => completion(extra)).toThrow(expect.objectContaining({ status: 400, param }));
+  });
+});

@@ -1,0 +1,201 @@
+/**
+ * The OpenAI-compatible HTTP API as wire shapes: request bodies of /v1/chat/completions and
+ * /v1/completions (snake_case, exactly as clients send them), the objects the gateway answers with,
+ * and the error body. Validation that needs the served model (vocab size, model name) is not here.
+ */
+import { z } from 'zod';
+
+const stopSchema = z.union([z.string(), z.array(z.string()).max(4)]).nullish();
+const probability = z.number().min(0).max(1);
+const penalty = z.number().min(-2).max(2);
+/** Token id as a decimal string → bias in [-100, 100], as OpenAI takes it. */
+const logitBiasSchema = z.record(z.string(), z.number().min(-100).max(100)).nullish();
+const streamOptionsSchema = z.object({ include_usage: z.boolean().nullish() }).nullish();
+
+/** Parameters both endpoints share. Unknown top-level keys are rejected, as OpenAI does. */
+const samplingFields = {
+  model: z.string().min(1),
+  stream: z.boolean().nullish(),
+  stream_options: streamOptionsSchema,
+  n: z.number().int().min(1).max(16).nullish(),
+  stop: stopSchema,
+  max_tokens: z.number().int().positive().nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: probability.nullish(),
+  /** vLLM extension; 0 or -1 = off. */
+  top_k: z.number().int().min(-1).nullish(),
+  seed: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
+  presence_penalty: penalty.nullish(),
+  frequency_penalty: penalty.nullish(),
+  logit_bias: logitBiasSchema,
+  user: z.string().max(256).nullish(),
+  /** Accepted and ignored: they change nothing about a generation here. */
+  metadata: z.record(z.string(), z.string()).nullish(),
+  store: z.boolean().nullish(),
+  service_tier: z.string().nullish(),
+};
+
+export const chatContentPartSchema = z.object({
+  type: z.literal('text', { error: "only content parts of type 'text' are supported" }),
+  text: z.string(),
+});
+
+export const chatRequestMessageSchema = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
+  content: z.union([z.string(), z.array(chatContentPartSchema)]).nullish(),
+  name: z.string().nullish(),
+  tool_calls: z.array(z.unknown()).nullish(),
+  function_call: z.unknown().optional(),
+  tool_call_id: z.string().nullish(),
+});
+export type ChatRequestMessage = z.infer<typeof chatRequestMessageSchema>;
+
+export const chatCompletionRequestSchema = z.strictObject({
+  ...samplingFields,
+  messages: z.array(chatRequestMessageSchema).min(1),
+  max_completion_tokens: z.number().int().positive().nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  response_format: z.looseObject({ type: z.string() }).nullish(),
+  /** Unsupported until tool calling lands: present and non-empty → 400 naming the parameter. */
+  tools: z.array(z.unknown()).nullish(),
+  tool_choice: z.unknown().optional(),
+  parallel_tool_calls: z.boolean().nullish(),
+  functions: z.array(z.unknown()).nullish(),
+  function_call: z.unknown().optional(),
+  modalities: z.array(z.string()).nullish(),
+});
+export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
+
+export const completionRequestSchema = z.strictObject({
+  ...samplingFields,
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()).min(1),
+    z.array(z.number().int().nonnegative()).min(1),
+    z.array(z.array(z.number().int().nonnegative()).min(1)).min(1),
+  ]),
+  echo: z.boolean().nullish(),
+  /** Legacy completions: how many top alternatives per token (0..20; OpenAI allows up to 5). */
+  logprobs: z.number().int().min(0).max(20).nullish(),
+  best_of: z.number().int().min(1).max(16).nullish(),
+  suffix: z.string().nullish(),
+});
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+// ---- responses -------------------------------------------------------------------------------------
+
+/** content_filter: output moderation cut the choice; the text ends before the blocked span. */
+export type OpenAiFinishReason = 'stop' | 'length' | 'content_filter';
+
+export interface OpenAiUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface ChatTopLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+}
+export interface ChatTokenLogprob extends ChatTopLogprob {
+  top_logprobs: ChatTopLogprob[];
+}
+export interface ChatChoiceLogprobs {
+  content: ChatTokenLogprob[];
+  refusal: null;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string; refusal: null };
+    logprobs: ChatChoiceLogprobs | null;
+    finish_reason: OpenAiFinishReason;
+  }>;
+  usage: OpenAiUsage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: Array<{
+    index: number;
+    delta: { role?: 'assistant'; content?: string; refusal?: null };
+    logprobs: ChatChoiceLogprobs | null;
+    finish_reason: OpenAiFinishReason | null;
+  }>;
+  /** Present (null until the last chunk) only when stream_options.include_usage is set. */
+  usage?: OpenAiUsage | null;
+}
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Array<Record<string, number>>;
+  text_offset: number[];
+}
+
+export interface TextCompletion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: Array<{
+    index: number;
+    text: string;
+    logprobs: CompletionLogprobs | null;
+    finish_reason: OpenAiFinishReason | null;
+  }>;
+  usage?: OpenAiUsage | null;
+}
+
+export interface OpenAiModel {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+  /** Flywheel extensions: what serves this model right now. */
+  policy_version: string;
+  context_length: number;
+}
+
+export interface OpenAiModelList {
+  object: 'list';
+  data: OpenAiModel[];
+}
+
+// ---- errors ----------------------------------------------------------------------------------------
+
+export const openAiErrorTypeSchema = z.enum([
+  'invalid_request_error',
+  'authentication_error',
+  'permission_error',
+  'not_found_error',
+  'requests',
+  'tokens',
+  'server_error',
+]);
+export type OpenAiErrorType = z.infer<typeof openAiErrorTypeSchema>;
+
+export const openAiErrorBodySchema = z.object({
+  error: z.object({
+    message: z.string(),
+    type: openAiErrorTypeSchema,
+    param: z.string().nullable(),
+    code: z.string().nullable(),
+    /** Flywheel extension on content_policy_violation: the moderation categories that blocked the prompt. */
+    categories: z.array(z.string()).optional(),
+  }),
+});
+export type OpenAiErrorBody = z.infer<typeof openAiErrorBodySchema>;
