@@ -1,9 +1,16 @@
-/** Moderation process entry: config parsed once, then Nest with its health port and the NATS transport. */
-import { loadServiceConfig } from '@flywheel/config';
+/**
+ * Moderation process entry: config parsed and the moderator's files loaded once (a bad variable or a
+ * bad policy/lexicon/model file exits 78 with one line), then Nest with its health port and NATS.
+ */
+import { loadModerationConfig, loadOrExit, loadServiceConfig } from '@flywheel/config';
 import { runServiceMain } from '@flywheel/mesh';
 import { ModerationModule } from './moderation.module';
+import { moderatorFromConfig } from './moderator.factory';
+
+const config = loadOrExit(() => ({ ...loadServiceConfig('moderation', process.env), moderation: loadModerationConfig(process.env) }));
+const moderator = loadOrExit(() => moderatorFromConfig(config.moderation));
 
 runServiceMain(
-  () => loadServiceConfig('moderation', process.env),
-  (config) => ModerationModule.forRoot(config),
+  () => config,
+  (c) => ModerationModule.forRoot(c, moderator),
 );

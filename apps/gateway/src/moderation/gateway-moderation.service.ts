@@ -1,0 +1,109 @@
+/**
+ * Moderation as the gateway applies it: POST /v1/moderations (the service's answer, as is), the prompt
+ * check before generation (moderation.check over NATS; the in-process moderator when no service
+ * answers, so a prompt is never let through unchecked), and one OutputGate per choice for the streamed
+ * output check, which always runs in-process. Counts the verdicts it acts on.
+ */
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { GatewayConfig } from '@flywheel/config';
+import {
+  moderationRequestSchema,
+  type CompletionModeration,
+  type ModerationDirection,
+  type ModerationResponse,
+  type ModerationVerdictSummary,
+} from '@flywheel/contracts';
+import { MeshError, SERVICE_CONFIG } from '@flywheel/mesh';
+import { Moderator, StreamModerator } from '@flywheel/moderation';
+import { fromZodError } from '../http/openai-error';
+import type { RequestContext } from '../http/request-context';
+import { GatewayMetrics } from '../observability/gateway.metrics';
+import type { GenerationPlan } from '../openai/openai-request.mapping';
+import { ModerationClient, moderationServiceError } from './moderation.client';
+import { OutputGate } from './output-gate';
+import { ContentPolicyError, promptBatchesOf, promptTextsOf, type PromptPiece } from './prompt-moderation';
+import { mergeVerdicts, type VerdictParts } from './verdict-summary';
+
+export type InputModeration = NonNullable<CompletionModeration['input']>;
+
+@Injectable()
+export class GatewayModeration {
+  private readonly logger = new Logger('GatewayModeration');
+  private serviceDown = false;
+
+  constructor(
+    private readonly client: ModerationClient,
+    private readonly moderator: Moderator,
+    private readonly metrics: GatewayMetrics,
+    @Inject(SERVICE_CONFIG) private readonly config: GatewayConfig,
+  ) {}
+
+  /** POST /v1/moderations: OpenAI's request, the service's answer (503/504 when it cannot give one). */
+  async moderations(body: unknown): Promise<ModerationResponse> {
+    const parsed = moderationRequestSchema.safeParse(body);
+    if (!parsed.success) throw fromZodError(parsed.error, body);
+    try {
+      return await this.client.check(parsed.data);
+    } catch (err) {
+      throw moderationServiceError(err);
+    }
+  }
+
+  /**
+   * Checks every text of the prompt; throws ContentPolicyError (400) when the policy blocks it.
+   * null when the request has no text to check (token-id prompts).
+   */
+  async checkPrompt(plan: GenerationPlan, ctx: RequestContext): Promise<InputModeration | null> {
+    const batches = promptBatchesOf(promptTextsOf(plan));
+    if (batches.length === 0) return null;
+    const started = performance.now();
+    const checked = await this.checkPieces(batches);
+    const summary = mergeVerdicts(checked.verdicts);
+    this.metrics.moderationLatency.observe({ direction: 'input' }, (performance.now() - started) / 1000);
+    this.count('input', summary, checked.source);
+    ctx.log.moderation = summary.action;
+    if (summary.action === 'block') throw new ContentPolicyError(plan.promptParam, summary.blockedCategories);
+    return { ...summary, model: checked.model, source: checked.source };
+  }
+
+  /** A fresh stream check for one choice's output. */
+  outputGate(): OutputGate {
+    const { windowChars, holdbackChars } = this.config.gateway.moderation.stream;
+    const stream = new StreamModerator(this.moderator, { direction: 'output', windowChars, holdbackChars });
+    return new OutputGate(stream, (seconds) => this.metrics.moderationLatency.observe({ direction: 'output' }, seconds));
+  }
+
+  /** Counts a finished choice's output verdict (once per choice). */
+  countOutput(gate: OutputGate): void {
+    this.count('output', gate.summary(), 'local');
+  }
+
+  private async checkPieces(batches: PromptPiece[][]): Promise<{ verdicts: Array<VerdictParts & PromptPiece>; model: string; source: 'service' | 'local' }> {
+    try {
+      const answers = await Promise.all(batches.map((batch) => this.client.check({ input: batch.map((p) => p.value), direction: 'input' })));
+      this.noteService(null);
+      const verdicts = batches.flatMap((batch, b) =>
+        batch.map((piece, i) => ({ ...piece, result: answers[b]!.results[i]!, flywheel: answers[b]!.flywheel_results[i]! })),
+      );
+      return { verdicts, model: answers[0]!.model, source: 'service' };
+    } catch (err) {
+      if (!(err instanceof MeshError)) throw err;
+      this.noteService(err);
+      const verdicts = batches.flat().map((piece) => ({ ...piece, ...this.moderator.check(piece.value, 'input') }));
+      return { verdicts, model: this.moderator.modelId, source: 'local' };
+    }
+  }
+
+  /** Logs the service going away and coming back, not every request in between. */
+  private noteService(err: MeshError | null): void {
+    if (err && !this.serviceDown) this.logger.warn(`moderation service not answering (${err.message}); prompts are checked in-process until it does`);
+    if (!err && this.serviceDown) this.logger.log('moderation service answering again');
+    this.serviceDown = err !== null;
+  }
+
+  private count(direction: ModerationDirection, summary: ModerationVerdictSummary, source: 'service' | 'local'): void {
+    this.metrics.moderationChecks.inc({ direction, action: summary.action, source });
+    for (const category of summary.blockedCategories) this.metrics.moderationFlags.inc({ category, direction, action: 'block' });
+    for (const category of summary.flaggedCategories) this.metrics.moderationFlags.inc({ category, direction, action: 'flag' });
+  }
+}

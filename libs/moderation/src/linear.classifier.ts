@@ -1,0 +1,183 @@
+/**
+ * One-vs-rest logistic regression over hashed n-gram features: training (AdaGrad, seeded), Platt
+ * calibration, int8 quantisation, and the artifact format (model.json + weights.bin, feature-major
+ * int8 `[buckets][heads]` with one dequantisation scale per head). Pure: callers do the file I/O.
+ */
+import { z } from 'zod';
+import type { SparseVector } from './ngram.features';
+
+export const CLASSIFIER_FORMAT = 'flywheel-hashed-ngram-lr/1';
+
+export const classifierMetaSchema = z.object({
+  format: z.literal(CLASSIFIER_FORMAT),
+  buckets: z.number().int().positive(),
+  heads: z.array(z.string()).min(1),
+  bias: z.array(z.number()),
+  scale: z.array(z.number()),
+  /** Platt parameters per head: p = sigmoid(a * logit + b). */
+  platt: z.array(z.object({ a: z.number(), b: z.number() })),
+  seed: z.number().int(),
+  trainedOn: z.number().int(),
+  /** Free-form training record (hyperparameters, data hash, held-out metrics). */
+  training: z.record(z.string(), z.unknown()).default({}),
+});
+export type ClassifierMeta = z.infer<typeof classifierMetaSchema>;
+
+export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+
+export class LinearClassifier {
+  constructor(
+    readonly meta: ClassifierMeta,
+    /** Feature-major int8 weights: weight of head k for bucket j at `j * heads + k`. */
+    private readonly weights: Int8Array,
+  ) {
+    const k = meta.heads.length;
+    if (weights.length !== meta.buckets * k) throw new Error(`weights hold ${weights.length} values, expected ${meta.buckets * k}`);
+    if (meta.bias.length !== k || meta.scale.length !== k || meta.platt.length !== k) throw new Error('model.json: per-head arrays differ in length');
+  }
+
+  get heads(): readonly string[] {
+    return this.meta.heads;
+  }
+
+  /** Raw (uncalibrated) logits per head. */
+  logits(x: SparseVector): Float64Array {
+    const k = this.meta.heads.length;
+    const acc = new Float64Array(k);
+    for (let i = 0; i < x.index.length; i++) {
+      const base = x.index[i] * k;
+      const v = x.value[i];
+      for (let h = 0; h < k; h++) acc[h] += this.weights[base + h] * v;
+    }
+    for (let h = 0; h < k; h++) acc[h] = acc[h] * this.meta.scale[h] + this.meta.bias[h];
+    return acc;
+  }
+
+  /** Calibrated probabilities per head, in `heads` order. */
+  predict(x: SparseVector): Float64Array {
+    const z = this.logits(x);
+    for (let h = 0; h < z.length; h++) z[h] = sigmoid(this.meta.platt[h].a * z[h] + this.meta.platt[h].b);
+    return z;
+  }
+}
+
+export interface TrainOptions {
+  buckets: number;
+  epochs: number;
+  learningRate: number;
+  l2: number;
+  seed: number;
+}
+
+export interface TrainedWeights {
+  /** Feature-major float weights `[buckets][heads]`. */
+  weights: Float32Array;
+  bias: Float32Array;
+}
+
+/** Deterministic PRNG (mulberry32) so a seed reproduces the shuffle order and therefore the model. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * AdaGrad on the log loss, one head per label, positives up-weighted by sqrt(neg/pos) because each
+ * category is rare in the seed set. L2 is applied to the weights an example touches (lazy), which
+ * keeps an epoch O(nnz * heads).
+ */
+export function trainOneVsRest(xs: SparseVector[], ys: Uint8Array[], heads: number, opts: TrainOptions): TrainedWeights {
+  const { buckets } = opts;
+  const weights = new Float32Array(buckets * heads);
+  const g2 = new Float32Array(buckets * heads).fill(1e-8);
+  const bias = new Float32Array(heads);
+  const bg2 = new Float32Array(heads).fill(1e-8);
+  const posWeight = new Float32Array(heads);
+  for (let h = 0; h < heads; h++) {
+    const pos = ys.reduce((n, y) => n + y[h], 0);
+    posWeight[h] = pos > 0 ? Math.sqrt(Math.max(1, (ys.length - pos) / pos)) : 1;
+  }
+  const rand = mulberry32(opts.seed);
+  const order = xs.map((_, i) => i);
+  const z = new Float64Array(heads);
+  for (let epoch = 0; epoch < opts.epochs; epoch++) {
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    for (const n of order) {
+      const x = xs[n];
+      const y = ys[n];
+      z.set(bias);
+      for (let i = 0; i < x.index.length; i++) {
+        const base = x.index[i] * heads;
+        for (let h = 0; h < heads; h++) z[h] += weights[base + h] * x.value[i];
+      }
+      for (let h = 0; h < heads; h++) {
+        const g = (sigmoid(z[h]) - y[h]) * (y[h] ? posWeight[h] : 1);
+        bg2[h] += g * g;
+        bias[h] -= (opts.learningRate * g) / Math.sqrt(bg2[h]);
+        for (let i = 0; i < x.index.length; i++) {
+          const w = x.index[i] * heads + h;
+          const gw = g * x.value[i] + opts.l2 * weights[w];
+          g2[w] += gw * gw;
+          weights[w] -= (opts.learningRate * gw) / Math.sqrt(g2[w]);
+        }
+      }
+    }
+  }
+  return { weights, bias };
+}
+
+/** Symmetric int8 quantisation per head; returns the int8 tensor and each head's scale. */
+export function quantize(weights: Float32Array, heads: number): { q: Int8Array; scale: number[] } {
+  const maxAbs = new Array<number>(heads).fill(0);
+  for (let i = 0; i < weights.length; i++) maxAbs[i % heads] = Math.max(maxAbs[i % heads], Math.abs(weights[i]));
+  const scale = maxAbs.map((m) => (m > 0 ? m / 127 : 1));
+  const q = new Int8Array(weights.length);
+  for (let i = 0; i < weights.length; i++) q[i] = Math.round(weights[i] / scale[i % heads]);
+  return { q, scale };
+}
+
+/**
+ * Platt scaling fitted by Newton's method on (logit, label) pairs, with Platt's smoothed targets
+ * ((N+ + 1)/(N+ + 2) and 1/(N- + 2)) so a head with few positives does not get an infinite slope.
+ */
+export function fitPlatt(logits: ArrayLike<number>, labels: ArrayLike<number>): { a: number; b: number } {
+  let pos = 0;
+  for (let i = 0; i < labels.length; i++) pos += labels[i];
+  const neg = labels.length - pos;
+  const hi = (pos + 1) / (pos + 2);
+  const lo = 1 / (neg + 2);
+  let a = 1;
+  let b = 0;
+  for (let iter = 0; iter < 100; iter++) {
+    let ga = 0, gb = 0, haa = 1e-6, hab = 0, hbb = 1e-6;
+    for (let i = 0; i < logits.length; i++) {
+      const t = labels[i] ? hi : lo;
+      const p = sigmoid(a * logits[i] + b);
+      const d = p - t;
+      const w = p * (1 - p);
+      ga += d * logits[i];
+      gb += d;
+      haa += w * logits[i] * logits[i];
+      hab += w * logits[i];
+      hbb += w;
+    }
+    const det = haa * hbb - hab * hab;
+    if (Math.abs(det) < 1e-12) break;
+    const da = (hbb * ga - hab * gb) / det;
+    const db = (haa * gb - hab * ga) / det;
+    a -= da;
+    b -= db;
+    if (Math.abs(da) < 1e-9 && Math.abs(db) < 1e-9) break;
+  }
+  // A non-positive slope would invert the ranking the model learnt; fall back to the identity.
+  return a > 0 && Number.isFinite(a) && Number.isFinite(b) ? { a, b } : { a: 1, b: 0 };
+}

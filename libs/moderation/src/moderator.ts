@@ -1,0 +1,148 @@
+/**
+ * The layered moderator: canonicalise once, then rules (lexicon terms/patterns), PII detectors and the
+ * calibrated classifier each score the 15 categories; a category's score is the max of its layers and
+ * of its subcategories (a threat is harassment too); the policy turns scores into block/flag/allow.
+ * Synchronous, in-process, no I/O: the service and the gateway share it (see moderation.loader.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  ALL_MODERATION_CATEGORIES,
+  MODERATION_CATEGORIES,
+  type AnyModerationCategory,
+  type FlywheelModerationResult,
+  type ModerationCategory,
+  type ModerationDirection,
+  type ModerationResponse,
+  type ModerationResult,
+  type ParsedModerationRequest,
+  type PiiEntity,
+  type RuleMatch,
+} from '@flywheel/contracts';
+import { CompiledLexicon } from './lexicon.rules';
+import { LinearClassifier } from './linear.classifier';
+import { decide, type PolicyDecision, type ResolvedPolicy } from './moderation.policy';
+import { extractFeatures } from './ngram.features';
+import { detectPii } from './pii.detectors';
+import { canonicalize } from './text.normalize';
+
+/** Subcategory → parent, as in OpenAI's taxonomy. */
+export const PARENT_CATEGORY: Partial<Record<ModerationCategory, ModerationCategory>> = {
+  'harassment/threatening': 'harassment',
+  'hate/threatening': 'hate',
+  'illicit/violent': 'illicit',
+  'self-harm/intent': 'self-harm',
+  'self-harm/instructions': 'self-harm',
+  'sexual/minors': 'sexual',
+  'violence/graphic': 'violence',
+};
+
+export type CategoryScores = Record<AnyModerationCategory, number>;
+
+export interface Analysis {
+  scores: CategoryScores;
+  /** Classifier-only scores (calibrated), for evaluation and the flywheel record. */
+  classifierScores: Partial<CategoryScores>;
+  matches: RuleMatch[];
+  pii: PiiEntity[];
+}
+
+export interface TextVerdict {
+  result: ModerationResult;
+  flywheel: FlywheelModerationResult;
+  decision: PolicyDecision;
+  analysis: Analysis;
+}
+
+export interface ModeratorParts {
+  lexicon: CompiledLexicon;
+  classifier: LinearClassifier;
+  policy: ResolvedPolicy;
+  /** Reported as `model` in responses. */
+  modelId: string;
+}
+
+const zeroScores = (): CategoryScores =>
+  Object.fromEntries(ALL_MODERATION_CATEGORIES.map((c) => [c, 0])) as CategoryScores;
+
+const round = (x: number) => Math.round(x * 1e6) / 1e6;
+
+export class Moderator {
+  readonly lexicon: CompiledLexicon;
+  readonly classifier: LinearClassifier;
+  readonly policy: ResolvedPolicy;
+  readonly modelId: string;
+  private readonly headIndex: Array<[AnyModerationCategory, number]>;
+
+  constructor(parts: ModeratorParts) {
+    this.lexicon = parts.lexicon;
+    this.classifier = parts.classifier;
+    this.policy = parts.policy;
+    this.modelId = parts.modelId;
+    const known = new Set<string>(ALL_MODERATION_CATEGORIES);
+    this.headIndex = parts.classifier.heads.flatMap((h, i) => (known.has(h) ? [[h as AnyModerationCategory, i] as [AnyModerationCategory, number]] : []));
+  }
+
+  /** Scores of every category for one text, with the rule matches and PII spans behind them. */
+  analyze(text: string): Analysis {
+    const canonical = canonicalize(text);
+    const scores = zeroScores();
+    const classifierScores: Partial<CategoryScores> = {};
+    const probs = this.classifier.predict(extractFeatures(canonical, this.classifier.meta.buckets));
+    for (const [category, i] of this.headIndex) {
+      classifierScores[category] = probs[i];
+      scores[category] = probs[i];
+    }
+    const matches = this.lexicon.match(canonical);
+    for (const m of matches) scores[m.category] = Math.max(scores[m.category], m.score);
+    const pii = detectPii(text);
+    if (pii.length > 0) scores.pii = 1;
+    for (const [child, parent] of Object.entries(PARENT_CATEGORY) as Array<[ModerationCategory, ModerationCategory]>) {
+      scores[parent] = Math.max(scores[parent], scores[child]);
+    }
+    return { scores, classifierScores, matches, pii };
+  }
+
+  check(text: string, direction: ModerationDirection): TextVerdict {
+    const analysis = this.analyze(text);
+    return this.verdict(analysis, direction);
+  }
+
+  /** Policy applied to an analysis (the stream checker re-uses analyses of its windows). */
+  verdict(analysis: Analysis, direction: ModerationDirection): TextVerdict {
+    const decision = decide(this.policy, direction, analysis.scores);
+    const hit = new Set<AnyModerationCategory>([...decision.blocked, ...decision.flagged]);
+    const categories = {} as Record<ModerationCategory, boolean>;
+    const categoryScores = {} as Record<ModerationCategory, number>;
+    for (const c of MODERATION_CATEGORIES) {
+      categories[c] = hit.has(c);
+      categoryScores[c] = round(analysis.scores[c]);
+    }
+    const result: ModerationResult = {
+      flagged: MODERATION_CATEGORIES.some((c) => categories[c]),
+      categories,
+      category_scores: categoryScores,
+    };
+    const flywheel: FlywheelModerationResult = {
+      direction,
+      action: decision.action,
+      blocked_categories: decision.blocked,
+      flagged_categories: decision.flagged,
+      pii: { flagged: hit.has('pii'), score: round(analysis.scores.pii), entities: analysis.pii },
+      prompt_injection: { flagged: hit.has('prompt_injection'), score: round(analysis.scores.prompt_injection) },
+      matches: analysis.matches,
+    };
+    return { result, flywheel, decision, analysis };
+  }
+
+  /** The whole moderation.check / POST /v1/moderations answer for a parsed request. */
+  moderate(request: ParsedModerationRequest): ModerationResponse {
+    const inputs = typeof request.input === 'string' ? [request.input] : request.input;
+    const verdicts = inputs.map((text) => this.check(text, request.direction));
+    return {
+      id: `modr-${randomUUID().replace(/-/g, '')}`,
+      model: this.modelId,
+      results: verdicts.map((v) => v.result),
+      flywheel_results: verdicts.map((v) => v.flywheel),
+    };
+  }
+}

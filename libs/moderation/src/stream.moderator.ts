@@ -1,0 +1,175 @@
+/**
+ * Moderation of generated text as it streams: the caller pushes each delta, the checker re-analyses a
+ * sliding window over the accumulated text and says what may be sent now. It holds back the last
+ * `holdbackChars` characters, since a rule may match across deltas, so a rule-driven block cuts at the
+ * exact start of the match and nothing from the match on is released. Not an I/O wrapper: the
+ * gateway owns the SSE stream, this only decides.
+ *
+ *   const check = new StreamModerator(moderator, { direction: 'output' });
+ *   for await (const delta of tokens) {
+ *     const step = check.push(delta);
+ *     send(step.release);
+ *     if (step.blocked) return finish('content_filter');
+ *   }
+ *   send(check.end().release);
+ */
+import type { AnyModerationCategory, ModerationDirection, PiiEntity, RuleMatch } from '@flywheel/contracts';
+import { blocks } from './moderation.policy';
+import { PARENT_CATEGORY, type Analysis, type Moderator, type TextVerdict } from './moderator';
+
+export interface StreamModeratorOptions {
+  /** Policy column to apply; generated text is `output`. */
+  direction?: ModerationDirection;
+  /** Characters of accumulated text each check looks at (the sliding window). */
+  windowChars?: number;
+  /** Characters kept back from release until later text shows they do not start a match. */
+  holdbackChars?: number;
+}
+
+export const STREAM_DEFAULTS = { windowChars: 512, holdbackChars: 64 } as const;
+
+export interface StreamStep {
+  /** Text to send now, continuing exactly where the previous step's release ended. */
+  release: string;
+  blocked: boolean;
+  /**
+   * When blocked: offset (UTF-16, into the whole accumulated text) of the first character that must not
+   * be sent: the start of the earliest blocking rule match or PII span, or, for a block the classifier
+   * alone decided (it has no span), the end of what had been released. It can be below `releasedChars`
+   * only if a match started more than `holdbackChars` back.
+   */
+  cutOffset: number | null;
+  /** Total characters released so far, this step included. */
+  releasedChars: number;
+  /** The window's verdict when it blocked (categories, scores, matches with whole-text offsets). */
+  verdict: TextVerdict | null;
+}
+
+const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
+const isLowSurrogate = (code: number) => code >= 0xdc00 && code <= 0xdfff;
+
+export class StreamModerator {
+  private readonly direction: ModerationDirection;
+  private readonly windowChars: number;
+  private readonly holdbackChars: number;
+  private accumulated = '';
+  private released = 0;
+  private cut: number | null = null;
+  private blockVerdict: TextVerdict | null = null;
+  private readonly worst: Analysis = { scores: {} as Analysis['scores'], classifierScores: {}, matches: [], pii: [] };
+  private readonly seen = new Set<string>();
+
+  constructor(
+    private readonly moderator: Moderator,
+    options: StreamModeratorOptions = {},
+  ) {
+    this.direction = options.direction ?? 'output';
+    this.windowChars = options.windowChars ?? STREAM_DEFAULTS.windowChars;
+    this.holdbackChars = options.holdbackChars ?? STREAM_DEFAULTS.holdbackChars;
+    if (!(this.windowChars >= 32)) throw new Error(`windowChars must be at least 32 (got ${this.windowChars})`);
+    if (!(this.holdbackChars >= 0 && this.holdbackChars < this.windowChars / 2)) {
+      throw new Error(`holdbackChars must be in [0, windowChars / 2) (got ${this.holdbackChars})`);
+    }
+  }
+
+  get text(): string {
+    return this.accumulated;
+  }
+
+  get blocked(): boolean {
+    return this.cut !== null;
+  }
+
+  push(delta: string): StreamStep {
+    if (this.cut !== null || delta.length === 0) return this.step('');
+    const before = this.accumulated.length;
+    this.accumulated += delta;
+    const start = this.windowStart(before);
+    const analysis = shift(this.moderator.analyze(this.accumulated.slice(start)), start);
+    this.remember(analysis);
+    const verdict = this.moderator.verdict(analysis, this.direction);
+    if (verdict.decision.action === 'block') {
+      const cut = Math.min(this.firstBlockingSpan(analysis) ?? this.released, this.accumulated.length);
+      const release = cut > this.released ? this.accumulated.slice(this.released, cut) : '';
+      this.released = Math.max(this.released, cut);
+      this.cut = cut;
+      this.blockVerdict = verdict;
+      return this.step(release);
+    }
+    let upTo = Math.max(this.released, this.accumulated.length - this.holdbackChars);
+    if (upTo > this.released && upTo < this.accumulated.length && isHighSurrogate(this.accumulated.charCodeAt(upTo - 1))) upTo--;
+    const release = this.accumulated.slice(this.released, upTo);
+    this.released = upTo;
+    return this.step(release);
+  }
+
+  /** The stream ended: everything was already checked on the last push, so the held-back tail goes out. */
+  end(): StreamStep {
+    if (this.cut !== null) return this.step('');
+    const release = this.accumulated.slice(this.released);
+    this.released = this.accumulated.length;
+    return this.step(release);
+  }
+
+  /** The worst of every window (max score per category, all matches): for the completion record. */
+  summary(): TextVerdict {
+    if (this.blockVerdict) return this.blockVerdict;
+    if (Object.keys(this.worst.scores).length === 0) return this.moderator.check('', this.direction);
+    return this.moderator.verdict(this.worst, this.direction);
+  }
+
+  /**
+   * Window start: far enough back that any match up to half a window long that ends in the new text
+   * lies wholly inside, moved forward to a word start so a cut word ("s|kill you") cannot match.
+   */
+  private windowStart(before: number): number {
+    let start = Math.max(0, Math.min(this.accumulated.length - this.windowChars, before - Math.floor(this.windowChars / 2)));
+    if (start > 0 && !/\s/.test(this.accumulated[start - 1])) {
+      const ws = this.accumulated.slice(start, start + 64).search(/\s/);
+      if (ws >= 0) start += ws + 1;
+    }
+    if (start > 0 && isLowSurrogate(this.accumulated.charCodeAt(start))) start++;
+    return start;
+  }
+
+  private firstBlockingSpan(analysis: Analysis): number | null {
+    const { policy } = this.moderator;
+    let first: number | null = null;
+    const consider = (category: AnyModerationCategory, score: number, start: number) => {
+      const parent = PARENT_CATEGORY[category as keyof typeof PARENT_CATEGORY];
+      const blocking = blocks(policy, this.direction, category, score) || (parent !== undefined && blocks(policy, this.direction, parent, score));
+      if (blocking && (first === null || start < first)) first = start;
+    };
+    for (const m of analysis.matches) consider(m.category, m.score, m.start);
+    for (const p of analysis.pii) consider('pii', 1, p.start);
+    return first;
+  }
+
+  private remember(a: Analysis): void {
+    for (const [c, s] of Object.entries(a.scores) as Array<[AnyModerationCategory, number]>) {
+      this.worst.scores[c] = Math.max(this.worst.scores[c] ?? 0, s);
+    }
+    for (const [c, s] of Object.entries(a.classifierScores) as Array<[AnyModerationCategory, number]>) {
+      this.worst.classifierScores[c] = Math.max(this.worst.classifierScores[c] ?? 0, s);
+    }
+    for (const m of a.matches) {
+      const key = `m:${m.rule}:${m.start}:${m.end}`;
+      if (!this.seen.has(key)) this.worst.matches.push(m), this.seen.add(key);
+    }
+    for (const p of a.pii) {
+      const key = `p:${p.type}:${p.start}:${p.end}`;
+      if (!this.seen.has(key)) this.worst.pii.push(p), this.seen.add(key);
+    }
+  }
+
+  private step(release: string): StreamStep {
+    return { release, blocked: this.cut !== null, cutOffset: this.cut, releasedChars: this.released, verdict: this.blockVerdict };
+  }
+}
+
+function shift(a: Analysis, by: number): Analysis {
+  if (by === 0) return a;
+  const matches: RuleMatch[] = a.matches.map((m) => ({ ...m, start: m.start + by, end: m.end + by }));
+  const pii: PiiEntity[] = a.pii.map((p) => ({ ...p, start: p.start + by, end: p.end + by }));
+  return { ...a, matches, pii };
+}
