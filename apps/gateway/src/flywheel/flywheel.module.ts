@@ -1,0 +1,80 @@
+/**
+ * The data flywheel in the gateway: the store (Postgres or embedded PGlite, opened in the background),
+ * the durable JetStream → store writer, and the feedback API. Imported by GatewayModule with one line:
+ * `FlywheelModule.forRoot(config)`. Jobs and consumers are started here and nowhere else.
+ */
+import { Inject, Logger, Module, type DynamicModule, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { GatewayConfig } from '@flywheel/config';
+import { MeshConnection, SERVICE_METRICS, type ServiceMetrics } from '@flywheel/mesh';
+import { storeTargetOf } from '@flywheel/store';
+import { SharedApiKeyGuard } from './api-key.shared-guard';
+import { FeedbackController } from './feedback.controller';
+import { FeedbackService } from './feedback.service';
+import { FlywheelJetStream } from './flywheel.jetstream';
+import { FlywheelMetrics } from './flywheel.metrics';
+import { StoreHandle } from './store.handle';
+import { StoreWriter } from './store.writer';
+
+/** Starts the writer once NATS is up (boot never waits on it) and stops writer and store at shutdown. */
+class FlywheelLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('Flywheel');
+  private stopping = false;
+
+  constructor(
+    @Inject(MeshConnection) private readonly mesh: MeshConnection,
+    @Inject(StoreWriter) private readonly writer: StoreWriter,
+    @Inject(StoreHandle) private readonly store: StoreHandle,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    void this.startWriter();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    await this.writer.stop();
+    await this.store.close();
+  }
+
+  private async startWriter(): Promise<void> {
+    for (let delayMs = 500; !this.stopping; delayMs = Math.min(10_000, delayMs * 2)) {
+      try {
+        await this.writer.start(await this.mesh.connected);
+        return;
+      } catch (err) {
+        this.logger.warn(`store writer not started (retrying): ${err instanceof Error ? err.message : String(err)}`);
+        await new Promise((r) => setTimeout(r, delayMs));
+      }
+    }
+  }
+}
+
+@Module({})
+export class FlywheelModule {
+  static forRoot(config: GatewayConfig): DynamicModule {
+    const { feedbackInflightWindowMs, writerRetryMaxMs } = config.gateway.store;
+    return {
+      module: FlywheelModule,
+      controllers: [FeedbackController],
+      providers: [
+        { provide: StoreHandle, useFactory: () => new StoreHandle(storeTargetOf(config.database.url, config.stateDir), writerRetryMaxMs) },
+        { provide: FlywheelMetrics, useFactory: (m: ServiceMetrics) => new FlywheelMetrics(m.registry), inject: [SERVICE_METRICS] },
+        FlywheelJetStream,
+        {
+          provide: FeedbackService,
+          useFactory: (js: FlywheelJetStream, store: StoreHandle, metrics: FlywheelMetrics) =>
+            new FeedbackService(js, store, metrics, { inflightWindowMs: feedbackInflightWindowMs }),
+          inject: [FlywheelJetStream, StoreHandle, FlywheelMetrics],
+        },
+        {
+          provide: StoreWriter,
+          useFactory: (store: StoreHandle, metrics: FlywheelMetrics) => new StoreWriter(store, metrics, writerRetryMaxMs),
+          inject: [StoreHandle, FlywheelMetrics],
+        },
+        FlywheelLifecycle,
+        SharedApiKeyGuard,
+      ],
+      exports: [StoreHandle],
+    };
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The gateway's handle on the store: opens it (connect + migrate) in the background at boot and keeps
+ * retrying with backoff while the database is unreachable, so the gateway boots and serves without it.
+ * `get()` answers the open store or throws StoreUnavailableError; nothing here queries anything.
+ */
+import { Logger } from '@nestjs/common';
+import { openStore, type Store, type StoreTarget } from '@flywheel/store';
+
+export class StoreUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+export class StoreHandle {
+  private readonly logger = new Logger('Store');
+  private store: Store | null = null;
+  private closed = false;
+  private lastError = 'not opened yet';
+  /** Resolves once the store is open and migrated (never rejects; retries until closed). */
+  readonly opened: Promise<Store | null>;
+
+  constructor(
+    private readonly target: StoreTarget,
+    private readonly retryMaxMs: number,
+  ) {
+    this.opened = this.openWithRetry();
+  }
+
+  get kind(): StoreTarget['kind'] {
+    return this.target.kind;
+  }
+
+  get(): Store {
+    if (!this.store) throw new StoreUnavailableError(`the store is not open: ${this.lastError}`);
+    return this.store;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.store?.close().catch(() => undefined);
+    this.store = null;
+  }
+
+  private async openWithRetry(): Promise<Store | null> {
+    let delayMs = 250;
+    for (let attempt = 1; !this.closed; attempt++) {
+      try {
+        const store = await openStore(this.target, {
+          onIdleError: (err) => this.logger.warn(`idle database connection failed: ${err.message}`),
+        });
+        if (this.closed) {
+          await store.close();
+          return null;
+        }
+        this.store = store;
+        this.logger.log(this.target.kind === 'postgres' ? 'store open on Postgres, migrations applied' : `store open on PGlite in ${this.target.dataDir ?? 'memory'}`);
+        return store;
+      } catch (err) {
+        this.lastError = err instanceof Error ? err.message : String(err);
+        // Log the first failure and then every tenth, not every retry of a long outage.
+        if (attempt === 1 || attempt % 10 === 0) this.logger.warn(`store not available (attempt ${attempt}, retrying): ${this.lastError}`);
+        await new Promise((r) => setTimeout(r, delayMs));
+        delayMs = Math.min(this.retryMaxMs, delayMs * 2);
+      }
+    }
+    return null;
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Feedback on served completions as wire shapes: the POST /v1/feedback body (snake_case, OpenAI style),
+ * the feedback object the API answers with, and the event the gateway publishes on JetStream stream
+ * FEEDBACK (subject `flywheel.feedback.<id>`, Nats-Msg-Id = id) for the store writer. Also the
+ * time-ordered ids feedback uses. Nothing here does I/O.
+ */
+import { z } from 'zod';
+import { STREAMS } from './subjects';
+
+export const FEEDBACK_KINDS = ['thumbs', 'rating', 'preference', 'correction', 'flag'] as const;
+export type FeedbackKind = (typeof FEEDBACK_KINDS)[number];
+
+export const REVIEW_STATUSES = ['pending', 'approved', 'rejected'] as const;
+export type ReviewStatus = (typeof REVIEW_STATUSES)[number];
+
+/** user: an API caller; reviewer: someone in the admin UI; rule: an automatic rule (moderation, heuristics). */
+export const FEEDBACK_SOURCES = ['user', 'reviewer', 'rule'] as const;
+export type FeedbackSource = (typeof FEEDBACK_SOURCES)[number];
+
+export const feedbackSubject = (id: string): string => `${STREAMS.feedback.subjects[0].replace(/>$/, '')}${id}`;
+
+const choiceIndex = z.number().int().min(0).max(127);
+
+/** Per kind, what `value` holds. A preference names two different choices of one completion (n > 1). */
+export const feedbackValueSchemas = {
+  thumbs: z.enum(['up', 'down']),
+  rating: z.number().int().min(1).max(5),
+  preference: z
+    .object({ chosen: choiceIndex, rejected: choiceIndex })
+    .strict()
+    .refine((v) => v.chosen !== v.rejected, { message: 'chosen and rejected must be different choices', path: ['rejected'] }),
+  /** The better answer, as the assistant should have written it. */
+  correction: z.string().min(1).max(65_536),
+  /** A category slug: a moderation category (`self-harm/intent`) or one of ours (`incorrect`, `unhelpful`, `other`). */
+  flag: z.string().regex(/^[a-z][a-z0-9_/-]{0,63}$/, 'must be a lower-case category such as "incorrect" or "harassment"'),
+} as const;
+
+const commonBody = {
+  completion_id: z.string().min(1).max(128).regex(/^[\w.-]+$/, 'must be a completion id such as "chatcmpl-…"'),
+  choice_index: choiceIndex.nullish(),
+  comment: z.string().max(8_192).nullish(),
+  /** End-user id of the caller's own users (as OpenAI's `user`), recorded as the author. */
+  user: z.string().max(256).nullish(),
+  /** Same key (per API key) ⇒ same feedback: a retried POST answers the first one and stores nothing new. */
+  idempotency_key: z.string().min(1).max(255).nullish(),
+};
+
+export const feedbackCreateBodySchema = z.discriminatedUnion('kind', [
+  z.object({ ...commonBody, kind: z.literal('thumbs'), value: feedbackValueSchemas.thumbs }).strict(),
+  z.object({ ...commonBody, kind: z.literal('rating'), value: feedbackValueSchemas.rating }).strict(),
+  z.object({ ...commonBody, kind: z.literal('preference'), value: feedbackValueSchemas.preference }).strict(),
+  z.object({ ...commonBody, kind: z.literal('correction'), value: feedbackValueSchemas.correction }).strict(),
+  z.object({ ...commonBody, kind: z.literal('flag'), value: feedbackValueSchemas.flag }).strict(),
+]);
+export type FeedbackCreateBody = z.infer<typeof feedbackCreateBodySchema>;
+
+export const feedbackListQuerySchema = z
+  .object({
+    completion_id: commonBody.completion_id,
+    limit: z.coerce.number().int().min(1).max(100).default(100),
+  })
+  .strict();
+export type FeedbackListQuery = z.infer<typeof feedbackListQuerySchema>;
+
+/** What the store writer consumes from stream FEEDBACK. camelCase like the completion record. */
+export const feedbackEventSchema = z.object({
+  id: z.string().min(1),
+  completionId: z.string().min(1),
+  choiceIndex: z.number().int().nonnegative().nullable(),
+  kind: z.enum(FEEDBACK_KINDS),
+  /** Checked against `kind` by feedbackValueSchemas when the body was parsed. */
+  value: z.unknown(),
+  comment: z.string().nullable(),
+  author: z.string().nullable(),
+  source: z.enum(FEEDBACK_SOURCES),
+  /** sha256-derived id of the API key that posted it (never the key). */
+  keyId: z.string(),
+  idempotencyKey: z.string().nullable(),
+  createdAt: z.string(),
+  requestId: z.string(),
+  gatewayInstanceId: z.string(),
+});
+export type FeedbackEvent = z.infer<typeof feedbackEventSchema>;
+
+/** The feedback object of the HTTP API. `review_status` is `pending` until a reviewer decides. */
+export interface FeedbackObject {
+  id: string;
+  object: 'feedback';
+  completion_id: string;
+  choice_index: number | null;
+  kind: FeedbackKind;
+  value: unknown;
+  comment: string | null;
+  user: string | null;
+  source: FeedbackSource;
+  /** Unix seconds. */
+  created_at: number;
+  review_status: ReviewStatus;
+}
+
+export interface FeedbackList {
+  object: 'list';
+  data: FeedbackObject[];
+}
+
+/**
+ * A UUIDv7-layout id in 32 hex digits: 48 bits of Unix milliseconds, then random bits. Time-ordered,
+ * so ids sort by creation (a btree on them stays append-only) and their age can be read back.
+ */
+export function newTimeOrderedId(nowMs: number = Date.now()): string {
+  // Web Crypto (Node ≥ 20 and browsers alike): the admin UI imports this lib too.
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  let t = Math.floor(nowMs);
+  for (let i = 5; i >= 0; i--) {
+    bytes[i] = t % 256;
+    t = Math.floor(t / 256);
+  }
+  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x70;
+  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80;
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Creation time (Unix ms) of an id whose last 32 hex digits are a UUIDv7 (`fb-…`, or `chatcmpl-…`
+ * when the gateway makes time-ordered ids); null for any other id (a v4 UUID says nothing of its age).
+ */
+export function timeOfTimeOrderedId(id: string): number | null {
+  const m = /([0-9a-f]{32})$/.exec(id);
+  const hex = m?.[1];
+  if (!hex || hex[12] !== '7' || !/[89ab]/.test(hex[16] ?? '')) return null;
+  return parseInt(hex.slice(0, 12), 16);
+}

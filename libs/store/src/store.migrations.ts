@@ -1,0 +1,158 @@
+/**
+ * The store's schema as versioned migrations in code, applied in order by Kysely's Migrator at boot
+ * (under its lock, so replicas booting together apply each once). Append new migrations; never edit one
+ * that has shipped. Plain SQL, one statement each: the same text runs on Postgres and on PGlite.
+ */
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+const statements = (...texts: string[]): Migration => ({
+  async up(db: Kysely<unknown>) {
+    for (const text of texts) await sql.raw(text).execute(db);
+  },
+});
+
+const REVIEW_STATUS_CHECK = `CHECK (review_status IN ('pending', 'approved', 'rejected'))`;
+
+/**
+ * Inbox indexes are `(filter, created_at DESC, id DESC)`: a page is one index range scan from the
+ * keyset cursor `(created_at, id) < (…)`, however deep it is. Text search is trigram GIN over
+ * `search_text` (ILIKE '%…%' uses it).
+ */
+const initial = statements(
+  `CREATE EXTENSION IF NOT EXISTS pg_trgm`,
+  `CREATE TABLE completions (
+    id text PRIMARY KEY,
+    created_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    endpoint text NOT NULL CHECK (endpoint IN ('chat.completions', 'completions')),
+    outcome text NOT NULL CHECK (outcome IN ('completed', 'cancelled', 'failed')),
+    error jsonb,
+    model text NOT NULL,
+    policy_version text NOT NULL,
+    request jsonb NOT NULL,
+    messages jsonb,
+    prompts jsonb,
+    choices jsonb NOT NULL,
+    prompt_tokens integer NOT NULL,
+    completion_tokens integer NOT NULL,
+    total_tokens integer NOT NULL,
+    ttft_ms double precision,
+    e2e_ms double precision NOT NULL,
+    policy_ttft_ms double precision,
+    policy_e2e_ms double precision,
+    stream boolean NOT NULL,
+    end_user text,
+    key_id text NOT NULL,
+    request_id text NOT NULL,
+    gateway_instance_id text NOT NULL,
+    moderation jsonb,
+    flagged boolean NOT NULL DEFAULT false,
+    reward_score double precision,
+    review_status text NOT NULL DEFAULT 'pending' ${REVIEW_STATUS_CHECK},
+    search_text text NOT NULL DEFAULT ''
+  )`,
+  `CREATE INDEX completions_created_idx ON completions (created_at DESC, id DESC)`,
+  `CREATE INDEX completions_status_created_idx ON completions (review_status, created_at DESC, id DESC)`,
+  `CREATE INDEX completions_policy_created_idx ON completions (policy_version, created_at DESC, id DESC)`,
+  `CREATE INDEX completions_flagged_created_idx ON completions (created_at DESC, id DESC) WHERE flagged`,
+  `CREATE INDEX completions_search_idx ON completions USING gin (search_text gin_trgm_ops)`,
+  `CREATE TABLE feedback (
+    id text PRIMARY KEY,
+    completion_id text NOT NULL REFERENCES completions (id),
+    choice_index integer,
+    kind text NOT NULL CHECK (kind IN ('thumbs', 'rating', 'preference', 'correction', 'flag')),
+    value jsonb NOT NULL,
+    comment text,
+    author text,
+    source text NOT NULL CHECK (source IN ('user', 'reviewer', 'rule')),
+    key_id text NOT NULL,
+    idempotency_key text,
+    policy_version text NOT NULL,
+    created_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    review_status text NOT NULL DEFAULT 'pending' ${REVIEW_STATUS_CHECK},
+    reviewed_at timestamptz,
+    reviewed_by text,
+    search_text text NOT NULL DEFAULT ''
+  )`,
+  `CREATE UNIQUE INDEX feedback_idempotency_idx ON feedback (key_id, idempotency_key) WHERE idempotency_key IS NOT NULL`,
+  `CREATE INDEX feedback_completion_idx ON feedback (completion_id, created_at, id)`,
+  `CREATE INDEX feedback_created_idx ON feedback (created_at DESC, id DESC)`,
+  `CREATE INDEX feedback_status_created_idx ON feedback (review_status, created_at DESC, id DESC)`,
+  `CREATE INDEX feedback_kind_created_idx ON feedback (kind, created_at DESC, id DESC)`,
+  `CREATE INDEX feedback_policy_created_idx ON feedback (policy_version, created_at DESC, id DESC)`,
+  `CREATE INDEX feedback_flagged_created_idx ON feedback (created_at DESC, id DESC) WHERE kind = 'flag'`,
+  `CREATE INDEX feedback_search_idx ON feedback USING gin (search_text gin_trgm_ops)`,
+  `CREATE TABLE feedback_orphans (
+    id text PRIMARY KEY,
+    completion_id text NOT NULL,
+    event jsonb NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+  )`,
+  `CREATE INDEX feedback_orphans_completion_idx ON feedback_orphans (completion_id)`,
+  `CREATE TABLE reviews (
+    id text PRIMARY KEY,
+    target_type text NOT NULL CHECK (target_type IN ('feedback', 'completion')),
+    target_id text NOT NULL,
+    actor text NOT NULL,
+    action text NOT NULL CHECK (action IN ('approve', 'reject', 'edit', 'choose', 'reset')),
+    from_status text NOT NULL,
+    to_status text NOT NULL,
+    note text,
+    before jsonb,
+    after jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+  )`,
+  `CREATE INDEX reviews_target_idx ON reviews (target_type, target_id, created_at)`,
+  `CREATE INDEX reviews_created_idx ON reviews (created_at DESC, id DESC)`,
+  `CREATE TABLE exports (
+    id text PRIMARY KEY,
+    format text NOT NULL CHECK (format IN ('sft', 'preference', 'kto')),
+    filters jsonb NOT NULL,
+    row_count integer NOT NULL,
+    bytes integer NOT NULL,
+    sha256 text NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+  )`,
+  `CREATE TABLE training_runs (
+    id text PRIMARY KEY,
+    kind text NOT NULL CHECK (kind IN ('sft', 'reward-train', 'ppo', 'eval')),
+    status text NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    base_version text,
+    export_id text REFERENCES exports (id),
+    config jsonb NOT NULL DEFAULT '{}',
+    metrics jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    finished_at timestamptz
+  )`,
+  `CREATE TABLE model_versions (
+    id text PRIMARY KEY,
+    role text NOT NULL CHECK (role IN ('policy', 'reward', 'moderation')),
+    parent_id text REFERENCES model_versions (id),
+    training_run_id text REFERENCES training_runs (id),
+    checkpoint text,
+    status text NOT NULL CHECK (status IN ('candidate', 'active', 'retired', 'rejected')),
+    metrics jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    promoted_at timestamptz
+  )`,
+  `CREATE TABLE dead_letters (
+    id text PRIMARY KEY,
+    stream text NOT NULL,
+    subject text NOT NULL,
+    payload text NOT NULL,
+    error text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+  )`,
+);
+
+/** Every migration, by name; names sort in the order they apply. */
+export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
+  '0001_initial': initial,
+};
+
+export const storeMigrationProvider: MigrationProvider = {
+  getMigrations: async () => ({ ...STORE_MIGRATIONS }),
+};

@@ -1,0 +1,164 @@
+/**
+ * The store's tables as Kysely types: what a row holds and which columns the database fills.
+ * They mirror store.migrations.ts (the migrations are the truth; a spec checks the two agree).
+ * Not wire shapes: those live in @flywheel/contracts.
+ */
+import type { ColumnType, Insertable, Selectable } from 'kysely';
+import type { FeedbackKind, FeedbackSource, ReviewStatus } from '@flywheel/contracts';
+
+/** A timestamptz: read as Date, written as Date or ISO string. */
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type TimestampDefault = ColumnType<Date, Date | string | undefined, Date | string>;
+/** JSON written as its text (pg and PGlite both cast text to jsonb), read back parsed. */
+type Json<T> = ColumnType<T, string, string>;
+type NullableJson<T> = ColumnType<T | null, string | null, string | null>;
+
+export interface CompletionsTable {
+  id: string;
+  created_at: Timestamp;
+  /** When the store writer committed it. */
+  recorded_at: TimestampDefault;
+  endpoint: 'chat.completions' | 'completions';
+  /** completed | cancelled | failed: how the response ended (the record's `status`). */
+  outcome: 'completed' | 'cancelled' | 'failed';
+  error: NullableJson<{ code: string | null; message: string }>;
+  model: string;
+  policy_version: string;
+  request: Json<Record<string, unknown>>;
+  messages: NullableJson<unknown[]>;
+  prompts: NullableJson<unknown[]>;
+  choices: Json<unknown[]>;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  ttft_ms: number | null;
+  e2e_ms: number;
+  policy_ttft_ms: number | null;
+  policy_e2e_ms: number | null;
+  stream: boolean;
+  end_user: string | null;
+  key_id: string;
+  request_id: string;
+  gateway_instance_id: string;
+  /** Moderation verdicts of input and output, when the record carries them. */
+  moderation: NullableJson<unknown>;
+  /** Moderation flagged it, or a `flag` feedback arrived. */
+  flagged: ColumnType<boolean, boolean | undefined, boolean>;
+  reward_score: number | null;
+  review_status: ColumnType<ReviewStatus, ReviewStatus | undefined, ReviewStatus>;
+  /** Prompt and choice texts, for trigram search; capped at SEARCH_TEXT_MAX_CHARS. */
+  search_text: string;
+}
+
+export interface FeedbackTable {
+  id: string;
+  completion_id: string;
+  choice_index: number | null;
+  kind: FeedbackKind;
+  value: Json<unknown>;
+  comment: string | null;
+  author: string | null;
+  source: FeedbackSource;
+  key_id: string;
+  idempotency_key: string | null;
+  /** The completion's policy version, copied here so the inbox filters without a join. */
+  policy_version: string;
+  created_at: Timestamp;
+  recorded_at: TimestampDefault;
+  review_status: ColumnType<ReviewStatus, ReviewStatus | undefined, ReviewStatus>;
+  reviewed_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  reviewed_by: string | null;
+  search_text: string;
+}
+
+/** Feedback whose completion is not in the store yet; moved into `feedback` when it lands. */
+export interface FeedbackOrphansTable {
+  id: string;
+  completion_id: string;
+  event: Json<unknown>;
+  received_at: TimestampDefault;
+}
+
+export interface ReviewsTable {
+  id: string;
+  target_type: 'feedback' | 'completion';
+  target_id: string;
+  /** Admin key id or reviewer name. */
+  actor: string;
+  action: 'approve' | 'reject' | 'edit' | 'choose' | 'reset';
+  from_status: ReviewStatus;
+  to_status: ReviewStatus;
+  note: string | null;
+  before: NullableJson<unknown>;
+  after: NullableJson<unknown>;
+  created_at: TimestampDefault;
+}
+
+export interface ExportsTable {
+  id: string;
+  format: 'sft' | 'preference' | 'kto';
+  filters: Json<Record<string, unknown>>;
+  row_count: number;
+  bytes: number;
+  sha256: string;
+  created_by: string;
+  created_at: TimestampDefault;
+}
+
+/** Filled by the RL issue; the shape is here so exports and model versions can point at runs. */
+export interface TrainingRunsTable {
+  id: string;
+  kind: 'sft' | 'reward-train' | 'ppo' | 'eval';
+  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  base_version: string | null;
+  export_id: string | null;
+  config: Json<Record<string, unknown>>;
+  metrics: Json<Record<string, unknown>>;
+  created_at: TimestampDefault;
+  started_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  finished_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface ModelVersionsTable {
+  /** The version string completions carry as `policy_version`. */
+  id: string;
+  role: 'policy' | 'reward' | 'moderation';
+  parent_id: string | null;
+  training_run_id: string | null;
+  /** Object name in the `checkpoints` object store. */
+  checkpoint: string | null;
+  status: 'candidate' | 'active' | 'retired' | 'rejected';
+  metrics: Json<Record<string, unknown>>;
+  created_at: TimestampDefault;
+  promoted_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+/** Messages the writer could not parse: kept, not dropped, for someone to look at. */
+export interface DeadLettersTable {
+  /** `<stream>:<stream sequence>`. */
+  id: string;
+  stream: string;
+  subject: string;
+  payload: string;
+  error: string;
+  received_at: TimestampDefault;
+}
+
+export interface StoreTables {
+  completions: CompletionsTable;
+  feedback: FeedbackTable;
+  feedback_orphans: FeedbackOrphansTable;
+  reviews: ReviewsTable;
+  exports: ExportsTable;
+  training_runs: TrainingRunsTable;
+  model_versions: ModelVersionsTable;
+  dead_letters: DeadLettersTable;
+}
+
+export type CompletionRow = Selectable<CompletionsTable>;
+export type NewCompletionRow = Insertable<CompletionsTable>;
+export type FeedbackRow = Selectable<FeedbackTable>;
+export type NewFeedbackRow = Insertable<FeedbackTable>;
+export type ReviewRow = Selectable<ReviewsTable>;
+
+export const SEARCH_TEXT_MAX_CHARS = 8_192;
