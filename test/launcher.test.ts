@@ -20,7 +20,7 @@ describe('launcher', () => {
 
   it('starts its own nats-server, runs all five services and stops them all on SIGINT', async () => {
     const natsPort = await freePort();
-    const env = { ...(await portsEnv()), NATS_URL: `nats://127.0.0.1:${natsPort}`, FLYWHEEL_STATE_DIR: stateDir };
+    const env: Record<string, string> = { ...(await portsEnv()), NATS_URL: `nats://127.0.0.1:${natsPort}`, FLYWHEEL_STATE_DIR: stateDir };
     const r = run(process.execPath, [launcher], env);
     try {
       const report = await waitFor(async () => {

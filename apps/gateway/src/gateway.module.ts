@@ -1,16 +1,20 @@
-/** The gateway's module tree: mesh core (health, metrics, NATS) plus the HTTP features. */
+/** The gateway's module tree: mesh core (health, metrics, NATS), /healthz, the OpenAI API and the data flywheel. */
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
 import { MeshCoreModule } from '@flywheel/mesh';
+import type { Moderator } from '@flywheel/moderation';
 import { HealthzController } from './health/healthz.controller';
 import { HealthzService } from './health/healthz.service';
+import { FlywheelModule } from './flywheel/flywheel.module';
+import { OpenAiModule } from './openai/openai.module';
 
 @Module({})
 export class GatewayModule {
-  static forRoot(config: GatewayConfig): DynamicModule {
+  /** `moderator`: the in-process moderator, loaded once at boot (main.ts). */
+  static forRoot(config: GatewayConfig, moderator: Moderator): DynamicModule {
     return {
       module: GatewayModule,
-      imports: [MeshCoreModule.forService(config)],
+      imports: [MeshCoreModule.forService(config), OpenAiModule.forRoot(config, moderator), FlywheelModule.forRoot(config)],
       controllers: [HealthzController],
       providers: [HealthzService],
     };

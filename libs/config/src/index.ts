@@ -5,3 +5,7 @@
 export * from './config.loader';
 export * from './env.fields';
 export * from './service.config';
+export * from './policy.config';
+export * from './gateway-api.config';
+export * from './moderation.config';
+export * from './store.config';

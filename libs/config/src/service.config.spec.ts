@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './config.loader';
+import { POLICY_ENV_DOCS, loadPolicyConfig } from './policy.config';
 import { ENV_DOCS, loadGatewayConfig, loadServiceConfig } from './service.config';
 
 describe('service config', () => {
@@ -18,6 +19,12 @@ describe('service config', () => {
     expect(loadServiceConfig('trainer', { FLYWHEEL_TRAINER_PORT: '9000', FLYWHEEL_POLICY_PORT: 'x' }).http.port).toBe(9000);
     expect(loadServiceConfig('reward', { FLYWHEEL_REWARD_PORT: '  ' }).http.port).toBe(8082);
     expect(loadGatewayConfig({ NATS_URL: 'nats://a:1, nats://b:2' }).nats.servers).toEqual(['nats://a:1', 'nats://b:2']);
+  });
+
+  it('parses the policy engine settings', () => {
+    const c = loadPolicyConfig({ FLYWHEEL_MODEL_DTYPE: 'bf16', FLYWHEEL_THREADS: '2' });
+    expect(c.policy).toMatchObject({ model: 'models/stories260K', dtype: 'bf16', threads: 2, maxSeqs: 32 });
+    expect(() => loadPolicyConfig({ FLYWHEEL_MODEL_DTYPE: 'fp8' })).toThrow(/FLYWHEEL_MODEL_DTYPE must be one of f32, bf16/);
   });
 
   it.each([
@@ -41,9 +48,12 @@ describe('service config', () => {
 
   it('documents every variable it reads, and the README lists them all', () => {
     const readme = readFileSync(path.resolve(__dirname, '../../../README.md'), 'utf8');
-    for (const { name } of ENV_DOCS) expect(readme).toContain(`\`${name}\``);
-    const source = readFileSync(path.resolve(__dirname, 'service.config.ts'), 'utf8');
-    const read = new Set([...source.matchAll(/\b([A-Z][A-Z0-9_]{3,}): [a-zA-Z]+Var\(/g)].map((m) => m[1]));
-    for (const name of read) expect(ENV_DOCS.map((d) => d.name)).toContain(name);
+    const docs = [...ENV_DOCS, ...POLICY_ENV_DOCS];
+    for (const { name } of docs) expect(readme).toContain(`\`${name}\``);
+    for (const file of ['service.config.ts', 'policy.config.ts']) {
+      const source = readFileSync(path.resolve(__dirname, file), 'utf8');
+      const read = new Set([...source.matchAll(/\b([A-Z][A-Z0-9_]{3,}): [a-zA-Z]+Var\(/g)].map((m) => m[1]));
+      for (const name of read) expect(docs.map((d) => d.name)).toContain(name);
+    }
   });
 });

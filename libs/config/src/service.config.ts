@@ -6,6 +6,9 @@ import { z } from 'zod';
 import type { ServiceName } from '@flywheel/contracts';
 import { enumVar, intVar, optionalStringVar, optionalUrlVar, portVar, stringVar, urlListVar, urlVar } from './env.fields';
 import { parseEnv, type Env } from './config.loader';
+import { loadGatewayApiConfig, type GatewayApiConfig } from './gateway-api.config';
+import { loadGatewayModerationConfig, type GatewayModerationConfig } from './moderation.config';
+import { loadGatewayStoreConfig, type GatewayStoreConfig } from './store.config';
 
 export const DEFAULT_PORTS: Record<ServiceName, number> = {
   gateway: 8080,
@@ -41,7 +44,7 @@ export interface CommonConfig {
 }
 
 export interface GatewayConfig extends CommonConfig {
-  gateway: { healthTimeoutMs: number; bodyLimitBytes: number };
+  gateway: { healthTimeoutMs: number; bodyLimitBytes: number; api: GatewayApiConfig; moderation: GatewayModerationConfig; store: GatewayStoreConfig };
 }
 
 function common(service: ServiceName, env: Env): CommonConfig {
@@ -74,7 +77,13 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
   );
   return {
     ...common('gateway', env),
-    gateway: { healthTimeoutMs: g.FLYWHEEL_HEALTH_TIMEOUT_MS, bodyLimitBytes: g.FLYWHEEL_BODY_LIMIT_BYTES },
+    gateway: {
+      healthTimeoutMs: g.FLYWHEEL_HEALTH_TIMEOUT_MS,
+      bodyLimitBytes: g.FLYWHEEL_BODY_LIMIT_BYTES,
+      api: loadGatewayApiConfig(env),
+      moderation: loadGatewayModerationConfig(env),
+      store: loadGatewayStoreConfig(env),
+    },
   };
 }
 
@@ -95,4 +104,18 @@ export const ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: s
   { name: 'FLYWHEEL_TRAINER_PORT', default: '8084', meaning: 'trainer health/metrics port' },
   { name: 'FLYWHEEL_HEALTH_TIMEOUT_MS', default: '500', meaning: 'how long /healthz waits for each service to answer its ping' },
   { name: 'FLYWHEEL_BODY_LIMIT_BYTES', default: '1048576', meaning: 'largest accepted HTTP request body (larger: 413)' },
+  { name: 'FLYWHEEL_MODERATION_POLICY', default: '(unset: libs/moderation/data/policy.default.json)', meaning: 'moderation policy JSON: action and threshold per category and direction, extra rules' },
+  { name: 'FLYWHEEL_MODERATION_LEXICON', default: '(unset: libs/moderation/data/lexicon.json)', meaning: 'moderation lexicon JSON: terms and patterns per category' },
+  { name: 'FLYWHEEL_MODERATION_MODEL_DIR', default: '(unset: libs/moderation/data/model)', meaning: 'folder of the moderation classifier (model.json + weights.bin)' },
+  { name: 'FLYWHEEL_MODERATION_STREAM_WINDOW_CHARS', default: '512', meaning: 'sliding window of the streamed output check, in characters' },
+  { name: 'FLYWHEEL_MODERATION_STREAM_HOLDBACK_CHARS', default: '64', meaning: 'streamed characters held back until no rule match can start in them' },
+  { name: 'FLYWHEEL_MODERATION_TIMEOUT_MS', default: '2000', meaning: 'gateway: longest wait for the moderation service; the prompt check then runs in the gateway, /v1/moderations answers 504' },
+  { name: 'FLYWHEEL_API_KEYS', default: '(unset)', meaning: 'comma-separated bearer keys of the OpenAI API; with no key at all the gateway creates a dev key in <state>/dev-api-key and prints it at start' },
+  { name: 'FLYWHEEL_API_KEYS_FILE', default: '(unset)', meaning: 'file of API keys, one per line: `<key> [name=<id>] [rpm=<n>] [tpm=<n>]`, `#` comments' },
+  { name: 'FLYWHEEL_ADMIN_KEYS', default: '(unset)', meaning: 'comma-separated keys of the admin API (refused on /v1)' },
+  { name: 'FLYWHEEL_RATE_LIMIT_RPM', default: '600', meaning: 'requests per minute per API key (0: unlimited)' },
+  { name: 'FLYWHEEL_RATE_LIMIT_TPM', default: '1000000', meaning: 'prompt + completion tokens per minute per API key (0: unlimited)' },
+  { name: 'FLYWHEEL_FEEDBACK_INFLIGHT_WINDOW_MS', default: '600000', meaning: 'feedback on a completion not yet recorded is accepted while the completion id is younger than this, then answered 404' },
+  { name: 'FLYWHEEL_STORE_RETRY_MAX_MS', default: '30000', meaning: 'longest pause of the store writer between retries while the database is unreachable' },
+  { name: 'FLYWHEEL_GENERATE_TIMEOUT_MS', default: '60000', meaning: 'longest wait for the policy\'s first frame, and between two frames, of a generation' },
 ];

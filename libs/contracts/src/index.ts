@@ -6,3 +6,8 @@ export * from './version';
 export * from './subjects';
 export * from './mesh.schemas';
 export * from './trainer.schemas';
+export * from './policy.schemas';
+export * from './moderation.schemas';
+export * from './openai.schemas';
+export * from './completion-record.schemas';
+export * from './feedback.schemas';

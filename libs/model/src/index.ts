@@ -3,3 +3,4 @@
  * template, generation defaults) and the serving engine built on the native kernels.
  */
 export * from './loading';
+export * from './engine';
