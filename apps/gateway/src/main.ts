@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadGatewayConfig, loadOrExit } from '@flywheel/config';
 import { runServiceMain } from '@flywheel/mesh';
 import { GatewayModule } from './gateway.module';
-import { moderatorFromConfig } from './moderation/moderator.loader';
+import { moderatorFromConfig } from '@flywheel/moderation';
 import { RequestObserver } from './observability/request-observer';
 
 runServiceMain(

@@ -5,7 +5,7 @@
 import { loadModerationConfig, loadOrExit, loadServiceConfig } from '@flywheel/config';
 import { runServiceMain } from '@flywheel/mesh';
 import { ModerationModule } from './moderation.module';
-import { moderatorFromConfig } from './moderator.factory';
+import { moderatorFromConfig } from '@flywheel/moderation';
 
 const config = loadOrExit(() => ({ ...loadServiceConfig('moderation', process.env), moderation: loadModerationConfig(process.env) }));
 const moderator = loadOrExit(() => moderatorFromConfig(config.moderation));

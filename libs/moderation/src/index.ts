@@ -12,5 +12,6 @@ export * from './moderation.policy';
 export * from './moderator';
 export * from './stream.moderator';
 export * from './moderation.loader';
+export * from './moderator.config';
 export * from './seed.dataset';
 export * from './classifier.training';

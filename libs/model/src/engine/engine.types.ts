@@ -4,28 +4,16 @@
  * Nothing here computes; no Nest, no native addon, no tokenizer implementation.
  */
 import type { FinishReason, MeshErrorCode, TokenLogprob, Usage } from '@flywheel/contracts';
+import type { StepBatch } from '@flywheel/kernels';
 
 /** Wire shapes shared with the policy service's frames (libs/contracts is their single source). */
 export type { FinishReason, TokenLogprob, Usage };
 
 /**
- * One engine step, flattened like vLLM. Structurally identical to `StepBatch` in libs/kernels
- * (kernels.types.ts), so the native runner accepts it as is; kept here so the engine builds and tests
- * without the addon.
+ * One engine step, flattened like vLLM: the kernels' own contract (a type-only import, so the engine
+ * builds and tests without the native addon loaded).
  */
-export interface StepBatch {
-  /** (T) token ids */
-  tokens: Int32Array;
-  /** (T) absolute position of each token in its sequence */
-  positions: Int32Array;
-  /** (T) index into the S sequences of this step */
-  seqIndex: Int32Array;
-  /** (S, maxBlocksPerSeq) physical block ids; unused tail entries are -1 */
-  blockTables: Int32Array;
-  maxBlocksPerSeq: number;
-  /** (L) rows of the batch to compute logits for */
-  logitRows: Int32Array;
-}
+export type { StepBatch };
 
 /** Runs the model over a paged KV cache. One call at a time: the engine never overlaps two. */
 export interface StepRunner {

@@ -3,23 +3,11 @@
  * honouring the StepBatch contract exactly. It is the engine's test runner and an independent reference for
  * the native kernels; it is not fast and never serves traffic.
  */
+import type { ModelSpec } from '@flywheel/kernels';
 import type { StepBatch, StepRunner } from './engine.types';
 
-/** The subset of kernels' ModelSpec this forward needs (a ModelSpec is assignable to it). */
-export interface LlamaSpec {
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  ropeScaling: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number } | null;
-  tieWordEmbeddings: boolean;
-  attentionBias: boolean;
-}
+/** The hyperparameters this forward reads: a subset of the kernels' ModelSpec. */
+export type LlamaSpec = Omit<ModelSpec, 'maxPositionEmbeddings'>;
 
 // Module-level aliases: inside Jest's vm context every global lookup (Math.*) in a hot loop is several times slower.
 const { exp, floor, sqrt, cos, sin, pow } = Math;

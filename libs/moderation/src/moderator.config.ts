@@ -1,10 +1,11 @@
 /**
- * The gateway's in-process Moderator, built once at boot from the parsed moderation config (the same
- * files as the moderation service's); a file that does not parse fails the boot with the variable
- * that points at it. Mirrors apps/moderation/src/moderator.factory.ts.
+ * Builds the Moderator from the parsed moderation config, for the moderation service and the gateway's
+ * in-process output check alike; a policy, lexicon or model file that does not parse becomes a
+ * ConfigError naming the variable that points at it (or the built-in file).
  */
 import { ConfigError, type ModerationConfig } from '@flywheel/config';
-import { loadModerator, ModerationFileError, type Moderator } from '@flywheel/moderation';
+import { loadModerator, ModerationFileError } from './moderation.loader';
+import type { Moderator } from './moderator';
 
 const VARIABLE = {
   policy: 'FLYWHEEL_MODERATION_POLICY',
