@@ -12,3 +12,7 @@ export * from './feedback.reads';
 export * from './store.testing';
 export * from './pglite.worker';
 export * from './inbox.queries';
+export * from './review.writes';
+export * from './export.lines';
+export * from './export.queries';
+export * from './stats.queries';

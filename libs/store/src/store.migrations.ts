@@ -148,9 +148,13 @@ const initial = statements(
   )`,
 );
 
+/** The admin API keeps each export's JSONL beside its record, so a download works on every replica. */
+const exportContent = statements(`ALTER TABLE exports ADD COLUMN content text NOT NULL DEFAULT ''`);
+
 /** Every migration, by name; names sort in the order they apply. */
 export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
+  '0002_export_content': exportContent,
 };
 
 export const storeMigrationProvider: MigrationProvider = {

@@ -103,6 +103,8 @@ export interface ExportsTable {
   sha256: string;
   created_by: string;
   created_at: TimestampDefault;
+  /** The JSONL file itself (migration 0002). */
+  content: ColumnType<string, string | undefined, string>;
 }
 
 /** Filled by the RL issue; the shape is here so exports and model versions can point at runs. */
@@ -160,5 +162,6 @@ export type NewCompletionRow = Insertable<CompletionsTable>;
 export type FeedbackRow = Selectable<FeedbackTable>;
 export type NewFeedbackRow = Insertable<FeedbackTable>;
 export type ReviewRow = Selectable<ReviewsTable>;
+export type ExportRow = Selectable<ExportsTable>;
 
 export const SEARCH_TEXT_MAX_CHARS = 8_192;

@@ -1,0 +1,132 @@
+/**
+ * The admin UI's only door to the gateway: typed calls to /admin/api, every answer parsed with the zod
+ * schemas of libs/contracts/src/admin.schemas.ts. Holds the session's CSRF token in memory (the session
+ * cookie itself is httpOnly, so script never sees it). No DOM here: fetch and URLSearchParams only.
+ */
+import type { z } from 'zod';
+import {
+  ADMIN_CSRF_HEADER,
+  adminCompletionDetailSchema,
+  adminExportListSchema,
+  adminExportSchema,
+  adminInboxPageSchema,
+  adminPolicyVersionsSchema,
+  adminReviewsResponseSchema,
+  adminSessionSchema,
+  adminStatsSchema,
+  type AdminCompletionDetail,
+  type AdminExport,
+  type AdminExportCreateBody,
+  type AdminInboxPage,
+  type AdminInboxQuery,
+  type AdminReviewAction,
+  type AdminReviewsResponse,
+  type AdminSession,
+  type AdminStats,
+  type AdminStatsQuery,
+} from '../../../libs/contracts/src/admin.schemas';
+
+/** An answer other than 2xx, with OpenAI's error fields when the body had them. */
+export class AdminApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: string | null,
+  ) {
+    super(message);
+  }
+}
+
+const BASE = '/admin/api';
+let csrfToken: string | null = null;
+
+/** Drops undefined and empty values so the query carries only what the user set. */
+export function toQuery(params: Record<string, unknown>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if ((typeof v === 'string' && v !== '') || typeof v === 'number' || typeof v === 'boolean') q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+async function call<S extends z.ZodType>(schema: S, method: string, route: string, body?: unknown): Promise<z.output<S>> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && csrfToken) headers[ADMIN_CSRF_HEADER] = csrfToken;
+  const res = await fetch(`${BASE}${route}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+  });
+  const text = await res.text();
+  const json: unknown = text ? safeJson(text) : null;
+  if (!res.ok) {
+    const err = errorFields(json);
+    throw new AdminApiError(res.status, err.message ?? `${method} ${route}: HTTP ${res.status}`, err.code);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new AdminApiError(res.status, `unexpected answer from ${route}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`, 'bad_response');
+  }
+  return parsed.data;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function errorFields(json: unknown): { message: string | null; code: string | null } {
+  if (typeof json !== 'object' || json === null || !('error' in json)) return { message: null, code: null };
+  const e: unknown = json.error;
+  if (typeof e !== 'object' || e === null) return { message: null, code: null };
+  const message = 'message' in e && typeof e.message === 'string' ? e.message : null;
+  const code = 'code' in e && typeof e.code === 'string' ? e.code : null;
+  return { message, code };
+}
+
+export const adminApi = {
+  async login(key: string): Promise<AdminSession> {
+    const s = await call(adminSessionSchema, 'POST', '/session', { key });
+    csrfToken = s.csrf_token;
+    return s;
+  },
+  /** The current session (recovers the CSRF token after a reload); 401 when there is none. */
+  async session(): Promise<AdminSession> {
+    const s = await call(adminSessionSchema, 'GET', '/session');
+    csrfToken = s.csrf_token;
+    return s;
+  },
+  async logout(): Promise<void> {
+    const res = await fetch(`${BASE}/session`, { method: 'DELETE', headers: csrfToken ? { [ADMIN_CSRF_HEADER]: csrfToken } : {} });
+    csrfToken = null;
+    if (!res.ok && res.status !== 401) throw new AdminApiError(res.status, `logout: HTTP ${res.status}`, null);
+  },
+  inbox(query: AdminInboxQuery): Promise<AdminInboxPage> {
+    return call(adminInboxPageSchema, 'GET', `/inbox${toQuery(query)}`);
+  },
+  async policyVersions(): Promise<string[]> {
+    return (await call(adminPolicyVersionsSchema, 'GET', '/policy-versions')).data;
+  },
+  completion(id: string): Promise<AdminCompletionDetail> {
+    return call(adminCompletionDetailSchema, 'GET', `/completions/${encodeURIComponent(id)}`);
+  },
+  review(actions: AdminReviewAction[]): Promise<AdminReviewsResponse> {
+    return call(adminReviewsResponseSchema, 'POST', '/reviews', { actions });
+  },
+  createExport(body: AdminExportCreateBody): Promise<AdminExport> {
+    return call(adminExportSchema, 'POST', '/exports', body);
+  },
+  async exports(): Promise<AdminExport[]> {
+    return (await call(adminExportListSchema, 'GET', '/exports')).data;
+  },
+  stats(query: AdminStatsQuery): Promise<AdminStats> {
+    return call(adminStatsSchema, 'GET', `/stats${toQuery(query)}`);
+  },
+};

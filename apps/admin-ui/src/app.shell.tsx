@@ -1,0 +1,107 @@
+/**
+ * The app shell: recovers or asks for a session, then shows the top bar and one screen chosen by the
+ * URL hash (#/inbox, #/c/<completion id>, #/exports, #/dashboard). Hash routes keep the gateway's static
+ * serving trivial: every screen is /admin/index.html.
+ */
+import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
+import type { AdminSession } from '../../../libs/contracts/src/admin.schemas';
+import { adminApi } from './admin-api.client';
+import { ConversationPage } from './conversation.page';
+import { ExportsPage } from './exports.page';
+import { InboxPage } from './inbox.page';
+import { LoginPage } from './login.page';
+import { ReviewProvider, ShortcutHelp, useReview, useShortcuts } from './review.context';
+
+/** The charting library is most of the bundle: load it only when the dashboard opens. */
+const DashboardPage = lazy(() => import('./dashboard.page').then((m) => ({ default: m.DashboardPage })));
+
+export type Route = { name: 'inbox' } | { name: 'conversation'; id: string } | { name: 'exports' } | { name: 'dashboard' };
+
+export function parseRoute(hash: string): Route {
+  const m = /^#\/c\/(.+)$/.exec(hash);
+  if (m) return { name: 'conversation', id: decodeURIComponent(m[1]!) };
+  if (hash === '#/exports') return { name: 'exports' };
+  if (hash === '#/dashboard') return { name: 'dashboard' };
+  return { name: 'inbox' };
+}
+
+export const go = (hash: string) => {
+  window.location.hash = hash;
+};
+
+function useRoute(): Route {
+  const [route, setRoute] = useState(() => parseRoute(window.location.hash));
+  useEffect(() => {
+    const on = () => setRoute(parseRoute(window.location.hash));
+    window.addEventListener('hashchange', on);
+    return () => window.removeEventListener('hashchange', on);
+  }, []);
+  return route;
+}
+
+export function AppShell() {
+  const [session, setSession] = useState<AdminSession | null | 'checking'>('checking');
+  useEffect(() => {
+    adminApi.session().then(setSession, () => setSession(null));
+  }, []);
+  const onUnauthorized = useCallback(() => setSession(null), []);
+  if (session === 'checking') return <p className="muted pad">Loading…</p>;
+  if (session === null) return <LoginPage onLoggedIn={setSession} />;
+  return (
+    <ReviewProvider onUnauthorized={onUnauthorized}>
+      <Shell session={session} onLogout={() => setSession(null)} />
+    </ReviewProvider>
+  );
+}
+
+function Shell({ session, onLogout }: { session: AdminSession; onLogout(): void }) {
+  const route = useRoute();
+  const { notice } = useReview();
+  const [help, setHelp] = useState(false);
+  useShortcuts({ '?': () => setHelp(true) });
+  const tab = (name: Route['name'], hash: string, label: string) => (
+    <a href={hash} className={route.name === name ? 'tab active' : 'tab'} aria-current={route.name === name ? 'page' : undefined}>
+      {label}
+    </a>
+  );
+  return (
+    <div className="app">
+      <header className="topbar">
+        <span className="brand">Flywheel review</span>
+        <nav aria-label="Sections">
+          {tab('inbox', '#/inbox', 'Inbox')}
+          {tab('dashboard', '#/dashboard', 'Dashboard')}
+          {tab('exports', '#/exports', 'Exports')}
+        </nav>
+        <span className="spacer" />
+        <button type="button" className="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts (?)">
+          ?
+        </button>
+        <span className="muted small" title="admin key id (the audit trail's actor)">
+          {session.key_id}
+        </span>
+        <button
+          type="button"
+          onClick={async () => {
+            await adminApi.logout().catch(() => undefined);
+            onLogout();
+          }}
+        >
+          Sign out
+        </button>
+      </header>
+      <div role="status" aria-live="polite" className={`notice ${notice ? notice.tone : 'hidden'}`}>
+        {notice?.text ?? ''}
+      </div>
+      {route.name === 'inbox' ? <InboxPage /> : null}
+      {route.name === 'conversation' ? <ConversationPage id={route.id} /> : null}
+      {route.name === 'exports' ? <ExportsPage /> : null}
+      {route.name === 'dashboard' ? (
+        <Suspense fallback={<p className="muted pad">Loading charts…</p>}>
+          <DashboardPage />
+        </Suspense>
+      ) : null}
+      <ShortcutHelp open={help} onClose={() => setHelp(false)} />
+    </div>
+  );
+}

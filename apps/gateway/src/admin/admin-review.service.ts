@@ -1,0 +1,30 @@
+/**
+ * Review decisions: a list of actions (one or many), each applied in its own transaction with its audit
+ * row (libs/store review.writes.ts), so one bad id fails alone and the rest apply. The actor is the
+ * session's admin key id.
+ */
+import { adminReviewsBodySchema, type AdminReviewsResponse } from '@flywheel/contracts';
+import { applyReview, type Store } from '@flywheel/store';
+import { fromZodError } from '../http/openai-error';
+import { adminFeedbackOf, adminReviewOf } from './admin.mapping';
+
+export class AdminReviewService {
+  constructor(private readonly store: () => Store) {}
+
+  async apply(body: unknown, actor: string): Promise<AdminReviewsResponse> {
+    const parsed = adminReviewsBodySchema.safeParse(body);
+    if (!parsed.success) throw fromZodError(parsed.error, body);
+    const db = this.store().db;
+    const results: AdminReviewsResponse['results'] = [];
+    for (const [index, action] of parsed.data.actions.entries()) {
+      const outcome = await applyReview(db, actor, action);
+      results.push(
+        outcome.ok
+          ? { ok: true, index, feedback: adminFeedbackOf(outcome.feedback), review: adminReviewOf(outcome.review) }
+          : { ok: false, index, error: { code: outcome.code, message: outcome.message } },
+      );
+    }
+    const applied = results.filter((r) => r.ok).length;
+    return { results, applied, failed: results.length - applied };
+  }
+}

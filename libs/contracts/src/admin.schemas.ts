@@ -1,0 +1,348 @@
+/**
+ * The admin API's wire shapes (gateway, under /admin/api): session, inbox, conversation view, review
+ * actions, exports and dashboard stats, as zod schemas plus their types. The admin UI imports these too.
+ * snake_case fields and ISO 8601 timestamps (strings); errors are OpenAI's `{error: {...}}` shape
+ * (openAiErrorBodySchema). Nothing here does I/O.
+ */
+import { z } from 'zod';
+import { FEEDBACK_KINDS, FEEDBACK_SOURCES, REVIEW_STATUSES, feedbackValueSchemas } from './feedback.schemas';
+
+/** Cookie holding the session id: httpOnly, SameSite=Strict, Path=/admin. */
+export const ADMIN_SESSION_COOKIE = 'flywheel_admin_session';
+/** Header every mutating admin request (POST, DELETE) must carry: the session's csrf token. */
+export const ADMIN_CSRF_HEADER = 'x-csrf-token';
+
+const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date or date-time');
+const idText = z.string().min(1).max(128);
+
+// ---------------------------------------------------------------- session
+
+/** POST /admin/api/session. The key is an admin key of FLYWHEEL_ADMIN_KEYS (a user key: 403). */
+export const adminLoginBodySchema = z.object({ key: z.string().min(1).max(512).regex(/^\S+$/, 'must be an admin key (no spaces)') }).strict();
+export type AdminLoginBody = z.infer<typeof adminLoginBodySchema>;
+
+/** Answer of POST and GET /admin/api/session. GET lets a reloaded page recover its csrf token. */
+export const adminSessionSchema = z.object({
+  csrf_token: z.string(),
+  /** `key_<12 hex>` of the admin key: what the audit trail records as the actor. */
+  key_id: z.string(),
+  expires_at: z.string(),
+});
+export type AdminSession = z.infer<typeof adminSessionSchema>;
+
+// ---------------------------------------------------------------- inbox
+
+export const ADMIN_INBOX_VIEWS = ['feedback', 'completions'] as const;
+export type AdminInboxView = (typeof ADMIN_INBOX_VIEWS)[number];
+
+/**
+ * GET /admin/api/inbox query (all strings, as a URL carries them). `kind` applies to view=feedback only
+ * (400 otherwise). `status` is the feedback's review status, or the completion's in view=completions.
+ * `flagged=true`: flags only (feedback), or completions moderation flagged or flag feedback marked.
+ * `from` inclusive, `to` exclusive. `cursor` is `next_cursor` of the previous page.
+ */
+export const adminInboxQuerySchema = z
+  .object({
+    view: z.enum(ADMIN_INBOX_VIEWS).default('feedback'),
+    status: z.enum(REVIEW_STATUSES).optional(),
+    kind: z.enum(FEEDBACK_KINDS).optional(),
+    policy_version: z.string().min(1).max(128).optional(),
+    flagged: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+    from: isoDate.optional(),
+    to: isoDate.optional(),
+    /** Case-insensitive substring (≥ 1 char; trigram index from 3 chars up). */
+    q: z.string().min(1).max(256).optional(),
+    cursor: z.string().min(1).max(512).optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+  })
+  .strict();
+export type AdminInboxQuery = z.input<typeof adminInboxQuerySchema>;
+export type AdminInboxQueryParsed = z.output<typeof adminInboxQuerySchema>;
+
+/** A feedback row as the admin API shows it. */
+export const adminFeedbackSchema = z.object({
+  id: z.string(),
+  completion_id: z.string(),
+  choice_index: z.number().int().nullable(),
+  kind: z.enum(FEEDBACK_KINDS),
+  /** As feedbackValueSchemas[kind]: "up"/"down", 1–5, {chosen, rejected}, corrected text, category slug. */
+  value: z.unknown(),
+  comment: z.string().nullable(),
+  author: z.string().nullable(),
+  source: z.enum(FEEDBACK_SOURCES),
+  key_id: z.string(),
+  policy_version: z.string(),
+  created_at: z.string(),
+  review_status: z.enum(REVIEW_STATUSES),
+  reviewed_at: z.string().nullable(),
+  reviewed_by: z.string().nullable(),
+});
+export type AdminFeedback = z.infer<typeof adminFeedbackSchema>;
+
+/** An inbox row of view=feedback: the feedback plus the first characters of its completion's text. */
+export const adminFeedbackInboxItemSchema = adminFeedbackSchema.extend({
+  /** Prompt and choice texts of the completion, cut to 200 characters; null if not in the store. */
+  completion_preview: z.string().nullable(),
+});
+export type AdminFeedbackInboxItem = z.infer<typeof adminFeedbackInboxItemSchema>;
+
+/** An inbox row of view=completions. */
+export const adminCompletionSummarySchema = z.object({
+  id: z.string(),
+  created_at: z.string(),
+  endpoint: z.enum(['chat.completions', 'completions']),
+  model: z.string(),
+  policy_version: z.string(),
+  outcome: z.enum(['completed', 'cancelled', 'failed']),
+  flagged: z.boolean(),
+  review_status: z.enum(REVIEW_STATUSES),
+  choice_count: z.number().int(),
+  feedback_count: z.number().int(),
+  /** Prompt and choice texts, cut to 200 characters. */
+  preview: z.string(),
+});
+export type AdminCompletionSummary = z.infer<typeof adminCompletionSummarySchema>;
+
+export const adminFeedbackInboxPageSchema = z.object({
+  object: z.literal('list'),
+  view: z.literal('feedback'),
+  data: z.array(adminFeedbackInboxItemSchema),
+  /** null on the last page. */
+  next_cursor: z.string().nullable(),
+});
+export const adminCompletionInboxPageSchema = z.object({
+  object: z.literal('list'),
+  view: z.literal('completions'),
+  data: z.array(adminCompletionSummarySchema),
+  next_cursor: z.string().nullable(),
+});
+export const adminInboxPageSchema = z.discriminatedUnion('view', [adminFeedbackInboxPageSchema, adminCompletionInboxPageSchema]);
+export type AdminInboxPage = z.infer<typeof adminInboxPageSchema>;
+
+/** GET /admin/api/policy-versions: the versions the store has seen, for filter drop-downs. */
+export const adminPolicyVersionsSchema = z.object({ data: z.array(z.string()) });
+export type AdminPolicyVersions = z.infer<typeof adminPolicyVersionsSchema>;
+
+// ---------------------------------------------------------------- conversation view
+
+export const adminChoiceSchema = z.object({
+  index: z.number().int(),
+  prompt_index: z.number().int(),
+  /** What the client received (cut where output moderation blocked). */
+  text: z.string(),
+  finish_reason: z.enum(['stop', 'length', 'content_filter']).nullable(),
+  token_count: z.number().int(),
+});
+export type AdminChoice = z.infer<typeof adminChoiceSchema>;
+
+export const adminReviewSchema = z.object({
+  id: z.string(),
+  target_type: z.enum(['feedback', 'completion']),
+  target_id: z.string(),
+  actor: z.string(),
+  action: z.enum(['approve', 'reject', 'edit', 'choose', 'reset']),
+  from_status: z.enum(REVIEW_STATUSES),
+  to_status: z.enum(REVIEW_STATUSES),
+  note: z.string().nullable(),
+  before: z.unknown(),
+  after: z.unknown(),
+  created_at: z.string(),
+});
+export type AdminReview = z.infer<typeof adminReviewSchema>;
+
+/** GET /admin/api/completions/:id. */
+export const adminCompletionDetailSchema = z.object({
+  id: z.string(),
+  created_at: z.string(),
+  endpoint: z.enum(['chat.completions', 'completions']),
+  model: z.string(),
+  policy_version: z.string(),
+  outcome: z.enum(['completed', 'cancelled', 'failed']),
+  error: z.object({ code: z.string().nullable(), message: z.string() }).nullable(),
+  /** Chat: the conversation as the policy saw it. */
+  messages: z.array(z.object({ role: z.string(), content: z.string() })).nullable(),
+  /** Completions: prompts as text, or token ids when sent as ids. */
+  prompts: z.array(z.union([z.string(), z.array(z.number())])).nullable(),
+  choices: z.array(adminChoiceSchema),
+  usage: z.object({ prompt_tokens: z.number(), completion_tokens: z.number(), total_tokens: z.number() }),
+  latencies: z.object({ ttft_ms: z.number().nullable(), e2e_ms: z.number() }),
+  /** The record's moderation verdicts (completionModerationSchema) or null when it carries none. */
+  moderation: z.unknown(),
+  flagged: z.boolean(),
+  /** Reward model score; null until the reward service scores completions. */
+  reward_score: z.number().nullable(),
+  review_status: z.enum(REVIEW_STATUSES),
+  key_id: z.string(),
+  end_user: z.string().nullable(),
+  /** Every feedback on it, oldest first. */
+  feedback: z.array(adminFeedbackSchema),
+  /** Audit trail of its feedback and of itself, oldest first. */
+  reviews: z.array(adminReviewSchema),
+});
+export type AdminCompletionDetail = z.infer<typeof adminCompletionDetailSchema>;
+
+// ---------------------------------------------------------------- review actions
+
+const note = z.string().max(4_096).optional();
+
+/**
+ * One decision. approve / reject / reset (back to pending) act on a feedback. edit replaces the text of
+ * a correction and approves it. choose records the reviewer's pick between two choices of a completion
+ * as a new preference feedback (source "reviewer"), approved.
+ */
+export const adminReviewActionSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('approve'), feedback_id: idText, note }).strict(),
+  z.object({ action: z.literal('reject'), feedback_id: idText, note }).strict(),
+  z.object({ action: z.literal('reset'), feedback_id: idText, note }).strict(),
+  z.object({ action: z.literal('edit'), feedback_id: idText, text: feedbackValueSchemas.correction, note }).strict(),
+  z
+    .object({
+      action: z.literal('choose'),
+      completion_id: idText,
+      chosen: z.number().int().min(0).max(127),
+      rejected: z.number().int().min(0).max(127),
+      note,
+    })
+    .strict()
+    .refine((v) => v.chosen !== v.rejected, { message: 'chosen and rejected must be different choices', path: ['rejected'] }),
+]);
+export type AdminReviewAction = z.infer<typeof adminReviewActionSchema>;
+
+/** POST /admin/api/reviews: one or many decisions; each applies in its own transaction. */
+export const adminReviewsBodySchema = z.object({ actions: z.array(adminReviewActionSchema).min(1).max(500) }).strict();
+export type AdminReviewsBody = z.infer<typeof adminReviewsBodySchema>;
+
+export const ADMIN_REVIEW_ERROR_CODES = ['not_found', 'wrong_kind', 'invalid_choice'] as const;
+
+export const adminReviewResultSchema = z.discriminatedUnion('ok', [
+  z.object({
+    ok: z.literal(true),
+    /** Position in `actions`. */
+    index: z.number().int(),
+    /** The feedback decided (for choose: the preference created). */
+    feedback: adminFeedbackSchema,
+    review: adminReviewSchema,
+  }),
+  z.object({
+    ok: z.literal(false),
+    index: z.number().int(),
+    error: z.object({ code: z.enum(ADMIN_REVIEW_ERROR_CODES), message: z.string() }),
+  }),
+]);
+export type AdminReviewResult = z.infer<typeof adminReviewResultSchema>;
+
+/** 200 even when some actions failed: look at each result. */
+export const adminReviewsResponseSchema = z.object({
+  results: z.array(adminReviewResultSchema),
+  applied: z.number().int(),
+  failed: z.number().int(),
+});
+export type AdminReviewsResponse = z.infer<typeof adminReviewsResponseSchema>;
+
+// ---------------------------------------------------------------- exports
+
+export const EXPORT_FORMATS = ['sft', 'preference', 'kto'] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+/** Which approved feedback an export takes: by policy version and feedback creation time. */
+export const adminExportFiltersSchema = z
+  .object({
+    policy_version: z.string().min(1).max(128).optional(),
+    from: isoDate.optional(),
+    to: isoDate.optional(),
+  })
+  .strict();
+export type AdminExportFilters = z.infer<typeof adminExportFiltersSchema>;
+
+/** POST /admin/api/exports. */
+export const adminExportCreateBodySchema = z
+  .object({ format: z.enum(EXPORT_FORMATS), filters: adminExportFiltersSchema.optional() })
+  .strict();
+export type AdminExportCreateBody = z.infer<typeof adminExportCreateBodySchema>;
+
+export const adminExportSchema = z.object({
+  id: z.string(),
+  format: z.enum(EXPORT_FORMATS),
+  filters: adminExportFiltersSchema,
+  row_count: z.number().int(),
+  bytes: z.number().int(),
+  /** Hex sha256 of the JSONL file. */
+  sha256: z.string(),
+  created_by: z.string(),
+  created_at: z.string(),
+  /** `/admin/api/exports/<id>/download`. */
+  download_url: z.string(),
+});
+export type AdminExport = z.infer<typeof adminExportSchema>;
+
+/** GET /admin/api/exports: newest first. */
+export const adminExportListSchema = z.object({ object: z.literal('list'), data: z.array(adminExportSchema) });
+export type AdminExportList = z.infer<typeof adminExportListSchema>;
+
+/** One JSONL line of each format (chat messages; a text prompt becomes one user message). */
+const exportMessage = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+export const sftExportLineSchema = z.object({ messages: z.array(exportMessage) });
+export const preferenceExportLineSchema = z.object({
+  prompt: z.array(exportMessage),
+  chosen: z.array(exportMessage),
+  rejected: z.array(exportMessage),
+});
+export const ktoExportLineSchema = z.object({
+  prompt: z.array(exportMessage),
+  completion: z.array(exportMessage),
+  label: z.boolean(),
+});
+export type SftExportLine = z.infer<typeof sftExportLineSchema>;
+export type PreferenceExportLine = z.infer<typeof preferenceExportLineSchema>;
+export type KtoExportLine = z.infer<typeof ktoExportLineSchema>;
+
+// ---------------------------------------------------------------- stats
+
+export const STATS_BUCKETS = ['hour', 'day'] as const;
+export type StatsBucket = (typeof STATS_BUCKETS)[number];
+
+/** GET /admin/api/stats query. Defaults: to = now, from = to − 48 h (hour) or − 30 days (day); ≤ 2000 buckets. */
+export const adminStatsQuerySchema = z
+  .object({
+    bucket: z.enum(STATS_BUCKETS).default('day'),
+    from: isoDate.optional(),
+    to: isoDate.optional(),
+    policy_version: z.string().min(1).max(128).optional(),
+  })
+  .strict();
+export type AdminStatsQuery = z.input<typeof adminStatsQuerySchema>;
+
+const kindCounts = z.object({ thumbs: z.number(), rating: z.number(), preference: z.number(), correction: z.number(), flag: z.number() });
+const statusCounts = z.object({ pending: z.number(), approved: z.number(), rejected: z.number() });
+/** Counts of ratings 1..5 (keys "1".."5"). */
+const ratingCounts = z.object({ '1': z.number(), '2': z.number(), '3': z.number(), '4': z.number(), '5': z.number() });
+
+export const adminStatsSchema = z.object({
+  bucket: z.enum(STATS_BUCKETS),
+  from: z.string(),
+  to: z.string(),
+  /** Feedback created per bucket (bucket start, UTC), every bucket in range present (zeros included). */
+  volume: z.array(z.object({ t: z.string(), total: z.number(), by_kind: kindCounts })),
+  totals: z.object({
+    feedback: z.number(),
+    by_kind: kindCounts,
+    by_status: statusCounts,
+    /** approved ÷ (approved + rejected); null when nothing is decided. */
+    approval_rate: z.number().nullable(),
+    rating_distribution: ratingCounts,
+  }),
+  per_policy_version: z.array(
+    z.object({
+      policy_version: z.string(),
+      feedback: z.number(),
+      by_status: statusCounts,
+      approval_rate: z.number().nullable(),
+      rating_distribution: ratingCounts,
+      /** Mean of ratings; null without ratings. */
+      mean_rating: z.number().nullable(),
+      thumbs_up: z.number(),
+      thumbs_down: z.number(),
+    }),
+  ),
+});
+export type AdminStats = z.infer<typeof adminStatsSchema>;

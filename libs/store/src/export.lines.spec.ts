@@ -1,0 +1,72 @@
+/** Which approved feedback makes which JSONL line in the SFT, preference and KTO formats, byte for byte. */
+import { exportLineOf, type ExportSource } from './export.lines';
+
+const chat: Omit<ExportSource, 'kind' | 'value' | 'choiceIndex'> = {
+  endpoint: 'chat.completions',
+  messages: [
+    { role: 'system', content: 'Be kind.' },
+    { role: 'user', content: 'Hi' },
+  ],
+  prompts: null,
+  choices: [
+    { index: 0, promptIndex: 0, text: 'Hello!', finishReason: 'stop', tokenIds: [1], logprobs: null },
+    { index: 1, promptIndex: 0, text: 'Go away.', finishReason: 'stop', tokenIds: [2], logprobs: null },
+  ],
+};
+const text: Omit<ExportSource, 'kind' | 'value' | 'choiceIndex'> = {
+  endpoint: 'completions',
+  messages: null,
+  prompts: ['Once', [1, 2, 3]],
+  choices: [
+    { index: 0, promptIndex: 0, text: ' upon', finishReason: 'length', tokenIds: [4], logprobs: null },
+    { index: 1, promptIndex: 1, text: ' a time', finishReason: 'length', tokenIds: [5], logprobs: null },
+  ],
+};
+const prompt = [
+  { role: 'system', content: 'Be kind.' },
+  { role: 'user', content: 'Hi' },
+];
+const line = (format: 'sft' | 'preference' | 'kto', src: Omit<ExportSource, 'kind' | 'value' | 'choiceIndex'>, kind: string, value: unknown, choiceIndex: number | null = 0) => {
+  const out = exportLineOf(format, { ...src, kind, value, choiceIndex });
+  return out === null ? null : JSON.parse(out);
+};
+
+describe('export lines', () => {
+  it('SFT: the prompt plus the corrected, thumbed-up or well-rated answer', () => {
+    expect(line('sft', chat, 'correction', 'Hello there!')).toEqual({ messages: [...prompt, { role: 'assistant', content: 'Hello there!' }] });
+    expect(line('sft', chat, 'thumbs', 'up', 1)).toEqual({ messages: [...prompt, { role: 'assistant', content: 'Go away.' }] });
+    expect(line('sft', chat, 'rating', 4)).toEqual({ messages: [...prompt, { role: 'assistant', content: 'Hello!' }] });
+    expect(line('sft', chat, 'thumbs', 'down')).toBeNull();
+    expect(line('sft', chat, 'rating', 3)).toBeNull();
+    expect(line('sft', chat, 'flag', 'incorrect')).toBeNull();
+    expect(line('sft', chat, 'thumbs', 'up', 7)).toBeNull();
+    expect(line('sft', text, 'thumbs', 'up', 0)).toEqual({ messages: [{ role: 'user', content: 'Once' }, { role: 'assistant', content: ' upon' }] });
+    // A prompt sent as token ids has no text to train on.
+    expect(line('sft', text, 'thumbs', 'up', 1)).toBeNull();
+  });
+
+  it('preference: prompt, chosen and rejected choices as message lists', () => {
+    expect(line('preference', chat, 'preference', { chosen: 0, rejected: 1 }, null)).toEqual({
+      prompt,
+      chosen: [{ role: 'assistant', content: 'Hello!' }],
+      rejected: [{ role: 'assistant', content: 'Go away.' }],
+    });
+    expect(line('preference', chat, 'preference', { chosen: 0, rejected: 9 }, null)).toBeNull();
+    expect(line('preference', chat, 'thumbs', 'up')).toBeNull();
+  });
+
+  it('KTO: desirable and undesirable answers with their label', () => {
+    expect(line('kto', chat, 'thumbs', 'down', 1)).toEqual({ prompt, completion: [{ role: 'assistant', content: 'Go away.' }], label: false });
+    expect(line('kto', chat, 'rating', 5)).toEqual({ prompt, completion: [{ role: 'assistant', content: 'Hello!' }], label: true });
+    expect(line('kto', chat, 'rating', 2)).toMatchObject({ label: false });
+    expect(line('kto', chat, 'rating', 3)).toBeNull();
+    expect(line('kto', chat, 'correction', 'Hello there!')).toEqual({ prompt, completion: [{ role: 'assistant', content: 'Hello there!' }], label: true });
+    expect(line('kto', chat, 'preference', { chosen: 0, rejected: 1 })).toBeNull();
+  });
+
+  it('keeps key order stable, so files hash the same', () => {
+    expect(exportLineOf('kto', { ...chat, kind: 'thumbs', value: 'up', choiceIndex: 0 })).toBe(
+      '{"prompt":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"}],"completion":[{"role":"assistant","content":"Hello!"}],"label":true}',
+    );
+  });
+});

@@ -1,0 +1,179 @@
+/**
+ * A reviewer's decision as one transaction: the feedback's status (and, for an edit, its text) changes,
+ * the `reviews` audit row is written, and the completion's derived review status follows, all or nothing.
+ * The actor is the admin key id. No HTTP here: the admin API parses the action and shapes the answer.
+ */
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { newTimeOrderedId, type AdminReviewAction, type ReviewStatus } from '@flywheel/contracts';
+import { SEARCH_TEXT_MAX_CHARS, type FeedbackRow, type ReviewRow, type StoreTables } from './store.tables';
+
+export type ReviewFailureCode = 'not_found' | 'wrong_kind' | 'invalid_choice';
+
+export type ReviewOutcome =
+  | { ok: true; feedback: FeedbackRow; review: ReviewRow }
+  | { ok: false; code: ReviewFailureCode; message: string };
+
+const json = (value: unknown): string => JSON.stringify(value);
+const fail = (code: ReviewFailureCode, message: string): ReviewOutcome => ({ ok: false, code, message });
+
+const STATUS_OF: Record<'approve' | 'reject' | 'reset', ReviewStatus> = { approve: 'approved', reject: 'rejected', reset: 'pending' };
+
+/**
+ * A completion's status from its feedback: approved when any feedback is approved, else pending while
+ * any waits, else rejected when some was rejected, else pending (no feedback).
+ */
+export function derivedCompletionStatus(statuses: readonly ReviewStatus[]): ReviewStatus {
+  if (statuses.includes('approved')) return 'approved';
+  if (statuses.includes('pending')) return 'pending';
+  return statuses.includes('rejected') ? 'rejected' : 'pending';
+}
+
+export async function applyReview(db: Kysely<StoreTables>, actor: string, action: AdminReviewAction, now: Date = new Date()): Promise<ReviewOutcome> {
+  return db.transaction().execute(async (tx) => {
+    const outcome = action.action === 'choose' ? await choose(tx, actor, action, now) : await decide(tx, actor, action, now);
+    if (outcome.ok) await refreshCompletionStatus(tx, outcome.feedback.completion_id);
+    return outcome;
+  });
+}
+
+async function decide(
+  tx: Transaction<StoreTables>,
+  actor: string,
+  action: Exclude<AdminReviewAction, { action: 'choose' }>,
+  now: Date,
+): Promise<ReviewOutcome> {
+  const current = await tx.selectFrom('feedback').selectAll().where('id', '=', action.feedback_id).forUpdate().executeTakeFirst();
+  if (!current) return fail('not_found', `No feedback with id '${action.feedback_id}'.`);
+  if (action.action === 'edit' && current.kind !== 'correction') {
+    return fail('wrong_kind', `Only a correction's text can be edited; feedback '${current.id}' is a ${current.kind}.`);
+  }
+  const to: ReviewStatus = action.action === 'edit' ? 'approved' : STATUS_OF[action.action];
+  const value = action.action === 'edit' ? action.text : current.value;
+  const decided = to !== 'pending';
+  const feedback = await tx
+    .updateTable('feedback')
+    .set({
+      review_status: to,
+      reviewed_at: decided ? now : null,
+      reviewed_by: decided ? actor : null,
+      ...(action.action === 'edit' ? { value: json(action.text), search_text: searchTextOf(current.comment, action.text) } : {}),
+    })
+    .where('id', '=', current.id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  const review = await insertReview(tx, {
+    targetId: current.id,
+    actor,
+    action: action.action,
+    from: current.review_status,
+    to,
+    note: action.note ?? null,
+    before: { review_status: current.review_status, value: current.value },
+    after: { review_status: to, value },
+    now,
+  });
+  return { ok: true, feedback, review };
+}
+
+async function choose(tx: Transaction<StoreTables>, actor: string, action: Extract<AdminReviewAction, { action: 'choose' }>, now: Date): Promise<ReviewOutcome> {
+  const completion = await tx
+    .selectFrom('completions')
+    .select(['id', 'policy_version', sql<number>`jsonb_array_length(choices)`.as('choice_count')])
+    .where('id', '=', action.completion_id)
+    .executeTakeFirst();
+  if (!completion) return fail('not_found', `No completion with id '${action.completion_id}'.`);
+  const count = Number(completion.choice_count);
+  if (action.chosen >= count || action.rejected >= count) {
+    return fail('invalid_choice', `Completion '${completion.id}' has ${count} choice(s); chosen and rejected must be between 0 and ${count - 1}.`);
+  }
+  const value = { chosen: action.chosen, rejected: action.rejected };
+  const note = action.note ?? null;
+  const feedback = await tx
+    .insertInto('feedback')
+    .values({
+      id: `fb-${newTimeOrderedId(now.getTime())}`,
+      completion_id: completion.id,
+      choice_index: null,
+      kind: 'preference',
+      value: json(value),
+      comment: note,
+      author: actor,
+      source: 'reviewer',
+      key_id: actor,
+      idempotency_key: null,
+      policy_version: completion.policy_version,
+      created_at: now,
+      review_status: 'approved',
+      reviewed_at: now,
+      reviewed_by: actor,
+      search_text: searchTextOf(note, null),
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  const review = await insertReview(tx, {
+    targetId: feedback.id,
+    actor,
+    action: 'choose',
+    from: 'pending',
+    to: 'approved',
+    note,
+    before: null,
+    after: { review_status: 'approved', value },
+    now,
+  });
+  return { ok: true, feedback, review };
+}
+
+async function insertReview(
+  tx: Transaction<StoreTables>,
+  r: { targetId: string; actor: string; action: ReviewRow['action']; from: ReviewStatus; to: ReviewStatus; note: string | null; before: unknown; after: unknown; now: Date },
+): Promise<ReviewRow> {
+  return tx
+    .insertInto('reviews')
+    .values({
+      id: `rv-${newTimeOrderedId(r.now.getTime())}`,
+      target_type: 'feedback',
+      target_id: r.targetId,
+      actor: r.actor,
+      action: r.action,
+      from_status: r.from,
+      to_status: r.to,
+      note: r.note,
+      before: r.before === null ? null : json(r.before),
+      after: r.after === null ? null : json(r.after),
+      created_at: r.now,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+async function refreshCompletionStatus(tx: Transaction<StoreTables>, completionId: string): Promise<void> {
+  // The store writer's per-completion lock: two reviews of one completion's feedback derive in turn.
+  await sql`select pg_advisory_xact_lock(hashtext(${completionId}))`.execute(tx);
+  const rows = await tx.selectFrom('feedback').select('review_status').where('completion_id', '=', completionId).execute();
+  await tx
+    .updateTable('completions')
+    .set({ review_status: derivedCompletionStatus(rows.map((r) => r.review_status)) })
+    .where('id', '=', completionId)
+    .execute();
+}
+
+function searchTextOf(comment: string | null, text: string | null): string {
+  return [comment, text].filter((p): p is string => typeof p === 'string' && p !== '').join('\n').slice(0, SEARCH_TEXT_MAX_CHARS);
+}
+
+/** The audit trail of one completion and of its feedback, oldest first. */
+export async function listReviewsOfCompletion(db: Kysely<StoreTables>, completionId: string): Promise<ReviewRow[]> {
+  return db
+    .selectFrom('reviews')
+    .selectAll()
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('target_type', '=', 'completion'), eb('target_id', '=', completionId)]),
+        eb.and([eb('target_type', '=', 'feedback'), eb('target_id', 'in', eb.selectFrom('feedback').select('id').where('completion_id', '=', completionId))]),
+      ]),
+    )
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+}
