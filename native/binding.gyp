@@ -18,7 +18,17 @@
         "src/kernels/attention.cpp",
         "src/kernels/attention_avx2.cpp",
         "src/kernels/triad.cpp",
-        "src/kernels/model.cpp"
+        "src/kernels/model.cpp",
+        "src/binding/training.cpp",
+        "src/train/embedding_train.cpp",
+        "src/train/rmsnorm_train.cpp",
+        "src/train/matmul_train.cpp",
+        "src/train/rope_train.cpp",
+        "src/train/attention_train.cpp",
+        "src/train/swiglu_train.cpp",
+        "src/train/loss_train.cpp",
+        "src/train/adamw.cpp",
+        "src/train/train_model.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

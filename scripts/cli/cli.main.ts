@@ -4,14 +4,19 @@
  */
 import { ModelLoadError } from '@flywheel/model';
 import { GENERATE_USAGE, generateCommand } from './generate.command';
+import { TRAIN_SFT_USAGE, trainSftCommand } from './train-sft.command';
 
-const USAGE = `usage: flywheel <command> [options]\n\ncommands:\n  generate   ${GENERATE_USAGE.replace('usage: flywheel generate ', '')}\n`;
+const USAGE = `usage: flywheel <command> [options]\n\ncommands:\n  generate   ${GENERATE_USAGE.replace('usage: flywheel generate ', '')}\n  train sft  ${TRAIN_SFT_USAGE.replace('usage: flywheel train sft ', '')}\n`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'generate':
       return generateCommand(rest);
+    case 'train':
+      if (rest[0] === 'sft') return trainSftCommand(rest.slice(1));
+      process.stderr.write(`flywheel train: unknown trainer ${JSON.stringify(rest[0] ?? '')}\n${TRAIN_SFT_USAGE}\n`);
+      return 2;
     case undefined:
     case '--help':
     case '-h':

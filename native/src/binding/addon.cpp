@@ -10,6 +10,7 @@
 #include "../kernels/kernels.h"
 #include "../kernels/model.h"
 #include "../kernels/thread_pool.h"
+#include "training.h"
 
 namespace {
 
@@ -478,6 +479,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opEmbedding", Napi::Function::New(env, OpEmbedding));
   exports.Set("opAttentionPrefill", Napi::Function::New(env, OpAttentionPrefill));
   exports.Set("opAttentionDecode", Napi::Function::New(env, OpAttentionDecode));
+  register_training_exports(env, exports);
   return exports;
 }
 

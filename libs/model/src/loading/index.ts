@@ -34,3 +34,15 @@ export { buildWeightMap, expectedWeightShapes } from './weight-map.validator';
 export type { ShapedTensor, WeightLayout } from './weight-map.validator';
 export { loadCheckpoint, loadModelWeights } from './checkpoint.loader';
 export type { Checkpoint, CheckpointFormat, LoadCheckpointOptions, LoadedWeights, SourceDtype } from './checkpoint.loader';
+export {
+  OPTIMIZER_STATE_FILE,
+  TOKENIZER_FILES,
+  TRAINING_STATE_FILE,
+  hfConfigFor,
+  readTrainingState,
+  serializeSafetensors,
+  writeHfCheckpoint,
+  writeSafetensorsFile,
+  writeTrainingState,
+} from './safetensors.writer';
+export type { HfCheckpointToWrite, TensorToWrite, TrainingState, WritableSafetensorsDtype } from './safetensors.writer';

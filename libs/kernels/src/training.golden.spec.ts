@@ -1,0 +1,199 @@
+// The native training path against the independent float64 torch reference (scripts/reference/
+// llama_train_reference.py → test/fixtures/golden/train-*.{json,f32}): loss, EVERY parameter gradient of the LM
+// loss and of a scalar-head objective, and the parameters after 10 AdamW steps with gradient accumulation,
+// clipping and the warmup + cosine schedule. Tolerance: 1e-4 relative per tensor (max |a-b| / max |ref|).
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { relError } from './kernels.reference';
+import type { ModelSpec } from './kernels.types';
+import { findRepoRoot } from './native.loader';
+import {
+  createTrainableModel,
+  freeTrainableModel,
+  getGrads,
+  getWeights,
+  lrAtStep,
+  optimizerStep,
+  scoreStep,
+  trainableModelInfo,
+  TrainBatch,
+  trainStep,
+  zeroGrad,
+  type OptimizerConfig,
+} from './training';
+
+const ROOT = findRepoRoot(__dirname) ?? process.cwd();
+const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden');
+
+interface Golden {
+  checkpoint: string;
+  numParams: number;
+  tensors: { name: string; shape: number[]; size: number }[];
+  batch: { B: number; T: number; tokens: number[]; mask: number[]; positions: number[]; targets: number[]; weights: number[] };
+  lmLoss: number;
+  scoreCoef: number[];
+  scores: number[];
+  optimizer: OptimizerConfig;
+  steps: number;
+  microBatches: number[][];
+  stepLosses: number[];
+  stepGradNorms: number[];
+  stepLrs: number[];
+}
+
+interface HfConfig {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  head_dim?: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  max_position_embeddings: number;
+  tie_word_embeddings: boolean;
+  attention_bias: boolean;
+  rope_scaling: { factor: number; low_freq_factor: number; high_freq_factor: number; original_max_position_embeddings: number } | null;
+}
+
+function specOf(cfg: HfConfig): ModelSpec {
+  const rs = cfg.rope_scaling;
+  return {
+    vocabSize: cfg.vocab_size,
+    hiddenSize: cfg.hidden_size,
+    intermediateSize: cfg.intermediate_size,
+    numLayers: cfg.num_hidden_layers,
+    numHeads: cfg.num_attention_heads,
+    numKvHeads: cfg.num_key_value_heads,
+    headDim: cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads,
+    rmsNormEps: cfg.rms_norm_eps,
+    ropeTheta: cfg.rope_theta,
+    ropeScaling: rs
+      ? {
+          factor: rs.factor,
+          lowFreqFactor: rs.low_freq_factor,
+          highFreqFactor: rs.high_freq_factor,
+          originalMaxPositionEmbeddings: rs.original_max_position_embeddings,
+        }
+      : null,
+    tieWordEmbeddings: cfg.tie_word_embeddings,
+    attentionBias: cfg.attention_bias ?? false,
+    maxPositionEmbeddings: cfg.max_position_embeddings,
+  };
+}
+
+function load(name: string): { g: Golden; spec: ModelSpec; blocks: Map<string, Float32Array>[] } {
+  const g = JSON.parse(fs.readFileSync(path.join(GOLDEN, `train-${name}.json`), 'utf8')) as Golden;
+  const cfg = JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', name, 'config.json'), 'utf8')) as HfConfig;
+  const buf = fs.readFileSync(path.join(GOLDEN, `train-${name}.f32`));
+  const all = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  expect(all.length).toBe(4 * g.numParams);
+  const blocks: Map<string, Float32Array>[] = [];
+  for (let b = 0; b < 4; b++) {
+    const m = new Map<string, Float32Array>();
+    let off = b * g.numParams;
+    for (const t of g.tensors) {
+      m.set(t.name, all.slice(off, off + t.size));
+      off += t.size;
+    }
+    blocks.push(m);
+  }
+  return { g, spec: specOf(cfg), blocks };
+}
+
+function rowsBatch(g: Golden, rows: number[]): { batch: TrainBatch; targets: Int32Array; weights: Float32Array } {
+  const { T } = g.batch;
+  const pick = <A extends Int32Array | Float32Array>(src: number[], make: (n: number) => A): A => {
+    const out = make(rows.length * T);
+    rows.forEach((r, i) => out.set(src.slice(r * T, (r + 1) * T), i * T));
+    return out;
+  };
+  const i32 = (n: number) => new Int32Array(n);
+  return {
+    batch: {
+      B: rows.length,
+      T,
+      tokens: pick(g.batch.tokens, i32),
+      mask: pick(g.batch.mask, i32),
+      positions: pick(g.batch.positions, i32),
+    },
+    targets: pick(g.batch.targets, i32),
+    weights: pick(g.batch.weights, (n) => new Float32Array(n)),
+  };
+}
+
+function expectTensorsClose(actual: Map<string, Float32Array>, expected: Map<string, Float32Array>, tol: number): number {
+  let worst = 0;
+  for (const [name, ref] of expected) {
+    const got = actual.get(name);
+    expect(got).toBeDefined();
+    const err = relError(got!, ref);
+    if (!(err < tol)) throw new Error(`${name}: relative error ${err} exceeds ${tol}`);
+    worst = Math.max(worst, err);
+    if (process.env.TRAIN_GOLDEN_VERBOSE) process.stderr.write(`${name} ${err.toExponential(2)}\n`);
+  }
+  return worst;
+}
+
+describe.each(['tiny-gqa', 'tiny-mqa-llama3'])('native training vs the float64 torch reference (%s)', (name) => {
+  const { g, spec, blocks } = load(name);
+  const [initial, lmGrads, scoreGrads, after] = blocks;
+  const allRows = Array.from({ length: g.batch.B }, (_, i) => i);
+
+  it('matches the LM loss and every parameter gradient to 1e-4', async () => {
+    const model = createTrainableModel(spec, initial, { numLabels: 1, threads: 2 });
+    try {
+      expect(trainableModelInfo(model).numParams).toBe(g.numParams);
+      const { batch, targets, weights } = rowsBatch(g, allRows);
+      const r = await trainStep(model, batch, { targets, weights });
+      expect(Math.abs(r.loss - g.lmLoss) / g.lmLoss).toBeLessThan(1e-5);
+      const grads = getGrads(model);
+      // score.weight is not used by the LM loss: its gradient must stay exactly zero.
+      expect(grads.get('score.weight')!.every((x) => x === 0)).toBe(true);
+      expect(grads.size).toBe(g.tensors.length);
+      expectTensorsClose(grads, lmGrads, 1e-4);
+    } finally {
+      freeTrainableModel(model);
+    }
+  });
+
+  it('matches the scalar-head scores and the gradients of sum(coef * score) to 1e-4', async () => {
+    const model = createTrainableModel(spec, initial, { numLabels: 1, threads: 2 });
+    try {
+      const { batch } = rowsBatch(g, allRows);
+      const scores = await scoreStep(model, batch);
+      expect(relError(scores, g.scores)).toBeLessThan(1e-5);
+      expect(getGrads(model).get('score.weight')!.every((x) => x === 0)).toBe(true); // no dScores: forward only
+      await scoreStep(model, batch, Float32Array.from(g.scoreCoef));
+      expectTensorsClose(getGrads(model), scoreGrads, 1e-4);
+    } finally {
+      freeTrainableModel(model);
+    }
+  });
+
+  it('matches the parameters after 10 AdamW steps (accumulation over 2 micro-batches, clipping, warmup+cosine)', async () => {
+    const model = createTrainableModel(spec, initial, { numLabels: 1, threads: 2 });
+    try {
+      for (let step = 0; step < g.steps; step++) {
+        zeroGrad(model);
+        let loss = 0;
+        for (const rows of g.microBatches) {
+          const { batch, targets, weights } = rowsBatch(g, rows);
+          const r = await trainStep(model, batch, { targets, weights }, { gradScale: 1 / g.microBatches.length });
+          loss += r.loss / g.microBatches.length;
+        }
+        expect(Math.abs(loss - g.stepLosses[step]) / g.stepLosses[step]).toBeLessThan(1e-4);
+        const o = await optimizerStep(model, g.optimizer);
+        expect(o.step).toBe(step + 1);
+        expect(Math.abs(o.gradNorm - g.stepGradNorms[step]) / g.stepGradNorms[step]).toBeLessThan(1e-4);
+        expect(o.lr).toBeCloseTo(g.stepLrs[step], 12);
+        expect(lrAtStep(g.optimizer, step)).toBeCloseTo(g.stepLrs[step], 12);
+      }
+      expectTensorsClose(getWeights(model), after, 1e-4);
+    } finally {
+      freeTrainableModel(model);
+    }
+  });
+});

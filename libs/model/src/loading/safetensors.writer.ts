@@ -1,0 +1,287 @@
+/**
+ * Writes safetensors files (F32, or BF16/F16 rounded to nearest even) and whole Hugging Face checkpoint
+ * directories (config.json + model.safetensors + the source's tokenizer files) that our loader, transformers and
+ * the safetensors library all read; plus the training state beside them (optimizer moments, step, RNG, data
+ * position) so a killed job resumes where it stopped. It does not read checkpoints (safetensors.reader does).
+ */
+import { chmod, copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { z } from 'zod';
+import type { ModelSpec, WeightMap } from '@flywheel/kernels';
+import { isFile } from './checkpoint-file.io';
+import { ModelLoadError } from './model-load.error';
+import { readSafetensorsFile, SAFETENSORS_SINGLE_FILE } from './safetensors.reader';
+import { expectedWeightShapes } from './weight-map.validator';
+
+export type WritableSafetensorsDtype = 'F32' | 'BF16' | 'F16';
+
+export interface TensorToWrite {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Files copied from the source checkpoint when present (tokenizer and generation defaults). */
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'tokenizer.model',
+  'generation_config.json',
+  'chat_template.jinja',
+] as const;
+
+function f32ToBf16Bits(x: Float32Array): Uint16Array {
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const b = u[i];
+    out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+function f32ToF16Bits(x: Float32Array): Uint16Array {
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    f[0] = x[i];
+    const b = u[0];
+    const sign = (b >>> 16) & 0x8000;
+    const exp = (b >>> 23) & 0xff;
+    let mant = b & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    let e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      let h = mant >>> shift;
+      const rem = mant & ((1 << shift) - 1);
+      const half = 1 << (shift - 1);
+      if (rem > half || (rem === half && (h & 1))) h++;
+      out[i] = sign | h;
+      continue;
+    }
+    let h = (e << 10) | (mant >>> 13);
+    const rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+    e = h >>> 10;
+    out[i] = sign | (e >= 0x1f ? 0x7c00 : h);
+  }
+  return out;
+}
+
+/**
+ * One safetensors file as bytes: tensors sorted by name (as the safetensors library writes them), header JSON
+ * padded with spaces to a multiple of 8, data little-endian and contiguous.
+ */
+export function serializeSafetensors(
+  tensors: readonly TensorToWrite[],
+  opts: { dtype?: WritableSafetensorsDtype; metadata?: Record<string, string> } = {},
+): Buffer {
+  const dtype = opts.dtype ?? 'F32';
+  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...(opts.metadata ?? {}) } };
+  const blobs: Buffer[] = [];
+  let offset = 0;
+  const seen = new Set<string>();
+  for (const t of sorted) {
+    if (seen.has(t.name)) throw new Error(`safetensors writer: tensor ${t.name} given twice`);
+    seen.add(t.name);
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (n !== t.data.length) throw new Error(`safetensors writer: ${t.name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    let blob: Buffer;
+    if (dtype === 'F32') {
+      blob = Buffer.alloc(n * 4);
+      for (let i = 0; i < n; i++) blob.writeFloatLE(t.data[i], i * 4);
+    } else {
+      const bits = dtype === 'BF16' ? f32ToBf16Bits(t.data) : f32ToF16Bits(t.data);
+      blob = Buffer.alloc(n * 2);
+      for (let i = 0; i < n; i++) blob.writeUInt16LE(bits[i], i * 2);
+    }
+    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + blob.length] };
+    blobs.push(blob);
+    offset += blob.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  return Buffer.concat([head, Buffer.from(json, 'utf8'), ...blobs]);
+}
+
+/** Writes to `file` atomically (a temporary file in the same folder, then rename). */
+async function writeAtomic(file: string, data: Buffer | string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, data);
+  await rename(tmp, file);
+}
+
+export async function writeSafetensorsFile(
+  file: string,
+  tensors: readonly TensorToWrite[],
+  opts: { dtype?: WritableSafetensorsDtype; metadata?: Record<string, string> } = {},
+): Promise<void> {
+  await writeAtomic(file, serializeSafetensors(tensors, opts));
+}
+
+export interface HfCheckpointToWrite {
+  spec: ModelSpec;
+  weights: WeightMap;
+  /** Rows of score.weight for a LlamaForSequenceClassification export; null (default) for a causal LM. */
+  scoreLabels?: number | null;
+  /** The source config.json, kept for fields we do not model (token ids, model_type, ...); spec fields override. */
+  baseConfig?: Record<string, unknown> | null;
+  /** Folder whose tokenizer / generation files are copied. */
+  tokenizerDir?: string | null;
+  dtype?: WritableSafetensorsDtype;
+}
+
+/** The config.json written for `spec` (transformers' LlamaConfig names). */
+export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: Record<string, unknown> | null, dtype: WritableSafetensorsDtype): Record<string, unknown> {
+  // rope_parameters (transformers 5) would shadow the rope_theta / rope_scaling written from the spec.
+  const kept = Object.fromEntries(Object.entries(base ?? {}).filter(([k]) => k !== 'rope_parameters'));
+  const baseArch = Array.isArray(kept.architectures) && typeof kept.architectures[0] === 'string' ? kept.architectures[0] : null;
+  const causal = baseArch !== null && baseArch !== 'LlamaForSequenceClassification' ? baseArch : 'LlamaForCausalLM';
+  const config: Record<string, unknown> = {
+    ...kept,
+    architectures: [scoreLabels !== null ? 'LlamaForSequenceClassification' : causal],
+    model_type: typeof kept.model_type === 'string' ? kept.model_type : 'llama',
+    vocab_size: spec.vocabSize,
+    hidden_size: spec.hiddenSize,
+    intermediate_size: spec.intermediateSize,
+    num_hidden_layers: spec.numLayers,
+    num_attention_heads: spec.numHeads,
+    num_key_value_heads: spec.numKvHeads,
+    head_dim: spec.headDim,
+    hidden_act: 'silu',
+    rms_norm_eps: spec.rmsNormEps,
+    rope_theta: spec.ropeTheta,
+    rope_scaling: spec.ropeScaling
+      ? {
+          rope_type: 'llama3',
+          factor: spec.ropeScaling.factor,
+          low_freq_factor: spec.ropeScaling.lowFreqFactor,
+          high_freq_factor: spec.ropeScaling.highFreqFactor,
+          original_max_position_embeddings: spec.ropeScaling.originalMaxPositionEmbeddings,
+        }
+      : null,
+    attention_bias: spec.attentionBias,
+    mlp_bias: false,
+    max_position_embeddings: spec.maxPositionEmbeddings,
+    tie_word_embeddings: spec.tieWordEmbeddings,
+    torch_dtype: dtype === 'F32' ? 'float32' : dtype === 'BF16' ? 'bfloat16' : 'float16',
+  };
+  if (scoreLabels !== null) config.num_labels = scoreLabels;
+  else delete config.num_labels;
+  return config;
+}
+
+/**
+ * Writes an HF checkpoint directory: config.json, model.safetensors (every tensor the loader expects for the spec,
+ * with HF shapes: norms and biases 1-D), and the tokenizer files of tokenizerDir. Creates `dir` if needed.
+ */
+export async function writeHfCheckpoint(dir: string, ck: HfCheckpointToWrite): Promise<void> {
+  const scoreLabels = ck.scoreLabels ?? null;
+  const dtype = ck.dtype ?? 'F32';
+  const shapes = expectedWeightShapes({ spec: ck.spec, scoreLabels });
+  const tensors: TensorToWrite[] = [];
+  for (const [name, shape] of shapes) {
+    const data = ck.weights.get(name);
+    if (data === undefined) throw new ModelLoadError(`cannot write the checkpoint: missing tensor ${name}`, dir);
+    tensors.push({ name, shape, data });
+  }
+  await mkdir(dir, { recursive: true });
+  await writeSafetensorsFile(path.join(dir, SAFETENSORS_SINGLE_FILE), tensors, { dtype });
+  await writeAtomic(path.join(dir, 'config.json'), JSON.stringify(hfConfigFor(ck.spec, scoreLabels, ck.baseConfig ?? null, dtype), null, 2) + '\n');
+  if (ck.tokenizerDir) {
+    for (const f of TOKENIZER_FILES) {
+      const src = path.join(ck.tokenizerDir, f);
+      if (path.resolve(src) === path.resolve(path.join(dir, f)) || !(await isFile(src))) continue;
+      await copyFile(src, path.join(dir, f));
+      await chmod(path.join(dir, f), 0o644); // sources are often read-only; a later write must replace the copy
+    }
+  }
+}
+
+// ---- training state ------------------------------------------------------------------------------------------
+
+export const TRAINING_STATE_FILE = 'training_state.json';
+export const OPTIMIZER_STATE_FILE = 'optimizer.safetensors';
+
+const trainingStateSchema = z.strictObject({
+  format: z.literal('flywheel-training-state/1'),
+  /** Optimizer steps taken. */
+  step: z.int().nonnegative(),
+  /** The data loader's RNG state (opaque numbers, e.g. a xorshift seed/state). */
+  rng: z.array(z.number()),
+  /** Position in the data stream: epoch and index of the next example. */
+  data: z.strictObject({ epoch: z.int().nonnegative(), index: z.int().nonnegative() }),
+  /** The optimizer configuration in use (free-form, restored as written). */
+  optimizer: z.record(z.string(), z.number()),
+  extra: z.record(z.string(), z.unknown()).optional(),
+});
+export type TrainingStateJson = z.infer<typeof trainingStateSchema>;
+
+export interface TrainingState {
+  step: number;
+  rng: number[];
+  data: { epoch: number; index: number };
+  optimizer: Record<string, number>;
+  /** AdamW first and second moments by parameter name. */
+  m: WeightMap;
+  v: WeightMap;
+  extra?: Record<string, unknown>;
+}
+
+/** Writes optimizer.safetensors (tensors `m.<name>`, `v.<name>`, f32 flat) and training_state.json into dir. */
+export async function writeTrainingState(dir: string, s: TrainingState): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const tensors: TensorToWrite[] = [];
+  for (const [name, data] of s.m) tensors.push({ name: `m.${name}`, shape: [data.length], data });
+  for (const [name, data] of s.v) tensors.push({ name: `v.${name}`, shape: [data.length], data });
+  await writeSafetensorsFile(path.join(dir, OPTIMIZER_STATE_FILE), tensors);
+  const json: TrainingStateJson = {
+    format: 'flywheel-training-state/1',
+    step: s.step,
+    rng: s.rng,
+    data: s.data,
+    optimizer: s.optimizer,
+    ...(s.extra ? { extra: s.extra } : {}),
+  };
+  // The state file goes last: its presence marks a complete checkpoint.
+  await writeAtomic(path.join(dir, TRAINING_STATE_FILE), JSON.stringify(json, null, 2) + '\n');
+}
+
+/** Reads what writeTrainingState wrote; a ModelLoadError when missing or malformed. */
+export async function readTrainingState(dir: string): Promise<TrainingState> {
+  const file = path.join(dir, TRAINING_STATE_FILE);
+  let parsed: TrainingStateJson;
+  try {
+    const r = trainingStateSchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
+    if (!r.success) throw new Error(r.error.issues[0].message);
+    parsed = r.data;
+  } catch (err) {
+    throw new ModelLoadError(`unreadable training state (${err instanceof Error ? err.message : String(err)})`, file);
+  }
+  const tensors = await readSafetensorsFile(path.join(dir, OPTIMIZER_STATE_FILE));
+  const m = new Map<string, Float32Array>();
+  const v = new Map<string, Float32Array>();
+  for (const [name, t] of tensors) {
+    if (name.startsWith('m.')) m.set(name.slice(2), t.data);
+    else if (name.startsWith('v.')) v.set(name.slice(2), t.data);
+  }
+  return { step: parsed.step, rng: parsed.rng, data: parsed.data, optimizer: parsed.optimizer, m, v, ...(parsed.extra ? { extra: parsed.extra } : {}) };
+}

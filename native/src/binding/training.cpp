@@ -1,0 +1,484 @@
+// The Node-API binding of the native training path (train/train_model.h): trainable-model handles, the LM and
+// scalar-head steps and the optimizer step in Napi::AsyncWorker (Promises), and synchronous state copies
+// (params, grads, AdamW moments, step) for export and resume. Inputs are copied into plain vectors before the
+// worker runs, so JS may reuse its arrays at once. Arguments are validated in libs/kernels/src/training.ts; this
+// layer only guards against what would crash.
+#include "training.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../train/train_model.h"
+
+namespace {
+
+const napi_type_tag kTrainTag = {0x6d5a1c0e2f4b4a11ULL, 0x9d3e7b2a5c8f1e03ULL};
+using TrainBox = std::shared_ptr<TrainModel>;
+
+TrainBox& unwrap_train(const Napi::Value& v) {
+  if (!v.IsExternal() || !v.As<Napi::External<TrainBox>>().CheckTypeTag(&kTrainTag))
+    throw Napi::TypeError::New(v.Env(), "expected a trainable model handle");
+  TrainBox& box = *v.As<Napi::External<TrainBox>>().Data();
+  if (!box) throw Napi::Error::New(v.Env(), "trainable model handle was freed");
+  return box;
+}
+
+int int_of(const Napi::Value& v, const char* name) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number");
+  return v.As<Napi::Number>().Int32Value();
+}
+
+double num_of(const Napi::Object& o, const char* name) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(name) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+template <typename T, napi_typedarray_type kind>
+std::vector<T> copy_array(const Napi::Value& v, const char* name, size_t len) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + " has the wrong array type");
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  if (a.ElementLength() != len) throw Napi::RangeError::New(v.Env(), std::string(name) + " has the wrong length");
+  return std::vector<T>(a.Data(), a.Data() + len);
+}
+
+ModelConfig config_of(const Napi::Object& o) {
+  ModelConfig c{};
+  c.vocab_size = static_cast<int>(num_of(o, "vocabSize"));
+  c.hidden_size = static_cast<int>(num_of(o, "hiddenSize"));
+  c.intermediate_size = static_cast<int>(num_of(o, "intermediateSize"));
+  c.num_layers = static_cast<int>(num_of(o, "numLayers"));
+  c.num_heads = static_cast<int>(num_of(o, "numHeads"));
+  c.num_kv_heads = static_cast<int>(num_of(o, "numKvHeads"));
+  c.head_dim = static_cast<int>(num_of(o, "headDim"));
+  c.rms_norm_eps = static_cast<float>(num_of(o, "rmsNormEps"));
+  c.rope_theta = static_cast<float>(num_of(o, "ropeTheta"));
+  c.max_position_embeddings = static_cast<int>(num_of(o, "maxPositionEmbeddings"));
+  c.tie_word_embeddings = o.Get("tieWordEmbeddings").ToBoolean();
+  c.attention_bias = o.Get("attentionBias").ToBoolean();
+  Napi::Value rs = o.Get("ropeScaling");
+  c.has_rope_scaling = rs.IsObject();
+  if (c.has_rope_scaling) {
+    Napi::Object r = rs.As<Napi::Object>();
+    c.rope_scaling.factor = static_cast<float>(num_of(r, "factor"));
+    c.rope_scaling.low_freq_factor = static_cast<float>(num_of(r, "lowFreqFactor"));
+    c.rope_scaling.high_freq_factor = static_cast<float>(num_of(r, "highFreqFactor"));
+    c.rope_scaling.original_max_position_embeddings = static_cast<int>(num_of(r, "originalMaxPositionEmbeddings"));
+  }
+  return c;
+}
+
+struct BatchCopy {
+  int B, T;
+  std::vector<int32_t> tokens, positions, mask;
+  TrainBatchView view() const { return {B, T, tokens.data(), positions.data(), mask.data()}; }
+};
+
+BatchCopy batch_of(const Napi::CallbackInfo& info, int first, const TrainModel& m) {
+  BatchCopy b;
+  b.B = int_of(info[first + 3], "B");
+  b.T = int_of(info[first + 4], "T");
+  if (b.B <= 0 || b.T <= 0) throw Napi::RangeError::New(info.Env(), "B and T must be positive");
+  const size_t n = static_cast<size_t>(b.B) * b.T;
+  b.tokens = copy_array<int32_t, napi_int32_array>(info[first], "tokens", n);
+  b.positions = copy_array<int32_t, napi_int32_array>(info[first + 1], "positions", n);
+  b.mask = copy_array<int32_t, napi_int32_array>(info[first + 2], "mask", n);
+  for (int32_t t : b.tokens)
+    if (t < 0 || t >= m.cfg.vocab_size) throw Napi::RangeError::New(info.Env(), "token id out of range");
+  return b;
+}
+
+class TrainWorker : public Napi::AsyncWorker {
+ public:
+  TrainWorker(Napi::Env env, TrainBox model)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> lock(model_->mutex);
+      Run();
+    } catch (const std::bad_alloc&) {
+      SetError("out of memory in a training step");
+    } catch (const std::exception& e) {
+      SetError(std::string("training step failed: ") + e.what());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ protected:
+  virtual void Run() = 0;
+  Napi::Promise::Deferred deferred_;
+  TrainBox model_;
+};
+
+class LmStepWorker : public TrainWorker {
+ public:
+  LmStepWorker(Napi::Env env, TrainBox m, BatchCopy b, std::vector<int32_t> targets, std::vector<float> weights,
+               float grad_scale)
+      : TrainWorker(env, std::move(m)), b_(std::move(b)), targets_(std::move(targets)), weights_(std::move(weights)),
+        grad_scale_(grad_scale) {}
+  void Run() override { loss_ = train_lm_step(model_.get(), b_.view(), targets_.data(), weights_.data(), grad_scale_, &wsum_); }
+  void OnOK() override {
+    Napi::Object o = Napi::Object::New(Env());
+    o.Set("loss", loss_);
+    o.Set("weightSum", wsum_);
+    deferred_.Resolve(o);
+  }
+
+ private:
+  BatchCopy b_;
+  std::vector<int32_t> targets_;
+  std::vector<float> weights_;
+  float grad_scale_;
+  double loss_ = 0, wsum_ = 0;
+};
+
+class ScoreStepWorker : public TrainWorker {
+ public:
+  ScoreStepWorker(Napi::Env env, TrainBox m, BatchCopy b, std::vector<float> dscores, bool backward)
+      : TrainWorker(env, std::move(m)), b_(std::move(b)), dscores_(std::move(dscores)), backward_(backward) {}
+  void Run() override {
+    scores_.resize(static_cast<size_t>(b_.B) * model_->num_labels);
+    train_score_step(model_.get(), b_.view(), backward_ ? dscores_.data() : nullptr, scores_.data());
+  }
+  void OnOK() override {
+    auto a = Napi::Float32Array::New(Env(), scores_.size());
+    std::memcpy(a.Data(), scores_.data(), scores_.size() * sizeof(float));
+    deferred_.Resolve(a);
+  }
+
+ private:
+  BatchCopy b_;
+  std::vector<float> dscores_, scores_;
+  bool backward_;
+};
+
+class OptimizerWorker : public TrainWorker {
+ public:
+  OptimizerWorker(Napi::Env env, TrainBox m, AdamWConfig c) : TrainWorker(env, std::move(m)), c_(c) {}
+  void Run() override {
+    norm_ = train_optimizer_step(model_.get(), c_, &lr_);
+    step_ = model_->step;
+  }
+  void OnOK() override {
+    Napi::Object o = Napi::Object::New(Env());
+    o.Set("gradNorm", norm_);
+    o.Set("lr", lr_);
+    o.Set("step", static_cast<double>(step_));
+    deferred_.Resolve(o);
+  }
+
+ private:
+  AdamWConfig c_;
+  double norm_ = 0, lr_ = 0;
+  int64_t step_ = 0;
+};
+
+// trainModelCreate(spec, names, tensors, numLabels, threads)
+Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray())
+    throw Napi::TypeError::New(env, "trainModelCreate(spec, names, tensors, numLabels, threads)");
+  ModelConfig cfg = config_of(info[0].As<Napi::Object>());
+  Napi::Array names = info[1].As<Napi::Array>(), tensors = info[2].As<Napi::Array>();
+  if (names.Length() != tensors.Length()) throw Napi::TypeError::New(env, "names and tensors differ in length");
+  std::unordered_map<std::string, const float*> weights;
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    Napi::Value t = tensors.Get(i);
+    if (!t.IsTypedArray() || t.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Napi::TypeError::New(env, "tensor must be a Float32Array");
+    weights[names.Get(i).As<Napi::String>().Utf8Value()] = t.As<Napi::Float32Array>().Data();
+  }
+  std::string error;
+  std::unique_ptr<TrainModel> m;
+  try {
+    m = train_model_create(cfg, weights, int_of(info[3], "numLabels"), int_of(info[4], "threads"), &error);
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "out of memory creating the trainable model");
+  }
+  if (!m) throw Napi::Error::New(env, error);
+  auto ext = Napi::External<TrainBox>::New(env, new TrainBox(std::move(m)), [](Napi::Env, TrainBox* b) { delete b; });
+  ext.TypeTag(&kTrainTag);
+  return ext;
+}
+
+Napi::Value TrainModelFree(const Napi::CallbackInfo& info) {
+  if (info[0].IsExternal() && info[0].As<Napi::External<TrainBox>>().CheckTypeTag(&kTrainTag))
+    info[0].As<Napi::External<TrainBox>>().Data()->reset();  // in-flight workers hold their own reference
+  return info.Env().Undefined();
+}
+
+// trainModelLayout(h) -> { names, rows, cols, offsets, numParams, step }
+Napi::Value TrainModelLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TrainBox& m = unwrap_train(info[0]);
+  std::lock_guard<std::mutex> lock(m->mutex);
+  const uint32_t n = static_cast<uint32_t>(m->tensors.size());
+  Napi::Array names = Napi::Array::New(env, n), rows = Napi::Array::New(env, n), cols = Napi::Array::New(env, n),
+              offs = Napi::Array::New(env, n);
+  for (uint32_t i = 0; i < n; i++) {
+    names.Set(i, m->tensors[i].name);
+    rows.Set(i, m->tensors[i].rows);
+    cols.Set(i, m->tensors[i].cols);
+    offs.Set(i, static_cast<double>(m->tensors[i].offset));
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("names", names);
+  o.Set("rows", rows);
+  o.Set("cols", cols);
+  o.Set("offsets", offs);
+  o.Set("numParams", static_cast<double>(m->num_params));
+  o.Set("step", static_cast<double>(m->step));
+  o.Set("threads", m->pool->num_threads());
+  return o;
+}
+
+std::vector<float>& buffer_of(TrainModel& m, const Napi::Value& which) {
+  std::string w = which.IsString() ? which.As<Napi::String>().Utf8Value() : "";
+  if (w == "params") return m.params;
+  if (w == "grads") return m.grads;
+  if (w == "adamM") return m.adam_m;
+  if (w == "adamV") return m.adam_v;
+  throw Napi::TypeError::New(which.Env(), "state must be 'params', 'grads', 'adamM' or 'adamV'");
+}
+
+// trainGetState(h, which) -> Float32Array copy of the flat buffer (numParams)
+Napi::Value TrainGetState(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  std::lock_guard<std::mutex> lock(m->mutex);
+  std::vector<float>& buf = buffer_of(*m, info[1]);
+  auto a = Napi::Float32Array::New(info.Env(), buf.size());
+  std::memcpy(a.Data(), buf.data(), buf.size() * sizeof(float));
+  return a;
+}
+
+// trainSetState(h, which, Float32Array (numParams))
+Napi::Value TrainSetState(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  std::lock_guard<std::mutex> lock(m->mutex);
+  std::vector<float>& buf = buffer_of(*m, info[1]);
+  std::vector<float> src = copy_array<float, napi_float32_array>(info[2], "state", buf.size());
+  buf = std::move(src);
+  return info.Env().Undefined();
+}
+
+Napi::Value TrainSetStep(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  if (!info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "step must be a number");
+  std::lock_guard<std::mutex> lock(m->mutex);
+  m->step = info[1].As<Napi::Number>().Int64Value();
+  return info.Env().Undefined();
+}
+
+Napi::Value TrainZeroGrad(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  std::lock_guard<std::mutex> lock(m->mutex);
+  train_zero_grad(m.get());
+  return info.Env().Undefined();
+}
+
+// trainLmStep(h, tokens, positions, mask, B, T, targets, weights, gradScale) -> Promise<{loss, weightSum}>
+Napi::Value TrainLmStep(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  if (!m->has_lm_head && !m->cfg.tie_word_embeddings)
+    throw Napi::Error::New(info.Env(), "this model has no LM head (lm_head.weight) to train");
+  BatchCopy b = batch_of(info, 1, *m);
+  const size_t n = static_cast<size_t>(b.B) * b.T;
+  auto targets = copy_array<int32_t, napi_int32_array>(info[6], "targets", n);
+  for (int32_t t : targets)
+    if (t < 0 || t >= m->cfg.vocab_size) throw Napi::RangeError::New(info.Env(), "target id out of range");
+  auto weights = copy_array<float, napi_float32_array>(info[7], "weights", n);
+  if (!info[8].IsNumber()) throw Napi::TypeError::New(info.Env(), "gradScale must be a number");
+  auto* w = new LmStepWorker(info.Env(), m, std::move(b), std::move(targets), std::move(weights),
+                             info[8].As<Napi::Number>().FloatValue());
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// trainScoreStep(h, tokens, positions, mask, B, T, dScores|null) -> Promise<Float32Array (B, numLabels)>
+Napi::Value TrainScoreStep(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  if (m->num_labels <= 0) throw Napi::Error::New(info.Env(), "this model has no scalar head (score.weight)");
+  BatchCopy b = batch_of(info, 1, *m);
+  const bool backward = !info[6].IsNull() && !info[6].IsUndefined();
+  std::vector<float> ds;
+  if (backward)
+    ds = copy_array<float, napi_float32_array>(info[6], "dScores", static_cast<size_t>(b.B) * m->num_labels);
+  auto* w = new ScoreStepWorker(info.Env(), m, std::move(b), std::move(ds), backward);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// trainOptimizerStep(h, {lr, beta1, beta2, eps, weightDecay, maxGradNorm, warmupSteps, totalSteps, minLrRatio})
+Napi::Value TrainOptimizerStep(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  if (!info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "optimizer config must be an object");
+  Napi::Object o = info[1].As<Napi::Object>();
+  AdamWConfig c{};
+  c.lr = num_of(o, "lr");
+  c.beta1 = num_of(o, "beta1");
+  c.beta2 = num_of(o, "beta2");
+  c.eps = num_of(o, "eps");
+  c.weight_decay = num_of(o, "weightDecay");
+  c.max_grad_norm = num_of(o, "maxGradNorm");
+  c.warmup_steps = static_cast<int>(num_of(o, "warmupSteps"));
+  c.total_steps = static_cast<int>(num_of(o, "totalSteps"));
+  c.min_lr_ratio = num_of(o, "minLrRatio");
+  auto* w = new OptimizerWorker(info.Env(), m, c);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// ---- single training ops (synchronous, small shapes, for tests against the float64 references) --------------
+
+ThreadPool* train_ops_pool() {
+  static ThreadPool pool(2);
+  return &pool;
+}
+
+std::vector<float> f32_of(const Napi::Value& v, const char* name, size_t len) {
+  return copy_array<float, napi_float32_array>(v, name, len);
+}
+
+Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
+  auto a = Napi::Float32Array::New(env, v.size());
+  std::memcpy(a.Data(), v.data(), v.size() * sizeof(float));
+  return a;
+}
+
+// opTrainMatmulBackward(dy (N,out), x (N,in), w (out,in), N, in, out, reference) -> { dx, dw, db }
+Napi::Value OpTrainMatmulBackward(const Napi::CallbackInfo& info) {
+  const int N = int_of(info[3], "N"), in = int_of(info[4], "in"), out = int_of(info[5], "out");
+  auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * out);
+  auto x = f32_of(info[1], "x", static_cast<size_t>(N) * in);
+  auto w = f32_of(info[2], "w", static_cast<size_t>(out) * in);
+  std::vector<float> dx(static_cast<size_t>(N) * in), dw(static_cast<size_t>(out) * in, 0.0f), db(out, 0.0f);
+  if (info[6].ToBoolean())
+    matmul_backward_reference(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), N, in, out, false, train_ops_pool());
+  else
+    matmul_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), N, in, out, false, train_ops_pool());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("dx", to_js(info.Env(), dx));
+  o.Set("dw", to_js(info.Env(), dw));
+  o.Set("db", to_js(info.Env(), db));
+  return o;
+}
+
+// opTrainRmsnormBackward(dy (N,C), x (N,C), w (C), N, C, eps) -> { y, dx, dw }
+Napi::Value OpTrainRmsnormBackward(const Napi::CallbackInfo& info) {
+  const int N = int_of(info[3], "N"), C = int_of(info[4], "C");
+  auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * C);
+  auto x = f32_of(info[1], "x", static_cast<size_t>(N) * C);
+  auto w = f32_of(info[2], "w", C);
+  const float eps = info[5].As<Napi::Number>().FloatValue();
+  std::vector<float> y(x.size()), rstd(N), dx(x.size(), 0.0f), dw(C, 0.0f);
+  rmsnorm_train_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, eps, train_ops_pool());
+  rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, train_ops_pool());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("y", to_js(info.Env(), y));
+  o.Set("dx", to_js(info.Env(), dx));
+  o.Set("dw", to_js(info.Env(), dw));
+  return o;
+}
+
+// opTrainRopeBackward(dy (N,H*D), positions (N), invFreq (D/2), N, H, D) -> dx (N,H*D)
+Napi::Value OpTrainRopeBackward(const Napi::CallbackInfo& info) {
+  const int N = int_of(info[3], "N"), H = int_of(info[4], "H"), D = int_of(info[5], "D");
+  auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * H * D);
+  auto pos = copy_array<int32_t, napi_int32_array>(info[1], "positions", N);
+  auto inv = f32_of(info[2], "invFreq", D / 2);
+  std::vector<float> c(static_cast<size_t>(N) * D / 2), s(c.size());
+  rope_tables(c.data(), s.data(), pos.data(), inv.data(), N, D);
+  rope_backward(dy.data(), H * D, c.data(), s.data(), N, H, D);
+  return to_js(info.Env(), dy);
+}
+
+// opTrainAttention(q (B*T,H*D), k, v (B*T,KVH*D), mask (B*T), dout (B*T,H*D), B, T, H, KVH, D) -> { out, dq, dk, dv }
+Napi::Value OpTrainAttention(const Napi::CallbackInfo& info) {
+  TrainAttentionShape s{int_of(info[5], "B"), int_of(info[6], "T"), int_of(info[7], "H"), int_of(info[8], "KVH"),
+                        int_of(info[9], "D")};
+  const size_t n = static_cast<size_t>(s.B) * s.T, qd = static_cast<size_t>(s.num_heads) * s.head_dim,
+               kvd = static_cast<size_t>(s.num_kv_heads) * s.head_dim;
+  if (s.num_kv_heads <= 0 || s.num_heads % s.num_kv_heads != 0) throw Napi::RangeError::New(info.Env(), "KVH must divide H");
+  auto q = f32_of(info[0], "q", n * qd), k = f32_of(info[1], "k", n * kvd), v = f32_of(info[2], "v", n * kvd);
+  auto mask = copy_array<int32_t, napi_int32_array>(info[3], "mask", n);
+  auto dout = f32_of(info[4], "dout", n * qd);
+  std::vector<float> out(n * qd), probs(static_cast<size_t>(s.B) * s.num_heads * s.T * s.T), dq(n * qd), dk(n * kvd), dv(n * kvd);
+  attention_train_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), mask.data(), s, train_ops_pool());
+  attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), probs.data(), q.data(), k.data(), v.data(), s, train_ops_pool());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("out", to_js(info.Env(), out));
+  o.Set("dq", to_js(info.Env(), dq));
+  o.Set("dk", to_js(info.Env(), dk));
+  o.Set("dv", to_js(info.Env(), dv));
+  return o;
+}
+
+// opTrainSwigluBackward(dy, gate, up (n each)) -> { y, dgate, dup }
+Napi::Value OpTrainSwigluBackward(const Napi::CallbackInfo& info) {
+  const size_t n = info[0].As<Napi::TypedArray>().ElementLength();
+  auto dy = f32_of(info[0], "dy", n), g = f32_of(info[1], "gate", n), u = f32_of(info[2], "up", n);
+  std::vector<float> y(n), dg(n), du(n);
+  swiglu_train_forward(y.data(), g.data(), u.data(), 1, static_cast<int>(n), train_ops_pool());
+  swiglu_backward(dg.data(), du.data(), dy.data(), g.data(), u.data(), 1, static_cast<int>(n), train_ops_pool());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("y", to_js(info.Env(), y));
+  o.Set("dgate", to_js(info.Env(), dg));
+  o.Set("dup", to_js(info.Env(), du));
+  return o;
+}
+
+// opTrainCrossEntropy(logits (M,V), targets (M), weights (M), M, V) -> { loss, dlogits }
+Napi::Value OpTrainCrossEntropy(const Napi::CallbackInfo& info) {
+  const int M = int_of(info[3], "M"), V = int_of(info[4], "V");
+  auto z = f32_of(info[0], "logits", static_cast<size_t>(M) * V);
+  auto t = copy_array<int32_t, napi_int32_array>(info[1], "targets", M);
+  for (int32_t x : t)
+    if (x < 0 || x >= V) throw Napi::RangeError::New(info.Env(), "target out of range");
+  auto w = f32_of(info[2], "weights", M);
+  const double loss = cross_entropy_forward_backward(z.data(), t.data(), w.data(), 1.0f, M, V, train_ops_pool());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("loss", loss);
+  o.Set("dlogits", to_js(info.Env(), z));
+  return o;
+}
+
+// opTrainEmbeddingBackward(dy (N,C), tokens (N), V, C) -> dtable (V,C)
+Napi::Value OpTrainEmbeddingBackward(const Napi::CallbackInfo& info) {
+  const int V = int_of(info[2], "V"), C = int_of(info[3], "C");
+  auto tokens = copy_array<int32_t, napi_int32_array>(info[1], "tokens", info[1].As<Napi::TypedArray>().ElementLength());
+  for (int32_t x : tokens)
+    if (x < 0 || x >= V) throw Napi::RangeError::New(info.Env(), "token out of range");
+  auto dy = f32_of(info[0], "dy", tokens.size() * C);
+  std::vector<float> d(static_cast<size_t>(V) * C, 0.0f);
+  embedding_backward(d.data(), dy.data(), tokens.data(), static_cast<int>(tokens.size()), C);
+  return to_js(info.Env(), d);
+}
+
+}  // namespace
+
+void register_training_exports(Napi::Env env, Napi::Object exports) {
+  exports.Set("trainModelCreate", Napi::Function::New(env, TrainModelCreate));
+  exports.Set("trainModelFree", Napi::Function::New(env, TrainModelFree));
+  exports.Set("trainModelLayout", Napi::Function::New(env, TrainModelLayout));
+  exports.Set("trainGetState", Napi::Function::New(env, TrainGetState));
+  exports.Set("trainSetState", Napi::Function::New(env, TrainSetState));
+  exports.Set("trainSetStep", Napi::Function::New(env, TrainSetStep));
+  exports.Set("trainZeroGrad", Napi::Function::New(env, TrainZeroGrad));
+  exports.Set("trainLmStep", Napi::Function::New(env, TrainLmStep));
+  exports.Set("trainScoreStep", Napi::Function::New(env, TrainScoreStep));
+  exports.Set("trainOptimizerStep", Napi::Function::New(env, TrainOptimizerStep));
+  exports.Set("opTrainMatmulBackward", Napi::Function::New(env, OpTrainMatmulBackward));
+  exports.Set("opTrainRmsnormBackward", Napi::Function::New(env, OpTrainRmsnormBackward));
+  exports.Set("opTrainRopeBackward", Napi::Function::New(env, OpTrainRopeBackward));
+  exports.Set("opTrainAttention", Napi::Function::New(env, OpTrainAttention));
+  exports.Set("opTrainSwigluBackward", Napi::Function::New(env, OpTrainSwigluBackward));
+  exports.Set("opTrainCrossEntropy", Napi::Function::New(env, OpTrainCrossEntropy));
+  exports.Set("opTrainEmbeddingBackward", Napi::Function::New(env, OpTrainEmbeddingBackward));
+}

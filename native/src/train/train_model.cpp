@@ -1,0 +1,263 @@
+// The trainable Llama decoder (train_model.h): parameter bookkeeping, the training forward that keeps its
+// activations, the whole-model backward and the optimizer step. Each op is a kernel from train_ops.h or
+// kernels.h; this file only sequences them and owns the buffers.
+#include "train_model.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace {
+
+constexpr size_t kNone = SIZE_MAX;
+
+float* P(TrainModel* m, size_t off) { return m->params.data() + off; }
+float* G(TrainModel* m, size_t off) { return m->grads.data() + off; }
+
+// Computes the residual stream to the final norm for `batch`, keeping every activation.
+void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
+  const ModelConfig& c = m->cfg;
+  const int N = bt.B * bt.T, C = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const int H = c.num_heads, KVH = c.num_kv_heads, qd = H * D, kvd = KVH * D;
+  ThreadPool* pool = m->pool.get();
+  TrainActivations& A = m->act;
+  A.B = bt.B;
+  A.T = bt.T;
+  const size_t n = N;
+  A.cos_t.resize(n * D / 2);
+  A.sin_t.resize(n * D / 2);
+  rope_tables(A.cos_t.data(), A.sin_t.data(), bt.positions, m->inv_freq.data(), N, D);
+  A.layers.resize(c.num_layers);
+  std::vector<float> h(n * C);
+  embedding_forward(h.data(), bt.tokens, P(m, m->embed), WEIGHT_F32, N, C);
+  for (int l = 0; l < c.num_layers; l++) {
+    const TrainLayer& L = m->layers[l];
+    TrainActivations::Layer& S = A.layers[l];
+    S.h_in = h;
+    S.xn1.resize(n * C);
+    S.rstd1.resize(n);
+    rmsnorm_train_forward(S.xn1.data(), S.rstd1.data(), h.data(), P(m, L.input_norm), N, C, c.rms_norm_eps, pool);
+    S.q.resize(n * qd);
+    S.k.resize(n * kvd);
+    S.v.resize(n * kvd);
+    matmul_forward(S.q.data(), S.xn1.data(), P(m, L.wq), WEIGHT_F32, L.bq == kNone ? nullptr : P(m, L.bq), N, C, qd,
+                   false, pool);
+    matmul_forward(S.k.data(), S.xn1.data(), P(m, L.wk), WEIGHT_F32, L.bk == kNone ? nullptr : P(m, L.bk), N, C, kvd,
+                   false, pool);
+    matmul_forward(S.v.data(), S.xn1.data(), P(m, L.wv), WEIGHT_F32, L.bv == kNone ? nullptr : P(m, L.bv), N, C, kvd,
+                   false, pool);
+    rope_forward(S.q.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D);
+    rope_forward(S.k.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D);
+    S.probs.resize(static_cast<size_t>(bt.B) * H * bt.T * bt.T);
+    S.o.resize(n * qd);
+    TrainAttentionShape as{bt.B, bt.T, H, KVH, D};
+    attention_train_forward(S.o.data(), S.probs.data(), S.q.data(), S.k.data(), S.v.data(), bt.mask, as, pool);
+    S.h_mid = h;
+    matmul_forward(S.h_mid.data(), S.o.data(), P(m, L.wo), WEIGHT_F32, nullptr, N, qd, C, true, pool);
+    S.xn2.resize(n * C);
+    S.rstd2.resize(n);
+    rmsnorm_train_forward(S.xn2.data(), S.rstd2.data(), S.h_mid.data(), P(m, L.post_norm), N, C, c.rms_norm_eps,
+                          pool);
+    S.g.resize(n * I);
+    S.u.resize(n * I);
+    S.a.resize(n * I);
+    matmul_forward(S.g.data(), S.xn2.data(), P(m, L.wg), WEIGHT_F32, nullptr, N, C, I, false, pool);
+    matmul_forward(S.u.data(), S.xn2.data(), P(m, L.wu), WEIGHT_F32, nullptr, N, C, I, false, pool);
+    swiglu_train_forward(S.a.data(), S.g.data(), S.u.data(), N, I, pool);
+    h = S.h_mid;
+    matmul_forward(h.data(), S.a.data(), P(m, L.wd), WEIGHT_F32, nullptr, N, I, C, true, pool);
+  }
+  A.h_final = h;
+  A.xf.resize(n * C);
+  A.rstdf.resize(n);
+  rmsnorm_train_forward(A.xf.data(), A.rstdf.data(), h.data(), P(m, m->final_norm), N, C, c.rms_norm_eps, pool);
+}
+
+// Backward from dxf = d loss / d final-normed hidden (N, C) to every parameter gradient.
+void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std::vector<float>& dxf) {
+  const ModelConfig& c = m->cfg;
+  const int N = bt.B * bt.T, C = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const int H = c.num_heads, KVH = c.num_kv_heads, qd = H * D, kvd = KVH * D;
+  ThreadPool* pool = m->pool.get();
+  TrainActivations& A = m->act;
+  const size_t n = N;
+  std::vector<float> dh(n * C, 0.0f);
+  rmsnorm_backward(dh.data(), G(m, m->final_norm), dxf.data(), A.h_final.data(), P(m, m->final_norm),
+                   A.rstdf.data(), N, C, pool);
+  std::vector<float> da(n * I), dg(n * I), du(n * I), dxn(n * C), dout(n * qd), dq(n * qd), dk(n * kvd),
+      dv(n * kvd);
+  for (int l = c.num_layers - 1; l >= 0; l--) {
+    const TrainLayer& L = m->layers[l];
+    TrainActivations::Layer& S = A.layers[l];
+    matmul_backward(da.data(), G(m, L.wd), nullptr, dh.data(), S.a.data(), P(m, L.wd), N, I, C, false, pool);
+    swiglu_backward(dg.data(), du.data(), da.data(), S.g.data(), S.u.data(), N, I, pool);
+    matmul_backward(dxn.data(), G(m, L.wg), nullptr, dg.data(), S.xn2.data(), P(m, L.wg), N, C, I, false, pool);
+    matmul_backward(dxn.data(), G(m, L.wu), nullptr, du.data(), S.xn2.data(), P(m, L.wu), N, C, I, true, pool);
+    rmsnorm_backward(dh.data(), G(m, L.post_norm), dxn.data(), S.h_mid.data(), P(m, L.post_norm), S.rstd2.data(), N,
+                     C, pool);
+    matmul_backward(dout.data(), G(m, L.wo), nullptr, dh.data(), S.o.data(), P(m, L.wo), N, qd, C, false, pool);
+    TrainAttentionShape as{bt.B, bt.T, H, KVH, D};
+    attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), S.probs.data(), S.q.data(), S.k.data(),
+                       S.v.data(), as, pool);
+    rope_backward(dq.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D);
+    rope_backward(dk.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D);
+    auto bias_grad = [&](size_t off) { return off == kNone ? nullptr : G(m, off); };
+    matmul_backward(dxn.data(), G(m, L.wq), bias_grad(L.bq), dq.data(), S.xn1.data(), P(m, L.wq), N, C, qd, false,
+                    pool);
+    matmul_backward(dxn.data(), G(m, L.wk), bias_grad(L.bk), dk.data(), S.xn1.data(), P(m, L.wk), N, C, kvd, true,
+                    pool);
+    matmul_backward(dxn.data(), G(m, L.wv), bias_grad(L.bv), dv.data(), S.xn1.data(), P(m, L.wv), N, C, kvd, true,
+                    pool);
+    rmsnorm_backward(dh.data(), G(m, L.input_norm), dxn.data(), S.h_in.data(), P(m, L.input_norm), S.rstd1.data(),
+                     N, C, pool);
+  }
+  embedding_backward(G(m, m->embed), dh.data(), bt.tokens, N, C);
+}
+
+}  // namespace
+
+std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
+                                               const std::unordered_map<std::string, const float*>& weights,
+                                               int num_labels, int threads, std::string* error) {
+  auto m = std::make_unique<TrainModel>();
+  m->cfg = cfg;
+  m->num_labels = num_labels;
+  const int C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int qd = cfg.num_heads * cfg.head_dim, kvd = cfg.num_kv_heads * cfg.head_dim;
+  auto add = [&](const std::string& name, int rows, int cols, bool decay) {
+    m->index[name] = m->tensors.size();
+    m->tensors.push_back({name, rows, cols, m->num_params, decay});
+    m->num_params += static_cast<size_t>(rows) * cols;
+    return m->tensors.back().offset;
+  };
+  m->embed = add("model.embed_tokens.weight", V, C, true);
+  for (int l = 0; l < cfg.num_layers; l++) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    TrainLayer L;
+    L.input_norm = add(p + "input_layernorm.weight", C, 1, false);
+    L.wq = add(p + "self_attn.q_proj.weight", qd, C, true);
+    L.wk = add(p + "self_attn.k_proj.weight", kvd, C, true);
+    L.wv = add(p + "self_attn.v_proj.weight", kvd, C, true);
+    L.bq = L.bk = L.bv = kNone;
+    if (cfg.attention_bias) {
+      L.bq = add(p + "self_attn.q_proj.bias", qd, 1, false);
+      L.bk = add(p + "self_attn.k_proj.bias", kvd, 1, false);
+      L.bv = add(p + "self_attn.v_proj.bias", kvd, 1, false);
+    }
+    L.wo = add(p + "self_attn.o_proj.weight", C, qd, true);
+    L.post_norm = add(p + "post_attention_layernorm.weight", C, 1, false);
+    L.wg = add(p + "mlp.gate_proj.weight", I, C, true);
+    L.wu = add(p + "mlp.up_proj.weight", I, C, true);
+    L.wd = add(p + "mlp.down_proj.weight", C, I, true);
+    m->layers.push_back(L);
+  }
+  m->final_norm = add("model.norm.weight", C, 1, false);
+  m->has_lm_head = !cfg.tie_word_embeddings && weights.count("lm_head.weight") > 0;
+  m->lm_head = cfg.tie_word_embeddings ? m->embed : (m->has_lm_head ? add("lm_head.weight", V, C, true) : kNone);
+  m->score = num_labels > 0 ? add("score.weight", num_labels, C, true) : kNone;
+
+  m->params.resize(m->num_params);
+  m->grads.assign(m->num_params, 0.0f);
+  m->adam_m.assign(m->num_params, 0.0f);
+  m->adam_v.assign(m->num_params, 0.0f);
+  for (const TrainParam& t : m->tensors) {
+    auto it = weights.find(t.name);
+    if (it == weights.end()) {
+      *error = "missing weight tensor " + t.name;
+      return nullptr;
+    }
+    std::memcpy(m->params.data() + t.offset, it->second, sizeof(float) * t.rows * t.cols);
+  }
+  m->inv_freq.resize(cfg.head_dim / 2);
+  rope_inv_freq(m->inv_freq.data(), cfg.head_dim, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
+  m->pool = std::make_unique<ThreadPool>(threads);
+  return m;
+}
+
+double train_lm_step(TrainModel* m, const TrainBatchView& bt, const int32_t* targets, const float* weights,
+                     float grad_scale, double* weight_sum) {
+  const int N = bt.B * bt.T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+  double wsum = 0;
+  std::vector<int> rows;
+  for (int i = 0; i < N; i++) {
+    if (weights[i] != 0.0f) {
+      rows.push_back(i);
+      wsum += weights[i];
+    }
+  }
+  *weight_sum = wsum;
+  if (rows.empty() || wsum == 0) return 0.0;
+  forward_to_final_norm(m, bt);
+  const int M = static_cast<int>(rows.size());
+  ThreadPool* pool = m->pool.get();
+  std::vector<float> hsel(static_cast<size_t>(M) * C), logits(static_cast<size_t>(M) * V), wsel(M), dhsel(hsel.size());
+  std::vector<int32_t> tsel(M);
+  for (int r = 0; r < M; r++) {
+    std::memcpy(hsel.data() + static_cast<size_t>(r) * C, m->act.xf.data() + static_cast<size_t>(rows[r]) * C,
+                sizeof(float) * C);
+    tsel[r] = targets[rows[r]];
+    wsel[r] = static_cast<float>(weights[rows[r]] / wsum);
+  }
+  matmul_forward(logits.data(), hsel.data(), P(m, m->lm_head), WEIGHT_F32, nullptr, M, C, V, false, pool);
+  const double loss = cross_entropy_forward_backward(logits.data(), tsel.data(), wsel.data(), grad_scale, M, V, pool);
+  if (grad_scale == 0.0f) return loss;  // evaluation: no gradient to add
+  matmul_backward(dhsel.data(), G(m, m->lm_head), nullptr, logits.data(), hsel.data(), P(m, m->lm_head), M, C, V,
+                  false, pool);
+  std::vector<float> dxf(static_cast<size_t>(N) * C, 0.0f);
+  for (int r = 0; r < M; r++)
+    std::memcpy(dxf.data() + static_cast<size_t>(rows[r]) * C, dhsel.data() + static_cast<size_t>(r) * C,
+                sizeof(float) * C);
+  backward_from_final_norm(m, bt, dxf);
+  return loss;
+}
+
+void train_score_step(TrainModel* m, const TrainBatchView& bt, const float* dscores, float* scores) {
+  const int N = bt.B * bt.T, C = m->cfg.hidden_size, L = m->num_labels;
+  forward_to_final_norm(m, bt);
+  ThreadPool* pool = m->pool.get();
+  std::vector<int> last(bt.B, -1);
+  for (int b = 0; b < bt.B; b++)
+    for (int t = 0; t < bt.T; t++)
+      if (bt.mask[b * bt.T + t] != 0) last[b] = b * bt.T + t;
+  std::vector<float> hs(static_cast<size_t>(bt.B) * C, 0.0f), dhs(hs.size());
+  for (int b = 0; b < bt.B; b++)
+    if (last[b] >= 0)
+      std::memcpy(hs.data() + static_cast<size_t>(b) * C, m->act.xf.data() + static_cast<size_t>(last[b]) * C,
+                  sizeof(float) * C);
+  matmul_forward(scores, hs.data(), P(m, m->score), WEIGHT_F32, nullptr, bt.B, C, L, false, pool);
+  for (int b = 0; b < bt.B; b++)
+    if (last[b] < 0)
+      for (int j = 0; j < L; j++) scores[b * L + j] = 0.0f;
+  if (dscores == nullptr) return;
+  std::vector<float> ds(dscores, dscores + static_cast<size_t>(bt.B) * L);
+  for (int b = 0; b < bt.B; b++)
+    if (last[b] < 0)
+      for (int j = 0; j < L; j++) ds[b * L + j] = 0.0f;
+  matmul_backward(dhs.data(), G(m, m->score), nullptr, ds.data(), hs.data(), P(m, m->score), bt.B, C, L, false, pool);
+  std::vector<float> dxf(static_cast<size_t>(N) * C, 0.0f);
+  for (int b = 0; b < bt.B; b++)
+    if (last[b] >= 0)
+      std::memcpy(dxf.data() + static_cast<size_t>(last[b]) * C, dhs.data() + static_cast<size_t>(b) * C,
+                  sizeof(float) * C);
+  backward_from_final_norm(m, bt, dxf);
+}
+
+double train_optimizer_step(TrainModel* m, const AdamWConfig& c, double* lr_out) {
+  ThreadPool* pool = m->pool.get();
+  const double norm = std::sqrt(grad_sq_sum(m->grads.data(), m->num_params, pool));
+  double mul = 1.0;
+  if (c.max_grad_norm > 0) {
+    const double coef = c.max_grad_norm / (norm + 1e-6);  // as torch.nn.utils.clip_grad_norm_
+    if (coef < 1.0) mul = coef;
+  }
+  const double lr = lr_at_step(c, m->step);
+  m->step++;
+  for (const TrainParam& t : m->tensors) {
+    const size_t off = t.offset, n = static_cast<size_t>(t.rows) * t.cols;
+    adamw_update(m->params.data() + off, m->adam_m.data() + off, m->adam_v.data() + off, m->grads.data() + off, n, lr,
+                 mul, c, t.decay, m->step, pool);
+  }
+  *lr_out = lr;
+  return norm;
+}
+
+void train_zero_grad(TrainModel* m) { std::fill(m->grads.begin(), m->grads.end(), 0.0f); }

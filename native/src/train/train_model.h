@@ -1,0 +1,85 @@
+// A trainable Llama-family decoder: f32 master weights, gradients and AdamW moments each in one allocation
+// (tensors in Hugging Face names and layout), a training forward over B full sequences of T slots that keeps its
+// activations, the backward of the whole model, and the optimizer step. Objectives: next-token cross-entropy with
+// per-token loss weights (LM head, tied or untied) and a linear scalar head read at each row's last real token
+// (LlamaForSequenceClassification `score.weight`, shape (num_labels, C)). Not the serving model (kernels/model.h),
+// not the Node binding (binding/training.cpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../kernels/model.h"
+#include "../kernels/thread_pool.h"
+#include "train_ops.h"
+
+struct TrainParam {
+  std::string name;  // Hugging Face name
+  int rows, cols;    // HF layout; vectors are (n, 1)
+  size_t offset;     // into params / grads / adam_m / adam_v
+  bool decay;        // weight decay applies (matrices; not norms or biases)
+};
+
+struct TrainLayer {  // offsets of one layer's tensors
+  size_t input_norm, wq, bq, wk, bk, wv, bv, wo, post_norm, wg, wu, wd;  // bq/bk/bv: SIZE_MAX without bias
+};
+
+struct TrainActivations {  // one forward's saved tensors; N = B*T
+  int B = 0, T = 0;
+  std::vector<float> cos_t, sin_t;  // (N, D/2)
+  struct Layer {
+    std::vector<float> h_in, xn1, rstd1, q, k, v, probs, o, h_mid, xn2, rstd2, g, u, a;
+  };
+  std::vector<Layer> layers;
+  std::vector<float> h_final, xf, rstdf;  // (N, C), (N, C), (N)
+};
+
+struct TrainModel {
+  ModelConfig cfg;
+  bool has_lm_head = false;  // own lm_head.weight (untied)
+  int num_labels = 0;        // rows of score.weight; 0 without a scalar head
+  std::vector<TrainParam> tensors;
+  std::unordered_map<std::string, size_t> index;  // name -> tensors[i]
+  size_t num_params = 0;
+  std::vector<float> params, grads, adam_m, adam_v;  // (num_params) each
+  std::vector<TrainLayer> layers;
+  size_t embed = 0, final_norm = 0, lm_head = 0, score = 0;
+  std::vector<float> inv_freq;  // (D/2)
+  int64_t step = 0;             // optimizer steps taken
+  TrainActivations act;
+  std::unique_ptr<ThreadPool> pool;
+  std::mutex mutex;  // one call at a time
+};
+
+struct TrainBatchView {
+  int B, T;
+  const int32_t* tokens;     // (B*T) ids, padding slots hold any valid id
+  const int32_t* positions;  // (B*T) RoPE positions
+  const int32_t* mask;       // (B*T) 1 real token, 0 padding (keys masked out)
+};
+
+// weights by HF name (f32, shapes checked by the caller). lm_head.weight is optional (untied LM head),
+// score.weight optional with num_labels rows. Returns nullptr and sets *error when a tensor is missing.
+std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
+                                               const std::unordered_map<std::string, const float*>& weights,
+                                               int num_labels, int threads, std::string* error);
+
+// Forward + backward of sum(w * CE) / sum(w) over tokens with weight w != 0; grads += grad_scale * d loss.
+// targets (B*T), weights (B*T). Returns the mean loss (0 when sum(w) == 0); *weight_sum gets sum(w).
+// grad_scale == 0 evaluates only (no backward).
+double train_lm_step(TrainModel* m, const TrainBatchView& batch, const int32_t* targets, const float* weights,
+                     float grad_scale, double* weight_sum);
+
+// Forward of the scalar head at each row's last real token -> scores (B, L); when dscores is non-null, also the
+// backward of sum(dscores * scores) into grads. Rows without a real token score 0 and get no gradient.
+void train_score_step(TrainModel* m, const TrainBatchView& batch, const float* dscores /* (B, L) or null */,
+                      float* scores /* (B, L) */);
+
+// Clip by global norm, then AdamW at lr_at_step(step); step++. Returns the pre-clip gradient norm; *lr_out gets
+// the learning rate used.
+double train_optimizer_step(TrainModel* m, const AdamWConfig& c, double* lr_out);
+void train_zero_grad(TrainModel* m);
