@@ -5,6 +5,7 @@ import { MeshCoreModule } from '@flywheel/mesh';
 import type { Moderator } from '@flywheel/moderation';
 import { HealthzController } from './health/healthz.controller';
 import { HealthzService } from './health/healthz.service';
+import { AdminModule } from './admin/admin.module';
 import { FlywheelModule } from './flywheel/flywheel.module';
 import { OpenAiModule } from './openai/openai.module';
 
@@ -14,7 +15,7 @@ export class GatewayModule {
   static forRoot(config: GatewayConfig, moderator: Moderator): DynamicModule {
     return {
       module: GatewayModule,
-      imports: [MeshCoreModule.forService(config), OpenAiModule.forRoot(config, moderator), FlywheelModule.forRoot(config)],
+      imports: [MeshCoreModule.forService(config), OpenAiModule.forRoot(config, moderator), FlywheelModule.forRoot(config), AdminModule.forRoot(config)],
       controllers: [HealthzController],
       providers: [HealthzService],
     };

@@ -9,3 +9,4 @@ export * from './policy.config';
 export * from './gateway-api.config';
 export * from './moderation.config';
 export * from './store.config';
+export * from './admin.config';

@@ -9,6 +9,7 @@ import { parseEnv, type Env } from './config.loader';
 import { loadGatewayApiConfig, type GatewayApiConfig } from './gateway-api.config';
 import { loadGatewayModerationConfig, type GatewayModerationConfig } from './moderation.config';
 import { loadGatewayStoreConfig, type GatewayStoreConfig } from './store.config';
+import { loadGatewayAdminConfig, type GatewayAdminConfig } from './admin.config';
 
 export const DEFAULT_PORTS: Record<ServiceName, number> = {
   gateway: 8080,
@@ -44,7 +45,7 @@ export interface CommonConfig {
 }
 
 export interface GatewayConfig extends CommonConfig {
-  gateway: { healthTimeoutMs: number; bodyLimitBytes: number; api: GatewayApiConfig; moderation: GatewayModerationConfig; store: GatewayStoreConfig };
+  gateway: { healthTimeoutMs: number; bodyLimitBytes: number; api: GatewayApiConfig; moderation: GatewayModerationConfig; store: GatewayStoreConfig; admin: GatewayAdminConfig };
 }
 
 function common(service: ServiceName, env: Env): CommonConfig {
@@ -83,6 +84,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
       api: loadGatewayApiConfig(env),
       moderation: loadGatewayModerationConfig(env),
       store: loadGatewayStoreConfig(env),
+      admin: loadGatewayAdminConfig(env),
     },
   };
 }
@@ -117,5 +119,8 @@ export const ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: s
   { name: 'FLYWHEEL_RATE_LIMIT_TPM', default: '1000000', meaning: 'prompt + completion tokens per minute per API key (0: unlimited)' },
   { name: 'FLYWHEEL_FEEDBACK_INFLIGHT_WINDOW_MS', default: '600000', meaning: 'feedback on a completion not yet recorded is accepted while the completion id is younger than this, then answered 404' },
   { name: 'FLYWHEEL_STORE_RETRY_MAX_MS', default: '30000', meaning: 'longest pause of the store writer between retries while the database is unreachable' },
+  { name: 'FLYWHEEL_ADMIN_SESSION_TTL_MS', default: '43200000', meaning: 'lifetime of an admin session (cookie and server-side entry), from login' },
+  { name: 'FLYWHEEL_ADMIN_MAX_SESSIONS', default: '1000', meaning: 'most admin sessions held at once; a login beyond it ends the oldest' },
+  { name: 'FLYWHEEL_ADMIN_UI_DIR', default: 'apps/admin-ui/dist', meaning: 'built admin UI served under /admin (503 while missing)' },
   { name: 'FLYWHEEL_GENERATE_TIMEOUT_MS', default: '60000', meaning: 'longest wait for the policy\'s first frame, and between two frames, of a generation' },
 ];

@@ -11,3 +11,4 @@ export * from './moderation.schemas';
 export * from './openai.schemas';
 export * from './completion-record.schemas';
 export * from './feedback.schemas';
+export * from './admin.schemas';
