@@ -1,6 +1,7 @@
 /**
  * The gateway's view of the policy service over NATS: what it serves (policy.info, cached so the hot
- * path makes no extra round trip), a generation as a stream of frames, and cancelling one.
+ * path makes no extra round trip), a generation as a stream of frames (an `overloaded` refusal retried on
+ * another replica), and cancelling one. Not the HTTP mapping of errors (http/openai-error.ts).
  */
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import {
@@ -12,11 +13,20 @@ import {
   type PolicyInfo,
 } from '@flywheel/contracts';
 import type { GatewayConfig } from '@flywheel/config';
-import { emitEvent, MeshConnection, SERVICE_CONFIG } from '@flywheel/mesh';
+import { emitEvent, MeshConnection, MeshError, SERVICE_CONFIG } from '@flywheel/mesh';
 
 /** Served from cache without asking; between FRESH and STALE a refresh runs in the background. */
 const FRESH_MS = 2_000;
 const STALE_MS = 10_000;
+
+/**
+ * A replica whose waiting queue is full refuses before it queues anything, so asking again is safe. The
+ * queue group hands each request to a random member: with two replicas and one full, 10 retries miss the
+ * free one with p = 2^-11. The jitter (ms, uniform, growing per attempt: ~120 ms in all when every replica
+ * is full) spreads the retries of a burst.
+ */
+export const OVERLOADED_RETRIES = 10;
+const RETRY_JITTER_MS = { base: 2, perAttempt: 4 };
 
 @Injectable()
 export class PolicyClient {
@@ -45,13 +55,33 @@ export class PolicyClient {
     if (this.cached && this.cached.info.policyVersion !== policyVersion) this.cached = null;
   }
 
-  generate(request: GenerateRequestInput, signal: AbortSignal): AsyncGenerator<GenerateFrame> {
+  /**
+   * The policy's frames for one request. An `overloaded` refusal as the first answer is retried on the
+   * next request up to OVERLOADED_RETRIES times with a small jitter; after that it propagates (HTTP 429 +
+   * Retry-After). Any other error, or one after the first frame, propagates at once.
+   */
+  async *generate(request: GenerateRequestInput, signal: AbortSignal): AsyncGenerator<GenerateFrame> {
     const timeoutMs = this.config.gateway.api.generateTimeoutMs;
-    return this.mesh.client.stream(SUBJECTS.policy.generate, request, generateFrameSchema, {
-      firstReplyTimeoutMs: timeoutMs,
-      idleTimeoutMs: timeoutMs,
-      signal,
-    });
+    for (let attempt = 0; ; attempt++) {
+      const frames = this.mesh.client.stream(SUBJECTS.policy.generate, request, generateFrameSchema, {
+        firstReplyTimeoutMs: timeoutMs,
+        idleTimeoutMs: timeoutMs,
+        signal,
+      });
+      let first: IteratorResult<GenerateFrame>;
+      try {
+        first = await frames.next();
+      } catch (err) {
+        if (!isOverloaded(err) || attempt >= OVERLOADED_RETRIES || signal.aborted) throw err;
+        await jitter(attempt, signal);
+        if (signal.aborted) throw err;
+        continue;
+      }
+      if (first.done) return;
+      yield first.value;
+      yield* frames;
+      return;
+    }
   }
 
   /**
@@ -80,4 +110,22 @@ export class PolicyClient {
       });
     return this.refreshing;
   }
+}
+
+function isOverloaded(err: unknown): boolean {
+  return err instanceof MeshError && err.code === 'overloaded';
+}
+
+/** Resolves after the attempt's jitter, or at once when the client goes away. */
+function jitter(attempt: number, signal: AbortSignal): Promise<void> {
+  const ms = Math.random() * (RETRY_JITTER_MS.base + RETRY_JITTER_MS.perAttempt * attempt);
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
