@@ -1,9 +1,9 @@
-/** Trainer process entry: config parsed once, then Nest with its health port and the NATS transport. */
-import { loadServiceConfig } from '@flywheel/config';
+/** Trainer process entry: config parsed once, then Nest with its health port, the NATS transport and the job workers. */
+import { loadTrainerConfig } from '@flywheel/config';
 import { runServiceMain } from '@flywheel/mesh';
 import { TrainerModule } from './trainer.module';
 
 runServiceMain(
-  () => loadServiceConfig('trainer', process.env),
+  () => loadTrainerConfig(process.env),
   (config) => TrainerModule.forRoot(config),
 );

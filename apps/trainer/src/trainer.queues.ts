@@ -1,14 +1,17 @@
 /**
- * The trainer's BullMQ queues (sft, reward-train, ppo, eval) on one Redis connection, with readiness
- * following that connection. Workers register on these names in their own files (later issues);
- * here the queues exist so jobs can be enqueued and inspected.
+ * The trainer's BullMQ queues (sft, reward-train, ppo, eval) on one Redis connection under the configured
+ * key prefix, with readiness following that connection. Workers register on these names in their own
+ * files (sft.processor.ts); here the queues exist so jobs can be enqueued and inspected.
  */
 import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue } from 'bullmq';
 import IORedis from 'ioredis';
 import { QUEUES, type QueueName } from '@flywheel/contracts';
-import type { CommonConfig } from '@flywheel/config';
-import { Readiness, SERVICE_CONFIG } from '@flywheel/mesh';
+import type { TrainerConfig } from '@flywheel/config';
+import { Readiness } from '@flywheel/mesh';
+
+/** The trainer's whole config tree (CommonConfig + `trainer`), provided by TrainerModule. */
+export const TRAINER_CONFIG = Symbol('TRAINER_CONFIG');
 
 @Injectable()
 export class TrainerQueues implements OnApplicationShutdown {
@@ -16,7 +19,7 @@ export class TrainerQueues implements OnApplicationShutdown {
   private readonly redis: IORedis;
   readonly queues: ReadonlyMap<QueueName, Queue>;
 
-  constructor(@Inject(SERVICE_CONFIG) config: CommonConfig, readiness: Readiness) {
+  constructor(@Inject(TRAINER_CONFIG) config: TrainerConfig, readiness: Readiness) {
     readiness.require('redis');
     // BullMQ needs maxRetriesPerRequest null: its blocking commands must wait out a Redis restart.
     this.redis = new IORedis(config.redis.url, { maxRetriesPerRequest: null, lazyConnect: false });
@@ -26,7 +29,7 @@ export class TrainerQueues implements OnApplicationShutdown {
     });
     this.redis.on('close', () => readiness.set('redis', false));
     this.redis.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
-    this.queues = new Map(Object.values(QUEUES).map((name) => [name, new Queue(name, { connection: this.redis })]));
+    this.queues = new Map(Object.values(QUEUES).map((name) => [name, new Queue(name, { connection: this.redis, prefix: config.trainer.queuePrefix })]));
   }
 
   async counts(): Promise<Record<string, Record<string, number>>> {

@@ -1,0 +1,139 @@
+/**
+ * The BullMQ worker of the `reward-train` queue: parses the job data, reads the preference pairs (a store export or
+ * a JSONL file), runs runRewardTraining (libs/model) into `<state dir>/checkpoints/<outName | rm-<job id>>`, reports
+ * step metrics as job progress, and registers the result as a candidate reward version whose metrics carry the
+ * held-out accuracy. Runs are short, so a job whose trainer died starts over. Not the training loop itself.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import IORedis from 'ioredis';
+import { QUEUES, rewardTrainJobDataSchema, type RewardTrainJobData, type RewardTrainJobResult, type RewardTrainProgress } from '@flywheel/contracts';
+import type { TrainerConfig } from '@flywheel/config';
+import { runRewardTraining } from '@flywheel/model';
+import { findExport, registerCandidateVersion } from '@flywheel/store';
+import { TRAINER_CONFIG } from './trainer.queues';
+import { TrainerStore } from './trainer.store';
+
+/** What process() uses of a BullMQ job (a plain object in tests). */
+export type RewardTrainJob = Pick<Job, 'id' | 'data' | 'updateProgress'>;
+
+const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
+
+@Injectable()
+export class RewardTrainProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('reward-train');
+  private worker: Worker | null = null;
+  private connection: IORedis | null = null;
+
+  constructor(
+    @Inject(TRAINER_CONFIG) private readonly config: TrainerConfig,
+    private readonly store: TrainerStore,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
+    this.connection.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
+    this.worker = new Worker(QUEUES.rewardTrain, (job) => this.process(job), {
+      connection: this.connection,
+      prefix: this.config.trainer.queuePrefix,
+      concurrency: 1,
+      lockDuration: this.config.trainer.lockMs,
+      stalledInterval: this.config.trainer.lockMs,
+    });
+    this.worker.on('failed', (job, err) => this.logger.error(`job ${job?.id ?? '?'} failed: ${err.message}`));
+    this.worker.on('error', (err) => this.logger.warn(`worker: ${err.message}`));
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.worker?.close();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.connection?.quit().catch(() => undefined);
+  }
+
+  async process(job: RewardTrainJob): Promise<RewardTrainJobResult> {
+    const parsed = rewardTrainJobDataSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`invalid reward-train job data: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+    const data = parsed.data;
+    const jobId = job.id ?? 'unknown';
+    const outDir = path.resolve(this.config.stateDir, 'checkpoints', data.outName ?? `rm-${jobId}`);
+    const startedAt = new Date();
+    const text = await this.preferenceText(data);
+    const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
+    const every = Math.max(1, Math.floor(data.steps / 20));
+    this.logger.log(`job ${jobId}: reward model from ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr} → ${outDir}`);
+
+    const r = await runRewardTraining({
+      modelDir: data.modelDir,
+      data: { text, source },
+      outDir,
+      steps: data.steps,
+      lr: data.lr,
+      batchSize: data.batchSize,
+      seqLen: data.seqLen,
+      heldout: data.heldout,
+      seed: data.seed,
+      threads: this.config.trainer.threads || undefined,
+      onProgress: async (p) => {
+        const progress: RewardTrainProgress = p;
+        await job.updateProgress(progress);
+        if (p.step % every === 0 || p.step === p.steps) {
+          this.logger.log(`job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} grad norm ${p.gradNorm.toFixed(3)}`);
+        }
+      },
+    });
+
+    const id = `rm-${jobId}`;
+    const metrics = {
+      heldout_accuracy: finiteOrNull(r.heldoutAccuracy),
+      heldout_accuracy_before: finiteOrNull(r.heldoutAccuracyBefore),
+      loss_first: r.lossFirst,
+      loss_last: r.lossLast,
+      pairs: r.pairs,
+      heldout_pairs: r.heldoutPairs,
+      steps: r.steps,
+      base_model: path.resolve(data.modelDir),
+    };
+    await this.store.use((db) =>
+      registerCandidateVersion(db, {
+        versionId: id,
+        role: 'reward',
+        trainingRun: {
+          id,
+          kind: 'reward-train',
+          baseVersion: null,
+          exportId: data.data.kind === 'export' ? data.data.exportId : null,
+          config: { ...data, jobId },
+          startedAt,
+          finishedAt: new Date(),
+        },
+        checkpoint: outDir,
+        metrics,
+      }),
+    );
+    this.logger.log(`job ${jobId}: held-out accuracy ${metrics.heldout_accuracy ?? '-'}; registered candidate reward version ${id}`);
+    return {
+      versionId: id,
+      checkpointDir: outDir,
+      pairs: r.pairs,
+      heldoutPairs: r.heldoutPairs,
+      heldoutAccuracy: metrics.heldout_accuracy,
+      heldoutAccuracyBefore: metrics.heldout_accuracy_before,
+      lossFirst: r.lossFirst,
+      lossLast: r.lossLast,
+      registered: true,
+    };
+  }
+
+  private async preferenceText(data: RewardTrainJobData): Promise<string> {
+    const src = data.data;
+    if (src.kind === 'jsonl') return readFile(path.resolve(src.path), 'utf8');
+    const row = await this.store.use((db) => findExport(db, src.exportId));
+    if (!row) throw new UnrecoverableError(`export ${src.exportId} not found in the store`);
+    if (row.format !== 'preference') throw new UnrecoverableError(`export ${src.exportId} is a ${row.format} export, not preference`);
+    return row.content;
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The BullMQ worker of the `sft` queue: parses the job data, reads the training set (a store export or a JSONL
+ * file), runs runSft (libs/model) into `<state dir>/checkpoints/<name>` with a checkpoint every N steps, reports
+ * step metrics as job progress and logs, and registers the result as a candidate policy version. A job that runs
+ * again under the same id (its trainer died) resumes from its last checkpoint. Not the training loop itself.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import IORedis from 'ioredis';
+import { QUEUES, sftJobDataSchema, type SftJobData, type SftJobProgress, type SftJobResult } from '@flywheel/contracts';
+import type { TrainerConfig } from '@flywheel/config';
+import { runSft, SftStoppedError, type SftResult } from '@flywheel/model';
+import { findExport, registerCandidateVersion } from '@flywheel/store';
+import { TRAINER_CONFIG } from './trainer.queues';
+import { TrainerStore } from './trainer.store';
+
+/** Where a job's checkpoint goes: `<state dir>/checkpoints/<outName | sft-<job id>>`. */
+export function sftCheckpointDir(stateDir: string, jobId: string, data: SftJobData): string {
+  return path.resolve(stateDir, 'checkpoints', data.outName ?? `sft-${jobId}`);
+}
+
+const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
+
+@Injectable()
+export class SftProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('sft');
+  private worker: Worker | null = null;
+  private connection: IORedis | null = null;
+  /** Set at shutdown: the running job checkpoints at its next step and goes back to the queue. */
+  private stopping = false;
+
+  constructor(
+    @Inject(TRAINER_CONFIG) private readonly config: TrainerConfig,
+    private readonly store: TrainerStore,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    // A worker blocks on its connection, so it gets its own (not the queues').
+    this.connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
+    this.connection.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
+    this.worker = new Worker(QUEUES.sft, (job, token) => this.process(job, token), {
+      connection: this.connection,
+      prefix: this.config.trainer.queuePrefix,
+      concurrency: 1,
+      lockDuration: this.config.trainer.lockMs,
+      stalledInterval: this.config.trainer.lockMs,
+      // Each run after a crash resumes from the last checkpoint, so a few crashes are not a reason to give up.
+      maxStalledCount: 5,
+    });
+    this.worker.on('failed', (job, err) => this.logger.error(`job ${job?.id ?? '?'} failed: ${err.message}`));
+    this.worker.on('error', (err) => this.logger.warn(`worker: ${err.message}`));
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    // Closing here, not in onApplicationShutdown: once the running job is back in the queue the worker must not
+    // fetch it again while the other modules shut down. close() waits for that job, which stops at its next step
+    // (checkpoint, back to wait); a killed trainer instead leaves it active until its lock expires, then it is
+    // picked up again and resumed.
+    this.stopping = true;
+    await this.worker?.close();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.connection?.quit().catch(() => undefined);
+  }
+
+  async process(job: Job, token?: string): Promise<SftJobResult> {
+    const parsed = sftJobDataSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`invalid sft job data: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+    const data = parsed.data;
+    const jobId = job.id ?? 'unknown';
+    const outDir = sftCheckpointDir(this.config.stateDir, jobId, data);
+    const startedAt = new Date();
+    const text = await this.trainingText(data);
+    const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
+    const every = Math.max(1, Math.floor(data.steps / 20));
+    this.logger.log(`job ${jobId}: SFT of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, batch ${data.batchSize} → ${outDir}`);
+
+    let r: SftResult;
+    try {
+      r = await runSft({
+        modelDir: data.modelDir,
+        data: { text, source },
+        outDir,
+        steps: data.steps,
+        lr: data.lr,
+        batchSize: data.batchSize,
+        seqLen: data.seqLen,
+        heldout: data.heldout,
+        seed: data.seed,
+        threads: this.config.trainer.threads || undefined,
+        checkpointEvery: data.checkpointEvery,
+        resume: true,
+        onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
+        onProgress: async (p) => {
+          const progress: SftJobProgress = p;
+          await job.updateProgress(progress);
+          if (p.step % every === 0 || p.step === p.steps) {
+            this.logger.log(
+              `job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} ` +
+                `grad norm ${p.gradNorm.toFixed(3)} ${Math.round(p.tokensPerS)} tok/s`,
+            );
+          }
+        },
+        onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
+        shouldStop: () => this.stopping,
+      });
+    } catch (err) {
+      if (!(err instanceof SftStoppedError)) throw err;
+      this.logger.log(`job ${jobId}: trainer shutting down; stopped at step ${err.step}, job back in the queue`);
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
+
+    const id = `sft-${jobId}`;
+    const metrics = {
+      heldout_loss_before: finiteOrNull(r.heldoutLossBefore),
+      heldout_loss_after: finiteOrNull(r.heldoutLossAfter),
+      train_loss_first: finiteOrNull(r.trainLossFirst),
+      train_loss_last: finiteOrNull(r.trainLossLast),
+      tokens_per_s: r.tokensPerS,
+      mfu: r.mfu,
+      steps: r.steps,
+      base_model: path.resolve(data.modelDir),
+    };
+    await this.store.use((db) =>
+      registerCandidateVersion(db, {
+        versionId: id,
+        role: 'policy',
+        trainingRun: {
+          id,
+          kind: 'sft',
+          baseVersion: null,
+          exportId: data.data.kind === 'export' ? data.data.exportId : null,
+          config: { ...data, jobId },
+          startedAt,
+          finishedAt: new Date(),
+        },
+        checkpoint: outDir,
+        metrics,
+      }),
+    );
+    this.logger.log(
+      `job ${jobId}: held-out loss ${r.heldoutLossBefore.toFixed(4)} → ${r.heldoutLossAfter.toFixed(4)}; ` +
+        `registered candidate policy version ${id}`,
+    );
+    return {
+      versionId: id,
+      trainingRunId: id,
+      checkpointDir: outDir,
+      steps: r.steps,
+      resumedFromStep: r.resumedFromStep,
+      heldoutLossBefore: metrics.heldout_loss_before,
+      heldoutLossAfter: metrics.heldout_loss_after,
+      trainLossLast: metrics.train_loss_last,
+      tokensPerS: r.tokensPerS,
+    };
+  }
+
+  private async trainingText(data: SftJobData): Promise<string> {
+    const src = data.data;
+    if (src.kind === 'jsonl') return readFile(path.resolve(src.path), 'utf8');
+    const row = await this.store.use((db) => findExport(db, src.exportId));
+    if (!row) throw new UnrecoverableError(`export ${src.exportId} not found in the store`);
+    if (row.format !== 'sft') throw new UnrecoverableError(`export ${src.exportId} is a ${row.format} export, not sft`);
+    return row.content;
+  }
+}

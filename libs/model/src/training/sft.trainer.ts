@@ -1,0 +1,380 @@
+/**
+ * Supervised fine-tuning on chat JSONL (`{"messages": [...]}`, the flywheel's SFT export format) with the native
+ * training path: loss only on assistant tokens, AdamW with warmup + cosine, a held-out split evaluated before and
+ * after, an HF checkpoint + resumable training state in outDir (every `checkpointEvery` steps and at the end).
+ * Shared by `flywheel train sft` and the trainer's BullMQ `sft` job; no CLI, queue or store code here.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { sftExportLineSchema } from '@flywheel/contracts';
+import {
+  createTrainableModel,
+  freeTrainableModel,
+  getOptimizerState,
+  getWeights,
+  ops,
+  optimizerStep,
+  setOptimizerState,
+  trainableModelInfo,
+  trainStep,
+  zeroGrad,
+  DEFAULT_OPTIMIZER,
+  type OptimizerConfig,
+  type TrainableModelHandle,
+} from '@flywheel/kernels';
+import { loadCheckpoint, ModelLoadError, type Checkpoint } from '../loading';
+import { readTrainingState, TRAINING_STATE_FILE, writeHfCheckpoint, writeTrainingState } from '../loading/safetensors.writer';
+
+/** One tokenized conversation: ids and, per position t, whether ids[t] is an assistant token (a loss target). */
+export interface SftExample {
+  ids: number[];
+  assistant: boolean[];
+}
+
+/**
+ * Tokenizes one conversation with the checkpoint's chat template. An assistant turn's tokens are those the
+ * rendering of messages[0..i] adds after the generation prompt of messages[0..i-1]; an EOS is appended to each
+ * assistant turn the template does not end with one, so the tuned model learns to stop.
+ */
+export function buildSftExample(ck: Checkpoint, messages: readonly { role: string; content: string }[]): SftExample {
+  const tok = ck.tokenizer;
+  const eos = ck.generation.eosTokenIds[0] ?? null;
+  const ids: number[] = [];
+  const assistant: boolean[] = [];
+  let cursor = 0; // tokens of the template rendering already emitted (EOS we add is not part of it)
+  for (let i = 0; i < messages.length; i++) {
+    if (messages[i].role !== 'assistant') continue;
+    const prefix = tok.applyChatTemplate(messages.slice(0, i), { addGenerationPrompt: true });
+    const through = tok.applyChatTemplate(messages.slice(0, i + 1));
+    for (const id of prefix.slice(cursor)) {
+      ids.push(id);
+      assistant.push(false);
+    }
+    const reply = through.slice(prefix.length);
+    for (const id of reply) {
+      ids.push(id);
+      assistant.push(true);
+    }
+    if (eos !== null && reply[reply.length - 1] !== eos) {
+      ids.push(eos);
+      assistant.push(true);
+    }
+    cursor = through.length;
+  }
+  return { ids, assistant };
+}
+
+/** xorshift32 with visible state (saved in the training state for resume). */
+class Rng {
+  constructor(public state: number) {
+    this.state = state >>> 0 || 0x9e3779b9;
+  }
+  next(): number {
+    let s = this.state;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    this.state = s >>> 0;
+    return this.state / 4294967296;
+  }
+  shuffle<T>(a: T[]): T[] {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
+  }
+}
+
+interface PackedBatch {
+  B: number;
+  T: number;
+  tokens: Int32Array;
+  mask: Int32Array;
+  targets: Int32Array;
+  weights: Float32Array;
+  realTokens: number;
+}
+
+/** Right-padded batch; position t predicts ids[t+1], weighted 1 when that token is an assistant token. */
+function packBatch(examples: SftExample[], seqLen: number): PackedBatch {
+  const T = Math.max(2, Math.min(seqLen, Math.max(...examples.map((e) => e.ids.length)))) - 1;
+  const B = examples.length;
+  const tokens = new Int32Array(B * T);
+  const mask = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  const weights = new Float32Array(B * T);
+  let realTokens = 0;
+  examples.forEach((e, b) => {
+    const n = Math.min(e.ids.length, T + 1);
+    for (let t = 0; t < n - 1; t++) {
+      tokens[b * T + t] = e.ids[t];
+      mask[b * T + t] = 1;
+      targets[b * T + t] = e.ids[t + 1];
+      weights[b * T + t] = e.assistant[t + 1] ? 1 : 0;
+      realTokens++;
+    }
+  });
+  return { B, T, tokens, mask, targets, weights, realTokens };
+}
+
+async function heldoutLoss(model: TrainableModelHandle, batches: PackedBatch[]): Promise<number> {
+  let sum = 0;
+  let w = 0;
+  for (const b of batches) {
+    const r = await trainStep(model, b, { targets: b.targets, weights: b.weights }, { gradScale: 0 });
+    sum += r.loss * r.weightSum;
+    w += r.weightSum;
+  }
+  zeroGrad(model);
+  return w > 0 ? sum / w : NaN;
+}
+
+/** f32 FLOP/s of the engine's matmul on all cores (best of 5 runs of a 256x1024x1024 product). */
+export function measurePeakFlops(): number {
+  const T = 256, n = 1024, o = 1024;
+  const x = new Float32Array(T * n).fill(0.5);
+  const w = new Float32Array(o * n).fill(0.25);
+  ops.matmul(x, w, { T, in: n, out: o });
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const t0 = process.hrtime.bigint();
+    ops.matmul(x, w, { T, in: n, out: o });
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return (2 * T * n * o) / best;
+}
+
+/** Parses chat JSONL (`source` names it in errors) into tokenized examples with an assistant target below seqLen. */
+export function parseSftJsonl(ck: Checkpoint, text: string, source: string, seqLen: number): SftExample[] {
+  const examples: SftExample[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      throw new Error(`${source}:${i + 1}: not valid JSON`);
+    }
+    const r = sftExportLineSchema.safeParse(json);
+    if (!r.success) throw new Error(`${source}:${i + 1}: not an SFT line ({"messages": [{role, content}, ...]}): ${r.error.issues[0]?.message}`);
+    const ex = buildSftExample(ck, r.data.messages);
+    if (ex.assistant.some((x, t) => x && t > 0 && t < seqLen)) examples.push(ex);
+  });
+  if (examples.length === 0) throw new Error(`${source}: no conversation with an assistant turn`);
+  return examples;
+}
+
+/** After each optimizer step. tokensPerS: real (unpadded) tokens over time in train+optimizer steps so far. */
+export interface SftProgress {
+  step: number;
+  steps: number;
+  loss: number;
+  tokensPerS: number;
+  lr: number;
+  gradNorm: number;
+}
+
+export interface SftOptions {
+  modelDir: string;
+  /** The JSONL text, a name for it in errors (a path, or `export <id>`) and for the training state (default: source). */
+  data: { text: string; source: string; origin?: string };
+  outDir: string;
+  steps: number;
+  lr: number;
+  batchSize: number;
+  /** Longest training sequence in tokens (default 256, capped at the model's max positions). */
+  seqLen?: number;
+  /** Fraction of conversations held out (at least one when > 0 and there are two or more). */
+  heldout: number;
+  seed: number;
+  threads?: number;
+  /** Write checkpoint + training state every N steps (0: only at the end). */
+  checkpointEvery?: number;
+  /** Continue from outDir's training state when it holds one for these options. */
+  resume?: boolean;
+  onProgress?: (p: SftProgress) => void | Promise<void>;
+  /** When resume finds a matching training state: the optimizer steps it holds. */
+  onResume?: (step: number) => void | Promise<void>;
+  /** Polled after each step: when true the run saves a checkpoint and throws SftStoppedError (resume continues it). */
+  shouldStop?: () => boolean;
+  /** After each intermediate checkpoint (step = optimizer steps it holds). */
+  onCheckpoint?: (step: number) => void | Promise<void>;
+}
+
+export interface SftResult {
+  steps: number;
+  trainLossFirst: number;
+  trainLossLast: number;
+  heldoutLossBefore: number;
+  heldoutLossAfter: number;
+  tokensPerS: number;
+  /** 6 * numParams * tokensPerS / peakFlops. */
+  mfu: number;
+  numParams: number;
+  /** f32 matmul probe of this run, FLOP/s. */
+  peakFlops: number;
+  trainCount: number;
+  heldoutCount: number;
+  outDir: string;
+  /** Optimizer steps restored from outDir's training state (0: a fresh run). */
+  resumedFromStep: number;
+}
+
+/** Thrown by runSft when shouldStop asked it to stop; outDir then holds a checkpoint at `step`. */
+export class SftStoppedError extends Error {
+  constructor(readonly step: number) {
+    super(`SFT stopped at step ${step} (checkpoint saved)`);
+    this.name = 'SftStoppedError';
+  }
+}
+
+/** Run metrics kept in the training state's `extra` so a resumed run reports the whole run. */
+interface RunTotals {
+  heldoutLossBefore: number;
+  trainLossFirst: number;
+  trainLossLast: number;
+  tokens: number;
+  seconds: number;
+}
+
+export async function runSft(o: SftOptions): Promise<SftResult> {
+  const modelDir = path.resolve(o.modelDir);
+  const outDir = path.resolve(o.outDir);
+  const ck = await loadCheckpoint(modelDir);
+  if (ck.format !== 'hf') throw new ModelLoadError('train sft needs a Hugging Face directory (GGUF is not trainable here)', modelDir);
+  const seqLen = Math.min(o.seqLen ?? 256, ck.spec.maxPositionEmbeddings);
+  const examples = parseSftJsonl(ck, o.data.text, o.data.source, seqLen);
+
+  const rng = new Rng(o.seed + 1);
+  rng.shuffle(examples);
+  const nHeld = examples.length >= 2 && o.heldout > 0 ? Math.max(1, Math.floor(examples.length * o.heldout)) : 0;
+  const held = examples.slice(0, nHeld);
+  const train = examples.slice(nHeld);
+  const heldBatches: PackedBatch[] = [];
+  for (let i = 0; i < held.length; i += o.batchSize) heldBatches.push(packBatch(held.slice(i, i + o.batchSize), seqLen));
+
+  const peak = measurePeakFlops();
+  const opt: OptimizerConfig = {
+    ...DEFAULT_OPTIMIZER,
+    lr: o.lr,
+    weightDecay: 0.0,
+    warmupSteps: Math.min(10, Math.floor(o.steps / 10)),
+    totalSteps: o.steps,
+  };
+  const runKey = { source: modelDir, data: o.data.origin ?? o.data.source, seed: o.seed, batchSize: o.batchSize, seqLen, steps: o.steps, lr: o.lr };
+  const saved = o.resume ? await resumableState(outDir, runKey) : null;
+  const model = createTrainableModel(ck.spec, saved ? (await loadCheckpoint(outDir)).weights : ck.weights, { threads: o.threads });
+  const numParams = trainableModelInfo(model).numParams;
+  try {
+    let epoch = 0;
+    let cursor = 0;
+    let order = rng.shuffle(train.map((_, i) => i));
+    let totals: RunTotals;
+    let start = 0;
+    if (saved) {
+      // Replay the reshuffles of the epochs already done: the data order and RNG then match the killed run.
+      for (let e = 0; e < saved.state.data.epoch; e++) order = rng.shuffle(order);
+      if (rng.state !== saved.state.rng[0]) throw new Error(`${outDir}: training state does not match this data (RNG differs); use a new out dir`);
+      epoch = saved.state.data.epoch;
+      cursor = saved.state.data.index;
+      setOptimizerState(model, { step: saved.state.step, m: saved.state.m, v: saved.state.v });
+      totals = saved.totals;
+      start = saved.state.step;
+      await o.onResume?.(start);
+    } else {
+      const before = nHeld > 0 ? await heldoutLoss(model, heldBatches) : NaN;
+      totals = { heldoutLossBefore: before, trainLossFirst: NaN, trainLossLast: NaN, tokens: 0, seconds: 0 };
+    }
+
+    const save = async (): Promise<void> => {
+      // The state file marks a complete checkpoint: drop it first so a kill mid-write never pairs new and old files.
+      await rm(path.join(outDir, TRAINING_STATE_FILE), { force: true });
+      const baseConfig = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      await writeHfCheckpoint(outDir, { spec: ck.spec, weights: getWeights(model), baseConfig, tokenizerDir: modelDir });
+      const s = getOptimizerState(model);
+      await writeTrainingState(outDir, {
+        step: s.step,
+        m: s.m,
+        v: s.v,
+        rng: [rng.state],
+        data: { epoch, index: cursor },
+        optimizer: { ...opt },
+        extra: { ...runKey, totals },
+      });
+    };
+
+    for (let step = start; step < o.steps; step++) {
+      const pick: SftExample[] = [];
+      while (pick.length < Math.min(o.batchSize, train.length)) {
+        if (cursor >= order.length) {
+          epoch++;
+          cursor = 0;
+          order = rng.shuffle(order);
+        }
+        pick.push(train[order[cursor++]]);
+      }
+      const batch = packBatch(pick, seqLen);
+      const t0 = process.hrtime.bigint();
+      zeroGrad(model);
+      const r = await trainStep(model, batch, { targets: batch.targets, weights: batch.weights });
+      const s = await optimizerStep(model, opt);
+      totals.seconds += Number(process.hrtime.bigint() - t0) / 1e9;
+      totals.tokens += batch.realTokens;
+      if (step === 0) totals.trainLossFirst = r.loss;
+      totals.trainLossLast = r.loss;
+      await o.onProgress?.({ step: step + 1, steps: o.steps, loss: r.loss, tokensPerS: totals.tokens / totals.seconds, lr: s.lr, gradNorm: s.gradNorm });
+      const every = o.checkpointEvery ?? 0;
+      const stopping = step + 1 < o.steps && (o.shouldStop?.() ?? false);
+      if (step + 1 < o.steps && (stopping || (every > 0 && (step + 1) % every === 0))) {
+        await save();
+        await o.onCheckpoint?.(step + 1);
+      }
+      if (stopping) throw new SftStoppedError(step + 1);
+    }
+    const after = nHeld > 0 ? await heldoutLoss(model, heldBatches) : NaN;
+    await save();
+    const tps = totals.seconds > 0 ? totals.tokens / totals.seconds : 0;
+    return {
+      steps: o.steps,
+      trainLossFirst: totals.trainLossFirst,
+      trainLossLast: totals.trainLossLast,
+      heldoutLossBefore: totals.heldoutLossBefore,
+      heldoutLossAfter: after,
+      tokensPerS: tps,
+      mfu: (6 * numParams * tps) / peak,
+      numParams,
+      peakFlops: peak,
+      trainCount: train.length,
+      heldoutCount: nHeld,
+      outDir,
+      resumedFromStep: start,
+    };
+  } finally {
+    freeTrainableModel(model);
+  }
+}
+
+/** outDir's training state when it was written by a run with the same key; null when absent or for other options. */
+async function resumableState(outDir: string, key: Record<string, unknown>) {
+  if (!existsSync(path.join(outDir, TRAINING_STATE_FILE))) return null;
+  const state = await readTrainingState(outDir);
+  const extra = state.extra ?? {};
+  for (const [k, v] of Object.entries(key)) if (extra[k] !== v) return null;
+  const t = extra.totals;
+  if (typeof t !== 'object' || t === null) return null;
+  const num = (name: string): number => {
+    const v: unknown = Reflect.get(t, name);
+    return typeof v === 'number' ? v : NaN;
+  };
+  const totals: RunTotals = {
+    heldoutLossBefore: num('heldoutLossBefore'),
+    trainLossFirst: num('trainLossFirst'),
+    trainLossLast: num('trainLossLast'),
+    tokens: num('tokens'),
+    seconds: num('seconds'),
+  };
+  return { state, totals };
+}

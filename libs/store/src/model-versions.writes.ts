@@ -1,0 +1,66 @@
+/**
+ * Registering a trained model: its training run and a `candidate` model version pointing at the checkpoint,
+ * in one transaction, idempotent per id (a job that runs again after registering changes nothing twice).
+ * Promotion (candidate → active) is the RL issue's; no HTTP or queue code here.
+ */
+import type { Kysely, Selectable } from 'kysely';
+import type { ModelVersionsTable, StoreTables, TrainingRunsTable } from './store.tables';
+
+export type ModelVersionRow = Selectable<ModelVersionsTable>;
+export type TrainingRunRow = Selectable<TrainingRunsTable>;
+
+export interface CandidateToRegister {
+  versionId: string;
+  role: ModelVersionsTable['role'];
+  trainingRun: {
+    id: string;
+    kind: TrainingRunsTable['kind'];
+    baseVersion: string | null;
+    exportId: string | null;
+    config: Record<string, unknown>;
+    startedAt: Date;
+    finishedAt: Date;
+  };
+  /** Where the checkpoint lives (a directory path for now). */
+  checkpoint: string;
+  metrics: Record<string, unknown>;
+}
+
+/** Inserts (or, for an id already there, updates) the succeeded training run and its candidate version. */
+export async function registerCandidateVersion(db: Kysely<StoreTables>, c: CandidateToRegister): Promise<void> {
+  const metrics = JSON.stringify(c.metrics);
+  await db.transaction().execute(async (tx) => {
+    await tx
+      .insertInto('training_runs')
+      .values({
+        id: c.trainingRun.id,
+        kind: c.trainingRun.kind,
+        status: 'succeeded',
+        base_version: c.trainingRun.baseVersion,
+        export_id: c.trainingRun.exportId,
+        config: JSON.stringify(c.trainingRun.config),
+        metrics,
+        started_at: c.trainingRun.startedAt,
+        finished_at: c.trainingRun.finishedAt,
+      })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ status: 'succeeded', metrics, finished_at: c.trainingRun.finishedAt }))
+      .execute();
+    await tx
+      .insertInto('model_versions')
+      .values({
+        id: c.versionId,
+        role: c.role,
+        parent_id: null,
+        training_run_id: c.trainingRun.id,
+        checkpoint: c.checkpoint,
+        status: 'candidate',
+        metrics,
+      })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ checkpoint: c.checkpoint, metrics }))
+      .execute();
+  });
+}
+
+export async function findModelVersion(db: Kysely<StoreTables>, id: string): Promise<ModelVersionRow | null> {
+  return (await db.selectFrom('model_versions').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+}
