@@ -1,14 +1,21 @@
 /**
- * The reward service's module tree. Until its feature lands it answers only what is real: liveness,
- * readiness and metrics over HTTP, and its ping on mesh.ping.reward over NATS.
+ * The reward service's module tree: mesh core plus the reward model (a LlamaForSequenceClassification checkpoint
+ * on the native kernels, or none configured) and its NATS handlers reward.score and reward.info.
  */
 import { Module, type DynamicModule } from '@nestjs/common';
-import type { CommonConfig } from '@flywheel/config';
+import type { RewardConfig } from '@flywheel/config';
 import { MeshCoreModule } from '@flywheel/mesh';
+import { RewardController } from './reward.controller';
+import { RewardModelService } from './reward-model.service';
 
 @Module({})
 export class RewardModule {
-  static forRoot(config: CommonConfig): DynamicModule {
-    return { module: RewardModule, imports: [MeshCoreModule.forService(config)] };
+  static forRoot(config: RewardConfig): DynamicModule {
+    return {
+      module: RewardModule,
+      imports: [MeshCoreModule.forService(config)],
+      controllers: [RewardController],
+      providers: [RewardModelService],
+    };
   }
 }

@@ -1,0 +1,40 @@
+/**
+ * The reward service's own settings on top of the common tree: which reward checkpoint to serve (none by default:
+ * reward.score then answers `unavailable` while the service stays healthy), its version name and native threads.
+ * A pure parse of the environment.
+ */
+import { z } from 'zod';
+import { parseEnv, type Env } from './config.loader';
+import { intVar, optionalStringVar, stringVar } from './env.fields';
+import { loadServiceConfig, type CommonConfig } from './service.config';
+
+export interface RewardConfig extends CommonConfig {
+  reward: {
+    /** A LlamaForSequenceClassification HF directory (num_labels 1); null = no reward model configured. */
+    model: string | null;
+    version: string;
+    /** 0 = one per hardware core. */
+    threads: number;
+  };
+}
+
+export const rewardEnvSchema = z.object({
+  FLYWHEEL_REWARD_MODEL: optionalStringVar(),
+  FLYWHEEL_REWARD_VERSION: stringVar('rm-base'),
+  FLYWHEEL_REWARD_THREADS: intVar(0, 0, 1024),
+});
+
+export function loadRewardConfig(env: Env): RewardConfig {
+  const r = parseEnv(rewardEnvSchema, env);
+  const model = r.FLYWHEEL_REWARD_MODEL?.trim();
+  return {
+    ...loadServiceConfig('reward', env),
+    reward: { model: model ? model : null, version: r.FLYWHEEL_REWARD_VERSION, threads: r.FLYWHEEL_REWARD_THREADS },
+  };
+}
+
+export const REWARD_ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: string }> = [
+  { name: 'FLYWHEEL_REWARD_MODEL', default: '(unset: no reward model)', meaning: 'reward model: a LlamaForSequenceClassification HF directory (num_labels 1); unset, reward.score answers unavailable' },
+  { name: 'FLYWHEEL_REWARD_VERSION', default: 'rm-base', meaning: 'reward model version reported with every score' },
+  { name: 'FLYWHEEL_REWARD_THREADS', default: '0 (one per core)', meaning: 'native thread count of the reward model' },
+];
