@@ -1,10 +1,12 @@
 /**
  * The policy service's module tree: mesh core plus the engine (a real checkpoint on the native kernels)
- * and its NATS handlers: policy.generate (streamed), policy.info, policy.cancel.
+ * (hot-swapped when the `models` KV names a new policy version) and its NATS handlers: policy.generate
+ * (streamed), policy.info, policy.cancel.
  */
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { PolicyConfig } from '@flywheel/config';
 import { MeshCoreModule } from '@flywheel/mesh';
+import { ActiveModelSource } from './engine/active-model.source';
 import { PolicyEngineService } from './engine/policy-engine.service';
 import { cancelControllerFor, PolicyController } from './policy.controller';
 
@@ -15,7 +17,7 @@ export class PolicyModule {
       module: PolicyModule,
       imports: [MeshCoreModule.forService(config)],
       controllers: [PolicyController, cancelControllerFor(config.instanceId)],
-      providers: [PolicyEngineService],
+      providers: [ActiveModelSource, PolicyEngineService],
     };
   }
 }

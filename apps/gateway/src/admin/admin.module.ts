@@ -8,6 +8,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import path from 'node:path';
 import type { GatewayConfig } from '@flywheel/config';
+import { MeshConnection } from '@flywheel/mesh';
 import type { Store } from '@flywheel/store';
 import { ApiKeyStore } from '../auth/api-keys';
 import { StoreHandle, StoreUnavailableError } from '../flywheel/store.handle';
@@ -20,6 +21,9 @@ import { AdminSessionGuard } from './admin-session.guard';
 import { AdminSessions } from './admin-sessions';
 import { AdminExportsController, AdminReadController, AdminReviewsController, AdminSessionController } from './admin.controllers';
 import { ADMIN_UI_DIR, AdminUiController } from './admin-ui.controller';
+import { AdminModelsController } from './models.controller';
+import { ModelLineageFollower } from './models.lineage';
+import { AdminModelsService } from './models.service';
 
 /** The open store, or the 503 an admin request gets while the database is down. */
 function storeSourceOf(ref: ModuleRef): () => Store {
@@ -48,7 +52,7 @@ export class AdminModule {
     return {
       module: AdminModule,
       // The UI controller last: its /admin/* wildcard must not shadow the API's routes.
-      controllers: [AdminSessionController, AdminReadController, AdminReviewsController, AdminExportsController, AdminUiController],
+      controllers: [AdminSessionController, AdminReadController, AdminReviewsController, AdminExportsController, AdminModelsController, AdminUiController],
       providers: [
         { provide: AdminSessions, useFactory: () => new AdminSessions(sessionTtlMs, maxSessions) },
         {
@@ -66,6 +70,8 @@ export class AdminModule {
         { provide: AdminExportService, useFactory: (ref: ModuleRef) => new AdminExportService(storeSourceOf(ref)), inject: [ModuleRef] },
         { provide: ADMIN_UI_DIR, useValue: path.resolve(uiDir) },
         AdminSessionGuard,
+        AdminModelsService,
+        { provide: ModelLineageFollower, useFactory: (mesh: MeshConnection, ref: ModuleRef) => new ModelLineageFollower(mesh, storeSourceOf(ref)), inject: [MeshConnection, ModuleRef] },
       ],
     };
   }

@@ -1,0 +1,55 @@
+/**
+ * The admin API's model versions: list what is published and active, promote a version, roll back. Each
+ * write is the one KV put of @flywheel/mesh (the same as `flywheel models`); policy replicas hot-swap on it
+ * and the lineage follower records it in the store. No database access here.
+ */
+import { Injectable } from '@nestjs/common';
+import type { NatsConnection } from 'nats';
+import { z } from 'zod';
+import { modelPromoteBodySchema, modelRoleSchema, modelRollbackBodySchema, type ActiveModelEntry, type ModelVersionList } from '@flywheel/contracts';
+import { listModelVersions, MeshConnection, ModelVersionError, promoteVersion, rollback } from '@flywheel/mesh';
+import { fromZodError, OpenAiError } from '../http/openai-error';
+
+@Injectable()
+export class AdminModelsService {
+  constructor(private readonly mesh: MeshConnection) {}
+
+  list(query: unknown): Promise<ModelVersionList> {
+    const role = parse(z.object({ role: modelRoleSchema.default('policy') }), query ?? {}).role;
+    return this.withNats((nc) => listModelVersions(nc, role));
+  }
+
+  promote(body: unknown, keyId: string): Promise<ActiveModelEntry> {
+    const b = parse(modelPromoteBodySchema, body);
+    return this.withNats((nc) => promoteVersion(nc, b.role, b.version, `admin:${keyId}`, b.reason ?? 'admin promotion'));
+  }
+
+  rollback(body: unknown, keyId: string): Promise<ActiveModelEntry> {
+    const b = parse(modelRollbackBodySchema, body ?? {});
+    return this.withNats(async (nc) => {
+      const entry = await rollback(nc, b.role, `admin:${keyId}`, b.reason ?? 'rollback');
+      if (!entry) throw new ModelVersionError('nothing_to_roll_back', `no earlier ${b.role} version to roll back to`);
+      return entry;
+    });
+  }
+
+  private async withNats<T>(fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+    const nc = this.mesh.connection;
+    if (!nc || nc.isClosed()) throw new OpenAiError(503, 'server_error', 'NATS is unavailable right now. Please retry shortly.', null, 'nats_unavailable', { 'retry-after': '1' });
+    try {
+      return await fn(nc);
+    } catch (err) {
+      if (err instanceof ModelVersionError) {
+        const status = err.code === 'not_found' ? 404 : err.code === 'wrong_role' ? 400 : 409;
+        throw new OpenAiError(status, 'invalid_request_error', err.message, err.code === 'nothing_to_roll_back' ? 'role' : 'version', err.code);
+      }
+      throw err;
+    }
+  }
+}
+
+function parse<T extends z.ZodTypeAny>(schema: T, body: unknown): z.infer<T> {
+  const r = schema.safeParse(body);
+  if (!r.success) throw fromZodError(r.error, body);
+  return r.data;
+}

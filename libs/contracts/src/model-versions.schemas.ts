@@ -1,0 +1,81 @@
+/**
+ * Model versions on the mesh: the entry of the `models` KV bucket that names a role's active version (one
+ * write promotes or rolls back), and the record published with each checkpoint in the `checkpoints` object
+ * store. Not the database rows (libs/store) and not the packing of files (libs/mesh/src/checkpoint-store.ts).
+ */
+import { z } from 'zod';
+
+export const MODEL_ROLES = ['policy', 'reward'] as const;
+export const modelRoleSchema = z.enum(MODEL_ROLES);
+export type ModelRole = z.infer<typeof modelRoleSchema>;
+
+/** Version names become object names and Prometheus label values: keep them plain. */
+export const modelVersionNameSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a version is letters, digits, ".", "_" or "-"');
+
+export const checkpointRefSchema = z.object({
+  /** Object name in the `checkpoints` object store. */
+  object: z.string().min(1),
+  /** Hex sha256 of the packed object. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+});
+export type CheckpointRef = z.infer<typeof checkpointRefSchema>;
+
+/** What `models publish` records beside the checkpoint (the object's description, as JSON). */
+export const publishedModelSchema = z.object({
+  version: modelVersionNameSchema,
+  role: modelRoleSchema,
+  checkpoint: checkpointRefSchema,
+  parent: z.string().nullable(),
+  runId: z.string().nullable(),
+  exports: z.array(z.string()),
+  files: z.array(z.object({ name: z.string(), bytes: z.number().int().nonnegative() })),
+  publishedAt: z.string(),
+});
+export type PublishedModel = z.infer<typeof publishedModelSchema>;
+
+/** The value under key `<role>` of the `models` KV bucket. */
+export const activeModelEntrySchema = z.object({
+  version: modelVersionNameSchema,
+  checkpoint: checkpointRefSchema,
+  parent: z.string().nullable(),
+  runId: z.string().nullable(),
+  exports: z.array(z.string()),
+  promotedAt: z.string(),
+  promotedBy: z.string(),
+  reason: z.string(),
+  /** A rollback entry undoes the promotion before it (so a second rollback goes one further back). */
+  action: z.enum(['promote', 'rollback']).default('promote'),
+});
+export type ActiveModelEntry = z.infer<typeof activeModelEntrySchema>;
+
+/** `flywheel models list` and `GET /admin/api/models`: the role's published versions and which is active. */
+export const modelVersionListSchema = z.object({
+  role: modelRoleSchema,
+  active: z.string().nullable(),
+  /** What a rollback would restore; null when nothing is left to roll back to. */
+  previous: z.string().nullable(),
+  activeEntry: activeModelEntrySchema.nullable(),
+  versions: z.array(
+    z.object({
+      version: z.string(),
+      parent: z.string().nullable(),
+      runId: z.string().nullable(),
+      exports: z.array(z.string()),
+      bytes: z.number().int().nonnegative(),
+      sha256: z.string(),
+      publishedAt: z.string(),
+      state: z.enum(['active', 'previous', 'candidate']),
+    }),
+  ),
+});
+export type ModelVersionList = z.infer<typeof modelVersionListSchema>;
+
+export const modelPromoteBodySchema = z
+  .object({ version: z.string().min(1), role: modelRoleSchema.default('policy'), reason: z.string().max(500).optional() })
+  .strict();
+export const modelRollbackBodySchema = z.object({ role: modelRoleSchema.default('policy'), reason: z.string().max(500).optional() }).strict();
