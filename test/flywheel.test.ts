@@ -12,7 +12,7 @@ import path from 'node:path';
 import { connect, JSONCodec, type NatsConnection } from 'nats';
 import { Client } from 'pg';
 import { completionRecordSubject, newTimeOrderedId, STREAMS, type CompletionRecord } from '@flywheel/contracts';
-import { createThrowawayDatabase, openStore, type Store, type ThrowawayDatabase } from '@flywheel/store';
+import { completionRecord, createThrowawayDatabase, openStore, type Store, type ThrowawayDatabase } from '@flywheel/store';
 import { metricValue, startPrivateNats, type PrivateNats } from './gateway.support';
 import { freePort, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 
@@ -73,31 +73,9 @@ afterAll(async () => {
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
+/** A record as the gateway would publish it, under this test's key id. */
 function record(id: string, over: Partial<CompletionRecord> = {}): CompletionRecord {
-  return {
-    id,
-    endpoint: 'chat.completions',
-    status: 'completed',
-    error: null,
-    createdAt: new Date().toISOString(),
-    model: 'stories260K',
-    policyVersion: 'base',
-    request: { model: 'stories260K', messages: [{ role: 'user', content: 'Tell me a story' }], n: 2 },
-    messages: [{ role: 'user', content: 'Tell me a story' }],
-    prompts: null,
-    choices: [
-      { index: 0, promptIndex: 0, text: 'Once upon a time there was a cat.', finishReason: 'stop', tokenIds: [1, 2, 3], logprobs: null },
-      { index: 1, promptIndex: 0, text: 'Lily went to the park.', finishReason: 'length', tokenIds: [4, 5], logprobs: null },
-    ],
-    usage: { promptTokens: 6, completionTokens: 5, totalTokens: 11 },
-    latencies: { ttftMs: 4, e2eMs: 12, policyTtftMs: 3, policyE2eMs: 11 },
-    stream: false,
-    user: null,
-    keyId,
-    requestId: `req_${id}`,
-    gatewayInstanceId: 'gateway-test',
-    ...over,
-  };
+  return completionRecord(id, { keyId, requestId: `req_${id}`, gatewayInstanceId: 'gateway-test', ...over });
 }
 
 /** What the gateway's CompletionRecords does: publish and wait for JetStream's ack. */

@@ -25,6 +25,7 @@ import {
   type AdminStats,
   type AdminStatsQuery,
 } from '../../../libs/contracts/src/admin.schemas';
+import { activeModelEntrySchema, modelVersionListSchema, type ActiveModelEntry, type ModelVersionList } from '../../../libs/contracts/src/model-versions.schemas';
 
 /** An answer other than 2xx, with OpenAI's error fields when the body had them. */
 export class AdminApiError extends Error {
@@ -128,5 +129,14 @@ export const adminApi = {
   },
   stats(query: AdminStatsQuery): Promise<AdminStats> {
     return call(adminStatsSchema, 'GET', `/stats${toQuery(query)}`);
+  },
+  models(): Promise<ModelVersionList> {
+    return call(modelVersionListSchema, 'GET', '/models');
+  },
+  promoteModel(version: string): Promise<ActiveModelEntry> {
+    return call(activeModelEntrySchema, 'POST', '/models/promote', { version });
+  },
+  rollbackModel(): Promise<ActiveModelEntry> {
+    return call(activeModelEntrySchema, 'POST', '/models/rollback', {});
   },
 };

@@ -1,6 +1,6 @@
 /**
  * The app shell: recovers or asks for a session, then shows the top bar and one screen chosen by the
- * URL hash (#/inbox, #/c/<completion id>, #/exports, #/dashboard). Hash routes keep the gateway's static
+ * URL hash (#/inbox, #/c/<completion id>, #/exports, #/dashboard, #/models). Hash routes keep the gateway's static
  * serving trivial: every screen is /admin/index.html.
  */
 import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
@@ -10,18 +10,20 @@ import { ConversationPage } from './conversation.page';
 import { ExportsPage } from './exports.page';
 import { InboxPage } from './inbox.page';
 import { LoginPage } from './login.page';
+import { ModelsPage } from './models.page';
 import { ReviewProvider, ShortcutHelp, useReview, useShortcuts } from './review.context';
 
 /** The charting library is most of the bundle: load it only when the dashboard opens. */
 const DashboardPage = lazy(() => import('./dashboard.page').then((m) => ({ default: m.DashboardPage })));
 
-export type Route = { name: 'inbox' } | { name: 'conversation'; id: string } | { name: 'exports' } | { name: 'dashboard' };
+export type Route = { name: 'inbox' } | { name: 'conversation'; id: string } | { name: 'exports' } | { name: 'dashboard' } | { name: 'models' };
 
 export function parseRoute(hash: string): Route {
   const m = /^#\/c\/(.+)$/.exec(hash);
   if (m) return { name: 'conversation', id: decodeURIComponent(m[1]!) };
   if (hash === '#/exports') return { name: 'exports' };
   if (hash === '#/dashboard') return { name: 'dashboard' };
+  if (hash === '#/models') return { name: 'models' };
   return { name: 'inbox' };
 }
 
@@ -72,6 +74,7 @@ function Shell({ session, onLogout }: { session: AdminSession; onLogout(): void 
           {tab('inbox', '#/inbox', 'Inbox')}
           {tab('dashboard', '#/dashboard', 'Dashboard')}
           {tab('exports', '#/exports', 'Exports')}
+          {tab('models', '#/models', 'Models')}
         </nav>
         <span className="spacer" />
         <button type="button" className="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts (?)">
@@ -96,6 +99,7 @@ function Shell({ session, onLogout }: { session: AdminSession; onLogout(): void 
       {route.name === 'inbox' ? <InboxPage /> : null}
       {route.name === 'conversation' ? <ConversationPage id={route.id} /> : null}
       {route.name === 'exports' ? <ExportsPage /> : null}
+      {route.name === 'models' ? <ModelsPage /> : null}
       {route.name === 'dashboard' ? (
         <Suspense fallback={<p className="muted pad">Loading charts…</p>}>
           <DashboardPage />

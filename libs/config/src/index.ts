@@ -10,3 +10,5 @@ export * from './gateway-api.config';
 export * from './moderation.config';
 export * from './store.config';
 export * from './admin.config';
+export * from './trainer.config';
+export * from './reward.config';

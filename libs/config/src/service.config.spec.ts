@@ -50,7 +50,7 @@ describe('service config', () => {
     const readme = readFileSync(path.resolve(__dirname, '../../../README.md'), 'utf8');
     const docs = [...ENV_DOCS, ...POLICY_ENV_DOCS];
     for (const { name } of docs) expect(readme).toContain(`\`${name}\``);
-    for (const file of ['service.config.ts', 'policy.config.ts']) {
+    for (const file of ['service.config.ts', 'policy.config.ts', 'trainer.config.ts']) {
       const source = readFileSync(path.resolve(__dirname, file), 'utf8');
       const read = new Set([...source.matchAll(/\b([A-Z][A-Z0-9_]{3,}): [a-zA-Z]+Var\(/g)].map((m) => m[1]));
       for (const name of read) expect(docs.map((d) => d.name)).toContain(name);

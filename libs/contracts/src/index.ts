@@ -12,3 +12,5 @@ export * from './openai.schemas';
 export * from './completion-record.schemas';
 export * from './feedback.schemas';
 export * from './admin.schemas';
+export * from './model-versions.schemas';
+export * from './reward.schemas';

@@ -12,3 +12,5 @@ export * from './service.metrics';
 export * from './readiness';
 export * from './mesh-core.module';
 export * from './service.bootstrap';
+export * from './checkpoint-store';
+export * from './model-registry';

@@ -16,3 +16,5 @@ export * from './review.writes';
 export * from './export.lines';
 export * from './export.queries';
 export * from './stats.queries';
+export * from './model-versions.writes';
+export * from './model-versions.lineage';
