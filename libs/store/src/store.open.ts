@@ -20,7 +20,7 @@ export interface Store {
 }
 
 export interface OpenStoreOptions {
-  /** Called for errors of idle pooled connections (database restarted, network cut): log, don't crash. */
+  /** Called for errors of pooled connections outside a running query (database restarted, network cut, backend terminated): log, don't crash. */
   onIdleError?: (err: Error) => void;
 }
 
@@ -60,6 +60,10 @@ function postgresDb(target: { url: string; poolSize?: number }, options: OpenSto
   });
   // An idle client's socket error is emitted on the pool; unhandled, it would kill the process.
   pool.on('error', (err) => options.onIdleError?.(err));
+  // pg-pool listens only while a client is idle: a backend terminated while its client is checked out
+  // between two queries (a transaction, a reserved connection) emits 'error' on the client with no
+  // listener, which would kill the process. Report it; the failed query rejects, the pool drops the client.
+  pool.on('connect', (client) => client.on('error', (err: Error) => options.onIdleError?.(err)));
   return new Kysely<StoreTables>({ dialect: new PostgresDialect({ pool }) });
 }
 

@@ -10,6 +10,7 @@ import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JsMsg, typ
 import { completionRecordSchema, feedbackEventSchema, STREAMS } from '@flywheel/contracts';
 import { ensureJetStream } from '@flywheel/mesh';
 import { writeCompletion, writeDeadLetter, writeFeedback, type Store, type WriteOutcome } from '@flywheel/store';
+import { isDatabaseTextEncodingError } from '../http/openai-error';
 import type { FlywheelMetrics } from './flywheel.metrics';
 
 export const STORE_WRITER_DURABLE = 'store-writer';
@@ -33,9 +34,23 @@ export async function handleRecord(
   message: { data: Uint8Array; subject: string; sequence: number; redeliveryCount: number },
   retryMaxMs: number,
 ): Promise<HandleResult> {
+  const db0 = () => store.get().db;
+  const text = new TextDecoder().decode(message.data);
+  // A record the database refuses for its content (a NUL character in a prompt or comment: Postgres text
+  // and jsonb cannot hold U+0000) fails the same way on every redelivery; nak'ing it would pause this
+  // stream's loop at the backoff's pace forever. It goes to dead_letters verbatim instead (found by
+  // test/reliability).
+  const unlessUnstorable = async (write: () => Promise<WriteOutcome>): Promise<HandleResult> => {
+    try {
+      return { ack: true, outcome: await write() };
+    } catch (err) {
+      if (!isDatabaseTextEncodingError(err)) throw err;
+      await writeDeadLetter(db0(), { stream, sequence: message.sequence, subject: message.subject, payload: text, error: `unstorable content: ${(err as Error).message}` });
+      return { ack: true, outcome: 'dead_letter' };
+    }
+  };
   try {
-    const db = store.get().db;
-    const text = new TextDecoder().decode(message.data);
+    const db = db0();
     let payload: unknown;
     try {
       payload = JSON.parse(text);
@@ -49,14 +64,14 @@ export async function handleRecord(
         await writeDeadLetter(db, { stream, sequence: message.sequence, subject: message.subject, payload: text, error: record.error.message });
         return { ack: true, outcome: 'dead_letter' };
       }
-      return { ack: true, outcome: await writeCompletion(db, record.data) };
+      return await unlessUnstorable(() => writeCompletion(db, record.data));
     }
     const event = feedbackEventSchema.safeParse(payload);
     if (!event.success) {
       await writeDeadLetter(db, { stream, sequence: message.sequence, subject: message.subject, payload: text, error: event.error.message });
       return { ack: true, outcome: 'dead_letter' };
     }
-    return { ack: true, outcome: await writeFeedback(db, event.data) };
+    return await unlessUnstorable(() => writeFeedback(db, event.data));
   } catch (err) {
     return { ack: false, delayMs: retryDelayMs(message.redeliveryCount, retryMaxMs), error: err instanceof Error ? err.message : String(err) };
   }

@@ -57,6 +57,17 @@ describe('OpenAI errors', () => {
     expect(toOpenAiError(new NotFoundException('Cannot GET /v1/x')).message).toBe('Unknown request URL: GET /v1/x.');
   });
 
+  it('answers 400, not 500, when a NUL byte in client text reaches the database (SQLSTATE 22021 / 22P05)', () => {
+    for (const code of ['22021', '22P05']) {
+      const dbErr = Object.assign(new Error('invalid byte sequence for encoding "UTF8": 0x00'), { code });
+      const e = toOpenAiError(dbErr);
+      expect(e.status).toBe(400);
+      expect(e.code).toBe('invalid_value');
+      expect(e.type).toBe('invalid_request_error');
+    }
+    expect(toOpenAiError(Object.assign(new Error('deadlock'), { code: '40P01' })).status).toBe(500);
+  });
+
   it('keeps 500 for real bugs only', () => {
     const e = toOpenAiError(new TypeError('boom'));
     expect(e.status).toBe(500);

@@ -163,5 +163,16 @@ export function toOpenAiError(err: unknown, promptParam: PromptParam = 'messages
     }
     if (status < 500) return new OpenAiError(status, 'invalid_request_error', message);
   }
+  if (isDatabaseTextEncodingError(err)) {
+    // A NUL byte (or a lone surrogate) in a client's id, filter or text reached a database query: the
+    // request is bad, not the server (found by test/reliability: GET /admin/api/completions/%00 was a 500).
+    return OpenAiError.invalid('Invalid value: text parameters must not contain NUL bytes or invalid Unicode.', null, 'invalid_value');
+  }
   return new OpenAiError(500, 'server_error', 'The server had an error while processing your request.', null, 'internal_error');
+}
+
+/** Postgres / PGlite SQLSTATE 22021 (invalid byte sequence, e.g. 0x00 in text) or 22P05 (untranslatable character). */
+export function isDatabaseTextEncodingError(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return code === '22021' || code === '22P05';
 }
