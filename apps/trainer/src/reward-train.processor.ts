@@ -4,15 +4,14 @@
  * step metrics as job progress, and registers the result as a candidate reward version whose metrics carry the
  * held-out accuracy. Runs are short, so a job whose trainer died starts over. Not the training loop itself.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import IORedis from 'ioredis';
-import { QUEUES, rewardTrainJobDataSchema, type RewardTrainJobData, type RewardTrainJobResult, type RewardTrainProgress } from '@flywheel/contracts';
+import { QUEUES, rewardTrainJobDataSchema, type RewardTrainJobResult, type RewardTrainProgress } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { runRewardTraining } from '@flywheel/model';
-import { findExport, registerCandidateVersion } from '@flywheel/store';
+import { registerCandidateVersion } from '@flywheel/store';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -61,7 +60,7 @@ export class RewardTrainProcessor implements OnApplicationBootstrap, BeforeAppli
     const jobId = job.id ?? 'unknown';
     const outDir = path.resolve(this.config.stateDir, 'checkpoints', data.outName ?? `rm-${jobId}`);
     const startedAt = new Date();
-    const text = await this.preferenceText(data);
+    const text = await this.store.trainingText(data.data, 'preference');
     const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
     const every = Math.max(1, Math.floor(data.steps / 20));
     this.logger.log(`job ${jobId}: reward model from ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr} → ${outDir}`);
@@ -126,14 +125,5 @@ export class RewardTrainProcessor implements OnApplicationBootstrap, BeforeAppli
       lossLast: r.lossLast,
       registered: true,
     };
-  }
-
-  private async preferenceText(data: RewardTrainJobData): Promise<string> {
-    const src = data.data;
-    if (src.kind === 'jsonl') return readFile(path.resolve(src.path), 'utf8');
-    const row = await this.store.use((db) => findExport(db, src.exportId));
-    if (!row) throw new UnrecoverableError(`export ${src.exportId} not found in the store`);
-    if (row.format !== 'preference') throw new UnrecoverableError(`export ${src.exportId} is a ${row.format} export, not preference`);
-    return row.content;
   }
 }

@@ -4,7 +4,6 @@
  * step metrics as job progress and logs, and registers the result as a candidate policy version. A job that runs
  * again under the same id (its trainer died) resumes from its last checkpoint. Not the training loop itself.
  */
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
@@ -12,7 +11,7 @@ import IORedis from 'ioredis';
 import { QUEUES, sftJobDataSchema, type SftJobData, type SftJobProgress, type SftJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { runSft, SftStoppedError, type SftResult } from '@flywheel/model';
-import { findExport, registerCandidateVersion } from '@flywheel/store';
+import { registerCandidateVersion } from '@flywheel/store';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -73,7 +72,7 @@ export class SftProcessor implements OnApplicationBootstrap, BeforeApplicationSh
     const jobId = job.id ?? 'unknown';
     const outDir = sftCheckpointDir(this.config.stateDir, jobId, data);
     const startedAt = new Date();
-    const text = await this.trainingText(data);
+    const text = await this.store.trainingText(data.data, 'sft');
     const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
     const every = Math.max(1, Math.floor(data.steps / 20));
     this.logger.log(`job ${jobId}: SFT of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, batch ${data.batchSize} → ${outDir}`);
@@ -157,14 +156,5 @@ export class SftProcessor implements OnApplicationBootstrap, BeforeApplicationSh
       trainLossLast: metrics.train_loss_last,
       tokensPerS: r.tokensPerS,
     };
-  }
-
-  private async trainingText(data: SftJobData): Promise<string> {
-    const src = data.data;
-    if (src.kind === 'jsonl') return readFile(path.resolve(src.path), 'utf8');
-    const row = await this.store.use((db) => findExport(db, src.exportId));
-    if (!row) throw new UnrecoverableError(`export ${src.exportId} not found in the store`);
-    if (row.format !== 'sft') throw new UnrecoverableError(`export ${src.exportId} is a ${row.format} export, not sft`);
-    return row.content;
   }
 }

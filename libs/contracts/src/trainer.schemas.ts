@@ -7,6 +7,13 @@ export const trainerInfoSchema = z.object({
 });
 export type TrainerInfo = z.infer<typeof trainerInfoSchema>;
 
+/** Where a training job reads its JSONL: an export in the store (its stored content) or a file the trainer can read. */
+export const trainingDataSourceSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('export'), exportId: z.string().min(1) }),
+  z.strictObject({ kind: z.literal('jsonl'), path: z.string().min(1) }),
+]);
+export type TrainingDataSource = z.infer<typeof trainingDataSourceSchema>;
+
 /**
  * Data of a job on the `sft` queue. The training set is an SFT export in the store (its JSONL content) or a JSONL
  * file readable by the trainer; the checkpoint goes to `<state dir>/checkpoints/<outName>` (default `sft-<job id>`),
@@ -15,10 +22,7 @@ export type TrainerInfo = z.infer<typeof trainerInfoSchema>;
 export const sftJobDataSchema = z.strictObject({
   /** Base policy: a Hugging Face checkpoint directory readable by the trainer. */
   modelDir: z.string().min(1),
-  data: z.discriminatedUnion('kind', [
-    z.strictObject({ kind: z.literal('export'), exportId: z.string().min(1) }),
-    z.strictObject({ kind: z.literal('jsonl'), path: z.string().min(1) }),
-  ]),
+  data: trainingDataSourceSchema,
   steps: z.int().positive().max(1_000_000),
   lr: z.number().positive().max(1),
   batchSize: z.int().positive().max(1024).default(8),
@@ -67,10 +71,7 @@ export type SftJobResult = z.infer<typeof sftJobResultSchema>;
  */
 export const rewardTrainJobDataSchema = z.strictObject({
   modelDir: z.string().min(1),
-  data: z.discriminatedUnion('kind', [
-    z.strictObject({ kind: z.literal('export'), exportId: z.string().min(1) }),
-    z.strictObject({ kind: z.literal('jsonl'), path: z.string().min(1) }),
-  ]),
+  data: trainingDataSourceSchema,
   steps: z.int().positive().max(1_000_000).default(60),
   lr: z.number().positive().max(1).default(3e-3),
   /** Preference pairs per optimizer step (each is two sequences). */

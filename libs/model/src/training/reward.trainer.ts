@@ -22,6 +22,7 @@ import {
 import { loadCheckpoint, ModelLoadError, type Checkpoint } from '../loading';
 import { writeHfCheckpoint } from '../loading/safetensors.writer';
 import { packScoreBatch, rewardConversationIds, scoreSequences } from './reward.scoring';
+import { parseJsonlLines } from './jsonl.lines';
 
 /** One tokenized preference pair. */
 export interface PreferencePair {
@@ -32,18 +33,9 @@ export interface PreferencePair {
 /** Parses preference JSONL (`source` names it in errors) into tokenized pairs; identical sides are dropped. */
 export function parsePreferenceJsonl(ck: Checkpoint, text: string, source: string, seqLen: number): PreferencePair[] {
   const pairs: PreferencePair[] = [];
-  text.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let json: unknown;
-    try {
-      json = JSON.parse(line);
-    } catch {
-      throw new Error(`${source}:${i + 1}: not valid JSON`);
-    }
-    const r = preferenceExportLineSchema.safeParse(json);
-    if (!r.success) throw new Error(`${source}:${i + 1}: not a preference line ({"prompt", "chosen", "rejected"}): ${r.error.issues[0]?.message}`);
-    const chosen = rewardConversationIds(ck, [...r.data.prompt, ...r.data.chosen], seqLen);
-    const rejected = rewardConversationIds(ck, [...r.data.prompt, ...r.data.rejected], seqLen);
+  parseJsonlLines(text, source, preferenceExportLineSchema, 'a preference line ({"prompt", "chosen", "rejected"})', (line) => {
+    const chosen = rewardConversationIds(ck, [...line.prompt, ...line.chosen], seqLen);
+    const rejected = rewardConversationIds(ck, [...line.prompt, ...line.rejected], seqLen);
     if (chosen.join(',') !== rejected.join(',')) pairs.push({ chosen, rejected });
   });
   if (pairs.length === 0) throw new Error(`${source}: no preference pair with differing sides`);

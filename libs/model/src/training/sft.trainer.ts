@@ -25,6 +25,7 @@ import {
 } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError, type Checkpoint } from '../loading';
 import { readTrainingState, TRAINING_STATE_FILE, writeHfCheckpoint, writeTrainingState } from '../loading/safetensors.writer';
+import { parseJsonlLines } from './jsonl.lines';
 
 /** One tokenized conversation: ids and, per position t, whether ids[t] is an assistant token (a loss target). */
 export interface SftExample {
@@ -150,17 +151,8 @@ export function measurePeakFlops(): number {
 /** Parses chat JSONL (`source` names it in errors) into tokenized examples with an assistant target below seqLen. */
 export function parseSftJsonl(ck: Checkpoint, text: string, source: string, seqLen: number): SftExample[] {
   const examples: SftExample[] = [];
-  text.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let json: unknown;
-    try {
-      json = JSON.parse(line);
-    } catch {
-      throw new Error(`${source}:${i + 1}: not valid JSON`);
-    }
-    const r = sftExportLineSchema.safeParse(json);
-    if (!r.success) throw new Error(`${source}:${i + 1}: not an SFT line ({"messages": [{role, content}, ...]}): ${r.error.issues[0]?.message}`);
-    const ex = buildSftExample(ck, r.data.messages);
+  parseJsonlLines(text, source, sftExportLineSchema, 'an SFT line ({"messages": [{role, content}, ...]})', (line) => {
+    const ex = buildSftExample(ck, line.messages);
     if (ex.assistant.some((x, t) => x && t > 0 && t < seqLen)) examples.push(ex);
   });
   if (examples.length === 0) throw new Error(`${source}: no conversation with an assistant turn`);
