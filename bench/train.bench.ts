@@ -13,7 +13,6 @@
 import path from 'node:path';
 import {
   createTrainableModel,
-  expectedWeightShapes,
   freeTrainableModel,
   optimizerStep,
   trainableModelInfo,
@@ -23,22 +22,8 @@ import {
 } from '../libs/kernels/src';
 import type { ModelSpec, WeightMap } from '../libs/kernels/src';
 import { loadCheckpoint, measurePeakFlops } from '../libs/model/src';
+import { randomWeights, SMOLLM2_135M } from './bench.shapes';
 
-const SMOLLM2_135M: ModelSpec = {
-  vocabSize: 49152,
-  hiddenSize: 576,
-  intermediateSize: 1536,
-  numLayers: 30,
-  numHeads: 9,
-  numKvHeads: 3,
-  headDim: 64,
-  rmsNormEps: 1e-5,
-  ropeTheta: 100000,
-  ropeScaling: null,
-  tieWordEmbeddings: true,
-  attentionBias: false,
-  maxPositionEmbeddings: 8192,
-};
 
 interface Options {
   threads: number | undefined;
@@ -65,24 +50,6 @@ function parseArgs(argv: string[]): Options {
   return opts;
 }
 
-/** Seeded weights: uniform * 1.7/sqrt(fan_in) for matrices, ~1 for norms (as bench/engine.bench.ts). */
-function randomWeights(spec: ModelSpec, seed: number): WeightMap {
-  let s = seed >>> 0 || 1;
-  const weights = new Map<string, Float32Array>();
-  for (const [name, [rows, cols]] of expectedWeightShapes(spec)) {
-    const a = new Float32Array(rows * cols);
-    const isNorm = cols === 1;
-    const scale = isNorm ? 0.1 : 1.7 / Math.sqrt(cols);
-    for (let i = 0; i < a.length; i++) {
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      a[i] = (isNorm ? 1 : 0) + ((s >>> 0) / 4294967296 - 0.5) * scale;
-    }
-    weights.set(name, a);
-  }
-  return weights;
-}
 
 interface ModelResult {
   model: string;

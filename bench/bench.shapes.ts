@@ -1,0 +1,40 @@
+/**
+ * What the benchmarks share: the SmolLM2-135M hyperparameters the issues' targets are stated for, and the
+ * seeded random weights they run on (a fast xorshift fill, so generating 135M weights takes about a second).
+ */
+import { expectedWeightShapes, type ModelSpec } from '../libs/kernels/src';
+
+export const SMOLLM2_135M: ModelSpec = {
+  vocabSize: 49152,
+  hiddenSize: 576,
+  intermediateSize: 1536,
+  numLayers: 30,
+  numHeads: 9,
+  numKvHeads: 3,
+  headDim: 64,
+  rmsNormEps: 1e-5,
+  ropeTheta: 100000,
+  ropeScaling: null,
+  tieWordEmbeddings: true,
+  attentionBias: false,
+  maxPositionEmbeddings: 8192,
+};
+
+/** Seeded weights: N(0,1)-ish * 1/sqrt(fan_in) for matrices, ~1 for norms. Fast xorshift fill. */
+export function randomWeights(spec: ModelSpec, seed: number): Map<string, Float32Array> {
+  let s = seed >>> 0 || 1;
+  const weights = new Map<string, Float32Array>();
+  for (const [name, [rows, cols]] of expectedWeightShapes(spec)) {
+    const a = new Float32Array(rows * cols);
+    const isNorm = cols === 1;
+    const scale = isNorm ? 0.1 : 1.7 / Math.sqrt(cols);
+    for (let i = 0; i < a.length; i++) {
+      s ^= s << 13;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      a[i] = (isNorm ? 1 : 0) + ((s >>> 0) / 4294967296 - 0.5) * scale;
+    }
+    weights.set(name, a);
+  }
+  return weights;
+}
