@@ -49,6 +49,18 @@ interface NativeTraining {
     T: number,
     dScores: Float32Array | null,
   ): Promise<Float32Array>;
+  trainPolicyForward(
+    h: NativeExternal,
+    tokens: Int32Array,
+    positions: Int32Array,
+    mask: Int32Array,
+    B: number,
+    T: number,
+    targets: Int32Array,
+    sel: Int32Array,
+    values: boolean,
+  ): Promise<{ logp: Float32Array; entropy: Float32Array; values?: Float32Array; pass: number }>;
+  trainPolicyBackward(h: NativeExternal, pass: number, dlogp: Float32Array | null, dvalues: Float32Array | null): Promise<void>;
   trainOptimizerStep(h: NativeExternal, config: OptimizerConfig): Promise<{ gradNorm: number; lr: number; step: number }>;
   opTrainMatmulBackward(dy: Float32Array, x: Float32Array, w: Float32Array, N: number, n: number, o: number, reference: boolean): { dx: Float32Array; dw: Float32Array; db: Float32Array };
   opTrainRmsnormBackward(dy: Float32Array, x: Float32Array, w: Float32Array, N: number, C: number, eps: number): { y: Float32Array; dx: Float32Array; dw: Float32Array };
@@ -363,6 +375,72 @@ export function scoreStep(model: TrainableModelHandle, batch: TrainBatch, dScore
     for (let i = 0; i < dScores.length; i++) checkFinite(dScores[i], `dScores[${i}]`);
   }
   return native().trainScoreStep(s.native, batch.tokens, positions, batch.mask, batch.B, batch.T, dScores ?? null);
+}
+
+/** Which next-token log-probabilities a policy forward gathers: targets (B*T) and sel (B*T, 1 = gather this slot). */
+export interface PolicyTargets {
+  targets: Int32Array;
+  sel: Int32Array;
+  /** Also read the scalar head (one label: a critic) at every slot. */
+  values?: boolean;
+}
+
+declare const passBrand: unique symbol;
+/** Names one policyForward's kept activations; policyBackward accepts it once, before any other step runs. */
+export type PolicyPass = { readonly [passBrand]: true; readonly id: number; readonly n: number };
+
+export interface PolicyForwardResult {
+  /** log p(targets[i] | tokens[..i]) at selected slots, 0 elsewhere (B*T). */
+  logp: Float32Array;
+  /** Entropy (nats) of the next-token distribution at selected slots, 0 elsewhere (B*T). */
+  entropy: Float32Array;
+  /** Scalar-head value at every slot (B*T) when asked for. */
+  values?: Float32Array;
+  pass: PolicyPass;
+}
+
+/**
+ * Per-token RL forward (PPO, DPO): log-probabilities and entropies of chosen next tokens and, for a critic, values at
+ * every slot. Keeps the activations so policyBackward can add d(objective) without a second forward: objectives
+ * whose per-token weights depend on these log-probs (PPO ratios, DPO margins) compute them in between.
+ */
+export async function policyForward(model: TrainableModelHandle, batch: TrainBatch, t: PolicyTargets): Promise<PolicyForwardResult> {
+  const s = state(model);
+  const positions = checkBatch(s, batch);
+  const n = batch.B * batch.T;
+  if (!(t.targets instanceof Int32Array) || t.targets.length !== n) fail(`targets must be an Int32Array of B*T = ${n}`);
+  if (!(t.sel instanceof Int32Array) || t.sel.length !== n) fail(`sel must be an Int32Array of B*T = ${n}`);
+  let any = false;
+  for (let i = 0; i < n; i++) {
+    if (t.targets[i] < 0 || t.targets[i] >= s.spec.vocabSize) fail(`targets[${i}] = ${t.targets[i]} is outside the vocabulary`);
+    if (t.sel[i] !== 0) any = true;
+  }
+  if (any && !s.hasLmHead) fail('this model has no LM head to score tokens with');
+  if (t.values && s.numLabels !== 1) fail('values need a scalar head with one label (create the model with numLabels: 1)');
+  const r = await native().trainPolicyForward(s.native, batch.tokens, positions, batch.mask, batch.B, batch.T, t.targets, t.sel, t.values === true);
+  // Fresh arrays of this realm (see splitState).
+  const copy = (a: Float32Array) => new Float32Array(a);
+  return {
+    logp: copy(r.logp),
+    entropy: copy(r.entropy),
+    values: r.values ? copy(r.values) : undefined,
+    pass: { id: r.pass, n } as PolicyPass,
+  };
+}
+
+/**
+ * Adds the gradient of sum(dlogp * logp) + sum(dvalues * values) over the forward named by `pass` (pass d loss /
+ * d logp and d loss / d value to descend a loss). Rejects when another step has run on this model since.
+ */
+export function policyBackward(model: TrainableModelHandle, pass: PolicyPass, d: { dlogp?: Float32Array; dvalues?: Float32Array }): Promise<void> {
+  const s = state(model);
+  const check = (a: Float32Array | undefined, name: string) => {
+    if (a === undefined) return null;
+    if (!(a instanceof Float32Array) || a.length !== pass.n) fail(`${name} must be a Float32Array of B*T = ${pass.n}`);
+    for (let i = 0; i < a.length; i++) checkFinite(a[i], `${name}[${i}]`);
+    return a;
+  };
+  return native().trainPolicyBackward(s.native, pass.id, check(d.dlogp, 'dlogp'), check(d.dvalues, 'dvalues'));
 }
 
 export function checkOptimizerConfig(c: OptimizerConfig): OptimizerConfig {

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -154,6 +155,61 @@ class ScoreStepWorker : public TrainWorker {
   BatchCopy b_;
   std::vector<float> dscores_, scores_;
   bool backward_;
+};
+
+class PolicyForwardWorker : public TrainWorker {
+ public:
+  PolicyForwardWorker(Napi::Env env, TrainBox m, BatchCopy b, std::vector<int32_t> targets, std::vector<int32_t> sel,
+                      bool values)
+      : TrainWorker(env, std::move(m)), b_(std::move(b)), targets_(std::move(targets)), sel_(std::move(sel)),
+        want_values_(values) {}
+  void Run() override {
+    const size_t n = static_cast<size_t>(b_.B) * b_.T;
+    logp_.resize(n);
+    entropy_.resize(n);
+    values_.resize(want_values_ ? n : 0);
+    train_policy_forward(model_.get(), b_.view(), targets_.data(), sel_.data(), logp_.data(), entropy_.data(),
+                         want_values_ ? values_.data() : nullptr);
+    pass_ = model_->pass_id;
+  }
+  void OnOK() override {
+    Napi::Object o = Napi::Object::New(Env());
+    o.Set("logp", to_js(Env(), logp_));
+    o.Set("entropy", to_js(Env(), entropy_));
+    if (want_values_) o.Set("values", to_js(Env(), values_));
+    o.Set("pass", static_cast<double>(pass_));
+    deferred_.Resolve(o);
+  }
+
+ private:
+  static Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
+    auto a = Napi::Float32Array::New(env, v.size());
+    std::memcpy(a.Data(), v.data(), v.size() * sizeof(float));
+    return a;
+  }
+  BatchCopy b_;
+  std::vector<int32_t> targets_, sel_;
+  bool want_values_;
+  std::vector<float> logp_, entropy_, values_;
+  int64_t pass_ = 0;
+};
+
+class PolicyBackwardWorker : public TrainWorker {
+ public:
+  PolicyBackwardWorker(Napi::Env env, TrainBox m, int64_t pass, std::vector<float> dlogp, std::vector<float> dvalues)
+      : TrainWorker(env, std::move(m)), pass_(pass), dlogp_(std::move(dlogp)), dvalues_(std::move(dvalues)) {}
+  void Run() override {
+    if (model_->policy_pass != pass_)
+      throw std::runtime_error("policy backward: the activations of that forward are gone (another step ran since, or "
+                               "its backward already ran)");
+    train_policy_backward(model_.get(), dlogp_.empty() ? nullptr : dlogp_.data(),
+                          dvalues_.empty() ? nullptr : dvalues_.data());
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+ private:
+  int64_t pass_;
+  std::vector<float> dlogp_, dvalues_;
 };
 
 class OptimizerWorker : public TrainWorker {
@@ -309,6 +365,44 @@ Napi::Value TrainScoreStep(const Napi::CallbackInfo& info) {
   if (backward)
     ds = copy_array<float, napi_float32_array>(info[6], "dScores", static_cast<size_t>(b.B) * m->num_labels);
   auto* w = new ScoreStepWorker(info.Env(), m, std::move(b), std::move(ds), backward);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// trainPolicyForward(h, tokens, positions, mask, B, T, targets, sel, values) ->
+//   Promise<{logp, entropy, values?, pass}> (B*T each)
+Napi::Value TrainPolicyForward(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  BatchCopy b = batch_of(info, 1, *m);
+  const size_t n = static_cast<size_t>(b.B) * b.T;
+  auto targets = copy_array<int32_t, napi_int32_array>(info[6], "targets", n);
+  for (int32_t t : targets)
+    if (t < 0 || t >= m->cfg.vocab_size) throw Napi::RangeError::New(info.Env(), "target id out of range");
+  auto sel = copy_array<int32_t, napi_int32_array>(info[7], "sel", n);
+  const bool values = info[8].ToBoolean();
+  if (values && m->num_labels != 1) throw Napi::Error::New(info.Env(), "values need a scalar head with one label");
+  auto* w = new PolicyForwardWorker(info.Env(), m, std::move(b), std::move(targets), std::move(sel), values);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// trainPolicyBackward(h, pass, dlogp|null, dvalues|null) -> Promise<void>; lengths are the forward's B*T.
+Napi::Value TrainPolicyBackward(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  if (!info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "pass must be a number");
+  const int64_t pass = info[1].As<Napi::Number>().Int64Value();
+  size_t n;
+  {
+    std::lock_guard<std::mutex> lock(m->mutex);
+    n = static_cast<size_t>(m->pass.B) * m->pass.T;
+  }
+  std::vector<float> dlogp, dvalues;
+  if (!info[2].IsNull() && !info[2].IsUndefined()) dlogp = copy_array<float, napi_float32_array>(info[2], "dlogp", n);
+  if (!info[3].IsNull() && !info[3].IsUndefined())
+    dvalues = copy_array<float, napi_float32_array>(info[3], "dvalues", n);
+  auto* w = new PolicyBackwardWorker(info.Env(), m, pass, std::move(dlogp), std::move(dvalues));
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
@@ -473,6 +567,8 @@ void register_training_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("trainZeroGrad", Napi::Function::New(env, TrainZeroGrad));
   exports.Set("trainLmStep", Napi::Function::New(env, TrainLmStep));
   exports.Set("trainScoreStep", Napi::Function::New(env, TrainScoreStep));
+  exports.Set("trainPolicyForward", Napi::Function::New(env, TrainPolicyForward));
+  exports.Set("trainPolicyBackward", Napi::Function::New(env, TrainPolicyBackward));
   exports.Set("trainOptimizerStep", Napi::Function::New(env, TrainOptimizerStep));
   exports.Set("opTrainMatmulBackward", Napi::Function::New(env, OpTrainMatmulBackward));
   exports.Set("opTrainRmsnormBackward", Napi::Function::New(env, OpTrainRmsnormBackward));

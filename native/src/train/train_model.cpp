@@ -4,7 +4,9 @@
 #include "train_model.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 namespace {
 
@@ -22,6 +24,7 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
   TrainActivations& A = m->act;
   A.B = bt.B;
   A.T = bt.T;
+  m->pass_id++;
   const size_t n = N;
   A.cos_t.resize(n * D / 2);
   A.sin_t.resize(n * D / 2);
@@ -112,6 +115,9 @@ void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std
   }
   embedding_backward(G(m, m->embed), dh.data(), bt.tokens, N, C);
 }
+
+// Rows of logits gathered per chunk by the policy step: bounds its scratch to kPolicyChunk x vocab floats.
+constexpr int kPolicyChunk = 256;
 
 }  // namespace
 
@@ -261,3 +267,112 @@ double train_optimizer_step(TrainModel* m, const AdamWConfig& c, double* lr_out)
 }
 
 void train_zero_grad(TrainModel* m) { std::fill(m->grads.begin(), m->grads.end(), 0.0f); }
+
+void train_policy_forward(TrainModel* m, const TrainBatchView& bt, const int32_t* targets, const int32_t* sel,
+                          float* logp, float* entropy, float* values) {
+  const int N = bt.B * bt.T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+  forward_to_final_norm(m, bt);
+  TrainModel::PolicyPass& pass = m->pass;
+  pass.B = bt.B;
+  pass.T = bt.T;
+  pass.tokens.assign(bt.tokens, bt.tokens + N);
+  pass.positions.assign(bt.positions, bt.positions + N);
+  pass.mask.assign(bt.mask, bt.mask + N);
+  pass.targets.assign(targets, targets + N);
+  pass.rows.clear();
+  for (int i = 0; i < N; i++)
+    if (sel[i] != 0) pass.rows.push_back(i);
+  pass.values = values != nullptr && m->num_labels == 1;
+  m->policy_pass = m->pass_id;
+  ThreadPool* pool = m->pool.get();
+  if (logp != nullptr) std::fill(logp, logp + N, 0.0f);
+  if (entropy != nullptr) std::fill(entropy, entropy + N, 0.0f);
+  const bool lm = m->lm_head != kNone && (logp != nullptr || entropy != nullptr);
+  const int M = static_cast<int>(pass.rows.size());
+  std::vector<float> hsel, logits;
+  for (int r0 = 0; lm && r0 < M; r0 += kPolicyChunk) {
+    const int rc = std::min(kPolicyChunk, M - r0);
+    hsel.resize(static_cast<size_t>(rc) * C);
+    logits.resize(static_cast<size_t>(rc) * V);
+    for (int r = 0; r < rc; r++)
+      std::memcpy(hsel.data() + static_cast<size_t>(r) * C, m->act.xf.data() + static_cast<size_t>(pass.rows[r0 + r]) * C,
+                  sizeof(float) * C);
+    matmul_forward(logits.data(), hsel.data(), P(m, m->lm_head), WEIGHT_F32, nullptr, rc, C, V, false, pool);
+    pool->parallel_for(rc, 1, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; r++) {
+        const float* z = logits.data() + r * V;
+        float mx = z[0];
+        for (int i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+        double sum = 0, zsum = 0;  // sum e^(z-mx), sum e^(z-mx) * z
+        for (int i = 0; i < V; i++) {
+          const double p = std::exp(static_cast<double>(z[i]) - mx);
+          sum += p;
+          zsum += p * z[i];
+        }
+        const double lse = mx + std::log(sum);
+        const int slot = pass.rows[r0 + r];
+        if (logp != nullptr) logp[slot] = static_cast<float>(z[pass.targets[slot]] - lse);
+        if (entropy != nullptr) entropy[slot] = static_cast<float>(lse - zsum / sum);  // -sum p log p
+      }
+    });
+  }
+  if (pass.values)
+    matmul_forward(values, m->act.xf.data(), P(m, m->score), WEIGHT_F32, nullptr, N, C, 1, false, pool);
+  else if (values != nullptr)
+    std::fill(values, values + N, 0.0f);
+}
+
+void train_policy_backward(TrainModel* m, const float* dlogp, const float* dvalues) {
+  if (m->policy_pass < 0 || m->policy_pass != m->pass_id)
+    throw std::runtime_error("policy backward: the activations of that forward are gone (another step ran since)");
+  const TrainModel::PolicyPass& pass = m->pass;
+  const TrainBatchView bt{pass.B, pass.T, pass.tokens.data(), pass.positions.data(), pass.mask.data()};
+  const int N = pass.B * pass.T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+  ThreadPool* pool = m->pool.get();
+  std::vector<float> dxf(static_cast<size_t>(N) * C, 0.0f);
+  if (dlogp != nullptr && m->lm_head != kNone) {
+    std::vector<int> rows;
+    for (int slot : pass.rows)
+      if (dlogp[slot] != 0.0f) rows.push_back(slot);
+    const int M = static_cast<int>(rows.size());
+    std::vector<float> hsel, dz, dh;
+    for (int r0 = 0; r0 < M; r0 += kPolicyChunk) {
+      const int rc = std::min(kPolicyChunk, M - r0);
+      hsel.resize(static_cast<size_t>(rc) * C);
+      dh.resize(hsel.size());
+      dz.resize(static_cast<size_t>(rc) * V);
+      for (int r = 0; r < rc; r++)
+        std::memcpy(hsel.data() + static_cast<size_t>(r) * C, m->act.xf.data() + static_cast<size_t>(rows[r0 + r]) * C,
+                    sizeof(float) * C);
+      matmul_forward(dz.data(), hsel.data(), P(m, m->lm_head), WEIGHT_F32, nullptr, rc, C, V, false, pool);
+      // d logp_t / d z = onehot(t) - softmax(z), scaled by dlogp.
+      pool->parallel_for(rc, 1, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; r++) {
+          float* z = dz.data() + r * V;
+          const int slot = rows[r0 + r];
+          float mx = z[0];
+          for (int i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+          double sum = 0;
+          for (int i = 0; i < V; i++) sum += std::exp(static_cast<double>(z[i]) - mx);
+          const double lse = mx + std::log(sum), g = dlogp[slot];
+          for (int i = 0; i < V; i++) z[i] = static_cast<float>(-g * std::exp(static_cast<double>(z[i]) - lse));
+          z[pass.targets[slot]] += static_cast<float>(g);
+        }
+      });
+      matmul_backward(dh.data(), G(m, m->lm_head), nullptr, dz.data(), hsel.data(), P(m, m->lm_head), rc, C, V, false,
+                      pool);
+      for (int r = 0; r < rc; r++) {
+        float* d = dxf.data() + static_cast<size_t>(rows[r0 + r]) * C;
+        const float* s = dh.data() + static_cast<size_t>(r) * C;
+        for (int c = 0; c < C; c++) d[c] += s[c];
+      }
+    }
+  }
+  if (dvalues != nullptr && pass.values) {
+    std::vector<float> dv(dvalues, dvalues + N);
+    matmul_backward(dxf.data(), G(m, m->score), nullptr, dv.data(), m->act.xf.data(), P(m, m->score), N, C, 1, true,
+                    pool);
+  }
+  backward_from_final_norm(m, bt, dxf);
+  m->policy_pass = -1;  // activations are consumed: a second backward would double-count
+}

@@ -51,6 +51,16 @@ struct TrainModel {
   std::vector<float> inv_freq;  // (D/2)
   int64_t step = 0;             // optimizer steps taken
   TrainActivations act;
+  // The last train_policy_forward's batch and gathered rows, kept for its train_policy_backward; pass_id counts
+  // forwards so the binding can refuse a backward whose activations another step has overwritten.
+  struct PolicyPass {
+    int B = 0, T = 0;
+    std::vector<int32_t> tokens, positions, mask, targets;
+    std::vector<int> rows;  // slots with sel != 0, ascending
+    bool values = false;    // the forward computed value-head outputs
+  } pass;
+  int64_t pass_id = 0;       // incremented by every forward
+  int64_t policy_pass = -1;  // pass_id of the last train_policy_forward
   std::unique_ptr<ThreadPool> pool;
   std::mutex mutex;  // one call at a time
 };
@@ -78,6 +88,18 @@ double train_lm_step(TrainModel* m, const TrainBatchView& batch, const int32_t* 
 // backward of sum(dscores * scores) into grads. Rows without a real token score 0 and get no gradient.
 void train_score_step(TrainModel* m, const TrainBatchView& batch, const float* dscores /* (B, L) or null */,
                       float* scores /* (B, L) */);
+
+// Per-token policy forward for RL objectives (PPO, DPO): for each slot i with sel[i] != 0, the log-probability of
+// targets[i] under the LM head and the entropy of that next-token distribution -> logp (B*T), entropy (B*T); with
+// a scalar head of one label, the value read at every slot -> values (B*T) (a critic). Slots not selected get 0.
+// Keeps the activations for train_policy_backward. Either output group may be skipped with a null pointer.
+void train_policy_forward(TrainModel* m, const TrainBatchView& batch, const int32_t* targets, const int32_t* sel,
+                          float* logp, float* entropy, float* values);
+
+// Backward of sum_i dlogp[i] * logp[i] + dvalues[i] * values[i] over the last train_policy_forward's batch into
+// grads (dlogp over its selected slots only; either may be null). d logp_t / d logits = onehot(t) - softmax, so
+// the logits of the selected rows are recomputed here instead of kept (rows x vocab floats).
+void train_policy_backward(TrainModel* m, const float* dlogp, const float* dvalues);
 
 // Clip by global norm, then AdamW at lr_at_step(step); step++. Returns the pre-clip gradient norm; *lr_out gets
 // the learning rate used.
