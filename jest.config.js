@@ -1,6 +1,6 @@
 // Jest for the whole monorepo: unit specs beside the code (apps/, libs/) and
 // integration tests under test/ that boot real services against real NATS/Redis.
-const aliases = ['contracts', 'config', 'mesh', 'model', 'kernels', 'moderation', 'store'];
+const aliases = ['contracts', 'config', 'mesh', 'model', 'kernels', 'moderation', 'rl', 'store'];
 const moduleNameMapper = Object.fromEntries(
   aliases.map((name) => [`^@flywheel/${name}$`, `<rootDir>/libs/${name}/src`]),
 );

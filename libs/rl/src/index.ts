@@ -1,0 +1,6 @@
+/**
+ * @flywheel/rl: reinforcement learning from feedback on the native training path — the advantage and loss math
+ * (GAE, whitening, clipped PPO losses, KL estimators and controllers, DPO), the PPO trainer (rollouts, scoring,
+ * updates, resumable state) and the DPO trainer. Not the BullMQ jobs (apps/trainer) nor the kernels (libs/kernels).
+ */
+export {};
