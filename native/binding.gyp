@@ -28,6 +28,7 @@
         "src/train/swiglu_train.cpp",
         "src/train/loss_train.cpp",
         "src/train/adamw.cpp",
+        "src/train/lora_train.cpp",
         "src/train/train_model.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

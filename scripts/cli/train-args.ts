@@ -30,6 +30,12 @@ export type TrainArgs = z.infer<ReturnType<typeof trainArgsSchema>>;
 
 /** The parsed arguments, or null after printing one error line and the usage (the caller exits 2). */
 export function parseTrainArgs(argv: string[], command: string, usage: string, defaults: TrainDefaults): TrainArgs | null {
+  return parseTrainArgsWith(argv, command, usage, defaults, {});
+}
+
+/** parseTrainArgs plus a command's own options (`--beta`) by flag name, each a schema of its string value. */
+export function parseTrainArgsWith<E extends z.ZodRawShape>(argv: string[], command: string, usage: string, defaults: TrainDefaults, extra: E) {
+  const own = Object.fromEntries(Object.keys(extra).map((name) => [name, { type: 'string' as const }]));
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -44,10 +50,13 @@ export function parseTrainArgs(argv: string[], command: string, usage: string, d
       seed: { type: 'string' },
       threads: { type: 'string' },
       json: { type: 'boolean' },
+      ...own,
     },
     strict: true,
   });
-  const parsed = trainArgsSchema(defaults).safeParse({ ...values, batchSize: values['batch-size'], seqLen: values['seq-len'] });
+  const parsed = trainArgsSchema(defaults)
+    .extend(extra)
+    .safeParse({ ...values, batchSize: values['batch-size'], seqLen: values['seq-len'] });
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   process.stderr.write(`flywheel ${command}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? 'invalid arguments'}\n${usage}\n`);

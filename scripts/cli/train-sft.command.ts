@@ -6,16 +6,34 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { z } from 'zod';
+import { LORA_TARGETS } from '@flywheel/kernels';
 import { runSft } from '@flywheel/model';
-import { drawProgress, parseTrainArgs } from './train-args';
+import { drawProgress, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_SFT_USAGE =
   'usage: flywheel train sft --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--batch-size N] [--seq-len N] ' +
-  '[--heldout FRACTION] [--seed S] [--threads N] [--json]';
+  '[--heldout FRACTION] [--seed S] [--threads N] [--lora-rank R [--lora-alpha A] [--lora-targets q_proj,v_proj,...]] [--json]';
+
+const loraFlags = {
+  'lora-rank': z.coerce.number().int().positive().optional(),
+  'lora-alpha': z.coerce.number().positive().optional(),
+  'lora-targets': z
+    .string()
+    .transform((s) => s.split(',').map((t) => t.trim()))
+    .pipe(z.array(z.enum(LORA_TARGETS)).min(1))
+    .optional(),
+};
 
 export async function trainSftCommand(argv: string[]): Promise<number> {
-  const a = parseTrainArgs(argv, 'train sft', TRAIN_SFT_USAGE, { steps: 100, lr: 1e-3, heldout: 0.1 });
+  const a = parseTrainArgsWith(argv, 'train sft', TRAIN_SFT_USAGE, { steps: 100, lr: 1e-3, heldout: 0.1 }, loraFlags);
   if (a === null) return 2;
+  const rank = a['lora-rank'];
+  if (rank === undefined && (a['lora-alpha'] !== undefined || a['lora-targets'] !== undefined)) {
+    process.stderr.write(`flywheel train sft: --lora-alpha and --lora-targets need --lora-rank\n${TRAIN_SFT_USAGE}\n`);
+    return 2;
+  }
+  const lora = rank === undefined ? undefined : { rank, alpha: a['lora-alpha'], targets: a['lora-targets'] };
   const dataPath = path.resolve(a.data);
   const r = await runSft({
     modelDir: a.model,
@@ -28,6 +46,7 @@ export async function trainSftCommand(argv: string[]): Promise<number> {
     heldout: a.heldout,
     seed: a.seed,
     threads: a.threads,
+    lora,
     onProgress: (p) => drawProgress(p.step, p.steps, `loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} ${Math.round(p.tokensPerS)} tok/s`),
   });
   const summary = {
@@ -38,9 +57,12 @@ export async function trainSftCommand(argv: string[]): Promise<number> {
     heldout_loss_after: r.heldoutLossAfter,
     tokens_per_s: r.tokensPerS,
     mfu: r.mfu,
+    ...(r.lora ? { lora: { rank: r.lora.rank, alpha: r.lora.alpha, targets: r.lora.targets, trainable_params: r.numParams } } : {}),
   };
   process.stderr.write(
-    `flywheel train sft: ${r.trainCount} train / ${r.heldoutCount} held-out conversations, ${r.numParams} params; ` +
+    `flywheel train sft: ${r.trainCount} train / ${r.heldoutCount} held-out conversations, ${r.numParams} params` +
+      (r.lora ? ` (LoRA r=${r.lora.rank} on ${r.lora.targets.join(',')}; ${r.frozenParams} frozen)` : '') +
+      '; ' +
       `peak ${(r.peakFlops / 1e9).toFixed(1)} GFLOP/s (f32 matmul probe, this run); wrote ${r.outDir}\n`,
   );
   if (a.json) process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -75,7 +75,8 @@ export class SftProcessor implements OnApplicationBootstrap, BeforeApplicationSh
     const text = await this.store.trainingText(data.data, 'sft');
     const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
     const every = Math.max(1, Math.floor(data.steps / 20));
-    this.logger.log(`job ${jobId}: SFT of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, batch ${data.batchSize} → ${outDir}`);
+    const lora = data.lora ? `, LoRA r=${data.lora.rank}` : '';
+    this.logger.log(`job ${jobId}: SFT of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, batch ${data.batchSize}${lora} → ${outDir}`);
 
     let r: SftResult;
     try {
@@ -91,6 +92,7 @@ export class SftProcessor implements OnApplicationBootstrap, BeforeApplicationSh
         seed: data.seed,
         threads: this.config.trainer.threads || undefined,
         checkpointEvery: data.checkpointEvery,
+        lora: data.lora,
         resume: true,
         onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
         onProgress: async (p) => {

@@ -15,6 +15,23 @@ export const trainingDataSourceSchema = z.discriminatedUnion('kind', [
 export type TrainingDataSource = z.infer<typeof trainingDataSourceSchema>;
 
 /**
+ * LoRA adapters for a fine-tuning job: the base stays frozen, each targeted projection gets trainable low-rank A/B
+ * (scaled by alpha / rank); the job's checkpoint holds the merged weights, its `adapter/` folder the PEFT adapter.
+ */
+export const loraJobOptionsSchema = z.strictObject({
+  rank: z.int().positive().max(4096),
+  /** Default 2 * rank. */
+  alpha: z.number().positive().max(1e6).optional(),
+  /** Projections in every layer; default all seven. */
+  targets: z
+    .array(z.enum(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']))
+    .min(1)
+    .refine((t) => new Set(t).size === t.length, 'lists a projection twice')
+    .optional(),
+});
+export type LoraJobOptions = z.infer<typeof loraJobOptionsSchema>;
+
+/**
  * Data of a job on the `sft` queue. The training set is an SFT export in the store (its JSONL content) or a JSONL
  * file readable by the trainer; the checkpoint goes to `<state dir>/checkpoints/<outName>` (default `sft-<job id>`),
  * so a job restarted under the same id resumes from its last saved step.
@@ -33,6 +50,8 @@ export const sftJobDataSchema = z.strictObject({
   checkpointEvery: z.int().nonnegative().default(50),
   /** Folder name under `<state dir>/checkpoints/`: letters, digits, `.`, `_`, `-`. */
   outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  /** Train LoRA adapters instead of every weight. */
+  lora: loraJobOptionsSchema.optional(),
 });
 export type SftJobData = z.infer<typeof sftJobDataSchema>;
 export type SftJobDataInput = z.input<typeof sftJobDataSchema>;
@@ -83,3 +102,72 @@ export const rewardTrainJobDataSchema = z.strictObject({
 });
 export type RewardTrainJobData = z.infer<typeof rewardTrainJobDataSchema>;
 export type RewardTrainJobDataInput = z.input<typeof rewardTrainJobDataSchema>;
+
+// ---- dpo (offline preference optimization; owned with apps/trainer/src/dpo.processor.ts) ---------------------
+
+/**
+ * DPO defaults shared by the job, `flywheel train dpo` and runDpoTraining. β 0.1 is the paper's and TRL's. The lr
+ * suits models of a few million parameters or less (the committed stories260K): TRL's 5e-7..1e-6 is meant for
+ * billion-parameter models and barely moves a small one, while 1e-3 over-optimizes it (both sides' log-probs fall,
+ * the chosen implied reward ends far below zero).
+ */
+export const DPO_DEFAULTS = { steps: 60, lr: 5e-5, beta: 0.1, labelSmoothing: 0, batchSize: 8, heldout: 0.2 } as const;
+
+/**
+ * Data of a job on the `dpo` queue: DPO of a policy checkpoint (also the frozen reference) on a preference export
+ * (`{prompt, chosen, rejected}` lines) or a JSONL file of that format. The checkpoint goes to
+ * `<state dir>/checkpoints/<outName>` (default `dpo-<job id>`), so a job restarted under the same id resumes.
+ */
+export const dpoJobDataSchema = z.strictObject({
+  modelDir: z.string().min(1),
+  data: trainingDataSourceSchema,
+  steps: z.int().positive().max(1_000_000).default(DPO_DEFAULTS.steps),
+  lr: z.number().positive().max(1).default(DPO_DEFAULTS.lr),
+  /** Strength of the implicit KL penalty to the reference: larger keeps the policy closer to it. */
+  beta: z.number().positive().max(100).default(DPO_DEFAULTS.beta),
+  /** Conservative DPO: the assumed probability that a pair's label is flipped. */
+  labelSmoothing: z.number().min(0).lt(0.5).default(DPO_DEFAULTS.labelSmoothing),
+  /** Preference pairs per optimizer step (each is two sequences). */
+  batchSize: z.int().positive().max(1024).default(DPO_DEFAULTS.batchSize),
+  seqLen: z.int().min(2).max(131_072).optional(),
+  heldout: z.number().min(0).max(0.5).default(DPO_DEFAULTS.heldout),
+  seed: z.int().nonnegative().default(0),
+  /** Checkpoint + training state every N steps (0: only at the end). */
+  checkpointEvery: z.int().nonnegative().default(50),
+  outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+});
+export type DpoJobData = z.infer<typeof dpoJobDataSchema>;
+export type DpoJobDataInput = z.input<typeof dpoJobDataSchema>;
+
+/** What a `dpo` job reports through job.updateProgress after every optimizer step (rewards: implied, β (π − π_ref)). */
+export const dpoJobProgressSchema = z.strictObject({
+  step: z.int().nonnegative(),
+  steps: z.int().positive(),
+  loss: z.number(),
+  /** Fraction of the step's pairs whose chosen implied reward is higher (ties count half). */
+  accuracy: z.number(),
+  chosenReward: z.number(),
+  rejectedReward: z.number(),
+  margin: z.number(),
+  gradNorm: z.number(),
+  lr: z.number(),
+});
+export type DpoJobProgress = z.infer<typeof dpoJobProgressSchema>;
+
+/** A `dpo` job's return value: the candidate policy version it registered and its held-out preference metrics. */
+export const dpoJobResultSchema = z.strictObject({
+  versionId: z.string(),
+  trainingRunId: z.string(),
+  checkpointDir: z.string(),
+  pairs: z.int(),
+  heldoutPairs: z.int(),
+  heldoutAccuracyBefore: z.number().nullable(),
+  heldoutAccuracy: z.number().nullable(),
+  heldoutMarginBefore: z.number().nullable(),
+  heldoutMarginAfter: z.number().nullable(),
+  lossFirst: z.number().nullable(),
+  lossLast: z.number().nullable(),
+  steps: z.int(),
+  resumedFromStep: z.int(),
+});
+export type DpoJobResult = z.infer<typeof dpoJobResultSchema>;

@@ -35,6 +35,40 @@ export function matmulBackward(dy: F64, x: F64, w: F64, N: number, n: number, o:
   return { dx, dw, db };
 }
 
+/** LoRA term y (N,out) = scale * (x (N,in) @ a(r,in)^T) @ b(out,r)^T, written out with plain loops. */
+export function loraForward(x: F64, a: F64, b: F64, scale: number, N: number, n: number, o: number, r: number): F64 {
+  const y = new Float64Array(N * o);
+  for (let t = 0; t < N; t++)
+    for (let k = 0; k < r; k++) {
+      let xa = 0;
+      for (let i = 0; i < n; i++) xa += x[t * n + i] * a[k * n + i];
+      for (let j = 0; j < o; j++) y[t * o + j] += scale * xa * b[j * r + k];
+    }
+  return y;
+}
+
+/** dx = scale (dy b) a, da = scale (dy b)^T x, db = scale dy^T (x a^T). */
+export function loraBackward(dy: F64, x: F64, a: F64, b: F64, scale: number, N: number, n: number, o: number, r: number): { dx: F64; da: F64; db: F64 } {
+  const dx = new Float64Array(N * n);
+  const da = new Float64Array(r * n);
+  const db = new Float64Array(o * r);
+  for (let t = 0; t < N; t++)
+    for (let k = 0; k < r; k++) {
+      let xa = 0;
+      let dyb = 0;
+      for (let i = 0; i < n; i++) xa += x[t * n + i] * a[k * n + i];
+      for (let j = 0; j < o; j++) {
+        dyb += dy[t * o + j] * b[j * r + k];
+        db[j * r + k] += scale * dy[t * o + j] * xa;
+      }
+      for (let i = 0; i < n; i++) {
+        dx[t * n + i] += scale * dyb * a[k * n + i];
+        da[k * n + i] += scale * dyb * x[t * n + i];
+      }
+    }
+  return { dx, da, db };
+}
+
 export function rmsnormForward(x: F64, w: F64, N: number, C: number, eps: number): F64 {
   const y = new Float64Array(N * C);
   for (let t = 0; t < N; t++) {

@@ -1,8 +1,9 @@
 /**
  * The checked TypeScript API over the native training path (native/src/train): a trainable model with f32 master
  * weights, the LM (next-token cross-entropy with per-token weights) and scalar-head steps that accumulate
- * gradients, AdamW with clipping and a warmup + cosine schedule, and state copies for export and resume.
- * Every argument is validated here before it crosses into C++. Not data loading, tokenization or checkpoint files.
+ * gradients, AdamW with clipping and a warmup + cosine schedule, optional LoRA adapters (frozen base, merged for
+ * export), and state copies for export and resume. Every argument is validated here before it crosses into C++.
+ * Not data loading, tokenization or checkpoint files.
  */
 import { expectedWeightShapes } from './kernels';
 import type { ModelSpec, WeightMap } from './kernels.types';
@@ -14,18 +15,30 @@ export type TrainableModelHandle = { readonly [trainableBrand]: true };
 
 /** Raw training exports of the addon (binding/training.cpp); unchecked. */
 interface NativeTraining {
-  trainModelCreate(spec: object, names: string[], tensors: Float32Array[], numLabels: number, threads: number): NativeExternal;
+  trainModelCreate(
+    spec: object,
+    names: string[],
+    tensors: Float32Array[],
+    numLabels: number,
+    threads: number,
+    lora: { rank: number; alpha: number; targets: string[] } | null,
+  ): NativeExternal;
   trainModelFree(h: NativeExternal): void;
   trainModelLayout(h: NativeExternal): {
     names: string[];
     rows: number[];
     cols: number[];
     offsets: number[];
+    frozen: boolean[];
     numParams: number;
+    numFrozen: number;
+    loraRank: number;
+    loraScale: number;
     step: number;
     threads: number;
   };
-  trainGetState(h: NativeExternal, which: StateBuffer): Float32Array;
+  trainGetState(h: NativeExternal, which: StateBuffer | 'frozen'): Float32Array;
+  trainMergedWeights(h: NativeExternal): Float32Array;
   trainSetState(h: NativeExternal, which: StateBuffer, data: Float32Array): void;
   trainSetStep(h: NativeExternal, step: number): void;
   trainZeroGrad(h: NativeExternal): void;
@@ -62,6 +75,7 @@ interface NativeTraining {
   ): Promise<{ logp: Float32Array; entropy: Float32Array; values?: Float32Array; pass: number }>;
   trainPolicyBackward(h: NativeExternal, pass: number, dlogp: Float32Array | null, dvalues: Float32Array | null): Promise<void>;
   trainOptimizerStep(h: NativeExternal, config: OptimizerConfig): Promise<{ gradNorm: number; lr: number; step: number }>;
+  opTrainLora(x: Float32Array, a: Float32Array, b: Float32Array, dy: Float32Array, scale: number, N: number, n: number, o: number, r: number): { y: Float32Array; dx: Float32Array; da: Float32Array; db: Float32Array };
   opTrainMatmulBackward(dy: Float32Array, x: Float32Array, w: Float32Array, N: number, n: number, o: number, reference: boolean): { dx: Float32Array; dw: Float32Array; db: Float32Array };
   opTrainRmsnormBackward(dy: Float32Array, x: Float32Array, w: Float32Array, N: number, C: number, eps: number): { y: Float32Array; dx: Float32Array; dw: Float32Array };
   opTrainRopeBackward(dy: Float32Array, positions: Int32Array, invFreq: Float32Array, N: number, H: number, D: number): Float32Array;
@@ -90,12 +104,41 @@ interface TrainableState {
   spec: ModelSpec;
   numLabels: number;
   hasLmHead: boolean;
+  /** Trainable tensors: offsets into params / grads / AdamW moments (numParams). */
   layout: TensorLayout[];
   numParams: number;
+  /** Frozen base tensors under LoRA: offsets into the frozen buffer (numFrozen); empty without LoRA. */
+  frozenLayout: TensorLayout[];
+  numFrozen: number;
+  lora: LoraInfo | null;
   freed: boolean;
 }
 
 const trainables = new WeakMap<object, TrainableState>();
+
+/** The projections a LoRA adapter may target (HF module names of LlamaAttention / LlamaMLP). */
+export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+
+export interface LoraOptions {
+  /** Rank r of each adapter: A is (r, in), B is (out, r). */
+  rank: number;
+  /** The update is scaled by alpha / rank (PEFT's lora_alpha); default 2 * rank. */
+  alpha?: number;
+  /** Projections that get an adapter in every layer; default all seven. */
+  targets?: readonly LoraTarget[];
+  /** Seed of A's initialisation (uniform in +-1/sqrt(in), as PEFT's kaiming_uniform(a=sqrt(5))); default 0. */
+  seed?: number;
+}
+
+/** The resolved LoRA configuration of a model. */
+export interface LoraInfo {
+  rank: number;
+  alpha: number;
+  /** alpha / rank as the native path applies it (f32). */
+  scale: number;
+  targets: LoraTarget[];
+}
 
 export interface CreateTrainableOptions {
   /** Native worker threads (the calling thread included); default: hardware cores. */
@@ -105,6 +148,13 @@ export interface CreateTrainableOptions {
    * LlamaForSequenceClassification; must then be in the weight map. 0 (default): no scalar head.
    */
   numLabels?: number;
+  /**
+   * LoRA: every base tensor is frozen (no gradient, no AdamW moments, never changed) and each targeted projection
+   * W of every layer gets trainable A (r, in) and B (out, r): y = x W^T + alpha/r * (x A^T) B^T. The score head,
+   * when present, stays trainable. Adapters found in `weights` under their PEFT names (loraAdapterShapes) are used
+   * as given (all or none); otherwise A is random and B zero, so the model starts equal to the base.
+   */
+  lora?: LoraOptions;
 }
 
 /**
@@ -204,6 +254,65 @@ export function trainableWeightShapes(spec: ModelSpec, numLabels = 0): Map<strin
   return shapes;
 }
 
+/** PEFT's name of layer `layer`'s adapter matrix on `target` (as in adapter_model.safetensors). */
+export function loraAdapterName(layer: number, target: LoraTarget, which: 'A' | 'B'): string {
+  const block = target === 'gate_proj' || target === 'up_proj' || target === 'down_proj' ? 'mlp' : 'self_attn';
+  return `base_model.model.model.layers.${layer}.${block}.${target}.lora_${which}.weight`;
+}
+
+/** Every adapter tensor of a LoRA model, by PEFT name, with its [rows, cols]: A [rank, in], B [out, rank]. */
+export function loraAdapterShapes(spec: ModelSpec, lora: { rank: number; targets: readonly LoraTarget[] }): Map<string, [number, number]> {
+  const C = spec.hiddenSize, I = spec.intermediateSize;
+  const qd = spec.numHeads * spec.headDim, kvd = spec.numKvHeads * spec.headDim;
+  const dims: Record<LoraTarget, [number, number]> = {
+    q_proj: [C, qd],
+    k_proj: [C, kvd],
+    v_proj: [C, kvd],
+    o_proj: [qd, C],
+    gate_proj: [C, I],
+    up_proj: [C, I],
+    down_proj: [I, C],
+  };
+  const shapes = new Map<string, [number, number]>();
+  for (let l = 0; l < spec.numLayers; l++) {
+    for (const t of LORA_TARGETS) {
+      if (!lora.targets.includes(t)) continue;
+      const [inDim, outDim] = dims[t];
+      shapes.set(loraAdapterName(l, t, 'A'), [lora.rank, inDim]);
+      shapes.set(loraAdapterName(l, t, 'B'), [outDim, lora.rank]);
+    }
+  }
+  return shapes;
+}
+
+function checkLora(o: LoraOptions): { rank: number; alpha: number; targets: LoraTarget[]; seed: number } {
+  if (typeof o !== 'object' || o === null) fail('lora must be an object {rank, alpha?, targets?, seed?}');
+  const rank = checkInt(o.rank, 'lora.rank', 1, 1 << 16);
+  const alpha = checkFinite(o.alpha ?? 2 * rank, 'lora.alpha', 0);
+  if (alpha === 0) fail('lora.alpha must be positive');
+  const targets = o.targets ?? LORA_TARGETS;
+  if (!Array.isArray(targets) || targets.length === 0) fail(`lora.targets must be a non-empty list of ${LORA_TARGETS.join(', ')}`);
+  const known: readonly string[] = LORA_TARGETS;
+  for (const t of targets) {
+    if (!known.includes(t)) fail(`lora.targets: unknown projection '${String(t)}' (expected some of ${LORA_TARGETS.join(', ')})`);
+  }
+  if (new Set(targets).size !== targets.length) fail('lora.targets lists a projection twice');
+  const seed = checkInt(o.seed ?? 0, 'lora.seed', 0, 2 ** 32 - 1);
+  return { rank, alpha, targets: LORA_TARGETS.filter((t) => targets.includes(t)), seed };
+}
+
+/** mulberry32: a small seeded generator of uniform [0, 1) for the adapters' initialisation. */
+function seededUniform(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** HF position ids for a padded batch: number of real tokens before each slot, clamped at 0. */
 export function defaultPositions(mask: Int32Array, B: number, T: number): Int32Array {
   const pos = new Int32Array(B * T);
@@ -240,9 +349,9 @@ function checkBatch(s: TrainableState, batch: TrainBatch): Int32Array {
   return positions;
 }
 
-function splitState(s: TrainableState, flat: Float32Array): Map<string, Float32Array> {
+function splitState(s: TrainableState, flat: Float32Array, layout = s.layout): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
-  for (const t of s.layout) {
+  for (const t of layout) {
     // A fresh array of this realm (the addon's arrays come from the main context, which jest's vm differs from).
     const a = new Float32Array(t.shape[0] * t.shape[1]);
     a.set(flat.subarray(t.offset, t.offset + a.length));
@@ -280,26 +389,59 @@ export function createTrainableModel(spec: ModelSpec, weights: WeightMap, opts: 
   // A sequence-classification checkpoint has no lm_head: allowed when a scalar head is trained.
   const hasLmHead = spec.tieWordEmbeddings || weights.has('lm_head.weight');
   if (!hasLmHead && numLabels > 0) shapes.delete('lm_head.weight');
+  const lora = opts.lora === undefined ? null : checkLora(opts.lora);
   const names: string[] = [];
   const tensors: Float32Array[] = [];
-  for (const [name, [rows, cols]] of shapes) {
-    const t = weights.get(name);
+  const take = (name: string, rows: number, cols: number, t: Float32Array | undefined) => {
     if (t === undefined) fail(`missing weight tensor ${name} (expected shape [${rows}, ${cols}])`);
     if (!(t instanceof Float32Array)) fail(`weight ${name} must be a Float32Array`);
     if (t.length !== rows * cols) fail(`weight ${name} has ${t.length} elements, expected ${rows}x${cols}`);
     names.push(name);
     tensors.push(t);
+  };
+  for (const [name, [rows, cols]] of shapes) take(name, rows, cols, weights.get(name));
+  if (lora !== null) {
+    const adapters = loraAdapterShapes(spec, lora);
+    const given = [...weights.keys()].filter((n) => n.startsWith('base_model.model.') && n.includes('.lora_'));
+    if (given.length > 0) {
+      // Resuming or continuing an adapter: the map must hold exactly this configuration's adapters.
+      const extra = given.find((n) => !adapters.has(n));
+      if (extra !== undefined) fail(`weights hold adapter ${extra}, which lora (rank ${lora.rank}, targets ${lora.targets.join(',')}) does not have`);
+      for (const [name, [rows, cols]] of adapters) take(name, rows, cols, weights.get(name));
+    } else {
+      const rand = seededUniform(lora.seed);
+      for (const [name, [rows, cols]] of adapters) {
+        const t = new Float32Array(rows * cols);
+        if (name.endsWith('lora_A.weight')) {
+          const bound = 1 / Math.sqrt(cols);
+          for (let i = 0; i < t.length; i++) t[i] = (rand() * 2 - 1) * bound;
+        }
+        take(name, rows, cols, t);
+      }
+    }
   }
   const raw = native();
-  const handleNative = raw.trainModelCreate({ ...spec }, names, tensors, numLabels, threads);
+  const nativeLora = lora === null ? null : { rank: lora.rank, alpha: lora.alpha, targets: [...lora.targets] };
+  const handleNative = raw.trainModelCreate({ ...spec }, names, tensors, numLabels, threads, nativeLora);
   const info = raw.trainModelLayout(handleNative);
-  const layout: TensorLayout[] = info.names.map((name, i) => ({
-    name,
-    shape: [info.rows[i], info.cols[i]],
-    offset: info.offsets[i],
-  }));
+  const layout: TensorLayout[] = [];
+  const frozenLayout: TensorLayout[] = [];
+  info.names.forEach((name, i) => {
+    (info.frozen[i] ? frozenLayout : layout).push({ name, shape: [info.rows[i], info.cols[i]], offset: info.offsets[i] });
+  });
   const handle = handleNative as TrainableModelHandle;
-  trainables.set(handle, { native: handleNative, spec: { ...spec }, numLabels, hasLmHead, layout, numParams: info.numParams, freed: false });
+  trainables.set(handle, {
+    native: handleNative,
+    spec: { ...spec },
+    numLabels,
+    hasLmHead,
+    layout,
+    numParams: info.numParams,
+    frozenLayout,
+    numFrozen: info.numFrozen,
+    lora: lora === null ? null : { rank: lora.rank, alpha: lora.alpha, scale: info.loraScale, targets: lora.targets },
+    freed: false,
+  });
   return handle;
 }
 
@@ -313,9 +455,14 @@ export function freeTrainableModel(model: TrainableModelHandle): void {
 export interface TrainableModelInfo {
   spec: ModelSpec;
   numLabels: number;
+  /** Trainable floats (with LoRA: the adapters and a score head). */
   numParams: number;
+  /** Frozen floats (the base model under LoRA; 0 without). */
+  frozenParams: number;
+  lora: LoraInfo | null;
   step: number;
   threads: number;
+  /** The trainable tensors (what getWeights / getGrads / the optimizer state hold). */
   tensors: TensorLayout[];
 }
 
@@ -326,6 +473,8 @@ export function trainableModelInfo(model: TrainableModelHandle): TrainableModelI
     spec: { ...s.spec },
     numLabels: s.numLabels,
     numParams: s.numParams,
+    frozenParams: s.numFrozen,
+    lora: s.lora === null ? null : { ...s.lora, targets: [...s.lora.targets] },
     step: raw.step,
     threads: raw.threads,
     tensors: s.layout.map((t) => ({ ...t, shape: [t.shape[0], t.shape[1]] })),
@@ -469,10 +618,39 @@ export function zeroGrad(model: TrainableModelHandle): void {
 
 // ---- state ---------------------------------------------------------------------------------------------------
 
-/** Copies of the current master weights by HF name (a WeightMap createModel / the safetensors writer accept). */
+/**
+ * Copies of the current trainable weights by name: without LoRA every tensor (a WeightMap createModel / the
+ * safetensors writer accept); with LoRA the adapters (PEFT names) and the score head. Export getMergedWeights.
+ */
 export function getWeights(model: TrainableModelHandle): Map<string, Float32Array> {
   const s = state(model);
   return splitState(s, native().trainGetState(s.native, 'params'));
+}
+
+/**
+ * The full HF weight map of the model as it computes: with LoRA each targeted W replaced by W + alpha/r * B A
+ * (a plain checkpoint, what an export writes); without LoRA the same as getWeights.
+ */
+export function getMergedWeights(model: TrainableModelHandle): Map<string, Float32Array> {
+  const s = state(model);
+  if (s.lora === null) return getWeights(model);
+  const out = splitState(s, native().trainMergedWeights(s.native), s.frozenLayout);
+  for (const [name, t] of getWeights(model)) if (!name.includes('.lora_')) out.set(name, t);
+  return out;
+}
+
+/** The LoRA adapters by PEFT name (adapter_model.safetensors' tensors); throws for a model without LoRA. */
+export function getAdapterWeights(model: TrainableModelHandle): Map<string, Float32Array> {
+  const s = state(model);
+  if (s.lora === null) fail('this model has no LoRA adapters');
+  return new Map([...getWeights(model)].filter(([name]) => name.includes('.lora_')));
+}
+
+/** Copies of the frozen base tensors (LoRA) by HF name, as held: never changed by training. Empty without LoRA. */
+export function getFrozenWeights(model: TrainableModelHandle): Map<string, Float32Array> {
+  const s = state(model);
+  if (s.numFrozen === 0) return new Map();
+  return splitState(s, native().trainGetState(s.native, 'frozen'), s.frozenLayout);
 }
 
 /** Copies of the accumulated gradients by HF name. */
@@ -481,7 +659,7 @@ export function getGrads(model: TrainableModelHandle): Map<string, Float32Array>
   return splitState(s, native().trainGetState(s.native, 'grads'));
 }
 
-/** Replaces every master weight (all tensors required). */
+/** Replaces every trainable weight (all of getWeights' tensors required; with LoRA the adapters and score head). */
 export function setWeights(model: TrainableModelHandle, weights: WeightMap): void {
   const s = state(model);
   native().trainSetState(s.native, 'params', joinState(s, weights, 'setWeights'));
@@ -531,6 +709,11 @@ function i32(value: unknown, name: string, length: number, max: number): Int32Ar
 
 /** The native training kernels one by one (synchronous, small shapes), for the specs. */
 export const trainingOps = {
+  /** LoRA term y = scale * (x a^T) b^T alone and its backward: dx (N,in), da (r,in), db (out,r). */
+  lora(x: Float32Array, a: Float32Array, b: Float32Array, dy: Float32Array, scale: number, dims: { N: number; in: number; out: number; r: number }) {
+    const N = checkInt(dims.N, 'N', 1), n = checkInt(dims.in, 'in', 1), o = checkInt(dims.out, 'out', 1), r = checkInt(dims.r, 'r', 1);
+    return native().opTrainLora(f32(x, 'x', N * n), f32(a, 'a', r * n), f32(b, 'b', o * r), f32(dy, 'dy', N * o), checkFinite(scale, 'scale'), N, n, o, r);
+  },
   /** y = x @ w^T + b backward: dx (N,in), dw (out,in), db (out); `reference` picks the plain-loop kernel. */
   matmulBackward(dy: Float32Array, x: Float32Array, w: Float32Array, dims: { N: number; in: number; out: number }, reference = false) {
     const N = checkInt(dims.N, 'N', 1), n = checkInt(dims.in, 'in', 1), o = checkInt(dims.out, 'out', 1);

@@ -1,8 +1,8 @@
 // The Node-API binding of the native training path (train/train_model.h): trainable-model handles, the LM and
 // scalar-head steps and the optimizer step in Napi::AsyncWorker (Promises), and synchronous state copies
-// (params, grads, AdamW moments, step) for export and resume. Inputs are copied into plain vectors before the
-// worker runs, so JS may reuse its arrays at once. Arguments are validated in libs/kernels/src/training.ts; this
-// layer only guards against what would crash.
+// (params, grads, AdamW moments, step; the frozen base and the LoRA-merged weights) for export and resume.
+// Inputs are copied into plain vectors before the worker runs, so JS may reuse its arrays at once. Arguments are
+// validated in libs/kernels/src/training.ts; this layer only guards against what would crash.
 #include "training.h"
 
 #include <cstring>
@@ -233,11 +233,31 @@ class OptimizerWorker : public TrainWorker {
   int64_t step_ = 0;
 };
 
-// trainModelCreate(spec, names, tensors, numLabels, threads)
+// {rank, alpha, targets: string[]} -> TrainLoraConfig (values checked in training.ts; names checked here).
+TrainLoraConfig lora_of(const Napi::Object& o) {
+  TrainLoraConfig c{};
+  c.rank = static_cast<int>(num_of(o, "rank"));
+  c.alpha = static_cast<float>(num_of(o, "alpha"));
+  if (c.rank <= 0) throw Napi::RangeError::New(o.Env(), "lora rank must be positive");
+  Napi::Value t = o.Get("targets");
+  if (!t.IsArray()) throw Napi::TypeError::New(o.Env(), "lora targets must be an array");
+  Napi::Array targets = t.As<Napi::Array>();
+  for (uint32_t i = 0; i < targets.Length(); i++) {
+    const std::string name = targets.Get(i).ToString().Utf8Value();
+    int found = -1;
+    for (int k = 0; k < LORA_TARGETS; k++)
+      if (name == kLoraTargetNames[k]) found = k;
+    if (found < 0) throw Napi::RangeError::New(o.Env(), "unknown lora target " + name);
+    c.targets[found] = true;
+  }
+  return c;
+}
+
+// trainModelCreate(spec, names, tensors, numLabels, threads, lora | null)
 Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray())
-    throw Napi::TypeError::New(env, "trainModelCreate(spec, names, tensors, numLabels, threads)");
+    throw Napi::TypeError::New(env, "trainModelCreate(spec, names, tensors, numLabels, threads, lora)");
   ModelConfig cfg = config_of(info[0].As<Napi::Object>());
   Napi::Array names = info[1].As<Napi::Array>(), tensors = info[2].As<Napi::Array>();
   if (names.Length() != tensors.Length()) throw Napi::TypeError::New(env, "names and tensors differ in length");
@@ -248,10 +268,13 @@ Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, "tensor must be a Float32Array");
     weights[names.Get(i).As<Napi::String>().Utf8Value()] = t.As<Napi::Float32Array>().Data();
   }
+  const bool has_lora = info[5].IsObject();
+  const TrainLoraConfig lora = has_lora ? lora_of(info[5].As<Napi::Object>()) : TrainLoraConfig{};
   std::string error;
   std::unique_ptr<TrainModel> m;
   try {
-    m = train_model_create(cfg, weights, int_of(info[3], "numLabels"), int_of(info[4], "threads"), &error);
+    m = train_model_create(cfg, weights, int_of(info[3], "numLabels"), has_lora ? &lora : nullptr,
+                           int_of(info[4], "threads"), &error);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory creating the trainable model");
   }
@@ -267,45 +290,53 @@ Napi::Value TrainModelFree(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// trainModelLayout(h) -> { names, rows, cols, offsets, numParams, step }
+// trainModelLayout(h) -> { names, rows, cols, offsets, frozen, numParams, numFrozen, loraRank, loraScale, step,
+//   threads }; offsets index the trainable buffers, or the frozen one where frozen[i]
 Napi::Value TrainModelLayout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TrainBox& m = unwrap_train(info[0]);
   std::lock_guard<std::mutex> lock(m->mutex);
   const uint32_t n = static_cast<uint32_t>(m->tensors.size());
   Napi::Array names = Napi::Array::New(env, n), rows = Napi::Array::New(env, n), cols = Napi::Array::New(env, n),
-              offs = Napi::Array::New(env, n);
+              offs = Napi::Array::New(env, n), frozen = Napi::Array::New(env, n);
   for (uint32_t i = 0; i < n; i++) {
     names.Set(i, m->tensors[i].name);
     rows.Set(i, m->tensors[i].rows);
     cols.Set(i, m->tensors[i].cols);
-    offs.Set(i, static_cast<double>(m->tensors[i].offset));
+    offs.Set(i, static_cast<double>(m->tensors[i].ref.offset));
+    frozen.Set(i, m->tensors[i].ref.frozen);
   }
   Napi::Object o = Napi::Object::New(env);
   o.Set("names", names);
   o.Set("rows", rows);
   o.Set("cols", cols);
   o.Set("offsets", offs);
+  o.Set("frozen", frozen);
   o.Set("numParams", static_cast<double>(m->num_params));
+  o.Set("numFrozen", static_cast<double>(m->num_frozen));
+  o.Set("loraRank", m->lora_rank);
+  o.Set("loraScale", static_cast<double>(m->lora_scale));
   o.Set("step", static_cast<double>(m->step));
   o.Set("threads", m->pool->num_threads());
   return o;
 }
 
-std::vector<float>& buffer_of(TrainModel& m, const Napi::Value& which) {
+// 'frozen' (the base tensors under LoRA) can be read, not replaced: it is not training state.
+std::vector<float>& buffer_of(TrainModel& m, const Napi::Value& which, bool readonly) {
   std::string w = which.IsString() ? which.As<Napi::String>().Utf8Value() : "";
   if (w == "params") return m.params;
   if (w == "grads") return m.grads;
   if (w == "adamM") return m.adam_m;
   if (w == "adamV") return m.adam_v;
+  if (w == "frozen" && readonly) return m.frozen;
   throw Napi::TypeError::New(which.Env(), "state must be 'params', 'grads', 'adamM' or 'adamV'");
 }
 
-// trainGetState(h, which) -> Float32Array copy of the flat buffer (numParams)
+// trainGetState(h, which) -> Float32Array copy of the flat buffer (numParams; numFrozen for 'frozen')
 Napi::Value TrainGetState(const Napi::CallbackInfo& info) {
   TrainBox& m = unwrap_train(info[0]);
   std::lock_guard<std::mutex> lock(m->mutex);
-  std::vector<float>& buf = buffer_of(*m, info[1]);
+  std::vector<float>& buf = buffer_of(*m, info[1], true);
   auto a = Napi::Float32Array::New(info.Env(), buf.size());
   std::memcpy(a.Data(), buf.data(), buf.size() * sizeof(float));
   return a;
@@ -315,10 +346,20 @@ Napi::Value TrainGetState(const Napi::CallbackInfo& info) {
 Napi::Value TrainSetState(const Napi::CallbackInfo& info) {
   TrainBox& m = unwrap_train(info[0]);
   std::lock_guard<std::mutex> lock(m->mutex);
-  std::vector<float>& buf = buffer_of(*m, info[1]);
+  std::vector<float>& buf = buffer_of(*m, info[1], false);
   std::vector<float> src = copy_array<float, napi_float32_array>(info[2], "state", buf.size());
   buf = std::move(src);
   return info.Env().Undefined();
+}
+
+// trainMergedWeights(h) -> Float32Array (numFrozen): the frozen tensors with every adapter folded in.
+Napi::Value TrainMergedWeights(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  std::lock_guard<std::mutex> lock(m->mutex);
+  if (m->lora_rank == 0) throw Napi::Error::New(info.Env(), "this model has no LoRA adapters to merge");
+  auto a = Napi::Float32Array::New(info.Env(), m->num_frozen);
+  train_merged_weights(m.get(), a.Data());
+  return a;
 }
 
 Napi::Value TrainSetStep(const Napi::CallbackInfo& info) {
@@ -464,6 +505,29 @@ Napi::Value OpTrainMatmulBackward(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// opTrainLora(x (N,in), a (r,in), b (out,r), dy (N,out), scale, N, in, out, r) -> { y, dx, da, db }: y is the
+// adapter's term alone, dx its input gradient alone.
+Napi::Value OpTrainLora(const Napi::CallbackInfo& info) {
+  const int N = int_of(info[5], "N"), in = int_of(info[6], "in"), out = int_of(info[7], "out");
+  const int r = int_of(info[8], "r");
+  auto x = f32_of(info[0], "x", static_cast<size_t>(N) * in);
+  auto a = f32_of(info[1], "a", static_cast<size_t>(r) * in);
+  auto b = f32_of(info[2], "b", static_cast<size_t>(out) * r);
+  auto dy = f32_of(info[3], "dy", static_cast<size_t>(N) * out);
+  const float scale = info[4].As<Napi::Number>().FloatValue();
+  std::vector<float> y(dy.size(), 0.0f), xa(static_cast<size_t>(N) * r), dx(x.size(), 0.0f), da(a.size(), 0.0f),
+      db(b.size(), 0.0f);
+  lora_forward(y.data(), xa.data(), x.data(), a.data(), b.data(), scale, N, in, out, r, train_ops_pool());
+  lora_backward(dx.data(), da.data(), db.data(), dy.data(), x.data(), xa.data(), a.data(), b.data(), scale, N, in, out,
+                r, train_ops_pool());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("y", to_js(info.Env(), y));
+  o.Set("dx", to_js(info.Env(), dx));
+  o.Set("da", to_js(info.Env(), da));
+  o.Set("db", to_js(info.Env(), db));
+  return o;
+}
+
 // opTrainRmsnormBackward(dy (N,C), x (N,C), w (C), N, C, eps) -> { y, dx, dw }
 Napi::Value OpTrainRmsnormBackward(const Napi::CallbackInfo& info) {
   const int N = int_of(info[3], "N"), C = int_of(info[4], "C");
@@ -564,6 +628,7 @@ void register_training_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("trainGetState", Napi::Function::New(env, TrainGetState));
   exports.Set("trainSetState", Napi::Function::New(env, TrainSetState));
   exports.Set("trainSetStep", Napi::Function::New(env, TrainSetStep));
+  exports.Set("trainMergedWeights", Napi::Function::New(env, TrainMergedWeights));
   exports.Set("trainZeroGrad", Napi::Function::New(env, TrainZeroGrad));
   exports.Set("trainLmStep", Napi::Function::New(env, TrainLmStep));
   exports.Set("trainScoreStep", Napi::Function::New(env, TrainScoreStep));
@@ -571,6 +636,7 @@ void register_training_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("trainPolicyBackward", Napi::Function::New(env, TrainPolicyBackward));
   exports.Set("trainOptimizerStep", Napi::Function::New(env, TrainOptimizerStep));
   exports.Set("opTrainMatmulBackward", Napi::Function::New(env, OpTrainMatmulBackward));
+  exports.Set("opTrainLora", Napi::Function::New(env, OpTrainLora));
   exports.Set("opTrainRmsnormBackward", Napi::Function::New(env, OpTrainRmsnormBackward));
   exports.Set("opTrainRopeBackward", Napi::Function::New(env, OpTrainRopeBackward));
   exports.Set("opTrainAttention", Napi::Function::New(env, OpTrainAttention));

@@ -26,6 +26,7 @@ void matmul_backward_reference(float* dx, float* dw, float* db, const float* dy,
       }
     });
   }
+  if (dw == nullptr && db == nullptr) return;
   pool->parallel_for(out, 1, [&](int64_t b, int64_t e) {
     std::vector<float> acc(in);
     for (int64_t o = b; o < e; o++) {
@@ -38,8 +39,8 @@ void matmul_backward_reference(float* dx, float* dw, float* db, const float* dy,
         const float* xr = x + static_cast<size_t>(n) * in;
         for (int i = 0; i < in; i++) acc[i] += go * xr[i];
       }
-      float* d = dw + o * in;
-      for (int i = 0; i < in; i++) d[i] += acc[i];
+      if (dw != nullptr)
+        for (int i = 0; i < in; i++) dw[o * in + i] += acc[i];
       if (db != nullptr) db[o] += static_cast<float>(bsum);
     }
   });
@@ -64,9 +65,12 @@ void matmul_backward(float* dx, float* dw, float* db, const float* dy, const flo
     transpose(wt, w, out, in);  // (in, out)
     matmul_forward(dx, dy, wt.data(), WEIGHT_F32, nullptr, N, out, in, accumulate_dx, pool);
   }
-  transpose(dyt, dy, N, out);  // (out, N)
-  transpose(xt, x, N, in);     // (in, N)
-  matmul_forward(dw, dyt.data(), xt.data(), WEIGHT_F32, nullptr, out, N, in, true, pool);
+  if (dw == nullptr && db == nullptr) return;  // frozen weight: only dx is wanted
+  transpose(dyt, dy, N, out);                   // (out, N)
+  if (dw != nullptr) {
+    transpose(xt, x, N, in);  // (in, N)
+    matmul_forward(dw, dyt.data(), xt.data(), WEIGHT_F32, nullptr, out, N, in, true, pool);
+  }
   if (db != nullptr) {
     for (int o = 0; o < out; o++) {
       const float* g = dyt.data() + static_cast<size_t>(o) * N;

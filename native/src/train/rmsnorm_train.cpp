@@ -35,6 +35,7 @@ void rmsnorm_backward(float* dx, float* dweight, const float* dout, const float*
       for (int c = 0; c < C; c++) d[c] += r * (g[c] * weight[c] - xr[c] * r * mean);
     }
   });
+  if (dweight == nullptr) return;  // frozen norm
   // dweight: columns split across threads, rows summed in order.
   pool->parallel_for(C, 16, [&](int64_t c0, int64_t c1) {
     std::vector<double> acc(static_cast<size_t>(c1 - c0), 0.0);

@@ -1,6 +1,7 @@
 // The trainable Llama decoder (train_model.h): parameter bookkeeping, the training forward that keeps its
 // activations, the whole-model backward and the optimizer step. Each op is a kernel from train_ops.h or
-// kernels.h; this file only sequences them and owns the buffers.
+// kernels.h; this file only sequences them and owns the buffers (trainable tensors in params/grads/adam_m/adam_v,
+// frozen base tensors under LoRA in `frozen`).
 #include "train_model.h"
 
 #include <cmath>
@@ -10,10 +11,36 @@
 
 namespace {
 
-constexpr size_t kNone = SIZE_MAX;
+float* P(TrainModel* m, TrainRef r) { return (r.frozen ? m->frozen.data() : m->params.data()) + r.offset; }
+float* P_or_null(TrainModel* m, TrainRef r) { return r.present() ? P(m, r) : nullptr; }
+// A frozen tensor has no gradient: the backward kernels skip a null one.
+float* G(TrainModel* m, TrainRef r) { return r.present() && !r.frozen ? m->grads.data() + r.offset : nullptr; }
 
-float* P(TrainModel* m, size_t off) { return m->params.data() + off; }
-float* G(TrainModel* m, size_t off) { return m->grads.data() + off; }
+// (in, out) of the projection LoRA target t adapts.
+void lora_target_dims(const ModelConfig& c, LoraTarget t, int* in, int* out) {
+  const int C = c.hidden_size, I = c.intermediate_size;
+  const int qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  const int ins[LORA_TARGETS] = {C, C, C, qd, C, C, I}, outs[LORA_TARGETS] = {qd, kvd, kvd, C, I, I, C};
+  *in = ins[t];
+  *out = outs[t];
+}
+
+// Adds layer L's adapter on `t` (when it has one) to the projection output y (N, out) of x (N, in).
+void lora_add(TrainModel* m, const TrainLayer& L, TrainActivations::Layer& S, LoraTarget t, float* y, const float* x,
+              int N, int in, int out) {
+  if (!L.lora_a[t].present()) return;
+  S.lora_xa[t].resize(static_cast<size_t>(N) * m->lora_rank);
+  lora_forward(y, S.lora_xa[t].data(), x, P(m, L.lora_a[t]), P(m, L.lora_b[t]), m->lora_scale, N, in, out,
+               m->lora_rank, m->pool.get());
+}
+
+// Backward of lora_add: dx (N, in) += the adapter's input gradient, adapter gradients +=.
+void lora_add_backward(TrainModel* m, const TrainLayer& L, const TrainActivations::Layer& S, LoraTarget t, float* dx,
+                       const float* dy, const float* x, int N, int in, int out) {
+  if (!L.lora_a[t].present()) return;
+  lora_backward(dx, G(m, L.lora_a[t]), G(m, L.lora_b[t]), dy, x, S.lora_xa[t].data(), P(m, L.lora_a[t]),
+                P(m, L.lora_b[t]), m->lora_scale, N, in, out, m->lora_rank, m->pool.get());
+}
 
 // Computes the residual stream to the final norm for `batch`, keeping every activation.
 void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
@@ -42,12 +69,12 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
     S.q.resize(n * qd);
     S.k.resize(n * kvd);
     S.v.resize(n * kvd);
-    matmul_forward(S.q.data(), S.xn1.data(), P(m, L.wq), WEIGHT_F32, L.bq == kNone ? nullptr : P(m, L.bq), N, C, qd,
-                   false, pool);
-    matmul_forward(S.k.data(), S.xn1.data(), P(m, L.wk), WEIGHT_F32, L.bk == kNone ? nullptr : P(m, L.bk), N, C, kvd,
-                   false, pool);
-    matmul_forward(S.v.data(), S.xn1.data(), P(m, L.wv), WEIGHT_F32, L.bv == kNone ? nullptr : P(m, L.bv), N, C, kvd,
-                   false, pool);
+    matmul_forward(S.q.data(), S.xn1.data(), P(m, L.wq), WEIGHT_F32, P_or_null(m, L.bq), N, C, qd, false, pool);
+    matmul_forward(S.k.data(), S.xn1.data(), P(m, L.wk), WEIGHT_F32, P_or_null(m, L.bk), N, C, kvd, false, pool);
+    matmul_forward(S.v.data(), S.xn1.data(), P(m, L.wv), WEIGHT_F32, P_or_null(m, L.bv), N, C, kvd, false, pool);
+    lora_add(m, L, S, LORA_Q, S.q.data(), S.xn1.data(), N, C, qd);
+    lora_add(m, L, S, LORA_K, S.k.data(), S.xn1.data(), N, C, kvd);
+    lora_add(m, L, S, LORA_V, S.v.data(), S.xn1.data(), N, C, kvd);
     rope_forward(S.q.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D);
     rope_forward(S.k.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D);
     S.probs.resize(static_cast<size_t>(bt.B) * H * bt.T * bt.T);
@@ -56,6 +83,7 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
     attention_train_forward(S.o.data(), S.probs.data(), S.q.data(), S.k.data(), S.v.data(), bt.mask, as, pool);
     S.h_mid = h;
     matmul_forward(S.h_mid.data(), S.o.data(), P(m, L.wo), WEIGHT_F32, nullptr, N, qd, C, true, pool);
+    lora_add(m, L, S, LORA_O, S.h_mid.data(), S.o.data(), N, qd, C);
     S.xn2.resize(n * C);
     S.rstd2.resize(n);
     rmsnorm_train_forward(S.xn2.data(), S.rstd2.data(), S.h_mid.data(), P(m, L.post_norm), N, C, c.rms_norm_eps,
@@ -65,9 +93,12 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
     S.a.resize(n * I);
     matmul_forward(S.g.data(), S.xn2.data(), P(m, L.wg), WEIGHT_F32, nullptr, N, C, I, false, pool);
     matmul_forward(S.u.data(), S.xn2.data(), P(m, L.wu), WEIGHT_F32, nullptr, N, C, I, false, pool);
+    lora_add(m, L, S, LORA_GATE, S.g.data(), S.xn2.data(), N, C, I);
+    lora_add(m, L, S, LORA_UP, S.u.data(), S.xn2.data(), N, C, I);
     swiglu_train_forward(S.a.data(), S.g.data(), S.u.data(), N, I, pool);
     h = S.h_mid;
     matmul_forward(h.data(), S.a.data(), P(m, L.wd), WEIGHT_F32, nullptr, N, I, C, true, pool);
+    lora_add(m, L, S, LORA_DOWN, h.data(), S.a.data(), N, I, C);
   }
   A.h_final = h;
   A.xf.resize(n * C);
@@ -92,28 +123,33 @@ void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std
     const TrainLayer& L = m->layers[l];
     TrainActivations::Layer& S = A.layers[l];
     matmul_backward(da.data(), G(m, L.wd), nullptr, dh.data(), S.a.data(), P(m, L.wd), N, I, C, false, pool);
+    lora_add_backward(m, L, S, LORA_DOWN, da.data(), dh.data(), S.a.data(), N, I, C);
     swiglu_backward(dg.data(), du.data(), da.data(), S.g.data(), S.u.data(), N, I, pool);
     matmul_backward(dxn.data(), G(m, L.wg), nullptr, dg.data(), S.xn2.data(), P(m, L.wg), N, C, I, false, pool);
+    lora_add_backward(m, L, S, LORA_GATE, dxn.data(), dg.data(), S.xn2.data(), N, C, I);
     matmul_backward(dxn.data(), G(m, L.wu), nullptr, du.data(), S.xn2.data(), P(m, L.wu), N, C, I, true, pool);
+    lora_add_backward(m, L, S, LORA_UP, dxn.data(), du.data(), S.xn2.data(), N, C, I);
     rmsnorm_backward(dh.data(), G(m, L.post_norm), dxn.data(), S.h_mid.data(), P(m, L.post_norm), S.rstd2.data(), N,
                      C, pool);
     matmul_backward(dout.data(), G(m, L.wo), nullptr, dh.data(), S.o.data(), P(m, L.wo), N, qd, C, false, pool);
+    lora_add_backward(m, L, S, LORA_O, dout.data(), dh.data(), S.o.data(), N, qd, C);
     TrainAttentionShape as{bt.B, bt.T, H, KVH, D};
     attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), S.probs.data(), S.q.data(), S.k.data(),
                        S.v.data(), as, pool);
     rope_backward(dq.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D);
     rope_backward(dk.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D);
-    auto bias_grad = [&](size_t off) { return off == kNone ? nullptr : G(m, off); };
-    matmul_backward(dxn.data(), G(m, L.wq), bias_grad(L.bq), dq.data(), S.xn1.data(), P(m, L.wq), N, C, qd, false,
-                    pool);
-    matmul_backward(dxn.data(), G(m, L.wk), bias_grad(L.bk), dk.data(), S.xn1.data(), P(m, L.wk), N, C, kvd, true,
-                    pool);
-    matmul_backward(dxn.data(), G(m, L.wv), bias_grad(L.bv), dv.data(), S.xn1.data(), P(m, L.wv), N, C, kvd, true,
-                    pool);
+    matmul_backward(dxn.data(), G(m, L.wq), G(m, L.bq), dq.data(), S.xn1.data(), P(m, L.wq), N, C, qd, false, pool);
+    lora_add_backward(m, L, S, LORA_Q, dxn.data(), dq.data(), S.xn1.data(), N, C, qd);
+    matmul_backward(dxn.data(), G(m, L.wk), G(m, L.bk), dk.data(), S.xn1.data(), P(m, L.wk), N, C, kvd, true, pool);
+    lora_add_backward(m, L, S, LORA_K, dxn.data(), dk.data(), S.xn1.data(), N, C, kvd);
+    matmul_backward(dxn.data(), G(m, L.wv), G(m, L.bv), dv.data(), S.xn1.data(), P(m, L.wv), N, C, kvd, true, pool);
+    lora_add_backward(m, L, S, LORA_V, dxn.data(), dv.data(), S.xn1.data(), N, C, kvd);
+    // Below layer 0's input norm only the embedding reads dh: nothing to do when both are frozen (LoRA).
+    if (l == 0 && G(m, L.input_norm) == nullptr && G(m, m->embed) == nullptr) break;
     rmsnorm_backward(dh.data(), G(m, L.input_norm), dxn.data(), S.h_in.data(), P(m, L.input_norm), S.rstd1.data(),
                      N, C, pool);
   }
-  embedding_backward(G(m, m->embed), dh.data(), bt.tokens, N, C);
+  if (G(m, m->embed) != nullptr) embedding_backward(G(m, m->embed), dh.data(), bt.tokens, N, C);
 }
 
 // Rows of logits gathered per chunk by the policy step: bounds its scratch to kPolicyChunk x vocab floats.
@@ -121,62 +157,107 @@ constexpr int kPolicyChunk = 256;
 
 }  // namespace
 
+const char* const kLoraTargetNames[LORA_TARGETS] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                     "gate_proj", "up_proj", "down_proj"};
+
+std::string train_lora_name(int layer, LoraTarget target, char which) {
+  const char* block = target <= LORA_O ? "self_attn." : "mlp.";
+  return "base_model.model.model.layers." + std::to_string(layer) + "." + block + kLoraTargetNames[target] +
+         ".lora_" + which + ".weight";
+}
+
 std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
                                                const std::unordered_map<std::string, const float*>& weights,
-                                               int num_labels, int threads, std::string* error) {
+                                               int num_labels, const TrainLoraConfig* lora, int threads,
+                                               std::string* error) {
   auto m = std::make_unique<TrainModel>();
   m->cfg = cfg;
   m->num_labels = num_labels;
+  if (lora != nullptr) {
+    m->lora_rank = lora->rank;
+    m->lora_scale = static_cast<float>(static_cast<double>(lora->alpha) / lora->rank);
+  }
   const int C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
   const int qd = cfg.num_heads * cfg.head_dim, kvd = cfg.num_kv_heads * cfg.head_dim;
-  auto add = [&](const std::string& name, int rows, int cols, bool decay) {
+  const bool base_frozen = lora != nullptr;  // LoRA trains adapters (and a score head) only
+  auto add = [&](const std::string& name, int rows, int cols, bool decay, bool frozen) {
+    size_t& count = frozen ? m->num_frozen : m->num_params;
+    TrainRef r{count, frozen};
     m->index[name] = m->tensors.size();
-    m->tensors.push_back({name, rows, cols, m->num_params, decay});
-    m->num_params += static_cast<size_t>(rows) * cols;
-    return m->tensors.back().offset;
+    m->tensors.push_back({name, rows, cols, r, decay});
+    count += static_cast<size_t>(rows) * cols;
+    return r;
   };
-  m->embed = add("model.embed_tokens.weight", V, C, true);
+  auto base = [&](const std::string& name, int rows, int cols, bool decay) {
+    return add(name, rows, cols, decay, base_frozen);
+  };
+  m->embed = base("model.embed_tokens.weight", V, C, true);
   for (int l = 0; l < cfg.num_layers; l++) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     TrainLayer L;
-    L.input_norm = add(p + "input_layernorm.weight", C, 1, false);
-    L.wq = add(p + "self_attn.q_proj.weight", qd, C, true);
-    L.wk = add(p + "self_attn.k_proj.weight", kvd, C, true);
-    L.wv = add(p + "self_attn.v_proj.weight", kvd, C, true);
-    L.bq = L.bk = L.bv = kNone;
+    L.input_norm = base(p + "input_layernorm.weight", C, 1, false);
+    L.wq = base(p + "self_attn.q_proj.weight", qd, C, true);
+    L.wk = base(p + "self_attn.k_proj.weight", kvd, C, true);
+    L.wv = base(p + "self_attn.v_proj.weight", kvd, C, true);
     if (cfg.attention_bias) {
-      L.bq = add(p + "self_attn.q_proj.bias", qd, 1, false);
-      L.bk = add(p + "self_attn.k_proj.bias", kvd, 1, false);
-      L.bv = add(p + "self_attn.v_proj.bias", kvd, 1, false);
+      L.bq = base(p + "self_attn.q_proj.bias", qd, 1, false);
+      L.bk = base(p + "self_attn.k_proj.bias", kvd, 1, false);
+      L.bv = base(p + "self_attn.v_proj.bias", kvd, 1, false);
     }
-    L.wo = add(p + "self_attn.o_proj.weight", C, qd, true);
-    L.post_norm = add(p + "post_attention_layernorm.weight", C, 1, false);
-    L.wg = add(p + "mlp.gate_proj.weight", I, C, true);
-    L.wu = add(p + "mlp.up_proj.weight", I, C, true);
-    L.wd = add(p + "mlp.down_proj.weight", C, I, true);
+    L.wo = base(p + "self_attn.o_proj.weight", C, qd, true);
+    L.post_norm = base(p + "post_attention_layernorm.weight", C, 1, false);
+    L.wg = base(p + "mlp.gate_proj.weight", I, C, true);
+    L.wu = base(p + "mlp.up_proj.weight", I, C, true);
+    L.wd = base(p + "mlp.down_proj.weight", C, I, true);
+    for (int t = 0; lora != nullptr && t < LORA_TARGETS; t++) {
+      if (!lora->targets[t]) continue;
+      const LoraTarget target = static_cast<LoraTarget>(t);
+      int in, out;
+      lora_target_dims(cfg, target, &in, &out);
+      L.lora_a[t] = add(train_lora_name(l, target, 'A'), lora->rank, in, true, false);
+      L.lora_b[t] = add(train_lora_name(l, target, 'B'), out, lora->rank, true, false);
+    }
     m->layers.push_back(L);
   }
-  m->final_norm = add("model.norm.weight", C, 1, false);
+  m->final_norm = base("model.norm.weight", C, 1, false);
   m->has_lm_head = !cfg.tie_word_embeddings && weights.count("lm_head.weight") > 0;
-  m->lm_head = cfg.tie_word_embeddings ? m->embed : (m->has_lm_head ? add("lm_head.weight", V, C, true) : kNone);
-  m->score = num_labels > 0 ? add("score.weight", num_labels, C, true) : kNone;
+  if (cfg.tie_word_embeddings)
+    m->lm_head = m->embed;
+  else if (m->has_lm_head)
+    m->lm_head = base("lm_head.weight", V, C, true);
+  if (num_labels > 0) m->score = add("score.weight", num_labels, C, true, false);
 
   m->params.resize(m->num_params);
   m->grads.assign(m->num_params, 0.0f);
   m->adam_m.assign(m->num_params, 0.0f);
   m->adam_v.assign(m->num_params, 0.0f);
+  m->frozen.resize(m->num_frozen);
   for (const TrainParam& t : m->tensors) {
     auto it = weights.find(t.name);
     if (it == weights.end()) {
       *error = "missing weight tensor " + t.name;
       return nullptr;
     }
-    std::memcpy(m->params.data() + t.offset, it->second, sizeof(float) * t.rows * t.cols);
+    std::memcpy(P(m.get(), t.ref), it->second, sizeof(float) * t.rows * t.cols);
   }
   m->inv_freq.resize(cfg.head_dim / 2);
   rope_inv_freq(m->inv_freq.data(), cfg.head_dim, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
   m->pool = std::make_unique<ThreadPool>(threads);
   return m;
+}
+
+void train_merged_weights(TrainModel* m, float* out) {
+  std::memcpy(out, m->frozen.data(), sizeof(float) * m->num_frozen);
+  for (const TrainLayer& L : m->layers) {
+    const TrainRef w[LORA_TARGETS] = {L.wq, L.wk, L.wv, L.wo, L.wg, L.wu, L.wd};
+    for (int t = 0; t < LORA_TARGETS; t++) {
+      if (!L.lora_a[t].present() || !w[t].frozen) continue;
+      int in, o;
+      lora_target_dims(m->cfg, static_cast<LoraTarget>(t), &in, &o);
+      lora_merge(out + w[t].offset, P(m, L.lora_a[t]), P(m, L.lora_b[t]), m->lora_scale, in, o, m->lora_rank,
+                 m->pool.get());
+    }
+  }
 }
 
 double train_lm_step(TrainModel* m, const TrainBatchView& bt, const int32_t* targets, const float* weights,
@@ -258,7 +339,8 @@ double train_optimizer_step(TrainModel* m, const AdamWConfig& c, double* lr_out)
   const double lr = lr_at_step(c, m->step);
   m->step++;
   for (const TrainParam& t : m->tensors) {
-    const size_t off = t.offset, n = static_cast<size_t>(t.rows) * t.cols;
+    if (t.ref.frozen) continue;
+    const size_t off = t.ref.offset, n = static_cast<size_t>(t.rows) * t.cols;
     adamw_update(m->params.data() + off, m->adam_m.data() + off, m->adam_v.data() + off, m->grads.data() + off, n, lr,
                  mul, c, t.decay, m->step, pool);
   }
@@ -287,7 +369,7 @@ void train_policy_forward(TrainModel* m, const TrainBatchView& bt, const int32_t
   ThreadPool* pool = m->pool.get();
   if (logp != nullptr) std::fill(logp, logp + N, 0.0f);
   if (entropy != nullptr) std::fill(entropy, entropy + N, 0.0f);
-  const bool lm = m->lm_head != kNone && (logp != nullptr || entropy != nullptr);
+  const bool lm = m->lm_head.present() && (logp != nullptr || entropy != nullptr);
   const int M = static_cast<int>(pass.rows.size());
   std::vector<float> hsel, logits;
   for (int r0 = 0; lm && r0 < M; r0 += kPolicyChunk) {
@@ -330,7 +412,7 @@ void train_policy_backward(TrainModel* m, const float* dlogp, const float* dvalu
   const int N = pass.B * pass.T, C = m->cfg.hidden_size, V = m->cfg.vocab_size;
   ThreadPool* pool = m->pool.get();
   std::vector<float> dxf(static_cast<size_t>(N) * C, 0.0f);
-  if (dlogp != nullptr && m->lm_head != kNone) {
+  if (dlogp != nullptr && m->lm_head.present()) {
     std::vector<int> rows;
     for (int slot : pass.rows)
       if (dlogp[slot] != 0.0f) rows.push_back(slot);

@@ -2,8 +2,9 @@
 // (tensors in Hugging Face names and layout), a training forward over B full sequences of T slots that keeps its
 // activations, the backward of the whole model, and the optimizer step. Objectives: next-token cross-entropy with
 // per-token loss weights (LM head, tied or untied) and a linear scalar head read at each row's last real token
-// (LlamaForSequenceClassification `score.weight`, shape (num_labels, C)). Not the serving model (kernels/model.h),
-// not the Node binding (binding/training.cpp).
+// (LlamaForSequenceClassification `score.weight`, shape (num_labels, C)). Optional LoRA adapters on the
+// attention/MLP projections freeze every base tensor (no gradient, no moments). Not the serving model
+// (kernels/model.h), not the Node binding (binding/training.cpp).
 #pragma once
 
 #include <cstdint>
@@ -17,15 +18,36 @@
 #include "../kernels/thread_pool.h"
 #include "train_ops.h"
 
+// Where a tensor lives: in params / grads / adam_m / adam_v when trainable, in `frozen` (no gradient, no moments)
+// when frozen. offset SIZE_MAX: the tensor is absent (no bias, no adapter on that projection).
+struct TrainRef {
+  size_t offset = SIZE_MAX;
+  bool frozen = false;
+  bool present() const { return offset != SIZE_MAX; }
+};
+
 struct TrainParam {
-  std::string name;  // Hugging Face name
+  std::string name;  // Hugging Face name (PEFT names for adapters)
   int rows, cols;    // HF layout; vectors are (n, 1)
-  size_t offset;     // into params / grads / adam_m / adam_v
+  TrainRef ref;
   bool decay;        // weight decay applies (matrices; not norms or biases)
 };
 
-struct TrainLayer {  // offsets of one layer's tensors
-  size_t input_norm, wq, bq, wk, bk, wv, bv, wo, post_norm, wg, wu, wd;  // bq/bk/bv: SIZE_MAX without bias
+// The projections a LoRA adapter may target, in HF module names: kLoraTargetNames[LORA_Q] == "q_proj", ...
+enum LoraTarget { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_TARGETS };
+extern const char* const kLoraTargetNames[LORA_TARGETS];
+
+// With LoRA every base tensor is frozen; each targeted projection W (out, in) of every layer gets trainable
+// lora_A (rank, in) and lora_B (out, rank), y = x W^T + (alpha / rank) * (x A^T) B^T (PEFT's scaling).
+struct TrainLoraConfig {
+  int rank;
+  float alpha;
+  bool targets[LORA_TARGETS];
+};
+
+struct TrainLayer {  // where one layer's tensors live
+  TrainRef input_norm, wq, bq, wk, bk, wv, bv, wo, post_norm, wg, wu, wd;  // bq/bk/bv absent without bias
+  TrainRef lora_a[LORA_TARGETS], lora_b[LORA_TARGETS];                     // absent unless targeted
 };
 
 struct TrainActivations {  // one forward's saved tensors; N = B*T
@@ -33,6 +55,7 @@ struct TrainActivations {  // one forward's saved tensors; N = B*T
   std::vector<float> cos_t, sin_t;  // (N, D/2)
   struct Layer {
     std::vector<float> h_in, xn1, rstd1, q, k, v, probs, o, h_mid, xn2, rstd2, g, u, a;
+    std::vector<float> lora_xa[LORA_TARGETS];  // (N, rank) scale * x A^T of each adapter
   };
   std::vector<Layer> layers;
   std::vector<float> h_final, xf, rstdf;  // (N, C), (N, C), (N)
@@ -42,12 +65,16 @@ struct TrainModel {
   ModelConfig cfg;
   bool has_lm_head = false;  // own lm_head.weight (untied)
   int num_labels = 0;        // rows of score.weight; 0 without a scalar head
+  int lora_rank = 0;         // 0 without LoRA
+  float lora_scale = 0.0f;   // alpha / rank
   std::vector<TrainParam> tensors;
   std::unordered_map<std::string, size_t> index;  // name -> tensors[i]
-  size_t num_params = 0;
+  size_t num_params = 0;                             // trainable floats
   std::vector<float> params, grads, adam_m, adam_v;  // (num_params) each
+  size_t num_frozen = 0;
+  std::vector<float> frozen;  // (num_frozen) base tensors under LoRA; empty without
   std::vector<TrainLayer> layers;
-  size_t embed = 0, final_norm = 0, lm_head = 0, score = 0;
+  TrainRef embed, final_norm, lm_head, score;  // lm_head == embed when tied; absent without
   std::vector<float> inv_freq;  // (D/2)
   int64_t step = 0;             // optimizer steps taken
   TrainActivations act;
@@ -73,10 +100,20 @@ struct TrainBatchView {
 };
 
 // weights by HF name (f32, shapes checked by the caller). lm_head.weight is optional (untied LM head),
-// score.weight optional with num_labels rows. Returns nullptr and sets *error when a tensor is missing.
+// score.weight optional with num_labels rows. With lora (else nullptr), the weights also hold every adapter
+// `base_model.model.model.layers.{l}.{self_attn|mlp}.{target}.lora_{A|B}.weight`, initialised by the caller; the
+// score head stays trainable. Returns nullptr and sets *error when a tensor is missing.
 std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
                                                const std::unordered_map<std::string, const float*>& weights,
-                                               int num_labels, int threads, std::string* error);
+                                               int num_labels, const TrainLoraConfig* lora, int threads,
+                                               std::string* error);
+
+// The PEFT name of layer l's adapter matrix on `target` (which: 'A' or 'B').
+std::string train_lora_name(int layer, LoraTarget target, char which);
+
+// Every frozen tensor with its adapters folded in, W + scale * B A, in the layout of `frozen` -> out
+// (num_frozen). What an export writes: a plain checkpoint equal to the adapted model.
+void train_merged_weights(TrainModel* m, float* out);
 
 // Forward + backward of sum(w * CE) / sum(w) over tokens with weight w != 0; grads += grad_scale * d loss.
 // targets (B*T), weights (B*T). Returns the mean loss (0 when sum(w) == 0); *weight_sum gets sum(w).

@@ -2,7 +2,8 @@
 // Llama training forward (train_model.cpp), plus AdamW. Plain C++ over raw row-major f32 pointers, shapes in
 // the comments; no Node headers. The serving kernels (../kernels) are reused where the forward is identical
 // (matmul_forward, rope tables). Backward ops ACCUMULATE (+=) into parameter gradients and OVERWRITE input
-// gradients unless stated. Every reduction runs in a fixed order, so results do not depend on the thread count.
+// gradients unless stated; a null parameter gradient is skipped (a frozen tensor: LoRA's base weights). Every
+// reduction runs in a fixed order, so results do not depend on the thread count.
 #pragma once
 
 #include <cstddef>
@@ -24,7 +25,7 @@ void rmsnorm_train_forward(float* out,          // (N, C)
                            const float* weight, // (C)
                            int N, int C, float eps, ThreadPool* pool);
 void rmsnorm_backward(float* dx,           // (N, C) += (accumulates into the residual gradient)
-                      float* dweight,      // (C) +=
+                      float* dweight,      // (C) += or nullptr
                       const float* dout,   // (N, C)
                       const float* x,      // (N, C)
                       const float* weight, // (C)
@@ -34,7 +35,7 @@ void rmsnorm_backward(float* dx,           // (N, C) += (accumulates into the re
 // ---- matmul_train.cpp ---------------------------------------------------------------------------------------
 // Forward is matmul_forward (kernels.h) with f32 weights: y = x @ w^T + b.
 void matmul_backward(float* dx,        // (N, in) overwritten, or += when accumulate_dx; nullptr to skip
-                     float* dw,        // (out, in) +=
+                     float* dw,        // (out, in) += or nullptr
                      float* db,        // (out) += or nullptr
                      const float* dy,  // (N, out)
                      const float* x,   // (N, in)
@@ -43,6 +44,29 @@ void matmul_backward(float* dx,        // (N, in) overwritten, or += when accumu
 // Same contract, plain loops (the naive kernel kept beside the fast one).
 void matmul_backward_reference(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                                int N, int in, int out, bool accumulate_dx, ThreadPool* pool);
+
+// ---- lora_train.cpp -----------------------------------------------------------------------------------------
+// A LoRA adapter on a projection y = x @ w^T (w frozen): y += scale * (x @ a^T) @ b^T, a (r, in), b (out, r).
+void lora_forward(float* y,        // (N, out) +=
+                  float* xa,       // (N, r) out: scale * x @ a^T, kept for the backward
+                  const float* x,  // (N, in)
+                  const float* a,  // (r, in)
+                  const float* b,  // (out, r)
+                  float scale, int N, int in, int out, int r, ThreadPool* pool);
+void lora_backward(float* dx,        // (N, in) += scale * (dy @ b) @ a
+                   float* da,        // (r, in) += scale * (dy @ b)^T @ x
+                   float* db,        // (out, r) += dy^T @ xa
+                   const float* dy,  // (N, out)
+                   const float* x,   // (N, in)
+                   const float* xa,  // (N, r) from lora_forward
+                   const float* a,   // (r, in)
+                   const float* b,   // (out, r)
+                   float scale, int N, int in, int out, int r, ThreadPool* pool);
+// Folds an adapter into its base weight for export: w += scale * b @ a.
+void lora_merge(float* w,        // (out, in) +=
+                const float* a,  // (r, in)
+                const float* b,  // (out, r)
+                float scale, int in, int out, int r, ThreadPool* pool);
 
 // ---- rope_train.cpp -----------------------------------------------------------------------------------------
 // The rotation is orthogonal: the backward rotates the gradient by the opposite angle, in place.

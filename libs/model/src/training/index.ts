@@ -2,3 +2,4 @@
 export * from './sft.trainer';
 export * from './reward.scoring';
 export * from './reward.trainer';
+export * from './peft-adapter.io';

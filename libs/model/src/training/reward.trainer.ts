@@ -21,7 +21,7 @@ import {
 } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError, type Checkpoint } from '../loading';
 import { writeHfCheckpoint } from '../loading/safetensors.writer';
-import { packScoreBatch, rewardConversationIds, scoreSequences } from './reward.scoring';
+import { packScoreBatch, rewardConversationIds, scoreSequences, type RewardChatMessage } from './reward.scoring';
 import { parseJsonlLines } from './jsonl.lines';
 
 /** One tokenized preference pair. */
@@ -32,11 +32,26 @@ export interface PreferencePair {
 
 /** Parses preference JSONL (`source` names it in errors) into tokenized pairs; identical sides are dropped. */
 export function parsePreferenceJsonl(ck: Checkpoint, text: string, source: string, seqLen: number): PreferencePair[] {
-  const pairs: PreferencePair[] = [];
+  return parsePreferenceLines(text, source, (prompt, response) => {
+    const ids = rewardConversationIds(ck, [...prompt, ...response], seqLen);
+    return { ids, value: ids };
+  });
+}
+
+/**
+ * Preference JSONL lines to pairs of sides: `side` turns the prompt messages and one side's messages into a side and
+ * its token ids (null drops the pair); pairs whose sides have the same ids are dropped. Throws when no pair is left.
+ */
+export function parsePreferenceLines<S>(
+  text: string,
+  source: string,
+  side: (prompt: readonly RewardChatMessage[], response: readonly RewardChatMessage[]) => { ids: readonly number[]; value: S } | null,
+): { chosen: S; rejected: S }[] {
+  const pairs: { chosen: S; rejected: S }[] = [];
   parseJsonlLines(text, source, preferenceExportLineSchema, 'a preference line ({"prompt", "chosen", "rejected"})', (line) => {
-    const chosen = rewardConversationIds(ck, [...line.prompt, ...line.chosen], seqLen);
-    const rejected = rewardConversationIds(ck, [...line.prompt, ...line.rejected], seqLen);
-    if (chosen.join(',') !== rejected.join(',')) pairs.push({ chosen, rejected });
+    const chosen = side(line.prompt, line.chosen);
+    const rejected = side(line.prompt, line.rejected);
+    if (chosen && rejected && chosen.ids.join(',') !== rejected.ids.join(',')) pairs.push({ chosen: chosen.value, rejected: rejected.value });
   });
   if (pairs.length === 0) throw new Error(`${source}: no preference pair with differing sides`);
   return pairs;

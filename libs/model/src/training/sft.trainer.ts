@@ -11,8 +11,9 @@ import { sftExportLineSchema } from '@flywheel/contracts';
 import {
   createTrainableModel,
   freeTrainableModel,
+  getAdapterWeights,
+  getMergedWeights,
   getOptimizerState,
-  getWeights,
   ops,
   optimizerStep,
   setOptimizerState,
@@ -20,12 +21,16 @@ import {
   trainStep,
   zeroGrad,
   DEFAULT_OPTIMIZER,
+  type LoraInfo,
+  type LoraOptions,
+  type ModelSpec,
   type OptimizerConfig,
   type TrainableModelHandle,
 } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError, type Checkpoint } from '../loading';
-import { readTrainingState, TRAINING_STATE_FILE, writeHfCheckpoint, writeTrainingState } from '../loading/safetensors.writer';
+import { readTrainingState, TRAINING_STATE_FILE, writeHfCheckpoint, writeTrainingState, type TrainingState } from '../loading/safetensors.writer';
 import { parseJsonlLines } from './jsonl.lines';
+import { CHECKPOINT_ADAPTER_DIR, PEFT_ADAPTER_CONFIG_FILE, PEFT_ADAPTER_WEIGHTS_FILE, readPeftAdapter, writePeftAdapter } from './peft-adapter.io';
 
 /** One tokenized conversation: ids and, per position t, whether ids[t] is an assistant token (a loss target). */
 export interface SftExample {
@@ -67,7 +72,7 @@ export function buildSftExample(ck: Checkpoint, messages: readonly { role: strin
 }
 
 /** xorshift32 with visible state (saved in the training state for resume). */
-class Rng {
+export class Rng {
   constructor(public state: number) {
     this.state = state >>> 0 || 0x9e3779b9;
   }
@@ -89,7 +94,77 @@ class Rng {
   }
 }
 
-interface PackedBatch {
+/**
+ * Which examples each step trains on: epochs over a seeded shuffle of n indices, reshuffled at each epoch's end.
+ * The epoch, the index in it and the RNG's state are the resume point a training state keeps.
+ */
+export class EpochOrder {
+  epoch = 0;
+  index = 0;
+  private order: number[];
+
+  constructor(
+    private readonly rng: Rng,
+    n: number,
+  ) {
+    this.order = rng.shuffle(Array.from({ length: n }, (_, i) => i));
+  }
+
+  /** Continues at a saved position: replays the epochs' reshuffles so the order and RNG match the interrupted run. */
+  restore(state: TrainingState, where: string): void {
+    for (let e = 0; e < state.data.epoch; e++) this.order = this.rng.shuffle(this.order);
+    if (this.rng.state !== state.rng[0]) throw new Error(`${where}: training state does not match this data (RNG differs); use a new out dir`);
+    this.epoch = state.data.epoch;
+    this.index = state.data.index;
+  }
+
+  /** The next k indices (k <= n: no index twice in one call). */
+  take(k: number): number[] {
+    const out: number[] = [];
+    while (out.length < k) {
+      if (this.index >= this.order.length) {
+        this.epoch++;
+        this.index = 0;
+        this.order = this.rng.shuffle(this.order);
+      }
+      out.push(this.order[this.index++]);
+    }
+    return out;
+  }
+
+  /** What a training state's `rng` and `data` hold. */
+  position(): { rng: number[]; data: { epoch: number; index: number } } {
+    return { rng: [this.rng.state], data: { epoch: this.epoch, index: this.index } };
+  }
+}
+
+/**
+ * Writes a resume point into outDir: the HF checkpoint of the model's weights, then the training state (the model's
+ * AdamW state and step, plus `state`). The old state file is removed first and the new one written last, so a kill
+ * mid-write never pairs new weights with an old state. A LoRA model writes its merged weights (a plain checkpoint)
+ * and its adapter in PEFT's format under `adapter/`, the tensors its resume loads onto the base (loadLoraResume).
+ */
+export async function saveResumePoint(
+  model: TrainableModelHandle,
+  o: { outDir: string; modelDir: string; spec: ModelSpec; state: Omit<TrainingState, 'step' | 'm' | 'v'> },
+): Promise<void> {
+  await rm(path.join(o.outDir, TRAINING_STATE_FILE), { force: true });
+  const baseConfig = JSON.parse(readFileSync(path.join(o.modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  await writeHfCheckpoint(o.outDir, { spec: o.spec, weights: getMergedWeights(model), baseConfig, tokenizerDir: o.modelDir });
+  const info = trainableModelInfo(model);
+  const adapterDir = path.join(o.outDir, CHECKPOINT_ADAPTER_DIR);
+  if (info.lora) {
+    const config = { ...info.lora, baseModel: o.modelDir, taskType: info.numLabels > 0 ? ('SEQ_CLS' as const) : ('CAUSAL_LM' as const) };
+    await writePeftAdapter(adapterDir, { spec: o.spec, weights: getAdapterWeights(model), config });
+  } else {
+    // An adapter left by an earlier LoRA run in this folder no longer describes these weights.
+    for (const f of [PEFT_ADAPTER_CONFIG_FILE, PEFT_ADAPTER_WEIGHTS_FILE]) await rm(path.join(adapterDir, f), { force: true });
+  }
+  const s = getOptimizerState(model);
+  await writeTrainingState(o.outDir, { step: s.step, m: s.m, v: s.v, ...o.state });
+}
+
+export interface PackedBatch {
   B: number;
   T: number;
   tokens: Int32Array;
@@ -100,7 +175,7 @@ interface PackedBatch {
 }
 
 /** Right-padded batch; position t predicts ids[t+1], weighted 1 when that token is an assistant token. */
-function packBatch(examples: SftExample[], seqLen: number): PackedBatch {
+export function packBatch(examples: SftExample[], seqLen: number): PackedBatch {
   const T = Math.max(2, Math.min(seqLen, Math.max(...examples.map((e) => e.ids.length)))) - 1;
   const B = examples.length;
   const tokens = new Int32Array(B * T);
@@ -185,6 +260,11 @@ export interface SftOptions {
   threads?: number;
   /** Write checkpoint + training state every N steps (0: only at the end). */
   checkpointEvery?: number;
+  /**
+   * Train LoRA adapters (frozen base; A initialised from `seed`) instead of every weight. outDir then holds the merged
+   * weights (a plain HF checkpoint) and the PEFT adapter in `adapter/`.
+   */
+  lora?: Omit<LoraOptions, 'seed'>;
   /** Continue from outDir's training state when it holds one for these options. */
   resume?: boolean;
   onProgress?: (p: SftProgress) => void | Promise<void>;
@@ -203,9 +283,13 @@ export interface SftResult {
   heldoutLossBefore: number;
   heldoutLossAfter: number;
   tokensPerS: number;
-  /** 6 * numParams * tokensPerS / peakFlops. */
+  /** Model FLOPs (6 per trainable parameter and token; with LoRA 4 per frozen one: no weight gradient) / peakFlops. */
   mfu: number;
+  /** Trainable parameters (with LoRA: the adapters). */
   numParams: number;
+  /** Frozen parameters (the base under LoRA; 0 without). */
+  frozenParams: number;
+  lora: LoraInfo | null;
   /** f32 matmul probe of this run, FLOP/s. */
   peakFlops: number;
   trainCount: number;
@@ -213,6 +297,11 @@ export interface SftResult {
   outDir: string;
   /** Optimizer steps restored from outDir's training state (0: a fresh run). */
   resumedFromStep: number;
+}
+
+/** The weights a LoRA run resumes from: the base checkpoint's, plus the adapters saveResumePoint wrote in outDir. */
+export async function loadLoraResume(baseWeights: ReadonlyMap<string, Float32Array>, outDir: string): Promise<Map<string, Float32Array>> {
+  return new Map([...baseWeights, ...(await readPeftAdapter(path.join(outDir, CHECKPOINT_ADAPTER_DIR))).weights]);
 }
 
 /** Thrown by runSft when shouldStop asked it to stop; outDir then holds a checkpoint at `step`. */
@@ -256,22 +345,28 @@ export async function runSft(o: SftOptions): Promise<SftResult> {
     warmupSteps: Math.min(10, Math.floor(o.steps / 10)),
     totalSteps: o.steps,
   };
-  const runKey = { source: modelDir, data: o.data.origin ?? o.data.source, seed: o.seed, batchSize: o.batchSize, seqLen, steps: o.steps, lr: o.lr };
-  const saved = o.resume ? await resumableState(outDir, runKey) : null;
-  const model = createTrainableModel(ck.spec, saved ? (await loadCheckpoint(outDir)).weights : ck.weights, { threads: o.threads });
-  const numParams = trainableModelInfo(model).numParams;
+  const lora = o.lora ? JSON.stringify({ rank: o.lora.rank, alpha: o.lora.alpha ?? null, targets: o.lora.targets ?? null }) : null;
+  const runKey = { source: modelDir, data: o.data.origin ?? o.data.source, seed: o.seed, batchSize: o.batchSize, seqLen, steps: o.steps, lr: o.lr, lora };
+  const saved = o.resume
+    ? await resumableState(outDir, runKey, (num): RunTotals => ({
+        heldoutLossBefore: num('heldoutLossBefore'),
+        trainLossFirst: num('trainLossFirst'),
+        trainLossLast: num('trainLossLast'),
+        tokens: num('tokens'),
+        seconds: num('seconds'),
+      }))
+    : null;
+  // A LoRA resume rebuilds the model from the base plus the saved adapters: outDir's weights are merged ones.
+  const initial = !saved ? ck.weights : o.lora ? await loadLoraResume(ck.weights, outDir) : (await loadCheckpoint(outDir)).weights;
+  const model = createTrainableModel(ck.spec, initial, { threads: o.threads, lora: o.lora ? { ...o.lora, seed: o.seed } : undefined });
+  const info = trainableModelInfo(model);
+  const numParams = info.numParams;
   try {
-    let epoch = 0;
-    let cursor = 0;
-    let order = rng.shuffle(train.map((_, i) => i));
+    const data = new EpochOrder(rng, train.length);
     let totals: RunTotals;
     let start = 0;
     if (saved) {
-      // Replay the reshuffles of the epochs already done: the data order and RNG then match the killed run.
-      for (let e = 0; e < saved.state.data.epoch; e++) order = rng.shuffle(order);
-      if (rng.state !== saved.state.rng[0]) throw new Error(`${outDir}: training state does not match this data (RNG differs); use a new out dir`);
-      epoch = saved.state.data.epoch;
-      cursor = saved.state.data.index;
+      data.restore(saved.state, outDir);
       setOptimizerState(model, { step: saved.state.step, m: saved.state.m, v: saved.state.v });
       totals = saved.totals;
       start = saved.state.step;
@@ -281,33 +376,11 @@ export async function runSft(o: SftOptions): Promise<SftResult> {
       totals = { heldoutLossBefore: before, trainLossFirst: NaN, trainLossLast: NaN, tokens: 0, seconds: 0 };
     }
 
-    const save = async (): Promise<void> => {
-      // The state file marks a complete checkpoint: drop it first so a kill mid-write never pairs new and old files.
-      await rm(path.join(outDir, TRAINING_STATE_FILE), { force: true });
-      const baseConfig = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-      await writeHfCheckpoint(outDir, { spec: ck.spec, weights: getWeights(model), baseConfig, tokenizerDir: modelDir });
-      const s = getOptimizerState(model);
-      await writeTrainingState(outDir, {
-        step: s.step,
-        m: s.m,
-        v: s.v,
-        rng: [rng.state],
-        data: { epoch, index: cursor },
-        optimizer: { ...opt },
-        extra: { ...runKey, totals },
-      });
-    };
+    const save = (): Promise<void> =>
+      saveResumePoint(model, { outDir, modelDir, spec: ck.spec, state: { ...data.position(), optimizer: { ...opt }, extra: { ...runKey, totals } } });
 
     for (let step = start; step < o.steps; step++) {
-      const pick: SftExample[] = [];
-      while (pick.length < Math.min(o.batchSize, train.length)) {
-        if (cursor >= order.length) {
-          epoch++;
-          cursor = 0;
-          order = rng.shuffle(order);
-        }
-        pick.push(train[order[cursor++]]);
-      }
+      const pick = data.take(Math.min(o.batchSize, train.length)).map((i) => train[i]);
       const batch = packBatch(pick, seqLen);
       const t0 = process.hrtime.bigint();
       zeroGrad(model);
@@ -336,8 +409,10 @@ export async function runSft(o: SftOptions): Promise<SftResult> {
       heldoutLossBefore: totals.heldoutLossBefore,
       heldoutLossAfter: after,
       tokensPerS: tps,
-      mfu: (6 * numParams * tps) / peak,
+      mfu: ((6 * numParams + 4 * info.frozenParams) * tps) / peak,
       numParams,
+      frozenParams: info.frozenParams,
+      lora: info.lora,
       peakFlops: peak,
       trainCount: train.length,
       heldoutCount: nHeld,
@@ -349,24 +424,21 @@ export async function runSft(o: SftOptions): Promise<SftResult> {
   }
 }
 
-/** outDir's training state when it was written by a run with the same key; null when absent or for other options. */
-async function resumableState(outDir: string, key: Record<string, unknown>) {
+/**
+ * outDir's training state when it was written by a run with the same key (`extra` holds the key's entries), with the
+ * run totals `readTotals` takes from `extra.totals` (num: a number there, else NaN); null when absent or for other options.
+ */
+export async function resumableState<T>(outDir: string, key: Record<string, unknown>, readTotals: (num: (name: string) => number) => T): Promise<{ state: TrainingState; totals: T } | null> {
   if (!existsSync(path.join(outDir, TRAINING_STATE_FILE))) return null;
   const state = await readTrainingState(outDir);
   const extra = state.extra ?? {};
-  for (const [k, v] of Object.entries(key)) if (extra[k] !== v) return null;
+  // A key entry that is null matches a state without it (states written before that option existed).
+  for (const [k, v] of Object.entries(key)) if ((extra[k] ?? null) !== (v ?? null)) return null;
   const t = extra.totals;
   if (typeof t !== 'object' || t === null) return null;
   const num = (name: string): number => {
     const v: unknown = Reflect.get(t, name);
     return typeof v === 'number' ? v : NaN;
   };
-  const totals: RunTotals = {
-    heldoutLossBefore: num('heldoutLossBefore'),
-    trainLossFirst: num('trainLossFirst'),
-    trainLossLast: num('trainLossLast'),
-    tokens: num('tokens'),
-    seconds: num('seconds'),
-  };
-  return { state, totals };
+  return { state, totals: readTotals(num) };
 }

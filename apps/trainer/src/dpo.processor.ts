@@ -1,0 +1,147 @@
+/**
+ * The BullMQ worker of the `dpo` queue: parses the job data, reads the preference pairs (a store export or a JSONL
+ * file), runs runDpoTraining (libs/rl) into `<state dir>/checkpoints/<outName | dpo-<job id>>` with a checkpoint
+ * every N steps, reports step metrics as job progress, and registers the result as a candidate policy version whose
+ * metrics carry the held-out implied-reward accuracy and margin. A job that runs again under the same id (its
+ * trainer died) resumes from its last checkpoint. Not the training loop itself.
+ */
+import path from 'node:path';
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import IORedis from 'ioredis';
+import { dpoJobDataSchema, QUEUES, type DpoJobProgress, type DpoJobResult } from '@flywheel/contracts';
+import type { TrainerConfig } from '@flywheel/config';
+import { runDpoTraining } from '@flywheel/rl';
+import { registerCandidateVersion } from '@flywheel/store';
+import { TRAINER_CONFIG } from './trainer.queues';
+import { TrainerStore } from './trainer.store';
+
+/** What process() uses of a BullMQ job (a plain object in tests). */
+export type DpoJob = Pick<Job, 'id' | 'data' | 'updateProgress'>;
+
+const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
+
+@Injectable()
+export class DpoProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('dpo');
+  private worker: Worker | null = null;
+  private connection: IORedis | null = null;
+
+  constructor(
+    @Inject(TRAINER_CONFIG) private readonly config: TrainerConfig,
+    private readonly store: TrainerStore,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
+    this.connection.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
+    this.worker = new Worker(QUEUES.dpo, (job) => this.process(job), {
+      connection: this.connection,
+      prefix: this.config.trainer.queuePrefix,
+      concurrency: 1,
+      lockDuration: this.config.trainer.lockMs,
+      stalledInterval: this.config.trainer.lockMs,
+      // Each run after a crash resumes from the last checkpoint, so a few crashes are not a reason to give up.
+      maxStalledCount: 5,
+    });
+    this.worker.on('failed', (job, err) => this.logger.error(`job ${job?.id ?? '?'} failed: ${err.message}`));
+    this.worker.on('error', (err) => this.logger.warn(`worker: ${err.message}`));
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.worker?.close();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.connection?.quit().catch(() => undefined);
+  }
+
+  async process(job: DpoJob): Promise<DpoJobResult> {
+    const parsed = dpoJobDataSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`invalid dpo job data: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+    const data = parsed.data;
+    const jobId = job.id ?? 'unknown';
+    const outDir = path.resolve(this.config.stateDir, 'checkpoints', data.outName ?? `dpo-${jobId}`);
+    const startedAt = new Date();
+    const text = await this.store.trainingText(data.data, 'preference');
+    const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
+    const every = Math.max(1, Math.floor(data.steps / 20));
+    this.logger.log(`job ${jobId}: DPO of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, beta ${data.beta} → ${outDir}`);
+
+    const r = await runDpoTraining({
+      modelDir: data.modelDir,
+      data: { text, source },
+      outDir,
+      steps: data.steps,
+      lr: data.lr,
+      beta: data.beta,
+      labelSmoothing: data.labelSmoothing,
+      batchSize: data.batchSize,
+      seqLen: data.seqLen,
+      heldout: data.heldout,
+      seed: data.seed,
+      threads: this.config.trainer.threads || undefined,
+      checkpointEvery: data.checkpointEvery,
+      resume: true,
+      onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
+      onProgress: async (p) => {
+        const progress: DpoJobProgress = p;
+        await job.updateProgress(progress);
+        if (p.step % every === 0 || p.step === p.steps) {
+          this.logger.log(
+            `job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} ` +
+              `margin ${p.margin.toFixed(4)} grad norm ${p.gradNorm.toFixed(3)}`,
+          );
+        }
+      },
+    });
+
+    const id = `dpo-${jobId}`;
+    const metrics = {
+      heldout_accuracy: finiteOrNull(r.heldoutAccuracy),
+      heldout_accuracy_before: finiteOrNull(r.heldoutAccuracyBefore),
+      heldout_margin_after: finiteOrNull(r.heldoutMarginAfter),
+      heldout_margin_before: finiteOrNull(r.heldoutMarginBefore),
+      loss_first: finiteOrNull(r.lossFirst),
+      loss_last: finiteOrNull(r.lossLast),
+      pairs: r.pairs,
+      heldout_pairs: r.heldoutPairs,
+      steps: r.steps,
+      beta: data.beta,
+      base_model: path.resolve(data.modelDir),
+    };
+    await this.store.use((db) =>
+      registerCandidateVersion(db, {
+        versionId: id,
+        role: 'policy',
+        trainingRun: {
+          id,
+          kind: 'dpo',
+          baseVersion: null,
+          exportId: data.data.kind === 'export' ? data.data.exportId : null,
+          config: { ...data, jobId },
+          startedAt,
+          finishedAt: new Date(),
+        },
+        checkpoint: outDir,
+        metrics,
+      }),
+    );
+    this.logger.log(`job ${jobId}: held-out accuracy ${metrics.heldout_accuracy_before ?? '-'} → ${metrics.heldout_accuracy ?? '-'}; registered candidate policy version ${id}`);
+    return {
+      versionId: id,
+      trainingRunId: id,
+      checkpointDir: outDir,
+      pairs: r.pairs,
+      heldoutPairs: r.heldoutPairs,
+      heldoutAccuracyBefore: metrics.heldout_accuracy_before,
+      heldoutAccuracy: metrics.heldout_accuracy,
+      heldoutMarginBefore: metrics.heldout_margin_before,
+      heldoutMarginAfter: metrics.heldout_margin_after,
+      lossFirst: metrics.loss_first,
+      lossLast: metrics.loss_last,
+      steps: r.steps,
+      resumedFromStep: r.resumedFromStep,
+    };
+  }
+}

@@ -1,0 +1,29 @@
+// The `sft` job's optional LoRA options: accepted as the CLI passes them, refused with the field named otherwise.
+import { sftJobDataSchema } from './trainer.schemas';
+
+describe('sftJobDataSchema lora', () => {
+  const base = { modelDir: 'models/stories260K', data: { kind: 'jsonl', path: 'a.jsonl' }, steps: 10, lr: 1e-3 };
+
+  it('is optional and takes rank, alpha and targets', () => {
+    expect(sftJobDataSchema.parse(base).lora).toBeUndefined();
+    expect(sftJobDataSchema.parse({ ...base, lora: { rank: 8 } }).lora).toEqual({ rank: 8 });
+    expect(sftJobDataSchema.parse({ ...base, lora: { rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] } }).lora).toEqual({
+      rank: 8,
+      alpha: 16,
+      targets: ['q_proj', 'v_proj'],
+    });
+  });
+
+  it('refuses a bad rank, an unknown or repeated target and unknown keys', () => {
+    const issue = (lora: unknown) => {
+      const r = sftJobDataSchema.safeParse({ ...base, lora });
+      return r.success ? null : r.error.issues[0].path.join('.');
+    };
+    expect(issue({ rank: 0 })).toBe('lora.rank');
+    expect(issue({ rank: 2.5 })).toBe('lora.rank');
+    expect(issue({ rank: 8, targets: ['qkv_proj'] })).toBe('lora.targets.0');
+    expect(issue({ rank: 8, targets: ['q_proj', 'q_proj'] })).toBe('lora.targets');
+    expect(issue({ rank: 8, targets: [] })).toBe('lora.targets');
+    expect(issue({ rank: 8, dropout: 0.1 })).toBe('lora');
+  });
+});

@@ -1,0 +1,334 @@
+/**
+ * Direct Preference Optimization (Rafailov et al. 2023) of a policy checkpoint on preference JSONL (the admin export's
+ * `{"prompt", "chosen", "rejected"}` lines): the frozen reference's response log-probs computed once per pair up front,
+ * then per step the policy's on both sides through the per-token policy step, the DPO loss (dpo.loss.ts) and its
+ * gradient, AdamW with warmup + cosine; held-out implied-reward accuracy and margin before and after; an HF checkpoint
+ * plus resumable training state in outDir. Shared by `flywheel train dpo` and the trainer's `dpo` job; no CLI, queue
+ * or store code here.
+ */
+import path from 'node:path';
+import { DPO_DEFAULTS } from '@flywheel/contracts';
+import {
+  createTrainableModel,
+  freeTrainableModel,
+  optimizerStep,
+  policyBackward,
+  policyForward,
+  setOptimizerState,
+  zeroGrad,
+  type OptimizerConfig,
+  type TrainableModelHandle,
+} from '@flywheel/kernels';
+import {
+  buildSftExample,
+  EpochOrder,
+  loadCheckpoint,
+  ModelLoadError,
+  packBatch,
+  parsePreferenceLines,
+  resumableState,
+  Rng,
+  saveResumePoint,
+  type Checkpoint,
+  type RewardChatMessage,
+  type SftExample,
+} from '@flywheel/model';
+import { checkDpoLossOptions, dpoLoss, type DpoLossResult } from './dpo.loss';
+
+/** One tokenized side: SFT layout, assistant[t] marks the side's response tokens (the ones its log-prob sums). */
+export type DpoSide = SftExample;
+
+/** A tokenized pair with the frozen reference's summed response log-probs (nats). */
+export interface DpoPair {
+  chosen: DpoSide;
+  rejected: DpoSide;
+  referenceChosen: number;
+  referenceRejected: number;
+}
+
+/**
+ * prompt + response with the checkpoint's chat template; only the response's assistant tokens are marked (assistant
+ * turns inside the prompt are context). Longer than seqLen: the first tokens are dropped, so the response survives.
+ * null when no response token is left to score.
+ */
+export function dpoSide(ck: Checkpoint, prompt: readonly RewardChatMessage[], response: readonly RewardChatMessage[], seqLen: number): DpoSide | null {
+  const full = buildSftExample(ck, [...prompt, ...response]);
+  // buildSftExample emits turn by turn, so the prompt's own example is a prefix of the full one.
+  const promptLen = buildSftExample(ck, prompt).ids.length;
+  const start = Math.max(0, full.ids.length - seqLen);
+  const side = { ids: full.ids.slice(start), assistant: full.assistant.map((a, t) => a && t >= promptLen).slice(start) };
+  return side.assistant.some((a, t) => a && t > 0) ? side : null;
+}
+
+/** Parses preference JSONL (`source` names it in errors) into tokenized pairs (reference log-probs still 0). */
+export function parseDpoJsonl(ck: Checkpoint, text: string, source: string, seqLen: number): DpoPair[] {
+  return parsePreferenceLines(text, source, (prompt, response) => {
+    const side = dpoSide(ck, prompt, response, seqLen);
+    return side && { ids: side.ids, value: side };
+  }).map((p) => ({ ...p, referenceChosen: 0, referenceRejected: 0 }));
+}
+
+/** One policyForward over sides as a right-padded batch: per-side summed response log-probs, and what a backward needs. */
+async function forwardSides(model: TrainableModelHandle, sides: DpoSide[], seqLen: number) {
+  const b = packBatch(sides, seqLen);
+  const sel = Int32Array.from(b.weights, (w) => (w !== 0 ? 1 : 0));
+  const r = await policyForward(model, b, { targets: b.targets, sel });
+  const sums = new Float64Array(b.B);
+  for (let i = 0; i < b.B * b.T; i++) sums[Math.floor(i / b.T)] += r.logp[i];
+  return { sums, sel, T: b.T, pass: r.pass };
+}
+
+/** The rows of pairs as one batch: every chosen side, then every rejected side. */
+const sidesOf = (pairs: readonly DpoPair[]): DpoSide[] => [...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)];
+
+/** Summed response log-probs of both sides of each pair, `chunk` pairs (2 * chunk rows) per forward. */
+async function pairLogps(model: TrainableModelHandle, pairs: readonly DpoPair[], seqLen: number, chunk = 8) {
+  const chosen = new Float64Array(pairs.length);
+  const rejected = new Float64Array(pairs.length);
+  for (let i = 0; i < pairs.length; i += chunk) {
+    const part = pairs.slice(i, i + chunk);
+    const { sums } = await forwardSides(model, sidesOf(part), seqLen);
+    chosen.set(sums.subarray(0, part.length), i);
+    rejected.set(sums.subarray(part.length), i);
+  }
+  return { chosen, rejected };
+}
+
+function mean(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return a.length > 0 ? s / a.length : NaN;
+}
+
+interface LossOptions {
+  beta: number;
+  labelSmoothing: number;
+}
+
+/** dpoLoss of the policy's summed log-probs of the pairs' sides against the pairs' cached reference ones. */
+function lossAgainstReference(pairs: readonly DpoPair[], chosen: ArrayLike<number>, rejected: ArrayLike<number>, lo: LossOptions): DpoLossResult {
+  const referenceChosen = pairs.map((p) => p.referenceChosen);
+  const referenceRejected = pairs.map((p) => p.referenceRejected);
+  return dpoLoss({ policyChosen: chosen, policyRejected: rejected, referenceChosen, referenceRejected }, lo);
+}
+
+/** DPO loss and metrics of pairs under the policy's current weights (no gradient). */
+async function evaluatePairs(model: TrainableModelHandle, pairs: readonly DpoPair[], seqLen: number, lo: LossOptions): Promise<DpoLossResult> {
+  const policy = await pairLogps(model, pairs, seqLen);
+  return lossAgainstReference(pairs, policy.chosen, policy.rejected, lo);
+}
+
+/**
+ * One DPO gradient over P pairs as a (2P, T) batch (chosen rows, then rejected rows). The sequence log-prob is a sum
+ * over its response tokens, so d loss / d logp of each selected token is d loss / d π of its sequence.
+ */
+async function dpoStep(model: TrainableModelHandle, pick: readonly DpoPair[], seqLen: number, lo: LossOptions): Promise<DpoLossResult> {
+  const P = pick.length;
+  const f = await forwardSides(model, sidesOf(pick), seqLen);
+  const r = lossAgainstReference(pick, f.sums.subarray(0, P), f.sums.subarray(P), lo);
+  const dlogp = new Float32Array(f.sel.length);
+  for (let i = 0; i < dlogp.length; i++) {
+    if (f.sel[i] === 0) continue;
+    const row = Math.floor(i / f.T);
+    dlogp[i] = row < P ? r.dPolicyChosen[row] : r.dPolicyRejected[row - P];
+  }
+  await policyBackward(model, f.pass, { dlogp });
+  return r;
+}
+
+/** After each optimizer step; rewards are the step's mean implied rewards β (π - π_ref), margin their difference. */
+export interface DpoProgress {
+  step: number;
+  steps: number;
+  loss: number;
+  /** Fraction of the step's pairs whose chosen implied reward is higher (ties count half). */
+  accuracy: number;
+  chosenReward: number;
+  rejectedReward: number;
+  margin: number;
+  gradNorm: number;
+  lr: number;
+}
+
+export interface DpoOptions {
+  /** The policy checkpoint (Hugging Face directory with a chat template); also the frozen reference. */
+  modelDir: string;
+  /** The JSONL text, a name for it in errors (a path, or `export <id>`) and for the training state (default: source). */
+  data: { text: string; source: string; origin?: string };
+  outDir: string;
+  steps: number;
+  /** Peak learning rate (DPO_DEFAULTS.lr suits small models; billion-parameter ones want TRL's 5e-7..1e-6). */
+  lr: number;
+  /** β (default 0.1): larger keeps the policy closer to the reference. */
+  beta?: number;
+  /** ε in [0, 0.5) (default 0): conservative DPO for noisy labels. */
+  labelSmoothing?: number;
+  /** Preference pairs per optimizer step (each is two sequences). */
+  batchSize: number;
+  /** Longest sequence in tokens (default 256, capped at the model's max positions); longer ones lose their start. */
+  seqLen?: number;
+  /** Fraction of pairs held out (at least one when > 0 and there are two or more). */
+  heldout: number;
+  seed: number;
+  threads?: number;
+  /** Write checkpoint + training state every N steps (0: only at the end). */
+  checkpointEvery?: number;
+  /** Continue from outDir's training state when it holds one for these options. */
+  resume?: boolean;
+  onProgress?: (p: DpoProgress) => void | Promise<void>;
+  /** When resume finds a matching training state: the optimizer steps it holds. */
+  onResume?: (step: number) => void | Promise<void>;
+  /** After each intermediate checkpoint (step = optimizer steps it holds). */
+  onCheckpoint?: (step: number) => void | Promise<void>;
+}
+
+export interface DpoResult {
+  pairs: number;
+  trainPairs: number;
+  heldoutPairs: number;
+  /** Held-out implied-reward accuracy before (0.5: the untrained policy ties every pair) and after training; NaN without held-out pairs. */
+  heldoutAccuracyBefore: number;
+  heldoutAccuracy: number;
+  /** Held-out mean implied-reward margin β((πc - rc) - (πr - rr)) before and after. */
+  heldoutMarginBefore: number;
+  heldoutMarginAfter: number;
+  lossFirst: number;
+  lossLast: number;
+  steps: number;
+  outDir: string;
+  /** Optimizer steps restored from outDir's training state (0: a fresh run). */
+  resumedFromStep: number;
+}
+
+/** Run metrics kept in the training state's `extra` so a resumed run reports the whole run. */
+interface DpoTotals {
+  heldoutAccuracyBefore: number;
+  heldoutMarginBefore: number;
+  lossFirst: number;
+  lossLast: number;
+}
+
+export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
+  const modelDir = path.resolve(o.modelDir);
+  const outDir = path.resolve(o.outDir);
+  const lo: LossOptions = { beta: o.beta ?? DPO_DEFAULTS.beta, labelSmoothing: o.labelSmoothing ?? DPO_DEFAULTS.labelSmoothing };
+  checkDpoLossOptions(lo);
+  const ck = await loadCheckpoint(modelDir);
+  if (ck.format !== 'hf') throw new ModelLoadError('train dpo needs a Hugging Face directory (GGUF is not trainable here)', modelDir);
+  if (ck.chatTemplate === null) throw new ModelLoadError('train dpo needs a chat template (preference lines are chat messages)', modelDir);
+  const seqLen = Math.min(o.seqLen ?? 256, ck.spec.maxPositionEmbeddings);
+  const pairs = parseDpoJsonl(ck, o.data.text, o.data.source, seqLen);
+
+  const rng = new Rng(o.seed + 1);
+  rng.shuffle(pairs);
+  const nHeld = pairs.length >= 2 && o.heldout > 0 ? Math.max(1, Math.floor(pairs.length * o.heldout)) : 0;
+  const held = pairs.slice(0, nHeld);
+  const train = pairs.slice(nHeld);
+  if (train.length === 0) throw new Error(`${o.data.source}: no pair left to train on after holding out ${nHeld}`);
+
+  // The reference is the base checkpoint (never resumed weights) and never changes: score every pair once, then free it.
+  const reference = createTrainableModel(ck.spec, ck.weights, { threads: o.threads });
+  try {
+    const ref = await pairLogps(reference, pairs, seqLen);
+    pairs.forEach((p, i) => {
+      p.referenceChosen = ref.chosen[i];
+      p.referenceRejected = ref.rejected[i];
+    });
+  } finally {
+    freeTrainableModel(reference);
+  }
+
+  // AdamW as TRL's DPOTrainer uses it (β2 0.999, no weight decay, clip 1.0), with warmup + cosine.
+  const opt: OptimizerConfig = {
+    lr: o.lr,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    maxGradNorm: 1.0,
+    warmupSteps: Math.min(10, Math.floor(o.steps / 10)),
+    totalSteps: o.steps,
+    minLrRatio: 0.1,
+  };
+  const runKey = {
+    source: modelDir,
+    data: o.data.origin ?? o.data.source,
+    seed: o.seed,
+    batchSize: o.batchSize,
+    seqLen,
+    steps: o.steps,
+    lr: o.lr,
+    heldout: o.heldout,
+    ...lo,
+  };
+  const saved = o.resume
+    ? await resumableState(outDir, runKey, (num): DpoTotals => ({
+        heldoutAccuracyBefore: num('heldoutAccuracyBefore'),
+        heldoutMarginBefore: num('heldoutMarginBefore'),
+        lossFirst: num('lossFirst'),
+        lossLast: num('lossLast'),
+      }))
+    : null;
+  const model = createTrainableModel(ck.spec, saved ? (await loadCheckpoint(outDir)).weights : ck.weights, { threads: o.threads });
+  try {
+    const data = new EpochOrder(rng, train.length);
+    let totals: DpoTotals;
+    let start = 0;
+    if (saved) {
+      data.restore(saved.state, outDir);
+      setOptimizerState(model, { step: saved.state.step, m: saved.state.m, v: saved.state.v });
+      totals = saved.totals;
+      start = saved.state.step;
+      await o.onResume?.(start);
+    } else {
+      const before = await evaluatePairs(model, held, seqLen, lo);
+      totals = { heldoutAccuracyBefore: before.accuracy, heldoutMarginBefore: mean(before.margins), lossFirst: NaN, lossLast: NaN };
+    }
+
+    const save = (): Promise<void> =>
+      saveResumePoint(model, { outDir, modelDir, spec: ck.spec, state: { ...data.position(), optimizer: { ...opt }, extra: { ...runKey, totals } } });
+
+    for (let step = start; step < o.steps; step++) {
+      const pick = data.take(Math.min(o.batchSize, train.length)).map((i) => train[i]);
+      zeroGrad(model);
+      const r = await dpoStep(model, pick, seqLen, lo);
+      const s = await optimizerStep(model, opt);
+      if (step === 0) totals.lossFirst = r.loss;
+      totals.lossLast = r.loss;
+      await o.onProgress?.({
+        step: step + 1,
+        steps: o.steps,
+        loss: r.loss,
+        accuracy: r.accuracy,
+        chosenReward: mean(r.chosenRewards),
+        rejectedReward: mean(r.rejectedRewards),
+        margin: mean(r.margins),
+        gradNorm: s.gradNorm,
+        lr: s.lr,
+      });
+      const every = o.checkpointEvery ?? 0;
+      if (step + 1 < o.steps && every > 0 && (step + 1) % every === 0) {
+        await save();
+        await o.onCheckpoint?.(step + 1);
+      }
+    }
+    const after = await evaluatePairs(model, held, seqLen, lo);
+    await save();
+    return {
+      pairs: pairs.length,
+      trainPairs: train.length,
+      heldoutPairs: nHeld,
+      heldoutAccuracyBefore: totals.heldoutAccuracyBefore,
+      heldoutAccuracy: after.accuracy,
+      heldoutMarginBefore: totals.heldoutMarginBefore,
+      heldoutMarginAfter: mean(after.margins),
+      lossFirst: totals.lossFirst,
+      lossLast: totals.lossLast,
+      steps: o.steps,
+      outDir,
+      resumedFromStep: start,
+    };
+  } finally {
+    freeTrainableModel(model);
+  }
+}
