@@ -26,6 +26,16 @@ import {
   type AdminStatsQuery,
 } from '../../../libs/contracts/src/admin.schemas';
 import { activeModelEntrySchema, modelVersionListSchema, type ActiveModelEntry, type ModelVersionList } from '../../../libs/contracts/src/model-versions.schemas';
+import {
+  adminRunListSchema,
+  loopStatusSchema,
+  trainingRunDetailSchema,
+  type AdminLoopActionBody,
+  type AdminRunList,
+  type AdminRunsQuery,
+  type LoopStatus,
+  type TrainingRunDetail,
+} from '../../../libs/contracts/src/training-runs.schemas';
 
 /** An answer other than 2xx, with OpenAI's error fields when the body had them. */
 export class AdminApiError extends Error {
@@ -138,5 +148,18 @@ export const adminApi = {
   },
   rollbackModel(): Promise<ActiveModelEntry> {
     return call(activeModelEntrySchema, 'POST', '/models/rollback', {});
+  },
+  runs(query: AdminRunsQuery): Promise<AdminRunList> {
+    return call(adminRunListSchema, 'GET', `/runs${toQuery(query)}`);
+  },
+  run(id: string): Promise<TrainingRunDetail> {
+    return call(trainingRunDetailSchema, 'GET', `/runs/${encodeURIComponent(id)}`);
+  },
+  /** The trainer's RL loop (503 service_unavailable while no trainer answers). */
+  loop(): Promise<LoopStatus> {
+    return call(loopStatusSchema, 'GET', '/loop');
+  },
+  loopAction(action: AdminLoopActionBody['action']): Promise<LoopStatus> {
+    return call(loopStatusSchema, 'POST', '/loop', { action });
   },
 };

@@ -1,6 +1,6 @@
 /**
  * The app shell: recovers or asks for a session, then shows the top bar and one screen chosen by the
- * URL hash (#/inbox, #/c/<completion id>, #/exports, #/dashboard, #/models). Hash routes keep the gateway's static
+ * URL hash (#/inbox, #/c/<completion id>, #/exports, #/dashboard, #/models, #/runs, #/runs/<run id>). Hash routes keep the gateway's static
  * serving trivial: every screen is /admin/index.html.
  */
 import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
@@ -12,15 +12,20 @@ import { InboxPage } from './inbox.page';
 import { LoginPage } from './login.page';
 import { ModelsPage } from './models.page';
 import { ReviewProvider, ShortcutHelp, useReview, useShortcuts } from './review.context';
+import { RunsPage } from './runs.page';
 
 /** The charting library is most of the bundle: load it only when the dashboard opens. */
 const DashboardPage = lazy(() => import('./dashboard.page').then((m) => ({ default: m.DashboardPage })));
+const RunDetailPage = lazy(() => import('./run-detail.page').then((m) => ({ default: m.RunDetailPage })));
 
-export type Route = { name: 'inbox' } | { name: 'conversation'; id: string } | { name: 'exports' } | { name: 'dashboard' } | { name: 'models' };
+export type Route = { name: 'inbox' } | { name: 'conversation'; id: string } | { name: 'exports' } | { name: 'dashboard' } | { name: 'models' } | { name: 'runs' } | { name: 'run'; id: string };
 
 export function parseRoute(hash: string): Route {
   const m = /^#\/c\/(.+)$/.exec(hash);
   if (m) return { name: 'conversation', id: decodeURIComponent(m[1]!) };
+  const run = /^#\/runs\/(.+)$/.exec(hash);
+  if (run) return { name: 'run', id: decodeURIComponent(run[1]!) };
+  if (hash === '#/runs') return { name: 'runs' };
   if (hash === '#/exports') return { name: 'exports' };
   if (hash === '#/dashboard') return { name: 'dashboard' };
   if (hash === '#/models') return { name: 'models' };
@@ -61,11 +66,14 @@ function Shell({ session, onLogout }: { session: AdminSession; onLogout(): void 
   const { notice } = useReview();
   const [help, setHelp] = useState(false);
   useShortcuts({ '?': () => setHelp(true) });
-  const tab = (name: Route['name'], hash: string, label: string) => (
-    <a href={hash} className={route.name === name ? 'tab active' : 'tab'} aria-current={route.name === name ? 'page' : undefined}>
-      {label}
-    </a>
-  );
+  const tab = (name: Route['name'], hash: string, label: string) => {
+    const on = route.name === name || (name === 'runs' && route.name === 'run');
+    return (
+      <a href={hash} className={on ? 'tab active' : 'tab'} aria-current={on ? 'page' : undefined}>
+        {label}
+      </a>
+    );
+  };
   return (
     <div className="app">
       <header className="topbar">
@@ -74,6 +82,7 @@ function Shell({ session, onLogout }: { session: AdminSession; onLogout(): void 
           {tab('inbox', '#/inbox', 'Inbox')}
           {tab('dashboard', '#/dashboard', 'Dashboard')}
           {tab('exports', '#/exports', 'Exports')}
+          {tab('runs', '#/runs', 'Runs')}
           {tab('models', '#/models', 'Models')}
         </nav>
         <span className="spacer" />
@@ -100,6 +109,12 @@ function Shell({ session, onLogout }: { session: AdminSession; onLogout(): void 
       {route.name === 'conversation' ? <ConversationPage id={route.id} /> : null}
       {route.name === 'exports' ? <ExportsPage /> : null}
       {route.name === 'models' ? <ModelsPage /> : null}
+      {route.name === 'runs' ? <RunsPage /> : null}
+      {route.name === 'run' ? (
+        <Suspense fallback={<p className="muted pad">Loading charts…</p>}>
+          <RunDetailPage key={route.id} id={route.id} />
+        </Suspense>
+      ) : null}
       {route.name === 'dashboard' ? (
         <Suspense fallback={<p className="muted pad">Loading charts…</p>}>
           <DashboardPage />

@@ -14,3 +14,5 @@ export * from './feedback.schemas';
 export * from './admin.schemas';
 export * from './model-versions.schemas';
 export * from './reward.schemas';
+export * from './training-runs.schemas';
+export * from './rl-jobs.schemas';

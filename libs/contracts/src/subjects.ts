@@ -17,7 +17,8 @@ export const SUBJECTS = {
   },
   reward: { score: 'reward.score', info: 'reward.info' },
   moderation: { check: 'moderation.check', info: 'moderation.info' },
-  trainer: { info: 'trainer.info' },
+  /** loop: control and status of the background RL loop (training-runs.schemas.ts). */
+  trainer: { info: 'trainer.info', loop: 'trainer.loop' },
 } as const;
 
 /** Queue groups: replicas of one service share load by subscribing in the same group. */
@@ -38,6 +39,9 @@ export const QUEUES = {
   sft: 'sft',
   rewardTrain: 'reward-train',
   ppo: 'ppo',
+  dpo: 'dpo',
   eval: 'eval',
+  /** One pass of the RL loop; it enqueues its reward-train, ppo and eval stages and waits for each. */
+  loop: 'loop',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];

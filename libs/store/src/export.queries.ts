@@ -94,3 +94,18 @@ export async function listExports(db: Kysely<StoreTables>, limit: number): Promi
 export async function findExport(db: Kysely<StoreTables>, id: string): Promise<ExportRow | null> {
   return (await db.selectFrom('exports').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
 }
+
+/**
+ * Approved feedback of an export format reviewed after `since` (all when null): the RL loop's "enough new data"
+ * trigger. Counts feedback rows, which is what an export of that format would add lines for.
+ */
+export async function countApprovedSince(db: Kysely<StoreTables>, format: ExportFormat, since: Date | null): Promise<number> {
+  let q = db
+    .selectFrom('feedback')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('review_status', '=', 'approved')
+    .where('kind', 'in', [...EXPORT_KINDS[format]]);
+  if (since) q = q.where('reviewed_at', '>', since);
+  const row = await q.executeTakeFirstOrThrow();
+  return Number(row.n);
+}

@@ -151,3 +151,9 @@ export async function listPolicyVersions(db: Kysely<StoreTables>): Promise<strin
   const rows = await db.selectFrom('completions').select('policy_version').distinct().orderBy('policy_version').execute();
   return rows.map((r) => r.policy_version);
 }
+
+/** Feedback waiting for review: what the inbox's default view (status pending) holds; the review backlog gauge. */
+export async function countPendingFeedback(db: Kysely<StoreTables>): Promise<number> {
+  const row = await db.selectFrom('feedback').select(sql<number>`count(*)::int`.as('n')).where('review_status', '=', 'pending').executeTakeFirstOrThrow();
+  return Number(row.n);
+}

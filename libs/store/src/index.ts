@@ -18,3 +18,5 @@ export * from './export.queries';
 export * from './stats.queries';
 export * from './model-versions.writes';
 export * from './model-versions.lineage';
+export * from './training-runs.queries';
+export * from './training-runs.writes';

@@ -3,7 +3,7 @@
  * in one transaction, idempotent per id (a job that runs again after registering changes nothing twice).
  * Promotion (candidate → active) is the RL issue's; no HTTP or queue code here.
  */
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { ModelVersionsTable, StoreTables, TrainingRunsTable } from './store.tables';
 
 export type ModelVersionRow = Selectable<ModelVersionsTable>;
@@ -43,7 +43,15 @@ export async function registerCandidateVersion(db: Kysely<StoreTables>, c: Candi
         started_at: c.trainingRun.startedAt,
         finished_at: c.trainingRun.finishedAt,
       })
-      .onConflict((oc) => oc.column('id').doUpdateSet({ status: 'succeeded', metrics, finished_at: c.trainingRun.finishedAt }))
+      // A run created before (a loop's stage, createTrainingRun) keeps its parent, stage, start and metrics so far.
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet({
+          status: 'succeeded',
+          metrics: sql<string>`training_runs.metrics || excluded.metrics`,
+          started_at: sql<Date>`coalesce(training_runs.started_at, excluded.started_at)`,
+          finished_at: c.trainingRun.finishedAt,
+        }),
+      )
       .execute();
     await tx
       .insertInto('model_versions')
@@ -63,4 +71,14 @@ export async function registerCandidateVersion(db: Kysely<StoreTables>, c: Candi
 
 export async function findModelVersion(db: Kysely<StoreTables>, id: string): Promise<ModelVersionRow | null> {
   return (await db.selectFrom('model_versions').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+}
+
+/** The eval gate refused a candidate: its row says so (an active or retired row is left alone). */
+export async function markVersionRejected(db: Kysely<StoreTables>, id: string, reasons: string[]): Promise<void> {
+  await db
+    .updateTable('model_versions')
+    .set({ status: 'rejected', metrics: sql`model_versions.metrics || ${JSON.stringify({ rejected: reasons })}::jsonb` })
+    .where('id', '=', id)
+    .where('status', '=', 'candidate')
+    .execute();
 }

@@ -151,10 +151,33 @@ const initial = statements(
 /** The admin API keeps each export's JSONL beside its record, so a download works on every replica. */
 const exportContent = statements(`ALTER TABLE exports ADD COLUMN content text NOT NULL DEFAULT ''`);
 
+/**
+ * The RL loop's runs: six kinds (a `loop` run has its stages as children), the loop's current stage, the
+ * error of a failed run, and per-step metrics keyed (run, step) so a resumed job re-logging a step
+ * overwrites it. The kind CHECK is the one 0001 declared inline (Postgres named it training_runs_kind_check).
+ */
+const trainingRunsRl = statements(
+  `ALTER TABLE training_runs DROP CONSTRAINT IF EXISTS training_runs_kind_check`,
+  `ALTER TABLE training_runs ADD CONSTRAINT training_runs_kind_check CHECK (kind IN ('sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop'))`,
+  `ALTER TABLE training_runs ADD COLUMN parent_run_id text REFERENCES training_runs (id)`,
+  `ALTER TABLE training_runs ADD COLUMN stage text`,
+  `ALTER TABLE training_runs ADD COLUMN error text`,
+  `CREATE INDEX training_runs_parent_created_idx ON training_runs (parent_run_id, created_at DESC, id DESC)`,
+  `CREATE INDEX model_versions_training_run_idx ON model_versions (training_run_id)`,
+  `CREATE TABLE training_metrics (
+    run_id text NOT NULL REFERENCES training_runs (id) ON DELETE CASCADE,
+    step integer NOT NULL,
+    metrics jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, step)
+  )`,
+);
+
 /** Every migration, by name; names sort in the order they apply. */
 export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_export_content': exportContent,
+  '0003_training_runs_rl': trainingRunsRl,
 };
 
 export const storeMigrationProvider: MigrationProvider = {

@@ -4,7 +4,7 @@
  * Not wire shapes: those live in @flywheel/contracts.
  */
 import type { ColumnType, Insertable, Selectable } from 'kysely';
-import type { FeedbackKind, FeedbackSource, ReviewStatus } from '@flywheel/contracts';
+import type { FeedbackKind, FeedbackSource, ReviewStatus, TrainingRunKind, TrainingRunStatus } from '@flywheel/contracts';
 
 /** A timestamptz: read as Date, written as Date or ISO string. */
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -12,6 +12,8 @@ type TimestampDefault = ColumnType<Date, Date | string | undefined, Date | strin
 /** JSON written as its text (pg and PGlite both cast text to jsonb), read back parsed. */
 type Json<T> = ColumnType<T, string, string>;
 type NullableJson<T> = ColumnType<T | null, string | null, string | null>;
+/** A nullable column added by a later migration: optional on insert. */
+type NullableText = ColumnType<string | null, string | null | undefined, string | null>;
 
 export interface CompletionsTable {
   id: string;
@@ -107,18 +109,32 @@ export interface ExportsTable {
   content: ColumnType<string, string | undefined, string>;
 }
 
-/** Filled by the RL issue; the shape is here so exports and model versions can point at runs. */
+/** A training job's run, or a loop run whose stages are child runs (migration 0003). */
 export interface TrainingRunsTable {
   id: string;
-  kind: 'sft' | 'reward-train' | 'ppo' | 'eval';
-  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  kind: TrainingRunKind;
+  status: TrainingRunStatus;
   base_version: string | null;
   export_id: string | null;
   config: Json<Record<string, unknown>>;
+  /** Summary metrics; per-step ones are in training_metrics. */
   metrics: Json<Record<string, unknown>>;
   created_at: TimestampDefault;
   started_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
   finished_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** The loop run this is a stage of. */
+  parent_run_id: NullableText;
+  /** A loop's current (or last) stage. */
+  stage: NullableText;
+  error: NullableText;
+}
+
+/** One optimizer step's metrics of a run: name → number, null where not finite. */
+export interface TrainingMetricsTable {
+  run_id: string;
+  step: number;
+  metrics: Json<Record<string, number | null>>;
+  created_at: TimestampDefault;
 }
 
 export interface ModelVersionsTable {
@@ -153,6 +169,7 @@ export interface StoreTables {
   reviews: ReviewsTable;
   exports: ExportsTable;
   training_runs: TrainingRunsTable;
+  training_metrics: TrainingMetricsTable;
   model_versions: ModelVersionsTable;
   dead_letters: DeadLettersTable;
 }

@@ -24,6 +24,9 @@ import { ADMIN_UI_DIR, AdminUiController } from './admin-ui.controller';
 import { AdminModelsController } from './models.controller';
 import { ModelLineageFollower } from './models.lineage';
 import { AdminModelsService } from './models.service';
+import { AdminLoopService } from './loop.service';
+import { AdminLoopController, AdminRunsController } from './runs.controller';
+import { AdminRunsService } from './runs.service';
 
 /** The open store, or the 503 an admin request gets while the database is down. */
 function storeSourceOf(ref: ModuleRef): () => Store {
@@ -52,7 +55,7 @@ export class AdminModule {
     return {
       module: AdminModule,
       // The UI controller last: its /admin/* wildcard must not shadow the API's routes.
-      controllers: [AdminSessionController, AdminReadController, AdminReviewsController, AdminExportsController, AdminModelsController, AdminUiController],
+      controllers: [AdminSessionController, AdminReadController, AdminReviewsController, AdminExportsController, AdminModelsController, AdminRunsController, AdminLoopController, AdminUiController],
       providers: [
         { provide: AdminSessions, useFactory: () => new AdminSessions(sessionTtlMs, maxSessions) },
         {
@@ -68,6 +71,8 @@ export class AdminModule {
         { provide: AdminReadService, useFactory: (ref: ModuleRef) => new AdminReadService(storeSourceOf(ref)), inject: [ModuleRef] },
         { provide: AdminReviewService, useFactory: (ref: ModuleRef) => new AdminReviewService(storeSourceOf(ref)), inject: [ModuleRef] },
         { provide: AdminExportService, useFactory: (ref: ModuleRef) => new AdminExportService(storeSourceOf(ref)), inject: [ModuleRef] },
+        { provide: AdminRunsService, useFactory: (ref: ModuleRef) => new AdminRunsService(storeSourceOf(ref)), inject: [ModuleRef] },
+        AdminLoopService,
         { provide: ADMIN_UI_DIR, useValue: path.resolve(uiDir) },
         AdminSessionGuard,
         AdminModelsService,

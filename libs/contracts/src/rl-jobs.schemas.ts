@@ -1,0 +1,235 @@
+/**
+ * Job data, progress and results of the RL loop's BullMQ jobs: `ppo` (PPO config with its documented defaults),
+ * `eval` (candidate vs active with the promotion gate) and `loop` (one tracked reward-train → ppo → eval →
+ * promotion pass). The sft / reward-train / dpo jobs are in trainer.schemas.ts. Shapes only, no I/O.
+ */
+import { z } from 'zod';
+import { trainingDataSourceSchema } from './trainer.schemas';
+
+const outName = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128);
+
+/**
+ * PPO hyper-parameters. Defaults follow OpenRLHF / verl where they fit a small model: clip 0.2, value clip 0.2,
+ * gamma 1, lambda 0.95, an adaptive KL coefficient (Ziegler et al.) starting at 0.05, 2 epochs, token-mean losses.
+ */
+export const ppoConfigSchema = z.strictObject({
+  steps: z.int().positive().max(100_000).default(20),
+  /** Prompts sampled per step (one response each, pure sampling: temperature 1, no top-p / top-k). */
+  rolloutBatch: z.int().positive().max(512).default(32),
+  maxNewTokens: z.int().positive().max(4096).default(48),
+  /** Stop strings ending a response (the token that completes one is part of the response; its text is not). */
+  stop: z.array(z.string().min(1).max(64)).max(8).default([]),
+  ppoEpochs: z.int().positive().max(16).default(2),
+  /** Sequences per optimizer step. */
+  miniBatch: z.int().positive().max(512).default(16),
+  lr: z.number().positive().max(1).default(5e-5),
+  criticLr: z.number().positive().max(1).default(5e-4),
+  gamma: z.number().min(0).max(1).default(1),
+  lambda: z.number().min(0).max(1).default(0.95),
+  clip: z.number().positive().max(1).default(0.2),
+  /** Value clip around the rollout's values; 0 disables. */
+  valueClip: z.number().min(0).default(0.2),
+  /** |log ratio| cap before exp (keeps one bad step finite). */
+  logRatioClamp: z.number().positive().default(10),
+  /** Per-token KL penalty coefficient (initial value when adaptive). */
+  klCoef: z.number().min(0).default(0.05),
+  /** Adaptive KL: target nats per sequence; null keeps klCoef fixed. */
+  klTarget: z.number().positive().nullable().default(3),
+  /** Adaptive KL horizon in sequences: each step moves the coefficient by at most 20% x batch / horizon. */
+  klHorizon: z.number().positive().default(500),
+  maxGradNorm: z.number().positive().default(1),
+  seed: z.int().nonnegative().default(1),
+  /** A resumable checkpoint every this many steps (0: only at the end). */
+  checkpointEvery: z.int().nonnegative().default(5),
+});
+export type PpoConfig = z.infer<typeof ppoConfigSchema>;
+export type PpoConfigInput = z.input<typeof ppoConfigSchema>;
+
+/** Prompts of a PPO or eval job: every line's prompt of an SFT / preference export or JSONL file. */
+export const promptSourceSchema = trainingDataSourceSchema;
+
+/**
+ * Data of a job on the `ppo` queue. The policy starts from `modelDir` (the loop passes the active version's
+ * fetched checkpoint and names it in baseVersion); scores come from the reward service, which must be serving
+ * `rewardVersion` when given (the job waits for the swap, then refuses scores from any other version).
+ */
+export const ppoJobDataSchema = z.strictObject({
+  modelDir: z.string().min(1),
+  baseVersion: z.string().nullable().default(null),
+  /** Critic initialisation: a reward-model checkpoint directory (default: the policy with a zero value head). */
+  criticDir: z.string().nullable().default(null),
+  rewardVersion: z.string().nullable().default(null),
+  prompts: promptSourceSchema,
+  /** Fraction of prompts held out (never trained on) for the eval job; the split is seeded. */
+  heldout: z.number().min(0).max(0.5).default(0.2),
+  config: ppoConfigSchema.partial().default({}),
+  /** The loop run this job is a stage of. */
+  parentRunId: z.string().nullable().default(null),
+  exportIds: z.array(z.string()).default([]),
+  outName: outName.optional(),
+});
+export type PpoJobData = z.infer<typeof ppoJobDataSchema>;
+export type PpoJobDataInput = z.input<typeof ppoJobDataSchema>;
+
+/** One PPO step's metrics: the job's progress, stored per step with the run and plotted in the admin UI. */
+export const ppoStepMetricsSchema = z.strictObject({
+  step: z.int().positive(),
+  steps: z.int().positive(),
+  reward_mean: z.number(),
+  reward_std: z.number(),
+  kl: z.number(),
+  approx_kl: z.number(),
+  clip_fraction: z.number(),
+  entropy: z.number(),
+  policy_loss: z.number(),
+  value_loss: z.number(),
+  value_clip_fraction: z.number(),
+  response_length: z.number(),
+  stop_fraction: z.number(),
+  kl_coef: z.number(),
+  grad_norm: z.number(),
+  time_rollout_s: z.number(),
+  time_score_s: z.number(),
+  time_update_s: z.number(),
+  time_sync_s: z.number(),
+});
+export type PpoStepMetrics = z.infer<typeof ppoStepMetricsSchema>;
+
+export const ppoJobResultSchema = z.strictObject({
+  versionId: z.string(),
+  trainingRunId: z.string(),
+  checkpointDir: z.string(),
+  steps: z.int(),
+  resumedFromStep: z.int(),
+  rewardFirst: z.number().nullable(),
+  rewardLast: z.number().nullable(),
+  klLast: z.number().nullable(),
+  /** The held-out prompts the eval job should use (never trained on). */
+  heldoutPrompts: z.array(z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() }))),
+});
+export type PpoJobResult = z.infer<typeof ppoJobResultSchema>;
+
+// ---- eval (candidate vs active; apps/trainer/src/eval.processor.ts) ------------------------------------------
+
+const chatPromptSchema = z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })).min(1);
+
+/** Bounds a candidate must meet to be promoted. */
+export const evalGateSchema = z.strictObject({
+  /** Candidate mean reward must beat the active's by at least this many of the active's reward std. */
+  minRewardGainStd: z.number().default(0),
+  /** KL(candidate || active), nats per sequence, at most. */
+  maxKl: z.number().positive().default(5),
+  /** Output moderation flag rate may rise by at most this (absolute fraction). */
+  maxFlagRateIncrease: z.number().min(0).max(1).default(0.01),
+});
+export type EvalGate = z.infer<typeof evalGateSchema>;
+
+/**
+ * Data of a job on the `eval` queue: a published candidate policy against the active one (the KV's, or
+ * `activeVersion`) on held-out prompts. With `promote`, a candidate that passes the gate becomes active (one KV
+ * write); either way the verdict is recorded with the run.
+ */
+export const evalJobDataSchema = z.strictObject({
+  candidateVersion: z.string().min(1),
+  /** Default: the active policy version in the `models` KV. */
+  activeVersion: z.string().nullable().default(null),
+  rewardVersion: z.string().nullable().default(null),
+  prompts: z.array(chatPromptSchema).min(1).max(10_000),
+  /** Responses per prompt and model. */
+  samples: z.int().positive().max(64).default(4),
+  maxNewTokens: z.int().positive().max(4096).default(48),
+  stop: z.array(z.string().min(1).max(64)).max(8).default([]),
+  seed: z.int().nonnegative().default(1),
+  gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxFlagRateIncrease: 0.01 }),
+  promote: z.boolean().default(false),
+  parentRunId: z.string().nullable().default(null),
+});
+export type EvalJobData = z.infer<typeof evalJobDataSchema>;
+export type EvalJobDataInput = z.input<typeof evalJobDataSchema>;
+
+export const evalReportSchema = z.strictObject({
+  prompts: z.int(),
+  samples: z.int(),
+  reward_before: z.number(),
+  reward_std_before: z.number(),
+  reward_after: z.number(),
+  reward_std_after: z.number(),
+  reward_gain_std: z.number(),
+  kl: z.number(),
+  flag_rate_before: z.number().nullable(),
+  flag_rate_after: z.number().nullable(),
+  response_length_before: z.number(),
+  response_length_after: z.number(),
+  examples: z.array(z.object({ prompt: z.string(), response: z.string(), reward: z.number() })),
+});
+export type EvalReport = z.infer<typeof evalReportSchema>;
+
+export const evalJobResultSchema = z.strictObject({
+  trainingRunId: z.string(),
+  candidateVersion: z.string(),
+  activeVersion: z.string(),
+  report: evalReportSchema,
+  pass: z.boolean(),
+  reasons: z.array(z.string()),
+  promoted: z.boolean(),
+});
+export type EvalJobResult = z.infer<typeof evalJobResultSchema>;
+
+// ---- loop (one tracked reward-train → ppo → eval → promotion pass; apps/trainer/src/loop.processor.ts) --------
+
+/**
+ * Data of a job on the `loop` queue. `data` holds the preference pairs the reward model trains on; PPO's prompts
+ * are the same lines' prompts (a seeded share held out for eval). The policy starts from the active version (or
+ * the configured base, published and made active first when nothing is).
+ */
+export const loopJobDataSchema = z.strictObject({
+  data: trainingDataSourceSchema,
+  trigger: z.enum(['manual', 'threshold', 'schedule']).default('manual'),
+  rewardTrain: z
+    .strictObject({
+      steps: z.int().positive().max(1_000_000).default(60),
+      lr: z.number().positive().max(1).default(3e-3),
+      batchSize: z.int().positive().max(1024).default(8),
+      heldout: z.number().min(0).max(0.5).default(0.2),
+      seed: z.int().nonnegative().default(0),
+    })
+    .default({ steps: 60, lr: 3e-3, batchSize: 8, heldout: 0.2, seed: 0 }),
+  /** A reward model below this held-out pairwise accuracy stops the run before PPO. */
+  minRewardAccuracy: z.number().min(0).max(1).default(0.7),
+  ppo: ppoConfigSchema.partial().default({}),
+  /** Share of prompts held out of PPO for the eval stage. */
+  heldout: z.number().min(0).max(0.5).default(0.2),
+  eval: z
+    .strictObject({
+      samples: z.int().positive().max(64).default(4),
+      gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxFlagRateIncrease: 0.01 }),
+      promote: z.boolean().default(true),
+    })
+    .default({ samples: 4, gate: { minRewardGainStd: 0, maxKl: 5, maxFlagRateIncrease: 0.01 }, promote: true }),
+});
+export type LoopJobData = z.infer<typeof loopJobDataSchema>;
+export type LoopJobDataInput = z.input<typeof loopJobDataSchema>;
+
+export const loopJobResultSchema = z.strictObject({
+  loopRunId: z.string(),
+  rewardVersion: z.string(),
+  rewardAccuracy: z.number().nullable(),
+  candidateVersion: z.string().nullable(),
+  baseVersion: z.string(),
+  eval: evalJobResultSchema.nullable(),
+  promoted: z.boolean(),
+  /** Why the run stopped early (reward model too weak), when it did. */
+  stoppedBecause: z.string().nullable(),
+});
+export type LoopJobResult = z.infer<typeof loopJobResultSchema>;
+
+/**
+ * `trainer.loop` start with explicit data (CLI, demo): one loop run on these pairs now, with overrides of the loop
+ * defaults; the plain `{action: 'start'}` (admin UI) exports the store's approved preference pairs instead.
+ */
+export const loopStartRequestSchema = z.strictObject({
+  action: z.literal('start'),
+  data: trainingDataSourceSchema,
+  overrides: loopJobDataSchema.omit({ data: true, trigger: true }).partial().default({}),
+});
+export type LoopStartRequest = z.input<typeof loopStartRequestSchema>;

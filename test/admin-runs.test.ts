@@ -1,0 +1,283 @@
+/**
+ * The admin API's training runs and RL loop end to end: the compiled gateway on a private nats-server and a
+ * throwaway database on this machine's Postgres. Runs and their metric series are seeded through the store
+ * functions the trainer calls and read back over HTTP with a real session; the loop routes are answered by a
+ * stand-in trainer (a raw NATS subscription on trainer.loop speaking Nest's wire format, keeping its state),
+ * and give a 503 when nothing answers.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { connect, JSONCodec, type NatsConnection, type Subscription } from 'nats';
+import {
+  adminRunListSchema,
+  LOOP_SUBJECT,
+  loopControlRequestSchema,
+  loopStatusSchema,
+  nestRequestPacketSchema,
+  newTimeOrderedId,
+  trainingRunDetailSchema,
+  type LoopStatus,
+} from '@flywheel/contracts';
+import {
+  appendTrainingMetrics,
+  createThrowawayDatabase,
+  createTrainingRun,
+  openStore,
+  registerCandidateVersion,
+  updateTrainingRun,
+  type Store,
+  type ThrowawayDatabase,
+} from '@flywheel/store';
+import { startPrivateNats, type PrivateNats } from './gateway.support';
+import { freePort, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
+
+jest.setTimeout(180_000);
+
+const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+const USER_KEY = 'sk-flywheel-runs-test-user';
+const ADMIN_KEY = 'sk-flywheel-runs-test-admin';
+
+let nats: PrivateNats;
+let database: ThrowawayDatabase;
+let gateway: Running;
+let gatewayUrl: string;
+let stateDir: string;
+let nc: NatsConnection;
+let store: Store;
+
+beforeAll(async () => {
+  stateDir = mkdtempSync(path.join(tmpdir(), 'flywheel-runs-test-'));
+  nats = await startPrivateNats();
+  database = await createThrowawayDatabase(ADMIN_URL);
+  const port = await freePort();
+  gatewayUrl = `http://127.0.0.1:${port}`;
+  gateway = run(process.execPath, [serviceEntry('gateway')], {
+    NATS_URL: nats.url,
+    DATABASE_URL: database.url,
+    FLYWHEEL_GATEWAY_PORT: String(port),
+    FLYWHEEL_API_KEYS: USER_KEY,
+    FLYWHEEL_ADMIN_KEYS: ADMIN_KEY,
+    FLYWHEEL_ADMIN_UI_DIR: path.join(stateDir, 'no-ui'),
+    FLYWHEEL_RATE_LIMIT_RPM: '0',
+    FLYWHEEL_STATE_DIR: stateDir,
+    FLYWHEEL_LOG_LEVEL: 'warn',
+  });
+  await waitFor(
+    async () => {
+      const res = await fetch(`${gatewayUrl}/v1/feedback?completion_id=chatcmpl-none`, { headers: { authorization: `Bearer ${USER_KEY}` } }).catch(() => null);
+      return res?.status === 200 ? true : undefined;
+    },
+    60_000,
+    'gateway with its store open',
+  ).catch((err) => {
+    throw new Error(`${String(err)}\n--- gateway ---\n${gateway.output().slice(-3000)}`);
+  });
+  nc = await connect({ servers: nats.url });
+  store = await openStore({ kind: 'postgres', url: database.url });
+});
+
+afterAll(async () => {
+  await store?.close();
+  await nc?.drain();
+  await stop(gateway);
+  await nats?.stop();
+  await database?.drop();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+});
+
+interface Session {
+  cookie: string;
+  csrf: string;
+}
+
+async function login(): Promise<Session> {
+  const res = await fetch(`${gatewayUrl}/admin/api/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: ADMIN_KEY }) });
+  expect(res.status).toBe(200);
+  const body: any = await res.json();
+  return { cookie: (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '', csrf: body.csrf_token };
+}
+
+async function call(method: string, route: string, session: Session | null, body?: unknown, csrf = session?.csrf): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = {};
+  if (session) headers.cookie = session.cookie;
+  if (csrf) headers['x-csrf-token'] = csrf;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${gatewayUrl}${route}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/**
+ * A stand-in for the trainer's loop handler: raw NATS in Nest's wire format ({pattern, data, id} →
+ * {id, response | err, isDisposed}), what MeshClient sends and a @MessagePattern handler answers.
+ */
+function fakeTrainerLoop(connection: NatsConnection): { sub: Subscription; state: LoopStatus; actions: string[] } {
+  const codec = JSONCodec<unknown>();
+  const state: LoopStatus = { paused: false, running: null, approvedSinceLastRun: 7, minNewApproved: 50, scheduleMs: 60_000, lastRun: null };
+  const actions: string[] = [];
+  const sub = connection.subscribe(LOOP_SUBJECT, {
+    callback: (_err, msg) => {
+      const packet = nestRequestPacketSchema.parse(codec.decode(msg.data));
+      const request = loopControlRequestSchema.safeParse(packet.data);
+      if (!request.success) {
+        msg.respond(codec.encode({ id: packet.id, err: { code: 'invalid_payload', message: 'action: invalid', param: 'action' }, isDisposed: true }));
+        return;
+      }
+      actions.push(request.data.action);
+      let message: string | undefined;
+      if (request.data.action === 'pause') state.paused = true;
+      if (request.data.action === 'resume') state.paused = false;
+      if (request.data.action === 'start') {
+        if (state.running) message = 'a run is already running';
+        else state.running = { runId: 'loop-manual-1', stage: 'reward-train', startedAt: new Date().toISOString() };
+      }
+      msg.respond(codec.encode({ id: packet.id, response: { ...state, ...(message ? { message } : {}) }, isDisposed: true }));
+    },
+  });
+  return { sub, state, actions };
+}
+
+describe('admin runs API', () => {
+  it('lists top-level runs newest first, pages them, and shows a loop with its stages, series and versions', async () => {
+    const session = await login();
+    const sft = `sft-${newTimeOrderedId()}`;
+    await createTrainingRun(store.db, { id: sft, kind: 'sft', status: 'running', config: { steps: 3 } });
+    await appendTrainingMetrics(store.db, sft, [0, 1, 2].map((step) => ({ step, metrics: { loss: 3 - step, lr: 1e-3, grad_norm: 0.5 } })));
+    await updateTrainingRun(store.db, sft, { status: 'succeeded', metrics: { train_loss_last: 1 } });
+
+    const loop = `loop-${newTimeOrderedId()}`;
+    const rm = `rm-${newTimeOrderedId()}`;
+    const ppo = `ppo-${newTimeOrderedId()}`;
+    await createTrainingRun(store.db, { id: loop, kind: 'loop', status: 'running', stage: 'reward-train', baseVersion: 'base' });
+    await createTrainingRun(store.db, { id: rm, kind: 'reward-train', status: 'running', parentRunId: loop });
+    await updateTrainingRun(store.db, rm, { status: 'succeeded', metrics: { heldout_accuracy: 0.8 } });
+    await updateTrainingRun(store.db, loop, { stage: 'ppo' });
+    await createTrainingRun(store.db, { id: ppo, kind: 'ppo', status: 'running', parentRunId: loop, baseVersion: 'base' });
+    await appendTrainingMetrics(
+      store.db,
+      ppo,
+      Array.from({ length: 5 }, (_, step) => ({ step, metrics: { reward_mean: 0.1 * step, reward_std: 0.05, kl: 0.01 * step, clip_fraction: 0.1 } })),
+    );
+    await registerCandidateVersion(store.db, {
+      versionId: `policy-${ppo}`,
+      role: 'policy',
+      trainingRun: { id: ppo, kind: 'ppo', baseVersion: 'base', exportId: null, config: {}, startedAt: new Date(), finishedAt: new Date() },
+      checkpoint: '/tmp/ckpt',
+      metrics: { reward_mean_last: 0.4 },
+    });
+
+    const list = await call('GET', '/admin/api/runs', session);
+    expect(list.status).toBe(200);
+    adminRunListSchema.parse(list.body);
+    expect(list.body).toMatchObject({ object: 'list', has_more: false });
+    // Stage runs are not top-level.
+    expect(list.body.data.map((r: any) => r.id)).toEqual([loop, sft]);
+    expect(list.body.data[0]).toMatchObject({ kind: 'loop', status: 'running', stage: 'ppo', parentRunId: null, baseVersion: 'base', error: null, finishedAt: null });
+    expect(list.body.data[1]).toMatchObject({ kind: 'sft', status: 'succeeded', metrics: { train_loss_last: 1 } });
+
+    const page1 = await call('GET', '/admin/api/runs?limit=1', session);
+    expect(page1.body).toMatchObject({ has_more: true, data: [{ id: loop }] });
+    const page2 = await call('GET', `/admin/api/runs?limit=1&before=${loop}`, session);
+    expect(page2.body).toMatchObject({ has_more: false, data: [{ id: sft }] });
+    expect((await call('GET', '/admin/api/runs?kind=sft', session)).body.data.map((r: any) => r.id)).toEqual([sft]);
+    const badKind = await call('GET', '/admin/api/runs?kind=grpo', session);
+    expect(badKind.status).toBe(400);
+    expect(badKind.body.error).toMatchObject({ type: 'invalid_request_error', param: 'kind' });
+
+    const detail = await call('GET', `/admin/api/runs/${loop}`, session);
+    expect(detail.status).toBe(200);
+    trainingRunDetailSchema.parse(detail.body);
+    expect(detail.body).toMatchObject({ id: loop, kind: 'loop', stage: 'ppo', series: [], versions: [{ id: `policy-${ppo}`, role: 'policy', status: 'candidate', runId: ppo }] });
+    expect(detail.body.children.map((c: any) => [c.id, c.kind, c.status])).toEqual([
+      [rm, 'reward-train', 'succeeded'],
+      [ppo, 'ppo', 'succeeded'],
+    ]);
+
+    const ppoDetail = await call('GET', `/admin/api/runs/${ppo}`, session);
+    expect(ppoDetail.body.parentRunId).toBe(loop);
+    expect(ppoDetail.body.series.map((p: any) => p.step)).toEqual([0, 1, 2, 3, 4]);
+    expect(ppoDetail.body.series[4].metrics).toEqual({ reward_mean: 0.4, reward_std: 0.05, kl: 0.04, clip_fraction: 0.1 });
+    expect(ppoDetail.body.metrics).toEqual({ reward_mean_last: 0.4 });
+
+    const missing = await call('GET', '/admin/api/runs/no-such-run', session);
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toMatchObject({ type: 'invalid_request_error', code: 'run_not_found', param: 'id' });
+    expect((await call('GET', '/admin/api/runs', null)).status).toBe(401);
+  });
+
+  it('says 503 when no trainer answers on trainer.loop, or one hangs', async () => {
+    const session = await login();
+    const status = await call('GET', '/admin/api/loop', session);
+    expect(status.status).toBe(503);
+    expect(status.body.error).toMatchObject({ type: 'server_error', code: 'service_unavailable' });
+    expect(status.body.error.message).toMatch(/trainer/);
+    const pause = await call('POST', '/admin/api/loop', session, { action: 'pause' });
+    expect(pause.status).toBe(503);
+
+    // A hung trainer (subscribed, never answering) is a 503 too, after the loop's short timeout.
+    const hung = nc.subscribe(LOOP_SUBJECT, { callback: () => undefined });
+    await nc.flush();
+    try {
+      const t0 = Date.now();
+      const res = await call('GET', '/admin/api/loop', session);
+      expect(res.status).toBe(503);
+      expect(res.body.error.code).toBe('service_unavailable');
+      expect(Date.now() - t0).toBeLessThan(8_000);
+    } finally {
+      hung.unsubscribe();
+    }
+  });
+
+  it('forwards status, pause, resume and start to the trainer and returns its loop status', async () => {
+    const session = await login();
+    const trainer = fakeTrainerLoop(nc);
+    await nc.flush();
+    try {
+      const status = await call('GET', '/admin/api/loop', session);
+      expect(status.status).toBe(200);
+      expect(loopStatusSchema.parse(status.body)).toEqual({ paused: false, running: null, approvedSinceLastRun: 7, minNewApproved: 50, scheduleMs: 60_000, lastRun: null });
+
+      const paused = await call('POST', '/admin/api/loop', session, { action: 'pause' });
+      expect(paused.status).toBe(200);
+      expect(paused.body.paused).toBe(true);
+      expect((await call('GET', '/admin/api/loop', session)).body.paused).toBe(true);
+      const started = await call('POST', '/admin/api/loop', session, { action: 'start' });
+      expect(started.body.running).toMatchObject({ runId: 'loop-manual-1', stage: 'reward-train' });
+      expect((await call('POST', '/admin/api/loop', session, { action: 'start' })).body.message).toBe('a run is already running');
+      expect((await call('POST', '/admin/api/loop', session, { action: 'resume' })).body.paused).toBe(false);
+      expect(trainer.actions).toEqual(['status', 'pause', 'status', 'start', 'start', 'resume']);
+
+      // Bad bodies stop at the gateway; a write without the CSRF token never reaches the trainer.
+      const bad = await call('POST', '/admin/api/loop', session, { action: 'status' });
+      expect(bad.status).toBe(400);
+      expect(bad.body.error).toMatchObject({ type: 'invalid_request_error', param: 'action' });
+      expect((await call('POST', '/admin/api/loop', session, { action: 'pause', extra: 1 })).status).toBe(400);
+      const noCsrf = await call('POST', '/admin/api/loop', session, { action: 'pause' }, '');
+      expect(noCsrf.status).toBe(403);
+      expect(noCsrf.body.error.code).toBe('csrf_failed');
+      expect(trainer.actions).toHaveLength(6);
+    } finally {
+      trainer.sub.unsubscribe();
+    }
+  });
+
+  it('says 502 when the trainer answers something that is not a loop status', async () => {
+    const session = await login();
+    const codec = JSONCodec<any>();
+    const sub = nc.subscribe(LOOP_SUBJECT, {
+      callback: (_err, msg) => {
+        const packet = codec.decode(msg.data);
+        msg.respond(codec.encode({ id: packet.id, response: { paused: 'maybe' }, isDisposed: true }));
+      },
+    });
+    await nc.flush();
+    try {
+      const res = await call('GET', '/admin/api/loop', session);
+      expect(res.status).toBe(502);
+      expect(res.body.error).toMatchObject({ type: 'server_error', code: 'upstream_error' });
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+});
