@@ -5,8 +5,7 @@
  */
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { PolicyConfig } from '@flywheel/config';
-import { MeshCoreModule } from '@flywheel/mesh';
-import { ActiveModelSource } from './engine/active-model.source';
+import { activeModelSourceProvider, MeshCoreModule } from '@flywheel/mesh';
 import { PolicyEngineService } from './engine/policy-engine.service';
 import { cancelControllerFor, PolicyController } from './policy.controller';
 
@@ -17,7 +16,7 @@ export class PolicyModule {
       module: PolicyModule,
       imports: [MeshCoreModule.forService(config)],
       controllers: [PolicyController, cancelControllerFor(config.instanceId)],
-      providers: [ActiveModelSource, PolicyEngineService],
+      providers: [activeModelSourceProvider('policy'), PolicyEngineService],
     };
   }
 }

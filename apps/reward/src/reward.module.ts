@@ -1,10 +1,11 @@
 /**
  * The reward service's module tree: mesh core plus the reward model (a LlamaForSequenceClassification checkpoint
- * on the native kernels, or none configured) and its NATS handlers reward.score and reward.info.
+ * on the native kernels, hot-swapped when the `models` KV names a new reward version, or none) and its NATS
+ * handlers reward.score and reward.info.
  */
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { RewardConfig } from '@flywheel/config';
-import { MeshCoreModule } from '@flywheel/mesh';
+import { activeModelSourceProvider, MeshCoreModule } from '@flywheel/mesh';
 import { RewardController } from './reward.controller';
 import { RewardModelService } from './reward-model.service';
 
@@ -15,7 +16,7 @@ export class RewardModule {
       module: RewardModule,
       imports: [MeshCoreModule.forService(config)],
       controllers: [RewardController],
-      providers: [RewardModelService],
+      providers: [activeModelSourceProvider('reward'), RewardModelService],
     };
   }
 }

@@ -1,7 +1,7 @@
 /**
- * The reward service's own settings on top of the common tree: which reward checkpoint to serve (none by default:
- * reward.score then answers `unavailable` while the service stays healthy), its version name and native threads.
- * A pure parse of the environment.
+ * The reward service's own settings on top of the common tree: which reward checkpoint to serve while the `models`
+ * KV names no reward version (none by default: reward.score then answers `unavailable` while the service stays
+ * healthy), its version name and native threads. A pure parse of the environment.
  */
 import { z } from 'zod';
 import { parseEnv, type Env } from './config.loader';
@@ -34,7 +34,7 @@ export function loadRewardConfig(env: Env): RewardConfig {
 }
 
 export const REWARD_ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: string }> = [
-  { name: 'FLYWHEEL_REWARD_MODEL', default: '(unset: no reward model)', meaning: 'reward model: a LlamaForSequenceClassification HF directory (num_labels 1); unset, reward.score answers unavailable' },
-  { name: 'FLYWHEEL_REWARD_VERSION', default: 'rm-base', meaning: 'reward model version reported with every score' },
+  { name: 'FLYWHEEL_REWARD_MODEL', default: '(unset: no reward model)', meaning: 'reward model served until the models KV names a reward version: a LlamaForSequenceClassification HF directory (num_labels 1); unset and none active, reward.score answers unavailable' },
+  { name: 'FLYWHEEL_REWARD_VERSION', default: 'rm-base', meaning: 'version reported with the scores of FLYWHEEL_REWARD_MODEL (a promoted version reports its own name)' },
   { name: 'FLYWHEEL_REWARD_THREADS', default: '0 (one per core)', meaning: 'native thread count of the reward model' },
 ];

@@ -14,3 +14,5 @@ export * from './mesh-core.module';
 export * from './service.bootstrap';
 export * from './checkpoint-store';
 export * from './model-registry';
+export * from './active-model.source';
+export * from './served-versions';

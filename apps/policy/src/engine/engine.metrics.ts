@@ -55,16 +55,3 @@ export function createEngineMetrics(registry: Registry, stats: () => EngineStats
     },
   };
 }
-
-export interface SwapMetrics {
-  swaps: Counter<'outcome'>;
-  activeVersion: Gauge<'version'>;
-}
-
-/** Hot swaps by outcome, and the version now served (one series at value 1). */
-export function createSwapMetrics(registry: Registry): SwapMetrics {
-  return {
-    swaps: new Counter({ name: 'flywheel_policy_swaps_total', help: 'Hot swaps of the served policy version, by outcome (ok, failed)', labelNames: ['outcome'], registers: [registry] }),
-    activeVersion: new Gauge({ name: 'flywheel_policy_active_version', help: 'The policy version this replica serves (label), at value 1', labelNames: ['version'], registers: [registry] }),
-  };
-}

@@ -2,8 +2,7 @@ import path from 'node:path';
 import { Logger } from '@nestjs/common';
 import type { ActiveModelEntry, GenerateFrame } from '@flywheel/contracts';
 import { loadPolicyConfig } from '@flywheel/config';
-import { createServiceMetrics, Readiness } from '@flywheel/mesh';
-import type { ActiveModelSourceLike } from './active-model.source';
+import { createServiceMetrics, Readiness, type ActiveModelSourceLike } from '@flywheel/mesh';
 import { PolicyEngineService } from './policy-engine.service';
 
 const MODEL = path.resolve(__dirname, '..', '..', '..', '..', 'models', 'stories260K');

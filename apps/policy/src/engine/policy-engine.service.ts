@@ -9,7 +9,16 @@ import path from 'node:path';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { ActiveModelEntry, GenerateFrame, GenerateRequest, PolicyInfo } from '@flywheel/contracts';
 import type { PolicyConfig } from '@flywheel/config';
-import { MeshError, Readiness, SERVICE_CONFIG, SERVICE_METRICS, type ServiceMetrics } from '@flywheel/mesh';
+import {
+  ActiveModelSource,
+  MeshError,
+  Readiness,
+  SERVICE_CONFIG,
+  SERVICE_METRICS,
+  ServedVersions,
+  type ActiveModelSourceLike,
+  type ServiceMetrics,
+} from '@flywheel/mesh';
 import {
   createNativeEngine,
   EngineError,
@@ -19,25 +28,19 @@ import {
   type EngineStats,
   type NativeEngine,
 } from '@flywheel/model';
-import { ActiveModelSource, type ActiveModelSourceLike } from './active-model.source';
-import { createEngineMetrics, createSwapMetrics, type SwapMetrics } from './engine.metrics';
+import { createEngineMetrics } from './engine.metrics';
 import { promptTokenIds, toEngineRequest } from './generate-request.mapper';
 
 const KV_BLOCK_TOKENS = 16;
 const KV_AUTO_CAP_BYTES = 1 << 30;
-/** How long boot waits for NATS to read the KV entry before serving FLYWHEEL_MODEL (the watch swaps later). */
-const BOOT_KV_WAIT_MS = 3_000;
-const WATCH_RETRY_MS = 2_000;
 
-/** One loaded version. `inflight` counts generate streams started on it; a retired slot closes at zero. */
+/** One loaded version; a generate stream pins it (ServedVersions) and it is closed after its last one. */
 interface Slot {
   version: string;
   checkpoint: Checkpoint;
   native: NativeEngine;
   maxModelLen: number;
   loadedAt: number;
-  inflight: number;
-  retired: boolean;
 }
 
 const CUMULATIVE = ['preemptions', 'prefixCacheHitBlocks', 'prefixCacheQueriedBlocks', 'promptTokens', 'generationTokens', 'steps'] as const;
@@ -45,9 +48,7 @@ const CUMULATIVE = ['preemptions', 'prefixCacheHitBlocks', 'prefixCacheQueriedBl
 @Injectable()
 export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('policy-engine');
-  private active: Slot | null = null;
-  /** Retired slots still finishing requests. */
-  private readonly draining = new Set<Slot>();
+  private readonly versions: ServedVersions<Slot>;
   /** Cumulative stats of closed engines, so the mirrored counters never go backwards across a swap. */
   private readonly closedTotals: Record<(typeof CUMULATIVE)[number], number> = {
     preemptions: 0,
@@ -58,8 +59,6 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     steps: 0,
   };
   private readonly observer: EngineObserver;
-  private readonly swapMetrics: SwapMetrics;
-  private readonly stopWatch = new AbortController();
   /** Served model name: stays that of FLYWHEEL_MODEL across swaps, so clients' `model` keeps matching. */
   private readonly modelId: string;
 
@@ -67,12 +66,19 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     @Inject(SERVICE_CONFIG) private readonly config: PolicyConfig,
     @Inject(SERVICE_METRICS) private readonly metrics: ServiceMetrics,
     private readonly readiness: Readiness,
-    @Inject(ActiveModelSource) private readonly source: ActiveModelSourceLike,
+    @Inject(ActiveModelSource) source: ActiveModelSourceLike,
   ) {
     readiness.require('model');
     this.observer = createEngineMetrics(this.metrics.registry, () => this.stats());
-    this.swapMetrics = createSwapMetrics(this.metrics.registry);
     this.modelId = path.basename(config.policy.model).replace(/\.gguf$/i, '');
+    this.versions = new ServedVersions<Slot>({
+      role: 'policy',
+      source,
+      registry: this.metrics.registry,
+      logger: this.logger,
+      load: async (entry) => this.load(await source.fetch(entry), entry.version),
+      release: (slot) => this.close(slot),
+    });
   }
 
   onModuleInit(): void {
@@ -84,94 +90,24 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
   }
 
   async onApplicationShutdown(): Promise<void> {
-    this.stopWatch.abort();
-    const slots = [...this.draining, ...(this.active ? [this.active] : [])];
-    this.active = null;
-    this.draining.clear();
-    await Promise.all(slots.map((s) => s.native.close()));
+    await this.versions.close();
   }
 
   private async boot(): Promise<void> {
-    const entry = await this.source.current(BOOT_KV_WAIT_MS).catch((err: unknown) => {
-      this.logger.warn(`cannot read the active policy version: ${message(err)}; serving ${this.config.policy.model}`);
-      return null;
-    });
-    let slot: Slot | null = null;
-    if (entry) {
-      slot = await this.loadEntry(entry).catch((err: unknown) => {
-        this.logger.error(`cannot load active version ${entry.version}: ${message(err)}; serving ${this.config.policy.model}`);
-        return null;
-      });
-    }
-    slot ??= await this.load(path.resolve(this.config.policy.model), this.config.policy.version);
-    this.switchTo(slot);
+    await this.versions.start(() => this.load(path.resolve(this.config.policy.model), this.config.policy.version), this.config.policy.model);
     this.readiness.set('model', true);
-    void this.follow();
-  }
-
-  /** Follows the KV key for the life of the replica; a broken watch (NATS down, no JetStream) is retried. */
-  private async follow(): Promise<void> {
-    let lastError = '';
-    while (!this.stopWatch.signal.aborted) {
-      try {
-        for await (const entry of this.source.watch(this.stopWatch.signal)) {
-          lastError = '';
-          if (this.stopWatch.signal.aborted) return;
-          if (entry.version === this.active?.version) continue;
-          await this.swap(entry);
-        }
-      } catch (err) {
-        const m = message(err);
-        if (m !== lastError) this.logger.warn(`watching the active policy version failed: ${m}; retrying`);
-        lastError = m;
-      }
-      await new Promise((r) => setTimeout(r, WATCH_RETRY_MS).unref());
-    }
   }
 
   /** Loads the entry's weights beside the serving engine, then switches; a failure keeps the old version. */
-  async swap(entry: ActiveModelEntry): Promise<boolean> {
-    const started = Date.now();
-    try {
-      const slot = await this.loadEntry(entry);
-      if (this.stopWatch.signal.aborted) {
-        await slot.native.close();
-        return false;
-      }
-      const from = this.active?.version ?? null;
-      this.switchTo(slot);
-      this.swapMetrics.swaps.inc({ outcome: 'ok' });
-      this.logger.log(`swapped ${from} → ${entry.version} (${entry.reason}, by ${entry.promotedBy}) in ${Date.now() - started} ms`);
-      return true;
-    } catch (err) {
-      this.swapMetrics.swaps.inc({ outcome: 'failed' });
-      this.logger.error(`cannot swap to ${entry.version}: ${message(err)}; still serving ${this.active?.version ?? 'nothing'}`);
-      return false;
-    }
+  swap(entry: ActiveModelEntry): Promise<boolean> {
+    return this.versions.swap(entry);
   }
 
-  private switchTo(slot: Slot): void {
-    const old = this.active;
-    this.active = slot;
-    this.swapMetrics.activeVersion.reset();
-    this.swapMetrics.activeVersion.set({ version: slot.version }, 1);
-    if (old) {
-      old.retired = true;
-      this.draining.add(old);
-      this.closeIfIdle(old);
-    }
-  }
-
-  private closeIfIdle(slot: Slot): void {
-    if (!slot.retired || slot.inflight > 0 || !this.draining.has(slot)) return;
-    this.draining.delete(slot);
+  /** Keeps the counters of a closed engine, so the mirrored counters never go backwards across a swap. */
+  private async close(slot: Slot): Promise<void> {
     const stats = slot.native.engine.stats();
     for (const k of CUMULATIVE) this.closedTotals[k] += stats[k];
-    void slot.native.close().catch((err: unknown) => this.logger.warn(`closing engine of ${slot.version}: ${message(err)}`));
-  }
-
-  private async loadEntry(entry: ActiveModelEntry): Promise<Slot> {
-    return this.load(await this.source.fetch(entry), entry.version);
+    await slot.native.close();
   }
 
   private async load(dir: string, version: string): Promise<Slot> {
@@ -189,7 +125,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       engine: { maxBatchTokens: Math.max(p.maxBatchTokens, p.maxSeqs), maxSeqs: p.maxSeqs, maxWaiting: p.maxWaiting },
     });
     this.logger.log(`loaded ${checkpoint.id} (${p.dtype}, context ${maxModelLen}) as version ${version} in ${Date.now() - started} ms`);
-    return { version, checkpoint, native, maxModelLen, loadedAt: Math.floor(Date.now() / 1000), inflight: 0, retired: false };
+    return { version, checkpoint, native, maxModelLen, loadedAt: Math.floor(Date.now() / 1000) };
   }
 
   /** Auto: room for maxSeqs full contexts, capped so the KV cache stays under 1 GiB. */
@@ -202,20 +138,21 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
   }
 
   private get ready(): Slot {
-    if (!this.active) throw new MeshError('unavailable', 'the policy model is still loading');
-    return this.active;
+    const slot = this.versions.active;
+    if (!slot) throw new MeshError('unavailable', 'the policy model is still loading');
+    return slot;
   }
 
   /** Running/waiting/usage of every live engine; counters include engines already closed. */
   stats(): EngineStats | null {
-    const slots = [...this.draining, ...(this.active ? [this.active] : [])];
+    const slots = this.versions.live();
     if (slots.length === 0) return null;
     const all = slots.map((s) => s.native.engine.stats());
     const sum = (k: keyof EngineStats) => all.reduce((a, st) => a + st[k], 0);
     return {
       running: sum('running'),
       waiting: sum('waiting'),
-      kvUsage: this.active ? this.active.native.engine.stats().kvUsage : 0,
+      kvUsage: this.versions.active?.native.engine.stats().kvUsage ?? 0,
       preemptions: sum('preemptions') + this.closedTotals.preemptions,
       prefixCacheHitBlocks: sum('prefixCacheHitBlocks') + this.closedTotals.prefixCacheHitBlocks,
       prefixCacheQueriedBlocks: sum('prefixCacheQueriedBlocks') + this.closedTotals.prefixCacheQueriedBlocks,
@@ -240,20 +177,19 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
   }
 
   cancel(requestId: string): boolean {
-    let found = this.active?.native.engine.cancel(requestId) ?? false;
-    for (const slot of this.draining) found = slot.native.engine.cancel(requestId) || found;
+    let found = false;
+    for (const slot of this.versions.live()) found = slot.native.engine.cancel(requestId) || found;
     return found;
   }
 
   async *generate(req: GenerateRequest): AsyncGenerator<GenerateFrame> {
     // The slot is pinned for the whole stream: a swap meanwhile does not touch this request.
-    const slot = this.ready;
-    slot.inflight += 1;
+    const slot = this.versions.pin();
+    if (!slot) throw new MeshError('unavailable', 'the policy model is still loading');
     try {
       yield* this.generateOn(slot, req);
     } finally {
-      slot.inflight -= 1;
-      this.closeIfIdle(slot);
+      this.versions.unpin(slot);
     }
   }
 
@@ -303,10 +239,6 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       timings: { ttftMs, e2eMs: since() },
     };
   }
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function asMeshError(err: unknown): unknown {
