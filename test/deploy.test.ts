@@ -19,7 +19,6 @@ const PENDING_METRICS: Record<string, string> = {
   flywheel_ppo_kl: 'PPO job of the RL loop (issue 8): KL to the reference per sequence',
   flywheel_ppo_reward_mean: 'PPO job of the RL loop (issue 8): mean reward of a step',
   flywheel_ppo_clip_fraction: 'PPO job of the RL loop (issue 8): fraction of clipped ratios',
-  flywheel_review_backlog: 'not exported yet: a gauge of feedback waiting for review (admin inbox count)',
 };
 
 const SERVICE_PORTS: Record<ServiceName, number> = { gateway: 8080, policy: 8081, reward: 8082, moderation: 8083, trainer: 8084 };
@@ -404,13 +403,13 @@ describe('Prometheus', () => {
     }
   });
 
-  it('covers service down, KV cache, TTFT p99, PPO KL and feedback consumer lag', () => {
+  it('covers service down, KV cache, TTFT p99, PPO KL and feedback consumer lag (its real pending gauge)', () => {
     const exprs = rules.map((r) => str(r.expr));
     expect(exprs.some((e) => /\bup\{job=~"flywheel-\.\*"\} == 0/.test(e))).toBe(true);
     expect(exprs.some((e) => e.includes('flywheel_kv_cache_usage_perc'))).toBe(true);
     expect(exprs.some((e) => /histogram_quantile\(0\.99,.*flywheel_time_to_first_token_seconds_bucket/.test(e))).toBe(true);
     expect(exprs.some((e) => e.includes('flywheel_ppo_kl'))).toBe(true);
-    expect(exprs.some((e) => e.includes('flywheel_feedback_accepted_total') && e.includes('flywheel_store_writes_total'))).toBe(true);
+    expect(exprs.some((e) => e.includes('flywheel_store_consumer_pending{stream="FEEDBACK"}'))).toBe(true);
   });
 
   it('queries only metrics the code registers, or coming ones named in a comment', () => {
@@ -484,6 +483,7 @@ describe('Grafana', () => {
       'flywheel_moderation_checks_total',
       'flywheel_feedback_accepted_total',
       'flywheel_review_backlog',
+      'flywheel_store_consumer_pending',
       'flywheel_ppo_reward_mean',
       'flywheel_ppo_kl',
       'flywheel_ppo_clip_fraction',

@@ -4,14 +4,18 @@
  * PRIVATE nats-server (and a throwaway Postgres database when one is reachable, else embedded PGlite),
  * then runs, in order: a seeded bad-input fuzzer over every public endpoint, security checks, faults
  * (kill -9 of one of two policy replicas under streaming load, nats-server restart, database outage
- * during feedback load), and a streaming load with RSS sampling + a queue-bound (429) check.
+ * during feedback load, kill -9 of a private redis-server under a running trainer `sft` job), the backlog
+ * gauges against the admin API, and a streaming load with RSS sampling + a queue-bound (429) check.
  * Prints ONE JSON summary on the last line of stdout and exits 1 when any check failed.
  *
  * Plain JavaScript on purpose: it runs straight from the repository (no ts-jest) and is never matched
  * by the root jest.config.js (`*.test.ts` / `*.spec.ts`). Only 127.0.0.1 is ever targeted.
  * Env: RELIABILITY_SEED (default 20261128), RELIABILITY_FUZZ_N (default 10000),
  *      RELIABILITY_LOAD_CLIENTS (default 200), RELIABILITY_LOAD_S (default 30),
- *      FLYWHEEL_TEST_DATABASE_URL (admin URL of a Postgres; default postgresql://postgres@127.0.0.1:5432/postgres).
+ *      FLYWHEEL_TEST_DATABASE_URL (admin URL of a Postgres; default postgresql://postgres@127.0.0.1:5432/postgres),
+ *      RELIABILITY_ONLY (comma list of phases to run, default all: fuzz,security,kill,nats,db,redis,metrics,load,queue;
+ *      for iterating on one fault — a partial run still exits 1 on any failure, but proves only what it ran),
+ *      RELIABILITY_LOG_DIR (when set, every process's output is written there at the end; they hold no keys).
  */
 'use strict';
 const { spawn } = require('node:child_process');
@@ -29,7 +33,11 @@ const LOAD_CLIENTS = Number(process.env.RELIABILITY_LOAD_CLIENTS || 200);
 const LOAD_S = Number(process.env.RELIABILITY_LOAD_S || 30);
 const PG_ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/postgres';
 const GENERATE_TIMEOUT_MS = 4000;
+const REDIS_JOB_STEPS = 60; // the sft job of the Redis fault: long enough to be mid-job when Redis goes
 const HARD_DEADLINE = Date.now() + 15 * 60_000; // the whole suite never runs longer than this
+const ONLY = new Set((process.env.RELIABILITY_ONLY || '').split(',').map((s) => s.trim()).filter(Boolean));
+const phase = (name) => ONLY.size === 0 || ONLY.has(name);
+const LOG_DIR = process.env.RELIABILITY_LOG_DIR || '';
 
 const USER_KEY = `sk-rel-user-${crypto.randomBytes(12).toString('hex')}`;
 const ADMIN_KEY = `adm-rel-${crypto.randomBytes(12).toString('hex')}`;
@@ -46,6 +54,7 @@ const summary = {
   p99_ms_under_load: null,
   checks: {},
   failures: [],
+  phases: ONLY.size ? [...ONLY] : 'all',
 };
 const fivexxSamples = [];
 
@@ -177,6 +186,27 @@ function req({ method = 'GET', path: p = '/', headers = {}, body, timeoutMs = 30
     if (body !== undefined) r.write(body);
     r.end();
   });
+}
+/** Status of one GET to another local service port (readiness probes; not counted in requests_sent). */
+function httpStatus(port, p) {
+  return new Promise((resolve) => {
+    const r = http.get({ host: '127.0.0.1', port, path: p, timeout: 3000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    r.on('timeout', () => r.destroy());
+    r.on('error', () => resolve(0));
+  });
+}
+/** The value of one series in Prometheus exposition text whose labels include `labels`; null when absent. */
+function metricValue(text, name, labels = {}) {
+  for (const line of String(text || '').split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...(m[2] || '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+  }
+  return null;
 }
 const bearer = (k) => ({ authorization: `Bearer ${k}` });
 const jsonH = (k) => ({ ...bearer(k), 'content-type': 'application/json' });
@@ -449,6 +479,7 @@ async function main() {
     FLYWHEEL_RATE_LIMIT_TPM: '0',
     FLYWHEEL_GENERATE_TIMEOUT_MS: String(GENERATE_TIMEOUT_MS),
     FLYWHEEL_STORE_RETRY_MAX_MS: '1000',
+    FLYWHEEL_BACKLOG_METRICS_MS: '1000',
     FLYWHEEL_THREADS: '1',
     ...(database ? { DATABASE_URL: database.url } : {}),
   };
@@ -493,79 +524,83 @@ async function main() {
     check('boot: a chat whose prompt holds a NUL character is answered 200', nulChat.status === 200, `${nulChat.status}`);
 
     // ---------------- 1. fuzzer ----------------
-    const fz = { sent: 0, byStatus: {}, timeouts: 0, notSent: 0 };
-    const fuzzStart = Date.now();
-    const cases = Array.from({ length: FUZZ_N }, () => oneFuzz()); // generated up front: same seed, same cases
-    await pool(cases.length, 24, async (k) => {
-      const c = cases[k];
-      const res = await req({ ...c, timeoutMs: 30_000 });
-      if (res.notSent) return void (fz.notSent += 1);
-      fz.sent += 1;
-      fz.byStatus[res.status] = (fz.byStatus[res.status] || 0) + 1;
-      if (res.timedOut) {
-        fz.timeouts += 1;
-        summary.hangs += 1;
+    if (phase('fuzz')) {
+      const fz = { sent: 0, byStatus: {}, timeouts: 0, notSent: 0 };
+      const fuzzStart = Date.now();
+      const cases = Array.from({ length: FUZZ_N }, () => oneFuzz()); // generated up front: same seed, same cases
+      await pool(cases.length, 24, async (k) => {
+        const c = cases[k];
+        const res = await req({ ...c, timeoutMs: 30_000 });
+        if (res.notSent) return void (fz.notSent += 1);
+        fz.sent += 1;
+        fz.byStatus[res.status] = (fz.byStatus[res.status] || 0) + 1;
+        if (res.timedOut) {
+          fz.timeouts += 1;
+          summary.hangs += 1;
+        }
+        record5xx('fuzz', c, res);
+      });
+      const slow = await slowloris(6);
+      for (const a of slow) {
+        const m = /^HTTP\/1\.1 (\d+)/.exec(a);
+        if (m && Number(m[1]) >= 500) record5xx('slowloris', { method: 'POST', path: '/v1/chat/completions' }, { status: Number(m[1]), body: a });
       }
-      record5xx('fuzz', c, res);
-    });
-    const slow = await slowloris(6);
-    for (const a of slow) {
-      const m = /^HTTP\/1\.1 (\d+)/.exec(a);
-      if (m && Number(m[1]) >= 500) record5xx('slowloris', { method: 'POST', path: '/v1/chat/completions' }, { status: Number(m[1]), body: a });
+      summary.fuzz = { cases: cases.length, sent: fz.sent, not_sendable_by_node: fz.notSent, by_status: fz.byStatus, timeouts: fz.timeouts, seconds: Math.round((Date.now() - fuzzStart) / 1000), slowloris_answers: slow.map((a) => (/^HTTP\/1\.1 (\d+)/.exec(a) || [0, 'closed'])[1]) };
+      check('fuzz: zero 5xx', summary['5xx'] === 0, JSON.stringify(fivexxSamples.slice(0, 5)));
+      check('fuzz: zero timeouts', fz.timeouts === 0, `${fz.timeouts}`);
+      check('fuzz: all processes alive', procs.every(alive), procs.filter((p) => !alive(p)).map((p) => p.name).join(','));
+      // regressions of bugs this suite found: NUL bytes in ids / filters reaching the database were 500s
+      const nulPaths = [
+        ['/admin/api/completions/%00', 'admin'], ['/admin/api/exports/%00/download', 'admin'], ['/admin/api/inbox?q=%00', 'admin'], ['/admin/api/inbox?policy_version=a%00b', 'admin'],
+        ['/admin/api/stats?policy_version=%00', 'admin'], ['/admin/api/inbox?view=completions&q=%00', 'admin'], ['/v1/feedback?completion_id=chatcmpl-%00', 'user'], ['/v1/models/%00', 'user'],
+      ];
+      const nulBad = [];
+      for (const [p, scope] of nulPaths) {
+        const r = await req({ path: p, headers: scope === 'admin' ? { cookie: ADMIN_COOKIE } : bearer(USER_KEY) });
+        if (r.status >= 500 || r.status === 0) nulBad.push(`${p} → ${r.status}`);
+      }
+      for (const body of [{ completion_id: 'chatcmpl-\u0000', kind: 'rating', value: 3 }, { completion_id: COMPLETION_ID, kind: 'correction', value: 'a\u0000b', comment: '\u0000' }]) {
+        const r = await req({ method: 'POST', path: '/v1/feedback', headers: jsonH(USER_KEY), body: JSON.stringify(body) });
+        if (r.status >= 500 || r.status === 0) nulBad.push(`POST /v1/feedback ${JSON.stringify(body)} → ${r.status}`);
+      }
+      check('fuzz regressions: NUL bytes in ids, filters and feedback never 5xx', nulBad.length === 0, nulBad.join('; '));
+      const after = await normalChat();
+      check('fuzz: a normal request succeeds afterwards', after.status === 200, `${after.status} ${after.body?.slice(0, 200)}`);
     }
-    summary.fuzz = { cases: cases.length, sent: fz.sent, not_sendable_by_node: fz.notSent, by_status: fz.byStatus, timeouts: fz.timeouts, seconds: Math.round((Date.now() - fuzzStart) / 1000), slowloris_answers: slow.map((a) => (/^HTTP\/1\.1 (\d+)/.exec(a) || [0, 'closed'])[1]) };
-    check('fuzz: zero 5xx', summary['5xx'] === 0, JSON.stringify(fivexxSamples.slice(0, 5)));
-    check('fuzz: zero timeouts', fz.timeouts === 0, `${fz.timeouts}`);
-    check('fuzz: all processes alive', procs.every(alive), procs.filter((p) => !alive(p)).map((p) => p.name).join(','));
-    // regressions of bugs this suite found: NUL bytes in ids / filters reaching the database were 500s
-    const nulPaths = [
-      ['/admin/api/completions/%00', 'admin'], ['/admin/api/exports/%00/download', 'admin'], ['/admin/api/inbox?q=%00', 'admin'], ['/admin/api/inbox?policy_version=a%00b', 'admin'],
-      ['/admin/api/stats?policy_version=%00', 'admin'], ['/admin/api/inbox?view=completions&q=%00', 'admin'], ['/v1/feedback?completion_id=chatcmpl-%00', 'user'], ['/v1/models/%00', 'user'],
-    ];
-    const nulBad = [];
-    for (const [p, scope] of nulPaths) {
-      const r = await req({ path: p, headers: scope === 'admin' ? { cookie: ADMIN_COOKIE } : bearer(USER_KEY) });
-      if (r.status >= 500 || r.status === 0) nulBad.push(`${p} → ${r.status}`);
-    }
-    for (const body of [{ completion_id: 'chatcmpl-\u0000', kind: 'rating', value: 3 }, { completion_id: COMPLETION_ID, kind: 'correction', value: 'a\u0000b', comment: '\u0000' }]) {
-      const r = await req({ method: 'POST', path: '/v1/feedback', headers: jsonH(USER_KEY), body: JSON.stringify(body) });
-      if (r.status >= 500 || r.status === 0) nulBad.push(`POST /v1/feedback ${JSON.stringify(body)} → ${r.status}`);
-    }
-    check('fuzz regressions: NUL bytes in ids, filters and feedback never 5xx', nulBad.length === 0, nulBad.join('; '));
-    const after = await normalChat();
-    check('fuzz: a normal request succeeds afterwards', after.status === 200, `${after.status} ${after.body?.slice(0, 200)}`);
 
     // ---------------- 2. security ----------------
-    const routes = endpoints.filter((e) => e.scope !== 'login');
-    const sec = [];
-    for (const e of routes) {
-      const body = e.t ? JSON.stringify(templates[e.t]()) : undefined;
-      const h = body ? { 'content-type': 'application/json' } : {};
-      const none = await req({ method: e.method, path: e.path, headers: h, body });
-      const wrong = await req({ method: e.method, path: e.path, headers: { ...h, ...bearer(WRONG_KEY) }, body });
-      if (none.status !== 401) sec.push(`${e.method} ${e.path} no key → ${none.status}`);
-      if (wrong.status !== 401 && !(e.scope === 'admin' && wrong.status === 403)) sec.push(`${e.method} ${e.path} wrong key → ${wrong.status}`);
-      if (e.scope === 'admin') {
-        const user = await req({ method: e.method, path: e.path, headers: { ...h, ...bearer(USER_KEY) }, body });
-        if (user.status !== 403 && user.status !== 401) sec.push(`${e.method} ${e.path} user key → ${user.status}`);
-      } else {
-        const adm = await req({ method: e.method, path: e.path, headers: { ...h, ...bearer(ADMIN_KEY) }, body });
-        if (adm.status !== 403) sec.push(`${e.method} ${e.path} admin key on /v1 → ${adm.status}`);
+    if (phase('security')) {
+      const routes = endpoints.filter((e) => e.scope !== 'login');
+      const sec = [];
+      for (const e of routes) {
+        const body = e.t ? JSON.stringify(templates[e.t]()) : undefined;
+        const h = body ? { 'content-type': 'application/json' } : {};
+        const none = await req({ method: e.method, path: e.path, headers: h, body });
+        const wrong = await req({ method: e.method, path: e.path, headers: { ...h, ...bearer(WRONG_KEY) }, body });
+        if (none.status !== 401) sec.push(`${e.method} ${e.path} no key → ${none.status}`);
+        if (wrong.status !== 401 && !(e.scope === 'admin' && wrong.status === 403)) sec.push(`${e.method} ${e.path} wrong key → ${wrong.status}`);
+        if (e.scope === 'admin') {
+          const user = await req({ method: e.method, path: e.path, headers: { ...h, ...bearer(USER_KEY) }, body });
+          if (user.status !== 403 && user.status !== 401) sec.push(`${e.method} ${e.path} user key → ${user.status}`);
+        } else {
+          const adm = await req({ method: e.method, path: e.path, headers: { ...h, ...bearer(ADMIN_KEY) }, body });
+          if (adm.status !== 403) sec.push(`${e.method} ${e.path} admin key on /v1 → ${adm.status}`);
+        }
       }
+      const userLogin = await req({ method: 'POST', path: '/admin/api/session', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: USER_KEY }) });
+      if (userLogin.status !== 403) sec.push(`admin login with a user key → ${userLogin.status}`);
+      check('security: every /v1 and /admin/api route refuses no key, wrong key and the other scope', sec.length === 0, sec.join('; '));
+      const origin = 'http://evil.example';
+      const corsGet = await req({ path: '/v1/models', headers: { ...bearer(USER_KEY), origin } });
+      const corsPre = await req({ method: 'OPTIONS', path: '/v1/chat/completions', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } });
+      const corsAdm = await req({ method: 'OPTIONS', path: '/admin/api/session', headers: { origin, 'access-control-request-method': 'POST' } });
+      const acao = [corsGet, corsPre, corsAdm].map((r) => r.headers?.['access-control-allow-origin']).filter(Boolean);
+      check('security: CORS closed (no Access-Control-Allow-Origin on cross-origin request or preflight)', acao.length === 0, `${acao.join(',')} preflight status ${corsPre.status}`);
+      summary.cors_preflight_status = corsPre.status;
     }
-    const userLogin = await req({ method: 'POST', path: '/admin/api/session', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: USER_KEY }) });
-    if (userLogin.status !== 403) sec.push(`admin login with a user key → ${userLogin.status}`);
-    check('security: every /v1 and /admin/api route refuses no key, wrong key and the other scope', sec.length === 0, sec.join('; '));
-    const origin = 'http://evil.example';
-    const corsGet = await req({ path: '/v1/models', headers: { ...bearer(USER_KEY), origin } });
-    const corsPre = await req({ method: 'OPTIONS', path: '/v1/chat/completions', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } });
-    const corsAdm = await req({ method: 'OPTIONS', path: '/admin/api/session', headers: { origin, 'access-control-request-method': 'POST' } });
-    const acao = [corsGet, corsPre, corsAdm].map((r) => r.headers?.['access-control-allow-origin']).filter(Boolean);
-    check('security: CORS closed (no Access-Control-Allow-Origin on cross-origin request or preflight)', acao.length === 0, `${acao.join(',')} preflight status ${corsPre.status}`);
-    summary.cors_preflight_status = corsPre.status;
 
     // ---------------- 3a. kill -9 one of two policy replicas under streaming load ----------------
-    {
+    if (phase('kill')) {
       const results = [];
       const killAt = Date.now() + 3000;
       const endAt = Date.now() + 10_000;
@@ -599,7 +634,7 @@ async function main() {
     }
 
     // ---------------- 3b. restart the private nats-server ----------------
-    {
+    if (phase('nats')) {
       await stopProc(nats);
       log('nats-server stopped');
       await sleep(2000);
@@ -618,11 +653,14 @@ async function main() {
       const recoveredMs = ok ? Date.now() - tR : null;
       const gwOffset = gateway.output().length;
       const steady = {};
+      const failedAnswers = [];
       for (let k = 0; k < 20 && ok; k++) {
         const r = await normalChat();
         steady[r.status] = (steady[r.status] || 0) + 1;
+        if (r.status !== 200) failedAnswers.push(`#${k} ${r.status} ${String(r.body || r.error).slice(0, 300)}`);
       }
       summary.nats_restart = { status_while_down: during.status, recovered_ms: recoveredMs, next_20_requests: steady };
+      if ((steady[200] || 0) !== 20) summary.nats_restart.failed_answers = failedAnswers.slice(0, 4);
       if ((steady[200] || 0) !== 20)
         summary.nats_restart.gateway_log_of_failures = gateway
           .output()
@@ -637,7 +675,7 @@ async function main() {
     }
 
     // ---------------- 3c. database outage during feedback load ----------------
-    if (database) {
+    if (database && phase('db')) {
       const { Client } = require('pg');
       const comp = await normalChat();
       const cid = JSON.parse(comp.body || '{}').id;
@@ -711,8 +749,126 @@ async function main() {
       check('fault database outage: every feedback POST answered 200', non200 === 0, `${non200} non-200`);
     }
 
+    // ---------------- 3d. Redis stopped during a training job ----------------
+    // A private redis-server (append-only file, fsync always) under a running `sft` job: kill -9 it mid-job, start
+    // it again on the same port and data folder, and the same trainer process must finish the job and register
+    // its checkpoint. The trainer has its own embedded store and state folder: nothing else here touches them.
+    if (phase('redis')) {
+      const { Queue } = require('bullmq');
+      const IORedis = require('ioredis');
+      const redisDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-rel-redis-'));
+      const trainerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-rel-trainer-'));
+      const redisPort = await freePort();
+      const startRedis = async () => {
+        const args = ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''];
+        const p = run('redis-server', 'redis-server', args, {});
+        await waitFor(async () => (/Ready to accept connections/.test(p.output()) ? true : undefined), 15_000, 'redis-server ready');
+        return p;
+      };
+      let redis = await startRedis();
+      const redisUrl = `redis://127.0.0.1:${redisPort}`;
+      const trainerPort = await freePort();
+      const trainerEnv = { ...baseEnv, DATABASE_URL: '', REDIS_URL: redisUrl, FLYWHEEL_STATE_DIR: trainerDir, FLYWHEEL_TRAINER_PORT: String(trainerPort), FLYWHEEL_TRAINER_THREADS: '1' };
+      const trainer = run('trainer', process.execPath, [entry('trainer')], trainerEnv);
+      const connection = new IORedis(redisUrl, { maxRetriesPerRequest: null });
+      connection.on('error', () => undefined); // refused while redis-server is down: retried
+      const queue = new Queue('sft', { connection });
+      queue.on('error', () => undefined);
+      const out = { job_id: 'rel-sft-redis', steps: REDIS_JOB_STEPS };
+      try {
+        await waitFor(async () => ((await httpStatus(trainerPort, '/readyz')) === 200 ? true : undefined), 60_000, 'trainer ready');
+        const jsonl = path.join(trainerDir, 'sft.jsonl');
+        const story = (i) => ({ messages: [{ role: 'user', content: `Tell me story ${i}.` }, { role: 'assistant', content: `Once upon a time, there was a little ${['cat', 'dog', 'bird'][i % 3]}. It liked to play in the sun with Lily.` }] });
+        fs.writeFileSync(jsonl, Array.from({ length: 24 }, (_, i) => JSON.stringify(story(i))).join('\n') + '\n');
+        const data = { modelDir: path.join(repoRoot, 'models', 'stories260K'), data: { kind: 'jsonl', path: jsonl }, steps: REDIS_JOB_STEPS, lr: 3e-3, batchSize: 4, seed: 1, heldout: 0.2, checkpointEvery: 10 };
+        const job = await queue.add('sft', data, { jobId: out.job_id });
+        const stepOf = async () => Number((await queue.getJob(job.id))?.progress?.step ?? 0);
+        out.step_at_stop = await waitFor(async () => {
+          const step = await stepOf();
+          return step >= 3 ? step : undefined;
+        }, 90_000, 'sft job started');
+        const trainerPid = trainer.child.pid;
+        await stopProc(redis, 'SIGKILL');
+        const downAt = Date.now();
+        log(`redis-server killed at step ${out.step_at_stop}`);
+        await sleep(4000);
+        redis = await startRedis();
+        out.redis_down_ms = Date.now() - downAt;
+        log('redis-server restarted');
+        const final = await waitFor(async () => {
+          const j = await queue.getJob(job.id);
+          const state = j ? await j.getState() : 'missing';
+          return state === 'completed' || state === 'failed' || state === 'missing' ? { j, state } : undefined;
+        }, 180_000, 'sft job finished').catch((e) => ({ j: null, state: String(e) }));
+        out.job_state = final.state;
+        out.step_after = await stepOf().catch(() => null);
+        out.stalled = final.j?.stalledCounter ?? null;
+        out.attempts = final.j?.attemptsMade ?? null;
+        const result = final.j?.returnvalue ?? null;
+        out.resumed_from_step = result?.resumedFromStep ?? null;
+        out.version_id = result?.versionId ?? null;
+        out.trainer_restarted = !alive(trainer) || trainer.child.pid !== trainerPid;
+        // the candidate version, read from the trainer's embedded store (the trainer opens it only per use)
+        if (result?.versionId) {
+          const { openStore, findModelVersion } = require('@flywheel/store');
+          const store = await openStore({ kind: 'pglite', dataDir: path.join(trainerDir, 'store') });
+          try {
+            const row = await findModelVersion(store.db, result.versionId);
+            out.version_registered = !!row && row.checkpoint === result.checkpointDir && fs.existsSync(path.join(result.checkpointDir, 'model.safetensors'));
+          } finally {
+            await store.close();
+          }
+        }
+        if (final.state === 'failed') out.failed_reason = String(final.j?.failedReason).slice(0, 300);
+        if (final.state !== 'completed') out.trainer_log = trainer.output().split('\n').filter((l) => /WARN|ERROR|error|sft/.test(l)).slice(-6).map((l) => l.slice(0, 400));
+      } catch (e) {
+        out.error = String(e).slice(0, 400);
+      } finally {
+        summary.redis_outage = out;
+        await queue.close().catch(() => undefined);
+        connection.disconnect();
+        await stopProc(trainer);
+        await stopProc(redis);
+        fs.rmSync(redisDir, { recursive: true, force: true });
+        fs.rmSync(trainerDir, { recursive: true, force: true });
+      }
+      check('fault redis stop: the sft job running across a Redis kill + restart completes', out.job_state === 'completed' && out.step_after === REDIS_JOB_STEPS, JSON.stringify(out));
+      check('fault redis stop: the trainer survives it without a restart', out.trainer_restarted === false, JSON.stringify(out));
+      check('fault redis stop: the job registers its checkpoint as a candidate version', out.version_registered === true, JSON.stringify(out));
+    }
+
+    // ---------------- 3e. backlog gauges agree with what the admin sees ----------------
+    if (phase('metrics')) {
+      for (let i = 0; i < 3; i++) {
+        const body = JSON.stringify({ completion_id: COMPLETION_ID, kind: 'rating', value: 1 + i, idempotency_key: `gauge-${i}` });
+        const r = await req({ method: 'POST', path: '/v1/feedback', headers: jsonH(USER_KEY), body });
+        record5xx('metrics', { method: 'POST', path: '/v1/feedback', body }, r);
+      }
+      let seen = {};
+      const agreed = await waitFor(
+        async () => {
+          const [m, stats] = await Promise.all([req({ path: '/metrics', timeoutMs: 5000 }), req({ path: '/admin/api/stats', headers: { cookie: ADMIN_COOKIE }, timeoutMs: 5000 })]);
+          const pending = stats.status === 200 ? JSON.parse(stats.body).totals.by_status.pending : null;
+          seen = {
+            review_backlog: metricValue(m.body, 'flywheel_review_backlog'),
+            inbox_pending: pending,
+            consumer_pending: { COMPLETIONS: metricValue(m.body, 'flywheel_store_consumer_pending', { stream: 'COMPLETIONS' }), FEEDBACK: metricValue(m.body, 'flywheel_store_consumer_pending', { stream: 'FEEDBACK' }) },
+          };
+          const drained = seen.consumer_pending.COMPLETIONS === 0 && seen.consumer_pending.FEEDBACK === 0;
+          return pending >= 3 && seen.review_backlog === pending && drained ? true : undefined;
+        },
+        30_000,
+        'backlog gauges',
+      ).then(
+        () => true,
+        () => false,
+      );
+      summary.backlog_gauges = seen;
+      check('metrics: flywheel_review_backlog equals the admin pending count; flywheel_store_consumer_pending drains to 0', agreed, JSON.stringify(seen));
+    }
+
     // ---------------- 4. load: streaming clients, bounded gateway RSS ----------------
-    {
+    if (phase('load')) {
       const rss = [];
       const lat = [];
       const kinds = {};
@@ -748,7 +904,7 @@ async function main() {
     }
 
     // ---------------- 4b. beyond the queue bound: 429 + Retry-After, not timeouts ----------------
-    {
+    if (phase('queue')) {
       await stopProc(policyA);
       policyA = run('policy-small', process.execPath, [entry('policy')], await policyEnv({ FLYWHEEL_INSTANCE_ID: 'policy-small', FLYWHEEL_MAX_SEQS: '2', FLYWHEEL_MAX_WAITING: '2' }));
       await waitFor(async () => ((await normalChat()).status === 200 ? true : undefined), 60_000, 'small policy serving');
@@ -768,14 +924,16 @@ async function main() {
     summary.failures.push(`suite error: ${e && e.stack ? e.stack : String(e)}`);
     log(`suite error: ${String(e)}`);
   } finally {
-    const outputs = procs.map((p) => ({ name: p.name, out: p.allOutput + p.output() }));
     await cleanup();
+    if (LOG_DIR) {
+      fs.mkdirSync(LOG_DIR, { recursive: true });
+      procs.forEach((p, i) => fs.writeFileSync(path.join(LOG_DIR, `${i}-${p.name}.log`), p.allOutput || p.output()));
+    }
     const leaked = [];
     for (const p of procs) {
       const out = p.allOutput || p.output();
       for (const [name, k] of [['user', USER_KEY], ['admin', ADMIN_KEY], ['wrong', WRONG_KEY]]) if (out.includes(k)) leaked.push(`${name} key in ${p.name} output`);
     }
-    void outputs;
     summary.process_output_bytes = procs.reduce((s, p) => s + (p.allOutput || p.output()).length, 0);
     check('security: keys never appear in any process output', leaked.length === 0, leaked.join('; '));
     summary['5xx_samples'] = fivexxSamples.slice(0, 10);

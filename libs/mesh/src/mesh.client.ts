@@ -2,17 +2,29 @@
  * Request helpers over raw NATS that speak NestJS's microservice wire format, so any process can call
  * a Nest @MessagePattern handler: `request` (one reply, with a timeout) and `stream` (one request, many
  * replies, ending with a final packet or an error). Replies are parsed with the caller's zod schema.
+ * Neither sends into a dropped connection nor waits on one (see nats.link.ts): that is an `unavailable`
+ * at once, resent within `retryUndeliveredMs` when the caller says the call is safe to repeat.
  */
 import { randomUUID } from 'node:crypto';
 import { createInbox, JSONCodec, type Msg, type NatsConnection } from 'nats';
 import type { z } from 'zod';
-import { nestReplyPacketSchema, type NestRequestPacket } from '@flywheel/contracts';
+import { nestReplyPacketSchema, type NestReplyPacket, type NestRequestPacket } from '@flywheel/contracts';
 import { MeshError } from './mesh.errors';
+import { NatsLink } from './nats.link';
 
 const codec = JSONCodec<unknown>();
 
+/** First pause before resending an undelivered request (ms); doubles per attempt, within the budget. */
+const UNDELIVERED_FIRST_PAUSE_MS = 25;
+
 export interface RequestOptions {
   timeoutMs: number;
+  /**
+   * For calls safe to repeat: how long (ms) to keep resending a request that certainly reached no service
+   * (NATS was reconnecting so nothing was sent, or no one listened on the subject, as while the services
+   * resubscribe after a NATS restart). 0 (default): fail at once with `unavailable`.
+   */
+  retryUndeliveredMs?: number;
 }
 
 export interface StreamOptions {
@@ -22,10 +34,23 @@ export interface StreamOptions {
   idleTimeoutMs: number;
   /** Aborting stops waiting at once; the caller decides whether to tell the server (e.g. policy.cancel). */
   signal?: AbortSignal;
+  /** As RequestOptions.retryUndeliveredMs, before the first reply only (nothing was started yet). */
+  retryUndeliveredMs?: number;
+}
+
+/** A request no service received: safe to send again. Callers see a plain MeshError('unavailable'). */
+class UndeliveredError extends MeshError {
+  constructor(message: string) {
+    super('unavailable', message);
+  }
 }
 
 export class MeshClient {
-  constructor(private readonly nc: NatsConnection) {}
+  private readonly link: NatsLink;
+
+  constructor(private readonly nc: NatsConnection) {
+    this.link = NatsLink.of(nc);
+  }
 
   get connection(): NatsConnection {
     return this.nc;
@@ -33,13 +58,7 @@ export class MeshClient {
 
   async request<S extends z.ZodType>(subject: string, data: unknown, reply: S, opts: RequestOptions): Promise<z.infer<S>> {
     const packet: NestRequestPacket = { pattern: subject, data, id: randomUUID() };
-    let msg: Msg;
-    try {
-      msg = await this.nc.request(subject, codec.encode(packet), { timeout: opts.timeoutMs });
-    } catch (err) {
-      throw natsToMeshError(err, subject, opts.timeoutMs);
-    }
-    const packetIn = decodeReply(msg, subject);
+    const packetIn = await resendUndelivered(opts.retryUndeliveredMs, undefined, async () => decodeReply(await this.requestOnce(subject, packet, opts.timeoutMs), subject));
     if (packetIn.err !== undefined && packetIn.err !== null) throw MeshError.fromWire(packetIn.err);
     const parsed = reply.safeParse(packetIn.response);
     if (!parsed.success) throw new MeshError('internal', `malformed reply on ${subject}: ${parsed.error.issues[0]?.message}`);
@@ -52,31 +71,13 @@ export class MeshClient {
     const sub = this.nc.subscribe(inbox);
     const packet: NestRequestPacket = { pattern: subject, data, id: randomUUID() };
     const iterator = sub[Symbol.asyncIterator]();
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
     try {
-      this.nc.publish(subject, codec.encode(packet), { reply: inbox });
-      let first = true;
+      let reply = await resendUndelivered(opts.retryUndeliveredMs, opts.signal, async () => {
+        this.assertConnected(subject);
+        this.nc.publish(subject, codec.encode(packet), { reply: inbox });
+        return decodeReply(await this.nextReply(iterator, subject, opts.firstReplyTimeoutMs, opts.signal), subject);
+      });
       for (;;) {
-        const wait = first ? opts.firstReplyTimeoutMs : opts.idleTimeoutMs;
-        const next = await new Promise<IteratorResult<Msg>>((resolve, reject) => {
-          timer = setTimeout(
-            () => reject(new MeshError('timeout', `no reply on ${subject} for ${wait} ms`)),
-            wait,
-          );
-          if (opts.signal) {
-            if (opts.signal.aborted) return reject(new MeshError('cancelled', 'request aborted'));
-            onAbort = () => reject(new MeshError('cancelled', 'request aborted'));
-            opts.signal.addEventListener('abort', onAbort, { once: true });
-          }
-          iterator.next().then(resolve, reject);
-        }).finally(() => {
-          clearTimeout(timer);
-          if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
-        });
-        if (next.done) throw new MeshError('unavailable', `stream on ${subject} closed without a final reply`);
-        first = false;
-        const reply = decodeReply(next.value, subject);
         if (reply.err !== undefined && reply.err !== null) throw MeshError.fromWire(reply.err);
         if (reply.response !== undefined) {
           const parsed = frame.safeParse(reply.response);
@@ -84,16 +85,74 @@ export class MeshClient {
           yield parsed.data;
         }
         if (reply.isDisposed) return;
+        reply = decodeReply(await this.nextReply(iterator, subject, opts.idleTimeoutMs, opts.signal), subject);
       }
     } finally {
       sub.unsubscribe();
     }
   }
+
+  /** A publish now would be dropped by nats.js at its next reconnect attempt: refuse instead. */
+  private assertConnected(subject: string): void {
+    if (!this.link.connected) throw new UndeliveredError(`NATS is reconnecting; ${subject} was not sent`);
+  }
+
+  /** One nc.request that also ends when the connection drops (its reply could no longer reach us). */
+  private async requestOnce(subject: string, packet: NestRequestPacket, timeoutMs: number): Promise<Msg> {
+    this.assertConnected(subject);
+    let stopListening: () => void = () => undefined;
+    const dropped = new Promise<never>((_, reject) => {
+      stopListening = this.link.onDrop(() => reject(new MeshError('unavailable', `the connection to NATS dropped before ${subject} was answered`)));
+    });
+    const sent = this.nc.request(subject, codec.encode(packet), { timeout: timeoutMs });
+    try {
+      return await Promise.race([sent, dropped]);
+    } catch (err) {
+      throw err instanceof MeshError ? err : natsToMeshError(err, subject, timeoutMs);
+    } finally {
+      stopListening();
+      sent.catch(() => undefined); // lost the race to a drop: its own timeout rejects it later
+    }
+  }
+
+  /** The next message on a stream's inbox, or a timeout, an abort or a dropped connection as a MeshError. */
+  private nextReply(iterator: AsyncIterator<Msg>, subject: string, waitMs: number, signal: AbortSignal | undefined): Promise<Msg> {
+    const cleanup: Array<() => void> = [];
+    return new Promise<Msg>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new MeshError('timeout', `no reply on ${subject} for ${waitMs} ms`)), waitMs);
+      cleanup.push(() => clearTimeout(timer));
+      cleanup.push(this.link.onDrop(() => reject(new MeshError('unavailable', `the connection to NATS dropped while waiting on ${subject}`))));
+      if (signal) {
+        const onAbort = () => reject(new MeshError('cancelled', 'request aborted'));
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        cleanup.push(() => signal.removeEventListener('abort', onAbort));
+      }
+      iterator.next().then((next) => {
+        if (next.done) reject(new MeshError('unavailable', `stream on ${subject} closed without a final reply`));
+        else resolve(next.value);
+      }, reject);
+    }).finally(() => cleanup.forEach((fn) => fn()));
+  }
 }
 
-function decodeReply(msg: Msg, subject: string) {
+/** Runs `attempt`, running it again after a growing pause while it fails undelivered and budget is left. */
+async function resendUndelivered<T>(budgetMs: number | undefined, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
+  const deadline = performance.now() + (budgetMs ?? 0);
+  for (let n = 0; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      const left = deadline - performance.now();
+      if (!(err instanceof UndeliveredError) || left <= 0 || signal?.aborted) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(left, UNDELIVERED_FIRST_PAUSE_MS * 2 ** n)));
+    }
+  }
+}
+
+function decodeReply(msg: Msg, subject: string): NestReplyPacket {
   if (msg.headers?.hasError && msg.headers.code === 503) {
-    throw new MeshError('unavailable', `no service is listening on ${subject}`);
+    throw new UndeliveredError(`no service is listening on ${subject}`);
   }
   let raw: unknown;
   try {
@@ -108,7 +167,7 @@ function decodeReply(msg: Msg, subject: string) {
 
 function natsToMeshError(err: unknown, subject: string, timeoutMs: number): MeshError {
   const code = (err as { code?: string })?.code;
-  if (code === '503') return new MeshError('unavailable', `no service is listening on ${subject}`);
+  if (code === '503') return new UndeliveredError(`no service is listening on ${subject}`);
   if (code === 'TIMEOUT' || code === 'REQUEST_TIMEOUT') return new MeshError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
   if (code === 'CONNECTION_CLOSED' || code === 'CONNECTION_DRAINING' || code === 'DISCONNECT') {
     return new MeshError('unavailable', `NATS connection unavailable (${code})`);

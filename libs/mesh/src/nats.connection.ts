@@ -22,6 +22,13 @@ export function reconnectOptions() {
   } as const;
 }
 
+/**
+ * A budget (ms) for resending requests that reached no service (MeshClient's `retryUndeliveredMs`), for
+ * calls safe to repeat. After a NATS restart every process reconnects reconnectTimeWait + jitter (≤ 350 ms)
+ * apart, so a responder may resubscribe that much after its caller is back; this covers about three such gaps.
+ */
+export const RECONNECT_RETRY_MS = 1_000;
+
 export async function connectMesh(opts: MeshConnectionOptions): Promise<NatsConnection> {
   return connect({ servers: opts.servers, name: opts.name, ...reconnectOptions() });
 }

@@ -10,12 +10,13 @@ import { storeTargetOf } from '@flywheel/store';
 import { SharedApiKeyGuard } from './api-key.shared-guard';
 import { FeedbackController } from './feedback.controller';
 import { FeedbackService } from './feedback.service';
+import { FlywheelBacklog, writerConsumerInfoOn } from './flywheel.backlog';
 import { FlywheelJetStream } from './flywheel.jetstream';
 import { FlywheelMetrics } from './flywheel.metrics';
 import { StoreHandle } from './store.handle';
 import { StoreWriter } from './store.writer';
 
-/** Starts the writer once NATS is up (boot never waits on it) and stops writer and store at shutdown. */
+/** Starts the writer once NATS is up (boot never waits on it) and the backlog gauges; stops them and the store at shutdown. */
 class FlywheelLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('Flywheel');
   private stopping = false;
@@ -24,14 +25,17 @@ class FlywheelLifecycle implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(MeshConnection) private readonly mesh: MeshConnection,
     @Inject(StoreWriter) private readonly writer: StoreWriter,
     @Inject(StoreHandle) private readonly store: StoreHandle,
+    @Inject(FlywheelBacklog) private readonly backlog: FlywheelBacklog,
   ) {}
 
   onApplicationBootstrap(): void {
     void this.startWriter();
+    this.backlog.start();
   }
 
   async onApplicationShutdown(): Promise<void> {
     this.stopping = true;
+    await this.backlog.stop();
     await this.writer.stop();
     await this.store.close();
   }
@@ -52,7 +56,7 @@ class FlywheelLifecycle implements OnApplicationBootstrap, OnApplicationShutdown
 @Module({})
 export class FlywheelModule {
   static forRoot(config: GatewayConfig): DynamicModule {
-    const { feedbackInflightWindowMs, writerRetryMaxMs } = config.gateway.store;
+    const { feedbackInflightWindowMs, writerRetryMaxMs, backlogMetricsMs } = config.gateway.store;
     return {
       module: FlywheelModule,
       controllers: [FeedbackController],
@@ -70,6 +74,12 @@ export class FlywheelModule {
           provide: StoreWriter,
           useFactory: (store: StoreHandle, metrics: FlywheelMetrics) => new StoreWriter(store, metrics, writerRetryMaxMs),
           inject: [StoreHandle, FlywheelMetrics],
+        },
+        {
+          provide: FlywheelBacklog,
+          useFactory: (store: StoreHandle, mesh: MeshConnection, metrics: FlywheelMetrics) =>
+            new FlywheelBacklog(store, writerConsumerInfoOn(mesh), metrics, backlogMetricsMs),
+          inject: [StoreHandle, MeshConnection, FlywheelMetrics],
         },
         FlywheelLifecycle,
         SharedApiKeyGuard,

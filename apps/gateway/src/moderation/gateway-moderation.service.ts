@@ -13,7 +13,7 @@ import {
   type ModerationResponse,
   type ModerationVerdictSummary,
 } from '@flywheel/contracts';
-import { MeshError, SERVICE_CONFIG } from '@flywheel/mesh';
+import { MeshError, RECONNECT_RETRY_MS, SERVICE_CONFIG } from '@flywheel/mesh';
 import { Moderator, StreamModerator } from '@flywheel/moderation';
 import { fromZodError } from '../http/openai-error';
 import type { RequestContext } from '../http/request-context';
@@ -80,7 +80,9 @@ export class GatewayModeration {
 
   private async checkPieces(batches: PromptPiece[][]): Promise<{ verdicts: Array<VerdictParts & PromptPiece>; model: string; source: 'service' | 'local' }> {
     try {
-      const answers = await Promise.all(batches.map((batch) => this.client.check({ input: batch.map((p) => p.value), direction: 'input' })));
+      // Known down: straight to the in-process check, no resending (that would slow every prompt by it).
+      const retryMs = this.serviceDown ? 0 : RECONNECT_RETRY_MS;
+      const answers = await Promise.all(batches.map((batch) => this.client.check({ input: batch.map((p) => p.value), direction: 'input' }, retryMs)));
       this.noteService(null);
       const verdicts = batches.flatMap((batch, b) =>
         batch.map((piece, i) => ({ ...piece, result: answers[b]!.results[i]!, flywheel: answers[b]!.flywheel_results[i]! })),

@@ -5,7 +5,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
 import { moderationResponseSchema, SUBJECTS, type ModerationResponse, type ParsedModerationRequest } from '@flywheel/contracts';
-import { MeshConnection, MeshError, SERVICE_CONFIG } from '@flywheel/mesh';
+import { MeshConnection, MeshError, RECONNECT_RETRY_MS, SERVICE_CONFIG } from '@flywheel/mesh';
 import { OpenAiError, toOpenAiError } from '../http/openai-error';
 
 @Injectable()
@@ -15,10 +15,14 @@ export class ModerationClient {
     @Inject(SERVICE_CONFIG) private readonly config: GatewayConfig,
   ) {}
 
-  /** Throws MeshError: `unavailable` (no service, no NATS), `timeout`, or what the service answered. */
-  check(request: ParsedModerationRequest): Promise<ModerationResponse> {
+  /**
+   * Throws MeshError: `unavailable` (no service, no NATS), `timeout`, or what the service answered. A check
+   * that reached no service is resent for up to `retryUndeliveredMs` (a check is safe to repeat).
+   */
+  check(request: ParsedModerationRequest, retryUndeliveredMs = RECONNECT_RETRY_MS): Promise<ModerationResponse> {
     return this.mesh.client.request(SUBJECTS.moderation.check, request, moderationResponseSchema, {
       timeoutMs: this.config.gateway.moderation.checkTimeoutMs,
+      retryUndeliveredMs,
     });
   }
 }

@@ -13,7 +13,7 @@ import {
   type PolicyInfo,
 } from '@flywheel/contracts';
 import type { GatewayConfig } from '@flywheel/config';
-import { emitEvent, MeshConnection, MeshError, SERVICE_CONFIG } from '@flywheel/mesh';
+import { emitEvent, MeshConnection, MeshError, RECONNECT_RETRY_MS, SERVICE_CONFIG } from '@flywheel/mesh';
 
 /** Served from cache without asking; between FRESH and STALE a refresh runs in the background. */
 const FRESH_MS = 2_000;
@@ -63,10 +63,12 @@ export class PolicyClient {
   async *generate(request: GenerateRequestInput, signal: AbortSignal): AsyncGenerator<GenerateFrame> {
     const timeoutMs = this.config.gateway.api.generateTimeoutMs;
     for (let attempt = 0; ; attempt++) {
+      // Resent while it reaches no replica (NATS reconnecting, replicas resubscribing): nothing started yet.
       const frames = this.mesh.client.stream(SUBJECTS.policy.generate, request, generateFrameSchema, {
         firstReplyTimeoutMs: timeoutMs,
         idleTimeoutMs: timeoutMs,
         signal,
+        retryUndeliveredMs: RECONNECT_RETRY_MS,
       });
       let first: IteratorResult<GenerateFrame>;
       try {
@@ -100,7 +102,7 @@ export class PolicyClient {
 
   private refresh(): Promise<PolicyInfo> {
     this.refreshing ??= this.mesh.client
-      .request(SUBJECTS.policy.info, {}, policyInfoSchema, { timeoutMs: this.config.nats.requestTimeoutMs })
+      .request(SUBJECTS.policy.info, {}, policyInfoSchema, { timeoutMs: this.config.nats.requestTimeoutMs, retryUndeliveredMs: RECONNECT_RETRY_MS })
       .then((info) => {
         this.cached = { info, at: performance.now() };
         return info;
