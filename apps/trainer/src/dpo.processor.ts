@@ -6,13 +6,13 @@
  * trainer died) resumes from its last checkpoint. Not the training loop itself.
  */
 import path from 'node:path';
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import IORedis from 'ioredis';
+import { Inject, Injectable } from '@nestjs/common';
+import { type Job } from 'bullmq';
 import { dpoJobDataSchema, QUEUES, type DpoJobProgress, type DpoJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { runDpoTraining } from '@flywheel/rl';
 import { registerCandidateVersion } from '@flywheel/store';
+import { parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -22,44 +22,16 @@ export type DpoJob = Pick<Job, 'id' | 'data' | 'updateProgress'>;
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 @Injectable()
-export class DpoProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
-  private readonly logger = new Logger('dpo');
-  private worker: Worker | null = null;
-  private connection: IORedis | null = null;
-
+export class DpoProcessor extends QueueProcessor<DpoJobResult> {
   constructor(
-    @Inject(TRAINER_CONFIG) private readonly config: TrainerConfig,
+    @Inject(TRAINER_CONFIG) config: TrainerConfig,
     private readonly store: TrainerStore,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    this.connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
-    this.connection.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
-    this.worker = new Worker(QUEUES.dpo, (job) => this.process(job), {
-      connection: this.connection,
-      prefix: this.config.trainer.queuePrefix,
-      concurrency: 1,
-      lockDuration: this.config.trainer.lockMs,
-      stalledInterval: this.config.trainer.lockMs,
-      // Each run after a crash resumes from the last checkpoint, so a few crashes are not a reason to give up.
-      maxStalledCount: 5,
-    });
-    this.worker.on('failed', (job, err) => this.logger.error(`job ${job?.id ?? '?'} failed: ${err.message}`));
-    this.worker.on('error', (err) => this.logger.warn(`worker: ${err.message}`));
-  }
-
-  async beforeApplicationShutdown(): Promise<void> {
-    await this.worker?.close();
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.connection?.quit().catch(() => undefined);
+  ) {
+    super(config, QUEUES.dpo);
   }
 
   async process(job: DpoJob): Promise<DpoJobResult> {
-    const parsed = dpoJobDataSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`invalid dpo job data: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
-    const data = parsed.data;
+    const data = parseJobData(dpoJobDataSchema, job.data, QUEUES.dpo);
     const jobId = job.id ?? 'unknown';
     const outDir = path.resolve(this.config.stateDir, 'checkpoints', data.outName ?? `dpo-${jobId}`);
     const startedAt = new Date();

@@ -5,13 +5,13 @@
  * held-out accuracy. Runs are short, so a job whose trainer died starts over. Not the training loop itself.
  */
 import path from 'node:path';
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import IORedis from 'ioredis';
+import { Inject, Injectable } from '@nestjs/common';
+import { type Job } from 'bullmq';
 import { QUEUES, rewardTrainJobDataSchema, type RewardTrainJobResult, type RewardTrainProgress } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { runRewardTraining } from '@flywheel/model';
 import { registerCandidateVersion } from '@flywheel/store';
+import { parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -21,42 +21,16 @@ export type RewardTrainJob = Pick<Job, 'id' | 'data' | 'updateProgress'>;
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 @Injectable()
-export class RewardTrainProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
-  private readonly logger = new Logger('reward-train');
-  private worker: Worker | null = null;
-  private connection: IORedis | null = null;
-
+export class RewardTrainProcessor extends QueueProcessor<RewardTrainJobResult> {
   constructor(
-    @Inject(TRAINER_CONFIG) private readonly config: TrainerConfig,
+    @Inject(TRAINER_CONFIG) config: TrainerConfig,
     private readonly store: TrainerStore,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    this.connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
-    this.connection.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
-    this.worker = new Worker(QUEUES.rewardTrain, (job) => this.process(job), {
-      connection: this.connection,
-      prefix: this.config.trainer.queuePrefix,
-      concurrency: 1,
-      lockDuration: this.config.trainer.lockMs,
-      stalledInterval: this.config.trainer.lockMs,
-    });
-    this.worker.on('failed', (job, err) => this.logger.error(`job ${job?.id ?? '?'} failed: ${err.message}`));
-    this.worker.on('error', (err) => this.logger.warn(`worker: ${err.message}`));
-  }
-
-  async beforeApplicationShutdown(): Promise<void> {
-    await this.worker?.close();
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.connection?.quit().catch(() => undefined);
+  ) {
+    super(config, QUEUES.rewardTrain);
   }
 
   async process(job: RewardTrainJob): Promise<RewardTrainJobResult> {
-    const parsed = rewardTrainJobDataSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`invalid reward-train job data: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
-    const data = parsed.data;
+    const data = parseJobData(rewardTrainJobDataSchema, job.data, QUEUES.rewardTrain);
     const jobId = job.id ?? 'unknown';
     const outDir = path.resolve(this.config.stateDir, 'checkpoints', data.outName ?? `rm-${jobId}`);
     const startedAt = new Date();

@@ -5,13 +5,13 @@
  * again under the same id (its trainer died) resumes from its last checkpoint. Not the training loop itself.
  */
 import path from 'node:path';
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
-import IORedis from 'ioredis';
+import { Inject, Injectable } from '@nestjs/common';
+import { WaitingError, type Job } from 'bullmq';
 import { QUEUES, sftJobDataSchema, type SftJobData, type SftJobProgress, type SftJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { runSft, SftStoppedError, type SftResult } from '@flywheel/model';
 import { registerCandidateVersion } from '@flywheel/store';
+import { parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -23,52 +23,16 @@ export function sftCheckpointDir(stateDir: string, jobId: string, data: SftJobDa
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 @Injectable()
-export class SftProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
-  private readonly logger = new Logger('sft');
-  private worker: Worker | null = null;
-  private connection: IORedis | null = null;
-  /** Set at shutdown: the running job checkpoints at its next step and goes back to the queue. */
-  private stopping = false;
-
+export class SftProcessor extends QueueProcessor<SftJobResult> {
   constructor(
-    @Inject(TRAINER_CONFIG) private readonly config: TrainerConfig,
+    @Inject(TRAINER_CONFIG) config: TrainerConfig,
     private readonly store: TrainerStore,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    // A worker blocks on its connection, so it gets its own (not the queues').
-    this.connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
-    this.connection.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
-    this.worker = new Worker(QUEUES.sft, (job, token) => this.process(job, token), {
-      connection: this.connection,
-      prefix: this.config.trainer.queuePrefix,
-      concurrency: 1,
-      lockDuration: this.config.trainer.lockMs,
-      stalledInterval: this.config.trainer.lockMs,
-      // Each run after a crash resumes from the last checkpoint, so a few crashes are not a reason to give up.
-      maxStalledCount: 5,
-    });
-    this.worker.on('failed', (job, err) => this.logger.error(`job ${job?.id ?? '?'} failed: ${err.message}`));
-    this.worker.on('error', (err) => this.logger.warn(`worker: ${err.message}`));
-  }
-
-  async beforeApplicationShutdown(): Promise<void> {
-    // Closing here, not in onApplicationShutdown: once the running job is back in the queue the worker must not
-    // fetch it again while the other modules shut down. close() waits for that job, which stops at its next step
-    // (checkpoint, back to wait); a killed trainer instead leaves it active until its lock expires, then it is
-    // picked up again and resumed.
-    this.stopping = true;
-    await this.worker?.close();
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    await this.connection?.quit().catch(() => undefined);
+  ) {
+    super(config, QUEUES.sft);
   }
 
   async process(job: Job, token?: string): Promise<SftJobResult> {
-    const parsed = sftJobDataSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`invalid sft job data: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
-    const data = parsed.data;
+    const data = parseJobData(sftJobDataSchema, job.data, QUEUES.sft);
     const jobId = job.id ?? 'unknown';
     const outDir = sftCheckpointDir(this.config.stateDir, jobId, data);
     const startedAt = new Date();

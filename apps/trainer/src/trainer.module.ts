@@ -1,13 +1,21 @@
 /**
- * The trainer's module tree: mesh core, its BullMQ queues and the job workers (sft today; reward-train, ppo and
- * eval arrive with their issues), plus the store the jobs read exports from and register model versions in.
+ * The trainer's module tree: mesh core, its BullMQ queues and the job workers (sft, reward-train, dpo, ppo, eval,
+ * and the loop that chains them), the loop's control over NATS, plus the store the jobs read exports from and
+ * register runs and model versions in.
  */
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshCoreModule } from '@flywheel/mesh';
+import { DpoProcessor } from './dpo.processor';
+import { EvalProcessor } from './eval.processor';
+import { LoopController } from './loop.controller';
+import { LoopProcessor } from './loop.processor';
+import { LoopService } from './loop.service';
+import { PpoProcessor } from './ppo.processor';
 import { RewardTrainProcessor } from './reward-train.processor';
 import { SftProcessor } from './sft.processor';
 import { TrainerInfoController } from './trainer-info.controller';
+import { TrainerMetrics } from './trainer.metrics';
 import { TRAINER_CONFIG, TrainerQueues } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -17,8 +25,11 @@ export class TrainerModule {
     return {
       module: TrainerModule,
       imports: [MeshCoreModule.forService(config)],
-      controllers: [TrainerInfoController],
-      providers: [{ provide: TRAINER_CONFIG, useValue: config }, TrainerQueues, TrainerStore, SftProcessor, RewardTrainProcessor],
+      controllers: [TrainerInfoController, LoopController],
+      providers: [
+        { provide: TRAINER_CONFIG, useValue: config }, TrainerQueues, TrainerStore, SftProcessor, RewardTrainProcessor, DpoProcessor,
+        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopService,
+      ],
     };
   }
 }

@@ -16,7 +16,7 @@ export const TRAINER_CONFIG = Symbol('TRAINER_CONFIG');
 @Injectable()
 export class TrainerQueues implements OnApplicationShutdown {
   private readonly logger = new Logger('trainer-queues');
-  private readonly redis: IORedis;
+  readonly redis: IORedis;
   readonly queues: ReadonlyMap<QueueName, Queue>;
 
   constructor(@Inject(TRAINER_CONFIG) config: TrainerConfig, readiness: Readiness) {
@@ -30,6 +30,9 @@ export class TrainerQueues implements OnApplicationShutdown {
     this.redis.on('close', () => readiness.set('redis', false));
     this.redis.on('error', (err: Error) => this.logger.warn(`redis: ${err.message}`));
     this.queues = new Map(Object.values(QUEUES).map((name) => [name, new Queue(name, { connection: this.redis, prefix: config.trainer.queuePrefix })]));
+    // Each queue re-emits its connection's errors; without a listener BullMQ prints every one with its stack
+    // while Redis is down (the connection's own listener above already logs them, once per attempt).
+    for (const q of this.queues.values()) q.on('error', () => undefined);
   }
 
   async counts(): Promise<Record<string, Record<string, number>>> {

@@ -31,12 +31,15 @@ export class TrainerStore {
     }
   }
 
-  /** A job's JSONL: the file, or the stored export, which must be of `format` (a missing or wrong one fails the job for good). */
-  async trainingText(src: TrainingDataSource, format: string): Promise<string> {
+  /**
+   * A job's JSONL: the file, or the stored export, which must be of `format` when given (a missing or wrong one
+   * fails the job for good; prompts for RL may come from any format).
+   */
+  async trainingText(src: TrainingDataSource, format: string | null): Promise<string> {
     if (src.kind === 'jsonl') return readFile(path.resolve(src.path), 'utf8');
     const row = await this.use((db) => findExport(db, src.exportId));
     if (!row) throw new UnrecoverableError(`export ${src.exportId} not found in the store`);
-    if (row.format !== format) throw new UnrecoverableError(`export ${src.exportId} is a ${row.format} export, not ${format}`);
+    if (format !== null && row.format !== format) throw new UnrecoverableError(`export ${src.exportId} is a ${row.format} export, not ${format}`);
     return row.content;
   }
 }

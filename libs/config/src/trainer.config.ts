@@ -1,7 +1,8 @@
 /**
  * The trainer's own settings on top of the common tree: the BullMQ key prefix of its queues (so tests and
  * several deployments can share one Redis), the job lock that decides how soon a killed trainer's job is
- * picked up again, and the native thread count of training. A pure parse of the environment.
+ * picked up again, the native thread count of training, and the RL loop's triggers and base policy. A pure parse
+ * of the environment.
  */
 import { z } from 'zod';
 import { parseEnv, type Env } from './config.loader';
@@ -17,12 +18,30 @@ export interface TrainerConfig extends CommonConfig {
     /** Native training threads; 0 = one per hardware core. */
     threads: number;
   };
+  /** The self-running RL loop (reward-train → ppo → eval → promotion). */
+  loop: {
+    /** Start a loop run when this many approved preference pairs arrived since the last one; 0: never by count. */
+    minNewApproved: number;
+    /** Also start one this often (ms) when any new approved pair exists; 0: no schedule. */
+    scheduleMs: number;
+    /** How often the trigger is checked. */
+    checkMs: number;
+    /** Policy to start from while no version is active in the KV (the policy service's FLYWHEEL_MODEL). */
+    baseModel: string;
+    /** The version name that base is published under (the policy service's FLYWHEEL_POLICY_VERSION). */
+    baseVersion: string;
+  };
 }
 
 export const trainerEnvSchema = z.object({
   FLYWHEEL_QUEUE_PREFIX: stringVar('bull').pipe(z.string().regex(/^[A-Za-z0-9:_-]+$/, 'letters, digits, :, _ or -')),
   FLYWHEEL_TRAINER_LOCK_MS: intVar(30_000, 1_000, 3_600_000),
   FLYWHEEL_TRAINER_THREADS: intVar(0, 0, 1024),
+  FLYWHEEL_LOOP_MIN_NEW_APPROVED: intVar(100, 0, 1_000_000_000),
+  FLYWHEEL_LOOP_SCHEDULE_MS: intVar(0, 0, 365 * 86_400_000),
+  FLYWHEEL_LOOP_CHECK_MS: intVar(30_000, 1_000, 86_400_000),
+  FLYWHEEL_MODEL: stringVar('models/stories260K'),
+  FLYWHEEL_POLICY_VERSION: stringVar('base').pipe(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'letters, digits, ., _ or -')),
 });
 
 export function loadTrainerConfig(env: Env): TrainerConfig {
@@ -30,5 +49,12 @@ export function loadTrainerConfig(env: Env): TrainerConfig {
   return {
     ...loadServiceConfig('trainer', env),
     trainer: { queuePrefix: t.FLYWHEEL_QUEUE_PREFIX, lockMs: t.FLYWHEEL_TRAINER_LOCK_MS, threads: t.FLYWHEEL_TRAINER_THREADS },
+    loop: {
+      minNewApproved: t.FLYWHEEL_LOOP_MIN_NEW_APPROVED,
+      scheduleMs: t.FLYWHEEL_LOOP_SCHEDULE_MS,
+      checkMs: t.FLYWHEEL_LOOP_CHECK_MS,
+      baseModel: t.FLYWHEEL_MODEL,
+      baseVersion: t.FLYWHEEL_POLICY_VERSION,
+    },
   };
 }

@@ -29,6 +29,16 @@ export async function bootService(opts: BootOptions): Promise<NestFastifyApplica
     { logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1), abortOnError: false },
   );
   app.enableShutdownHooks();
+  // A shutdown hook waiting on a dependency that is gone (BullMQ closing on a dead Redis) must not keep the
+  // process forever: after a signal, exit anyway once the deadline passes.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      setTimeout(() => {
+        process.stderr.write(`${config.service}: shutdown still not done ${SHUTDOWN_DEADLINE_MS} ms after ${signal}; exiting\n`);
+        process.exit(1);
+      }, SHUTDOWN_DEADLINE_MS).unref();
+    });
+  }
   await opts.configure?.(app);
   app.connectMicroservice(natsTransportOptions(config.service, config.nats.servers, config.instanceId), {
     inheritAppConfig: false,
@@ -40,6 +50,9 @@ export async function bootService(opts: BootOptions): Promise<NestFastifyApplica
   logger.log(`connected to NATS at ${config.nats.servers.join(',')}`);
   return app;
 }
+
+/** How long shutdown hooks may take after SIGTERM / SIGINT (a training job checkpoints within one step). */
+export const SHUTDOWN_DEADLINE_MS = 60_000;
 
 /**
  * The whole `main` of a service process: config parsed once (a bad variable exits with one line),

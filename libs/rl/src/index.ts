@@ -3,4 +3,10 @@
  * (GAE, whitening, clipped PPO losses, KL estimators and controllers, DPO), the PPO trainer (rollouts, scoring,
  * updates, resumable state) and the DPO trainer. Not the BullMQ jobs (apps/trainer) nor the kernels (libs/kernels).
  */
-export {};
+export * from './ppo.math';
+export * from './rollout';
+export * from './ppo.trainer';
+export * from './prompts';
+export * from './dpo.loss';
+export * from './dpo.trainer';
+export * from './policy.eval';

@@ -1,0 +1,110 @@
+/**
+ * The BullMQ worker of the `eval` queue: fetches the candidate and the active policy from the checkpoint object
+ * store, compares them on held-out prompts (runPolicyEval in libs/rl: reward-service scores, KL to the active
+ * policy, output moderation flag rate), applies the gate and, when the job asks and the candidate passes, promotes
+ * it with one write to the `models` KV (policy replicas then hot-swap). The verdict and its reasons are stored
+ * with the run; a refused candidate's version row becomes `rejected`. Not the comparison itself.
+ */
+import path from 'node:path';
+import { Inject, Injectable } from '@nestjs/common';
+import { UnrecoverableError, type Job } from 'bullmq';
+import { evalJobDataSchema, MODERATION_MAX_BATCH, moderationResponseSchema, QUEUES, SUBJECTS, type EvalJobResult } from '@flywheel/contracts';
+import type { TrainerConfig } from '@flywheel/config';
+import { fetchCheckpoint, findPublished, MeshConnection, promoteVersion, readActive } from '@flywheel/mesh';
+import { gateVerdict, runPolicyEval } from '@flywheel/rl';
+import { markVersionRejected } from '@flywheel/store';
+import { RewardClient } from './reward.client';
+import { RunRecorder } from './run.recorder';
+import { TrainerMetrics } from './trainer.metrics';
+import { parseJobData, QueueProcessor } from './queue.processor';
+import { TRAINER_CONFIG } from './trainer.queues';
+import { TrainerStore } from './trainer.store';
+
+export type EvalJob = Pick<Job, 'id' | 'data' | 'updateProgress'>;
+
+@Injectable()
+export class EvalProcessor extends QueueProcessor<EvalJobResult> {
+  constructor(
+    @Inject(TRAINER_CONFIG) config: TrainerConfig,
+    private readonly store: TrainerStore,
+    private readonly mesh: MeshConnection,
+    private readonly metrics: TrainerMetrics,
+  ) {
+    super(config, QUEUES.eval);
+  }
+
+  private async versionDir(version: string): Promise<string> {
+    const nc = await this.mesh.connected;
+    const published = await findPublished(nc, version);
+    if (!published) throw new UnrecoverableError(`policy version ${version} is not published in the checkpoint store`);
+    if (published.role !== 'policy') throw new UnrecoverableError(`version ${version} is a ${published.role} model, not a policy`);
+    return fetchCheckpoint(nc, published.checkpoint, path.resolve(this.config.stateDir, 'checkpoints', 'cache'));
+  }
+
+  private async moderate(texts: string[]): Promise<boolean[]> {
+    const out: boolean[] = [];
+    for (let i = 0; i < texts.length; i += MODERATION_MAX_BATCH) {
+      const r = await this.mesh.client.request(SUBJECTS.moderation.check, { input: texts.slice(i, i + MODERATION_MAX_BATCH), direction: 'output' }, moderationResponseSchema, { timeoutMs: 30_000, retryUndeliveredMs: 10_000 });
+      out.push(...r.flywheel_results.map((f) => f.action !== 'allow'));
+    }
+    return out;
+  }
+
+  async process(job: EvalJob): Promise<EvalJobResult> {
+    const data = parseJobData(evalJobDataSchema, job.data, QUEUES.eval);
+    const jobId = job.id ?? 'unknown';
+    const id = `eval-${jobId}`;
+    const nc = await this.mesh.connected;
+    const activeVersion = data.activeVersion ?? (await readActive(nc, 'policy'))?.version ?? null;
+    if (activeVersion === null) throw new UnrecoverableError('no active policy version to compare with (promote one first, or name activeVersion)');
+    if (activeVersion === data.candidateVersion) throw new UnrecoverableError(`the candidate ${data.candidateVersion} is already the active policy`);
+    const recorder = new RunRecorder(this.store, id);
+    await recorder.start('eval', { parentRunId: data.parentRunId, baseVersion: activeVersion, config: { ...data, jobId } });
+    try {
+      const [candidateDir, activeDir] = [await this.versionDir(data.candidateVersion), await this.versionDir(activeVersion)];
+      const reward = new RewardClient(this.mesh, data.rewardVersion);
+      const rewardVersion = await reward.ready(120_000);
+      await job.updateProgress({ stage: 'sampling' });
+      this.logger.log(`job ${jobId}: ${data.candidateVersion} vs ${activeVersion} on ${data.prompts.length} prompts × ${data.samples}, reward ${rewardVersion}`);
+      const report = await runPolicyEval({
+        candidateDir,
+        activeDir,
+        prompts: data.prompts,
+        samples: data.samples,
+        maxNewTokens: data.maxNewTokens,
+        stop: data.stop,
+        seed: data.seed,
+        score: (pairs) => reward.score(pairs),
+        moderate: async (texts) => {
+          try {
+            return await this.moderate(texts);
+          } catch (err) {
+            // No moderation service: the flag-rate bound cannot be checked, so say so instead of guessing.
+            this.logger.warn(`job ${jobId}: moderation unavailable (${err instanceof Error ? err.message : String(err)}); flag rates not measured`);
+            throw err;
+          }
+        },
+        threads: this.config.trainer.threads || undefined,
+      });
+      const verdict = gateVerdict(report, data.gate);
+      let promoted = false;
+      if (verdict.promote && data.promote) {
+        await promoteVersion(nc, 'policy', data.candidateVersion, 'trainer-eval', `eval ${id}: reward ${report.reward_before.toFixed(3)} → ${report.reward_after.toFixed(3)}, KL ${report.kl.toFixed(3)}`);
+        promoted = true;
+      } else if (!verdict.promote) {
+        await this.store.use((db) => markVersionRejected(db, data.candidateVersion, verdict.reasons));
+      }
+      this.metrics.evalVerdicts.inc({ verdict: verdict.promote ? 'pass' : 'fail' });
+      const { examples, ...numbers } = report;
+      await recorder.patch({ status: 'succeeded', metrics: { ...numbers, examples, pass: verdict.promote, reasons: verdict.reasons, promoted, candidate: data.candidateVersion, active: activeVersion, reward_version: rewardVersion } });
+      this.logger.log(
+        `job ${jobId}: reward ${report.reward_before.toFixed(3)}±${report.reward_std_before.toFixed(3)} → ${report.reward_after.toFixed(3)} ` +
+          `(${report.reward_gain_std.toFixed(2)} std), KL ${report.kl.toFixed(3)}: ${verdict.promote ? (promoted ? 'promoted' : 'passes') : `refused (${verdict.reasons.join('; ')})`}`,
+      );
+      return { trainingRunId: id, candidateVersion: data.candidateVersion, activeVersion, report, pass: verdict.promote, reasons: verdict.reasons, promoted };
+    } catch (err) {
+      await recorder.patch({ status: 'failed', error: err instanceof Error ? err.message : String(err) });
+      throw err;
+    }
+  }
+}

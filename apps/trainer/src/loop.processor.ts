@@ -1,0 +1,174 @@
+/**
+ * The BullMQ worker of the `loop` queue: one tracked pass of the RL loop. It makes sure a policy version is
+ * active (publishing and promoting the configured base the first time), then runs its stages as jobs on their own
+ * queues and waits for each: reward-train on the pairs → publish the reward model and make it active (reward
+ * replicas hot-swap) unless its held-out accuracy is too low → ppo from the active policy, scored by that reward
+ * model → eval of the candidate against the active policy, which promotes it when it passes the gate. Stage jobs
+ * have ids derived from the loop's, so a loop job run again after a crash re-attaches to the stages already
+ * queued or done instead of repeating them. Every stage is a child run of the loop run in the store.
+ */
+import path from 'node:path';
+import { Inject, Injectable } from '@nestjs/common';
+import { QueueEvents, UnrecoverableError, type Job } from 'bullmq';
+import IORedis from 'ioredis';
+import {
+  evalJobResultSchema,
+  loopJobDataSchema,
+  ppoJobResultSchema,
+  QUEUES,
+  rewardTrainJobResultSchema,
+  type EvalJobDataInput,
+  type LoopJobResult,
+  type PpoJobDataInput,
+  type QueueName,
+  type RewardTrainJobDataInput,
+} from '@flywheel/contracts';
+import type { TrainerConfig } from '@flywheel/config';
+import { fetchCheckpoint, MeshConnection, promoteVersion, readActive } from '@flywheel/mesh';
+import { createTrainingRun } from '@flywheel/store';
+import type { z } from 'zod';
+import { publishVersion } from './checkpoint.publisher';
+import { RunRecorder } from './run.recorder';
+import { parseJobData, QueueProcessor } from './queue.processor';
+import { TRAINER_CONFIG, TrainerQueues } from './trainer.queues';
+import { TrainerStore } from './trainer.store';
+
+export type LoopJob = Pick<Job, 'id' | 'data' | 'updateProgress'>;
+
+/** The loop run's id for a loop job. */
+export const loopRunId = (jobId: string): string => `loop-${jobId}`;
+
+/** A stage job may run for hours; the loop waits as long as the stage's own timeout allows (none). */
+const STAGE_WAIT_MS = 24 * 3_600_000;
+
+@Injectable()
+export class LoopProcessor extends QueueProcessor<LoopJobResult> {
+  private readonly events = new Map<QueueName, QueueEvents>();
+
+  constructor(
+    @Inject(TRAINER_CONFIG) config: TrainerConfig,
+    private readonly store: TrainerStore,
+    private readonly mesh: MeshConnection,
+    private readonly queues: TrainerQueues,
+  ) {
+    super(config, QUEUES.loop, true);
+  }
+
+  override onApplicationBootstrap(): void {
+    for (const name of [QUEUES.rewardTrain, QUEUES.ppo, QUEUES.eval]) {
+      const connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
+      connection.on('error', () => undefined); // reported once below, by the QueueEvents that owns it
+      const ev = new QueueEvents(name, { connection, prefix: this.config.trainer.queuePrefix });
+      ev.on('error', (err) => this.logger.warn(`queue events ${name}: ${err.message}`));
+      this.events.set(name, ev);
+    }
+    super.onApplicationBootstrap();
+  }
+
+  override async onApplicationShutdown(): Promise<void> {
+    await Promise.all([...this.events.values()].map((e) => e.close().catch(() => undefined)));
+    await super.onApplicationShutdown();
+  }
+
+  /** Enqueues a stage (idempotent per job id) and waits for its result, parsed with the stage's result schema. */
+  private async stage<S extends z.ZodType>(queue: QueueName, jobId: string, data: object, result: S): Promise<z.infer<S>> {
+    const q = this.queues.queues.get(queue);
+    const ev = this.events.get(queue);
+    if (!q || !ev) throw new Error(`no ${queue} queue`);
+    const job = (await q.getJob(jobId)) ?? (await q.add(queue, data, { jobId }));
+    const value: unknown = (await job.isCompleted()) ? job.returnvalue : await job.waitUntilFinished(ev, STAGE_WAIT_MS);
+    return result.parse(value);
+  }
+
+  /** The active policy version and its local checkpoint; the configured base is published and promoted first when none is. */
+  private async activePolicy(): Promise<{ version: string; dir: string }> {
+    const nc = await this.mesh.connected;
+    let active = await readActive(nc, 'policy');
+    if (!active) {
+      const base = this.config.loop.baseVersion;
+      this.logger.log(`no active policy version: publishing ${path.resolve(this.config.loop.baseModel)} as ${base} and making it active`);
+      await publishVersion(this.mesh, { version: base, role: 'policy', dir: path.resolve(this.config.loop.baseModel), parent: null, runId: null, exports: [] });
+      active = await promoteVersion(nc, 'policy', base, 'trainer-loop', 'the loop adopts the base policy');
+    }
+    const dir = await fetchCheckpoint(nc, active.checkpoint, path.resolve(this.config.stateDir, 'checkpoints', 'cache'));
+    return { version: active.version, dir };
+  }
+
+  async process(job: LoopJob): Promise<LoopJobResult> {
+    const data = parseJobData(loopJobDataSchema, job.data, QUEUES.loop);
+    const id = loopRunId(job.id ?? 'unknown');
+    const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
+    const recorder = new RunRecorder(this.store, id);
+    const setStage = async (stage: string) => {
+      await job.updateProgress({ stage });
+      await recorder.patch({ stage });
+      this.logger.log(`${id}: ${stage}`);
+    };
+    await recorder.start('loop', { exportId: exportIds[0] ?? null, config: { ...data, jobId: job.id }, stage: 'prepare' });
+    try {
+      const base = await this.activePolicy();
+      await recorder.patch({ metrics: { base_version: base.version } });
+
+      // ---- reward model
+      await setStage('reward-train');
+      const rmJobId = `${id}-rm`;
+      const rmVersionId = `rm-${rmJobId}`; // the reward-train job's version / run id
+      await this.store.use((db) => createTrainingRun(db, { id: rmVersionId, kind: 'reward-train', parentRunId: id, baseVersion: base.version, exportId: exportIds[0] ?? null, stage: 'reward-train' }));
+      const rmData: RewardTrainJobDataInput = { modelDir: base.dir, data: data.data, ...data.rewardTrain, outName: rmVersionId };
+      const rm = await this.stage(QUEUES.rewardTrain, rmJobId, rmData, rewardTrainJobResultSchema);
+      const accuracy = rm.heldoutAccuracy;
+      await recorder.patch({ metrics: { rm_version: rm.versionId, rm_heldout_accuracy: accuracy } });
+      if (accuracy !== null && accuracy < data.minRewardAccuracy) {
+        const why = `reward model held-out accuracy ${accuracy.toFixed(3)} < ${data.minRewardAccuracy}`;
+        await recorder.patch({ status: 'succeeded', stage: 'done', metrics: { promoted: false, stopped_because: why } });
+        return { loopRunId: id, rewardVersion: rm.versionId, rewardAccuracy: accuracy, candidateVersion: null, baseVersion: base.version, eval: null, promoted: false, stoppedBecause: why };
+      }
+      const nc = await this.mesh.connected;
+      const previousRm = (await readActive(nc, 'reward'))?.version ?? null;
+      await publishVersion(this.mesh, { version: rm.versionId, role: 'reward', dir: rm.checkpointDir, parent: previousRm, runId: rm.versionId, exports: exportIds });
+      if (previousRm !== rm.versionId) await promoteVersion(nc, 'reward', rm.versionId, 'trainer-loop', `${id}: held-out accuracy ${accuracy ?? '-'}`);
+
+      // ---- PPO
+      await setStage('ppo');
+      const ppoData: PpoJobDataInput = {
+        modelDir: base.dir,
+        baseVersion: base.version,
+        criticDir: rm.checkpointDir,
+        rewardVersion: rm.versionId,
+        prompts: data.data,
+        heldout: data.heldout,
+        config: data.ppo,
+        parentRunId: id,
+        exportIds,
+        outName: `${id}-ppo`,
+      };
+      const ppo = await this.stage(QUEUES.ppo, `${id}-ppo`, ppoData, ppoJobResultSchema);
+      await recorder.patch({ metrics: { candidate_version: ppo.versionId, ppo_reward_first: ppo.rewardFirst, ppo_reward_last: ppo.rewardLast, ppo_kl_last: ppo.klLast } });
+
+      // ---- eval and promotion
+      await setStage('eval');
+      if (ppo.heldoutPrompts.length === 0) throw new UnrecoverableError('no held-out prompts for the eval stage (set heldout > 0 and give at least two prompts)');
+      const evalData: EvalJobDataInput = {
+        candidateVersion: ppo.versionId,
+        activeVersion: base.version,
+        rewardVersion: rm.versionId,
+        prompts: ppo.heldoutPrompts,
+        samples: data.eval.samples,
+        maxNewTokens: data.ppo.maxNewTokens,
+        stop: data.ppo.stop,
+        seed: data.ppo.seed,
+        gate: data.eval.gate,
+        promote: data.eval.promote,
+        parentRunId: id,
+      };
+      const ev = await this.stage(QUEUES.eval, `${id}-eval`, evalData, evalJobResultSchema);
+      const { examples, ...report } = ev.report;
+      await recorder.patch({ status: 'succeeded', stage: 'done', metrics: { ...report, examples: examples.slice(0, 3), pass: ev.pass, reasons: ev.reasons, promoted: ev.promoted } });
+      return { loopRunId: id, rewardVersion: rm.versionId, rewardAccuracy: accuracy, candidateVersion: ppo.versionId, baseVersion: base.version, eval: ev, promoted: ev.promoted, stoppedBecause: null };
+    } catch (err) {
+      await recorder.patch({ status: 'failed', error: err instanceof Error ? err.message : String(err) });
+      throw err;
+    }
+  }
+
+}

@@ -1,0 +1,69 @@
+/**
+ * A training run's trail in the store: the run row (created once per id, status and summary patched as the job
+ * goes) and its per-step metrics, buffered and flushed every few seconds and at the end, because the trainer opens
+ * the store per use (the embedded store is one process's at a time). Store failures are logged, never fatal to
+ * training: the job's own checkpoint is the source of truth, and points are upserted per step on the next flush.
+ */
+import { Logger } from '@nestjs/common';
+import type { TrainingRunKind, TrainingStepMetrics } from '@flywheel/contracts';
+import { appendTrainingMetrics, createTrainingRun, updateTrainingRun, type TrainingRunPatch } from '@flywheel/store';
+import type { TrainerStore } from './trainer.store';
+
+const FLUSH_MS = 3_000;
+
+/** Finite numbers only: a NaN or Infinity in JSON would break the series. */
+export function cleanMetrics(m: Record<string, unknown>): TrainingStepMetrics {
+  const out: TrainingStepMetrics = {};
+  for (const [k, v] of Object.entries(m)) if (typeof v === 'number') out[k] = Number.isFinite(v) ? v : null;
+  return out;
+}
+
+export class RunRecorder {
+  private readonly logger = new Logger('runs');
+  private pending: { step: number; metrics: TrainingStepMetrics }[] = [];
+  private lastFlush = 0;
+
+  constructor(
+    private readonly store: TrainerStore,
+    readonly runId: string,
+  ) {}
+
+  async start(kind: TrainingRunKind, o: { parentRunId?: string | null; baseVersion?: string | null; exportId?: string | null; config?: Record<string, unknown>; stage?: string | null }): Promise<void> {
+    await this.safe('create', async () => {
+      await this.store.use(async (db) => {
+        await createTrainingRun(db, { id: this.runId, kind, status: 'running', parentRunId: o.parentRunId ?? null, baseVersion: o.baseVersion ?? null, exportId: o.exportId ?? null, config: o.config ?? {}, stage: o.stage ?? null });
+        await updateTrainingRun(db, this.runId, { status: 'running', error: null });
+      });
+    });
+  }
+
+  /** Queues one step's metrics; flushes when the last flush is older than a few seconds. */
+  async step(step: number, metrics: Record<string, unknown>): Promise<void> {
+    this.pending.push({ step, metrics: cleanMetrics(metrics) });
+    if (Date.now() - this.lastFlush >= FLUSH_MS) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const points = this.pending;
+    this.pending = [];
+    this.lastFlush = Date.now();
+    const ok = await this.safe('metrics', () => this.store.use((db) => appendTrainingMetrics(db, this.runId, points)));
+    if (!ok) this.pending = [...points, ...this.pending];
+  }
+
+  async patch(p: TrainingRunPatch): Promise<void> {
+    await this.flush();
+    await this.safe('update', () => this.store.use((db) => updateTrainingRun(db, this.runId, p)));
+  }
+
+  private async safe(what: string, fn: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await fn();
+      return true;
+    } catch (err) {
+      this.logger.warn(`run ${this.runId}: store ${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+      return false;
+    }
+  }
+}

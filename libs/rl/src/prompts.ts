@@ -1,0 +1,72 @@
+/**
+ * The prompts RL trains and evaluates on, read from the flywheel's own exports: every line's prompt of a
+ * preference (`prompt`), KTO (`prompt`) or SFT (`messages` up to the last assistant turn) export, or a plain
+ * `{"prompt": "text"}` line; duplicates dropped (first kept). Plus the seeded train / held-out split the PPO and
+ * eval jobs share. Not tokenization (the trainers do that with the policy's chat template).
+ */
+import { z } from 'zod';
+import { Xoshiro128 } from '@flywheel/model';
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+export type Prompt = ChatMessage[];
+
+const message = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+const lineSchema = z.union([
+  z.object({ prompt: z.array(message).min(1) }),
+  z.object({ prompt: z.string().min(1) }),
+  z.object({ messages: z.array(message).min(1) }),
+]);
+
+/** Prompts of a JSONL text; `source` names it in errors. Throws on a malformed line or when none is found. */
+export function parsePrompts(text: string, source: string): Prompt[] {
+  const out: Prompt[] = [];
+  const seen = new Set<string>();
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '') return;
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      throw new Error(`${source}:${i + 1}: not JSON`);
+    }
+    const r = lineSchema.safeParse(json);
+    if (!r.success) throw new Error(`${source}:${i + 1}: expected {"prompt": [messages] | "text"} or {"messages": [...]}`);
+    let prompt: Prompt;
+    if ('messages' in r.data) {
+      const msgs = r.data.messages.map((m) => ({ role: m.role, content: m.content }));
+      let end = msgs.length;
+      while (end > 0 && msgs[end - 1].role === 'assistant') end--;
+      prompt = msgs.slice(0, end);
+    } else if (typeof r.data.prompt === 'string') {
+      prompt = [{ role: 'user', content: r.data.prompt }];
+    } else {
+      prompt = r.data.prompt.map((m) => ({ role: m.role, content: m.content }));
+    }
+    if (prompt.length === 0) return;
+    const key = JSON.stringify(prompt);
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push(prompt);
+  });
+  if (out.length === 0) throw new Error(`${source}: no prompt found`);
+  return out;
+}
+
+/**
+ * A seeded split: `heldout` of the prompts (at least one when > 0 and there are two or more) never trained on.
+ * The same (prompts, heldout, seed) always gives the same split, so the eval job can rebuild it.
+ */
+export function splitPrompts(prompts: readonly Prompt[], heldout: number, seed: number): { train: Prompt[]; heldout: Prompt[] } {
+  const order = prompts.map((_, i) => i);
+  const rng = new Xoshiro128(seed, 0x5eed);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rng.nextFloat() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const n = heldout > 0 && prompts.length >= 2 ? Math.max(1, Math.floor(prompts.length * heldout)) : 0;
+  return { heldout: order.slice(0, n).map((i) => prompts[i]), train: order.slice(n).map((i) => prompts[i]) };
+}

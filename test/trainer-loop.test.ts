@@ -1,0 +1,124 @@
+/**
+ * The RL loop's control on the compiled trainer: `trainer.loop` status / pause / resume / start over a PRIVATE
+ * nats-server (a loop run publishes versions to the `models` KV, which other suites' services on the machine's
+ * NATS would pick up), the machine's Redis under a prefix of this run, and a throwaway Postgres database.
+ * Checks: the status reflects the config; start with nothing approved explains itself; while paused, approved
+ * pairs past the threshold start nothing; on resume the trigger exports them and queues a loop run whose first
+ * stage is a reward-train job on that export. The whole loop (reward model → PPO → eval → promotion) runs in
+ * test/rl-demo.test.ts.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import IORedis from 'ioredis';
+import type { NatsConnection } from 'nats';
+import { loopJobDataSchema, loopStatusSchema, QUEUES, SUBJECTS, type LoopStatus } from '@flywheel/contracts';
+import { connectMesh, drainQuietly, MeshClient } from '@flywheel/mesh';
+import { applyReview, completionRecord, createThrowawayDatabase, findExport, openStore, writeCompletion, type ThrowawayDatabase } from '@flywheel/store';
+import { freePort, getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+jest.setTimeout(120_000);
+
+describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)', () => {
+  const prefix = `fwtest-loop-${process.pid}-${Date.now()}`;
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), 'flywheel-loop-'));
+  let nats: ChildProcess;
+  let trainer: Running | undefined;
+  let nc: NatsConnection;
+  let mesh: MeshClient;
+  let database: ThrowawayDatabase;
+  let redis: IORedis;
+
+  const loop = (action: 'status' | 'pause' | 'resume' | 'start'): Promise<LoopStatus> =>
+    mesh.request(SUBJECTS.trainer.loop, { action }, loopStatusSchema, { timeoutMs: 10_000, retryUndeliveredMs: 5_000 });
+
+  beforeAll(async () => {
+    const natsPort = await freePort();
+    nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', path.join(stateDir, 'nats')], { stdio: 'ignore' });
+    const natsUrl = `nats://127.0.0.1:${natsPort}`;
+    nc = await waitFor(() => connectMesh({ servers: [natsUrl], name: 'loop-test' }), 10_000, 'private nats-server');
+    mesh = new MeshClient(nc);
+    database = await createThrowawayDatabase(ADMIN_URL);
+    redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
+    const env: Record<string, string> = {
+      ...(await portsEnv()),
+      NATS_URL: natsUrl,
+      REDIS_URL,
+      DATABASE_URL: database.url,
+      FLYWHEEL_STATE_DIR: stateDir,
+      FLYWHEEL_QUEUE_PREFIX: prefix,
+      FLYWHEEL_MODEL: path.join(repoRoot, 'models', 'stories260K'),
+      FLYWHEEL_LOOP_MIN_NEW_APPROVED: '2',
+      FLYWHEEL_LOOP_CHECK_MS: '1000',
+    };
+    trainer = run(process.execPath, [serviceEntry('trainer')], env);
+    await waitFor(async () => ((await getJson(`http://127.0.0.1:${env.FLYWHEEL_TRAINER_PORT}/readyz`)).status === 200 ? true : undefined), 30_000, 'trainer ready');
+  });
+
+  afterAll(async () => {
+    await stop(trainer);
+    await drainQuietly(nc);
+    nats?.kill('SIGTERM');
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    await redis.quit();
+    await database?.drop();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('reports, pauses, refuses an empty start, and starts a run by threshold once resumed', async () => {
+    const s0 = await loop('status');
+    expect(s0).toMatchObject({ paused: false, running: null, approvedSinceLastRun: 0, minNewApproved: 2, scheduleMs: null, lastRun: null });
+
+    expect((await loop('start')).message).toMatch(/no approved preference pairs/);
+    expect((await loop('pause')).paused).toBe(true);
+
+    // Two admin-labelled pairs (approved preferences) on two completions with two choices each.
+    const store = await openStore({ kind: 'postgres', url: database.url });
+    try {
+      for (const id of ['cmpl-loop-a', 'cmpl-loop-b']) {
+        await writeCompletion(store.db, completionRecord(id));
+        const r = await applyReview(store.db, 'admin-test', { action: 'choose', completion_id: id, chosen: 0, rejected: 1 });
+        expect(r.ok).toBe(true);
+      }
+    } finally {
+      await store.close();
+    }
+    expect((await loop('status')).approvedSinceLastRun).toBe(2);
+    await new Promise((r) => setTimeout(r, 2_500)); // two trigger checks while paused
+    expect(await loop('status')).toMatchObject({ paused: true, running: null });
+
+    expect((await loop('resume')).paused).toBe(false);
+    const running = await waitFor(async () => (await loop('status')).running ?? undefined, 15_000, 'the trigger to queue a loop run');
+    expect(running.runId).toMatch(/^loop-/);
+
+    const loopQueue = new Queue(QUEUES.loop, { connection: redis, prefix });
+    try {
+      const job = await loopQueue.getJob(running.runId.replace(/^loop-/, ''));
+      const data = loopJobDataSchema.parse(job?.data);
+      expect(data.trigger).toBe('threshold');
+      expect(data.data.kind).toBe('export');
+      const exportId = data.data.kind === 'export' ? data.data.exportId : '';
+      const store2 = await openStore({ kind: 'postgres', url: database.url });
+      try {
+        const exp = await findExport(store2.db, exportId);
+        expect(exp).toMatchObject({ format: 'preference', row_count: 2, created_by: 'trainer-loop' });
+      } finally {
+        await store2.close();
+      }
+      // Its first stage is queued on reward-train under an id derived from the run's.
+      const rmQueue = new Queue(QUEUES.rewardTrain, { connection: redis, prefix });
+      const stage = await waitFor(async () => (await rmQueue.getJob(`${running.runId}-rm`)) ?? undefined, 30_000, 'the reward-train stage');
+      expect(stage.data).toMatchObject({ data: { kind: 'export', exportId } });
+      await rmQueue.close();
+      // A second start while one runs is refused with the reason.
+      expect((await loop('start')).message).toMatch(/already/);
+    } finally {
+      await loopQueue.close();
+    }
+  });
+});
