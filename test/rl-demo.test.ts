@@ -21,7 +21,7 @@ describe('npm run demo:rlhf -- --json', () => {
     expect(d.reward_after - d.reward_before).toBeGreaterThanOrEqual(d.reward_std_before);
     expect(d.kl).toBeLessThanOrEqual(5);
     expect(d.minutes).toBeLessThan(10);
-    expect(d.promoted_version).toMatch(/^loop-\d+-ppo$/);
+    expect(d.promoted_version).toMatch(/^loop-\d+-[0-9a-z]+-ppo$/);
     expect(d.served.version).toBe(d.promoted_version);
     expect(typeof d.served.text).toBe('string');
   });

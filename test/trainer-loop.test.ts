@@ -94,11 +94,11 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
 
     expect((await loop('resume')).paused).toBe(false);
     const running = await waitFor(async () => (await loop('status')).running ?? undefined, 15_000, 'the trigger to queue a loop run');
-    expect(running.runId).toMatch(/^loop-/);
+    expect(running.runId).toMatch(/^loop-\d+-[0-9a-z]+$/);
 
     const loopQueue = new Queue(QUEUES.loop, { connection: redis, prefix });
     try {
-      const job = await loopQueue.getJob(running.runId.replace(/^loop-/, ''));
+      const job = await loopQueue.getJob(/^loop-(\d+)-/.exec(running.runId)?.[1] ?? '');
       const data = loopJobDataSchema.parse(job?.data);
       expect(data.trigger).toBe('threshold');
       expect(data.data.kind).toBe('export');

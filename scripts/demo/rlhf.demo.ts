@@ -158,7 +158,7 @@ async function main(): Promise<number> {
       }
       return s.running === null && s.lastRun?.runId === runId ? s : undefined;
     });
-    const job = await loopQueue.getJob(runId.replace(/^loop-/, ''));
+    const job = await loopQueue.getJob(/^loop-(\d+)-/.exec(runId)?.[1] ?? '');
     if (!job || status.lastRun?.status !== 'succeeded') throw new Error(`${runId} ${status.lastRun?.status ?? 'vanished'}: ${job?.failedReason ?? 'see the trainer log'} (logs in ${path.join(work, 'logs')})`);
     const result = loopJobResultSchema.parse(job.returnvalue);
     await loopQueue.close();

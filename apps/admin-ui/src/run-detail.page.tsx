@@ -10,7 +10,7 @@ import { shortTime } from './format';
 import { useReview } from './review.context';
 import { RunCharts } from './run-charts';
 import { isActive, metricText, runDuration } from './runs.format';
-import { RunRow, StatusBadge, runHref } from './runs.page';
+import { RunTable, StatusBadge, runHref } from './runs.page';
 
 const POLL_MS = 5_000;
 
@@ -124,31 +124,7 @@ export function RunDetailPage({ id }: { id: string }) {
       {run.children.length > 0 ? (
         <section aria-labelledby="stages-title">
           <h2 id="stages-title">Stages</h2>
-          <table className="grid runs" aria-label="Stage runs">
-            <thead>
-              <tr>
-                <th scope="col">Run</th>
-                <th scope="col" className="w-kind">
-                  Kind
-                </th>
-                <th scope="col" className="w-kind">
-                  Status
-                </th>
-                <th scope="col" className="w-time">
-                  Started
-                </th>
-                <th scope="col" className="w-time">
-                  Duration
-                </th>
-                <th scope="col">Key metrics</th>
-              </tr>
-            </thead>
-            <tbody>
-              {run.children.map((c) => (
-                <RunRow key={c.id} run={c} />
-              ))}
-            </tbody>
-          </table>
+          <RunTable label="Stage runs" runs={run.children} />
           {stages.map((s) => (
             <div key={s.id} className="stage-curves">
               <h3>

@@ -220,38 +220,15 @@ function RunsList() {
           </select>
         </label>
       </div>
-      <table className="grid runs" aria-label="Training runs">
-        <thead>
+      <RunTable label="Training runs" runs={rows}>
+        {head && rows.length === 0 ? (
           <tr>
-            <th scope="col">Run</th>
-            <th scope="col" className="w-kind">
-              Kind
-            </th>
-            <th scope="col" className="w-kind">
-              Status
-            </th>
-            <th scope="col" className="w-time">
-              Started
-            </th>
-            <th scope="col" className="w-time">
-              Duration
-            </th>
-            <th scope="col">Key metrics</th>
+            <td colSpan={6} className="empty">
+              No training runs yet{kind ? ` of kind ${kind}` : ''}.
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {rows.map((r) => (
-            <RunRow key={r.id} run={r} />
-          ))}
-          {head && rows.length === 0 ? (
-            <tr>
-              <td colSpan={6} className="empty">
-                No training runs yet{kind ? ` of kind ${kind}` : ''}.
-              </td>
-            </tr>
-          ) : null}
-        </tbody>
-      </table>
+        ) : null}
+      </RunTable>
       {hasMore ? (
         <div className="row end pad">
           <button type="button" onClick={loadOlder}>
@@ -260,6 +237,38 @@ function RunsList() {
         </div>
       ) : null}
     </section>
+  );
+}
+
+/** The runs grid (list page and a loop's stages): one RunRow per run, then any extra rows. */
+export function RunTable({ label, runs, children }: { label: string; runs: TrainingRun[]; children?: React.ReactNode }) {
+  return (
+    <table className="grid runs" aria-label={label}>
+      <thead>
+        <tr>
+          <th scope="col">Run</th>
+          <th scope="col" className="w-kind">
+            Kind
+          </th>
+          <th scope="col" className="w-kind">
+            Status
+          </th>
+          <th scope="col" className="w-time">
+            Started
+          </th>
+          <th scope="col" className="w-time">
+            Duration
+          </th>
+          <th scope="col">Key metrics</th>
+        </tr>
+      </thead>
+      <tbody>
+        {runs.map((r) => (
+          <RunRow key={r.id} run={r} />
+        ))}
+        {children}
+      </tbody>
+    </table>
   );
 }
 

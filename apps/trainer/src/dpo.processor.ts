@@ -12,7 +12,7 @@ import { dpoJobDataSchema, QUEUES, type DpoJobProgress, type DpoJobResult } from
 import type { TrainerConfig } from '@flywheel/config';
 import { runDpoTraining } from '@flywheel/rl';
 import { registerCandidateVersion } from '@flywheel/store';
-import { parseJobData, QueueProcessor } from './queue.processor';
+import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -83,21 +83,7 @@ export class DpoProcessor extends QueueProcessor<DpoJobResult> {
       base_model: path.resolve(data.modelDir),
     };
     await this.store.use((db) =>
-      registerCandidateVersion(db, {
-        versionId: id,
-        role: 'policy',
-        trainingRun: {
-          id,
-          kind: 'dpo',
-          baseVersion: null,
-          exportId: data.data.kind === 'export' ? data.data.exportId : null,
-          config: { ...data, jobId },
-          startedAt,
-          finishedAt: new Date(),
-        },
-        checkpoint: outDir,
-        metrics,
-      }),
+      registerCandidateVersion(db, candidateOf({ id, role: 'policy', kind: 'dpo', source: data.data, config: { ...data, jobId }, startedAt, checkpoint: outDir, metrics })),
     );
     this.logger.log(`job ${jobId}: held-out accuracy ${metrics.heldout_accuracy_before ?? '-'} → ${metrics.heldout_accuracy ?? '-'}; registered candidate policy version ${id}`);
     return {

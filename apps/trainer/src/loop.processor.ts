@@ -33,10 +33,13 @@ import { parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG, TrainerQueues } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
-export type LoopJob = Pick<Job, 'id' | 'data' | 'updateProgress'>;
+export type LoopJob = Pick<Job, 'id' | 'data' | 'updateProgress' | 'timestamp'>;
 
-/** The loop run's id for a loop job. */
-export const loopRunId = (jobId: string): string => `loop-${jobId}`;
+/**
+ * The loop run's id for a loop job: its job id plus its creation time, because job ids restart when Redis is
+ * emptied while run ids and the versions named after them (`<run>-ppo`) live on in the store and object store.
+ */
+export const loopRunId = (job: Pick<Job, 'id' | 'timestamp'>): string => `loop-${job.id ?? '?'}-${job.timestamp.toString(36)}`;
 
 /** A stage job may run for hours; the loop waits as long as the stage's own timeout allows (none). */
 const STAGE_WAIT_MS = 24 * 3_600_000;
@@ -96,7 +99,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobResult> {
 
   async process(job: LoopJob): Promise<LoopJobResult> {
     const data = parseJobData(loopJobDataSchema, job.data, QUEUES.loop);
-    const id = loopRunId(job.id ?? 'unknown');
+    const id = loopRunId(job);
     const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
     const recorder = new RunRecorder(this.store, id);
     const setStage = async (stage: string) => {

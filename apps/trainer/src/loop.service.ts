@@ -75,7 +75,7 @@ export class LoopService implements OnApplicationBootstrap, OnApplicationShutdow
     return {
       paused,
       running: job
-        ? { runId: loopRunId(job.id ?? '?'), stage: typeof progress?.stage === 'string' ? progress.stage : 'queued', startedAt: new Date(job.processedOn ?? job.timestamp).toISOString() }
+        ? { runId: loopRunId(job), stage: typeof progress?.stage === 'string' ? progress.stage : 'queued', startedAt: new Date(job.processedOn ?? job.timestamp).toISOString() }
         : null,
       approvedSinceLastRun: approved,
       minNewApproved: this.config.loop.minNewApproved,
@@ -91,7 +91,7 @@ export class LoopService implements OnApplicationBootstrap, OnApplicationShutdow
    */
   async start(trigger: 'manual' | 'threshold' | 'schedule', request?: Omit<LoopStartRequest, 'action'>): Promise<LoopStatus> {
     const running = await this.current();
-    if (running) return this.status(`${loopRunId(running.id ?? '?')} is already ${await running.getState()}`);
+    if (running) return this.status(`${loopRunId(running)} is already ${await running.getState()}`);
     let data: TrainingDataSource;
     if (request) {
       data = request.data;
@@ -103,8 +103,8 @@ export class LoopService implements OnApplicationBootstrap, OnApplicationShutdow
     const input: LoopJobDataInput = { ...(request?.overrides ?? {}), data, trigger };
     const jobData = loopJobDataSchema.parse(input);
     const job = await this.loopQueue.add(QUEUES.loop, jobData);
-    this.logger.log(`${loopRunId(job.id ?? '?')} queued (${trigger}) on ${data.kind === 'export' ? `export ${data.exportId}` : data.path}`);
-    return this.status(`${loopRunId(job.id ?? '?')} queued`);
+    this.logger.log(`${loopRunId(job)} queued (${trigger}) on ${data.kind === 'export' ? `export ${data.exportId}` : data.path}`);
+    return this.status(`${loopRunId(job)} queued`);
   }
 
   /** The trigger: enough newly approved pairs, or the schedule with anything new. */

@@ -18,16 +18,19 @@ import { publishVersion } from './checkpoint.publisher';
 import { RewardClient } from './reward.client';
 import { RunRecorder } from './run.recorder';
 import { TrainerMetrics } from './trainer.metrics';
-import { parseJobData, QueueProcessor } from './queue.processor';
+import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
 /** What process() uses of a BullMQ job (a plain object in tests; moveToWait only on shutdown). */
-export type PpoJob = Pick<Job, 'id' | 'data' | 'updateProgress'> & Partial<Pick<Job, 'moveToWait'>>;
+export type PpoJob = Pick<Job, 'id' | 'data' | 'updateProgress' | 'timestamp'> & Partial<Pick<Job, 'moveToWait'>>;
 
-/** `<state dir>/checkpoints/<outName | ppo-<job id>>`. */
-export function ppoCheckpointDir(stateDir: string, jobId: string, data: PpoJobData): string {
-  return path.resolve(stateDir, 'checkpoints', data.outName ?? `ppo-${jobId}`);
+/**
+ * The version / run id of a ppo job: its outName, else its job id plus its creation time (job ids restart when
+ * Redis is emptied; published versions never change, so a name must never come back).
+ */
+export function ppoVersionId(job: Pick<Job, 'id' | 'timestamp'>, data: PpoJobData): string {
+  return data.outName ?? `ppo-${job.id ?? '?'}-${job.timestamp.toString(36)}`;
 }
 
 /** How long a job waits for the reward service to serve its reward version (a swap after promotion). */
@@ -47,8 +50,8 @@ export class PpoProcessor extends QueueProcessor<PpoJobResult> {
   async process(job: PpoJob, token?: string): Promise<PpoJobResult> {
     const data = parseJobData(ppoJobDataSchema, job.data, QUEUES.ppo);
     const jobId = job.id ?? 'unknown';
-    const id = data.outName ?? `ppo-${jobId}`;
-    const outDir = ppoCheckpointDir(this.config.stateDir, jobId, data);
+    const id = ppoVersionId(job, data);
+    const outDir = path.resolve(this.config.stateDir, 'checkpoints', id);
     const seed = data.config.seed ?? 1;
     let prompts;
     try {
@@ -115,13 +118,7 @@ export class PpoProcessor extends QueueProcessor<PpoJobResult> {
     };
     await recorder.patch({ status: 'succeeded', metrics });
     await this.store.use((db) =>
-      registerCandidateVersion(db, {
-        versionId: id,
-        role: 'policy',
-        trainingRun: { id, kind: 'ppo', baseVersion: data.baseVersion, exportId: data.prompts.kind === 'export' ? data.prompts.exportId : null, config: { ...data, jobId }, startedAt: new Date(Date.now() - r.seconds * 1000), finishedAt: new Date() },
-        checkpoint: outDir,
-        metrics,
-      }),
+      registerCandidateVersion(db, candidateOf({ id, role: 'policy', kind: 'ppo', source: data.prompts, config: { ...data, jobId }, startedAt: new Date(Date.now() - r.seconds * 1000), checkpoint: outDir, metrics, baseVersion: data.baseVersion })),
     );
     await publishVersion(this.mesh, { version: id, role: 'policy', dir: outDir, parent: data.baseVersion, runId: id, exports: data.exportIds });
     this.logger.log(`job ${jobId}: reward ${metrics.reward_first?.toFixed(3)} → ${metrics.reward_last?.toFixed(3)}, KL ${metrics.kl_last?.toFixed(3)}; published candidate policy ${id}`);

@@ -9,7 +9,8 @@ import { Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, ty
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import IORedis from 'ioredis';
 import type { z } from 'zod';
-import type { QueueName } from '@flywheel/contracts';
+import type { QueueName, TrainingDataSource } from '@flywheel/contracts';
+import type { CandidateToRegister } from '@flywheel/store';
 import type { TrainerConfig } from '@flywheel/config';
 
 /** The job data, or an UnrecoverableError naming every invalid field. */
@@ -62,4 +63,33 @@ export abstract class QueueProcessor<R> implements OnApplicationBootstrap, Befor
   async onApplicationShutdown(): Promise<void> {
     await this.connection?.quit().catch(() => undefined);
   }
+}
+
+/** What a finished training job registers: its run (succeeded) and a candidate version of `role`, both named `id`. */
+export function candidateOf(o: {
+  id: string;
+  role: CandidateToRegister['role'];
+  kind: CandidateToRegister['trainingRun']['kind'];
+  source: TrainingDataSource;
+  config: Record<string, unknown>;
+  startedAt: Date;
+  checkpoint: string;
+  metrics: Record<string, unknown>;
+  baseVersion?: string | null;
+}): CandidateToRegister {
+  return {
+    versionId: o.id,
+    role: o.role,
+    trainingRun: {
+      id: o.id,
+      kind: o.kind,
+      baseVersion: o.baseVersion ?? null,
+      exportId: o.source.kind === 'export' ? o.source.exportId : null,
+      config: o.config,
+      startedAt: o.startedAt,
+      finishedAt: new Date(),
+    },
+    checkpoint: o.checkpoint,
+    metrics: o.metrics,
+  };
 }

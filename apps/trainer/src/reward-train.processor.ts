@@ -11,7 +11,7 @@ import { QUEUES, rewardTrainJobDataSchema, type RewardTrainJobResult, type Rewar
 import type { TrainerConfig } from '@flywheel/config';
 import { runRewardTraining } from '@flywheel/model';
 import { registerCandidateVersion } from '@flywheel/store';
-import { parseJobData, QueueProcessor } from './queue.processor';
+import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -71,21 +71,7 @@ export class RewardTrainProcessor extends QueueProcessor<RewardTrainJobResult> {
       base_model: path.resolve(data.modelDir),
     };
     await this.store.use((db) =>
-      registerCandidateVersion(db, {
-        versionId: id,
-        role: 'reward',
-        trainingRun: {
-          id,
-          kind: 'reward-train',
-          baseVersion: null,
-          exportId: data.data.kind === 'export' ? data.data.exportId : null,
-          config: { ...data, jobId },
-          startedAt,
-          finishedAt: new Date(),
-        },
-        checkpoint: outDir,
-        metrics,
-      }),
+      registerCandidateVersion(db, candidateOf({ id, role: 'reward', kind: 'reward-train', source: data.data, config: { ...data, jobId }, startedAt, checkpoint: outDir, metrics })),
     );
     this.logger.log(`job ${jobId}: held-out accuracy ${metrics.heldout_accuracy ?? '-'}; registered candidate reward version ${id}`);
     return {

@@ -11,7 +11,7 @@ import { QUEUES, sftJobDataSchema, type SftJobData, type SftJobProgress, type Sf
 import type { TrainerConfig } from '@flywheel/config';
 import { runSft, SftStoppedError, type SftResult } from '@flywheel/model';
 import { registerCandidateVersion } from '@flywheel/store';
-import { parseJobData, QueueProcessor } from './queue.processor';
+import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -91,21 +91,7 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
       base_model: path.resolve(data.modelDir),
     };
     await this.store.use((db) =>
-      registerCandidateVersion(db, {
-        versionId: id,
-        role: 'policy',
-        trainingRun: {
-          id,
-          kind: 'sft',
-          baseVersion: null,
-          exportId: data.data.kind === 'export' ? data.data.exportId : null,
-          config: { ...data, jobId },
-          startedAt,
-          finishedAt: new Date(),
-        },
-        checkpoint: outDir,
-        metrics,
-      }),
+      registerCandidateVersion(db, candidateOf({ id, role: 'policy', kind: 'sft', source: data.data, config: { ...data, jobId }, startedAt, checkpoint: outDir, metrics })),
     );
     this.logger.log(
       `job ${jobId}: held-out loss ${r.heldoutLossBefore.toFixed(4)} → ${r.heldoutLossAfter.toFixed(4)}; ` +
