@@ -11,7 +11,7 @@ import { UnrecoverableError } from 'bullmq';
 import { dpoJobProgressSchema, dpoJobResultSchema, type DpoJobDataInput, type DpoJobProgress } from '@flywheel/contracts';
 import { loadTrainerConfig } from '@flywheel/config';
 import { loadCheckpoint } from '@flywheel/model';
-import { findModelVersion, openStore } from '@flywheel/store';
+import { findModelVersion, getTrainingRunDetail, openStore } from '@flywheel/store';
 import { DpoProcessor } from '../apps/trainer/src/dpo.processor';
 import { TrainerStore } from '../apps/trainer/src/trainer.store';
 import { syntheticPreferences, toJsonl } from './reward.support';
@@ -51,6 +51,12 @@ describe('dpo job', () => {
       expect(row?.metrics).toMatchObject({ heldout_accuracy: result.heldoutAccuracy, heldout_accuracy_before: 0.5, pairs: 60, beta: 0.1 });
       const run = await store.db.selectFrom('training_runs').select(['kind', 'status']).where('id', '=', 'dpo-j1').executeTakeFirst();
       expect(run).toEqual({ kind: 'dpo', status: 'succeeded' });
+      // Every step is in the run's series (the admin UI's curves), loss falling.
+      const series = (await getTrainingRunDetail(store.db, 'dpo-j1'))?.series ?? [];
+      expect(series.map((p) => p.step)).toEqual(Array.from({ length: series.length }, (_, i) => i + 1));
+      expect(series.length).toBeGreaterThan(1);
+      expect(series[series.length - 1].metrics.loss!).toBeLessThan(series[0].metrics.loss!);
+      expect(series[0].metrics).toHaveProperty('margin');
     } finally {
       await store.close();
     }

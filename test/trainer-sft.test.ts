@@ -13,7 +13,7 @@ import { Queue, QueueEvents, type Job } from 'bullmq';
 import IORedis from 'ioredis';
 import { QUEUES, sftJobProgressSchema, sftJobResultSchema, type SftJobDataInput, type SftJobProgress } from '@flywheel/contracts';
 import { loadCheckpoint } from '@flywheel/model';
-import { findModelVersion, openStore } from '@flywheel/store';
+import { findModelVersion, getTrainingRunDetail, openStore } from '@flywheel/store';
 import { getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -132,6 +132,11 @@ describe('sft job on the trainer (real Redis, embedded store)', () => {
       expect(version?.metrics).toMatchObject({ heldout_loss_before: result.heldoutLossBefore, heldout_loss_after: result.heldoutLossAfter });
       const runRow = await store.db.selectFrom('training_runs').selectAll().where('id', '=', result.trainingRunId).executeTakeFirst();
       expect(runRow).toMatchObject({ kind: 'sft', status: 'succeeded', export_id: EXPORT_ID });
+      // Every step's metrics are the run's series (the admin UI's curves).
+      const detail = await getTrainingRunDetail(store.db, result.trainingRunId);
+      expect(detail?.series.map((p) => p.step)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+      expect(detail?.series[29].metrics.loss).toBeCloseTo(seen[seen.length - 1].loss, 10);
+      expect(Object.keys(detail?.series[0].metrics ?? {}).sort()).toEqual(['gradNorm', 'loss', 'lr', 'tokensPerS']);
     } finally {
       await store.close();
     }

@@ -13,6 +13,7 @@ import type { TrainerConfig } from '@flywheel/config';
 import { runDpoTraining } from '@flywheel/rl';
 import { registerCandidateVersion } from '@flywheel/store';
 import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
+import { RunRecorder } from './run.recorder';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -40,35 +41,40 @@ export class DpoProcessor extends QueueProcessor<DpoJobResult> {
     const every = Math.max(1, Math.floor(data.steps / 20));
     this.logger.log(`job ${jobId}: DPO of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, beta ${data.beta} → ${outDir}`);
 
-    const r = await runDpoTraining({
-      modelDir: data.modelDir,
-      data: { text, source },
-      outDir,
-      steps: data.steps,
-      lr: data.lr,
-      beta: data.beta,
-      labelSmoothing: data.labelSmoothing,
-      batchSize: data.batchSize,
-      seqLen: data.seqLen,
-      heldout: data.heldout,
-      seed: data.seed,
-      threads: this.config.trainer.threads || undefined,
-      checkpointEvery: data.checkpointEvery,
-      resume: true,
-      onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
-      onProgress: async (p) => {
-        const progress: DpoJobProgress = p;
-        await job.updateProgress(progress);
-        if (p.step % every === 0 || p.step === p.steps) {
-          this.logger.log(
-            `job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} ` +
-              `margin ${p.margin.toFixed(4)} grad norm ${p.gradNorm.toFixed(3)}`,
-          );
-        }
-      },
-    });
-
     const id = `dpo-${jobId}`;
+    const recorder = new RunRecorder(this.store, id);
+    await recorder.start('dpo', { exportId: data.data.kind === 'export' ? data.data.exportId : null, config: { ...data, jobId } });
+    const r = await recorder.track(() =>
+      runDpoTraining({
+        modelDir: data.modelDir,
+        data: { text, source },
+        outDir,
+        steps: data.steps,
+        lr: data.lr,
+        beta: data.beta,
+        labelSmoothing: data.labelSmoothing,
+        batchSize: data.batchSize,
+        seqLen: data.seqLen,
+        heldout: data.heldout,
+        seed: data.seed,
+        threads: this.config.trainer.threads || undefined,
+        checkpointEvery: data.checkpointEvery,
+        resume: true,
+        onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
+        onProgress: async (p) => {
+          const progress: DpoJobProgress = p;
+          await job.updateProgress(progress);
+          await recorder.step(p.step, p);
+          if (p.step % every === 0 || p.step === p.steps) {
+            this.logger.log(
+              `job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} ` +
+                `margin ${p.margin.toFixed(4)} grad norm ${p.gradNorm.toFixed(3)}`,
+            );
+          }
+        },
+      }),
+    );
+
     const metrics = {
       heldout_accuracy: finiteOrNull(r.heldoutAccuracy),
       heldout_accuracy_before: finiteOrNull(r.heldoutAccuracyBefore),

@@ -12,6 +12,7 @@ import type { TrainerConfig } from '@flywheel/config';
 import { runRewardTraining } from '@flywheel/model';
 import { registerCandidateVersion } from '@flywheel/store';
 import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
+import { RunRecorder } from './run.recorder';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -39,27 +40,32 @@ export class RewardTrainProcessor extends QueueProcessor<RewardTrainJobResult> {
     const every = Math.max(1, Math.floor(data.steps / 20));
     this.logger.log(`job ${jobId}: reward model from ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr} → ${outDir}`);
 
-    const r = await runRewardTraining({
-      modelDir: data.modelDir,
-      data: { text, source },
-      outDir,
-      steps: data.steps,
-      lr: data.lr,
-      batchSize: data.batchSize,
-      seqLen: data.seqLen,
-      heldout: data.heldout,
-      seed: data.seed,
-      threads: this.config.trainer.threads || undefined,
-      onProgress: async (p) => {
-        const progress: RewardTrainProgress = p;
-        await job.updateProgress(progress);
-        if (p.step % every === 0 || p.step === p.steps) {
-          this.logger.log(`job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} grad norm ${p.gradNorm.toFixed(3)}`);
-        }
-      },
-    });
-
     const id = `rm-${jobId}`;
+    const recorder = new RunRecorder(this.store, id);
+    await recorder.start('reward-train', { exportId: data.data.kind === 'export' ? data.data.exportId : null, config: { ...data, jobId } });
+    const r = await recorder.track(() =>
+      runRewardTraining({
+        modelDir: data.modelDir,
+        data: { text, source },
+        outDir,
+        steps: data.steps,
+        lr: data.lr,
+        batchSize: data.batchSize,
+        seqLen: data.seqLen,
+        heldout: data.heldout,
+        seed: data.seed,
+        threads: this.config.trainer.threads || undefined,
+        onProgress: async (p) => {
+          const progress: RewardTrainProgress = p;
+          await job.updateProgress(progress);
+          await recorder.step(p.step, p);
+          if (p.step % every === 0 || p.step === p.steps) {
+            this.logger.log(`job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} grad norm ${p.gradNorm.toFixed(3)}`);
+          }
+        },
+      }),
+    );
+
     const metrics = {
       heldout_accuracy: finiteOrNull(r.heldoutAccuracy),
       heldout_accuracy_before: finiteOrNull(r.heldoutAccuracyBefore),

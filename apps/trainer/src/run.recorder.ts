@@ -11,10 +11,10 @@ import type { TrainerStore } from './trainer.store';
 
 const FLUSH_MS = 3_000;
 
-/** Finite numbers only: a NaN or Infinity in JSON would break the series. */
+/** Numbers only, non-finite ones as null (NaN in JSON would break the series); the step counters are the x axis. */
 export function cleanMetrics(m: Record<string, unknown>): TrainingStepMetrics {
   const out: TrainingStepMetrics = {};
-  for (const [k, v] of Object.entries(m)) if (typeof v === 'number') out[k] = Number.isFinite(v) ? v : null;
+  for (const [k, v] of Object.entries(m)) if (typeof v === 'number' && k !== 'step' && k !== 'steps') out[k] = Number.isFinite(v) ? v : null;
   return out;
 }
 
@@ -38,8 +38,8 @@ export class RunRecorder {
   }
 
   /** Queues one step's metrics; flushes when the last flush is older than a few seconds. */
-  async step(step: number, metrics: Record<string, unknown>): Promise<void> {
-    this.pending.push({ step, metrics: cleanMetrics(metrics) });
+  async step(step: number, metrics: object): Promise<void> {
+    this.pending.push({ step, metrics: cleanMetrics({ ...metrics }) });
     if (Date.now() - this.lastFlush >= FLUSH_MS) await this.flush();
   }
 
@@ -50,6 +50,22 @@ export class RunRecorder {
     this.lastFlush = Date.now();
     const ok = await this.safe('metrics', () => this.store.use((db) => appendTrainingMetrics(db, this.runId, points)));
     if (!ok) this.pending = [...points, ...this.pending];
+  }
+
+  /**
+   * Runs a job's training: metrics flushed when it ends, the run marked failed (with the message) when it throws,
+   * except for an error `paused` says is a stop to resume later (the run stays running).
+   */
+  async track<T>(fn: () => Promise<T>, paused: (err: unknown) => boolean = () => false): Promise<T> {
+    try {
+      const out = await fn();
+      await this.flush();
+      return out;
+    } catch (err) {
+      if (paused(err)) await this.flush();
+      else await this.patch({ status: 'failed', error: err instanceof Error ? err.message : String(err) });
+      throw err;
+    }
   }
 
   async patch(p: TrainingRunPatch): Promise<void> {

@@ -12,6 +12,7 @@ import type { TrainerConfig } from '@flywheel/config';
 import { runSft, SftStoppedError, type SftResult } from '@flywheel/model';
 import { registerCandidateVersion } from '@flywheel/store';
 import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
+import { RunRecorder } from './run.recorder';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -42,9 +43,12 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
     const lora = data.lora ? `, LoRA r=${data.lora.rank}` : '';
     this.logger.log(`job ${jobId}: SFT of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, batch ${data.batchSize}${lora} → ${outDir}`);
 
+    const id = `sft-${jobId}`;
+    const recorder = new RunRecorder(this.store, id);
+    await recorder.start('sft', { exportId: data.data.kind === 'export' ? data.data.exportId : null, config: { ...data, jobId } });
     let r: SftResult;
     try {
-      r = await runSft({
+      r = await recorder.track(() => runSft({
         modelDir: data.modelDir,
         data: { text, source },
         outDir,
@@ -62,6 +66,7 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
         onProgress: async (p) => {
           const progress: SftJobProgress = p;
           await job.updateProgress(progress);
+          await recorder.step(p.step, p);
           if (p.step % every === 0 || p.step === p.steps) {
             this.logger.log(
               `job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} ` +
@@ -71,7 +76,7 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
         },
         onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
         shouldStop: () => this.stopping,
-      });
+      }), (err) => err instanceof SftStoppedError);
     } catch (err) {
       if (!(err instanceof SftStoppedError)) throw err;
       this.logger.log(`job ${jobId}: trainer shutting down; stopped at step ${err.step}, job back in the queue`);
@@ -79,7 +84,6 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
       throw new WaitingError();
     }
 
-    const id = `sft-${jobId}`;
     const metrics = {
       heldout_loss_before: finiteOrNull(r.heldoutLossBefore),
       heldout_loss_after: finiteOrNull(r.heldoutLossAfter),
