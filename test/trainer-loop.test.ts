@@ -32,6 +32,8 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
   let mesh: MeshClient;
   let database: ThrowawayDatabase;
   let redis: IORedis;
+  let natsUrl: string;
+  let env: Record<string, string>;
 
   const loop = (action: 'status' | 'pause' | 'resume' | 'start'): Promise<LoopStatus> =>
     mesh.request(SUBJECTS.trainer.loop, { action }, loopStatusSchema, { timeoutMs: 10_000, retryUndeliveredMs: 5_000 });
@@ -39,12 +41,12 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
   beforeAll(async () => {
     const natsPort = await freePort();
     nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', path.join(stateDir, 'nats')], { stdio: 'ignore' });
-    const natsUrl = `nats://127.0.0.1:${natsPort}`;
+    natsUrl = `nats://127.0.0.1:${natsPort}`;
     nc = await waitFor(() => connectMesh({ servers: [natsUrl], name: 'loop-test' }), 10_000, 'private nats-server');
     mesh = new MeshClient(nc);
     database = await createThrowawayDatabase(ADMIN_URL);
     redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
-    const env: Record<string, string> = {
+    env = {
       ...(await portsEnv()),
       NATS_URL: natsUrl,
       REDIS_URL,
@@ -68,6 +70,32 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
     await redis.quit();
     await database?.drop();
     rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it('still answers when the store is out of reach, and says why', async () => {
+    const env2: Record<string, string> = {
+      ...(await portsEnv()),
+      NATS_URL: natsUrl,
+      REDIS_URL,
+      DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/nowhere',
+      FLYWHEEL_STATE_DIR: stateDir,
+      FLYWHEEL_QUEUE_PREFIX: `${prefix}-nostore`,
+      FLYWHEEL_LOOP_MIN_NEW_APPROVED: '0',
+    };
+    // The main trainer answers too (same queue group): stop it for this check, restart after.
+    await stop(trainer);
+    const lone = run(process.execPath, [serviceEntry('trainer')], env2);
+    try {
+      await waitFor(async () => ((await getJson(`http://127.0.0.1:${env2.FLYWHEEL_TRAINER_PORT}/livez`)).status === 200 ? true : undefined), 30_000, 'trainer up');
+      const s = await loop('status');
+      expect(s).toMatchObject({ paused: false, running: null, approvedSinceLastRun: 0, lastRun: null });
+      expect(s.message).toMatch(/store unavailable/);
+      expect((await loop('start')).message).toMatch(/cannot export the approved pairs/);
+    } finally {
+      await stop(lone);
+      trainer = run(process.execPath, [serviceEntry('trainer')], env);
+      await waitFor(async () => ((await getJson(`http://127.0.0.1:${env.FLYWHEEL_TRAINER_PORT}/readyz`)).status === 200 ? true : undefined), 30_000, 'trainer ready');
+    }
   });
 
   it('reports, pauses, refuses an empty start, and starts a run by threshold once resumed', async () => {

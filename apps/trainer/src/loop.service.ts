@@ -67,10 +67,15 @@ export class LoopService implements OnApplicationBootstrap, OnApplicationShutdow
 
   async status(message?: string): Promise<LoopStatus> {
     const [paused, job] = await Promise.all([this.isPaused(), this.current()]);
-    const { last, approved } = await this.store.use(async (db) => {
-      const [lastRun] = await listTrainingRuns(db, { kind: 'loop', parentRunId: null, limit: 1 });
-      return { last: lastRun ?? null, approved: await countApprovedSince(db, 'preference', lastRun ? new Date(lastRun.createdAt) : null) };
-    });
+    // The store may be out of reach (the embedded one is the gateway's while it runs): the status still answers,
+    // with what Redis knows, and says why the counts are missing.
+    const { last, approved, storeError } = await this.store
+      .use(async (db) => {
+        const [lastRun] = await listTrainingRuns(db, { kind: 'loop', parentRunId: null, limit: 1 });
+        return { last: lastRun ?? null, approved: await countApprovedSince(db, 'preference', lastRun ? new Date(lastRun.createdAt) : null), storeError: null };
+      })
+      .catch((err: unknown) => ({ last: null, approved: 0, storeError: `store unavailable: ${err instanceof Error ? err.message : String(err)}` }));
+    message = [message, storeError].filter((m): m is string => typeof m === 'string' && m.length > 0).join('; ') || undefined;
     const progress = job?.progress as { stage?: unknown } | undefined;
     return {
       paused,
@@ -96,7 +101,12 @@ export class LoopService implements OnApplicationBootstrap, OnApplicationShutdow
     if (request) {
       data = request.data;
     } else {
-      const exp = await this.store.use((db) => createExport(db, { format: 'preference', filters: {}, filtersRecord: { by: 'trainer-loop', trigger }, createdBy: 'trainer-loop' }));
+      let exp;
+      try {
+        exp = await this.store.use((db) => createExport(db, { format: 'preference', filters: {}, filtersRecord: { by: 'trainer-loop', trigger }, createdBy: 'trainer-loop' }));
+      } catch (err) {
+        return this.status(`cannot export the approved pairs: ${err instanceof Error ? err.message : String(err)}`);
+      }
       if (exp.row_count === 0) return this.status('no approved preference pairs to train on yet');
       data = { kind: 'export', exportId: exp.id };
     }
