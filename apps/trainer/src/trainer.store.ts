@@ -1,34 +1,53 @@
 /**
- * The trainer's handle on the flywheel store (DATABASE_URL, else the embedded PGlite under the state folder),
- * opened for each use and closed after: the embedded store is one process's at a time, so the trainer holds it
- * only while reading an export or registering a model version. Not a query layer: callers pass @flywheel/store
- * functions; `trainingText` is the one read every training job shares.
+ * The trainer's handle on the flywheel store. On Postgres (DATABASE_URL) one pool is opened on first use and
+ * kept (run series are written every few seconds and the admin UI polls the loop status); the embedded PGlite
+ * under the state folder is one process's at a time, so it is opened for each use and closed after. Not a query
+ * layer: callers pass @flywheel/store functions; `trainingText` is the one read every training job shares.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError } from 'bullmq';
 import type { Kysely } from 'kysely';
 import type { TrainingDataSource } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
-import { findExport, openStore, storeTargetOf, type StoreTables } from '@flywheel/store';
+import { findExport, openStore, storeTargetOf, type Store, type StoreTables } from '@flywheel/store';
 import { TRAINER_CONFIG } from './trainer.queues';
 
 @Injectable()
-export class TrainerStore {
+export class TrainerStore implements OnApplicationShutdown {
   private readonly logger = new Logger('trainer-store');
+  /** The kept Postgres store (never set for the embedded one); a failed open is retried on the next use. */
+  private shared: Promise<Store> | null = null;
 
   constructor(@Inject(TRAINER_CONFIG) private readonly config: TrainerConfig) {}
 
-  async use<T>(fn: (db: Kysely<StoreTables>) => Promise<T>): Promise<T> {
-    const store = await openStore(storeTargetOf(this.config.database.url, this.config.stateDir), {
+  private open(): Promise<Store> {
+    return openStore(storeTargetOf(this.config.database.url, this.config.stateDir), {
       onIdleError: (err) => this.logger.warn(`store: ${err.message}`),
     });
+  }
+
+  async use<T>(fn: (db: Kysely<StoreTables>) => Promise<T>): Promise<T> {
+    if (this.config.database.url) {
+      this.shared ??= this.open().catch((err: unknown) => {
+        this.shared = null;
+        throw err;
+      });
+      return fn((await this.shared).db);
+    }
+    const store = await this.open();
     try {
       return await fn(store.db);
     } finally {
       await store.close();
     }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const shared = this.shared;
+    this.shared = null;
+    if (shared) await (await shared.catch(() => null))?.close();
   }
 
   /**

@@ -10,6 +10,7 @@
 #include "../kernels/kernels.h"
 #include "../kernels/model.h"
 #include "../kernels/thread_pool.h"
+#include "napi_args.h"
 #include "training.h"
 
 namespace {
@@ -53,57 +54,11 @@ Napi::Int32Array i32(const Napi::Value& v, const char* name, size_t min_len) {
   return a;
 }
 
-int int_arg(const Napi::Value& v, const char* name) {
-  if (!v.IsNumber()) throw_type(v.Env(), std::string(name) + " must be a number");
-  return v.As<Napi::Number>().Int32Value();
-}
-
-double num_field(const Napi::Object& o, const char* name) {
-  Napi::Value v = o.Get(name);
-  if (!v.IsNumber()) throw_type(o.Env(), std::string("spec.") + name + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
 WeightType dtype_arg(const Napi::Value& v) {
   std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
   if (s == "f32") return WEIGHT_F32;
   if (s == "bf16") return WEIGHT_BF16;
   throw_type(v.Env(), "dtype must be 'f32' or 'bf16'");
-}
-
-ModelConfig config_from(const Napi::Object& o) {
-  ModelConfig c{};
-  c.vocab_size = static_cast<int>(num_field(o, "vocabSize"));
-  c.hidden_size = static_cast<int>(num_field(o, "hiddenSize"));
-  c.intermediate_size = static_cast<int>(num_field(o, "intermediateSize"));
-  c.num_layers = static_cast<int>(num_field(o, "numLayers"));
-  c.num_heads = static_cast<int>(num_field(o, "numHeads"));
-  c.num_kv_heads = static_cast<int>(num_field(o, "numKvHeads"));
-  c.head_dim = static_cast<int>(num_field(o, "headDim"));
-  c.rms_norm_eps = static_cast<float>(num_field(o, "rmsNormEps"));
-  c.rope_theta = static_cast<float>(num_field(o, "ropeTheta"));
-  c.max_position_embeddings = static_cast<int>(num_field(o, "maxPositionEmbeddings"));
-  c.tie_word_embeddings = o.Get("tieWordEmbeddings").ToBoolean();
-  c.attention_bias = o.Get("attentionBias").ToBoolean();
-  Napi::Value rs = o.Get("ropeScaling");
-  c.has_rope_scaling = rs.IsObject();
-  if (c.has_rope_scaling) {
-    Napi::Object r = rs.As<Napi::Object>();
-    c.rope_scaling.factor = static_cast<float>(num_field(r, "factor"));
-    c.rope_scaling.low_freq_factor = static_cast<float>(num_field(r, "lowFreqFactor"));
-    c.rope_scaling.high_freq_factor = static_cast<float>(num_field(r, "highFreqFactor"));
-    c.rope_scaling.original_max_position_embeddings = static_cast<int>(num_field(r, "originalMaxPositionEmbeddings"));
-  }
-  return c;
-}
-
-RopeScaling scaling_from(const Napi::Object& r) {
-  RopeScaling s{};
-  s.factor = static_cast<float>(num_field(r, "factor"));
-  s.low_freq_factor = static_cast<float>(num_field(r, "lowFreqFactor"));
-  s.high_freq_factor = static_cast<float>(num_field(r, "highFreqFactor"));
-  s.original_max_position_embeddings = static_cast<int>(num_field(r, "originalMaxPositionEmbeddings"));
-  return s;
 }
 
 // ---- info / dispatch -------------------------------------------------------------------------------------

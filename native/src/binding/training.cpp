@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../train/train_model.h"
+#include "napi_args.h"
 
 namespace {
 
@@ -26,17 +27,6 @@ TrainBox& unwrap_train(const Napi::Value& v) {
   return box;
 }
 
-int int_of(const Napi::Value& v, const char* name) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number");
-  return v.As<Napi::Number>().Int32Value();
-}
-
-double num_of(const Napi::Object& o, const char* name) {
-  Napi::Value v = o.Get(name);
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(name) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
 template <typename T, napi_typedarray_type kind>
 std::vector<T> copy_array(const Napi::Value& v, const char* name, size_t len) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind)
@@ -44,32 +34,6 @@ std::vector<T> copy_array(const Napi::Value& v, const char* name, size_t len) {
   auto a = v.As<Napi::TypedArrayOf<T>>();
   if (a.ElementLength() != len) throw Napi::RangeError::New(v.Env(), std::string(name) + " has the wrong length");
   return std::vector<T>(a.Data(), a.Data() + len);
-}
-
-ModelConfig config_of(const Napi::Object& o) {
-  ModelConfig c{};
-  c.vocab_size = static_cast<int>(num_of(o, "vocabSize"));
-  c.hidden_size = static_cast<int>(num_of(o, "hiddenSize"));
-  c.intermediate_size = static_cast<int>(num_of(o, "intermediateSize"));
-  c.num_layers = static_cast<int>(num_of(o, "numLayers"));
-  c.num_heads = static_cast<int>(num_of(o, "numHeads"));
-  c.num_kv_heads = static_cast<int>(num_of(o, "numKvHeads"));
-  c.head_dim = static_cast<int>(num_of(o, "headDim"));
-  c.rms_norm_eps = static_cast<float>(num_of(o, "rmsNormEps"));
-  c.rope_theta = static_cast<float>(num_of(o, "ropeTheta"));
-  c.max_position_embeddings = static_cast<int>(num_of(o, "maxPositionEmbeddings"));
-  c.tie_word_embeddings = o.Get("tieWordEmbeddings").ToBoolean();
-  c.attention_bias = o.Get("attentionBias").ToBoolean();
-  Napi::Value rs = o.Get("ropeScaling");
-  c.has_rope_scaling = rs.IsObject();
-  if (c.has_rope_scaling) {
-    Napi::Object r = rs.As<Napi::Object>();
-    c.rope_scaling.factor = static_cast<float>(num_of(r, "factor"));
-    c.rope_scaling.low_freq_factor = static_cast<float>(num_of(r, "lowFreqFactor"));
-    c.rope_scaling.high_freq_factor = static_cast<float>(num_of(r, "highFreqFactor"));
-    c.rope_scaling.original_max_position_embeddings = static_cast<int>(num_of(r, "originalMaxPositionEmbeddings"));
-  }
-  return c;
 }
 
 struct BatchCopy {
@@ -80,8 +44,8 @@ struct BatchCopy {
 
 BatchCopy batch_of(const Napi::CallbackInfo& info, int first, const TrainModel& m) {
   BatchCopy b;
-  b.B = int_of(info[first + 3], "B");
-  b.T = int_of(info[first + 4], "T");
+  b.B = int_arg(info[first + 3], "B");
+  b.T = int_arg(info[first + 4], "T");
   if (b.B <= 0 || b.T <= 0) throw Napi::RangeError::New(info.Env(), "B and T must be positive");
   const size_t n = static_cast<size_t>(b.B) * b.T;
   b.tokens = copy_array<int32_t, napi_int32_array>(info[first], "tokens", n);
@@ -236,8 +200,8 @@ class OptimizerWorker : public TrainWorker {
 // {rank, alpha, targets: string[]} -> TrainLoraConfig (values checked in training.ts; names checked here).
 TrainLoraConfig lora_of(const Napi::Object& o) {
   TrainLoraConfig c{};
-  c.rank = static_cast<int>(num_of(o, "rank"));
-  c.alpha = static_cast<float>(num_of(o, "alpha"));
+  c.rank = static_cast<int>(num_field(o, "rank"));
+  c.alpha = static_cast<float>(num_field(o, "alpha"));
   if (c.rank <= 0) throw Napi::RangeError::New(o.Env(), "lora rank must be positive");
   Napi::Value t = o.Get("targets");
   if (!t.IsArray()) throw Napi::TypeError::New(o.Env(), "lora targets must be an array");
@@ -258,7 +222,7 @@ Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray())
     throw Napi::TypeError::New(env, "trainModelCreate(spec, names, tensors, numLabels, threads, lora)");
-  ModelConfig cfg = config_of(info[0].As<Napi::Object>());
+  ModelConfig cfg = config_from(info[0].As<Napi::Object>());
   Napi::Array names = info[1].As<Napi::Array>(), tensors = info[2].As<Napi::Array>();
   if (names.Length() != tensors.Length()) throw Napi::TypeError::New(env, "names and tensors differ in length");
   std::unordered_map<std::string, const float*> weights;
@@ -273,8 +237,8 @@ Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
   std::string error;
   std::unique_ptr<TrainModel> m;
   try {
-    m = train_model_create(cfg, weights, int_of(info[3], "numLabels"), has_lora ? &lora : nullptr,
-                           int_of(info[4], "threads"), &error);
+    m = train_model_create(cfg, weights, int_arg(info[3], "numLabels"), has_lora ? &lora : nullptr,
+                           int_arg(info[4], "threads"), &error);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory creating the trainable model");
   }
@@ -455,15 +419,15 @@ Napi::Value TrainOptimizerStep(const Napi::CallbackInfo& info) {
   if (!info[1].IsObject()) throw Napi::TypeError::New(info.Env(), "optimizer config must be an object");
   Napi::Object o = info[1].As<Napi::Object>();
   AdamWConfig c{};
-  c.lr = num_of(o, "lr");
-  c.beta1 = num_of(o, "beta1");
-  c.beta2 = num_of(o, "beta2");
-  c.eps = num_of(o, "eps");
-  c.weight_decay = num_of(o, "weightDecay");
-  c.max_grad_norm = num_of(o, "maxGradNorm");
-  c.warmup_steps = static_cast<int>(num_of(o, "warmupSteps"));
-  c.total_steps = static_cast<int>(num_of(o, "totalSteps"));
-  c.min_lr_ratio = num_of(o, "minLrRatio");
+  c.lr = num_field(o, "lr");
+  c.beta1 = num_field(o, "beta1");
+  c.beta2 = num_field(o, "beta2");
+  c.eps = num_field(o, "eps");
+  c.weight_decay = num_field(o, "weightDecay");
+  c.max_grad_norm = num_field(o, "maxGradNorm");
+  c.warmup_steps = static_cast<int>(num_field(o, "warmupSteps"));
+  c.total_steps = static_cast<int>(num_field(o, "totalSteps"));
+  c.min_lr_ratio = num_field(o, "minLrRatio");
   auto* w = new OptimizerWorker(info.Env(), m, c);
   Napi::Promise p = w->promise();
   w->Queue();
@@ -489,7 +453,7 @@ Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
 
 // opTrainMatmulBackward(dy (N,out), x (N,in), w (out,in), N, in, out, reference) -> { dx, dw, db }
 Napi::Value OpTrainMatmulBackward(const Napi::CallbackInfo& info) {
-  const int N = int_of(info[3], "N"), in = int_of(info[4], "in"), out = int_of(info[5], "out");
+  const int N = int_arg(info[3], "N"), in = int_arg(info[4], "in"), out = int_arg(info[5], "out");
   auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * out);
   auto x = f32_of(info[1], "x", static_cast<size_t>(N) * in);
   auto w = f32_of(info[2], "w", static_cast<size_t>(out) * in);
@@ -508,8 +472,8 @@ Napi::Value OpTrainMatmulBackward(const Napi::CallbackInfo& info) {
 // opTrainLora(x (N,in), a (r,in), b (out,r), dy (N,out), scale, N, in, out, r) -> { y, dx, da, db }: y is the
 // adapter's term alone, dx its input gradient alone.
 Napi::Value OpTrainLora(const Napi::CallbackInfo& info) {
-  const int N = int_of(info[5], "N"), in = int_of(info[6], "in"), out = int_of(info[7], "out");
-  const int r = int_of(info[8], "r");
+  const int N = int_arg(info[5], "N"), in = int_arg(info[6], "in"), out = int_arg(info[7], "out");
+  const int r = int_arg(info[8], "r");
   auto x = f32_of(info[0], "x", static_cast<size_t>(N) * in);
   auto a = f32_of(info[1], "a", static_cast<size_t>(r) * in);
   auto b = f32_of(info[2], "b", static_cast<size_t>(out) * r);
@@ -530,7 +494,7 @@ Napi::Value OpTrainLora(const Napi::CallbackInfo& info) {
 
 // opTrainRmsnormBackward(dy (N,C), x (N,C), w (C), N, C, eps) -> { y, dx, dw }
 Napi::Value OpTrainRmsnormBackward(const Napi::CallbackInfo& info) {
-  const int N = int_of(info[3], "N"), C = int_of(info[4], "C");
+  const int N = int_arg(info[3], "N"), C = int_arg(info[4], "C");
   auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * C);
   auto x = f32_of(info[1], "x", static_cast<size_t>(N) * C);
   auto w = f32_of(info[2], "w", C);
@@ -547,7 +511,7 @@ Napi::Value OpTrainRmsnormBackward(const Napi::CallbackInfo& info) {
 
 // opTrainRopeBackward(dy (N,H*D), positions (N), invFreq (D/2), N, H, D) -> dx (N,H*D)
 Napi::Value OpTrainRopeBackward(const Napi::CallbackInfo& info) {
-  const int N = int_of(info[3], "N"), H = int_of(info[4], "H"), D = int_of(info[5], "D");
+  const int N = int_arg(info[3], "N"), H = int_arg(info[4], "H"), D = int_arg(info[5], "D");
   auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * H * D);
   auto pos = copy_array<int32_t, napi_int32_array>(info[1], "positions", N);
   auto inv = f32_of(info[2], "invFreq", D / 2);
@@ -559,8 +523,8 @@ Napi::Value OpTrainRopeBackward(const Napi::CallbackInfo& info) {
 
 // opTrainAttention(q (B*T,H*D), k, v (B*T,KVH*D), mask (B*T), dout (B*T,H*D), B, T, H, KVH, D) -> { out, dq, dk, dv }
 Napi::Value OpTrainAttention(const Napi::CallbackInfo& info) {
-  TrainAttentionShape s{int_of(info[5], "B"), int_of(info[6], "T"), int_of(info[7], "H"), int_of(info[8], "KVH"),
-                        int_of(info[9], "D")};
+  TrainAttentionShape s{int_arg(info[5], "B"), int_arg(info[6], "T"), int_arg(info[7], "H"), int_arg(info[8], "KVH"),
+                        int_arg(info[9], "D")};
   const size_t n = static_cast<size_t>(s.B) * s.T, qd = static_cast<size_t>(s.num_heads) * s.head_dim,
                kvd = static_cast<size_t>(s.num_kv_heads) * s.head_dim;
   if (s.num_kv_heads <= 0 || s.num_heads % s.num_kv_heads != 0) throw Napi::RangeError::New(info.Env(), "KVH must divide H");
@@ -594,7 +558,7 @@ Napi::Value OpTrainSwigluBackward(const Napi::CallbackInfo& info) {
 
 // opTrainCrossEntropy(logits (M,V), targets (M), weights (M), M, V) -> { loss, dlogits }
 Napi::Value OpTrainCrossEntropy(const Napi::CallbackInfo& info) {
-  const int M = int_of(info[3], "M"), V = int_of(info[4], "V");
+  const int M = int_arg(info[3], "M"), V = int_arg(info[4], "V");
   auto z = f32_of(info[0], "logits", static_cast<size_t>(M) * V);
   auto t = copy_array<int32_t, napi_int32_array>(info[1], "targets", M);
   for (int32_t x : t)
@@ -609,7 +573,7 @@ Napi::Value OpTrainCrossEntropy(const Napi::CallbackInfo& info) {
 
 // opTrainEmbeddingBackward(dy (N,C), tokens (N), V, C) -> dtable (V,C)
 Napi::Value OpTrainEmbeddingBackward(const Napi::CallbackInfo& info) {
-  const int V = int_of(info[2], "V"), C = int_of(info[3], "C");
+  const int V = int_arg(info[2], "V"), C = int_arg(info[3], "C");
   auto tokens = copy_array<int32_t, napi_int32_array>(info[1], "tokens", info[1].As<Napi::TypedArray>().ElementLength());
   for (int32_t x : tokens)
     if (x < 0 || x >= V) throw Napi::RangeError::New(info.Env(), "token out of range");

@@ -1,0 +1,44 @@
+// napi_args.h: number and model-spec readers shared by addon.cpp and training.cpp.
+#include "napi_args.h"
+
+#include <string>
+
+int int_arg(const Napi::Value& v, const char* name) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number");
+  return v.As<Napi::Number>().Int32Value();
+}
+
+double num_field(const Napi::Object& o, const char* name) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(name) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+RopeScaling scaling_from(const Napi::Object& r) {
+  RopeScaling s{};
+  s.factor = static_cast<float>(num_field(r, "factor"));
+  s.low_freq_factor = static_cast<float>(num_field(r, "lowFreqFactor"));
+  s.high_freq_factor = static_cast<float>(num_field(r, "highFreqFactor"));
+  s.original_max_position_embeddings = static_cast<int>(num_field(r, "originalMaxPositionEmbeddings"));
+  return s;
+}
+
+ModelConfig config_from(const Napi::Object& o) {
+  ModelConfig c{};
+  c.vocab_size = static_cast<int>(num_field(o, "vocabSize"));
+  c.hidden_size = static_cast<int>(num_field(o, "hiddenSize"));
+  c.intermediate_size = static_cast<int>(num_field(o, "intermediateSize"));
+  c.num_layers = static_cast<int>(num_field(o, "numLayers"));
+  c.num_heads = static_cast<int>(num_field(o, "numHeads"));
+  c.num_kv_heads = static_cast<int>(num_field(o, "numKvHeads"));
+  c.head_dim = static_cast<int>(num_field(o, "headDim"));
+  c.rms_norm_eps = static_cast<float>(num_field(o, "rmsNormEps"));
+  c.rope_theta = static_cast<float>(num_field(o, "ropeTheta"));
+  c.max_position_embeddings = static_cast<int>(num_field(o, "maxPositionEmbeddings"));
+  c.tie_word_embeddings = o.Get("tieWordEmbeddings").ToBoolean();
+  c.attention_bias = o.Get("attentionBias").ToBoolean();
+  Napi::Value rs = o.Get("ropeScaling");
+  c.has_rope_scaling = rs.IsObject();
+  if (c.has_rope_scaling) c.rope_scaling = scaling_from(rs.As<Napi::Object>());
+  return c;
+}
