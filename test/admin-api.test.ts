@@ -6,10 +6,9 @@
  * rows, exports checked byte for byte, stats, and the UI's static files.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { connect, JSONCodec, type NatsConnection } from 'nats';
+import { JSONCodec, type NatsConnection } from 'nats';
 import {
   adminCompletionDetailSchema,
   adminExportListSchema,
@@ -22,21 +21,18 @@ import {
   newTimeOrderedId,
   type CompletionRecord,
 } from '@flywheel/contracts';
-import { createThrowawayDatabase, openStore, type Store, type ThrowawayDatabase } from '@flywheel/store';
-import { startPrivateNats, type PrivateNats } from './gateway.support';
-import { freePort, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
+import type { Store } from '@flywheel/store';
+import { waitFor } from './support/processes';
+import { startAdminGateway, type AdminGateway } from './support/admin-gateway';
 
 jest.setTimeout(180_000);
 
-const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 const KEY = 'sk-flywheel-admin-test-user';
 const ADMIN_KEY = 'sk-flywheel-admin-test-admin';
 const codec = JSONCodec<CompletionRecord>();
 const keyIdOf = (key: string) => `key_${createHash('sha256').update(key).digest().subarray(0, 6).toString('hex')}`;
 
-let nats: PrivateNats;
-let database: ThrowawayDatabase;
-let gateway: Running;
+let fixture: AdminGateway;
 let gatewayUrl: string;
 let stateDir: string;
 let uiDir: string;
@@ -44,44 +40,13 @@ let nc: NatsConnection;
 let reader: Store;
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(path.join(tmpdir(), 'flywheel-admin-test-'));
+  fixture = await startAdminGateway({ userKey: KEY, adminKey: ADMIN_KEY, name: 'admin-test', uiDir: (dir) => path.join(dir, 'admin-ui-dist') });
+  ({ gatewayUrl, stateDir, nc, store: reader } = fixture);
   uiDir = path.join(stateDir, 'admin-ui-dist');
-  nats = await startPrivateNats();
-  database = await createThrowawayDatabase(ADMIN_URL);
-  const port = await freePort();
-  gatewayUrl = `http://127.0.0.1:${port}`;
-  gateway = run(process.execPath, [serviceEntry('gateway')], {
-    NATS_URL: nats.url,
-    DATABASE_URL: database.url,
-    FLYWHEEL_GATEWAY_PORT: String(port),
-    FLYWHEEL_API_KEYS: KEY,
-    FLYWHEEL_ADMIN_KEYS: ADMIN_KEY,
-    FLYWHEEL_ADMIN_UI_DIR: uiDir,
-    FLYWHEEL_RATE_LIMIT_RPM: '0',
-    FLYWHEEL_STATE_DIR: stateDir,
-    FLYWHEEL_LOG_LEVEL: 'warn',
-  });
-  await waitFor(
-    async () => {
-      const res = await fetch(`${gatewayUrl}/v1/feedback?completion_id=chatcmpl-none`, { headers: { authorization: `Bearer ${KEY}` } }).catch(() => null);
-      return res?.status === 200 ? true : undefined;
-    },
-    60_000,
-    'gateway with its store open',
-  ).catch((err) => {
-    throw new Error(`${String(err)}\n--- gateway ---\n${gateway.output().slice(-3000)}`);
-  });
-  nc = await connect({ servers: nats.url });
-  reader = await openStore({ kind: 'postgres', url: database.url });
 });
 
 afterAll(async () => {
-  await reader?.close();
-  await nc?.drain();
-  await stop(gateway);
-  await nats?.stop();
-  await database?.drop();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 const USER_PROMPT = { role: 'user' as const, content: 'Tell me a story' };

@@ -7,38 +7,31 @@
  * stand-in trainer on trainer.loop that keeps its state: Pause, Resume, Start run now, then the trainer going
  * away shows inline. Needs /usr/bin/chromium and apps/admin-ui/dist (npm run build:admin-ui).
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { connect, JSONCodec, type NatsConnection, type Subscription } from 'nats';
+import { JSONCodec, type NatsConnection, type Subscription } from 'nats';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { LOOP_SUBJECT, loopControlRequestSchema, nestRequestPacketSchema, newTimeOrderedId, type LoopStatus } from '@flywheel/contracts';
 import {
   appendTrainingMetrics,
-  createThrowawayDatabase,
   createTrainingRun,
-  openStore,
   registerCandidateVersion,
   updateTrainingRun,
   type Store,
-  type ThrowawayDatabase,
 } from '@flywheel/store';
-import { startPrivateNats, type PrivateNats } from './gateway.support';
-import { freePort, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
+import { repoRoot, waitFor } from './support/processes';
+import { startAdminGateway, type AdminGateway } from './support/admin-gateway';
 
 jest.setTimeout(180_000);
 
 const CHROMIUM = '/usr/bin/chromium';
-const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 const USER_KEY = 'sk-flywheel-runs-ui-user';
 const ADMIN_KEY = 'sk-flywheel-runs-ui-admin';
 const SCREENSHOTS = process.env.FLYWHEEL_UI_SCREENSHOTS ?? tmpdir();
 
-let nats: PrivateNats;
-let database: ThrowawayDatabase;
-let gateway: Running;
+let fixture: AdminGateway;
 let gatewayUrl: string;
-let stateDir: string;
 let nc: NatsConnection;
 let store: Store;
 let browser: Browser;
@@ -47,34 +40,8 @@ beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install -y chromium`);
   const uiDir = path.join(repoRoot, 'apps', 'admin-ui', 'dist');
   if (!existsSync(path.join(uiDir, 'index.html'))) throw new Error('apps/admin-ui/dist missing: npm run build:admin-ui');
-  stateDir = mkdtempSync(path.join(tmpdir(), 'flywheel-runs-ui-'));
-  nats = await startPrivateNats();
-  database = await createThrowawayDatabase(ADMIN_URL);
-  const port = await freePort();
-  gatewayUrl = `http://127.0.0.1:${port}`;
-  gateway = run(process.execPath, [serviceEntry('gateway')], {
-    NATS_URL: nats.url,
-    DATABASE_URL: database.url,
-    FLYWHEEL_GATEWAY_PORT: String(port),
-    FLYWHEEL_API_KEYS: USER_KEY,
-    FLYWHEEL_ADMIN_KEYS: ADMIN_KEY,
-    FLYWHEEL_ADMIN_UI_DIR: uiDir,
-    FLYWHEEL_RATE_LIMIT_RPM: '0',
-    FLYWHEEL_STATE_DIR: stateDir,
-    FLYWHEEL_LOG_LEVEL: 'warn',
-  });
-  await waitFor(
-    async () => {
-      const res = await fetch(`${gatewayUrl}/v1/feedback?completion_id=chatcmpl-none`, { headers: { authorization: `Bearer ${USER_KEY}` } }).catch(() => null);
-      return res?.status === 200 ? true : undefined;
-    },
-    60_000,
-    'gateway with its store open',
-  ).catch((err) => {
-    throw new Error(`${String(err)}\n--- gateway ---\n${gateway.output().slice(-3000)}`);
-  });
-  nc = await connect({ servers: nats.url });
-  store = await openStore({ kind: 'postgres', url: database.url });
+  fixture = await startAdminGateway({ userKey: USER_KEY, adminKey: ADMIN_KEY, name: 'runs-ui', uiDir: () => uiDir });
+  ({ gatewayUrl, nc, store } = fixture);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -84,12 +51,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await store?.close();
-  await nc?.drain();
-  await stop(gateway);
-  await nats?.stop();
-  await database?.drop();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 /** A stand-in trainer loop in Nest's wire format that keeps its state between requests. */

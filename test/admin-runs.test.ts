@@ -5,10 +5,8 @@
  * stand-in trainer (a raw NATS subscription on trainer.loop speaking Nest's wire format, keeping its state),
  * and give a 503 when nothing answers.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { connect, JSONCodec, type NatsConnection, type Subscription } from 'nats';
+import { JSONCodec, type NatsConnection, type Subscription } from 'nats';
 import {
   adminRunListSchema,
   LOOP_SUBJECT,
@@ -21,69 +19,30 @@ import {
 } from '@flywheel/contracts';
 import {
   appendTrainingMetrics,
-  createThrowawayDatabase,
   createTrainingRun,
-  openStore,
   registerCandidateVersion,
   updateTrainingRun,
   type Store,
-  type ThrowawayDatabase,
 } from '@flywheel/store';
-import { startPrivateNats, type PrivateNats } from './gateway.support';
-import { freePort, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
+import { startAdminGateway, type AdminGateway } from './support/admin-gateway';
 
 jest.setTimeout(180_000);
 
-const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 const USER_KEY = 'sk-flywheel-runs-test-user';
 const ADMIN_KEY = 'sk-flywheel-runs-test-admin';
 
-let nats: PrivateNats;
-let database: ThrowawayDatabase;
-let gateway: Running;
+let fixture: AdminGateway;
 let gatewayUrl: string;
-let stateDir: string;
 let nc: NatsConnection;
 let store: Store;
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(path.join(tmpdir(), 'flywheel-runs-test-'));
-  nats = await startPrivateNats();
-  database = await createThrowawayDatabase(ADMIN_URL);
-  const port = await freePort();
-  gatewayUrl = `http://127.0.0.1:${port}`;
-  gateway = run(process.execPath, [serviceEntry('gateway')], {
-    NATS_URL: nats.url,
-    DATABASE_URL: database.url,
-    FLYWHEEL_GATEWAY_PORT: String(port),
-    FLYWHEEL_API_KEYS: USER_KEY,
-    FLYWHEEL_ADMIN_KEYS: ADMIN_KEY,
-    FLYWHEEL_ADMIN_UI_DIR: path.join(stateDir, 'no-ui'),
-    FLYWHEEL_RATE_LIMIT_RPM: '0',
-    FLYWHEEL_STATE_DIR: stateDir,
-    FLYWHEEL_LOG_LEVEL: 'warn',
-  });
-  await waitFor(
-    async () => {
-      const res = await fetch(`${gatewayUrl}/v1/feedback?completion_id=chatcmpl-none`, { headers: { authorization: `Bearer ${USER_KEY}` } }).catch(() => null);
-      return res?.status === 200 ? true : undefined;
-    },
-    60_000,
-    'gateway with its store open',
-  ).catch((err) => {
-    throw new Error(`${String(err)}\n--- gateway ---\n${gateway.output().slice(-3000)}`);
-  });
-  nc = await connect({ servers: nats.url });
-  store = await openStore({ kind: 'postgres', url: database.url });
+  fixture = await startAdminGateway({ userKey: USER_KEY, adminKey: ADMIN_KEY, name: 'runs-test' });
+  ({ gatewayUrl, nc, store } = fixture);
 });
 
 afterAll(async () => {
-  await store?.close();
-  await nc?.drain();
-  await stop(gateway);
-  await nats?.stop();
-  await database?.drop();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 interface Session {

@@ -14,7 +14,6 @@ import {
   optimizerStep,
   policyBackward,
   policyForward,
-  setOptimizerState,
   zeroGrad,
   type OptimizerConfig,
   type TrainableModelHandle,
@@ -26,6 +25,7 @@ import {
   ModelLoadError,
   packBatch,
   parsePreferenceLines,
+  restoreResumePoint,
   resumableState,
   Rng,
   saveResumePoint,
@@ -275,10 +275,8 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
     let totals: DpoTotals;
     let start = 0;
     if (saved) {
-      data.restore(saved.state, outDir);
-      setOptimizerState(model, { step: saved.state.step, m: saved.state.m, v: saved.state.v });
+      start = restoreResumePoint(model, data, saved.state, outDir);
       totals = saved.totals;
-      start = saved.state.step;
       await o.onResume?.(start);
     } else {
       const before = await evaluatePairs(model, held, seqLen, lo);

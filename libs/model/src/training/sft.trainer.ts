@@ -164,6 +164,13 @@ export async function saveResumePoint(
   await writeTrainingState(o.outDir, { step: s.step, m: s.m, v: s.v, ...o.state });
 }
 
+/** The counterpart of saveResumePoint: the data position and the AdamW state and step; returns the step to go on from. */
+export function restoreResumePoint(model: TrainableModelHandle, order: EpochOrder, state: TrainingState, outDir: string): number {
+  order.restore(state, outDir);
+  setOptimizerState(model, { step: state.step, m: state.m, v: state.v });
+  return state.step;
+}
+
 export interface PackedBatch {
   B: number;
   T: number;
@@ -366,10 +373,8 @@ export async function runSft(o: SftOptions): Promise<SftResult> {
     let totals: RunTotals;
     let start = 0;
     if (saved) {
-      data.restore(saved.state, outDir);
-      setOptimizerState(model, { step: saved.state.step, m: saved.state.m, v: saved.state.v });
+      start = restoreResumePoint(model, data, saved.state, outDir);
       totals = saved.totals;
-      start = saved.state.step;
       await o.onResume?.(start);
     } else {
       const before = nHeld > 0 ? await heldoutLoss(model, heldBatches) : NaN;
