@@ -75,15 +75,8 @@ export class EvalProcessor extends QueueProcessor<EvalJobResult> {
         stop: data.stop,
         seed: data.seed,
         score: (pairs) => reward.score(pairs),
-        moderate: async (texts) => {
-          try {
-            return await this.moderate(texts);
-          } catch (err) {
-            // No moderation service: the flag-rate bound cannot be checked, so say so instead of guessing.
-            this.logger.warn(`job ${jobId}: moderation unavailable (${err instanceof Error ? err.message : String(err)}); flag rates not measured`);
-            throw err;
-          }
-        },
+        // No moderation answer fails the eval (and so the promotion): the flag-rate bound is part of the gate.
+        moderate: (texts) => this.moderate(texts),
         threads: this.config.trainer.threads || undefined,
       });
       const verdict = gateVerdict(report, data.gate);

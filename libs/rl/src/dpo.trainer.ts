@@ -34,6 +34,7 @@ import {
   type SftExample,
 } from '@flywheel/model';
 import { checkDpoLossOptions, dpoLoss, type DpoLossResult } from './dpo.loss';
+import { meanStd } from './ppo.math';
 
 /** One tokenized side: SFT layout, assistant[t] marks the side's response tokens (the ones its log-prob sums). */
 export type DpoSide = SftExample;
@@ -94,11 +95,7 @@ async function pairLogps(model: TrainableModelHandle, pairs: readonly DpoPair[],
   return { chosen, rejected };
 }
 
-function mean(a: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i];
-  return a.length > 0 ? s / a.length : NaN;
-}
+const mean = (a: ArrayLike<number>): number => meanStd(a).mean;
 
 interface LossOptions {
   beta: number;

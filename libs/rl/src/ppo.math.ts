@@ -49,17 +49,8 @@ export function gae(rewards: ArrayLike<number>, values: ArrayLike<number>, offse
 
 /** (x - mean) / (std + 1e-8) over all tokens (population std), as OpenRLHF / TRL whiten advantages. */
 export function whiten(x: ArrayLike<number>): Float64Array {
-  const n = x.length;
-  const out = new Float64Array(n);
-  if (n === 0) return out;
-  let mean = 0;
-  for (let i = 0; i < n; i++) mean += x[i];
-  mean /= n;
-  let v = 0;
-  for (let i = 0; i < n; i++) v += (x[i] - mean) ** 2;
-  const std = Math.sqrt(v / n);
-  for (let i = 0; i < n; i++) out[i] = (x[i] - mean) / (std + 1e-8);
-  return out;
+  const { mean, std } = meanStd(x);
+  return Float64Array.from(x, (v) => (v - mean) / (std + 1e-8));
 }
 
 export interface PolicyLossResult {
