@@ -4,7 +4,6 @@
 // no gradient or moments and never change, B = 0 reproduces the base model bit for bit, merged weights in a plain
 // model reproduce the adapted one, optimizer state resumes exactly, and bad options fail clearly.
 import { makeRng, randomWeights } from './kernels.reference';
-import type { ModelSpec } from './kernels.types';
 import * as R from './training.reference';
 import {
   createTrainableModel,
@@ -34,21 +33,7 @@ import {
   type TrainBatch,
 } from './training';
 
-const spec: ModelSpec = {
-  vocabSize: 23,
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 6,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  ropeScaling: null,
-  tieWordEmbeddings: false,
-  attentionBias: true,
-  maxPositionEmbeddings: 64,
-};
+const spec = R.TINY_TRAIN_SPEC;
 
 const LORA: LoraOptions = { rank: 3, alpha: 6, seed: 4 };
 

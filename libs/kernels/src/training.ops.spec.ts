@@ -5,7 +5,6 @@
 // the native f32 loss; plus determinism across thread counts, state round trips and argument checks.
 import { expectedWeightShapes } from './kernels';
 import { makeRng, randomWeights } from './kernels.reference';
-import type { ModelSpec } from './kernels.types';
 import * as R from './training.reference';
 import {
   createTrainableModel,
@@ -188,21 +187,7 @@ describe('native training ops vs the float64 references (f32 inputs, 1e-5 relati
   });
 });
 
-const spec: ModelSpec = {
-  vocabSize: 23,
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 6,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  ropeScaling: null,
-  tieWordEmbeddings: false,
-  attentionBias: true,
-  maxPositionEmbeddings: 64,
-};
+const spec = R.TINY_TRAIN_SPEC;
 
 function batchOf(): { batch: TrainBatch; targets: Int32Array; weights: Float32Array } {
   const B = 2, T = 6;

@@ -4,7 +4,7 @@
 // stale pass (another step ran in between, or its backward already ran) is refused instead of using wrong
 // activations.
 import { makeRng, randomWeights } from './kernels.reference';
-import type { ModelSpec } from './kernels.types';
+import { TINY_TRAIN_SPEC } from './training.reference';
 import {
   createTrainableModel,
   freeTrainableModel,
@@ -19,21 +19,7 @@ import {
   type TrainBatch,
 } from './training';
 
-const spec: ModelSpec = {
-  vocabSize: 23,
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 6,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  ropeScaling: null,
-  tieWordEmbeddings: false,
-  attentionBias: true,
-  maxPositionEmbeddings: 64,
-};
+const spec = TINY_TRAIN_SPEC;
 
 function fixture() {
   const B = 2, T = 6, n = B * T;

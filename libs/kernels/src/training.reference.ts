@@ -5,6 +5,8 @@
  * the native kernels implement. Not used by training itself.
  */
 
+import type { ModelSpec } from './kernels.types';
+
 export type F64 = Float64Array;
 
 /** y (N,out) = x (N,in) @ w(out,in)^T + b */
@@ -274,3 +276,20 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
 }
+
+/** The tiny GQA model (untied head, q/k/v bias) the training specs check gradients on. */
+export const TINY_TRAIN_SPEC: ModelSpec = {
+  vocabSize: 23,
+  hiddenSize: 16,
+  intermediateSize: 24,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 6,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  ropeScaling: null,
+  tieWordEmbeddings: false,
+  attentionBias: true,
+  maxPositionEmbeddings: 64,
+};
