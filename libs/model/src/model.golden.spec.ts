@@ -8,14 +8,10 @@
 import * as path from 'node:path';
 import { createKvCache, createModel, forward, freeCache, freeModel, type ModelSpec, type WeightMap } from '@flywheel/kernels';
 import { loadModelWeights } from './loading';
-import { caseLogits, FIXTURES_DIR, readGolden, sharedModelsDir, type GoldenCase } from './loading/model-files.testing';
+import { caseLogits, FIXTURES_DIR, goldenCheckpointPath, readGolden, REPO_ROOT, type GoldenCase } from './loading/model-files.testing';
 
 const BLOCK = 16;
 const REL_TOL = 1e-4;
-
-function resolveCheckpoint(ref: string): string {
-  return ref.startsWith('<shared>/models/') ? path.join(sharedModelsDir(), ref.slice('<shared>/models/'.length)) : path.join(FIXTURES_DIR, ref);
-}
 
 /** Logits (T, vocab) for `tokens`, either in one prefill or one token per step, over a scrambled block table. */
 async function runTokens(spec: ModelSpec, weights: WeightMap, tokens: number[], mode: 'prefill' | 'decode'): Promise<Float32Array> {
@@ -70,10 +66,12 @@ const GOLDENS = ['stories260K-hf', 'tiny-gqa', 'tiny-gqa-bf16', 'tiny-gqa-q8_0',
 
 describe.each(GOLDENS)('golden logits: %s', (name) => {
   const golden = readGolden(name);
-  const cases: [string, string, GoldenCase][] = golden.checkpoints.flatMap((ckpt) => golden.cases.map((c) => [ckpt, c.name, c] as [string, string, GoldenCase]));
+  // Named by the committed file each case loads (the index may name the shared original it was made from).
+  const checkpoints = golden.checkpoints.map((ref) => path.relative(REPO_ROOT, goldenCheckpointPath(ref)));
+  const cases: [string, string, GoldenCase][] = checkpoints.flatMap((ckpt) => golden.cases.map((c) => [ckpt, c.name, c] as [string, string, GoldenCase]));
 
   it.each(cases)('%s / %s matches the float64 reference (prefill and decode)', async (ckpt, _name, c) => {
-    const loaded = await loadModelWeights(resolveCheckpoint(ckpt));
+    const loaded = await loadModelWeights(path.join(REPO_ROOT, ckpt));
     expect(loaded.spec.vocabSize).toBe(c.shape[1]);
     const want = caseLogits(golden, c);
     const prefill = await runTokens(loaded.spec, loaded.weights, c.tokens, 'prefill');

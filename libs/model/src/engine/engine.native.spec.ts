@@ -1,27 +1,16 @@
 /**
  * Integration of the engine with the real pieces: loadCheckpoint (loading/) and the native kernels
- * (@flywheel/kernels) on stories260K. Skipped when the model or the built addon is absent.
+ * (@flywheel/kernels) on the committed models/stories260K. Never skipped: a missing model or unbuilt addon
+ * fails the suite (`npm test` builds the addon first).
  */
-import { nativeInfo } from '@flywheel/kernels';
 import { loadCheckpoint, type Checkpoint } from '../loading';
+import { committedModelDir } from '../loading/model-files.testing';
 import { DEFAULT_SAMPLING } from './engine';
 import { createNativeEngine } from './engine.factory';
 import type { GenerateRequest, StepBatch, TokenEvent } from './engine.types';
 import { NativeStepRunner } from './native-runner';
 import { ReferenceRunner } from './reference-runner';
-import { storiesDir, STORIES_GOLDEN_IDS, STORIES_PROMPT_IDS } from './testing/stories260k.fixture';
-
-function nativeAvailable(): boolean {
-  try {
-    nativeInfo();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const dir = storiesDir();
-const describeNative = dir && nativeAvailable() ? describe : describe.skip;
+import { STORIES_GOLDEN_IDS, STORIES_PROMPT_IDS } from './testing/stories260k.fixture';
 
 async function collectIds(stream: AsyncIterable<TokenEvent>): Promise<{ ids: number[]; text: string }> {
   const out = { ids: [] as number[], text: '' };
@@ -42,10 +31,10 @@ const greedy = (requestId: string, prompt: readonly number[], maxTokens = 64): G
   sampling: { ...DEFAULT_SAMPLING, temperature: 0 },
 });
 
-describeNative('Engine over the native kernels (stories260K)', () => {
+describe('Engine over the native kernels (stories260K)', () => {
   let ckpt: Checkpoint;
   beforeAll(async () => {
-    ckpt = await loadCheckpoint(dir!);
+    ckpt = await loadCheckpoint(committedModelDir());
   });
 
   it('native step logits match the TypeScript reference on a mixed prefill + decode batch', async () => {

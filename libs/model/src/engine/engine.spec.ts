@@ -6,10 +6,9 @@ import { Engine, DEFAULT_SAMPLING, type EngineConfigInput } from './engine';
 import { ContextLengthExceededError, EngineFullError, InvalidRequestError, type GenerateRequest, type SamplingParams, type StepBatch, type TokenEvent } from './engine.types';
 import { ReferenceRunner } from './reference-runner';
 import { SequenceSampler } from './sampler';
-import { loadStories, storiesDir, STORIES_GOLDEN_IDS, STORIES_PROMPT_IDS, STORIES_STOP_IDS, type StoriesModel } from './testing/stories260k.fixture';
+import { committedModelDir } from '../loading/model-files.testing';
+import { loadStories, STORIES_GOLDEN_IDS, STORIES_PROMPT_IDS, STORIES_STOP_IDS, type StoriesModel } from './testing/stories260k.fixture';
 
-const dir = storiesDir();
-const describeModel = dir ? describe : describe.skip;
 const GOLDEN_TEXT =
   ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. ' +
   'She wanted to play with it, but it was too high.\nLily\'s mom said';
@@ -72,10 +71,10 @@ class CheckedRunner extends ReferenceRunner {
   }
 }
 
-describeModel('Engine on stories260K (reference forward)', () => {
+describe('Engine on stories260K (reference forward)', () => {
   let model: StoriesModel;
   beforeAll(() => {
-    model = loadStories(dir!);
+    model = loadStories(committedModelDir());
   });
 
   function makeEngine(config: Partial<EngineConfigInput> = {}): { engine: Engine; runner: CheckedRunner } {

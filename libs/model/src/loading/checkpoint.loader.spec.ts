@@ -7,20 +7,20 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { loadCheckpoint, loadModelWeights } from './checkpoint.loader';
 import { ModelLoadError } from './model-load.error';
-import { FIXTURES_DIR, readGolden, sharedModelsDir } from './model-files.testing';
+import { committedModelDir, FIXTURES_DIR, goldenCheckpointPath, readGolden, STORIES_GGUF } from './model-files.testing';
 
 describe('loadCheckpoint', () => {
-  const storiesHf = () => path.join(sharedModelsDir(), 'stories260K-hf');
-  const storiesGguf = () => path.join(sharedModelsDir(), 'stories260K', 'stories260K.gguf');
+  const storiesHf = committedModelDir;
+  const storiesGguf = () => STORIES_GGUF;
   let tmp: string;
   beforeAll(() => {
     tmp = mkdtempSync(path.join(tmpdir(), 'flywheel-checkpoint-'));
   });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('loads stories260K-hf with tokenizer, chat template and generation defaults', async () => {
+  it('loads stories260K (models/stories260K) with tokenizer, chat template and generation defaults', async () => {
     const ckpt = await loadCheckpoint(storiesHf());
-    expect(ckpt).toMatchObject({ id: 'stories260K-hf', format: 'hf', architecture: 'LlamaForCausalLM', sourceDtype: 'f32' });
+    expect(ckpt).toMatchObject({ id: 'stories260K', format: 'hf', architecture: 'LlamaForCausalLM', sourceDtype: 'f32' });
     expect(ckpt.weights.size).toBe(47);
     expect(ckpt.weights.has('lm_head.weight')).toBe(false);
     expect(ckpt.weights.get('model.layers.4.mlp.down_proj.weight')?.length).toBe(64 * 172);
@@ -93,10 +93,7 @@ describe('loadCheckpoint', () => {
       const expectedFloats = golden.cases.reduce((n, c) => n + c.shape[0] * c.shape[1], 0);
       expect(golden.logits.length).toBe(expectedFloats);
       for (const checkpoint of golden.checkpoints) {
-        const p = checkpoint.startsWith('<shared>/models/')
-          ? path.join(sharedModelsDir(), checkpoint.slice('<shared>/models/'.length))
-          : path.join(FIXTURES_DIR, checkpoint);
-        const { spec } = await loadModelWeights(p);
+        const { spec } = await loadModelWeights(goldenCheckpointPath(checkpoint));
         for (const c of golden.cases) {
           expect(c.shape).toEqual([c.tokens.length, spec.vocabSize]);
           expect(c.tokens.every((t) => t < spec.vocabSize)).toBe(true);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { modelSpecFromConfig } from './model-config.schema';
 import { ModelLoadError } from './model-load.error';
-import { FIXTURES_DIR, sharedModelsDir } from './model-files.testing';
+import { committedModelDir, FIXTURES_DIR, STORIES_GGUF } from './model-files.testing';
 import { permuteQkRows, readGguf, unpermuteQkRows } from './gguf.reader';
 import { readSafetensorsFile } from './safetensors.reader';
 
@@ -21,8 +21,8 @@ function expectBitIdentical(actual: Float32Array | undefined, expected: Float32A
 }
 
 describe('GGUF reader', () => {
-  const storiesGguf = () => path.join(sharedModelsDir(), 'stories260K', 'stories260K.gguf');
-  const storiesHf = () => path.join(sharedModelsDir(), 'stories260K-hf');
+  const storiesGguf = () => STORIES_GGUF;
+  const storiesHf = committedModelDir;
 
   it('permuteQkRows and unpermuteQkRows are inverses that move rows between layouts', () => {
     const data = Float32Array.from({ length: 2 * 8 * 3 }, (_, i) => i);
@@ -33,7 +33,7 @@ describe('GGUF reader', () => {
     expect(Array.from(permuted.subarray(3, 6))).toEqual([12, 13, 14]);
   });
 
-  it('reads stories260K.gguf into the same spec and bit-identical weights as stories260K-hf', async () => {
+  it('reads stories260K.gguf into the same spec and bit-identical weights as models/stories260K', async () => {
     const model = await readGguf(storiesGguf());
     const hfSpec = modelSpecFromConfig(JSON.parse(readFileSync(path.join(storiesHf(), 'config.json'), 'utf8')));
     expect(model.architecture).toBe('LlamaForCausalLM');

@@ -1,12 +1,12 @@
 /**
- * Specs of config.json parsing: stories260K-hf's spec, transformers defaults per family, RoPE variants, and the
+ * Specs of config.json parsing: models/stories260K's spec, transformers defaults per family, RoPE variants, and the
  * errors for architectures and features Flywheel cannot serve. Pure: no weights are read.
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseModelConfig } from './model-config.schema';
 import { ModelLoadError } from './model-load.error';
-import { sharedModelsDir } from './model-files.testing';
+import { committedModelDir } from './model-files.testing';
 
 const base = {
   vocab_size: 100,
@@ -17,8 +17,8 @@ const base = {
 };
 
 describe('parseModelConfig', () => {
-  it('reads the stories260K-hf config into the expected ModelSpec', () => {
-    const file = path.join(sharedModelsDir(), 'stories260K-hf', 'config.json');
+  it('reads the models/stories260K config into the expected ModelSpec', () => {
+    const file = path.join(committedModelDir(), 'config.json');
     const config = parseModelConfig(JSON.parse(readFileSync(file, 'utf8')), file);
     expect(config.architecture).toBe('LlamaForCausalLM');
     expect(config.spec).toEqual({

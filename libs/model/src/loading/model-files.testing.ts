@@ -1,7 +1,8 @@
 /**
- * Test-only helpers that find Flywheel's model files: the read-only shared models (FLYWHEEL_SHARED_MODELS, or
- * `shared/models` beside or inside the repository clone), the committed fixtures in test/fixtures, and the
- * golden logits written by scripts/reference/llama_reference.py. Not used by production code.
+ * Test-only helpers that find Flywheel's model files, all committed to the repository: the default model
+ * models/stories260K, the fixtures in test/fixtures, and the golden logits written by
+ * scripts/reference/llama_reference.py. Nothing here reads a `shared/` folder, so specs run in any clone.
+ * Not used by production code.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -10,18 +11,30 @@ import { z } from 'zod';
 export const REPO_ROOT = path.resolve(__dirname, '../../../..');
 export const FIXTURES_DIR = path.join(REPO_ROOT, 'test', 'fixtures');
 
-/** The shared models folder; throws (rather than skipping tests) when it cannot be found. */
-export function sharedModelsDir(): string {
-  const candidates = [
-    process.env.FLYWHEEL_SHARED_MODELS,
-    path.join(REPO_ROOT, '..', 'shared', 'models'),
-    path.join(REPO_ROOT, 'shared', 'models'),
-  ].filter((p): p is string => p !== undefined && p !== '');
-  const found = candidates.find((p) => existsSync(path.join(p, 'stories260K-hf', 'config.json')));
-  if (found === undefined) {
-    throw new Error(`shared models not found; set FLYWHEEL_SHARED_MODELS (looked in ${candidates.join(', ')})`);
+/**
+ * models/stories260K, the committed default policy model (byte-identical to the team's
+ * shared/models/stories260K-hf). Throws rather than letting a spec skip when a clone lacks it.
+ */
+export function committedModelDir(): string {
+  const dir = path.join(REPO_ROOT, 'models', 'stories260K');
+  if (!existsSync(path.join(dir, 'model.safetensors'))) {
+    throw new Error(`committed model not found: ${dir}/model.safetensors is missing (it is part of the repository)`);
   }
-  return found;
+  return dir;
+}
+
+/** llama.cpp's own GGUF conversion of stories260K (copied from shared/models/stories260K; see test/fixtures/README.md). */
+export const STORIES_GGUF = path.join(FIXTURES_DIR, 'stories260K.gguf');
+
+/**
+ * Where a golden index's checkpoint reference lives. llama_reference.py names the stories checkpoints it read as
+ * `<shared>/models/...`; each has a committed twin with the same bytes, so no spec depends on the shared folder.
+ */
+export function goldenCheckpointPath(ref: string): string {
+  if (ref === '<shared>/models/stories260K-hf') return committedModelDir();
+  if (ref === '<shared>/models/stories260K/stories260K.gguf') return STORIES_GGUF;
+  if (ref.startsWith('<shared>/')) throw new Error(`golden checkpoint ${ref} has no committed copy in the repository`);
+  return path.join(FIXTURES_DIR, ref);
 }
 
 const goldenCaseSchema = z.looseObject({

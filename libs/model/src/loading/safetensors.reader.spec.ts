@@ -1,12 +1,12 @@
 /**
- * Specs of the safetensors reader: the real stories260K-hf file, 16-bit dtypes, shards, and one crafted broken
+ * Specs of the safetensors reader: the real models/stories260K file, 16-bit dtypes, shards, and one crafted broken
  * file per header check (written to os.tmpdir()), each expected to fail as a ModelLoadError naming the file.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ModelLoadError } from './model-load.error';
-import { sharedModelsDir } from './model-files.testing';
+import { committedModelDir } from './model-files.testing';
 import { readSafetensorsCheckpoint, readSafetensorsFile, readSafetensorsHeader } from './safetensors.reader';
 
 interface RawTensor {
@@ -45,9 +45,9 @@ describe('safetensors reader', () => {
     writeFileSync(file, bytes);
     return file;
   };
-  const storiesFile = () => path.join(sharedModelsDir(), 'stories260K-hf', 'model.safetensors');
+  const storiesFile = () => path.join(committedModelDir(), 'model.safetensors');
 
-  it('reads the 47 F32 tensors of stories260K-hf', async () => {
+  it('reads the 47 F32 tensors of models/stories260K', async () => {
     const tensors = await readSafetensorsFile(storiesFile());
     expect(tensors.size).toBe(47);
     const embed = tensors.get('model.embed_tokens.weight');

@@ -1,16 +1,16 @@
 /**
- * Specs of the tokenizer loader on stories260K-hf: encode/decode, chat template rendering and tokenization, and
+ * Specs of the tokenizer loader on models/stories260K: encode/decode, chat template rendering and tokenization, and
  * clear errors for missing templates and broken files (copies in os.tmpdir()).
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { ModelLoadError } from './model-load.error';
-import { sharedModelsDir } from './model-files.testing';
+import { committedModelDir } from './model-files.testing';
 import { loadTokenizer } from './tokenizer.loader';
 
 describe('tokenizer loader', () => {
-  const dir = () => path.join(sharedModelsDir(), 'stories260K-hf');
+  const dir = committedModelDir;
 
   it('encodes "Once upon a time" with and without BOS', async () => {
     const tokenizer = await loadTokenizer(dir());

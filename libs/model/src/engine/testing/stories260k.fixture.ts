@@ -1,10 +1,10 @@
 /**
- * Loads Karpathy's stories260K (Hugging Face layout) for engine specs without the loading lib: a strict
- * little safetensors reader (F32 only), the spec from config.json, and a decoder from tokenizer.json.
- * Test-only; production loading lives in libs/model/src/loading.
+ * Loads Karpathy's stories260K (Hugging Face layout, committed at models/stories260K) for engine specs without
+ * the loading lib: a strict little safetensors reader (F32 only), the spec from config.json, and a decoder from
+ * tokenizer.json. Test-only; production loading lives in libs/model/src/loading.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { LlamaSpec } from '../reference-runner';
 import { VocabDecoder } from './vocab-decoder.fixture';
 
@@ -16,18 +16,6 @@ export const STORIES_GOLDEN_IDS = (
   .split(' ')
   .map(Number);
 export const STORIES_STOP_IDS = [1, 2];
-
-/** Shared models live in $FLYWHEEL_SHARED_MODELS or <repoRoot>/../shared/models. */
-export function sharedModelsDir(): string {
-  const fromEnv = process.env['FLYWHEEL_SHARED_MODELS'];
-  if (fromEnv) return fromEnv;
-  return resolve(__dirname, '../../../../../..', 'shared', 'models');
-}
-
-export function storiesDir(): string | null {
-  const dir = join(sharedModelsDir(), 'stories260K-hf');
-  return existsSync(join(dir, 'model.safetensors')) ? dir : null;
-}
 
 export function readSafetensorsF32(path: string): Map<string, Float32Array> {
   const buf = readFileSync(path);
