@@ -9,29 +9,20 @@
 import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
-import { ppoJobDataSchema, QUEUES, type PpoJobData, type PpoJobResult } from '@flywheel/contracts';
+import { ppoJobDataSchema, QUEUES, type PpoJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
 import { parsePrompts, PpoStoppedError, runPpo, splitPrompts, type PpoResult } from '@flywheel/rl';
-import { registerCandidateVersion } from '@flywheel/store';
-import { publishVersion } from './checkpoint.publisher';
+import { registerAndPublish } from './checkpoint.publisher';
 import { RewardClient } from './reward.client';
 import { RunRecorder } from './run.recorder';
 import { TrainerMetrics } from './trainer.metrics';
-import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
+import { candidateOf, jobVersionId, parseJobData, QueueProcessor } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
 /** What process() uses of a BullMQ job (a plain object in tests; moveToWait only on shutdown). */
 export type PpoJob = Pick<Job, 'id' | 'data' | 'updateProgress' | 'timestamp'> & Partial<Pick<Job, 'moveToWait'>>;
-
-/**
- * The version / run id of a ppo job: its outName, else its job id plus its creation time (job ids restart when
- * Redis is emptied; published versions never change, so a name must never come back).
- */
-export function ppoVersionId(job: Pick<Job, 'id' | 'timestamp'>, data: PpoJobData): string {
-  return data.outName ?? `ppo-${job.id ?? '?'}-${job.timestamp.toString(36)}`;
-}
 
 /** How long a job waits for the reward service to serve its reward version (a swap after promotion). */
 const REWARD_WAIT_MS = 120_000;
@@ -50,7 +41,7 @@ export class PpoProcessor extends QueueProcessor<PpoJobResult> {
   async process(job: PpoJob, token?: string): Promise<PpoJobResult> {
     const data = parseJobData(ppoJobDataSchema, job.data, QUEUES.ppo);
     const jobId = job.id ?? 'unknown';
-    const id = ppoVersionId(job, data);
+    const id = jobVersionId('ppo', job, data.outName);
     const outDir = path.resolve(this.config.stateDir, 'checkpoints', id);
     const seed = data.config.seed ?? 1;
     let prompts;
@@ -117,10 +108,12 @@ export class PpoProcessor extends QueueProcessor<PpoJobResult> {
       base_model: path.resolve(data.modelDir),
     };
     await recorder.patch({ status: 'succeeded', metrics });
-    await this.store.use((db) =>
-      registerCandidateVersion(db, candidateOf({ id, role: 'policy', kind: 'ppo', source: data.prompts, config: { ...data, jobId }, startedAt: new Date(Date.now() - r.seconds * 1000), checkpoint: outDir, metrics, baseVersion: data.baseVersion })),
+    await registerAndPublish(
+      this.store,
+      this.mesh,
+      candidateOf({ id, role: 'policy', kind: 'ppo', source: data.prompts, config: { ...data, jobId }, startedAt: new Date(Date.now() - r.seconds * 1000), checkpoint: outDir, metrics, baseVersion: data.baseVersion }),
+      { parent: data.baseVersion, exports: data.exportIds },
     );
-    await publishVersion(this.mesh, { version: id, role: 'policy', dir: outDir, parent: data.baseVersion, runId: id, exports: data.exportIds });
     this.logger.log(`job ${jobId}: reward ${metrics.reward_first?.toFixed(3)} → ${metrics.reward_last?.toFixed(3)}, KL ${metrics.kl_last?.toFixed(3)}; published candidate policy ${id}`);
     return {
       versionId: id,

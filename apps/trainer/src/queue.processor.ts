@@ -2,14 +2,14 @@
  * What every trainer job worker shares: its own Redis connection (a BullMQ worker blocks on it), one job at a
  * time with the configured lock, a few stalls allowed (a job run again after its trainer died resumes from its
  * checkpoint, so a crash is not a reason to give up), a `stopping` flag set at shutdown so a running job can
- * checkpoint and go back to the queue, and job data parsed with its zod schema (invalid data fails for good).
- * Subclasses implement process(); no training code here.
+ * checkpoint and go back to the queue, job data parsed with its zod schema (invalid data fails for good), and
+ * what a training job's result is named and registered as. Subclasses implement process(); no training code here.
  */
 import { Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import IORedis from 'ioredis';
 import type { z } from 'zod';
-import type { QueueName, TrainingDataSource } from '@flywheel/contracts';
+import { modelVersionNameSchema, type QueueName, type TrainingDataSource } from '@flywheel/contracts';
 import type { CandidateToRegister } from '@flywheel/store';
 import type { TrainerConfig } from '@flywheel/config';
 
@@ -65,10 +65,23 @@ export abstract class QueueProcessor<R> implements OnApplicationBootstrap, Befor
   }
 }
 
+/**
+ * The version / run id of a training job: its outName, else `<kind>-<job id>-<job creation time, base 36>` (job ids
+ * restart when Redis is emptied; published versions never change, so a name must never come back). A job restarted
+ * under the same id keeps its name and so its checkpoint folder. A name that cannot be a version fails the job for
+ * good before it trains.
+ */
+export function jobVersionId(kind: string, job: Pick<Job, 'id' | 'timestamp'>, outName: string | undefined): string {
+  const id = outName ?? `${kind}-${job.id ?? '?'}-${job.timestamp.toString(36)}`;
+  const ok = modelVersionNameSchema.safeParse(id);
+  if (!ok.success) throw new UnrecoverableError(`cannot publish ${JSON.stringify(id)} as a version: ${ok.error.issues.map((i) => i.message).join('; ')}`);
+  return id;
+}
+
 /** What a finished training job registers: its run (succeeded) and a candidate version of `role`, both named `id`. */
-export function candidateOf(o: {
+export function candidateOf<R extends CandidateToRegister['role']>(o: {
   id: string;
-  role: CandidateToRegister['role'];
+  role: R;
   kind: CandidateToRegister['trainingRun']['kind'];
   source: TrainingDataSource;
   config: Record<string, unknown>;
@@ -76,7 +89,7 @@ export function candidateOf(o: {
   checkpoint: string;
   metrics: Record<string, unknown>;
   baseVersion?: string | null;
-}): CandidateToRegister {
+}): CandidateToRegister & { role: R } {
   return {
     versionId: o.id,
     role: o.role,

@@ -1,25 +1,23 @@
 /**
  * The BullMQ worker of the `sft` queue: parses the job data, reads the training set (a store export or a JSONL
  * file), runs runSft (libs/model) into `<state dir>/checkpoints/<name>` with a checkpoint every N steps, reports
- * step metrics as job progress and logs, and registers the result as a candidate policy version. A job that runs
- * again under the same id (its trainer died) resumes from its last checkpoint. Not the training loop itself.
+ * step metrics as job progress and logs, and registers the result as a candidate policy version and publishes it to
+ * the checkpoint object store with its lineage (the published version it started from, run, export), so it can be
+ * promoted from the admin UI. A job that runs again under the same id (its trainer died) resumes from its last
+ * checkpoint. Not the training loop itself.
  */
 import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { WaitingError, type Job } from 'bullmq';
-import { QUEUES, sftJobDataSchema, type SftJobData, type SftJobProgress, type SftJobResult } from '@flywheel/contracts';
+import { QUEUES, sftJobDataSchema, type SftJobProgress, type SftJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
+import { MeshConnection } from '@flywheel/mesh';
 import { runSft, SftStoppedError, type SftResult } from '@flywheel/model';
-import { registerCandidateVersion } from '@flywheel/store';
-import { candidateOf, parseJobData, QueueProcessor } from './queue.processor';
+import { publishedVersionOf, registerAndPublish } from './checkpoint.publisher';
+import { candidateOf, jobVersionId, parseJobData, QueueProcessor } from './queue.processor';
 import { RunRecorder } from './run.recorder';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
-
-/** Where a job's checkpoint goes: `<state dir>/checkpoints/<outName | sft-<job id>>`. */
-export function sftCheckpointDir(stateDir: string, jobId: string, data: SftJobData): string {
-  return path.resolve(stateDir, 'checkpoints', data.outName ?? `sft-${jobId}`);
-}
 
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
@@ -28,6 +26,7 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
   constructor(
     @Inject(TRAINER_CONFIG) config: TrainerConfig,
     private readonly store: TrainerStore,
+    private readonly mesh: MeshConnection,
   ) {
     super(config, QUEUES.sft);
   }
@@ -35,7 +34,8 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
   async process(job: Job, token?: string): Promise<SftJobResult> {
     const data = parseJobData(sftJobDataSchema, job.data, QUEUES.sft);
     const jobId = job.id ?? 'unknown';
-    const outDir = sftCheckpointDir(this.config.stateDir, jobId, data);
+    const id = jobVersionId('sft', job, data.outName);
+    const outDir = path.resolve(this.config.stateDir, 'checkpoints', id);
     const startedAt = new Date();
     const text = await this.store.trainingText(data.data, 'sft');
     const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
@@ -43,9 +43,10 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
     const lora = data.lora ? `, LoRA r=${data.lora.rank}` : '';
     this.logger.log(`job ${jobId}: SFT of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, batch ${data.batchSize}${lora} → ${outDir}`);
 
-    const id = `sft-${jobId}`;
+    const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
+    const baseVersion = await publishedVersionOf(this.mesh, 'policy', data.modelDir);
     const recorder = new RunRecorder(this.store, id);
-    await recorder.start('sft', { exportId: data.data.kind === 'export' ? data.data.exportId : null, config: { ...data, jobId } });
+    await recorder.start('sft', { baseVersion, exportId: exportIds[0] ?? null, config: { ...data, jobId } });
     let r: SftResult;
     try {
       r = await recorder.track(() => runSft({
@@ -94,12 +95,15 @@ export class SftProcessor extends QueueProcessor<SftJobResult> {
       steps: r.steps,
       base_model: path.resolve(data.modelDir),
     };
-    await this.store.use((db) =>
-      registerCandidateVersion(db, candidateOf({ id, role: 'policy', kind: 'sft', source: data.data, config: { ...data, jobId }, startedAt, checkpoint: outDir, metrics })),
+    await registerAndPublish(
+      this.store,
+      this.mesh,
+      candidateOf({ id, role: 'policy', kind: 'sft', source: data.data, config: { ...data, jobId }, startedAt, checkpoint: outDir, metrics, baseVersion }),
+      { parent: baseVersion, exports: exportIds },
     );
     this.logger.log(
       `job ${jobId}: held-out loss ${r.heldoutLossBefore.toFixed(4)} → ${r.heldoutLossAfter.toFixed(4)}; ` +
-        `registered candidate policy version ${id}`,
+        `published candidate policy version ${id} (parent ${baseVersion ?? 'none'})`,
     );
     return {
       versionId: id,
