@@ -3,9 +3,14 @@
  * throwaway database on this machine's Postgres. Runs and their metric series are seeded through the store
  * functions the trainer calls and read back over HTTP with a real session; the loop routes are answered by a
  * stand-in trainer (a raw NATS subscription on trainer.loop speaking Nest's wire format, keeping its state),
- * and give a 503 when nothing answers.
+ * and give a 503 when nothing answers. Last, the compiled trainer on the same NATS, database and a Redis prefix of
+ * this run: a start with nothing (or too little) to train on is an error with the reason, a running loop's stage
+ * and step come from its BullMQ jobs, and a loop whose reward-train stage fails leaves the loop run and the stage
+ * run both failed with the stage's error.
  */
 import path from 'node:path';
+import { Queue } from 'bullmq';
+import IORedis from 'ioredis';
 import { JSONCodec, type NatsConnection, type Subscription } from 'nats';
 import {
   adminRunListSchema,
@@ -14,20 +19,28 @@ import {
   loopStatusSchema,
   nestRequestPacketSchema,
   newTimeOrderedId,
+  QUEUES,
   trainingRunDetailSchema,
+  type LoopStartRequest,
   type LoopStatus,
 } from '@flywheel/contracts';
+import { MeshClient } from '@flywheel/mesh';
 import {
   appendTrainingMetrics,
+  applyReview,
+  completionRecord,
   createTrainingRun,
   registerCandidateVersion,
   updateTrainingRun,
+  writeCompletion,
   type Store,
 } from '@flywheel/store';
 import { startAdminGateway, type AdminGateway } from './support/admin-gateway';
+import { getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor } from './support/processes';
 
 jest.setTimeout(180_000);
 
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const USER_KEY = 'sk-flywheel-runs-test-user';
 const ADMIN_KEY = 'sk-flywheel-runs-test-admin';
 
@@ -84,14 +97,14 @@ function fakeTrainerLoop(connection: NatsConnection): { sub: Subscription; state
         return;
       }
       actions.push(request.data.action);
-      let message: string | undefined;
+      let refused: LoopStatus['refused'];
       if (request.data.action === 'pause') state.paused = true;
       if (request.data.action === 'resume') state.paused = false;
       if (request.data.action === 'start') {
-        if (state.running) message = 'a run is already running';
+        if (state.running) refused = { code: 'already_running', message: 'loop-manual-1 is already active' };
         else state.running = { runId: 'loop-manual-1', stage: 'reward-train', startedAt: new Date().toISOString() };
       }
-      msg.respond(codec.encode({ id: packet.id, response: { ...state, ...(message ? { message } : {}) }, isDisposed: true }));
+      msg.respond(codec.encode({ id: packet.id, response: { ...state, ...(refused ? { message: refused.message, refused } : {}) }, isDisposed: true }));
     },
   });
   return { sub, state, actions };
@@ -203,7 +216,10 @@ describe('admin runs API', () => {
       expect((await call('GET', '/admin/api/loop', session)).body.paused).toBe(true);
       const started = await call('POST', '/admin/api/loop', session, { action: 'start' });
       expect(started.body.running).toMatchObject({ runId: 'loop-manual-1', stage: 'reward-train' });
-      expect((await call('POST', '/admin/api/loop', session, { action: 'start' })).body.message).toBe('a run is already running');
+      // A refused start is no 200: the trainer's reason travels as the error's message.
+      const again = await call('POST', '/admin/api/loop', session, { action: 'start' });
+      expect(again.status).toBe(409);
+      expect(again.body.error).toEqual({ type: 'invalid_request_error', code: 'loop_already_running', param: null, message: 'The loop did not start: loop-manual-1 is already active.' });
       expect((await call('POST', '/admin/api/loop', session, { action: 'resume' })).body.paused).toBe(false);
       expect(trainer.actions).toEqual(['status', 'pause', 'status', 'start', 'start', 'resume']);
 
@@ -237,6 +253,90 @@ describe('admin runs API', () => {
       expect(res.body.error).toMatchObject({ type: 'server_error', code: 'upstream_error' });
     } finally {
       sub.unsubscribe();
+    }
+  });
+
+  it('with the compiled trainer: refused starts say why, a running loop shows its stage and step, a failed stage is on both runs', async () => {
+    const session = await login();
+    const prefix = `fwtest-runs-${process.pid}-${Date.now()}`;
+    const env: Record<string, string> = {
+      ...(await portsEnv()),
+      NATS_URL: fixture.nats.url,
+      REDIS_URL,
+      DATABASE_URL: fixture.database.url,
+      FLYWHEEL_STATE_DIR: path.join(fixture.stateDir, 'trainer'),
+      FLYWHEEL_QUEUE_PREFIX: prefix,
+      FLYWHEEL_MODEL: path.join(repoRoot, 'models', 'stories260K'),
+      FLYWHEEL_LOOP_MIN_NEW_APPROVED: '0',
+    };
+    const trainer = run(process.execPath, [serviceEntry('trainer')], env);
+    const redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
+    const loopQueue = new Queue(QUEUES.loop, { connection: redis, prefix });
+    const ppoQueue = new Queue(QUEUES.ppo, { connection: redis, prefix });
+    const start = () => call('POST', '/admin/api/loop', session, { action: 'start' });
+    try {
+      await waitFor(async () => ((await getJson(`http://127.0.0.1:${env.FLYWHEEL_TRAINER_PORT}/readyz`)).status === 200 ? true : undefined), 30_000, 'trainer ready').catch((err) => {
+        throw new Error(`${String(err)}\n--- trainer ---\n${trainer.output().slice(-3000)}`);
+      });
+
+      // Nothing approved yet, then one pair: nothing queued, and the answer says why.
+      const none = await start();
+      expect(none.status).toBe(409);
+      expect(none.body.error).toMatchObject({ type: 'invalid_request_error', code: 'no_training_data' });
+      expect(none.body.error.message).toMatch(/^The loop did not start: no approved preference pairs to train on yet/);
+      await writeCompletion(store.db, completionRecord('cmpl-runs-one-pair'));
+      expect((await applyReview(store.db, 'admin-test', { action: 'choose', completion_id: 'cmpl-runs-one-pair', chosen: 0, rejected: 1 })).ok).toBe(true);
+      const few = await start();
+      expect(few.status).toBe(409);
+      expect(few.body.error.code).toBe('no_training_data');
+      expect(few.body.error.message).toMatch(/too few approved preference pairs to train on: 1 approved preference pair on 1 distinct prompt/);
+      expect(await loopQueue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed')).toEqual({ waiting: 0, active: 0, delayed: 0, failed: 0, completed: 0 });
+
+      // A loop job in its ppo stage (delayed, so no worker takes it) with its ppo job at step 3 of 10, then 7.
+      const held = await loopQueue.add(QUEUES.loop, {}, { delay: 3_600_000 });
+      await held.updateProgress({ stage: 'ppo' });
+      const runId = `loop-${held.id}-${held.timestamp.toString(36)}`;
+      const ppoJob = await ppoQueue.add(QUEUES.ppo, {}, { jobId: `${runId}-ppo`, delay: 3_600_000 });
+      await ppoJob.updateProgress({ step: 3, steps: 10, reward_mean: 0.1 });
+      const s1 = await call('GET', '/admin/api/loop', session);
+      expect(s1.body.running).toMatchObject({ runId, stage: 'ppo', progress: { step: 3, steps: 10 } });
+      await ppoJob.updateProgress({ step: 7, steps: 10, reward_mean: 0.2 });
+      expect((await call('GET', '/admin/api/loop', session)).body.running.progress).toEqual({ step: 7, steps: 10 });
+      const busy = await start();
+      expect(busy.status).toBe(409);
+      expect(busy.body.error).toMatchObject({ code: 'loop_already_running', message: `The loop did not start: ${runId} is already delayed.` });
+      await held.remove();
+      await ppoJob.remove();
+
+      // A loop on data its reward-train stage cannot read: the stage fails, and the loop run and the stage run say so.
+      const missing = path.join(fixture.stateDir, 'no-such-pairs.jsonl');
+      const request: LoopStartRequest = { action: 'start', data: { kind: 'jsonl', path: missing } };
+      const started = await new MeshClient(nc).request(LOOP_SUBJECT, request, loopStatusSchema, { timeoutMs: 10_000 });
+      const loopRun = started.running?.runId;
+      if (!loopRun) throw new Error(`the trainer did not start a loop run: ${started.message ?? '?'}`);
+      const failed = await waitFor(
+        async () => {
+          const r = await call('GET', `/admin/api/runs/${loopRun}`, session);
+          return r.body?.status === 'failed' && r.body.children[0]?.status === 'failed' ? r.body : undefined;
+        },
+        60_000,
+        'the loop run to fail',
+      ).catch((err) => {
+        throw new Error(`${String(err)}\n--- trainer ---\n${trainer.output().slice(-3000)}`);
+      });
+      expect(failed).toMatchObject({ kind: 'loop', stage: 'reward-train', error: expect.stringContaining('no-such-pairs.jsonl') });
+      expect(failed.error).toMatch(/ENOENT/);
+      expect(failed.children).toEqual([expect.objectContaining({ id: `rm-${loopRun}-rm`, kind: 'reward-train', status: 'failed', error: failed.error })]);
+      const row = (await call('GET', '/admin/api/runs?kind=loop', session)).body.data.find((r: any) => r.id === loopRun);
+      expect(row).toMatchObject({ status: 'failed', stage: 'reward-train', error: failed.error });
+      expect((await call('GET', '/admin/api/loop', session)).body.lastRun).toMatchObject({ runId: loopRun, status: 'failed' });
+    } finally {
+      await stop(trainer);
+      await loopQueue.close();
+      await ppoQueue.close();
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await redis.quit();
     }
   });
 });

@@ -159,6 +159,7 @@ export const adminApi = {
   loop(): Promise<LoopStatus> {
     return call(loopStatusSchema, 'GET', '/loop');
   },
+  /** The status after the action; a start that queued nothing throws its reason (409 loop_already_running / no_training_data, 503). */
   loopAction(action: AdminLoopActionBody['action']): Promise<LoopStatus> {
     return call(loopStatusSchema, 'POST', '/loop', { action });
   },

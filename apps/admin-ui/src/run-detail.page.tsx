@@ -1,7 +1,9 @@
 /**
  * One training run (#/runs/<id>): its facts, summary metrics and config, its per-step curves, and for a
  * loop its stage runs (linked) with each stage's curves, then the model versions it produced (promote and
- * roll back live on the Models page). Refreshes every few seconds while the run or a stage is active.
+ * roll back live on the Models page). While the run or a stage is active it refreshes every few seconds and, for
+ * a loop or a loop's stage, shows the loop's stage and progress bar from the loop status; a failed run says in
+ * which stage and why.
  */
 import { useCallback, useEffect, useState } from 'react';
 import type { TrainingRunDetail } from '../../../libs/contracts/src/training-runs.schemas';
@@ -9,24 +11,38 @@ import { AdminApiError, adminApi } from './admin-api.client';
 import { shortTime } from './format';
 import { useReview } from './review.context';
 import { RunCharts } from './run-charts';
+import { failureText, isLiveRun, StageProgress, type LiveLoopRun } from './run-progress';
 import { isActive, metricText, runDuration } from './runs.format';
 import { RunTable, StatusBadge, runHref } from './runs.page';
 
-const POLL_MS = 5_000;
+const POLL_MS = 3_000;
+
+/** The loop's running run when it is `run` or `run`'s loop; null when not, or when the trainer does not say. */
+async function liveLoopRunOf(run: TrainingRunDetail): Promise<LiveLoopRun | null> {
+  const loopId = run.kind === 'loop' ? run.id : run.parentRunId;
+  if (loopId === null || !(isActive(run.status) || run.children.some((c) => isActive(c.status)))) return null;
+  const running = await adminApi.loop().then(
+    (s) => s.running,
+    () => null,
+  );
+  return running?.runId === loopId ? running : null;
+}
 
 export function RunDetailPage({ id }: { id: string }) {
   const { notify, onUnauthorized } = useReview();
   const [run, setRun] = useState<TrainingRunDetail | null>(null);
   const [stages, setStages] = useState<TrainingRunDetail[]>([]);
+  const [live, setLive] = useState<LiveLoopRun | null>(null);
   const [missing, setMissing] = useState(false);
 
   const load = useCallback(async (): Promise<boolean> => {
     try {
       const detail = await adminApi.run(id);
       // A loop logs no steps itself: its curves are its stages'.
-      const withSteps = await Promise.all(detail.children.map((c) => adminApi.run(c.id)));
+      const [withSteps, running] = await Promise.all([Promise.all(detail.children.map((c) => adminApi.run(c.id))), liveLoopRunOf(detail)]);
       setRun(detail);
       setStages(withSteps.filter((s) => s.series.length > 0));
+      setLive(running);
       setMissing(false);
       return isActive(detail.status) || detail.children.some((c) => isActive(c.status));
     } catch (err) {
@@ -42,6 +58,7 @@ export function RunDetailPage({ id }: { id: string }) {
     let timer: ReturnType<typeof setTimeout> | undefined;
     setRun(null);
     setStages([]);
+    setLive(null);
     const tick = async () => {
       const again = await load();
       if (!stopped && again) timer = setTimeout(() => void tick(), POLL_MS);
@@ -65,6 +82,8 @@ export function RunDetailPage({ id }: { id: string }) {
   }
   if (!run) return <p className="muted pad">Loading run…</p>;
   const summary = Object.entries(run.metrics);
+  const failure = failureText(run);
+  const progress = live && isLiveRun(run, live) ? live : null;
   return (
     <main className="main pad run-detail" aria-labelledby="run-title">
       <div className="conv-head">
@@ -78,10 +97,15 @@ export function RunDetailPage({ id }: { id: string }) {
         <StatusBadge status={run.status} />
         {run.stage ? <span className="muted">stage {run.stage}</span> : null}
       </div>
-      {run.error ? (
-        <p role="alert" className="error-text">
-          {run.error}
+      {failure ? (
+        <p role="alert" className="error-text run-error" data-testid="run-error">
+          {failure}
         </p>
+      ) : null}
+      {progress ? (
+        <section className="panel" aria-label="Progress">
+          <StageProgress running={progress} compact={run.kind !== 'loop'} />
+        </section>
       ) : null}
       <section className="panel" aria-label="Run facts">
         <dl className="facts">
@@ -124,7 +148,7 @@ export function RunDetailPage({ id }: { id: string }) {
       {run.children.length > 0 ? (
         <section aria-labelledby="stages-title">
           <h2 id="stages-title">Stages</h2>
-          <RunTable label="Stage runs" runs={run.children} />
+          <RunTable label="Stage runs" runs={run.children} live={live} />
           {stages.map((s) => (
             <div key={s.id} className="stage-curves">
               <h3>

@@ -1,28 +1,35 @@
 /**
- * Training runs: the RL loop's panel (paused or active, the run and stage in progress, approved feedback
- * since the last run against the threshold; Pause / Resume and Start run now, polled every few seconds,
- * with the trainer's unavailability shown inline) above the list of top-level runs, newest first. Each
- * run opens #/runs/<id> (run-detail.page.tsx). No charts here, so this page loads without Recharts.
+ * Training runs: the RL loop's panel (paused or active, the run in progress with its stage and progress bar,
+ * approved feedback since the last run against the threshold; Pause / Resume and Start run now, with what each
+ * did or why it did nothing shown under the buttons, and the trainer's or the store's unavailability inline)
+ * above the list of top-level runs, newest first, a failed one with its stage and error. The loop status is
+ * polled (faster while a run is in progress); the list refreshes while something runs and whenever the loop
+ * status says a run started, moved on or ended. Each run opens #/runs/<id> (run-detail.page.tsx). No charts
+ * here, so this page loads without Recharts.
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { TRAINING_RUN_KINDS, type LoopStatus, type TrainingRun, type TrainingRunKind } from '../../../libs/contracts/src/training-runs.schemas';
 import { AdminApiError, adminApi } from './admin-api.client';
 import { shortTime } from './format';
 import { useReview } from './review.context';
-import { keyMetrics, metricText, runDuration } from './runs.format';
+import { failureText, isLiveRun, StageProgress, type LiveLoopRun } from './run-progress';
+import { isActive, keyMetrics, metricText, runDuration } from './runs.format';
 
-const LOOP_POLL_MS = 3_000;
-const LIST_POLL_MS = 5_000;
+const LOOP_POLL_RUNNING_MS = 2_000;
+const LOOP_POLL_IDLE_MS = 5_000;
+/** Only while a listed run is active or the loop runs one. */
+const LIST_POLL_MS = 2_500;
 const PAGE = 50;
 
 export const runHref = (id: string) => `#/runs/${encodeURIComponent(id)}`;
 
 export function RunsPage() {
+  const loop = useLoopStatus();
   return (
     <main className="main pad" aria-labelledby="runs-title">
       <h1 id="runs-title">Training runs</h1>
-      <LoopPanel />
-      <RunsList />
+      <LoopPanel {...loop} />
+      <RunsList loop={loop.loop} />
     </main>
   );
 }
@@ -31,38 +38,66 @@ export function StatusBadge({ status }: { status: TrainingRun['status'] }) {
   return <span className={`badge run-${status}`}>{status}</span>;
 }
 
-function LoopPanel() {
-  const { notify, onUnauthorized } = useReview();
-  const [loop, setLoop] = useState<LoopStatus | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+interface LoopState {
+  loop: LoopStatus | null;
+  /** Why the last poll failed (the trainer not answering); null once one succeeds. */
+  error: string | null;
+  setLoop(loop: LoopStatus): void;
+  reload(): Promise<void>;
+}
 
-  const load = useCallback(async () => {
+/** The trainer's loop status, polled every few seconds (more often while a run is in progress). */
+function useLoopStatus(): LoopState {
+  const { onUnauthorized } = useReview();
+  const [loop, setLoopState] = useState<LoopStatus | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const reload = useCallback(async () => {
     try {
-      setLoop(await adminApi.loop());
+      setLoopState(await adminApi.loop());
       setError(null);
     } catch (err) {
       if (err instanceof AdminApiError && err.status === 401) onUnauthorized();
       setError(err instanceof Error ? err.message : String(err));
     }
   }, [onUnauthorized]);
+  const setLoop = useCallback((next: LoopStatus) => {
+    setLoopState(next);
+    setError(null);
+  }, []);
+  const running = loop?.running != null;
   useEffect(() => {
-    void load();
-    const timer = setInterval(() => void load(), LOOP_POLL_MS);
+    void reload();
+    const timer = setInterval(() => void reload(), running ? LOOP_POLL_RUNNING_MS : LOOP_POLL_IDLE_MS);
     return () => clearInterval(timer);
-  }, [load]);
+  }, [reload, running]);
+  return { loop, error, setLoop, reload };
+}
+
+/** What the last button press did, or why it did nothing: shown under the buttons until the next press. */
+interface Outcome {
+  tone: 'ok' | 'error';
+  text: string;
+}
+
+function LoopPanel({ loop, error, setLoop, reload }: LoopState) {
+  const { onUnauthorized } = useReview();
+  const [busy, setBusy] = useState(false);
+  const [outcome, setOutcome] = useState<Outcome | null>(null);
 
   const act = async (action: 'pause' | 'resume' | 'start') => {
     setBusy(true);
+    setOutcome(null);
     try {
       const next = await adminApi.loopAction(action);
       setLoop(next);
-      setError(null);
-      if (next.message) notify(next.message, 'info');
-      else notify(action === 'pause' ? 'Loop paused' : action === 'resume' ? 'Loop resumed' : 'Run started', 'ok');
+      const done = action === 'pause' ? 'Loop paused' : action === 'resume' ? 'Loop resumed' : 'Run started';
+      setOutcome({ tone: 'ok', text: next.message ?? done });
     } catch (err) {
       if (err instanceof AdminApiError && err.status === 401) onUnauthorized();
-      setError(err instanceof Error ? err.message : String(err));
+      const what = action === 'start' ? 'Start run now' : action === 'pause' ? 'Pause' : 'Resume';
+      setOutcome({ tone: 'error', text: `${what} did nothing: ${err instanceof Error ? err.message : String(err)}` });
+      // The refusal may say why the state differs from what the panel shows (a run already running).
+      void reload();
     } finally {
       setBusy(false);
     }
@@ -92,13 +127,29 @@ function LoopPanel() {
             Pause
           </button>
         )}
-        <button type="button" className="primary" disabled={busy || !!error || !loop || loop.running !== null} onClick={() => act('start')}>
+        <button
+          type="button"
+          className="primary"
+          disabled={busy || !!error || !loop || loop.running !== null}
+          title={loop?.running ? `${loop.running.runId} is in progress` : undefined}
+          onClick={() => act('start')}
+        >
           Start run now
         </button>
       </div>
+      {outcome ? (
+        <p role={outcome.tone === 'error' ? 'alert' : 'status'} className={`loop-outcome ${outcome.tone}`} data-testid="loop-action-message">
+          {outcome.text}
+        </p>
+      ) : null}
       {error ? (
         <p role="alert" className="error-text">
           {error}
+        </p>
+      ) : null}
+      {!error && loop?.message && !outcome?.text.includes(loop.message) ? (
+        <p className="warn-text" data-testid="loop-message">
+          {loop.message}
         </p>
       ) : null}
       {loop ? (
@@ -111,7 +162,8 @@ function LoopPanel() {
                   <a href={runHref(loop.running.runId)} className="mono">
                     {loop.running.runId}
                   </a>{' '}
-                  · stage <strong>{loop.running.stage}</strong> · since {shortTime(loop.running.startedAt)}
+                  <span className="muted small">since {shortTime(loop.running.startedAt)}</span>
+                  <StageProgress running={loop.running} />
                 </>
               ) : (
                 <span className="muted">idle</span>
@@ -151,7 +203,7 @@ function LoopPanel() {
   );
 }
 
-function RunsList() {
+function RunsList({ loop }: { loop: LoopStatus | null }) {
   const { notify, onUnauthorized } = useReview();
   const [kind, setKind] = useState<TrainingRunKind | ''>('');
   const [head, setHead] = useState<TrainingRun[] | null>(null);
@@ -159,6 +211,9 @@ function RunsList() {
   const [hasMore, setHasMore] = useState(false);
   /** Older pages loaded: while there are some, has_more is theirs, not the first page's. */
   const olderPages = useRef(0);
+  /** The kind filter now: an answer for another one is dropped. */
+  const kindNow = useRef(kind);
+  kindNow.current = kind;
 
   const fail = useCallback(
     (err: unknown) => {
@@ -168,28 +223,37 @@ function RunsList() {
     [notify, onUnauthorized],
   );
   // The first page follows the runs as they progress; older pages, once loaded, stay as they were.
+  const load = useCallback(async () => {
+    try {
+      const page = await adminApi.runs({ limit: PAGE, ...(kind ? { kind } : {}) });
+      if (kindNow.current !== kind) return;
+      setHead(page.data);
+      if (olderPages.current === 0) setHasMore(page.has_more);
+    } catch (err) {
+      if (kindNow.current === kind) fail(err);
+    }
+  }, [kind, fail]);
   useEffect(() => {
-    let stopped = false;
     setOlder([]);
     setHead(null);
     olderPages.current = 0;
-    const load = async () => {
-      try {
-        const page = await adminApi.runs({ limit: PAGE, ...(kind ? { kind } : {}) });
-        if (stopped) return;
-        setHead(page.data);
-        if (olderPages.current === 0) setHasMore(page.has_more);
-      } catch (err) {
-        if (!stopped) fail(err);
-      }
-    };
     void load();
+  }, [load]);
+
+  // Polled only while something runs; the loop status (polled anyway) tells when a run starts, moves on or ends.
+  const live = loop?.running ?? null;
+  const active = live !== null || (head?.some((r) => isActive(r.status)) ?? false);
+  useEffect(() => {
+    if (!active) return;
     const timer = setInterval(() => void load(), LIST_POLL_MS);
-    return () => {
-      stopped = true;
-      clearInterval(timer);
-    };
-  }, [kind, fail]);
+    return () => clearInterval(timer);
+  }, [active, load]);
+  const loopKey = [live?.runId, live?.stage, loop?.lastRun?.runId, loop?.lastRun?.status].join('|');
+  const seenLoopKey = useRef<string | null>(null);
+  useEffect(() => {
+    if (seenLoopKey.current !== null && seenLoopKey.current !== loopKey) void load();
+    seenLoopKey.current = loopKey;
+  }, [loopKey, load]);
 
   const rows = head ? [...head, ...older.filter((r) => !head.some((h) => h.id === r.id))] : [];
   const loadOlder = async () => {
@@ -220,7 +284,7 @@ function RunsList() {
           </select>
         </label>
       </div>
-      <RunTable label="Training runs" runs={rows}>
+      <RunTable label="Training runs" runs={rows} live={live}>
         {head && rows.length === 0 ? (
           <tr>
             <td colSpan={6} className="empty">
@@ -240,8 +304,8 @@ function RunsList() {
   );
 }
 
-/** The runs grid (list page and a loop's stages): one RunRow per run, then any extra rows. */
-export function RunTable({ label, runs, children }: { label: string; runs: TrainingRun[]; children?: React.ReactNode }) {
+/** The runs grid (list page and a loop's stages): one RunRow per run, then any extra rows. `live`: the loop's running run. */
+export function RunTable({ label, runs, live = null, children }: { label: string; runs: TrainingRun[]; live?: LiveLoopRun | null; children?: React.ReactNode }) {
   return (
     <table className="grid runs" aria-label={label}>
       <thead>
@@ -264,7 +328,7 @@ export function RunTable({ label, runs, children }: { label: string; runs: Train
       </thead>
       <tbody>
         {runs.map((r) => (
-          <RunRow key={r.id} run={r} />
+          <RunRow key={r.id} run={r} live={isLiveRun(r, live) ? live : null} />
         ))}
         {children}
       </tbody>
@@ -272,7 +336,9 @@ export function RunTable({ label, runs, children }: { label: string; runs: Train
   );
 }
 
-export function RunRow({ run }: { run: TrainingRun }) {
+/** `live`: the loop's running run when it is this run or the stage of it this run is (its progress bar shows). */
+export function RunRow({ run, live = null }: { run: TrainingRun; live?: LiveLoopRun | null }) {
+  const failure = failureText(run);
   return (
     <tr data-id={run.id}>
       <td className="clip">
@@ -280,9 +346,10 @@ export function RunRow({ run }: { run: TrainingRun }) {
           {run.id}
         </a>
         {run.stage ? <span className="muted small"> · {run.stage}</span> : null}
-        {run.error ? (
-          <div className="error-text small clip" title={run.error}>
-            {run.error}
+        {live ? <StageProgress running={live} compact /> : null}
+        {failure ? (
+          <div className="error-text small run-error" data-testid="run-error">
+            {failure}
           </div>
         ) : null}
       </td>

@@ -13,6 +13,7 @@ import { QueueEvents, UnrecoverableError, type Job } from 'bullmq';
 import IORedis from 'ioredis';
 import {
   evalJobResultSchema,
+  LOOP_STAGES,
   loopJobDataSchema,
   ppoJobResultSchema,
   QUEUES,
@@ -22,10 +23,11 @@ import {
   type PpoJobDataInput,
   type QueueName,
   type RewardTrainJobDataInput,
+  type TrainingRunKind,
 } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { fetchCheckpoint, MeshConnection, promoteVersion, readActive } from '@flywheel/mesh';
-import { createTrainingRun } from '@flywheel/store';
+import { createTrainingRun, findTrainingRun, updateTrainingRun } from '@flywheel/store';
 import type { z } from 'zod';
 import { publishVersion } from './checkpoint.publisher';
 import { RunRecorder } from './run.recorder';
@@ -40,6 +42,24 @@ export type LoopJob = Pick<Job, 'id' | 'data' | 'updateProgress' | 'timestamp'>;
  * emptied while run ids and the versions named after them (`<run>-ppo`) live on in the store and object store.
  */
 export const loopRunId = (job: Pick<Job, 'id' | 'timestamp'>): string => `loop-${job.id ?? '?'}-${job.timestamp.toString(36)}`;
+
+/** The stages that run as jobs of their own: the queue, the job id (derived from the loop run's), the stage run's id. */
+const STAGE_JOBS = {
+  'reward-train': { queue: QUEUES.rewardTrain, kind: 'reward-train', jobId: (run: string) => `${run}-rm`, runId: (run: string) => `rm-${run}-rm` },
+  ppo: { queue: QUEUES.ppo, kind: 'ppo', jobId: (run: string) => `${run}-ppo`, runId: (run: string) => `${run}-ppo` },
+  eval: { queue: QUEUES.eval, kind: 'eval', jobId: (run: string) => `${run}-eval`, runId: (run: string) => `eval-${run}-eval` },
+} as const satisfies Record<string, { queue: QueueName; kind: TrainingRunKind; jobId: (run: string) => string; runId: (run: string) => string }>;
+export type LoopJobStage = keyof typeof STAGE_JOBS;
+type LoopStage = (typeof LOOP_STAGES)[number];
+
+/** Where a loop run's stage runs as a job (queue and job id), or null for a stage the loop does itself. */
+export function stageJobOf(loopRun: string, stage: string): { queue: QueueName; jobId: string } | null {
+  if (!isJobStage(stage)) return null;
+  const s = STAGE_JOBS[stage];
+  return { queue: s.queue, jobId: s.jobId(loopRun) };
+}
+
+const isJobStage = (stage: string): stage is LoopJobStage => Object.hasOwn(STAGE_JOBS, stage);
 
 /** A stage job may run for hours; the loop waits as long as the stage's own timeout allows (none). */
 const STAGE_WAIT_MS = 24 * 3_600_000;
@@ -102,20 +122,24 @@ export class LoopProcessor extends QueueProcessor<LoopJobResult> {
     const id = loopRunId(job);
     const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
     const recorder = new RunRecorder(this.store, id);
-    const setStage = async (stage: string) => {
+    /** The stage in progress (the job's progress and the run's `stage`), read again when the run fails. */
+    const at: { stage: LoopStage } = { stage: 'prepare' };
+    const setStage = async (stage: LoopStage) => {
+      at.stage = stage;
       await job.updateProgress({ stage });
       await recorder.patch({ stage });
       this.logger.log(`${id}: ${stage}`);
     };
     await recorder.start('loop', { exportId: exportIds[0] ?? null, config: { ...data, jobId: job.id }, stage: 'prepare' });
     try {
+      await job.updateProgress({ stage: 'prepare' });
       const base = await this.activePolicy();
       await recorder.patch({ metrics: { base_version: base.version } });
 
       // ---- reward model
       await setStage('reward-train');
-      const rmJobId = `${id}-rm`;
-      const rmVersionId = `rm-${rmJobId}`; // the reward-train job's version / run id
+      const rmJobId = STAGE_JOBS['reward-train'].jobId(id);
+      const rmVersionId = STAGE_JOBS['reward-train'].runId(id); // the reward-train job's version / run id (rm-<job id>)
       await this.store.use((db) => createTrainingRun(db, { id: rmVersionId, kind: 'reward-train', parentRunId: id, baseVersion: base.version, exportId: exportIds[0] ?? null, stage: 'reward-train' }));
       const rmData: RewardTrainJobDataInput = { modelDir: base.dir, data: data.data, ...data.rewardTrain, outName: rmVersionId };
       const rm = await this.stage(QUEUES.rewardTrain, rmJobId, rmData, rewardTrainJobResultSchema);
@@ -126,6 +150,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobResult> {
         await recorder.patch({ status: 'succeeded', stage: 'done', metrics: { promoted: false, stopped_because: why } });
         return { loopRunId: id, rewardVersion: rm.versionId, rewardAccuracy: accuracy, candidateVersion: null, baseVersion: base.version, eval: null, promoted: false, stoppedBecause: why };
       }
+      await setStage('publish-reward');
       const nc = await this.mesh.connected;
       const previousRm = (await readActive(nc, 'reward'))?.version ?? null;
       await publishVersion(this.mesh, { version: rm.versionId, role: 'reward', dir: rm.checkpointDir, parent: previousRm, runId: rm.versionId, exports: exportIds });
@@ -143,9 +168,9 @@ export class LoopProcessor extends QueueProcessor<LoopJobResult> {
         config: data.ppo,
         parentRunId: id,
         exportIds,
-        outName: `${id}-ppo`,
+        outName: STAGE_JOBS.ppo.runId(id),
       };
-      const ppo = await this.stage(QUEUES.ppo, `${id}-ppo`, ppoData, ppoJobResultSchema);
+      const ppo = await this.stage(QUEUES.ppo, STAGE_JOBS.ppo.jobId(id), ppoData, ppoJobResultSchema);
       await recorder.patch({ metrics: { candidate_version: ppo.versionId, ppo_reward_first: ppo.rewardFirst, ppo_reward_last: ppo.rewardLast, ppo_kl_last: ppo.klLast } });
 
       // ---- eval and promotion
@@ -164,13 +189,31 @@ export class LoopProcessor extends QueueProcessor<LoopJobResult> {
         promote: data.eval.promote,
         parentRunId: id,
       };
-      const ev = await this.stage(QUEUES.eval, `${id}-eval`, evalData, evalJobResultSchema);
+      const ev = await this.stage(QUEUES.eval, STAGE_JOBS.eval.jobId(id), evalData, evalJobResultSchema);
       const { examples, ...report } = ev.report;
       await recorder.patch({ status: 'succeeded', stage: 'done', metrics: { ...report, examples: examples.slice(0, 3), pass: ev.pass, reasons: ev.reasons, promoted: ev.promoted } });
       return { loopRunId: id, rewardVersion: rm.versionId, rewardAccuracy: accuracy, candidateVersion: ppo.versionId, baseVersion: base.version, eval: ev, promoted: ev.promoted, stoppedBecause: null };
     } catch (err) {
-      await recorder.patch({ status: 'failed', error: err instanceof Error ? err.message : String(err) });
+      // The loop run keeps the stage it failed in; the stage's own run says so too, even when its job failed
+      // before it recorded anything (bad data, a missing export).
+      const error = err instanceof Error ? err.message : String(err);
+      await recorder.patch({ status: 'failed', error });
+      if (isJobStage(at.stage)) await this.failStageRun(id, at.stage, error);
       throw err;
+    }
+  }
+
+  /** Marks the stage's run failed with `error`, creating it when its job never did; a finished one is left as it is. */
+  private async failStageRun(loopRun: string, stage: LoopJobStage, error: string): Promise<void> {
+    const s = STAGE_JOBS[stage];
+    const runId = s.runId(loopRun);
+    try {
+      await this.store.use(async (db) => {
+        const run = (await findTrainingRun(db, runId)) ?? (await createTrainingRun(db, { id: runId, kind: s.kind, parentRunId: loopRun, stage }));
+        if (run.status === 'queued' || run.status === 'running') await updateTrainingRun(db, runId, { status: 'failed', error });
+      });
+    } catch (err) {
+      this.logger.warn(`${loopRun}: cannot mark the ${stage} stage run failed: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 

@@ -103,20 +103,53 @@ export const LOOP_ACTIONS = ['status', 'pause', 'resume', 'start'] as const;
 export const loopControlRequestSchema = z.object({ action: z.enum(LOOP_ACTIONS) }).strict();
 export type LoopControlRequest = z.infer<typeof loopControlRequestSchema>;
 
+/** The stages of a loop run, in order (the loop run's `stage`; `done` once it ends well). */
+export const LOOP_STAGES = ['queued', 'prepare', 'reward-train', 'publish-reward', 'ppo', 'eval', 'done'] as const;
+
+/** What a `loop` job reports through job.updateProgress: the stage it is in. */
+export const loopJobProgressSchema = z.object({ stage: z.string() });
+
+/** A stage's progress as its BullMQ job reports it: optimizer step (or PPO iteration) `step` of `steps`. */
+export const loopStageProgressSchema = z.object({ step: z.int().nonnegative(), steps: z.int().positive() });
+export type LoopStageProgress = z.infer<typeof loopStageProgressSchema>;
+
+/**
+ * Why a start queued nothing: a run is already queued or running; nothing to train on (no approved preference
+ * pairs, or too few distinct prompts to hold one out for the eval gate); the store cannot be read. The admin API
+ * answers each as an error of its own status (apps/gateway/src/admin/loop.service.ts).
+ */
+export const LOOP_START_REFUSALS = ['already_running', 'no_training_data', 'store_unavailable'] as const;
+export const loopStartRefusalSchema = z.object({ code: z.enum(LOOP_START_REFUSALS), message: z.string() });
+export type LoopStartRefusal = z.infer<typeof loopStartRefusalSchema>;
+
 export const loopStatusSchema = z.object({
   paused: z.boolean(),
-  running: z.object({ runId: z.string(), stage: z.string(), startedAt: isoDate }).nullable(),
+  running: z
+    .object({
+      runId: z.string(),
+      /** One of LOOP_STAGES, or a stage a newer trainer added. */
+      stage: z.string(),
+      startedAt: isoDate,
+      /** The running stage's job progress; absent before its first step and for stages that count none. */
+      progress: loopStageProgressSchema.optional(),
+    })
+    .nullable(),
   /** Approved feedback since the last loop run started, and how many trigger the next. */
   approvedSinceLastRun: z.int().nonnegative(),
   minNewApproved: z.int().nonnegative(),
   /** Period of the scheduled check; null when runs start by hand only. */
   scheduleMs: z.number().nonnegative().nullable(),
   lastRun: z.object({ runId: z.string(), status: trainingRunStatusSchema, finishedAt: isoDate.nullable() }).nullable(),
-  /** What the action did or why it did nothing ("a run is already running"). */
+  /** What the action did or why it did nothing ("a run is already running"); on a status, what is wrong (the store). */
   message: z.string().optional(),
+  /** Set on the answer to a start that queued nothing. */
+  refused: loopStartRefusalSchema.optional(),
 });
 export type LoopStatus = z.infer<typeof loopStatusSchema>;
 
-/** POST /admin/api/loop (CSRF): forwarded to trainer.loop; the answer is the LoopStatus. */
+/**
+ * POST /admin/api/loop (CSRF): forwarded to trainer.loop; the answer is the LoopStatus, or for a refused start the
+ * OpenAI error of its refusal (409 loop_already_running / no_training_data, 503 store_unavailable).
+ */
 export const adminLoopActionBodySchema = z.object({ action: z.enum(['pause', 'resume', 'start']) }).strict();
 export type AdminLoopActionBody = z.infer<typeof adminLoopActionBodySchema>;
