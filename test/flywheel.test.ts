@@ -58,7 +58,7 @@ beforeAll(async () => {
     throw new Error(`${String(err)}\n--- gateway ---\n${gateway.output().slice(-3000)}`);
   });
   nc = await connect({ servers: nats.url });
-  reader = await openStore({ kind: 'postgres', url: database.url });
+  reader = await openStore({ url: database.url });
   const { createHash } = await import('node:crypto');
   keyId = `key_${createHash('sha256').update(KEY).digest().subarray(0, 6).toString('hex')}`;
 });
@@ -232,7 +232,7 @@ describe('store writer and feedback API', () => {
     await new Promise((r) => setTimeout(r, 3_000));
 
     await database.admin(`ALTER DATABASE ${database.name} ALLOW_CONNECTIONS true`);
-    reader = await openStore({ kind: 'postgres', url: database.url });
+    reader = await openStore({ url: database.url });
     await waitForStored('completions', during.map((r) => r.id));
     await waitForStored('feedback', accepted);
 

@@ -126,7 +126,7 @@ describe('model versions: publish, promote, hot swap, rollback', () => {
       FLYWHEEL_STATE_DIR: path.join(work, 'gateway-state'),
       FLYWHEEL_LOG_LEVEL: 'warn',
     });
-    reader = await openStore({ kind: 'postgres', url: database.url });
+    reader = await openStore({ url: database.url });
 
     const v1 = await loadCheckpoint(V1_DIR);
     const weights = new Map(v1.weights);

@@ -106,10 +106,10 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
     expect((await loop('pause')).paused).toBe(true);
 
     // Two admin-labelled pairs (approved preferences) on two completions with two choices each.
-    const store = await openStore({ kind: 'postgres', url: database.url });
+    const store = await openStore({ url: database.url });
     try {
       for (const id of ['cmpl-loop-a', 'cmpl-loop-b']) {
-        await writeCompletion(store.db, completionRecord(id));
+        await writeCompletion(store.db, completionRecord(id, { messages: [{ role: 'user', content: `Tell me about ${id}` }] }));
         const r = await applyReview(store.db, 'admin-test', { action: 'choose', completion_id: id, chosen: 0, rejected: 1 });
         expect(r.ok).toBe(true);
       }
@@ -131,7 +131,7 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
       expect(data.trigger).toBe('threshold');
       expect(data.data.kind).toBe('export');
       const exportId = data.data.kind === 'export' ? data.data.exportId : '';
-      const store2 = await openStore({ kind: 'postgres', url: database.url });
+      const store2 = await openStore({ url: database.url });
       try {
         const exp = await findExport(store2.db, exportId);
         expect(exp).toMatchObject({ format: 'preference', row_count: 2, created_by: 'trainer-loop' });

@@ -1,6 +1,6 @@
 /**
  * The BullMQ `ppo` job on the compiled trainer and reward service: a private nats-server (the job publishes its
- * version to the `checkpoints` object store), the machine's Redis under a prefix of this run, the embedded store.
+ * version to the `checkpoints` object store), the machine's Redis under a prefix of this run, the embedded Postgres.
  * The trainer is killed with SIGKILL after the job's first checkpoint and started again; the job resumes from that
  * checkpoint and ends with weights byte-identical to the same PPO run done in one go in this process with the same
  * reward model (so weights, optimizer state, data position, sampling seeds and the KL coefficient all survived).
@@ -18,6 +18,7 @@ import { kernelsReference } from '@flywheel/kernels';
 import { connectMesh, drainQuietly, findPublished } from '@flywheel/mesh';
 import { createRewardScorer, loadCheckpoint, writeHfCheckpoint } from '@flywheel/model';
 import { parsePrompts, runPpo, splitPrompts } from '@flywheel/rl';
+import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from '@flywheel/store';
 import { freePort, getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -38,6 +39,7 @@ describe('ppo job on the compiled trainer (kill -9 and resume)', () => {
   let queue: Queue;
   let events: QueueEvents;
   let eventsConnection: IORedis;
+  let embedded: EmbeddedPostgres;
 
   const startTrainer = async (): Promise<Running> => {
     const r = run(process.execPath, [serviceEntry('trainer')], env);
@@ -59,11 +61,12 @@ describe('ppo job on the compiled trainer (kill -9 and resume)', () => {
     nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', path.join(stateDir, 'nats')], { stdio: 'ignore' });
     const natsUrl = `nats://127.0.0.1:${natsPort}`;
     nc = await waitFor(() => connectMesh({ servers: [natsUrl], name: 'ppo-test' }), 10_000, 'private nats-server');
+    embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(stateDir, 'store') });
     env = {
       ...(await portsEnv()),
       NATS_URL: natsUrl,
       REDIS_URL,
-      DATABASE_URL: '',
+      DATABASE_URL: embedded.url,
       FLYWHEEL_STATE_DIR: stateDir,
       FLYWHEEL_QUEUE_PREFIX: prefix,
       FLYWHEEL_TRAINER_LOCK_MS: '2000',
@@ -97,6 +100,7 @@ describe('ppo job on the compiled trainer (kill -9 and resume)', () => {
     await eventsConnection?.quit().catch(() => undefined);
     await queue?.close();
     await connection?.quit();
+    await embedded?.stop();
     rmSync(stateDir, { recursive: true, force: true });
   });
 

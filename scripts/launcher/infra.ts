@@ -2,7 +2,7 @@
  * Makes sure the infrastructure the mesh needs is reachable before the services start: NATS (with
  * JetStream) and Redis at their configured URLs. Where nothing listens on a local URL and the server
  * binary is installed, it is started here with its data in the project's state folder; otherwise one
- * line says what to install. PostgreSQL is only checked when DATABASE_URL is set (else: embedded PGlite).
+ * line says what to install. PostgreSQL is the embedded one (embedded-store.ts) unless DATABASE_URL is set.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, openSync } from 'node:fs';

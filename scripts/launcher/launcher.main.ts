@@ -1,5 +1,6 @@
 /**
  * `npm start`: the whole mesh on one machine. Ensures NATS and Redis (starting local ones if needed),
+ * runs the embedded Postgres when no DATABASE_URL is set (one database every service reaches over the wire),
  * sets up JetStream once, then runs gateway, policy, reward, moderation and trainer as separate
  * processes until Ctrl-C. Configuration is the same environment the services read (see README).
  */
@@ -9,6 +10,7 @@ import { SERVICE_NAMES } from '@flywheel/contracts';
 import { loadGatewayConfig, loadOrExit } from '@flywheel/config';
 import { connectMesh, drainQuietly, ensureJetStream } from '@flywheel/mesh';
 import { ensureInfra, NATS_SPEC, REDIS_SPEC } from './infra';
+import { startEmbeddedStore, type EmbeddedStore } from './embedded-store';
 import { startProcess, stopAll } from './processes';
 
 const root = path.resolve(__dirname, '..', '..', '..');
@@ -30,6 +32,18 @@ async function main() {
       infraChildren.push(r.child);
     }
   }
+  let store: EmbeddedStore | null = null;
+  if (!config.database.url) {
+    try {
+      store = await startEmbeddedStore(stateDir, (line) => console.log(`flywheel: ${line}`));
+    } catch (err) {
+      console.error(`flywheel: ${err instanceof Error ? err.message : String(err)}`);
+      await stopAll(infraChildren);
+      process.exit(1);
+    }
+    console.log(`flywheel: embedded Postgres at ${store.url} (data in ${path.join(config.stateDir, 'store')}; set DATABASE_URL to use a Postgres server)`);
+  }
+  const env = store ? { ...process.env, DATABASE_URL: store.url } : process.env;
   const nc = await connectMesh({ servers: config.nats.servers, name: 'flywheel-launcher' });
   const js = await ensureJetStream(nc);
   if (js.created.length) console.log(`flywheel: created ${js.created.join(', ')}`);
@@ -37,7 +51,7 @@ async function main() {
 
   const width = Math.max(...SERVICE_NAMES.map((s) => s.length));
   const services = SERVICE_NAMES.map((name, i) =>
-    startProcess(name, i, width, process.execPath, [path.join(root, 'dist', 'apps', name, 'src', 'main.js')], process.env),
+    startProcess(name, i, width, process.execPath, [path.join(root, 'dist', 'apps', name, 'src', 'main.js')], env),
   );
   console.log(`flywheel: mesh starting; health at http://127.0.0.1:${config.http.port}/healthz (Ctrl-C stops everything)`);
 
@@ -47,6 +61,7 @@ async function main() {
     stopping = true;
     console.log(`flywheel: ${signal}, stopping services`);
     await stopAll(services.map((s) => s.child));
+    await store?.stop();
     await stopAll(infraChildren);
     process.exit(0);
   };

@@ -768,7 +768,9 @@ async function main() {
       let redis = await startRedis();
       const redisUrl = `redis://127.0.0.1:${redisPort}`;
       const trainerPort = await freePort();
-      const trainerEnv = { ...baseEnv, DATABASE_URL: '', REDIS_URL: redisUrl, FLYWHEEL_STATE_DIR: trainerDir, FLYWHEEL_TRAINER_PORT: String(trainerPort), FLYWHEEL_TRAINER_THREADS: '1' };
+      const { openStore, findModelVersion, startLockedEmbeddedPostgres } = require('@flywheel/store');
+      const embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(trainerDir, 'store') });
+      const trainerEnv = { ...baseEnv, DATABASE_URL: embedded.url, REDIS_URL: redisUrl, FLYWHEEL_STATE_DIR: trainerDir, FLYWHEEL_TRAINER_PORT: String(trainerPort), FLYWHEEL_TRAINER_THREADS: '1' };
       const trainer = run('trainer', process.execPath, [entry('trainer')], trainerEnv);
       const connection = new IORedis(redisUrl, { maxRetriesPerRequest: null });
       connection.on('error', () => undefined); // refused while redis-server is down: retried
@@ -808,10 +810,9 @@ async function main() {
         out.resumed_from_step = result?.resumedFromStep ?? null;
         out.version_id = result?.versionId ?? null;
         out.trainer_restarted = !alive(trainer) || trainer.child.pid !== trainerPid;
-        // the candidate version, read from the trainer's embedded store (the trainer opens it only per use)
+        // the candidate version, read from the embedded Postgres the trainer wrote it to
         if (result?.versionId) {
-          const { openStore, findModelVersion } = require('@flywheel/store');
-          const store = await openStore({ kind: 'pglite', dataDir: path.join(trainerDir, 'store') });
+          const store = await openStore({ url: embedded.url });
           try {
             const row = await findModelVersion(store.db, result.versionId);
             out.version_registered = !!row && row.checkpoint === result.checkpointDir && fs.existsSync(path.join(result.checkpointDir, 'model.safetensors'));
@@ -829,6 +830,7 @@ async function main() {
         connection.disconnect();
         await stopProc(trainer);
         await stopProc(redis);
+        await embedded.stop();
         fs.rmSync(redisDir, { recursive: true, force: true });
         fs.rmSync(trainerDir, { recursive: true, force: true });
       }

@@ -53,7 +53,7 @@ export async function startAdminGateway(o: { userKey: string; adminKey: string; 
     throw new Error(`${String(err)}\n--- gateway ---\n${gateway.output().slice(-3000)}`);
   });
   const nc = await connect({ servers: nats.url });
-  const store = await openStore({ kind: 'postgres', url: database.url });
+  const store = await openStore({ url: database.url });
   return {
     gateway,
     gatewayUrl,

@@ -1,8 +1,8 @@
 /**
- * The trainer's handle on the flywheel store. On Postgres (DATABASE_URL) one pool is opened on first use and
- * kept (run series are written every few seconds and the admin UI polls the loop status); the embedded PGlite
- * under the state folder is one process's at a time, so it is opened for each use and closed after. Not a query
- * layer: callers pass @flywheel/store functions; `trainingText` is the one read every training job shares.
+ * The trainer's handle on the flywheel store (DATABASE_URL: a Postgres server, or the embedded one the launcher
+ * runs): one pool, opened on first use and kept (run series are written every few seconds and the admin UI polls
+ * the loop status). Not a query layer: callers pass @flywheel/store functions; `trainingText` is the one read
+ * every training job shares.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,37 +11,31 @@ import { UnrecoverableError } from 'bullmq';
 import type { Kysely } from 'kysely';
 import type { TrainingDataSource } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
-import { findExport, openStore, storeTargetOf, type Store, type StoreTables } from '@flywheel/store';
+import { findExport, NO_DATABASE_URL, openStore, type Store, type StoreTables } from '@flywheel/store';
 import { TRAINER_CONFIG } from './trainer.queues';
 
 @Injectable()
 export class TrainerStore implements OnApplicationShutdown {
   private readonly logger = new Logger('trainer-store');
-  /** The kept Postgres store (never set for the embedded one); a failed open is retried on the next use. */
+  /** The kept store; a failed open is retried on the next use. */
   private shared: Promise<Store> | null = null;
 
   constructor(@Inject(TRAINER_CONFIG) private readonly config: TrainerConfig) {}
 
   private open(): Promise<Store> {
-    return openStore(storeTargetOf(this.config.database.url, this.config.stateDir), {
-      onIdleError: (err) => this.logger.warn(`store: ${err.message}`),
-    });
+    const url = this.config.database.url;
+    if (url === null) {
+      return Promise.reject(new Error(NO_DATABASE_URL));
+    }
+    return openStore({ url }, { onIdleError: (err) => this.logger.warn(`store: ${err.message}`) });
   }
 
   async use<T>(fn: (db: Kysely<StoreTables>) => Promise<T>): Promise<T> {
-    if (this.config.database.url) {
-      this.shared ??= this.open().catch((err: unknown) => {
-        this.shared = null;
-        throw err;
-      });
-      return fn((await this.shared).db);
-    }
-    const store = await this.open();
-    try {
-      return await fn(store.db);
-    } finally {
-      await store.close();
-    }
+    this.shared ??= this.open().catch((err: unknown) => {
+      this.shared = null;
+      throw err;
+    });
+    return fn((await this.shared).db);
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -38,7 +38,7 @@ export interface CommonConfig {
   http: { host: string; port: number };
   nats: { servers: string[]; requestTimeoutMs: number };
   redis: { url: string };
-  /** Reserved for the store: unset means the embedded PGlite in the state folder. */
+  /** The store's Postgres; unset outside the launcher means no store (the launcher sets it to its embedded Postgres). */
   database: { url: string | null };
   stateDir: string;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
@@ -93,7 +93,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
 export const ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: string }> = [
   { name: 'NATS_URL', default: 'nats://127.0.0.1:4222', meaning: 'NATS server(s), comma-separated; JetStream must be enabled' },
   { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', meaning: 'Redis for the BullMQ training queues' },
-  { name: 'DATABASE_URL', default: '(unset: embedded PGlite under the state folder)', meaning: 'PostgreSQL for the flywheel store' },
+  { name: 'DATABASE_URL', default: '(unset: `npm start` runs the embedded Postgres under the state folder and sets it for every service)', meaning: 'PostgreSQL for the flywheel store' },
   { name: 'FLYWHEEL_STATE_DIR', default: '.state', meaning: 'project-local folder for the launcher-started NATS/Redis data and the embedded database' },
   { name: 'FLYWHEEL_LOG_LEVEL', default: 'log', meaning: 'error, warn, log, debug or verbose' },
   { name: 'FLYWHEEL_INSTANCE_ID', default: '<service>-<pid>', meaning: 'name of this replica in pings, metrics and logs' },

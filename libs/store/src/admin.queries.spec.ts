@@ -1,5 +1,5 @@
 /**
- * The admin API's store functions on both backends (this machine's Postgres, embedded PGlite): a review
+ * The admin API's store functions on both backends (this machine's Postgres, the embedded Postgres): a review
  * changes the status, writes its audit row and derives the completion's status in one transaction; a
  * failed one changes nothing; exports read approved rows only; stats group by UTC bucket.
  */
@@ -10,6 +10,7 @@ import path from 'node:path';
 import { newTimeOrderedId } from '@flywheel/contracts';
 import { completionRecord, createThrowawayDatabase, feedbackEvent, type ThrowawayDatabase } from './store.testing';
 import { openStore, type Store } from './store.open';
+import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { writeCompletion, writeFeedback } from './record.writes';
 import { applyReview, derivedCompletionStatus, listReviewsOfCompletion } from './review.writes';
 import { createExport, findExport, listExports } from './export.queries';
@@ -28,24 +29,27 @@ it('derives a completion status from its feedback', () => {
   expect(derivedCompletionStatus(['rejected', 'approved', 'pending'])).toBe('approved');
 });
 
-describe.each([['postgres'], ['pglite']] as const)('admin queries on %s', (kind) => {
+describe.each([['postgres'], ['embedded Postgres']] as const)('admin queries on %s', (kind) => {
   let throwaway: ThrowawayDatabase | null = null;
   let dataDir: string | null = null;
+  let embedded: EmbeddedPostgres | null = null;
   let store: Store;
 
   beforeAll(async () => {
     if (kind === 'postgres') {
       throwaway = await createThrowawayDatabase(ADMIN_URL);
-      store = await openStore({ kind: 'postgres', url: throwaway.url });
+      store = await openStore({ url: throwaway.url });
     } else {
       dataDir = mkdtempSync(path.join(tmpdir(), 'flywheel-admin-store-'));
-      store = await openStore({ kind: 'pglite', dataDir });
+      embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(dataDir, 'store') });
+      store = await openStore({ url: embedded.url });
     }
   });
 
   afterAll(async () => {
     await store?.close();
     await throwaway?.drop();
+    await embedded?.stop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 

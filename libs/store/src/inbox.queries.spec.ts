@@ -18,7 +18,7 @@ let store: Store;
 
 beforeAll(async () => {
   throwaway = await createThrowawayDatabase(ADMIN_URL);
-  store = await openStore({ kind: 'postgres', url: throwaway.url });
+  store = await openStore({ url: throwaway.url });
   // 1 000 completions, 100 per policy version; 100 feedback each, kinds and statuses cycling, one per second.
   await sql`insert into completions (id, created_at, endpoint, outcome, model, policy_version, request, choices,
       prompt_tokens, completion_tokens, total_tokens, e2e_ms, stream, key_id, request_id, gateway_instance_id)

@@ -1,16 +1,15 @@
 /**
  * libs/store: persistence of completions, feedback, reviews, exports, training runs and model versions
- * on Postgres (or embedded PGlite), with migrations applied at open. Import from '@flywheel/store' only.
+ * on Postgres (a server, or the embedded one the launcher runs), with migrations applied at open. Import from '@flywheel/store' only.
  * No NATS and no HTTP here: the gateway's store writer and APIs call these functions.
  */
 export * from './store.tables';
 export * from './store.migrations';
-export * from './pglite.dialect';
+export * from './embedded-postgres';
 export * from './store.open';
 export * from './record.writes';
 export * from './feedback.reads';
 export * from './store.testing';
-export * from './pglite.worker';
 export * from './inbox.queries';
 export * from './review.writes';
 export * from './export.lines';

@@ -20,7 +20,7 @@ describe('store on postgres: backend terminated while a connection is checked ou
 
   beforeAll(async () => {
     throwaway = await createThrowawayDatabase(ADMIN_URL);
-    store = await openStore({ kind: 'postgres', url: throwaway.url }, { onIdleError: (err) => errors.push(err) });
+    store = await openStore({ url: throwaway.url }, { onIdleError: (err) => errors.push(err) });
   });
 
   afterAll(async () => {

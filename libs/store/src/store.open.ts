@@ -1,21 +1,25 @@
 /**
- * Opens the store: Postgres through a `pg` pool when a URL is given, else embedded PGlite in a folder
- * (so `npm start` needs no database server), then applies every pending migration. Throws when the
- * database cannot be reached or a migration fails; retrying is the caller's business.
+ * Opens the store: Postgres through a `pg` pool, then applies every pending migration. The same path serves a
+ * real server (DATABASE_URL) and the default install's embedded Postgres (embedded-postgres.ts, which the
+ * launcher runs and hands every service as DATABASE_URL). Throws when the database cannot be reached or a
+ * migration fails; retrying is the caller's business.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Kysely, Migrator, PostgresDialect, type MigrationResultSet } from 'kysely';
 import { Pool } from 'pg';
-import { PgliteDialect } from './pglite.dialect';
-import { startPgliteWorker } from './pglite.worker';
 import { storeMigrationProvider } from './store.migrations';
 import type { StoreTables } from './store.tables';
 
-export type StoreTarget = { kind: 'postgres'; url: string; poolSize?: number } | { kind: 'pglite'; dataDir: string | null };
+export interface StoreTarget {
+  url: string;
+  poolSize?: number;
+}
+
+/** Why a service without DATABASE_URL has no store: said wherever the store is missing (logs, API errors). */
+export const NO_DATABASE_URL =
+  'no DATABASE_URL: start the mesh with `npm start`, which runs the embedded Postgres and hands its URL to every service, or set DATABASE_URL';
 
 export interface Store {
   readonly db: Kysely<StoreTables>;
-  readonly kind: StoreTarget['kind'];
   close(): Promise<void>;
 }
 
@@ -24,20 +28,15 @@ export interface OpenStoreOptions {
   onIdleError?: (err: Error) => void;
 }
 
-/** Where config points: `DATABASE_URL` if set, else PGlite under `<stateDir>/store`. */
-export function storeTargetOf(databaseUrl: string | null, stateDir: string): StoreTarget {
-  return databaseUrl ? { kind: 'postgres', url: databaseUrl } : { kind: 'pglite', dataDir: `${stateDir.replace(/\/+$/, '')}/store` };
-}
-
 export async function openStore(target: StoreTarget, options: OpenStoreOptions = {}): Promise<Store> {
-  const db = target.kind === 'postgres' ? postgresDb(target, options) : await pgliteDb(target.dataDir);
+  const db = postgresDb(target, options);
   try {
     await migrateStore(db);
   } catch (err) {
     await db.destroy().catch(() => undefined);
     throw err;
   }
-  return { db, kind: target.kind, close: () => db.destroy() };
+  return { db, close: () => db.destroy() };
 }
 
 export async function migrateStore(db: Kysely<StoreTables>): Promise<MigrationResultSet> {
@@ -51,7 +50,7 @@ export async function migrateStore(db: Kysely<StoreTables>): Promise<MigrationRe
   return result;
 }
 
-function postgresDb(target: { url: string; poolSize?: number }, options: OpenStoreOptions): Kysely<StoreTables> {
+function postgresDb(target: StoreTarget, options: OpenStoreOptions): Kysely<StoreTables> {
   const pool = new Pool({
     connectionString: target.url,
     max: target.poolSize ?? 5,
@@ -65,53 +64,4 @@ function postgresDb(target: { url: string; poolSize?: number }, options: OpenSto
   // listener, which would kill the process. Report it; the failed query rejects, the pool drops the client.
   pool.on('connect', (client) => client.on('error', (err: Error) => options.onIdleError?.(err)));
   return new Kysely<StoreTables>({ dialect: new PostgresDialect({ pool }) });
-}
-
-async function pgliteDb(dataDir: string | null): Promise<Kysely<StoreTables>> {
-  if (!dataDir) return new Kysely<StoreTables>({ dialect: new PgliteDialect(await startPgliteWorker(null)) });
-  mkdirSync(dataDir, { recursive: true });
-  const unlock = lockDataDir(dataDir);
-  try {
-    const client = await startPgliteWorker(dataDir);
-    const close = client.close;
-    client.close = async () => {
-      await close();
-      unlock();
-    };
-    return new Kysely<StoreTables>({ dialect: new PgliteDialect(client) });
-  } catch (err) {
-    unlock();
-    throw err;
-  }
-}
-
-/**
- * PGlite is one process's database: a second process on the same folder would corrupt it. The lock
- * is a file holding the owner's pid, taken over when that process is gone (a crash leaves it behind).
- */
-export function lockDataDir(dataDir: string): () => void {
-  const file = `${dataDir.replace(/\/+$/, '')}.lock`;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(file, String(process.pid), { flag: 'wx' });
-      return () => rmSync(file, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(readFileSync(file, 'utf8').trim());
-      if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) {
-        throw new Error(`the embedded store ${dataDir} is in use by process ${owner}; give each gateway its own FLYWHEEL_STATE_DIR or a DATABASE_URL`);
-      }
-      rmSync(file, { force: true });
-    }
-  }
-  throw new Error(`cannot lock the embedded store ${dataDir}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

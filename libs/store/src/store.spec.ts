@@ -1,6 +1,6 @@
 /**
- * The store on both of its backends: the real Postgres of this machine (a throwaway database per run)
- * and embedded PGlite in a temp folder. Migrations apply once and re-apply as a no-op; writes are
+ * The store on both of its databases: the real Postgres of this machine (a throwaway database per run)
+ * and the embedded Postgres (PGlite behind the wire protocol) in a temp folder. Migrations apply once and re-apply as a no-op; writes are
  * idempotent; feedback that arrives before its completion is adopted when the completion lands, also
  * when both race on separate connections.
  */
@@ -11,6 +11,7 @@ import { sql } from 'kysely';
 import { newTimeOrderedId } from '@flywheel/contracts';
 import { completionRecord, createThrowawayDatabase, feedbackEvent, type ThrowawayDatabase } from './store.testing';
 import { migrateStore, openStore, type Store, type StoreTarget } from './store.open';
+import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { STORE_MIGRATIONS } from './store.migrations';
 import { writeCompletion, writeFeedback } from './record.writes';
 import { findCompletionRef, listFeedbackOfCompletion } from './feedback.reads';
@@ -24,20 +25,22 @@ const cmplId = () => `chatcmpl-${newTimeOrderedId()}`;
 
 describe.each([
   ['postgres', true],
-  ['pglite', false],
+  ['embedded Postgres', false],
 ] as const)('store on %s', (kind, isPostgres) => {
   let throwaway: ThrowawayDatabase | null = null;
   let dataDir: string | null = null;
+  let embedded: EmbeddedPostgres | null = null;
   let target: StoreTarget;
   let store: Store;
 
   beforeAll(async () => {
     if (isPostgres) {
       throwaway = await createThrowawayDatabase(ADMIN_URL);
-      target = { kind: 'postgres', url: throwaway.url };
+      target = { url: throwaway.url };
     } else {
-      dataDir = mkdtempSync(path.join(tmpdir(), 'flywheel-store-'));
-      target = { kind: 'pglite', dataDir };
+      dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'flywheel-store-')), 'store');
+      embedded = await startLockedEmbeddedPostgres({ dataDir });
+      target = { url: embedded.url };
     }
     store = await openStore(target);
   });
@@ -45,7 +48,8 @@ describe.each([
   afterAll(async () => {
     await store?.close();
     await throwaway?.drop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    await embedded?.stop();
+    if (dataDir) rmSync(path.dirname(dataDir), { recursive: true, force: true });
   });
 
   it('applies every migration once; migrating again and reopening change nothing', async () => {
@@ -54,11 +58,9 @@ describe.each([
     const again = await migrateStore(store.db);
     expect(again.error).toBeUndefined();
     expect(again.results).toEqual([]);
-    if (isPostgres) {
-      // A second replica booting against the same database.
-      const second = await openStore(target);
-      await second.close();
-    }
+    // A second replica (or service) booting against the same database.
+    const second = await openStore(target);
+    await second.close();
     const tables = await sql<{ table_name: string }>`
       select table_name from information_schema.tables where table_schema = 'public' order by table_name`.execute(store.db);
     expect(tables.rows.map((r) => r.table_name)).toEqual(
@@ -142,16 +144,29 @@ describe.each([
   });
 
   if (!isPostgres) {
-    it('refuses a second open of the same folder while the first holds it', async () => {
-      await expect(openStore(target)).rejects.toThrow(/is in use by process/);
+    it('refuses a second server on the same folder while the first holds it', async () => {
+      await expect(startLockedEmbeddedPostgres({ dataDir: dataDir! })).rejects.toThrow(/is in use by process/);
     });
 
-    it('keeps its data in the folder across a reopen', async () => {
+    it('keeps its data in the folder across a restart, also after a kill -9, on the same URL', async () => {
       const record = completionRecord(cmplId());
       await writeCompletion(store.db, record);
       await store.close();
-      store = await openStore(target);
+      await embedded!.stop();
+      embedded = await startLockedEmbeddedPostgres({ dataDir: dataDir! });
+      store = await openStore({ url: embedded.url });
       expect(await findCompletionRef(store.db, record.id)).not.toBeNull();
+
+      // A crash: the pool stays, the server comes back on its port, nothing committed is gone.
+      const crashed = completionRecord(cmplId());
+      await writeCompletion(store.db, crashed);
+      embedded.child.kill('SIGKILL');
+      await embedded.exited;
+      await embedded.stop();
+      const port = embedded.port;
+      embedded = await startLockedEmbeddedPostgres({ dataDir: dataDir!, port });
+      expect(embedded.port).toBe(port);
+      expect(await findCompletionRef(store.db, crashed.id)).not.toBeNull();
     });
   }
 });

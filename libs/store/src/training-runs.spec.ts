@@ -1,5 +1,5 @@
 /**
- * Training runs on both backends (this machine's Postgres, embedded PGlite): migration 0003 widens the
+ * Training runs on both backends (this machine's Postgres, the embedded Postgres): migration 0003 widens the
  * kinds and adds loop children; creating a run twice keeps the first; patches set times by status and
  * merge summary metrics; a resumed job re-logging steps leaves one point per step; lists page newest
  * first; a detail carries series, children and the versions registered through registerCandidateVersion.
@@ -10,6 +10,7 @@ import path from 'node:path';
 import { newTimeOrderedId, trainingRunDetailSchema, trainingRunSchema } from '@flywheel/contracts';
 import { createThrowawayDatabase, type ThrowawayDatabase } from './store.testing';
 import { openStore, type Store } from './store.open';
+import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { registerCandidateVersion } from './model-versions.writes';
 import { appendTrainingMetrics, createTrainingRun, updateTrainingRun } from './training-runs.writes';
 import { getTrainingRunDetail, listTrainingRuns } from './training-runs.queries';
@@ -19,24 +20,27 @@ jest.setTimeout(60_000);
 const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 const runId = (kind: string) => `${kind}-${newTimeOrderedId()}`;
 
-describe.each([['postgres'], ['pglite']] as const)('training runs on %s', (kind) => {
+describe.each([['postgres'], ['embedded Postgres']] as const)('training runs on %s', (kind) => {
   let throwaway: ThrowawayDatabase | null = null;
   let dataDir: string | null = null;
+  let embedded: EmbeddedPostgres | null = null;
   let store: Store;
 
   beforeAll(async () => {
     if (kind === 'postgres') {
       throwaway = await createThrowawayDatabase(ADMIN_URL);
-      store = await openStore({ kind: 'postgres', url: throwaway.url });
+      store = await openStore({ url: throwaway.url });
     } else {
       dataDir = mkdtempSync(path.join(tmpdir(), 'flywheel-runs-store-'));
-      store = await openStore({ kind: 'pglite', dataDir });
+      embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(dataDir, 'store') });
+      store = await openStore({ url: embedded.url });
     }
   });
 
   afterAll(async () => {
     await store?.close();
     await throwaway?.drop();
+    await embedded?.stop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 

@@ -5,7 +5,7 @@
  */
 import { Registry } from 'prom-client';
 import { STREAMS } from '@flywheel/contracts';
-import { completionRecord, feedbackEvent, openStore, writeCompletion, writeFeedback, type Store } from '@flywheel/store';
+import { completionRecord, feedbackEvent, openStore, startEmbeddedPostgres, writeCompletion, writeFeedback, type EmbeddedPostgres, type Store } from '@flywheel/store';
 import { FlywheelBacklog, type WriterConsumerInfo } from './flywheel.backlog';
 import { FlywheelMetrics } from './flywheel.metrics';
 
@@ -20,6 +20,7 @@ async function sample(registry: Registry, series: string): Promise<number | null
 
 describe('FlywheelBacklog', () => {
   let store: Store;
+  let embedded: EmbeddedPostgres | null = null;
   let storeDown = false;
   const handle = {
     get: () => {
@@ -35,11 +36,13 @@ describe('FlywheelBacklog', () => {
   };
 
   beforeAll(async () => {
-    store = await openStore({ kind: 'pglite', dataDir: null });
+    embedded = await startEmbeddedPostgres({ dataDir: null });
+    store = await openStore({ url: embedded.url });
   });
 
   afterAll(async () => {
     await store?.close();
+    await embedded?.stop();
   });
 
   it('exports the pending-review count and each consumer backlog, refreshed on its timer', async () => {

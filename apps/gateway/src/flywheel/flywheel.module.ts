@@ -1,12 +1,11 @@
 /**
- * The data flywheel in the gateway: the store (Postgres or embedded PGlite, opened in the background),
+ * The data flywheel in the gateway: the store (DATABASE_URL: a Postgres server or the launcher's embedded one, opened in the background),
  * the durable JetStream → store writer, and the feedback API. Imported by GatewayModule with one line:
  * `FlywheelModule.forRoot(config)`. Jobs and consumers are started here and nowhere else.
  */
 import { Inject, Logger, Module, type DynamicModule, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
 import { MeshConnection, SERVICE_METRICS, type ServiceMetrics } from '@flywheel/mesh';
-import { storeTargetOf } from '@flywheel/store';
 import { SharedApiKeyGuard } from './api-key.shared-guard';
 import { FeedbackController } from './feedback.controller';
 import { FeedbackService } from './feedback.service';
@@ -61,7 +60,7 @@ export class FlywheelModule {
       module: FlywheelModule,
       controllers: [FeedbackController],
       providers: [
-        { provide: StoreHandle, useFactory: () => new StoreHandle(storeTargetOf(config.database.url, config.stateDir), writerRetryMaxMs) },
+        { provide: StoreHandle, useFactory: () => new StoreHandle(config.database.url, writerRetryMaxMs) },
         { provide: FlywheelMetrics, useFactory: (m: ServiceMetrics) => new FlywheelMetrics(m.registry), inject: [SERVICE_METRICS] },
         FlywheelJetStream,
         {

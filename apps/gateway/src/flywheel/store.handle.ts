@@ -1,10 +1,11 @@
 /**
  * The gateway's handle on the store: opens it (connect + migrate) in the background at boot and keeps
  * retrying with backoff while the database is unreachable, so the gateway boots and serves without it.
- * `get()` answers the open store or throws StoreUnavailableError; nothing here queries anything.
+ * With no DATABASE_URL at all it never opens and says why (the launcher hands every service the embedded
+ * Postgres's URL). `get()` answers the open store or throws StoreUnavailableError; nothing here queries anything.
  */
 import { Logger } from '@nestjs/common';
-import { openStore, type Store, type StoreTarget } from '@flywheel/store';
+import { NO_DATABASE_URL, openStore, type Store } from '@flywheel/store';
 
 export class StoreUnavailableError extends Error {
   constructor(message: string) {
@@ -18,18 +19,20 @@ export class StoreHandle {
   private store: Store | null = null;
   private closed = false;
   private lastError = 'not opened yet';
-  /** Resolves once the store is open and migrated (never rejects; retries until closed). */
+  /** Resolves once the store is open and migrated (never rejects; retries until closed; null without a URL). */
   readonly opened: Promise<Store | null>;
 
   constructor(
-    private readonly target: StoreTarget,
+    private readonly url: string | null,
     private readonly retryMaxMs: number,
   ) {
-    this.opened = this.openWithRetry();
-  }
-
-  get kind(): StoreTarget['kind'] {
-    return this.target.kind;
+    if (url === null) {
+      this.lastError = NO_DATABASE_URL;
+      this.logger.warn(`the store is off: ${NO_DATABASE_URL}`);
+      this.opened = Promise.resolve(null);
+    } else {
+      this.opened = this.openWithRetry(url);
+    }
   }
 
   get(): Store {
@@ -43,11 +46,11 @@ export class StoreHandle {
     this.store = null;
   }
 
-  private async openWithRetry(): Promise<Store | null> {
+  private async openWithRetry(url: string): Promise<Store | null> {
     let delayMs = 250;
     for (let attempt = 1; !this.closed; attempt++) {
       try {
-        const store = await openStore(this.target, {
+        const store = await openStore({ url }, {
           onIdleError: (err) => this.logger.warn(`idle database connection failed: ${err.message}`),
         });
         if (this.closed) {
@@ -55,7 +58,7 @@ export class StoreHandle {
           return null;
         }
         this.store = store;
-        this.logger.log(this.target.kind === 'postgres' ? 'store open on Postgres, migrations applied' : `store open on PGlite in ${this.target.dataDir ?? 'memory'}`);
+        this.logger.log(`store open on ${new URL(url).host}, migrations applied`);
         return store;
       } catch (err) {
         this.lastError = err instanceof Error ? err.message : String(err);

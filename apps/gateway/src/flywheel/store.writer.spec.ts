@@ -20,7 +20,7 @@ describe('handleRecord on postgres', () => {
 
   beforeAll(async () => {
     throwaway = await createThrowawayDatabase(ADMIN_URL);
-    store = await openStore({ kind: 'postgres', url: throwaway.url });
+    store = await openStore({ url: throwaway.url });
   });
 
   afterAll(async () => {
