@@ -9,112 +9,36 @@
  * on stdout. Exit 0 when the loop ran and the new version served the request; `targets_met` says whether the
  * issue's targets (reward gain ≥ 1 std, KL ≤ 5 nats, < 10 minutes) were met.
  */
-import { existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Queue } from 'bullmq';
-import IORedis from 'ioredis';
-import { loopJobResultSchema, loopStatusSchema, ppoStepMetricsSchema, QUEUES, SERVICE_NAMES, SUBJECTS, type LoopStartRequest, type LoopStatus, type ServiceName } from '@flywheel/contracts';
+import { loopStatusSchema, SUBJECTS, type LoopStartRequest } from '@flywheel/contracts';
 import { connectMesh, drainQuietly, MeshClient } from '@flywheel/mesh';
-import { createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store';
-import { ensureInfra, NATS_SPEC, REDIS_SPEC } from '../launcher/infra';
+import { followLoopRun, repoRoot, startDemoMesh, waitFor, type DemoMesh } from './demo-mesh';
 import { happyEndingPreferences, PREFERENCE_RULE } from './happy-endings';
 
-const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const args = parseArgs({ options: { json: { type: 'boolean', default: false }, seed: { type: 'string', default: '1' }, keep: { type: 'boolean', default: false } } }).values;
 const seed = Number(args.seed);
 const started = Date.now();
 const log = (msg: string) => process.stderr.write(`[demo ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no free port'))));
-    });
-  });
-}
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (${last})` : ''}`);
-}
-
-/** A throwaway database on a reachable Postgres, or null (the services then use the embedded store). */
-async function throwawayDatabase(): Promise<ThrowawayDatabase | null> {
-  try {
-    return await createThrowawayDatabase(process.env.FLYWHEEL_DEMO_DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/postgres');
-  } catch {
-    return null;
-  }
-}
-
 async function main(): Promise<number> {
   const shared = path.resolve(repoRoot, '..', 'shared', 'models', 'stories260K-hf');
   const baseModel = existsSync(path.join(shared, 'config.json')) ? shared : path.join(repoRoot, 'models', 'stories260K');
   const work = mkdtempSync(path.join(os.tmpdir(), 'flywheel-demo-'));
-  const children: ChildProcess[] = [];
-  let infraCount = 0;
-  let db: ThrowawayDatabase | null = null;
-  let redis: IORedis | null = null;
+  let demo: DemoMesh | null = null;
   let nc: Awaited<ReturnType<typeof connectMesh>> | null = null;
   try {
-    // ---- infrastructure: private NATS and Redis, a throwaway database when Postgres is here
-    const natsUrl = `nats://127.0.0.1:${await freePort()}`;
-    const redisUrl = `redis://127.0.0.1:${await freePort()}`;
-    for (const spec of [NATS_SPEC(natsUrl), REDIS_SPEC(redisUrl)]) {
-      const r = await ensureInfra(spec, path.join(work, 'infra'));
-      if (r.kind === 'missing') throw new Error(r.message);
-      if (r.kind === 'started') children.push(r.child);
-    }
-    infraCount = children.length;
-    db = await throwawayDatabase();
-    log(`NATS ${natsUrl}, Redis ${redisUrl}, store ${db ? 'a throwaway Postgres database' : 'embedded PGlite'}; base policy ${baseModel}`);
-
-    // ---- the five services
-    const apiKey = `sk-demo-${randomBytes(12).toString('hex')}`;
-    const ports = Object.fromEntries(await Promise.all(SERVICE_NAMES.map(async (s) => [s, await freePort()] as const))) as Record<ServiceName, number>;
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      NO_COLOR: '1',
-      NATS_URL: natsUrl,
-      REDIS_URL: redisUrl,
-      FLYWHEEL_STATE_DIR: path.join(work, 'state'),
-      FLYWHEEL_QUEUE_PREFIX: 'demo',
-      FLYWHEEL_API_KEYS: apiKey,
-      FLYWHEEL_MODEL: baseModel,
-      FLYWHEEL_POLICY_VERSION: 'base',
-      FLYWHEEL_LOOP_MIN_NEW_APPROVED: '0',
-      ...Object.fromEntries(SERVICE_NAMES.map((s) => [`FLYWHEEL_${s.toUpperCase()}_PORT`, String(ports[s])])),
-    };
-    if (db) env.DATABASE_URL = db.url;
-    else delete env.DATABASE_URL;
-    mkdirSync(path.join(work, 'logs'), { recursive: true });
-    for (const s of SERVICE_NAMES) {
-      // The embedded store is one process's: without Postgres the gateway keeps its own (runs stay in the trainer's).
-      const own = !db && s === 'gateway' ? { FLYWHEEL_STATE_DIR: path.join(work, 'state-gateway') } : {};
-      const out = openSync(path.join(work, 'logs', `${s}.log`), 'a');
-      children.push(spawn(process.execPath, [path.join(repoRoot, 'dist', 'apps', s, 'src', 'main.js')], { cwd: repoRoot, env: { ...env, ...own }, stdio: ['ignore', out, out] }));
-    }
-    await Promise.all(
-      SERVICE_NAMES.map((s) => waitFor(`${s} to be ready (logs in ${path.join(work, 'logs')})`, 120_000, async () => ((await fetch(`http://127.0.0.1:${ports[s]}/readyz`, { signal: AbortSignal.timeout(2000) })).ok ? true : undefined))),
-    );
+    // ---- private NATS and Redis, a throwaway database when Postgres is here, the five services
+    demo = await startDemoMesh({
+      work,
+      queuePrefix: 'demo',
+      env: { FLYWHEEL_MODEL: baseModel, FLYWHEEL_POLICY_VERSION: 'base', FLYWHEEL_LOOP_MIN_NEW_APPROVED: '0' },
+      log,
+    });
+    const { ports, apiKey } = demo;
+    log(`NATS ${demo.natsUrl}, Redis ${demo.redisUrl}, store ${demo.store}; base policy ${baseModel}`);
     log('all five services are ready');
 
     // ---- the preference set and one loop run on it
@@ -122,7 +46,7 @@ async function main(): Promise<number> {
     const prefsFile = path.join(work, 'preferences.jsonl');
     writeFileSync(prefsFile, prefs.map((p) => JSON.stringify(p)).join('\n') + '\n');
     log(`${prefs.length} synthetic preference pairs (${PREFERENCE_RULE}) → ${prefsFile}`);
-    nc = await connectMesh({ servers: [natsUrl], name: 'rlhf-demo' });
+    nc = await connectMesh({ servers: [demo.natsUrl], name: 'rlhf-demo' });
     const mesh = new MeshClient(nc);
     const request: LoopStartRequest = {
       action: 'start',
@@ -141,28 +65,7 @@ async function main(): Promise<number> {
     log(`${runId} started`);
 
     // ---- follow it: stages from trainer.loop, PPO steps from the ppo job's progress
-    redis = new IORedis(redisUrl, { maxRetriesPerRequest: null });
-    const loopQueue = new Queue(QUEUES.loop, { connection: redis, prefix: 'demo' });
-    const ppoQueue = new Queue(QUEUES.ppo, { connection: redis, prefix: 'demo' });
-    let stage = '';
-    let ppoStep = 0;
-    const status: LoopStatus = await waitFor('the loop run to finish', 15 * 60_000, async () => {
-      const s = await mesh.request(SUBJECTS.trainer.loop, { action: 'status' }, loopStatusSchema, { timeoutMs: 10_000, retryUndeliveredMs: 5_000 });
-      if (s.running && s.running.stage !== stage) log(`stage ${(stage = s.running.stage)}`);
-      const ppo = await ppoQueue.getJob(`${runId}-ppo`);
-      const p = ppoStepMetricsSchema.safeParse(ppo?.progress);
-      if (p.success && p.data.step !== ppoStep) {
-        ppoStep = p.data.step;
-        const bar = '#'.repeat(Math.round((20 * p.data.step) / p.data.steps)).padEnd(20, '.');
-        log(`ppo [${bar}] ${p.data.step}/${p.data.steps} reward ${p.data.reward_mean.toFixed(3)}±${p.data.reward_std.toFixed(3)} kl ${p.data.kl.toFixed(3)} clip ${p.data.clip_fraction.toFixed(3)}`);
-      }
-      return s.running === null && s.lastRun?.runId === runId ? s : undefined;
-    });
-    const job = await loopQueue.getJob(/^loop-(\d+)-/.exec(runId)?.[1] ?? '');
-    if (!job || status.lastRun?.status !== 'succeeded') throw new Error(`${runId} ${status.lastRun?.status ?? 'vanished'}: ${job?.failedReason ?? 'see the trainer log'} (logs in ${path.join(work, 'logs')})`);
-    const result = loopJobResultSchema.parse(job.returnvalue);
-    await loopQueue.close();
-    await ppoQueue.close();
+    const { result } = await followLoopRun({ mesh, redisUrl: demo.redisUrl, queuePrefix: 'demo', runId, timeoutMs: 15 * 60_000, log, logsDir: demo.logsDir });
     if (!result.eval) throw new Error(`${runId} stopped early: ${result.stoppedBecause ?? 'no eval'}`);
     const report = result.eval.report;
     log(`eval: reward ${report.reward_before.toFixed(3)}±${report.reward_std_before.toFixed(3)} → ${report.reward_after.toFixed(3)} (${report.reward_gain_std.toFixed(2)} std), KL ${report.kl.toFixed(3)} nats; ${result.promoted ? `promoted ${result.candidateVersion}` : `not promoted (${result.eval.reasons.join('; ')})`}`);
@@ -210,20 +113,7 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     await drainQuietly(nc);
-    await redis?.quit().catch(() => undefined);
-    // Services first, then NATS and Redis (a service shutting down still talks to them); SIGKILL after 20 s.
-    const infra = children.slice(0, infraCount);
-    for (const group of [children.slice(infraCount), infra]) {
-      await Promise.all(
-        group.map((c) => {
-          if (c.exitCode !== null || c.signalCode !== null) return undefined;
-          const kill = setTimeout(() => c.kill('SIGKILL'), 20_000);
-          c.kill('SIGTERM');
-          return new Promise((r) => c.once('exit', () => r(clearTimeout(kill))));
-        }),
-      );
-    }
-    await db?.drop().catch((err: unknown) => log(`could not drop the demo database: ${String(err)}`));
+    await demo?.stop();
     if (args.keep) log(`kept ${work}`);
     else rmSync(work, { recursive: true, force: true });
   }
