@@ -1,6 +1,6 @@
 /**
  * The embedded Postgres of the default install: PGlite (Postgres compiled to WASM) in a child process of its
- * own, serving the Postgres wire protocol on 127.0.0.1 through @electric-sql/pglite-socket, so every service
+ * own, serving the Postgres wire protocol on 127.0.0.1, so every service
  * reaches it with `pg` exactly as it would reach a real server — one database, one code path. The caller owns
  * the data folder through a lock file (a second owner is refused) and may restart the child on the same port
  * after a crash. Not a production database: PGlite runs one query at a time (for one machine, evaluation, demos).
@@ -33,27 +33,101 @@ export interface EmbeddedPostgresOptions {
 }
 
 /**
- * Runs in the child as plain JavaScript (`node -e`), so it starts the same from src under Jest and from dist.
- * It exits when its stdin closes: the owner died, and an orphan must not keep the folder open.
+ * The server, run in the child as plain JavaScript (`node -e`), so it starts the same from src under Jest and
+ * from dist. PGlite is one backend: every connection's messages run on it, so a connection holds it from the
+ * first message of a batch to the Sync or simple Query that ends it, and for as long as it is inside a
+ * transaction — otherwise another connection's Parse could land between this one's Parse and Bind (the unnamed
+ * statement is the backend's, not the connection's), which @electric-sql/pglite-socket's per-message queue
+ * allows. A connection that closes inside a transaction is rolled back. The child exits when its stdin closes:
+ * the owner died, and an orphan must not keep the folder open.
  */
 const SERVER_SOURCE = `
+const net = require('node:net');
 const { PGlite } = require(process.env.FLYWHEEL_PGLITE_MODULE);
 const { pg_trgm } = require(process.env.FLYWHEEL_PGLITE_TRGM_MODULE);
-const { PGLiteSocketServer } = require(process.env.FLYWHEEL_PGLITE_SOCKET_MODULE);
-const dataDir = process.env.FLYWHEEL_PGLITE_DATA_DIR || undefined;
-const port = Number(process.env.FLYWHEEL_PGLITE_PORT || 0);
+const SSL_REQUEST = 80877103, GSSENC_REQUEST = 80877104, CANCEL_REQUEST = 80877102;
+let db;
+let owner = null;
+const waiters = [];
+const acquire = (conn) => {
+  if (owner === conn) return Promise.resolve();
+  if (owner === null) { owner = conn; return Promise.resolve(); }
+  return new Promise((resolve) => waiters.push({ conn, resolve }));
+};
+const release = (conn) => {
+  if (owner !== conn) return;
+  const next = waiters.shift();
+  owner = next ? next.conn : null;
+  if (next) next.resolve();
+};
+const exec = (conn, message) => db.execProtocolRawStream(message, {
+  onRawData: (data) => { if (!conn.closed) conn.socket.write(Buffer.from(data)); },
+});
+function serve(socket) {
+  socket.setNoDelay(true);
+  const conn = { socket, closed: false, started: false, buf: Buffer.alloc(0), chain: Promise.resolve() };
+  const then = (step) => { conn.chain = conn.chain.then(step).catch((err) => {
+    process.stderr.write('connection failed: ' + String((err && err.message) || err) + '\\n');
+    socket.destroy();
+  }); };
+  const handle = async (message, type) => {
+    await acquire(conn);
+    if (conn.closed) return;
+    await exec(conn, message);
+    // Startup, Sync and simple Query end a batch; a transaction keeps the backend until it ends.
+    if ((type === 0 || type === 0x53 || type === 0x51) && !db.isInTransaction()) release(conn);
+  };
+  socket.on('data', (chunk) => {
+    conn.buf = Buffer.concat([conn.buf, chunk]);
+    for (;;) {
+      if (!conn.started) {
+        if (conn.buf.length < 8) return;
+        const length = conn.buf.readInt32BE(0);
+        if (conn.buf.length < length) return;
+        const code = conn.buf.readInt32BE(4);
+        const message = conn.buf.subarray(0, length);
+        conn.buf = conn.buf.subarray(length);
+        if (code === SSL_REQUEST || code === GSSENC_REQUEST) { socket.write('N'); continue; }
+        if (code === CANCEL_REQUEST) { socket.end(); return; }
+        conn.started = true;
+        const copy = new Uint8Array(message);
+        then(() => handle(copy, 0));
+        continue;
+      }
+      if (conn.buf.length < 5) return;
+      const length = 1 + conn.buf.readInt32BE(1);
+      if (conn.buf.length < length) return;
+      const type = conn.buf[0];
+      const copy = new Uint8Array(conn.buf.subarray(0, length));
+      conn.buf = conn.buf.subarray(length);
+      if (type === 0x58) { socket.end(); return; } // Terminate
+      then(() => handle(copy, type));
+    }
+  });
+  const close = () => {
+    if (conn.closed) return;
+    conn.closed = true;
+    then(async () => {
+      if (owner === conn && db.isInTransaction()) await db.exec('ROLLBACK').catch(() => undefined);
+      release(conn);
+    });
+  };
+  socket.on('close', close);
+  socket.on('error', close);
+}
 (async () => {
-  const db = await PGlite.create(dataDir, { extensions: { pg_trgm } });
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port, maxConnections: 256 });
-  server.addEventListener('error', (e) => process.stderr.write('embedded postgres: ' + (e.detail && e.detail.message || e.detail) + '\\n'));
-  await server.start();
-  const address = server.getServerConn();
-  process.stdout.write(JSON.stringify({ ready: true, port: Number(address.split(':').pop()) }) + '\\n');
+  db = await PGlite.create(process.env.FLYWHEEL_PGLITE_DATA_DIR || undefined, { extensions: { pg_trgm } });
+  const server = net.createServer(serve);
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(process.env.FLYWHEEL_PGLITE_PORT || 0), '127.0.0.1', resolve);
+  });
+  process.stdout.write(JSON.stringify({ ready: true, port: server.address().port }) + '\\n');
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
-    await server.stop().catch(() => undefined);
+    server.close();
     await db.close().catch(() => undefined);
     process.exit(0);
   };
@@ -77,12 +151,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
   const child = spawn(process.execPath, ['-e', SERVER_SOURCE], {
     stdio: ['pipe', 'pipe', 'pipe'],
+    // Its own process group: a Ctrl-C in the terminal reaches the owner, which stops it after the services.
+    detached: true,
     env: {
       ...process.env,
       // Resolved here: a `node -e` child resolves packages from its working directory, not from us.
       FLYWHEEL_PGLITE_MODULE: require.resolve('@electric-sql/pglite'),
       FLYWHEEL_PGLITE_TRGM_MODULE: require.resolve('@electric-sql/pglite/contrib/pg_trgm'),
-      FLYWHEEL_PGLITE_SOCKET_MODULE: require.resolve('@electric-sql/pglite-socket'),
       FLYWHEEL_PGLITE_DATA_DIR: options.dataDir ?? '',
       FLYWHEEL_PGLITE_PORT: String(options.port ?? 0),
     },

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
+import { Client, Pool } from 'pg';
 import { newTimeOrderedId } from '@flywheel/contracts';
 import { completionRecord, createThrowawayDatabase, feedbackEvent, type ThrowawayDatabase } from './store.testing';
 import { migrateStore, openStore, type Store, type StoreTarget } from './store.open';
@@ -141,6 +142,51 @@ describe.each([
     await writeCompletion(store.db, record);
     const hits = await store.db.selectFrom('completions').select('id').where('search_text', 'ilike', '%quintess%').execute();
     expect(hits.map((h) => h.id)).toEqual([record.id]);
+  });
+
+  it('keeps many connections apart: statements of different shapes and transactions never mix', async () => {
+    // The embedded server runs every connection on one backend: a Parse of one connection landing between
+    // another's Parse and Bind would answer "bind message supplies 1 parameters, but prepared statement requires 2".
+    const pool = new Pool({ connectionString: target.url, max: 8 });
+    try {
+      const table = `acct_${Math.random().toString(36).slice(2, 8)}`;
+      await pool.query(`create table ${table} (id int primary key, bal int)`);
+      await pool.query(`insert into ${table} select g, 100 from generate_series(1, 10) g`);
+      const work = Array.from({ length: 600 }, async (_, i) => {
+        if (i % 3 === 0) return (await pool.query('select $1::int as a', [i])).rows[0].a === i;
+        if (i % 3 === 1) return (await pool.query('select $1::int + $2::int as a', [i, 1])).rows[0].a === i + 1;
+        const c = await pool.connect();
+        try {
+          await c.query('begin');
+          await c.query(`update ${table} set bal = bal - 1 where id = $1`, [1 + (i % 10)]);
+          await c.query(`update ${table} set bal = bal + 1 where id = $1`, [1 + ((i + 3) % 10)]);
+          await c.query(i % 7 === 0 ? 'rollback' : 'commit');
+          return true;
+        } finally {
+          c.release();
+        }
+      });
+      expect((await Promise.all(work)).every(Boolean)).toBe(true);
+      expect((await pool.query(`select sum(bal)::int as s from ${table}`)).rows[0].s).toBe(1000);
+      await pool.query(`drop table ${table}`);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('rolls back a transaction whose connection dies, and serves the others meanwhile', async () => {
+    const client = new Client({ connectionString: target.url });
+    await client.connect();
+    client.on('error', () => undefined);
+    const record = completionRecord(cmplId());
+    await client.query('begin');
+    await client.query('insert into dead_letters (id, stream, subject, payload, error) values ($1, $2, $3, $4, $5)', [record.id, 'S', 's', '{}', 'e']);
+    await client.query('select 1');
+    (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    const other = await writeCompletion(store.db, record);
+    expect(other).toBe('inserted');
+    const left = await sql<{ n: number }>`select count(*)::int as n from dead_letters where id = ${record.id}`.execute(store.db);
+    expect(left.rows[0]?.n).toBe(0);
   });
 
   if (!isPostgres) {
