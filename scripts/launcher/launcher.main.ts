@@ -2,7 +2,7 @@
  * `npm start`: the whole mesh on one machine. Ensures NATS and Redis (starting local ones if needed),
  * runs the embedded Postgres when no DATABASE_URL is set (one database every service reaches over the wire),
  * sets up JetStream once, then runs gateway, policy, reward, moderation and trainer as separate
- * processes until Ctrl-C. Configuration is the same environment the services read (see README).
+ * processes (each restarted if it dies) until Ctrl-C. Configuration is the same environment the services read (see README).
  */
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -60,7 +60,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     console.log(`flywheel: ${signal}, stopping services`);
-    await stopAll(services.map((s) => s.child));
+    await Promise.all(services.map((s) => s.stop()));
     await store?.stop();
     await stopAll(infraChildren);
     process.exit(0);

@@ -1,6 +1,7 @@
 /**
- * Runs the five service processes with prefixed, coloured logs and stops them together: SIGTERM to
- * all on Ctrl-C, SIGKILL to whatever is still alive after a grace period.
+ * Runs the five service processes with prefixed, coloured logs, restarts one that dies on its own (kill -9,
+ * out of memory, a crash) with a growing pause, and stops them together: SIGTERM to all on Ctrl-C, SIGKILL
+ * to whatever is still alive after a grace period.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -9,7 +10,10 @@ const COLORS = [36, 35, 33, 32, 34, 91, 96];
 
 export interface ManagedProcess {
   name: string;
-  child: ChildProcess;
+  /** The running process (a new one after each restart). */
+  readonly child: ChildProcess;
+  /** Stops it for good: no restart after this. */
+  stop(graceMs?: number): Promise<void>;
 }
 
 export function prefixLines(stream: NodeJS.ReadableStream | null, prefix: string, out: NodeJS.WritableStream) {
@@ -22,16 +26,44 @@ export function colorPrefix(name: string, index: number, width: number, color = 
   return color ? `\x1b[${COLORS[index % COLORS.length]}m${label}\x1b[0m` : label;
 }
 
+/** A restart waits 1 s, doubling up to 30 s while the process keeps dying within 10 s of its start. */
+const RESTART_MIN_MS = 1_000;
+const RESTART_MAX_MS = 30_000;
+const STABLE_MS = 10_000;
+
 export function startProcess(name: string, index: number, width: number, command: string, args: string[], env: NodeJS.ProcessEnv): ManagedProcess {
-  // Children write to pipes, so Nest would drop colours anyway; NO_COLOR keeps escape codes out of log files.
-  const child = spawn(command, args, { env: process.stdout.isTTY ? env : { ...env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const prefix = colorPrefix(name, index, width);
-  prefixLines(child.stdout, prefix, process.stdout);
-  prefixLines(child.stderr, prefix, process.stderr);
-  child.on('exit', (code, signal) => {
-    process.stdout.write(`${prefix} exited (${signal ?? `code ${code}`})\n`);
-  });
-  return { name, child };
+  let stopped = false;
+  let delayMs = RESTART_MIN_MS;
+  let timer: NodeJS.Timeout | null = null;
+  const spawnOnce = (): ChildProcess => {
+    // Children write to pipes, so Nest would drop colours anyway; NO_COLOR keeps escape codes out of log files.
+    const child = spawn(command, args, { env: process.stdout.isTTY ? env : { ...env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const startedAt = Date.now();
+    prefixLines(child.stdout, prefix, process.stdout);
+    prefixLines(child.stderr, prefix, process.stderr);
+    child.on('exit', (code, signal) => {
+      process.stdout.write(`${prefix} exited (${signal ?? `code ${code}`})\n`);
+      if (stopped) return;
+      delayMs = Date.now() - startedAt > STABLE_MS ? RESTART_MIN_MS : Math.min(RESTART_MAX_MS, delayMs * 2);
+      process.stdout.write(`${prefix} restarting in ${(delayMs / 1000).toFixed(0)} s\n`);
+      timer = setTimeout(() => {
+        timer = null;
+        if (!stopped) managed.child = spawnOnce();
+      }, delayMs);
+    });
+    return child;
+  };
+  const managed = {
+    name,
+    child: spawnOnce(),
+    stop: async (graceMs?: number) => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await stopAll([managed.child], graceMs);
+    },
+  };
+  return managed;
 }
 
 export async function stopAll(children: ChildProcess[], graceMs = 10_000): Promise<void> {
