@@ -45,12 +45,13 @@ export function startProcess(name: string, index: number, width: number, command
     child.on('exit', (code, signal) => {
       process.stdout.write(`${prefix} exited (${signal ?? `code ${code}`})\n`);
       if (stopped) return;
-      delayMs = Date.now() - startedAt > STABLE_MS ? RESTART_MIN_MS : Math.min(RESTART_MAX_MS, delayMs * 2);
-      process.stdout.write(`${prefix} restarting in ${(delayMs / 1000).toFixed(0)} s\n`);
+      const waitMs = Date.now() - startedAt > STABLE_MS ? RESTART_MIN_MS : delayMs;
+      delayMs = Math.min(RESTART_MAX_MS, waitMs * 2);
+      process.stdout.write(`${prefix} restarting in ${(waitMs / 1000).toFixed(0)} s\n`);
       timer = setTimeout(() => {
         timer = null;
         if (!stopped) managed.child = spawnOnce();
-      }, delayMs);
+      }, waitMs);
     });
     return child;
   };
