@@ -2,7 +2,7 @@
  * What the benchmarks share: the SmolLM2-135M hyperparameters the issues' targets are stated for, and the
  * seeded random weights they run on (a fast xorshift fill, so generating 135M weights takes about a second).
  */
-import { expectedWeightShapes, type ModelSpec } from '../libs/kernels/src';
+import { expectedWeightShapes, Xorshift32, type ModelSpec } from '../libs/kernels/src';
 
 export const SMOLLM2_135M: ModelSpec = {
   vocabSize: 49152,
@@ -22,18 +22,13 @@ export const SMOLLM2_135M: ModelSpec = {
 
 /** Seeded weights: N(0,1)-ish * 1/sqrt(fan_in) for matrices, ~1 for norms. Fast xorshift fill. */
 export function randomWeights(spec: ModelSpec, seed: number): Map<string, Float32Array> {
-  let s = seed >>> 0 || 1;
+  const rng = new Xorshift32(seed);
   const weights = new Map<string, Float32Array>();
-  for (const [name, [rows, cols]] of expectedWeightShapes(spec)) {
+  for (const [name, [rows, cols = 1]] of expectedWeightShapes(spec)) {
     const a = new Float32Array(rows * cols);
     const isNorm = cols === 1;
     const scale = isNorm ? 0.1 : 1.7 / Math.sqrt(cols);
-    for (let i = 0; i < a.length; i++) {
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      a[i] = (isNorm ? 1 : 0) + ((s >>> 0) / 4294967296 - 0.5) * scale;
-    }
+    for (let i = 0; i < a.length; i++) a[i] = (isNorm ? 1 : 0) + (rng.next() - 0.5) * scale;
     weights.set(name, a);
   }
   return weights;

@@ -19,9 +19,11 @@ import {
   trainStep,
   zeroGrad,
   DEFAULT_OPTIMIZER,
+  Xorshift32,
 } from '../libs/kernels/src';
 import type { ModelSpec, WeightMap } from '../libs/kernels/src';
-import { loadCheckpoint, measurePeakFlops } from '../libs/model/src';
+import { loadCheckpoint } from '../libs/model/src';
+import { measurePeakFlops } from '../libs/train/src';
 import { randomWeights, SMOLLM2_135M } from './bench.shapes';
 
 
@@ -68,13 +70,8 @@ async function benchModel(name: string, spec: ModelSpec, weights: WeightMap, B: 
   const model = createTrainableModel(spec, weights, { threads });
   try {
     const params = trainableModelInfo(model).numParams;
-    let s = 12345;
-    const rand = (): number => {
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      return (s >>> 0) % spec.vocabSize;
-    };
+    const rng = new Xorshift32(12345);
+    const rand = (): number => rng.nextUint32() % spec.vocabSize;
     const tokens = Int32Array.from({ length: B * T }, rand);
     const targets = Int32Array.from({ length: B * T }, rand);
     const batch = { B, T, tokens, mask: new Int32Array(B * T).fill(1) };

@@ -20,6 +20,7 @@
         "src/kernels/triad.cpp",
         "src/kernels/model.cpp",
         "src/binding/training.cpp",
+        "src/binding/training_ops.cpp",
         "src/binding/napi_args.cpp",
         "src/train/embedding_train.cpp",
         "src/train/rmsnorm_train.cpp",

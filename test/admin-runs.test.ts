@@ -28,13 +28,13 @@ import { MeshClient } from '@flywheel/mesh';
 import {
   appendTrainingMetrics,
   applyReview,
-  completionRecord,
   createTrainingRun,
   registerCandidateVersion,
   updateTrainingRun,
   writeCompletion,
   type Store,
 } from '@flywheel/store';
+import { completionRecord } from '@flywheel/store/testing';
 import { startAdminGateway, type AdminGateway } from './support/admin-gateway';
 import { getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor } from './support/processes';
 

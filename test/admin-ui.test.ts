@@ -12,7 +12,7 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { adminCompletionDetailSchema, sftExportLineSchema } from '@flywheel/contracts';
-import { createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store';
+import { createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { startGatewayMesh, startPrivateNats, type GatewayMesh, type PrivateNats } from './gateway.support';
 import { repoRoot, waitFor } from './support/processes';
 

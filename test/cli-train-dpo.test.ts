@@ -1,6 +1,6 @@
 /**
  * `npx flywheel train dpo` as a user runs it: the compiled CLI on the committed stories260K model and a synthetic
- * preference JSONL (test/reward.support.ts) prints the issue's one JSON object, held-out implied-reward accuracy and
+ * preference JSONL (test/reward.support.ts) prints one JSON summary line on stdout, held-out implied-reward accuracy and
  * margin rise, the progress bar goes to stderr only, and the checkpoint it writes loads through the real loader.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
  * `npx flywheel train sft` as a user runs it: the compiled CLI on the committed stories260K model and the
- * SFT fixture prints the issue's one JSON object, held-out loss falls, the progress bar goes to stderr
+ * SFT fixture prints one JSON summary line on stdout, held-out loss falls, the progress bar goes to stderr
  * only, and the checkpoint it writes loads through the real loader.
  */
 import { mkdtempSync, rmSync } from 'node:fs';

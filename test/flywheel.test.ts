@@ -12,7 +12,8 @@ import path from 'node:path';
 import { connect, JSONCodec, type NatsConnection } from 'nats';
 import { Client } from 'pg';
 import { completionRecordSubject, newTimeOrderedId, STREAMS, type CompletionRecord } from '@flywheel/contracts';
-import { completionRecord, createThrowawayDatabase, openStore, type Store, type ThrowawayDatabase } from '@flywheel/store';
+import { openStore, type Store } from '@flywheel/store';
+import { completionRecord, createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { metricValue, startPrivateNats, type PrivateNats } from './gateway.support';
 import { freePort, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 

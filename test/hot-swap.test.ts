@@ -13,7 +13,8 @@ import { connect, type NatsConnection } from 'nats';
 import { generateFrameSchema, policyInfoSchema, SUBJECTS, type GenerateFrame, type GenerateRequestInput } from '@flywheel/contracts';
 import { ensureJetStream, entryFor, fetchCheckpoint, findPublished, MeshClient, promote, putCheckpoint, readActive } from '@flywheel/mesh';
 import { createNativeEngine, loadCheckpoint, writeHfCheckpoint } from '@flywheel/model';
-import { createThrowawayDatabase, openStore, type Store, type ThrowawayDatabase } from '@flywheel/store';
+import { openStore, type Store } from '@flywheel/store';
+import { createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { startPrivateNats, type PrivateNats } from './gateway.support';
 import { freePort, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 

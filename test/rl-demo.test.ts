@@ -2,7 +2,8 @@
  * The RL loop end to end, as `npm run demo:rlhf -- --json` runs it: private NATS and Redis, a throwaway Postgres
  * database, all five compiled services, the synthetic happy-ending preference set, one loop run (reward model →
  * PPO scored by the reward service → eval → promotion through the KV) and a chat completion served by the new
- * version through the gateway. Asserts the issue's targets on the demo's own JSON, not on hard-coded numbers.
+ * version through the gateway. Asserts the loop's targets (reward-model accuracy, reward gain of at least one
+ * standard deviation, bounded KL, under ten minutes, the promoted version served) on the demo's own JSON.
  */
 import { run } from './support/processes';
 

@@ -5,15 +5,18 @@
  * accuracy in the embedded Postgres; invalid job data fails without retry. The BullMQ wiring is the same as the sft job's.
  * The version is published to a private nats-server's `checkpoints` object store with its lineage (parent: the
  * published base it was trained from), can be promoted and rolled back there, and a re-run publishes nothing new.
+ * On the compiled trainer against this machine's real Redis (queues under a prefix of this run only), a trainer
+ * stopped with SIGTERM checkpoints its running dpo job and requeues it, and the next trainer resumes it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { UnrecoverableError } from 'bullmq';
+import { Queue, QueueEvents, UnrecoverableError, type Job } from 'bullmq';
+import IORedis from 'ioredis';
 import type { NatsConnection } from 'nats';
-import { dpoJobProgressSchema, dpoJobResultSchema, FLYWHEEL_VERSION, type DpoJobDataInput, type DpoJobProgress } from '@flywheel/contracts';
+import { dpoJobProgressSchema, dpoJobResultSchema, FLYWHEEL_VERSION, QUEUES, type DpoJobDataInput, type DpoJobProgress } from '@flywheel/contracts';
 import { loadTrainerConfig } from '@flywheel/config';
 import {
   connectMesh,
@@ -34,7 +37,7 @@ import { findModelVersion, getTrainingRunDetail, openStore, startLockedEmbeddedP
 import { DpoProcessor } from '../apps/trainer/src/dpo.processor';
 import { TrainerStore } from '../apps/trainer/src/trainer.store';
 import { syntheticPreferences, toJsonl } from './reward.support';
-import { freePort, repoRoot, waitFor } from './support/processes';
+import { freePort, getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 
 jest.setTimeout(90_000);
 
@@ -46,13 +49,14 @@ describe('dpo job', () => {
   let nats: ChildProcess;
   let nc: NatsConnection;
   let mesh: MeshConnection;
+  let natsUrl: string;
   /** The base the job trains from, published (and active) before it runs: the job's parent. */
   const BASE = 'stories260K-base';
 
   beforeAll(async () => {
     const natsPort = await freePort();
     nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', path.join(stateDir, 'nats')], { stdio: 'ignore' });
-    const natsUrl = `nats://127.0.0.1:${natsPort}`;
+    natsUrl = `nats://127.0.0.1:${natsPort}`;
     nc = await waitFor(() => connectMesh({ servers: [natsUrl], name: 'dpo-test' }), 10_000, 'private nats-server');
     mesh = new MeshConnection([natsUrl], 'dpo-test-trainer', new Readiness(), createServiceMetrics('trainer', 'dpo-test-trainer', FLYWHEEL_VERSION));
     await putCheckpoint(nc, { version: BASE, role: 'policy', dir: path.join(repoRoot, 'models/stories260K') });
@@ -141,5 +145,77 @@ describe('dpo job', () => {
     const again = dpoJobResultSchema.parse(await processor.process({ id: 'j1', timestamp: JOB_CREATED, data: jobData, updateProgress: async () => undefined }));
     expect(again).toMatchObject({ versionId: VERSION, resumedFromStep: 20 });
     expect(await findPublished(nc, VERSION)).toEqual(before);
+  });
+
+  describe('on the compiled trainer (real Redis)', () => {
+    const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const prefix = `fwtest-dpo-${process.pid}-${Date.now()}`;
+    let env: Record<string, string>;
+    let trainer: Running | undefined;
+    let connection: IORedis;
+    let queue: Queue;
+    let events: QueueEvents;
+    const progress = new Map<string, DpoJobProgress[]>();
+
+    const startTrainer = async (): Promise<Running> => {
+      const r = run(process.execPath, [serviceEntry('trainer')], env);
+      await waitFor(async () => {
+        const res = await getJson(`http://127.0.0.1:${env.FLYWHEEL_TRAINER_PORT}/readyz`);
+        return res.status === 200 ? true : undefined;
+      }, 30_000, 'trainer ready');
+      return r;
+    };
+
+    beforeAll(async () => {
+      env = {
+        ...(await portsEnv()),
+        NATS_URL: natsUrl,
+        REDIS_URL,
+        DATABASE_URL: embedded.url,
+        FLYWHEEL_STATE_DIR: stateDir,
+        FLYWHEEL_QUEUE_PREFIX: prefix,
+        FLYWHEEL_TRAINER_LOCK_MS: '2000',
+        FLYWHEEL_TRAINER_THREADS: '1',
+      };
+      connection = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
+      queue = new Queue(QUEUES.dpo, { connection, prefix });
+      events = new QueueEvents(QUEUES.dpo, { connection: { url: REDIS_URL }, prefix });
+      events.on('progress', ({ jobId, data }) => {
+        const p = dpoJobProgressSchema.safeParse(data);
+        if (p.success) progress.set(jobId, [...(progress.get(jobId) ?? []), p.data]);
+      });
+      await events.waitUntilReady();
+      trainer = await startTrainer();
+    });
+
+    afterAll(async () => {
+      await stop(trainer);
+      // The trainer creates every trainer queue under this run's prefix: remove them all, not just dpo.
+      for (const name of Object.values(QUEUES)) {
+        const q = new Queue(name, { connection, prefix });
+        await q.obliterate({ force: true }).catch(() => undefined);
+        await q.close();
+      }
+      await events?.close();
+      await queue?.close();
+      await connection?.quit();
+    });
+
+    it('on SIGTERM checkpoints the running job at its next step and puts it back in the queue', async () => {
+      const data = path.join(stateDir, 'prefs-requeue.jsonl');
+      writeFileSync(data, toJsonl(syntheticPreferences(60)));
+      const jobData: DpoJobDataInput = { modelDir: path.join(repoRoot, 'models/stories260K'), data: { kind: 'jsonl', path: data }, steps: 40, seed: 3, heldout: 0.25, checkpointEvery: 1000 };
+      const job: Job = await queue.add(QUEUES.dpo, jobData, { jobId: 'dpo-c' });
+      const stopped = trainer!;
+      await waitFor(async () => ((progress.get('dpo-c') ?? []).length >= 3 ? true : undefined), 60_000, 'three steps');
+      await stop(stopped, 'SIGTERM');
+      const at = Number(/job dpo-c: trainer shutting down; stopped at step (\d+)/.exec(stopped.output())?.[1]);
+      expect(at).toBeGreaterThanOrEqual(3);
+      expect(await job.getState()).toBe('waiting');
+
+      trainer = await startTrainer();
+      const result = dpoJobResultSchema.parse(await job.waitUntilFinished(events, 90_000));
+      expect(result.resumedFromStep).toBe(at);
+    }, 180_000);
   });
 });

@@ -16,7 +16,8 @@ import IORedis from 'ioredis';
 import type { NatsConnection } from 'nats';
 import { loopJobDataSchema, loopStatusSchema, QUEUES, SUBJECTS, type LoopStatus } from '@flywheel/contracts';
 import { connectMesh, drainQuietly, MeshClient } from '@flywheel/mesh';
-import { applyReview, completionRecord, createThrowawayDatabase, findExport, openStore, writeCompletion, type ThrowawayDatabase } from '@flywheel/store';
+import { applyReview, findExport, openStore, writeCompletion } from '@flywheel/store';
+import { completionRecord, createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { freePort, getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

@@ -2,10 +2,10 @@
  * `flywheel train reward`: trains a reward model (Bradley–Terry, scalar head on a policy checkpoint) on preference
  * JSONL (`{"prompt", "chosen", "rejected"}`, the admin export's preference format). Parses the arguments, draws the
  * progress bar on stderr and, with --json, prints one summary object on stdout; the loop itself is
- * runRewardTraining (libs/model/src/training/reward.trainer.ts), shared with the trainer's `reward-train` job.
+ * runRewardTraining (libs/train/src/reward.trainer.ts), shared with the trainer's `reward-train` job.
  */
 import { readFileSync } from 'node:fs';
-import { runRewardTraining } from '@flywheel/model';
+import { runRewardTraining } from '@flywheel/train';
 import { drawProgress, parseTrainArgs } from './train-args';
 
 export const TRAIN_REWARD_USAGE =

@@ -1,14 +1,14 @@
 /**
  * `flywheel train sft`: supervised fine-tuning of a Hugging Face checkpoint on chat JSONL (`{"messages": [...]}`,
  * the flywheel's SFT export format). Parses the arguments, draws the progress bar on stderr and, with --json,
- * prints one summary object on stdout; the training loop itself is runSft (libs/model/src/training/sft.trainer.ts),
+ * prints one summary object on stdout; the training loop itself is runSft (libs/train/src/sft.trainer.ts),
  * shared with the BullMQ `sft` job (apps/trainer).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { LORA_TARGETS } from '@flywheel/kernels';
-import { runSft } from '@flywheel/model';
+import { runSft } from '@flywheel/train';
 import { drawProgress, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_SFT_USAGE =

@@ -13,7 +13,8 @@ import { Queue } from 'bullmq';
 import IORedis from 'ioredis';
 import { loopJobResultSchema, loopStatusSchema, ppoStepMetricsSchema, QUEUES, SERVICE_NAMES, SUBJECTS, type LoopJobResult, type LoopStatus, type PpoStepMetrics, type ServiceName } from '@flywheel/contracts';
 import type { MeshClient } from '@flywheel/mesh';
-import { createThrowawayDatabase, startLockedEmbeddedPostgres, type EmbeddedPostgres, type ThrowawayDatabase } from '@flywheel/store';
+import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from '@flywheel/store';
+import { createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { ensureInfra, NATS_SPEC, REDIS_SPEC } from '../launcher/infra';
 
 export const repoRoot = path.resolve(__dirname, '..', '..', '..');

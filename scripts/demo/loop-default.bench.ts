@@ -11,7 +11,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loopStartRequestSchema, loopStatusSchema, SUBJECTS, type LoopStartRequest, type LoopStatus } from '@flywheel/contracts';
 import { connectMesh, drainQuietly, MeshClient } from '@flywheel/mesh';
-import { applyReview, completionRecord, createExport, findTrainingRun, openStore, writeCompletion, type Store } from '@flywheel/store';
+import { applyReview, createExport, findTrainingRun, openStore, writeCompletion, type Store } from '@flywheel/store';
+import { completionRecord } from '@flywheel/store/testing';
 import { followLoopRun, startDemoMesh, type DemoMesh } from './demo-mesh';
 import { happyEndingPreferences, PREFERENCE_RULE } from './happy-endings';
 

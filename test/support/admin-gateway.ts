@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from 'nats';
-import { createThrowawayDatabase, openStore, type Store, type ThrowawayDatabase } from '@flywheel/store';
+import { openStore, type Store } from '@flywheel/store';
+import { createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { startPrivateNats, type PrivateNats } from '../gateway.support';
 import { freePort, run, serviceEntry, stop, waitFor, type Running } from './processes';
 

@@ -7,8 +7,8 @@
  */
 import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
-import { UnrecoverableError, type Job } from 'bullmq';
-import { evalJobDataSchema, MODERATION_MAX_BATCH, moderationResponseSchema, QUEUES, SUBJECTS, type EvalJobResult } from '@flywheel/contracts';
+import { UnrecoverableError } from 'bullmq';
+import { evalJobDataSchema, MODERATION_MAX_BATCH, moderationResponseSchema, QUEUES, SUBJECTS, type EvalJobData, type EvalJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { fetchCheckpoint, findPublished, MeshConnection, promoteVersion, readActive } from '@flywheel/mesh';
 import { gateVerdict, runPolicyEval } from '@flywheel/rl';
@@ -16,21 +16,19 @@ import { markVersionRejected } from '@flywheel/store';
 import { RewardClient } from './reward.client';
 import { RunRecorder } from './run.recorder';
 import { TrainerMetrics } from './trainer.metrics';
-import { parseJobData, QueueProcessor } from './queue.processor';
+import { QueueProcessor, type QueueJob } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
-export type EvalJob = Pick<Job, 'id' | 'data' | 'updateProgress'>;
-
 @Injectable()
-export class EvalProcessor extends QueueProcessor<EvalJobResult> {
+export class EvalProcessor extends QueueProcessor<EvalJobData, EvalJobResult> {
   constructor(
     @Inject(TRAINER_CONFIG) config: TrainerConfig,
     private readonly store: TrainerStore,
     private readonly mesh: MeshConnection,
     private readonly metrics: TrainerMetrics,
   ) {
-    super(config, QUEUES.eval);
+    super(config, QUEUES.eval, evalJobDataSchema);
   }
 
   private async versionDir(version: string): Promise<string> {
@@ -50,8 +48,7 @@ export class EvalProcessor extends QueueProcessor<EvalJobResult> {
     return out;
   }
 
-  async process(job: EvalJob): Promise<EvalJobResult> {
-    const data = parseJobData(evalJobDataSchema, job.data, QUEUES.eval);
+  protected async handle(job: QueueJob, data: EvalJobData): Promise<EvalJobResult> {
     const jobId = job.id ?? 'unknown';
     const id = `eval-${jobId}`;
     const nc = await this.mesh.connected;

@@ -19,6 +19,7 @@ import {
   QUEUES,
   rewardTrainJobResultSchema,
   type EvalJobDataInput,
+  type LoopJobData,
   type LoopJobResult,
   type PpoJobDataInput,
   type QueueName,
@@ -31,11 +32,9 @@ import { createTrainingRun, findTrainingRun, updateTrainingRun } from '@flywheel
 import type { z } from 'zod';
 import { publishVersion } from './checkpoint.publisher';
 import { RunRecorder } from './run.recorder';
-import { parseJobData, QueueProcessor } from './queue.processor';
+import { QueueProcessor, type QueueJob } from './queue.processor';
 import { TRAINER_CONFIG, TrainerQueues } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
-
-export type LoopJob = Pick<Job, 'id' | 'data' | 'updateProgress' | 'timestamp'>;
 
 /**
  * The loop run's id for a loop job: its job id plus its creation time, because job ids restart when Redis is
@@ -65,7 +64,7 @@ const isJobStage = (stage: string): stage is LoopJobStage => Object.hasOwn(STAGE
 const STAGE_WAIT_MS = 24 * 3_600_000;
 
 @Injectable()
-export class LoopProcessor extends QueueProcessor<LoopJobResult> {
+export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
   private readonly events = new Map<QueueName, QueueEvents>();
 
   constructor(
@@ -74,7 +73,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobResult> {
     private readonly mesh: MeshConnection,
     private readonly queues: TrainerQueues,
   ) {
-    super(config, QUEUES.loop, true);
+    super(config, QUEUES.loop, loopJobDataSchema, true);
   }
 
   override onApplicationBootstrap(): void {
@@ -117,8 +116,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobResult> {
     return { version: active.version, dir };
   }
 
-  async process(job: LoopJob): Promise<LoopJobResult> {
-    const data = parseJobData(loopJobDataSchema, job.data, QUEUES.loop);
+  protected async handle(job: QueueJob, data: LoopJobData): Promise<LoopJobResult> {
     const id = loopRunId(job);
     const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
     const recorder = new RunRecorder(this.store, id);

@@ -1,17 +1,23 @@
 /**
- * What every trainer job worker shares: its own Redis connection (a BullMQ worker blocks on it), one job at a
- * time with the configured lock, a few stalls allowed (a job run again after its trainer died resumes from its
- * checkpoint, so a crash is not a reason to give up), a `stopping` flag set at shutdown so a running job can
- * checkpoint and go back to the queue, job data parsed with its zod schema (invalid data fails for good), and
- * what a training job's result is named and registered as. Subclasses implement process(); no training code here.
+ * What every trainer job worker shares, and the one lifecycle every training job follows. QueueProcessor: its own
+ * Redis connection (a BullMQ worker blocks on it), one job at a time with the configured lock, a few stalls allowed
+ * (a job run again after its trainer died resumes from its checkpoint, so a crash is not a reason to give up), a
+ * `stopping` flag set at shutdown, and job data parsed with the queue's zod schema before handle() sees it (invalid
+ * data fails for good). TrainingJobProcessor: parse → run record → train → at shutdown, checkpoint and go back to
+ * the queue → register → publish; each job (sft, reward-train, dpo, ppo) only prepares and runs its training.
  */
+import path from 'node:path';
 import { Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import IORedis from 'ioredis';
 import type { z } from 'zod';
-import { modelVersionNameSchema, type QueueName, type TrainingDataSource } from '@flywheel/contracts';
-import type { CandidateToRegister } from '@flywheel/store';
+import { modelVersionNameSchema, type ModelRole, type QueueName, type TrainingDataSource } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
+import type { MeshConnection } from '@flywheel/mesh';
+import type { CandidateToRegister } from '@flywheel/store';
+import { registerAndPublish } from './checkpoint.publisher';
+import { RunRecorder } from './run.recorder';
+import type { TrainerStore } from './trainer.store';
 
 /** The job data, or an UnrecoverableError naming every invalid field. */
 export function parseJobData<S extends z.ZodType>(schema: S, data: unknown, queue: string): z.infer<S> {
@@ -20,7 +26,10 @@ export function parseJobData<S extends z.ZodType>(schema: S, data: unknown, queu
   return parsed.data;
 }
 
-export abstract class QueueProcessor<R> implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+/** What a worker uses of a BullMQ job (a plain object in tests; moveToWait is only needed to requeue at shutdown). */
+export type QueueJob = Pick<Job, 'id' | 'data' | 'updateProgress' | 'timestamp'> & Partial<Pick<Job, 'moveToWait'>>;
+
+export abstract class QueueProcessor<D, R> implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   protected readonly logger: Logger;
   private worker: Worker | null = null;
   private connection: IORedis | null = null;
@@ -29,14 +38,20 @@ export abstract class QueueProcessor<R> implements OnApplicationBootstrap, Befor
 
   protected constructor(
     protected readonly config: TrainerConfig,
-    private readonly queue: QueueName,
+    protected readonly queue: QueueName,
+    private readonly schema: z.ZodType<D>,
     /** Close without waiting for the running job (a job that only waits on others, like a loop run). */
     private readonly forceClose = false,
   ) {
     this.logger = new Logger(queue);
   }
 
-  abstract process(job: Job, token?: string): Promise<R>;
+  /** The worker's entry: the job's data parsed with the queue's schema, then handle(). */
+  async process(job: QueueJob, token?: string): Promise<R> {
+    return this.handle(job, parseJobData(this.schema, job.data, this.queue), token);
+  }
+
+  protected abstract handle(job: QueueJob, data: D, token?: string): Promise<R>;
 
   onApplicationBootstrap(): void {
     this.connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
@@ -105,4 +120,92 @@ export function candidateOf<R extends CandidateToRegister['role']>(o: {
     checkpoint: o.checkpoint,
     metrics: o.metrics,
   };
+}
+
+/** Where a training job writes: its version / run id (jobVersionId) and `<state dir>/checkpoints/<id>`. */
+export interface TrainingTarget {
+  jobId: string;
+  id: string;
+  outDir: string;
+}
+
+/** A training job ready to run, made from its data (read, base version found) before its run is recorded. */
+export interface PreparedTraining<T, R> {
+  /** The run row's lineage fields; its kind is the processor's and its config the job's data. */
+  run: { baseVersion?: string | null; parentRunId?: string | null; exportId?: string | null };
+  /** Trains into the target's outDir, each step reported to `recorder`; throws the trainer's stop error when stopping. */
+  train(recorder: RunRecorder): Promise<T>;
+  /** What the trained checkpoint is registered and published as, and what the job answers. */
+  finish(trained: T): Promise<TrainedCandidate<R>>;
+}
+
+export interface TrainedCandidate<R> {
+  role: ModelRole;
+  source: TrainingDataSource;
+  metrics: Record<string, unknown>;
+  /** The run's base version (the published version it was trained from, when known). */
+  baseVersion?: string | null;
+  lineage: { parent: string | null; exports: string[] };
+  result: R;
+  /** The job's last log line, after `job <id>: `. */
+  summary: string;
+}
+
+/** Which training a processor runs: its queue and data schema, its run kind, and the prefix of its versions' names. */
+export interface TrainingJobKind<D> {
+  queue: QueueName;
+  schema: z.ZodType<D>;
+  kind: CandidateToRegister['trainingRun']['kind'];
+  versionPrefix: string;
+}
+
+export abstract class TrainingJobProcessor<D extends { outName?: string }, T, R> extends QueueProcessor<D, R> {
+  protected constructor(
+    config: TrainerConfig,
+    protected readonly store: TrainerStore,
+    protected readonly mesh: MeshConnection,
+    private readonly training: TrainingJobKind<D>,
+  ) {
+    super(config, training.queue, training.schema);
+  }
+
+  /** Reads the job's data and finds what it trains from; nothing is recorded yet. */
+  protected abstract prepare(job: QueueJob, data: D, target: TrainingTarget): Promise<PreparedTraining<T, R>>;
+
+  /** The step a training stopped at for shutdown (its checkpoint holds it), or null for any other error. */
+  protected stoppedAt(_err: unknown): number | null {
+    return null;
+  }
+
+  protected async handle(job: QueueJob, data: D, token?: string): Promise<R> {
+    const jobId = job.id ?? 'unknown';
+    const id = jobVersionId(this.training.versionPrefix, job, data.outName);
+    const outDir = path.resolve(this.config.stateDir, 'checkpoints', id);
+    const startedAt = new Date();
+    const config = { ...data, jobId };
+    const prepared = await this.prepare(job, data, { jobId, id, outDir });
+
+    const recorder = new RunRecorder(this.store, id);
+    await recorder.start(this.training.kind, { ...prepared.run, config });
+    let trained: T;
+    try {
+      trained = await recorder.track(() => prepared.train(recorder), (err) => this.stoppedAt(err) !== null);
+    } catch (err) {
+      const step = this.stoppedAt(err);
+      if (step === null || !job.moveToWait) throw err;
+      this.logger.log(`job ${jobId}: trainer shutting down; stopped at step ${step}, job back in the queue`);
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
+
+    const done = await prepared.finish(trained);
+    await registerAndPublish(
+      this.store,
+      this.mesh,
+      candidateOf({ id, role: done.role, kind: this.training.kind, source: done.source, config, startedAt, checkpoint: outDir, metrics: done.metrics, baseVersion: done.baseVersion }),
+      done.lineage,
+    );
+    this.logger.log(`job ${jobId}: ${done.summary}`);
+    return done.result;
+  }
 }

@@ -8,9 +8,9 @@ import type { TrainerConfig } from '@flywheel/config';
 import { MeshCoreModule } from '@flywheel/mesh';
 import { DpoProcessor } from './dpo.processor';
 import { EvalProcessor } from './eval.processor';
-import { LoopController } from './loop.controller';
+import { LoopControlController } from './loop-control.controller';
 import { LoopProcessor } from './loop.processor';
-import { LoopService } from './loop.service';
+import { LoopControlService } from './loop-control.service';
 import { PpoProcessor } from './ppo.processor';
 import { RewardTrainProcessor } from './reward-train.processor';
 import { SftProcessor } from './sft.processor';
@@ -25,10 +25,10 @@ export class TrainerModule {
     return {
       module: TrainerModule,
       imports: [MeshCoreModule.forService(config)],
-      controllers: [TrainerInfoController, LoopController],
+      controllers: [TrainerInfoController, LoopControlController],
       providers: [
         { provide: TRAINER_CONFIG, useValue: config }, TrainerQueues, TrainerStore, SftProcessor, RewardTrainProcessor, DpoProcessor,
-        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopService,
+        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopControlService,
       ],
     };
   }

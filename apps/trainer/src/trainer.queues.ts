@@ -1,7 +1,7 @@
 /**
- * The trainer's BullMQ queues (sft, reward-train, ppo, eval) on one Redis connection under the configured
- * key prefix, with readiness following that connection. Workers register on these names in their own
- * files (sft.processor.ts); here the queues exist so jobs can be enqueued and inspected.
+ * The trainer's BullMQ queues (sft, reward-train, dpo, ppo, eval, loop) on one Redis connection under the
+ * configured key prefix, with readiness following that connection. Workers register on these names in their
+ * own files (`<queue>.processor.ts`); here the queues exist so jobs can be enqueued and inspected.
  */
 import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue } from 'bullmq';

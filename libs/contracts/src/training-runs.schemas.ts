@@ -116,7 +116,7 @@ export type LoopStageProgress = z.infer<typeof loopStageProgressSchema>;
 /**
  * Why a start queued nothing: a run is already queued or running; nothing to train on (no approved preference
  * pairs, or too few distinct prompts to hold one out for the eval gate); the store cannot be read. The admin API
- * answers each as an error of its own status (apps/gateway/src/admin/loop.service.ts).
+ * answers each as an error of its own status (apps/gateway/src/admin/admin-loop.service.ts).
  */
 export const LOOP_START_REFUSALS = ['already_running', 'no_training_data', 'store_unavailable'] as const;
 export const loopStartRefusalSchema = z.object({ code: z.enum(LOOP_START_REFUSALS), message: z.string() });

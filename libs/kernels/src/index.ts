@@ -1,13 +1,41 @@
 /**
- * Public face of @flywheel/kernels: the contract types and the checked functions over the native addon.
- * The loader's raw binding is deliberately not re-exported.
+ * Public face of @flywheel/kernels: the contract types and the checked functions over the native addon, the tensor
+ * names and shapes of a model, and the seeded generators. The loader's raw binding and the files' shared check
+ * helpers are deliberately not re-exported.
  */
 export * from './kernels.types';
-export * from './kernels';
+export * from './weight-shapes';
+export * from './seeded-random';
+
+/** The engine: model and KV cache handles, one step, machine info; the single ops for tests and tools. */
+export {
+  copyBlocks,
+  createKvCache,
+  createModel,
+  forward,
+  freeCache,
+  freeModel,
+  kvCacheInfo,
+  measureTriadGbps,
+  modelInfo,
+  nativeInfo,
+  readKvLayer,
+  setModelThreads,
+} from './kernels';
+export type { CreateModelOptions, KvCacheInfo, ModelInfo, NativeInfo } from './kernels';
+export { ops } from './kernels.ops';
+export type { AttentionShape } from './kernels.ops';
 export { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';
-/** Naive reference kernels, a seeded RNG and random-model weights, for specs and benchmarks elsewhere. */
+
+/** The native training path: trainable models, LM / scalar-head / policy steps, AdamW, state for checkpoints. */
+export * from './training.types';
+export { createTrainableModel, defaultPositions, freeTrainableModel, trainableModelInfo } from './trainable-model';
+export { policyBackward, policyForward, scoreStep, trainStep, zeroGrad } from './training.steps';
+export { checkOptimizerConfig, getOptimizerState, lrAtStep, optimizerStep, setOptimizerState } from './training.optimizer';
+export { getAdapterWeights, getFrozenWeights, getGrads, getMergedWeights, getWeights, setWeights } from './training.state';
+export { trainingOps } from './training.ops';
+
+/** Naive reference kernels and random-model weights, for specs and benchmarks elsewhere. */
 export * as kernelsReference from './kernels.reference';
-/** The native training path: trainable models, LM / scalar-head steps, AdamW, state for checkpoints. */
-export * from './training';
 /** Float64 references of the training ops (forward and backward), for specs elsewhere. */
 export * as trainingReference from './training.reference';

@@ -3,7 +3,7 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
-import { createKvCache, createModel, expectedWeightShapes, forward, freeCache, freeModel, measureTriadGbps, nativeInfo } from './kernels';
+import { createKvCache, createModel, expectedWeightShapes, forward, freeCache, freeModel, measureTriadGbps, nativeInfo } from '.';
 import { makeRng, randomWeights } from './kernels.reference';
 import type { ModelSpec } from './kernels.types';
 import { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';

@@ -13,7 +13,7 @@ import {
   ops,
   readKvLayer,
   setModelThreads,
-} from './kernels';
+} from '.';
 import { makeRng, randomWeights, refModelLogits, relError } from './kernels.reference';
 import type { KvCacheHandle, ModelHandle, ModelSpec, StepBatch } from './kernels.types';
 

@@ -1,6 +1,6 @@
 // Every single native kernel against its naive reference (kernels.reference.ts), on awkward shapes, through both
 // the AVX2 and the portable paths.
-import { nativeInfo, ops } from './kernels';
+import { nativeInfo, ops } from '.';
 import {
   bf16Round,
   gatherPages,

@@ -4,19 +4,10 @@
  * obvious; not used by the engine. Also a seeded RNG and random-model builder shared by specs and the benchmark.
  */
 import type { Llama3RopeScaling, ModelSpec } from './kernels.types';
+import { xorshift32 } from './seeded-random';
 
-/** Deterministic xorshift32-based uniform generator in [0, 1). */
-export function makeRng(seed: number): () => number {
-  let s = (seed >>> 0) || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
+/** Deterministic uniform generator in [0, 1) (xorshift32, see seeded-random.ts). */
+export const makeRng = xorshift32;
 
 export function randomF32(n: number, rng: () => number, scale = 1, offset = 0): Float32Array {
   const a = new Float32Array(n);
@@ -24,11 +15,11 @@ export function randomF32(n: number, rng: () => number, scale = 1, offset = 0): 
   return a;
 }
 
-/** Random weights for every tensor createModel expects (HF names), small enough to keep activations tame. */
-export function randomWeights(spec: ModelSpec, seed: number, shapes: Map<string, [number, number]>): Map<string, Float32Array> {
+/** Random weights for every tensor of `shapes` (HF names and shapes), small enough to keep activations tame. */
+export function randomWeights(spec: ModelSpec, seed: number, shapes: ReadonlyMap<string, readonly number[]>): Map<string, Float32Array> {
   const rng = makeRng(seed);
   const weights = new Map<string, Float32Array>();
-  for (const [name, [rows, cols]] of shapes) {
+  for (const [name, [rows, cols = 1]] of shapes) {
     if (name.endsWith('layernorm.weight') || name === 'model.norm.weight') {
       weights.set(name, randomF32(rows * cols, rng, 0.1, 1));
     } else if (name.endsWith('.bias')) {

@@ -21,7 +21,7 @@ import {
   trainStep,
   zeroGrad,
   type OptimizerConfig,
-} from './training';
+} from '.';
 
 const ROOT = findRepoRoot(__dirname) ?? process.cwd();
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden');

@@ -31,7 +31,7 @@ import {
   type LoraOptions,
   type TrainableModelHandle,
   type TrainBatch,
-} from './training';
+} from '.';
 
 const spec = R.TINY_TRAIN_SPEC;
 

@@ -3,7 +3,7 @@
 // backward) against that reference, to 1e-5; (3) the native model's gradients of every tensor kind
 // (embedding, norms, q/k/v/o and biases, MLP, untied/tied LM head, scalar head) against central differences of
 // the native f32 loss; plus determinism across thread counts, state round trips and argument checks.
-import { expectedWeightShapes } from './kernels';
+import { expectedWeightShapes } from '.';
 import { makeRng, randomWeights } from './kernels.reference';
 import * as R from './training.reference';
 import {
@@ -22,7 +22,7 @@ import {
   zeroGrad,
   DEFAULT_OPTIMIZER,
   type TrainBatch,
-} from './training';
+} from '.';
 
 function rand(n: number, rng: () => number, scale = 1): Float64Array {
   return Float64Array.from({ length: n }, () => (rng() * 2 - 1) * scale);

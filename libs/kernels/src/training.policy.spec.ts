@@ -17,7 +17,7 @@ import {
   trainStep,
   zeroGrad,
   type TrainBatch,
-} from './training';
+} from '.';
 
 const spec = TINY_TRAIN_SPEC;
 

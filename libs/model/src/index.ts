@@ -1,7 +1,8 @@
 /**
- * libs/model: Llama-family checkpoints (Hugging Face directories and GGUF files, tokenizer, chat
- * template, generation defaults), the serving engine built on the native kernels, and the SFT loop.
+ * libs/model: Llama-family checkpoints (Hugging Face directories and GGUF files, tokenizer, chat template,
+ * generation defaults; the HF checkpoint writer), the serving engine built on the native kernels, and frozen
+ * scoring (reward models). Training lives in @flywheel/train.
  */
 export * from './loading';
 export * from './engine';
-export * from './training';
+export * from './scoring';

@@ -4,6 +4,7 @@
  * int8 `[buckets][heads]` with one dequantisation scale per head). Pure: callers do the file I/O.
  */
 import { z } from 'zod';
+import { mulberry32, shuffleInPlace } from '@flywheel/kernels';
 import type { SparseVector } from './ngram.features';
 
 export const CLASSIFIER_FORMAT = 'flywheel-hashed-ngram-lr/1';
@@ -75,18 +76,6 @@ export interface TrainedWeights {
   bias: Float32Array;
 }
 
-/** Deterministic PRNG (mulberry32) so a seed reproduces the shuffle order and therefore the model. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * AdaGrad on the log loss, one head per label, positives up-weighted by sqrt(neg/pos) because each
  * category is rare in the seed set. L2 is applied to the weights an example touches (lazy), which
@@ -103,14 +92,12 @@ export function trainOneVsRest(xs: SparseVector[], ys: Uint8Array[], heads: numb
     const pos = ys.reduce((n, y) => n + y[h], 0);
     posWeight[h] = pos > 0 ? Math.sqrt(Math.max(1, (ys.length - pos) / pos)) : 1;
   }
+  // mulberry32: a seed reproduces the shuffle order and therefore the model.
   const rand = mulberry32(opts.seed);
   const order = xs.map((_, i) => i);
   const z = new Float64Array(heads);
   for (let epoch = 0; epoch < opts.epochs; epoch++) {
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
+    shuffleInPlace(order, rand);
     for (const n of order) {
       const x = xs[n];
       const y = ys[n];

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { MODERATION_CATEGORIES, type ModerationCategory } from '@flywheel/contracts';
-import { mulberry32 } from './linear.classifier';
+import { mulberry32, shuffleInPlace } from '@flywheel/kernels';
 import { PARENT_CATEGORY } from './moderator';
 
 /** The classifier's heads: what the seed set labels. */
@@ -80,10 +80,7 @@ export function splitSeedSet(examples: readonly SeedExample[], seed: number, tes
   const test: SeedExample[] = [];
   for (const key of [...strata.keys()].sort()) {
     const list = [...strata.get(key)!].sort((a, b) => (a.id < b.id ? -1 : 1));
-    for (let i = list.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [list[i], list[j]] = [list[j], list[i]];
-    }
+    shuffleInPlace(list, rand);
     const every = Math.max(2, Math.round(1 / testFraction));
     list.forEach((e, i) => ((i + 1) % every === 0 ? test : train).push(e));
   }

@@ -4,10 +4,7 @@
  * frozen reference, with d loss / d policy log-prob per pair and the implied-reward metrics TRL reports. A pure
  * function over plain arrays; no model, batching or optimizer code here.
  */
-
-/** log σ(x) without overflow for large |x|. */
-const logSigmoid = (x: number): number => (x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x)));
-const sigmoid = (x: number): number => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
+import { logSigmoid, pairCredit, sigmoid } from '@flywheel/train';
 
 /** Per pair i: log π(response | prompt) summed over the response tokens, in nats. */
 export interface DpoLogps {
@@ -78,7 +75,7 @@ export function dpoLoss(x: DpoLogps, o: DpoLossOptions): DpoLossResult {
     r.chosenRewards[i] = o.beta * chosen;
     r.rejectedRewards[i] = o.beta * rejected;
     r.margins[i] = r.chosenRewards[i] - r.rejectedRewards[i];
-    credit += r.margins[i] > 0 ? 1 : r.margins[i] === 0 ? 0.5 : 0;
+    credit += pairCredit(r.margins[i]);
   }
   r.accuracy = credit / P;
   return r;

@@ -108,4 +108,12 @@ describe('runDpoTraining', () => {
     // Other options: the state is not this run's, so it starts afresh.
     expect((await runDpoTraining(options(out, { ...short, beta: 0.2, resume: true }))).resumedFromStep).toBe(0);
   });
+
+  it('stops with a checkpoint when asked, and resumes from it', async () => {
+    const out = tmp();
+    let steps = 0;
+    const stopped = runDpoTraining(options(out, { steps: 6, checkpointEvery: 0, onProgress: () => void steps++, shouldStop: () => steps >= 2 }));
+    await expect(stopped).rejects.toMatchObject({ name: 'DpoStoppedError', step: 2 });
+    expect((await runDpoTraining(options(out, { steps: 6, resume: true }))).resumedFromStep).toBe(2);
+  });
 });

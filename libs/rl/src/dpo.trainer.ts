@@ -18,21 +18,20 @@ import {
   type OptimizerConfig,
   type TrainableModelHandle,
 } from '@flywheel/kernels';
+import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
 import {
   buildSftExample,
   EpochOrder,
-  loadCheckpoint,
-  ModelLoadError,
   packBatch,
   parsePreferenceLines,
   restoreResumePoint,
   resumableState,
   Rng,
   saveResumePoint,
-  type Checkpoint,
-  type RewardChatMessage,
+  splitHeldOut,
+  type ResumableRunOptions,
   type SftExample,
-} from '@flywheel/model';
+} from '@flywheel/train';
 import { checkDpoLossOptions, dpoLoss, type DpoLossResult } from './dpo.loss';
 import { meanStd } from './ppo.math';
 
@@ -147,13 +146,9 @@ export interface DpoProgress {
   lr: number;
 }
 
-export interface DpoOptions {
+export interface DpoOptions extends ResumableRunOptions {
   /** The policy checkpoint (Hugging Face directory with a chat template); also the frozen reference. */
   modelDir: string;
-  /** The JSONL text, a name for it in errors (a path, or `export <id>`) and for the training state (default: source). */
-  data: { text: string; source: string; origin?: string };
-  outDir: string;
-  steps: number;
   /** Peak learning rate (DPO_DEFAULTS.lr suits small models; billion-parameter ones want TRL's 5e-7..1e-6). */
   lr: number;
   /** β (default 0.1): larger keeps the policy closer to the reference. */
@@ -164,19 +159,17 @@ export interface DpoOptions {
   batchSize: number;
   /** Longest sequence in tokens (default 256, capped at the model's max positions); longer ones lose their start. */
   seqLen?: number;
-  /** Fraction of pairs held out (at least one when > 0 and there are two or more). */
-  heldout: number;
-  seed: number;
-  threads?: number;
-  /** Write checkpoint + training state every N steps (0: only at the end). */
-  checkpointEvery?: number;
-  /** Continue from outDir's training state when it holds one for these options. */
-  resume?: boolean;
   onProgress?: (p: DpoProgress) => void | Promise<void>;
-  /** When resume finds a matching training state: the optimizer steps it holds. */
-  onResume?: (step: number) => void | Promise<void>;
-  /** After each intermediate checkpoint (step = optimizer steps it holds). */
-  onCheckpoint?: (step: number) => void | Promise<void>;
+  /** Polled after each step: when true the run saves a checkpoint and throws DpoStoppedError (resume continues it). */
+  shouldStop?: () => boolean;
+}
+
+/** Thrown by runDpoTraining when shouldStop asked it to stop; outDir then holds a checkpoint at `step`. */
+export class DpoStoppedError extends Error {
+  constructor(readonly step: number) {
+    super(`DPO stopped at step ${step} (checkpoint saved)`);
+    this.name = 'DpoStoppedError';
+  }
 }
 
 export interface DpoResult {
@@ -217,10 +210,8 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
   const pairs = parseDpoJsonl(ck, o.data.text, o.data.source, seqLen);
 
   const rng = new Rng(o.seed + 1);
-  rng.shuffle(pairs);
-  const nHeld = pairs.length >= 2 && o.heldout > 0 ? Math.max(1, Math.floor(pairs.length * o.heldout)) : 0;
-  const held = pairs.slice(0, nHeld);
-  const train = pairs.slice(nHeld);
+  const { held, train } = splitHeldOut(pairs, o.heldout, rng);
+  const nHeld = held.length;
   if (train.length === 0) throw new Error(`${o.data.source}: no pair left to train on after holding out ${nHeld}`);
 
   // The reference is the base checkpoint (never resumed weights) and never changes: score every pair once, then free it.
@@ -268,11 +259,11 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
     : null;
   const model = createTrainableModel(ck.spec, saved ? (await loadCheckpoint(outDir)).weights : ck.weights, { threads: o.threads });
   try {
-    const data = new EpochOrder(rng, train.length);
+    const data = EpochOrder.reshuffled(rng, train.length);
     let totals: DpoTotals;
     let start = 0;
     if (saved) {
-      start = restoreResumePoint(model, data, saved.state, outDir);
+      start = restoreResumePoint(model, saved.state, data, outDir);
       totals = saved.totals;
       await o.onResume?.(start);
     } else {
@@ -302,10 +293,12 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
         lr: s.lr,
       });
       const every = o.checkpointEvery ?? 0;
-      if (step + 1 < o.steps && every > 0 && (step + 1) % every === 0) {
+      const stopping = step + 1 < o.steps && (o.shouldStop?.() ?? false);
+      if (step + 1 < o.steps && (stopping || (every > 0 && (step + 1) % every === 0))) {
         await save();
         await o.onCheckpoint?.(step + 1);
       }
+      if (stopping) throw new DpoStoppedError(step + 1);
     }
     const after = await evaluatePairs(model, held, seqLen, lo);
     await save();

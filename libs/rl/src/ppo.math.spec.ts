@@ -1,18 +1,7 @@
 // PPO arithmetic against definitions written the slow way (GAE as an explicit discounted sum of TD errors) and
 // every gradient against central differences of its own loss.
+import { xorshift32 as rng } from '@flywheel/kernels';
 import { clippedPolicyLoss, clippedValueLoss, gae, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
 
 describe('PPO arithmetic', () => {
   const offsets = [0, 3, 3, 7]; // sequences of 3, 0 and 4 actions

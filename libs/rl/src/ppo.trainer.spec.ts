@@ -1,5 +1,5 @@
 // runPpo on the real stories260K checkpoint with a rule scorer (the count of "happy" in a response, so no reward
-// model is needed here; the reward model path is the demo's and test/rl-loop.test.ts's): every step's metrics are
+// model is needed here; the reward model path is the demo's and test/rl-demo.test.ts's): every step's metrics are
 // finite and plausible, the trained policy is a loadable HF checkpoint, and a run stopped at its checkpoint and
 // resumed ends bitwise identical to an uninterrupted run (weights, history, KL coefficient).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -5,7 +5,7 @@
  * eval jobs share. Not tokenization (the trainers do that with the policy's chat template).
  */
 import { z } from 'zod';
-import { Xoshiro128 } from '@flywheel/model';
+import { heldOutCount, seededPermutation } from '@flywheel/train';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -61,12 +61,7 @@ export function parsePrompts(text: string, source: string): Prompt[] {
  * The same (prompts, heldout, seed) always gives the same split, so the eval job can rebuild it.
  */
 export function splitPrompts(prompts: readonly Prompt[], heldout: number, seed: number): { train: Prompt[]; heldout: Prompt[] } {
-  const order = prompts.map((_, i) => i);
-  const rng = new Xoshiro128(seed, 0x5eed);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rng.nextFloat() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  const n = heldout > 0 && prompts.length >= 2 ? Math.max(1, Math.floor(prompts.length * heldout)) : 0;
+  const order = seededPermutation(prompts.length, seed, 0x5eed);
+  const n = heldOutCount(prompts.length, heldout);
   return { heldout: order.slice(0, n).map((i) => prompts[i]), train: order.slice(n).map((i) => prompts[i]) };
 }

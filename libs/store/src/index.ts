@@ -1,6 +1,7 @@
 /**
  * libs/store: persistence of completions, feedback, reviews, exports, training runs and model versions
- * on Postgres (a server, or the embedded one the launcher runs), with migrations applied at open. Import from '@flywheel/store' only.
+ * on Postgres (a server, or the embedded one the launcher runs), with migrations applied at open. Import from '@flywheel/store' only;
+ * helpers for tests (throwaway databases, valid records) are '@flywheel/store/testing', kept out of this barrel.
  * No NATS and no HTTP here: the gateway's store writer and APIs call these functions.
  */
 export * from './store.tables';
@@ -9,7 +10,6 @@ export * from './embedded-postgres';
 export * from './store.open';
 export * from './record.writes';
 export * from './feedback.reads';
-export * from './store.testing';
 export * from './inbox.queries';
 export * from './review.writes';
 export * from './export.lines';

@@ -1,7 +1,7 @@
 /**
  * The review dashboard's numbers over a time range: feedback per hour or day and kind, and per policy
  * version the review statuses, ratings and thumbs. Two grouped scans of feedback in the range (the
- * created_at index bounds them); the caller fills empty buckets and computes rates (stats.summary.ts).
+ * created_at index bounds them); the caller fills empty buckets and computes rates (apps/gateway/src/admin/admin-stats.ts).
  */
 import { sql, type Kysely } from 'kysely';
 import type { FeedbackKind, ReviewStatus, StatsBucket } from '@flywheel/contracts';

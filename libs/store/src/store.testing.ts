@@ -1,7 +1,8 @@
 /**
  * For tests against a real Postgres: a throwaway database `flywheel_test_<random>` created through an
  * admin connection and dropped (with its connections) afterwards, and valid records to write into it.
- * Not used by any service.
+ * Imported as '@flywheel/store/testing' (specs, test/, the demo scripts), never through the library's barrel;
+ * not used by any service.
  */
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';

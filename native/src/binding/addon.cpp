@@ -1,7 +1,8 @@
-// The Node-API binding of flywheel_native: the only file that includes napi.h. It converts JS values into the
-// plain structs of kernels.h/model.h once, runs heavy calls (forward, triad) in Napi::AsyncWorker and returns
-// Promises. Arguments are validated in libs/kernels (TypeScript) before they get here; this layer only guards
-// against what would crash (wrong handle kinds, short arrays), throwing TypeError/RangeError.
+// The Node-API binding of flywheel_native, its serving exports (binding/ is the only code that includes napi.h;
+// training.cpp registers the training exports). It converts JS values into the plain structs of kernels.h/model.h
+// once, runs heavy calls (forward, triad) in Napi::AsyncWorker and returns Promises. Arguments are validated in
+// libs/kernels (TypeScript) before they get here; this layer only guards against what would crash (wrong handle
+// kinds, short arrays), throwing TypeError/RangeError.
 #include <napi.h>
 
 #include <memory>
@@ -11,6 +12,7 @@
 #include "../kernels/model.h"
 #include "../kernels/thread_pool.h"
 #include "napi_args.h"
+#include "napi_handles.h"
 #include "training.h"
 
 namespace {
@@ -28,14 +30,6 @@ ThreadPool* ops_pool() {
 
 [[noreturn]] void throw_type(Napi::Env env, const std::string& msg) {
   throw Napi::TypeError::New(env, msg);
-}
-
-template <typename Box>
-Box& unwrap(const Napi::Value& v, const napi_type_tag& tag, const char* what) {
-  if (!v.IsExternal() || !v.As<Napi::External<Box>>().CheckTypeTag(&tag)) throw_type(v.Env(), std::string("expected a ") + what + " handle");
-  Box& box = *v.As<Napi::External<Box>>().Data();
-  if (!box) throw Napi::Error::New(v.Env(), std::string(what) + " handle was freed");
-  return box;
 }
 
 Napi::Float32Array f32(const Napi::Value& v, const char* name, size_t min_len) {
@@ -90,16 +84,9 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray()) throw_type(env, "modelCreate(spec, names, tensors, dtype, threads)");
   ModelConfig cfg = config_from(info[0].As<Napi::Object>());
-  Napi::Array names = info[1].As<Napi::Array>();
-  Napi::Array tensors = info[2].As<Napi::Array>();
-  if (names.Length() != tensors.Length()) throw_type(env, "names and tensors differ in length");
+  const auto weights = weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>());
   WeightType wtype = dtype_arg(info[3]);
   int threads = int_arg(info[4], "threads");
-  std::unordered_map<std::string, const float*> weights;
-  for (uint32_t i = 0; i < names.Length(); i++) {
-    auto a = f32(tensors.Get(i), "tensor", 0);
-    weights[names.Get(i).As<Napi::String>().Utf8Value()] = a.Data();
-  }
   std::string error;
   std::unique_ptr<Model> m;
   try {
@@ -108,20 +95,16 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, "out of memory creating the model");
   }
   if (!m) throw Napi::Error::New(env, error);
-  auto ext = Napi::External<ModelBox>::New(env, new ModelBox(std::move(m)),
-                                           [](Napi::Env, ModelBox* box) { delete box; });
-  ext.TypeTag(&kModelTag);
-  return ext;
+  return wrap_handle<ModelBox>(env, std::move(m), kModelTag);
 }
 
 Napi::Value ModelFree(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal() && info[0].As<Napi::External<ModelBox>>().CheckTypeTag(&kModelTag))
-    info[0].As<Napi::External<ModelBox>>().Data()->reset();  // in-flight forwards hold their own reference
+  free_handle<ModelBox>(info[0], kModelTag);
   return info.Env().Undefined();
 }
 
 Napi::Value ModelSetThreads(const Napi::CallbackInfo& info) {
-  ModelBox& m = unwrap<ModelBox>(info[0], kModelTag, "model");
+  ModelBox& m = unwrap_handle<ModelBox>(info[0], kModelTag, "model");
   const int threads = int_arg(info[1], "threads");
   std::lock_guard<std::mutex> lock(m->mutex);  // waits for an in-flight step: call between steps
   m->pool->resize(threads);
@@ -129,7 +112,7 @@ Napi::Value ModelSetThreads(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelInfo(const Napi::CallbackInfo& info) {
-  ModelBox& m = unwrap<ModelBox>(info[0], kModelTag, "model");
+  ModelBox& m = unwrap_handle<ModelBox>(info[0], kModelTag, "model");
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("threads", m->pool->num_threads());
   o.Set("matmulWeightBytes", static_cast<double>(m->matmul_weight_bytes));
@@ -139,7 +122,7 @@ Napi::Value ModelInfo(const Napi::CallbackInfo& info) {
 
 Napi::Value CacheCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ModelBox& m = unwrap<ModelBox>(info[0], kModelTag, "model");
+  ModelBox& m = unwrap_handle<ModelBox>(info[0], kModelTag, "model");
   int num_blocks = int_arg(info[1], "numBlocks"), block_size = int_arg(info[2], "blockSize");
   if (num_blocks <= 0 || block_size <= 0) throw Napi::RangeError::New(env, "numBlocks and blockSize must be positive");
   std::unique_ptr<KvCache> c;
@@ -148,21 +131,17 @@ Napi::Value CacheCreate(const Napi::CallbackInfo& info) {
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory creating the KV cache");
   }
-  auto ext = Napi::External<CacheBox>::New(env, new CacheBox(std::move(c)),
-                                           [](Napi::Env, CacheBox* box) { delete box; });
-  ext.TypeTag(&kCacheTag);
-  return ext;
+  return wrap_handle<CacheBox>(env, std::move(c), kCacheTag);
 }
 
 Napi::Value CacheFree(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal() && info[0].As<Napi::External<CacheBox>>().CheckTypeTag(&kCacheTag))
-    info[0].As<Napi::External<CacheBox>>().Data()->reset();
+  free_handle<CacheBox>(info[0], kCacheTag);
   return info.Env().Undefined();
 }
 
 // cacheCopyBlocks(cache, src: Int32Array, dst: Int32Array); block ids checked in TS.
 Napi::Value CacheCopyBlocks(const Napi::CallbackInfo& info) {
-  CacheBox& c = unwrap<CacheBox>(info[0], kCacheTag, "cache");
+  CacheBox& c = unwrap_handle<CacheBox>(info[0], kCacheTag, "cache");
   auto src = i32(info[1], "src", 0);
   auto dst = i32(info[2], "dst", src.ElementLength());
   for (size_t i = 0; i < src.ElementLength(); i++)
@@ -176,7 +155,7 @@ Napi::Value CacheCopyBlocks(const Napi::CallbackInfo& info) {
 // cacheReadLayer(cache, layer) -> { k, v } copies of one layer's pools (tests and debugging).
 Napi::Value CacheReadLayer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CacheBox& c = unwrap<CacheBox>(info[0], kCacheTag, "cache");
+  CacheBox& c = unwrap_handle<CacheBox>(info[0], kCacheTag, "cache");
   int layer = int_arg(info[1], "layer");
   if (layer < 0 || layer >= c->num_layers) throw Napi::RangeError::New(env, "layer out of range");
   std::lock_guard<std::mutex> lock(c->mutex);
@@ -191,16 +170,6 @@ Napi::Value CacheReadLayer(const Napi::CallbackInfo& info) {
 }
 
 // ---- async work -----------------------------------------------------------------------------------------
-
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-  Napi::Promise::Deferred deferred_;
-};
 
 class ForwardWorker : public PromiseWorker {
  public:
@@ -234,8 +203,8 @@ class ForwardWorker : public PromiseWorker {
 // forward(model, cache, tokens, positions, seqIndex, blockTables, maxBlocksPerSeq, logitRows) -> Promise<Float32Array>
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ModelBox& m = unwrap<ModelBox>(info[0], kModelTag, "model");
-  CacheBox& c = unwrap<CacheBox>(info[1], kCacheTag, "cache");
+  ModelBox& m = unwrap_handle<ModelBox>(info[0], kModelTag, "model");
+  CacheBox& c = unwrap_handle<CacheBox>(info[1], kCacheTag, "cache");
   auto tokens = i32(info[2], "tokens", 1);
   const size_t T = tokens.ElementLength();
   auto positions = i32(info[3], "positions", T);
@@ -258,10 +227,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   b.L = static_cast<int>(logit_rows.ElementLength());
   b.logit_rows = logit_rows.Data();
   auto logits = Napi::Float32Array::New(env, static_cast<size_t>(b.L) * m->cfg.vocab_size);
-  auto* w = new ForwardWorker(env, m, c, b, logits, {tokens, positions, seq_index, block_tables, logit_rows});
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queue_worker(new ForwardWorker(env, m, c, b, logits, {tokens, positions, seq_index, block_tables, logit_rows}));
 }
 
 class TriadWorker : public PromiseWorker {
@@ -283,11 +249,8 @@ class TriadWorker : public PromiseWorker {
 // triad(bytesPerArray, threads) -> Promise<number> GB/s
 Napi::Value Triad(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber()) throw_type(info.Env(), "bytesPerArray must be a number");
-  auto* w = new TriadWorker(info.Env(), static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()),
-                            int_arg(info[1], "threads"));
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queue_worker(new TriadWorker(info.Env(), static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()),
+                                      int_arg(info[1], "threads")));
 }
 
 // ---- single ops (synchronous, for tests against references) ----------------------------------------------

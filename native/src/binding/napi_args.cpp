@@ -1,6 +1,7 @@
-// napi_args.h: number and model-spec readers shared by addon.cpp and training.cpp.
+// napi_args.h: number, model-spec and weight readers shared by addon.cpp and training.cpp.
 #include "napi_args.h"
 
+#include <cstring>
 #include <string>
 
 int int_arg(const Napi::Value& v, const char* name) {
@@ -41,4 +42,22 @@ ModelConfig config_from(const Napi::Object& o) {
   c.has_rope_scaling = rs.IsObject();
   if (c.has_rope_scaling) c.rope_scaling = scaling_from(rs.As<Napi::Object>());
   return c;
+}
+
+std::unordered_map<std::string, const float*> weights_from(const Napi::Array& names, const Napi::Array& tensors) {
+  if (names.Length() != tensors.Length()) throw Napi::TypeError::New(names.Env(), "names and tensors differ in length");
+  std::unordered_map<std::string, const float*> weights;
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    Napi::Value t = tensors.Get(i);
+    if (!t.IsTypedArray() || t.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Napi::TypeError::New(names.Env(), "tensor must be a Float32Array");
+    weights[names.Get(i).As<Napi::String>().Utf8Value()] = t.As<Napi::Float32Array>().Data();
+  }
+  return weights;
+}
+
+Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
+  auto a = Napi::Float32Array::New(env, v.size());
+  std::memcpy(a.Data(), v.data(), v.size() * sizeof(float));
+  return a;
 }

@@ -1,6 +1,7 @@
 // The Node-API binding of the native training path (train/train_model.h): trainable-model handles, the LM and
 // scalar-head steps and the optimizer step in Napi::AsyncWorker (Promises), and synchronous state copies
-// (params, grads, AdamW moments, step; the frozen base and the LoRA-merged weights) for export and resume.
+// (params, grads, AdamW moments, step; the frozen base and the LoRA-merged weights) for export and resume. The single
+// training kernels are training_ops.cpp's.
 // Inputs are copied into plain vectors before the worker runs, so JS may reuse its arrays at once. Arguments are
 // validated in libs/kernels/src/training.ts; this layer only guards against what would crash.
 #include "training.h"
@@ -13,28 +14,14 @@
 
 #include "../train/train_model.h"
 #include "napi_args.h"
+#include "napi_handles.h"
 
 namespace {
 
 const napi_type_tag kTrainTag = {0x6d5a1c0e2f4b4a11ULL, 0x9d3e7b2a5c8f1e03ULL};
 using TrainBox = std::shared_ptr<TrainModel>;
 
-TrainBox& unwrap_train(const Napi::Value& v) {
-  if (!v.IsExternal() || !v.As<Napi::External<TrainBox>>().CheckTypeTag(&kTrainTag))
-    throw Napi::TypeError::New(v.Env(), "expected a trainable model handle");
-  TrainBox& box = *v.As<Napi::External<TrainBox>>().Data();
-  if (!box) throw Napi::Error::New(v.Env(), "trainable model handle was freed");
-  return box;
-}
-
-template <typename T, napi_typedarray_type kind>
-std::vector<T> copy_array(const Napi::Value& v, const char* name, size_t len) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind)
-    throw Napi::TypeError::New(v.Env(), std::string(name) + " has the wrong array type");
-  auto a = v.As<Napi::TypedArrayOf<T>>();
-  if (a.ElementLength() != len) throw Napi::RangeError::New(v.Env(), std::string(name) + " has the wrong length");
-  return std::vector<T>(a.Data(), a.Data() + len);
-}
+TrainBox& unwrap_train(const Napi::Value& v) { return unwrap_handle<TrainBox>(v, kTrainTag, "trainable model"); }
 
 struct BatchCopy {
   int B, T;
@@ -56,11 +43,10 @@ BatchCopy batch_of(const Napi::CallbackInfo& info, int first, const TrainModel& 
   return b;
 }
 
-class TrainWorker : public Napi::AsyncWorker {
+// A training step on one model: Run() holds the model's lock, so steps on a model run one at a time.
+class TrainWorker : public PromiseWorker {
  public:
-  TrainWorker(Napi::Env env, TrainBox model)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+  TrainWorker(Napi::Env env, TrainBox model) : PromiseWorker(env), model_(std::move(model)) {}
   void Execute() override {
     try {
       std::lock_guard<std::mutex> lock(model_->mutex);
@@ -71,11 +57,9 @@ class TrainWorker : public Napi::AsyncWorker {
       SetError(std::string("training step failed: ") + e.what());
     }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  protected:
   virtual void Run() = 0;
-  Napi::Promise::Deferred deferred_;
   TrainBox model_;
 };
 
@@ -109,11 +93,7 @@ class ScoreStepWorker : public TrainWorker {
     scores_.resize(static_cast<size_t>(b_.B) * model_->num_labels);
     train_score_step(model_.get(), b_.view(), backward_ ? dscores_.data() : nullptr, scores_.data());
   }
-  void OnOK() override {
-    auto a = Napi::Float32Array::New(Env(), scores_.size());
-    std::memcpy(a.Data(), scores_.data(), scores_.size() * sizeof(float));
-    deferred_.Resolve(a);
-  }
+  void OnOK() override { deferred_.Resolve(to_js(Env(), scores_)); }
 
  private:
   BatchCopy b_;
@@ -146,11 +126,6 @@ class PolicyForwardWorker : public TrainWorker {
   }
 
  private:
-  static Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
-    auto a = Napi::Float32Array::New(env, v.size());
-    std::memcpy(a.Data(), v.data(), v.size() * sizeof(float));
-    return a;
-  }
   BatchCopy b_;
   std::vector<int32_t> targets_, sel_;
   bool want_values_;
@@ -223,15 +198,7 @@ Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray())
     throw Napi::TypeError::New(env, "trainModelCreate(spec, names, tensors, numLabels, threads, lora)");
   ModelConfig cfg = config_from(info[0].As<Napi::Object>());
-  Napi::Array names = info[1].As<Napi::Array>(), tensors = info[2].As<Napi::Array>();
-  if (names.Length() != tensors.Length()) throw Napi::TypeError::New(env, "names and tensors differ in length");
-  std::unordered_map<std::string, const float*> weights;
-  for (uint32_t i = 0; i < names.Length(); i++) {
-    Napi::Value t = tensors.Get(i);
-    if (!t.IsTypedArray() || t.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw Napi::TypeError::New(env, "tensor must be a Float32Array");
-    weights[names.Get(i).As<Napi::String>().Utf8Value()] = t.As<Napi::Float32Array>().Data();
-  }
+  const auto weights = weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>());
   const bool has_lora = info[5].IsObject();
   const TrainLoraConfig lora = has_lora ? lora_of(info[5].As<Napi::Object>()) : TrainLoraConfig{};
   std::string error;
@@ -243,14 +210,11 @@ Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, "out of memory creating the trainable model");
   }
   if (!m) throw Napi::Error::New(env, error);
-  auto ext = Napi::External<TrainBox>::New(env, new TrainBox(std::move(m)), [](Napi::Env, TrainBox* b) { delete b; });
-  ext.TypeTag(&kTrainTag);
-  return ext;
+  return wrap_handle<TrainBox>(env, std::move(m), kTrainTag);
 }
 
 Napi::Value TrainModelFree(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal() && info[0].As<Napi::External<TrainBox>>().CheckTypeTag(&kTrainTag))
-    info[0].As<Napi::External<TrainBox>>().Data()->reset();  // in-flight workers hold their own reference
+  free_handle<TrainBox>(info[0], kTrainTag);
   return info.Env().Undefined();
 }
 
@@ -353,11 +317,8 @@ Napi::Value TrainLmStep(const Napi::CallbackInfo& info) {
     if (t < 0 || t >= m->cfg.vocab_size) throw Napi::RangeError::New(info.Env(), "target id out of range");
   auto weights = copy_array<float, napi_float32_array>(info[7], "weights", n);
   if (!info[8].IsNumber()) throw Napi::TypeError::New(info.Env(), "gradScale must be a number");
-  auto* w = new LmStepWorker(info.Env(), m, std::move(b), std::move(targets), std::move(weights),
-                             info[8].As<Napi::Number>().FloatValue());
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queue_worker(new LmStepWorker(info.Env(), m, std::move(b), std::move(targets), std::move(weights),
+                             info[8].As<Napi::Number>().FloatValue()));
 }
 
 // trainScoreStep(h, tokens, positions, mask, B, T, dScores|null) -> Promise<Float32Array (B, numLabels)>
@@ -369,10 +330,7 @@ Napi::Value TrainScoreStep(const Napi::CallbackInfo& info) {
   std::vector<float> ds;
   if (backward)
     ds = copy_array<float, napi_float32_array>(info[6], "dScores", static_cast<size_t>(b.B) * m->num_labels);
-  auto* w = new ScoreStepWorker(info.Env(), m, std::move(b), std::move(ds), backward);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queue_worker(new ScoreStepWorker(info.Env(), m, std::move(b), std::move(ds), backward));
 }
 
 // trainPolicyForward(h, tokens, positions, mask, B, T, targets, sel, values) ->
@@ -387,10 +345,7 @@ Napi::Value TrainPolicyForward(const Napi::CallbackInfo& info) {
   auto sel = copy_array<int32_t, napi_int32_array>(info[7], "sel", n);
   const bool values = info[8].ToBoolean();
   if (values && m->num_labels != 1) throw Napi::Error::New(info.Env(), "values need a scalar head with one label");
-  auto* w = new PolicyForwardWorker(info.Env(), m, std::move(b), std::move(targets), std::move(sel), values);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queue_worker(new PolicyForwardWorker(info.Env(), m, std::move(b), std::move(targets), std::move(sel), values));
 }
 
 // trainPolicyBackward(h, pass, dlogp|null, dvalues|null) -> Promise<void>; lengths are the forward's B*T.
@@ -407,10 +362,7 @@ Napi::Value TrainPolicyBackward(const Napi::CallbackInfo& info) {
   if (!info[2].IsNull() && !info[2].IsUndefined()) dlogp = copy_array<float, napi_float32_array>(info[2], "dlogp", n);
   if (!info[3].IsNull() && !info[3].IsUndefined())
     dvalues = copy_array<float, napi_float32_array>(info[3], "dvalues", n);
-  auto* w = new PolicyBackwardWorker(info.Env(), m, pass, std::move(dlogp), std::move(dvalues));
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return queue_worker(new PolicyBackwardWorker(info.Env(), m, pass, std::move(dlogp), std::move(dvalues)));
 }
 
 // trainOptimizerStep(h, {lr, beta1, beta2, eps, weightDecay, maxGradNorm, warmupSteps, totalSteps, minLrRatio})
@@ -428,159 +380,7 @@ Napi::Value TrainOptimizerStep(const Napi::CallbackInfo& info) {
   c.warmup_steps = static_cast<int>(num_field(o, "warmupSteps"));
   c.total_steps = static_cast<int>(num_field(o, "totalSteps"));
   c.min_lr_ratio = num_field(o, "minLrRatio");
-  auto* w = new OptimizerWorker(info.Env(), m, c);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
-}
-
-// ---- single training ops (synchronous, small shapes, for tests against the float64 references) --------------
-
-ThreadPool* train_ops_pool() {
-  static ThreadPool pool(2);
-  return &pool;
-}
-
-std::vector<float> f32_of(const Napi::Value& v, const char* name, size_t len) {
-  return copy_array<float, napi_float32_array>(v, name, len);
-}
-
-Napi::Float32Array to_js(Napi::Env env, const std::vector<float>& v) {
-  auto a = Napi::Float32Array::New(env, v.size());
-  std::memcpy(a.Data(), v.data(), v.size() * sizeof(float));
-  return a;
-}
-
-// opTrainMatmulBackward(dy (N,out), x (N,in), w (out,in), N, in, out, reference) -> { dx, dw, db }
-Napi::Value OpTrainMatmulBackward(const Napi::CallbackInfo& info) {
-  const int N = int_arg(info[3], "N"), in = int_arg(info[4], "in"), out = int_arg(info[5], "out");
-  auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * out);
-  auto x = f32_of(info[1], "x", static_cast<size_t>(N) * in);
-  auto w = f32_of(info[2], "w", static_cast<size_t>(out) * in);
-  std::vector<float> dx(static_cast<size_t>(N) * in), dw(static_cast<size_t>(out) * in, 0.0f), db(out, 0.0f);
-  if (info[6].ToBoolean())
-    matmul_backward_reference(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), N, in, out, false, train_ops_pool());
-  else
-    matmul_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), N, in, out, false, train_ops_pool());
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("dx", to_js(info.Env(), dx));
-  o.Set("dw", to_js(info.Env(), dw));
-  o.Set("db", to_js(info.Env(), db));
-  return o;
-}
-
-// opTrainLora(x (N,in), a (r,in), b (out,r), dy (N,out), scale, N, in, out, r) -> { y, dx, da, db }: y is the
-// adapter's term alone, dx its input gradient alone.
-Napi::Value OpTrainLora(const Napi::CallbackInfo& info) {
-  const int N = int_arg(info[5], "N"), in = int_arg(info[6], "in"), out = int_arg(info[7], "out");
-  const int r = int_arg(info[8], "r");
-  auto x = f32_of(info[0], "x", static_cast<size_t>(N) * in);
-  auto a = f32_of(info[1], "a", static_cast<size_t>(r) * in);
-  auto b = f32_of(info[2], "b", static_cast<size_t>(out) * r);
-  auto dy = f32_of(info[3], "dy", static_cast<size_t>(N) * out);
-  const float scale = info[4].As<Napi::Number>().FloatValue();
-  std::vector<float> y(dy.size(), 0.0f), xa(static_cast<size_t>(N) * r), dx(x.size(), 0.0f), da(a.size(), 0.0f),
-      db(b.size(), 0.0f);
-  lora_forward(y.data(), xa.data(), x.data(), a.data(), b.data(), scale, N, in, out, r, train_ops_pool());
-  lora_backward(dx.data(), da.data(), db.data(), dy.data(), x.data(), xa.data(), a.data(), b.data(), scale, N, in, out,
-                r, train_ops_pool());
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("y", to_js(info.Env(), y));
-  o.Set("dx", to_js(info.Env(), dx));
-  o.Set("da", to_js(info.Env(), da));
-  o.Set("db", to_js(info.Env(), db));
-  return o;
-}
-
-// opTrainRmsnormBackward(dy (N,C), x (N,C), w (C), N, C, eps) -> { y, dx, dw }
-Napi::Value OpTrainRmsnormBackward(const Napi::CallbackInfo& info) {
-  const int N = int_arg(info[3], "N"), C = int_arg(info[4], "C");
-  auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * C);
-  auto x = f32_of(info[1], "x", static_cast<size_t>(N) * C);
-  auto w = f32_of(info[2], "w", C);
-  const float eps = info[5].As<Napi::Number>().FloatValue();
-  std::vector<float> y(x.size()), rstd(N), dx(x.size(), 0.0f), dw(C, 0.0f);
-  rmsnorm_train_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, eps, train_ops_pool());
-  rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C, train_ops_pool());
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("y", to_js(info.Env(), y));
-  o.Set("dx", to_js(info.Env(), dx));
-  o.Set("dw", to_js(info.Env(), dw));
-  return o;
-}
-
-// opTrainRopeBackward(dy (N,H*D), positions (N), invFreq (D/2), N, H, D) -> dx (N,H*D)
-Napi::Value OpTrainRopeBackward(const Napi::CallbackInfo& info) {
-  const int N = int_arg(info[3], "N"), H = int_arg(info[4], "H"), D = int_arg(info[5], "D");
-  auto dy = f32_of(info[0], "dy", static_cast<size_t>(N) * H * D);
-  auto pos = copy_array<int32_t, napi_int32_array>(info[1], "positions", N);
-  auto inv = f32_of(info[2], "invFreq", D / 2);
-  std::vector<float> c(static_cast<size_t>(N) * D / 2), s(c.size());
-  rope_tables(c.data(), s.data(), pos.data(), inv.data(), N, D);
-  rope_backward(dy.data(), H * D, c.data(), s.data(), N, H, D);
-  return to_js(info.Env(), dy);
-}
-
-// opTrainAttention(q (B*T,H*D), k, v (B*T,KVH*D), mask (B*T), dout (B*T,H*D), B, T, H, KVH, D) -> { out, dq, dk, dv }
-Napi::Value OpTrainAttention(const Napi::CallbackInfo& info) {
-  TrainAttentionShape s{int_arg(info[5], "B"), int_arg(info[6], "T"), int_arg(info[7], "H"), int_arg(info[8], "KVH"),
-                        int_arg(info[9], "D")};
-  const size_t n = static_cast<size_t>(s.B) * s.T, qd = static_cast<size_t>(s.num_heads) * s.head_dim,
-               kvd = static_cast<size_t>(s.num_kv_heads) * s.head_dim;
-  if (s.num_kv_heads <= 0 || s.num_heads % s.num_kv_heads != 0) throw Napi::RangeError::New(info.Env(), "KVH must divide H");
-  auto q = f32_of(info[0], "q", n * qd), k = f32_of(info[1], "k", n * kvd), v = f32_of(info[2], "v", n * kvd);
-  auto mask = copy_array<int32_t, napi_int32_array>(info[3], "mask", n);
-  auto dout = f32_of(info[4], "dout", n * qd);
-  std::vector<float> out(n * qd), probs(static_cast<size_t>(s.B) * s.num_heads * s.T * s.T), dq(n * qd), dk(n * kvd), dv(n * kvd);
-  attention_train_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), mask.data(), s, train_ops_pool());
-  attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), probs.data(), q.data(), k.data(), v.data(), s, train_ops_pool());
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("out", to_js(info.Env(), out));
-  o.Set("dq", to_js(info.Env(), dq));
-  o.Set("dk", to_js(info.Env(), dk));
-  o.Set("dv", to_js(info.Env(), dv));
-  return o;
-}
-
-// opTrainSwigluBackward(dy, gate, up (n each)) -> { y, dgate, dup }
-Napi::Value OpTrainSwigluBackward(const Napi::CallbackInfo& info) {
-  const size_t n = info[0].As<Napi::TypedArray>().ElementLength();
-  auto dy = f32_of(info[0], "dy", n), g = f32_of(info[1], "gate", n), u = f32_of(info[2], "up", n);
-  std::vector<float> y(n), dg(n), du(n);
-  swiglu_train_forward(y.data(), g.data(), u.data(), 1, static_cast<int>(n), train_ops_pool());
-  swiglu_backward(dg.data(), du.data(), dy.data(), g.data(), u.data(), 1, static_cast<int>(n), train_ops_pool());
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("y", to_js(info.Env(), y));
-  o.Set("dgate", to_js(info.Env(), dg));
-  o.Set("dup", to_js(info.Env(), du));
-  return o;
-}
-
-// opTrainCrossEntropy(logits (M,V), targets (M), weights (M), M, V) -> { loss, dlogits }
-Napi::Value OpTrainCrossEntropy(const Napi::CallbackInfo& info) {
-  const int M = int_arg(info[3], "M"), V = int_arg(info[4], "V");
-  auto z = f32_of(info[0], "logits", static_cast<size_t>(M) * V);
-  auto t = copy_array<int32_t, napi_int32_array>(info[1], "targets", M);
-  for (int32_t x : t)
-    if (x < 0 || x >= V) throw Napi::RangeError::New(info.Env(), "target out of range");
-  auto w = f32_of(info[2], "weights", M);
-  const double loss = cross_entropy_forward_backward(z.data(), t.data(), w.data(), 1.0f, M, V, train_ops_pool());
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("loss", loss);
-  o.Set("dlogits", to_js(info.Env(), z));
-  return o;
-}
-
-// opTrainEmbeddingBackward(dy (N,C), tokens (N), V, C) -> dtable (V,C)
-Napi::Value OpTrainEmbeddingBackward(const Napi::CallbackInfo& info) {
-  const int V = int_arg(info[2], "V"), C = int_arg(info[3], "C");
-  auto tokens = copy_array<int32_t, napi_int32_array>(info[1], "tokens", info[1].As<Napi::TypedArray>().ElementLength());
-  for (int32_t x : tokens)
-    if (x < 0 || x >= V) throw Napi::RangeError::New(info.Env(), "token out of range");
-  auto dy = f32_of(info[0], "dy", tokens.size() * C);
-  std::vector<float> d(static_cast<size_t>(V) * C, 0.0f);
-  embedding_backward(d.data(), dy.data(), tokens.data(), static_cast<int>(tokens.size()), C);
-  return to_js(info.Env(), d);
+  return queue_worker(new OptimizerWorker(info.Env(), m, c));
 }
 
 }  // namespace
@@ -599,12 +399,5 @@ void register_training_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("trainPolicyForward", Napi::Function::New(env, TrainPolicyForward));
   exports.Set("trainPolicyBackward", Napi::Function::New(env, TrainPolicyBackward));
   exports.Set("trainOptimizerStep", Napi::Function::New(env, TrainOptimizerStep));
-  exports.Set("opTrainMatmulBackward", Napi::Function::New(env, OpTrainMatmulBackward));
-  exports.Set("opTrainLora", Napi::Function::New(env, OpTrainLora));
-  exports.Set("opTrainRmsnormBackward", Napi::Function::New(env, OpTrainRmsnormBackward));
-  exports.Set("opTrainRopeBackward", Napi::Function::New(env, OpTrainRopeBackward));
-  exports.Set("opTrainAttention", Napi::Function::New(env, OpTrainAttention));
-  exports.Set("opTrainSwigluBackward", Napi::Function::New(env, OpTrainSwigluBackward));
-  exports.Set("opTrainCrossEntropy", Napi::Function::New(env, OpTrainCrossEntropy));
-  exports.Set("opTrainEmbeddingBackward", Napi::Function::New(env, OpTrainEmbeddingBackward));
+  register_training_op_exports(env, exports);
 }

@@ -19,14 +19,14 @@ export const sessionBodyOf = (s: AdminSession): AdminSessionBody => ({
 export class AdminAuthService {
   constructor(
     private readonly sessions: AdminSessions,
-    private readonly keys: () => ApiKeyStore,
+    private readonly keys: ApiKeyStore,
     private readonly now: () => number = Date.now,
   ) {}
 
   login(body: unknown, secure: boolean): { session: AdminSessionBody; cookie: string } {
     const parsed = adminLoginBodySchema.safeParse(body);
     if (!parsed.success) throw fromZodError(parsed.error, body);
-    const key = authorize(this.keys(), `Bearer ${parsed.data.key}`, 'admin');
+    const key = authorize(this.keys, `Bearer ${parsed.data.key}`, 'admin');
     const session = this.sessions.create(key.id);
     return { session: sessionBodyOf(session), cookie: sessionCookie(session.id, Math.round((session.expiresAt - this.now()) / 1000), secure) };
   }

@@ -3,8 +3,10 @@
  * one file for download. The JSONL lives in the exports table, so any replica serves the download.
  */
 import { adminExportCreateBodySchema, type AdminExport, type AdminExportList } from '@flywheel/contracts';
-import { createExport, findExport, listExports, type Store } from '@flywheel/store';
+import { Injectable } from '@nestjs/common';
+import { createExport, findExport, listExports } from '@flywheel/store';
 import { fromZodError, OpenAiError } from '../http/openai-error';
+import { StoreHandle } from '../store/store.handle';
 import { adminExportOf } from './admin.mapping';
 
 export interface ExportFile {
@@ -13,8 +15,9 @@ export interface ExportFile {
   sha256: string;
 }
 
+@Injectable()
 export class AdminExportService {
-  constructor(private readonly store: () => Store) {}
+  constructor(private readonly store: StoreHandle) {}
 
   async create(body: unknown, actor: string): Promise<AdminExport> {
     const parsed = adminExportCreateBodySchema.safeParse(body);
@@ -23,7 +26,7 @@ export class AdminExportService {
     if (filters.from && filters.to && Date.parse(filters.from) >= Date.parse(filters.to)) {
       throw OpenAiError.invalid("'filters.from' must be before 'filters.to'.", 'filters.from', 'invalid_value');
     }
-    const row = await createExport(this.store().db, {
+    const row = await createExport(this.store.get().db, {
       format: parsed.data.format,
       filters: {
         ...(filters.policy_version ? { policyVersion: filters.policy_version } : {}),
@@ -37,11 +40,11 @@ export class AdminExportService {
   }
 
   async list(): Promise<AdminExportList> {
-    return { object: 'list', data: (await listExports(this.store().db, 200)).map(adminExportOf) };
+    return { object: 'list', data: (await listExports(this.store.get().db, 200)).map(adminExportOf) };
   }
 
   async file(id: string): Promise<ExportFile> {
-    const row = await findExport(this.store().db, id);
+    const row = await findExport(this.store.get().db, id);
     if (!row) throw new OpenAiError(404, 'invalid_request_error', `No export found with id '${id}'.`, 'id', 'export_not_found');
     return { filename: `flywheel-${row.format}-${row.id}.jsonl`, content: row.content, sha256: row.sha256 };
   }

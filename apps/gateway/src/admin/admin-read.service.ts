@@ -20,16 +20,15 @@ import {
   listFeedbackInbox,
   listPolicyVersions,
   listReviewsOfCompletion,
-  type Store,
 } from '@flywheel/store';
 import { fromZodError, OpenAiError } from '../http/openai-error';
+import type { StoreHandle } from '../store/store.handle';
 import { adminCompletionDetailOf, adminCompletionSummaryOf, adminFeedbackOf } from './admin.mapping';
 import { statsOf, statsRangeOf } from './admin-stats';
 
 export class AdminReadService {
   constructor(
-    /** The open store, or throws the 503 the client should get. */
-    private readonly store: () => Store,
+    private readonly store: StoreHandle,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -47,7 +46,7 @@ export class AdminReadService {
       ...(q.to ? { to: new Date(q.to) } : {}),
       ...(q.q ? { text: q.q } : {}),
     };
-    const db = this.store().db;
+    const db = this.store.get().db;
     if (q.view === 'completions') {
       if (q.kind) throw OpenAiError.invalid("'kind' filters feedback: use it with view=feedback.", 'kind', 'invalid_value');
       const page = await listCompletionInbox(db, common, cursor, q.limit);
@@ -67,7 +66,7 @@ export class AdminReadService {
   }
 
   async completion(id: string): Promise<AdminCompletionDetail> {
-    const db = this.store().db;
+    const db = this.store.get().db;
     const row = await db.selectFrom('completions').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new OpenAiError(404, 'invalid_request_error', `No completion found with id '${id}'.`, 'id', 'completion_not_found');
     const feedback = await db.selectFrom('feedback').selectAll().where('completion_id', '=', id).orderBy('created_at').orderBy('id').execute();
@@ -75,7 +74,7 @@ export class AdminReadService {
   }
 
   async policyVersions(): Promise<AdminPolicyVersions> {
-    return { data: await listPolicyVersions(this.store().db) };
+    return { data: await listPolicyVersions(this.store.get().db) };
   }
 
   async stats(query: unknown): Promise<AdminStats> {
@@ -83,7 +82,7 @@ export class AdminReadService {
     if (!parsed.success) throw fromZodError(parsed.error, query);
     const q = parsed.data;
     const range = statsRangeOf(q.bucket, q.from, q.to, this.now());
-    const counts = await feedbackStatsCounts(this.store().db, { bucket: q.bucket, ...range, ...(q.policy_version ? { policyVersion: q.policy_version } : {}) });
+    const counts = await feedbackStatsCounts(this.store.get().db, { bucket: q.bucket, ...range, ...(q.policy_version ? { policyVersion: q.policy_version } : {}) });
     return statsOf(q.bucket, range, counts.volume, counts.groups);
   }
 }

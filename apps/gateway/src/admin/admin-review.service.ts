@@ -4,17 +4,20 @@
  * session's admin key id.
  */
 import { adminReviewsBodySchema, type AdminReviewsResponse } from '@flywheel/contracts';
-import { applyReview, type Store } from '@flywheel/store';
+import { Injectable } from '@nestjs/common';
+import { applyReview } from '@flywheel/store';
 import { fromZodError } from '../http/openai-error';
+import { StoreHandle } from '../store/store.handle';
 import { adminFeedbackOf, adminReviewOf } from './admin.mapping';
 
+@Injectable()
 export class AdminReviewService {
-  constructor(private readonly store: () => Store) {}
+  constructor(private readonly store: StoreHandle) {}
 
   async apply(body: unknown, actor: string): Promise<AdminReviewsResponse> {
     const parsed = adminReviewsBodySchema.safeParse(body);
     if (!parsed.success) throw fromZodError(parsed.error, body);
-    const db = this.store().db;
+    const db = this.store.get().db;
     const results: AdminReviewsResponse['results'] = [];
     for (const [index, action] of parsed.data.actions.entries()) {
       const outcome = await applyReview(db, actor, action);

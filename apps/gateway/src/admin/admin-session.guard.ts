@@ -4,7 +4,6 @@
  * csrf_failed). The session is then readable by the handler through adminSessionOf(request).
  */
 import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
 import type { IncomingMessage } from 'node:http';
 import { ADMIN_CSRF_HEADER, ADMIN_SESSION_COOKIE } from '@flywheel/contracts';
 import { ApiKeyStore } from '../auth/api-keys';
@@ -52,21 +51,12 @@ export function admitAdminRequest(sessions: AdminSessions, keys: ApiKeyStore, ra
 export class AdminSessionGuard implements CanActivate {
   constructor(
     private readonly sessions: AdminSessions,
-    private readonly moduleRef: ModuleRef,
+    private readonly keys: ApiKeyStore,
   ) {}
-
-  /** The OpenAI module's key store (not exported to this module), looked up once. */
-  private keyStore: ApiKeyStore | null = null;
-  private keys(): ApiKeyStore {
-    const keys = this.keyStore ?? this.moduleRef.get(ApiKeyStore, { strict: false });
-    if (!keys) throw new Error('ApiKeyStore is not provided (the OpenAI module is missing)');
-    this.keyStore = keys;
-    return keys;
-  }
 
   canActivate(context: ExecutionContext): boolean {
     const raw = context.switchToHttp().getRequest<{ raw: IncomingMessage }>().raw;
-    const session = admitAdminRequest(this.sessions, this.keys(), raw);
+    const session = admitAdminRequest(this.sessions, this.keys, raw);
     sessionsOfRequests.set(raw, session);
     requestContextOf(raw).log.key_id = session.keyId;
     return true;

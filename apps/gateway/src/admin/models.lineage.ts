@@ -5,14 +5,16 @@
  * made by the CLI, the admin API or the trainer alike, and the writes are idempotent, so replicas may race
  * and a restart replays safely. While the store is down a write is retried; nothing is skipped.
  */
-import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import { MODEL_ROLES, publishedModelSchema, type ModelRole } from '@flywheel/contracts';
 import { checkpointStore, MeshConnection, watchActive } from '@flywheel/mesh';
 import { recordActiveVersion, recordPublishedVersion, type LineageFacts, type Store } from '@flywheel/store';
+import { StoreHandle } from '../store/store.handle';
 
 const RETRY_MS = 2_000;
 
+@Injectable()
 export class ModelLineageFollower implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('model-lineage');
   private readonly stop = new AbortController();
@@ -20,7 +22,7 @@ export class ModelLineageFollower implements OnModuleInit, OnApplicationShutdown
 
   constructor(
     private readonly mesh: MeshConnection,
-    private readonly store: () => Store,
+    private readonly store: StoreHandle,
   ) {}
 
   onModuleInit(): void {
@@ -83,7 +85,7 @@ export class ModelLineageFollower implements OnModuleInit, OnApplicationShutdown
   private async write(fn: (store: Store) => Promise<void>): Promise<void> {
     while (!this.stop.signal.aborted) {
       try {
-        await fn(this.store());
+        await fn(this.store.get());
         this.lastError = '';
         return;
       } catch (err) {

@@ -1,7 +1,7 @@
 /**
  * Guards the OpenAI API (/v1): a bearer API key (not an admin key) and the key's rate limits.
  * Admits or throws OpenAI-shaped 401/403/429; on success the key joins the request context and the
- * x-ratelimit-* headers are set. `authorize` is the scope check the admin API's guard will share.
+ * x-ratelimit-* headers are set. `authorize` is also the admin login's key and scope check.
  */
 import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';

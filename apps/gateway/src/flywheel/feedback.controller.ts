@@ -10,7 +10,7 @@ import { requestContextOf, type RequestContext } from '../http/request-context';
 import { FeedbackService } from './feedback.service';
 import { SERVICE_CONFIG } from '@flywheel/mesh';
 import type { CommonConfig } from '@flywheel/config';
-import { SharedApiKeyGuard } from './api-key.shared-guard';
+import { ApiKeyGuard } from '../auth/api-key.guard';
 
 interface HeaderReply {
   header(name: string, value: string): unknown;
@@ -23,7 +23,7 @@ function keyIdOf(ctx: RequestContext): string {
 }
 
 @Controller('v1/feedback')
-@UseGuards(SharedApiKeyGuard)
+@UseGuards(ApiKeyGuard)
 export class FeedbackController {
   constructor(
     private readonly feedback: FeedbackService,

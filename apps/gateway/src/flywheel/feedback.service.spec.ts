@@ -6,11 +6,12 @@ import { Registry } from 'prom-client';
 import { newTimeOrderedId, type CompletionRecord, type FeedbackEvent } from '@flywheel/contracts';
 import { MeshError } from '@flywheel/mesh';
 import type { Store } from '@flywheel/store';
-import { OpenAiError } from '../http/openai-error';
+import { OpenAiError, toOpenAiError } from '../http/openai-error';
+import { StoreUnavailableError } from '../store/store.errors';
+import type { StoreHandle } from '../store/store.handle';
 import { FeedbackService } from './feedback.service';
 import type { FlywheelJetStream } from './flywheel.jetstream';
 import { FlywheelMetrics } from './flywheel.metrics';
-import { StoreUnavailableError, type StoreHandle } from './store.handle';
 
 const KEY = 'key_aaaaaaaaaaaa';
 const caller = { keyId: KEY, requestId: 'req_1', gatewayInstanceId: 'gateway-1' };
@@ -52,11 +53,12 @@ function setup(now = Date.now()) {
   return { js, service, id };
 }
 
+/** A refused call as the client gets it: the error through the exception filter's mapping (a store down is a 503). */
 async function refusal(promise: Promise<unknown>): Promise<OpenAiError> {
   try {
     await promise;
   } catch (err) {
-    if (err instanceof OpenAiError) return err;
+    if (err instanceof OpenAiError || err instanceof StoreUnavailableError) return toOpenAiError(err);
     throw err;
   }
   throw new Error('expected an OpenAiError');

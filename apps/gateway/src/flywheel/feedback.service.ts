@@ -2,7 +2,8 @@
  * The feedback API's logic: validate a body, decide whether its completion exists (in JetStream, in the
  * store, or possibly still streaming), publish the event to JetStream and answer only once it is held
  * there; list feedback from the store. Every side effect sits behind FlywheelJetStream and StoreHandle,
- * so this is tested with plain fakes. HTTP-free apart from the OpenAI-shaped errors it throws.
+ * so this is tested with plain fakes. HTTP-free apart from the OpenAI-shaped errors it throws; a store it cannot
+ * ask is StoreUnavailableError, which the exception filter answers with 503.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -20,7 +21,8 @@ import { findCompletionRef, listFeedbackOfCompletion, type StoredFeedback } from
 import { fromZodError, OpenAiError } from '../http/openai-error';
 import type { FlywheelJetStream } from './flywheel.jetstream';
 import type { FlywheelMetrics } from './flywheel.metrics';
-import { StoreUnavailableError, type StoreHandle } from './store.handle';
+import { StoreUnavailableError } from '../store/store.errors';
+import type { StoreHandle } from '../store/store.handle';
 
 export interface FeedbackCaller {
   keyId: string;
@@ -34,18 +36,13 @@ export interface FeedbackServiceOptions {
 }
 
 /** What is known of the completion a feedback names. */
-type CompletionState = { kind: 'known'; keyId: string; choiceCount: number } | { kind: 'inflight' } | { kind: 'missing' } | { kind: 'unknowable'; why: string };
+type CompletionLookup = { kind: 'known'; keyId: string; choiceCount: number } | { kind: 'inflight' } | { kind: 'missing' } | { kind: 'unknowable'; why: string };
 
 export interface CreatedFeedback {
   feedback: FeedbackObject;
   /** The idempotency key matched earlier feedback: this is that feedback, nothing new was stored. */
   replayed: boolean;
 }
-
-const storeUnavailable = (why: string) =>
-  new OpenAiError(503, 'server_error', `The feedback store is unavailable right now (${why}). Please retry shortly.`, null, 'store_unavailable', {
-    'retry-after': '1',
-  });
 
 const notFound = (id: string) =>
   new OpenAiError(404, 'invalid_request_error', `No completion found with id '${id}'.`, 'completion_id', 'completion_not_found');
@@ -98,9 +95,9 @@ export class FeedbackService {
       if (earlier) return { feedback: earlier, replayed: true };
     }
 
-    const completion = await this.completionState(req.completion_id);
+    const completion = await this.lookUpCompletion(req.completion_id);
     if (completion.kind === 'missing') throw notFound(req.completion_id);
-    if (completion.kind === 'unknowable') throw storeUnavailable(completion.why);
+    if (completion.kind === 'unknowable') throw new StoreUnavailableError(completion.why);
     if (completion.kind === 'known') {
       // Feedback on another key's completion reads as "no such completion": ids are not a way to probe.
       if (completion.keyId !== caller.keyId) throw notFound(req.completion_id);
@@ -135,12 +132,12 @@ export class FeedbackService {
   async list(query: unknown, caller: Pick<FeedbackCaller, 'keyId'>): Promise<FeedbackList> {
     const parsed = feedbackListQuerySchema.safeParse(query);
     if (!parsed.success) throw fromZodError(parsed.error, query);
-    const store = this.openStore();
+    const store = this.store.get();
     let rows: StoredFeedback[];
     try {
       rows = await listFeedbackOfCompletion(store.db, parsed.data.completion_id, caller.keyId, parsed.data.limit);
     } catch (err) {
-      throw storeUnavailable(errorText(err));
+      throw new StoreUnavailableError(errorText(err));
     }
     return { object: 'list', data: rows.map((r) => feedbackObjectOf(r)) };
   }
@@ -150,7 +147,7 @@ export class FeedbackService {
     const event = await this.jetstreamCall(() => this.jetstream.findFeedbackEvent(id));
     if (event) return feedbackObjectOf(event);
     try {
-      const row = await this.openStore()
+      const row = await this.store.get()
         .db.selectFrom('feedback')
         .select(['id', 'completion_id', 'choice_index', 'kind', 'value', 'comment', 'author', 'source', 'created_at', 'review_status'])
         .where('id', '=', id)
@@ -174,12 +171,12 @@ export class FeedbackService {
     }
   }
 
-  private async completionState(id: string): Promise<CompletionState> {
+  private async lookUpCompletion(id: string): Promise<CompletionLookup> {
     const record = await this.jetstreamCall(() => this.jetstream.findCompletionRecord(id));
     if (record) return { kind: 'known', keyId: record.keyId, choiceCount: record.choices.length };
     let storeProblem: string | null = null;
     try {
-      const ref = await findCompletionRef(this.openStore().db, id);
+      const ref = await findCompletionRef(this.store.get().db, id);
       if (ref) return { kind: 'known', keyId: ref.keyId, choiceCount: ref.choiceCount };
     } catch (err) {
       storeProblem = errorText(err);
@@ -202,15 +199,6 @@ export class FeedbackService {
           'retry-after': '1',
         });
       }
-      throw err;
-    }
-  }
-
-  private openStore() {
-    try {
-      return this.store.get();
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) throw storeUnavailable(err.message);
       throw err;
     }
   }

@@ -5,7 +5,8 @@
  */
 import { Registry } from 'prom-client';
 import { STREAMS } from '@flywheel/contracts';
-import { completionRecord, feedbackEvent, openStore, startEmbeddedPostgres, writeCompletion, writeFeedback, type EmbeddedPostgres, type Store } from '@flywheel/store';
+import { openStore, startEmbeddedPostgres, writeCompletion, writeFeedback, type EmbeddedPostgres, type Store } from '@flywheel/store';
+import { completionRecord, feedbackEvent } from '@flywheel/store/testing';
 import { FlywheelBacklog, type WriterConsumerInfo } from './flywheel.backlog';
 import { FlywheelMetrics } from './flywheel.metrics';
 

@@ -1,21 +1,22 @@
 /**
- * The data flywheel in the gateway: the store (DATABASE_URL: a Postgres server or the launcher's embedded one, opened in the background),
- * the durable JetStream → store writer, and the feedback API. Imported by GatewayModule with one line:
+ * The data flywheel in the gateway: the durable JetStream → store writer, the review-backlog gauges and the
+ * feedback API (keys from AuthModule, the store from StoreModule). Imported by GatewayModule with one line:
  * `FlywheelModule.forRoot(config)`. Jobs and consumers are started here and nowhere else.
  */
 import { Inject, Logger, Module, type DynamicModule, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
 import { MeshConnection, SERVICE_METRICS, type ServiceMetrics } from '@flywheel/mesh';
-import { SharedApiKeyGuard } from './api-key.shared-guard';
+import { AuthModule } from '../auth/auth.module';
+import { StoreHandle } from '../store/store.handle';
+import { StoreModule } from '../store/store.module';
 import { FeedbackController } from './feedback.controller';
 import { FeedbackService } from './feedback.service';
 import { FlywheelBacklog, writerConsumerInfoOn } from './flywheel.backlog';
 import { FlywheelJetStream } from './flywheel.jetstream';
 import { FlywheelMetrics } from './flywheel.metrics';
-import { StoreHandle } from './store.handle';
 import { StoreWriter } from './store.writer';
 
-/** Starts the writer once NATS is up (boot never waits on it) and the backlog gauges; stops them and the store at shutdown. */
+/** Starts the writer once NATS is up (boot never waits on it) and the backlog gauges; stops them at shutdown, before StoreModule closes the store. */
 class FlywheelLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('Flywheel');
   private stopping = false;
@@ -23,7 +24,6 @@ class FlywheelLifecycle implements OnApplicationBootstrap, OnApplicationShutdown
   constructor(
     @Inject(MeshConnection) private readonly mesh: MeshConnection,
     @Inject(StoreWriter) private readonly writer: StoreWriter,
-    @Inject(StoreHandle) private readonly store: StoreHandle,
     @Inject(FlywheelBacklog) private readonly backlog: FlywheelBacklog,
   ) {}
 
@@ -36,7 +36,6 @@ class FlywheelLifecycle implements OnApplicationBootstrap, OnApplicationShutdown
     this.stopping = true;
     await this.backlog.stop();
     await this.writer.stop();
-    await this.store.close();
   }
 
   private async startWriter(): Promise<void> {
@@ -58,9 +57,9 @@ export class FlywheelModule {
     const { feedbackInflightWindowMs, writerRetryMaxMs, backlogMetricsMs } = config.gateway.store;
     return {
       module: FlywheelModule,
+      imports: [AuthModule, StoreModule],
       controllers: [FeedbackController],
       providers: [
-        { provide: StoreHandle, useFactory: () => new StoreHandle(config.database.url, writerRetryMaxMs) },
         { provide: FlywheelMetrics, useFactory: (m: ServiceMetrics) => new FlywheelMetrics(m.registry), inject: [SERVICE_METRICS] },
         FlywheelJetStream,
         {
@@ -81,9 +80,7 @@ export class FlywheelModule {
           inject: [StoreHandle, MeshConnection, FlywheelMetrics],
         },
         FlywheelLifecycle,
-        SharedApiKeyGuard,
       ],
-      exports: [StoreHandle],
     };
   }
 }

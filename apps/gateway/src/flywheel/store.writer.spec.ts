@@ -6,7 +6,8 @@
  */
 import { sql } from 'kysely';
 import { STREAMS } from '@flywheel/contracts';
-import { completionRecord, createThrowawayDatabase, feedbackEvent, openStore, type Store, type ThrowawayDatabase } from '@flywheel/store';
+import { openStore, type Store } from '@flywheel/store';
+import { completionRecord, createThrowawayDatabase, feedbackEvent, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { handleRecord } from './store.writer';
 
 jest.setTimeout(60_000);

@@ -10,7 +10,7 @@ import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JsMsg, typ
 import { completionRecordSchema, feedbackEventSchema, STREAMS } from '@flywheel/contracts';
 import { ensureJetStream } from '@flywheel/mesh';
 import { writeCompletion, writeDeadLetter, writeFeedback, type Store, type WriteOutcome } from '@flywheel/store';
-import { isDatabaseTextEncodingError } from '../http/openai-error';
+import { isDatabaseTextEncodingError } from '../store/store.errors';
 import type { FlywheelMetrics } from './flywheel.metrics';
 
 export const STORE_WRITER_DURABLE = 'store-writer';

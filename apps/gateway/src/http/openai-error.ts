@@ -1,12 +1,14 @@
 /**
  * OpenAI's error shape and the one mapping from everything that can fail (a zod issue, a MeshError
- * from the policy, a Fastify body error surfaced by Nest, a bug) to an HTTP status plus that body.
- * Plain functions and one error class; the exception filter and the SSE writer both use them.
+ * from the policy, a Fastify body error surfaced by Nest, the store down or refusing a client's text,
+ * a bug) to an HTTP status plus that body. Plain functions and one error class; the exception filter
+ * and the SSE writer both use them.
  */
 import { HttpException } from '@nestjs/common';
 import type { z } from 'zod';
 import type { OpenAiErrorBody, OpenAiErrorType } from '@flywheel/contracts';
 import { MeshError } from '@flywheel/mesh';
+import { isDatabaseTextEncodingError, StoreUnavailableError } from '../store/store.errors';
 
 export class OpenAiError extends Error {
   constructor(
@@ -144,6 +146,11 @@ export function fromMeshError(err: MeshError, promptParam: PromptParam): OpenAiE
 export function toOpenAiError(err: unknown, promptParam: PromptParam = 'messages'): OpenAiError {
   if (err instanceof OpenAiError) return err;
   if (err instanceof MeshError) return fromMeshError(err, promptParam);
+  if (err instanceof StoreUnavailableError) {
+    return new OpenAiError(503, 'server_error', `The store is unavailable right now (${err.message}). Please retry shortly.`, null, 'store_unavailable', {
+      'retry-after': '1',
+    });
+  }
   if (err instanceof HttpException) {
     const status = err.getStatus();
     const message = err.message;
@@ -169,10 +176,4 @@ export function toOpenAiError(err: unknown, promptParam: PromptParam = 'messages
     return OpenAiError.invalid('Invalid value: text parameters must not contain NUL bytes or invalid Unicode.', null, 'invalid_value');
   }
   return new OpenAiError(500, 'server_error', 'The server had an error while processing your request.', null, 'internal_error');
-}
-
-/** Postgres / PGlite SQLSTATE 22021 (invalid byte sequence, e.g. 0x00 in text) or 22P05 (untranslatable character). */
-export function isDatabaseTextEncodingError(err: unknown): boolean {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return code === '22021' || code === '22P05';
 }

@@ -1,7 +1,8 @@
 /**
- * The gateway's one exception filter: whatever escapes a route, a guard, Fastify's body parsing or the
- * not-found handler leaves as OpenAI's `{"error": {...}}` with the right status. Real bugs (500) are
- * logged with their stack; nothing a client sends should reach that branch.
+ * The gateway's one exception filter (registered once, by GatewayModule): whatever escapes a route, a guard,
+ * Fastify's body parsing or the not-found handler leaves as OpenAI's `{"error": {...}}` with the right status,
+ * a store that cannot be reached as 503 store_unavailable. Real bugs (500) are logged with their stack; nothing
+ * a client sends should reach that branch.
  */
 import { Catch, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';

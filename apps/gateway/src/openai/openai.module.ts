@@ -1,17 +1,13 @@
 /**
- * The OpenAI-compatible API: keys and rate limits, the policy client, completion records on JetStream,
- * moderation (the service client, and the in-process moderator main.ts loaded at boot), metrics and
- * the access-log hooks, the /v1 controllers and the filter that shapes every error.
+ * The OpenAI-compatible API: the policy client, completion records on JetStream, moderation (the service
+ * client, and the in-process moderator main.ts loaded at boot), metrics and the access-log hooks, and the /v1
+ * controllers behind ApiKeyGuard (keys and rate limits from AuthModule).
  */
-import { Logger, Module, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER } from '@nestjs/core';
+import { Module, type DynamicModule } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
 import { SERVICE_METRICS, type ServiceMetrics } from '@flywheel/mesh';
 import { Moderator } from '@flywheel/moderation';
-import { ApiKeyGuard } from '../auth/api-key.guard';
-import { ApiKeyStore, loadApiKeys } from '../auth/api-keys';
-import { RateLimiter } from '../auth/rate-limiter';
-import { OpenAiExceptionFilter } from '../http/openai-exception.filter';
+import { AuthModule } from '../auth/auth.module';
 import { GatewayModeration } from '../moderation/gateway-moderation.service';
 import { ModerationClient } from '../moderation/moderation.client';
 import { ModerationsController } from '../moderation/moderations.controller';
@@ -20,8 +16,8 @@ import { RequestObserver } from '../observability/request-observer';
 import { CompletionRecords } from './completion-records';
 import { CompletionsController } from './completions.controller';
 import { GenerationService } from './generation.service';
-import { ModelsController } from './models.controller';
-import { ModelsService } from './models.service';
+import { OpenAiModelsController } from './openai-models.controller';
+import { OpenAiModelsService } from './openai-models.service';
 import { PolicyClient } from './policy.client';
 
 @Module({})
@@ -29,22 +25,9 @@ export class OpenAiModule {
   static forRoot(config: GatewayConfig, moderator: Moderator): DynamicModule {
     return {
       module: OpenAiModule,
-      controllers: [CompletionsController, ModelsController, ModerationsController],
+      imports: [AuthModule],
+      controllers: [CompletionsController, OpenAiModelsController, ModerationsController],
       providers: [
-        {
-          provide: ApiKeyStore,
-          useFactory: () => {
-            const { store, devKey } = loadApiKeys(config.gateway.api, config.stateDir);
-            if (devKey) {
-              // The one place a key is printed: the dev key, so `npm start` users can call the API.
-              new Logger('ApiKeys').log(
-                `no API key configured: ${devKey.created ? 'created' : 'using'} dev key ${devKey.secret} (stored in ${devKey.file})`,
-              );
-            }
-            return store;
-          },
-        },
-        { provide: RateLimiter, useFactory: () => new RateLimiter() },
         { provide: GatewayMetrics, useFactory: (m: ServiceMetrics) => new GatewayMetrics(m.registry), inject: [SERVICE_METRICS] },
         {
           provide: RequestObserver,
@@ -57,16 +40,14 @@ export class OpenAiModule {
           inject: [GatewayMetrics],
         },
         { provide: Moderator, useValue: moderator },
-        { provide: APP_FILTER, useClass: OpenAiExceptionFilter },
-        ApiKeyGuard,
         PolicyClient,
         CompletionRecords,
         GenerationService,
-        ModelsService,
+        OpenAiModelsService,
         ModerationClient,
         GatewayModeration,
       ],
-      exports: [ApiKeyStore, RequestObserver],
+      exports: [RequestObserver],
     };
   }
 }

@@ -30,19 +30,9 @@ export type { GgufModel, GgufTensorDtype, GgufVocab } from './gguf.reader';
 export { bf16ArrayToF32, bf16BitsToF32, f16ArrayToF32, f16BitsToF32 } from './half-float.codec';
 export { ChatTemplate, ModelTokenizer, loadTokenizer } from './tokenizer.loader';
 export type { ChatMessage, ChatTemplateOptions, SpecialTokenStrings } from './tokenizer.loader';
-export { buildWeightMap, expectedWeightShapes } from './weight-map.validator';
+export { buildWeightMap } from './weight-map.validator';
 export type { ShapedTensor, WeightLayout } from './weight-map.validator';
 export { loadCheckpoint, loadModelWeights } from './checkpoint.loader';
 export type { Checkpoint, CheckpointFormat, LoadCheckpointOptions, LoadedWeights, SourceDtype } from './checkpoint.loader';
-export {
-  OPTIMIZER_STATE_FILE,
-  TOKENIZER_FILES,
-  TRAINING_STATE_FILE,
-  hfConfigFor,
-  readTrainingState,
-  serializeSafetensors,
-  writeHfCheckpoint,
-  writeSafetensorsFile,
-  writeTrainingState,
-} from './safetensors.writer';
-export type { HfCheckpointToWrite, TensorToWrite, TrainingState, WritableSafetensorsDtype } from './safetensors.writer';
+export { TOKENIZER_FILES, hfConfigFor, serializeSafetensors, writeFileAtomic, writeHfCheckpoint, writeSafetensorsFile } from './safetensors.writer';
+export type { HfCheckpointToWrite, TensorToWrite, WritableSafetensorsDtype } from './safetensors.writer';

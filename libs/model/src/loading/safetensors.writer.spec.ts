@@ -1,28 +1,16 @@
 /**
- * The safetensors / HF-directory writer and the training-state files: byte layout read back by our reader,
- * F32/BF16/F16 rounding, a tiny-gqa round trip through loadModelWeights, and an exact resume of native training
- * from a written checkpoint (weights + optimizer moments + step + RNG + data position).
+ * The safetensors / HF-directory writer: byte layout read back by our reader, F32/BF16/F16 rounding, a tiny-gqa
+ * round trip through loadModelWeights, and a reward model the loader reads as one. The training-state files beside a
+ * checkpoint are @flywheel/train's (training-checkpoint.io.spec.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import {
-  createTrainableModel,
-  freeTrainableModel,
-  getOptimizerState,
-  getWeights,
-  optimizerStep,
-  setOptimizerState,
-  trainStep,
-  zeroGrad,
-  DEFAULT_OPTIMIZER,
-  type TrainableModelHandle,
-} from '@flywheel/kernels';
 import { loadModelWeights } from './checkpoint.loader';
 import { FIXTURES_DIR } from './model-files.testing';
 import { readSafetensorsFile } from './safetensors.reader';
-import { readTrainingState, serializeSafetensors, writeHfCheckpoint, writeTrainingState } from './safetensors.writer';
+import { serializeSafetensors, writeHfCheckpoint } from './safetensors.writer';
 
 describe('safetensors writer', () => {
   let dir: string;
@@ -114,44 +102,5 @@ describe('safetensors writer', () => {
     expect(back.numLabels).toBe(1);
     expect(back.weights.has('lm_head.weight')).toBe(false);
     expect(Array.from(back.weights.get('score.weight')!)).toEqual(Array.from(weights.get('score.weight')!));
-  });
-
-  it('resumes native training exactly from the written weights and training state', async () => {
-    const src = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa'));
-    const B = 2, T = 5;
-    const tokens = Int32Array.from([5, 9, 17, 3, 99, 42, 7, 7, 0, 0]);
-    const mask = Int32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
-    const targets = Int32Array.from([9, 17, 3, 99, 0, 7, 7, 0, 0, 0]);
-    const weights = Float32Array.from([1, 1, 1, 1, 0, 1, 1, 0, 0, 0]);
-    const opt = { ...DEFAULT_OPTIMIZER, lr: 1e-2, warmupSteps: 1, totalSteps: 4 };
-    const step = async (m: TrainableModelHandle) => {
-      zeroGrad(m);
-      await trainStep(m, { B, T, tokens, mask }, { targets, weights });
-      return optimizerStep(m, opt);
-    };
-    const a = createTrainableModel(src.spec, src.weights, { threads: 1 });
-    await step(a);
-    await step(a);
-    const ck = path.join(dir, 'ck');
-    await writeHfCheckpoint(ck, { spec: src.spec, weights: getWeights(a) });
-    const o = getOptimizerState(a);
-    await writeTrainingState(ck, { step: o.step, m: o.m, v: o.v, rng: [12345], data: { epoch: 0, index: 4 }, optimizer: { ...opt } });
-    await step(a);
-    await step(a);
-
-    const loaded = await loadModelWeights(ck);
-    const st = await readTrainingState(ck);
-    expect(st.step).toBe(2);
-    expect(st.rng).toEqual([12345]);
-    expect(st.data).toEqual({ epoch: 0, index: 4 });
-    const b = createTrainableModel(loaded.spec, loaded.weights, { threads: 1 });
-    setOptimizerState(b, st);
-    await step(b);
-    const last = await step(b);
-    expect(last.step).toBe(4);
-    const wa = getWeights(a);
-    for (const [name, t] of getWeights(b)) expect(Array.from(t)).toEqual(Array.from(wa.get(name)!));
-    freeTrainableModel(a);
-    freeTrainableModel(b);
   });
 });

@@ -1,17 +1,15 @@
 /**
  * Writes safetensors files (F32, or BF16/F16 rounded to nearest even) and whole Hugging Face checkpoint
  * directories (config.json + model.safetensors + the source's tokenizer files) that our loader, transformers and
- * the safetensors library all read; plus the training state beside them (optimizer moments, step, RNG, data
- * position) so a killed job resumes where it stopped. It does not read checkpoints (safetensors.reader does).
+ * the safetensors library all read. It does not read checkpoints (safetensors.reader does), nor write training
+ * state (@flywheel/train).
  */
-import { chmod, copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { z } from 'zod';
-import type { ModelSpec, WeightMap } from '@flywheel/kernels';
+import { expectedWeightShapes, type ModelSpec, type WeightMap } from '@flywheel/kernels';
 import { isFile } from './checkpoint-file.io';
 import { ModelLoadError } from './model-load.error';
-import { readSafetensorsFile, SAFETENSORS_SINGLE_FILE } from './safetensors.reader';
-import { expectedWeightShapes } from './weight-map.validator';
+import { SAFETENSORS_SINGLE_FILE } from './safetensors.reader';
 
 export type WritableSafetensorsDtype = 'F32' | 'BF16' | 'F16';
 
@@ -123,7 +121,7 @@ export function serializeSafetensors(
 }
 
 /** Writes to `file` atomically (a temporary file in the same folder, then rename). */
-async function writeAtomic(file: string, data: Buffer | string): Promise<void> {
+export async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`;
   await writeFile(tmp, data);
   await rename(tmp, file);
@@ -134,7 +132,7 @@ export async function writeSafetensorsFile(
   tensors: readonly TensorToWrite[],
   opts: { dtype?: WritableSafetensorsDtype; metadata?: Record<string, string> } = {},
 ): Promise<void> {
-  await writeAtomic(file, serializeSafetensors(tensors, opts));
+  await writeFileAtomic(file, serializeSafetensors(tensors, opts));
 }
 
 export interface HfCheckpointToWrite {
@@ -196,7 +194,7 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
 export async function writeHfCheckpoint(dir: string, ck: HfCheckpointToWrite): Promise<void> {
   const scoreLabels = ck.scoreLabels ?? null;
   const dtype = ck.dtype ?? 'F32';
-  const shapes = expectedWeightShapes({ spec: ck.spec, scoreLabels });
+  const shapes = expectedWeightShapes(ck.spec, scoreLabels);
   const tensors: TensorToWrite[] = [];
   for (const [name, shape] of shapes) {
     const data = ck.weights.get(name);
@@ -205,7 +203,7 @@ export async function writeHfCheckpoint(dir: string, ck: HfCheckpointToWrite): P
   }
   await mkdir(dir, { recursive: true });
   await writeSafetensorsFile(path.join(dir, SAFETENSORS_SINGLE_FILE), tensors, { dtype });
-  await writeAtomic(path.join(dir, 'config.json'), JSON.stringify(hfConfigFor(ck.spec, scoreLabels, ck.baseConfig ?? null, dtype), null, 2) + '\n');
+  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(hfConfigFor(ck.spec, scoreLabels, ck.baseConfig ?? null, dtype), null, 2) + '\n');
   if (ck.tokenizerDir) {
     for (const f of TOKENIZER_FILES) {
       const src = path.join(ck.tokenizerDir, f);
@@ -214,74 +212,4 @@ export async function writeHfCheckpoint(dir: string, ck: HfCheckpointToWrite): P
       await chmod(path.join(dir, f), 0o644); // sources are often read-only; a later write must replace the copy
     }
   }
-}
-
-// ---- training state ------------------------------------------------------------------------------------------
-
-export const TRAINING_STATE_FILE = 'training_state.json';
-export const OPTIMIZER_STATE_FILE = 'optimizer.safetensors';
-
-const trainingStateSchema = z.strictObject({
-  format: z.literal('flywheel-training-state/1'),
-  /** Optimizer steps taken. */
-  step: z.int().nonnegative(),
-  /** The data loader's RNG state (opaque numbers, e.g. a xorshift seed/state). */
-  rng: z.array(z.number()),
-  /** Position in the data stream: epoch and index of the next example. */
-  data: z.strictObject({ epoch: z.int().nonnegative(), index: z.int().nonnegative() }),
-  /** The optimizer configuration in use (free-form, restored as written). */
-  optimizer: z.record(z.string(), z.number()),
-  extra: z.record(z.string(), z.unknown()).optional(),
-});
-export type TrainingStateJson = z.infer<typeof trainingStateSchema>;
-
-export interface TrainingState {
-  step: number;
-  rng: number[];
-  data: { epoch: number; index: number };
-  optimizer: Record<string, number>;
-  /** AdamW first and second moments by parameter name. */
-  m: WeightMap;
-  v: WeightMap;
-  extra?: Record<string, unknown>;
-}
-
-/** Writes optimizer.safetensors (tensors `m.<name>`, `v.<name>`, f32 flat) and training_state.json into dir. */
-export async function writeTrainingState(dir: string, s: TrainingState): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const tensors: TensorToWrite[] = [];
-  for (const [name, data] of s.m) tensors.push({ name: `m.${name}`, shape: [data.length], data });
-  for (const [name, data] of s.v) tensors.push({ name: `v.${name}`, shape: [data.length], data });
-  await writeSafetensorsFile(path.join(dir, OPTIMIZER_STATE_FILE), tensors);
-  const json: TrainingStateJson = {
-    format: 'flywheel-training-state/1',
-    step: s.step,
-    rng: s.rng,
-    data: s.data,
-    optimizer: s.optimizer,
-    ...(s.extra ? { extra: s.extra } : {}),
-  };
-  // The state file goes last: its presence marks a complete checkpoint.
-  await writeAtomic(path.join(dir, TRAINING_STATE_FILE), JSON.stringify(json, null, 2) + '\n');
-}
-
-/** Reads what writeTrainingState wrote; a ModelLoadError when missing or malformed. */
-export async function readTrainingState(dir: string): Promise<TrainingState> {
-  const file = path.join(dir, TRAINING_STATE_FILE);
-  let parsed: TrainingStateJson;
-  try {
-    const r = trainingStateSchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
-    if (!r.success) throw new Error(r.error.issues[0].message);
-    parsed = r.data;
-  } catch (err) {
-    throw new ModelLoadError(`unreadable training state (${err instanceof Error ? err.message : String(err)})`, file);
-  }
-  const tensors = await readSafetensorsFile(path.join(dir, OPTIMIZER_STATE_FILE));
-  const m = new Map<string, Float32Array>();
-  const v = new Map<string, Float32Array>();
-  for (const [name, t] of tensors) {
-    if (name.startsWith('m.')) m.set(name.slice(2), t.data);
-    else if (name.startsWith('v.')) v.set(name.slice(2), t.data);
-  }
-  return { step: parsed.step, rng: parsed.rng, data: parsed.data, optimizer: parsed.optimizer, m, v, ...(parsed.extra ? { extra: parsed.extra } : {}) };
 }

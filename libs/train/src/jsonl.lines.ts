@@ -1,0 +1,49 @@
+/**
+ * Reads a training JSONL file's lines through a zod schema: blank lines are skipped, and a line that is not
+ * JSON or not of the schema's shape is an error naming `source:line` and the expected shape. Also preference lines
+ * (the admin export's `{"prompt", "chosen", "rejected"}`) as pairs of sides, for the reward and DPO trainers. Not a
+ * streaming reader; training sets here fit in memory.
+ */
+import type { z } from 'zod';
+import { preferenceExportLineSchema } from '@flywheel/contracts';
+import type { RewardChatMessage } from '@flywheel/model';
+
+export function parseJsonlLines<S extends z.ZodType>(
+  text: string,
+  source: string,
+  schema: S,
+  shape: string,
+  each: (line: z.infer<S>) => void,
+): void {
+  text.split('\n').forEach((raw, i) => {
+    if (raw.trim() === '') return;
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch {
+      throw new Error(`${source}:${i + 1}: not valid JSON`);
+    }
+    const r = schema.safeParse(json);
+    if (!r.success) throw new Error(`${source}:${i + 1}: not ${shape}: ${r.error.issues[0]?.message}`);
+    each(r.data);
+  });
+}
+
+/**
+ * Preference JSONL lines to pairs of sides: `side` turns the prompt messages and one side's messages into a side and
+ * its token ids (null drops the pair); pairs whose sides have the same ids are dropped. Throws when no pair is left.
+ */
+export function parsePreferenceLines<S>(
+  text: string,
+  source: string,
+  side: (prompt: readonly RewardChatMessage[], response: readonly RewardChatMessage[]) => { ids: readonly number[]; value: S } | null,
+): { chosen: S; rejected: S }[] {
+  const pairs: { chosen: S; rejected: S }[] = [];
+  parseJsonlLines(text, source, preferenceExportLineSchema, 'a preference line ({"prompt", "chosen", "rejected"})', (line) => {
+    const chosen = side(line.prompt, line.chosen);
+    const rejected = side(line.prompt, line.rejected);
+    if (chosen && rejected && chosen.ids.join(',') !== rejected.ids.join(',')) pairs.push({ chosen: chosen.value, rejected: rejected.value });
+  });
+  if (pairs.length === 0) throw new Error(`${source}: no preference pair with differing sides`);
+  return pairs;
+}
