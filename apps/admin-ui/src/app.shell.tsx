@@ -11,40 +11,13 @@ import { ExportsPage } from './exports.page';
 import { InboxPage } from './inbox.page';
 import { LoginPage } from './login.page';
 import { ModelsPage } from './models.page';
+import { useRoute, type Route } from './navigation';
 import { ReviewProvider, ShortcutHelp, useReview, useShortcuts } from './review.context';
 import { RunsPage } from './runs.page';
 
 /** The charting library is most of the bundle: load it only when the dashboard opens. */
 const DashboardPage = lazy(() => import('./dashboard.page').then((m) => ({ default: m.DashboardPage })));
 const RunDetailPage = lazy(() => import('./run-detail.page').then((m) => ({ default: m.RunDetailPage })));
-
-export type Route = { name: 'inbox' } | { name: 'conversation'; id: string } | { name: 'exports' } | { name: 'dashboard' } | { name: 'models' } | { name: 'runs' } | { name: 'run'; id: string };
-
-export function parseRoute(hash: string): Route {
-  const m = /^#\/c\/(.+)$/.exec(hash);
-  if (m) return { name: 'conversation', id: decodeURIComponent(m[1]!) };
-  const run = /^#\/runs\/(.+)$/.exec(hash);
-  if (run) return { name: 'run', id: decodeURIComponent(run[1]!) };
-  if (hash === '#/runs') return { name: 'runs' };
-  if (hash === '#/exports') return { name: 'exports' };
-  if (hash === '#/dashboard') return { name: 'dashboard' };
-  if (hash === '#/models') return { name: 'models' };
-  return { name: 'inbox' };
-}
-
-export const go = (hash: string) => {
-  window.location.hash = hash;
-};
-
-function useRoute(): Route {
-  const [route, setRoute] = useState(() => parseRoute(window.location.hash));
-  useEffect(() => {
-    const on = () => setRoute(parseRoute(window.location.hash));
-    window.addEventListener('hashchange', on);
-    return () => window.removeEventListener('hashchange', on);
-  }, []);
-  return route;
-}
 
 export function AppShell() {
   const [session, setSession] = useState<AdminSession | null | 'checking'>('checking');

@@ -7,9 +7,9 @@ import { useCallback, useEffect, useMemo, useState } from 'react';
 import type { AdminCompletionDetail, AdminFeedback, AdminReviewAction } from '../../../libs/contracts/src/admin.schemas';
 import { completionModerationSchema, type CompletionModeration } from '../../../libs/contracts/src/completion-record.schemas';
 import { AdminApiError, adminApi } from './admin-api.client';
-import { go } from './app.shell';
+import { go } from './navigation';
 import { feedbackValueText, shortId, shortTime } from './format';
-import { StatusBadge } from './inbox.page';
+import { ReviewStatusBadge } from './status-badges';
 import { EditCorrectionDialog, useReview, useShortcuts } from './review.context';
 
 type OutputVerdict = CompletionModeration['output'][number];
@@ -132,7 +132,7 @@ export function ConversationPage({ id }: { id: string }) {
               aria-label={`${f.kind} feedback, ${f.review_status}`}
             >
               <input type="checkbox" aria-label={`Select feedback ${f.id}`} checked={selected.has(f.id)} onChange={() => toggle(f.id)} />
-              <StatusBadge status={f.review_status} />
+              <ReviewStatusBadge status={f.review_status} />
               <span className={`kind kind-${f.kind}`}>{f.kind}</span>
               <span className={f.kind === 'correction' ? 'value pre' : 'value'}>{feedbackValueText(f.kind, f.value)}</span>
               {f.comment ? <span className="muted small">“{f.comment}”</span> : null}
@@ -171,7 +171,7 @@ export function ConversationPage({ id }: { id: string }) {
           <h1 id="conv-title" className="mono">
             {detail.id}
           </h1>
-          <StatusBadge status={detail.review_status} />
+          <ReviewStatusBadge status={detail.review_status} />
           {detail.flagged ? <span className="badge badge-flagged">flagged</span> : null}
         </div>
         <dl className="facts">

@@ -13,8 +13,9 @@ import type {
 } from '../../../libs/contracts/src/admin.schemas';
 import { FEEDBACK_KINDS, REVIEW_STATUSES, type FeedbackKind, type ReviewStatus } from '../../../libs/contracts/src/feedback.schemas';
 import { AdminApiError, adminApi } from './admin-api.client';
-import { go } from './app.shell';
+import { go } from './navigation';
 import { dayEndIso, dayStartIso, feedbackValueText, shortId, shortTime } from './format';
+import { ReviewStatusBadge } from './status-badges';
 import { EditCorrectionDialog, useReview, useShortcuts, type DecisionLogEntry } from './review.context';
 
 type View = 'feedback' | 'completions';
@@ -377,7 +378,7 @@ export function InboxPage() {
                   />
                 </td>
                 <td>
-                  <StatusBadge status={r.item.review_status} />
+                  <ReviewStatusBadge status={r.item.review_status} />
                 </td>
                 {r.type === 'feedback' ? <FeedbackCells item={r.item} /> : <CompletionCells item={r.item} />}
                 <td className="mono small">{r.item.policy_version}</td>
@@ -455,10 +456,6 @@ function CompletionCells({ item }: { item: AdminCompletionSummary }) {
       <td className="num">{item.feedback_count}</td>
     </>
   );
-}
-
-export function StatusBadge({ status }: { status: ReviewStatus }) {
-  return <span className={`badge badge-${status}`}>{status}</span>;
 }
 
 /** Every decision sent from this browser tab, newest first: the audit panel of the session. */

@@ -13,7 +13,8 @@ import { useReview } from './review.context';
 import { RunCharts } from './run-charts';
 import { failureText, isLiveRun, StageProgress, type LiveLoopRun } from './run-progress';
 import { isActive, metricText, runDuration } from './runs.format';
-import { RunTable, StatusBadge, runHref } from './runs.page';
+import { RunTable, runHref } from './runs.page';
+import { RunStatusBadge } from './status-badges';
 
 const POLL_MS = 3_000;
 
@@ -94,7 +95,7 @@ export function RunDetailPage({ id }: { id: string }) {
           {run.id}
         </h1>
         <span className="kind">{run.kind}</span>
-        <StatusBadge status={run.status} />
+        <RunStatusBadge status={run.status} />
         {run.stage ? <span className="muted">stage {run.stage}</span> : null}
       </div>
       {failure ? (

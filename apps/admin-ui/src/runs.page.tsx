@@ -14,6 +14,7 @@ import { shortTime } from './format';
 import { useReview } from './review.context';
 import { failureText, isLiveRun, StageProgress, type LiveLoopRun } from './run-progress';
 import { isActive, keyMetrics, metricText, runDuration } from './runs.format';
+import { RunStatusBadge } from './status-badges';
 
 const LOOP_POLL_RUNNING_MS = 2_000;
 const LOOP_POLL_IDLE_MS = 5_000;
@@ -32,10 +33,6 @@ export function RunsPage() {
       <RunsList loop={loop.loop} />
     </main>
   );
-}
-
-export function StatusBadge({ status }: { status: TrainingRun['status'] }) {
-  return <span className={`badge run-${status}`}>{status}</span>;
 }
 
 interface LoopState {
@@ -189,7 +186,7 @@ function LoopPanel({ loop, error, setLoop, reload }: LoopState) {
                   <a href={runHref(loop.lastRun.runId)} className="mono">
                     {loop.lastRun.runId}
                   </a>{' '}
-                  <StatusBadge status={loop.lastRun.status} />
+                  <RunStatusBadge status={loop.lastRun.status} />
                   {loop.lastRun.finishedAt ? <span className="muted small"> {shortTime(loop.lastRun.finishedAt)}</span> : null}
                 </>
               ) : (
@@ -357,7 +354,7 @@ export function RunRow({ run, live = null }: { run: TrainingRun; live?: LiveLoop
         <span className="kind">{run.kind}</span>
       </td>
       <td>
-        <StatusBadge status={run.status} />
+        <RunStatusBadge status={run.status} />
       </td>
       <td className="nowrap small" title={run.startedAt ?? run.createdAt}>
         {shortTime(run.startedAt ?? run.createdAt)}
