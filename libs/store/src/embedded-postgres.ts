@@ -42,6 +42,7 @@ export interface EmbeddedPostgresOptions {
  * the owner died, and an orphan must not keep the folder open.
  */
 const SERVER_SOURCE = `
+process.title = 'flywheel-embedded-postgres';
 const net = require('node:net');
 const { PGlite } = require(process.env.FLYWHEEL_PGLITE_MODULE);
 const { pg_trgm } = require(process.env.FLYWHEEL_PGLITE_TRGM_MODULE);
