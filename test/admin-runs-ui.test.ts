@@ -9,7 +9,7 @@
  * stage and the error in the list, on its page and in its stages; a running loop's stage and step (from the
  * stand-in trainer's status) move in the panel, the list and the run's page as they change; a start the trainer
  * refuses shows its reason under the button. With FLYWHEEL_UPDATE_SCREENSHOTS=1 the loop page with its curves
- * is saved as docs/screenshots/runs.png. Needs /usr/bin/chromium and apps/admin-ui/dist (npm run build:admin-ui).
+ * is saved as docs/screenshots/run-detail.png. Needs /usr/bin/chromium and apps/admin-ui/dist (npm run build:admin-ui).
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -167,7 +167,7 @@ describe('admin Runs page in chromium', () => {
       // test run leaves the working tree as it was.
       if (process.env.FLYWHEEL_UPDATE_SCREENSHOTS === '1') {
         mkdirSync(path.join(repoRoot, 'docs', 'screenshots'), { recursive: true });
-        await page.screenshot({ path: path.join(repoRoot, 'docs', 'screenshots', 'runs.png'), fullPage: true });
+        await page.screenshot({ path: path.join(repoRoot, 'docs', 'screenshots', 'run-detail.png'), fullPage: true });
       }
 
       // The ppo stage's own page: one chart per family, the rest on their own, timings stacked.
