@@ -180,12 +180,14 @@ async function directOnce(mesh: MeshClient, maxTokens: number): Promise<Sample> 
     firstReplyTimeoutMs: 60_000,
     idleTimeoutMs: 60_000,
   })) {
-    if (frame.type !== 'token') continue;
+    if (frame.type !== 'tokens') continue;
+    const n = frame.tokens.reduce((sum, d) => sum + d.tokenIds.length, 0);
+    if (n === 0) continue;
     const now = performance.now();
     if (ttftMs < 0) ttftMs = now - sent;
     else itlMs.push(now - last);
     last = now;
-    tokens += frame.tokenIds.length;
+    tokens += n;
   }
   return { ttftMs, itlMs, tokens };
 }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
-import { generateFrameSchema, policyInfoSchema, SUBJECTS, type GenerateFrame, type GenerateRequestInput } from '@flywheel/contracts';
+import { generateFrameSchema, policyInfoSchema, SUBJECTS, tokenDeltasOf, type GenerateFrame, type GenerateRequestInput } from '@flywheel/contracts';
 import { ensureJetStream, entryFor, fetchCheckpoint, findPublished, MeshClient, promote, putCheckpoint, readActive } from '@flywheel/mesh';
 import { createNativeEngine, loadCheckpoint, writeHfCheckpoint } from '@flywheel/model';
 import { openStore, type Store } from '@flywheel/store';
@@ -89,7 +89,7 @@ describe('model versions: publish, promote, hot swap, rollback', () => {
     for await (const f of mesh.stream(SUBJECTS.policy.generate, req, generateFrameSchema, { firstReplyTimeoutMs: 10_000, idleTimeoutMs: 10_000 })) frames.push(f);
     return frames;
   };
-  const ids = (frames: GenerateFrame[], choice = 0) => frames.flatMap((f) => (f.type === 'token' && f.choice === choice ? f.tokenIds : []));
+  const ids = (frames: GenerateFrame[], choice = 0) => tokenDeltasOf(frames).flatMap((d) => (d.choice === choice ? d.tokenIds : []));
   const served = (frames: GenerateFrame[]) => (frames[0]?.type === 'start' ? frames[0].policyVersion : null);
   const info = () => mesh.request(SUBJECTS.policy.info, {}, policyInfoSchema, { timeoutMs: 3000 });
   const waitForVersion = (version: string) =>
@@ -214,7 +214,7 @@ describe('model versions: publish, promote, hot swap, rollback', () => {
       expect(endedAt).toBeGreaterThan(swappedAt);
       expect(served(frames)).toBe('v1');
       for (let c = 0; c < LONG_CHOICES; c++) expect(ids(frames, c)).toEqual(expected.v1Long);
-      expect(frames.filter((f) => f.type === 'finish')).toHaveLength(LONG_CHOICES);
+      expect(tokenDeltasOf(frames).filter((d) => d.finishReason !== undefined)).toHaveLength(LONG_CHOICES);
       expect(frames.at(-1)).toMatchObject({ type: 'end', usage: { completionTokens: LONG_CHOICES * LONG_TOKENS } });
     }
     const text = await metrics();

@@ -102,7 +102,7 @@ async function unmoderatedGreedy(): Promise<string> {
     { firstReplyTimeoutMs: 30_000, idleTimeoutMs: 30_000 },
   );
   let text = '';
-  for await (const frame of frames) if (frame.type === 'token') text += frame.text;
+  for await (const frame of frames) if (frame.type === 'tokens') for (const d of frame.tokens) text += d.text;
   return text;
 }
 

@@ -4,7 +4,7 @@
  * cancellation frees the sequence at once, and bad requests get typed errors instead of crashes.
  */
 import { connect, type NatsConnection } from 'nats';
-import { generateFrameSchema, policyInfoSchema, SUBJECTS, type GenerateFrame, type GenerateRequestInput } from '@flywheel/contracts';
+import { generateFrameSchema, policyInfoSchema, SUBJECTS, tokenDeltasOf, type GenerateFrame, type GenerateRequestInput } from '@flywheel/contracts';
 import { emitEvent, MeshClient } from '@flywheel/mesh';
 import { STORIES_GOLDEN_IDS } from '../libs/model/src/engine/testing/stories260k.fixture';
 import { freePort, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
@@ -23,7 +23,7 @@ describe('policy service', () => {
     for await (const f of mesh.stream(SUBJECTS.policy.generate, req, generateFrameSchema, { firstReplyTimeoutMs: 10_000, idleTimeoutMs: 10_000 })) frames.push(f);
     return frames;
   };
-  const tokenIds = (frames: GenerateFrame[], choice = 0) => frames.flatMap((f) => (f.type === 'token' && f.choice === choice ? f.tokenIds : []));
+  const tokenIds = (frames: GenerateFrame[], choice = 0) => tokenDeltasOf(frames).flatMap((d) => (d.choice === choice ? d.tokenIds : []));
   const metric = async (name: string) => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
@@ -52,9 +52,11 @@ describe('policy service', () => {
     const frames = await generate({ requestId: 'golden', input: { kind: 'text', text: 'Once upon a time' }, sampling: { temperature: 0, maxTokens: 64 } });
     expect(frames[0]).toMatchObject({ type: 'start', requestId: 'golden', promptTokens: 5, policyVersion: 'base' });
     expect(tokenIds(frames)).toEqual(STORIES_GOLDEN_IDS);
-    const text = frames.map((f) => (f.type === 'token' ? f.text : '')).join('');
+    const text = tokenDeltasOf(frames).map((d) => d.text).join('');
     expect(text.startsWith(', there was a little girl named Lily.')).toBe(true);
-    expect(frames.at(-2)).toEqual({ type: 'finish', choice: 0, finishReason: 'length' });
+    expect(frames.at(-2)?.type).toBe('tokens');
+    expect(tokenDeltasOf(frames).at(-1)).toMatchObject({ choice: 0, finishReason: 'length' });
+    expect(tokenDeltasOf(frames).filter((d) => d.finishReason !== undefined)).toHaveLength(1);
     expect(frames.at(-1)).toMatchObject({ type: 'end', usage: { promptTokens: 5, completionTokens: 64 } });
     expect(await metric('flywheel_generation_tokens_total')).toBeGreaterThanOrEqual(64);
   });
@@ -66,9 +68,13 @@ describe('policy service', () => {
     expect(tokenIds(a, 0)).toEqual(tokenIds(b, 0));
     expect(tokenIds(a, 1)).toEqual(tokenIds(b, 1));
     expect(tokenIds(a, 0)).not.toEqual(tokenIds(a, 1));
-    const firstToken = a.find((f) => f.type === 'token');
-    expect(firstToken?.type === 'token' && firstToken.logprobs?.[0]?.topLogprobs).toHaveLength(3);
-    expect(a.filter((f) => f.type === 'finish')).toHaveLength(2);
+    const firstToken = tokenDeltasOf(a).find((d) => d.tokenIds.length > 0);
+    expect(firstToken?.logprobs?.[0]?.topLogprobs).toHaveLength(3);
+    expect(tokenDeltasOf(a).filter((d) => d.finishReason !== undefined)).toHaveLength(2);
+    // One frame per engine step carries both choices' tokens: never more frames than steps.
+    const tokenFrames = a.filter((f) => f.type === 'tokens');
+    expect(tokenFrames.length).toBeLessThanOrEqual(24);
+    expect(tokenFrames.some((f) => f.type === 'tokens' && new Set(f.tokens.map((d) => d.choice)).size === 2)).toBe(true);
   });
 
   it('frees a cancelled sequence at the next step', async () => {
@@ -85,7 +91,7 @@ describe('policy service', () => {
       }
     })();
     await consumer;
-    expect(frames.find((f) => f.type === 'finish')).toEqual({ type: 'finish', choice: 0, finishReason: 'cancelled' });
+    expect(tokenDeltasOf(frames).find((d) => d.finishReason !== undefined)).toMatchObject({ choice: 0, finishReason: 'cancelled' });
     const end = frames.at(-1);
     expect(end?.type === 'end' && end.usage.completionTokens).toBeLessThan(100);
     expect(await metric('flywheel_num_requests_running')).toBe(0);

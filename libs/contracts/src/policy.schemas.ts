@@ -58,6 +58,16 @@ export type FinishReason = z.infer<typeof finishReasonSchema>;
 export const usageSchema = z.object({ promptTokens: z.number().int(), completionTokens: z.number().int() });
 export type Usage = z.infer<typeof usageSchema>;
 
+/** One choice's new tokens: their text, ids and (when asked for) logprobs, one entry per id. */
+export const tokenDeltaSchema = z.object({
+  choice: z.number().int(),
+  text: z.string(),
+  tokenIds: z.array(z.number().int()),
+  logprobs: z.array(tokenLogprobSchema).optional(),
+  finishReason: finishReasonSchema.optional(),
+});
+export type TokenDelta = z.infer<typeof tokenDeltaSchema>;
+
 export const generateFrameSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('start'),
@@ -67,14 +77,12 @@ export const generateFrameSchema = z.discriminatedUnion('type', [
     promptTokens: z.number().int(),
     promptText: z.string().optional(),
   }),
-  z.object({
-    type: z.literal('token'),
-    choice: z.number().int(),
-    text: z.string(),
-    tokenIds: z.array(z.number().int()),
-    logprobs: z.array(tokenLogprobSchema).optional(),
-  }),
-  z.object({ type: z.literal('finish'), choice: z.number().int(), finishReason: finishReasonSchema }),
+  /**
+   * Everything the engine produced for the request since the last frame, in order: one step's token for each
+   * running choice, or several steps' when the policy's sender fell behind (coalesced, never dropped or
+   * reordered). An entry with a finishReason ends its choice (its text and ids may be empty).
+   */
+  z.object({ type: z.literal('tokens'), tokens: z.array(tokenDeltaSchema).min(1) }),
   z.object({
     type: z.literal('end'),
     usage: usageSchema,
@@ -104,3 +112,8 @@ export const policyInfoSchema = z.object({
   hasChatTemplate: z.boolean(),
 });
 export type PolicyInfo = z.infer<typeof policyInfoSchema>;
+
+/** Every token delta of a frame stream, in order (a test's or a benchmark's flat view of 'tokens' frames). */
+export function tokenDeltasOf(frames: readonly GenerateFrame[]): TokenDelta[] {
+  return frames.flatMap((f) => (f.type === 'tokens' ? f.tokens : []));
+}

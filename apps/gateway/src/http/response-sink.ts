@@ -27,6 +27,7 @@ export interface RawReply {
 export class HttpResponseSink implements ResponseSink {
   private gone = false;
   private started = false;
+  private corked = false;
   private readonly listeners: Array<() => void> = [];
 
   constructor(private readonly reply: RawReply) {
@@ -76,12 +77,30 @@ export class HttpResponseSink implements ResponseSink {
     this.reply.raw.flushHeaders();
   }
 
+  /**
+   * Events written in one turn of the event loop (every frame NATS delivered in one read) leave in one socket
+   * write: the first corks the response and a setImmediate uncorks it, after the microtasks that handle the
+   * rest of those frames. That is one syscall and one TCP segment per burst instead of one per token.
+   */
   event(payload: string): void {
     if (this.gone) return;
-    this.reply.raw.write(`data: ${payload}\n\n`);
+    const raw = this.reply.raw;
+    if (!this.corked) {
+      this.corked = true;
+      raw.cork();
+      setImmediate(() => this.uncork());
+    }
+    raw.write(`data: ${payload}\n\n`);
   }
 
   end(): void {
+    this.uncork();
     if (!this.reply.raw.writableEnded) this.reply.raw.end();
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.reply.raw.uncork();
   }
 }

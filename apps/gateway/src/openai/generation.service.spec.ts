@@ -77,8 +77,8 @@ class MemorySink implements ResponseSink {
 
 const frames = (text: string[], finish: 'stop' | 'length' = 'stop'): GenerateFrame[] => [
   { type: 'start', requestId: 'r', model: 'tiny', policyVersion: 'v1', promptTokens: 3 },
-  ...text.map((t, i): GenerateFrame => ({ type: 'token', choice: 0, text: t, tokenIds: [10 + i] })),
-  { type: 'finish', choice: 0, finishReason: finish },
+  ...text.map((t, i): GenerateFrame => ({ type: 'tokens', tokens: [{ choice: 0, text: t, tokenIds: [10 + i] }] })),
+  { type: 'tokens', tokens: [{ choice: 0, text: '', tokenIds: [], finishReason: finish }] },
   { type: 'end', usage: { promptTokens: 3, completionTokens: text.length }, timings: { ttftMs: 1, e2eMs: 2 } },
 ];
 
@@ -229,7 +229,12 @@ describe('GenerationService', () => {
 
   it('cuts a non-streaming answer the same way and keeps only the logprobs of tokens sent whole', async () => {
     const withLogprobs = () =>
-      frames(story).map((f): GenerateFrame => (f.type === 'token' ? { ...f, logprobs: [{ token: f.text, tokenId: f.tokenIds[0]!, logprob: -1, topLogprobs: [] }] } : f));
+      frames(story).map(
+        (f): GenerateFrame =>
+          f.type === 'tokens' && f.tokens[0]!.tokenIds.length > 0
+            ? { type: 'tokens', tokens: f.tokens.map((d) => ({ ...d, logprobs: [{ token: d.text, tokenId: d.tokenIds[0]!, logprob: -1, topLogprobs: [] }] })) }
+            : f,
+      );
     const { service, ctx, sink } = setup(withLogprobs, undefined, { moderator: parkModerator, holdbackChars: 16 });
     await service.chatCompletion(chatBody({ logprobs: true }), ctx, sink);
     const choice = sink.body!.body.choices[0];
@@ -241,8 +246,8 @@ describe('GenerationService', () => {
     const twoChoices = (): GenerateFrame[] => {
       const [start, ...rest] = frames(story, 'length');
       const other: GenerateFrame[] = [
-        { type: 'token', choice: 1, text: 'Fine.', tokenIds: [99] },
-        { type: 'finish', choice: 1, finishReason: 'stop' },
+        { type: 'tokens', tokens: [{ choice: 1, text: 'Fine.', tokenIds: [99] }] },
+        { type: 'tokens', tokens: [{ choice: 1, text: '', tokenIds: [], finishReason: 'stop' }] },
       ];
       return [start!, ...rest.slice(0, 7), ...other, ...rest.slice(7)];
     };

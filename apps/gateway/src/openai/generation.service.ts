@@ -7,7 +7,7 @@
  */
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
-import { newTimeOrderedId, type GenerateFrame } from '@flywheel/contracts';
+import { newTimeOrderedId, type GenerateFrame, type TokenDelta } from '@flywheel/contracts';
 import { MeshError, SERVICE_CONFIG } from '@flywheel/mesh';
 import { RateLimiter } from '../auth/rate-limiter';
 import { OpenAiError, toOpenAiError } from '../http/openai-error';
@@ -35,6 +35,7 @@ import {
   textCompletionOf,
 } from './openai-response.mapping';
 import { PolicyClient } from './policy.client';
+import { mergeDeltas } from './token-deltas';
 
 interface SubStream {
   promptIndex: number;
@@ -182,30 +183,38 @@ export class GenerationService {
         state.onStart(sub.promptIndex, frame);
         this.policy.noteVersion(frame.policyVersion);
         return;
-      case 'token': {
-        const choice = state.onToken(sub.promptIndex, frame);
-        // Cut by the content filter: the policy is finishing it or being cancelled; nothing more goes out.
-        if (choice.finishReason !== null) return;
-        const step = choice.gate.push(frame.text, frame.logprobs ?? []);
-        this.release(choice, step, state, writer, sink, ctx);
-        if (step.blocked) {
-          choice.finishReason = 'content_filter';
-          this.finished(sub, choice, state, writer, sink);
+      case 'tokens':
+        for (const delta of mergeDeltas(frame.tokens)) {
+          this.onDelta(sub, delta, state, writer, sink, ctx);
+          if (sub.ended) return;
         }
         return;
-      }
-      case 'finish': {
-        if (state.choiceOf(sub.promptIndex, frame.choice).finishReason !== null) return;
-        const choice = state.onFinish(sub.promptIndex, frame);
-        this.release(choice, choice.gate.end(), state, writer, sink, ctx);
-        this.finished(sub, choice, state, writer, sink);
-        return;
-      }
       case 'end':
         state.onEnd(frame);
         sub.ended = true;
         return;
     }
+  }
+
+  /** A choice's new tokens (through its output gate), then its end when the delta carries one. */
+  private onDelta(sub: SubStream, delta: TokenDelta, state: CompletionState, writer: ChunkWriter | null, sink: ResponseSink, ctx: RequestContext) {
+    if (delta.tokenIds.length > 0 || delta.text !== '') {
+      const choice = state.onToken(sub.promptIndex, delta);
+      // Cut by the content filter: the policy is finishing it or being cancelled; nothing more goes out.
+      if (choice.finishReason !== null) return;
+      const step = choice.gate.push(delta.text, delta.logprobs ?? []);
+      this.release(choice, step, state, writer, sink, ctx);
+      if (step.blocked) {
+        choice.finishReason = 'content_filter';
+        this.finished(sub, choice, state, writer, sink);
+        return;
+      }
+    }
+    const finishReason = delta.finishReason;
+    if (finishReason === undefined || state.choiceOf(sub.promptIndex, delta.choice).finishReason !== null) return;
+    const choice = state.onFinish(sub.promptIndex, { ...delta, finishReason });
+    this.release(choice, choice.gate.end(), state, writer, sink, ctx);
+    this.finished(sub, choice, state, writer, sink);
   }
 
   private release(choice: ChoiceState, step: GateStep, state: CompletionState, writer: ChunkWriter | null, sink: ResponseSink, ctx: RequestContext) {

@@ -12,10 +12,12 @@ import type {
   CompletionLogprobs,
   CompletionModeration,
   CompletionRecord,
+  FinishReason,
   GenerateFrame,
   OpenAiFinishReason,
   OpenAiUsage,
   TextCompletion,
+  TokenDelta,
   TokenLogprob,
 } from '@flywheel/contracts';
 import type { GateStep, OutputGate } from '../moderation/output-gate';
@@ -98,10 +100,10 @@ export class CompletionState {
   }
 
   /** Records the frame's tokens; its text reaches the choice only through `release`. */
-  onToken(promptIndex: number, frame: Frame<'token'>): ChoiceState {
-    const choice = this.choice(promptIndex, frame.choice);
-    for (const id of frame.tokenIds) choice.tokenIds.push(id);
-    if (frame.logprobs) for (const lp of frame.logprobs) choice.logprobs.push(lp);
+  onToken(promptIndex: number, delta: TokenDelta): ChoiceState {
+    const choice = this.choice(promptIndex, delta.choice);
+    for (const id of delta.tokenIds) choice.tokenIds.push(id);
+    if (delta.logprobs) for (const lp of delta.logprobs) choice.logprobs.push(lp);
     return choice;
   }
 
@@ -111,10 +113,10 @@ export class CompletionState {
   }
 
   /** The policy finished a choice the content filter had not cut. */
-  onFinish(promptIndex: number, frame: Frame<'finish'>): ChoiceState {
-    if (frame.finishReason === 'cancelled') throw new PolicyCancelledError('the policy cancelled the generation');
-    const choice = this.choice(promptIndex, frame.choice);
-    choice.finishReason = frame.finishReason;
+  onFinish(promptIndex: number, delta: TokenDelta & { finishReason: FinishReason }): ChoiceState {
+    if (delta.finishReason === 'cancelled') throw new PolicyCancelledError('the policy cancelled the generation');
+    const choice = this.choice(promptIndex, delta.choice);
+    choice.finishReason = delta.finishReason;
     return choice;
   }
 

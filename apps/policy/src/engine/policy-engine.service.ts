@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import type { ActiveModelEntry, GenerateFrame, GenerateRequest, PolicyInfo } from '@flywheel/contracts';
+import type { ActiveModelEntry, GenerateFrame, GenerateRequest, PolicyInfo, TokenDelta } from '@flywheel/contracts';
 import type { PolicyConfig } from '@flywheel/config';
 import {
   ActiveModelSource,
@@ -27,6 +27,7 @@ import {
   type EngineObserver,
   type EngineStats,
   type NativeEngine,
+  type TokenEventStream,
 } from '@flywheel/model';
 import { createEngineMetrics } from './engine.metrics';
 import { promptTokenIds, toEngineRequest } from './generate-request.mapper';
@@ -199,7 +200,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     const since = () => Math.round((performance.now() - arrived) * 1000) / 1000;
     const promptIds = promptTokenIds(req.input, checkpoint.tokenizer, checkpoint.chatTemplate !== null);
     const engineReq = toEngineRequest(req, promptIds, checkpoint.spec.vocabSize);
-    let events: AsyncIterable<import('@flywheel/model').TokenEvent>;
+    let events: TokenEventStream;
     try {
       events = native.engine.generate(engineReq);
     } catch (err) {
@@ -216,19 +217,22 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     const completion = new Array<number>(req.sampling.n).fill(0);
     let ttftMs: number | null = null;
     try {
-      for await (const ev of events) {
-        if (ev.tokenIds.length > 0 || ev.textDelta.length > 0) {
-          ttftMs ??= since();
-          yield {
-            type: 'token',
+      // One frame per batch of events: a step's token of every choice, or more when sending fell behind.
+      for await (const batch of events.batches()) {
+        const tokens: TokenDelta[] = [];
+        for (const ev of batch) {
+          completion[ev.choiceIndex] = ev.usage.completionTokens;
+          if (ev.tokenIds.length === 0 && ev.textDelta.length === 0 && !ev.finishReason) continue;
+          if (ev.tokenIds.length > 0 || ev.textDelta.length > 0) ttftMs ??= since();
+          tokens.push({
             choice: ev.choiceIndex,
             text: ev.textDelta,
             tokenIds: ev.tokenIds,
             ...(ev.logprobs ? { logprobs: ev.logprobs } : {}),
-          };
+            ...(ev.finishReason ? { finishReason: ev.finishReason } : {}),
+          });
         }
-        completion[ev.choiceIndex] = ev.usage.completionTokens;
-        if (ev.finishReason) yield { type: 'finish', choice: ev.choiceIndex, finishReason: ev.finishReason };
+        if (tokens.length > 0) yield { type: 'tokens', tokens };
       }
     } catch (err) {
       throw asMeshError(err);

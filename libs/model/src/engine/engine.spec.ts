@@ -244,6 +244,32 @@ describe('Engine on stories260K (reference forward)', () => {
     expect(lp.logprob).toBeLessThan(0);
   });
 
+  it('batches(): one batch per step holds every running choice, the same events in the same order as one by one', async () => {
+    const { engine: a } = makeEngine();
+    const { engine: b } = makeEngine();
+    const req = (id: string) => ({ ...request(STORIES_PROMPT_IDS, { maxTokens: 12, n: 3 }, { temperature: 1, seed: 7 }), requestId: id });
+    const oneByOne: TokenEvent[] = [];
+    for await (const e of a.generate(req('one'))) oneByOne.push(e);
+    const batches: TokenEvent[][] = [];
+    for await (const batch of b.generate(req('batched')).batches()) batches.push(batch);
+    const strip = (e: TokenEvent) => ({ ...e, requestId: '' });
+    expect(batches.flat().map(strip)).toEqual(oneByOne.map(strip));
+    // A fast consumer gets one batch per decode step, each with a token of all three choices.
+    expect(batches.length).toBeLessThanOrEqual(12);
+    expect(batches.every((batch) => new Set(batch.map((e) => e.choiceIndex)).size === 3)).toBe(true);
+  });
+
+  it('batches(): a consumer that falls behind gets several steps at once, never reordered', async () => {
+    const { engine } = makeEngine();
+    const batches: TokenEvent[][] = [];
+    for await (const batch of engine.generate(request(STORIES_PROMPT_IDS, { maxTokens: 24 })).batches()) {
+      batches.push(batch);
+      await new Promise((r) => setTimeout(r, 5)); // slower than a reference step of the tiny model
+    }
+    expect(batches.some((batch) => batch.length > 1)).toBe(true);
+    expect(batches.flat().flatMap((e) => e.tokenIds)).toEqual(STORIES_GOLDEN_IDS.slice(0, 24));
+  });
+
   it('cancels a running request: it ends as cancelled and its blocks are freed', async () => {
     const { engine } = makeEngine();
     const req = request(STORIES_PROMPT_IDS, { maxTokens: 200, n: 2 }, { temperature: 1, seed: 1 });

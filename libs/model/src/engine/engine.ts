@@ -20,6 +20,7 @@ import {
   type StepRunner,
   type TokenDecoder,
   type TokenEvent,
+  type TokenEventStream,
   type TokenLogprob,
 } from './engine.types';
 import { MAX_TOP_LOGPROBS, SequenceSampler } from './sampler';
@@ -103,8 +104,12 @@ interface RequestState {
   openChoices: number;
 }
 
-/** Per-request async event queue; breaking out of the iteration cancels the request. */
-class EventStream implements AsyncIterable<TokenEvent> {
+/**
+ * Per-request async event queue; breaking out of the iteration cancels the request. Iterated event by event,
+ * or with batches() as everything queued since the last batch: a step's events of every choice at once, and
+ * several steps' when the consumer fell behind (so a slow consumer costs one send per batch, not per token).
+ */
+class EventStream implements TokenEventStream {
   private readonly queue: TokenEvent[] = [];
   private done = false;
   private error: Error | null = null;
@@ -124,12 +129,15 @@ class EventStream implements AsyncIterable<TokenEvent> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
+    for await (const batch of this.batches()) yield* batch;
+  }
+
+  async *batches(): AsyncIterable<TokenEvent[]> {
     let completed = false;
     try {
       for (;;) {
-        const event = this.queue.shift();
-        if (event) {
-          yield event;
+        if (this.queue.length > 0) {
+          yield this.queue.splice(0);
           continue;
         }
         if (this.done) {
@@ -187,7 +195,7 @@ export class Engine {
    * Queues a request and returns its event stream (events of all choices, interleaved). Throws at once:
    * InvalidRequestError, ContextLengthExceededError, EngineFullError, EngineClosedError.
    */
-  generate(request: GenerateRequest): AsyncIterable<TokenEvent> {
+  generate(request: GenerateRequest): TokenEventStream {
     if (this.closed) throw new EngineClosedError('engine is closed');
     const maxTokens = this.validate(request);
     if (this.scheduler.waiting.length >= this.config.maxWaiting) {

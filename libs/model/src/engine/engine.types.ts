@@ -76,6 +76,11 @@ export interface TokenEvent {
   usage: Usage;
 }
 
+/** A request's events: one by one, or batches() of everything queued since the last batch (never reordered). */
+export interface TokenEventStream extends AsyncIterable<TokenEvent> {
+  batches(): AsyncIterable<TokenEvent[]>;
+}
+
 export interface EngineStats {
   running: number;
   waiting: number;
