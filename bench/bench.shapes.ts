@@ -1,5 +1,5 @@
 /**
- * What the benchmarks share: the SmolLM2-135M hyperparameters the issues' targets are stated for, and the
+ * What the benchmarks share: the SmolLM2-135M hyperparameters our speed targets are stated for (a model people serve), and the
  * seeded random weights they run on (a fast xorshift fill, so generating 135M weights takes about a second).
  */
 import { expectedWeightShapes, Xorshift32, type ModelSpec } from '../libs/kernels/src';

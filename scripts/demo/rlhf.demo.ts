@@ -7,7 +7,7 @@
  * active policy → promotion through the `models` KV); waits for the policy replica to hot-swap; and serves a chat
  * completion from the new version through the gateway. Prints progress on stderr and, with --json, one JSON object
  * on stdout. Exit 0 when the loop ran and the new version served the request; `targets_met` says whether the
- * issue's targets (reward gain ≥ 1 std, KL ≤ 5 nats, < 10 minutes) were met.
+ * demo's targets (reward gain ≥ 1 std, KL ≤ 5 nats, < 10 minutes) were met.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
