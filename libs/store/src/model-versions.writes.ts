@@ -1,7 +1,7 @@
 /**
  * Registering a trained model: its training run and a `candidate` model version pointing at the checkpoint,
  * in one transaction, idempotent per id (a job that runs again after registering changes nothing twice).
- * Rejection by the eval gate is here too (markVersionRejected); promotion is a write to the models KV (libs/mesh model-registry), not a row update. No HTTP or queue code here.
+ * Rejection by the eval gate is here too (markVersionRejected). Promotion starts as a write to the models KV (libs/mesh model-registry); its row follows in model-versions.lineage.ts. No HTTP or queue code here.
  */
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { ModelVersionsTable, StoreTables, TrainingRunsTable } from './store.tables';
