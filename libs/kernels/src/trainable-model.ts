@@ -1,7 +1,8 @@
 /**
  * Trainable models over the native training path (native/src/train): creating one from a weight map (f32 master
- * weights, optional scalar head, optional LoRA adapters over a frozen base), freeing it, its info, and the handle
- * registry and batch checks the other training files share. Every argument is validated before it crosses into C++.
+ * weights, optional scalar head, optional LoRA adapters over a frozen base, or a frozen forward-only model), freeing
+ * it, its info, and the handle registry and batch checks the other training files share. Every argument is validated
+ * before it crosses into C++.
  * Not the steps (training.steps.ts), the optimizer (training.optimizer.ts) or the state copies (training.state.ts).
  */
 import { trainingArgs } from './argument.checks';
@@ -9,7 +10,7 @@ import type { ModelSpec, WeightMap } from './kernels.types';
 import type { NativeExternal } from './native.loader';
 import { mulberry32 } from './seeded-random';
 import { nativeTraining } from './training.native';
-import type { CreateTrainableOptions, LoraInfo, LoraOptions, TensorLayout, TrainableModelHandle, TrainableModelInfo, TrainBatch } from './training.types';
+import type { CreateTrainableOptions, LoraInfo, LoraOptions, TensorLayout, TrainableMemory, TrainableModelHandle, TrainableModelInfo, TrainBatch } from './training.types';
 import { LORA_TARGETS, loraAdapterShapes, trainableWeightShapes, type LoraTarget } from './weight-shapes';
 
 export interface TrainableState {
@@ -24,6 +25,8 @@ export interface TrainableState {
   frozenLayout: TensorLayout[];
   numFrozen: number;
   lora: LoraInfo | null;
+  /** Forward only: no gradients, no optimizer state. */
+  frozen: boolean;
   freed: boolean;
 }
 
@@ -35,6 +38,11 @@ export function trainableState(model: TrainableModelHandle): TrainableState {
   if (!s) trainingArgs.fail('not a handle from createTrainableModel');
   if (s.freed) trainingArgs.fail('trainable model was freed');
   return s;
+}
+
+/** Fails unless the model can train: `what` needs gradients or optimizer state a frozen model does not have. */
+export function requireTrainable(s: TrainableState, what: string): void {
+  if (s.frozen) trainingArgs.fail(`${what} needs a trainable model; this one was created with frozen: true (forward only: no gradients, no optimizer state)`);
 }
 
 function checkLora(o: LoraOptions): { rank: number; alpha: number; targets: LoraTarget[]; seed: number } {
@@ -115,7 +123,10 @@ export function joinState(s: TrainableState, map: WeightMap, what: string): Floa
 
 // ---- lifecycle ---------------------------------------------------------------------------------------------
 
-/** Copies the weights into native f32 master weights; gradients and AdamW moments start at zero, step at 0. */
+/**
+ * Copies the weights into native f32 master weights; gradients and AdamW moments start at zero, step at 0. With
+ * frozen: true the model is forward only and holds the weights alone.
+ */
 export function createTrainableModel(spec: ModelSpec, weights: WeightMap, opts: CreateTrainableOptions = {}): TrainableModelHandle {
   trainingArgs.int(spec.vocabSize, 'spec.vocabSize', 1);
   trainingArgs.int(spec.hiddenSize, 'spec.hiddenSize', 1);
@@ -130,6 +141,8 @@ export function createTrainableModel(spec: ModelSpec, weights: WeightMap, opts: 
   const hasLmHead = spec.tieWordEmbeddings || weights.has('lm_head.weight');
   if (!hasLmHead && numLabels > 0) shapes.delete('lm_head.weight');
   const lora = opts.lora === undefined ? null : checkLora(opts.lora);
+  if (opts.frozen !== undefined && typeof opts.frozen !== 'boolean') trainingArgs.fail('frozen must be a boolean');
+  const frozen = opts.frozen === true;
   const names: string[] = [];
   const tensors: Float32Array[] = [];
   const take = (name: string, rows: number, cols: number, t: Float32Array | undefined) => {
@@ -143,6 +156,9 @@ export function createTrainableModel(spec: ModelSpec, weights: WeightMap, opts: 
   if (lora !== null) {
     const adapters = loraAdapterShapes(spec, lora);
     const given = [...weights.keys()].filter((n) => n.startsWith('base_model.model.') && n.includes('.lora_'));
+    if (frozen && given.length === 0) {
+      trainingArgs.fail('frozen with lora needs the adapters in weights (a fresh adapter computes the base model: create it without lora)');
+    }
     if (given.length > 0) {
       // Resuming or continuing an adapter: the map must hold exactly this configuration's adapters.
       const extra = given.find((n) => !adapters.has(n));
@@ -162,7 +178,7 @@ export function createTrainableModel(spec: ModelSpec, weights: WeightMap, opts: 
   }
   const raw = nativeTraining();
   const nativeLora = lora === null ? null : { rank: lora.rank, alpha: lora.alpha, targets: [...lora.targets] };
-  const handleNative = raw.trainModelCreate({ ...spec }, names, tensors, numLabels, threads, nativeLora);
+  const handleNative = raw.trainModelCreate({ ...spec }, names, tensors, numLabels, threads, nativeLora, frozen);
   const info = raw.trainModelLayout(handleNative);
   const layout: TensorLayout[] = [];
   const frozenLayout: TensorLayout[] = [];
@@ -180,6 +196,7 @@ export function createTrainableModel(spec: ModelSpec, weights: WeightMap, opts: 
     frozenLayout,
     numFrozen: info.numFrozen,
     lora: lora === null ? null : { rank: lora.rank, alpha: lora.alpha, scale: info.loraScale, targets: lora.targets },
+    frozen,
     freed: false,
   });
   return handle;
@@ -201,8 +218,15 @@ export function trainableModelInfo(model: TrainableModelHandle): TrainableModelI
     numParams: s.numParams,
     frozenParams: s.numFrozen,
     lora: s.lora === null ? null : { ...s.lora, targets: [...s.lora.targets] },
+    frozen: raw.forwardOnly,
     step: raw.step,
     threads: raw.threads,
     tensors: s.layout.map((t) => ({ ...t, shape: [t.shape[0], t.shape[1]] })),
+    allocatedBytes: memoryOf(raw.bytes),
   };
+}
+
+function memoryOf(b: { params: number; frozen: number; grads: number; moments: number; activations: number }): TrainableMemory {
+  const params = b.params + b.frozen;
+  return { params, grads: b.grads, moments: b.moments, activations: b.activations, total: params + b.grads + b.moments + b.activations };
 }

@@ -15,6 +15,7 @@ export interface NativeTraining {
     numLabels: number,
     threads: number,
     lora: { rank: number; alpha: number; targets: string[] } | null,
+    forwardOnly: boolean,
   ): NativeExternal;
   trainModelFree(h: NativeExternal): void;
   trainModelLayout(h: NativeExternal): {
@@ -29,6 +30,9 @@ export interface NativeTraining {
     loraScale: number;
     step: number;
     threads: number;
+    forwardOnly: boolean;
+    /** Bytes held (capacity): trainable weights, frozen base, gradients, both AdamW moments, kept activations. */
+    bytes: { params: number; frozen: number; grads: number; moments: number; activations: number };
   };
   trainGetState(h: NativeExternal, which: StateBuffer | 'frozen'): Float32Array;
   trainMergedWeights(h: NativeExternal): Float32Array;

@@ -4,7 +4,7 @@
  * TypeScript. Not the gradients (training.steps.ts).
  */
 import { trainingArgs } from './argument.checks';
-import { joinState, splitState, trainableState } from './trainable-model';
+import { joinState, requireTrainable, splitState, trainableState } from './trainable-model';
 import { nativeTraining } from './training.native';
 import type { OptimizerConfig, OptimizerState, OptimizerStepResult, TrainableModelHandle } from './training.types';
 
@@ -25,11 +25,13 @@ export function checkOptimizerConfig(c: OptimizerConfig): OptimizerConfig {
 /** Clips the accumulated gradients by global norm, applies AdamW at the scheduled lr, advances the step. */
 export function optimizerStep(model: TrainableModelHandle, config: OptimizerConfig): Promise<OptimizerStepResult> {
   const s = trainableState(model);
+  requireTrainable(s, 'optimizerStep');
   return nativeTraining().trainOptimizerStep(s.native, checkOptimizerConfig(config));
 }
 
 export function getOptimizerState(model: TrainableModelHandle): OptimizerState {
   const s = trainableState(model);
+  requireTrainable(s, 'getOptimizerState');
   const raw = nativeTraining();
   return {
     step: raw.trainModelLayout(s.native).step,
@@ -40,6 +42,7 @@ export function getOptimizerState(model: TrainableModelHandle): OptimizerState {
 
 export function setOptimizerState(model: TrainableModelHandle, opt: OptimizerState): void {
   const s = trainableState(model);
+  requireTrainable(s, 'setOptimizerState');
   const raw = nativeTraining();
   trainingArgs.int(opt.step, 'step', 0, Number.MAX_SAFE_INTEGER);
   raw.trainSetState(s.native, 'adamM', joinState(s, opt.m, 'optimizer m'));

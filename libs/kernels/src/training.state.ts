@@ -1,10 +1,11 @@
 /**
  * Copies of a trainable model's tensors by HF (or PEFT) name: the trainable weights, the LoRA-merged and frozen
  * ones, the adapters, the gradients; and replacing the trainable weights. For export, checks and resume; the AdamW
- * state is in training.optimizer.ts.
+ * state is in training.optimizer.ts. A frozen (forward-only) model's weights can be read, not replaced, and it has
+ * no gradients.
  */
 import type { WeightMap } from './kernels.types';
-import { joinState, splitState, trainableState } from './trainable-model';
+import { joinState, requireTrainable, splitState, trainableState } from './trainable-model';
 import { nativeTraining } from './training.native';
 import type { TrainableModelHandle } from './training.types';
 import { trainingArgs } from './argument.checks';
@@ -47,11 +48,13 @@ export function getFrozenWeights(model: TrainableModelHandle): Map<string, Float
 /** Copies of the accumulated gradients by HF name. */
 export function getGrads(model: TrainableModelHandle): Map<string, Float32Array> {
   const s = trainableState(model);
+  requireTrainable(s, 'getGrads');
   return splitState(s, nativeTraining().trainGetState(s.native, 'grads'));
 }
 
 /** Replaces every trainable weight (all of getWeights' tensors required; with LoRA the adapters and score head). */
 export function setWeights(model: TrainableModelHandle, weights: WeightMap): void {
   const s = trainableState(model);
+  if (s.frozen) trainingArgs.fail('setWeights: a frozen model never changes its weights (create a new one from them)');
   nativeTraining().trainSetState(s.native, 'params', joinState(s, weights, 'setWeights'));
 }

@@ -1,10 +1,11 @@
 /**
  * The training steps over a trainable model, each checked and run off the JS thread: the weighted next-token loss
  * (trainStep), the scalar head (scoreStep), the per-token RL forward and its backward (policyForward /
- * policyBackward), and zeroGrad. They accumulate gradients; the optimizer (training.optimizer.ts) applies them.
+ * policyBackward), and zeroGrad. They accumulate gradients; the optimizer (training.optimizer.ts) applies them. A
+ * frozen model runs the forwards only (trainStep with gradScale 0, scoreStep without dScores, policyForward).
  */
 import { trainingArgs } from './argument.checks';
-import { checkBatch, trainableState } from './trainable-model';
+import { checkBatch, requireTrainable, trainableState } from './trainable-model';
 import { nativeTraining } from './training.native';
 import type { LmTargets, PolicyForwardResult, PolicyPass, PolicyTargets, TrainableModelHandle, TrainBatch } from './training.types';
 
@@ -30,6 +31,7 @@ export function trainStep(
     trainingArgs.finite(lm.weights[i], `weights[${i}]`, 0);
   }
   const gradScale = trainingArgs.finite(opts.gradScale ?? 1, 'gradScale');
+  if (gradScale !== 0) requireTrainable(s, 'trainStep with a gradient (gradScale 0 evaluates the loss only)');
   return nativeTraining().trainLmStep(s.native, batch.tokens, positions, batch.mask, batch.B, batch.T, lm.targets, lm.weights, gradScale);
 }
 
@@ -47,6 +49,7 @@ export function scoreStep(model: TrainableModelHandle, batch: TrainBatch, dScore
       trainingArgs.fail(`dScores must be a Float32Array of B*numLabels = ${batch.B * s.numLabels}`);
     }
     for (let i = 0; i < dScores.length; i++) trainingArgs.finite(dScores[i], `dScores[${i}]`);
+    requireTrainable(s, 'scoreStep with dScores (a backward)');
   }
   return nativeTraining().trainScoreStep(s.native, batch.tokens, positions, batch.mask, batch.B, batch.T, dScores ?? null);
 }
@@ -86,6 +89,7 @@ export async function policyForward(model: TrainableModelHandle, batch: TrainBat
  */
 export function policyBackward(model: TrainableModelHandle, pass: PolicyPass, d: { dlogp?: Float32Array; dvalues?: Float32Array }): Promise<void> {
   const s = trainableState(model);
+  requireTrainable(s, 'policyBackward');
   const check = (a: Float32Array | undefined, name: string) => {
     if (a === undefined) return null;
     if (!(a instanceof Float32Array) || a.length !== pass.n) trainingArgs.fail(`${name} must be a Float32Array of B*T = ${pass.n}`);
@@ -96,5 +100,7 @@ export function policyBackward(model: TrainableModelHandle, pass: PolicyPass, d:
 }
 
 export function zeroGrad(model: TrainableModelHandle): void {
-  nativeTraining().trainZeroGrad(trainableState(model).native);
+  const s = trainableState(model);
+  requireTrainable(s, 'zeroGrad');
+  nativeTraining().trainZeroGrad(s.native);
 }

@@ -52,6 +52,13 @@ export interface CreateTrainableOptions {
    * as given (all or none); otherwise A is random and B zero, so the model starts equal to the base.
    */
   lora?: LoraOptions;
+  /**
+   * Forward only (reward scoring, PPO/DPO reference models, eval): no gradients, no AdamW moments, and one layer's
+   * activations reused by every layer instead of the per-layer set a backward reads. Scores, log-probs and LM
+   * losses are bit-identical to a trainable model's; every call that writes or reads gradients or optimizer state,
+   * and setWeights, fails. With lora the adapters must be in `weights` (a fresh adapter is the base model).
+   */
+  frozen?: boolean;
 }
 
 /**
@@ -125,10 +132,30 @@ export interface TrainableModelInfo {
   /** Frozen floats (the base model under LoRA; 0 without). */
   frozenParams: number;
   lora: LoraInfo | null;
+  /** Created with frozen: true (forward only). */
+  frozen: boolean;
   step: number;
   threads: number;
   /** The trainable tensors (what getWeights / getGrads / the optimizer state hold). */
   tensors: TensorLayout[];
+  /** Native memory the model holds now. */
+  allocatedBytes: TrainableMemory;
+}
+
+/**
+ * Bytes of native memory a trainable model holds (allocated capacity). Activations are kept from the largest batch
+ * seen (0 before the first step); a single step's temporaries (logits, backward scratch) are not counted.
+ */
+export interface TrainableMemory {
+  /** Every weight: the trainable tensors and, under LoRA, the frozen base. */
+  params: number;
+  /** Gradients (0 for a frozen model). */
+  grads: number;
+  /** AdamW first and second moments (0 for a frozen model). */
+  moments: number;
+  /** Activations kept between a forward and its backward (one layer's for a frozen model). */
+  activations: number;
+  total: number;
 }
 
 /** Which next-token log-probabilities a policy forward gathers: targets (B*T) and sel (B*T, 1 = gather this slot). */

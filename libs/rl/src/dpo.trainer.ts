@@ -215,7 +215,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
   if (train.length === 0) throw new Error(`${o.data.source}: no pair left to train on after holding out ${nHeld}`);
 
   // The reference is the base checkpoint (never resumed weights) and never changes: score every pair once, then free it.
-  const reference = createTrainableModel(ck.spec, ck.weights, { threads: o.threads });
+  const reference = createTrainableModel(ck.spec, ck.weights, { threads: o.threads, frozen: true });
   try {
     const ref = await pairLogps(reference, pairs, seqLen);
     pairs.forEach((p, i) => {

@@ -91,7 +91,7 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
 
   // KL on the candidate's samples: log-probs of its own tokens under both models, in micro-batches.
   const kls: number[] = [];
-  const models = [createTrainableModel(cand.spec, cand.weights, { threads: o.threads }), createTrainableModel(act.spec, act.weights, { threads: o.threads })];
+  const models = [cand, act].map((ck) => createTrainableModel(ck.spec, ck.weights, { threads: o.threads, frozen: true }));
   try {
     for (let i = 0; i < after.length; i += 32) {
       const packed = packActions(after.slice(i, i + 32));

@@ -237,7 +237,7 @@ async function createPpoModels(run: PpoRun, resumed: boolean, threads: number | 
   const policyWeights = resumed ? (await loadCheckpoint(path.join(run.stateDir, 'policy'))).weights : ck.weights;
   const criticWeights = resumed ? (await loadCheckpoint(path.join(run.stateDir, 'critic'))).weights : criticInit();
   const policy = createTrainableModel(ck.spec, policyWeights, { threads });
-  const reference = createTrainableModel(ck.spec, ck.weights, { threads });
+  const reference = createTrainableModel(ck.spec, ck.weights, { threads, frozen: true });
   try {
     const critic = createTrainableModel(run.criticSpec, criticWeights, { threads, numLabels: 1 });
     return { policy, reference, critic };

@@ -192,11 +192,11 @@ TrainLoraConfig lora_of(const Napi::Object& o) {
   return c;
 }
 
-// trainModelCreate(spec, names, tensors, numLabels, threads, lora | null)
+// trainModelCreate(spec, names, tensors, numLabels, threads, lora | null, forwardOnly)
 Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray())
-    throw Napi::TypeError::New(env, "trainModelCreate(spec, names, tensors, numLabels, threads, lora)");
+  if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray() || !info[6].IsBoolean())
+    throw Napi::TypeError::New(env, "trainModelCreate(spec, names, tensors, numLabels, threads, lora, forwardOnly)");
   ModelConfig cfg = config_from(info[0].As<Napi::Object>());
   const auto weights = weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>());
   const bool has_lora = info[5].IsObject();
@@ -205,7 +205,7 @@ Napi::Value TrainModelCreate(const Napi::CallbackInfo& info) {
   std::unique_ptr<TrainModel> m;
   try {
     m = train_model_create(cfg, weights, int_arg(info[3], "numLabels"), has_lora ? &lora : nullptr,
-                           int_arg(info[4], "threads"), &error);
+                           info[6].As<Napi::Boolean>().Value(), int_arg(info[4], "threads"), &error);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory creating the trainable model");
   }
@@ -219,7 +219,8 @@ Napi::Value TrainModelFree(const Napi::CallbackInfo& info) {
 }
 
 // trainModelLayout(h) -> { names, rows, cols, offsets, frozen, numParams, numFrozen, loraRank, loraScale, step,
-//   threads }; offsets index the trainable buffers, or the frozen one where frozen[i]
+//   threads, forwardOnly, bytes: {params, frozen, grads, moments, activations} }; offsets index the trainable
+//   buffers, or the frozen one where frozen[i]
 Napi::Value TrainModelLayout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   TrainBox& m = unwrap_train(info[0]);
@@ -246,12 +247,24 @@ Napi::Value TrainModelLayout(const Napi::CallbackInfo& info) {
   o.Set("loraScale", static_cast<double>(m->lora_scale));
   o.Set("step", static_cast<double>(m->step));
   o.Set("threads", m->pool->num_threads());
+  o.Set("forwardOnly", m->forward_only);
+  const TrainMemory mem = train_memory(m.get());
+  Napi::Object bytes = Napi::Object::New(env);
+  bytes.Set("params", static_cast<double>(mem.params));
+  bytes.Set("frozen", static_cast<double>(mem.frozen));
+  bytes.Set("grads", static_cast<double>(mem.grads));
+  bytes.Set("moments", static_cast<double>(mem.moments));
+  bytes.Set("activations", static_cast<double>(mem.activations));
+  o.Set("bytes", bytes);
   return o;
 }
 
-// 'frozen' (the base tensors under LoRA) can be read, not replaced: it is not training state.
+// 'frozen' (the base tensors under LoRA) can be read, not replaced: it is not training state. A forward-only model
+// has no gradients or moments to read or write.
 std::vector<float>& buffer_of(TrainModel& m, const Napi::Value& which, bool readonly) {
   std::string w = which.IsString() ? which.As<Napi::String>().Utf8Value() : "";
+  if (m.forward_only && (w == "grads" || w == "adamM" || w == "adamV"))
+    throw Napi::Error::New(which.Env(), "the model is frozen (forward only): it has no " + w);
   if (w == "params") return m.params;
   if (w == "grads") return m.grads;
   if (w == "adamM") return m.adam_m;

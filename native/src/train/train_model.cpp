@@ -1,7 +1,8 @@
 // The trainable Llama decoder (train_model.h): parameter bookkeeping, the training forward that keeps its
 // activations, the whole-model backward and the optimizer step. Each op is a kernel from train_ops.h or
 // kernels.h; this file only sequences them and owns the buffers (trainable tensors in params/grads/adam_m/adam_v,
-// frozen base tensors under LoRA in `frozen`).
+// frozen base tensors under LoRA in `frozen`; a forward-only model has no gradients or moments and one reused set
+// of layer activations).
 #include "train_model.h"
 
 #include <cmath>
@@ -14,7 +15,14 @@ namespace {
 float* P(TrainModel* m, TrainRef r) { return (r.frozen ? m->frozen.data() : m->params.data()) + r.offset; }
 float* P_or_null(TrainModel* m, TrainRef r) { return r.present() ? P(m, r) : nullptr; }
 // A frozen tensor has no gradient: the backward kernels skip a null one.
-float* G(TrainModel* m, TrainRef r) { return r.present() && !r.frozen ? m->grads.data() + r.offset : nullptr; }
+float* G(TrainModel* m, TrainRef r) {
+  return r.present() && !r.frozen && !m->forward_only ? m->grads.data() + r.offset : nullptr;
+}
+
+// Every entry point that writes gradients or moments calls this first: a forward-only model has none.
+void require_trainable(const TrainModel* m, const char* what) {
+  if (m->forward_only) throw std::runtime_error(std::string(what) + ": the model is frozen (forward only)");
+}
 
 // (in, out) of the projection LoRA target t adapts.
 void lora_target_dims(const ModelConfig& c, LoraTarget t, int* in, int* out) {
@@ -42,7 +50,8 @@ void lora_add_backward(TrainModel* m, const TrainLayer& L, const TrainActivation
                 P(m, L.lora_b[t]), m->lora_scale, N, in, out, m->lora_rank, m->pool.get());
 }
 
-// Computes the residual stream to the final norm for `batch`, keeping every activation.
+// Computes the residual stream to the final norm for `batch`, keeping every activation (one layer's, reused, on a
+// forward-only model).
 void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
   const ModelConfig& c = m->cfg;
   const int N = bt.B * bt.T, C = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
@@ -56,13 +65,13 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
   A.cos_t.resize(n * D / 2);
   A.sin_t.resize(n * D / 2);
   rope_tables(A.cos_t.data(), A.sin_t.data(), bt.positions, m->inv_freq.data(), N, D);
-  A.layers.resize(c.num_layers);
+  A.layers.resize(m->forward_only ? 1 : c.num_layers);
   std::vector<float> h(n * C);
   embedding_forward(h.data(), bt.tokens, P(m, m->embed), WEIGHT_F32, N, C);
   for (int l = 0; l < c.num_layers; l++) {
     const TrainLayer& L = m->layers[l];
-    TrainActivations::Layer& S = A.layers[l];
-    S.h_in = h;
+    TrainActivations::Layer& S = A.layers[m->forward_only ? 0 : l];
+    if (!m->forward_only) S.h_in = h;  // read by the backward only
     S.xn1.resize(n * C);
     S.rstd1.resize(n);
     rmsnorm_train_forward(S.xn1.data(), S.rstd1.data(), h.data(), P(m, L.input_norm), N, C, c.rms_norm_eps, pool);
@@ -100,7 +109,7 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
     matmul_forward(h.data(), S.a.data(), P(m, L.wd), WEIGHT_F32, nullptr, N, I, C, true, pool);
     lora_add(m, L, S, LORA_DOWN, h.data(), S.a.data(), N, I, C);
   }
-  A.h_final = h;
+  if (!m->forward_only) A.h_final = h;
   A.xf.resize(n * C);
   A.rstdf.resize(n);
   rmsnorm_train_forward(A.xf.data(), A.rstdf.data(), h.data(), P(m, m->final_norm), N, C, c.rms_norm_eps, pool);
@@ -168,11 +177,12 @@ std::string train_lora_name(int layer, LoraTarget target, char which) {
 
 std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
                                                const std::unordered_map<std::string, const float*>& weights,
-                                               int num_labels, const TrainLoraConfig* lora, int threads,
-                                               std::string* error) {
+                                               int num_labels, const TrainLoraConfig* lora, bool forward_only,
+                                               int threads, std::string* error) {
   auto m = std::make_unique<TrainModel>();
   m->cfg = cfg;
   m->num_labels = num_labels;
+  m->forward_only = forward_only;
   if (lora != nullptr) {
     m->lora_rank = lora->rank;
     m->lora_scale = static_cast<float>(static_cast<double>(lora->alpha) / lora->rank);
@@ -228,9 +238,11 @@ std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
   if (num_labels > 0) m->score = add("score.weight", num_labels, C, true, false);
 
   m->params.resize(m->num_params);
-  m->grads.assign(m->num_params, 0.0f);
-  m->adam_m.assign(m->num_params, 0.0f);
-  m->adam_v.assign(m->num_params, 0.0f);
+  if (!forward_only) {
+    m->grads.assign(m->num_params, 0.0f);
+    m->adam_m.assign(m->num_params, 0.0f);
+    m->adam_v.assign(m->num_params, 0.0f);
+  }
   m->frozen.resize(m->num_frozen);
   for (const TrainParam& t : m->tensors) {
     auto it = weights.find(t.name);
@@ -244,6 +256,19 @@ std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
   rope_inv_freq(m->inv_freq.data(), cfg.head_dim, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
   m->pool = std::make_unique<ThreadPool>(threads);
   return m;
+}
+
+TrainMemory train_memory(const TrainModel* m) {
+  auto bytes = [](const std::vector<float>& v) { return v.capacity() * sizeof(float); };
+  const TrainActivations& A = m->act;
+  size_t act = bytes(A.cos_t) + bytes(A.sin_t) + bytes(A.h_final) + bytes(A.xf) + bytes(A.rstdf);
+  for (const TrainActivations::Layer& S : A.layers) {
+    for (const std::vector<float>* v : {&S.h_in, &S.xn1, &S.rstd1, &S.q, &S.k, &S.v, &S.probs, &S.o, &S.h_mid, &S.xn2,
+                                        &S.rstd2, &S.g, &S.u, &S.a})
+      act += bytes(*v);
+    for (const std::vector<float>& v : S.lora_xa) act += bytes(v);
+  }
+  return {bytes(m->params), bytes(m->frozen), bytes(m->grads), bytes(m->adam_m) + bytes(m->adam_v), act};
 }
 
 void train_merged_weights(TrainModel* m, float* out) {
@@ -272,6 +297,7 @@ double train_lm_step(TrainModel* m, const TrainBatchView& bt, const int32_t* tar
     }
   }
   *weight_sum = wsum;
+  if (grad_scale != 0.0f) require_trainable(m, "LM step with a gradient");
   if (rows.empty() || wsum == 0) return 0.0;
   forward_to_final_norm(m, bt);
   const int M = static_cast<int>(rows.size());
@@ -299,6 +325,7 @@ double train_lm_step(TrainModel* m, const TrainBatchView& bt, const int32_t* tar
 
 void train_score_step(TrainModel* m, const TrainBatchView& bt, const float* dscores, float* scores) {
   const int N = bt.B * bt.T, C = m->cfg.hidden_size, L = m->num_labels;
+  if (dscores != nullptr) require_trainable(m, "score step with a gradient");
   forward_to_final_norm(m, bt);
   ThreadPool* pool = m->pool.get();
   std::vector<int> last(bt.B, -1);
@@ -329,6 +356,7 @@ void train_score_step(TrainModel* m, const TrainBatchView& bt, const float* dsco
 }
 
 double train_optimizer_step(TrainModel* m, const AdamWConfig& c, double* lr_out) {
+  require_trainable(m, "optimizer step");
   ThreadPool* pool = m->pool.get();
   const double norm = std::sqrt(grad_sq_sum(m->grads.data(), m->num_params, pool));
   double mul = 1.0;
@@ -405,6 +433,7 @@ void train_policy_forward(TrainModel* m, const TrainBatchView& bt, const int32_t
 }
 
 void train_policy_backward(TrainModel* m, const float* dlogp, const float* dvalues) {
+  require_trainable(m, "policy backward");
   if (m->policy_pass < 0 || m->policy_pass != m->pass_id)
     throw std::runtime_error("policy backward: the activations of that forward are gone (another step ran since)");
   const TrainModel::PolicyPass& pass = m->pass;

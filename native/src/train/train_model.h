@@ -3,8 +3,9 @@
 // activations, the backward of the whole model, and the optimizer step. Objectives: next-token cross-entropy with
 // per-token loss weights (LM head, tied or untied) and a linear scalar head read at each row's last real token
 // (LlamaForSequenceClassification `score.weight`, shape (num_labels, C)). Optional LoRA adapters on the
-// attention/MLP projections freeze every base tensor (no gradient, no moments). Not the serving model
-// (kernels/model.h), not the Node binding (binding/training.cpp).
+// attention/MLP projections freeze every base tensor (no gradient, no moments). A forward-only model (what scores
+// and reference log-probs need) holds the weights alone: no gradients, no moments, one layer's activations reused
+// by every layer. Not the serving model (kernels/model.h), not the Node binding (binding/training.cpp).
 #pragma once
 
 #include <cstdint>
@@ -50,7 +51,9 @@ struct TrainLayer {  // where one layer's tensors live
   TrainRef lora_a[LORA_TARGETS], lora_b[LORA_TARGETS];                     // absent unless targeted
 };
 
-struct TrainActivations {  // one forward's saved tensors; N = B*T
+// One forward's saved tensors; N = B*T. A forward-only model keeps a single Layer that every layer overwrites in
+// turn (its h_in and h_final stay empty): the same kernels on the same inputs, so the same bits.
+struct TrainActivations {
   int B = 0, T = 0;
   std::vector<float> cos_t, sin_t;  // (N, D/2)
   struct Layer {
@@ -67,10 +70,12 @@ struct TrainModel {
   int num_labels = 0;        // rows of score.weight; 0 without a scalar head
   int lora_rank = 0;         // 0 without LoRA
   float lora_scale = 0.0f;   // alpha / rank
+  // No backward ever: grads, adam_m and adam_v stay empty, and every step that would write them throws.
+  bool forward_only = false;
   std::vector<TrainParam> tensors;
   std::unordered_map<std::string, size_t> index;  // name -> tensors[i]
   size_t num_params = 0;                             // trainable floats
-  std::vector<float> params, grads, adam_m, adam_v;  // (num_params) each
+  std::vector<float> params, grads, adam_m, adam_v;  // (num_params) each; grads and moments empty if forward_only
   size_t num_frozen = 0;
   std::vector<float> frozen;  // (num_frozen) base tensors under LoRA; empty without
   std::vector<TrainLayer> layers;
@@ -102,11 +107,19 @@ struct TrainBatchView {
 // weights by HF name (f32, shapes checked by the caller). lm_head.weight is optional (untied LM head),
 // score.weight optional with num_labels rows. With lora (else nullptr), the weights also hold every adapter
 // `base_model.model.model.layers.{l}.{self_attn|mlp}.{target}.lora_{A|B}.weight`, initialised by the caller; the
-// score head stays trainable. Returns nullptr and sets *error when a tensor is missing.
+// score head stays trainable. forward_only: the same tensors in the same places, without gradients, moments or
+// per-layer activations. Returns nullptr and sets *error when a tensor is missing.
 std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
                                                const std::unordered_map<std::string, const float*>& weights,
-                                               int num_labels, const TrainLoraConfig* lora, int threads,
-                                               std::string* error);
+                                               int num_labels, const TrainLoraConfig* lora, bool forward_only,
+                                               int threads, std::string* error);
+
+// Bytes held by each kind of buffer (capacity, not size: what the allocator gave). Activations grow with the
+// largest batch seen and are kept for the next step; temporaries of a single step are not counted.
+struct TrainMemory {
+  size_t params, frozen, grads, moments, activations;
+};
+TrainMemory train_memory(const TrainModel* m);
 
 // The PEFT name of layer l's adapter matrix on `target` (which: 'A' or 'B').
 std::string train_lora_name(int layer, LoraTarget target, char which);
@@ -117,12 +130,13 @@ void train_merged_weights(TrainModel* m, float* out);
 
 // Forward + backward of sum(w * CE) / sum(w) over tokens with weight w != 0; grads += grad_scale * d loss.
 // targets (B*T), weights (B*T). Returns the mean loss (0 when sum(w) == 0); *weight_sum gets sum(w).
-// grad_scale == 0 evaluates only (no backward).
+// grad_scale == 0 evaluates only (no backward); any other grad_scale throws on a forward_only model.
 double train_lm_step(TrainModel* m, const TrainBatchView& batch, const int32_t* targets, const float* weights,
                      float grad_scale, double* weight_sum);
 
 // Forward of the scalar head at each row's last real token -> scores (B, L); when dscores is non-null, also the
-// backward of sum(dscores * scores) into grads. Rows without a real token score 0 and get no gradient.
+// backward of sum(dscores * scores) into grads (throws on a forward_only model). Rows without a real token score 0
+// and get no gradient.
 void train_score_step(TrainModel* m, const TrainBatchView& batch, const float* dscores /* (B, L) or null */,
                       float* scores /* (B, L) */);
 
@@ -135,10 +149,11 @@ void train_policy_forward(TrainModel* m, const TrainBatchView& batch, const int3
 
 // Backward of sum_i dlogp[i] * logp[i] + dvalues[i] * values[i] over the last train_policy_forward's batch into
 // grads (dlogp over its selected slots only; either may be null). d logp_t / d logits = onehot(t) - softmax, so
-// the logits of the selected rows are recomputed here instead of kept (rows x vocab floats).
+// the logits of the selected rows are recomputed here instead of kept (rows x vocab floats). Throws on a
+// forward_only model.
 void train_policy_backward(TrainModel* m, const float* dlogp, const float* dvalues);
 
 // Clip by global norm, then AdamW at lr_at_step(step); step++. Returns the pre-clip gradient norm; *lr_out gets
-// the learning rate used.
+// the learning rate used. Throws on a forward_only model.
 double train_optimizer_step(TrainModel* m, const AdamWConfig& c, double* lr_out);
 void train_zero_grad(TrainModel* m);

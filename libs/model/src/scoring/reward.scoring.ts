@@ -17,7 +17,7 @@ export interface RewardChatMessage {
  * (needs a template). Text: `prompt + response` encoded with special tokens (BOS). Longer than maxLen: the first
  * tokens are dropped, so the end the score is read at survives.
  */
-export function rewardInputIds(ck: Checkpoint, prompt: string | readonly RewardChatMessage[], response: string, maxLen: number): number[] {
+export function rewardInputIds(ck: Pick<Checkpoint, 'tokenizer'>, prompt: string | readonly RewardChatMessage[], response: string, maxLen: number): number[] {
   const ids =
     typeof prompt === 'string'
       ? ck.tokenizer.encode(prompt + response)
@@ -26,7 +26,7 @@ export function rewardInputIds(ck: Checkpoint, prompt: string | readonly RewardC
 }
 
 /** Token ids of a preference side: prompt messages followed by the side's (assistant) messages. */
-export function rewardConversationIds(ck: Checkpoint, messages: readonly RewardChatMessage[], maxLen: number): number[] {
+export function rewardConversationIds(ck: Pick<Checkpoint, 'tokenizer'>, messages: readonly RewardChatMessage[], maxLen: number): number[] {
   const ids = ck.tokenizer.applyChatTemplate(messages);
   return ids.length > maxLen ? ids.slice(ids.length - maxLen) : ids;
 }
@@ -64,19 +64,24 @@ export interface RewardScorer {
   free(): void;
 }
 
-/** A scorer over a sequence-classification checkpoint with one label. */
+/**
+ * A scorer over a sequence-classification checkpoint with one label. The model is frozen (forward only: weights and
+ * one layer's activations), and the scorer keeps the tokenizer, not `ck`, so the checkpoint's JS weight map can be
+ * collected once the native copy exists.
+ */
 export function createRewardScorer(ck: Checkpoint, opts: { threads?: number } = {}): RewardScorer {
   if (ck.numLabels !== 1) {
     throw new Error(`${ck.id}: a reward model needs a LlamaForSequenceClassification checkpoint with num_labels 1 (got ${ck.numLabels ?? 'a causal LM'})`);
   }
-  const model = createTrainableModel(ck.spec, ck.weights, { threads: opts.threads, numLabels: 1 });
+  const model = createTrainableModel(ck.spec, ck.weights, { threads: opts.threads, numLabels: 1, frozen: true });
   const contextLength = ck.spec.maxPositionEmbeddings;
+  const tokens = { tokenizer: ck.tokenizer };
   let queue: Promise<unknown> = Promise.resolve();
   return {
     contextLength,
     hasChatTemplate: ck.chatTemplate !== null,
     score(pairs) {
-      const seqs = pairs.map((p) => rewardInputIds(ck, p.prompt, p.response, contextLength));
+      const seqs = pairs.map((p) => rewardInputIds(tokens, p.prompt, p.response, contextLength));
       const run = queue.then(() => scoreSequences(model, seqs));
       queue = run.catch(() => undefined);
       return run;
