@@ -1,6 +1,7 @@
 /**
  * The policy's NATS handlers: policy.generate streams frames (an Observable: Nest sends each as a reply
- * and ends with isDisposed), policy.info answers what is served. policy.cancel is an event every replica
+ * and ends with isDisposed), policy.info answers what is served, policy.tokenize / policy.detokenize use
+ * the served tokenizer. policy.cancel is an event every replica
  * receives (its own queue group), so the one running the request frees it whichever replica that is.
  */
 import { Controller } from '@nestjs/common';
@@ -8,11 +9,15 @@ import { EventPattern, MessagePattern, Payload } from '@nestjs/microservices';
 import { from, type Observable } from 'rxjs';
 import {
   cancelRequestSchema,
+  detokenizeRequestPayloadSchema,
   generateRequestSchema,
   policyInfoRequestSchema,
   SUBJECTS,
+  tokenizeRequestPayloadSchema,
+  type DetokenizeResult,
   type GenerateFrame,
   type PolicyInfo,
+  type TokenizeResult,
 } from '@flywheel/contracts';
 import { MeshHandlers } from '@flywheel/mesh';
 import { PolicyEngineService } from './engine/policy-engine.service';
@@ -31,6 +36,16 @@ export class PolicyController {
   info(@Payload() data: unknown): PolicyInfo {
     policyInfoRequestSchema.parse(data);
     return this.engine.info();
+  }
+
+  @MessagePattern(SUBJECTS.policy.tokenize)
+  tokenize(@Payload() data: unknown): TokenizeResult {
+    return this.engine.tokenize(tokenizeRequestPayloadSchema.parse(data));
+  }
+
+  @MessagePattern(SUBJECTS.policy.detokenize)
+  detokenize(@Payload() data: unknown): DetokenizeResult {
+    return this.engine.detokenize(detokenizeRequestPayloadSchema.parse(data));
   }
 }
 

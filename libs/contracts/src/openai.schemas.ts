@@ -29,6 +29,19 @@ const samplingFields = {
   frequency_penalty: penalty.nullish(),
   logit_bias: logitBiasSchema,
   user: z.string().max(256).nullish(),
+  /** vLLM extensions, with vLLM's names and semantics. */
+  /** Drop tokens whose probability (after temperature) is below min_p × the top token's; 0 = off. */
+  min_p: probability.nullish(),
+  /** HF/vLLM: logits of tokens in prompt or output divided by it when positive, multiplied when negative; 1 = off. */
+  repetition_penalty: z.number().gt(0).max(100).nullish(),
+  /** Extra stop token ids; the stop token adds no text. */
+  stop_token_ids: z.array(z.number().int().nonnegative()).max(64).nullish(),
+  /** Keep generating past EOS (up to max_tokens). */
+  ignore_eos: z.boolean().nullish(),
+  /** EOS and stop_token_ids are masked until this many tokens were generated. */
+  min_tokens: z.number().int().nonnegative().nullish(),
+  /** false: special tokens' text stays in the output. Default true. */
+  skip_special_tokens: z.boolean().nullish(),
   /** Accepted and ignored: they change nothing about a generation here. */
   metadata: z.record(z.string(), z.string()).nullish(),
   store: z.boolean().nullish(),
@@ -64,6 +77,8 @@ export const chatCompletionRequestSchema = z.strictObject({
   functions: z.array(z.unknown()).nullish(),
   function_call: z.unknown().optional(),
   modalities: z.array(z.string()).nullish(),
+  /** vLLM extension: extra variables for the chat template render (e.g. `enable_thinking`). */
+  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
 });
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
 
@@ -82,6 +97,44 @@ export const completionRequestSchema = z.strictObject({
   suffix: z.string().nullish(),
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+/**
+ * vLLM's POST /tokenize: a completion prompt, or chat messages rendered by the model's template. The
+ * shape is vLLM's (a strict union: one of `prompt` or `messages`).
+ */
+export const tokenizeCompletionRequestSchema = z.strictObject({
+  model: z.string().min(1).nullish(),
+  prompt: z.string(),
+  /** Default true: BOS and friends as for a completion. */
+  add_special_tokens: z.boolean().nullish(),
+});
+export const tokenizeChatRequestSchema = z.strictObject({
+  model: z.string().min(1).nullish(),
+  messages: z.array(chatRequestMessageSchema).min(1),
+  /** Default true. */
+  add_generation_prompt: z.boolean().nullish(),
+  /** Default false: the template writes its special tokens itself. */
+  add_special_tokens: z.boolean().nullish(),
+  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
+});
+export const tokenizeRequestSchema = z.union([tokenizeCompletionRequestSchema, tokenizeChatRequestSchema]);
+export type TokenizeRequest = z.infer<typeof tokenizeRequestSchema>;
+
+export interface TokenizeResponse {
+  count: number;
+  max_model_len: number;
+  tokens: number[];
+}
+
+export const detokenizeRequestSchema = z.strictObject({
+  model: z.string().min(1).nullish(),
+  tokens: z.array(z.number().int().nonnegative()),
+});
+export type DetokenizeRequest = z.infer<typeof detokenizeRequestSchema>;
+
+export interface DetokenizeResponse {
+  prompt: string;
+}
 
 // ---- responses -------------------------------------------------------------------------------------
 

@@ -13,7 +13,12 @@ export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
 export const generateInputSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('text'), text: z.string(), addSpecialTokens: z.boolean().default(true) }),
-  z.object({ kind: z.literal('chat'), messages: z.array(chatMessageSchema).min(1) }),
+  z.object({
+    kind: z.literal('chat'),
+    messages: z.array(chatMessageSchema).min(1),
+    /** Extra variables for the chat template render (vLLM's chat_template_kwargs, e.g. enable_thinking). */
+    templateKwargs: z.record(z.string(), z.unknown()).optional(),
+  }),
   z.object({ kind: z.literal('tokens'), tokenIds: z.array(z.number().int().nonnegative()).min(1) }),
 ]);
 export type GenerateInput = z.infer<typeof generateInputSchema>;
@@ -35,6 +40,18 @@ export const samplingParamsSchema = z.object({
   logprobs: z.boolean().default(false),
   topLogprobs: z.number().int().min(0).max(20).default(0),
   n: z.number().int().min(1).max(16).default(1),
+  /** vLLM extensions; absent = off (each is optional so older senders stay valid). min_p after temperature. */
+  minP: z.number().min(0).max(1).optional(),
+  /** HF/vLLM repetition penalty over prompt + output tokens; absent or 1 = off. */
+  repetitionPenalty: z.number().gt(0).max(100).optional(),
+  /** Extra stop ids on top of the model's EOS. */
+  stopTokenIds: z.array(z.number().int().nonnegative()).max(64).optional(),
+  /** EOS does not end the choice. */
+  ignoreEos: z.boolean().optional(),
+  /** EOS and stopTokenIds are masked until this many tokens were generated. */
+  minTokens: z.number().int().nonnegative().optional(),
+  /** false: special tokens' text stays in the output (absent = true). */
+  skipSpecialTokens: z.boolean().optional(),
 });
 export type SamplingParams = z.infer<typeof samplingParamsSchema>;
 
@@ -112,6 +129,30 @@ export const policyInfoSchema = z.object({
   hasChatTemplate: z.boolean(),
 });
 export type PolicyInfo = z.infer<typeof policyInfoSchema>;
+
+/**
+ * policy.tokenize / policy.detokenize (vLLM's /tokenize and /detokenize): the policy owns the tokenizer
+ * and the chat template, so the gateway asks it. Chat input is rendered exactly as for a generation.
+ */
+export const tokenizeRequestPayloadSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('text'), text: z.string(), addSpecialTokens: z.boolean().default(true) }),
+  z.object({
+    kind: z.literal('chat'),
+    messages: z.array(chatMessageSchema).min(1),
+    addGenerationPrompt: z.boolean().default(true),
+    addSpecialTokens: z.boolean().default(false),
+    templateKwargs: z.record(z.string(), z.unknown()).default({}),
+  }),
+]);
+export type TokenizeRequestPayload = z.infer<typeof tokenizeRequestPayloadSchema>;
+export type TokenizeRequestPayloadInput = z.input<typeof tokenizeRequestPayloadSchema>;
+export const tokenizeResultSchema = z.object({ tokenIds: z.array(z.number().int()), maxModelLen: z.number().int() });
+export type TokenizeResult = z.infer<typeof tokenizeResultSchema>;
+
+export const detokenizeRequestPayloadSchema = z.object({ tokenIds: z.array(z.number().int().nonnegative()) });
+export type DetokenizeRequestPayload = z.infer<typeof detokenizeRequestPayloadSchema>;
+export const detokenizeResultSchema = z.object({ text: z.string() });
+export type DetokenizeResult = z.infer<typeof detokenizeResultSchema>;
 
 /** Every token delta of a frame stream, in order (a test's or a benchmark's flat view of 'tokens' frames). */
 export function tokenDeltasOf(frames: readonly GenerateFrame[]): TokenDelta[] {

@@ -14,6 +14,8 @@ export const SUBJECTS = {
     generate: 'policy.generate',
     cancel: 'policy.cancel',
     info: 'policy.info',
+    tokenize: 'policy.tokenize',
+    detokenize: 'policy.detokenize',
   },
   reward: { score: 'reward.score', info: 'reward.info' },
   moderation: { check: 'moderation.check', info: 'moderation.info' },

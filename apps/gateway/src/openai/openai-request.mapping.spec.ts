@@ -115,3 +115,51 @@ describe('completions request mapping', () => {
     expect(() => completion(extra)).toThrow(expect.objectContaining({ status: 400, param }));
   });
 });
+
+describe("vLLM's sampling extensions", () => {
+  it('maps each onto the policy request, in both endpoints', () => {
+    const extensions = { min_p: 0.1, repetition_penalty: 1.3, stop_token_ids: [2, 7], ignore_eos: true, min_tokens: 3, skip_special_tokens: false };
+    const sampling = { minP: 0.1, repetitionPenalty: 1.3, stopTokenIds: [2, 7], ignoreEos: true, minTokens: 3, skipSpecialTokens: false };
+    expect(chat(extensions).requests[0]!.sampling).toMatchObject(sampling);
+    expect(completion(extensions).requests[0]!.sampling).toMatchObject(sampling);
+  });
+
+  it('leaves them out when not sent (the policy applies vLLM defaults)', () => {
+    const sent = completion({}).requests[0]!.sampling!;
+    for (const key of ['minP', 'repetitionPenalty', 'stopTokenIds', 'ignoreEos', 'minTokens', 'skipSpecialTokens']) expect(sent).not.toHaveProperty(key);
+  });
+
+  it('passes chat_template_kwargs to the chat template render (chat only)', () => {
+    expect(chat({ chat_template_kwargs: { enable_thinking: false } }).requests[0]!.input).toEqual({
+      kind: 'chat',
+      messages: [{ role: 'user', content: 'hi' }],
+      templateKwargs: { enable_thinking: false },
+    });
+    expect(() => completion({ chat_template_kwargs: { enable_thinking: false } })).toThrow(expect.objectContaining({ status: 400, param: 'chat_template_kwargs' }));
+  });
+
+  it.each([
+    [{ min_p: -0.1 }, 'min_p'],
+    [{ min_p: 1.5 }, 'min_p'],
+    [{ min_p: 'high' }, 'min_p'],
+    [{ repetition_penalty: 0 }, 'repetition_penalty'],
+    [{ repetition_penalty: -1 }, 'repetition_penalty'],
+    [{ stop_token_ids: [-1] }, 'stop_token_ids[0]'],
+    [{ stop_token_ids: [1, 512] }, 'stop_token_ids[1]'],
+    [{ stop_token_ids: 2 }, 'stop_token_ids'],
+    [{ ignore_eos: 'yes' }, 'ignore_eos'],
+    [{ min_tokens: -1 }, 'min_tokens'],
+    [{ min_tokens: 1.5 }, 'min_tokens'],
+    [{ min_tokens: 10, max_tokens: 5 }, 'min_tokens'],
+    [{ skip_special_tokens: 1 }, 'skip_special_tokens'],
+    [{ chat_template_kwargs: 'x' }, 'chat_template_kwargs'],
+    [{ best_of_n: 2 }, 'best_of_n'],
+  ])('refuses %j with 400 naming %s', (extra, param) => {
+    expect(() => chat(extra)).toThrow(expect.objectContaining({ status: 400, type: 'invalid_request_error', param }));
+  });
+
+  it('refuses min_tokens over the completions default max_tokens of 16', () => {
+    expect(() => completion({ min_tokens: 17 })).toThrow(expect.objectContaining({ status: 400, param: 'min_tokens' }));
+    expect(() => completion({ min_tokens: 17, max_tokens: 20 })).not.toThrow();
+  });
+});

@@ -1,7 +1,8 @@
 /**
  * From an OpenAI request body to the policy's generate requests: parse (400 naming the parameter),
  * refuse what is not supported with a clear message, check what needs the served model (its name,
- * vocabulary, context, chat template), and build one GenerateRequest per prompt. Plain functions.
+ * vocabulary, context, chat template), and build one GenerateRequest per prompt (OpenAI's parameters and
+ * vLLM's sampling extensions). Plain functions.
  */
 import {
   chatCompletionRequestSchema,
@@ -84,6 +85,12 @@ type SharedRequest = Pick<
   | 'presence_penalty'
   | 'frequency_penalty'
   | 'logit_bias'
+  | 'min_p'
+  | 'repetition_penalty'
+  | 'stop_token_ids'
+  | 'ignore_eos'
+  | 'min_tokens'
+  | 'skip_special_tokens'
 >;
 
 function sharedChecks(req: SharedRequest): void {
@@ -111,6 +118,19 @@ function samplingOf(req: SharedRequest, info: PolicyInfo, maxTokens: { value: nu
     }
     logitBias[String(Number(token))] = bias;
   }
+  const stopTokenIds = req.stop_token_ids ?? [];
+  stopTokenIds.forEach((id, i) => {
+    if (id >= info.vocabSize) {
+      throw OpenAiError.invalid(`Invalid value for 'stop_token_ids[${i}]': token ids must be below the vocabulary size ${info.vocabSize}.`, `stop_token_ids[${i}]`, 'invalid_value');
+    }
+  });
+  const minTokens = req.min_tokens ?? 0;
+  if (maxTokens.value !== null && minTokens > maxTokens.value) {
+    throw OpenAiError.invalid(`Invalid value for 'min_tokens': ${minTokens} is more than '${maxTokens.param}' (${maxTokens.value}).`, 'min_tokens', 'invalid_value');
+  }
+  if (minTokens >= info.contextLength) {
+    throw OpenAiError.invalid(`Invalid value for 'min_tokens': it must be below the model's context length ${info.contextLength}.`, 'min_tokens', 'invalid_value');
+  }
   const stop = (typeof req.stop === 'string' ? [req.stop] : (req.stop ?? [])).filter((s) => s !== '');
   // top_p = 0 keeps only the most likely token: that is greedy decoding.
   const greedy = req.top_p === 0;
@@ -127,10 +147,18 @@ function samplingOf(req: SharedRequest, info: PolicyInfo, maxTokens: { value: nu
     logprobs,
     topLogprobs,
     n: req.n ?? 1,
+    // vLLM extensions: only sent when set, so a request without them is what it was before.
+    ...(req.min_p != null ? { minP: req.min_p } : {}),
+    ...(req.repetition_penalty != null ? { repetitionPenalty: req.repetition_penalty } : {}),
+    ...(stopTokenIds.length > 0 ? { stopTokenIds } : {}),
+    ...(req.ignore_eos != null ? { ignoreEos: req.ignore_eos } : {}),
+    ...(minTokens > 0 ? { minTokens } : {}),
+    ...(req.skip_special_tokens != null ? { skipSpecialTokens: req.skip_special_tokens } : {}),
   };
 }
 
-function chatMessagesOf(req: ChatCompletionRequest): ChatMessage[] {
+/** OpenAI chat messages as the policy's (text only; tool and function turns refused, naming the field). */
+export function chatMessagesOf(req: Pick<ChatCompletionRequest, 'messages'>): ChatMessage[] {
   return req.messages.map((m, i) => {
     if (m.role === 'tool' || m.role === 'function') {
       throw unsupported(`messages[${i}].role`, `'${m.role}' messages need tool calling, which is not available`);
@@ -178,7 +206,14 @@ export function planChatCompletion(req: ChatCompletionRequest, info: PolicyInfo,
     n: sampling.n,
     echo: false,
     logprobs: logprobs ? 'chat' : 'none',
-    requests: [{ requestId: ids.id, input: { kind: 'chat', messages }, sampling, echo: false }],
+    requests: [
+      {
+        requestId: ids.id,
+        input: { kind: 'chat', messages, ...(req.chat_template_kwargs != null ? { templateKwargs: req.chat_template_kwargs } : {}) },
+        sampling,
+        echo: false,
+      },
+    ],
     messages,
     prompts: null,
     user: req.user ?? null,

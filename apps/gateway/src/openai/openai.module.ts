@@ -1,7 +1,7 @@
 /**
  * The OpenAI-compatible API: the policy client, completion records on JetStream, moderation (the service
  * client, and the in-process moderator main.ts loaded at boot), metrics and the access-log hooks, and the /v1
- * controllers behind ApiKeyGuard (keys and rate limits from AuthModule).
+ * controllers behind ApiKeyGuard (keys and rate limits from AuthModule), with vLLM's /tokenize and /detokenize.
  */
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
@@ -19,6 +19,8 @@ import { GenerationService } from './generation.service';
 import { OpenAiModelsController } from './openai-models.controller';
 import { OpenAiModelsService } from './openai-models.service';
 import { PolicyClient } from './policy.client';
+import { TokenizeController } from './tokenize.controller';
+import { TokenizeService } from './tokenize.service';
 
 @Module({})
 export class OpenAiModule {
@@ -26,7 +28,7 @@ export class OpenAiModule {
     return {
       module: OpenAiModule,
       imports: [AuthModule],
-      controllers: [CompletionsController, OpenAiModelsController, ModerationsController],
+      controllers: [CompletionsController, OpenAiModelsController, ModerationsController, TokenizeController],
       providers: [
         { provide: GatewayMetrics, useFactory: (m: ServiceMetrics) => new GatewayMetrics(m.registry), inject: [SERVICE_METRICS] },
         {
@@ -44,6 +46,7 @@ export class OpenAiModule {
         CompletionRecords,
         GenerationService,
         OpenAiModelsService,
+        TokenizeService,
         ModerationClient,
         GatewayModeration,
       ],

@@ -1,17 +1,22 @@
 /**
  * Turns a policy.generate request (wire shape) into the engine's request: tokenizes text or renders the
- * chat template, checks token ids against the vocabulary, maps OpenAI-style sampling fields. Pure
+ * chat template (with the request's template kwargs), checks token ids against the vocabulary, maps
+ * OpenAI-style and vLLM-extension sampling fields, and answers tokenize/detokenize requests. Pure
  * functions over a tokenizer; no engine, no NATS.
  */
-import type { GenerateRequest as WireRequest } from '@flywheel/contracts';
+import type { DetokenizeRequestPayload, GenerateRequest as WireRequest, TokenizeRequestPayload } from '@flywheel/contracts';
 import { MeshError } from '@flywheel/mesh';
 import type { GenerateRequest as EngineRequest } from '@flywheel/model';
 
 export interface PromptTokenizer {
   readonly vocabSize: number;
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
-  applyChatTemplate(messages: { role: string; content: string }[], opts?: { addGenerationPrompt?: boolean }): number[];
+  applyChatTemplate(
+    messages: { role: string; content: string }[],
+    opts?: { addGenerationPrompt?: boolean; variables?: Record<string, unknown> },
+  ): number[];
   decode(ids: readonly number[], opts?: { skipSpecialTokens?: boolean }): string;
+  renderChat(messages: { role: string; content: string }[], opts?: { addGenerationPrompt?: boolean; variables?: Record<string, unknown> }): string;
 }
 
 export function promptTokenIds(input: WireRequest['input'], tokenizer: PromptTokenizer, hasChatTemplate: boolean): number[] {
@@ -20,7 +25,7 @@ export function promptTokenIds(input: WireRequest['input'], tokenizer: PromptTok
       return tokenizer.encode(input.text, { addSpecialTokens: input.addSpecialTokens });
     case 'chat':
       if (!hasChatTemplate) throw new MeshError('invalid_payload', 'this model has no chat template; use completions', 'messages');
-      return tokenizer.applyChatTemplate(input.messages, { addGenerationPrompt: true });
+      return tokenizer.applyChatTemplate(input.messages, { addGenerationPrompt: true, variables: input.templateKwargs ?? {} });
     case 'tokens': {
       const bad = input.tokenIds.findIndex((id) => id >= tokenizer.vocabSize);
       if (bad >= 0) {
@@ -39,13 +44,25 @@ export function toEngineRequest(req: WireRequest, promptIds: number[], vocabSize
     if (tokenId >= vocabSize) throw new MeshError('invalid_payload', `logit_bias token id ${id} is outside the vocabulary (size ${vocabSize})`, 'logit_bias');
     logitBias.set(tokenId, bias);
   }
+  const stopTokenIds = s.stopTokenIds ?? [];
+  const badStop = stopTokenIds.findIndex((id) => id >= vocabSize);
+  if (badStop >= 0) {
+    throw new MeshError('invalid_payload', `stop_token_ids: token id ${stopTokenIds[badStop]} is outside the vocabulary (size ${vocabSize})`, 'stop_token_ids');
+  }
+  const minTokens = s.minTokens ?? 0;
+  if (s.maxTokens !== undefined && minTokens > s.maxTokens) {
+    throw new MeshError('invalid_payload', `min_tokens (${minTokens}) must be at most max_tokens (${s.maxTokens})`, 'min_tokens');
+  }
   return {
     requestId: req.requestId,
     promptTokenIds: promptIds,
     maxTokens: s.maxTokens ?? null,
     n: s.n,
     stop: s.stop,
-    stopTokenIds: [],
+    stopTokenIds,
+    ignoreEos: s.ignoreEos ?? false,
+    minTokens,
+    skipSpecialTokens: s.skipSpecialTokens ?? true,
     sampling: {
       temperature: s.temperature,
       topP: s.topP,
@@ -56,6 +73,24 @@ export function toEngineRequest(req: WireRequest, promptIds: number[], vocabSize
       logitBias,
       logprobs: s.logprobs || s.topLogprobs > 0,
       topLogprobs: s.topLogprobs,
+      minP: s.minP ?? 0,
+      repetitionPenalty: s.repetitionPenalty ?? 1,
     },
   };
+}
+
+/** policy.tokenize: the ids a prompt or chat would be generated from (chat rendered as for a generation). */
+export function tokenizePayload(req: TokenizeRequestPayload, tokenizer: PromptTokenizer, hasChatTemplate: boolean): number[] {
+  if (req.kind === 'text') return tokenizer.encode(req.text, { addSpecialTokens: req.addSpecialTokens });
+  if (!hasChatTemplate) throw new MeshError('invalid_payload', 'this model has no chat template; tokenize a prompt instead', 'messages');
+  const text = tokenizer.renderChat(req.messages, { addGenerationPrompt: req.addGenerationPrompt, variables: req.templateKwargs });
+  // The template writes BOS itself, so by default the text is encoded without special tokens (as a generation's prompt).
+  return tokenizer.encode(text, { addSpecialTokens: req.addSpecialTokens });
+}
+
+/** policy.detokenize: the text of `tokenIds`, special tokens included (vLLM's /detokenize). */
+export function detokenizePayload(req: DetokenizeRequestPayload, tokenizer: PromptTokenizer): string {
+  const bad = req.tokenIds.findIndex((id) => id >= tokenizer.vocabSize);
+  if (bad >= 0) throw new MeshError('invalid_payload', `token id ${req.tokenIds[bad]} is outside the vocabulary (size ${tokenizer.vocabSize})`, `tokens[${bad}]`);
+  return tokenizer.decode(req.tokenIds);
 }

@@ -7,7 +7,17 @@
  */
 import path from 'node:path';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import type { ActiveModelEntry, GenerateFrame, GenerateRequest, PolicyInfo, TokenDelta } from '@flywheel/contracts';
+import type {
+  ActiveModelEntry,
+  DetokenizeRequestPayload,
+  DetokenizeResult,
+  GenerateFrame,
+  GenerateRequest,
+  PolicyInfo,
+  TokenDelta,
+  TokenizeRequestPayload,
+  TokenizeResult,
+} from '@flywheel/contracts';
 import type { PolicyConfig } from '@flywheel/config';
 import {
   ActiveModelSource,
@@ -30,7 +40,7 @@ import {
   type TokenEventStream,
 } from '@flywheel/model';
 import { createEngineMetrics } from './engine.metrics';
-import { promptTokenIds, toEngineRequest } from './generate-request.mapper';
+import { detokenizePayload, promptTokenIds, tokenizePayload, toEngineRequest } from './generate-request.mapper';
 
 const KV_BLOCK_TOKENS = 16;
 const KV_AUTO_CAP_BYTES = 1 << 30;
@@ -175,6 +185,16 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       instanceId: this.config.instanceId,
       hasChatTemplate: checkpoint.chatTemplate !== null,
     };
+  }
+
+  /** policy.tokenize with the serving version's tokenizer and chat template. */
+  tokenize(req: TokenizeRequestPayload): TokenizeResult {
+    const { checkpoint, maxModelLen } = this.ready;
+    return { tokenIds: tokenizePayload(req, checkpoint.tokenizer, checkpoint.chatTemplate !== null), maxModelLen };
+  }
+
+  detokenize(req: DetokenizeRequestPayload): DetokenizeResult {
+    return { text: detokenizePayload(req, this.ready.checkpoint.tokenizer) };
   }
 
   cancel(requestId: string): boolean {

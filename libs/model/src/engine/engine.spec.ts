@@ -1,6 +1,7 @@
 /**
  * End-to-end engine specs on the real stories260K weights through the TypeScript reference forward:
- * golden greedy ids, batching, preemption, prefix caching, n > 1, stop rules, cancellation, errors.
+ * golden greedy ids, batching, preemption, prefix caching, n > 1, stop rules (with vLLM's ignore_eos, min_tokens,
+ * stop_token_ids, skip_special_tokens), repetition penalty, cancellation, errors.
  */
 import { Engine, DEFAULT_SAMPLING, type EngineConfigInput } from './engine';
 import { ContextLengthExceededError, EngineFullError, InvalidRequestError, type GenerateRequest, type SamplingParams, type StepBatch, type TokenEvent } from './engine.types';
@@ -93,7 +94,7 @@ describe('Engine on stories260K (reference forward)', () => {
   function replay(prompt: readonly number[], ids: readonly number[], sampling: SamplingParams, stream: number): number[] {
     const blocks = 40;
     const runner = new ReferenceRunner(model.spec, model.weights, blocks, 16);
-    const sampler = new SequenceSampler(sampling, sampling.seed!, stream);
+    const sampler = new SequenceSampler(sampling, sampling.seed!, stream, prompt);
     const table = Int32Array.from({ length: blocks }, (_, i) => i);
     const all = [...prompt];
     const drawn: number[] = [];
@@ -232,6 +233,85 @@ describe('Engine on stories260K (reference forward)', () => {
     expect(c!.events.at(-1)!.textDelta).toBe('');
     expect(c!.text).toBe(model.decoder.decode([...STORIES_PROMPT_IDS, ...c!.ids]).slice('Once upon a time'.length));
   }, 30_000);
+
+  describe("vLLM's stop extensions (ignore_eos, min_tokens, stop_token_ids, skip_special_tokens)", () => {
+    /** The greedy story from the golden prompt up to and including its EOS (the model ends it with id 1). */
+    let story: number[];
+    beforeAll(async () => {
+      const { engine } = makeEngine();
+      const [c] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { maxTokens: 400 })));
+      story = c!.ids;
+      expect(c!.finish).toBe('stop');
+      expect(story.slice(0, 64)).toEqual(STORIES_GOLDEN_IDS);
+    }, 30_000);
+
+    it('ignore_eos: generates through EOS to exactly max_tokens', async () => {
+      const { engine } = makeEngine();
+      const maxTokens = story.length + 5;
+      const [c] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { maxTokens, ignoreEos: true })));
+      expect(c!.finish).toBe('length');
+      expect(c!.ids).toHaveLength(maxTokens);
+      expect(c!.ids.slice(0, story.length)).toEqual(story); // the EOS is generated and kept going past
+    }, 30_000);
+
+    it('min_tokens: EOS is masked until that many tokens, then the choice may stop', async () => {
+      const { engine } = makeEngine();
+      const minTokens = story.length + 3;
+      const [c] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { maxTokens: 400, minTokens })));
+      expect(c!.ids.length).toBeGreaterThanOrEqual(minTokens);
+      expect(c!.ids.slice(0, story.length - 1)).toEqual(story.slice(0, -1));
+      expect(c!.ids.slice(0, minTokens).some((id) => STORIES_STOP_IDS.includes(id))).toBe(false);
+      expect(c!.ids[story.length - 1]).not.toBe(story.at(-1)); // where greedy chose EOS, the runner-up was taken
+    }, 30_000);
+
+    it('stop_token_ids: stops at the first extra stop id without adding its text', async () => {
+      const { engine } = makeEngine();
+      const stopId = STORIES_GOLDEN_IDS[10]!;
+      const at = STORIES_GOLDEN_IDS.indexOf(stopId);
+      const [c] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { stopTokenIds: [stopId] })));
+      expect(c!.finish).toBe('stop');
+      expect(c!.ids).toEqual(STORIES_GOLDEN_IDS.slice(0, at + 1));
+      expect(c!.text).toBe(model.decoder.decode([...STORIES_PROMPT_IDS, ...STORIES_GOLDEN_IDS.slice(0, at)]).slice('Once upon a time'.length));
+    });
+
+    it('min_tokens masks stop_token_ids too', async () => {
+      const { engine } = makeEngine();
+      const stopId = STORIES_GOLDEN_IDS[10]!;
+      const at = STORIES_GOLDEN_IDS.indexOf(stopId);
+      const [c] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { stopTokenIds: [stopId], minTokens: at + 2, maxTokens: 40 })));
+      expect(c!.ids.slice(0, at)).toEqual(STORIES_GOLDEN_IDS.slice(0, at));
+      expect(c!.ids.slice(0, at + 2)).not.toContain(stopId);
+    });
+
+    it('skip_special_tokens false keeps the EOS text in the output; true (default) drops it', async () => {
+      const { engine } = makeEngine();
+      const maxTokens = story.length + 2;
+      const eosText = model.decoder.decode([story.at(-1)!], { skipSpecialTokens: false });
+      expect(eosText).not.toBe('');
+      const [kept] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { maxTokens, ignoreEos: true, skipSpecialTokens: false })));
+      const [skipped] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { maxTokens, ignoreEos: true })));
+      expect(kept!.ids).toEqual(skipped!.ids);
+      expect(kept!.text).toContain(eosText);
+      expect(skipped!.text).not.toContain(eosText);
+    }, 30_000);
+
+    it('rejects bad values with InvalidRequestError', () => {
+      const { engine } = makeEngine();
+      expect(() => engine.generate(request(STORIES_PROMPT_IDS, { stopTokenIds: [9999] }))).toThrow(InvalidRequestError);
+      expect(() => engine.generate(request(STORIES_PROMPT_IDS, { minTokens: 65 }))).toThrow(InvalidRequestError);
+      expect(() => engine.generate(request(STORIES_PROMPT_IDS, {}, { minP: 2 }))).toThrow(InvalidRequestError);
+      expect(() => engine.generate(request(STORIES_PROMPT_IDS, {}, { repetitionPenalty: 0 }))).toThrow(InvalidRequestError);
+      return engine.close();
+    });
+  });
+
+  it('repetition_penalty changes greedy output and equals a replay through the sampler given the prompt', async () => {
+    const { engine } = makeEngine();
+    const sampling: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0, seed: 0, repetitionPenalty: 1.5 };
+    const [c] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { maxTokens: 32 }, sampling)));
+    expect(c!.ids).not.toEqual(STORIES_GOLDEN_IDS.slice(0, 32));
+    expect(replay(STORIES_PROMPT_IDS, c!.ids, sampling, 0)).toEqual(c!.ids);
+  });
 
   it('reports logprobs and top_logprobs per token', async () => {
     const { engine } = makeEngine();

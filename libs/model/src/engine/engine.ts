@@ -63,6 +63,8 @@ export const DEFAULT_SAMPLING: SamplingParams = {
   logitBias: new Map(),
   logprobs: false,
   topLogprobs: 0,
+  minP: 0,
+  repetitionPenalty: 1,
 };
 
 /** One choice of a request: the unit the scheduler and block manager see. */
@@ -96,7 +98,10 @@ class Sequence implements SchedulableSequence {
 interface RequestState {
   readonly request: GenerateRequest;
   readonly maxTokens: number;
+  /** Ids that end a choice: the model's EOS (unless ignoreEos) and the request's stopTokenIds. */
   readonly stopIds: ReadonlySet<number>;
+  /** Stop ids are masked while a choice has generated fewer tokens than this. */
+  readonly minTokens: number;
   readonly arrivedAt: number;
   readonly stream: EventStream;
   readonly sequences: Sequence[];
@@ -205,7 +210,8 @@ export class Engine {
     const state: RequestState = {
       request,
       maxTokens,
-      stopIds: new Set([...this.config.eosTokenIds, ...request.stopTokenIds]),
+      stopIds: new Set([...(request.ignoreEos === true ? [] : this.config.eosTokenIds), ...request.stopTokenIds]),
+      minTokens: request.minTokens ?? 0,
       arrivedAt: this.clock(),
       stream,
       sequences: [],
@@ -213,6 +219,8 @@ export class Engine {
       openChoices: request.n,
     };
     const seed = request.sampling.seed ?? randomInt(0, 2 ** 47);
+    const decoder: TokenDecoder =
+      request.skipSpecialTokens === false ? { decode: (ids) => this.decoder.decode(ids, { skipSpecialTokens: false }) } : this.decoder;
     for (let choice = 0; choice < request.n; choice++) {
       state.sequences.push(
         new Sequence(
@@ -220,8 +228,8 @@ export class Engine {
           state,
           choice,
           request.promptTokenIds,
-          new SequenceSampler(request.sampling, seed, choice),
-          new IncrementalDetokenizer(this.decoder, request.promptTokenIds),
+          new SequenceSampler(request.sampling, seed, choice, request.promptTokenIds),
+          new IncrementalDetokenizer(decoder, request.promptTokenIds),
           new StopStringMatcher(request.stop),
         ),
       );
@@ -284,6 +292,13 @@ export class Engine {
     if (!Number.isInteger(s.topLogprobs) || s.topLogprobs < 0 || s.topLogprobs > MAX_TOP_LOGPROBS) throw new InvalidRequestError(`top_logprobs must be in [0, ${MAX_TOP_LOGPROBS}]`);
     if (!Number.isFinite(s.presencePenalty) || !Number.isFinite(s.frequencyPenalty)) throw new InvalidRequestError('penalties must be finite');
     if (s.seed !== null && !Number.isSafeInteger(s.seed)) throw new InvalidRequestError('seed must be a safe integer');
+    if (s.minP !== undefined && !(s.minP >= 0 && s.minP <= 1)) throw new InvalidRequestError('min_p must be in [0, 1]');
+    if (s.repetitionPenalty !== undefined && !(s.repetitionPenalty > 0 && Number.isFinite(s.repetitionPenalty))) {
+      throw new InvalidRequestError('repetition_penalty must be > 0');
+    }
+    if (r.stopTokenIds.some((id) => !Number.isInteger(id) || id < 0 || id >= V)) throw new InvalidRequestError(`stop_token_ids must be in [0, ${V})`);
+    if (r.minTokens !== undefined && (!Number.isInteger(r.minTokens) || r.minTokens < 0)) throw new InvalidRequestError('min_tokens must be a non-negative integer');
+    if (r.minTokens !== undefined && r.maxTokens !== null && r.minTokens > r.maxTokens) throw new InvalidRequestError('min_tokens must be <= max_tokens');
     if (r.maxTokens !== null && (!Number.isInteger(r.maxTokens) || r.maxTokens < 1)) throw new InvalidRequestError('max_tokens must be a positive integer');
     const maxTokens = r.maxTokens ?? this.maxLen - P;
     if (P + maxTokens > this.maxLen || maxTokens < 1) {
@@ -364,7 +379,7 @@ export class Engine {
 
   private appendToken(seq: Sequence, logits: Float32Array): void {
     const state = seq.request;
-    const sample = seq.sampler.sample(logits);
+    const sample = seq.sampler.sample(logits, seq.generated < state.minTokens ? state.stopIds : []);
     const id = sample.tokenId;
     seq.tokens.push(id);
     seq.generated++;

@@ -24,9 +24,9 @@ export interface StepRunner {
   copyBlocks(src: readonly number[], dst: readonly number[]): Promise<void>;
 }
 
-/** Turns token ids back into text; special tokens (bos/eos) are skipped, like HF `skip_special_tokens`. */
+/** Turns token ids back into text; special tokens (bos/eos) are skipped unless told otherwise, like HF `skip_special_tokens`. */
 export interface TokenDecoder {
-  decode(ids: readonly number[]): string;
+  decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   /** The text of one token as OpenAI shows it in logprobs (" there", not "there"); decode([id]) if absent. */
   tokenText?(id: number): string;
 }
@@ -48,6 +48,10 @@ export interface SamplingParams {
   logprobs: boolean;
   /** 0..20 alternatives per position (implies logprobs). */
   topLogprobs: number;
+  /** Absent = off. [0, 1]: after temperature, drop tokens whose probability is below minP × the top one's; 0 = off. */
+  minP?: number;
+  /** Absent = off. > 0; HF/vLLM: logits of tokens in prompt or output divided by it when positive, multiplied when negative; 1 = off. */
+  repetitionPenalty?: number;
 }
 
 export interface GenerateRequest {
@@ -61,6 +65,12 @@ export interface GenerateRequest {
   stop: readonly string[];
   /** Extra stop ids on top of the engine's eos ids. */
   stopTokenIds: readonly number[];
+  /** Absent = false. EOS ids do not end the choice (stopTokenIds still do). */
+  ignoreEos?: boolean;
+  /** Absent = 0. The stop ids (EOS unless ignoreEos, and stopTokenIds) are masked until this many tokens were generated. */
+  minTokens?: number;
+  /** Absent = true. false: special tokens' text is part of the output text. */
+  skipSpecialTokens?: boolean;
   sampling: SamplingParams;
 }
 

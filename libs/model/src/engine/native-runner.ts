@@ -65,10 +65,10 @@ export interface DecodingTokenizer {
 
 const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
 
-/** Special tokens skipped; logprob token texts as OpenAI shows them (SentencePiece '▁' → ' '). */
+/** Special tokens skipped unless asked otherwise; logprob token texts as OpenAI shows them (SentencePiece '▁' → ' '). */
 export function tokenizerDecoder(tokenizer: DecodingTokenizer): TokenDecoder {
   return {
-    decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }),
+    decode: (ids, options) => tokenizer.decode(ids, { skipSpecialTokens: options?.skipSpecialTokens ?? true }),
     tokenText: (id) => {
       const piece = tokenizer.idToToken(id);
       if (piece === null || BYTE_PIECE.test(piece)) return tokenizer.decode([id], { skipSpecialTokens: false });

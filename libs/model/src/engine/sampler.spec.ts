@@ -1,9 +1,10 @@
 /**
  * Sampler math against hand computations and a naive full-sort reference: greedy, seeded determinism,
- * top-k/top-p candidate sets, penalties, logit_bias, logprobs. Random logits, no model.
+ * top-k/top-p candidate sets, penalties, logit_bias, logprobs, and vLLM's min_p, repetition_penalty and banned
+ * (min_tokens) ids against straightforward implementations. Random logits, no model.
  */
 import type { SamplingParams } from './engine.types';
-import { applyBiasAndPenalties, candidateDistribution, pickFrom, SequenceSampler, topIndices, Xoshiro128 } from './sampler';
+import { applyBiasAndPenalties, applyRepetitionPenalty, candidateDistribution, pickFrom, SequenceSampler, topIndices, Xoshiro128 } from './sampler';
 
 const params = (over: Partial<SamplingParams> = {}): SamplingParams => ({
   temperature: 1,
@@ -152,5 +153,127 @@ describe('sampler', () => {
     expect(r.logprob).toBeCloseTo(Math.log(0.75), 6);
     expect(r.top!.map((t) => t.tokenId)).toEqual([1, 0]);
     expect(r.top![1]!.logprob).toBeCloseTo(Math.log(0.25), 6);
+  });
+
+  describe("vLLM's min_p and repetition_penalty against a naive reference", () => {
+    /** HF/vLLM repetition penalty, straightforwardly: every seen id once, f32 like the sampler's row. */
+    function naivePenalized(x: Float32Array, penalty: number, seen: readonly number[]): Float32Array {
+      const out = Float32Array.from(x);
+      for (const id of new Set(seen)) out[id] = Math.fround(x[id]! > 0 ? x[id]! / penalty : x[id]! * penalty);
+      return out;
+    }
+
+    /** softmax(x / T), drop p < minP * max p, renormalize, inverse CDF in id order with u in [0, 1). */
+    function naiveMinPDraw(x: Float32Array, T: number, minP: number, u: number): number {
+      const m = Math.max(...x);
+      const p = Array.from(x, (v) => Math.exp((v - m) / T));
+      const z = p.reduce((a, b) => a + b, 0);
+      const probs = p.map((v) => v / z);
+      const top = Math.max(...probs);
+      const kept = probs.map((q) => (q >= minP * top ? q : 0));
+      const keptZ = kept.reduce((a, b) => a + b, 0);
+      let acc = 0;
+      for (let i = 0; i < kept.length; i++) {
+        if (kept[i] === 0) continue;
+        acc += kept[i]! / keptZ;
+        if (acc > u) return i;
+      }
+      let last = 0;
+      kept.forEach((q, i) => {
+        if (q > 0) last = i;
+      });
+      return last;
+    }
+
+    it('repetition_penalty divides positive and multiplies negative logits of seen ids only', () => {
+      const x = Float32Array.from([2, -2, 3, -1, 0.5]);
+      applyRepetitionPenalty(x, 2, new Set([0, 1]), new Map([[1, 3], [2, 1]]));
+      expect(Array.from(x)).toEqual([1, -4, 1.5, -1, 0.5]);
+      const rng = new Xoshiro128(21);
+      for (let trial = 0; trial < 20; trial++) {
+        const row = randomLogits(rng, 200, 10);
+        const seen = Array.from({ length: 30 }, () => Math.floor(rng.nextFloat() * 200));
+        const got = Float32Array.from(row);
+        applyRepetitionPenalty(got, 1.3, new Set(seen.slice(0, 15)), new Map(seen.slice(15).map((id) => [id, 1])));
+        expect(got).toEqual(naivePenalized(row, 1.3, seen));
+      }
+    });
+
+    it('greedy with repetition_penalty follows the naive penalized argmax over prompt + output', () => {
+      const rng = new Xoshiro128(4);
+      const prompt = [3, 7, 7, 11];
+      const s = new SequenceSampler(params({ temperature: 0, repetitionPenalty: 1.8 }), 0, 0, prompt);
+      const seen = [...prompt];
+      for (let step = 0; step < 200; step++) {
+        const row = randomLogits(rng, 40, 4);
+        const want = naivePenalized(row, 1.8, seen).reduce((best, v, i, a) => (v > a[best]! ? i : best), 0);
+        const got = s.sample(row).tokenId;
+        expect(got).toBe(want);
+        seen.push(got);
+      }
+    });
+
+    it('seeded draws with repetition_penalty and temperature match the naive reference draw', () => {
+      const rng = new Xoshiro128(9);
+      const T = 0.9;
+      const prompt = [0, 1, 2, 5];
+      const sampler = new SequenceSampler(params({ temperature: T, repetitionPenalty: 1.2 }), 17, 1, prompt);
+      const mirror = new Xoshiro128(17, 1);
+      const seen = [...prompt];
+      for (let step = 0; step < 300; step++) {
+        const row = randomLogits(rng, 60, 5);
+        const want = naiveMinPDraw(naivePenalized(row, 1.2, seen), T, 0, mirror.nextFloat());
+        const got = sampler.sample(row).tokenId;
+        expect(got).toBe(want);
+        seen.push(got);
+      }
+    });
+
+    it.each([
+      [0.05, 1],
+      [0.1, 0.7],
+      [0.5, 1.5],
+      [1, 1],
+    ])('min_p %f at temperature %f: same choices as the naive reference with the same seed', (minP, T) => {
+      const rng = new Xoshiro128(31);
+      const sampler = new SequenceSampler(params({ temperature: T, minP }), 5, 3);
+      const mirror = new Xoshiro128(5, 3);
+      for (let step = 0; step < 300; step++) {
+        const row = randomLogits(rng, 80, 8);
+        const want = naiveMinPDraw(row, T, minP, mirror.nextFloat());
+        expect(sampler.sample(row).tokenId).toBe(want);
+      }
+    });
+
+    it('min_p never picks a token below min_p × the top probability, also under top-k and top-p', () => {
+      const rng = new Xoshiro128(77);
+      const T = 1.2;
+      const minP = 0.2;
+      const sampler = new SequenceSampler(params({ temperature: T, minP, topK: 50, topP: 0.95 }), 8);
+      for (let step = 0; step < 500; step++) {
+        const row = randomLogits(rng, 100, 6);
+        const m = Math.max(...row);
+        const id = sampler.sample(row).tokenId;
+        expect(Math.exp((row[id]! - m) / T)).toBeGreaterThanOrEqual(minP * (1 - 1e-6));
+      }
+    });
+
+    it('min_p 0 is the plain draw', () => {
+      const rng = new Xoshiro128(2);
+      const rows = Array.from({ length: 100 }, () => randomLogits(rng, 50, 4));
+      const a = new SequenceSampler(params({ minP: 0 }), 6);
+      const b = new SequenceSampler(params(), 6);
+      expect(rows.map((r) => a.sample(r).tokenId)).toEqual(rows.map((r) => b.sample(r).tokenId));
+    });
+  });
+
+  it('never picks a banned id (min_tokens masking) and reports it with logprob -inf', () => {
+    const row = Float32Array.from([5, 0, 4.9, -1]);
+    const greedy = new SequenceSampler(params({ temperature: 0, logprobs: true, topLogprobs: 4 }), 0);
+    const r = greedy.sample(row, [0]);
+    expect(r.tokenId).toBe(2);
+    expect(r.top!.find((t) => t.tokenId === 0)!.logprob).toBe(-Infinity);
+    const drawn = new SequenceSampler(params({ temperature: 1.5 }), 3);
+    for (let i = 0; i < 200; i++) expect([0, 2]).not.toContain(drawn.sample(row, [0, 2]).tokenId);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * Per-sequence token sampling from one logits row: logit_bias, presence/frequency penalties, temperature,
- * top-k, top-p, a seeded PRNG owned by the sequence, and logprobs / top_logprobs.
+ * Per-sequence token sampling from one logits row: banned ids (min_tokens), logit_bias, repetition and
+ * presence/frequency penalties, temperature, min-p, top-k, top-p, a seeded PRNG owned by the sequence, and
+ * logprobs / top_logprobs.
  * It is not batched math and not the scheduler: the engine calls it once per sequence per step.
  */
 import type { SamplingParams } from './engine.types';
@@ -86,10 +87,12 @@ export interface CandidateDistribution {
 let scratch = new Float32Array(0);
 
 /**
- * The sampling state of one sequence: its PRNG and the counts of tokens it generated (for penalties).
- * Preemption keeps the object, so a recomputed sequence continues the same random stream.
+ * The sampling state of one sequence: its PRNG, the counts of tokens it generated (for penalties) and the
+ * prompt's ids (for the repetition penalty). Preemption keeps the object, so a recomputed sequence
+ * continues the same random stream.
  *
- * Order (as vLLM): bias and penalties → [logprobs taken here] → temperature → top-k → top-p → draw.
+ * Order (as vLLM): banned ids → bias → repetition penalty → presence/frequency → [logprobs taken here] →
+ * temperature → min-p → top-k → top-p → draw.
  * Logprobs are the log-softmax of the logits after logit_bias and penalties but BEFORE temperature and
  * truncation: they describe the distribution the request asked for, do not depend on temperature (as OpenAI's
  * observed behaviour), and never report -inf for a token top-k/top-p cut away.
@@ -97,22 +100,31 @@ let scratch = new Float32Array(0);
 export class SequenceSampler {
   private readonly rng: Xoshiro128;
   private readonly counts = new Map<number, number>();
+  /** Distinct prompt ids; only kept when the repetition penalty is on. */
+  private readonly promptIds: ReadonlySet<number>;
 
   constructor(
     private readonly params: SamplingParams,
     seed: number,
     stream = 0,
+    promptTokenIds: readonly number[] = [],
   ) {
     this.rng = new Xoshiro128(seed, stream);
+    this.promptIds = (params.repetitionPenalty ?? 1) !== 1 ? new Set(promptTokenIds) : new Set();
   }
 
-  /** Picks the next token from `logits` (V) and records it as generated. `logits` is not modified. */
-  sample(logits: Float32Array): SampleResult {
+  /**
+   * Picks the next token from `logits` (V) and records it as generated. `logits` is not modified.
+   * `banned` ids get probability 0 (min_tokens masks the stop ids this way).
+   */
+  sample(logits: Float32Array, banned: Iterable<number> = []): SampleResult {
     const p = this.params;
     if (scratch.length < logits.length) scratch = new Float32Array(logits.length);
     const x = scratch.subarray(0, logits.length);
     x.set(logits);
+    for (const id of banned) if (id >= 0 && id < x.length) x[id] = -Infinity;
     applyBiasAndPenalties(x, p, this.counts);
+    applyRepetitionPenalty(x, p.repetitionPenalty ?? 1, this.promptIds, this.counts);
 
     const tokenId = p.temperature < GREEDY_EPSILON ? argmax(x) : this.draw(x);
     this.counts.set(tokenId, (this.counts.get(tokenId) ?? 0) + 1);
@@ -125,9 +137,10 @@ export class SequenceSampler {
     return result;
   }
 
-  private draw(x: Float32Array): number {
+  private draw(logits: Float32Array): number {
     const p = this.params;
     const u = this.rng.nextFloat();
+    const x = (p.minP ?? 0) > 0 ? applyMinP(logits, p.temperature, p.minP!) : logits;
     const truncated = candidateDistribution(x, p.temperature, p.topK, p.topP);
     if (truncated) return pickFrom(truncated.ids, truncated.probs, u);
     // No truncation: walk the full softmax in id order, no sort (the hot path).
@@ -158,6 +171,35 @@ export function applyBiasAndPenalties(x: Float32Array, p: SamplingParams, counts
   for (const [id, count] of counts) {
     if (id >= 0 && id < x.length) x[id]! -= count * p.frequencyPenalty + (count > 0 ? p.presencePenalty : 0);
   }
+}
+
+/**
+ * HF/vLLM repetition penalty over every id seen in the prompt or the output: a positive logit is divided
+ * by `penalty`, a negative one multiplied (so penalty > 1 always makes a seen token less likely).
+ */
+export function applyRepetitionPenalty(x: Float32Array, penalty: number, promptIds: ReadonlySet<number>, counts: ReadonlyMap<number, number>): void {
+  if (penalty === 1) return;
+  const apply = (id: number): void => {
+    if (id < 0 || id >= x.length) return;
+    const v = x[id]!;
+    x[id] = v > 0 ? v / penalty : v * penalty;
+  };
+  for (const id of promptIds) apply(id);
+  for (const id of counts.keys()) if (!promptIds.has(id)) apply(id);
+}
+
+let minPScratch = new Float32Array(0);
+
+/**
+ * min-p after temperature (vLLM): a token stays when softmax(x / T)[id] >= minP × its max, i.e. when
+ * (x[id] - max) / T >= log(minP). Returns a copy with the others at -inf; `x` is not modified.
+ */
+export function applyMinP(x: Float32Array, temperature: number, minP: number): Float32Array {
+  if (minPScratch.length < x.length) minPScratch = new Float32Array(x.length);
+  const out = minPScratch.subarray(0, x.length);
+  const threshold = max(x) + temperature * log(minP);
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! >= threshold ? x[i]! : -Infinity;
+  return out;
 }
 
 /**
@@ -212,11 +254,14 @@ export function candidateDistribution(x: Float32Array, temperature: number, topK
 /** Inverse-CDF draw over candidates in their given order; u in [0, 1). */
 export function pickFrom(ids: Int32Array, probs: Float64Array, u: number): number {
   let acc = 0;
+  let last = 0;
   for (let i = 0; i < ids.length; i++) {
+    if (probs[i] === 0) continue; // masked (-inf) candidates a top-k heap still returned
     acc += probs[i]!;
+    last = i;
     if (acc > u) return ids[i]!;
   }
-  return ids[ids.length - 1]!;
+  return ids[last]!;
 }
 
 /** Index of the largest value; ties go to the lowest id. */

@@ -1,7 +1,7 @@
 /**
  * A byte-level SentencePiece-style decoder built from an explicit vocab table, for engine specs:
  * '▁' → ' ', `<0xNN>` pieces are raw bytes, bytes fused and UTF-8 decoded, one leading space stripped,
- * special ids skipped (the Llama tokenizer.json decoder chain). Not the production tokenizer (loading/ is).
+ * special ids skipped unless asked otherwise (the Llama tokenizer.json decoder chain). Not the production tokenizer (loading/ is).
  */
 import type { TokenDecoder } from '../engine.types';
 
@@ -22,11 +22,12 @@ export class VocabDecoder implements TokenDecoder {
     });
   }
 
-  decode(ids: readonly number[]): string {
+  decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    const skip = options.skipSpecialTokens ?? true;
     const parts: Uint8Array[] = [];
     let total = 0;
     for (const id of ids) {
-      if (this.specialIds.has(id)) continue;
+      if (skip && this.specialIds.has(id)) continue;
       const b = this.bytes[id];
       if (!b) throw new RangeError(`token id ${id} not in vocab`);
       parts.push(b);
