@@ -1,57 +1,83 @@
 /**
  * Gateway overhead benchmark: the same streaming load sent through the gateway's HTTP API (SSE from
- * /v1/completions) and straight to the policy over NATS (MeshClient.stream on policy.generate), at
- * 1, 8 and 32 concurrent closed-loop clients. Reports TTFT p50/p99, inter-token latency p50/p99 and
- * aggregate tokens/s for both paths, and the difference (the gateway's cost).
- * Self-contained: starts a private nats-server (JetStream), the policy (stories260K by default) and the
- * gateway from dist/, and stops them. Needs `nats-server` on PATH, or `--nats URL` for a running one.
- * Build and run: npm run build:ts && node dist/bench/gateway.bench.js --json
- * Options: --concurrency 1,8,32  --max-tokens 64  --requests 64 (per level and path)  --nats URL
- * Not a correctness test (see test/gateway.test.ts).
+ * /v1/completions) and straight to the policy over NATS (MeshClient.stream on policy.generate), at 1, 8 and 32
+ * concurrent closed-loop clients, for stories260K and a SmolLM2-135M-shaped random-weight model (gateway.models).
+ * Per path: TTFT, inter-chunk latency (ITL), time to the last token (E2E) p50/p99, tokens per chunk and aggregate
+ * tokens/s; and the gateway's cost (HTTP − direct, HTTP / direct throughput). One JSON document on stdout, a table
+ * on stderr. Self-contained: starts a private nats-server (JetStream), then per model the policy and the gateway
+ * from dist/, and stops them. Needs `nats-server` on PATH, or `--nats URL` for a running one.
+ * Run: npm run bench:gateway -- --json [--models stories260K,smol135m-shape] [--concurrency 1,8,32]
+ *   [--max-tokens N] [--requests N (per level and path; default per model)] [--holdback-chars N] [--nats URL]
+ * Not a correctness test (see test/gateway.test.ts), though it fails when a request makes other than max_tokens.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from 'nats';
-import { generateFrameSchema, SUBJECTS, type GenerateRequestInput } from '@flywheel/contracts';
+import { z } from 'zod';
+import {
+  generateFrameSchema,
+  SUBJECTS,
+  type completionRequestSchema,
+  type GenerateFrame,
+  type GenerateRequestInput,
+} from '@flywheel/contracts';
+import { loadModerationConfig } from '@flywheel/config';
 import { MeshClient } from '@flywheel/mesh';
+import { benchModelNamed, eosTokenIds, GATEWAY_BENCH_MODELS, type GatewayBenchModel } from './gateway.models';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const API_KEY = 'sk-bench-gateway-0001';
-const MODEL = 'stories260K';
 const PROMPT = 'Once upon a time';
-/** stories260K's eos ids, banned so every request generates exactly max_tokens tokens. */
-const EOS_IDS = ['1', '2'];
+/** Warm-up requests are short: they only need to JIT both paths and touch the weights once. */
+const WARMUP_TOKENS = 8;
 
 interface Options {
+  models: GatewayBenchModel[];
   concurrency: number[];
-  maxTokens: number;
-  requests: number;
+  /** Null: each model's own default. */
+  maxTokens: number | null;
+  requests: number | null;
+  holdbackChars: number | null;
   nats: string | null;
   json: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { concurrency: [1, 8, 32], maxTokens: 64, requests: 64, nats: null, json: false };
+  const opts: Options = {
+    models: [...GATEWAY_BENCH_MODELS],
+    concurrency: [1, 8, 32],
+    maxTokens: null,
+    requests: null,
+    holdbackChars: null,
+    nats: null,
+    json: false,
+  };
+  const int = (flag: string, v: string, min: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} must be an integer ≥ ${min}, got ${v}`);
+    return n;
+  };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const a = argv[i]!;
     const next = () => {
       const v = argv[++i];
       if (v === undefined) throw new Error(`${a} needs a value`);
       return v;
     };
     if (a === '--json') opts.json = true;
-    else if (a === '--concurrency') opts.concurrency = next().split(',').map(Number);
-    else if (a === '--max-tokens') opts.maxTokens = Number(next());
-    else if (a === '--requests') opts.requests = Number(next());
+    else if (a === '--models') opts.models = next().split(',').map(benchModelNamed);
+    else if (a === '--concurrency' || a === '--clients') opts.concurrency = next().split(',').map((c) => int(a, c, 1));
+    else if (a === '--max-tokens') opts.maxTokens = int(a, next(), 1);
+    else if (a === '--requests') opts.requests = int(a, next(), 1);
+    else if (a === '--holdback-chars') opts.holdbackChars = int(a, next(), 0);
     else if (a === '--nats') opts.nats = next();
     else throw new Error(`unknown option ${a}`);
   }
-  if (opts.concurrency.some((c) => !Number.isInteger(c) || c < 1)) throw new Error('--concurrency must list positive integers');
   return opts;
 }
 
@@ -111,18 +137,43 @@ async function stopAll(procs: Proc[]): Promise<void> {
 
 // ---- measurement -----------------------------------------------------------------------------------
 
+/**
+ * One streamed request. A chunk is what the client receives at once: a 'tokens' frame with ids (direct), or a
+ * socket read holding SSE events with text (HTTP: the gateway writes the events ready in one event-loop turn
+ * together, and the client cannot tell apart events that arrive in one read).
+ */
 interface Sample {
   ttftMs: number;
-  itlMs: number[];
+  /** Gaps between consecutive chunks, ms; one fewer than chunks. */
+  chunkGapsMs: number[];
+  /** Token ids per chunk; null where the path cannot see them (SSE text carries no ids). */
+  tokensPerChunk: number[] | null;
+  chunks: number;
+  /** SSE events with text (HTTP); null direct. */
+  events: number | null;
   tokens: number;
+  /** Characters of streamed text. */
+  chars: number;
+  /** Request sent → last chunk, ms: unlike a per-token figure, not skewed by how tokens are chunked. */
+  e2eMs: number;
 }
 
 interface PathResult {
   ttft_ms: { p50: number; p99: number };
+  /** Per chunk, not per token: a chunk may carry several tokens (see tokens_per_chunk). */
   itl_ms: { p50: number; p99: number };
+  /** Request sent → last token. */
+  e2e_ms: { p50: number; p99: number };
+  /** max is null over HTTP, where only the mean (usage tokens / chunks) is known. */
+  tokens_per_chunk: { mean: number; max: number | null };
+  /** Streamed text per token: gateway_holdback_chars / chars_per_token ≈ how many tokens HTTP text trails the engine by. */
+  chars_per_token: number;
   tok_s: number;
   requests: number;
   tokens: number;
+  chunks: number;
+  /** SSE events with text (several may share a chunk); null direct. */
+  sse_events: number | null;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -132,17 +183,32 @@ function percentile(sorted: number[], p: number): number {
 }
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
+const p50p99 = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return { p50: round3(percentile(sorted, 50)), p99: round3(percentile(sorted, 99)) };
+};
 
 function summarize(samples: Sample[], wallMs: number): PathResult {
-  const ttft = samples.map((s) => s.ttftMs).sort((a, b) => a - b);
-  const itl = samples.flatMap((s) => s.itlMs).sort((a, b) => a - b);
   const tokens = samples.reduce((n, s) => n + s.tokens, 0);
+  const chunks = samples.reduce((n, s) => n + s.chunks, 0);
+  const chars = samples.reduce((n, s) => n + s.chars, 0);
+  const perChunk = samples.map((s) => s.tokensPerChunk);
+  const known = perChunk.every((c) => c !== null);
+  const events = samples.every((s) => s.events !== null) ? samples.reduce((n, s) => n + (s.events ?? 0), 0) : null;
   return {
-    ttft_ms: { p50: round3(percentile(ttft, 50)), p99: round3(percentile(ttft, 99)) },
-    itl_ms: { p50: round3(percentile(itl, 50)), p99: round3(percentile(itl, 99)) },
+    ttft_ms: p50p99(samples.map((s) => s.ttftMs)),
+    itl_ms: p50p99(samples.flatMap((s) => s.chunkGapsMs)),
+    e2e_ms: p50p99(samples.map((s) => s.e2eMs)),
+    tokens_per_chunk: {
+      mean: round3(tokens / chunks),
+      max: known ? Math.max(...perChunk.flatMap((c) => c ?? [])) : null,
+    },
+    chars_per_token: round3(chars / tokens),
     tok_s: Math.round((tokens / wallMs) * 1000 * 10) / 10,
     requests: samples.length,
     tokens,
+    chunks,
+    sse_events: events,
   };
 }
 
@@ -162,52 +228,109 @@ async function load(clients: number, total: number, one: () => Promise<Sample>):
   return { samples, wallMs: performance.now() - started };
 }
 
-function generateRequest(maxTokens: number): GenerateRequestInput {
+/** Chunk times and token counts of one stream → a Sample; fails unless it made exactly `maxTokens`. */
+class StreamClock {
+  private readonly sent = performance.now();
+  private first = -1;
+  private last = -1;
+  private readonly gaps: number[] = [];
+  private readonly perChunk: number[] = [];
+  private chars = 0;
+
+  /** A chunk arrived at `at` with `text` and (where known) `tokens` ids. */
+  chunk(text: string, tokens: number | null, at = performance.now()): void {
+    if (this.first < 0) this.first = at;
+    else this.gaps.push(at - this.last);
+    this.last = at;
+    this.chars += text.length;
+    if (tokens !== null) this.perChunk.push(tokens);
+  }
+
+  sample(path: string, tokens: number, maxTokens: number, events: number | null, finishReason: string | null): Sample {
+    if (tokens !== maxTokens) {
+      throw new Error(`${path}: a request made ${tokens} tokens, not max_tokens ${maxTokens} (finish reason ${finishReason})`);
+    }
+    if (this.first < 0) throw new Error(`${path}: a request streamed ${tokens} tokens but no chunk carried any`);
+    return {
+      ttftMs: this.first - this.sent,
+      chunkGapsMs: this.gaps,
+      tokensPerChunk: events === null ? this.perChunk : null,
+      chunks: this.gaps.length + 1,
+      events,
+      tokens,
+      chars: this.chars,
+      e2eMs: this.last - this.sent,
+    };
+  }
+}
+
+/**
+ * Token ids a policy frame carries. Exhaustive over the contract's frame union: a frame type added to it breaks
+ * this at compile time, and one arriving unannounced fails the run instead of counting as 0 tokens.
+ */
+function tokensInFrame(frame: GenerateFrame): number {
+  switch (frame.type) {
+    case 'start':
+    case 'end':
+      return 0;
+    case 'tokens':
+      return frame.tokens.reduce((n, delta) => n + delta.tokenIds.length, 0);
+    default: {
+      const unknown: never = frame;
+      throw new Error(`direct: policy frame of unknown type: ${JSON.stringify(unknown).slice(0, 200)}`);
+    }
+  }
+}
+
+function generateRequest(maxTokens: number, eosIds: number[]): GenerateRequestInput {
   return {
     requestId: `bench-${randomUUID()}`,
     input: { kind: 'text', text: PROMPT },
-    sampling: { temperature: 1, maxTokens, logitBias: Object.fromEntries(EOS_IDS.map((id) => [id, -100])) },
+    sampling: { temperature: 1, maxTokens, logitBias: Object.fromEntries(eosIds.map((id) => [String(id), -100])) },
   };
 }
 
-async function directOnce(mesh: MeshClient, maxTokens: number): Promise<Sample> {
-  const sent = performance.now();
-  let last = 0;
-  let ttftMs = -1;
-  const itlMs: number[] = [];
+async function directOnce(mesh: MeshClient, maxTokens: number, eosIds: number[]): Promise<Sample> {
+  const clock = new StreamClock();
   let tokens = 0;
-  for await (const frame of mesh.stream(SUBJECTS.policy.generate, generateRequest(maxTokens), generateFrameSchema, {
-    firstReplyTimeoutMs: 60_000,
+  let usageTokens: number | null = null;
+  let finishReason: string | null = null;
+  for await (const frame of mesh.stream(SUBJECTS.policy.generate, generateRequest(maxTokens, eosIds), generateFrameSchema, {
+    firstReplyTimeoutMs: 120_000,
     idleTimeoutMs: 60_000,
   })) {
-    if (frame.type !== 'tokens') continue;
-    const n = frame.tokens.reduce((sum, d) => sum + d.tokenIds.length, 0);
-    if (n === 0) continue;
-    const now = performance.now();
-    if (ttftMs < 0) ttftMs = now - sent;
-    else itlMs.push(now - last);
-    last = now;
+    const n = tokensInFrame(frame);
+    if (frame.type === 'end') usageTokens = frame.usage.completionTokens;
+    if (frame.type === 'tokens') finishReason = frame.tokens.find((d) => d.finishReason !== undefined)?.finishReason ?? finishReason;
+    if (n === 0) continue; // start, end, or a choice's finish entry with no ids
+    clock.chunk(frame.type === 'tokens' ? frame.tokens.map((d) => d.text).join('') : '', n);
     tokens += n;
   }
-  return { ttftMs, itlMs, tokens };
+  if (usageTokens !== tokens) throw new Error(`direct: counted ${tokens} token ids in frames but the end frame's usage says ${usageTokens}`);
+  return clock.sample('direct', tokens, maxTokens, null, finishReason);
 }
 
-function httpOnce(agent: http.Agent, port: number, maxTokens: number): Promise<Sample> {
-  const body = JSON.stringify({
-    model: MODEL,
+const sseChunkSchema = z.looseObject({
+  choices: z.array(z.looseObject({ text: z.string(), finish_reason: z.string().nullish() })),
+  usage: z.looseObject({ completion_tokens: z.number().int() }).nullish(),
+});
+
+function httpOnce(agent: http.Agent, port: number, model: string, maxTokens: number, eosIds: number[]): Promise<Sample> {
+  const request: z.input<typeof completionRequestSchema> = {
+    model,
     prompt: PROMPT,
     max_tokens: maxTokens,
     temperature: 1,
-    logit_bias: Object.fromEntries(EOS_IDS.map((id) => [id, -100])),
+    logit_bias: Object.fromEntries(eosIds.map((id) => [String(id), -100])),
     stream: true,
     stream_options: { include_usage: true },
-  });
+  };
+  const body = JSON.stringify(request);
   return new Promise((resolve, reject) => {
-    const sent = performance.now();
-    let last = 0;
-    let ttftMs = -1;
-    const itlMs: number[] = [];
+    const clock = new StreamClock();
     let tokens = 0;
+    let events = 0;
+    let finishReason: string | null = null;
     let buffer = '';
     const req = http.request(
       {
@@ -224,23 +347,37 @@ function httpOnce(agent: http.Agent, port: number, maxTokens: number): Promise<S
           return reject(new Error(`HTTP ${res.statusCode}`));
         }
         res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
+        res.on('data', (data: string) => {
           const now = performance.now();
-          buffer += chunk;
+          buffer += data;
+          let text = '';
+          let withText = 0;
           let cut: number;
           while ((cut = buffer.indexOf('\n\n')) >= 0) {
-            const event = buffer.slice(6, cut);
+            const event = buffer.slice(0, cut);
             buffer = buffer.slice(cut + 2);
-            if (event === '[DONE]') continue;
-            const parsed = JSON.parse(event) as { choices: Array<{ text: string }>; usage?: { completion_tokens: number } | null };
-            if (parsed.usage) tokens = parsed.usage.completion_tokens;
-            if (!parsed.choices[0] || parsed.choices[0].text === '') continue;
-            if (ttftMs < 0) ttftMs = now - sent;
-            else itlMs.push(now - last);
-            last = now;
+            for (const line of event.split('\n')) {
+              if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+              const chunk = sseChunkSchema.parse(JSON.parse(line.slice(6)));
+              if (chunk.usage) tokens = chunk.usage.completion_tokens;
+              finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
+              const delta = chunk.choices[0]?.text ?? '';
+              if (delta === '') continue;
+              text += delta;
+              withText += 1;
+            }
+          }
+          if (withText === 0) return;
+          clock.chunk(text, null, now);
+          events += withText;
+        });
+        res.on('end', () => {
+          try {
+            resolve(clock.sample('http', tokens, maxTokens, events, finishReason));
+          } catch (err) {
+            reject(err);
           }
         });
-        res.on('end', () => resolve({ ttftMs, itlMs, tokens }));
         res.on('error', reject);
       },
     );
@@ -249,63 +386,103 @@ function httpOnce(agent: http.Agent, port: number, maxTokens: number): Promise<S
   });
 }
 
-// ---- main ------------------------------------------------------------------------------------------
+function holdbackEnv(opts: Options): Record<string, string> {
+  return opts.holdbackChars === null ? {} : { FLYWHEEL_MODERATION_STREAM_HOLDBACK_CHARS: String(opts.holdbackChars) };
+}
 
-async function main() {
-  const opts = parseArgs(process.argv.slice(2));
-  const log = (s: string) => process.stderr.write(`${s}\n`);
-  const procs: Proc[] = [];
-  let natsDir: string | null = null;
+// ---- one model -------------------------------------------------------------------------------------
+
+/** HTTP − direct (ms), and HTTP / direct tokens/s. */
+interface Overhead {
+  ttft_p50_ms: number;
+  ttft_p99_ms: number;
+  itl_p50_ms: number;
+  itl_p99_ms: number;
+  e2e_p50_ms: number;
+  e2e_p99_ms: number;
+  throughput_ratio: number;
+}
+
+interface LevelResult {
+  direct: PathResult;
+  http: PathResult;
+  overhead: Overhead;
+}
+
+interface ModelReport {
+  about: string;
+  served_as: string;
+  max_tokens: number;
+  eos_ids_banned: number[];
+  startup_s: number;
+  requests_per_path: Record<string, number>;
+  results: Record<string, LevelResult>;
+}
+
+const modelListSchema = z.looseObject({ data: z.array(z.looseObject({ id: z.string() })).min(1) });
+
+async function benchModel(
+  model: GatewayBenchModel,
+  opts: Options,
+  natsUrl: string,
+  scratch: string,
+  log: (s: string) => void,
+): Promise<ModelReport> {
+  const started = performance.now();
+  const maxTokens = opts.maxTokens ?? model.maxTokens;
+  const requests = opts.requests ?? model.requests;
+  log(`${model.name}: preparing the checkpoint…`);
+  const dir = await model.prepare(scratch);
+  const eosIds = await eosTokenIds(dir);
+  const stateDir = mkdtempSync(path.join(scratch, 'state-'));
+  const env: Record<string, string> = {
+    NATS_URL: natsUrl,
+    FLYWHEEL_MODEL: dir,
+    FLYWHEEL_GATEWAY_PORT: String(await freePort()),
+    FLYWHEEL_POLICY_PORT: String(await freePort()),
+    FLYWHEEL_API_KEYS: API_KEY,
+    FLYWHEEL_RATE_LIMIT_RPM: '0',
+    FLYWHEEL_RATE_LIMIT_TPM: '0',
+    FLYWHEEL_STATE_DIR: stateDir,
+    FLYWHEEL_LOG_LEVEL: 'warn',
+    ...holdbackEnv(opts),
+  };
+  const policy = launch(process.execPath, [path.join(ROOT, 'dist/apps/policy/src/main.js')], env);
+  const gateway = launch(process.execPath, [path.join(ROOT, 'dist/apps/gateway/src/main.js')], env);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   let nc: NatsConnection | null = null;
   try {
-    let natsUrl = opts.nats;
-    if (!natsUrl) {
-      const port = await freePort();
-      natsDir = mkdtempSync(path.join(tmpdir(), 'flywheel-bench-nats-'));
-      const nats = launch('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', natsDir], {});
-      procs.push(nats);
-      natsUrl = `nats://127.0.0.1:${port}`;
-      await until('nats-server', 10_000, async () => /Server is ready/.test(nats.output()), [nats]);
-    }
-    const stateDir = mkdtempSync(path.join(tmpdir(), 'flywheel-bench-state-'));
-    const env: Record<string, string> = {
-      NATS_URL: natsUrl,
-      FLYWHEEL_GATEWAY_PORT: String(await freePort()),
-      FLYWHEEL_POLICY_PORT: String(await freePort()),
-      FLYWHEEL_API_KEYS: API_KEY,
-      FLYWHEEL_RATE_LIMIT_RPM: '0',
-      FLYWHEEL_RATE_LIMIT_TPM: '0',
-      FLYWHEEL_STATE_DIR: stateDir,
-      FLYWHEEL_LOG_LEVEL: 'warn',
-    };
-    const policy = launch(process.execPath, [path.join(ROOT, 'dist/apps/policy/src/main.js')], env);
-    const gateway = launch(process.execPath, [path.join(ROOT, 'dist/apps/gateway/src/main.js')], env);
-    procs.push(policy, gateway);
     const gatewayPort = Number(env.FLYWHEEL_GATEWAY_PORT);
-    await until('the gateway serving the model', 120_000, async () => {
+    let servedAs = '';
+    await until(`the gateway serving ${model.name}`, 180_000, async () => {
       const res = await fetch(`http://127.0.0.1:${gatewayPort}/v1/models`, { headers: { authorization: `Bearer ${API_KEY}` } });
-      return res.status === 200;
+      if (res.status !== 200) return false;
+      servedAs = modelListSchema.parse(await res.json()).data[0]!.id;
+      return true;
     }, [policy, gateway]);
+    const startupS = Math.round((performance.now() - started) / 100) / 10;
     nc = await connect({ servers: natsUrl });
     const mesh = new MeshClient(nc);
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-    const direct = () => directOnce(mesh, opts.maxTokens);
-    const viaHttp = () => httpOnce(agent, gatewayPort, opts.maxTokens);
+    const direct = (n: number) => () => directOnce(mesh, n, eosIds);
+    const viaHttp = (n: number) => () => httpOnce(agent, gatewayPort, servedAs, n, eosIds);
 
-    log(`warming up (${MODEL}, ${opts.maxTokens} tokens per request)…`);
-    await load(4, 8, direct);
-    await load(4, 8, viaHttp);
+    log(`${model.name}: up in ${startupS} s; warming up, then ${maxTokens} tokens per request (EOS ids ${eosIds.join(',')} banned)…`);
+    await load(4, 8, direct(WARMUP_TOKENS));
+    await load(4, 8, viaHttp(WARMUP_TOKENS));
 
-    const results: Record<string, { direct: PathResult; http: PathResult; overhead: Record<string, number> }> = {};
+    const results: Record<string, LevelResult> = {};
+    const requestsPerPath: Record<string, number> = {};
     for (const c of opts.concurrency) {
-      const total = Math.max(opts.requests, c * 4);
-      // Interleaved halves so drift on a shared machine lands on both paths alike.
-      const d1 = await load(c, total / 2, direct);
-      const h1 = await load(c, total / 2, viaHttp);
-      const d2 = await load(c, total / 2, direct);
-      const h2 = await load(c, total / 2, viaHttp);
+      // Two interleaved halves per path so drift on a shared machine lands on both alike; every client runs
+      // at least model.minRounds requests per half.
+      const half = Math.max(Math.ceil(requests / 2), c * model.minRounds);
+      const d1 = await load(c, half, direct(maxTokens));
+      const h1 = await load(c, half, viaHttp(maxTokens));
+      const d2 = await load(c, half, direct(maxTokens));
+      const h2 = await load(c, half, viaHttp(maxTokens));
       const d = summarize([...d1.samples, ...d2.samples], d1.wallMs + d2.wallMs);
       const h = summarize([...h1.samples, ...h2.samples], h1.wallMs + h2.wallMs);
+      requestsPerPath[String(c)] = half * 2;
       results[String(c)] = {
         direct: d,
         http: h,
@@ -314,22 +491,96 @@ async function main() {
           ttft_p99_ms: round3(h.ttft_ms.p99 - d.ttft_ms.p99),
           itl_p50_ms: round3(h.itl_ms.p50 - d.itl_ms.p50),
           itl_p99_ms: round3(h.itl_ms.p99 - d.itl_ms.p99),
+          e2e_p50_ms: round3(h.e2e_ms.p50 - d.e2e_ms.p50),
+          e2e_p99_ms: round3(h.e2e_ms.p99 - d.e2e_ms.p99),
           throughput_ratio: round3(h.tok_s / d.tok_s),
         },
       };
       log(
-        `c=${c}: TTFT p50 ${d.ttft_ms.p50} → ${h.ttft_ms.p50} ms, ITL p50 ${d.itl_ms.p50} → ${h.itl_ms.p50} ms, ` +
+        `${model.name} c=${c}: TTFT p50 ${d.ttft_ms.p50} → ${h.ttft_ms.p50} ms, ITL p50 ${d.itl_ms.p50} → ${h.itl_ms.p50} ms, ` +
           `${d.tok_s} → ${h.tok_s} tok/s (ratio ${results[String(c)]!.overhead.throughput_ratio})`,
       );
     }
-    agent.destroy();
-    const report = { model: MODEL, prompt: PROMPT, max_tokens: opts.maxTokens, requests_per_path: opts.requests, results };
-    process.stdout.write(`${JSON.stringify(report, null, opts.json ? 0 : 2)}\n`);
-    rmSync(stateDir, { recursive: true, force: true });
+    return {
+      about: model.about,
+      served_as: servedAs,
+      max_tokens: maxTokens,
+      eos_ids_banned: eosIds,
+      startup_s: startupS,
+      requests_per_path: requestsPerPath,
+      results,
+    };
   } finally {
+    agent.destroy();
     await nc?.drain().catch(() => undefined);
+    await stopAll([policy, gateway]);
+    rmSync(stateDir, { recursive: true, force: true });
+    if (dir.startsWith(scratch)) rmSync(dir, { recursive: true, force: true }); // 0.5 GB for the 135M shape
+  }
+}
+
+// ---- report ----------------------------------------------------------------------------------------
+
+function table(models: Record<string, ModelReport>): string {
+  const head = ['model', 'c', 'path', 'TTFT p50/p99', 'ITL p50/p99', 'E2E p50/p99', 'tok/chunk', 'tok/s'];
+  const rows: string[][] = [head];
+  const pair = (x: { p50: number; p99: number }) => `${x.p50} / ${x.p99}`;
+  const signed = (x: number) => (x >= 0 ? `+${x}` : String(x));
+  for (const [name, m] of Object.entries(models)) {
+    for (const [c, r] of Object.entries(m.results)) {
+      const row = (label: string, p: PathResult) =>
+        rows.push([name, c, label, pair(p.ttft_ms), pair(p.itl_ms), pair(p.e2e_ms), String(p.tokens_per_chunk.mean), String(p.tok_s)]);
+      row('direct', r.direct);
+      row('http', r.http);
+      const o = r.overhead;
+      rows.push([
+        name,
+        c,
+        'http−direct',
+        `${signed(o.ttft_p50_ms)} / ${signed(o.ttft_p99_ms)}`,
+        `${signed(o.itl_p50_ms)} / ${signed(o.itl_p99_ms)}`,
+        `${signed(o.e2e_p50_ms)} / ${signed(o.e2e_p99_ms)}`,
+        '',
+        `ratio ${o.throughput_ratio}`,
+      ]);
+    }
+  }
+  const widths = head.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const started = performance.now();
+  const procs: Proc[] = [];
+  const scratch = mkdtempSync(path.join(tmpdir(), 'flywheel-bench-gateway-'));
+  try {
+    let natsUrl = opts.nats;
+    if (!natsUrl) {
+      const port = await freePort();
+      const nats = launch('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', path.join(scratch, 'nats')], {});
+      procs.push(nats);
+      natsUrl = `nats://127.0.0.1:${port}`;
+      await until('nats-server', 10_000, async () => /Server is ready/.test(nats.output()), [nats]);
+    }
+    const models: Record<string, ModelReport> = {};
+    for (const model of opts.models) models[model.name] = await benchModel(model, opts, natsUrl, scratch, log);
+    const report = {
+      bench: 'gateway',
+      prompt: PROMPT,
+      concurrency: opts.concurrency,
+      // The gateway holds this many streamed characters back for the output check: HTTP's first chunk waits for them.
+      gateway_holdback_chars: loadModerationConfig({ ...process.env, ...holdbackEnv(opts) }).stream.holdbackChars,
+      host: { cpus: cpus().length, node: process.version },
+      wall_s: Math.round((performance.now() - started) / 100) / 10,
+      models,
+    };
+    log(table(models));
+    process.stdout.write(`${JSON.stringify(report, null, opts.json ? 0 : 2)}\n`);
+  } finally {
     await stopAll(procs);
-    if (natsDir) rmSync(natsDir, { recursive: true, force: true });
+    rmSync(scratch, { recursive: true, force: true });
   }
 }
 
