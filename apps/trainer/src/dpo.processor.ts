@@ -13,11 +13,9 @@ import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
 import { DpoStoppedError, runDpoTraining, type DpoResult } from '@flywheel/rl';
 import { publishedVersionOf } from './checkpoint.publisher';
-import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
+import { finiteOrNull, sourceOf, TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
-
-const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 @Injectable()
 export class DpoProcessor extends TrainingJobProcessor<DpoJobData, DpoResult, DpoJobResult> {
@@ -31,10 +29,8 @@ export class DpoProcessor extends TrainingJobProcessor<DpoJobData, DpoResult, Dp
 
   protected async prepare(job: QueueJob, data: DpoJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<DpoResult, DpoJobResult>> {
     const text = await this.store.trainingText(data.data, 'preference');
-    const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
-    const every = Math.max(1, Math.floor(data.steps / 20));
+    const { source, exportIds } = sourceOf(data.data);
     this.logger.log(`job ${jobId}: DPO of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, beta ${data.beta} → ${outDir}`);
-    const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
     const baseVersion = await publishedVersionOf(this.mesh, 'policy', data.modelDir);
 
     return {
@@ -56,17 +52,11 @@ export class DpoProcessor extends TrainingJobProcessor<DpoJobData, DpoResult, Dp
           checkpointEvery: data.checkpointEvery,
           resume: true,
           onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
-          onProgress: async (p) => {
-            const progress: DpoJobProgress = p;
-            await job.updateProgress(progress);
-            await recorder.step(p.step, p);
-            if (p.step % every === 0 || p.step === p.steps) {
-              this.logger.log(
-                `job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} ` +
-                  `margin ${p.margin.toFixed(4)} grad norm ${p.gradNorm.toFixed(3)}`,
-              );
-            }
-          },
+          onProgress: this.progressReporter<DpoJobProgress>(
+            job,
+            recorder,
+            (p) => `loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} margin ${p.margin.toFixed(4)} grad norm ${p.gradNorm.toFixed(3)}`,
+          ),
           onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
           shouldStop: () => this.stopping,
         }),

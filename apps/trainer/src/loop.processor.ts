@@ -32,7 +32,7 @@ import { createTrainingRun, findTrainingRun, updateTrainingRun } from '@flywheel
 import type { z } from 'zod';
 import { publishVersion } from './checkpoint.publisher';
 import { RunRecorder } from './run.recorder';
-import { QueueProcessor, type QueueJob } from './queue.processor';
+import { QueueProcessor, sourceOf, type QueueJob } from './queue.processor';
 import { TRAINER_CONFIG, TrainerQueues } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
 
@@ -118,7 +118,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
 
   protected async handle(job: QueueJob, data: LoopJobData): Promise<LoopJobResult> {
     const id = loopRunId(job);
-    const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
+    const { exportIds } = sourceOf(data.data);
     const recorder = new RunRecorder(this.store, id);
     /** The stage in progress (the job's progress and the run's `stage`), read again when the run fails. */
     const at: { stage: LoopStage } = { stage: 'prepare' };

@@ -159,6 +159,20 @@ export interface TrainingJobKind<D> {
   versionPrefix: string;
 }
 
+/** A metric for the run's summary: JSON has no NaN or Infinity, so a value that is not finite is null. */
+export const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
+
+/** How a job's data source reads in its logs and trainer (an export, or a file's absolute path), and the exports its lineage records. */
+export function sourceOf(data: TrainingDataSource): { source: string; exportIds: string[] } {
+  return data.kind === 'export' ? { source: `export ${data.exportId}`, exportIds: [data.exportId] } : { source: path.resolve(data.path), exportIds: [] };
+}
+
+/** What every trainer's progress callback carries. */
+export interface StepProgress {
+  step: number;
+  steps: number;
+}
+
 export abstract class TrainingJobProcessor<D extends { outName?: string }, T, R> extends QueueProcessor<D, R> {
   protected constructor(
     config: TrainerConfig,
@@ -171,6 +185,20 @@ export abstract class TrainingJobProcessor<D extends { outName?: string }, T, R>
 
   /** Reads the job's data and finds what it trains from; nothing is recorded yet. */
   protected abstract prepare(job: QueueJob, data: D, target: TrainingTarget): Promise<PreparedTraining<T, R>>;
+
+  /**
+   * A trainer's onProgress: each step becomes the job's progress and a point of the run's curves, and about every
+   * 5% of the steps (and the last) a log line `job <id>: step n/N <line(p)>`.
+   */
+  protected progressReporter<P extends StepProgress>(job: QueueJob, recorder: RunRecorder, line: (p: P) => string): (p: P) => Promise<void> {
+    const jobId = job.id ?? 'unknown';
+    return async (p) => {
+      await job.updateProgress(p);
+      await recorder.step(p.step, p);
+      const every = Math.max(1, Math.floor(p.steps / 20));
+      if (p.step % every === 0 || p.step === p.steps) this.logger.log(`job ${jobId}: step ${p.step}/${p.steps} ${line(p)}`);
+    };
+  }
 
   /** The step a training stopped at for shutdown (its checkpoint holds it), or null for any other error. */
   protected stoppedAt(_err: unknown): number | null {

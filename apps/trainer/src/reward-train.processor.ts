@@ -12,11 +12,9 @@ import { QUEUES, rewardTrainJobDataSchema, type RewardTrainJobData, type RewardT
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection, readActive } from '@flywheel/mesh';
 import { runRewardTraining, type RewardTrainResult } from '@flywheel/train';
-import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
+import { finiteOrNull, sourceOf, TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
-
-const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 @Injectable()
 export class RewardTrainProcessor extends TrainingJobProcessor<RewardTrainJobData, RewardTrainResult, RewardTrainJobResult> {
@@ -26,10 +24,8 @@ export class RewardTrainProcessor extends TrainingJobProcessor<RewardTrainJobDat
 
   protected async prepare(job: QueueJob, data: RewardTrainJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<RewardTrainResult, RewardTrainJobResult>> {
     const text = await this.store.trainingText(data.data, 'preference');
-    const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
-    const every = Math.max(1, Math.floor(data.steps / 20));
+    const { source, exportIds } = sourceOf(data.data);
     this.logger.log(`job ${jobId}: reward model from ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr} → ${outDir}`);
-    const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
 
     return {
       run: { exportId: exportIds[0] ?? null },
@@ -45,14 +41,7 @@ export class RewardTrainProcessor extends TrainingJobProcessor<RewardTrainJobDat
           heldout: data.heldout,
           seed: data.seed,
           threads: this.config.trainer.threads || undefined,
-          onProgress: async (p) => {
-            const progress: RewardTrainProgress = p;
-            await job.updateProgress(progress);
-            await recorder.step(p.step, p);
-            if (p.step % every === 0 || p.step === p.steps) {
-              this.logger.log(`job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} grad norm ${p.gradNorm.toFixed(3)}`);
-            }
-          },
+          onProgress: this.progressReporter<RewardTrainProgress>(job, recorder, (p) => `loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} grad norm ${p.gradNorm.toFixed(3)}`),
         }),
       finish: async (r) => {
         const metrics = {

@@ -12,11 +12,9 @@ import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
 import { runSft, SftStoppedError, type SftResult } from '@flywheel/train';
 import { publishedVersionOf } from './checkpoint.publisher';
-import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
+import { finiteOrNull, sourceOf, TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
-
-const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 @Injectable()
 export class SftProcessor extends TrainingJobProcessor<SftJobData, SftResult, SftJobResult> {
@@ -30,11 +28,9 @@ export class SftProcessor extends TrainingJobProcessor<SftJobData, SftResult, Sf
 
   protected async prepare(job: QueueJob, data: SftJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<SftResult, SftJobResult>> {
     const text = await this.store.trainingText(data.data, 'sft');
-    const source = data.data.kind === 'export' ? `export ${data.data.exportId}` : path.resolve(data.data.path);
-    const every = Math.max(1, Math.floor(data.steps / 20));
+    const { source, exportIds } = sourceOf(data.data);
     const lora = data.lora ? `, LoRA r=${data.lora.rank}` : '';
     this.logger.log(`job ${jobId}: SFT of ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr}, batch ${data.batchSize}${lora} → ${outDir}`);
-    const exportIds = data.data.kind === 'export' ? [data.data.exportId] : [];
     const baseVersion = await publishedVersionOf(this.mesh, 'policy', data.modelDir);
 
     return {
@@ -55,17 +51,11 @@ export class SftProcessor extends TrainingJobProcessor<SftJobData, SftResult, Sf
           lora: data.lora,
           resume: true,
           onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
-          onProgress: async (p) => {
-            const progress: SftJobProgress = p;
-            await job.updateProgress(progress);
-            await recorder.step(p.step, p);
-            if (p.step % every === 0 || p.step === p.steps) {
-              this.logger.log(
-                `job ${jobId}: step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} ` +
-                  `grad norm ${p.gradNorm.toFixed(3)} ${Math.round(p.tokensPerS)} tok/s`,
-              );
-            }
-          },
+          onProgress: this.progressReporter<SftJobProgress>(
+            job,
+            recorder,
+            (p) => `loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} grad norm ${p.gradNorm.toFixed(3)} ${Math.round(p.tokensPerS)} tok/s`,
+          ),
           onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
           shouldStop: () => this.stopping,
         }),
