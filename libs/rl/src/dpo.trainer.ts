@@ -20,11 +20,10 @@ import {
 } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
 import {
+  beginOrResume,
   buildSftExample,
-  EpochOrder,
   packBatch,
   parsePreferenceLines,
-  restoreResumePoint,
   resumableState,
   Rng,
   saveResumePoint,
@@ -259,17 +258,16 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
     : null;
   const model = createTrainableModel(ck.spec, saved ? (await loadCheckpoint(outDir)).weights : ck.weights, { threads: o.threads });
   try {
-    const data = EpochOrder.reshuffled(rng, train.length);
-    let totals: DpoTotals;
-    let start = 0;
-    if (saved) {
-      start = restoreResumePoint(model, saved.state, data, outDir);
-      totals = saved.totals;
-      await o.onResume?.(start);
-    } else {
-      const before = await evaluatePairs(model, held, seqLen, lo);
-      totals = { heldoutAccuracyBefore: before.accuracy, heldoutMarginBefore: mean(before.margins), lossFirst: NaN, lossLast: NaN };
-    }
+    const { data, start, totals } = await beginOrResume<DpoTotals>(model, saved, {
+      rng,
+      n: train.length,
+      outDir,
+      onResume: o.onResume,
+      fresh: async () => {
+        const before = await evaluatePairs(model, held, seqLen, lo);
+        return { heldoutAccuracyBefore: before.accuracy, heldoutMarginBefore: mean(before.margins), lossFirst: NaN, lossLast: NaN };
+      },
+    });
 
     const save = (): Promise<void> =>
       saveResumePoint(model, { outDir, modelDir, spec: ck.spec, state: { ...data.position(), optimizer: { ...opt }, extra: { ...runKey, totals } } });

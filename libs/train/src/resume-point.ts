@@ -16,8 +16,9 @@ import {
   type ModelSpec,
   type TrainableModelHandle,
 } from '@flywheel/kernels';
-import type { EpochOrder } from './epoch-order';
+import { EpochOrder } from './epoch-order';
 import { CHECKPOINT_ADAPTER_DIR, PEFT_ADAPTER_CONFIG_FILE, PEFT_ADAPTER_WEIGHTS_FILE, readPeftAdapter, writePeftAdapter } from './peft-adapter.io';
+import type { Rng } from './rng';
 import { readTrainingState, TRAINING_STATE_FILE, writeTrainedCheckpoint, writeTrainingState, type TrainingState } from './training-checkpoint.io';
 
 /**
@@ -55,6 +56,23 @@ export function restoreResumePoint(model: TrainableModelHandle, state: TrainingS
   order?.restore(state, where);
   setOptimizerState(model, { step: state.step, m: state.m, v: state.v });
   return state.step;
+}
+
+/**
+ * Where a resumable trainer over shuffled examples begins: at its resume point (optimizer state, data position and
+ * the run's totals restored; onResume told the step), or at step 0 with the totals `fresh` measures (the held-out
+ * figures before training). Either way the data order is the one `rng` deals for `n` examples.
+ */
+export async function beginOrResume<T>(
+  model: TrainableModelHandle,
+  saved: { state: TrainingState; totals: T } | null,
+  o: { rng: Rng; n: number; outDir: string; onResume?: (step: number) => unknown; fresh: () => Promise<T> },
+): Promise<{ data: EpochOrder; start: number; totals: T }> {
+  const data = EpochOrder.reshuffled(o.rng, o.n);
+  if (!saved) return { data, start: 0, totals: await o.fresh() };
+  const start = restoreResumePoint(model, saved.state, data, o.outDir);
+  await o.onResume?.(start);
+  return { data, start, totals: saved.totals };
 }
 
 /** The weights a LoRA run resumes from: the base checkpoint's, plus the adapters saveResumePoint wrote in outDir. */

@@ -20,9 +20,9 @@ import {
   type TrainableModelHandle,
 } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError } from '@flywheel/model';
-import { EpochOrder, splitHeldOut } from './epoch-order';
+import { splitHeldOut } from './epoch-order';
 import { measurePeakFlops } from './mfu.probe';
-import { loadLoraResume, restoreResumePoint, resumableState, saveResumePoint } from './resume-point';
+import { beginOrResume, loadLoraResume, resumableState, saveResumePoint } from './resume-point';
 import { Rng } from './rng';
 import { packBatch, parseSftJsonl, type PackedBatch } from './sft.examples';
 import type { ResumableRunOptions } from './trainer.options';
@@ -139,17 +139,13 @@ export async function runSft(o: SftOptions): Promise<SftResult> {
   const info = trainableModelInfo(model);
   const numParams = info.numParams;
   try {
-    const data = EpochOrder.reshuffled(rng, train.length);
-    let totals: RunTotals;
-    let start = 0;
-    if (saved) {
-      start = restoreResumePoint(model, saved.state, data, outDir);
-      totals = saved.totals;
-      await o.onResume?.(start);
-    } else {
-      const before = nHeld > 0 ? await heldoutLoss(model, heldBatches) : NaN;
-      totals = { heldoutLossBefore: before, trainLossFirst: NaN, trainLossLast: NaN, tokens: 0, seconds: 0 };
-    }
+    const { data, start, totals } = await beginOrResume<RunTotals>(model, saved, {
+      rng,
+      n: train.length,
+      outDir,
+      onResume: o.onResume,
+      fresh: async () => ({ heldoutLossBefore: nHeld > 0 ? await heldoutLoss(model, heldBatches) : NaN, trainLossFirst: NaN, trainLossLast: NaN, tokens: 0, seconds: 0 }),
+    });
 
     const save = (): Promise<void> =>
       saveResumePoint(model, { outDir, modelDir, spec: ck.spec, state: { ...data.position(), optimizer: { ...opt }, extra: { ...runKey, totals } } });
