@@ -5,6 +5,7 @@
 export * from './mesh.errors';
 export * from './nats.connection';
 export * from './jetstream.setup';
+export * from './jetstream.publish';
 export * from './mesh.client';
 export * from './mesh.connection';
 export * from './nest-transport';

@@ -1,7 +1,8 @@
 /**
  * The feedback API's JetStream I/O: publish a feedback event and wait for JetStream's ack (Nats-Msg-Id
  * = feedback id, so a retried publish is stored once), and read back a stored completion record or
- * feedback event by its subject. Sets the streams up once (idempotent). No HTTP and no store here.
+ * feedback event by its subject; each refused at once (MeshError 'unavailable') while NATS is down. Sets the
+ * streams up once (idempotent). No HTTP and no store here.
  */
 import { Injectable, Logger } from '@nestjs/common';
 import { JSONCodec, type NatsConnection } from 'nats';
@@ -14,7 +15,7 @@ import {
   type CompletionRecord,
   type FeedbackEvent,
 } from '@flywheel/contracts';
-import { ensureJetStream, MeshConnection, MeshError } from '@flywheel/mesh';
+import { assertNatsConnected, ensureJetStream, MeshConnection, MeshError, publishToStream } from '@flywheel/mesh';
 
 const codec = JSONCodec<FeedbackEvent>();
 const PUBLISH_TIMEOUT_MS = 5_000;
@@ -30,7 +31,7 @@ export class FlywheelJetStream {
   async publishFeedback(event: FeedbackEvent): Promise<{ duplicate: boolean }> {
     const nc = await this.ready();
     try {
-      const ack = await nc.jetstream().publish(feedbackSubject(event.id), codec.encode(feedbackEventSchema.parse(event)), {
+      const ack = await publishToStream(nc, feedbackSubject(event.id), codec.encode(feedbackEventSchema.parse(event)), {
         msgID: event.id,
         timeout: PUBLISH_TIMEOUT_MS,
       });
@@ -63,6 +64,12 @@ export class FlywheelJetStream {
   private ready(): Promise<NatsConnection> {
     const nc = this.mesh.connection;
     if (!nc || nc.isClosed()) return Promise.reject(new MeshError('unavailable', 'not connected to NATS'));
+    try {
+      // A lookup sent while NATS reconnects would wait out its timeout: refused at once, like a publish.
+      assertNatsConnected(nc, 'the JetStream call');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.setup ??= ensureJetStream(nc)
       .then(() => nc)
       .catch((err: unknown) => {

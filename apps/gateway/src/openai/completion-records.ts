@@ -1,12 +1,13 @@
 /**
  * Publishes each completion record on JetStream (stream COMPLETIONS, subject
  * `flywheel.completions.<id>`, Nats-Msg-Id = id so a retried publish is stored once) and waits for the
- * ack: the API answers only once the record is durable. Sets the streams up at boot (idempotent).
+ * ack: the API answers only once the record is durable, and answers 503 at once while NATS is down
+ * (publishToStream). Sets the streams up at boot (idempotent).
  */
 import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { JSONCodec } from 'nats';
 import { completionRecordSchema, completionRecordSubject, type CompletionRecord } from '@flywheel/contracts';
-import { ensureJetStream, MeshConnection, MeshError } from '@flywheel/mesh';
+import { ensureJetStream, MeshConnection, MeshError, publishToStream } from '@flywheel/mesh';
 
 const codec = JSONCodec<CompletionRecord>();
 const PUBLISH_TIMEOUT_MS = 5_000;
@@ -29,7 +30,7 @@ export class CompletionRecords implements OnApplicationBootstrap {
     const nc = this.mesh.connection;
     if (!nc || nc.isClosed()) throw new MeshError('unavailable', 'not connected to NATS');
     try {
-      await nc.jetstream().publish(completionRecordSubject(parsed.id), codec.encode(parsed), {
+      await publishToStream(nc, completionRecordSubject(parsed.id), codec.encode(parsed), {
         msgID: parsed.id,
         timeout: PUBLISH_TIMEOUT_MS,
       });
