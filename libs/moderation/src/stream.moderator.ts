@@ -1,9 +1,10 @@
 /**
  * Moderation of generated text as it streams: the caller pushes each delta, the checker re-analyses a
- * sliding window over the accumulated text and says what may be sent now. It holds back the last
- * `holdbackChars` characters, since a rule may match across deltas, so a rule-driven block cuts at the
- * exact start of the match and nothing from the match on is released. Not an I/O wrapper: the
- * gateway owns the SSE stream, this only decides.
+ * sliding window over the accumulated text and says what may be sent now. It holds back only the tail
+ * where a blocking rule or PII could still begin (stream.holdback.ts: a prefix of a term, a word a pattern
+ * starts with, a run of digits), at most `holdbackChars`, so a rule-driven block cuts at the exact start of
+ * the match and nothing from the match on is released, while safe text goes out at once. Not an I/O
+ * wrapper: the gateway owns the SSE stream, this only decides.
  *
  *   const check = new StreamModerator(moderator, { direction: 'output' });
  *   for await (const delta of tokens) {
@@ -16,13 +17,28 @@
 import type { AnyModerationCategory, ModerationDirection, PiiEntity, RuleMatch } from '@flywheel/contracts';
 import { blocks } from './moderation.policy';
 import { PARENT_CATEGORY, type Analysis, type Moderator, type TextVerdict } from './moderator';
+import { StreamHoldback } from './stream.holdback';
+
+/** The hold-back rules are compiled once per moderator and direction (a stream is opened per choice). */
+const holdbacks = new WeakMap<Moderator, Map<ModerationDirection, StreamHoldback>>();
+function holdbackFor(moderator: Moderator, direction: ModerationDirection): StreamHoldback {
+  let byDirection = holdbacks.get(moderator);
+  if (!byDirection) holdbacks.set(moderator, (byDirection = new Map()));
+  let h = byDirection.get(direction);
+  if (!h) byDirection.set(direction, (h = new StreamHoldback(moderator, direction)));
+  return h;
+}
 
 export interface StreamModeratorOptions {
   /** Policy column to apply; generated text is `output`. */
   direction?: ModerationDirection;
   /** Characters of accumulated text each check looks at (the sliding window). */
   windowChars?: number;
-  /** Characters kept back from release until later text shows they do not start a match. */
+  /**
+   * The most characters kept back from release until later text shows they do not start a match; the
+   * hold-back itself is only the tail that could (see stream.holdback.ts), or all of this when a rule's
+   * start cannot be read.
+   */
   holdbackChars?: number;
 }
 
@@ -58,6 +74,7 @@ export class StreamModerator {
   private blockVerdict: TextVerdict | null = null;
   private readonly worst: Analysis = { scores: {} as Analysis['scores'], classifierScores: {}, matches: [], pii: [] };
   private readonly seen = new Set<string>();
+  private readonly holdback: StreamHoldback;
 
   constructor(
     private readonly moderator: Moderator,
@@ -66,6 +83,7 @@ export class StreamModerator {
     this.direction = options.direction ?? 'output';
     this.windowChars = options.windowChars ?? STREAM_DEFAULTS.windowChars;
     this.holdbackChars = options.holdbackChars ?? STREAM_DEFAULTS.holdbackChars;
+    this.holdback = holdbackFor(moderator, this.direction);
     if (!(this.windowChars >= 32)) throw new Error(`windowChars must be at least 32 (got ${this.windowChars})`);
     if (!(this.holdbackChars >= 0 && this.holdbackChars < this.windowChars / 2)) {
       throw new Error(`holdbackChars must be in [0, windowChars / 2) (got ${this.holdbackChars})`);
@@ -96,7 +114,10 @@ export class StreamModerator {
       this.blockVerdict = verdict;
       return this.step(release);
     }
-    let upTo = Math.max(this.released, this.accumulated.length - this.holdbackChars);
+    // Never more than holdbackChars back; less where nothing in the tail could still start a blocking match.
+    const fixed = this.accumulated.length - this.holdbackChars;
+    const suspicious = this.holdback.holdFrom(this.accumulated);
+    let upTo = Math.max(this.released, suspicious === null ? fixed : Math.max(fixed, suspicious));
     if (upTo > this.released && upTo < this.accumulated.length && isHighSurrogate(this.accumulated.charCodeAt(upTo - 1))) upTo--;
     const release = this.accumulated.slice(this.released, upTo);
     this.released = upTo;
