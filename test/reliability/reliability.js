@@ -1,20 +1,26 @@
 #!/usr/bin/env node
 /**
- * Flywheel reliability suite (`npm run test:reliability`): boots the compiled services from dist/ on a
- * PRIVATE nats-server (and a throwaway Postgres database when one is reachable, else embedded PGlite),
- * then runs, in order: a seeded bad-input fuzzer over every public endpoint, security checks, faults
+ * Flywheel reliability suite (`npm run test:reliability`): first the default install on its own processes
+ * (phase `embedded`, test/reliability/embedded.js: `npm start`'s launcher with its own state folder, NATS,
+ * Redis and embedded Postgres; kill -9 of the database, then of the gateway, under steady writes; nothing
+ * answered 200/2xx may be missing from the store; SIGINT stops it all with exit code 0). Then it boots the
+ * compiled services from dist/ on a PRIVATE nats-server (and a throwaway Postgres database when one is
+ * reachable, else an embedded Postgres of its own: services without DATABASE_URL have no store), and runs,
+ * in order: a seeded bad-input fuzzer over every public endpoint, security checks, faults
  * (kill -9 of one of two policy replicas under streaming load, nats-server restart, database outage
- * during feedback load, kill -9 of a private redis-server under a running trainer `sft` job), the backlog
- * gauges against the admin API, and a streaming load with RSS sampling + a queue-bound (429) check.
+ * during feedback load (Postgres server only), kill -9 of a private redis-server under a running trainer
+ * `sft` job), the backlog gauges against the admin API, and a streaming load with RSS sampling + a
+ * queue-bound (429) check.
  * Prints ONE JSON summary on the last line of stdout and exits 1 when any check failed.
  *
  * Plain JavaScript on purpose: it runs straight from the repository (no ts-jest) and is never matched
  * by the root jest.config.js (`*.test.ts` / `*.spec.ts`). Only 127.0.0.1 is ever targeted.
  * Env: RELIABILITY_SEED (default 20261128), RELIABILITY_FUZZ_N (default 10000),
- *      RELIABILITY_LOAD_CLIENTS (default 200), RELIABILITY_LOAD_S (default 60: the issue asks for a minute),
+ *      RELIABILITY_LOAD_CLIENTS (default 200), RELIABILITY_LOAD_S (default 60: a minute of sustained load),
  *      FLYWHEEL_TEST_DATABASE_URL (admin URL of a Postgres; default postgresql://postgres@127.0.0.1:5432/postgres),
- *      RELIABILITY_ONLY (comma list of phases to run, default all: fuzz,security,kill,nats,db,redis,metrics,load,queue;
- *      for iterating on one fault — a partial run still exits 1 on any failure, but proves only what it ran),
+ *      RELIABILITY_ONLY (comma list of phases to run, default all: embedded,fuzz,security,kill,nats,db,redis,metrics,load,
+ *      queue; for iterating on one fault — a partial run still exits 1 on any failure, but proves only what it ran;
+ *      `embedded` alone boots nothing but its own launcher),
  *      RELIABILITY_LOG_DIR (when set, every process's output is written there at the end; they hold no keys).
  */
 'use strict';
@@ -25,6 +31,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
+const { runEmbeddedPhase } = require('./embedded');
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const SEED = Number(process.env.RELIABILITY_SEED || 20261128);
@@ -448,6 +455,17 @@ function pct(arr, p) {
 // ====================================================================================
 async function main() {
   const t0 = Date.now();
+  // ---------------- 0. the default install (launcher + embedded Postgres), on its own processes ----------------
+  if (phase('embedded')) {
+    try {
+      await runEmbeddedPhase({ run, waitFor, check, log, sleep, freePort, summary, repoRoot, adminKey: ADMIN_KEY });
+    } catch (e) {
+      summary.failures.push(`embedded phase error: ${e && e.stack ? e.stack : String(e)}`);
+      log(`embedded phase error: ${String(e)}`);
+    }
+    // only the embedded phase asked for: the shared stack below is not booted at all
+    if (ONLY.size > 0 && [...ONLY].every((n) => n === 'embedded')) return finish(t0);
+  }
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-rel-state-'));
   const natsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-rel-nats-'));
   const natsPort = await freePort();
@@ -459,14 +477,21 @@ async function main() {
   };
   let nats = await startNats();
 
-  // Postgres throwaway database when reachable, else PGlite
+  // Postgres throwaway database when reachable, else an embedded Postgres of our own (services without
+  // DATABASE_URL have no store at all: only the launcher runs the embedded one for them)
   let database = null;
+  let embeddedDb = null;
+  let embeddedDbDir = null;
   try {
-    const { createThrowawayDatabase } = require('@flywheel/store');
+    // store.testing is not in @flywheel/store's index (tests import it beside the code): the compiled file
+    const { createThrowawayDatabase } = require(path.join(repoRoot, 'dist', 'libs', 'store', 'src', 'store.testing.js'));
     database = await createThrowawayDatabase(PG_ADMIN_URL);
     log(`database ${database.name}`);
   } catch (e) {
-    log(`no Postgres (${String(e).slice(0, 120)}): embedded PGlite, the database outage check is skipped`);
+    const { startLockedEmbeddedPostgres } = require('@flywheel/store');
+    embeddedDbDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flywheel-rel-pg-'));
+    embeddedDb = await startLockedEmbeddedPostgres({ dataDir: path.join(embeddedDbDir, 'store') });
+    log(`no Postgres at FLYWHEEL_TEST_DATABASE_URL (${String(e).slice(0, 120)}): an embedded Postgres at ${embeddedDb.url}; the database outage check (phase db, Postgres-only: ALLOW_CONNECTIONS) is skipped`);
   }
   GW_PORT = await freePort();
   const baseEnv = {
@@ -481,7 +506,7 @@ async function main() {
     FLYWHEEL_STORE_RETRY_MAX_MS: '1000',
     FLYWHEEL_BACKLOG_METRICS_MS: '1000',
     FLYWHEEL_THREADS: '1',
-    ...(database ? { DATABASE_URL: database.url } : {}),
+    DATABASE_URL: database ? database.url : embeddedDb.url,
   };
   const policyEnv = async (extra = {}) => ({ ...baseEnv, FLYWHEEL_POLICY_PORT: String(await freePort()), ...extra });
   let policyA = run('policy-a', process.execPath, [entry('policy')], await policyEnv({ FLYWHEEL_INSTANCE_ID: 'policy-a' }));
@@ -494,6 +519,8 @@ async function main() {
       await database.admin(`ALTER DATABASE ${database.name} ALLOW_CONNECTIONS true`).catch(() => undefined);
       await database.drop().catch(() => undefined);
     }
+    if (embeddedDb) await embeddedDb.stop().catch(() => undefined);
+    if (embeddedDbDir) fs.rmSync(embeddedDbDir, { recursive: true, force: true });
     fs.rmSync(stateDir, { recursive: true, force: true });
     fs.rmSync(natsDir, { recursive: true, force: true });
   };
@@ -548,7 +575,7 @@ async function main() {
       summary.fuzz = { cases: cases.length, sent: fz.sent, not_sendable_by_node: fz.notSent, by_status: fz.byStatus, timeouts: fz.timeouts, seconds: Math.round((Date.now() - fuzzStart) / 1000), slowloris_answers: slow.map((a) => (/^HTTP\/1\.1 (\d+)/.exec(a) || [0, 'closed'])[1]) };
       check('fuzz: zero 5xx', summary['5xx'] === 0, JSON.stringify(fivexxSamples.slice(0, 5)));
       check('fuzz: zero timeouts', fz.timeouts === 0, `${fz.timeouts}`);
-      check('fuzz: all processes alive', procs.every(alive), procs.filter((p) => !alive(p)).map((p) => p.name).join(','));
+      check('fuzz: all processes alive', procs.filter((p) => !p.expectedExit).every(alive), procs.filter((p) => !p.expectedExit && !alive(p)).map((p) => p.name).join(',')); // (phase embedded's launcher has stopped on purpose)
       // regressions of bugs this suite found: NUL bytes in ids / filters reaching the database were 500s
       const nulPaths = [
         ['/admin/api/completions/%00', 'admin'], ['/admin/api/exports/%00/download', 'admin'], ['/admin/api/inbox?q=%00', 'admin'], ['/admin/api/inbox?policy_version=a%00b', 'admin'],
@@ -675,6 +702,10 @@ async function main() {
     }
 
     // ---------------- 3c. database outage during feedback load ----------------
+    if (!database && phase('db')) {
+      summary.db_outage = { skipped: 'no Postgres server: the outage is made with ALLOW_CONNECTIONS on a throwaway database' };
+      log('phase db skipped: no Postgres server at FLYWHEEL_TEST_DATABASE_URL (the embedded one is killed in phase embedded)');
+    }
     if (database && phase('db')) {
       const { Client } = require('pg');
       const comp = await normalChat();
@@ -927,6 +958,13 @@ async function main() {
     log(`suite error: ${String(e)}`);
   } finally {
     await cleanup();
+    finish(t0);
+  }
+}
+
+/** The end of every run: process logs (RELIABILITY_LOG_DIR), the key-leak check, the one JSON line, the exit code. */
+function finish(t0) {
+  {
     if (LOG_DIR) {
       fs.mkdirSync(LOG_DIR, { recursive: true });
       procs.forEach((p, i) => fs.writeFileSync(path.join(LOG_DIR, `${i}-${p.name}.log`), p.allOutput || p.output()));
