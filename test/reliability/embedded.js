@@ -2,11 +2,12 @@
  * The reliability suite's `embedded` phase (required by reliability.js): the default install (`npm start`'s
  * launcher, no DATABASE_URL, so ONE embedded Postgres) with its own state folder, free ports and its own
  * nats-server and redis-server, independent of every other process of the suite. Under ~20 s of steady writes
- * (chat completions, some streamed, and thumbs feedback on answered completions, 6 at a time), the database
- * process (pid from <state>/embedded-postgres.json) is killed with kill -9, and ~5 s later the gateway the
- * launcher started (found in /proc by its entry point and FLYWHEEL_STATE_DIR). Once the launcher has brought
+ * (chat completions, some streamed, and thumbs or rating feedback on answered completions, 6 at a time), the
+ * database process (pid from <state>/embedded-postgres.json) is killed with kill -9, and ~5 s later the gateway
+ * the launcher started (found in /proc by its entry point and FLYWHEEL_STATE_DIR). Once the launcher has brought
  * both back, every completion answered 200 and every feedback answered 2xx must be in the embedded Postgres
- * (queried with `pg`). Then Ctrl-C (SIGINT) must stop the launcher with exit code 0 and its database with it.
+ * (queried with `pg`). Then Ctrl-C (SIGINT) must stop the launcher with exit code 0 and leave none of its
+ * processes behind (services, nats-server, redis-server, the database).
  */
 'use strict';
 const http = require('node:http');
@@ -20,6 +21,8 @@ const CONCURRENCY = 6;
 const KILL_DB_AT_S = 6;
 const KILL_GATEWAY_AFTER_DB_S = 5;
 const STORE_WAIT_MS = 90_000;
+// a request that ends this long after a killed process is back still counts as caught in its outage
+const OUTAGE_GRACE_MS = 2_000;
 
 /** Pids of the processes whose environment holds FLYWHEEL_STATE_DIR=<stateDir> (optionally only those whose command line has `needle`). */
 function pidsOfStateDir(stateDir, needle) {
@@ -36,14 +39,34 @@ function pidsOfStateDir(stateDir, needle) {
   }
   return pids;
 }
+/** Running, not merely unreaped: a child orphaned by the launcher may stay a zombie where PID 1 reaps nothing. */
 const pidAlive = (pid) => {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return e.code === 'EPERM';
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 };
+/** The launcher's direct children right now ({pid, what}): services, nats-server, redis-server, the database. */
+function childrenOf(ppid) {
+  const kids = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== ppid) continue;
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      const app = /apps\/(\w+)\/src\/main\.js/.exec(cmd.join(' '));
+      // the database names itself (process.title `flywheel-embedded-postgres`); redis-server rewrites its argv too
+      const name = path.basename(cmd[0].split(' ')[0]);
+      kids.push({ pid: Number(d), what: app ? app[1] : cmd[1] === '-e' || name.endsWith('embedded-postgres') ? 'embedded-postgres' : name });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return kids;
+}
 
 /**
  * @param {object} s the suite's helpers: run, stopProc, waitFor, check, log, sleep, freePort, summary, repoRoot, adminKey
@@ -127,10 +150,17 @@ async function runEmbeddedPhase(s) {
     const answered = []; // completion ids feedback may point at
     const outcomes = {};
     const count = (k) => (outcomes[k] = (outcomes[k] || 0) + 1);
+    const fivexx = []; // {what, status, from, to, body}: sorted into the outages or not once both are over
+    const timed = async (what, send) => {
+      const from = Date.now();
+      const r = await send();
+      if (r.status >= 500) fivexx.push({ what, status: r.status, from, to: Date.now(), body: String(r.body || '').slice(0, 160) });
+      return r;
+    };
     let n = 0;
     const chat = async (stream) => {
       const body = JSON.stringify({ model: 'stories260K', messages: [{ role: 'user', content: `Once upon a time ${n++}` }], max_tokens: 8, stream });
-      const r = await request('POST', '/v1/chat/completions', jsonAuth, body);
+      const r = await timed(stream ? 'chat_stream' : 'chat', () => request('POST', '/v1/chat/completions', jsonAuth, body));
       count(`chat${stream ? '_stream' : ''}_${r.status}`);
       if (r.status !== 200) return;
       let id = null;
@@ -149,11 +179,13 @@ async function runEmbeddedPhase(s) {
       completions.add(id);
       answered.push(id);
     };
-    const thumbs = async () => {
+    const rate = async (i) => {
       const cid = answered[Math.floor(Math.random() * answered.length)];
-      const body = JSON.stringify({ completion_id: cid, choice_index: 0, kind: 'thumbs', value: Math.random() < 0.5 ? 'up' : 'down', idempotency_key: `rel-emb-${crypto.randomBytes(8).toString('hex')}` });
-      const r = await request('POST', '/v1/feedback', jsonAuth, body);
-      count(`feedback_${r.status}`);
+      const kind = i % 2 === 0 ? 'thumbs' : 'rating';
+      const value = kind === 'thumbs' ? (Math.random() < 0.5 ? 'up' : 'down') : 1 + Math.floor(Math.random() * 5);
+      const body = JSON.stringify({ completion_id: cid, choice_index: 0, kind, value, idempotency_key: `rel-emb-${crypto.randomBytes(8).toString('hex')}` });
+      const r = await timed(`feedback_${kind}`, () => request('POST', '/v1/feedback', jsonAuth, body));
+      count(`feedback_${kind}_${r.status}`);
       if (r.status < 200 || r.status >= 300) return;
       try {
         const id = JSON.parse(r.body).id;
@@ -171,7 +203,7 @@ async function runEmbeddedPhase(s) {
           const i = k++;
           const before = Date.now();
           if (answered.length === 0 || i % 3 !== 2) await chat(i % 4 === 1);
-          else await thumbs();
+          else await rate(i);
           if (Date.now() - before < 50) await sleep(50); // refusals while something is down answer at once: no busy loop
         }
       }),
@@ -209,6 +241,18 @@ async function runEmbeddedPhase(s) {
     out.outcomes = outcomes;
     await dbBack;
     await gwBack;
+    // a 5xx whose request overlapped an outage (kill to back, plus a grace) is the outage's; any other is recorded
+    const windows = [
+      [dbKilledAt, dbKilledAt + out.db_restart_s * 1000 + OUTAGE_GRACE_MS],
+      [gwKilledAt, gwKilledAt + out.gateway_restart_s * 1000 + OUTAGE_GRACE_MS],
+    ];
+    const outside = fivexx.filter((x) => !windows.some(([a, b]) => x.from <= b && x.to >= a));
+    out['5xx_in_outages'] = fivexx.length - outside.length;
+    out['5xx_outside_outages'] = outside.length;
+    if (outside.length) {
+      out['5xx_outside_samples'] = outside.slice(0, 5).map((x) => ({ what: x.what, status: x.status, at_s: Math.round((x.from - writeStart) / 100) / 10, body: x.body }));
+      log(`embedded: ${outside.length} 5xx outside the outages: ${JSON.stringify(out['5xx_outside_samples'])}`);
+    }
 
     // ---- everything accepted is in the store (bounded) ----
     const wantC = [...completions];
@@ -258,8 +302,10 @@ async function runEmbeddedPhase(s) {
     out.error = String(e && e.stack ? e.stack : e).slice(0, 600);
     check('embedded: the phase ran to its end', false, out.error);
   } finally {
-    // ---- Ctrl-C: exit 0 within 30 s, its database gone ----
+    // ---- Ctrl-C: exit 0 within 30 s, none of its processes left ----
     const dbPid = info()?.pid ?? lastDbPid;
+    const kids = launcher.child.pid ? childrenOf(launcher.child.pid) : [];
+    out.launcher_children = kids.map((c) => c.what).sort();
     launcher.expectedExit = true;
     const stopAt = Date.now();
     if (launcher.child.exitCode === null && launcher.child.signalCode === null) launcher.child.kill('SIGINT');
@@ -274,9 +320,15 @@ async function runEmbeddedPhase(s) {
     }
     await sleep(300);
     const dbGone = dbPid ? !pidAlive(dbPid) : false;
-    check('embedded: SIGINT stops the launcher with exit code 0 within 30 s and its embedded Postgres with it', ended !== 'hung' && ended.code === 0 && dbGone, JSON.stringify({ exit: out.sigint_exit, db_pid: dbPid, db_gone: dbGone }));
+    const kidsLeft = kids.filter((c) => pidAlive(c.pid));
+    const infraSeen = ['nats-server', 'redis-server', 'embedded-postgres'].every((w) => kids.some((c) => c.what === w));
+    check(
+      'embedded: SIGINT stops the launcher with exit code 0 within 30 s and leaves no process (services, nats-server, redis-server, embedded Postgres)',
+      ended !== 'hung' && ended.code === 0 && dbGone && infraSeen && kidsLeft.length === 0 && pidsOfStateDir(stateDir).filter(pidAlive).length === 0,
+      JSON.stringify({ exit: out.sigint_exit, db_pid: dbPid, db_gone: dbGone, children: out.launcher_children, left: kidsLeft }),
+    );
     // whatever this launcher left behind (only on failure): its processes, by pid
-    const left = [...new Set([...pidsOfStateDir(stateDir), ...(dbPid && !dbGone ? [dbPid] : [])])];
+    const left = [...new Set([...pidsOfStateDir(stateDir).filter(pidAlive), ...kidsLeft.map((c) => c.pid), ...(dbPid && !dbGone ? [dbPid] : [])])];
     for (const pid of left) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -287,6 +339,7 @@ async function runEmbeddedPhase(s) {
     if (left.length) out.killed_leftovers = left.length;
     agent.destroy();
     fs.rmSync(stateDir, { recursive: true, force: true });
+    out.phase_s = Math.round((Date.now() - t0) / 100) / 10;
   }
 }
 
