@@ -1,0 +1,54 @@
+/**
+ * The eval gate's decision (gateVerdict): a candidate that fails exactly one bound is refused with a reason that
+ * names that bound and its numbers; one inside every bound passes; a missing flag rate never counts against it.
+ */
+import { gateVerdict, type EvalGate, type EvalReport } from './policy.eval';
+
+const gate: EvalGate = { minRewardGainStd: 0.5, maxKl: 5, maxFlagRateIncrease: 0.05 };
+const passing: EvalReport = {
+  prompts: 8,
+  samples: 16,
+  reward_before: 1,
+  reward_std_before: 2,
+  reward_after: 3,
+  reward_std_after: 2,
+  reward_gain_std: 1,
+  kl: 2,
+  flag_rate_before: 0.1,
+  flag_rate_after: 0.12,
+  response_length_before: 40,
+  response_length_after: 42,
+  examples: [],
+};
+
+describe('gateVerdict', () => {
+  it('promotes a candidate inside every bound, and one exactly at each bound', () => {
+    expect(gateVerdict(passing, gate)).toEqual({ promote: true, reasons: [] });
+    const atBounds = { ...passing, reward_gain_std: gate.minRewardGainStd, kl: gate.maxKl, flag_rate_after: passing.flag_rate_before! + 0.04 };
+    expect(gateVerdict(atBounds, gate).promote).toBe(true);
+  });
+
+  it.each([
+    ['too little reward gain', { reward_gain_std: 0.2 }, /reward gain 0\.200 std < 0\.5/],
+    ['too much KL from the active policy', { kl: 7.5 }, /KL 7\.500 nats > 5/],
+    ['a flag rate that rises too much', { flag_rate_after: 0.3 }, /flag rate 0\.100 → 0\.300 rises more than 0\.05/],
+    ['a reward gain that is not a number', { reward_gain_std: NaN }, /reward gain NaN std/],
+    ['a KL that is not a number', { kl: NaN }, /KL NaN nats/],
+  ])('refuses %s with one reason naming that bound', (_, change, reason) => {
+    const verdict = gateVerdict({ ...passing, ...change }, gate);
+    expect(verdict.promote).toBe(false);
+    expect(verdict.reasons).toHaveLength(1);
+    expect(verdict.reasons[0]).toMatch(reason);
+  });
+
+  it('lists every bound a candidate fails', () => {
+    const verdict = gateVerdict({ ...passing, reward_gain_std: -1, kl: 9, flag_rate_after: 0.9 }, gate);
+    expect(verdict.promote).toBe(false);
+    expect(verdict.reasons.map((r) => r.split(' ')[0])).toEqual(['reward', 'KL', 'flag']);
+  });
+
+  it('does not hold an unknown flag rate (no moderation in the eval) against the candidate', () => {
+    expect(gateVerdict({ ...passing, flag_rate_before: null, flag_rate_after: null }, gate).promote).toBe(true);
+    expect(gateVerdict({ ...passing, flag_rate_before: 0.1, flag_rate_after: null }, gate).promote).toBe(true);
+  });
+});
