@@ -12,8 +12,18 @@ const os = require('node:os');
 const path = require('node:path');
 const {
   repoRoot, GENERATE_TIMEOUT_MS, REDIS_JOB_STEPS, USER_KEY, summary, log, check, sleep, procs, freePort, run, stopProc, waitFor, entry, alive,
-  req, httpStatus, jsonH, record5xx, streamOnce,
+  req, httpStatus, jsonH, record5xx, streamOnce, state,
 } = require('./support');
+const { RECONNECT_RETRY_MS } = require('@flywheel/mesh');
+
+/** error.code of an OpenAI error body, or null. */
+function errorCodeOf(body) {
+  try {
+    return JSON.parse(body).error?.code ?? null;
+  } catch {
+    return null;
+  }
+}
 
 /** Phase `kill`: kill -9 policy-b 3 s into 10 s of 12 streaming clients. */
 async function runKillPhase({ policyB }) {
@@ -55,8 +65,18 @@ async function runNatsPhase(ctx) {
   await stopProc(ctx.nats);
   log('nats-server stopped');
   await sleep(2000);
-  const during = await normalChat();
+  const timed = async (call) => {
+    const t = Date.now();
+    const r = await call();
+    return { status: r.status, retryAfter: r.headers?.['retry-after'] ?? null, code: errorCodeOf(r.body), ms: Date.now() - t };
+  };
+  const during = await timed(normalChat);
+  // on a completion this user owns: the feedback is refused for NATS, not for an unknown completion
+  const feedbackDown = await timed(() =>
+    req({ method: 'POST', path: '/v1/feedback', headers: jsonH(USER_KEY), body: JSON.stringify({ completion_id: state.completionId, kind: 'thumbs', value: 'up' }), timeoutMs: 10_000 }),
+  );
   summary.nats_down_status = during.status;
+  summary.nats_down_answers = { chat: during, feedback: feedbackDown };
   ctx.nats = await ctx.startNats();
   log('nats-server restarted');
   const tR = Date.now();
@@ -89,6 +109,12 @@ async function runNatsPhase(ctx) {
   check('fault nats restart: the 20 requests after recovery all succeed', (steady[200] || 0) === 20, JSON.stringify(steady));
   check('fault nats restart: services reconnect and serve again without a restart', ok && procs.filter((p) => !p.expectedExit).every(alive));
   check('fault nats restart: no 5xx other than 503/504 while NATS is down', during.status < 500 || during.status === 503 || during.status === 504, `${during.status}`);
+  // A JetStream call into a dropped connection would wait out its 5 s ack timeout: refused at once instead.
+  check('fault nats restart: a feedback POST while NATS is down answers 503 + Retry-After within 1 s', feedbackDown.status === 503 && feedbackDown.retryAfter !== null && feedbackDown.ms < 1000, JSON.stringify(feedbackDown));
+  // A chat resends its moderation check and its generate for RECONNECT_RETRY_MS each (riding out a short
+  // restart) before the same 503; the moderation check is skipped once the service is known down.
+  const chatBoundMs = 2 * RECONNECT_RETRY_MS + 500;
+  check(`fault nats restart: a chat while NATS is down answers 503 + Retry-After within ${chatBoundMs} ms`, during.status === 503 && during.retryAfter !== null && during.ms < chatBoundMs, JSON.stringify(during));
 }
 
 /** Phase `db`: the throwaway database refuses connections for 5 s under feedback load (skipped without a Postgres server). */
