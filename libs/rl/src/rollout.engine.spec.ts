@@ -37,6 +37,13 @@ describe('createRolloutEngine (stories260K)', () => {
     }
   };
 
+  it('takes every prompt of a batch at once, however many (an eval of 20 prompts x 16 samples is 320)', async () => {
+    const ps = Array.from({ length: 320 }, (_, i) => prompts[i % prompts.length]!);
+    const rollouts = await sample(ps, ps.map((_, i) => i), 2);
+    expect(rollouts).toHaveLength(320);
+    expect(rollouts.every((r) => r.response.length >= 1 && r.response.length <= 2)).toBe(true);
+  });
+
   it('samples one response per prompt within maxNewTokens, ended by an EOS token (no text) or by length', async () => {
     const maxNewTokens = 40;
     const eos = new Set(ck.generation.eosTokenIds);

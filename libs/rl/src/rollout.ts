@@ -34,7 +34,9 @@ export function createRolloutEngine(ck: Pick<Checkpoint, 'spec' | 'tokenizer' | 
       blockSize,
       threads: opts.threads,
       maxModelLen: opts.maxModelLen,
-      engine: { maxSeqs: opts.maxSeqs, maxBatchTokens: Math.max(2048, opts.maxSeqs), maxWaiting: Math.max(256, opts.maxSeqs), enablePrefixCaching: true },
+      // One generate call queues its whole batch at once (an eval's prompts x samples, a PPO rollout batch): no
+      // waiting limit, which only protects a served engine from more clients than it can queue.
+      engine: { maxSeqs: opts.maxSeqs, maxBatchTokens: Math.max(2048, opts.maxSeqs), maxWaiting: Number.MAX_SAFE_INTEGER, enablePrefixCaching: true },
     },
   );
   let n = 0;
