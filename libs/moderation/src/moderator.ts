@@ -23,7 +23,7 @@ import { LinearClassifier } from './linear.classifier';
 import { decide, type PolicyDecision, type ResolvedPolicy } from './moderation.policy';
 import { extractFeatures } from './ngram.features';
 import { detectPii } from './pii.detectors';
-import { canonicalize } from './text.normalize';
+import { canonicalize, type CanonicalText } from './text.normalize';
 
 /** Subcategory → parent, as in OpenAI's taxonomy. */
 export const PARENT_CATEGORY: Partial<Record<ModerationCategory, ModerationCategory>> = {
@@ -82,9 +82,11 @@ export class Moderator {
     this.headIndex = parts.classifier.heads.flatMap((h, i) => (known.has(h) ? [[h as AnyModerationCategory, i] as [AnyModerationCategory, number]] : []));
   }
 
-  /** Scores of every category for one text, with the rule matches and PII spans behind them. */
-  analyze(text: string): Analysis {
-    const canonical = canonicalize(text);
+  /**
+   * Scores of every category for one text, with the rule matches and PII spans behind them. A caller that already
+   * canonicalised the text (the stream checker, which also reads its tail) passes that in rather than paying twice.
+   */
+  analyze(text: string, canonical: CanonicalText = canonicalize(text)): Analysis {
     const scores = zeroScores();
     const classifierScores: Partial<CategoryScores> = {};
     const probs = this.classifier.predict(extractFeatures(canonical, this.classifier.meta.buckets));

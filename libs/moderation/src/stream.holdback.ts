@@ -12,10 +12,8 @@ import type { ModerationDirection } from '@flywheel/contracts';
 import type { StreamLeads } from './lexicon.rules';
 import { blocks } from './moderation.policy';
 import type { Moderator } from './moderator';
-import { canonicalize } from './text.normalize';
+import type { CanonicalText } from './text.normalize';
 
-/** Characters of the tail looked at: longer than any term, pattern span or PII entity we hold for. */
-const TAIL_CHARS = 256;
 const CJK = /[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]/u;
 
 export class StreamHoldback {
@@ -32,16 +30,16 @@ export class StreamHoldback {
 
   /**
    * Offset (UTF-16, into `text`) from which the text must still be held back; text.length when nothing needs to
-   * be, null when a pattern's start cannot be read (the caller keeps its fixed hold-back).
+   * be, null when a pattern's start cannot be read (the caller keeps its fixed hold-back). `window` is the tail the
+   * caller just analysed: where it starts in `text` (at a word start) and its canonical form, reused here. It
+   * reaches back further than any term, pattern span or PII entity this holds for.
    */
-  holdFrom(text: string): number | null {
+  holdFrom(text: string, window: { start: number; canonical: CanonicalText }): number | null {
     if (this.leads.patternLeads === null) return null;
     let from = text.length;
-    let base = Math.max(0, text.length - TAIL_CHARS);
-    // Start the tail at a whitespace so the first token is whole (a cut word could look like a term's prefix).
-    while (base > 0 && !/\s/.test(text[base - 1]!)) base--;
+    const base = window.start;
     const tail = text.slice(base);
-    const canonical = canonicalize(tail);
+    const canonical = window.canonical;
     const tokens = canonical.tokens;
     const at = (offset: number) => base + offset;
     const endsInSpace = /\s$/.test(tail);

@@ -18,6 +18,7 @@ import type { AnyModerationCategory, ModerationDirection, PiiEntity, RuleMatch }
 import { blocks } from './moderation.policy';
 import { PARENT_CATEGORY, type Analysis, type Moderator, type TextVerdict } from './moderator';
 import { StreamHoldback } from './stream.holdback';
+import { canonicalize } from './text.normalize';
 
 /** The hold-back rules are compiled once per moderator and direction (a stream is opened per choice). */
 const holdbacks = new WeakMap<Moderator, Map<ModerationDirection, StreamHoldback>>();
@@ -103,7 +104,9 @@ export class StreamModerator {
     const before = this.accumulated.length;
     this.accumulated += delta;
     const start = this.windowStart(before);
-    const analysis = shift(this.moderator.analyze(this.accumulated.slice(start)), start);
+    const window = this.accumulated.slice(start);
+    const canonical = canonicalize(window);
+    const analysis = shift(this.moderator.analyze(window, canonical), start);
     this.remember(analysis);
     const verdict = this.moderator.verdict(analysis, this.direction);
     if (verdict.decision.action === 'block') {
@@ -116,7 +119,7 @@ export class StreamModerator {
     }
     // Never more than holdbackChars back; less where nothing in the tail could still start a blocking match.
     const fixed = this.accumulated.length - this.holdbackChars;
-    const suspicious = this.holdback.holdFrom(this.accumulated);
+    const suspicious = this.holdback.holdFrom(this.accumulated, { start, canonical });
     let upTo = Math.max(this.released, suspicious === null ? fixed : Math.max(fixed, suspicious));
     if (upTo > this.released && upTo < this.accumulated.length && isHighSurrogate(this.accumulated.charCodeAt(upTo - 1))) upTo--;
     const release = this.accumulated.slice(this.released, upTo);

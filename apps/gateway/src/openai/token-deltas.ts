@@ -12,9 +12,10 @@ export function mergeDeltas(deltas: readonly TokenDelta[]): TokenDelta[] {
   for (const d of deltas) {
     const last = open.get(d.choice);
     if (last && last.finishReason === undefined && (last.logprobs === undefined) === (d.logprobs === undefined)) {
+      // `last` is our own copy (below), so it grows in place.
       last.text += d.text;
-      last.tokenIds = [...last.tokenIds, ...d.tokenIds];
-      if (last.logprobs && d.logprobs) last.logprobs = [...last.logprobs, ...d.logprobs];
+      last.tokenIds.push(...d.tokenIds);
+      if (last.logprobs && d.logprobs) last.logprobs.push(...d.logprobs);
       if (d.finishReason !== undefined) last.finishReason = d.finishReason;
       continue;
     }
