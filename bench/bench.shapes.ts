@@ -1,6 +1,7 @@
 /**
- * What the benchmarks share: the SmolLM2-135M hyperparameters our speed targets are stated for (a model people serve), and the
- * seeded random weights they run on (a fast xorshift fill, so generating 135M weights takes about a second).
+ * What the benchmarks share: the SmolLM2-135M hyperparameters our speed targets are stated for (a model people serve), the
+ * seeded random weights they run on (a fast xorshift fill, so generating 135M weights takes about a second), and the
+ * check of their numeric options.
  */
 import { expectedWeightShapes, Xorshift32, type ModelSpec } from '../libs/kernels/src';
 
@@ -32,4 +33,11 @@ export function randomWeights(spec: ModelSpec, seed: number): Map<string, Float3
     weights.set(name, a);
   }
   return weights;
+}
+
+/** A numeric option's value: a positive integer, or an error naming the option. */
+export function positiveInt(v: string | undefined, name: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
+  return n;
 }

@@ -24,7 +24,7 @@ import {
   nativeInfo,
 } from '../libs/kernels/src';
 import type { KvCacheHandle, ModelHandle, WeightDtype } from '../libs/kernels/src';
-import { randomWeights, SMOLLM2_135M } from './bench.shapes';
+import { positiveInt, randomWeights, SMOLLM2_135M } from './bench.shapes';
 
 const BLOCK_SIZE = 16;
 const BATCHES = [1, 4, 16];
@@ -39,11 +39,6 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = { dtypes: ['f32', 'bf16'], threads: undefined, decodeTokens: 128, prompt: 16, prefill: 512 };
-  const int = (v: string | undefined, name: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
-    return n;
-  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') continue;
@@ -52,10 +47,10 @@ function parseArgs(argv: string[]): Options {
       if (v === 'both') opts.dtypes = ['f32', 'bf16'];
       else if (v === 'f32' || v === 'bf16') opts.dtypes = [v];
       else throw new Error('--dtype must be f32, bf16 or both');
-    } else if (a === '--threads') opts.threads = int(argv[++i], '--threads');
-    else if (a === '--decode-tokens') opts.decodeTokens = int(argv[++i], '--decode-tokens');
-    else if (a === '--prompt') opts.prompt = int(argv[++i], '--prompt');
-    else if (a === '--prefill') opts.prefill = int(argv[++i], '--prefill');
+    } else if (a === '--threads') opts.threads = positiveInt(argv[++i], '--threads');
+    else if (a === '--decode-tokens') opts.decodeTokens = positiveInt(argv[++i], '--decode-tokens');
+    else if (a === '--prompt') opts.prompt = positiveInt(argv[++i], '--prompt');
+    else if (a === '--prefill') opts.prefill = positiveInt(argv[++i], '--prefill');
     else throw new Error(`unknown argument ${a}`);
   }
   return opts;

@@ -25,7 +25,7 @@ import {
   type TrainBatch,
 } from '../libs/kernels/src';
 import { createRewardScorer, loadCheckpoint, rewardInputIds, type Checkpoint, type RewardScorer } from '../libs/model/src';
-import { randomWeights, SMOLLM2_135M } from './bench.shapes';
+import { positiveInt, randomWeights, SMOLLM2_135M } from './bench.shapes';
 
 const SETUPS = ['reward', 'ppo', 'reward-scorer'] as const;
 type Setup = (typeof SETUPS)[number];
@@ -41,17 +41,12 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = { batch: 4, seqLen: 128, threads: undefined, json: false, child: null };
-  const int = (v: string | undefined, name: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
-    return n;
-  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') opts.json = true;
-    else if (a === '--batch') opts.batch = int(argv[++i], '--batch');
-    else if (a === '--seq-len') opts.seqLen = int(argv[++i], '--seq-len');
-    else if (a === '--threads') opts.threads = int(argv[++i], '--threads');
+    else if (a === '--batch') opts.batch = positiveInt(argv[++i], '--batch');
+    else if (a === '--seq-len') opts.seqLen = positiveInt(argv[++i], '--seq-len');
+    else if (a === '--threads') opts.threads = positiveInt(argv[++i], '--threads');
     else if (a === '--child') opts.child = { setup: argv[++i] as Setup | 'none', mode: argv[++i] as Mode };
     else throw new Error(`unknown option ${a}; usage: frozen-memory.bench [--json] [--batch N] [--seq-len N] [--threads N]`);
   }

@@ -24,7 +24,7 @@ import {
 import type { ModelSpec, WeightMap } from '../libs/kernels/src';
 import { loadCheckpoint } from '../libs/model/src';
 import { measurePeakFlops } from '../libs/train/src';
-import { randomWeights, SMOLLM2_135M } from './bench.shapes';
+import { positiveInt, randomWeights, SMOLLM2_135M } from './bench.shapes';
 
 
 interface Options {
@@ -36,17 +36,12 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = { threads: undefined, seqLen: 256, steps: 3, json: false };
-  const int = (v: string | undefined, name: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
-    return n;
-  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') opts.json = true;
-    else if (a === '--threads') opts.threads = int(argv[++i], '--threads');
-    else if (a === '--seq-len') opts.seqLen = int(argv[++i], '--seq-len');
-    else if (a === '--steps') opts.steps = int(argv[++i], '--steps');
+    else if (a === '--threads') opts.threads = positiveInt(argv[++i], '--threads');
+    else if (a === '--seq-len') opts.seqLen = positiveInt(argv[++i], '--seq-len');
+    else if (a === '--steps') opts.steps = positiveInt(argv[++i], '--steps');
     else throw new Error(`unknown option ${a}; usage: train.bench [--json] [--threads N] [--seq-len N] [--steps N]`);
   }
   return opts;
