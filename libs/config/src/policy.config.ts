@@ -22,6 +22,8 @@ export interface PolicyConfig extends CommonConfig {
     /** 0 = the model's max_position_embeddings. */
     maxModelLen: number;
     version: string;
+    /** How the model writes tool calls; 'auto' = detected from its chat template (Hermes when it does not say). */
+    toolCallFormat: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
   };
 }
 
@@ -35,6 +37,7 @@ export const policyEnvSchema = z.object({
   FLYWHEEL_MAX_WAITING: intVar(256, 0, 1_000_000),
   FLYWHEEL_MAX_MODEL_LEN: intVar(0, 0, 10_000_000),
   FLYWHEEL_POLICY_VERSION: stringVar('base'),
+  FLYWHEEL_TOOL_CALL_FORMAT: enumVar(['auto', 'hermes', 'llama3_json', 'mistral'] as const, 'auto'),
 });
 
 export function loadPolicyConfig(env: Env): PolicyConfig {
@@ -51,6 +54,7 @@ export function loadPolicyConfig(env: Env): PolicyConfig {
       maxWaiting: p.FLYWHEEL_MAX_WAITING,
       maxModelLen: p.FLYWHEEL_MAX_MODEL_LEN,
       version: p.FLYWHEEL_POLICY_VERSION,
+      toolCallFormat: p.FLYWHEEL_TOOL_CALL_FORMAT,
     },
   };
 }
@@ -65,4 +69,9 @@ export const POLICY_ENV_DOCS: ReadonlyArray<{ name: string; default: string; mea
   { name: 'FLYWHEEL_MAX_WAITING', default: '256', meaning: 'most requests queued; beyond it the policy answers overloaded (HTTP 429)' },
   { name: 'FLYWHEEL_MAX_MODEL_LEN', default: "0 (the model's)", meaning: 'context length served (prompt + completion)' },
   { name: 'FLYWHEEL_POLICY_VERSION', default: 'base', meaning: 'policy version reported with every completion until the RL loop promotes one' },
+  {
+    name: 'FLYWHEEL_TOOL_CALL_FORMAT',
+    default: 'auto',
+    meaning: "how the model writes tool calls: hermes (<tool_call>{...}</tool_call>), llama3_json or mistral ([TOOL_CALLS]); auto = from the chat template, else hermes",
+  },
 ];

@@ -9,6 +9,7 @@ export * from './trainer.schemas';
 export * from './policy.schemas';
 export * from './moderation.schemas';
 export * from './openai.schemas';
+export * from './json-schema.support';
 export * from './completion-record.schemas';
 export * from './feedback.schemas';
 export * from './admin.schemas';

@@ -53,15 +53,59 @@ export const chatContentPartSchema = z.object({
   text: z.string(),
 });
 
+/** An assistant turn's call, as OpenAI sends it back in the history (arguments: a JSON string). */
+export const chatRequestToolCallSchema = z.object({
+  id: z.string().min(1),
+  type: z.literal('function'),
+  function: z.object({ name: z.string().min(1), arguments: z.string() }),
+});
+
 export const chatRequestMessageSchema = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
   content: z.union([z.string(), z.array(chatContentPartSchema)]).nullish(),
   name: z.string().nullish(),
-  tool_calls: z.array(z.unknown()).nullish(),
+  tool_calls: z.array(chatRequestToolCallSchema).nullish(),
   function_call: z.unknown().optional(),
   tool_call_id: z.string().nullish(),
+  /** Sent back by some clients with an assistant turn; it changes nothing here. */
+  refusal: z.string().nullish(),
 });
 export type ChatRequestMessage = z.infer<typeof chatRequestMessageSchema>;
+
+/** OpenAI's function-name rule. */
+const functionNameSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, underscores or dashes');
+
+export const chatRequestToolSchema = z.object({
+  type: z.literal('function', { error: "only tools of type 'function' are supported" }),
+  function: z.object({
+    name: functionNameSchema,
+    description: z.string().nullish(),
+    /** A JSON Schema object; absent = no parameters. Checked by checkJsonSchema (400 naming the keyword). */
+    parameters: z.record(z.string(), z.unknown()).nullish(),
+    strict: z.boolean().nullish(),
+  }),
+});
+export type ChatRequestTool = z.infer<typeof chatRequestToolSchema>;
+
+export const toolChoiceSchema = z.union([
+  z.enum(['none', 'auto', 'required']),
+  z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) }),
+]);
+
+export const responseFormatSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    json_schema: z.object({
+      name: functionNameSchema,
+      description: z.string().nullish(),
+      /** Absent: any JSON object. */
+      schema: z.record(z.string(), z.unknown()).nullish(),
+      strict: z.boolean().nullish(),
+    }),
+  }),
+]);
 
 export const chatCompletionRequestSchema = z.strictObject({
   ...samplingFields,
@@ -69,10 +113,9 @@ export const chatCompletionRequestSchema = z.strictObject({
   max_completion_tokens: z.number().int().positive().nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
-  response_format: z.looseObject({ type: z.string() }).nullish(),
-  /** Unsupported until tool calling lands: present and non-empty → 400 naming the parameter. */
-  tools: z.array(z.unknown()).nullish(),
-  tool_choice: z.unknown().optional(),
+  response_format: responseFormatSchema.nullish(),
+  tools: z.array(chatRequestToolSchema).max(128).nullish(),
+  tool_choice: toolChoiceSchema.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
   functions: z.array(z.unknown()).nullish(),
   function_call: z.unknown().optional(),
@@ -138,8 +181,23 @@ export interface DetokenizeResponse {
 
 // ---- responses -------------------------------------------------------------------------------------
 
-/** content_filter: output moderation cut the choice; the text ends before the blocked span. */
-export type OpenAiFinishReason = 'stop' | 'length' | 'content_filter';
+/** content_filter: output moderation cut the choice; the text ends before the blocked span. tool_calls: it called tools. */
+export type OpenAiFinishReason = 'stop' | 'length' | 'content_filter' | 'tool_calls';
+
+/** A parsed tool call in a response (arguments: the JSON text the model wrote). */
+export interface ChatToolCallOut {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** One streamed fragment of a tool call: the first carries id, type and name; the rest argument text. */
+export interface ChatToolCallDelta {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function?: { name?: string; arguments?: string };
+}
 
 export interface OpenAiUsage {
   prompt_tokens: number;
@@ -168,7 +226,7 @@ export interface ChatCompletion {
   system_fingerprint: string;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string; refusal: null };
+    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ChatToolCallOut[] };
     logprobs: ChatChoiceLogprobs | null;
     finish_reason: OpenAiFinishReason;
   }>;
@@ -183,7 +241,7 @@ export interface ChatCompletionChunk {
   system_fingerprint: string;
   choices: Array<{
     index: number;
-    delta: { role?: 'assistant'; content?: string; refusal?: null };
+    delta: { role?: 'assistant'; content?: string; refusal?: null; tool_calls?: ChatToolCallDelta[] };
     logprobs: ChatChoiceLogprobs | null;
     finish_reason: OpenAiFinishReason | null;
   }>;

@@ -5,19 +5,76 @@
  */
 import { z } from 'zod';
 
+/** A call the assistant made, as chat templates receive it (arguments parsed from OpenAI's JSON string). */
+export const chatToolCallSchema = z.object({
+  id: z.string(),
+  type: z.literal('function'),
+  function: z.object({ name: z.string(), arguments: z.unknown() }),
+});
+export type ChatToolCall = z.infer<typeof chatToolCallSchema>;
+
 export const chatMessageSchema = z.object({
   role: z.enum(['system', 'user', 'assistant']),
   content: z.string(),
 });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
+/** A turn of a generate request's chat: the plain roles, plus tool calls and tool results. */
+export const promptMessageSchema = z.object({
+  role: z.enum(['system', 'user', 'assistant', 'tool']),
+  content: z.string(),
+  /** Assistant turns that called tools. */
+  tool_calls: z.array(chatToolCallSchema).optional(),
+  /** Tool turns: the call they answer, and the function's name. */
+  tool_call_id: z.string().optional(),
+  name: z.string().optional(),
+});
+export type PromptMessage = z.infer<typeof promptMessageSchema>;
+
+/** A function the model may call, as transformers passes `tools` to a chat template. */
+export const chatToolSchema = z.object({
+  type: z.literal('function'),
+  function: z.object({
+    name: z.string(),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()),
+  }),
+});
+export type ChatTool = z.infer<typeof chatToolSchema>;
+
+/**
+ * How a model family writes tool calls: Hermes `<tool_call>{...}</tool_call>` (Qwen, SmolLM3, and the default for
+ * templates that do not say), Llama 3.x JSON (`<|python_tag|>` optional), Mistral `[TOOL_CALLS][...]`.
+ */
+export const toolCallFormatSchema = z.enum(['hermes', 'llama3_json', 'mistral']);
+export type ToolCallFormat = z.infer<typeof toolCallFormatSchema>;
+
+/**
+ * What the sampler must keep to (structured outputs): any JSON object, a JSON schema (checked by
+ * checkJsonSchema), or tool calls in the policy's format ('auto': text, or calls once the model opens one;
+ * 'required': only calls, at least one). A named tool_choice is 'required' with that one tool.
+ */
+export const outputConstraintSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('json_object') }),
+  z.object({ kind: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()), strict: z.boolean().default(true) }),
+  z.object({
+    kind: z.literal('tool_calls'),
+    tools: z.array(z.object({ name: z.string().min(1), parameters: z.record(z.string(), z.unknown()) })).min(1),
+    mode: z.enum(['auto', 'required']),
+    parallel: z.boolean().default(true),
+  }),
+]);
+export type OutputConstraint = z.infer<typeof outputConstraintSchema>;
+
 export const generateInputSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('text'), text: z.string(), addSpecialTokens: z.boolean().default(true) }),
   z.object({
     kind: z.literal('chat'),
-    messages: z.array(chatMessageSchema).min(1),
+    messages: z.array(promptMessageSchema).min(1),
     /** Extra variables for the chat template render (vLLM's chat_template_kwargs, e.g. enable_thinking). */
     templateKwargs: z.record(z.string(), z.unknown()).optional(),
+    /** The request's tools, rendered into the prompt by the template (or the Hermes preamble when it has none). */
+    tools: z.array(chatToolSchema).optional(),
   }),
   z.object({ kind: z.literal('tokens'), tokenIds: z.array(z.number().int().nonnegative()).min(1) }),
 ]);
@@ -61,6 +118,8 @@ export const generateRequestSchema = z.object({
   sampling: samplingParamsSchema.prefault({}),
   /** Echo the prompt text in the start frame (completions `echo`). */
   echo: z.boolean().default(false),
+  /** Structured output: the sampler only draws tokens that keep the output valid. */
+  constraint: outputConstraintSchema.optional(),
 });
 export type GenerateRequest = z.infer<typeof generateRequestSchema>;
 export type GenerateRequestInput = z.input<typeof generateRequestSchema>;
@@ -127,6 +186,8 @@ export const policyInfoSchema = z.object({
   dtype: z.enum(['f32', 'bf16']),
   instanceId: z.string(),
   hasChatTemplate: z.boolean(),
+  /** How this model writes tool calls (detected from its chat template, or configured); the gateway parses by it. */
+  toolCallFormat: toolCallFormatSchema.default('hermes'),
 });
 export type PolicyInfo = z.infer<typeof policyInfoSchema>;
 
@@ -138,7 +199,8 @@ export const tokenizeRequestPayloadSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('text'), text: z.string(), addSpecialTokens: z.boolean().default(true) }),
   z.object({
     kind: z.literal('chat'),
-    messages: z.array(chatMessageSchema).min(1),
+    messages: z.array(promptMessageSchema).min(1),
+    tools: z.array(chatToolSchema).optional(),
     addGenerationPrompt: z.boolean().default(true),
     addSpecialTokens: z.boolean().default(false),
     templateKwargs: z.record(z.string(), z.unknown()).default({}),

@@ -6,3 +6,4 @@
 export * from './loading';
 export * from './engine';
 export * from './scoring';
+export * from './grammar';

@@ -213,15 +213,18 @@ export class GenerationService {
     const finishReason = delta.finishReason;
     if (finishReason === undefined || state.choiceOf(sub.promptIndex, delta.choice).finishReason !== null) return;
     const choice = state.onFinish(sub.promptIndex, { ...delta, finishReason });
-    this.release(choice, choice.gate.end(), state, writer, sink, ctx);
+    this.release(choice, choice.gate.end(), state, writer, sink, ctx, true);
     this.finished(sub, choice, state, writer, sink);
   }
 
-  private release(choice: ChoiceState, step: GateStep, state: CompletionState, writer: ChunkWriter | null, sink: ResponseSink, ctx: RequestContext) {
-    state.release(choice, step);
+  /** `end`: the choice's last release (the tool-call parser gives back what it held). */
+  private release(choice: ChoiceState, step: GateStep, state: CompletionState, writer: ChunkWriter | null, sink: ResponseSink, ctx: RequestContext, end = false) {
+    const parsed = state.release(choice, step, end);
     if (!writer) return;
-    if (step.text === '' && (state.plan.logprobs === 'none' || step.logprobs.length === 0)) return;
-    sink.event(writer.content(choice, step));
+    if (parsed === null && step.text === '' && (state.plan.logprobs === 'none' || step.logprobs.length === 0)) return;
+    const chunk = writer.content(choice, step, parsed);
+    if (chunk === null) return;
+    sink.event(chunk);
     if (state.firstContentAt === null && step.text !== '') {
       state.firstContentAt = performance.now();
       this.metrics.timeToFirstToken.observe({ endpoint: ENDPOINT_ROUTE[state.plan.endpoint] }, (state.firstContentAt - ctx.startedAt) / 1000);

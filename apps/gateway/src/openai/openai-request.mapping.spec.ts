@@ -10,6 +10,7 @@ const info: PolicyInfo = {
   dtype: 'f32',
   instanceId: 'policy-1',
   hasChatTemplate: true,
+  toolCallFormat: 'hermes',
 };
 const ids = { id: 'chatcmpl-x', created: 1 };
 const chat = (extra: object) => planChatCompletion(parseChatCompletionBody({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], ...extra }), info, ids);
@@ -61,15 +62,23 @@ describe('chat request mapping', () => {
 
   it.each([
     [{ model: 'other' }, 404, 'model'],
-    [{ tools: [{}] }, 400, 'tools'],
+    [{ tools: [{}] }, 400, 'tools[0].type'],
+    [{ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'number', multipleOf: 2 } } } } }] }, 400, 'tools[0].function.parameters.properties.a.multipleOf'],
+    [{ tools: [{ type: 'function', function: { name: 'bad name' } }] }, 400, 'tools[0].function.name'],
+    [{ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 400, 'tool_choice.function.name'],
+    [{ tool_choice: 'required' }, 400, 'tool_choice'],
+    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { not: {} } } } } } }, 400, 'response_format.json_schema.schema.properties.a.not'],
+    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'strnig' } } } }, 400, 'response_format.json_schema.schema.type'],
+    [{ response_format: { type: 'json_object' }, tools: [{ type: 'function', function: { name: 'f' } }] }, 400, 'response_format'],
+    [{ messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{nope' } }] }] }, 400, 'messages[0].tool_calls[0].function.arguments'],
     [{ tool_choice: 'required' }, 400, 'tool_choice'],
     [{ functions: [{}] }, 400, 'functions'],
-    [{ response_format: { type: 'json_schema' } }, 400, 'response_format.type'],
+    [{ response_format: { type: 'json_schema' } }, 400, 'response_format.json_schema'],
     [{ top_logprobs: 2 }, 400, 'top_logprobs'],
     [{ stream_options: { include_usage: true } }, 400, 'stream_options'],
     [{ logit_bias: { '512': 1 } }, 400, 'logit_bias'],
     [{ max_tokens: 512 }, 400, 'max_tokens'],
-    [{ messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }] }, 400, 'messages[0].role'],
+    [{ messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }] }, 400, 'messages[0].tool_call_id'],
     [{ messages: [{ role: 'assistant', content: null }] }, 400, 'messages[0].content'],
   ])('refuses %j with %i naming %s', (extra, status, param) => {
     expect(() => chat(extra)).toThrow(expect.objectContaining({ status, param }));

@@ -12,8 +12,10 @@ import {
   type CompletionRequest,
   type GenerateRequestInput,
   type PolicyInfo,
+  type ToolCallFormat,
 } from '@flywheel/contracts';
 import { fromZodError, OpenAiError, type PromptParam } from '../http/openai-error';
+import { planAgentParts } from './structured-output.plan';
 
 export type Endpoint = 'chat.completions' | 'completions';
 
@@ -34,7 +36,10 @@ export interface GenerationPlan {
   /** Chat: token logprobs objects; completions: the legacy arrays; none: not asked. */
   logprobs: 'none' | 'chat' | 'completions';
   requests: GenerateRequestInput[];
+  /** Chat turns as plain text (tool calls and results written out): what moderation reads and the record keeps. */
   messages: ChatMessage[] | null;
+  /** Tool calls are parsed out of the output in this format; null when the request offered no tools. */
+  toolCallFormat: ToolCallFormat | null;
   prompts: Array<string | number[]> | null;
   user: string | null;
   /** The validated body, for the completion record. */
@@ -157,30 +162,11 @@ function samplingOf(req: SharedRequest, info: PolicyInfo, maxTokens: { value: nu
   };
 }
 
-/** OpenAI chat messages as the policy's (text only; tool and function turns refused, naming the field). */
-export function chatMessagesOf(req: Pick<ChatCompletionRequest, 'messages'>): ChatMessage[] {
-  return req.messages.map((m, i) => {
-    if (m.role === 'tool' || m.role === 'function') {
-      throw unsupported(`messages[${i}].role`, `'${m.role}' messages need tool calling, which is not available`);
-    }
-    if (m.tool_calls != null && m.tool_calls.length > 0) throw unsupported(`messages[${i}].tool_calls`, 'tool calling is not available');
-    if (m.function_call != null) throw unsupported(`messages[${i}].function_call`, 'function calling is not available');
-    if (m.content == null) throw OpenAiError.invalid(`Missing required parameter: 'messages[${i}].content'.`, `messages[${i}].content`);
-    const content = typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('\n');
-    return { role: m.role === 'developer' ? 'system' : m.role, content };
-  });
-}
-
 export function planChatCompletion(req: ChatCompletionRequest, info: PolicyInfo, ids: { id: string; created: number }): GenerationPlan {
   sharedChecks(req);
   checkModel(req.model, info);
-  if (req.tools != null && req.tools.length > 0) throw unsupported('tools', 'tool calling is not available');
-  if (req.tool_choice != null && req.tool_choice !== 'none') throw unsupported('tool_choice', 'tool calling is not available');
-  if (req.functions != null && req.functions.length > 0) throw unsupported('functions', 'function calling is not available');
-  if (req.function_call != null && req.function_call !== 'none') throw unsupported('function_call', 'function calling is not available');
-  if (req.response_format != null && req.response_format.type !== 'text') {
-    throw unsupported('response_format.type', `only 'text' is supported (got '${req.response_format.type}')`);
-  }
+  if (req.functions != null && req.functions.length > 0) throw unsupported('functions', "the deprecated function-calling API is not available; use 'tools'");
+  if (req.function_call != null && req.function_call !== 'none') throw unsupported('function_call', "the deprecated function-calling API is not available; use 'tool_choice'");
   if (req.modalities != null && req.modalities.some((m) => m !== 'text')) throw unsupported('modalities', "only 'text' is supported");
   if ((req.top_logprobs ?? 0) > 0 && req.logprobs !== true) {
     throw OpenAiError.invalid("'top_logprobs' requires 'logprobs' to be true.", 'top_logprobs');
@@ -188,13 +174,15 @@ export function planChatCompletion(req: ChatCompletionRequest, info: PolicyInfo,
   if (!info.hasChatTemplate) {
     throw OpenAiError.invalid(`The model \`${info.model}\` has no chat template; use /v1/completions with a prompt.`, 'messages', 'no_chat_template');
   }
-  const messages = chatMessagesOf(req);
+  const agent = planAgentParts(req, info);
   const maxTokens =
     req.max_completion_tokens != null
       ? { value: req.max_completion_tokens, param: 'max_completion_tokens' }
       : { value: req.max_tokens ?? null, param: 'max_tokens' };
   const logprobs = req.logprobs === true;
   const sampling = samplingOf(req, info, maxTokens, logprobs, logprobs ? (req.top_logprobs ?? 0) : 0);
+  // Mistral's [TOOL_CALLS] is a special token: its text must stay in the output for the parser to see it.
+  if (agent.toolCallFormat === 'mistral' && req.skip_special_tokens == null) sampling.skipSpecialTokens = false;
   return {
     endpoint: 'chat.completions',
     promptParam: 'messages',
@@ -209,12 +197,19 @@ export function planChatCompletion(req: ChatCompletionRequest, info: PolicyInfo,
     requests: [
       {
         requestId: ids.id,
-        input: { kind: 'chat', messages, ...(req.chat_template_kwargs != null ? { templateKwargs: req.chat_template_kwargs } : {}) },
+        input: {
+          kind: 'chat',
+          messages: agent.messages,
+          ...(agent.tools ? { tools: agent.tools } : {}),
+          ...(req.chat_template_kwargs != null ? { templateKwargs: req.chat_template_kwargs } : {}),
+        },
         sampling,
         echo: false,
+        ...(agent.constraint ? { constraint: agent.constraint } : {}),
       },
     ],
-    messages,
+    messages: agent.plainMessages,
+    toolCallFormat: agent.toolCallFormat,
     prompts: null,
     user: req.user ?? null,
     body: { ...req },
@@ -267,6 +262,7 @@ export function planCompletion(req: CompletionRequest, info: PolicyInfo, ids: { 
       echo,
     })),
     messages: null,
+    toolCallFormat: null,
     prompts,
     user: req.user ?? null,
     body: { ...req },

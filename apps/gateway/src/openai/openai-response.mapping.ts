@@ -9,6 +9,8 @@ import type {
   ChatCompletion,
   ChatCompletionChunk,
   ChatTokenLogprob,
+  ChatToolCallDelta,
+  ChatToolCallOut,
   CompletionLogprobs,
   CompletionModeration,
   CompletionRecord,
@@ -22,6 +24,7 @@ import type {
 } from '@flywheel/contracts';
 import type { GateStep, OutputGate } from '../moderation/output-gate';
 import type { GenerationPlan } from './openai-request.mapping';
+import { ToolCallStream, type ParsedStep } from './tool-calls.parser';
 
 type Frame<T extends GenerateFrame['type']> = Extract<GenerateFrame, { type: T }>;
 
@@ -33,7 +36,13 @@ export class ChoiceState {
   logprobs: TokenLogprob[] = [];
   /** How many of `logprobs` the gate released (a prefix): what the response carries. */
   releasedLogprobs = 0;
-  finishReason: OpenAiFinishReason | null = null;
+  /** Why the choice ended; 'tool_calls' is derived from it (finished()). */
+  finishReason: Exclude<OpenAiFinishReason, 'tool_calls'> | null = null;
+  /** Requests with tools: released text split into content and calls as it arrives. */
+  readonly tools: ToolCallStream | null;
+  /** The content the client sees when the request has tools (text minus the calls). */
+  content = '';
+  toolCalls: ChatToolCallOut[] = [];
   /** Completions' text_offset of the next token, in UTF-16 units of the returned text. */
   offset = 0;
 
@@ -41,10 +50,31 @@ export class ChoiceState {
     readonly index: number,
     readonly promptIndex: number,
     readonly gate: OutputGate,
-  ) {}
+    toolCallFormat: GenerationPlan['toolCallFormat'] = null,
+  ) {
+    this.tools = toolCallFormat === null ? null : new ToolCallStream(toolCallFormat);
+  }
 
   get sentLogprobs(): TokenLogprob[] {
     return this.logprobs.slice(0, this.releasedLogprobs);
+  }
+
+  /** Feeds released text to the tool-call parser (end: the choice is over); null when the request has no tools. */
+  parseTools(text: string, end: boolean): ParsedStep | null {
+    if (this.tools === null) return null;
+    const step = this.tools.push(text);
+    if (end) {
+      const last = this.tools.end();
+      step.content += last.content;
+      step.deltas.push(...last.deltas);
+    }
+    this.content += step.content;
+    for (const d of step.deltas) {
+      const call = (this.toolCalls[d.index] ??= { id: d.id ?? '', type: 'function', function: { name: '', arguments: '' } });
+      if (d.function?.name !== undefined) call.function.name = d.function.name;
+      if (d.function?.arguments !== undefined) call.function.arguments += d.function.arguments;
+    }
+    return step;
   }
 }
 
@@ -71,7 +101,7 @@ export class CompletionState {
     this.promptTexts = plan.requests.map(() => null);
     this.choices = [];
     for (let p = 0; p < plan.requests.length; p++) {
-      for (let c = 0; c < plan.n; c++) this.choices.push(new ChoiceState(p * plan.n + c, p, moderation.gate()));
+      for (let c = 0; c < plan.n; c++) this.choices.push(new ChoiceState(p * plan.n + c, p, moderation.gate(), plan.toolCallFormat));
     }
   }
 
@@ -107,9 +137,11 @@ export class CompletionState {
     return choice;
   }
 
-  release(choice: ChoiceState, step: GateStep): void {
+  /** Released text reaches the choice (and, with tools, its parser: the returned split of the text). */
+  release(choice: ChoiceState, step: GateStep, end = false): ParsedStep | null {
     choice.text += step.text;
     choice.releasedLogprobs += step.logprobs.length;
+    return choice.parseTools(step.text, end);
   }
 
   /** The policy finished a choice the content filter had not cut. */
@@ -177,7 +209,8 @@ export function completionLogprobsOf(logprobs: readonly TokenLogprob[], choice: 
 // ---- whole responses -------------------------------------------------------------------------------
 
 function finished(choice: ChoiceState): OpenAiFinishReason {
-  return choice.finishReason ?? 'stop';
+  const reason = choice.finishReason ?? 'stop';
+  return reason === 'stop' && choice.toolCalls.length > 0 ? 'tool_calls' : reason;
 }
 
 export function chatCompletionOf(state: CompletionState): ChatCompletion {
@@ -190,7 +223,15 @@ export function chatCompletionOf(state: CompletionState): ChatCompletion {
     system_fingerprint: state.fingerprint,
     choices: state.choices.map((c) => ({
       index: c.index,
-      message: { role: 'assistant', content: c.text, refusal: null },
+      message:
+        c.tools === null
+          ? { role: 'assistant', content: c.text, refusal: null }
+          : {
+              role: 'assistant',
+              content: c.toolCalls.length > 0 && c.content === '' ? null : c.content,
+              refusal: null,
+              ...(c.toolCalls.length > 0 ? { tool_calls: c.toolCalls } : {}),
+            },
       logprobs: plan.logprobs === 'chat' ? chatLogprobsOf(c.sentLogprobs) : null,
       finish_reason: finished(c),
     })),
@@ -263,12 +304,20 @@ export class ChunkWriter {
     return null;
   }
 
-  /** A content chunk of released text and the logprobs of the tokens it completes. */
-  content(choice: ChoiceState, step: GateStep): string {
+  /**
+   * A content chunk of released text and the logprobs of the tokens it completes; with tools, the text's split
+   * (`parsed`): its content and tool-call fragments (null when there is nothing to send).
+   */
+  content(choice: ChoiceState, step: GateStep, parsed: ParsedStep | null = null): string | null {
     const { plan } = this.state;
     if (plan.endpoint === 'chat.completions') {
       const logprobs = plan.logprobs === 'chat' ? chatLogprobsOf(step.logprobs) : null;
-      return this.chat({ index: choice.index, delta: { content: step.text }, logprobs, finish_reason: null });
+      if (parsed === null) return this.chat({ index: choice.index, delta: { content: step.text }, logprobs, finish_reason: null });
+      if (parsed.content === '' && parsed.deltas.length === 0 && (logprobs === null || step.logprobs.length === 0)) return null;
+      const delta: { content?: string; tool_calls?: ChatToolCallDelta[] } = {};
+      if (parsed.content !== '' || parsed.deltas.length === 0) delta.content = parsed.content;
+      if (parsed.deltas.length > 0) delta.tool_calls = parsed.deltas;
+      return this.chat({ index: choice.index, delta, logprobs, finish_reason: null });
     }
     const logprobs = plan.logprobs === 'completions' ? completionLogprobsOf(step.logprobs, choice) : null;
     return this.text({ index: choice.index, text: step.text, logprobs, finish_reason: null });

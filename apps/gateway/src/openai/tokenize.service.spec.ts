@@ -11,6 +11,7 @@ const info: PolicyInfo = {
   dtype: 'f32',
   instanceId: 'policy-1',
   hasChatTemplate: true,
+  toolCallFormat: 'hermes',
 };
 
 describe('tokenize request mapping', () => {

@@ -21,7 +21,8 @@ import {
 import type { GatewayConfig } from '@flywheel/config';
 import { MeshConnection, RECONNECT_RETRY_MS, SERVICE_CONFIG } from '@flywheel/mesh';
 import { fromZodError, OpenAiError, toOpenAiError } from '../http/openai-error';
-import { chatMessagesOf, checkModel } from './openai-request.mapping';
+import { checkModel } from './openai-request.mapping';
+import { promptMessagesOf } from './structured-output.plan';
 import { PolicyClient } from './policy.client';
 
 export function parseTokenizeBody(body: unknown): TokenizeRequest {
@@ -45,7 +46,7 @@ export function tokenizePayloadOf(req: TokenizeRequest, info: PolicyInfo): Token
   }
   return {
     kind: 'chat',
-    messages: chatMessagesOf(req),
+    messages: promptMessagesOf(req),
     addGenerationPrompt: req.add_generation_prompt ?? true,
     addSpecialTokens: req.add_special_tokens ?? false,
     templateKwargs: req.chat_template_kwargs ?? {},

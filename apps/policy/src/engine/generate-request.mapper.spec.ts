@@ -1,7 +1,9 @@
 /** The policy's request mapping: vLLM's sampling extensions onto the engine request, and tokenize/detokenize payloads. */
 import { generateRequestSchema, tokenizeRequestPayloadSchema } from '@flywheel/contracts';
 import { MeshError } from '@flywheel/mesh';
-import { detokenizePayload, promptTokenIds, tokenizePayload, toEngineRequest, type PromptTokenizer } from './generate-request.mapper';
+import { detokenizePayload, promptTokenIds, tokenizePayload, toEngineRequest, type ChatRendering, type PromptTokenizer } from './generate-request.mapper';
+
+const RENDER: ChatRendering = { hasChatTemplate: true, toolCallFormat: 'hermes', templateHandlesTools: false };
 
 /** One id per character (+1), BOS = 0; the chat template writes `[role]content` and the kwargs it was given. */
 const tokenizer: PromptTokenizer = {
@@ -36,18 +38,18 @@ describe('toEngineRequest', () => {
   });
 
   it('renders chat with the request template kwargs', () => {
-    const ids = promptTokenIds({ kind: 'chat', messages: [{ role: 'user', content: 'a' }], templateKwargs: { enable_thinking: false } }, tokenizer, true);
+    const ids = promptTokenIds({ kind: 'chat', messages: [{ role: 'user', content: 'a' }], templateKwargs: { enable_thinking: false } }, tokenizer, RENDER);
     expect(tokenizer.decode(ids)).toBe('[user]a>{"enable_thinking":false}');
   });
 });
 
 describe('tokenize / detokenize payloads', () => {
   it('tokenizes text with BOS by default and chat like a generation prompt', () => {
-    expect(tokenizePayload(tokenizeRequestPayloadSchema.parse({ kind: 'text', text: 'ab' }), tokenizer, true)).toEqual([0, 98, 99]);
+    expect(tokenizePayload(tokenizeRequestPayloadSchema.parse({ kind: 'text', text: 'ab' }), tokenizer, RENDER)).toEqual([0, 98, 99]);
     const messages = [{ role: 'user' as const, content: 'a' }];
     const chat = tokenizeRequestPayloadSchema.parse({ kind: 'chat', messages });
-    expect(tokenizePayload(chat, tokenizer, true)).toEqual(promptTokenIds({ kind: 'chat', messages }, tokenizer, true));
-    expect(() => tokenizePayload(chat, tokenizer, false)).toThrow(MeshError);
+    expect(tokenizePayload(chat, tokenizer, RENDER)).toEqual(promptTokenIds({ kind: 'chat', messages }, tokenizer, RENDER));
+    expect(() => tokenizePayload(chat, tokenizer, { ...RENDER, hasChatTemplate: false })).toThrow(MeshError);
   });
 
   it('detokenizes with special tokens and names an id outside the vocabulary', () => {

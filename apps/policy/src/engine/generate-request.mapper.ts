@@ -4,28 +4,35 @@
  * OpenAI-style and vLLM-extension sampling fields, and answers tokenize/detokenize requests. Pure
  * functions over a tokenizer; no engine, no NATS.
  */
-import type { DetokenizeRequestPayload, GenerateRequest as WireRequest, TokenizeRequestPayload } from '@flywheel/contracts';
+import type { DetokenizeRequestPayload, GenerateRequest as WireRequest, TokenizeRequestPayload, ToolCallFormat } from '@flywheel/contracts';
 import { MeshError } from '@flywheel/mesh';
 import type { GenerateRequest as EngineRequest } from '@flywheel/model';
+import { templateChat, type TemplateMessage } from './tool-prompt';
 
 export interface PromptTokenizer {
   readonly vocabSize: number;
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
-  applyChatTemplate(
-    messages: { role: string; content: string }[],
-    opts?: { addGenerationPrompt?: boolean; variables?: Record<string, unknown> },
-  ): number[];
+  applyChatTemplate(messages: TemplateMessage[], opts?: { addGenerationPrompt?: boolean; variables?: Record<string, unknown> }): number[];
   decode(ids: readonly number[], opts?: { skipSpecialTokens?: boolean }): string;
-  renderChat(messages: { role: string; content: string }[], opts?: { addGenerationPrompt?: boolean; variables?: Record<string, unknown> }): string;
+  renderChat(messages: TemplateMessage[], opts?: { addGenerationPrompt?: boolean; variables?: Record<string, unknown> }): string;
 }
 
-export function promptTokenIds(input: WireRequest['input'], tokenizer: PromptTokenizer, hasChatTemplate: boolean): number[] {
+/** What the served model's template needs to know to render tools (tool-prompt.ts). */
+export interface ChatRendering {
+  hasChatTemplate: boolean;
+  toolCallFormat: ToolCallFormat;
+  templateHandlesTools: boolean;
+}
+
+export function promptTokenIds(input: WireRequest['input'], tokenizer: PromptTokenizer, rendering: ChatRendering): number[] {
   switch (input.kind) {
     case 'text':
       return tokenizer.encode(input.text, { addSpecialTokens: input.addSpecialTokens });
-    case 'chat':
-      if (!hasChatTemplate) throw new MeshError('invalid_payload', 'this model has no chat template; use completions', 'messages');
-      return tokenizer.applyChatTemplate(input.messages, { addGenerationPrompt: true, variables: input.templateKwargs ?? {} });
+    case 'chat': {
+      if (!rendering.hasChatTemplate) throw new MeshError('invalid_payload', 'this model has no chat template; use completions', 'messages');
+      const chat = templateChat(input.messages, input.tools, { format: rendering.toolCallFormat, templateHandlesTools: rendering.templateHandlesTools });
+      return tokenizer.applyChatTemplate(chat.messages, { addGenerationPrompt: true, variables: { ...chat.variables, ...(input.templateKwargs ?? {}) } });
+    }
     case 'tokens': {
       const bad = input.tokenIds.findIndex((id) => id >= tokenizer.vocabSize);
       if (bad >= 0) {
@@ -80,10 +87,11 @@ export function toEngineRequest(req: WireRequest, promptIds: number[], vocabSize
 }
 
 /** policy.tokenize: the ids a prompt or chat would be generated from (chat rendered as for a generation). */
-export function tokenizePayload(req: TokenizeRequestPayload, tokenizer: PromptTokenizer, hasChatTemplate: boolean): number[] {
+export function tokenizePayload(req: TokenizeRequestPayload, tokenizer: PromptTokenizer, rendering: ChatRendering): number[] {
   if (req.kind === 'text') return tokenizer.encode(req.text, { addSpecialTokens: req.addSpecialTokens });
-  if (!hasChatTemplate) throw new MeshError('invalid_payload', 'this model has no chat template; tokenize a prompt instead', 'messages');
-  const text = tokenizer.renderChat(req.messages, { addGenerationPrompt: req.addGenerationPrompt, variables: req.templateKwargs });
+  if (!rendering.hasChatTemplate) throw new MeshError('invalid_payload', 'this model has no chat template; tokenize a prompt instead', 'messages');
+  const chat = templateChat(req.messages, req.tools, { format: rendering.toolCallFormat, templateHandlesTools: rendering.templateHandlesTools });
+  const text = tokenizer.renderChat(chat.messages, { addGenerationPrompt: req.addGenerationPrompt, variables: { ...chat.variables, ...req.templateKwargs } });
   // The template writes BOS itself, so by default the text is encoded without special tokens (as a generation's prompt).
   return tokenizer.encode(text, { addSpecialTokens: req.addSpecialTokens });
 }

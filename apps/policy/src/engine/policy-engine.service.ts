@@ -13,6 +13,7 @@ import type {
   DetokenizeResult,
   GenerateFrame,
   GenerateRequest,
+  OutputConstraint,
   PolicyInfo,
   TokenDelta,
   TokenizeRequestPayload,
@@ -29,18 +30,22 @@ import {
   type ActiveModelSourceLike,
   type ServiceMetrics,
 } from '@flywheel/mesh';
+import { JsonSchemaSupportError } from '@flywheel/contracts';
 import {
   createNativeEngine,
   EngineError,
   loadCheckpoint,
+  StructuredOutputCompiler,
   type Checkpoint,
+  type SequenceConstraint,
   type EngineObserver,
   type EngineStats,
   type NativeEngine,
   type TokenEventStream,
 } from '@flywheel/model';
 import { createEngineMetrics } from './engine.metrics';
-import { detokenizePayload, promptTokenIds, tokenizePayload, toEngineRequest } from './generate-request.mapper';
+import { detokenizePayload, promptTokenIds, tokenizePayload, toEngineRequest, type ChatRendering } from './generate-request.mapper';
+import { detectToolCallFormat, templateHandlesTools } from './tool-prompt';
 
 const KV_BLOCK_TOKENS = 16;
 const KV_AUTO_CAP_BYTES = 1 << 30;
@@ -52,6 +57,9 @@ interface Slot {
   native: NativeEngine;
   maxModelLen: number;
   loadedAt: number;
+  rendering: ChatRendering;
+  /** Built on the first structured-output request (compiling the vocabulary takes a moment on large ones). */
+  grammar: Promise<StructuredOutputCompiler> | null;
 }
 
 const CUMULATIVE = ['preemptions', 'prefixCacheHitBlocks', 'prefixCacheQueriedBlocks', 'promptTokens', 'generationTokens', 'steps'] as const;
@@ -119,6 +127,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     const stats = slot.native.engine.stats();
     for (const k of CUMULATIVE) this.closedTotals[k] += stats[k];
     await slot.native.close();
+    if (slot.grammar) (await slot.grammar.catch(() => null))?.dispose();
   }
 
   private async load(dir: string, version: string): Promise<Slot> {
@@ -136,7 +145,13 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       engine: { maxBatchTokens: Math.max(p.maxBatchTokens, p.maxSeqs), maxSeqs: p.maxSeqs, maxWaiting: p.maxWaiting },
     });
     this.logger.log(`loaded ${checkpoint.id} (${p.dtype}, context ${maxModelLen}) as version ${version} in ${Date.now() - started} ms`);
-    return { version, checkpoint, native, maxModelLen, loadedAt: Math.floor(Date.now() / 1000) };
+    const template = checkpoint.chatTemplate?.source ?? null;
+    const rendering: ChatRendering = {
+      hasChatTemplate: checkpoint.chatTemplate !== null,
+      toolCallFormat: detectToolCallFormat(template, p.toolCallFormat),
+      templateHandlesTools: templateHandlesTools(template),
+    };
+    return { version, checkpoint, native, maxModelLen, loadedAt: Math.floor(Date.now() / 1000), rendering, grammar: null };
   }
 
   /** Auto: room for maxSeqs full contexts, capped so the KV cache stays under 1 GiB. */
@@ -184,17 +199,28 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       dtype: this.config.policy.dtype,
       instanceId: this.config.instanceId,
       hasChatTemplate: checkpoint.chatTemplate !== null,
+      toolCallFormat: this.ready.rendering.toolCallFormat,
     };
   }
 
   /** policy.tokenize with the serving version's tokenizer and chat template. */
   tokenize(req: TokenizeRequestPayload): TokenizeResult {
-    const { checkpoint, maxModelLen } = this.ready;
-    return { tokenIds: tokenizePayload(req, checkpoint.tokenizer, checkpoint.chatTemplate !== null), maxModelLen };
+    const { checkpoint, maxModelLen, rendering } = this.ready;
+    return { tokenIds: tokenizePayload(req, checkpoint.tokenizer, rendering), maxModelLen };
   }
 
   detokenize(req: DetokenizeRequestPayload): DetokenizeResult {
     return { text: detokenizePayload(req, this.ready.checkpoint.tokenizer) };
+  }
+
+  /** One grammar matcher per choice; a schema the grammar cannot enforce is the caller's error (400). */
+  private async constraints(slot: Slot, constraint: OutputConstraint, n: number): Promise<SequenceConstraint[]> {
+    try {
+      return await (await grammarOf(slot)).constraints(constraint, n);
+    } catch (err) {
+      if (err instanceof JsonSchemaSupportError) throw new MeshError('invalid_payload', err.message, err.param);
+      throw new MeshError('invalid_payload', `the output constraint does not compile: ${err instanceof Error ? err.message : String(err)}`, 'constraint');
+    }
   }
 
   cancel(requestId: string): boolean {
@@ -218,8 +244,9 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     const { checkpoint, native } = slot;
     const arrived = performance.now();
     const since = () => Math.round((performance.now() - arrived) * 1000) / 1000;
-    const promptIds = promptTokenIds(req.input, checkpoint.tokenizer, checkpoint.chatTemplate !== null);
+    const promptIds = promptTokenIds(req.input, checkpoint.tokenizer, slot.rendering);
     const engineReq = toEngineRequest(req, promptIds, checkpoint.spec.vocabSize);
+    if (req.constraint) engineReq.constraints = await this.constraints(slot, req.constraint, req.sampling.n);
     let events: TokenEventStream;
     try {
       events = native.engine.generate(engineReq);
@@ -263,6 +290,15 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       timings: { ttftMs, e2eMs: since() },
     };
   }
+}
+
+export function grammarOf(slot: Pick<Slot, 'checkpoint' | 'rendering' | 'grammar'>): Promise<StructuredOutputCompiler> {
+  slot.grammar ??= StructuredOutputCompiler.create(slot.checkpoint.tokenizer.grammarVocab(), {
+    vocabSize: slot.checkpoint.spec.vocabSize,
+    stopTokenIds: slot.checkpoint.generation.eosTokenIds,
+    toolCallFormat: slot.rendering.toolCallFormat,
+  });
+  return slot.grammar;
 }
 
 function asMeshError(err: unknown): unknown {

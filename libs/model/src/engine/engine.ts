@@ -17,6 +17,7 @@ import {
   type FinishReason,
   type GenerateRequest,
   type SamplingParams,
+  type SequenceConstraint,
   type StepRunner,
   type TokenDecoder,
   type TokenEvent,
@@ -77,6 +78,8 @@ class Sequence implements SchedulableSequence {
   lastTokenAt = 0;
   /** Choices still to fork from this one when its prompt prefill completes. */
   pendingForks: Sequence[] = [];
+  /** The allowed-token bitmask of the next sample, computed while the step runs (constrained sequences only). */
+  mask: Int32Array | null = null;
 
   constructor(
     readonly id: number,
@@ -86,6 +89,7 @@ class Sequence implements SchedulableSequence {
     readonly sampler: SequenceSampler,
     readonly detokenizer: IncrementalDetokenizer,
     readonly stopMatcher: StopStringMatcher,
+    readonly constraint: SequenceConstraint | null = null,
   ) {
     this.tokens = [...promptIds];
   }
@@ -201,10 +205,17 @@ export class Engine {
    * InvalidRequestError, ContextLengthExceededError, EngineFullError, EngineClosedError.
    */
   generate(request: GenerateRequest): TokenEventStream {
-    if (this.closed) throw new EngineClosedError('engine is closed');
-    const maxTokens = this.validate(request);
-    if (this.scheduler.waiting.length >= this.config.maxWaiting) {
-      throw new EngineFullError(`engine queue is full (${this.config.maxWaiting} waiting)`);
+    let maxTokens: number;
+    try {
+      if (this.closed) throw new EngineClosedError('engine is closed');
+      maxTokens = this.validate(request);
+      if (this.scheduler.waiting.length >= this.config.maxWaiting) {
+        throw new EngineFullError(`engine queue is full (${this.config.maxWaiting} waiting)`);
+      }
+    } catch (err) {
+      // Refused: the constraints were never ours to keep.
+      for (const c of request.constraints ?? []) c.dispose();
+      throw err;
     }
     const stream = new EventStream(() => this.cancel(request.requestId));
     const state: RequestState = {
@@ -231,6 +242,7 @@ export class Engine {
           new SequenceSampler(request.sampling, seed, choice, request.promptTokenIds),
           new IncrementalDetokenizer(decoder, request.promptTokenIds),
           new StopStringMatcher(request.stop),
+          request.constraints?.[choice] ?? null,
         ),
       );
     }
@@ -300,6 +312,7 @@ export class Engine {
     if (r.minTokens !== undefined && (!Number.isInteger(r.minTokens) || r.minTokens < 0)) throw new InvalidRequestError('min_tokens must be a non-negative integer');
     if (r.minTokens !== undefined && r.maxTokens !== null && r.minTokens > r.maxTokens) throw new InvalidRequestError('min_tokens must be <= max_tokens');
     if (r.maxTokens !== null && (!Number.isInteger(r.maxTokens) || r.maxTokens < 1)) throw new InvalidRequestError('max_tokens must be a positive integer');
+    if (r.constraints !== undefined && r.constraints.length !== r.n) throw new InvalidRequestError(`constraints must hold one per choice (${r.n})`);
     const maxTokens = r.maxTokens ?? this.maxLen - P;
     if (P + maxTokens > this.maxLen || maxTokens < 1) {
       throw new ContextLengthExceededError(
@@ -344,7 +357,9 @@ export class Engine {
             step.copies.map((c) => c.dst),
           );
         }
+        const masks = this.nextMasks(step);
         const logits = await this.runner.run(step.batch);
+        await masks;
         this.scheduler.commit(step);
         this.counters.steps++;
         this.processOutputs(step, logits);
@@ -355,6 +370,21 @@ export class Engine {
       // Let new requests, cancels and consumers run between steps.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+  }
+
+  /**
+   * Starts computing the allowed-token masks of every constrained sequence this step samples (forks included:
+   * they sample from the same row); it runs on this thread while the kernels run on theirs.
+   */
+  private async nextMasks(step: ScheduledStep<Sequence>): Promise<void> {
+    const pending: Promise<void>[] = [];
+    for (const chunk of step.sampledChunks) {
+      for (const seq of [chunk.seq, ...chunk.seq.pendingForks]) {
+        const constraint = seq.constraint;
+        if (constraint !== null && !seq.finished) pending.push(constraint.nextMask().then((m) => void (seq.mask = m)));
+      }
+    }
+    await Promise.all(pending);
   }
 
   private processOutputs(step: ScheduledStep<Sequence>, logits: Float32Array): void {
@@ -379,8 +409,11 @@ export class Engine {
 
   private appendToken(seq: Sequence, logits: Float32Array): void {
     const state = seq.request;
-    const sample = seq.sampler.sample(logits, seq.generated < state.minTokens ? state.stopIds : []);
+    const sample = seq.sampler.sample(logits, seq.generated < state.minTokens ? state.stopIds : [], seq.mask);
     const id = sample.tokenId;
+    // The grammar accepts what its mask allowed; a refusal (a bug) ends the choice rather than derail it.
+    const grammarDone = seq.constraint !== null && (!seq.constraint.accept(id) || seq.constraint.isTerminated());
+    seq.mask = null;
     seq.tokens.push(id);
     seq.generated++;
     this.counters.generationTokens++;
@@ -400,7 +433,7 @@ export class Engine {
     } else {
       const check = seq.stopMatcher.add(seq.detokenizer.push(id));
       text = check.emit;
-      if (check.stopped) finish = 'stop';
+      if (check.stopped || grammarDone) finish = 'stop';
     }
     if (finish === null && (seq.generated >= state.maxTokens || seq.tokens.length >= this.maxLen)) finish = 'length';
     // A stop-string match already cut the text; any other ending releases what was held back.
@@ -432,6 +465,7 @@ export class Engine {
   private finish(seq: Sequence, reason: FinishReason, event: TokenEvent): void {
     const state = seq.request;
     seq.finished = true;
+    seq.constraint?.dispose();
     this.scheduler.remove(seq);
     event.finishReason = reason;
     state.stream.push(event);
@@ -478,6 +512,7 @@ export class Engine {
   private failRequest(state: RequestState, error: Error): void {
     for (const seq of state.sequences) {
       seq.finished = true;
+      seq.constraint?.dispose();
       this.scheduler.remove(seq);
     }
     this.requests.delete(state.request.requestId);

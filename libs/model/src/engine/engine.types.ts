@@ -72,6 +72,25 @@ export interface GenerateRequest {
   /** Absent = true. false: special tokens' text is part of the output text. */
   skipSpecialTokens?: boolean;
   sampling: SamplingParams;
+  /**
+   * Structured output: one constraint per choice (length n), each at its grammar's start. The engine owns them
+   * from here on and disposes each when its choice ends.
+   */
+  constraints?: readonly SequenceConstraint[];
+}
+
+/**
+ * A grammar's state for one sequence: which tokens may come next, advanced by each sampled token. The mask of
+ * the next token is asked for before the step's forward pass, so computing it overlaps the kernels.
+ */
+export interface SequenceConstraint {
+  /** Int32 words over the vocabulary: bit (id & 31) of word (id >> 5) set = allowed next. */
+  nextMask(): Promise<Int32Array>;
+  /** Advances by the sampled token; false if the grammar rejects it. */
+  accept(tokenId: number): boolean;
+  /** The grammar is complete and accepted its stop token. */
+  isTerminated(): boolean;
+  dispose(): void;
 }
 
 /** What one choice produced since its previous event. The last event of a choice carries finishReason. */

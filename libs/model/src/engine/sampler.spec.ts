@@ -4,7 +4,7 @@
  * (min_tokens) ids against straightforward implementations. Random logits, no model.
  */
 import type { SamplingParams } from './engine.types';
-import { applyBiasAndPenalties, applyRepetitionPenalty, candidateDistribution, pickFrom, SequenceSampler, topIndices, Xoshiro128 } from './sampler';
+import { applyAllowedMask, applyBiasAndPenalties, applyRepetitionPenalty, candidateDistribution, pickFrom, SequenceSampler, topIndices, Xoshiro128 } from './sampler';
 
 const params = (over: Partial<SamplingParams> = {}): SamplingParams => ({
   temperature: 1,
@@ -275,5 +275,38 @@ describe('sampler', () => {
     expect(r.top!.find((t) => t.tokenId === 0)!.logprob).toBe(-Infinity);
     const drawn = new SequenceSampler(params({ temperature: 1.5 }), 3);
     for (let i = 0; i < 200; i++) expect([0, 2]).not.toContain(drawn.sample(row, [0, 2]).tokenId);
+  });
+});
+
+describe('allowed-token mask (structured outputs)', () => {
+  const maskOf = (ids: number[], V: number): Int32Array => {
+    const m = new Int32Array(Math.ceil(V / 32));
+    for (const id of ids) m[id >> 5]! |= 1 << (id & 31);
+    return m;
+  };
+
+  it('leaves only the allowed ids, across word boundaries', () => {
+    const x = new Float32Array(70).fill(1);
+    applyAllowedMask(x, maskOf([0, 31, 32, 69], 70), []);
+    const kept = [...x.keys()].filter((i) => x[i] !== -Infinity);
+    expect(kept).toEqual([0, 31, 32, 69]);
+  });
+
+  it('drops banned ids unless nothing would be left, then the grammar wins', () => {
+    const x = new Float32Array(8).fill(0);
+    applyAllowedMask(x, maskOf([2, 5], 8), [5]);
+    expect([...x.keys()].filter((i) => x[i] !== -Infinity)).toEqual([2]);
+    const y = new Float32Array(8).fill(0);
+    applyAllowedMask(y, maskOf([5], 8), [5]);
+    expect([...y.keys()].filter((i) => y[i] !== -Infinity)).toEqual([5]);
+  });
+
+  it('a masked draw never picks a disallowed token, greedy or sampled', () => {
+    const logits = Float32Array.from({ length: 64 }, (_, i) => (i === 7 ? 10 : i / 64));
+    const allowed = maskOf([3, 40, 41], 64);
+    for (const temperature of [0, 1]) {
+      const sampler = new SequenceSampler(params({ temperature }), 5);
+      for (let i = 0; i < 200; i++) expect([3, 40, 41]).toContain(sampler.sample(logits, [], allowed).tokenId);
+    }
   });
 });

@@ -115,14 +115,16 @@ export class SequenceSampler {
 
   /**
    * Picks the next token from `logits` (V) and records it as generated. `logits` is not modified.
-   * `banned` ids get probability 0 (min_tokens masks the stop ids this way).
+   * `banned` ids get probability 0 (min_tokens masks the stop ids this way). `allowed` (a grammar's bitmask,
+   * bit id&31 of word id>>5) leaves only its ids; when it and `banned` leave nothing, the grammar wins.
    */
-  sample(logits: Float32Array, banned: Iterable<number> = []): SampleResult {
+  sample(logits: Float32Array, banned: Iterable<number> = [], allowed: Int32Array | null = null): SampleResult {
     const p = this.params;
     if (scratch.length < logits.length) scratch = new Float32Array(logits.length);
     const x = scratch.subarray(0, logits.length);
     x.set(logits);
-    for (const id of banned) if (id >= 0 && id < x.length) x[id] = -Infinity;
+    if (allowed !== null) applyAllowedMask(x, allowed, banned);
+    else for (const id of banned) if (id >= 0 && id < x.length) x[id] = -Infinity;
     applyBiasAndPenalties(x, p, this.counts);
     applyRepetitionPenalty(x, p.repetitionPenalty ?? 1, this.promptIds, this.counts);
 
@@ -160,6 +162,22 @@ export class SequenceSampler {
     }
     return last;
   }
+}
+
+/** Keeps only the ids set in `allowed`, then drops `banned` unless that would leave no token at all. */
+export function applyAllowedMask(x: Float32Array, allowed: Int32Array, banned: Iterable<number>): void {
+  for (let w = 0; w * 32 < x.length; w++) {
+    const word = allowed[w] ?? 0;
+    if (word === -1) continue;
+    const end = Math.min(x.length, w * 32 + 32);
+    for (let i = w * 32; i < end; i++) if (((word >>> (i & 31)) & 1) === 0) x[i] = -Infinity;
+  }
+  const bannedAllowed: number[] = [];
+  for (const id of banned) if (id >= 0 && id < x.length && x[id] !== -Infinity) bannedAllowed.push(id);
+  if (bannedAllowed.length === 0) return;
+  const saved = bannedAllowed.map((id) => x[id]!);
+  for (const id of bannedAllowed) x[id] = -Infinity;
+  if (max(x) === -Infinity) bannedAllowed.forEach((id, i) => (x[id] = saved[i]!));
 }
 
 /** OpenAI semantics: logit += bias; logit -= count * frequency + (count > 0) * presence, over generated tokens. */

@@ -72,6 +72,18 @@ const tokenizerConfigSchema = z.looseObject({
     .nullish(),
 });
 
+/**
+ * The vocabulary as a grammar compiler needs it (xgrammar's TokenizerInfo): each id's token string as stored,
+ * how those strings encode bytes, and which ids are special (never produced as text).
+ */
+export interface GrammarVocab {
+  /** Index = token id; special added tokens are listed in `specialIds`. */
+  tokens: string[];
+  /** byte_level: GPT-2 byte-to-unicode strings; byte_fallback: SentencePiece ▁ and <0xNN>; raw: text as is. */
+  vocabType: 'raw' | 'byte_fallback' | 'byte_level';
+  specialIds: number[];
+}
+
 export class ModelTokenizer {
   readonly bosTokenId: number | null;
   readonly eosTokenId: number | null;
@@ -85,6 +97,8 @@ export class ModelTokenizer {
     readonly chatTemplate: ChatTemplate | null,
     /** Where the tokenizer came from, for error messages. */
     readonly dir: string,
+    /** tokenizer.json's model/decoder/added_tokens, for grammarVocab(). */
+    private readonly tokenizerJson: Record<string, unknown> = {},
   ) {
     const idOf = (token: string | null) => (token === null ? null : (tokenizer.token_to_id(token) ?? null));
     this.bosTokenId = idOf(specialTokens.bos_token);
@@ -108,6 +122,17 @@ export class ModelTokenizer {
 
   idToToken(id: number): string | null {
     return this.tokenizer.id_to_token(id) ?? null;
+  }
+
+  grammarVocab(): GrammarVocab {
+    const vocab = this.tokenizer.get_vocab(true);
+    const tokens = new Array<string>(this.vocabSize).fill('');
+    for (const [token, id] of vocab) if (id < tokens.length) tokens[id] = token;
+    const added = Array.isArray(this.tokenizerJson.added_tokens) ? (this.tokenizerJson.added_tokens as unknown[]) : [];
+    const specialIds = added.flatMap((t) => (isObject(t) && (t as { special?: unknown }).special === true && typeof (t as { id?: unknown }).id === 'number' ? [(t as { id: number }).id] : []));
+    const decoder = JSON.stringify(this.tokenizerJson.decoder ?? null);
+    const vocabType = decoder.includes('"ByteLevel"') ? 'byte_level' : decoder.includes('"ByteFallback"') ? 'byte_fallback' : 'raw';
+    return { tokens, vocabType, specialIds };
   }
 
   /** The rendered prompt text for `messages`; throws when the checkpoint has no chat template. */
@@ -163,7 +188,7 @@ export async function loadTokenizer(dir: string): Promise<ModelTokenizer> {
   };
   const template = await findChatTemplate(dir, config.chat_template ?? null, configFile);
   const chatTemplate = template === null ? null : new ChatTemplate(template.source, specialTokens, template.file);
-  return new ModelTokenizer(tokenizer, specialTokens, chatTemplate, dir);
+  return new ModelTokenizer(tokenizer, specialTokens, chatTemplate, dir, tokenizerJson as Record<string, unknown>);
 }
 
 /**
