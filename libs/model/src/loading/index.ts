@@ -29,7 +29,7 @@ export { dequantizeQ8_0, ggufToHfTensorName, permuteQkRows, readGguf, unpermuteQ
 export type { GgufModel, GgufTensorDtype, GgufVocab } from './gguf.reader';
 export { bf16ArrayToF32, bf16BitsToF32, f16ArrayToF32, f16BitsToF32 } from './half-float.codec';
 export { ChatTemplate, ModelTokenizer, loadTokenizer } from './tokenizer.loader';
-export type { ChatMessage, ChatTemplateOptions, SpecialTokenStrings } from './tokenizer.loader';
+export type { ChatMessage, ChatTemplateOptions, GrammarVocab, SpecialTokenStrings } from './tokenizer.loader';
 export { buildWeightMap } from './weight-map.validator';
 export type { ShapedTensor, WeightLayout } from './weight-map.validator';
 export { loadCheckpoint, loadModelWeights } from './checkpoint.loader';
