@@ -13,8 +13,8 @@ export interface ResponseSink {
   onClientGone(listener: () => void): void;
   json(status: number, body: unknown, headers?: Record<string, string>): void;
   startEvents(headers?: Record<string, string>): void;
-  /** One SSE event: `data: <payload>\n\n`; the payload is already JSON. */
-  event(payload: string): void;
+  /** One SSE event: `data: <payload>\n\n` (after `event: <name>` when named); the payload is already JSON. */
+  event(payload: string, name?: string): void;
   end(): void;
 }
 
@@ -82,7 +82,7 @@ export class HttpResponseSink implements ResponseSink {
    * write: the first corks the response and a setImmediate uncorks it, after the microtasks that handle the
    * rest of those frames. That is one syscall and one TCP segment per burst instead of one per token.
    */
-  event(payload: string): void {
+  event(payload: string, name?: string): void {
     if (this.gone) return;
     const raw = this.reply.raw;
     if (!this.corked) {
@@ -90,7 +90,7 @@ export class HttpResponseSink implements ResponseSink {
       raw.cork();
       setImmediate(() => this.uncork());
     }
-    raw.write(`data: ${payload}\n\n`);
+    raw.write(name === undefined ? `data: ${payload}\n\n` : `event: ${name}\ndata: ${payload}\n\n`);
   }
 
   end(): void {

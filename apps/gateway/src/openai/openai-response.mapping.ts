@@ -24,7 +24,7 @@ import type {
 } from '@flywheel/contracts';
 import type { GateStep, OutputGate } from '../moderation/output-gate';
 import type { GenerationPlan } from './openai-request.mapping';
-import { ToolCallStream, type ParsedStep } from './tool-calls.parser';
+import { toolCallIdsFor, ToolCallStream, type ParsedStep } from './tool-calls.parser';
 
 type Frame<T extends GenerateFrame['type']> = Extract<GenerateFrame, { type: T }>;
 
@@ -50,9 +50,9 @@ export class ChoiceState {
     readonly index: number,
     readonly promptIndex: number,
     readonly gate: OutputGate,
-    toolCallFormat: GenerationPlan['toolCallFormat'] = null,
+    tools: { format: GenerationPlan['toolCallFormat']; completionId: string } = { format: null, completionId: '' },
   ) {
-    this.tools = toolCallFormat === null ? null : new ToolCallStream(toolCallFormat);
+    this.tools = tools.format === null ? null : new ToolCallStream(tools.format, toolCallIdsFor(tools.completionId, index));
   }
 
   get sentLogprobs(): TokenLogprob[] {
@@ -101,7 +101,7 @@ export class CompletionState {
     this.promptTexts = plan.requests.map(() => null);
     this.choices = [];
     for (let p = 0; p < plan.requests.length; p++) {
-      for (let c = 0; c < plan.n; c++) this.choices.push(new ChoiceState(p * plan.n + c, p, moderation.gate(), plan.toolCallFormat));
+      for (let c = 0; c < plan.n; c++) this.choices.push(new ChoiceState(p * plan.n + c, p, moderation.gate(), { format: plan.toolCallFormat, completionId: plan.id }));
     }
   }
 

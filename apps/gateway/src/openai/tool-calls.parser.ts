@@ -4,7 +4,7 @@
  * OpenAI's `delta.tool_calls` fragments (the first with id, type and name, then the arguments as they arrive).
  * The whole-response view is the same stream folded. Plain code; no I/O, no moderation.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { ChatToolCallDelta, ChatToolCallOut, ToolCallFormat } from '@flywheel/contracts';
 
 export interface ParsedStep {
@@ -20,6 +20,15 @@ const PYTHON_TAG = '<|python_tag|>';
 const HERMES_HEADER = /^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*/;
 
 export const newToolCallId = (): string => `call_${randomBytes(12).toString('hex')}`;
+
+/**
+ * The ids of one choice's calls, derived from the completion id: the same output parsed again (a later request's
+ * previous_response_id, an export) gets the same ids the client was sent.
+ */
+export function toolCallIdsFor(completionId: string, choiceIndex: number): () => string {
+  let next = 0;
+  return () => `call_${createHash('sha256').update(`${completionId}:${choiceIndex}:${next++}`).digest('hex').slice(0, 24)}`;
+}
 
 /** The length of the longest suffix of `text` that is a proper prefix of `tag` (text that may still become it). */
 function partialTagAt(text: string, tag: string): number {
