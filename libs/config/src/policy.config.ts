@@ -24,6 +24,8 @@ export interface PolicyConfig extends CommonConfig {
     version: string;
     /** How the model writes tool calls; 'auto' = detected from its chat template (Hermes when it does not say). */
     toolCallFormat: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
+    /** Whether `<think>…</think>` is split off as reasoning_content; 'auto' = when the chat template mentions <think>. */
+    reasoningParser: 'auto' | 'none' | 'think';
   };
 }
 
@@ -38,6 +40,7 @@ export const policyEnvSchema = z.object({
   FLYWHEEL_MAX_MODEL_LEN: intVar(0, 0, 10_000_000),
   FLYWHEEL_POLICY_VERSION: stringVar('base'),
   FLYWHEEL_TOOL_CALL_FORMAT: enumVar(['auto', 'hermes', 'llama3_json', 'mistral'] as const, 'auto'),
+  FLYWHEEL_REASONING_PARSER: enumVar(['auto', 'none', 'think'] as const, 'auto'),
 });
 
 export function loadPolicyConfig(env: Env): PolicyConfig {
@@ -55,6 +58,7 @@ export function loadPolicyConfig(env: Env): PolicyConfig {
       maxModelLen: p.FLYWHEEL_MAX_MODEL_LEN,
       version: p.FLYWHEEL_POLICY_VERSION,
       toolCallFormat: p.FLYWHEEL_TOOL_CALL_FORMAT,
+      reasoningParser: p.FLYWHEEL_REASONING_PARSER,
     },
   };
 }
@@ -73,5 +77,10 @@ export const POLICY_ENV_DOCS: ReadonlyArray<{ name: string; default: string; mea
     name: 'FLYWHEEL_TOOL_CALL_FORMAT',
     default: 'auto',
     meaning: "how the model writes tool calls: hermes (<tool_call>{...}</tool_call>), llama3_json or mistral ([TOOL_CALLS]); auto = from the chat template, else hermes",
+  },
+  {
+    name: 'FLYWHEEL_REASONING_PARSER',
+    default: 'auto',
+    meaning: 'think: <think>...</think> in chat output becomes reasoning_content; none: left in content; auto = think when the chat template mentions <think>',
   },
 ];

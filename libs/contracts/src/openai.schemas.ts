@@ -226,7 +226,8 @@ export interface ChatCompletion {
   system_fingerprint: string;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ChatToolCallOut[] };
+    /** reasoning_content: a reasoning model's thinking (vLLM's and DeepSeek's field), when the model has one. */
+    message: { role: 'assistant'; content: string | null; refusal: null; reasoning_content?: string | null; tool_calls?: ChatToolCallOut[] };
     logprobs: ChatChoiceLogprobs | null;
     finish_reason: OpenAiFinishReason;
   }>;
@@ -241,7 +242,7 @@ export interface ChatCompletionChunk {
   system_fingerprint: string;
   choices: Array<{
     index: number;
-    delta: { role?: 'assistant'; content?: string; refusal?: null; tool_calls?: ChatToolCallDelta[] };
+    delta: { role?: 'assistant'; content?: string; reasoning_content?: string; refusal?: null; tool_calls?: ChatToolCallDelta[] };
     logprobs: ChatChoiceLogprobs | null;
     finish_reason: OpenAiFinishReason | null;
   }>;

@@ -188,6 +188,11 @@ export const policyInfoSchema = z.object({
   hasChatTemplate: z.boolean(),
   /** How this model writes tool calls (detected from its chat template, or configured); the gateway parses by it. */
   toolCallFormat: toolCallFormatSchema.default('hermes'),
+  /**
+   * How the model's thinking is marked: `think` = `<think>…</think>` (split off as reasoning_content), with
+   * `startsOpen` when the chat template opens the block in the prompt (DeepSeek-R1 style); null = not a reasoning model.
+   */
+  reasoning: z.object({ format: z.literal('think'), startsOpen: z.boolean() }).nullable().default(null),
 });
 export type PolicyInfo = z.infer<typeof policyInfoSchema>;
 

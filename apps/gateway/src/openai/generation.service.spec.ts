@@ -16,7 +16,7 @@ import type { CompletionRecords } from './completion-records';
 import { GenerationService } from './generation.service';
 import type { PolicyClient } from './policy.client';
 
-const info: PolicyInfo = { model: 'tiny', policyVersion: 'v1', loadedAt: 1, contextLength: 512, vocabSize: 512, dtype: 'f32', instanceId: 'p', hasChatTemplate: true, toolCallFormat: 'hermes' };
+const info: PolicyInfo = { model: 'tiny', policyVersion: 'v1', loadedAt: 1, contextLength: 512, vocabSize: 512, dtype: 'f32', instanceId: 'p', hasChatTemplate: true, toolCallFormat: 'hermes', reasoning: null };
 
 /** A policy that plays back scripted frames; `hold` keeps a stream open until aborted. */
 class ScriptedPolicy {

@@ -11,6 +11,7 @@ const info: PolicyInfo = {
   instanceId: 'policy-1',
   hasChatTemplate: true,
   toolCallFormat: 'hermes',
+  reasoning: null,
 };
 const ids = { id: 'chatcmpl-x', created: 1 };
 const chat = (extra: object) => planChatCompletion(parseChatCompletionBody({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], ...extra }), info, ids);

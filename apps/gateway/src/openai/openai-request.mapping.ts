@@ -40,6 +40,8 @@ export interface GenerationPlan {
   messages: ChatMessage[] | null;
   /** Tool calls are parsed out of the output in this format; null when the request offered no tools. */
   toolCallFormat: ToolCallFormat | null;
+  /** Chat with a reasoning model: its thinking is split off as reasoning_content. */
+  reasoning: { startsOpen: boolean } | null;
   prompts: Array<string | number[]> | null;
   user: string | null;
   /** The validated body, for the completion record. */
@@ -210,6 +212,7 @@ export function planChatCompletion(req: ChatCompletionRequest, info: PolicyInfo,
     ],
     messages: agent.plainMessages,
     toolCallFormat: agent.toolCallFormat,
+    reasoning: info.reasoning === null ? null : { startsOpen: info.reasoning.startsOpen },
     prompts: null,
     user: req.user ?? null,
     body: { ...req },
@@ -263,6 +266,7 @@ export function planCompletion(req: CompletionRequest, info: PolicyInfo, ids: { 
     })),
     messages: null,
     toolCallFormat: null,
+    reasoning: null,
     prompts,
     user: req.user ?? null,
     body: { ...req },

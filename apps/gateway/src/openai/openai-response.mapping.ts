@@ -24,7 +24,13 @@ import type {
 } from '@flywheel/contracts';
 import type { GateStep, OutputGate } from '../moderation/output-gate';
 import type { GenerationPlan } from './openai-request.mapping';
+import { ThinkSplitter } from './reasoning.splitter';
 import { toolCallIdsFor, ToolCallStream, type ParsedStep } from './tool-calls.parser';
+
+/** Released text split for the client: thinking, answer content, and tool-call fragments. */
+export interface ParsedOutput extends ParsedStep {
+  reasoning: string;
+}
 
 type Frame<T extends GenerateFrame['type']> = Extract<GenerateFrame, { type: T }>;
 
@@ -40,8 +46,11 @@ export class ChoiceState {
   finishReason: Exclude<OpenAiFinishReason, 'tool_calls'> | null = null;
   /** Requests with tools: released text split into content and calls as it arrives. */
   readonly tools: ToolCallStream | null;
-  /** The content the client sees when the request has tools (text minus the calls). */
+  /** Reasoning models: `<think>` text split off as reasoning_content. */
+  readonly thinking: ThinkSplitter | null;
+  /** The content the client sees when the output is split (text minus thinking and calls). */
   content = '';
+  reasoning = '';
   toolCalls: ChatToolCallOut[] = [];
   /** Completions' text_offset of the next token, in UTF-16 units of the returned text. */
   offset = 0;
@@ -51,30 +60,53 @@ export class ChoiceState {
     readonly promptIndex: number,
     readonly gate: OutputGate,
     tools: { format: GenerationPlan['toolCallFormat']; completionId: string } = { format: null, completionId: '' },
+    reasoning: GenerationPlan['reasoning'] = null,
   ) {
     this.tools = tools.format === null ? null : new ToolCallStream(tools.format, toolCallIdsFor(tools.completionId, index));
+    this.thinking = reasoning === null ? null : new ThinkSplitter(reasoning.startsOpen);
+  }
+
+  /** Whether released text is split (reasoning or tools) before it reaches the client. */
+  get splits(): boolean {
+    return this.tools !== null || this.thinking !== null;
   }
 
   get sentLogprobs(): TokenLogprob[] {
     return this.logprobs.slice(0, this.releasedLogprobs);
   }
 
-  /** Feeds released text to the tool-call parser (end: the choice is over); null when the request has no tools. */
-  parseTools(text: string, end: boolean): ParsedStep | null {
-    if (this.tools === null) return null;
-    const step = this.tools.push(text);
-    if (end) {
-      const last = this.tools.end();
-      step.content += last.content;
-      step.deltas.push(...last.deltas);
+  /** Splits released text (end: the choice is over, flush what was held); null when nothing splits it. */
+  parseOutput(text: string, end: boolean): ParsedOutput | null {
+    if (!this.splits) return null;
+    let reasoning = '';
+    let content = text;
+    if (this.thinking) {
+      const a = this.thinking.push(text);
+      if (end) {
+        const b = this.thinking.end();
+        a.reasoning += b.reasoning;
+        a.content += b.content;
+      }
+      reasoning = a.reasoning;
+      content = a.content;
     }
+    let step: ParsedStep = { content, deltas: [] };
+    if (this.tools) {
+      step = this.tools.push(content);
+      if (end) {
+        const last = this.tools.end();
+        step.content += last.content;
+        step.deltas.push(...last.deltas);
+      }
+    }
+    this.reasoning += reasoning;
     this.content += step.content;
     for (const d of step.deltas) {
       const call = (this.toolCalls[d.index] ??= { id: d.id ?? '', type: 'function', function: { name: '', arguments: '' } });
       if (d.function?.name !== undefined) call.function.name = d.function.name;
       if (d.function?.arguments !== undefined) call.function.arguments += d.function.arguments;
     }
-    return step;
+    return { reasoning, content: step.content, deltas: step.deltas };
   }
 }
 
@@ -101,7 +133,7 @@ export class CompletionState {
     this.promptTexts = plan.requests.map(() => null);
     this.choices = [];
     for (let p = 0; p < plan.requests.length; p++) {
-      for (let c = 0; c < plan.n; c++) this.choices.push(new ChoiceState(p * plan.n + c, p, moderation.gate(), { format: plan.toolCallFormat, completionId: plan.id }));
+      for (let c = 0; c < plan.n; c++) this.choices.push(new ChoiceState(p * plan.n + c, p, moderation.gate(), { format: plan.toolCallFormat, completionId: plan.id }, plan.reasoning));
     }
   }
 
@@ -138,10 +170,10 @@ export class CompletionState {
   }
 
   /** Released text reaches the choice (and, with tools, its parser: the returned split of the text). */
-  release(choice: ChoiceState, step: GateStep, end = false): ParsedStep | null {
+  release(choice: ChoiceState, step: GateStep, end = false): ParsedOutput | null {
     choice.text += step.text;
     choice.releasedLogprobs += step.logprobs.length;
-    return choice.parseTools(step.text, end);
+    return choice.parseOutput(step.text, end);
   }
 
   /** The policy finished a choice the content filter had not cut. */
@@ -223,15 +255,15 @@ export function chatCompletionOf(state: CompletionState): ChatCompletion {
     system_fingerprint: state.fingerprint,
     choices: state.choices.map((c) => ({
       index: c.index,
-      message:
-        c.tools === null
-          ? { role: 'assistant', content: c.text, refusal: null }
-          : {
-              role: 'assistant',
-              content: c.toolCalls.length > 0 && c.content === '' ? null : c.content,
-              refusal: null,
-              ...(c.toolCalls.length > 0 ? { tool_calls: c.toolCalls } : {}),
-            },
+      message: !c.splits
+        ? { role: 'assistant', content: c.text, refusal: null }
+        : {
+            role: 'assistant',
+            content: c.toolCalls.length > 0 && c.content === '' ? null : c.content,
+            refusal: null,
+            ...(c.thinking !== null ? { reasoning_content: c.reasoning === '' ? null : c.reasoning } : {}),
+            ...(c.toolCalls.length > 0 ? { tool_calls: c.toolCalls } : {}),
+          },
       logprobs: plan.logprobs === 'chat' ? chatLogprobsOf(c.sentLogprobs) : null,
       finish_reason: finished(c),
     })),
@@ -308,14 +340,15 @@ export class ChunkWriter {
    * A content chunk of released text and the logprobs of the tokens it completes; with tools, the text's split
    * (`parsed`): its content and tool-call fragments (null when there is nothing to send).
    */
-  content(choice: ChoiceState, step: GateStep, parsed: ParsedStep | null = null): string | null {
+  content(choice: ChoiceState, step: GateStep, parsed: ParsedOutput | null = null): string | null {
     const { plan } = this.state;
     if (plan.endpoint === 'chat.completions') {
       const logprobs = plan.logprobs === 'chat' ? chatLogprobsOf(step.logprobs) : null;
       if (parsed === null) return this.chat({ index: choice.index, delta: { content: step.text }, logprobs, finish_reason: null });
-      if (parsed.content === '' && parsed.deltas.length === 0 && (logprobs === null || step.logprobs.length === 0)) return null;
-      const delta: { content?: string; tool_calls?: ChatToolCallDelta[] } = {};
-      if (parsed.content !== '' || parsed.deltas.length === 0) delta.content = parsed.content;
+      if (parsed.reasoning === '' && parsed.content === '' && parsed.deltas.length === 0 && (logprobs === null || step.logprobs.length === 0)) return null;
+      const delta: { content?: string; reasoning_content?: string; tool_calls?: ChatToolCallDelta[] } = {};
+      if (parsed.reasoning !== '') delta.reasoning_content = parsed.reasoning;
+      if (parsed.content !== '' || (parsed.deltas.length === 0 && parsed.reasoning === '')) delta.content = parsed.content;
       if (parsed.deltas.length > 0) delta.tool_calls = parsed.deltas;
       return this.chat({ index: choice.index, delta, logprobs, finish_reason: null });
     }

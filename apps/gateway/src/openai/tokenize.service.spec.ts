@@ -12,6 +12,7 @@ const info: PolicyInfo = {
   instanceId: 'policy-1',
   hasChatTemplate: true,
   toolCallFormat: 'hermes',
+  reasoning: null,
 };
 
 describe('tokenize request mapping', () => {

@@ -3,7 +3,7 @@ import { generateRequestSchema, tokenizeRequestPayloadSchema } from '@flywheel/c
 import { MeshError } from '@flywheel/mesh';
 import { detokenizePayload, promptTokenIds, tokenizePayload, toEngineRequest, type ChatRendering, type PromptTokenizer } from './generate-request.mapper';
 
-const RENDER: ChatRendering = { hasChatTemplate: true, toolCallFormat: 'hermes', templateHandlesTools: false };
+const RENDER: ChatRendering = { hasChatTemplate: true, toolCallFormat: 'hermes', templateHandlesTools: false, reasoning: null };
 
 /** One id per character (+1), BOS = 0; the chat template writes `[role]content` and the kwargs it was given. */
 const tokenizer: PromptTokenizer = {

@@ -22,6 +22,7 @@ export interface ChatRendering {
   hasChatTemplate: boolean;
   toolCallFormat: ToolCallFormat;
   templateHandlesTools: boolean;
+  reasoning: { format: 'think'; startsOpen: boolean } | null;
 }
 
 export function promptTokenIds(input: WireRequest['input'], tokenizer: PromptTokenizer, rendering: ChatRendering): number[] {

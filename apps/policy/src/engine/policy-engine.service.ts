@@ -45,7 +45,7 @@ import {
 } from '@flywheel/model';
 import { createEngineMetrics } from './engine.metrics';
 import { detokenizePayload, promptTokenIds, tokenizePayload, toEngineRequest, type ChatRendering } from './generate-request.mapper';
-import { detectToolCallFormat, templateHandlesTools } from './tool-prompt';
+import { detectReasoning, detectToolCallFormat, templateHandlesTools } from './tool-prompt';
 
 const KV_BLOCK_TOKENS = 16;
 const KV_AUTO_CAP_BYTES = 1 << 30;
@@ -150,6 +150,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       hasChatTemplate: checkpoint.chatTemplate !== null,
       toolCallFormat: detectToolCallFormat(template, p.toolCallFormat),
       templateHandlesTools: templateHandlesTools(template),
+      reasoning: detectReasoning(template, p.reasoningParser, () => checkpoint.tokenizer.renderChat([{ role: 'user', content: 'x' }], { addGenerationPrompt: true })),
     };
     return { version, checkpoint, native, maxModelLen, loadedAt: Math.floor(Date.now() / 1000), rendering, grammar: null };
   }
@@ -200,6 +201,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       instanceId: this.config.instanceId,
       hasChatTemplate: checkpoint.chatTemplate !== null,
       toolCallFormat: this.ready.rendering.toolCallFormat,
+      reasoning: this.ready.rendering.reasoning,
     };
   }
 

@@ -16,6 +16,26 @@ export function detectToolCallFormat(templateSource: string | null, configured: 
   return 'hermes';
 }
 
+/**
+ * Whether chat output carries `<think>` blocks to split off (configured, or the template mentions `<think>`), and
+ * whether the template's generation prompt already opens one (`render` renders a one-turn chat with it).
+ */
+export function detectReasoning(
+  templateSource: string | null,
+  configured: 'auto' | 'none' | 'think',
+  render: () => string,
+): { format: 'think'; startsOpen: boolean } | null {
+  if (configured === 'none' || templateSource === null) return null;
+  if (configured === 'auto' && !templateSource.includes('<think>')) return null;
+  let startsOpen = false;
+  try {
+    startsOpen = render().trimEnd().endsWith('<think>');
+  } catch {
+    // A template that needs more than one user turn to render: the model opens its own think block.
+  }
+  return { format: 'think', startsOpen };
+}
+
 /** Whether the template renders `tools` and `tool_calls` itself (Qwen, Llama 3.x, Mistral, SmolLM3 templates do). */
 export function templateHandlesTools(templateSource: string | null): boolean {
   const src = templateSource ?? '';
