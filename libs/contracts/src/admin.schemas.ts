@@ -281,13 +281,26 @@ export type AdminExportList = z.infer<typeof adminExportListSchema>;
 
 /** One JSONL line of each format (chat messages; a text prompt becomes one user message). */
 const exportMessage = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
-export const sftExportLineSchema = z.object({ messages: z.array(exportMessage) });
+/**
+ * TRL's `tools` column: the functions the conversation could call (OpenAI's `{type: 'function', function}` or the
+ * bare function), rendered into the prompt as at serving time. Calls and results are in the messages as the model
+ * wrote and read them (Hermes `<tool_call>` / `<tool_response>` text).
+ */
+const exportTool = z.union([
+  z.object({ type: z.literal('function'), function: z.object({ name: z.string(), description: z.string().optional(), parameters: z.record(z.string(), z.unknown()) }) }),
+  z.object({ name: z.string(), description: z.string().optional(), parameters: z.record(z.string(), z.unknown()) }),
+]);
+export type ExportTool = z.infer<typeof exportTool>;
+const exportTools = z.array(exportTool).optional();
+export const sftExportLineSchema = z.object({ messages: z.array(exportMessage), tools: exportTools });
 export const preferenceExportLineSchema = z.object({
+  tools: exportTools,
   prompt: z.array(exportMessage),
   chosen: z.array(exportMessage),
   rejected: z.array(exportMessage),
 });
 export const ktoExportLineSchema = z.object({
+  tools: exportTools,
   prompt: z.array(exportMessage),
   completion: z.array(exportMessage),
   label: z.boolean(),

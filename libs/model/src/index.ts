@@ -7,3 +7,4 @@ export * from './loading';
 export * from './engine';
 export * from './scoring';
 export * from './grammar';
+export * from './chat';

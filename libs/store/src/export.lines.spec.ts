@@ -64,6 +64,15 @@ describe('export lines', () => {
     expect(line('kto', chat, 'preference', { chosen: 0, rejected: 1 })).toBeNull();
   });
 
+  it("a conversation that offered tools carries TRL's tools column (not when tool_choice was none)", () => {
+    const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } }];
+    const withTools = { ...chat, request: { model: 'm', messages: [], tools } };
+    expect(line('sft', withTools, 'thumbs', 'up')).toEqual({ messages: [...prompt, { role: 'assistant', content: 'Hello!' }], tools });
+    expect(line('preference', withTools, 'preference', { chosen: 0, rejected: 1 })).toMatchObject({ tools });
+    expect(line('kto', withTools, 'thumbs', 'down')).toMatchObject({ tools, label: false });
+    expect(line('sft', { ...chat, request: { tools, tool_choice: 'none' } }, 'thumbs', 'up')).toEqual({ messages: [...prompt, { role: 'assistant', content: 'Hello!' }] });
+  });
+
   it('keeps key order stable, so files hash the same', () => {
     expect(exportLineOf('kto', { ...chat, kind: 'thumbs', value: 'up', choiceIndex: 0 })).toBe(
       '{"prompt":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"}],"completion":[{"role":"assistant","content":"Hello!"}],"label":true}',

@@ -6,8 +6,9 @@
  *   preference  {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}   approved preferences
  *   kto         {"prompt": [...], "completion": [assistant], "label": bool}   thumbs (up/down), ratings
  *                                                                (≥ 4 true, ≤ 2 false, 3 skipped), corrections (true)
- * Pure functions; export.queries.ts feeds them rows. Anything else (flags, token-id prompts, a missing
- * choice) yields no line.
+ * A conversation that offered tools also carries TRL's `tools` column (the request's functions); its calls and
+ * results are in the messages as the model wrote and read them. Pure functions; export.queries.ts feeds them
+ * rows. Anything else (flags, token-id prompts, a missing choice) yields no line.
  */
 import { z } from 'zod';
 import { completionRecordChoiceSchema, feedbackValueSchemas, type ExportFormat, type FeedbackKind } from '@flywheel/contracts';
@@ -23,6 +24,8 @@ export interface ExportSource {
   value: unknown;
   choiceIndex: number | null;
   endpoint: 'chat.completions' | 'completions';
+  /** The completion's request body (its `tools` and `tool_choice` make the `tools` column). */
+  request?: unknown;
   messages: unknown;
   prompts: unknown;
   choices: unknown;
@@ -51,6 +54,18 @@ function choiceAt(source: ExportSource, index: number | null): Choice | null {
 }
 
 const assistant = (content: string): ExportMessage => ({ role: 'assistant', content });
+
+const requestToolsSchema = z.object({
+  tools: z.array(z.object({ type: z.literal('function'), function: z.looseObject({ name: z.string() }) })).nullish(),
+  tool_choice: z.unknown().optional(),
+});
+
+/** `{tools: [...]}` when the request offered tools the model could call, else nothing. */
+function toolsColumn(source: ExportSource): { tools?: unknown[] } {
+  const parsed = requestToolsSchema.safeParse(source.request);
+  if (!parsed.success || !parsed.data.tools || parsed.data.tools.length === 0 || parsed.data.tool_choice === 'none') return {};
+  return { tools: parsed.data.tools };
+}
 
 /** The answer an SFT line teaches, or null when this feedback teaches none. */
 function sftAnswer(source: ExportSource, choice: Choice): string | null {
@@ -88,17 +103,17 @@ export function exportLineOf(format: ExportFormat, source: ExportSource): string
     const rejected = choiceAt(source, pick.data.rejected);
     const prompt = chosen ? promptOf(source, chosen) : null;
     if (!chosen || !rejected || !prompt) return null;
-    return JSON.stringify({ prompt, chosen: [assistant(chosen.text)], rejected: [assistant(rejected.text)] });
+    return JSON.stringify({ ...toolsColumn(source), prompt, chosen: [assistant(chosen.text)], rejected: [assistant(rejected.text)] });
   }
   const choice = choiceAt(source, source.choiceIndex);
   const prompt = choice ? promptOf(source, choice) : null;
   if (!choice || !prompt) return null;
   if (format === 'sft') {
     const answer = sftAnswer(source, choice);
-    return answer === null ? null : JSON.stringify({ messages: [...prompt, assistant(answer)] });
+    return answer === null ? null : JSON.stringify({ messages: [...prompt, assistant(answer)], ...toolsColumn(source) });
   }
   const example = ktoExample(source, choice);
-  return example === null ? null : JSON.stringify({ prompt, completion: [assistant(example.completion)], label: example.label });
+  return example === null ? null : JSON.stringify({ ...toolsColumn(source), prompt, completion: [assistant(example.completion)], label: example.label });
 }
 
 /** Feedback kinds that can make a line of each format (the query reads only these). */

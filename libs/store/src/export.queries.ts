@@ -28,7 +28,7 @@ export async function buildExportContent(db: Kysely<StoreTables>, format: Export
     let q = db
       .selectFrom('feedback as f')
       .innerJoin('completions as c', 'c.id', 'f.completion_id')
-      .select(['f.id', 'f.created_at', 'f.kind', 'f.value', 'f.choice_index', 'c.endpoint', 'c.messages', 'c.prompts', 'c.choices'])
+      .select(['f.id', 'f.created_at', 'f.kind', 'f.value', 'f.choice_index', 'c.endpoint', 'c.request', 'c.messages', 'c.prompts', 'c.choices'])
       .where('f.review_status', '=', 'approved')
       .where('f.kind', 'in', [...EXPORT_KINDS[format]]);
     if (filters.policyVersion) q = q.where('f.policy_version', '=', filters.policyVersion);
@@ -43,6 +43,7 @@ export async function buildExportContent(db: Kysely<StoreTables>, format: Export
         value: row.value,
         choiceIndex: row.choice_index,
         endpoint: row.endpoint,
+        request: row.request,
         messages: row.messages,
         prompts: row.prompts,
         choices: row.choices,

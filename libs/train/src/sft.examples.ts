@@ -3,8 +3,8 @@
  * chat JSONL (`{"messages": [...]}`, the SFT export format) parsed into such examples, and right-padded batches of
  * them. Also DPO's sides (@flywheel/rl). No model, optimizer or file I/O here.
  */
-import { sftExportLineSchema } from '@flywheel/contracts';
-import type { Checkpoint } from '@flywheel/model';
+import { sftExportLineSchema, type ChatTool, type ExportTool } from '@flywheel/contracts';
+import { detectToolCallFormat, templateChat, templateHandlesTools, type Checkpoint } from '@flywheel/model';
 import { parseJsonlLines } from './jsonl.lines';
 
 /** One tokenized conversation: ids and, per position t, whether ids[t] is an assistant token (a loss target). */
@@ -18,16 +18,25 @@ export interface SftExample {
  * rendering of messages[0..i] adds after the generation prompt of messages[0..i-1]; an EOS is appended to each
  * assistant turn the template does not end with one, so the tuned model learns to stop.
  */
-export function buildSftExample(ck: Checkpoint, messages: readonly { role: string; content: string }[]): SftExample {
+export function buildSftExample(ck: Checkpoint, plain: readonly { role: string; content: string }[], tools: readonly ExportTool[] = []): SftExample {
   const tok = ck.tokenizer;
+  // Tools go into the prompt exactly as the policy renders them when serving (libs/model/src/chat/tool-prompt.ts).
+  const source = ck.chatTemplate?.source ?? null;
+  const chat = templateChat(
+    plain.map((m) => ({ role: m.role as 'system' | 'user' | 'assistant', content: m.content })),
+    tools.map(asChatTool),
+    { format: detectToolCallFormat(source, 'auto'), templateHandlesTools: templateHandlesTools(source) },
+  );
+  const messages = chat.messages;
+  const render = (upTo: number, addGenerationPrompt: boolean) => tok.applyChatTemplate(messages.slice(0, upTo), { addGenerationPrompt, variables: chat.variables });
   const eos = ck.generation.eosTokenIds[0] ?? null;
   const ids: number[] = [];
   const assistant: boolean[] = [];
   let cursor = 0; // tokens of the template rendering already emitted (EOS we add is not part of it)
   for (let i = 0; i < messages.length; i++) {
     if (messages[i].role !== 'assistant') continue;
-    const prefix = tok.applyChatTemplate(messages.slice(0, i), { addGenerationPrompt: true });
-    const through = tok.applyChatTemplate(messages.slice(0, i + 1));
+    const prefix = render(i, true);
+    const through = render(i + 1, false);
     for (const id of prefix.slice(cursor)) {
       ids.push(id);
       assistant.push(false);
@@ -46,11 +55,15 @@ export function buildSftExample(ck: Checkpoint, messages: readonly { role: strin
   return { ids, assistant };
 }
 
+function asChatTool(tool: ExportTool): ChatTool {
+  return 'function' in tool ? tool : { type: 'function', function: tool };
+}
+
 /** Parses chat JSONL (`source` names it in errors) into tokenized examples with an assistant target below seqLen. */
 export function parseSftJsonl(ck: Checkpoint, text: string, source: string, seqLen: number): SftExample[] {
   const examples: SftExample[] = [];
   parseJsonlLines(text, source, sftExportLineSchema, 'an SFT line ({"messages": [{role, content}, ...]})', (line) => {
-    const ex = buildSftExample(ck, line.messages);
+    const ex = buildSftExample(ck, line.messages, line.tools ?? []);
     if (ex.assistant.some((x, t) => x && t > 0 && t < seqLen)) examples.push(ex);
   });
   if (examples.length === 0) throw new Error(`${source}: no conversation with an assistant turn`);

@@ -57,6 +57,12 @@ describe('tool call parsing', () => {
     expect(stream.calls).toBe(1);
   });
 
+  it('Hermes: the newline a model writes after its last call is not content, streamed or not', () => {
+    const text = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>\n';
+    expect(parseToolCalls(text, 'hermes', ids()).content).toBeNull();
+    expect(streamed(text, 'hermes', 1).content).toBe('');
+  });
+
   it('Hermes: arguments first is parsed when the call closes', () => {
     const parsed = parseToolCalls('<tool_call>{"arguments": {"a": 1}, "name": "f"}</tool_call>', 'hermes', ids());
     expect(parsed.toolCalls).toEqual([{ id: 'call_0', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }]);

@@ -115,7 +115,9 @@ export class ToolCallStream {
         const at = this.buffer.indexOf(HERMES_OPEN);
         if (at < 0) {
           const keep = final ? 0 : heldBack(this.buffer, HERMES_OPEN);
-          this.emitContent(out, this.buffer.slice(0, this.buffer.length - keep));
+          const piece = this.buffer.slice(0, this.buffer.length - keep);
+          // What a model writes after its last call (a newline before EOS) is not content.
+          this.emitContent(out, final && this.count > 0 ? piece.trimEnd() : piece);
           this.buffer = this.buffer.slice(this.buffer.length - keep);
           return out;
         }

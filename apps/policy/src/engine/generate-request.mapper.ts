@@ -6,8 +6,7 @@
  */
 import type { DetokenizeRequestPayload, GenerateRequest as WireRequest, TokenizeRequestPayload, ToolCallFormat } from '@flywheel/contracts';
 import { MeshError } from '@flywheel/mesh';
-import type { GenerateRequest as EngineRequest } from '@flywheel/model';
-import { templateChat, type TemplateMessage } from './tool-prompt';
+import { templateChat, type GenerateRequest as EngineRequest, type TemplateMessage } from '@flywheel/model';
 
 export interface PromptTokenizer {
   readonly vocabSize: number;

@@ -33,7 +33,10 @@ import {
 import { JsonSchemaSupportError } from '@flywheel/contracts';
 import {
   createNativeEngine,
+  detectReasoning,
+  detectToolCallFormat,
   EngineError,
+  templateHandlesTools,
   loadCheckpoint,
   StructuredOutputCompiler,
   type Checkpoint,
@@ -45,7 +48,6 @@ import {
 } from '@flywheel/model';
 import { createEngineMetrics } from './engine.metrics';
 import { detokenizePayload, promptTokenIds, tokenizePayload, toEngineRequest, type ChatRendering } from './generate-request.mapper';
-import { detectReasoning, detectToolCallFormat, templateHandlesTools } from './tool-prompt';
 
 const KV_BLOCK_TOKENS = 16;
 const KV_AUTO_CAP_BYTES = 1 << 30;

@@ -11,6 +11,9 @@ import { xgrammar, type XgCompiledGrammar, type XgGrammarCompiler, type XgGramma
 
 /** Compiled grammars kept per compiler; a miss costs a compile (milliseconds for typical schemas). */
 const CACHE_ENTRIES = 64;
+/** JSON on one line with `, ` and `: ` between items (xgrammar's -1 = no indent): the fewest tokens, no whitespace loops. */
+const ONE_LINE = -1;
+const SEPARATORS: [string, string] = [', ', ': '];
 
 /** Text a tool call of each format opens and closes with, around `{"name": …, "<args key>": <arguments>}`. */
 const TOOL_CALL_SHAPES: Record<ToolCallFormat, { open: string; argsKey: string; close: string; trigger: string; separator: string }> = {
@@ -109,15 +112,15 @@ export class StructuredOutputCompiler {
     switch (spec.kind) {
       case 'json_object':
         // Any object: a JSON Schema with nothing but the type, additional properties allowed.
-        return this.compiler.compileJSONSchema(JSON.stringify({ type: 'object' }), false, undefined, undefined, false);
+        return this.compiler.compileJSONSchema(JSON.stringify({ type: 'object' }), false, ONE_LINE, SEPARATORS, false);
       case 'json_schema':
-        return this.compiler.compileJSONSchema(JSON.stringify(checkJsonSchema(spec.schema, 'schema')), false, undefined, undefined, spec.strict);
+        return this.compiler.compileJSONSchema(JSON.stringify(checkJsonSchema(spec.schema, 'schema')), false, ONE_LINE, SEPARATORS, spec.strict);
       case 'tool_calls': {
         // Arguments as compact JSON (a structural tag's own json_schema allows any whitespace, which small models
         // fill with endless newlines), each tool's schema as its EBNF inside the tag.
         const xg = xgrammar();
         const grammars = await Promise.all(
-          spec.tools.map((t) => xg.Testings._jsonSchemaToEBNF(JSON.stringify(checkJsonSchema(t.parameters, 'parameters')), false, undefined, undefined, false)),
+          spec.tools.map((t) => xg.Testings._jsonSchemaToEBNF(JSON.stringify(checkJsonSchema(t.parameters, 'parameters')), false, ONE_LINE, SEPARATORS, false)),
         );
         return this.compiler.compileStructuralTag({ type: 'structural_tag', format: toolCallsFormat(spec, this.toolCallFormat, grammars) });
       }
