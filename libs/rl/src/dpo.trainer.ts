@@ -7,7 +7,7 @@
  * or store code here.
  */
 import path from 'node:path';
-import { DPO_DEFAULTS } from '@flywheel/contracts';
+import { DPO_DEFAULTS, type ExportTool } from '@flywheel/contracts';
 import {
   createTrainableModel,
   freeTrainableModel,
@@ -50,10 +50,16 @@ export interface DpoPair {
  * turns inside the prompt are context). Longer than seqLen: the first tokens are dropped, so the response survives.
  * null when no response token is left to score.
  */
-export function dpoSide(ck: Checkpoint, prompt: readonly RewardChatMessage[], response: readonly RewardChatMessage[], seqLen: number): DpoSide | null {
-  const full = buildSftExample(ck, [...prompt, ...response]);
+export function dpoSide(
+  ck: Checkpoint,
+  prompt: readonly RewardChatMessage[],
+  response: readonly RewardChatMessage[],
+  seqLen: number,
+  tools: readonly ExportTool[] = [],
+): DpoSide | null {
+  const full = buildSftExample(ck, [...prompt, ...response], tools);
   // buildSftExample emits turn by turn, so the prompt's own example is a prefix of the full one.
-  const promptLen = buildSftExample(ck, prompt).ids.length;
+  const promptLen = buildSftExample(ck, prompt, tools).ids.length;
   const start = Math.max(0, full.ids.length - seqLen);
   const side = { ids: full.ids.slice(start), assistant: full.assistant.map((a, t) => a && t >= promptLen).slice(start) };
   return side.assistant.some((a, t) => a && t > 0) ? side : null;
@@ -61,8 +67,8 @@ export function dpoSide(ck: Checkpoint, prompt: readonly RewardChatMessage[], re
 
 /** Parses preference JSONL (`source` names it in errors) into tokenized pairs (reference log-probs still 0). */
 export function parseDpoJsonl(ck: Checkpoint, text: string, source: string, seqLen: number): DpoPair[] {
-  return parsePreferenceLines(text, source, (prompt, response) => {
-    const side = dpoSide(ck, prompt, response, seqLen);
+  return parsePreferenceLines(text, source, (prompt, response, tools) => {
+    const side = dpoSide(ck, prompt, response, seqLen, tools);
     return side && { ids: side.ids, value: side };
   }).map((p) => ({ ...p, referenceChosen: 0, referenceRejected: 0 }));
 }

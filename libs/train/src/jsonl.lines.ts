@@ -5,7 +5,7 @@
  * streaming reader; training sets here fit in memory.
  */
 import type { z } from 'zod';
-import { preferenceExportLineSchema } from '@flywheel/contracts';
+import { preferenceExportLineSchema, type ExportTool } from '@flywheel/contracts';
 import type { RewardChatMessage } from '@flywheel/model';
 
 export function parseJsonlLines<S extends z.ZodType>(
@@ -30,18 +30,19 @@ export function parseJsonlLines<S extends z.ZodType>(
 }
 
 /**
- * Preference JSONL lines to pairs of sides: `side` turns the prompt messages and one side's messages into a side and
- * its token ids (null drops the pair); pairs whose sides have the same ids are dropped. Throws when no pair is left.
+ * Preference JSONL lines to pairs of sides: `side` turns the prompt messages and one side's messages (and the line's
+ * `tools`, [] when none) into a side and its token ids (null drops the pair); pairs whose sides have the same ids are
+ * dropped. Throws when no pair is left.
  */
 export function parsePreferenceLines<S>(
   text: string,
   source: string,
-  side: (prompt: readonly RewardChatMessage[], response: readonly RewardChatMessage[]) => { ids: readonly number[]; value: S } | null,
+  side: (prompt: readonly RewardChatMessage[], response: readonly RewardChatMessage[], tools: readonly ExportTool[]) => { ids: readonly number[]; value: S } | null,
 ): { chosen: S; rejected: S }[] {
   const pairs: { chosen: S; rejected: S }[] = [];
   parseJsonlLines(text, source, preferenceExportLineSchema, 'a preference line ({"prompt", "chosen", "rejected"})', (line) => {
-    const chosen = side(line.prompt, line.chosen);
-    const rejected = side(line.prompt, line.rejected);
+    const chosen = side(line.prompt, line.chosen, line.tools ?? []);
+    const rejected = side(line.prompt, line.rejected, line.tools ?? []);
     if (chosen && rejected && chosen.ids.join(',') !== rejected.ids.join(',')) pairs.push({ chosen: chosen.value, rejected: rejected.value });
   });
   if (pairs.length === 0) throw new Error(`${source}: no preference pair with differing sides`);
