@@ -244,6 +244,49 @@ describe('admin review UI in chromium', () => {
     await context.close();
   });
 
+  it('shows a tool-calling conversation as calls and results, not raw tags', async () => {
+    const client = new OpenAI({ apiKey: USER_KEY, baseURL: `${mesh.gatewayUrl}/v1`, maxRetries: 0 });
+    const tools: OpenAI.ChatCompletionTool[] = [
+      { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 8 } }, required: ['city'], additionalProperties: false } } },
+    ];
+    const first = await client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Weather?' }], tools, tool_choice: 'required', parallel_tool_calls: false, seed: 2 });
+    const call = first.choices[0]!.message.tool_calls![0]!;
+    const second = await client.chat.completions.create({
+      model: 'stories260K',
+      messages: [
+        { role: 'user', content: 'Weather?' },
+        { role: 'assistant', content: null, tool_calls: first.choices[0]!.message.tool_calls },
+        { role: 'tool', tool_call_id: call.id, content: '{"celsius": 21}' },
+      ],
+      tools,
+      tool_choice: 'required',
+      parallel_tool_calls: false,
+      seed: 3,
+    });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    await page.goto(`${mesh.gatewayUrl}/admin/`);
+    await page.getByLabel('Admin key').fill(ADMIN_KEY);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('table', { name: 'Feedback inbox' }).waitFor();
+    // The record reaches the store a moment after the response: reload the conversation until it is there.
+    await waitFor(
+      async () => {
+        await page.goto(`${mesh.gatewayUrl}/admin/#/c/${encodeURIComponent(second.id)}`);
+        return (await page.getByRole('heading', { name: second.id }).count()) > 0 ? true : undefined;
+      },
+      30_000,
+      'conversation of the tool-calling completion',
+    );
+    const prompt = page.getByRole('region', { name: 'Prompt' });
+    await prompt.getByLabel('Tool call get_weather').waitFor();
+    await expectText(prompt.getByLabel('Tool result'), /"celsius": 21/);
+    const answer = page.getByRole('region', { name: 'Choice 0' });
+    await answer.getByLabel('Tool call get_weather').waitFor();
+    expect(await answer.textContent()).not.toContain('<tool_call>');
+    await context.close();
+  });
+
   it('refuses a user key on the admin API', async () => {
     const login = await fetch(`${mesh.gatewayUrl}/admin/api/session`, {
       method: 'POST',

@@ -7,6 +7,7 @@ import { useCallback, useEffect, useMemo, useState } from 'react';
 import type { AdminCompletionDetail, AdminFeedback, AdminReviewAction } from '../../../libs/contracts/src/admin.schemas';
 import { completionModerationSchema, type CompletionModeration } from '../../../libs/contracts/src/completion-record.schemas';
 import { AdminApiError, adminApi } from './admin-api.client';
+import { MessageView } from './message-view';
 import { go } from './navigation';
 import { feedbackValueText, shortId, shortTime } from './format';
 import { ReviewStatusBadge } from './status-badges';
@@ -225,7 +226,7 @@ export function ConversationPage({ id }: { id: string }) {
             ? detail.messages.map((m, i) => (
                 <div key={i} className={`msg msg-${m.role}`}>
                   <span className="role">{m.role}</span>
-                  <p className="pre">{m.content}</p>
+                  <MessageView text={m.content} />
                 </div>
               ))
             : (detail.prompts ?? []).map((p, i) => (
@@ -281,7 +282,7 @@ export function ConversationPage({ id }: { id: string }) {
                   </span>
                   {verdict ? <ActionBadge action={verdict.action} /> : null}
                 </header>
-                <p className="pre answer">{c.text || <span className="muted">(empty)</span>}</p>
+                <MessageView text={c.text} className="pre answer" />
                 {verdict ? <OutputModeration verdict={verdict} /> : null}
                 <h3>Feedback</h3>
                 {renderFeedback(detail.feedback.filter((f) => f.choice_index === c.index))}
