@@ -124,6 +124,26 @@ describe('structured outputs on stories260K (native engine, xgrammar masks)', ()
     }
   });
 
+  it.each([
+    ['llama3_json', /^\{"name": "get_weather", "parameters": (.*)\}$/s],
+    ['mistral', /^\[TOOL_CALLS\]\[\{"name": "get_weather", "arguments": (.*)\}\]$/s],
+  ] as const)('tool_calls required in the %s format', async (format, shape) => {
+    const weather = { type: 'object', properties: { city: { type: 'string', maxLength: 10 } }, required: ['city'], additionalProperties: false };
+    const other = await StructuredOutputCompiler.create(ckpt.tokenizer.grammarVocab(), { vocabSize: ckpt.spec.vocabSize, stopTokenIds: ckpt.generation.eosTokenIds, toolCallFormat: format });
+    try {
+      const spec: OutputConstraint = { kind: 'tool_calls', mode: 'required', parallel: false, tools: [{ name: 'get_weather', parameters: weather }] };
+      const run = await collect(native.engine.generate(request(`tools-${format}`, 5, 3, { constraints: await other.constraints(spec, 3) })));
+      const validate = new Ajv().compile(weather);
+      for (const text of run.texts) {
+        const m = shape.exec(text);
+        expect(m).not.toBeNull();
+        expect(validate(JSON.parse(m![1]!))).toBe(true);
+      }
+    } finally {
+      other.dispose();
+    }
+  });
+
   it('a refused request disposes the constraints it was given', async () => {
     const constraints = await compiler.constraints({ kind: 'json_object' }, 2);
     let disposed = 0;
