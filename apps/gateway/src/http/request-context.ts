@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { RECONNECT_RETRY_MS } from '@flywheel/mesh';
 import type { ApiKey } from '../auth/api-keys';
 
 export interface RequestContext {
@@ -20,6 +21,15 @@ export interface RequestContext {
 
 const contexts = new WeakMap<IncomingMessage, RequestContext>();
 const SANE_REQUEST_ID = /^[\w.:@-]{1,128}$/;
+
+/**
+ * How long a mesh call of this request may still resend while NATS is down: one RECONNECT_RETRY_MS budget per
+ * request, shared by its calls (prompt check, then generate), so an outage answers 503 after one budget, not one
+ * per call.
+ */
+export function meshRetryBudgetMs(ctx: Pick<RequestContext, 'startedAt'>, now = performance.now()): number {
+  return Math.max(0, Math.round(ctx.startedAt + RECONNECT_RETRY_MS - now));
+}
 
 export function newRequestId(): string {
   return `req_${randomUUID().replaceAll('-', '')}`;

@@ -16,7 +16,7 @@ import {
 import { MeshError, RECONNECT_RETRY_MS, SERVICE_CONFIG } from '@flywheel/mesh';
 import { Moderator, StreamModerator } from '@flywheel/moderation';
 import { fromZodError } from '../http/openai-error';
-import type { RequestContext } from '../http/request-context';
+import { meshRetryBudgetMs, type RequestContext } from '../http/request-context';
 import { GatewayMetrics } from '../observability/gateway.metrics';
 import type { GenerationPlan } from '../openai/openai-request.mapping';
 import { ModerationClient, moderationServiceError } from './moderation.client';
@@ -57,7 +57,7 @@ export class GatewayModeration {
     const batches = promptBatchesOf(promptTextsOf(plan));
     if (batches.length === 0) return null;
     const started = performance.now();
-    const checked = await this.checkPieces(batches);
+    const checked = await this.checkPieces(batches, meshRetryBudgetMs(ctx));
     const summary = mergeVerdicts(checked.verdicts);
     this.metrics.moderationLatency.observe({ direction: 'input' }, (performance.now() - started) / 1000);
     this.count('input', summary, checked.source);
@@ -78,10 +78,10 @@ export class GatewayModeration {
     this.count('output', gate.summary(), 'local');
   }
 
-  private async checkPieces(batches: PromptPiece[][]): Promise<{ verdicts: Array<VerdictParts & PromptPiece>; model: string; source: 'service' | 'local' }> {
+  private async checkPieces(batches: PromptPiece[][], budgetMs = RECONNECT_RETRY_MS): Promise<{ verdicts: Array<VerdictParts & PromptPiece>; model: string; source: 'service' | 'local' }> {
     try {
       // Known down: straight to the in-process check, no resending (that would slow every prompt by it).
-      const retryMs = this.serviceDown ? 0 : RECONNECT_RETRY_MS;
+      const retryMs = this.serviceDown ? 0 : budgetMs;
       const answers = await Promise.all(batches.map((batch) => this.client.check({ input: batch.map((p) => p.value), direction: 'input' }, retryMs)));
       this.noteService(null);
       const verdicts = batches.flatMap((batch, b) =>

@@ -11,7 +11,7 @@ import { newTimeOrderedId, type GenerateFrame, type TokenDelta } from '@flywheel
 import { MeshError, SERVICE_CONFIG } from '@flywheel/mesh';
 import { RateLimiter } from '../auth/rate-limiter';
 import { OpenAiError, toOpenAiError } from '../http/openai-error';
-import type { RequestContext } from '../http/request-context';
+import { meshRetryBudgetMs, type RequestContext } from '../http/request-context';
 import type { ResponseSink } from '../http/response-sink';
 import { GatewayModeration, type InputModeration } from '../moderation/gateway-moderation.service';
 import type { GateStep } from '../moderation/output-gate';
@@ -99,7 +99,7 @@ export class GenerationService {
     const subs: SubStream[] = plan.requests.map((request, promptIndex) => ({
       promptIndex,
       requestId: request.requestId,
-      frames: this.policy.generate(request, abort.signal),
+      frames: this.policy.generate(request, abort.signal, meshRetryBudgetMs(ctx)),
       ended: false,
       cancelSent: false,
     }));

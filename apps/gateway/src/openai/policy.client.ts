@@ -60,7 +60,8 @@ export class PolicyClient {
    * next request up to OVERLOADED_RETRIES times with a small jitter; after that it propagates (HTTP 429 +
    * Retry-After). Any other error, or one after the first frame, propagates at once.
    */
-  async *generate(request: GenerateRequestInput, signal: AbortSignal): AsyncGenerator<GenerateFrame> {
+  /** `retryUndeliveredMs`: the request's remaining resend budget while NATS is down (meshRetryBudgetMs). */
+  async *generate(request: GenerateRequestInput, signal: AbortSignal, retryUndeliveredMs = RECONNECT_RETRY_MS): AsyncGenerator<GenerateFrame> {
     const timeoutMs = this.config.gateway.api.generateTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       // Resent while it reaches no replica (NATS reconnecting, replicas resubscribing): nothing started yet.
@@ -68,7 +69,7 @@ export class PolicyClient {
         firstReplyTimeoutMs: timeoutMs,
         idleTimeoutMs: timeoutMs,
         signal,
-        retryUndeliveredMs: RECONNECT_RETRY_MS,
+        retryUndeliveredMs,
       });
       let first: IteratorResult<GenerateFrame>;
       try {
