@@ -252,6 +252,14 @@ describe('tool calling', () => {
     });
     expect(second.choices[0]!.message.tool_calls).toBeUndefined();
     expect(second.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    // The same answer streamed: content deltas, no tool calls.
+    const streamed = await client.chat.completions.create({ model: MODEL, messages: history, tools: [WEATHER_TOOL], tool_choice: 'none', seed: 9, max_tokens: 20, stream: true });
+    let text = '';
+    for await (const chunk of streamed) {
+      expect(chunk.choices[0]?.delta.tool_calls).toBeUndefined();
+      text += chunk.choices[0]?.delta.content ?? '';
+    }
+    expect(text).toBe(second.choices[0]!.message.content);
     // The model saw its call and the result: the prompt it was given (vLLM's /tokenize renders the same way).
     const tokenized = await post('/tokenize', { model: MODEL, messages: history });
     expect(tokenized.json.count).toBe(second.usage!.prompt_tokens);
