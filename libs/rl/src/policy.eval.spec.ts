@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { kernelsReference } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError, writeHfCheckpoint, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
-import { gateVerdict, runPolicyEval, type EvalOptions, type EvalReport } from './policy.eval';
+import { gateVerdict, rewardGainStd, runPolicyEval, type EvalOptions, type EvalReport } from './policy.eval';
 import { meanStd } from './ppo.math';
 
 jest.setTimeout(60_000);
@@ -37,6 +37,22 @@ class Recorder {
     return texts.map(Recorder.flagged);
   };
 }
+
+describe('rewardGainStd', () => {
+  it('is the gain in the active version spread; finite and signed when the active rewards do not spread', () => {
+    expect(rewardGainStd({ mean: 1, std: 2 }, { mean: 2, std: 5 })).toBe(0.5);
+    // A constant-scoring active version: the pooled spread, and the worse candidate is negative (a 0 would pass a 0 gate).
+    expect(rewardGainStd({ mean: 1, std: 0 }, { mean: 0, std: 2 })).toBeCloseTo(-1 / Math.SQRT2);
+    expect(rewardGainStd({ mean: 1, std: 0 }, { mean: 3, std: 2 })).toBeCloseTo(2 / Math.SQRT2);
+    // Neither spreads: raw units, never Infinity (it would be null in the job's JSON).
+    expect(rewardGainStd({ mean: 1, std: 0 }, { mean: 1.5, std: 0 })).toBe(0.5);
+    expect(rewardGainStd({ mean: 1, std: 0 }, { mean: 1, std: 0 })).toBe(0);
+    const report = (gain: number) => ({ reward_gain_std: gain, kl: 0, flag_rate_before: null, flag_rate_after: null }) as EvalReport;
+    const gate = { minRewardGainStd: 0, maxKl: 1, maxFlagRateIncrease: 0 };
+    expect(gateVerdict(report(rewardGainStd({ mean: 1, std: 0 }, { mean: 0, std: 0 })), gate).promote).toBe(false);
+    expect(gateVerdict(report(rewardGainStd({ mean: 1, std: 0 }, { mean: 2, std: 0 })), gate).promote).toBe(true);
+  });
+});
 
 describe('runPolicyEval (stories260K)', () => {
   const root = mkdtempSync(path.join(os.tmpdir(), 'policy-eval-spec-'));

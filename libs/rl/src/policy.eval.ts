@@ -55,6 +55,17 @@ export interface EvalGate {
   maxFlagRateIncrease: number;
 }
 
+/**
+ * The gain in units of the active version's reward spread. When the active version's rewards do not spread at all
+ * (one score for every sample) the pooled spread is used, and raw units when neither spreads: always finite, and
+ * negative for a worse candidate (an Infinity would not survive JSON, a 0 would pass a gate of 0).
+ */
+export function rewardGainStd(before: { mean: number; std: number }, after: { mean: number; std: number }): number {
+  const pooled = Math.sqrt((before.std ** 2 + after.std ** 2) / 2);
+  const scale = before.std > 0 ? before.std : pooled > 0 ? pooled : 1;
+  return (after.mean - before.mean) / scale;
+}
+
 export function gateVerdict(r: EvalReport, g: EvalGate): { promote: boolean; reasons: string[] } {
   const reasons: string[] = [];
   if (!(r.reward_gain_std >= g.minRewardGainStd)) reasons.push(`reward gain ${r.reward_gain_std.toFixed(3)} std < ${g.minRewardGainStd}`);
@@ -113,7 +124,7 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
     reward_std_before: b.std,
     reward_after: a.mean,
     reward_std_after: a.std,
-    reward_gain_std: b.std > 0 ? (a.mean - b.mean) / b.std : a.mean > b.mean ? Infinity : 0,
+    reward_gain_std: rewardGainStd(b, a),
     kl: meanStd(kls).mean,
     flag_rate_before: flags ? rate(flags[0]) : null,
     flag_rate_after: flags ? rate(flags[1]) : null,
