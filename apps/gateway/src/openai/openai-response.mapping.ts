@@ -245,6 +245,19 @@ function finished(choice: ChoiceState): OpenAiFinishReason {
   return reason === 'stop' && choice.toolCalls.length > 0 ? 'tool_calls' : reason;
 }
 
+/** The calls a response returns: a choice cut by the content filter keeps only calls it finished before the cut. */
+function returnedCalls(choice: ChoiceState): ChatToolCallOut[] {
+  if (choice.finishReason !== 'content_filter') return choice.toolCalls;
+  return choice.toolCalls.filter((c) => {
+    try {
+      JSON.parse(c.function.arguments);
+      return c.function.name !== '';
+    } catch {
+      return false;
+    }
+  });
+}
+
 export function chatCompletionOf(state: CompletionState): ChatCompletion {
   const { plan } = state;
   return {
@@ -259,10 +272,10 @@ export function chatCompletionOf(state: CompletionState): ChatCompletion {
         ? { role: 'assistant', content: c.text, refusal: null }
         : {
             role: 'assistant',
-            content: c.toolCalls.length > 0 && c.content === '' ? null : c.content,
+            content: returnedCalls(c).length > 0 && c.content === '' ? null : c.content,
             refusal: null,
             ...(c.thinking !== null ? { reasoning_content: c.reasoning === '' ? null : c.reasoning } : {}),
-            ...(c.toolCalls.length > 0 ? { tool_calls: c.toolCalls } : {}),
+            ...(returnedCalls(c).length > 0 ? { tool_calls: returnedCalls(c) } : {}),
           },
       logprobs: plan.logprobs === 'chat' ? chatLogprobsOf(c.sentLogprobs) : null,
       finish_reason: finished(c),
