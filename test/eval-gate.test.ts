@@ -115,7 +115,8 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
     await handlers.listen();
 
     database = await createThrowawayDatabase(ADMIN_URL);
-    const config = loadTrainerConfig({ NATS_URL: natsUrl, DATABASE_URL: database.url, FLYWHEEL_STATE_DIR: stateDir, FLYWHEEL_TRAINER_THREADS: '1' });
+    // The active version is the original base here: KL to the base is KL to the active.
+    const config = loadTrainerConfig({ NATS_URL: natsUrl, DATABASE_URL: database.url, FLYWHEEL_STATE_DIR: stateDir, FLYWHEEL_TRAINER_THREADS: '1', FLYWHEEL_POLICY_VERSION: ACTIVE });
     store = new TrainerStore(config);
     processor = new EvalProcessor(config, store, mesh, new TrainerMetrics(serviceMetrics));
   });
@@ -164,6 +165,7 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
   it.each([
     ['the reward gain below minRewardGainStd', 'cand-gain', { ...open, minRewardGainStd: 1e9 }, /^reward gain -?\d+\.\d{3} std < 1000000000$/],
     ['the KL above maxKl', 'cand-kl', { ...open, maxKl: 1e-6 }, /^KL \d+\.\d{3} nats > 0\.000001$/],
+    ['the KL to the original base above maxKlBase', 'cand-drift', { ...open, maxKlBase: 1e-6 }, /^KL to the base \d+\.\d{3} nats > 0\.000001$/],
   ])('refuses a candidate with %s: one reason naming it, its version row rejected, the active version unchanged', async (_, version, gate, reason) => {
     await publishCandidate(version);
     const activeBefore = await readActive(nc, 'policy');
@@ -182,6 +184,9 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
     const row = await store.use((db) => findModelVersion(db, version));
     expect(row).toMatchObject({ id: version, role: 'policy', status: 'rejected' });
     expect(row?.metrics).toMatchObject({ steps: 1, rejected: result.reasons });
+    // Both KLs in the candidate's lineage.
+    expect(result.report.kl_base).toBe(result.report.kl);
+    expect(row?.metrics).toMatchObject({ eval: { run: runId, active: ACTIVE, base: ACTIVE, kl: result.report.kl, kl_base: result.report.kl_base, pass: false, reasons: result.reasons } });
     const run = await store.use((db) => findTrainingRun(db, runId));
     expect(run).toMatchObject({ kind: 'eval', status: 'succeeded', baseVersion: ACTIVE, error: null });
     expect(run?.metrics).toMatchObject({ pass: false, promoted: false, reasons: result.reasons, candidate: version, active: ACTIVE, reward_version: REWARD_VERSION, kl: result.report.kl });

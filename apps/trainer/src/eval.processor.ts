@@ -1,7 +1,7 @@
 /**
  * The BullMQ worker of the `eval` queue: fetches the candidate and the active policy from the checkpoint object
  * store, compares them on held-out prompts (runPolicyEval in libs/rl: reward-service scores, KL to the active
- * policy, output moderation flag rate), applies the gate and, when the job asks and the candidate passes, promotes
+ * policy and to the original base, output moderation flag rate), applies the gate and, when the job asks and the candidate passes, promotes
  * it with one write to the `models` KV (policy replicas then hot-swap). The verdict and its reasons are stored
  * with the run; a refused candidate's version row becomes `rejected`. Not the comparison itself.
  */
@@ -12,7 +12,7 @@ import { evalJobDataSchema, MODERATION_MAX_BATCH, moderationResponseSchema, QUEU
 import type { TrainerConfig } from '@flywheel/config';
 import { fetchCheckpoint, findPublished, MeshConnection, promoteVersion, readActive } from '@flywheel/mesh';
 import { gateVerdict, runPolicyEval } from '@flywheel/rl';
-import { markVersionRejected } from '@flywheel/store';
+import { markVersionRejected, recordVersionEval } from '@flywheel/store';
 import { RewardClient } from './reward.client';
 import { RunRecorder } from './run.recorder';
 import { TrainerMetrics } from './trainer.metrics';
@@ -59,6 +59,12 @@ export class EvalProcessor extends QueueProcessor<EvalJobData, EvalJobResult> {
     await recorder.start('eval', { parentRunId: data.parentRunId, baseVersion: activeVersion, config: { ...data, jobId } });
     try {
       const [candidateDir, activeDir] = [await this.versionDir(data.candidateVersion), await this.versionDir(activeVersion)];
+      // The drift bound's reference: the original base, whatever chain of promotions led to the active version.
+      const baseVersion = data.baseVersion ?? this.config.loop.baseVersion;
+      const baseDir = baseVersion === activeVersion ? activeDir : await this.versionDir(baseVersion).catch((err: unknown) => {
+        this.logger.warn(`job ${jobId}: base version ${baseVersion} not available (${err instanceof Error ? err.message : String(err)}); KL to the base is not measured`);
+        return null;
+      });
       const reward = new RewardClient(this.mesh, data.rewardVersion);
       const rewardVersion = await reward.ready(120_000);
       await job.updateProgress({ stage: 'sampling' });
@@ -66,6 +72,7 @@ export class EvalProcessor extends QueueProcessor<EvalJobData, EvalJobResult> {
       const report = await runPolicyEval({
         candidateDir,
         activeDir,
+        baseDir,
         prompts: data.prompts,
         samples: data.samples,
         maxNewTokens: data.maxNewTokens,
@@ -77,19 +84,33 @@ export class EvalProcessor extends QueueProcessor<EvalJobData, EvalJobResult> {
         threads: this.config.trainer.threads || undefined,
       });
       const verdict = gateVerdict(report, data.gate);
+      // Both KLs go into the candidate's lineage, whatever the verdict.
+      await this.store.use((db) =>
+        recordVersionEval(db, data.candidateVersion, {
+          run: id,
+          active: activeVersion,
+          base: baseVersion,
+          kl: report.kl,
+          kl_base: report.kl_base,
+          reward_gain_std: report.reward_gain_std,
+          pass: verdict.promote,
+          reasons: verdict.reasons,
+        }),
+      );
       let promoted = false;
       if (verdict.promote && data.promote) {
-        await promoteVersion(nc, 'policy', data.candidateVersion, 'trainer-eval', `eval ${id}: reward ${report.reward_before.toFixed(3)} → ${report.reward_after.toFixed(3)}, KL ${report.kl.toFixed(3)}`);
+        const baseKl = report.kl_base === null ? '' : `, KL to ${baseVersion} ${report.kl_base.toFixed(3)}`;
+        await promoteVersion(nc, 'policy', data.candidateVersion, 'trainer-eval', `eval ${id}: reward ${report.reward_before.toFixed(3)} → ${report.reward_after.toFixed(3)}, KL ${report.kl.toFixed(3)}${baseKl}`);
         promoted = true;
       } else if (!verdict.promote) {
         await this.store.use((db) => markVersionRejected(db, data.candidateVersion, verdict.reasons));
       }
       this.metrics.evalVerdicts.inc({ verdict: verdict.promote ? 'pass' : 'fail' });
       const { examples, ...numbers } = report;
-      await recorder.patch({ status: 'succeeded', metrics: { ...numbers, examples, pass: verdict.promote, reasons: verdict.reasons, promoted, candidate: data.candidateVersion, active: activeVersion, reward_version: rewardVersion } });
+      await recorder.patch({ status: 'succeeded', metrics: { ...numbers, examples, pass: verdict.promote, reasons: verdict.reasons, promoted, candidate: data.candidateVersion, active: activeVersion, base: baseVersion, reward_version: rewardVersion } });
       this.logger.log(
         `job ${jobId}: reward ${report.reward_before.toFixed(3)}±${report.reward_std_before.toFixed(3)} → ${report.reward_after.toFixed(3)} ` +
-          `(${report.reward_gain_std.toFixed(2)} std), KL ${report.kl.toFixed(3)}: ${verdict.promote ? (promoted ? 'promoted' : 'passes') : `refused (${verdict.reasons.join('; ')})`}`,
+          `(${report.reward_gain_std.toFixed(2)} std), KL ${report.kl.toFixed(3)} (to the base ${report.kl_base?.toFixed(3) ?? 'n/a'}): ${verdict.promote ? (promoted ? 'promoted' : 'passes') : `refused (${verdict.reasons.join('; ')})`}`,
       );
       return { trainingRunId: id, candidateVersion: data.candidateVersion, activeVersion, report, pass: verdict.promote, reasons: verdict.reasons, promoted };
     } catch (err) {

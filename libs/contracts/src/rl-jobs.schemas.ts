@@ -133,6 +133,11 @@ export const evalGateSchema = z.strictObject({
   minRewardGainStd: z.number().default(0),
   /** KL(candidate || active), nats per sequence, at most. */
   maxKl: z.number().positive().default(5),
+  /**
+   * KL(candidate || the original base), nats per sequence, at most: bounds the drift of a chain of promotions, each
+   * of which passed maxKl against its predecessor. null: unbounded.
+   */
+  maxKlBase: z.number().positive().nullable().default(12),
   /** Output moderation flag rate may rise by at most this (absolute fraction). */
   maxFlagRateIncrease: z.number().min(0).max(1).default(0.01),
 });
@@ -147,6 +152,8 @@ export const evalJobDataSchema = z.strictObject({
   candidateVersion: z.string().min(1),
   /** Default: the active policy version in the `models` KV. */
   activeVersion: z.string().nullable().default(null),
+  /** The original base the drift bound measures against. Default: the trainer's FLYWHEEL_POLICY_VERSION. */
+  baseVersion: z.string().nullable().default(null),
   rewardVersion: z.string().nullable().default(null),
   prompts: z.array(chatPromptSchema).min(1).max(10_000),
   /**
@@ -158,7 +165,7 @@ export const evalJobDataSchema = z.strictObject({
   maxNewTokens: z.int().positive().max(4096).default(48),
   stop: z.array(z.string().min(1).max(64)).max(8).default([]),
   seed: z.int().nonnegative().default(1),
-  gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxFlagRateIncrease: 0.01 }),
+  gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01 }),
   promote: z.boolean().default(false),
   parentRunId: z.string().nullable().default(null),
 });
@@ -174,6 +181,7 @@ export const evalReportSchema = z.strictObject({
   reward_std_after: z.number(),
   reward_gain_std: z.number(),
   kl: z.number(),
+  kl_base: z.number().nullable(),
   flag_rate_before: z.number().nullable(),
   flag_rate_after: z.number().nullable(),
   response_length_before: z.number(),
@@ -221,10 +229,10 @@ export const loopJobDataSchema = z.strictObject({
     .strictObject({
       /** Responses per held-out prompt and model (see evalJobDataSchema). */
       samples: z.int().positive().max(64).default(EVAL_SAMPLES),
-      gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxFlagRateIncrease: 0.01 }),
+      gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01 }),
       promote: z.boolean().default(true),
     })
-    .default({ samples: EVAL_SAMPLES, gate: { minRewardGainStd: 0, maxKl: 5, maxFlagRateIncrease: 0.01 }, promote: true }),
+    .default({ samples: EVAL_SAMPLES, gate: { minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01 }, promote: true }),
 });
 export type LoopJobData = z.infer<typeof loopJobDataSchema>;
 export type LoopJobDataInput = z.input<typeof loopJobDataSchema>;

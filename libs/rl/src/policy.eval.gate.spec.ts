@@ -4,7 +4,7 @@
  */
 import { gateVerdict, type EvalGate, type EvalReport } from './policy.eval';
 
-const gate: EvalGate = { minRewardGainStd: 0.5, maxKl: 5, maxFlagRateIncrease: 0.05 };
+const gate: EvalGate = { minRewardGainStd: 0.5, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.05 };
 const passing: EvalReport = {
   prompts: 8,
   samples: 16,
@@ -14,6 +14,7 @@ const passing: EvalReport = {
   reward_std_after: 2,
   reward_gain_std: 1,
   kl: 2,
+  kl_base: 6,
   flag_rate_before: 0.1,
   flag_rate_after: 0.12,
   response_length_before: 40,
@@ -34,6 +35,7 @@ describe('gateVerdict', () => {
     ['a flag rate that rises too much', { flag_rate_after: 0.3 }, /flag rate 0\.100 → 0\.300 rises more than 0\.05/],
     ['a reward gain that is not a number', { reward_gain_std: NaN }, /reward gain NaN std/],
     ['a KL that is not a number', { kl: NaN }, /KL NaN nats/],
+    ['a chain of promotions drifted too far from the base', { kl_base: 12.5 }, /KL to the base 12\.500 nats > 12/],
   ])('refuses %s with one reason naming that bound', (_, change, reason) => {
     const verdict = gateVerdict({ ...passing, ...change }, gate);
     expect(verdict.promote).toBe(false);
@@ -45,6 +47,11 @@ describe('gateVerdict', () => {
     const verdict = gateVerdict({ ...passing, reward_gain_std: -1, kl: 9, flag_rate_after: 0.9 }, gate);
     expect(verdict.promote).toBe(false);
     expect(verdict.reasons.map((r) => r.split(' ')[0])).toEqual(['reward', 'KL', 'flag']);
+  });
+
+  it('a base KL it could not measure, or no base bound, does not count against it', () => {
+    expect(gateVerdict({ ...passing, kl_base: null }, gate).promote).toBe(true);
+    expect(gateVerdict({ ...passing, kl_base: 50 }, { ...gate, maxKlBase: null }).promote).toBe(true);
   });
 
   it('does not hold an unknown flag rate (no moderation in the eval) against the candidate', () => {

@@ -149,6 +149,22 @@ describe('runPolicyEval (stories260K)', () => {
     expect(gateVerdict(r, { minRewardGainStd: r.reward_gain_std, maxKl: r.kl, maxFlagRateIncrease: 1 }).promote).toBe(true);
   });
 
+  it('measures KL to the original base too: a chain of small steps is refused by the base bound', async () => {
+    // base → active (×1.5 sharper) → candidate (×3): each step is small against its predecessor, the chain is not.
+    const chain = await evaluate(sharpDir(3), { activeDir: sharpDir(1.5), baseDir: MODEL });
+    const direct = await evaluate(sharpDir(3)); // the same candidate samples, the base as the active policy
+    expect(chain.report.kl_base).toBeCloseTo(direct.report.kl, 9);
+    expect(chain.report.kl_base!).toBeGreaterThan(chain.report.kl);
+    const gate = { minRewardGainStd: -100, maxKl: chain.report.kl + 0.01, maxFlagRateIncrease: 1 };
+    expect(gateVerdict(chain.report, { ...gate, maxKlBase: null }).promote).toBe(true);
+    const refused = gateVerdict(chain.report, { ...gate, maxKlBase: (chain.report.kl + chain.report.kl_base!) / 2 });
+    expect(refused.promote).toBe(false);
+    expect(refused.reasons).toEqual([expect.stringMatching(/^KL to the base /)]);
+    // Without a base, or with the active as the base, kl_base is what it can be.
+    expect((await evaluate(sharpDir(3), { activeDir: sharpDir(1.5) })).report.kl_base).toBeNull();
+    expect((await evaluate(sharpDir(3), { activeDir: sharpDir(1.5), baseDir: sharpDir(1.5) })).report.kl_base).toBe(chain.report.kl);
+  });
+
   it('is reproducible under its seed; another seed samples other responses', async () => {
     const a = await evaluate(sharpDir(1.5));
     const b = await evaluate(sharpDir(1.5));

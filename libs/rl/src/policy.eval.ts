@@ -2,9 +2,12 @@
  * Comparing a candidate policy with the active one on held-out prompts, the eval gate's evidence: both sample
  * the same prompts with the same seeds (pure sampling), a scorer (the reward service) scores every response, a
  * moderation check flags outputs, and KL(candidate || active) is measured per sequence on the candidate's own
- * samples with both models' log-probs. Plus the gate itself, a pure function of those numbers and its bounds.
+ * samples with both models' log-probs, and KL(candidate || base) to the original base the same way, so a chain of
+ * promotions cannot drift away from it one small step at a time. Plus the gate itself, a pure function of those
+ * numbers and its bounds.
  * No queue, store or promotion code here (apps/trainer/src/eval.processor.ts).
  */
+import path from 'node:path';
 import { createTrainableModel, freeTrainableModel, policyForward } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
 import { meanStd, sequenceKl } from './ppo.math';
@@ -13,6 +16,8 @@ import { createRolloutEngine, gather, packActions, type Rollout } from './rollou
 export interface EvalOptions {
   candidateDir: string;
   activeDir: string;
+  /** The original base policy (KL to it is reported as kl_base); absent or the active's directory: kl_base = kl. */
+  baseDir?: string | null;
   prompts: readonly (readonly RewardChatMessage[])[];
   /** Responses per prompt and model. */
   samples: number;
@@ -37,6 +42,8 @@ export interface EvalReport {
   reward_gain_std: number;
   /** Mean over the candidate's samples of sum_t log pi_c - log pi_a (nats per sequence). */
   kl: number;
+  /** The same against the original base policy; null when the base was not available. */
+  kl_base: number | null;
   flag_rate_before: number | null;
   flag_rate_after: number | null;
   response_length_before: number;
@@ -51,6 +58,8 @@ export interface EvalGate {
   minRewardGainStd: number;
   /** KL(candidate || active) at most this many nats per sequence. */
   maxKl: number;
+  /** KL(candidate || original base) at most this many nats per sequence; null or absent: unbounded. */
+  maxKlBase?: number | null;
   /** Output flag rate may rise by at most this much (absolute fraction). */
   maxFlagRateIncrease: number;
 }
@@ -70,6 +79,9 @@ export function gateVerdict(r: EvalReport, g: EvalGate): { promote: boolean; rea
   const reasons: string[] = [];
   if (!(r.reward_gain_std >= g.minRewardGainStd)) reasons.push(`reward gain ${r.reward_gain_std.toFixed(3)} std < ${g.minRewardGainStd}`);
   if (!(r.kl <= g.maxKl)) reasons.push(`KL ${r.kl.toFixed(3)} nats > ${g.maxKl}`);
+  if (g.maxKlBase != null && r.kl_base !== null && !(r.kl_base <= g.maxKlBase)) {
+    reasons.push(`KL to the base ${r.kl_base.toFixed(3)} nats > ${g.maxKlBase}`);
+  }
   if (r.flag_rate_before !== null && r.flag_rate_after !== null && r.flag_rate_after - r.flag_rate_before > g.maxFlagRateIncrease) {
     reasons.push(`flag rate ${r.flag_rate_before.toFixed(3)} → ${r.flag_rate_after.toFixed(3)} rises more than ${g.maxFlagRateIncrease}`);
   }
@@ -87,8 +99,10 @@ async function sample(ck: Checkpoint, prompts: number[][], o: EvalOptions, maxMo
 
 export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
   if (o.prompts.length === 0) throw new Error('eval needs at least one prompt');
-  const [cand, act] = await Promise.all([loadCheckpoint(o.candidateDir), loadCheckpoint(o.activeDir)]);
-  for (const ck of [cand, act]) if (ck.numLabels !== null && ck.numLabels !== undefined) throw new ModelLoadError('eval compares causal LM policies', ck.id);
+  const separateBase = o.baseDir != null && path.resolve(o.baseDir) !== path.resolve(o.activeDir);
+  const [cand, act, base] = await Promise.all([loadCheckpoint(o.candidateDir), loadCheckpoint(o.activeDir), separateBase ? loadCheckpoint(o.baseDir!) : null]);
+  if (base && base.spec.vocabSize !== cand.spec.vocabSize) throw new Error('candidate and base policies have different vocabularies');
+  for (const ck of base ? [cand, act, base] : [cand, act]) if (ck.numLabels !== null && ck.numLabels !== undefined) throw new ModelLoadError('eval compares causal LM policies', ck.id);
   if (cand.spec.vocabSize !== act.spec.vocabSize) throw new Error('candidate and active policies have different vocabularies');
   const promptMsgs = o.prompts.flatMap((p) => Array.from({ length: o.samples }, () => [...p]));
   const promptIds = promptMsgs.map((m) => cand.tokenizer.applyChatTemplate(m, { addGenerationPrompt: true }));
@@ -100,15 +114,17 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
   const scoresAfter = await o.score(after.map((r, i) => ({ prompt: promptMsgs[i], response: r.text })));
   const flags = o.moderate ? [await o.moderate(before.map((r) => r.text)), await o.moderate(after.map((r) => r.text))] : null;
 
-  // KL on the candidate's samples: log-probs of its own tokens under both models, in micro-batches.
+  // KL on the candidate's samples: log-probs of its own tokens under each model, in micro-batches.
   const kls: number[] = [];
-  const models = [cand, act].map((ck) => createTrainableModel(ck.spec, ck.weights, { threads: o.threads, frozen: true }));
+  const klsBase: number[] = [];
+  const models = (base ? [cand, act, base] : [cand, act]).map((ck) => createTrainableModel(ck.spec, ck.weights, { threads: o.threads, frozen: true }));
   try {
     for (let i = 0; i < after.length; i += 32) {
       const packed = packActions(after.slice(i, i + 32));
       const logps: Float64Array[] = [];
       for (const m of models) logps.push(gather((await policyForward(m, packed.batch, { targets: packed.targets, sel: packed.sel })).logp, packed.slots));
       kls.push(...sequenceKl(logps[0], logps[1], packed.offsets));
+      if (base) klsBase.push(...sequenceKl(logps[0], logps[2], packed.offsets));
     }
   } finally {
     for (const m of models) freeTrainableModel(m);
@@ -126,6 +142,7 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
     reward_std_after: a.std,
     reward_gain_std: rewardGainStd(b, a),
     kl: meanStd(kls).mean,
+    kl_base: base ? meanStd(klsBase).mean : o.baseDir != null ? meanStd(kls).mean : null,
     flag_rate_before: flags ? rate(flags[0]) : null,
     flag_rate_after: flags ? rate(flags[1]) : null,
     response_length_before: meanStd(before.map((r) => r.response.length)).mean,

@@ -73,6 +73,18 @@ export async function findModelVersion(db: Kysely<StoreTables>, id: string): Pro
   return (await db.selectFrom('model_versions').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
 }
 
+/**
+ * The eval gate's evidence on a version's row (its lineage): KL to the version it was compared with and to the
+ * original base, the reward gain, the verdict. Kept under `eval` whatever the row's status.
+ */
+export async function recordVersionEval(db: Kysely<StoreTables>, id: string, evidence: Record<string, unknown>): Promise<void> {
+  await db
+    .updateTable('model_versions')
+    .set({ metrics: sql`model_versions.metrics || ${JSON.stringify({ eval: evidence })}::jsonb` })
+    .where('id', '=', id)
+    .execute();
+}
+
 /** The eval gate refused a candidate: its row says so (an active or retired row is left alone). */
 export async function markVersionRejected(db: Kysely<StoreTables>, id: string, reasons: string[]): Promise<void> {
   await db
