@@ -6,6 +6,7 @@ not depend on the code they test against. Used by llama_reference.py; not a gene
 """
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
@@ -81,9 +82,29 @@ def hf_to_gguf_name(name: str) -> str:
     return f"blk.{n}.{local}"
 
 
+def llama3_rope_factors(cfg: dict, head_dim: int) -> np.ndarray:
+    """rope_freqs.weight as convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors writes it for a llama3
+    rope_scaling: one divisor per frequency (1 kept, `factor` divided, smoothed in between), f32."""
+    s = cfg["rope_scaling"]
+    factor, low, high, old = s["factor"], s["low_freq_factor"], s["high_freq_factor"], s["original_max_position_embeddings"]
+    freqs = 1.0 / (cfg["rope_theta"] ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+    out = []
+    for freq in freqs.astype(np.float64):
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            out.append(1.0)
+        elif wavelen > old / low:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
 def write_gguf(path: Path, cfg: dict, weights: dict[str, np.ndarray], name: str, q8_0: bool) -> dict[str, np.ndarray]:
     """Writes an HF Llama checkpoint as llama.cpp would (arch "llama", permuted q/k, optional Q8_0 for 2-D
-    weights). Returns the HF-layout f32 values a correct reader must recover (dequantized where Q8_0)."""
+    weights; a llama3 rope_scaling becomes the rope_freqs.weight tensor, written first as the converter does).
+    Returns the HF-layout f32 values a correct reader must recover (dequantized where Q8_0)."""
     n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
     kvs = [
@@ -110,6 +131,14 @@ def write_gguf(path: Path, cfg: dict, weights: dict[str, np.ndarray], name: str,
                     key=lambda k: (int(k.split(".")[2]), k))
     order += ["model.norm.weight"] + (["lm_head.weight"] if "lm_head.weight" in weights else [])
     infos, blobs, recovered, offset = [], [], {}, 0
+    scaling = cfg.get("rope_scaling")
+    if scaling is not None and scaling.get("rope_type") == "llama3":
+        blob = llama3_rope_factors(cfg, head_dim).astype("<f4").tobytes()
+        infos.append(gguf_str("rope_freqs.weight") + struct.pack("<I", 1) + struct.pack("<Q", head_dim // 2)
+                     + struct.pack("<I", GGML_F32) + struct.pack("<Q", offset))
+        pad = (-len(blob)) % GGUF_ALIGNMENT
+        blobs.append(blob + b"\0" * pad)
+        offset += len(blob) + pad
     for hf in order:
         w = weights[hf].astype(np.float32)
         if hf.endswith(("q_proj.weight", "q_proj.bias")):

@@ -339,8 +339,12 @@ def make_tiny_fixtures() -> None:
     assert ratio[0] == 1 and 1 < ratio[1] < 8 and ratio[2] == ratio[3] == 8, ratio
     wm = random_llama(mqa, seed=99)
     stored_m = write_hf_dir("tiny-mqa-llama3", mqa, {k: ("F32", v) for k, v in wm.items()})
-    write_golden("tiny-mqa-llama3", ["tiny-mqa-llama3"], mqa, stored_m, tiny_cases(64, seed=8), greedy_n=8,
-                 note="float64 forward; llama3 rope_scaling, MQA, tied embeddings")
+    # As llama.cpp converts a Llama 3.x model: the scaling as rope_freqs.weight (llama3_gguf.py writes the same file
+    # from the committed checkpoint with numpy alone).
+    recovered_m = write_gguf(FIXTURES / "tiny-mqa-llama3.gguf", mqa, stored_m, "tiny-mqa-llama3", q8_0=False)
+    assert all(np.array_equal(recovered_m[k], stored_m[k]) for k in stored_m), "gguf f32 roundtrip"
+    write_golden("tiny-mqa-llama3", ["tiny-mqa-llama3", "tiny-mqa-llama3.gguf"], mqa, stored_m, tiny_cases(64, seed=8), greedy_n=8,
+                 note="float64 forward; llama3 rope_scaling (rope_freqs.weight in the GGUF), MQA, tied embeddings")
 
 
 def make_stories_fixtures(shared: Path) -> None:

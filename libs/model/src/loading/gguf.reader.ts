@@ -12,7 +12,9 @@ import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32 } from './half-float.codec'
 import { ModelLoadError } from './model-load.error';
 import type { SupportedArchitecture } from './model-config.schema';
 import { openForRead, readExactly } from './checkpoint-file.io';
+import type { Llama3RopeScaling } from '@flywheel/kernels';
 import { parseGgufHeader } from './gguf-header.parser';
+import { llama3ScalingFromRopeFactors } from './rope-freqs';
 import type { GgufHeader, GgufTensorInfo, GgufValue } from './gguf-header.parser';
 import { buildWeightMap } from './weight-map.validator';
 import type { ShapedTensor } from './weight-map.validator';
@@ -140,6 +142,29 @@ export async function readGguf(file: string): Promise<GgufModel> {
   }
 }
 
+/**
+ * Llama 3.x files: `rope_freqs.weight` (head_dim / 2 divisors llama.cpp computed from the llama3 rope_scaling) as the
+ * scaling parameters the engine takes (rope-freqs.ts); null without the tensor.
+ */
+async function ropeScalingOf(
+  fh: FileHandle,
+  file: string,
+  info: GgufTensorInfo | undefined,
+  dataOffset: number,
+  headDim: number,
+  theta: number,
+  fail: (message: string) => never,
+): Promise<Llama3RopeScaling | null> {
+  if (info === undefined) return null;
+  if (info.dims.length !== 1 || info.dims[0] !== headDim / 2) fail(`rope_freqs.weight has dims [${info.dims.join(', ')}], expected [${headDim / 2}]`);
+  const factors = await readGgufTensor(fh, file, info, dataOffset);
+  try {
+    return llama3ScalingFromRopeFactors(factors, headDim, theta);
+  } catch (err) {
+    return fail(`rope_freqs.weight: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const header = await parseGgufHeader(fh, file);
   const meta = header.metadata;
@@ -169,9 +194,6 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     if (infos.has(info.name)) fail(`tensor "${info.name}" appears twice`);
     infos.set(info.name, info);
   }
-  if (infos.has('rope_freqs.weight')) {
-    fail('GGUF has rope_freqs.weight (llama3-style RoPE frequency factors); Flywheel reads llama3 rope scaling only from config.json');
-  }
   const scalingType = meta.get(`${ggufArch}.rope.scaling.type`);
   if (scalingType !== undefined && scalingType !== 'none') fail(`unsupported GGUF rope scaling type "${String(scalingType)}"`);
 
@@ -194,7 +216,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     headDim,
     rmsNormEps: shortestF32(num('attention.layer_norm_rms_epsilon')),
     ropeTheta: shortestF32(num('rope.freq_base', 10000)),
-    ropeScaling: null,
+    ropeScaling: await ropeScalingOf(fh, file, infos.get('rope_freqs.weight'), header.dataOffset, headDim, shortestF32(num('rope.freq_base', 10000)), fail),
     tieWordEmbeddings: !infos.has('output.weight'),
     attentionBias: infos.has('blk.0.attn_q.bias'),
     maxPositionEmbeddings: num('context_length'),
@@ -204,6 +226,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const tensors = new Map<string, ShapedTensor>();
   const tensorDtypes = new Map<string, GgufTensorDtype>();
   for (const [ggufName, info] of infos) {
+    if (ggufName === 'rope_freqs.weight') continue; // read into spec.ropeScaling above
     const hfName = ggufToHfTensorName(ggufName) ?? fail(`unknown tensor "${ggufName}" for a Llama-family model`);
     const data = await readGgufTensor(fh, file, info, header.dataOffset);
     // GGUF dims run fastest-first (ne[0] = in_features); HF shapes run slowest-first.
