@@ -44,11 +44,13 @@ describe('loadCheckpoint', () => {
     expect(fromGguf.ggufVocab?.tokens).toHaveLength(512);
   });
 
-  it('asks for a tokenizer when a GGUF has none beside it', async () => {
-    await expect(loadCheckpoint(storiesGguf())).rejects.toThrow(
-      /no tokenizer\.json for stories260K\.gguf: .* put tokenizer\.json \(\+ tokenizer_config\.json\) beside the file or pass tokenizerDir/,
+  it('asks for a tokenizer when a GGUF has none beside it and none in its metadata', async () => {
+    await expect(loadCheckpoint(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'))).rejects.toThrow(
+      /no tokenizer\.json for tiny-gqa\.gguf and no tokenizer in the file's metadata; put tokenizer\.json \(\+ tokenizer_config\.json\) beside the file or pass tokenizerDir/,
     );
-    await expect(loadModelWeights(storiesGguf())).resolves.toMatchObject({ format: 'gguf' });
+    await expect(loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'))).resolves.toMatchObject({ format: 'gguf' });
+    // stories260K.gguf carries its vocabulary: it loads (gguf-tokenizer.spec.ts checks that tokenizer).
+    await expect(loadCheckpoint(storiesGguf())).resolves.toMatchObject({ format: 'gguf' });
   });
 
   it('loads the tiny GQA fixture: untied head, q/k/v bias, head_dim 16 on hidden 32', async () => {

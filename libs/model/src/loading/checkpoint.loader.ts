@@ -1,6 +1,6 @@
 /**
  * Loads a servable checkpoint: a Hugging Face directory (config.json, safetensors, tokenizer, generation
- * config) or a llama.cpp `.gguf` file (plus an HF tokenizer beside it or in `tokenizerDir`), into one
+ * config) or a llama.cpp `.gguf` file (an HF tokenizer beside it or in `tokenizerDir`, else the file's own), into one
  * `Checkpoint` of ModelSpec, f32 WeightMap in HF names/layout, tokenizer, chat template and generation defaults.
  * It does not upload weights to the native addon or pick a dtype for them; the engine does.
  */
@@ -17,7 +17,7 @@ import type { ModelConfig, SupportedArchitecture } from './model-config.schema';
 import { errorReason, ModelLoadError } from './model-load.error';
 import { readSafetensorsCheckpoint } from './safetensors.reader';
 import type { LoadableSafetensorsDtype } from './safetensors.reader';
-import { ChatTemplate, loadTokenizer, TOKENIZER_FILE } from './tokenizer.loader';
+import { ChatTemplate, loadTokenizer, tokenizerFromGguf, TOKENIZER_FILE } from './tokenizer.loader';
 import type { ModelTokenizer } from './tokenizer.loader';
 import { buildWeightMap } from './weight-map.validator';
 
@@ -58,7 +58,7 @@ export interface LoadCheckpointOptions {
   id?: string;
   /**
    * Where tokenizer.json, tokenizer_config.json and generation_config.json live. For an HF directory it defaults
-   * to the directory; for a GGUF file to the file's folder (GGUF vocabularies are not turned into tokenizers).
+   * to the directory; for a GGUF file to the file's folder (without a tokenizer.json there, the file's vocabulary).
    */
   tokenizerDir?: string;
 }
@@ -73,16 +73,22 @@ export async function loadModelWeights(pathOrGguf: string, options: { id?: strin
 export async function loadCheckpoint(pathOrGguf: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
   const loaded = await loadModelWeights(pathOrGguf, { id: options.id });
   const tokenizerDir = options.tokenizerDir ?? (loaded.format === 'gguf' ? path.dirname(pathOrGguf) : pathOrGguf);
-  if (!(await isFile(path.join(tokenizerDir, TOKENIZER_FILE)))) {
+  const besideFile = await isFile(path.join(tokenizerDir, TOKENIZER_FILE));
+  let tokenizer: ModelTokenizer;
+  if (besideFile) {
+    // tokenizer.json beside a GGUF file wins over the file's own vocabulary.
+    tokenizer = await loadTokenizer(tokenizerDir);
+  } else if (loaded.format === 'gguf' && loaded.ggufVocab) {
+    tokenizer = tokenizerFromGguf(loaded.ggufVocab, pathOrGguf);
+  } else {
     throw new ModelLoadError(
       loaded.format === 'gguf'
-        ? `no ${TOKENIZER_FILE} for ${path.basename(pathOrGguf)}: Flywheel tokenizes GGUF models with a Hugging Face ` +
-            `tokenizer; put ${TOKENIZER_FILE} (+ tokenizer_config.json) beside the file or pass tokenizerDir`
+        ? `no ${TOKENIZER_FILE} for ${path.basename(pathOrGguf)} and no tokenizer in the file's metadata; put ${TOKENIZER_FILE} ` +
+            `(+ tokenizer_config.json) beside the file or pass tokenizerDir`
         : `no ${TOKENIZER_FILE} in the checkpoint`,
       tokenizerDir,
     );
   }
-  const tokenizer = await loadTokenizer(tokenizerDir);
   if (tokenizer.vocabSize > loaded.spec.vocabSize) {
     throw new ModelLoadError(
       `tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${loaded.spec.vocabSize}`,

@@ -7,12 +7,11 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { GGMLQuantizationType } from '@huggingface/gguf';
-import type { ModelSpec, WeightMap } from '@flywheel/kernels';
+import type { Llama3RopeScaling, ModelSpec, WeightMap } from '@flywheel/kernels';
 import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32 } from './half-float.codec';
 import { ModelLoadError } from './model-load.error';
 import type { SupportedArchitecture } from './model-config.schema';
 import { openForRead, readExactly } from './checkpoint-file.io';
-import type { Llama3RopeScaling } from '@flywheel/kernels';
 import { parseGgufHeader } from './gguf-header.parser';
 import { llama3ScalingFromRopeFactors } from './rope-freqs';
 import type { GgufHeader, GgufTensorInfo, GgufValue } from './gguf-header.parser';
@@ -23,6 +22,8 @@ import type { ShapedTensor } from './weight-map.validator';
 export interface GgufVocab {
   /** `tokenizer.ggml.model`: "llama" (SentencePiece), "gpt2" (byte-level BPE), ... */
   model: string;
+  /** `tokenizer.ggml.pre`: the pre-tokenizer of a BPE vocabulary ("gpt-2", "llama-bpe", "qwen2", "smollm", ...). */
+  pre: string | null;
   tokens: string[];
   scores: number[] | null;
   tokenTypes: number[] | null;
@@ -344,6 +345,16 @@ function sameContents(a: Float32Array, b: Float32Array): boolean {
   return true;
 }
 
+/** Only the tokenizer metadata of a GGUF file (vocab-only files, such as llama.cpp's tokenizer test files, included). */
+export async function readGgufVocab(file: string): Promise<GgufVocab | null> {
+  const fh = await openForRead(file);
+  try {
+    return readVocab((await parseGgufHeader(fh, file)).metadata);
+  } finally {
+    await fh.close();
+  }
+}
+
 function readVocab(meta: ReadonlyMap<string, GgufValue>): GgufVocab | null {
   const model = meta.get('tokenizer.ggml.model');
   const tokens = meta.get('tokenizer.ggml.tokens');
@@ -360,8 +371,10 @@ function readVocab(meta: ReadonlyMap<string, GgufValue>): GgufVocab | null {
   const merges = meta.get('tokenizer.ggml.merges');
   const addBos = meta.get('tokenizer.ggml.add_bos_token');
   const chatTemplate = meta.get('tokenizer.chat_template');
+  const pre = meta.get('tokenizer.ggml.pre');
   return {
     model,
+    pre: typeof pre === 'string' ? pre : null,
     tokens: tokens.map(String),
     scores: numbers('tokenizer.ggml.scores'),
     tokenTypes: numbers('tokenizer.ggml.token_type'),

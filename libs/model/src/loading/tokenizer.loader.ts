@@ -2,7 +2,8 @@
  * Loads a Hugging Face tokenizer (`tokenizer.json` + `tokenizer_config.json`) with @huggingface/tokenizers and
  * its chat template (tokenizer_config `chat_template`, or `chat_template.jinja` / `chat_template.json`) with
  * @huggingface/jinja, and applies the template the way transformers' apply_chat_template does.
- * It does not build tokenizers from GGUF metadata, and it holds no generation defaults (generation-config.schema).
+ * A GGUF model without tokenizer.json gets its tokenizer from the file's metadata (tokenizerFromGguf). It holds no
+ * generation defaults (generation-config.schema).
  */
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -11,6 +12,8 @@ import { Template } from '@huggingface/jinja';
 import { z } from 'zod';
 import { errorReason, ModelLoadError } from './model-load.error';
 import { isFile, readJsonFile } from './checkpoint-file.io';
+import type { GgufVocab } from './gguf.reader';
+import { hfTokenizerFromGguf, type HfTokenizerFiles } from './gguf-tokenizer';
 
 export interface ChatMessage {
   role: string;
@@ -113,6 +116,7 @@ export class ModelTokenizer {
   }
 
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return ''; // @huggingface/tokenizers refuses an empty list
     return this.tokenizer.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
@@ -170,9 +174,36 @@ export async function loadTokenizer(dir: string): Promise<ModelTokenizer> {
     const issue = parsed.error.issues[0];
     throw new ModelLoadError(`invalid tokenizer config (${issue.path.join('.')}: ${issue.message})`, configFile);
   }
-  const config = parsed.data;
   if (!isObject(tokenizerJson)) throw new ModelLoadError('tokenizer.json is not a JSON object', tokenizerFile);
   if (!isObject(configJson)) throw new ModelLoadError('tokenizer_config.json is not a JSON object', configFile);
+  const template = await findChatTemplate(dir, parsed.data.chat_template ?? null, configFile);
+  return buildTokenizer(tokenizerJson as Record<string, unknown>, configJson as Record<string, unknown>, parsed.data, template, dir, tokenizerFile);
+}
+
+/**
+ * A GGUF model's tokenizer from its own metadata (gguf-tokenizer.ts), when no tokenizer.json is beside the file;
+ * the chat template is the file's `tokenizer.chat_template`.
+ */
+export function tokenizerFromGguf(vocab: GgufVocab, file: string): ModelTokenizer {
+  let files: HfTokenizerFiles;
+  try {
+    files = hfTokenizerFromGguf(vocab);
+  } catch (err) {
+    throw new ModelLoadError(errorReason(err), file, { cause: err });
+  }
+  const config = tokenizerConfigSchema.parse(files.tokenizerConfig);
+  const template = typeof config.chat_template === 'string' ? { source: config.chat_template, file } : null;
+  return buildTokenizer(files.tokenizerJson, files.tokenizerConfig, config, template, file, file);
+}
+
+function buildTokenizer(
+  tokenizerJson: Record<string, unknown>,
+  configJson: Record<string, unknown>,
+  config: z.infer<typeof tokenizerConfigSchema>,
+  template: { source: string; file: string } | null,
+  dir: string,
+  tokenizerFile: string,
+): ModelTokenizer {
   let tokenizer: Tokenizer;
   try {
     tokenizer = new Tokenizer(tokenizerJson, configJson);
@@ -186,9 +217,8 @@ export async function loadTokenizer(dir: string): Promise<ModelTokenizer> {
     unk_token: tokenString(config.unk_token),
     pad_token: tokenString(config.pad_token),
   };
-  const template = await findChatTemplate(dir, config.chat_template ?? null, configFile);
   const chatTemplate = template === null ? null : new ChatTemplate(template.source, specialTokens, template.file);
-  return new ModelTokenizer(tokenizer, specialTokens, chatTemplate, dir, tokenizerJson as Record<string, unknown>);
+  return new ModelTokenizer(tokenizer, specialTokens, chatTemplate, dir, tokenizerJson);
 }
 
 /**

@@ -1,0 +1,59 @@
+/**
+ * Tokenizers built from GGUF metadata: llama.cpp's own test vectors (47 strings each: spaces, tabs, newlines,
+ * digits, CJK, emoji) for a SentencePiece and a byte-level BPE vocabulary, and stories260K.gguf served without a
+ * tokenizer.json: the same ids and text as its Hugging Face tokenizer, and the golden greedy continuation.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadCheckpoint } from './checkpoint.loader';
+import { readGgufVocab } from './gguf.reader';
+import { hfTokenizerFromGguf } from './gguf-tokenizer';
+import { committedModelDir, FIXTURES_DIR, STORIES_GGUF } from './model-files.testing';
+import { loadTokenizer, tokenizerFromGguf } from './tokenizer.loader';
+
+const VECTORS = path.join(FIXTURES_DIR, 'tokenizers');
+
+describe.each(['ggml-vocab-llama-spm.gguf', 'ggml-vocab-gpt-2.gguf'])("llama.cpp's test vectors: %s", (file) => {
+  it('encodes all 47 strings exactly as llama.cpp does, and decodes them back', async () => {
+    const vocab = (await readGgufVocab(path.join(VECTORS, file)))!;
+    const tok = tokenizerFromGguf(vocab, file);
+    const inputs = readFileSync(path.join(VECTORS, `${file}.inp`), 'utf8').split('\n__ggml_vocab_test__\n');
+    const outputs = readFileSync(path.join(VECTORS, `${file}.out`), 'utf8').split('\n');
+    expect(inputs).toHaveLength(47);
+    inputs.forEach((text, i) => {
+      const want = outputs[i]!.trim() === '' ? [] : outputs[i]!.trim().split(/\s+/).map(Number);
+      const ids = tok.encode(text, { addSpecialTokens: false });
+      expect([i, ids]).toEqual([i, want]);
+      if (vocab.model === 'gpt2') expect(tok.decode(ids)).toBe(text);
+    });
+  });
+});
+
+describe('GGUF tokenizers', () => {
+  it('stories260K.gguf without a tokenizer.json: the same ids and text as its Hugging Face tokenizer', async () => {
+    const fromFile = tokenizerFromGguf((await readGgufVocab(STORIES_GGUF))!, STORIES_GGUF);
+    const hf = await loadTokenizer(committedModelDir());
+    for (const text of ['Once upon a time', 'Lily and her dog went to the park.', '  two  spaces\nand a line', 'héllo 😀 123']) {
+      const ids = hf.encode(text);
+      expect(fromFile.encode(text)).toEqual(ids);
+      expect(fromFile.decode(ids, { skipSpecialTokens: true })).toBe(hf.decode(ids, { skipSpecialTokens: true }));
+    }
+    expect(fromFile.bosTokenId).toBe(1);
+    expect(fromFile.eosTokenId).toBe(2);
+  });
+
+  it('loadCheckpoint serves a GGUF with its own tokenizer when none is beside it; one beside it wins', async () => {
+    const ck = await loadCheckpoint(STORIES_GGUF);
+    expect(ck.tokenizer.encode('Once upon a time')).toEqual([1, 403, 407, 261, 378]);
+    expect(ck.generation.eosTokenIds).toEqual([2]);
+    const withDir = await loadCheckpoint(STORIES_GGUF, { tokenizerDir: committedModelDir() });
+    expect(withDir.tokenizer.dir).toBe(committedModelDir());
+  });
+
+  it('refuses what it cannot convert, naming it', () => {
+    const base = { tokens: ['a'], scores: null, tokenTypes: null, merges: null, bosTokenId: null, eosTokenId: null, unkTokenId: null, padTokenId: null, addBosToken: null, chatTemplate: null };
+    expect(() => hfTokenizerFromGguf({ ...base, model: 'rwkv', pre: null })).toThrow(/"rwkv" is not supported/);
+    expect(() => hfTokenizerFromGguf({ ...base, model: 'gpt2', pre: 'exotic', merges: [] })).toThrow(/pre-tokenizer "exotic" is not supported/);
+    expect(() => hfTokenizerFromGguf({ ...base, model: 'llama', pre: null })).toThrow(/no tokenizer.ggml.scores/);
+  });
+});
