@@ -302,6 +302,8 @@ describe('the default install, walked through in a browser', () => {
     const versions = page.getByRole('table', { name: 'Policy versions' });
     await expectText(versions.locator(`tr[data-version="${candidate}"]`), /active/);
     await expectText(versions.locator('tr[data-version="base"]'), /previous/);
+    // The gate's evidence beside the promoted version: passed, its gain, and KL to the version it replaced and to the base.
+    await expectText(page.getByLabel(`Eval gate of ${candidate}`), /passed\s*gain -?\d+\.\d{2}σ · KL \d+\.\d{2} · to base \d+\.\d{2}/);
     await expectText(page.getByRole('main', { name: 'Models' }), new RegExp(`Serving\\s*${escapeRegExp(candidate)}`));
     await screenshot('models');
     const models = modelsAnswerSchema.parse({ data: (await client.models.list()).data });

@@ -1,10 +1,11 @@
 /**
  * Policy model versions: what is published to the checkpoint store, which one the replicas serve, and the
  * two buttons of the flywheel's last step, Promote and Roll back (each one write to the `models` KV; the
- * replicas hot-swap on it). Lineage (parent, run, exports) as published. No charts, no eval results here.
+ * replicas hot-swap on it). Lineage (parent, run, exports) as published, and the eval gate's evidence (gain, KL to
+ * the version it replaced and to the original base, the verdict and its reasons). No charts here.
  */
 import { useCallback, useEffect, useState } from 'react';
-import type { ModelVersionList } from '../../../libs/contracts/src/model-versions.schemas';
+import type { ModelVersionList, VersionGate } from '../../../libs/contracts/src/model-versions.schemas';
 import { AdminApiError, adminApi } from './admin-api.client';
 import { bytes, shortTime } from './format';
 import { useReview } from './review.context';
@@ -75,6 +76,7 @@ export function ModelsPage() {
             <th scope="col">Parent</th>
             <th scope="col">Run</th>
             <th scope="col">Exports</th>
+            <th scope="col">Eval gate</th>
             <th scope="col">Published</th>
             <th scope="col" className="num">
               Size
@@ -96,6 +98,9 @@ export function ModelsPage() {
                 <td className="mono small">{v.parent ?? <span className="muted">—</span>}</td>
                 <td className="mono small">{v.runId ?? <span className="muted">—</span>}</td>
                 <td className="mono small">{v.exports.join(', ') || <span className="muted">—</span>}</td>
+                <td className="small" aria-label={`Eval gate of ${v.version}`}>
+                  <GateCell gate={v.gate} />
+                </td>
                 <td className="nowrap small" title={v.publishedAt}>
                   {shortTime(v.publishedAt)}
                 </td>
@@ -120,7 +125,7 @@ export function ModelsPage() {
             ))}
           {list && list.versions.length === 0 ? (
             <tr>
-              <td colSpan={9} className="empty">
+              <td colSpan={10} className="empty">
                 No versions published yet (npx flywheel models publish).
               </td>
             </tr>
@@ -128,5 +133,19 @@ export function ModelsPage() {
         </tbody>
       </table>
     </main>
+  );
+}
+
+const num = (x: number | null | undefined, digits: number) => (x === null || x === undefined ? '—' : x.toFixed(digits));
+
+/** The gate's verdict and the numbers it rested on; the reasons of a refusal on hover and in the text. */
+function GateCell({ gate }: { gate: VersionGate | undefined }) {
+  if (!gate) return <span className="muted">—</span>;
+  return (
+    <span title={gate.reasons.join('; ') || `vs ${gate.active}${gate.base ? `, base ${gate.base}` : ''} (${gate.run})`}>
+      <span className={gate.pass ? 'badge badge-approved' : 'badge badge-rejected'}>{gate.pass ? 'passed' : 'refused'}</span>{' '}
+      gain {num(gate.reward_gain_std, 2)}σ · KL {num(gate.kl, 2)} · to base {num(gate.kl_base, 2)}
+      {gate.pass ? null : <span className="muted"> — {gate.reasons.join('; ')}</span>}
+    </span>
   );
 }

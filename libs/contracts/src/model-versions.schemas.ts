@@ -53,6 +53,19 @@ export const activeModelEntrySchema = z.object({
 });
 export type ActiveModelEntry = z.infer<typeof activeModelEntrySchema>;
 
+/** What the eval gate found when it judged a version (kept on its model_versions row as `metrics.eval`). */
+export const versionGateSchema = z.object({
+  run: z.string(),
+  active: z.string(),
+  base: z.string().nullable().optional(),
+  kl: z.number().nullable(),
+  kl_base: z.number().nullable().optional(),
+  reward_gain_std: z.number().nullable(),
+  pass: z.boolean(),
+  reasons: z.array(z.string()),
+});
+export type VersionGate = z.infer<typeof versionGateSchema>;
+
 /** `flywheel models list` and `GET /admin/api/models`: the role's published versions and which is active. */
 export const modelVersionListSchema = z.object({
   role: modelRoleSchema,
@@ -70,6 +83,8 @@ export const modelVersionListSchema = z.object({
       sha256: z.string(),
       publishedAt: z.string(),
       state: z.enum(['active', 'previous', 'candidate']),
+      /** The eval gate's evidence for this version (admin API, from the store); absent when never evaluated. */
+      gate: versionGateSchema.optional(),
     }),
   ),
 });

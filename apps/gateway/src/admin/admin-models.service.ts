@@ -6,17 +6,39 @@
 import { Injectable } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import { z } from 'zod';
-import { modelPromoteBodySchema, modelRoleSchema, modelRollbackBodySchema, type ActiveModelEntry, type ModelVersionList } from '@flywheel/contracts';
+import { modelPromoteBodySchema, modelRoleSchema, modelRollbackBodySchema, versionGateSchema, type ActiveModelEntry, type ModelVersionList } from '@flywheel/contracts';
 import { listModelVersions, MeshConnection, ModelVersionError, promoteVersion, rollback } from '@flywheel/mesh';
 import { fromZodError, OpenAiError } from '../http/openai-error';
+import { StoreHandle } from '../store/store.handle';
 
 @Injectable()
 export class AdminModelsService {
-  constructor(private readonly mesh: MeshConnection) {}
+  constructor(
+    private readonly mesh: MeshConnection,
+    private readonly store: StoreHandle,
+  ) {}
 
-  list(query: unknown): Promise<ModelVersionList> {
+  async list(query: unknown): Promise<ModelVersionList> {
     const role = parse(z.object({ role: modelRoleSchema.default('policy') }), query ?? {}).role;
-    return this.withNats((nc) => listModelVersions(nc, role));
+    const list = await this.withNats((nc) => listModelVersions(nc, role));
+    return { ...list, versions: await this.withGates(list.versions) };
+  }
+
+  /** Each version's eval-gate evidence from its model_versions row; the list stands without it while the store is down. */
+  private async withGates(versions: ModelVersionList['versions']): Promise<ModelVersionList['versions']> {
+    if (versions.length === 0) return versions;
+    let rows: Array<{ id: string; metrics: unknown }>;
+    try {
+      rows = await this.store.get().db.selectFrom('model_versions').select(['id', 'metrics']).where('id', 'in', versions.map((v) => v.version)).execute();
+    } catch {
+      return versions;
+    }
+    const gates = new Map<string, z.infer<typeof versionGateSchema>>();
+    for (const row of rows) {
+      const parsed = versionGateSchema.safeParse((row.metrics as { eval?: unknown } | null)?.eval);
+      if (parsed.success) gates.set(row.id, parsed.data);
+    }
+    return versions.map((v) => (gates.has(v.version) ? { ...v, gate: gates.get(v.version)! } : v));
   }
 
   promote(body: unknown, keyId: string): Promise<ActiveModelEntry> {
