@@ -41,6 +41,26 @@ export function hfTokenizerFromGguf(v: GgufVocab): HfTokenizerFiles {
 
 const typeOf = (v: GgufVocab, id: number): number => v.tokenTypes?.[id] ?? TOKEN_TYPE.normal;
 
+/** token → id (the first id of a token listed twice). */
+function vocabMap(v: GgufVocab): Record<string, number> {
+  const vocab: Record<string, number> = {};
+  v.tokens.forEach((t, id) => {
+    if (!(t in vocab)) vocab[t] = id;
+  });
+  return vocab;
+}
+
+/** The tokenizer.json fields every conversion shares; special tokens and user-defined ones are added tokens. */
+function tokenizerShell(v: GgufVocab, special: (id: number) => boolean, addBosDefault: boolean) {
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: addedTokens(v, special, (id) => special(id) || typeOf(v, id) === TOKEN_TYPE.userDefined),
+    post_processor: postProcessor(v, addBosDefault),
+  };
+}
+
 function addedTokens(v: GgufVocab, isSpecial: (id: number) => boolean, isAdded: (id: number) => boolean) {
   const out: object[] = [];
   v.tokens.forEach((content, id) => {
@@ -83,10 +103,7 @@ function postProcessor(v: GgufVocab, addBosDefault: boolean): object | null {
 function sentencePiece(v: GgufVocab): HfTokenizerFiles {
   if (v.scores === null) throw new Error('GGUF SentencePiece vocabulary has no tokenizer.ggml.scores');
   const scores = v.scores;
-  const vocab: Record<string, number> = {};
-  v.tokens.forEach((t, id) => {
-    if (!(t in vocab)) vocab[t] = id;
-  });
+  const vocab = vocabMap(v);
   const merges: Array<{ pair: [string, string]; score: number; ranks: [number, number] }> = [];
   v.tokens.forEach((piece, id) => {
     const type = typeOf(v, id);
@@ -110,13 +127,9 @@ function sentencePiece(v: GgufVocab): HfTokenizerFiles {
   };
   return {
     tokenizerJson: {
-      version: '1.0',
-      truncation: null,
-      padding: null,
-      added_tokens: addedTokens(v, special, (id) => special(id) || typeOf(v, id) === TOKEN_TYPE.userDefined),
+      ...tokenizerShell(v, special, true),
       normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
       pre_tokenizer: null,
-      post_processor: postProcessor(v, true),
       decoder: {
         type: 'Sequence',
         decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
@@ -145,20 +158,13 @@ function byteLevelBpe(v: GgufVocab): HfTokenizerFiles {
   if (preTokenizer === undefined) {
     throw new Error(`GGUF pre-tokenizer "${pre}" is not supported (supported: ${SUPPORTED_GGUF_PRE_TOKENIZERS.join(', ')}); put a tokenizer.json beside the file`);
   }
-  const vocab: Record<string, number> = {};
-  v.tokens.forEach((t, id) => {
-    if (!(t in vocab)) vocab[t] = id;
-  });
+  const vocab = vocabMap(v);
   const special = (id: number) => typeOf(v, id) === TOKEN_TYPE.control;
   return {
     tokenizerJson: {
-      version: '1.0',
-      truncation: null,
-      padding: null,
-      added_tokens: addedTokens(v, special, (id) => special(id) || typeOf(v, id) === TOKEN_TYPE.userDefined),
+      ...tokenizerShell(v, special, false),
       normalizer: null,
       pre_tokenizer: preTokenizer,
-      post_processor: postProcessor(v, false),
       decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
       model: {
         type: 'BPE',
