@@ -87,10 +87,11 @@ export class StopStringMatcher {
     return this.stopMatched;
   }
 
-  add(delta: string): StopCheck {
+  /** `canStop` false (min_tokens not reached, as vLLM): the text is released and no stop string is looked for in it. */
+  add(delta: string, canStop = true): StopCheck {
     if (this.stopMatched) return { emit: '', stopped: true };
     this.text += delta;
-    if (this.stops.length === 0) return this.emitUpTo(this.text.length, false);
+    if (this.stops.length === 0 || !canStop) return this.emitUpTo(this.text.length, false);
     let match = -1;
     for (const stop of this.stops) {
       const at = this.text.indexOf(stop, this.emitted);

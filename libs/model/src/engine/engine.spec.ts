@@ -283,6 +283,14 @@ describe('Engine on stories260K (reference forward)', () => {
       expect(c!.ids.slice(0, at + 2)).not.toContain(stopId);
     });
 
+    it('min_tokens holds stop strings too (as vLLM): a stop string inside the first min_tokens tokens does not end the choice', async () => {
+      const { engine } = makeEngine();
+      const [early] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { stop: ['ily. S'] })));
+      const [held] = await collect(engine.generate(request(STORIES_PROMPT_IDS, { stop: ['ily. S'], minTokens: early!.ids.length + 5, maxTokens: 40 })));
+      expect(held!.ids.length).toBeGreaterThan(early!.ids.length + 4);
+      expect(held!.text).toContain('Lily. S');
+    });
+
     it('skip_special_tokens false keeps the EOS text in the output; true (default) drops it', async () => {
       const { engine } = makeEngine();
       const maxTokens = story.length + 2;

@@ -431,7 +431,8 @@ export class Engine {
     if (state.stopIds.has(id)) {
       finish = 'stop'; // the stop token itself adds no text
     } else {
-      const check = seq.stopMatcher.add(seq.detokenizer.push(id));
+      // As vLLM, stop strings count only once min_tokens were generated.
+      const check = seq.stopMatcher.add(seq.detokenizer.push(id), seq.generated >= state.minTokens);
       text = check.emit;
       if (check.stopped || grammarDone) finish = 'stop';
     }
