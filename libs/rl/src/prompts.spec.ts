@@ -27,7 +27,7 @@ describe('parsePrompts', () => {
     ]);
   });
 
-  it('drops duplicate prompts (the first is kept, in file order), blank lines, and SFT lines of assistant turns only', () => {
+  it('drops duplicate prompts (the first is kept, in file order), blank lines, and prompts without a user turn', () => {
     const text = [
       '',
       line({ prompt: 'B' }),
@@ -36,6 +36,8 @@ describe('parsePrompts', () => {
       line({ prompt: 'A' }), // the same prompt as a text line
       line({ messages: [user('B'), assistant('reply')] }), // the same prompt as an SFT line
       line({ messages: [assistant('only an answer')] }),
+      line({ prompt: [{ role: 'system', content: 'Be kind.' }] }), // no user turn: nothing is asked
+      line({ messages: [{ role: 'system', content: 'Be kind.' }, assistant('hello')] }),
       line({ prompt: 'C' }),
     ].join('\n');
     expect(parsePrompts(text, 'dups.jsonl')).toEqual([[user('B')], [user('A')], [user('C')]]);

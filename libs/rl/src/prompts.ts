@@ -1,7 +1,7 @@
 /**
  * The prompts RL trains and evaluates on, read from the flywheel's own exports: every line's prompt of a
  * preference (`prompt`), KTO (`prompt`) or SFT (`messages` up to the last assistant turn) export, or a plain
- * `{"prompt": "text"}` line; duplicates dropped (first kept). Plus the seeded train / held-out split the PPO and
+ * `{"prompt": "text"}` line; duplicates and prompts without a user turn dropped (first kept). Plus the seeded train / held-out split the PPO and
  * eval jobs share. Not tokenization (the trainers do that with the policy's chat template).
  */
 import { z } from 'zod';
@@ -46,7 +46,8 @@ export function parsePrompts(text: string, source: string): Prompt[] {
     } else {
       prompt = r.data.prompt.map((m) => ({ role: m.role, content: m.content }));
     }
-    if (prompt.length === 0) return;
+    // A prompt without a user turn (only a system message) asks nothing: the policy would answer a template's blank.
+    if (!prompt.some((m) => m.role === 'user')) return;
     const key = JSON.stringify(prompt);
     if (seen.has(key)) return;
     seen.add(key);
