@@ -108,9 +108,21 @@ describe('RunRecorder (real Postgres)', () => {
     expect((await points(paused)).map((p) => p.step)).toEqual([1, 2]);
   });
 
+  it('retries a final status through a store blip, so a finished run does not stay running', async () => {
+    const id = runId();
+    const rec = new RunRecorder(store, id, 50);
+    await rec.start('sft', {});
+    store.down = true;
+    const patched = rec.patch({ status: 'succeeded', metrics: { steps: 3 } });
+    await new Promise((resolve) => setTimeout(resolve, 120)); // two tries fail meanwhile
+    store.down = false;
+    await patched;
+    expect(await run(id)).toMatchObject({ status: 'succeeded' });
+  });
+
   it('never fails training when the store is down, and writes the points it kept once the store is back', async () => {
     const id = runId();
-    const rec = new RunRecorder(store, id);
+    const rec = new RunRecorder(store, id, 1);
     await rec.start('sft', {});
     store.down = true;
     await expect(rec.step(1, { loss: 3 })).resolves.toBeUndefined();

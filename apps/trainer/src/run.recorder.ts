@@ -10,6 +10,8 @@ import { appendTrainingMetrics, createTrainingRun, updateTrainingRun, type Train
 import type { TrainerStore } from './trainer.store';
 
 const FLUSH_MS = 3_000;
+/** Tries of a final status patch: 0.5 + 1 + 2 + 4 + 8 s of waits between them by default. */
+const FINAL_PATCH_ATTEMPTS = 6;
 
 /** Numbers only, non-finite ones as null (NaN in JSON would break the series); the step counters are the x axis. */
 export function cleanMetrics(m: Record<string, unknown>): TrainingStepMetrics {
@@ -26,6 +28,8 @@ export class RunRecorder {
   constructor(
     private readonly store: TrainerStore,
     readonly runId: string,
+    /** First wait before retrying a final status patch (doubles per try). */
+    private readonly retryMs = 500,
   ) {}
 
   async start(kind: TrainingRunKind, o: { parentRunId?: string | null; baseVersion?: string | null; exportId?: string | null; config?: Record<string, unknown>; stage?: string | null }): Promise<void> {
@@ -68,9 +72,18 @@ export class RunRecorder {
     }
   }
 
+  /**
+   * A final status (succeeded / failed) is retried for a while before it is given up: a run left `running` by a
+   * store blip would look alive forever on the Runs page.
+   */
   async patch(p: TrainingRunPatch): Promise<void> {
     await this.flush();
-    await this.safe('update', () => this.store.use((db) => updateTrainingRun(db, this.runId, p)));
+    const final = p.status === 'succeeded' || p.status === 'failed';
+    for (let attempt = 0; ; attempt++) {
+      if (await this.safe('update', () => this.store.use((db) => updateTrainingRun(db, this.runId, p)))) return;
+      if (!final || attempt + 1 >= FINAL_PATCH_ATTEMPTS) return;
+      await new Promise((resolve) => setTimeout(resolve, this.retryMs * 2 ** attempt));
+    }
   }
 
   private async safe(what: string, fn: () => Promise<unknown>): Promise<boolean> {
