@@ -34,7 +34,7 @@ export function loadRewardConfig(env: Env): RewardConfig {
 }
 
 export const REWARD_ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: string }> = [
-  { name: 'FLYWHEEL_REWARD_MODEL', default: '(unset: no reward model)', meaning: 'reward model served until the models KV names a reward version: a LlamaForSequenceClassification HF directory (num_labels 1); unset and none active, reward.score answers unavailable' },
+  { name: 'FLYWHEEL_REWARD_MODEL', default: '(unset: no reward model)', meaning: 'reward model served until the models KV names a reward version: a LlamaForSequenceClassification or Qwen2ForSequenceClassification HF directory (num_labels 1); unset and none active, reward.score answers unavailable' },
   { name: 'FLYWHEEL_REWARD_VERSION', default: 'rm-base', meaning: 'version reported with the scores of FLYWHEEL_REWARD_MODEL (a promoted version reports its own name)' },
   { name: 'FLYWHEEL_REWARD_THREADS', default: '0 (one per core)', meaning: 'native thread count of the reward model' },
 ];

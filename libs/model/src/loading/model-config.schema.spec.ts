@@ -69,6 +69,13 @@ describe('parseModelConfig', () => {
     expect(config.numLabels).toBe(1);
   });
 
+  it('accepts a Qwen2 reward model: its labels and Qwen2 q/k/v bias', () => {
+    const config = parseModelConfig({ ...base, architectures: ['Qwen2ForSequenceClassification'], model_type: 'qwen2', num_labels: 1 });
+    expect(config.architecture).toBe('Qwen2ForSequenceClassification');
+    expect(config.numLabels).toBe(1);
+    expect(config.spec.attentionBias).toBe(true);
+  });
+
   it('parses llama3 rope scaling, in both rope_scaling and transformers 5 rope_parameters', () => {
     const scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
     const expected = { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 };

@@ -13,6 +13,7 @@ export const SUPPORTED_ARCHITECTURES = [
   'Qwen2ForCausalLM',
   'MistralForCausalLM',
   'LlamaForSequenceClassification',
+  'Qwen2ForSequenceClassification',
 ] as const;
 export type SupportedArchitecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
@@ -93,6 +94,7 @@ export interface ModelConfig {
 const FAMILY_DEFAULTS: Record<SupportedArchitecture, { maxPositionEmbeddings: number; rmsNormEps: number }> = {
   LlamaForCausalLM: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6 },
   LlamaForSequenceClassification: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6 },
+  Qwen2ForSequenceClassification: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
   Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
   MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6 },
 };
@@ -111,7 +113,7 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
 
   const architecture = resolveArchitecture(c, fail);
   const defaults = FAMILY_DEFAULTS[architecture];
-  const isQwen2 = architecture === 'Qwen2ForCausalLM';
+  const isQwen2 = architecture === 'Qwen2ForCausalLM' || architecture === 'Qwen2ForSequenceClassification';
 
   if (c.hidden_act !== undefined && c.hidden_act !== 'silu') {
     fail(`unsupported hidden_act "${c.hidden_act}"; Flywheel's SwiGLU MLP needs "silu"`);
@@ -167,7 +169,7 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
     padTokenId: firstId(c.pad_token_id),
     torchDtype: c.torch_dtype ?? c.dtype ?? null,
     numLabels:
-      architecture === 'LlamaForSequenceClassification'
+      architecture.endsWith('ForSequenceClassification')
         ? (c.num_labels ?? (c.id2label ? Object.keys(c.id2label).length : 2))
         : null,
     slidingWindow,

@@ -103,4 +103,21 @@ describe('safetensors writer', () => {
     expect(back.weights.has('lm_head.weight')).toBe(false);
     expect(Array.from(back.weights.get('score.weight')!)).toEqual(Array.from(weights.get('score.weight')!));
   });
+
+  it('keeps the family of its base: a reward model trained from a Qwen2 policy is a Qwen2ForSequenceClassification', async () => {
+    const src = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa')); // q/k/v bias, as Qwen2 has
+    const weights = new Map(src.weights);
+    weights.delete('lm_head.weight');
+    weights.set('score.weight', Float32Array.from({ length: src.spec.hiddenSize }, (_, i) => i / 100));
+    const out = path.join(dir, 'rm-qwen2');
+    await writeHfCheckpoint(out, { spec: src.spec, weights, scoreLabels: 1, baseConfig: { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2' } });
+    const back = await loadModelWeights(out);
+    expect(back.architecture).toBe('Qwen2ForSequenceClassification');
+    expect(back.spec.attentionBias).toBe(true);
+    expect(back.numLabels).toBe(1);
+    // And its causal LM again from that reward model's config.
+    const lm = path.join(dir, 'lm-from-rm');
+    await writeHfCheckpoint(lm, { spec: src.spec, weights: src.weights, scoreLabels: null, baseConfig: { architectures: ['Qwen2ForSequenceClassification'], model_type: 'qwen2' } });
+    expect((await loadModelWeights(lm)).architecture).toBe('Qwen2ForCausalLM');
+  });
 });

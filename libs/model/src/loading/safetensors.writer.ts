@@ -152,10 +152,13 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
   // rope_parameters (transformers 5) would shadow the rope_theta / rope_scaling written from the spec.
   const kept = Object.fromEntries(Object.entries(base ?? {}).filter(([k]) => k !== 'rope_parameters'));
   const baseArch = Array.isArray(kept.architectures) && typeof kept.architectures[0] === 'string' ? kept.architectures[0] : null;
-  const causal = baseArch !== null && baseArch !== 'LlamaForSequenceClassification' ? baseArch : 'LlamaForCausalLM';
+  // The family stays the base's (Qwen2's q/k/v bias is implied by its name): a causal LM or its reward-model head.
+  const family = baseArch !== null && baseArch.startsWith('Qwen2') ? 'Qwen2' : baseArch !== null && baseArch.startsWith('Mistral') ? 'Mistral' : 'Llama';
+  const causal = baseArch !== null && !baseArch.endsWith('ForSequenceClassification') ? baseArch : `${family}ForCausalLM`;
+  const scoring = family === 'Qwen2' ? 'Qwen2ForSequenceClassification' : 'LlamaForSequenceClassification';
   const config: Record<string, unknown> = {
     ...kept,
-    architectures: [scoreLabels !== null ? 'LlamaForSequenceClassification' : causal],
+    architectures: [scoreLabels !== null ? scoring : causal],
     model_type: typeof kept.model_type === 'string' ? kept.model_type : 'llama',
     vocab_size: spec.vocabSize,
     hidden_size: spec.hiddenSize,
