@@ -185,6 +185,9 @@ function walk(node: unknown, at: string, depth: number, definitions: ReadonlySet
     }
   }
   checkBounds(node, out, at, types);
+  if (Array.isArray(out.prefixItems) && out.items === false && (out.minItems as number | undefined) !== undefined && (out.minItems as number) > out.prefixItems.length) {
+    throw new JsonSchemaSupportError(`${at}.minItems`, `'${at}.minItems' is more than its ${out.prefixItems.length} prefixItems while items is false: no array can match.`);
+  }
   if (out.minItems !== undefined && out.maxItems !== undefined && (out.minItems as number) > (out.maxItems as number)) {
     throw new JsonSchemaSupportError(`${at}.minItems`, `'${at}.minItems' is more than its maxItems.`);
   }
@@ -230,5 +233,8 @@ function checkPattern(pattern: unknown, at: string): void {
   }
   if (/\(\?<?[=!]|\\[1-9]|\\k</.test(pattern)) {
     throw new JsonSchemaSupportError(at, `'${at}' uses a lookaround or a backreference, which structured outputs cannot enforce.`);
+  }
+  if (/\\[pP]\{/.test(pattern)) {
+    throw new JsonSchemaSupportError(at, `'${at}' uses a Unicode property escape (\\p{...}), which structured outputs cannot enforce; use explicit character ranges.`);
   }
 }

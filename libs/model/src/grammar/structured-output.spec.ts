@@ -207,6 +207,9 @@ describe('checkJsonSchema keywords against what xgrammar enforces', () => {
     ['dangling $ref', { $ref: '#/$defs/nope' }, 'schema.$ref'],
     ['nested', { type: 'object', properties: { a: { type: 'array', items: { type: 'integer', multipleOf: 2 } } } }, 'schema.properties.a.items.multipleOf'],
     ['false schema', { type: 'object', properties: { a: false } }, 'schema.properties.a'],
+    // Two that abort the grammar compiler: refused before they reach it.
+    ['unicode property escape', { type: 'string', pattern: '^\\p{L}+$' }, 'schema.pattern'],
+    ['minItems beyond closed prefixItems', { type: 'array', prefixItems: [{ type: 'integer' }], items: false, minItems: 3 }, 'schema.minItems'],
   ];
   it.each(refused)('%s is refused, naming where', (_name, schema, param) => {
     let error: unknown;
