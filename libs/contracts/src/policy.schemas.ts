@@ -59,7 +59,8 @@ export const outputConstraintSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()), strict: z.boolean().default(true) }),
   z.object({
     kind: z.literal('tool_calls'),
-    tools: z.array(z.object({ name: z.string().min(1), parameters: z.record(z.string(), z.unknown()) })).min(1),
+    /** `strict`: the function's strict flag (OpenAI): objects without additionalProperties allow no other keys. */
+    tools: z.array(z.object({ name: z.string().min(1), parameters: z.record(z.string(), z.unknown()), strict: z.boolean().default(false) })).min(1),
     mode: z.enum(['auto', 'required']),
     parallel: z.boolean().default(true),
   }),

@@ -95,7 +95,8 @@ export function promptMessagesOf(req: Pick<ChatCompletionRequest, 'messages'>): 
   return historyOf(req).messages;
 }
 
-function toolsOf(req: Pick<ChatCompletionRequest, 'tools'>): ChatTool[] {
+/** The request's tools as the template gets them, each with its strict flag for the grammar. */
+function toolsOf(req: Pick<ChatCompletionRequest, 'tools'>): Array<ChatTool & { strict: boolean }> {
   const names = new Set<string>();
   return (req.tools ?? []).map((t, i) => {
     if (names.has(t.function.name)) throw OpenAiError.invalid(`'tools[${i}].function.name' ${JSON.stringify(t.function.name)} is listed twice.`, `tools[${i}].function.name`);
@@ -109,6 +110,7 @@ function toolsOf(req: Pick<ChatCompletionRequest, 'tools'>): ChatTool[] {
     return {
       type: 'function',
       function: { name: t.function.name, ...(t.function.description != null ? { description: t.function.description } : {}), parameters },
+      strict: t.function.strict === true,
     };
   });
 }
@@ -120,7 +122,7 @@ export function planAgentParts(req: ChatCompletionRequest, info: PolicyInfo): Ag
   if (choice !== 'none' && offered.length === 0) {
     throw OpenAiError.invalid("'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice');
   }
-  let named: ChatTool | undefined;
+  let named: (ChatTool & { strict: boolean }) | undefined;
   if (typeof choice === 'object') {
     named = offered.find((t) => t.function.name === choice.function.name);
     if (!named) throw OpenAiError.invalid(`'tool_choice.function.name' ${JSON.stringify(choice.function.name)} is not one of the tools.`, 'tool_choice.function.name');
@@ -147,7 +149,7 @@ export function planAgentParts(req: ChatCompletionRequest, info: PolicyInfo): Ag
     const callable = named ? [named] : offered;
     constraint = {
       kind: 'tool_calls',
-      tools: callable.map((t) => ({ name: t.function.name, parameters: t.function.parameters })),
+      tools: callable.map((t) => ({ name: t.function.name, parameters: t.function.parameters, strict: t.strict })),
       mode: choice === 'auto' ? 'auto' : 'required',
       parallel: named ? false : req.parallel_tool_calls !== false,
     };
@@ -156,7 +158,7 @@ export function planAgentParts(req: ChatCompletionRequest, info: PolicyInfo): Ag
     messages: history.messages,
     plainMessages: history.plain,
     // tool_choice none: the model is not told about tools it may not call.
-    tools: usesTools ? offered : undefined,
+    tools: usesTools ? offered.map(({ strict: _strict, ...tool }) => tool) : undefined,
     constraint,
     toolCallFormat: usesTools ? info.toolCallFormat : null,
   };

@@ -120,7 +120,7 @@ export class StructuredOutputCompiler {
         // fill with endless newlines), each tool's schema as its EBNF inside the tag.
         const xg = xgrammar();
         const grammars = await Promise.all(
-          spec.tools.map((t) => xg.Testings._jsonSchemaToEBNF(JSON.stringify(checkJsonSchema(t.parameters, 'parameters')), false, ONE_LINE, SEPARATORS, false)),
+          spec.tools.map((t) => xg.Testings._jsonSchemaToEBNF(JSON.stringify(checkJsonSchema(t.parameters, 'parameters')), false, ONE_LINE, SEPARATORS, t.strict)),
         );
         return this.compiler.compileStructuralTag({ type: 'structural_tag', format: toolCallsFormat(spec, this.toolCallFormat, grammars) });
       }

@@ -108,8 +108,8 @@ describe('structured outputs on stories260K (native engine, xgrammar masks)', ()
       mode: 'required',
       parallel: false,
       tools: [
-        { name: 'get_weather', parameters: weather },
-        { name: 'get_time', parameters: { type: 'object', properties: {}, additionalProperties: false } },
+        { name: 'get_weather', parameters: weather, strict: false },
+        { name: 'get_time', parameters: { type: 'object', properties: {}, additionalProperties: false }, strict: false },
       ],
     };
     const validateWeather = new Ajv().compile(weather);
@@ -131,7 +131,7 @@ describe('structured outputs on stories260K (native engine, xgrammar masks)', ()
     const weather = { type: 'object', properties: { city: { type: 'string', maxLength: 10 } }, required: ['city'], additionalProperties: false };
     const other = await StructuredOutputCompiler.create(ckpt.tokenizer.grammarVocab(), { vocabSize: ckpt.spec.vocabSize, stopTokenIds: ckpt.generation.eosTokenIds, toolCallFormat: format });
     try {
-      const spec: OutputConstraint = { kind: 'tool_calls', mode: 'required', parallel: false, tools: [{ name: 'get_weather', parameters: weather }] };
+      const spec: OutputConstraint = { kind: 'tool_calls', mode: 'required', parallel: false, tools: [{ name: 'get_weather', parameters: weather, strict: false }] };
       const run = await collect(native.engine.generate(request(`tools-${format}`, 5, 3, { constraints: await other.constraints(spec, 3) })));
       const validate = new Ajv().compile(weather);
       for (const text of run.texts) {
@@ -142,6 +142,17 @@ describe('structured outputs on stories260K (native engine, xgrammar masks)', ()
     } finally {
       other.dispose();
     }
+  });
+
+  it("a strict tool's arguments carry only the declared keys (none here); a non-strict one may add others", async () => {
+    const open = { type: 'object', properties: {} };
+    const texts = async (strict: boolean) => {
+      const spec: OutputConstraint = { kind: 'tool_calls', mode: 'required', parallel: false, tools: [{ name: 'f', parameters: open, strict }] };
+      return (await collect(native.engine.generate(request(`strict-${strict}`, 21, 8, { constraints: await compiler.constraints(spec, 8) })))).texts;
+    };
+    // Strict: the only arguments are {}; not strict: the model may open a key of its own (a story, for this one).
+    expect(await texts(true)).toEqual(Array.from({ length: 8 }, () => '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'));
+    expect((await texts(false)).some((t) => t.includes('"arguments": {"'))).toBe(true);
   });
 
   it('a refused request disposes the constraints it was given', async () => {
