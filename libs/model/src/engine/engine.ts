@@ -24,6 +24,7 @@ import {
   type TokenEventStream,
   type TokenLogprob,
 } from './engine.types';
+import { EventStream } from './event-stream';
 import { MAX_TOP_LOGPROBS, SequenceSampler } from './sampler';
 import { Scheduler, type ScheduledStep, type SchedulableSequence } from './scheduler';
 
@@ -111,61 +112,6 @@ interface RequestState {
   readonly sequences: Sequence[];
   cancelled: boolean;
   openChoices: number;
-}
-
-/**
- * Per-request async event queue; breaking out of the iteration cancels the request. Iterated event by event,
- * or with batches() as everything queued since the last batch: a step's events of every choice at once, and
- * several steps' when the consumer fell behind (so a slow consumer costs one send per batch, not per token).
- */
-class EventStream implements TokenEventStream {
-  private readonly queue: TokenEvent[] = [];
-  private done = false;
-  private error: Error | null = null;
-  private notify: (() => void) | null = null;
-
-  constructor(private readonly onAbandon: () => void) {}
-
-  push(event: TokenEvent): void {
-    this.queue.push(event);
-    this.wake();
-  }
-
-  end(error: Error | null = null): void {
-    this.done = true;
-    this.error = error;
-    this.wake();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
-    for await (const batch of this.batches()) yield* batch;
-  }
-
-  async *batches(): AsyncIterable<TokenEvent[]> {
-    let completed = false;
-    try {
-      for (;;) {
-        if (this.queue.length > 0) {
-          yield this.queue.splice(0);
-          continue;
-        }
-        if (this.done) {
-          completed = true;
-          if (this.error) throw this.error;
-          return;
-        }
-        await new Promise<void>((resolve) => (this.notify = resolve));
-      }
-    } finally {
-      if (!completed) this.onAbandon();
-    }
-  }
-
-  private wake(): void {
-    const notify = this.notify;
-    this.notify = null;
-    notify?.();
-  }
 }
 
 export class Engine {
