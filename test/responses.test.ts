@@ -129,6 +129,14 @@ describe('POST /v1/responses', () => {
     expect(((await tokenized.json()) as { count: number }).count).toBe(second.usage!.input_tokens);
   });
 
+  it('store: false is answered and recorded, but cannot be continued', async () => {
+    const unstored = await client.responses.create({ model: MODEL, input: 'Once upon a time', max_output_tokens: 4, store: false });
+    expect((unstored as unknown as { store: boolean }).store).toBe(false); // echoed, as OpenAI does (the SDK's type omits it)
+    await new Promise((resolve) => setTimeout(resolve, 500)); // the record is in the store by now
+    const err = await client.responses.create({ model: MODEL, input: 'more', previous_response_id: unstored.id }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+  });
+
   it('a streamed function call: output_item.added with the name, argument deltas, then done', async () => {
     const stream = client.responses.stream({ model: MODEL, input: 'Weather?', tools: [WEATHER], tool_choice: 'required', parallel_tool_calls: false });
     const events: OpenAI.Responses.ResponseStreamEvent[] = [];
@@ -149,7 +157,11 @@ describe('POST /v1/responses', () => {
       .create({ model: MODEL, input: 'x', tools: [{ ...WEATHER, parameters: { type: 'object', properties: { a: { type: 'number', multipleOf: 2 } } } }] })
       .catch((e: unknown) => e);
     expect(badTool).toBeInstanceOf(BadRequestError);
-    expect((badTool as BadRequestError).param).toBe('tools[0].function.parameters.properties.a.multipleOf');
+    expect((badTool as BadRequestError).param).toBe('tools[0].parameters.properties.a.multipleOf');
+    // A function_call_output answering no call, named as the Responses API names it.
+    const orphan = await client.responses.create({ model: MODEL, input: [{ role: 'user', content: 'x' }, { type: 'function_call_output', call_id: 'call_nope', output: '1' }] }).catch((e: unknown) => e);
+    expect(orphan).toBeInstanceOf(BadRequestError);
+    expect((orphan as BadRequestError).param).toBe('input[1].call_id');
     const unknownParam = await client.responses.create({ model: MODEL, input: 'x', background: true } as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);
     expect(unknownParam).toBeInstanceOf(BadRequestError);
   });

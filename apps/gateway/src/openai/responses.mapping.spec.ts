@@ -1,5 +1,6 @@
 import type { ChatCompletionChunk, ResponseCreateRequest } from '@flywheel/contracts';
-import { chatBodyOf, chatMessagesOfInput, completionIdOf, historyOfPrevious, INSTRUCTIONS_NAME, ResponseEventTranslator, responseIdOf, responseShell } from './responses.mapping';
+import { OpenAiError } from '../http/openai-error';
+import { chatBodyOf, chatMessagesOfInput, chatTurnsOfInput, completionIdOf, historyOfPrevious, INSTRUCTIONS_NAME, ResponseEventTranslator, responseIdOf, responsesErrorOf, responseShell } from './responses.mapping';
 
 const req = (over: Partial<ResponseCreateRequest> = {}): ResponseCreateRequest => ({ model: 'm', input: 'hi', ...over }) as ResponseCreateRequest;
 
@@ -54,6 +55,27 @@ describe('Responses API on chat completions', () => {
       stream_options: { include_usage: true },
     });
     expect(historyOfPrevious(body, { content: 'ok', toolCalls: [] })).toEqual([{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'ok' }]);
+  });
+
+  it("renames a chat-path error's parameters into the Responses API's", () => {
+    const input = [
+      { role: 'user' as const, content: 'a' },
+      { type: 'function_call' as const, call_id: 'c1', name: 'f', arguments: '{}' },
+      { type: 'function_call' as const, call_id: 'c2', name: 'g', arguments: '{}' },
+      { type: 'function_call_output' as const, call_id: 'zz', output: 'r' },
+    ];
+    const { origin } = chatTurnsOfInput(input);
+    expect(origin).toEqual([0, 1, 3]);
+    // One instruction turn and one earlier turn come first: chat turn 4 is the input's function_call_output (item 3).
+    const err = responsesErrorOf(OpenAiError.invalid("'messages[4].tool_call_id' \"zz\" does not answer a tool call.", 'messages[4].tool_call_id'), 2, origin, false);
+    expect(err.param).toBe('input[3].call_id');
+    expect(err.message).toBe("'input[3].call_id' \"zz\" does not answer a tool call.");
+    expect(responsesErrorOf(OpenAiError.invalid('x', 'messages[1].content'), 2, origin, false).param).toBe('previous_response_id');
+    expect(responsesErrorOf(OpenAiError.invalid('x', 'messages[0].content'), 0, [0], true).param).toBe('input');
+    expect(responsesErrorOf(OpenAiError.invalid('x', 'tools[1].function.parameters.properties.a.not'), 0, [], true).param).toBe('tools[1].parameters.properties.a.not');
+    expect(responsesErrorOf(OpenAiError.invalid('x', 'response_format.json_schema.schema.type'), 0, [], true).param).toBe('text.format.schema.type');
+    expect(responsesErrorOf(OpenAiError.invalid('x', 'tool_choice.function.name'), 0, [], true).param).toBe('tool_choice.name');
+    expect(responsesErrorOf(OpenAiError.invalid('x', 'max_completion_tokens'), 0, [], true).param).toBe('max_output_tokens');
   });
 
   it('translates chat chunks into response events in order', () => {

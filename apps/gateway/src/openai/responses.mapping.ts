@@ -27,9 +27,16 @@ type ChatBody = Record<string, unknown> & { messages: ChatRequestMessage[] };
 
 /** The input items as chat turns; consecutive function calls become one assistant turn's tool_calls. */
 export function chatMessagesOfInput(input: ResponseCreateRequest['input']): ChatRequestMessage[] {
-  if (typeof input === 'string') return [{ role: 'user', content: input }];
+  return chatTurnsOfInput(input).messages;
+}
+
+/** The chat turns of the input items and, per turn, the input item it came from (the first, for merged calls). */
+export function chatTurnsOfInput(input: ResponseCreateRequest['input']): { messages: ChatRequestMessage[]; origin: number[] } {
+  if (typeof input === 'string') return { messages: [{ role: 'user', content: input }], origin: [0] };
   const out: ChatRequestMessage[] = [];
-  for (const item of input) {
+  const origin: number[] = [];
+  for (const [index, item] of input.entries()) {
+    const before = out.length;
     if (item.type === 'function_call') {
       const last = out[out.length - 1];
       const call = { id: item.call_id, type: 'function' as const, function: { name: item.name, arguments: item.arguments } };
@@ -41,8 +48,36 @@ export function chatMessagesOfInput(input: ResponseCreateRequest['input']): Chat
       const content = typeof item.content === 'string' ? item.content : item.content.map((p) => p.text).join('');
       out.push({ role: item.role, content });
     }
+    if (out.length > before) origin.push(index);
   }
-  return out;
+  return { messages: out, origin };
+}
+
+/**
+ * A chat-path error in the Responses API's names: a chat turn of the input becomes `input[j]` (or `input`), other
+ * turns (instructions, the previous response's) `previous_response_id`, and the chat parameters their Responses
+ * spellings. `inputStart` is the first chat turn that came from `input`.
+ */
+export function responsesErrorOf(err: OpenAiError, inputStart: number, origin: readonly number[], inputIsText: boolean): OpenAiError {
+  const rename = (text: string): string =>
+    text
+      .replace(/messages\[(\d+)\]/g, (_, k: string) => {
+        const turn = Number(k) - inputStart;
+        if (turn < 0) return 'previous_response_id';
+        return inputIsText ? 'input' : `input[${origin[turn] ?? turn}]`;
+      })
+      .replace(/\bmessages\b/g, 'input')
+      .replace(/\.tool_call_id\b/g, '.call_id')
+      .replace(/\btool_call_id\b/g, 'call_id')
+      .replace(/tools\[(\d+)\]\.function\./g, 'tools[$1].')
+      .replace(/tool_choice\.function\.name/g, 'tool_choice.name')
+      .replace(/response_format\.json_schema\./g, 'text.format.')
+      .replace(/response_format/g, 'text.format')
+      .replace(/max_completion_tokens/g, 'max_output_tokens');
+  const earlier = err.param !== null && /^messages\[(\d+)\]/.exec(err.param);
+  const param =
+    err.param === null ? null : earlier && Number(earlier[1]) < inputStart ? 'previous_response_id' : earlier && inputIsText ? 'input' : rename(err.param);
+  return new OpenAiError(err.status, err.type, rename(err.message), param, err.code, err.headers);
 }
 
 /** The chat-completions body a response runs as; `history` is the previous response's conversation, its output included. */
@@ -81,6 +116,8 @@ export function chatBodyOf(req: ResponseCreateRequest, history: ChatRequestMessa
     ...(req.stream === true ? { stream: true, stream_options: { include_usage: true } } : {}),
     ...(req.user != null ? { user: req.user } : {}),
     ...(req.metadata != null ? { metadata: req.metadata } : {}),
+    // Recorded either way (the flywheel keeps all traffic); store: false only keeps it from being continued.
+    ...(req.store != null ? { store: req.store } : {}),
   };
 }
 

@@ -19,7 +19,17 @@ import type { ResponseSink } from '../http/response-sink';
 import { StoreHandle } from '../store/store.handle';
 import { GenerationService } from './generation.service';
 import { PolicyClient } from './policy.client';
-import { chatBodyOf, completionIdOf, historyOfPrevious, ResponseEventTranslator, responseIdOf, responseOfCompletion, responseShell } from './responses.mapping';
+import {
+  chatBodyOf,
+  chatTurnsOfInput,
+  completionIdOf,
+  historyOfPrevious,
+  ResponseEventTranslator,
+  responseIdOf,
+  responseOfCompletion,
+  responsesErrorOf,
+  responseShell,
+} from './responses.mapping';
 import { parseToolCalls, toolCallIdsFor } from './tool-calls.parser';
 
 /** The record of a response reaches the store a moment after the response ends (JetStream → store writer). */
@@ -39,7 +49,14 @@ export class ResponsesService {
     if (!parsed.success) throw fromZodError(parsed.error, body);
     const req = parsed.data;
     const history = req.previous_response_id != null ? await this.previousConversation(req.previous_response_id) : [];
-    await this.generation.chatCompletion(chatBodyOf(req, history), ctx, new ResponsesSink(sink, req));
+    const chat = chatBodyOf(req, history);
+    try {
+      await this.generation.chatCompletion(chat, ctx, new ResponsesSink(sink, req));
+    } catch (err) {
+      if (!(err instanceof OpenAiError)) throw err;
+      const inputStart = chat.messages.length - chatTurnsOfInput(req.input).messages.length;
+      throw responsesErrorOf(err, inputStart, chatTurnsOfInput(req.input).origin, typeof req.input === 'string');
+    }
   }
 
   /** The previous response's turns and its output, from its completion record. */
@@ -52,7 +69,8 @@ export class ResponsesService {
     for (;;) {
       const row = await db.selectFrom('completions').select(['request', 'choices', 'endpoint', 'outcome']).where('id', '=', completionId).executeTakeFirst();
       if (row) {
-        if (row.endpoint !== 'chat.completions' || row.outcome !== 'completed') throw notFound();
+        // store: false keeps a response from being continued (it is recorded all the same).
+        if (row.endpoint !== 'chat.completions' || row.outcome !== 'completed' || (row.request as { store?: unknown }).store === false) throw notFound();
         const choice = (row.choices as Array<{ text?: unknown }>)[0];
         const text = typeof choice?.text === 'string' ? choice.text : '';
         const request = row.request as Record<string, unknown>;
