@@ -3,6 +3,9 @@ import { loadCheckpoint, templateChat, type Checkpoint } from '@flywheel/model';
 import { committedModelDir } from '../../model/src/loading/model-files.testing';
 import { buildSftExample } from './sft.examples';
 
+// Real checkpoint, native engine, many sampled outputs: seconds alone, more on a loaded CI box.
+jest.setTimeout(60_000);
+
 const TOOL = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
 
 describe('SFT examples with tools', () => {

@@ -13,6 +13,9 @@ import { committedModelDir } from '../loading/model-files.testing';
 import { StructuredOutputCompiler } from './structured-output.compiler';
 import { xgrammar } from './xgrammar.runtime';
 
+// Real checkpoint, native engine, many sampled outputs: seconds alone, more on a loaded CI box.
+jest.setTimeout(60_000);
+
 const PERSON = {
   type: 'object',
   properties: {

@@ -11,6 +11,9 @@ import { hfTokenizerFromGguf } from './gguf-tokenizer';
 import { committedModelDir, FIXTURES_DIR, STORIES_GGUF } from './model-files.testing';
 import { loadTokenizer, tokenizerFromGguf } from './tokenizer.loader';
 
+// Parsing a 50k-token GGUF header and building its tokenizer takes well under a second alone, much more on a loaded CI box.
+jest.setTimeout(60_000);
+
 const VECTORS = path.join(FIXTURES_DIR, 'tokenizers');
 
 describe.each(['ggml-vocab-llama-spm.gguf', 'ggml-vocab-gpt-2.gguf'])("llama.cpp's test vectors: %s", (file) => {
