@@ -10,6 +10,7 @@ export * from './policy.schemas';
 export * from './moderation.schemas';
 export * from './openai.schemas';
 export * from './json-schema.support';
+export * from './tool-call.formats';
 export * from './responses.schemas';
 export * from './completion-record.schemas';
 export * from './feedback.schemas';

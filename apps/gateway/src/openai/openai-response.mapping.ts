@@ -25,7 +25,7 @@ import type {
 import type { GateStep, OutputGate } from '../moderation/output-gate';
 import type { GenerationPlan } from './openai-request.mapping';
 import { ThinkSplitter } from './reasoning.splitter';
-import { toolCallIdsFor, ToolCallStream, type ParsedStep } from './tool-calls.parser';
+import { foldToolCallDeltas, toolCallIdsFor, ToolCallStream, type ParsedStep } from './tool-calls.parser';
 
 /** Released text split for the client: thinking, answer content, and tool-call fragments. */
 export interface ParsedOutput extends ParsedStep {
@@ -101,11 +101,7 @@ export class ChoiceState {
     }
     this.reasoning += reasoning;
     this.content += step.content;
-    for (const d of step.deltas) {
-      const call = (this.toolCalls[d.index] ??= { id: d.id ?? '', type: 'function', function: { name: '', arguments: '' } });
-      if (d.function?.name !== undefined) call.function.name = d.function.name;
-      if (d.function?.arguments !== undefined) call.function.arguments += d.function.arguments;
-    }
+    foldToolCallDeltas(this.toolCalls, step.deltas);
     return { reasoning, content: step.content, deltas: step.deltas };
   }
 }
@@ -258,6 +254,19 @@ function returnedCalls(choice: ChoiceState): ChatToolCallOut[] {
   });
 }
 
+/** A chat choice's message: its text, or (when the output is split) its content, thinking and calls. */
+function messageOf(c: ChoiceState): ChatCompletion['choices'][number]['message'] {
+  if (!c.splits) return { role: 'assistant', content: c.text, refusal: null };
+  const calls = returnedCalls(c);
+  return {
+    role: 'assistant',
+    content: calls.length > 0 && c.content === '' ? null : c.content,
+    refusal: null,
+    ...(c.thinking !== null ? { reasoning_content: c.reasoning === '' ? null : c.reasoning } : {}),
+    ...(calls.length > 0 ? { tool_calls: calls } : {}),
+  };
+}
+
 export function chatCompletionOf(state: CompletionState): ChatCompletion {
   const { plan } = state;
   return {
@@ -268,15 +277,7 @@ export function chatCompletionOf(state: CompletionState): ChatCompletion {
     system_fingerprint: state.fingerprint,
     choices: state.choices.map((c) => ({
       index: c.index,
-      message: !c.splits
-        ? { role: 'assistant', content: c.text, refusal: null }
-        : {
-            role: 'assistant',
-            content: returnedCalls(c).length > 0 && c.content === '' ? null : c.content,
-            refusal: null,
-            ...(c.thinking !== null ? { reasoning_content: c.reasoning === '' ? null : c.reasoning } : {}),
-            ...(returnedCalls(c).length > 0 ? { tool_calls: returnedCalls(c) } : {}),
-          },
+      message: messageOf(c),
       logprobs: plan.logprobs === 'chat' ? chatLogprobsOf(c.sentLogprobs) : null,
       finish_reason: finished(c),
     })),

@@ -4,18 +4,14 @@
  * think block in the prompt (DeepSeek-R1 style: `startsOpen`) think from the first token until `</think>`; the
  * others (Qwen3) think only when their output opens with `<think>`. Incremental, so it serves streaming too.
  */
+import { partialTagAt } from './tool-calls.parser';
+
 const OPEN = '<think>';
 const CLOSE = '</think>';
 
 export interface ReasoningStep {
   reasoning: string;
   content: string;
-}
-
-/** Length of the longest suffix of `text` that is a proper prefix of `tag`. */
-function partialTag(text: string, tag: string): number {
-  for (let n = Math.min(tag.length - 1, text.length); n > 0; n--) if (tag.startsWith(text.slice(text.length - n))) return n;
-  return 0;
 }
 
 export class ThinkSplitter {
@@ -60,7 +56,7 @@ export class ThinkSplitter {
           this.skipSpace = true;
           continue;
         }
-        const keep = final ? 0 : partialTag(this.buffer, CLOSE);
+        const keep = final ? 0 : partialTagAt(this.buffer, CLOSE);
         out.reasoning += this.buffer.slice(0, this.buffer.length - keep);
         this.buffer = this.buffer.slice(this.buffer.length - keep);
         return out;

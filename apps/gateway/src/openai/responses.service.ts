@@ -54,8 +54,8 @@ export class ResponsesService {
       await this.generation.chatCompletion(chat, ctx, new ResponsesSink(sink, req));
     } catch (err) {
       if (!(err instanceof OpenAiError)) throw err;
-      const inputStart = chat.messages.length - chatTurnsOfInput(req.input).messages.length;
-      throw responsesErrorOf(err, inputStart, chatTurnsOfInput(req.input).origin, typeof req.input === 'string');
+      const turns = chatTurnsOfInput(req.input);
+      throw responsesErrorOf(err, chat.messages.length - turns.messages.length, turns.origin, typeof req.input === 'string');
     }
   }
 

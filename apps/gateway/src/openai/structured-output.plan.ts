@@ -8,6 +8,8 @@
 import {
   checkJsonSchema,
   JsonSchemaSupportError,
+  toolCallText,
+  toolResponseText,
   type ChatCompletionRequest,
   type ChatMessage,
   type ChatTool,
@@ -64,7 +66,7 @@ function historyOf(req: Pick<ChatCompletionRequest, 'messages'>): { messages: Pr
       if (content == null) throw OpenAiError.invalid(`Missing required parameter: 'messages[${i}].content'.`, `messages[${i}].content`);
       const name = calls.get(m.tool_call_id)!;
       messages.push({ role: 'tool', content, tool_call_id: m.tool_call_id, name });
-      plain.push({ role: 'user', content: `<tool_response>\n${content}\n</tool_response>` });
+      plain.push({ role: 'user', content: toolResponseText(content) });
       return;
     }
     const toolCalls = m.role === 'assistant' ? (m.tool_calls ?? []) : [];
@@ -84,8 +86,8 @@ function historyOf(req: Pick<ChatCompletionRequest, 'messages'>): { messages: Pr
     });
     const role = m.role === 'developer' ? 'system' : m.role;
     messages.push({ role, content: content ?? '', ...(parsedCalls.length > 0 ? { tool_calls: parsedCalls } : {}) });
-    const callText = parsedCalls.map((c) => `<tool_call>\n${JSON.stringify({ name: c.function.name, arguments: c.function.arguments })}\n</tool_call>`);
-    plain.push({ role, content: [content ?? '', ...callText].filter((t) => t !== '').join('\n') });
+    const callText = parsedCalls.length > 0 ? toolCallText('hermes', parsedCalls.map((c) => ({ name: c.function.name, arguments: c.function.arguments }))) : '';
+    plain.push({ role, content: [content ?? '', callText].filter((t) => t !== '').join('\n') });
   });
   return { messages, plain };
 }
@@ -95,8 +97,7 @@ export function promptMessagesOf(req: Pick<ChatCompletionRequest, 'messages'>): 
   return historyOf(req).messages;
 }
 
-/** The request's tools as the template gets them, each with its strict flag for the grammar. */
-function toolsOf(req: Pick<ChatCompletionRequest, 'tools'>): Array<ChatTool & { strict: boolean }> {
+function toolsOf(req: Pick<ChatCompletionRequest, 'tools'>): ChatTool[] {
   const names = new Set<string>();
   return (req.tools ?? []).map((t, i) => {
     if (names.has(t.function.name)) throw OpenAiError.invalid(`'tools[${i}].function.name' ${JSON.stringify(t.function.name)} is listed twice.`, `tools[${i}].function.name`);
@@ -110,7 +111,6 @@ function toolsOf(req: Pick<ChatCompletionRequest, 'tools'>): Array<ChatTool & { 
     return {
       type: 'function',
       function: { name: t.function.name, ...(t.function.description != null ? { description: t.function.description } : {}), parameters },
-      strict: t.function.strict === true,
     };
   });
 }
@@ -122,7 +122,7 @@ export function planAgentParts(req: ChatCompletionRequest, info: PolicyInfo): Ag
   if (choice !== 'none' && offered.length === 0) {
     throw OpenAiError.invalid("'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice');
   }
-  let named: (ChatTool & { strict: boolean }) | undefined;
+  let named: ChatTool | undefined;
   if (typeof choice === 'object') {
     named = offered.find((t) => t.function.name === choice.function.name);
     if (!named) throw OpenAiError.invalid(`'tool_choice.function.name' ${JSON.stringify(choice.function.name)} is not one of the tools.`, 'tool_choice.function.name');
@@ -149,7 +149,11 @@ export function planAgentParts(req: ChatCompletionRequest, info: PolicyInfo): Ag
     const callable = named ? [named] : offered;
     constraint = {
       kind: 'tool_calls',
-      tools: callable.map((t) => ({ name: t.function.name, parameters: t.function.parameters, strict: t.strict })),
+      tools: callable.map((t) => ({
+        name: t.function.name,
+        parameters: t.function.parameters,
+        strict: req.tools?.find((r) => r.function.name === t.function.name)?.function.strict === true,
+      })),
       mode: choice === 'auto' ? 'auto' : 'required',
       parallel: named ? false : req.parallel_tool_calls !== false,
     };
@@ -158,7 +162,7 @@ export function planAgentParts(req: ChatCompletionRequest, info: PolicyInfo): Ag
     messages: history.messages,
     plainMessages: history.plain,
     // tool_choice none: the model is not told about tools it may not call.
-    tools: usesTools ? offered.map(({ strict: _strict, ...tool }) => tool) : undefined,
+    tools: usesTools ? offered : undefined,
     constraint,
     toolCallFormat: usesTools ? info.toolCallFormat : null,
   };

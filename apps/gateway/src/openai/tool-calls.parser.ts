@@ -5,17 +5,16 @@
  * The whole-response view is the same stream folded. Plain code; no I/O, no moderation.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { ChatToolCallDelta, ChatToolCallOut, ToolCallFormat } from '@flywheel/contracts';
+import { TOOL_CALL_SHAPES, type ChatToolCallDelta, type ChatToolCallOut, type ToolCallFormat } from '@flywheel/contracts';
 
 export interface ParsedStep {
   content: string;
   deltas: ChatToolCallDelta[];
 }
 
-const HERMES_OPEN = '<tool_call>';
-const HERMES_CLOSE = '</tool_call>';
-const MISTRAL_MARK = '[TOOL_CALLS]';
-const PYTHON_TAG = '<|python_tag|>';
+const [HERMES_OPEN, HERMES_CLOSE] = TOOL_CALL_SHAPES.hermes.specialTokens as [string, string];
+const MISTRAL_MARK = TOOL_CALL_SHAPES.mistral.trigger;
+const [PYTHON_TAG] = TOOL_CALL_SHAPES.llama3_json.specialTokens as [string];
 /** `{"name": "<name>", "arguments": ` at the start of a Hermes call, so the arguments can stream. */
 const HERMES_HEADER = /^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*/;
 
@@ -31,7 +30,7 @@ export function toolCallIdsFor(completionId: string, choiceIndex: number): () =>
 }
 
 /** The length of the longest suffix of `text` that is a proper prefix of `tag` (text that may still become it). */
-function partialTagAt(text: string, tag: string): number {
+export function partialTagAt(text: string, tag: string): number {
   for (let n = Math.min(tag.length - 1, text.length); n > 0; n--) if (tag.startsWith(text.slice(text.length - n))) return n;
   return 0;
 }
@@ -248,16 +247,21 @@ export class ToolCallStream {
   }
 }
 
+/** Adds streamed fragments to the calls they belong to (by index), as an SDK folds `delta.tool_calls`. */
+export function foldToolCallDeltas(calls: ChatToolCallOut[], deltas: readonly ChatToolCallDelta[], newId: () => string = newToolCallId): void {
+  for (const d of deltas) {
+    const call = (calls[d.index] ??= { id: d.id ?? newId(), type: 'function', function: { name: '', arguments: '' } });
+    if (d.function?.name !== undefined) call.function.name = d.function.name;
+    if (d.function?.arguments !== undefined) call.function.arguments += d.function.arguments;
+  }
+}
+
 /** The whole-response view: content (null when there was none) and the calls, as OpenAI's message has them. */
 export function parseToolCalls(text: string, format: ToolCallFormat, newId: () => string = newToolCallId): { content: string | null; toolCalls: ChatToolCallOut[] } {
   const stream = new ToolCallStream(format, newId);
   const steps = [stream.push(text), stream.end()];
   const content = steps.map((s) => s.content).join('');
   const toolCalls: ChatToolCallOut[] = [];
-  for (const d of steps.flatMap((s) => s.deltas)) {
-    const call = (toolCalls[d.index] ??= { id: d.id ?? newId(), type: 'function', function: { name: '', arguments: '' } });
-    if (d.function?.name !== undefined) call.function.name = d.function.name;
-    if (d.function?.arguments !== undefined) call.function.arguments += d.function.arguments;
-  }
+  foldToolCallDeltas(toolCalls, steps.flatMap((s) => s.deltas), newId);
   return { content: content === '' && toolCalls.length > 0 ? null : content, toolCalls };
 }

@@ -36,14 +36,14 @@ import {
   detectReasoning,
   detectToolCallFormat,
   EngineError,
-  templateHandlesTools,
   loadCheckpoint,
   StructuredOutputCompiler,
+  templateHandlesTools,
   type Checkpoint,
-  type SequenceConstraint,
   type EngineObserver,
   type EngineStats,
   type NativeEngine,
+  type SequenceConstraint,
   type TokenEventStream,
 } from '@flywheel/model';
 import { createEngineMetrics } from './engine.metrics';
@@ -60,7 +60,7 @@ interface Slot {
   maxModelLen: number;
   loadedAt: number;
   rendering: ChatRendering;
-  /** Built on the first structured-output request (compiling the vocabulary takes a moment on large ones). */
+  /** Structured outputs' compiler for this vocabulary: started when the version loads (grammarOf), then shared. */
   grammar: Promise<StructuredOutputCompiler> | null;
 }
 
@@ -300,7 +300,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
   }
 }
 
-export function grammarOf(slot: Pick<Slot, 'checkpoint' | 'rendering' | 'grammar'>): Promise<StructuredOutputCompiler> {
+function grammarOf(slot: Pick<Slot, 'checkpoint' | 'rendering' | 'grammar'>): Promise<StructuredOutputCompiler> {
   slot.grammar ??= StructuredOutputCompiler.create(slot.checkpoint.tokenizer.grammarVocab(), {
     vocabSize: slot.checkpoint.spec.vocabSize,
     stopTokenIds: slot.checkpoint.generation.eosTokenIds,

@@ -1,6 +1,6 @@
 import { Template } from '@huggingface/jinja';
-import type { ChatTool, PromptMessage } from '@flywheel/contracts';
-import { detectToolCallFormat, templateChat, templateHandlesTools, toolCallText } from './tool-prompt';
+import { toolCallText, type ChatTool, type PromptMessage } from '@flywheel/contracts';
+import { detectToolCallFormat, templateChat, templateHandlesTools } from './tool-prompt';
 
 const TOOL: ChatTool = { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
 const HISTORY: PromptMessage[] = [

@@ -5,7 +5,7 @@
  * `tool` turns); one that does not (the tiny default model's) gets a Hermes-style system preamble and the calls
  * and results written as text in the model's format. Pure functions; no tokenizer, no engine.
  */
-import type { ChatTool, PromptMessage, ToolCallFormat } from '@flywheel/contracts';
+import { toolCallText, toolResponseText, type ChatTool, type PromptMessage, type ToolCallFormat } from '@flywheel/contracts';
 
 /** What the configured format is when set to 'auto': the template's own markers, else Hermes. */
 export function detectToolCallFormat(templateSource: string | null, configured: 'auto' | ToolCallFormat): ToolCallFormat {
@@ -40,18 +40,6 @@ export function detectReasoning(
 export function templateHandlesTools(templateSource: string | null): boolean {
   const src = templateSource ?? '';
   return /\btools\b/.test(src) && /\btool_calls\b/.test(src);
-}
-
-/** One call as the model writes it in `format` (the text a trained model produces, and the parser reads). */
-export function toolCallText(format: ToolCallFormat, calls: ReadonlyArray<{ name: string; arguments: unknown }>): string {
-  switch (format) {
-    case 'hermes':
-      return calls.map((c) => `<tool_call>\n${JSON.stringify({ name: c.name, arguments: c.arguments })}\n</tool_call>`).join('\n');
-    case 'llama3_json':
-      return calls.map((c) => JSON.stringify({ name: c.name, parameters: c.arguments })).join('; ');
-    case 'mistral':
-      return `[TOOL_CALLS]${JSON.stringify(calls.map((c) => ({ name: c.name, arguments: c.arguments })))}`;
-  }
 }
 
 /**
@@ -95,7 +83,7 @@ export function templateChat(
       const calls = toolCallText(options.format, m.tool_calls.map((c) => ({ name: c.function.name, arguments: c.function.arguments })));
       return { role: 'assistant', content: m.content === '' ? calls : `${m.content}\n${calls}` };
     }
-    if (m.role === 'tool') return { role: 'tool', content: `<tool_response>\n${m.content}\n</tool_response>` };
+    if (m.role === 'tool') return { role: 'tool', content: toolResponseText(m.content) };
     return { role: m.role, content: m.content };
   });
   if (tools && tools.length > 0) {

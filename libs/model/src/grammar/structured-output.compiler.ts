@@ -4,7 +4,7 @@
  * out one matcher per sequence as the engine's SequenceConstraint. Schemas are checked by checkJsonSchema before
  * they get here; this file does not validate requests and does not sample.
  */
-import { checkJsonSchema, type OutputConstraint, type ToolCallFormat } from '@flywheel/contracts';
+import { checkJsonSchema, TOOL_CALL_SHAPES, type OutputConstraint, type ToolCallFormat } from '@flywheel/contracts';
 import type { SequenceConstraint } from '../engine/engine.types';
 import type { GrammarVocab } from '../loading/tokenizer.loader';
 import { xgrammar, type XgCompiledGrammar, type XgGrammarCompiler, type XgGrammarMatcher, type XgTokenizerInfo } from './xgrammar.runtime';
@@ -14,20 +14,6 @@ const CACHE_ENTRIES = 64;
 /** JSON on one line with `, ` and `: ` between items (xgrammar's -1 = no indent): the fewest tokens, no whitespace loops. */
 const ONE_LINE = -1;
 const SEPARATORS: [string, string] = [', ', ': '];
-
-/** Text a tool call of each format opens and closes with, around `{"name": …, "<args key>": <arguments>}`. */
-const TOOL_CALL_SHAPES: Record<ToolCallFormat, { open: string; argsKey: string; close: string; trigger: string; separator: string }> = {
-  hermes: { open: '<tool_call>\n', argsKey: 'arguments', close: '\n</tool_call>', trigger: '<tool_call>', separator: '\n' },
-  llama3_json: { open: '', argsKey: 'parameters', close: '', trigger: '{"name": "', separator: '; ' },
-  mistral: { open: '', argsKey: 'arguments', close: '', trigger: '[TOOL_CALLS]', separator: ', ' },
-};
-
-/** Special tokens a format writes as text (they must stay in the grammar's vocabulary). */
-const FORMAT_TOKENS: Record<ToolCallFormat, string[]> = {
-  hermes: ['<tool_call>', '</tool_call>'],
-  llama3_json: ['<|python_tag|>'],
-  mistral: ['[TOOL_CALLS]'],
-};
 
 class MatcherConstraint implements SequenceConstraint {
   private disposed = false;
@@ -64,7 +50,7 @@ export class StructuredOutputCompiler {
    */
   static async create(vocab: GrammarVocab, options: { vocabSize: number; stopTokenIds: number[]; toolCallFormat: ToolCallFormat }): Promise<StructuredOutputCompiler> {
     const xg = xgrammar();
-    const keep = new Set(FORMAT_TOKENS[options.toolCallFormat]);
+    const keep = new Set(TOOL_CALL_SHAPES[options.toolCallFormat].specialTokens);
     // Special tokens become empty strings, which xgrammar never matches as text; a format's own tokens stay.
     const tokens = vocab.tokens.slice();
     for (const id of vocab.specialIds) if (id < tokens.length && !keep.has(tokens[id]!)) tokens[id] = '';

@@ -207,6 +207,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   if (ropeDims !== headDim) fail(`rope.dimension_count ${ropeDims} differs from head_dim ${headDim}; partial RoPE is unsupported`);
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) fail(`head_dim ${headDim} must be an even integer`);
 
+  const ropeTheta = shortestF32(num('rope.freq_base', 10000));
   const spec: ModelSpec = {
     vocabSize: num('vocab_size', embd.dims[1] ?? 0),
     hiddenSize,
@@ -216,8 +217,8 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     numKvHeads,
     headDim,
     rmsNormEps: shortestF32(num('attention.layer_norm_rms_epsilon')),
-    ropeTheta: shortestF32(num('rope.freq_base', 10000)),
-    ropeScaling: await ropeScalingOf(fh, file, infos.get('rope_freqs.weight'), header.dataOffset, headDim, shortestF32(num('rope.freq_base', 10000)), fail),
+    ropeTheta,
+    ropeScaling: await ropeScalingOf(fh, file, infos.get('rope_freqs.weight'), header.dataOffset, headDim, ropeTheta, fail),
     tieWordEmbeddings: !infos.has('output.weight'),
     attentionBias: infos.has('blk.0.attn_q.bias'),
     maxPositionEmbeddings: num('context_length'),
