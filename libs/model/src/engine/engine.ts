@@ -305,7 +305,7 @@ export class Engine {
         }
         const masks = this.nextMasks(step);
         const logits = await this.runner.run(step.batch);
-        await masks;
+        if (masks !== null) await masks;
         this.scheduler.commit(step);
         this.counters.steps++;
         this.processOutputs(step, logits);
@@ -322,15 +322,18 @@ export class Engine {
    * Starts computing the allowed-token masks of every constrained sequence this step samples (forks included:
    * they sample from the same row); it runs on this thread while the kernels run on theirs.
    */
-  private async nextMasks(step: ScheduledStep<Sequence>): Promise<void> {
+  private nextMasks(step: ScheduledStep<Sequence>): Promise<unknown> | null {
     const pending: Promise<void>[] = [];
+    const start = (seq: Sequence): void => {
+      const constraint = seq.constraint;
+      if (constraint !== null && !seq.finished) pending.push(constraint.nextMask().then((m) => void (seq.mask = m)));
+    };
     for (const chunk of step.sampledChunks) {
-      for (const seq of [chunk.seq, ...chunk.seq.pendingForks]) {
-        const constraint = seq.constraint;
-        if (constraint !== null && !seq.finished) pending.push(constraint.nextMask().then((m) => void (seq.mask = m)));
-      }
+      start(chunk.seq);
+      for (const fork of chunk.seq.pendingForks) start(fork);
     }
-    await Promise.all(pending);
+    // Unconstrained steps (the common case) add no promise and no await to the loop.
+    return pending.length === 0 ? null : Promise.all(pending);
   }
 
   private processOutputs(step: ScheduledStep<Sequence>, logits: Float32Array): void {
