@@ -20,7 +20,7 @@ import {
   trainClassifier,
 } from '../../libs/moderation/src';
 
-const MODEL_VERSION = 'seed-2';
+const MODEL_VERSION = 'seed-3';
 
 function intArg(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);

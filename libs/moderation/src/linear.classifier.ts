@@ -1,7 +1,8 @@
 /**
  * One-vs-rest logistic regression over hashed n-gram features: training (AdaGrad, seeded), Platt
- * calibration, int8 quantisation, and the artifact format (model.json + weights.bin, feature-major
- * int8 `[buckets][heads]` with one dequantisation scale per head). Pure: callers do the file I/O.
+ * calibration, int8 quantisation, per-head decision thresholds, and the artifact format (model.json +
+ * weights.bin, feature-major int8 `[buckets][heads]` with one dequantisation scale per head). Pure:
+ * callers do the file I/O; choosing the thresholds is classifier.training.ts's job.
  */
 import { z } from 'zod';
 import { mulberry32, shuffleInPlace } from '@flywheel/kernels';
@@ -17,6 +18,11 @@ export const classifierMetaSchema = z.object({
   scale: z.array(z.number()),
   /** Platt parameters per head: p = sigmoid(a * logit + b). */
   platt: z.array(z.object({ a: z.number(), b: z.number() })),
+  /**
+   * Per-head decision threshold on the calibrated score, chosen on out-of-fold scores. Optional so older
+   * artifacts load: an absent head (or an absent record) decides at 0.5.
+   */
+  thresholds: z.record(z.string(), z.number().gt(0).lt(1)).optional(),
   seed: z.number().int(),
   trainedOn: z.number().int(),
   /** Free-form training record (hyperparameters, data hash, held-out metrics). */
@@ -26,7 +32,24 @@ export type ClassifierMeta = z.infer<typeof classifierMetaSchema>;
 
 export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
+/** Where a head decides when its artifact names no threshold. */
+export const DEFAULT_THRESHOLD = 0.5;
+
+/**
+ * A calibrated score `p` moved onto the policy's scale, where the head's threshold `t` lands on 0.5:
+ * the odds divided by t's odds, i.e. sigmoid(logit p − logit t). Monotone, 0 and 1 stay put, and with
+ * t = 0.5 it is the identity, so an artifact without thresholds behaves exactly as before.
+ */
+export function relativeToThreshold(p: number, t: number): number {
+  const num = p * (1 - t);
+  const den = num + (1 - p) * t;
+  return den > 0 ? num / den : 0;
+}
+
 export class LinearClassifier {
+  /** Decision threshold of each head on its calibrated score, in `heads` order. */
+  readonly thresholds: Float64Array;
+
   constructor(
     readonly meta: ClassifierMeta,
     /** Feature-major int8 weights: weight of head k for bucket j at `j * heads + k`. */
@@ -35,6 +58,9 @@ export class LinearClassifier {
     const k = meta.heads.length;
     if (weights.length !== meta.buckets * k) throw new Error(`weights hold ${weights.length} values, expected ${meta.buckets * k}`);
     if (meta.bias.length !== k || meta.scale.length !== k || meta.platt.length !== k) throw new Error('model.json: per-head arrays differ in length');
+    const unknown = Object.keys(meta.thresholds ?? {}).filter((h) => !meta.heads.includes(h));
+    if (unknown.length > 0) throw new Error(`model.json: thresholds for unknown heads ${unknown.join(', ')}`);
+    this.thresholds = Float64Array.from(meta.heads, (h) => meta.thresholds?.[h] ?? DEFAULT_THRESHOLD);
   }
 
   get heads(): readonly string[] {
@@ -62,12 +88,22 @@ export class LinearClassifier {
   }
 }
 
+export interface TrainProgress {
+  /** Epochs done of `steps` (trainClassifier counts its calibration folds' epochs and the final fit's). */
+  step: number;
+  steps: number;
+  /** Mean log loss of the epoch just done, over its examples and heads, before the positive weighting. */
+  loss: number;
+}
+
 export interface TrainOptions {
   buckets: number;
   epochs: number;
   learningRate: number;
   l2: number;
   seed: number;
+  /** Called after every epoch (a trainer job's progress); does not change the result. */
+  onEpoch?: (p: TrainProgress) => void;
 }
 
 export interface TrainedWeights {
@@ -98,6 +134,7 @@ export function trainOneVsRest(xs: SparseVector[], ys: Uint8Array[], heads: numb
   const z = new Float64Array(heads);
   for (let epoch = 0; epoch < opts.epochs; epoch++) {
     shuffleInPlace(order, rand);
+    let loss = 0;
     for (const n of order) {
       const x = xs[n];
       const y = ys[n];
@@ -107,7 +144,9 @@ export function trainOneVsRest(xs: SparseVector[], ys: Uint8Array[], heads: numb
         for (let h = 0; h < heads; h++) z[h] += weights[base + h] * x.value[i];
       }
       for (let h = 0; h < heads; h++) {
-        const g = (sigmoid(z[h]) - y[h]) * (y[h] ? posWeight[h] : 1);
+        const p = sigmoid(z[h]);
+        loss -= Math.log(Math.max(1e-12, y[h] ? p : 1 - p));
+        const g = (p - y[h]) * (y[h] ? posWeight[h] : 1);
         bg2[h] += g * g;
         bias[h] -= (opts.learningRate * g) / Math.sqrt(bg2[h]);
         for (let i = 0; i < x.index.length; i++) {
@@ -118,6 +157,7 @@ export function trainOneVsRest(xs: SparseVector[], ys: Uint8Array[], heads: numb
         }
       }
     }
+    opts.onEpoch?.({ step: epoch + 1, steps: opts.epochs, loss: loss / Math.max(1, xs.length * heads) });
   }
   return { weights, bias };
 }

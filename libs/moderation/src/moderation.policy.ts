@@ -2,7 +2,9 @@
  * The moderation policy: for each of the 15 categories and each direction (input = a user's prompt,
  * output = generated text) an action (`block`, `flag`, `allow`) and the score threshold at which it
  * applies, plus extra lexicon rules a deployment adds (a house blocklist). Parsing and the decision
- * only; the default policy is data/policy.default.json.
+ * only; the default policy is data/policy.default.json. A threshold is compared with the category's
+ * layered score, in which the classifier is relative to its own per-head threshold (0.5 = exactly the
+ * model's calibrated cut, see Moderator.analyze) and a rule or PII hit is its own score.
  */
 import { z } from 'zod';
 import {

@@ -2,6 +2,7 @@
  * The layered moderator: canonicalise once, then rules (lexicon terms/patterns), PII detectors and the
  * calibrated classifier each score the 15 categories; a category's score is the max of its layers and
  * of its subcategories (a threat is harassment too); the policy turns scores into block/flag/allow.
+ * The classifier enters on the policy's scale, where its per-head threshold is 0.5 (see analyze).
  * Synchronous, in-process, no I/O: the service and the gateway share it (see moderation.loader.ts).
  */
 import { randomUUID } from 'node:crypto';
@@ -19,7 +20,7 @@ import {
   type RuleMatch,
 } from '@flywheel/contracts';
 import { CompiledLexicon } from './lexicon.rules';
-import { LinearClassifier } from './linear.classifier';
+import { LinearClassifier, relativeToThreshold } from './linear.classifier';
 import { decide, type PolicyDecision, type ResolvedPolicy } from './moderation.policy';
 import { extractFeatures } from './ngram.features';
 import { detectPii } from './pii.detectors';
@@ -39,8 +40,12 @@ export const PARENT_CATEGORY: Partial<Record<ModerationCategory, ModerationCateg
 export type CategoryScores = Record<AnyModerationCategory, number>;
 
 export interface Analysis {
+  /** What the policy compares with its thresholds: rules, PII and the classifier on the policy's scale. */
   scores: CategoryScores;
-  /** Classifier-only scores (calibrated), for evaluation and the flywheel record. */
+  /**
+   * Classifier-only scores, calibrated probabilities (not moved onto the policy's scale), for evaluation
+   * and the flywheel record; a head decides at `classifier.thresholds`.
+   */
   classifierScores: Partial<CategoryScores>;
   matches: RuleMatch[];
   pii: PiiEntity[];
@@ -85,14 +90,20 @@ export class Moderator {
   /**
    * Scores of every category for one text, with the rule matches and PII spans behind them. A caller that already
    * canonicalised the text (the stream checker, which also reads its tail) passes that in rather than paying twice.
+   *
+   * The classifier's calibrated score enters `scores` moved so that its head's threshold (chosen on held-out
+   * scores at training) lands on 0.5: a policy cut-off of 0.5 means "at the model's own threshold", 0.6 a little
+   * stricter, 0.3 laxer, and one policy file keeps its meaning across retrained artifacts whose thresholds
+   * differ. Rule and PII scores are not moved: they are the rule's own confidence.
    */
   analyze(text: string, canonical: CanonicalText = canonicalize(text)): Analysis {
     const scores = zeroScores();
     const classifierScores: Partial<CategoryScores> = {};
     const probs = this.classifier.predict(extractFeatures(canonical, this.classifier.meta.buckets));
+    const { thresholds } = this.classifier;
     for (const [category, i] of this.headIndex) {
       classifierScores[category] = probs[i];
-      scores[category] = probs[i];
+      scores[category] = relativeToThreshold(probs[i], thresholds[i]);
     }
     const matches = this.lexicon.match(canonical);
     for (const m of matches) scores[m.category] = Math.max(scores[m.category], m.score);

@@ -15,11 +15,18 @@ import { PARENT_CATEGORY } from './moderator';
 export const CLASSIFIER_HEADS = [...MODERATION_CATEGORIES, 'prompt_injection'] as const;
 export type ClassifierHead = (typeof CLASSIFIER_HEADS)[number];
 
+/**
+ * Languages of the seed set; `und` (unknown or other) is for reviewer-labelled texts from the store whose
+ * language nobody recorded. The split stratifies by language, so each gets held-out examples.
+ */
+export const SEED_LANGUAGES = ['en', 'zh', 'de', 'fr', 'es', 'und'] as const;
+export type SeedLanguage = (typeof SEED_LANGUAGES)[number];
+
 export const seedExampleSchema = z
   .object({
     id: z.string().min(1),
     text: z.string().min(1),
-    lang: z.enum(['en', 'zh']),
+    lang: z.enum(SEED_LANGUAGES),
     labels: z.array(z.enum(CLASSIFIER_HEADS)),
     hard: z.boolean().optional(),
   })
