@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { FEEDBACK_KINDS, FEEDBACK_SOURCES, REVIEW_STATUSES, feedbackValueSchemas } from './feedback.schemas';
+import { moderationLabelSchema } from './moderation-labels.schemas';
 
 /** Cookie holding the session id: httpOnly, SameSite=Strict, Path=/admin. */
 export const ADMIN_SESSION_COOKIE = 'flywheel_admin_session';
@@ -178,6 +179,8 @@ export const adminCompletionDetailSchema = z.object({
   feedback: z.array(adminFeedbackSchema),
   /** Audit trail of its feedback and of itself, oldest first. */
   reviews: z.array(adminReviewSchema),
+  /** Reviewers' moderation labels on its prompt and choices, oldest first (a later one on the same text wins). */
+  moderation_labels: z.array(moderationLabelSchema),
 });
 export type AdminCompletionDetail = z.infer<typeof adminCompletionDetailSchema>;
 
@@ -241,7 +244,7 @@ export type AdminReviewsResponse = z.infer<typeof adminReviewsResponseSchema>;
 
 // ---------------------------------------------------------------- exports
 
-export const EXPORT_FORMATS = ['sft', 'preference', 'kto'] as const;
+export const EXPORT_FORMATS = ['sft', 'preference', 'kto', 'moderation'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 /** Which approved feedback an export takes: by policy version and feedback creation time. */

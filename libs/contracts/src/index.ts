@@ -8,6 +8,7 @@ export * from './mesh.schemas';
 export * from './trainer.schemas';
 export * from './policy.schemas';
 export * from './moderation.schemas';
+export * from './moderation-labels.schemas';
 export * from './openai.schemas';
 export * from './json-schema.support';
 export * from './tool-call.formats';

@@ -4,8 +4,9 @@
  * store. Not the database rows (libs/store) and not the packing of files (libs/mesh/src/checkpoint-store.ts).
  */
 import { z } from 'zod';
+import { moderationHeldoutSchema } from './moderation-labels.schemas';
 
-export const MODEL_ROLES = ['policy', 'reward'] as const;
+export const MODEL_ROLES = ['policy', 'reward', 'moderation'] as const;
 export const modelRoleSchema = z.enum(MODEL_ROLES);
 export type ModelRole = z.infer<typeof modelRoleSchema>;
 
@@ -66,6 +67,16 @@ export const versionGateSchema = z.object({
 });
 export type VersionGate = z.infer<typeof versionGateSchema>;
 
+/** What moderation-train found when it judged a moderation version (its row's `metrics.eval`). */
+export const moderationGateSchema = z.object({
+  candidate: moderationHeldoutSchema,
+  active: moderationHeldoutSchema,
+  pass: z.boolean(),
+  promoted: z.boolean(),
+  reasons: z.array(z.string()),
+});
+export type ModerationGate = z.infer<typeof moderationGateSchema>;
+
 /** `flywheel models list` and `GET /admin/api/models`: the role's published versions and which is active. */
 export const modelVersionListSchema = z.object({
   role: modelRoleSchema,
@@ -85,6 +96,8 @@ export const modelVersionListSchema = z.object({
       state: z.enum(['active', 'previous', 'candidate']),
       /** The eval gate's evidence for this version (admin API, from the store); absent when never evaluated. */
       gate: versionGateSchema.optional(),
+      /** A moderation version's held-out comparison with the version it was judged against (admin API, from the store). */
+      moderation_gate: moderationGateSchema.optional(),
     }),
   ),
 });

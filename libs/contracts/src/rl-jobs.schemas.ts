@@ -211,6 +211,11 @@ export type EvalJobResult = z.infer<typeof evalJobResultSchema>;
 export const loopJobDataSchema = z.strictObject({
   data: trainingDataSourceSchema,
   trigger: z.enum(['manual', 'threshold', 'schedule']).default('manual'),
+  /** A moderation-train stage first, on this `moderation` export (the reviewers' labels); null: none. */
+  moderation: z
+    .strictObject({ data: trainingDataSourceSchema, promote: z.enum(['if-better', 'never']).default('if-better') })
+    .nullable()
+    .default(null),
   rewardTrain: z
     .strictObject({
       steps: z.int().positive().max(1_000_000).default(60),

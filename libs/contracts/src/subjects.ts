@@ -19,8 +19,11 @@ export const SUBJECTS = {
   },
   reward: { score: 'reward.score', info: 'reward.info' },
   moderation: { check: 'moderation.check', info: 'moderation.info' },
-  /** loop: control and status of the background RL loop (training-runs.schemas.ts). */
-  trainer: { info: 'trainer.info', loop: 'trainer.loop' },
+  /**
+   * loop: control and status of the background RL loop (training-runs.schemas.ts); moderation: start a
+   * moderation-train job on the reviewers' data (moderation-labels.schemas.ts).
+   */
+  trainer: { info: 'trainer.info', loop: 'trainer.loop', moderation: 'trainer.moderation' },
 } as const;
 
 /** Queue groups: replicas of one service share load by subscribing in the same group. */
@@ -45,5 +48,7 @@ export const QUEUES = {
   eval: 'eval',
   /** One pass of the RL loop; it enqueues its reward-train, ppo and eval stages and waits for each. */
   loop: 'loop',
+  /** Retrains the moderation classifier on the seed set plus reviewers' labels (moderation-labels.schemas.ts). */
+  moderationTrain: 'moderation-train',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];

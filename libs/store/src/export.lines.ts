@@ -95,6 +95,7 @@ function ktoExample(source: ExportSource, choice: Choice): { completion: string;
 
 /** The JSONL line (without its newline) for one approved feedback, or null when it makes none in this format. */
 export function exportLineOf(format: ExportFormat, source: ExportSource): string | null {
+  if (format === 'moderation') return null;
   if (format === 'preference') {
     if (source.kind !== 'preference') return null;
     const pick = feedbackValueSchemas.preference.safeParse(source.value);
@@ -121,4 +122,6 @@ export const EXPORT_KINDS: Record<ExportFormat, readonly FeedbackKind[]> = {
   sft: ['correction', 'thumbs', 'rating'],
   preference: ['preference'],
   kto: ['correction', 'thumbs', 'rating'],
+  /** Approved flags; reviewers' labels are not feedback (moderation-labels.ts builds that format). */
+  moderation: ['flag'],
 };

@@ -1,5 +1,5 @@
 /**
- * Exports of approved feedback as JSONL: read the approved rows (oldest first, in keyset batches), turn
+ * Exports of approved feedback as JSONL (the `moderation` format: moderation-labels.ts): read the approved rows (oldest first, in keyset batches), turn
  * each into a line (export.lines.ts), and record the file with its sha256 in `exports`. Also the list of
  * exports and one export's file. No HTTP here.
  */
@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { newTimeOrderedId, type ExportFormat } from '@flywheel/contracts';
 import { EXPORT_KINDS, exportLineOf } from './export.lines';
+import { buildModerationExport } from './moderation-labels';
 import type { ExportRow, StoreTables } from './store.tables';
 
 export interface ExportFilters {
@@ -22,6 +23,7 @@ const BATCH = 1_000;
 
 /** The JSONL text (every line ends with "\n"; empty when nothing matches) and its line count. */
 export async function buildExportContent(db: Kysely<StoreTables>, format: ExportFormat, filters: ExportFilters): Promise<{ content: string; rowCount: number }> {
+  if (format === 'moderation') return buildModerationExport(db, filters);
   const lines: string[] = [];
   let after: { createdAt: Date; id: string } | null = null;
   for (;;) {

@@ -14,6 +14,7 @@ export * from './inbox.queries';
 export * from './review.writes';
 export * from './export.lines';
 export * from './export.queries';
+export * from './moderation-labels';
 export * from './stats.queries';
 export * from './model-versions.writes';
 export * from './model-versions.lineage';

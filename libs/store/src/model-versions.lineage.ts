@@ -7,10 +7,11 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { StoreTables } from './store.tables';
+import type { ModelRole } from '@flywheel/contracts';
 
 export interface LineageFacts {
   version: string;
-  role: 'policy' | 'reward';
+  role: ModelRole;
   parent: string | null;
   runId: string | null;
   exports: string[];

@@ -173,11 +173,43 @@ const trainingRunsRl = statements(
   )`,
 );
 
+/**
+ * Reviewers' moderation labels (append-only: a later label on the same text wins in exports, every one stays as
+ * the audit trail), the `moderation` export format and the `moderation-train` run kind. The exports format CHECK
+ * is the one 0001 declared inline (exports_format_check).
+ */
+const moderationLabels = statements(
+  `CREATE TABLE moderation_labels (
+    id text PRIMARY KEY,
+    completion_id text NOT NULL REFERENCES completions (id),
+    target text NOT NULL CHECK (target IN ('prompt', 'choice')),
+    choice_index integer,
+    prompt_index integer,
+    direction text NOT NULL CHECK (direction IN ('input', 'output')),
+    verdict text NOT NULL CHECK (verdict IN ('harmful', 'not_harmful')),
+    categories jsonb NOT NULL,
+    text text NOT NULL,
+    moderation_categories jsonb NOT NULL,
+    overturns boolean NOT NULL,
+    policy_version text NOT NULL,
+    actor text NOT NULL,
+    note text,
+    created_at timestamptz NOT NULL DEFAULT now()
+  )`,
+  `CREATE INDEX moderation_labels_completion_idx ON moderation_labels (completion_id, created_at, id)`,
+  `CREATE INDEX moderation_labels_created_idx ON moderation_labels (created_at, id)`,
+  `ALTER TABLE exports DROP CONSTRAINT IF EXISTS exports_format_check`,
+  `ALTER TABLE exports ADD CONSTRAINT exports_format_check CHECK (format IN ('sft', 'preference', 'kto', 'moderation'))`,
+  `ALTER TABLE training_runs DROP CONSTRAINT IF EXISTS training_runs_kind_check`,
+  `ALTER TABLE training_runs ADD CONSTRAINT training_runs_kind_check CHECK (kind IN ('sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train'))`,
+);
+
 /** Every migration, by name; names sort in the order they apply. */
 export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_export_content': exportContent,
   '0003_training_runs_rl': trainingRunsRl,
+  '0004_moderation_labels': moderationLabels,
 };
 
 export const storeMigrationProvider: MigrationProvider = {

@@ -4,7 +4,7 @@
  * Not wire shapes: those live in @flywheel/contracts.
  */
 import type { ColumnType, Insertable, Selectable } from 'kysely';
-import type { FeedbackKind, FeedbackSource, ReviewStatus, TrainingRunKind, TrainingRunStatus } from '@flywheel/contracts';
+import type { ExportFormat, FeedbackKind, LabelCategory, ModerationDirection, ModerationLabelTarget, ModerationLabelVerdict, FeedbackSource, ReviewStatus, TrainingRunKind, TrainingRunStatus } from '@flywheel/contracts';
 
 /** A timestamptz: read as Date, written as Date or ISO string. */
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -98,7 +98,7 @@ export interface ReviewsTable {
 
 export interface ExportsTable {
   id: string;
-  format: 'sft' | 'preference' | 'kto';
+  format: ExportFormat;
   filters: Json<Record<string, unknown>>;
   row_count: number;
   bytes: number;
@@ -162,6 +162,27 @@ export interface DeadLettersTable {
   received_at: TimestampDefault;
 }
 
+/** A reviewer's moderation label on a prompt or choice text (migration 0004); append-only. */
+export interface ModerationLabelsTable {
+  id: string;
+  completion_id: string;
+  target: ModerationLabelTarget;
+  choice_index: number | null;
+  prompt_index: number | null;
+  direction: ModerationDirection;
+  verdict: ModerationLabelVerdict;
+  categories: Json<LabelCategory[]>;
+  /** The text labelled, as it was then. */
+  text: string;
+  /** What moderation had flagged or blocked on it. */
+  moderation_categories: Json<string[]>;
+  overturns: boolean;
+  policy_version: string;
+  actor: string;
+  note: string | null;
+  created_at: TimestampDefault;
+}
+
 export interface StoreTables {
   completions: CompletionsTable;
   feedback: FeedbackTable;
@@ -172,6 +193,7 @@ export interface StoreTables {
   training_metrics: TrainingMetricsTable;
   model_versions: ModelVersionsTable;
   dead_letters: DeadLettersTable;
+  moderation_labels: ModerationLabelsTable;
 }
 
 export type CompletionRow = Selectable<CompletionsTable>;
@@ -180,5 +202,6 @@ export type FeedbackRow = Selectable<FeedbackTable>;
 export type NewFeedbackRow = Insertable<FeedbackTable>;
 export type ReviewRow = Selectable<ReviewsTable>;
 export type ExportRow = Selectable<ExportsTable>;
+export type ModerationLabelRow = Selectable<ModerationLabelsTable>;
 
 export const SEARCH_TEXT_MAX_CHARS = 8_192;

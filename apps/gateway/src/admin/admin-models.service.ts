@@ -6,7 +6,8 @@
 import { Injectable } from '@nestjs/common';
 import type { NatsConnection } from 'nats';
 import { z } from 'zod';
-import { modelPromoteBodySchema, modelRoleSchema, modelRollbackBodySchema, versionGateSchema, type ActiveModelEntry, type ModelVersionList } from '@flywheel/contracts';
+import { modelPromoteBodySchema, modelRoleSchema, modelRollbackBodySchema, versionGateSchema,
+  moderationGateSchema, type ActiveModelEntry, type ModelVersionList } from '@flywheel/contracts';
 import { listModelVersions, MeshConnection, ModelVersionError, promoteVersion, rollback } from '@flywheel/mesh';
 import { fromZodError, OpenAiError } from '../http/openai-error';
 import { StoreHandle } from '../store/store.handle';
@@ -33,12 +34,15 @@ export class AdminModelsService {
     } catch {
       return versions;
     }
-    const gates = new Map<string, z.infer<typeof versionGateSchema>>();
+    const gates = new Map<string, Pick<ModelVersionList['versions'][number], 'gate' | 'moderation_gate'>>();
     for (const row of rows) {
-      const parsed = versionGateSchema.safeParse((row.metrics as { eval?: unknown } | null)?.eval);
-      if (parsed.success) gates.set(row.id, parsed.data);
+      const evidence = (row.metrics as { eval?: unknown } | null)?.eval;
+      const policy = versionGateSchema.safeParse(evidence);
+      const moderation = moderationGateSchema.safeParse(evidence);
+      if (policy.success) gates.set(row.id, { gate: policy.data });
+      else if (moderation.success) gates.set(row.id, { moderation_gate: moderation.data });
     }
-    return versions.map((v) => (gates.has(v.version) ? { ...v, gate: gates.get(v.version)! } : v));
+    return versions.map((v) => ({ ...v, ...gates.get(v.version) }));
   }
 
   promote(body: unknown, keyId: string): Promise<ActiveModelEntry> {

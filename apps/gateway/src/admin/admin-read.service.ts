@@ -20,6 +20,7 @@ import {
   listFeedbackInbox,
   listPolicyVersions,
   listReviewsOfCompletion,
+  listModerationLabels,
 } from '@flywheel/store';
 import { fromZodError, OpenAiError } from '../http/openai-error';
 import type { StoreHandle } from '../store/store.handle';
@@ -70,7 +71,7 @@ export class AdminReadService {
     const row = await db.selectFrom('completions').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new OpenAiError(404, 'invalid_request_error', `No completion found with id '${id}'.`, 'id', 'completion_not_found');
     const feedback = await db.selectFrom('feedback').selectAll().where('completion_id', '=', id).orderBy('created_at').orderBy('id').execute();
-    return adminCompletionDetailOf(row, feedback, await listReviewsOfCompletion(db, id));
+    return adminCompletionDetailOf(row, feedback, await listReviewsOfCompletion(db, id), await listModerationLabels(db, id));
   }
 
   async policyVersions(): Promise<AdminPolicyVersions> {

@@ -11,8 +11,9 @@ import {
   type AdminExportFilters,
   type AdminFeedback,
   type AdminReview,
+  type ModerationLabel,
 } from '@flywheel/contracts';
-import type { CompletionInboxRow, CompletionRow, ExportSummary, FeedbackRow, ReviewRow } from '@flywheel/store';
+import type { CompletionInboxRow, CompletionRow, ExportSummary, FeedbackRow, ModerationLabelRow, ReviewRow } from '@flywheel/store';
 
 const iso = (d: Date): string => new Date(d).toISOString();
 
@@ -62,7 +63,26 @@ const storedMessages = z.array(z.object({ role: z.string(), content: z.string() 
 const storedPrompts = z.array(z.union([z.string(), z.array(z.number())])).nullable();
 const storedError = z.object({ code: z.string().nullable(), message: z.string() }).nullable();
 
-export function adminCompletionDetailOf(row: CompletionRow, feedback: FeedbackRow[], reviews: ReviewRow[]): AdminCompletionDetail {
+export function moderationLabelOf(row: ModerationLabelRow): ModerationLabel {
+  return {
+    id: row.id,
+    completion_id: row.completion_id,
+    target: row.target,
+    choice_index: row.choice_index,
+    prompt_index: row.prompt_index,
+    direction: row.direction,
+    verdict: row.verdict,
+    categories: row.categories,
+    text: row.text,
+    moderation_categories: row.moderation_categories,
+    overturns: row.overturns,
+    actor: row.actor,
+    note: row.note,
+    created_at: iso(row.created_at),
+  };
+}
+
+export function adminCompletionDetailOf(row: CompletionRow, feedback: FeedbackRow[], reviews: ReviewRow[], labels: ModerationLabelRow[] = []): AdminCompletionDetail {
   return {
     id: row.id,
     created_at: iso(row.created_at),
@@ -90,6 +110,7 @@ export function adminCompletionDetailOf(row: CompletionRow, feedback: FeedbackRo
     end_user: row.end_user,
     feedback: feedback.map(adminFeedbackOf),
     reviews: reviews.map(adminReviewOf),
+    moderation_labels: labels.map(moderationLabelOf),
   };
 }
 

@@ -4,6 +4,7 @@
  * from AuthModule and the store from StoreModule, both imported; a request that finds the store down gets the
  * exception filter's 503. Imported by GatewayModule with one line: `AdminModule.forRoot(config)`.
  */
+import { AdminModerationLabelsController, AdminModerationLabelsService, AdminModerationTrainController, AdminModerationTrainService } from './admin-moderation-labels.controller';
 import { Module, type DynamicModule } from '@nestjs/common';
 import path from 'node:path';
 import type { GatewayConfig } from '@flywheel/config';
@@ -38,12 +39,14 @@ export class AdminModule {
       module: AdminModule,
       imports: [AuthModule, StoreModule],
       // The UI controller last: its /admin/* wildcard must not shadow the API's routes.
-      controllers: [AdminSessionController, AdminReadController, AdminReviewsController, AdminExportsController, AdminModelsController, AdminRunsController, AdminLoopController, AdminUiController],
+      controllers: [AdminSessionController, AdminReadController, AdminReviewsController, AdminExportsController, AdminModelsController, AdminRunsController, AdminLoopController, AdminModerationLabelsController, AdminModerationTrainController, AdminUiController],
       providers: [
         { provide: AdminSessions, useFactory: () => new AdminSessions(sessionTtlMs, maxSessions) },
         { provide: AdminAuthService, useFactory: (sessions: AdminSessions, keys: ApiKeyStore) => new AdminAuthService(sessions, keys), inject: [AdminSessions, ApiKeyStore] },
         { provide: AdminReadService, useFactory: (store: StoreHandle) => new AdminReadService(store), inject: [StoreHandle] },
         AdminReviewService,
+        AdminModerationLabelsService,
+        AdminModerationTrainService,
         AdminExportService,
         AdminRunsService,
         AdminLoopService,
