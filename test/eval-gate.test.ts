@@ -107,7 +107,7 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
       controllers: [RewardController, ModerationController],
       providers: [
         { provide: RewardModelService, useValue: reward },
-        { provide: ModerationService, useValue: new ModerationService(moderatorFromConfig(loadModerationConfig({})), moderationMetrics) },
+        { provide: ModerationService, useValue: new ModerationService({ current: moderatorFromConfig(loadModerationConfig({})) }, moderationMetrics) },
       ],
     })
     class HandlersModule {}

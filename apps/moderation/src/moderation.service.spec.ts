@@ -10,7 +10,7 @@ describe('ModerationService', () => {
   it('moderates each input and records checks, category hits and latency per text', async () => {
     const registry = new Registry();
     let t = 0n;
-    const service = new ModerationService(moderator, new ModerationMetrics(registry), () => (t += 1_500_000n));
+    const service = new ModerationService({ current: moderator }, new ModerationMetrics(registry), () => (t += 1_500_000n));
     const res = service.check(moderationRequestSchema.parse({ input: ['nice weather today', 'I will kill you'] }));
     expect(res.results.map((r) => r.flagged)).toEqual([false, true]);
     expect(res.model).toBe(moderator.modelId);
@@ -23,7 +23,7 @@ describe('ModerationService', () => {
   });
 
   it('describes the loaded model, lexicon and policy', () => {
-    const info = new ModerationService(moderator, new ModerationMetrics(new Registry())).info();
+    const info = new ModerationService({ current: moderator }, new ModerationMetrics(new Registry())).info();
     expect(info.classifier.heads).toContain('prompt_injection');
     expect(info.lexicon.rules).toBeGreaterThan(10);
     expect(info.policy.name).toBe('default');

@@ -20,7 +20,7 @@ import {
 } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { parsePrompts } from '@flywheel/rl';
-import { buildExportContent, countApprovedSince, createExport, listTrainingRuns } from '@flywheel/store';
+import { buildExportContent, countApprovedSince, countModerationDataSince, createExport, listTrainingRuns } from '@flywheel/store';
 import { loopRunId, stageJobOf } from './loop.processor';
 import { TRAINER_CONFIG, TrainerQueues } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
@@ -186,11 +186,30 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
       if ('problem' in exported) return this.refuse(trigger, 'no_training_data', exported.problem);
       data = { kind: 'export', exportId: exported.exportId };
     }
-    const input: LoopJobDataInput = { ...(request?.overrides ?? {}), data, trigger };
+    const moderation = request ? null : await this.moderationData(trigger);
+    const input: LoopJobDataInput = { ...(request?.overrides ?? {}), data, trigger, ...(moderation ? { moderation: { data: moderation } } : {}) };
     const jobData = loopJobDataSchema.parse(input);
     const job = await this.loopQueue.add(QUEUES.loop, jobData);
     this.logger.log(`${loopRunId(job)} queued (${trigger}) on ${data.kind === 'export' ? `export ${data.exportId}` : data.path}`);
     return this.status(`${loopRunId(job)} queued`);
+  }
+
+  /**
+   * The reviewers' moderation data as a `moderation` export for the run's moderation-train stage, when there is any
+   * and the stage is on (FLYWHEEL_LOOP_MODERATION); a store error only skips the stage.
+   */
+  private async moderationData(trigger: LoopTrigger): Promise<TrainingDataSource | null> {
+    if (this.config.loop.moderation === 'off') return null;
+    try {
+      return await this.store.use(async (db) => {
+        if ((await countModerationDataSince(db, null)) === 0) return null;
+        const exp = await createExport(db, { format: 'moderation', filters: {}, filtersRecord: { by: 'trainer-loop', trigger }, createdBy: 'trainer-loop' });
+        return exp.row_count > 0 ? { kind: 'export' as const, exportId: exp.id } : null;
+      });
+    } catch (err) {
+      this.logger.warn(`no moderation-train stage: cannot export the moderation labels: ${errorText(err)}`);
+      return null;
+    }
   }
 
   /** The trigger: enough newly approved pairs, or the schedule with anything new. */

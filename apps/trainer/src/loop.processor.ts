@@ -1,7 +1,8 @@
 /**
  * The BullMQ worker of the `loop` queue: one tracked pass of the RL loop. It makes sure a policy version is
  * active (publishing and promoting the configured base the first time), then runs its stages as jobs on their own
- * queues and waits for each: reward-train on the pairs → publish the reward model and make it active (reward
+ * queues and waits for each: moderation-train on the reviewers' moderation labels when the run carries them (that
+ * job promotes its own candidate when it beats the active classifier) → reward-train on the pairs → publish the reward model and make it active (reward
  * replicas hot-swap) unless its held-out accuracy is too low → ppo from the active policy, scored by that reward
  * model → eval of the candidate against the active policy, which promotes it when it passes the gate. Stage jobs
  * have ids derived from the loop's, so a loop job run again after a crash re-attaches to the stages already
@@ -15,6 +16,8 @@ import {
   evalJobResultSchema,
   LOOP_STAGES,
   loopJobDataSchema,
+  moderationTrainJobResultSchema,
+  type ModerationTrainJobDataInput,
   ppoJobResultSchema,
   QUEUES,
   rewardTrainJobResultSchema,
@@ -44,6 +47,7 @@ export const loopRunId = (job: Pick<Job, 'id' | 'timestamp'>): string => `loop-$
 
 /** The stages that run as jobs of their own: the queue, the job id (derived from the loop run's), the stage run's id. */
 const STAGE_JOBS = {
+  'moderation-train': { queue: QUEUES.moderationTrain, kind: 'moderation-train', jobId: (run: string) => `${run}-mod`, runId: (run: string) => `mod-${run}-mod` },
   'reward-train': { queue: QUEUES.rewardTrain, kind: 'reward-train', jobId: (run: string) => `${run}-rm`, runId: (run: string) => `rm-${run}-rm` },
   ppo: { queue: QUEUES.ppo, kind: 'ppo', jobId: (run: string) => `${run}-ppo`, runId: (run: string) => `${run}-ppo` },
   eval: { queue: QUEUES.eval, kind: 'eval', jobId: (run: string) => `${run}-eval`, runId: (run: string) => `eval-${run}-eval` },
@@ -133,6 +137,14 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
       await job.updateProgress({ stage: 'prepare' });
       const base = await this.activePolicy();
       await recorder.patch({ metrics: { base_version: base.version } });
+
+      // ---- moderation (when the run carries reviewers' moderation data): its own gate decides its promotion
+      if (data.moderation) {
+        await setStage('moderation-train');
+        const modData: ModerationTrainJobDataInput = { data: data.moderation.data, promote: data.moderation.promote, parentRunId: id, outName: STAGE_JOBS['moderation-train'].runId(id) };
+        const mod = await this.stage(QUEUES.moderationTrain, STAGE_JOBS['moderation-train'].jobId(id), modData, moderationTrainJobResultSchema);
+        await recorder.patch({ metrics: { moderation_version: mod.versionId, moderation_promoted: mod.promoted, moderation_macro_f1: mod.candidate.macro_f1 } });
+      }
 
       // ---- reward model
       await setStage('reward-train');

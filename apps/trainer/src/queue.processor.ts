@@ -149,6 +149,8 @@ export interface TrainedCandidate<R> {
   result: R;
   /** The job's last log line, after `job <id>: `. */
   summary: string;
+  /** Runs once the candidate is registered and published (a job that judges and promotes its own candidate). */
+  afterPublish?: () => Promise<void>;
 }
 
 /** Which training a processor runs: its queue and data schema, its run kind, and the prefix of its versions' names. */
@@ -233,6 +235,7 @@ export abstract class TrainingJobProcessor<D extends { outName?: string }, T, R>
       candidateOf({ id, role: done.role, kind: this.training.kind, source: done.source, config, startedAt, checkpoint: outDir, metrics: done.metrics, baseVersion: done.baseVersion }),
       done.lineage,
     );
+    await done.afterPublish?.();
     this.logger.log(`job ${jobId}: ${done.summary}`);
     return done.result;
   }

@@ -1,6 +1,6 @@
 /**
  * The trainer's module tree: mesh core, its BullMQ queues and the job workers (sft, reward-train, dpo, ppo, eval,
- * and the loop that chains them), the loop's control over NATS, plus the store the jobs read exports from and
+ * moderation-train, and the loop that chains them), the loop's control over NATS, plus the store the jobs read exports from and
  * register runs and model versions in.
  */
 import { Module, type DynamicModule } from '@nestjs/common';
@@ -11,6 +11,8 @@ import { EvalProcessor } from './eval.processor';
 import { LoopControlController } from './loop-control.controller';
 import { LoopProcessor } from './loop.processor';
 import { LoopControlService } from './loop-control.service';
+import { ModerationControlController } from './moderation-control.controller';
+import { ModerationTrainProcessor } from './moderation-train.processor';
 import { PpoProcessor } from './ppo.processor';
 import { RewardTrainProcessor } from './reward-train.processor';
 import { SftProcessor } from './sft.processor';
@@ -25,10 +27,10 @@ export class TrainerModule {
     return {
       module: TrainerModule,
       imports: [MeshCoreModule.forService(config)],
-      controllers: [TrainerInfoController, LoopControlController],
+      controllers: [TrainerInfoController, LoopControlController, ModerationControlController],
       providers: [
         { provide: TRAINER_CONFIG, useValue: config }, TrainerQueues, TrainerStore, SftProcessor, RewardTrainProcessor, DpoProcessor,
-        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopControlService,
+        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopControlService, ModerationTrainProcessor,
       ],
     };
   }

@@ -1,12 +1,14 @@
 /**
  * The trainer's own settings on top of the common tree: the BullMQ key prefix of its queues (so tests and
  * several deployments can share one Redis), the job lock that decides how soon a killed trainer's job is
- * picked up again, the native thread count of training, and the RL loop's triggers and base policy. A pure parse
+ * picked up again, the native thread count of training, the RL loop's triggers and base policy, and the moderation files
+ * (the moderation-train job judges candidates under them). A pure parse
  * of the environment.
  */
 import { z } from 'zod';
 import { parseEnv, type Env } from './config.loader';
-import { intVar, stringVar } from './env.fields';
+import { enumVar, intVar, stringVar } from './env.fields';
+import { loadModerationConfig, type ModerationConfig } from './moderation.config';
 import { loadServiceConfig, type CommonConfig } from './service.config';
 
 export interface TrainerConfig extends CommonConfig {
@@ -30,7 +32,11 @@ export interface TrainerConfig extends CommonConfig {
     baseModel: string;
     /** The version name that base is published under (the policy service's FLYWHEEL_POLICY_VERSION). */
     baseVersion: string;
+    /** auto: a run starts with a moderation-train stage when reviewers' moderation data exists; off: never. */
+    moderation: 'auto' | 'off';
   };
+  /** The moderation service's lexicon, policy and model files: moderation-train judges candidates under them. */
+  moderation: ModerationConfig;
 }
 
 export const trainerEnvSchema = z.object({
@@ -40,6 +46,7 @@ export const trainerEnvSchema = z.object({
   FLYWHEEL_LOOP_MIN_NEW_APPROVED: intVar(100, 0, 1_000_000_000),
   FLYWHEEL_LOOP_SCHEDULE_MS: intVar(0, 0, 365 * 86_400_000),
   FLYWHEEL_LOOP_CHECK_MS: intVar(30_000, 1_000, 86_400_000),
+  FLYWHEEL_LOOP_MODERATION: enumVar(['auto', 'off'] as const, 'auto'),
   FLYWHEEL_MODEL: stringVar('models/stories260K'),
   FLYWHEEL_POLICY_VERSION: stringVar('base').pipe(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'letters, digits, ., _ or -')),
 });
@@ -55,6 +62,8 @@ export function loadTrainerConfig(env: Env): TrainerConfig {
       checkMs: t.FLYWHEEL_LOOP_CHECK_MS,
       baseModel: t.FLYWHEEL_MODEL,
       baseVersion: t.FLYWHEEL_POLICY_VERSION,
+      moderation: t.FLYWHEEL_LOOP_MODERATION,
     },
+    moderation: loadModerationConfig(env),
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Checkpoints in the `checkpoints` object store: a Hugging Face directory is packed into ONE object (a magic
+ * Checkpoints in the `checkpoints` object store: a Hugging Face directory (or a moderation classifier's) is packed into ONE object (a magic
  * line, a JSON header line listing the files, then their bytes back to back; NATS chunks it), named after its
  * version, with the published record as the object's description. Fetching unpacks into a cache folder keyed
  * by the pack's sha256, verified before anything is written. Not the KV of active versions (model-registry.ts).
@@ -25,7 +25,8 @@ export function packCheckpoint(dir: string): { data: Buffer; files: PackedFile[]
   const names = readdirSync(dir)
     .filter((n) => !SKIPPED_FILES.has(n) && !n.startsWith('.') && statSync(path.join(dir, n)).isFile())
     .sort();
-  if (!names.includes('config.json')) throw new Error(`${dir} is not a checkpoint directory: no config.json`);
+  // A model (Hugging Face config.json) or a moderation classifier (model.json + weights.bin).
+  if (!names.includes('config.json') && !names.includes('model.json')) throw new Error(`${dir} is not a checkpoint directory: no config.json (a model) or model.json (a moderation classifier)`);
   const contents = names.map((n) => readFileSync(path.join(dir, n)));
   const files = names.map((name, i) => ({ name, bytes: contents[i]!.length }));
   const header = Buffer.from(`${MAGIC}${JSON.stringify({ files })}\n`);

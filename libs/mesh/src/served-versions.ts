@@ -16,6 +16,7 @@ const WATCH_RETRY_MS = 2_000;
 const METRIC_NAMES: Record<ModelRole, { swaps: string; activeVersion: string }> = {
   policy: { swaps: 'flywheel_policy_swaps_total', activeVersion: 'flywheel_policy_active_version' },
   reward: { swaps: 'flywheel_reward_swaps_total', activeVersion: 'flywheel_reward_active_version' },
+  moderation: { swaps: 'flywheel_moderation_swaps_total', activeVersion: 'flywheel_moderation_active_version' },
 };
 
 export interface ServedVersionsLogger {

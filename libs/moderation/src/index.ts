@@ -15,3 +15,5 @@ export * from './moderation.loader';
 export * from './moderator.config';
 export * from './seed.dataset';
 export * from './classifier.training';
+export * from './served-moderator';
+export * from './moderation.gate';

@@ -14,7 +14,7 @@ import {
   type ModerationVerdictSummary,
 } from '@flywheel/contracts';
 import { MeshError, RECONNECT_RETRY_MS, SERVICE_CONFIG } from '@flywheel/mesh';
-import { Moderator, StreamModerator } from '@flywheel/moderation';
+import { ServedModerator, StreamModerator, type ModeratorSource } from '@flywheel/moderation';
 import { fromZodError } from '../http/openai-error';
 import { meshRetryBudgetMs, type RequestContext } from '../http/request-context';
 import { GatewayMetrics } from '../observability/gateway.metrics';
@@ -33,7 +33,8 @@ export class GatewayModeration {
 
   constructor(
     private readonly client: ModerationClient,
-    private readonly moderator: Moderator,
+    /** The in-process moderator: the configured one, or the promoted moderation version. */
+    @Inject(ServedModerator) private readonly moderators: ModeratorSource,
     private readonly metrics: GatewayMetrics,
     @Inject(SERVICE_CONFIG) private readonly config: GatewayConfig,
   ) {}
@@ -69,7 +70,7 @@ export class GatewayModeration {
   /** A fresh stream check for one choice's output. */
   outputGate(): OutputGate {
     const { windowChars, holdbackChars } = this.config.gateway.moderation.stream;
-    const stream = new StreamModerator(this.moderator, { direction: 'output', windowChars, holdbackChars });
+    const stream = new StreamModerator(this.moderators.current, { direction: 'output', windowChars, holdbackChars });
     return new OutputGate(stream, (seconds) => this.metrics.moderationLatency.observe({ direction: 'output' }, seconds));
   }
 
@@ -91,8 +92,9 @@ export class GatewayModeration {
     } catch (err) {
       if (!(err instanceof MeshError)) throw err;
       this.noteService(err);
-      const verdicts = batches.flat().map((piece) => ({ ...piece, ...this.moderator.check(piece.value, 'input') }));
-      return { verdicts, model: this.moderator.modelId, source: 'local' };
+      const moderator = this.moderators.current;
+      const verdicts = batches.flat().map((piece) => ({ ...piece, ...moderator.check(piece.value, 'input') }));
+      return { verdicts, model: moderator.modelId, source: 'local' };
     }
   }
 

@@ -112,7 +112,7 @@ function setup(
   const metrics = new GatewayMetrics(new Registry());
   const moderator = opts.moderator ?? defaultModerator;
   const client = opts.service === 'down' ? noService : serviceWith(moderator);
-  const moderation = new GatewayModeration(client as unknown as ModerationClient, moderator, metrics, config);
+  const moderation = new GatewayModeration(client as unknown as ModerationClient, { current: moderator }, metrics, config);
   const service = new GenerationService(
     policy as unknown as PolicyClient,
     store as unknown as CompletionRecords,
