@@ -1,6 +1,6 @@
 /**
  * The admin UI's only door to the gateway: typed calls to /admin/api, every answer parsed with the zod
- * schemas of libs/contracts/src/admin.schemas.ts. Holds the session's CSRF token in memory (the session
+ * schemas of libs/contracts (admin, model versions, moderation labels, training runs). Holds the session's CSRF token in memory (the session
  * cookie itself is httpOnly, so script never sees it). No DOM here: fetch and URLSearchParams only.
  */
 import type { z } from 'zod';
@@ -25,7 +25,20 @@ import {
   type AdminStats,
   type AdminStatsQuery,
 } from '../../../libs/contracts/src/admin.schemas';
-import { activeModelEntrySchema, modelVersionListSchema, type ActiveModelEntry, type ModelVersionList } from '../../../libs/contracts/src/model-versions.schemas';
+import {
+  moderationLabelSchema,
+  moderationTrainStartedSchema,
+  type ModerationLabel,
+  type ModerationLabelCreateBody,
+  type ModerationTrainStart,
+} from '../../../libs/contracts/src/moderation-labels.schemas';
+import {
+  activeModelEntrySchema,
+  modelVersionListSchema,
+  type ActiveModelEntry,
+  type ModelRole,
+  type ModelVersionList,
+} from '../../../libs/contracts/src/model-versions.schemas';
 import {
   adminRunListSchema,
   loopStatusSchema,
@@ -140,14 +153,24 @@ export const adminApi = {
   stats(query: AdminStatsQuery): Promise<AdminStats> {
     return call(adminStatsSchema, 'GET', `/stats${toQuery(query)}`);
   },
-  models(): Promise<ModelVersionList> {
-    return call(modelVersionListSchema, 'GET', '/models');
+  models(role: ModelRole = 'policy'): Promise<ModelVersionList> {
+    return call(modelVersionListSchema, 'GET', `/models${toQuery({ role })}`);
   },
-  promoteModel(version: string): Promise<ActiveModelEntry> {
-    return call(activeModelEntrySchema, 'POST', '/models/promote', { version });
+  promoteModel(version: string, role: ModelRole = 'policy'): Promise<ActiveModelEntry> {
+    return call(activeModelEntrySchema, 'POST', '/models/promote', { version, role });
   },
-  rollbackModel(): Promise<ActiveModelEntry> {
-    return call(activeModelEntrySchema, 'POST', '/models/rollback', {});
+  rollbackModel(role: ModelRole = 'policy'): Promise<ActiveModelEntry> {
+    return call(activeModelEntrySchema, 'POST', '/models/rollback', { role });
+  },
+  /** A reviewer's label on a prompt or a choice (400 when the text is not there, 404 when the completion is not). */
+  moderationLabel(body: ModerationLabelCreateBody): Promise<ModerationLabel> {
+    return call(moderationLabelSchema, 'POST', '/moderation-labels', body);
+  },
+  /** Exports the moderation labels and queues a moderation-train job; a refusal throws (409 no_training_data / already_running, 503). */
+  async trainModeration(body: Partial<ModerationTrainStart> = {}): Promise<{ job_id: string; run_id: string; export_id: string; rows: number }> {
+    const started = await call(moderationTrainStartedSchema, 'POST', '/moderation/train', body);
+    if (!started.ok) throw new AdminApiError(409, started.message, started.code);
+    return started;
   },
   runs(query: AdminRunsQuery): Promise<AdminRunList> {
     return call(adminRunListSchema, 'GET', `/runs${toQuery(query)}`);

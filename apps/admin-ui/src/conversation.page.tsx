@@ -1,13 +1,15 @@
 /**
  * One completion in full: the prompt, every choice with its moderation verdict and feedback, the reward
  * score, a side-by-side pick of the better of two choices, and the completion's audit trail. Decisions
- * act on its feedback (one, or the checked ones) with the inbox's shortcuts; Esc goes back.
+ * act on its feedback (one, or the checked ones) with the inbox's shortcuts; Esc goes back. The prompt and
+ * each choice carry a moderation label control (moderation-label.tsx).
  */
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import type { AdminCompletionDetail, AdminFeedback, AdminReviewAction } from '../../../libs/contracts/src/admin.schemas';
 import { completionModerationSchema, type CompletionModeration } from '../../../libs/contracts/src/completion-record.schemas';
 import { AdminApiError, adminApi } from './admin-api.client';
 import { MessageView } from './message-view';
+import { ModerationLabelControl, type ModerationDecision } from './moderation-label';
 import { go } from './navigation';
 import { feedbackValueText, shortId, shortTime } from './format';
 import { ReviewStatusBadge } from './status-badges';
@@ -161,6 +163,19 @@ export function ConversationPage({ id }: { id: string }) {
 
   const general = detail.feedback.filter((f) => f.choice_index === null || !detail.choices.some((c) => c.index === f.choice_index));
   const indices = detail.choices.map((c) => c.index);
+  // The input check covers the whole prompt (every message or string prompt), so each prompt text shows its verdict.
+  const inputDecision = decisionOf(moderation?.input);
+  const lastUser = (detail.messages ?? []).map((m) => m.role).lastIndexOf('user');
+  const promptCount = detail.prompts?.length ?? 0;
+  const labelControl = (name: string, target: 'prompt' | 'choice', index: number, decision: ModerationDecision | null) => (
+    <ModerationLabelControl
+      completionId={detail.id}
+      subject={{ name, target, choiceIndex: target === 'choice' ? index : null, promptIndex: target === 'prompt' ? index : null }}
+      decision={decision}
+      labels={detail.moderation_labels}
+      onSaved={load}
+    />
+  );
 
   return (
     <div className="layout">
@@ -226,13 +241,19 @@ export function ConversationPage({ id }: { id: string }) {
             ? detail.messages.map((m, i) => (
                 <div key={i} className={`msg msg-${m.role}`}>
                   <span className="role">{m.role}</span>
-                  <MessageView text={m.content} />
+                  <div>
+                    <MessageView text={m.content} />
+                    {m.role === 'user' && m.content.trim() !== '' ? labelControl(i === lastUser ? 'prompt' : `message ${i}`, 'prompt', i, inputDecision) : null}
+                  </div>
                 </div>
               ))
             : (detail.prompts ?? []).map((p, i) => (
                 <div key={i} className="msg msg-user">
                   <span className="role">prompt {i}</span>
-                  <p className="pre">{typeof p === 'string' ? p : `[${p.length} token ids] ${p.slice(0, 32).join(' ')}`}</p>
+                  <div>
+                    <p className="pre">{typeof p === 'string' ? p : `[${p.length} token ids] ${p.slice(0, 32).join(' ')}`}</p>
+                    {typeof p === 'string' && p.trim() !== '' ? labelControl(promptCount === 1 ? 'prompt' : `prompt ${i}`, 'prompt', i, inputDecision) : null}
+                  </div>
                 </div>
               ))}
           {moderation?.input ? <InputModeration verdict={moderation.input} /> : null}
@@ -284,6 +305,7 @@ export function ConversationPage({ id }: { id: string }) {
                 </header>
                 <MessageView text={c.text} className="pre answer" />
                 {verdict ? <OutputModeration verdict={verdict} /> : null}
+                {c.text.trim() !== '' ? labelControl(`choice ${c.index}`, 'choice', c.index, decisionOf(verdict)) : null}
                 <h3>Feedback</h3>
                 {renderFeedback(detail.feedback.filter((f) => f.choice_index === c.index))}
               </section>
@@ -339,6 +361,13 @@ export function ConversationPage({ id }: { id: string }) {
       />
     </div>
   );
+}
+
+/** A verdict reduced to what the label control shows (PII stays with the verdict's own panel). */
+function decisionOf(verdict: InputVerdict | OutputVerdict | null | undefined): ModerationDecision | null {
+  if (!verdict) return null;
+  const categories = [...new Set([...verdict.blockedCategories, ...verdict.flaggedCategories])].filter((c) => c !== 'pii');
+  return { action: verdict.action, categories };
 }
 
 function ActionBadge({ action }: { action: 'allow' | 'flag' | 'block' }) {

@@ -1,7 +1,7 @@
 /**
- * Exports of approved feedback as JSONL for TRL / OpenRLHF (SFT, preference, KTO): create one with
- * optional filters, then download it from the list of every export made (newest first). The gateway
- * writes and records the file; this page only asks and links.
+ * Exports as JSONL: approved feedback for TRL / OpenRLHF (SFT, preference, KTO) and reviewers' moderation labels
+ * for the moderation classifier (`moderation`). Create one with optional filters, then download it from the list of
+ * every export made (newest first). The gateway writes and records the file; this page only asks and links.
  */
 import { useCallback, useEffect, useState } from 'react';
 import { EXPORT_FORMATS, type AdminExport, type ExportFormat } from '../../../libs/contracts/src/admin.schemas';
@@ -9,11 +9,12 @@ import { AdminApiError, adminApi } from './admin-api.client';
 import { bytes, dayEndIso, dayStartIso, shortTime } from './format';
 import { useReview } from './review.context';
 
-/** Which approved feedback makes a line of each format (libs/store/src/export.lines.ts decides). */
+/** What makes a line of each format (libs/store/src/export.lines.ts decides; `moderation`: libs/store/src/moderation-labels.ts). */
 const FORMAT_HELP: Record<ExportFormat, string> = {
   sft: '{"messages"}: corrections (the corrected text), thumbs up and ratings ≥ 4',
   preference: '{"prompt", "chosen", "rejected"}: preferences, users\' and reviewers\' picks',
   kto: '{"prompt", "completion", "label"}: thumbs, ratings (≥ 4 true, ≤ 2 false), corrections (true)',
+  moderation: '{"text", "direction", "categories", "source", "overturned"}: reviewers\' moderation labels and approved flags',
 };
 
 export function ExportsPage() {

@@ -1,17 +1,23 @@
 /**
- * Policy model versions: what is published to the checkpoint store, which one the replicas serve, and the
- * two buttons of the flywheel's last step, Promote and Roll back (each one write to the `models` KV; the
- * replicas hot-swap on it). Lineage (parent, run, exports) as published, and the eval gate's evidence (gain, KL to
- * the version it replaced and to the original base, the verdict and its reasons). No charts here.
+ * Model versions of each role (policy, reward, moderation): what is published to the checkpoint store, which one
+ * the replicas serve, and the two buttons of the flywheel's last step, Promote and Roll back (each one write to the
+ * `models` KV; the replicas hot-swap on it). Lineage (parent, run, exports) as published, and for policy versions
+ * the eval gate's evidence (gain, KL to the version it replaced and to the original base, the verdict and its
+ * reasons). The moderation role also starts a retraining on the reviewers' labels. No charts here.
  */
-import { useCallback, useEffect, useState } from 'react';
-import type { ModelVersionList, VersionGate } from '../../../libs/contracts/src/model-versions.schemas';
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { MODEL_ROLES, type ModelRole, type ModelVersionList, type ModerationGate, type VersionGate } from '../../../libs/contracts/src/model-versions.schemas';
 import { AdminApiError, adminApi } from './admin-api.client';
 import { bytes, shortTime } from './format';
 import { useReview } from './review.context';
 
+const ROLE_NAMES: Record<ModelRole, string> = { policy: 'Policy', reward: 'Reward', moderation: 'Moderation' };
+
 export function ModelsPage() {
   const { notify, onUnauthorized } = useReview();
+  const [role, setRole] = useState<ModelRole>('policy');
+  const shownRole = useRef(role);
+  shownRole.current = role;
   const [list, setList] = useState<ModelVersionList | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -24,12 +30,15 @@ export function ModelsPage() {
   );
   const load = useCallback(async () => {
     try {
-      setList(await adminApi.models());
+      const next = await adminApi.models(role);
+      // A slow answer for a role switched away from must not replace the one now shown.
+      if (shownRole.current === role) setList(next);
     } catch (err) {
       fail(err);
     }
-  }, [fail]);
+  }, [fail, role]);
   useEffect(() => {
+    setList(null);
     void load();
   }, [load]);
 
@@ -45,9 +54,37 @@ export function ModelsPage() {
     }
   };
 
+  const retrain = async () => {
+    setBusy(true);
+    try {
+      const started = await adminApi.trainModeration();
+      notify(`Queued job ${started.job_id}: moderation-train run ${started.run_id} on ${started.rows} ${started.rows === 1 ? 'row' : 'rows'}`, 'ok');
+    } catch (err) {
+      fail(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const gated = role === 'policy';
+
   return (
     <main className="main pad narrow" aria-labelledby="models-title">
       <h1 id="models-title">Models</h1>
+      <div className="row models-bar">
+        <div className="segmented" role="group" aria-label="Role">
+          {MODEL_ROLES.map((r) => (
+            <button key={r} type="button" aria-pressed={role === r} className={role === r ? 'on' : ''} onClick={() => setRole(r)}>
+              {ROLE_NAMES[r]}
+            </button>
+          ))}
+        </div>
+        <span className="spacer" />
+        {role === 'moderation' ? (
+          <button type="button" disabled={busy} title="export the reviewers' moderation labels and queue a moderation-train job" onClick={() => void retrain()}>
+            Retrain moderation now
+          </button>
+        ) : null}
+      </div>
       <div className="panel row">
         <span>
           Serving <strong className="mono">{list?.active ?? '—'}</strong>
@@ -63,12 +100,12 @@ export function ModelsPage() {
           type="button"
           disabled={busy || !list?.previous}
           title={list?.previous ? `back to ${list.previous}` : 'nothing to roll back to'}
-          onClick={() => act(() => adminApi.rollbackModel(), (v) => `Rolled back to ${v}`)}
+          onClick={() => act(() => adminApi.rollbackModel(role), (v) => `Rolled back to ${v}`)}
         >
           Roll back{list?.previous ? ` to ${list.previous}` : ''}
         </button>
       </div>
-      <table className="grid" aria-label="Policy versions">
+      <table className="grid" aria-label={`${ROLE_NAMES[role]} versions`}>
         <thead>
           <tr>
             <th scope="col">Version</th>
@@ -76,7 +113,8 @@ export function ModelsPage() {
             <th scope="col">Parent</th>
             <th scope="col">Run</th>
             <th scope="col">Exports</th>
-            <th scope="col">Eval gate</th>
+            {gated ? <th scope="col">Eval gate</th> : null}
+            {role === 'moderation' ? <th scope="col">Held-out</th> : null}
             <th scope="col">Published</th>
             <th scope="col" className="num">
               Size
@@ -98,9 +136,16 @@ export function ModelsPage() {
                 <td className="mono small">{v.parent ?? <span className="muted">—</span>}</td>
                 <td className="mono small">{v.runId ?? <span className="muted">—</span>}</td>
                 <td className="mono small">{v.exports.join(', ') || <span className="muted">—</span>}</td>
-                <td className="small" aria-label={`Eval gate of ${v.version}`}>
-                  <GateCell gate={v.gate} />
-                </td>
+                {gated ? (
+                  <td className="small" aria-label={`Eval gate of ${v.version}`}>
+                    <GateCell gate={v.gate} />
+                  </td>
+                ) : null}
+                {role === 'moderation' ? (
+                  <td className="small" aria-label={`Held-out comparison of ${v.version}`}>
+                    <ModerationGateCell gate={v.moderation_gate} />
+                  </td>
+                ) : null}
                 <td className="nowrap small" title={v.publishedAt}>
                   {shortTime(v.publishedAt)}
                 </td>
@@ -115,7 +160,7 @@ export function ModelsPage() {
                       className="primary"
                       disabled={busy}
                       aria-label={`Promote ${v.version}`}
-                      onClick={() => act(() => adminApi.promoteModel(v.version), (p) => `Promoted ${p}: replicas are swapping`)}
+                      onClick={() => act(() => adminApi.promoteModel(v.version, role), (p) => `Promoted ${p}: replicas are swapping`)}
                     >
                       Promote
                     </button>
@@ -125,8 +170,8 @@ export function ModelsPage() {
             ))}
           {list && list.versions.length === 0 ? (
             <tr>
-              <td colSpan={10} className="empty">
-                No versions published yet (npx flywheel models publish).
+              <td colSpan={gated || role === 'moderation' ? 10 : 9} className="empty">
+                No {role} versions published yet{role === 'moderation' ? ' (Retrain moderation now makes one)' : ' (npx flywheel models publish)'}.
               </td>
             </tr>
           ) : null}
@@ -139,6 +184,19 @@ export function ModelsPage() {
 const num = (x: number | null | undefined, digits: number) => (x === null || x === undefined ? '—' : x.toFixed(digits));
 
 /** The gate's verdict and the numbers it rested on; the reasons of a refusal on hover and in the text. */
+/** What moderation-train found: the candidate against the version active then, on one held-out split. */
+function ModerationGateCell({ gate }: { gate: ModerationGate | undefined }) {
+  if (!gate) return <span className="muted">—</span>;
+  const { candidate: c, active: a } = gate;
+  return (
+    <span title={gate.reasons.join('; ') || `vs ${a.version}`}>
+      <span className={gate.pass ? 'badge badge-approved' : 'badge badge-rejected'}>{gate.promoted ? 'promoted' : gate.pass ? 'passed' : 'refused'}</span>{' '}
+      macro F1 {num(a.macro_f1, 3)} → {num(c.macro_f1, 3)} · reviewed {num(a.reviewed_accuracy, 2)} → {num(c.reviewed_accuracy, 2)} · hard-benign FPR {num(c.hard_benign_fpr, 3)}
+      {gate.pass ? null : <span className="muted"> — {gate.reasons.join('; ')}</span>}
+    </span>
+  );
+}
+
 function GateCell({ gate }: { gate: VersionGate | undefined }) {
   if (!gate) return <span className="muted">—</span>;
   return (
