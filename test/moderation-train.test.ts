@@ -4,10 +4,11 @@
  * UI side is admin-moderation-ui.test.ts) and clear a benign text; a request on `trainer.moderation` makes the trainer
  * process export the labels and queue a moderation-train job (real Redis, Postgres); its worker trains, beats the
  * active version on the held-out split, publishes and promotes the candidate; both replicas hot-swap it from the
- * models KV without a restart, and the phrases they missed are now flagged. A rollback brings the old classifier back.
+ * models KV without a restart, and the phrases they missed are now flagged; `eval:moderation` reports on the version
+ * served. A rollback brings the old classifier back.
  * A private nats-server: a promoted moderation version must not reach other tests' services on the shared one.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -52,6 +53,7 @@ describe('moderation-train: reviewers teach moderation, every replica serves it'
   let database: ThrowawayDatabase;
   let store: Store;
   let nats: ChildProcess;
+  let natsUrl: string;
   let nc: NatsConnection;
   let client: MeshClient;
   let trainer: Running;
@@ -74,7 +76,7 @@ describe('moderation-train: reviewers teach moderation, every replica serves it'
   beforeAll(async () => {
     const natsPort = await freePort();
     nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', path.join(stateDir, 'nats')], { stdio: 'ignore' });
-    const natsUrl = `nats://127.0.0.1:${natsPort}`;
+    natsUrl = `nats://127.0.0.1:${natsPort}`;
     nc = await waitFor(() => connectMesh({ servers: [natsUrl], name: 'mod-train-test' }), 10_000, 'private nats-server');
     client = new MeshClient(nc);
     database = await createThrowawayDatabase(ADMIN_URL);
@@ -157,6 +159,13 @@ describe('moderation-train: reviewers teach moderation, every replica serves it'
       expect(after.filter(Boolean).length).toBeGreaterThanOrEqual(missed.length - 2);
       expect((await flagged([BENIGN]))[0]).toBe(false);
     }
+
+    // eval:moderation reports per-category precision and recall of the version the mesh now serves.
+    const evalOut = execFileSync(process.execPath, [path.join(repoRoot, 'dist/scripts/moderation/eval-classifier.js'), '--json'], { env: { ...process.env, NATS_URL: natsUrl }, encoding: 'utf8' });
+    const report = JSON.parse(evalOut) as { source: string; version: string; moderator: Record<string, { precision: number | null; recall: number | null; support: number }> };
+    expect(report).toMatchObject({ source: 'active', version: started.run_id });
+    expect(report.moderator.illicit.support).toBeGreaterThan(0);
+    expect(typeof report.moderator.illicit.recall).toBe('number');
 
     // Roll back (the Models page's button): every replica serves the shipped classifier again, which misses them.
     await rollback(nc, 'moderation', 'admin:test');
