@@ -4,7 +4,7 @@
  * NATS would pick up), the machine's Redis under a prefix of this run, and a throwaway Postgres database.
  * Checks: the status reflects the config; start with nothing approved explains itself; while paused, approved
  * pairs past the threshold start nothing; on resume the trigger exports them and queues a loop run whose first
- * stage is a reward-train job on that export. The whole loop (reward model → PPO → eval → promotion) runs in
+ * stage is a moderation-train job on the reviewers' moderation label, then a reward-train job on that export. The whole loop (reward model → PPO → eval → promotion) runs in
  * test/rl-demo.test.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,7 +16,7 @@ import IORedis from 'ioredis';
 import type { NatsConnection } from 'nats';
 import { loopJobDataSchema, loopStatusSchema, QUEUES, SUBJECTS, type LoopStatus } from '@flywheel/contracts';
 import { connectMesh, drainQuietly, MeshClient } from '@flywheel/mesh';
-import { applyReview, findExport, openStore, writeCompletion } from '@flywheel/store';
+import { addModerationLabel, applyReview, findExport, openStore, writeCompletion } from '@flywheel/store';
 import { completionRecord, createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { freePort, getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 
@@ -114,6 +114,8 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
         const r = await applyReview(store.db, 'admin-test', { action: 'choose', completion_id: id, chosen: 0, rejected: 1 });
         expect(r.ok).toBe(true);
       }
+      // A reviewer's moderation label: the run starts with a moderation-train stage.
+      expect(await addModerationLabel(store.db, 'admin-test', { completion_id: 'cmpl-loop-b', target: 'choice', choice_index: 0, verdict: 'harmful', categories: ['violence'] })).toMatchObject({ ok: true });
     } finally {
       await store.close();
     }
@@ -139,7 +141,13 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
       } finally {
         await store2.close();
       }
-      // Its first stage is queued on reward-train under an id derived from the run's.
+      // Its first stage is moderation-train on a moderation export of the label, then reward-train, each under an id
+      // derived from the run's.
+      expect(data.moderation?.data.kind).toBe('export');
+      const modQueue = new Queue(QUEUES.moderationTrain, { connection: redis, prefix });
+      const modStage = await waitFor(async () => (await modQueue.getJob(`${running.runId}-mod`)) ?? undefined, 30_000, `the moderation-train stage: ${trainer?.output().slice(-4000)}`);
+      expect(modStage.data).toMatchObject({ data: data.moderation?.data, parentRunId: running.runId });
+      await modQueue.close();
       const rmQueue = new Queue(QUEUES.rewardTrain, { connection: redis, prefix });
       const stage = await waitFor(async () => (await rmQueue.getJob(`${running.runId}-rm`)) ?? undefined, 30_000, 'the reward-train stage');
       expect(stage.data).toMatchObject({ data: { kind: 'export', exportId } });

@@ -81,7 +81,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
   }
 
   override onApplicationBootstrap(): void {
-    for (const name of [QUEUES.rewardTrain, QUEUES.ppo, QUEUES.eval]) {
+    for (const name of Object.values(STAGE_JOBS).map((s) => s.queue)) {
       const connection = new IORedis(this.config.redis.url, { maxRetriesPerRequest: null });
       connection.on('error', () => undefined); // reported once below, by the QueueEvents that owns it
       const ev = new QueueEvents(name, { connection, prefix: this.config.trainer.queuePrefix });
