@@ -20,3 +20,4 @@ export * from './model-versions.schemas';
 export * from './reward.schemas';
 export * from './training-runs.schemas';
 export * from './rl-jobs.schemas';
+export * from './grpo.schemas';

@@ -1,11 +1,13 @@
 /**
  * @flywheel/rl: reinforcement learning from feedback on the native training path — the advantage and loss math
- * (GAE, whitening, clipped PPO losses, KL estimators and controllers, DPO), the PPO trainer (rollouts, scoring,
- * updates, resumable state) and the DPO trainer. Not the BullMQ jobs (apps/trainer) nor the kernels (libs/kernels).
+ * (GAE, whitening, clipped PPO losses, group-relative advantages, KL estimators and controllers, DPO), the PPO
+ * trainer (rollouts, scoring, updates, resumable state), the critic-free GRPO / RLOO / REINFORCE++ trainer and the DPO trainer. Not the BullMQ jobs (apps/trainer) nor the kernels (libs/kernels).
  */
 export * from './ppo.math';
 export * from './rollout';
 export * from './ppo.trainer';
+export * from './group.math';
+export * from './grpo.trainer';
 export * from './prompts';
 export * from './dpo.loss';
 export * from './dpo.trainer';
