@@ -187,7 +187,7 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
       data = { kind: 'export', exportId: exported.exportId };
     }
     const moderation = request ? null : await this.moderationData(trigger);
-    const input: LoopJobDataInput = { ...(request?.overrides ?? {}), data, trigger, ...(moderation ? { moderation: { data: moderation } } : {}) };
+    const input: LoopJobDataInput = { algorithm: this.config.loop.algorithm, ...(request?.overrides ?? {}), data, trigger, ...(moderation ? { moderation: { data: moderation } } : {}) };
     const jobData = loopJobDataSchema.parse(input);
     const job = await this.loopQueue.add(QUEUES.loop, jobData);
     this.logger.log(`${loopRunId(job)} queued (${trigger}) on ${data.kind === 'export' ? `export ${data.exportId}` : data.path}`);

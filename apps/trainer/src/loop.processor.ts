@@ -3,7 +3,8 @@
  * active (publishing and promoting the configured base the first time), then runs its stages as jobs on their own
  * queues and waits for each: moderation-train on the reviewers' moderation labels when the run carries them (that
  * job promotes its own candidate when it beats the active classifier) → reward-train on the pairs → publish the reward model and make it active (reward
- * replicas hot-swap) unless its held-out accuracy is too low → ppo from the active policy, scored by that reward
+ * replicas hot-swap) unless its held-out accuracy is too low → ppo (or grpo: GRPO, RLOO, REINFORCE++, by the run's
+ * `algorithm`) from the active policy, scored by that reward
  * model → eval of the candidate against the active policy, which promotes it when it passes the gate. Stage jobs
  * have ids derived from the loop's, so a loop job run again after a crash re-attaches to the stages already
  * queued or done instead of repeating them. Every stage is a child run of the loop run in the store.
@@ -19,6 +20,9 @@ import {
   moderationTrainJobResultSchema,
   type ModerationTrainJobDataInput,
   ppoJobResultSchema,
+  grpoJobResultSchema,
+  type GrpoJobDataInput,
+  type PpoJobResult,
   QUEUES,
   rewardTrainJobResultSchema,
   type EvalJobDataInput,
@@ -50,6 +54,7 @@ const STAGE_JOBS = {
   'moderation-train': { queue: QUEUES.moderationTrain, kind: 'moderation-train', jobId: (run: string) => `${run}-mod`, runId: (run: string) => `mod-${run}-mod` },
   'reward-train': { queue: QUEUES.rewardTrain, kind: 'reward-train', jobId: (run: string) => `${run}-rm`, runId: (run: string) => `rm-${run}-rm` },
   ppo: { queue: QUEUES.ppo, kind: 'ppo', jobId: (run: string) => `${run}-ppo`, runId: (run: string) => `${run}-ppo` },
+  grpo: { queue: QUEUES.grpo, kind: 'grpo', jobId: (run: string) => `${run}-grpo`, runId: (run: string) => `${run}-grpo` },
   eval: { queue: QUEUES.eval, kind: 'eval', jobId: (run: string) => `${run}-eval`, runId: (run: string) => `eval-${run}-eval` },
 } as const satisfies Record<string, { queue: QueueName; kind: TrainingRunKind; jobId: (run: string) => string; runId: (run: string) => string }>;
 export type LoopJobStage = keyof typeof STAGE_JOBS;
@@ -166,22 +171,20 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
       await publishVersion(this.mesh, { version: rm.versionId, role: 'reward', dir: rm.checkpointDir, parent: previousRm, runId: rm.versionId, exports: exportIds });
       if (previousRm !== rm.versionId) await promoteVersion(nc, 'reward', rm.versionId, 'trainer-loop', `${id}: held-out accuracy ${accuracy ?? '-'}`);
 
-      // ---- PPO
-      await setStage('ppo');
-      const ppoData: PpoJobDataInput = {
-        modelDir: base.dir,
-        baseVersion: base.version,
-        criticDir: rm.checkpointDir,
-        rewardVersion: rm.versionId,
-        prompts: data.data,
-        heldout: data.heldout,
-        config: data.ppo,
-        parentRunId: id,
-        exportIds,
-        outName: STAGE_JOBS.ppo.runId(id),
-      };
-      const ppo = await this.stage(QUEUES.ppo, STAGE_JOBS.ppo.jobId(id), ppoData, ppoJobResultSchema);
-      await recorder.patch({ metrics: { candidate_version: ppo.versionId, ppo_reward_first: ppo.rewardFirst, ppo_reward_last: ppo.rewardLast, ppo_kl_last: ppo.klLast } });
+      // ---- policy optimisation: PPO with its critic, or a critic-free group method (GRPO, RLOO, REINFORCE++)
+      const gen = data.algorithm === 'ppo' ? data.ppo : data.grpo;
+      const common = { modelDir: base.dir, baseVersion: base.version, rewardVersion: rm.versionId, prompts: data.data, heldout: data.heldout, parentRunId: id, exportIds };
+      let ppo: { versionId: string; rewardFirst: number | null; rewardLast: number | null; klLast: number | null; heldoutPrompts: PpoJobResult['heldoutPrompts'] };
+      if (data.algorithm === 'ppo') {
+        await setStage('ppo');
+        const ppoData: PpoJobDataInput = { ...common, criticDir: rm.checkpointDir, config: data.ppo, outName: STAGE_JOBS.ppo.runId(id) };
+        ppo = await this.stage(QUEUES.ppo, STAGE_JOBS.ppo.jobId(id), ppoData, ppoJobResultSchema);
+      } else {
+        await setStage('grpo');
+        const grpoData: GrpoJobDataInput = { ...common, config: { ...data.grpo, algorithm: data.algorithm }, outName: STAGE_JOBS.grpo.runId(id) };
+        ppo = await this.stage(QUEUES.grpo, STAGE_JOBS.grpo.jobId(id), grpoData, grpoJobResultSchema);
+      }
+      await recorder.patch({ metrics: { algorithm: data.algorithm, candidate_version: ppo.versionId, ppo_reward_first: ppo.rewardFirst, ppo_reward_last: ppo.rewardLast, ppo_kl_last: ppo.klLast } });
 
       // ---- eval and promotion
       await setStage('eval');
@@ -192,9 +195,9 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
         rewardVersion: rm.versionId,
         prompts: ppo.heldoutPrompts,
         samples: data.eval.samples,
-        maxNewTokens: data.ppo.maxNewTokens,
-        stop: data.ppo.stop,
-        seed: data.ppo.seed,
+        maxNewTokens: gen.maxNewTokens,
+        stop: gen.stop,
+        seed: gen.seed,
         gate: data.eval.gate,
         promote: data.eval.promote,
         parentRunId: id,

@@ -1,6 +1,6 @@
 /**
- * The trainer's module tree: mesh core, its BullMQ queues and the job workers (sft, reward-train, dpo, ppo, eval,
- * moderation-train, and the loop that chains them), the loop's control over NATS, plus the store the jobs read exports from and
+ * The trainer's module tree: mesh core, its BullMQ queues and the job workers (sft, reward-train, dpo, ppo, grpo,
+ * eval, moderation-train, and the loop that chains them), the loop's control over NATS, plus the store the jobs read exports from and
  * register runs and model versions in.
  */
 import { Module, type DynamicModule } from '@nestjs/common';
@@ -12,6 +12,7 @@ import { LoopControlController } from './loop-control.controller';
 import { LoopProcessor } from './loop.processor';
 import { LoopControlService } from './loop-control.service';
 import { ModerationControlController } from './moderation-control.controller';
+import { GrpoProcessor } from './grpo.processor';
 import { ModerationTrainProcessor } from './moderation-train.processor';
 import { PpoProcessor } from './ppo.processor';
 import { RewardTrainProcessor } from './reward-train.processor';
@@ -30,7 +31,7 @@ export class TrainerModule {
       controllers: [TrainerInfoController, LoopControlController, ModerationControlController],
       providers: [
         { provide: TRAINER_CONFIG, useValue: config }, TrainerQueues, TrainerStore, SftProcessor, RewardTrainProcessor, DpoProcessor,
-        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopControlService, ModerationTrainProcessor,
+        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopControlService, ModerationTrainProcessor, GrpoProcessor,
       ],
     };
   }

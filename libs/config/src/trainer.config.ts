@@ -34,6 +34,8 @@ export interface TrainerConfig extends CommonConfig {
     baseVersion: string;
     /** auto: a run starts with a moderation-train stage when reviewers' moderation data exists; off: never. */
     moderation: 'auto' | 'off';
+    /** The policy optimiser of a loop run: PPO, or a critic-free group method. */
+    algorithm: 'ppo' | 'grpo' | 'rloo' | 'reinforce++';
   };
   /** The moderation service's lexicon, policy and model files: moderation-train judges candidates under them. */
   moderation: ModerationConfig;
@@ -47,6 +49,7 @@ export const trainerEnvSchema = z.object({
   FLYWHEEL_LOOP_SCHEDULE_MS: intVar(0, 0, 365 * 86_400_000),
   FLYWHEEL_LOOP_CHECK_MS: intVar(30_000, 1_000, 86_400_000),
   FLYWHEEL_LOOP_MODERATION: enumVar(['auto', 'off'] as const, 'auto'),
+  FLYWHEEL_LOOP_ALGORITHM: enumVar(['ppo', 'grpo', 'rloo', 'reinforce++'] as const, 'ppo'),
   FLYWHEEL_MODEL: stringVar('models/stories260K'),
   FLYWHEEL_POLICY_VERSION: stringVar('base').pipe(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'letters, digits, ., _ or -')),
 });
@@ -63,6 +66,7 @@ export function loadTrainerConfig(env: Env): TrainerConfig {
       baseModel: t.FLYWHEEL_MODEL,
       baseVersion: t.FLYWHEEL_POLICY_VERSION,
       moderation: t.FLYWHEEL_LOOP_MODERATION,
+      algorithm: t.FLYWHEEL_LOOP_ALGORITHM,
     },
     moderation: loadModerationConfig(env),
   };

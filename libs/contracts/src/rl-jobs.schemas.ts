@@ -4,6 +4,7 @@
  * promotion pass). The sft / reward-train / dpo jobs are in trainer.schemas.ts. Shapes only, no I/O.
  */
 import { z } from 'zod';
+import { GRPO_ALGORITHMS, grpoConfigSchema } from './grpo.schemas';
 import { trainingDataSourceSchema } from './trainer.schemas';
 
 const outName = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128);
@@ -227,7 +228,11 @@ export const loopJobDataSchema = z.strictObject({
     .default({ steps: 60, lr: 3e-3, batchSize: 8, heldout: 0.2, seed: 0 }),
   /** A reward model below this held-out pairwise accuracy stops the run before PPO. */
   minRewardAccuracy: z.number().min(0).max(1).default(0.7),
+  /** The policy optimiser: PPO with a critic initialised from the reward model, or a critic-free group method. */
+  algorithm: z.enum(['ppo', ...GRPO_ALGORITHMS]).default('ppo'),
   ppo: ppoConfigSchema.partial().default({}),
+  /** The group methods' settings (their `algorithm` is the run's). */
+  grpo: grpoConfigSchema.omit({ algorithm: true }).partial().default({}),
   /** Share of prompts held out of PPO for the eval stage. */
   heldout: z.number().min(0).max(0.5).default(0.2),
   eval: z

@@ -48,6 +48,8 @@ export const QUEUES = {
   eval: 'eval',
   /** One pass of the RL loop; it enqueues its reward-train, ppo and eval stages and waits for each. */
   loop: 'loop',
+  /** Critic-free policy optimisation: GRPO, RLOO or REINFORCE++ (grpo.schemas.ts). */
+  grpo: 'grpo',
   /** Retrains the moderation classifier on the seed set plus reviewers' labels (moderation-labels.schemas.ts). */
   moderationTrain: 'moderation-train',
 } as const;

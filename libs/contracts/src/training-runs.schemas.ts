@@ -10,7 +10,7 @@ import { SUBJECTS } from './subjects';
 const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date-time');
 
 /** `loop` is one pass of the RL loop (reward-train → ppo → eval → promotion); its stages are child runs. */
-export const TRAINING_RUN_KINDS = ['sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train'] as const;
+export const TRAINING_RUN_KINDS = ['sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo'] as const;
 export const trainingRunKindSchema = z.enum(TRAINING_RUN_KINDS);
 export type TrainingRunKind = z.infer<typeof trainingRunKindSchema>;
 
@@ -104,7 +104,7 @@ export const loopControlRequestSchema = z.object({ action: z.enum(LOOP_ACTIONS) 
 export type LoopControlRequest = z.infer<typeof loopControlRequestSchema>;
 
 /** The stages of a loop run, in order (the loop run's `stage`; `done` once it ends well). */
-export const LOOP_STAGES = ['queued', 'prepare', 'moderation-train', 'reward-train', 'publish-reward', 'ppo', 'eval', 'done'] as const;
+export const LOOP_STAGES = ['queued', 'prepare', 'moderation-train', 'reward-train', 'publish-reward', 'ppo', 'grpo', 'eval', 'done'] as const;
 
 /** What a `loop` job reports through job.updateProgress: the stage it is in. */
 export const loopJobProgressSchema = z.object({ stage: z.string() });

@@ -43,7 +43,8 @@ export interface GrpoOptions {
   resume?: boolean;
   onStep?: (m: GrpoStepMetrics) => void | Promise<void>;
   onCheckpoint?: (step: number) => void | Promise<void>;
-  onResume?: (step: number) => void | Promise<void>;
+  /** A resumed run: the step it continues from and the metrics of the steps before (a killed job may not have logged the last). */
+  onResume?: (step: number, history: readonly GrpoStepMetrics[]) => void | Promise<void>;
   /** Polled after each step: true checkpoints and throws GrpoStoppedError. */
   shouldStop?: () => boolean;
 }
@@ -108,7 +109,7 @@ export async function runGrpo(o: GrpoOptions): Promise<GrpoResult> {
     const start = saved?.step ?? 0;
     if (saved && found) {
       restoreResumePoint(policy, found.state, prompts, run.stateDir);
-      await o.onResume?.(start);
+      await o.onResume?.(start, history);
     }
     const save = (step: number) => saveGrpoState(run, policy, prompts, { step, policyVersion: o.policyVersion ?? null, history });
 

@@ -204,12 +204,19 @@ const moderationLabels = statements(
   `ALTER TABLE training_runs ADD CONSTRAINT training_runs_kind_check CHECK (kind IN ('sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train'))`,
 );
 
+/** The critic-free optimisers' run kind (GRPO, RLOO, REINFORCE++ share the `grpo` job). */
+const grpoRuns = statements(
+  `ALTER TABLE training_runs DROP CONSTRAINT IF EXISTS training_runs_kind_check`,
+  `ALTER TABLE training_runs ADD CONSTRAINT training_runs_kind_check CHECK (kind IN ('sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo'))`,
+);
+
 /** Every migration, by name; names sort in the order they apply. */
 export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_export_content': exportContent,
   '0003_training_runs_rl': trainingRunsRl,
   '0004_moderation_labels': moderationLabels,
+  '0005_grpo_runs': grpoRuns,
 };
 
 export const storeMigrationProvider: MigrationProvider = {

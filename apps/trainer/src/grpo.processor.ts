@@ -1,0 +1,116 @@
+/**
+ * The BullMQ worker of the `grpo` queue (GRPO, RLOO or REINFORCE++, by the job's config): reads the prompts, keeps a
+ * seeded held-out share for the eval job, waits until the reward service serves the job's reward version, runs
+ * runGrpo (libs/rl) with that service as the scorer, and records every step (job progress, the run's metric series).
+ * The trained policy becomes a candidate whose parent is the job's base version. Lifecycle (run record, requeue at
+ * shutdown, register, publish) as every training job; a job restarted under the same id resumes from its last
+ * checkpoint. Not the algorithm (libs/rl/src/grpo.trainer.ts).
+ */
+import path from 'node:path';
+import { Inject, Injectable } from '@nestjs/common';
+import { UnrecoverableError } from 'bullmq';
+import { grpoConfigSchema, grpoJobDataSchema, QUEUES, type GrpoJobData, type GrpoJobResult } from '@flywheel/contracts';
+import type { TrainerConfig } from '@flywheel/config';
+import { MeshConnection } from '@flywheel/mesh';
+import { GrpoStoppedError, parsePrompts, runGrpo, splitPrompts, type GrpoResult } from '@flywheel/rl';
+import { RewardClient } from './reward.client';
+import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
+import { TRAINER_CONFIG } from './trainer.queues';
+import { TrainerStore } from './trainer.store';
+
+/** How long a job waits for the reward service to serve its reward version (a swap after promotion). */
+const REWARD_WAIT_MS = 120_000;
+
+type GrpoTrained = GrpoResult & { rewardVersion: string };
+
+@Injectable()
+export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained, GrpoJobResult> {
+  constructor(@Inject(TRAINER_CONFIG) config: TrainerConfig, store: TrainerStore, mesh: MeshConnection) {
+    super(config, store, mesh, { queue: QUEUES.grpo, schema: grpoJobDataSchema, kind: 'grpo', versionPrefix: 'grpo' });
+  }
+
+  protected override stoppedAt(err: unknown): number | null {
+    return err instanceof GrpoStoppedError ? err.step : null;
+  }
+
+  protected async prepare(job: QueueJob, data: GrpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<GrpoTrained, GrpoJobResult>> {
+    const cfg = grpoConfigSchema.parse(data.config);
+    let prompts;
+    try {
+      prompts = splitPrompts(parsePrompts(await this.store.trainingText(data.prompts, null), data.prompts.kind === 'export' ? `export ${data.prompts.exportId}` : data.prompts.path), data.heldout, cfg.seed);
+    } catch (err) {
+      throw err instanceof UnrecoverableError ? err : new UnrecoverableError(err instanceof Error ? err.message : String(err));
+    }
+
+    return {
+      run: { parentRunId: data.parentRunId, baseVersion: data.baseVersion, exportId: data.prompts.kind === 'export' ? data.prompts.exportId : null },
+      train: async (recorder) => {
+        const reward = new RewardClient(this.mesh, data.rewardVersion);
+        const rewardVersion = await reward.ready(REWARD_WAIT_MS);
+        this.logger.log(`job ${jobId}: ${cfg.algorithm} of ${data.modelDir} on ${prompts.train.length} prompts (${prompts.heldout.length} held out), groups of ${cfg.groupSize}, reward ${rewardVersion} → ${outDir}`);
+        const r = await runGrpo({
+          policyDir: data.modelDir,
+          prompts: prompts.train,
+          score: (pairs) => reward.score(pairs),
+          outDir,
+          config: cfg,
+          threads: this.config.trainer.threads || undefined,
+          policyVersion: data.baseVersion,
+          resume: true,
+          onResume: async (step, history) => {
+            this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`);
+            // The curve keeps every step: one logged just before a kill may not have reached the store.
+            for (const m of history) await recorder.step(m.step, m);
+          },
+          onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
+          onStep: async (m) => {
+            await job.updateProgress(m);
+            await recorder.step(m.step, m);
+            this.logger.log(
+              `job ${jobId}: step ${m.step}/${m.steps} reward ${m.reward_mean.toFixed(3)}±${m.reward_std.toFixed(3)} (in-group ${m.group_reward_std.toFixed(3)}) ` +
+                `kl ${m.kl.toFixed(3)} clip ${m.clip_fraction.toFixed(3)} groups kept ${(m.groups_kept * 100).toFixed(0)}%`,
+            );
+          },
+          shouldStop: () => this.stopping,
+        });
+        return { ...r, rewardVersion };
+      },
+      finish: async (r) => {
+        const first = r.history[0];
+        const last = r.history[r.history.length - 1];
+        const metrics = {
+          algorithm: cfg.algorithm,
+          reward_first: first?.reward_mean ?? null,
+          reward_last: last?.reward_mean ?? null,
+          kl_last: last?.kl ?? null,
+          steps: r.steps,
+          seconds: r.seconds,
+          reward_version: r.rewardVersion,
+          train_prompts: prompts.train.length,
+          heldout_prompts: prompts.heldout.length,
+          base_model: path.resolve(data.modelDir),
+        };
+        return {
+          role: 'policy',
+          source: data.prompts,
+          metrics,
+          baseVersion: data.baseVersion,
+          lineage: { parent: data.baseVersion, exports: data.exportIds },
+          summary: `${cfg.algorithm}: reward ${metrics.reward_first?.toFixed(3)} → ${metrics.reward_last?.toFixed(3)}, KL ${metrics.kl_last?.toFixed(3)}; published candidate policy ${id}`,
+          result: {
+            versionId: id,
+            trainingRunId: id,
+            checkpointDir: outDir,
+            algorithm: cfg.algorithm,
+            steps: r.steps,
+            resumedFromStep: r.resumedFromStep,
+            rewardFirst: metrics.reward_first,
+            rewardLast: metrics.reward_last,
+            klLast: metrics.kl_last,
+            heldoutPrompts: prompts.heldout,
+          },
+        };
+      },
+    };
+  }
+}
