@@ -148,4 +148,36 @@ describe('grpo job (RLOO) on the compiled trainer (kill -9 and resume)', () => {
     const published = await findPublished(nc, result.versionId);
     expect(published).toMatchObject({ role: 'policy', parent: 'base', runId: result.versionId });
   });
+
+  it('trains on verifiable rewards alone: the reward service checks each answer against its prompt\'s reference column', async () => {
+    const mathFile = path.join(stateDir, 'math.jsonl');
+    const sums = [[2, 3], [4, 1], [3, 3], [5, 2], [1, 1], [6, 2]];
+    writeFileSync(mathFile, sums.map(([a, b]) => JSON.stringify({ prompt: `What is ${a} plus ${b}?`, answer: a + b })).join('\n') + '\n');
+    const data: GrpoJobDataInput = {
+      modelDir: MODEL,
+      prompts: { kind: 'jsonl', path: mathFile },
+      heldout: 0,
+      config: { algorithm: 'grpo', steps: 2, promptsPerStep: 3, groupSize: 3, miniBatch: 9, maxNewTokens: 12, seed: 2, checkpointEvery: 0 },
+      rewards: { model: 0, functions: [{ name: 'correct', kind: 'numeric', reference: 'answer', weight: 2 }, { name: 'words', kind: 'length', unit: 'words', max: 6 }] },
+      baseVersion: 'base',
+      exportIds: [],
+    };
+    const job: Job = await queue.add('grpo', data);
+    const result = grpoJobResultSchema.parse(await job.waitUntilFinished(events, 120_000));
+    const progress = grpoStepMetricsSchema.parse((await queue.getJob(job.id!))?.progress);
+    expect(Object.keys(progress.rewards ?? {}).sort()).toEqual(['correct', 'words']);
+    expect(progress.rewards!.correct).toBeGreaterThanOrEqual(0);
+    expect(progress.rewards!.correct).toBeLessThanOrEqual(1);
+    // reward = 2 × correct + words, so its mean is exactly that combination of the parts' means.
+    expect(progress.reward_mean).toBeCloseTo(2 * progress.rewards!.correct + progress.rewards!.words, 9);
+    const store = await openStore({ url: embedded.url });
+    try {
+      const detail = await getTrainingRunDetail(store.db, result.trainingRunId);
+      expect(detail!.series.map((p) => p.step)).toEqual([1, 2]);
+      expect(typeof detail!.series[1].metrics.reward_correct).toBe('number');
+      expect(typeof detail!.series[1].metrics.reward_words).toBe('number');
+    } finally {
+      await store.close();
+    }
+  });
 });

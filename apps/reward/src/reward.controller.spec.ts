@@ -19,6 +19,7 @@ import { kernelsReference } from '@flywheel/kernels';
 import { createServiceMetrics, MeshClient, MeshError, natsTransportOptions, Readiness, type ActiveModelSourceLike } from '@flywheel/mesh';
 import { loadCheckpoint, writeHfCheckpoint } from '@flywheel/model';
 import { RewardController } from './reward.controller';
+import { RewardFunctionsService } from './reward-functions.service';
 import { RewardModelService } from './reward-model.service';
 
 jest.setTimeout(60_000);
@@ -81,7 +82,7 @@ describe('RewardController over NATS', () => {
     const readiness = new Readiness();
     service = new RewardModelService(config, createServiceMetrics('reward', 'reward-ctl-spec', 'test'), readiness, noKv);
     service.onModuleInit();
-    @Module({ controllers: [RewardController], providers: [{ provide: RewardModelService, useValue: service }] })
+    @Module({ controllers: [RewardController], providers: [{ provide: RewardModelService, useValue: service }, { provide: RewardFunctionsService, useValue: new RewardFunctionsService(config) }] })
     class RewardHandlersModule {}
     app = await NestFactory.createMicroservice(RewardHandlersModule, { ...natsTransportOptions('reward', [url], 'reward-ctl-spec'), logger: false });
     await app.listen();
@@ -120,6 +121,32 @@ describe('RewardController over NATS', () => {
     const info = await client.request(SUBJECTS.reward.info, {}, rewardInfoSchema, { timeoutMs: 10_000 });
     expect(info).toEqual(service.info());
     expect(info).toMatchObject({ ready: true, version: 'rm-ctl', instanceId: 'reward-ctl-spec' });
+  });
+
+  it('weighs the reward model and verifiable functions by a reward spec, and answers with every part', async () => {
+    const pairs = [
+      { prompt: 'What is 2 + 3?', response: 'It is 5.', reference: { answer: 5 } },
+      { prompt: 'What is 2 + 3?', response: 'Maybe 6', reference: { answer: 5 } },
+    ];
+    const plain = await service.score({ pairs: pairs.map(({ prompt, response }) => ({ prompt, response })) });
+    const rewards = { model: 0.5, functions: [{ name: 'correct', kind: 'numeric', reference: 'answer', weight: 2 }, { name: 'period', kind: 'regex', pattern: '\\.$' }] };
+    const reply = await request(SUBJECTS.reward.score, { pairs, rewards });
+    expect(reply.components).toEqual({ model: plain.scores, correct: [1, 0], period: [1, 0] });
+    expect(reply.scores[0]).toBeCloseTo(0.5 * plain.scores[0] + 2 + 1, 5);
+    expect(reply.scores[1]).toBeCloseTo(0.5 * plain.scores[1], 5);
+    // Functions alone need no reward model.
+    const only = await request(SUBJECTS.reward.score, { pairs, rewards: { model: 0, functions: [{ name: 'correct', kind: 'numeric', reference: 'answer' }] } });
+    expect(only).toMatchObject({ scores: [1, 0], version: 'functions', components: { correct: [1, 0] } });
+  });
+
+  it.each([
+    ['a reference column the prompt lacks', { pairs: [{ prompt: 'a', response: 'b' }], rewards: { model: 0, functions: [{ name: 'x', kind: 'exact', reference: 'gold' }] } }, 'rewards.functions'],
+    ['a module while none are allowed', { pairs: [{ prompt: 'a', response: 'b' }], rewards: { model: 0, functions: [{ name: 'x', kind: 'module', path: 'f.js' }] } }, 'rewards.functions'],
+    ['a spec with nothing to score', { pairs: [{ prompt: 'a', response: 'b' }], rewards: { model: 0 } }, 'rewards.model'],
+  ])('answers %s with invalid_payload', async (_, data, param) => {
+    const err = await error(request(SUBJECTS.reward.score, data));
+    expect(err.code).toBe('invalid_payload');
+    expect(err.param).toBe(param);
   });
 
   it.each([

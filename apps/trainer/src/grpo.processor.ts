@@ -9,10 +9,10 @@
 import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { UnrecoverableError } from 'bullmq';
-import { grpoConfigSchema, grpoJobDataSchema, QUEUES, type GrpoJobData, type GrpoJobResult } from '@flywheel/contracts';
+import { grpoConfigSchema, grpoJobDataSchema, QUEUES, type GrpoJobData, type GrpoJobResult, type GrpoStepMetrics, type RewardReference } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { GrpoStoppedError, parsePrompts, runGrpo, splitPrompts, type GrpoResult } from '@flywheel/rl';
+import { GrpoStoppedError, parsePromptSet, runGrpo, splitPrompts, type GrpoResult } from '@flywheel/rl';
 import { RewardClient } from './reward.client';
 import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
@@ -22,6 +22,12 @@ import { TrainerStore } from './trainer.store';
 const REWARD_WAIT_MS = 120_000;
 
 type GrpoTrained = GrpoResult & { rewardVersion: string };
+
+/** The run's series is flat: each part of the reward becomes its own curve, `reward_<part>`. */
+function seriesPoint(m: GrpoStepMetrics): Record<string, number> {
+  const { rewards, ...rest } = m;
+  return { ...rest, ...Object.fromEntries(Object.entries(rewards ?? {}).map(([k, v]) => [`reward_${k}`, v])) };
+}
 
 @Injectable()
 export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained, GrpoJobResult> {
@@ -36,8 +42,13 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
   protected async prepare(job: QueueJob, data: GrpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<GrpoTrained, GrpoJobResult>> {
     const cfg = grpoConfigSchema.parse(data.config);
     let prompts;
+    let references: Array<RewardReference | undefined>;
     try {
-      prompts = splitPrompts(parsePrompts(await this.store.trainingText(data.prompts, null), data.prompts.kind === 'export' ? `export ${data.prompts.exportId}` : data.prompts.path), data.heldout, cfg.seed);
+      const set = parsePromptSet(await this.store.trainingText(data.prompts, null), data.prompts.kind === 'export' ? `export ${data.prompts.exportId}` : data.prompts.path);
+      // One split of (prompt, reference) pairs: the same permutation as splitPrompts of the prompts alone.
+      const split = splitPrompts(set.prompts.map((p, i) => ({ p, r: set.references[i] })), data.heldout, cfg.seed);
+      prompts = { train: split.train.map((x) => x.p), heldout: split.heldout.map((x) => x.p) };
+      references = split.train.map((x) => x.r);
     } catch (err) {
       throw err instanceof UnrecoverableError ? err : new UnrecoverableError(err instanceof Error ? err.message : String(err));
     }
@@ -45,13 +56,14 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
     return {
       run: { parentRunId: data.parentRunId, baseVersion: data.baseVersion, exportId: data.prompts.kind === 'export' ? data.prompts.exportId : null },
       train: async (recorder) => {
-        const reward = new RewardClient(this.mesh, data.rewardVersion);
+        const reward = new RewardClient(this.mesh, data.rewardVersion, undefined, data.rewards ?? null);
         const rewardVersion = await reward.ready(REWARD_WAIT_MS);
         this.logger.log(`job ${jobId}: ${cfg.algorithm} of ${data.modelDir} on ${prompts.train.length} prompts (${prompts.heldout.length} held out), groups of ${cfg.groupSize}, reward ${rewardVersion} → ${outDir}`);
         const r = await runGrpo({
           policyDir: data.modelDir,
           prompts: prompts.train,
-          score: (pairs) => reward.score(pairs),
+          references,
+          score: (pairs) => reward.scoreParts(pairs),
           outDir,
           config: cfg,
           threads: this.config.trainer.threads || undefined,
@@ -60,12 +72,12 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
           onResume: async (step, history) => {
             this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`);
             // The curve keeps every step: one logged just before a kill may not have reached the store.
-            for (const m of history) await recorder.step(m.step, m);
+            for (const m of history) await recorder.step(m.step, seriesPoint(m));
           },
           onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
           onStep: async (m) => {
             await job.updateProgress(m);
-            await recorder.step(m.step, m);
+            await recorder.step(m.step, seriesPoint(m));
             this.logger.log(
               `job ${jobId}: step ${m.step}/${m.steps} reward ${m.reward_mean.toFixed(3)}±${m.reward_std.toFixed(3)} (in-group ${m.group_reward_std.toFixed(3)}) ` +
                 `kl ${m.kl.toFixed(3)} clip ${m.clip_fraction.toFixed(3)} groups kept ${(m.groups_kept * 100).toFixed(0)}%`,

@@ -4,6 +4,7 @@
  * libs/rl/src/grpo.trainer.ts, the worker apps/trainer/src/grpo.processor.ts.
  */
 import { z } from 'zod';
+import { rewardSpecSchema } from './reward-functions.schemas';
 import { trainingDataSourceSchema } from './trainer.schemas';
 
 export const GRPO_ALGORITHMS = ['grpo', 'rloo', 'reinforce++'] as const;
@@ -51,6 +52,8 @@ export const grpoJobDataSchema = z.strictObject({
   prompts: trainingDataSourceSchema,
   heldout: z.number().min(0).max(0.5).default(0.2),
   config: grpoConfigSchema.partial().default({}),
+  /** How rewards are made: the reward model and verifiable functions by weight (default: the reward model alone). */
+  rewards: rewardSpecSchema.optional(),
   parentRunId: z.string().nullable().default(null),
   exportIds: z.array(z.string()).default([]),
   outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
@@ -77,6 +80,8 @@ export const grpoStepMetricsSchema = z.strictObject({
   response_length: z.number(),
   stop_fraction: z.number(),
   grad_norm: z.number(),
+  /** Mean of each part of the reward over the step's samples (`model` and each reward function by name), with a reward spec. */
+  rewards: z.record(z.string(), z.number()).optional(),
   time_rollout_s: z.number(),
   time_score_s: z.number(),
   time_update_s: z.number(),

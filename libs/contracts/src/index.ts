@@ -17,6 +17,7 @@ export * from './completion-record.schemas';
 export * from './feedback.schemas';
 export * from './admin.schemas';
 export * from './model-versions.schemas';
+export * from './reward-functions.schemas';
 export * from './reward.schemas';
 export * from './training-runs.schemas';
 export * from './rl-jobs.schemas';

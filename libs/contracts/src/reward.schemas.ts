@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { chatMessageSchema } from './policy.schemas';
+import { rewardReferenceSchema, rewardSpecSchema } from './reward-functions.schemas';
 
 /** Most (prompt, response) pairs one reward.score request may carry. */
 export const REWARD_MAX_PAIRS = 64;
@@ -12,11 +13,15 @@ export const REWARD_MAX_PAIRS = 64;
 export const rewardPairSchema = z.strictObject({
   prompt: z.union([z.string(), z.array(chatMessageSchema).min(1)]),
   response: z.string(),
+  /** The prompt's reference columns, for exact / numeric reward functions. */
+  reference: rewardReferenceSchema.optional(),
 });
 export type RewardPair = z.infer<typeof rewardPairSchema>;
 
 export const rewardScoreRequestSchema = z.strictObject({
   pairs: z.array(rewardPairSchema).min(1).max(REWARD_MAX_PAIRS),
+  /** Absent: the reward model's score alone. Present: model weight × its score + Σ weight × reward function. */
+  rewards: rewardSpecSchema.optional(),
 });
 export type RewardScoreRequest = z.infer<typeof rewardScoreRequestSchema>;
 
@@ -25,6 +30,8 @@ export const rewardScoreResponseSchema = z.object({
   scores: z.array(z.number()),
   model: z.string(),
   version: z.string(),
+  /** With `rewards`: each part's raw value per pair (`model` for the reward model, then each function by name). */
+  components: z.record(z.string(), z.array(z.number())).optional(),
 });
 export type RewardScoreResponse = z.infer<typeof rewardScoreResponseSchema>;
 

@@ -25,17 +25,24 @@ import {
   type OptimizerConfig,
   type TrainableModelHandle,
 } from '@flywheel/kernels';
+import type { RewardReference } from '@flywheel/contracts';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
 import { EpochOrder, findResumePoint, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, writeTrainedCheckpoint } from '@flywheel/train';
 import { groupAdvantages, groupPolicyLoss } from './group.math';
 import { meanStd, sequenceKl } from './ppo.math';
 import { createRolloutEngine, gather, packActions, scatter, type Rollout } from './rollout';
-import type { PpoScorer } from './ppo.trainer';
+
+/** Scores of a batch, optionally with each part of the reward per pair (the reward service's `components`). */
+export type GroupScorer = (
+  pairs: { prompt: RewardChatMessage[]; response: string; reference?: RewardReference }[],
+) => Promise<number[] | { scores: number[]; components?: Record<string, number[]> }>;
 
 export interface GrpoOptions {
   policyDir: string;
   prompts: readonly (readonly RewardChatMessage[])[];
-  score: PpoScorer;
+  /** Each prompt's reference columns for verifiable rewards, index for index (absent: none). */
+  references?: readonly (RewardReference | undefined)[];
+  score: GroupScorer;
   outDir: string;
   config?: GrpoConfigInput;
   threads?: number;
@@ -119,12 +126,15 @@ export async function runGrpo(o: GrpoOptions): Promise<GrpoResult> {
       const rollouts = await sampleGroups(run, policy, picks, step, o.threads);
       const timeRollout = seconds(t0);
       t0 = process.hrtime.bigint();
-      const scores = await o.score(rollouts.map((r, j) => ({ prompt: [...o.prompts[picks[Math.floor(j / cfg.groupSize)]]], response: r.text })));
+      const promptOf = (j: number) => picks[Math.floor(j / cfg.groupSize)];
+      const scored = await o.score(rollouts.map((r, j) => ({ prompt: [...o.prompts[promptOf(j)]], response: r.text, ...(o.references?.[promptOf(j)] ? { reference: o.references[promptOf(j)] } : {}) })));
+      const { scores, components } = Array.isArray(scored) ? { scores: scored, components: undefined } : scored;
       if (scores.length !== rollouts.length || scores.some((s) => !Number.isFinite(s))) throw new Error(`the scorer returned ${scores.length} scores for ${rollouts.length} responses (or a non-finite one)`);
       const timeScore = seconds(t0);
       t0 = process.hrtime.bigint();
       const metrics = await update(run, policy, reference, rollouts, scores, step);
-      const full: GrpoStepMetrics = { ...metrics, time_rollout_s: timeRollout, time_score_s: timeScore, time_update_s: seconds(t0) };
+      const rewards = components ? Object.fromEntries(Object.entries(components).map(([k, v]) => [k, meanStd(v).mean])) : undefined;
+      const full: GrpoStepMetrics = { ...metrics, ...(rewards ? { rewards } : {}), time_rollout_s: timeRollout, time_score_s: timeScore, time_update_s: seconds(t0) };
       history.push(full);
       await o.onStep?.(full);
 

@@ -8,6 +8,8 @@ export * from './rollout';
 export * from './ppo.trainer';
 export * from './group.math';
 export * from './grpo.trainer';
+export * from './reward-functions';
+export * from './reward-module.runner';
 export * from './prompts';
 export * from './dpo.loss';
 export * from './dpo.trainer';

@@ -4,7 +4,7 @@
  * prompt refused with its source and line. And the seeded train / held-out split (splitPrompts) the PPO and eval jobs
  * both rebuild.
  */
-import { parsePrompts, splitPrompts, type Prompt } from './prompts';
+import { parsePrompts, parsePromptSet, splitPrompts, type Prompt } from './prompts';
 
 const line = (o: unknown) => JSON.stringify(o);
 const user = (content: string) => ({ role: 'user' as const, content });
@@ -76,5 +76,20 @@ describe('splitPrompts', () => {
     expect(splitPrompts(prompts, 0.25, 12).heldout.map(key)).not.toEqual(a.heldout.map(key));
     // The order is shuffled too (the PPO run's data order starts from it).
     expect(splitPrompts(prompts, 0, 11).train.map(key)).not.toEqual(prompts.map(key));
+  });
+});
+
+describe('parsePromptSet', () => {
+  it('keeps each prompt’s reference columns (`reference`, or `answer`), the first line’s for a duplicate', () => {
+    const text = [
+      JSON.stringify({ prompt: 'What is 2 + 3?', answer: 5 }),
+      JSON.stringify({ prompt: 'Name the hero.', reference: { hero: 'Lily', answer: 'x' }, answer: 'ignored' }),
+      JSON.stringify({ prompt: 'What is 2 + 3?', answer: 6 }),
+      JSON.stringify({ prompt: 'No columns here.' }),
+    ].join('\n');
+    const set = parsePromptSet(text, 'set.jsonl');
+    expect(set.prompts.map((p) => p[0].content)).toEqual(['What is 2 + 3?', 'Name the hero.', 'No columns here.']);
+    expect(set.references).toEqual([{ answer: 5 }, { hero: 'Lily', answer: 'x' }, undefined]);
+    expect(() => parsePromptSet(JSON.stringify({ prompt: 'q', reference: { a: [1] } }), 'bad.jsonl')).toThrow(/bad.jsonl:1: `reference` must be/);
   });
 });

@@ -1,10 +1,12 @@
 /**
  * The prompts RL trains and evaluates on, read from the flywheel's own exports: every line's prompt of a
  * preference (`prompt`), KTO (`prompt`) or SFT (`messages` up to the last assistant turn) export, or a plain
- * `{"prompt": "text"}` line; duplicates and prompts without a user turn dropped (first kept). Plus the seeded train / held-out split the PPO and
+ * `{"prompt": "text"}` line; duplicates and prompts without a user turn dropped (first kept); a line's `reference`
+ * columns (or `answer`) kept beside its prompt for verifiable rewards. Plus the seeded train / held-out split the PPO and
  * eval jobs share. Not tokenization (the trainers do that with the policy's chat template).
  */
 import { z } from 'zod';
+import { rewardReferenceSchema, type RewardReference } from '@flywheel/contracts';
 import { heldOutCount, seededPermutation } from '@flywheel/train';
 
 export interface ChatMessage {
@@ -19,10 +21,24 @@ const lineSchema = z.union([
   z.object({ prompt: z.string().min(1) }),
   z.object({ messages: z.array(message).min(1) }),
 ]);
+/** A line's reference columns for verifiable rewards: its `reference` object, or its `answer` as reference.answer. */
+const referenceSchema = z.object({ reference: rewardReferenceSchema.optional(), answer: z.union([z.string(), z.number()]).optional() });
+
+/** Prompts with the reference columns their lines carried (undefined where none), index for index. */
+export interface PromptSet {
+  prompts: Prompt[];
+  references: Array<RewardReference | undefined>;
+}
 
 /** Prompts of a JSONL text; `source` names it in errors. Throws on a malformed line or when none is found. */
 export function parsePrompts(text: string, source: string): Prompt[] {
+  return parsePromptSet(text, source).prompts;
+}
+
+/** As parsePrompts, keeping each kept prompt's reference columns (a duplicate prompt keeps the first line's). */
+export function parsePromptSet(text: string, source: string): PromptSet {
   const out: Prompt[] = [];
+  const references: Array<RewardReference | undefined> = [];
   const seen = new Set<string>();
   text.split('\n').forEach((raw, i) => {
     const line = raw.trim();
@@ -52,16 +68,20 @@ export function parsePrompts(text: string, source: string): Prompt[] {
     if (seen.has(key)) return;
     seen.add(key);
     out.push(prompt);
+    const ref = referenceSchema.safeParse(json);
+    if (!ref.success) throw new Error(`${source}:${i + 1}: \`reference\` must be an object of strings and numbers, \`answer\` a string or number`);
+    const columns = { ...(ref.data.answer !== undefined ? { answer: ref.data.answer } : {}), ...(ref.data.reference ?? {}) };
+    references.push(Object.keys(columns).length > 0 ? columns : undefined);
   });
   if (out.length === 0) throw new Error(`${source}: no prompt found`);
-  return out;
+  return { prompts: out, references };
 }
 
 /**
  * A seeded split: `heldout` of the prompts (at least one when > 0 and there are two or more) never trained on.
  * The same (prompts, heldout, seed) always gives the same split, so the eval job can rebuild it.
  */
-export function splitPrompts(prompts: readonly Prompt[], heldout: number, seed: number): { train: Prompt[]; heldout: Prompt[] } {
+export function splitPrompts<T = Prompt>(prompts: readonly T[], heldout: number, seed: number): { train: T[]; heldout: T[] } {
   const order = seededPermutation(prompts.length, seed, 0x5eed);
   const n = heldOutCount(prompts.length, heldout);
   return { heldout: order.slice(0, n).map((i) => prompts[i]), train: order.slice(n).map((i) => prompts[i]) };
