@@ -173,7 +173,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
 
       // ---- policy optimisation: PPO with its critic, or a critic-free group method (GRPO, RLOO, REINFORCE++)
       const gen = data.algorithm === 'ppo' ? data.ppo : data.grpo;
-      const common = { modelDir: base.dir, baseVersion: base.version, rewardVersion: rm.versionId, prompts: data.data, heldout: data.heldout, parentRunId: id, exportIds };
+      const common = { modelDir: base.dir, baseVersion: base.version, rewardVersion: rm.versionId, prompts: data.data, heldout: data.heldout, parentRunId: id, exportIds, ...(data.rewards ? { rewards: data.rewards } : {}) };
       let ppo: { versionId: string; rewardFirst: number | null; rewardLast: number | null; klLast: number | null; heldoutPrompts: PpoJobResult['heldoutPrompts'] };
       if (data.algorithm === 'ppo') {
         await setStage('ppo');

@@ -9,10 +9,10 @@
 import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { UnrecoverableError } from 'bullmq';
-import { ppoJobDataSchema, QUEUES, type PpoJobData, type PpoJobResult } from '@flywheel/contracts';
+import { ppoJobDataSchema, QUEUES, type PpoJobData, type PpoJobResult, type RewardReference } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { parsePrompts, PpoStoppedError, runPpo, splitPrompts, type PpoResult } from '@flywheel/rl';
+import { parsePromptSet, PpoStoppedError, runPpo, splitPrompts, type PpoResult } from '@flywheel/rl';
 import { RewardClient } from './reward.client';
 import { TrainerMetrics } from './trainer.metrics';
 import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
@@ -43,8 +43,13 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
   protected async prepare(job: QueueJob, data: PpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<PpoTrained, PpoJobResult>> {
     const seed = data.config.seed ?? 1;
     let prompts;
+    let references: Array<RewardReference | undefined>;
     try {
-      prompts = splitPrompts(parsePrompts(await this.store.trainingText(data.prompts, null), data.prompts.kind === 'export' ? `export ${data.prompts.exportId}` : data.prompts.path), data.heldout, seed);
+      const set = parsePromptSet(await this.store.trainingText(data.prompts, null), data.prompts.kind === 'export' ? `export ${data.prompts.exportId}` : data.prompts.path);
+      // One split of (prompt, reference) pairs: the same permutation as splitPrompts of the prompts alone.
+      const split = splitPrompts(set.prompts.map((p, i) => ({ p, r: set.references[i] })), data.heldout, seed);
+      prompts = { train: split.train.map((x) => x.p), heldout: split.heldout.map((x) => x.p) };
+      references = split.train.map((x) => x.r);
     } catch (err) {
       throw err instanceof UnrecoverableError ? err : new UnrecoverableError(err instanceof Error ? err.message : String(err));
     }
@@ -52,13 +57,14 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
     return {
       run: { parentRunId: data.parentRunId, baseVersion: data.baseVersion, exportId: data.prompts.kind === 'export' ? data.prompts.exportId : null },
       train: async (recorder) => {
-        const reward = new RewardClient(this.mesh, data.rewardVersion);
+        const reward = new RewardClient(this.mesh, data.rewardVersion, undefined, data.rewards ?? null);
         const rewardVersion = await reward.ready(REWARD_WAIT_MS);
         this.logger.log(`job ${jobId}: PPO of ${data.modelDir} on ${prompts.train.length} prompts (${prompts.heldout.length} held out), reward ${rewardVersion} → ${outDir}`);
         const r = await runPpo({
           policyDir: data.modelDir,
           criticDir: data.criticDir,
           prompts: prompts.train,
+          references,
           score: (pairs) => reward.score(pairs),
           outDir,
           config: data.config,

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { GRPO_ALGORITHMS, grpoConfigSchema } from './grpo.schemas';
+import { rewardSpecSchema } from './reward-functions.schemas';
 import { trainingDataSourceSchema } from './trainer.schemas';
 
 const outName = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128);
@@ -75,6 +76,8 @@ export const ppoJobDataSchema = z.strictObject({
   /** Fraction of prompts held out (never trained on) for the eval job; the split is seeded. */
   heldout: z.number().min(0).max(0.5).default(0.2),
   config: ppoConfigSchema.partial().default({}),
+  /** How rewards are made: the reward model and verifiable functions by weight (default: the reward model alone). */
+  rewards: rewardSpecSchema.optional(),
   /** The loop run this job is a stage of. */
   parentRunId: z.string().nullable().default(null),
   exportIds: z.array(z.string()).default([]),
@@ -233,6 +236,8 @@ export const loopJobDataSchema = z.strictObject({
   ppo: ppoConfigSchema.partial().default({}),
   /** The group methods' settings (their `algorithm` is the run's). */
   grpo: grpoConfigSchema.omit({ algorithm: true }).partial().default({}),
+  /** How the policy stage's rewards are made (the new reward model and verifiable functions by weight); default: the reward model alone. */
+  rewards: rewardSpecSchema.optional(),
   /** Share of prompts held out of PPO for the eval stage. */
   heldout: z.number().min(0).max(0.5).default(0.2),
   eval: z

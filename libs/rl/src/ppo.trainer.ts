@@ -12,7 +12,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { ppoConfigSchema, ppoStepMetricsSchema, type PpoConfig, type PpoConfigInput, type PpoStepMetrics } from '@flywheel/contracts';
+import { ppoConfigSchema, ppoStepMetricsSchema, type PpoConfig, type PpoConfigInput, type PpoStepMetrics, type RewardReference } from '@flywheel/contracts';
 import {
   createTrainableModel,
   freeTrainableModel,
@@ -42,13 +42,15 @@ import {
 import { clippedPolicyLoss, clippedValueLoss, gae, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
 import { createRolloutEngine, gather, packActions, scatter, type ActionBatch, type Rollout } from './rollout';
 
-export type PpoScorer = (pairs: { prompt: RewardChatMessage[]; response: string }[]) => Promise<number[]>;
+export type PpoScorer = (pairs: { prompt: RewardChatMessage[]; response: string; reference?: RewardReference }[]) => Promise<number[]>;
 
 export interface PpoOptions {
   policyDir: string;
   /** Critic initialisation: a reward-model checkpoint (as OpenRLHF); default the policy with a zero value head. */
   criticDir?: string | null;
   prompts: readonly (readonly RewardChatMessage[])[];
+  /** Each prompt's reference columns for verifiable rewards, index for index (absent: none). */
+  references?: readonly (RewardReference | undefined)[];
   score: PpoScorer;
   outDir: string;
   config?: PpoConfigInput;
@@ -270,7 +272,7 @@ async function collectRollouts(run: PpoRun, policy: TrainableModelHandle, picks:
 
 /** One finite score per rollout from the caller's scorer. */
 async function scoreRollouts(o: PpoOptions, rollouts: Rollout[], picks: number[]): Promise<number[]> {
-  const scores = await o.score(rollouts.map((r, i) => ({ prompt: [...o.prompts[picks[i]]], response: r.text })));
+  const scores = await o.score(rollouts.map((r, i) => ({ prompt: [...o.prompts[picks[i]]], response: r.text, ...(o.references?.[picks[i]] ? { reference: o.references[picks[i]] } : {}) })));
   if (scores.length !== rollouts.length || scores.some((s) => !Number.isFinite(s))) throw new Error(`the scorer returned ${scores.length} scores for ${rollouts.length} responses (or a non-finite one)`);
   return scores;
 }
