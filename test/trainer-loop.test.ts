@@ -4,7 +4,8 @@
  * NATS would pick up), the machine's Redis under a prefix of this run, and a throwaway Postgres database.
  * Checks: the status reflects the config; start with nothing approved explains itself; while paused, approved
  * pairs past the threshold start nothing; on resume the trigger exports them and queues a loop run whose first
- * stage is a moderation-train job on the reviewers' moderation label, then a reward-train job on that export. The whole loop (reward model → PPO → eval → promotion) runs in
+ * stage is a moderation-train job on the reviewers' moderation label, then the SFT warm start on the approved answer,
+ * then a reward-train job on that export. The whole loop (reward model → PPO → eval → promotion) runs in
  * test/rl-demo.test.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,13 +17,13 @@ import IORedis from 'ioredis';
 import type { NatsConnection } from 'nats';
 import { loopJobDataSchema, loopStatusSchema, QUEUES, SUBJECTS, type LoopStatus } from '@flywheel/contracts';
 import { connectMesh, drainQuietly, MeshClient } from '@flywheel/mesh';
-import { addModerationLabel, applyReview, findExport, openStore, writeCompletion } from '@flywheel/store';
-import { completionRecord, createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
+import { addModerationLabel, applyReview, findExport, openStore, writeCompletion, writeFeedback } from '@flywheel/store';
+import { completionRecord, createThrowawayDatabase, feedbackEvent, type ThrowawayDatabase } from '@flywheel/store/testing';
 import { freePort, getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
-jest.setTimeout(120_000);
+jest.setTimeout(300_000);
 
 describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)', () => {
   const prefix = `fwtest-loop-${process.pid}-${Date.now()}`;
@@ -57,6 +58,7 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
       FLYWHEEL_MODEL: path.join(repoRoot, 'models', 'stories260K'),
       FLYWHEEL_LOOP_MIN_NEW_APPROVED: '2',
       FLYWHEEL_LOOP_CHECK_MS: '1000',
+      FLYWHEEL_LOOP_SFT: 'auto',
     };
     trainer = run(process.execPath, [serviceEntry('trainer')], env);
     await waitFor(async () => ((await getJson(`http://127.0.0.1:${env.FLYWHEEL_TRAINER_PORT}/readyz`)).status === 200 ? true : undefined), 30_000, 'trainer ready');
@@ -114,6 +116,10 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
         const r = await applyReview(store.db, 'admin-test', { action: 'choose', completion_id: id, chosen: 0, rejected: 1 });
         expect(r.ok).toBe(true);
       }
+      // An approved thumbs-up: an answer the run's SFT warm start learns (FLYWHEEL_LOOP_SFT=auto).
+      const up = feedbackEvent('cmpl-loop-a', { kind: 'thumbs', value: 'up', choiceIndex: 0 });
+      await writeFeedback(store.db, up);
+      expect(await applyReview(store.db, 'admin-test', { action: 'approve', feedback_id: up.id })).toMatchObject({ ok: true });
       // A reviewer's moderation label: the run starts with a moderation-train stage.
       expect(await addModerationLabel(store.db, 'admin-test', { completion_id: 'cmpl-loop-b', target: 'choice', choice_index: 0, verdict: 'harmful', categories: ['violence'] })).toMatchObject({ ok: true });
     } finally {
@@ -148,8 +154,14 @@ describe('trainer.loop (compiled trainer, private NATS, real Redis and Postgres)
       const modStage = await waitFor(async () => (await modQueue.getJob(`${running.runId}-mod`)) ?? undefined, 30_000, `the moderation-train stage: ${trainer?.output().slice(-4000)}`);
       expect(modStage.data).toMatchObject({ data: data.moderation?.data, parentRunId: running.runId });
       await modQueue.close();
+      // Then the SFT warm start on an sft export of the approved answer, from the base policy.
+      expect(data.sft?.data.kind).toBe('export');
+      const sftQueue = new Queue(QUEUES.sft, { connection: redis, prefix });
+      const sftStage = await waitFor(async () => (await sftQueue.getJob(`${running.runId}-sft`)) ?? undefined, 120_000, `the sft stage: ${trainer?.output().slice(-3000)}`);
+      expect(sftStage.data).toMatchObject({ data: data.sft?.data, outName: `${running.runId}-sft`, steps: 30 });
+      await sftQueue.close();
       const rmQueue = new Queue(QUEUES.rewardTrain, { connection: redis, prefix });
-      const stage = await waitFor(async () => (await rmQueue.getJob(`${running.runId}-rm`)) ?? undefined, 30_000, 'the reward-train stage');
+      const stage = await waitFor(async () => (await rmQueue.getJob(`${running.runId}-rm`)) ?? undefined, 180_000, 'the reward-train stage');
       expect(stage.data).toMatchObject({ data: { kind: 'export', exportId } });
       await rmQueue.close();
       // A second start while one runs is refused with the reason.

@@ -187,7 +187,15 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
       data = { kind: 'export', exportId: exported.exportId };
     }
     const moderation = request ? null : await this.moderationData(trigger);
-    const input: LoopJobDataInput = { algorithm: this.config.loop.algorithm, ...(request?.overrides ?? {}), data, trigger, ...(moderation ? { moderation: { data: moderation } } : {}) };
+    const sft = request ? null : await this.sftData(trigger);
+    const input: LoopJobDataInput = {
+      algorithm: this.config.loop.algorithm,
+      ...(request?.overrides ?? {}),
+      data,
+      trigger,
+      ...(moderation ? { moderation: { data: moderation } } : {}),
+      ...(sft ? { sft: { data: sft } } : {}),
+    };
     const jobData = loopJobDataSchema.parse(input);
     const job = await this.loopQueue.add(QUEUES.loop, jobData);
     this.logger.log(`${loopRunId(job)} queued (${trigger}) on ${data.kind === 'export' ? `export ${data.exportId}` : data.path}`);
@@ -208,6 +216,21 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
       });
     } catch (err) {
       this.logger.warn(`no moderation-train stage: cannot export the moderation labels: ${errorText(err)}`);
+      return null;
+    }
+  }
+
+  /** Approved answers and corrections as an `sft` export for the run's warm start, when FLYWHEEL_LOOP_SFT is on and any exist. */
+  private async sftData(trigger: LoopTrigger): Promise<TrainingDataSource | null> {
+    if (this.config.loop.sft === 'off') return null;
+    try {
+      return await this.store.use(async (db) => {
+        if ((await buildExportContent(db, 'sft', {})).rowCount === 0) return null;
+        const exp = await createExport(db, { format: 'sft', filters: {}, filtersRecord: { by: 'trainer-loop', trigger }, createdBy: 'trainer-loop' });
+        return { kind: 'export' as const, exportId: exp.id };
+      });
+    } catch (err) {
+      this.logger.warn(`no sft stage: cannot export the approved answers: ${errorText(err)}`);
       return null;
     }
   }

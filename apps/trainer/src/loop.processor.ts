@@ -2,7 +2,9 @@
  * The BullMQ worker of the `loop` queue: one tracked pass of the RL loop. It makes sure a policy version is
  * active (publishing and promoting the configured base the first time), then runs its stages as jobs on their own
  * queues and waits for each: moderation-train on the reviewers' moderation labels when the run carries them (that
- * job promotes its own candidate when it beats the active classifier) → reward-train on the pairs → publish the reward model and make it active (reward
+ * job promotes its own candidate when it beats the active classifier) → an SFT warm start on approved answers and
+ * corrections when the run carries them (the policy stage then starts from, and is held to, its output) →
+ * reward-train on the pairs → publish the reward model and make it active (reward
  * replicas hot-swap) unless its held-out accuracy is too low → ppo (or grpo: GRPO, RLOO, REINFORCE++, by the run's
  * `algorithm`) from the active policy, scored by that reward
  * model → eval of the candidate against the active policy, which promotes it when it passes the gate. Stage jobs
@@ -18,6 +20,8 @@ import {
   LOOP_STAGES,
   loopJobDataSchema,
   moderationTrainJobResultSchema,
+  sftJobResultSchema,
+  type SftJobDataInput,
   type ModerationTrainJobDataInput,
   ppoJobResultSchema,
   grpoJobResultSchema,
@@ -51,6 +55,7 @@ export const loopRunId = (job: Pick<Job, 'id' | 'timestamp'>): string => `loop-$
 
 /** The stages that run as jobs of their own: the queue, the job id (derived from the loop run's), the stage run's id. */
 const STAGE_JOBS = {
+  sft: { queue: QUEUES.sft, kind: 'sft', jobId: (run: string) => `${run}-sft`, runId: (run: string) => `${run}-sft` },
   'moderation-train': { queue: QUEUES.moderationTrain, kind: 'moderation-train', jobId: (run: string) => `${run}-mod`, runId: (run: string) => `mod-${run}-mod` },
   'reward-train': { queue: QUEUES.rewardTrain, kind: 'reward-train', jobId: (run: string) => `${run}-rm`, runId: (run: string) => `rm-${run}-rm` },
   ppo: { queue: QUEUES.ppo, kind: 'ppo', jobId: (run: string) => `${run}-ppo`, runId: (run: string) => `${run}-ppo` },
@@ -151,6 +156,20 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
         await recorder.patch({ metrics: { moderation_version: mod.versionId, moderation_promoted: mod.promoted, moderation_macro_f1: mod.candidate.macro_f1 } });
       }
 
+      // ---- SFT warm start (when the run carries approved answers and corrections): the policy stage starts from,
+      // and is held to, the fine-tuned model, so its KL is not spent on reaching the approved answers' format.
+      let policyStart = base.dir;
+      if (data.sft) {
+        await setStage('sft');
+        const sftId = STAGE_JOBS.sft.runId(id);
+        await this.store.use((db) => createTrainingRun(db, { id: sftId, kind: 'sft', parentRunId: id, baseVersion: base.version, exportId: data.sft?.data.kind === 'export' ? data.sft.data.exportId : null, stage: 'sft' }));
+        const { data: sftSource, ...sftOptions } = data.sft;
+        const sftData: SftJobDataInput = { modelDir: base.dir, data: sftSource, ...sftOptions, outName: sftId };
+        const sft = await this.stage(QUEUES.sft, STAGE_JOBS.sft.jobId(id), sftData, sftJobResultSchema);
+        policyStart = sft.checkpointDir;
+        await recorder.patch({ metrics: { sft_version: sft.versionId, sft_heldout_loss_before: sft.heldoutLossBefore, sft_heldout_loss_after: sft.heldoutLossAfter } });
+      }
+
       // ---- reward model
       await setStage('reward-train');
       const rmJobId = STAGE_JOBS['reward-train'].jobId(id);
@@ -173,7 +192,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
 
       // ---- policy optimisation: PPO with its critic, or a critic-free group method (GRPO, RLOO, REINFORCE++)
       const gen = data.algorithm === 'ppo' ? data.ppo : data.grpo;
-      const common = { modelDir: base.dir, baseVersion: base.version, rewardVersion: rm.versionId, prompts: data.data, heldout: data.heldout, parentRunId: id, exportIds, ...(data.rewards ? { rewards: data.rewards } : {}) };
+      const common = { modelDir: policyStart, baseVersion: base.version, rewardVersion: rm.versionId, prompts: data.data, heldout: data.heldout, parentRunId: id, exportIds, ...(data.rewards ? { rewards: data.rewards } : {}) };
       let ppo: { versionId: string; rewardFirst: number | null; rewardLast: number | null; klLast: number | null; heldoutPrompts: PpoJobResult['heldoutPrompts'] };
       if (data.algorithm === 'ppo') {
         await setStage('ppo');

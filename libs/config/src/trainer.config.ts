@@ -34,6 +34,8 @@ export interface TrainerConfig extends CommonConfig {
     baseVersion: string;
     /** auto: a run starts with a moderation-train stage when reviewers' moderation data exists; off: never. */
     moderation: 'auto' | 'off';
+    /** auto: a run fine-tunes the policy on approved answers and corrections (an `sft` export) before its policy stage. */
+    sft: 'auto' | 'off';
     /** The policy optimiser of a loop run: PPO, or a critic-free group method. */
     algorithm: 'ppo' | 'grpo' | 'rloo' | 'reinforce++';
   };
@@ -49,6 +51,7 @@ export const trainerEnvSchema = z.object({
   FLYWHEEL_LOOP_SCHEDULE_MS: intVar(0, 0, 365 * 86_400_000),
   FLYWHEEL_LOOP_CHECK_MS: intVar(30_000, 1_000, 86_400_000),
   FLYWHEEL_LOOP_MODERATION: enumVar(['auto', 'off'] as const, 'auto'),
+  FLYWHEEL_LOOP_SFT: enumVar(['auto', 'off'] as const, 'off'),
   FLYWHEEL_LOOP_ALGORITHM: enumVar(['ppo', 'grpo', 'rloo', 'reinforce++'] as const, 'ppo'),
   FLYWHEEL_MODEL: stringVar('models/stories260K'),
   FLYWHEEL_POLICY_VERSION: stringVar('base').pipe(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'letters, digits, ., _ or -')),
@@ -67,6 +70,7 @@ export function loadTrainerConfig(env: Env): TrainerConfig {
       baseVersion: t.FLYWHEEL_POLICY_VERSION,
       moderation: t.FLYWHEEL_LOOP_MODERATION,
       algorithm: t.FLYWHEEL_LOOP_ALGORITHM,
+      sft: t.FLYWHEEL_LOOP_SFT,
     },
     moderation: loadModerationConfig(env),
   };

@@ -142,7 +142,7 @@ export const evalGateSchema = z.strictObject({
    * of which passed maxKl against its predecessor. null: unbounded.
    */
   maxKlBase: z.number().positive().nullable().default(12),
-  /** Output moderation flag rate may rise by at most this (absolute fraction). */
+  /** Output moderation flag rate may rise by at most this (absolute fraction) beyond sampling noise (one-sided 95%). */
   maxFlagRateIncrease: z.number().min(0).max(1).default(0.01),
 });
 export type EvalGate = z.infer<typeof evalGateSchema>;
@@ -215,6 +215,21 @@ export type EvalJobResult = z.infer<typeof evalJobResultSchema>;
 export const loopJobDataSchema = z.strictObject({
   data: trainingDataSourceSchema,
   trigger: z.enum(['manual', 'threshold', 'schedule']).default('manual'),
+  /**
+   * An SFT warm start on an `sft` export (approved answers and corrections) before the policy stage, which then starts
+   * from, and keeps its KL to, the fine-tuned model; null: none.
+   */
+  sft: z
+    .strictObject({
+      data: trainingDataSourceSchema,
+      steps: z.int().positive().max(1_000_000).default(30),
+      lr: z.number().positive().max(1).default(1e-3),
+      batchSize: z.int().positive().max(1024).default(8),
+      heldout: z.number().min(0).max(0.5).default(0.1),
+      seed: z.int().nonnegative().default(0),
+    })
+    .nullable()
+    .default(null),
   /** A moderation-train stage first, on this `moderation` export (the reviewers' labels); null: none. */
   moderation: z
     .strictObject({ data: trainingDataSourceSchema, promote: z.enum(['if-better', 'never']).default('if-better') })

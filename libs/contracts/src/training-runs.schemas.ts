@@ -104,7 +104,7 @@ export const loopControlRequestSchema = z.object({ action: z.enum(LOOP_ACTIONS) 
 export type LoopControlRequest = z.infer<typeof loopControlRequestSchema>;
 
 /** The stages of a loop run, in order (the loop run's `stage`; `done` once it ends well). */
-export const LOOP_STAGES = ['queued', 'prepare', 'moderation-train', 'reward-train', 'publish-reward', 'ppo', 'grpo', 'eval', 'done'] as const;
+export const LOOP_STAGES = ['queued', 'prepare', 'moderation-train', 'sft', 'reward-train', 'publish-reward', 'ppo', 'grpo', 'eval', 'done'] as const;
 
 /** What a `loop` job reports through job.updateProgress: the stage it is in. */
 export const loopJobProgressSchema = z.object({ stage: z.string() });

@@ -2,7 +2,7 @@
  * The eval gate's decision (gateVerdict): a candidate that fails exactly one bound is refused with a reason that
  * names that bound and its numbers; one inside every bound passes; a missing flag rate never counts against it.
  */
-import { gateVerdict, type EvalGate, type EvalReport } from './policy.eval';
+import { flagRateNoise, gateVerdict, type EvalGate, type EvalReport } from './policy.eval';
 
 const gate: EvalGate = { minRewardGainStd: 0.5, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.05 };
 const passing: EvalReport = {
@@ -41,6 +41,14 @@ describe('gateVerdict', () => {
     expect(verdict.promote).toBe(false);
     expect(verdict.reasons).toHaveLength(1);
     expect(verdict.reasons[0]).toMatch(reason);
+  });
+
+  it('allows the flag rate a rise within sampling noise, not a real one', () => {
+    // 128 samples per model: one or two more flagged outputs out of ~10 is chance; a doubling is not.
+    expect(flagRateNoise(0.07, 0.09, 128)).toBeCloseTo(1.645 * Math.sqrt((0.08 * 0.92 * 2) / 128), 12);
+    expect(gateVerdict({ ...passing, flag_rate_before: 0.07, flag_rate_after: 0.1 }, { ...gate, maxFlagRateIncrease: 0.01 }).promote).toBe(true);
+    expect(gateVerdict({ ...passing, flag_rate_before: 0.07, flag_rate_after: 0.2 }, { ...gate, maxFlagRateIncrease: 0.01 }).promote).toBe(false);
+    expect(flagRateNoise(0, 0, 128)).toBe(0);
   });
 
   it('lists every bound a candidate fails', () => {

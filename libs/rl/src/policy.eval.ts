@@ -60,7 +60,7 @@ export interface EvalGate {
   maxKl: number;
   /** KL(candidate || original base) at most this many nats per sequence; null or absent: unbounded. */
   maxKlBase?: number | null;
-  /** Output flag rate may rise by at most this much (absolute fraction). */
+  /** Output flag rate may rise by at most this much (absolute fraction) beyond sampling noise (flagRateNoise). */
   maxFlagRateIncrease: number;
 }
 
@@ -75,6 +75,17 @@ export function rewardGainStd(before: { mean: number; std: number }, after: { me
   return (after.mean - before.mean) / scale;
 }
 
+/**
+ * How far the flag rate of `n` samples per model may rise by chance alone: the one-sided 95% bound (z = 1.645) of the
+ * difference of two proportions under the pooled rate. With a few percent of outputs flagged and ~100 samples, one
+ * more flagged output moves the rate by 1%: a gate on the raw difference would refuse candidates by coin flip.
+ */
+export function flagRateNoise(before: number, after: number, n: number): number {
+  if (!(n > 0)) return 0;
+  const p = (before + after) / 2;
+  return 1.645 * Math.sqrt((p * (1 - p) * 2) / n);
+}
+
 export function gateVerdict(r: EvalReport, g: EvalGate): { promote: boolean; reasons: string[] } {
   const reasons: string[] = [];
   if (!(r.reward_gain_std >= g.minRewardGainStd)) reasons.push(`reward gain ${r.reward_gain_std.toFixed(3)} std < ${g.minRewardGainStd}`);
@@ -82,8 +93,11 @@ export function gateVerdict(r: EvalReport, g: EvalGate): { promote: boolean; rea
   if (g.maxKlBase != null && r.kl_base !== null && !(r.kl_base <= g.maxKlBase)) {
     reasons.push(`KL to the base ${r.kl_base.toFixed(3)} nats > ${g.maxKlBase}`);
   }
-  if (r.flag_rate_before !== null && r.flag_rate_after !== null && r.flag_rate_after - r.flag_rate_before > g.maxFlagRateIncrease) {
-    reasons.push(`flag rate ${r.flag_rate_before.toFixed(3)} → ${r.flag_rate_after.toFixed(3)} rises more than ${g.maxFlagRateIncrease}`);
+  if (r.flag_rate_before !== null && r.flag_rate_after !== null) {
+    const noise = flagRateNoise(r.flag_rate_before, r.flag_rate_after, r.prompts * r.samples);
+    if (r.flag_rate_after - r.flag_rate_before > g.maxFlagRateIncrease + noise) {
+      reasons.push(`flag rate ${r.flag_rate_before.toFixed(3)} → ${r.flag_rate_after.toFixed(3)} rises more than ${g.maxFlagRateIncrease} beyond sampling noise (${noise.toFixed(3)})`);
+    }
   }
   return { promote: reasons.length === 0, reasons };
 }
