@@ -153,7 +153,7 @@ describe('admin runs API', () => {
     const page2 = await call('GET', `/admin/api/runs?limit=1&before=${loop}`, session);
     expect(page2.body).toMatchObject({ has_more: false, data: [{ id: sft }] });
     expect((await call('GET', '/admin/api/runs?kind=sft', session)).body.data.map((r: any) => r.id)).toEqual([sft]);
-    const badKind = await call('GET', '/admin/api/runs?kind=grpo', session);
+    const badKind = await call('GET', '/admin/api/runs?kind=magic', session);
     expect(badKind.status).toBe(400);
     expect(badKind.body.error).toMatchObject({ type: 'invalid_request_error', param: 'kind' });
 
