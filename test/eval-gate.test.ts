@@ -29,6 +29,7 @@ import { ModerationController } from '../apps/moderation/src/moderation.controll
 import { ModerationMetrics } from '../apps/moderation/src/moderation.metrics';
 import { ModerationService } from '../apps/moderation/src/moderation.service';
 import { RewardController } from '../apps/reward/src/reward.controller';
+import { RewardFunctionsService } from '../apps/reward/src/reward-functions.service';
 import { RewardModelService } from '../apps/reward/src/reward-model.service';
 import { publishedVersionOf, publishVersion, registerAndPublish } from '../apps/trainer/src/checkpoint.publisher';
 import { EvalProcessor } from '../apps/trainer/src/eval.processor';
@@ -107,6 +108,7 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
       controllers: [RewardController, ModerationController],
       providers: [
         { provide: RewardModelService, useValue: reward },
+        { provide: RewardFunctionsService, useValue: new RewardFunctionsService(loadRewardConfig({})) },
         { provide: ModerationService, useValue: new ModerationService({ current: moderatorFromConfig(loadModerationConfig({})) }, moderationMetrics) },
       ],
     })
