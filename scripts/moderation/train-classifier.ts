@@ -2,7 +2,8 @@
  * Trains the moderation classifier from the seed set and writes the committed artifact
  * (libs/moderation/data/model/{model.json,weights.bin}), then prints the held-out evaluation as JSON.
  * Deterministic: the same seed set and --seed give byte-identical weights.
- * Run: npm run build:ts && node dist/scripts/moderation/train-classifier.js [--seed N] [--epochs N]
+ * Run: npm run build:ts && node dist/scripts/moderation/train-classifier.js [--seed N] [--epochs N] [--out DIR]
+ * (--out writes elsewhere than the committed artifact: test/moderation-artifact.test.ts compares the two).
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,7 +21,7 @@ import {
   trainClassifier,
 } from '../../libs/moderation/src';
 
-const MODEL_VERSION = 'seed-3';
+const MODEL_VERSION = 'seed-4';
 
 function intArg(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
@@ -46,7 +47,8 @@ function main(): void {
   const moderator = new Moderator({ lexicon, classifier: trained.classifier, policy, modelId: `flywheel-moderation-${MODEL_VERSION}` });
   const report = evaluate(moderator, test);
 
-  const outDir = path.join(data, 'model');
+  const outIndex = process.argv.indexOf('--out');
+  const outDir = outIndex >= 0 ? path.resolve(process.argv[outIndex + 1]) : path.join(data, 'model');
   mkdirSync(outDir, { recursive: true });
   writeFileSync(path.join(outDir, 'weights.bin'), Buffer.from(trained.weights.buffer, trained.weights.byteOffset, trained.weights.byteLength));
   writeFileSync(path.join(outDir, 'model.json'), `${JSON.stringify(trained.meta, null, 1)}\n`);

@@ -12,16 +12,8 @@ const data = moderationDataDir();
 const seedSet = loadSeedSet(path.join(data, 'seed'));
 
 describe('classifier training', () => {
-  it('reproduces the committed artifact byte for byte from the seed set and seed', () => {
-    const meta = JSON.parse(readFileSync(path.join(data, 'model', 'model.json'), 'utf8'));
-    const { train } = splitSeedSet(seedSet, meta.seed);
-    const trained = trainClassifier(train, { ...DEFAULT_TRAIN_OPTIONS, seed: meta.seed, epochs: meta.training.epochs });
-    const committed = readFileSync(path.join(data, 'model', 'weights.bin'));
-    expect(Buffer.from(trained.weights.buffer).equals(committed)).toBe(true);
-    expect(trained.meta.platt).toEqual(meta.platt);
-    expect(trained.meta.thresholds).toEqual(meta.thresholds);
-  }, 240_000); // about 5 s compiled; ts-jest's transpiled build of the training loop is much slower
-
+  // That the committed artifact is exactly what the seed set trains is test/moderation-artifact.test.ts's check: it
+  // runs the compiled script (about 17 s), where this sandbox takes minutes over the same loops.
 
   it('holds out every category and hard-benign text in every claimed language', () => {
     const { train, test } = splitSeedSet(seedSet, 1234);
@@ -33,7 +25,7 @@ describe('classifier training', () => {
       expect({ lang, missing }).toEqual({ lang, missing: [] });
       expect(test.filter((e) => e.hard && e.lang === lang).length).toBeGreaterThanOrEqual(8);
     }
-    expect(seedSet.length).toBeGreaterThanOrEqual(1500);
+    expect(seedSet.length).toBeGreaterThanOrEqual(4000);
   });
 
   it('keeps the phrases the old model missed out of the seed set (they test generalisation)', () => {
@@ -73,23 +65,24 @@ describe('classifier training', () => {
   /**
    * The committed artifact on its own held-out split (the figures in the README). Floors, not targets: the
    * product target (recall 0.9 per category at 5% hard-benign false positives) is not met yet, and these fail
-   * when the data or the model regress from what was measured.
+   * when the data or the model regress from what was measured (seed-4: recall 0.74, per language 0.67-0.78;
+   * hard benign 4.8% overall, 9.8% in English (6 of 61), 0-6.5% elsewhere; benign 0 of 110).
    */
   it('holds the measured held-out figures of the committed artifact', () => {
     const moderator = loadModerator();
     const { test } = splitSeedSet(seedSet, moderator.classifier.meta.seed);
     const report = evaluate(moderator, test);
-    expect(report.falsePositiveRate.hardBenign!).toBeLessThanOrEqual(0.05);
-    expect(report.falsePositiveRate.benign!).toBeLessThanOrEqual(0.08);
+    expect(report.falsePositiveRate.hardBenign!).toBeLessThanOrEqual(0.055);
+    expect(report.falsePositiveRate.benign!).toBeLessThanOrEqual(0.02);
     const micro = (r: typeof report.moderator) => {
       const rows = Object.values(r);
       const tp = rows.reduce((n, m) => n + m.tp, 0);
       return tp / (tp + rows.reduce((n, m) => n + m.fn, 0));
     };
-    expect(micro(report.moderator)).toBeGreaterThanOrEqual(0.44);
+    expect(micro(report.moderator)).toBeGreaterThanOrEqual(0.71);
     for (const lang of CLAIMED) {
-      expect({ lang, hard: report.languages[lang].falsePositiveRate.hardBenign! <= 0.1 }).toEqual({ lang, hard: true });
-      expect({ lang, recall: micro(report.languages[lang].moderator) >= 0.2 }).toEqual({ lang, recall: true });
+      expect({ lang, hard: report.languages[lang].falsePositiveRate.hardBenign! <= 0.11 }).toEqual({ lang, hard: true });
+      expect({ lang, recall: micro(report.languages[lang].moderator) >= 0.64 }).toEqual({ lang, recall: true });
     }
   }, 60_000);
 

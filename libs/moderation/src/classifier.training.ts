@@ -20,19 +20,22 @@ import { CLASSIFIER_HEADS, type SeedExample } from './seed.dataset';
 import { canonicalize } from './text.normalize';
 
 /**
- * l2 1e-2 (was 1e-4): on the grown seed set it lifts the held-out AUC of the heads against benign text from
- * 0.85 to 0.93 (the model memorised its few hundred examples' rare n-grams); 3e-3 and 3e-2 did no better.
+ * l2 3e-3 (was 1e-2, before that 1e-4). On the 4 000-example seed set (seed-4) 1e-2 over-smooths: same
+ * held-out recall as 3e-3 (0.81) but hard-benign false positives 6.0% vs 2-5%, and 7 trained hard-benign
+ * texts flagged vs 1; 1e-3 and 2e-3 lose recall, 5e-3 and 3e-2 let more hard benign through.
  */
-export const DEFAULT_TRAIN_OPTIONS: TrainOptions = { buckets: 1 << 16, epochs: 25, learningRate: 0.4, l2: 1e-2, seed: 1234 };
+export const DEFAULT_TRAIN_OPTIONS: TrainOptions = { buckets: 1 << 16, epochs: 25, learningRate: 0.4, l2: 3e-3, seed: 1234 };
 /** Folds for the out-of-fold logits that Platt scaling and the thresholds are fitted on. */
 const CALIBRATION_FOLDS = 5;
 /**
  * What a head's threshold aims for on out-of-fold scores: this recall of its positives, and at most this
  * share of benign texts (plain and hard) at or above it. Both a little stricter than the product target
  * (recall 0.9, hard-benign false positives 5% for all heads together) because out-of-fold scores come
- * from models fitted on 4/5 of the data and the held-out split is small.
+ * from models fitted on 4/5 of the data and the held-out split is small. benignFpr 0.002 (was 0.003): on
+ * seed-4 0.003 gave held-out hard-benign false positives of 6.4% (recall 0.81), 0.002 gives 5.1% (0.78),
+ * 0.005 gives 8.5% (0.84); the benign bound is the target's hard constraint, so the stricter one.
  */
-export const THRESHOLD_TARGET = { recall: 0.95, benignFpr: 0.003 } as const;
+export const THRESHOLD_TARGET = { recall: 0.95, benignFpr: 0.002 } as const;
 /** Thresholds stay inside this range: a head is never always-on or never-on because of a few examples. */
 const THRESHOLD_RANGE = [0.02, 0.98] as const;
 
