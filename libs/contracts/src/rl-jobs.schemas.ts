@@ -50,6 +50,16 @@ export const ppoConfigSchema = z.strictObject({
   klTarget: z.number().positive().nullable().default(3),
   /** Adaptive KL horizon in sequences: each step moves the coefficient by at most 20% x batch / horizon. */
   klHorizon: z.number().positive().default(500),
+  /**
+   * Where the KL to the reference enters: `reward` (a per-token k1 penalty on the reward, Ziegler et al.; the default)
+   * or `loss` (the k3 estimator e^d − d − 1 as a term of the policy loss with coefficient klCoef, as GRPO does).
+   */
+  klMode: z.enum(['reward', 'loss']).default('reward'),
+  /**
+   * Reward normalisation before the KL penalty: `none` (raw scores), or `batch` (each step's scores to mean 0, std 1),
+   * so klCoef means the same whatever the reward model's scale.
+   */
+  rewardNorm: z.enum(['none', 'batch']).default('none'),
   maxGradNorm: z.number().positive().default(1),
   seed: z.int().nonnegative().default(1),
   /** A resumable checkpoint every this many steps (0: only at the end). */

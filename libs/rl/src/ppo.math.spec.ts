@@ -1,7 +1,7 @@
 // PPO arithmetic against definitions written the slow way (GAE as an explicit discounted sum of TD errors) and
 // every gradient against central differences of its own loss.
 import { xorshift32 as rng } from '@flywheel/kernels';
-import { clippedPolicyLoss, clippedValueLoss, gae, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
+import { clippedPolicyLoss, clippedValueLoss, gae, k3KlLoss, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
 
 describe('PPO arithmetic', () => {
   const offsets = [0, 3, 3, 7]; // sequences of 3, 0 and 4 actions
@@ -104,5 +104,22 @@ describe('PPO arithmetic', () => {
     expect(c.update(12, 1000)).toBeCloseTo(0.1 * (1 + 0.2 * 0.1), 12); // error clamped at +0.2
     expect(c.update(3, 1000)).toBeCloseTo(0.1 * 1.02 * (1 - 0.02), 12); // error -0.5 clamped to -0.2
     expect(new KlController(0.1, { target: 6, horizon: 100 }).update(6, 10)).toBeCloseTo(0.1, 12);
+  });
+
+  it('k3 KL as a loss term: always ≥ 0, zero at the reference, its gradient matches central differences', () => {
+    const next = rng(9);
+    const logpRef = Array.from({ length: 6 }, () => -1 - next());
+    const logp = logpRef.map((v) => v + (next() - 0.5));
+    const { loss, dlogp } = k3KlLoss(logp, logpRef, 0.3);
+    expect(loss).toBeGreaterThan(0);
+    expect(k3KlLoss(logpRef, logpRef, 0.3).loss).toBe(0);
+    const h = 1e-6;
+    for (let i = 0; i < logp.length; i++) {
+      const up = [...logp];
+      const down = [...logp];
+      up[i] += h;
+      down[i] -= h;
+      expect(dlogp[i]).toBeCloseTo((k3KlLoss(up, logpRef, 0.3).loss - k3KlLoss(down, logpRef, 0.3).loss) / (2 * h), 7);
+    }
   });
 });

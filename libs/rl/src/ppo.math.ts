@@ -97,6 +97,24 @@ export function clippedPolicyLoss(logp: ArrayLike<number>, logpOld: ArrayLike<nu
   return { loss: loss / n, dlogp, clipFraction: clipped / n, approxKl: kl / n };
 }
 
+/**
+ * The k3 KL(π ‖ ref) penalty as a loss term, token mean: coef × mean(e^d − d − 1) with d = logp_ref − logp (Schulman's
+ * unbiased, always-positive estimator), and its gradient coef × (1 − e^d) / n per token.
+ */
+export function k3KlLoss(logp: ArrayLike<number>, logpRef: ArrayLike<number>, coef: number): { loss: number; dlogp: Float64Array } {
+  const n = logp.length;
+  const dlogp = new Float64Array(n);
+  if (n === 0) return { loss: 0, dlogp };
+  let loss = 0;
+  for (let i = 0; i < n; i++) {
+    const d = logpRef[i] - logp[i];
+    const e = Math.exp(d);
+    loss += e - d - 1;
+    dlogp[i] = (coef * (1 - e)) / n;
+  }
+  return { loss: (coef * loss) / n, dlogp };
+}
+
 export interface ValueLossResult {
   loss: number;
   dvalues: Float64Array;

@@ -53,4 +53,10 @@ describe('runPpo (stories260K, rule scorer)', () => {
     // Another configuration in the same folder is refused rather than silently mixed.
     await expect(runPpo({ policyDir: MODEL, prompts, score, outDir: resumed, config: { ...config, lr: 2e-4 }, threads: 2, resume: true })).rejects.toThrow(/differs in lr/);
   }, 240_000);
+
+  it('takes the KL as a k3 loss term and normalised rewards when asked', async () => {
+    const r = await runPpo({ policyDir: MODEL, prompts, score, outDir: tmp(), config: { ...config, steps: 2, klMode: 'loss', rewardNorm: 'batch', checkpointEvery: 0 }, threads: 2 });
+    for (const m of r.history) for (const [k, v] of Object.entries(m)) expect([k, Number.isFinite(v)]).toEqual([k, true]);
+    expect(r.history[1].kl).not.toBe(0);
+  }, 120_000);
 });

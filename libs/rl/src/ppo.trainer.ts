@@ -39,7 +39,7 @@ import {
   writeTrainedCheckpoint,
   type TrainingState,
 } from '@flywheel/train';
-import { clippedPolicyLoss, clippedValueLoss, gae, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
+import { clippedPolicyLoss, clippedValueLoss, gae, k3KlLoss, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
 import { createRolloutEngine, gather, packActions, scatter, type ActionBatch, type Rollout } from './rollout';
 
 export type PpoScorer = (pairs: { prompt: RewardChatMessage[]; response: string; reference?: RewardReference }[]) => Promise<number[]>;
@@ -160,7 +160,7 @@ export async function runPpo(o: PpoOptions): Promise<PpoResult> {
       const timeScore = seconds(t0);
       t0 = process.hrtime.bigint();
       const estimate = await estimateAdvantages(run, models, rollouts, scores, kl.coef);
-      const update = await updatePolicyAndCritic(run, models, rollouts, estimate, step);
+      const update = await updatePolicyAndCritic(run, models, rollouts, estimate, step, kl.coef);
       const timeUpdate = seconds(t0);
 
       const metrics = stepMetrics(run, step, { rollouts, scores, estimate, update, klCoef: kl.coef }, { timeRollout, timeScore, timeUpdate, timeSync });
@@ -284,6 +284,7 @@ interface AdvantageEstimate {
   valuesOld: Float64Array;
   returns: Float64Array;
   adv: Float64Array;
+  logpRef: Float64Array;
   /** Per sequence KL to the reference (nats). */
   seqKl: Float64Array;
   entropy: number;
@@ -299,9 +300,12 @@ async function estimateAdvantages(run: PpoRun, models: PpoModels, rollouts: Roll
   const logpRef = gather((await policyForward(models.reference, all.batch, { targets: all.targets, sel: all.sel })).logp, all.slots);
   const valuesOld = gather((await policyForward(models.critic, all.batch, { targets: new Int32Array(n), sel: new Int32Array(n), values: true })).values!, all.slots);
   const seqKl = sequenceKl(logpOld, logpRef, all.offsets);
-  const rewards = klShapedRewards(scores, logpOld, logpRef, all.offsets, klCoef);
+  // Normalised scores make klCoef mean the same whatever the reward model's scale; in `loss` mode the KL is not in
+  // the reward at all but a term of the policy loss (updatePolicyAndCritic).
+  const shaped = run.cfg.rewardNorm === 'batch' ? whiten(scores) : scores;
+  const rewards = klShapedRewards(shaped, logpOld, logpRef, all.offsets, run.cfg.klMode === 'reward' ? klCoef : 0);
   const { advantages, returns } = gae(rewards, valuesOld, all.offsets, run.cfg.gamma, run.cfg.lambda);
-  return { all, logpOld, valuesOld, returns, adv: whiten(advantages), seqKl, entropy };
+  return { all, logpOld, logpRef, valuesOld, returns, adv: whiten(advantages), seqKl, entropy };
 }
 
 /** Sums over a step's optimizer updates (divide by `updates` for means). */
@@ -316,7 +320,7 @@ interface UpdateTotals {
 }
 
 /** PPO epochs over mini-batches of sequences: the clipped policy loss and the clipped value loss, one AdamW step each. */
-async function updatePolicyAndCritic(run: PpoRun, models: PpoModels, rollouts: Rollout[], est: AdvantageEstimate, step: number): Promise<UpdateTotals> {
+async function updatePolicyAndCritic(run: PpoRun, models: PpoModels, rollouts: Rollout[], est: AdvantageEstimate, step: number, klCoef: number): Promise<UpdateTotals> {
   const { cfg } = run;
   const { policy, critic } = models;
   const t: UpdateTotals = { policyLoss: 0, valueLoss: 0, clipFrac: 0, approxKl: 0, vClipFrac: 0, gradNorm: 0, updates: 0 };
@@ -335,7 +339,12 @@ async function updatePolicyAndCritic(run: PpoRun, models: PpoModels, rollouts: R
       const subN = sub.batch.B * sub.batch.T;
       zeroGrad(policy);
       const f = await policyForward(policy, sub.batch, { targets: sub.targets, sel: sub.sel });
-      const pl = clippedPolicyLoss(gather(f.logp, sub.slots), pick(est.logpOld), pick(est.adv), cfg.clip, cfg.logRatioClamp);
+      const logp = gather(f.logp, sub.slots);
+      const pl = clippedPolicyLoss(logp, pick(est.logpOld), pick(est.adv), cfg.clip, cfg.logRatioClamp);
+      if (cfg.klMode === 'loss') {
+        const kl = k3KlLoss(logp, pick(est.logpRef), klCoef);
+        for (let i = 0; i < pl.dlogp.length; i++) pl.dlogp[i] += kl.dlogp[i];
+      }
       await policyBackward(policy, f.pass, { dlogp: scatter(pl.dlogp, sub.slots, subN) });
       const ps = await optimizerStep(policy, run.policyOpt);
       zeroGrad(critic);
