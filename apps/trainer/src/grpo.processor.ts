@@ -8,11 +8,11 @@
  */
 import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
-import { UnrecoverableError } from 'bullmq';
-import { grpoConfigSchema, grpoJobDataSchema, QUEUES, type GrpoJobData, type GrpoJobResult, type GrpoStepMetrics, type RewardReference } from '@flywheel/contracts';
+import { grpoConfigSchema, grpoJobDataSchema, QUEUES, type GrpoJobData, type GrpoJobResult, type GrpoStepMetrics } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { GrpoStoppedError, parsePromptSet, runGrpo, splitPrompts, type GrpoResult } from '@flywheel/rl';
+import { GrpoStoppedError, runGrpo, type GrpoResult } from '@flywheel/rl';
+import { readJobPrompts } from './prompt-set.reader';
 import { RewardClient } from './reward.client';
 import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
@@ -41,17 +41,7 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
 
   protected async prepare(job: QueueJob, data: GrpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<GrpoTrained, GrpoJobResult>> {
     const cfg = grpoConfigSchema.parse(data.config);
-    let prompts;
-    let references: Array<RewardReference | undefined>;
-    try {
-      const set = parsePromptSet(await this.store.trainingText(data.prompts, null), data.prompts.kind === 'export' ? `export ${data.prompts.exportId}` : data.prompts.path);
-      // One split of (prompt, reference) pairs: the same permutation as splitPrompts of the prompts alone.
-      const split = splitPrompts(set.prompts.map((p, i) => ({ p, r: set.references[i] })), data.heldout, cfg.seed);
-      prompts = { train: split.train.map((x) => x.p), heldout: split.heldout.map((x) => x.p) };
-      references = split.train.map((x) => x.r);
-    } catch (err) {
-      throw err instanceof UnrecoverableError ? err : new UnrecoverableError(err instanceof Error ? err.message : String(err));
-    }
+    const prompts = await readJobPrompts(this.store, data.prompts, data.heldout, cfg.seed);
 
     return {
       run: { parentRunId: data.parentRunId, baseVersion: data.baseVersion, exportId: data.prompts.kind === 'export' ? data.prompts.exportId : null },
@@ -62,7 +52,7 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
         const r = await runGrpo({
           policyDir: data.modelDir,
           prompts: prompts.train,
-          references,
+          references: prompts.references,
           score: (pairs) => reward.scoreParts(pairs),
           outDir,
           config: cfg,

@@ -8,11 +8,11 @@
  */
 import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
-import { UnrecoverableError } from 'bullmq';
-import { ppoJobDataSchema, QUEUES, type PpoJobData, type PpoJobResult, type RewardReference } from '@flywheel/contracts';
+import { ppoJobDataSchema, QUEUES, type PpoJobData, type PpoJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { parsePromptSet, PpoStoppedError, runPpo, splitPrompts, type PpoResult } from '@flywheel/rl';
+import { PpoStoppedError, runPpo, type PpoResult } from '@flywheel/rl';
+import { readJobPrompts } from './prompt-set.reader';
 import { RewardClient } from './reward.client';
 import { TrainerMetrics } from './trainer.metrics';
 import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
@@ -42,17 +42,7 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
 
   protected async prepare(job: QueueJob, data: PpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<PpoTrained, PpoJobResult>> {
     const seed = data.config.seed ?? 1;
-    let prompts;
-    let references: Array<RewardReference | undefined>;
-    try {
-      const set = parsePromptSet(await this.store.trainingText(data.prompts, null), data.prompts.kind === 'export' ? `export ${data.prompts.exportId}` : data.prompts.path);
-      // One split of (prompt, reference) pairs: the same permutation as splitPrompts of the prompts alone.
-      const split = splitPrompts(set.prompts.map((p, i) => ({ p, r: set.references[i] })), data.heldout, seed);
-      prompts = { train: split.train.map((x) => x.p), heldout: split.heldout.map((x) => x.p) };
-      references = split.train.map((x) => x.r);
-    } catch (err) {
-      throw err instanceof UnrecoverableError ? err : new UnrecoverableError(err instanceof Error ? err.message : String(err));
-    }
+    const prompts = await readJobPrompts(this.store, data.prompts, data.heldout, seed);
 
     return {
       run: { parentRunId: data.parentRunId, baseVersion: data.baseVersion, exportId: data.prompts.kind === 'export' ? data.prompts.exportId : null },
@@ -64,7 +54,7 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
           policyDir: data.modelDir,
           criticDir: data.criticDir,
           prompts: prompts.train,
-          references,
+          references: prompts.references,
           score: (pairs) => reward.score(pairs),
           outDir,
           config: data.config,
