@@ -1,15 +1,19 @@
 /**
  * Engine throughput benchmark for a SmolLM2-135M-shaped model with seeded random weights (no checkpoint needed).
- * Output: ONE JSON object on stdout. With `--dtype f32` or `--dtype bf16` it is
+ * Output: ONE JSON object on stdout. With `--dtype f32`, `--dtype bf16` or `--dtype q8_0` it is
  *   {"model":"smollm2-135m-shape","dtype":...,"threads":...,"bandwidth_gbps":<triad, same run>,
  *    "decode":{"1":tok_s,"4":tok_s,"16":tok_s},"prefill_tok_s":<pp512>,"roofline_ratio_batch1":...}
- * and with `--dtype both` (the default) it is {"f32":{...},"bf16":{...}} holding one such object per dtype.
+ * and with `--dtype both` (the default) it is {"f32":{...},"bf16":{...}} holding one such object per dtype
+ * (`--dtype all`: f32, bf16 and q8_0; `--dtype f32,q8_0`: any list), measured one after another in the same run.
+ * q8_0 quantizes the same seeded f32 weights on load (every matrix of this shape is a multiple of 32 wide).
  * decode[B]: B sequences each decode 128 tokens after a 16-token prompt; aggregate tok/s of the best window of
  * 32 steps (shared 2-core boxes are noisy: other processes steal a core for seconds at a time), and
  * decode_mean[B] the same over all 128 steps. prefill_tok_s: best of 2 runs of one 512-token prefill.
  * bandwidth_gbps: STREAM triad (best of 5 passes over 3 x 128 MiB) measured just before that dtype's batch-1 run.
  * roofline_ratio_batch1: weight bytes streamed per second at batch 1 (all matrices incl. LM head, stored dtype;
- * best window) divided by bandwidth_gbps. Options: --threads N, --decode-tokens N, --prompt N, --prefill N.
+ * best window) divided by bandwidth_gbps. With several dtypes, "ratios" holds "q8_0/bf16"-style throughput ratios.
+ * --rounds N measures every dtype once per round, round-robin, and reports each figure's best over the rounds.
+ * Options: --threads N, --decode-tokens N, --prompt N, --prefill N, --rounds N.
  * Build and run: npx tsc -p tsconfig.build.json && node dist/bench/engine.bench.js --json
  * This is not a correctness test (see libs/kernels/src/*.spec.ts).
  */
@@ -35,22 +39,30 @@ interface Options {
   decodeTokens: number;
   prompt: number;
   prefill: number;
+  rounds: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { dtypes: ['f32', 'bf16'], threads: undefined, decodeTokens: 128, prompt: 16, prefill: 512 };
+  const opts: Options = { dtypes: ['f32', 'bf16'], threads: undefined, decodeTokens: 128, prompt: 16, prefill: 512, rounds: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') continue;
     else if (a === '--dtype') {
-      const v = argv[++i];
+      const v = argv[++i] ?? '';
       if (v === 'both') opts.dtypes = ['f32', 'bf16'];
-      else if (v === 'f32' || v === 'bf16') opts.dtypes = [v];
-      else throw new Error('--dtype must be f32, bf16 or both');
+      else if (v === 'all') opts.dtypes = ['f32', 'bf16', 'q8_0'];
+      else {
+        const list = v.split(',');
+        if (!list.every((d): d is WeightDtype => d === 'f32' || d === 'bf16' || d === 'q8_0')) {
+          throw new Error('--dtype must be f32, bf16, q8_0, a comma list of them, both or all');
+        }
+        opts.dtypes = list;
+      }
     } else if (a === '--threads') opts.threads = positiveInt(argv[++i], '--threads');
     else if (a === '--decode-tokens') opts.decodeTokens = positiveInt(argv[++i], '--decode-tokens');
     else if (a === '--prompt') opts.prompt = positiveInt(argv[++i], '--prompt');
     else if (a === '--prefill') opts.prefill = positiveInt(argv[++i], '--prefill');
+    else if (a === '--rounds') opts.rounds = positiveInt(argv[++i], '--rounds');
     else throw new Error(`unknown argument ${a}`);
   }
   return opts;
@@ -139,37 +151,88 @@ async function main(): Promise<void> {
   const weights = randomWeights(spec, 42);
   const models = opts.dtypes.map((dtype) => ({ dtype, model: createModel(spec, weights, { dtype, threads: opts.threads }) }));
   weights.clear();
+  const maxBlocks = Math.ceil(Math.max(opts.prompt + opts.decodeTokens, opts.prefill) / BLOCK_SIZE);
+  const runs = models.map(({ dtype, model }) => ({
+    dtype,
+    model,
+    cache: createKvCache(model, maxBlocks * Math.max(...BATCHES), BLOCK_SIZE),
+    best: null as Measured | null,
+  }));
+  // Round-robin: on a shared box bandwidth moves by 2-5x within minutes, so each round measures every dtype back to
+  // back and each figure is its best over the rounds; ratios then compare like conditions.
+  for (let r = 0; r < opts.rounds; r++) {
+    for (const run of runs) run.best = bestOf(run.best, await measure(run.model, run.cache, maxBlocks, opts));
+  }
   const results: Record<string, unknown> = {};
-  for (const { dtype, model } of models) {
+  for (const { dtype, model, cache, best } of runs) {
+    const m = best as Measured;
     const info = modelInfo(model);
-    const maxBlocks = Math.ceil(Math.max(opts.prompt + opts.decodeTokens, opts.prefill) / BLOCK_SIZE);
-    const cache = createKvCache(model, maxBlocks * Math.max(...BATCHES), BLOCK_SIZE);
-    const bandwidth = await measureTriadGbps(128 * 1024 * 1024, opts.threads);
-    const decode: Record<string, number> = {};
-    const decodeMean: Record<string, number> = {};
-    for (const B of BATCHES) {
-      const r = await decodeThroughput(model, cache, B, opts.prompt, opts.decodeTokens, maxBlocks);
-      decode[String(B)] = round(r.best);
-      decodeMean[String(B)] = round(r.mean);
-    }
-    const prefill = await prefillThroughput(model, cache, opts.prefill, maxBlocks);
     results[dtype] = {
       model: 'smollm2-135m-shape',
       dtype,
       threads: info.threads,
       simd: nativeInfo().simd,
-      bandwidth_gbps: round(bandwidth, 2),
-      decode,
-      decode_mean: decodeMean,
-      prefill_tok_s: round(prefill),
-      roofline_ratio_batch1: round((decode['1'] * info.matmulWeightBytes) / (bandwidth * 1e9), 3),
+      rounds: opts.rounds,
+      bandwidth_gbps: round(m.bandwidth, 2),
+      decode: m.decode,
+      decode_mean: m.decodeMean,
+      prefill_tok_s: round(m.prefill),
+      roofline_ratio_batch1: round((m.decode['1'] * info.matmulWeightBytes) / (m.bandwidth * 1e9), 3),
       weight_bytes_per_token: info.matmulWeightBytes,
     };
     freeCache(cache);
     freeModel(model);
   }
+  if (runs.length > 1) results.ratios = ratios(runs.map((r) => [r.dtype, r.best as Measured]));
   const out = opts.dtypes.length === 1 ? results[opts.dtypes[0]] : results;
   process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+interface Measured {
+  bandwidth: number;
+  decode: Record<string, number>;
+  decodeMean: Record<string, number>;
+  prefill: number;
+}
+
+async function measure(model: ModelHandle, cache: KvCacheHandle, maxBlocks: number, opts: Options): Promise<Measured> {
+  const bandwidth = await measureTriadGbps(128 * 1024 * 1024, opts.threads);
+  const decode: Record<string, number> = {};
+  const decodeMean: Record<string, number> = {};
+  for (const B of BATCHES) {
+    const r = await decodeThroughput(model, cache, B, opts.prompt, opts.decodeTokens, maxBlocks);
+    decode[String(B)] = round(r.best);
+    decodeMean[String(B)] = round(r.mean);
+  }
+  return { bandwidth, decode, decodeMean, prefill: await prefillThroughput(model, cache, opts.prefill, maxBlocks) };
+}
+
+function bestOf(a: Measured | null, b: Measured): Measured {
+  if (a === null) return b;
+  const max = (x: Record<string, number>, y: Record<string, number>) =>
+    Object.fromEntries(Object.keys(x).map((k) => [k, Math.max(x[k], y[k])]));
+  return {
+    bandwidth: Math.max(a.bandwidth, b.bandwidth),
+    decode: max(a.decode, b.decode),
+    decodeMean: max(a.decodeMean, b.decodeMean),
+    prefill: Math.max(a.prefill, b.prefill),
+  };
+}
+
+/** "later/earlier" for every pair of the dtypes in the order given: decode[B] and prefill throughput ratios. */
+function ratios(measured: [WeightDtype, Measured][]): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (let i = 0; i < measured.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const [a, ma] = measured[i];
+      const [b, mb] = measured[j];
+      const r: Record<string, number> = {};
+      for (const B of BATCHES) r[`decode_${B}`] = round(ma.decode[String(B)] / mb.decode[String(B)], 2);
+      r.prefill = round(ma.prefill / mb.prefill, 2);
+      out[`${a}/${b}`] = r;
+    }
+  }
+  return out;
 }
 
 main().catch((err: unknown) => {

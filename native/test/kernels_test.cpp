@@ -1,5 +1,6 @@
-// Native test of the kernels without Node: matmul (f32, bf16), swiglu and paged attention (prefill and decode)
-// against naive loops in this file, on awkward shapes, through both the AVX2 and the portable paths.
+// Native test of the kernels without Node: matmul (f32, bf16, Q8_0), the Q8_0 format, swiglu and paged attention
+// (prefill and decode) against naive loops in this file, on awkward shapes, through both the AVX2 and the portable
+// paths. (The Q8_0 weight quantizer's bit-for-bit check against gguf-py is a jest spec over a committed fixture.)
 // `make -C native/test test`. The fuller suite (every op, the whole model) is the jest specs in libs/kernels.
 #include <cmath>
 #include <cstdio>
@@ -53,6 +54,171 @@ static void test_matmul(ThreadPool* pool, WeightType wt, int T, int in, int out,
   check(name, y, want, 1e-5);
 }
 
+
+// ---- Q8_0 ---------------------------------------------------------------------------------------------------
+
+static std::vector<BlockQ8_0> random_q8_0(int rows, int in, unsigned* seed) {
+  std::vector<float> w(static_cast<size_t>(rows) * in);
+  for (auto& v : w) v = frand(seed) * 0.05f;
+  std::vector<BlockQ8_0> q(w.size() / Q8_0_BLOCK);
+  q8_0_quantize(q.data(), w.data(), w.size());
+  return q;
+}
+
+// Every half survives f16 -> f32 -> f16 (NaNs stay NaNs); ties round to even; 65520 and beyond overflow.
+static void test_f16() {
+  int bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    const float f = f32_from_f16(static_cast<uint16_t>(h));
+    const uint16_t back = f16_from_f32(f);
+    const bool nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0;
+    if (nan ? (back & 0x7c00u) != 0x7c00u || (back & 0x3ffu) == 0 : back != h) bad++;
+  }
+  const struct { float f; uint16_t h; } cases[] = {
+      {1.0f + 1.0f / 2048, 0x3c00},  // halfway 1 .. 1+2^-10: even (1)
+      {1.0f + 3.0f / 2048, 0x3c02},  // halfway 1+2^-10 .. 1+2^-9: even (1+2^-9)
+      {65504.0f, 0x7bff}, {65519.0f, 0x7bff}, {65520.0f, 0x7c00}, {1e-8f, 0x0000},
+      {3.0e-8f, 0x0001},  // just above half the smallest subnormal
+      {-6.0975552e-5f, 0x83ff},
+  };
+  for (const auto& c : cases)
+    if (f16_from_f32(c.f) != c.h) {
+      std::printf("FAIL f16_from_f32(%g) = 0x%04x, want 0x%04x\n", c.f, f16_from_f32(c.f), c.h);
+      failures++;
+    }
+  if (bad) {
+    std::printf("FAIL f16 round trip: %d halves changed\n", bad);
+    failures++;
+  }
+}
+
+// The activation quantizer of the AVX2 path writes the same bytes and scales as the portable one, ties included
+// (x = k + 0.5 after scaling).
+static void test_q8_0_activations(int T, int in, unsigned seed) {
+  std::vector<float> x(static_cast<size_t>(T) * in);
+  for (size_t i = 0; i < x.size(); i++) x[i] = (i % 7 == 3) ? (static_cast<float>(i % 255) - 127.0f) * 0.5f : frand(&seed) * 3;
+  for (int t = 0; t < T; t++) x[static_cast<size_t>(t) * in] = 127.0f;  // block scale exactly 1: x*id = x
+  const int nb = in / Q8_0_BLOCK;
+  std::vector<int8_t> q_avx(x.size()), q_port(x.size());
+  std::vector<float> d_avx(static_cast<size_t>(T) * nb), d_port(d_avx.size());
+  simd_force_portable(true);
+  q8_0_quantize_activations(q_port.data(), d_port.data(), x.data(), T, in);
+  simd_force_portable(false);
+  q8_0_quantize_activations(q_avx.data(), d_avx.data(), x.data(), T, in);
+  int diff = 0;
+  for (size_t i = 0; i < q_avx.size(); i++) diff += q_avx[i] != q_port[i];
+  for (size_t i = 0; i < d_avx.size(); i++) diff += d_avx[i] != d_port[i];
+  if (diff) {
+    std::printf("FAIL q8_0 activations T=%d in=%d: %d values differ between avx2 and portable\n", T, in, diff);
+    failures++;
+  }
+}
+
+// Exact: activations with block max 127 and integer values (scale 1, q = x) and weight scales that are powers of
+// two, so every f32 product and partial sum is an exactly representable integer multiple of the scale and the
+// kernel must equal the int64 reference bit for bit. Weights include -128 (possible in files).
+static void test_matmul_q8_0_exact(ThreadPool* pool, int T, int in, int out, unsigned seed) {
+  const int nb = in / Q8_0_BLOCK;
+  std::vector<float> x(static_cast<size_t>(T) * in);
+  for (size_t i = 0; i < x.size(); i++) x[i] = static_cast<float>(static_cast<int>((frand(&seed) + 1) * 127) - 127);
+  for (size_t b = 0; b < x.size() / Q8_0_BLOCK; b++) x[b * Q8_0_BLOCK + b % Q8_0_BLOCK] = (b & 1) ? 127.0f : -127.0f;
+  std::vector<BlockQ8_0> w(static_cast<size_t>(out) * nb);
+  for (size_t b = 0; b < w.size(); b++) {
+    w[b].d = f16_from_f32(std::ldexp(1.0f, -static_cast<int>(b % 5) - 2));
+    for (int j = 0; j < Q8_0_BLOCK; j++) w[b].qs[j] = static_cast<int8_t>(static_cast<int>((frand(&seed) + 1) * 127.99f) - 128);
+  }
+  std::vector<float> y(static_cast<size_t>(T) * out, 0.0f);
+  matmul_forward(y.data(), x.data(), w.data(), WEIGHT_Q8_0, nullptr, T, in, out, false, pool);
+  int bad = 0;
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < out; r++) {
+      double want = 0;
+      for (int b = 0; b < nb; b++) {
+        int64_t s = 0;
+        for (int j = 0; j < Q8_0_BLOCK; j++)
+          s += static_cast<int64_t>(w[static_cast<size_t>(r) * nb + b].qs[j]) * static_cast<int64_t>(x[static_cast<size_t>(t) * in + b * Q8_0_BLOCK + j]);
+        want += static_cast<double>(s) * f32_from_f16(w[static_cast<size_t>(r) * nb + b].d);
+      }
+      bad += y[static_cast<size_t>(t) * out + r] != static_cast<float>(want);
+    }
+  if (bad) {
+    std::printf("FAIL matmul q8_0 exact T=%d in=%d out=%d (%s): %d outputs differ\n", T, in, out, simd_name(), bad);
+    failures++;
+  }
+}
+
+// Random data, bias and accumulation: (1) within f32 rounding of the float64 sum over the dequantized weights and
+// the activations as this test quantizes them itself; (2) against matmul_q8_0_reference (unquantized x) within the
+// activation-rounding bound sum_b d_x[b]/2 * sum_j |w_j| per output.
+static std::vector<float> test_matmul_q8_0(ThreadPool* pool, int T, int in, int out, unsigned seed) {
+  const int nb = in / Q8_0_BLOCK;
+  std::vector<float> x(static_cast<size_t>(T) * in), bias(out), init(static_cast<size_t>(T) * out);
+  for (auto& v : x) v = frand(&seed) * 2;
+  for (auto& v : bias) v = frand(&seed);
+  for (auto& v : init) v = frand(&seed);
+  std::vector<BlockQ8_0> w = random_q8_0(out, in, &seed);
+  std::vector<float> wf(static_cast<size_t>(out) * in);
+  q8_0_dequantize(wf.data(), w.data(), wf.size());
+  std::vector<double> want(init.size()), bound(init.size());
+  std::vector<double> xq(in), dxb(nb);
+  for (int t = 0; t < T; t++) {
+    for (int b = 0; b < nb; b++) {
+      const float* xb = x.data() + static_cast<size_t>(t) * in + b * Q8_0_BLOCK;
+      float amax = 0;
+      for (int j = 0; j < Q8_0_BLOCK; j++) amax = std::fmax(amax, std::fabs(xb[j]));
+      const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+      dxb[b] = d;
+      for (int j = 0; j < Q8_0_BLOCK; j++) xq[b * Q8_0_BLOCK + j] = d * std::nearbyint(xb[j] * id);
+    }
+    for (int r = 0; r < out; r++) {
+      double s = static_cast<double>(init[static_cast<size_t>(t) * out + r]) + bias[r], e = 0;
+      for (int k = 0; k < in; k++) {
+        s += xq[k] * wf[static_cast<size_t>(r) * in + k];
+        e += dxb[k / Q8_0_BLOCK] / 2 * std::fabs(wf[static_cast<size_t>(r) * in + k]);
+      }
+      want[static_cast<size_t>(t) * out + r] = s;
+      bound[static_cast<size_t>(t) * out + r] = e;
+    }
+  }
+  std::vector<float> y = init;
+  matmul_forward(y.data(), x.data(), w.data(), WEIGHT_Q8_0, bias.data(), T, in, out, true, pool);
+  char name[96];
+  std::snprintf(name, sizeof name, "matmul q8_0 T=%d in=%d out=%d (%s)", T, in, out, simd_name());
+  check(name, y, want, 1e-5);
+
+  std::vector<float> yref(init.size());
+  matmul_q8_0_reference(yref.data(), x.data(), w.data(), T, in, out);
+  int bad = 0;
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < out; r++) {
+      const size_t i = static_cast<size_t>(t) * out + r;
+      const double got = y[i] - init[i] - bias[r];
+      if (std::fabs(got - yref[i]) > bound[i] * 1.0001 + 1e-5) bad++;
+    }
+  if (bad) {
+    std::printf("FAIL %s: %d outputs beyond the activation-rounding bound of the reference\n", name, bad);
+    failures++;
+  }
+  return y;
+}
+
+static void test_embedding_q8_0(unsigned seed) {
+  const int V = 7, C = 96;
+  std::vector<BlockQ8_0> table = random_q8_0(V, C, &seed);
+  std::vector<float> full(static_cast<size_t>(V) * C);
+  q8_0_dequantize(full.data(), table.data(), full.size());
+  std::vector<int32_t> tokens = {3, 0, 6, 3};
+  std::vector<float> out(tokens.size() * C);
+  embedding_forward(out.data(), tokens.data(), table.data(), WEIGHT_Q8_0, static_cast<int>(tokens.size()), C);
+  for (size_t t = 0; t < tokens.size(); t++)
+    for (int c = 0; c < C; c++)
+      if (out[t * C + c] != full[static_cast<size_t>(tokens[t]) * C + c]) {
+        std::printf("FAIL embedding q8_0: token %d col %d\n", tokens[t], c);
+        failures++;
+        return;
+      }
+}
+
 // Gathered-from-pages naive attention of one query row.
 static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T, unsigned seed) {
   const int num_blocks = (start + T + s.block_size - 1) / s.block_size + 3;
@@ -101,6 +267,17 @@ static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T,
 
 int main() {
   ThreadPool pool(2);
+  test_f16();
+  test_embedding_q8_0(11);
+  if (simd_avx2_supported()) {
+    test_q8_0_activations(1, 32, 21);
+    test_q8_0_activations(7, 1120, 22);
+  }
+  // (T, in, out): decode (T = 1) and batches, in a multiple of 32 but often not of 256 (1120 = 35 blocks), long
+  // rows that the AVX2 path splits into block chunks (4096, 3200), and token counts past its token tile (300).
+  const int q8_shapes[][3] = {{1, 32, 1},    {1, 576, 37},  {2, 224, 9},    {3, 800, 50},  {5, 1120, 29},
+                              {16, 576, 100}, {61, 96, 70}, {1, 4096, 19}, {40, 3200, 13}, {300, 64, 11}};
+  std::vector<std::vector<float>> q8_out[2];
   for (int portable = 0; portable < 2; portable++) {
     if (!portable && !simd_avx2_supported()) continue;
     simd_force_portable(portable != 0);
@@ -110,11 +287,22 @@ int main() {
       test_matmul(&pool, WEIGHT_F32, sh[0], sh[1], sh[2], seed++);
       test_matmul(&pool, WEIGHT_BF16, sh[0], sh[1], sh[2], seed++);
     }
+    unsigned q8_seed = 100;
+    for (auto& sh : q8_shapes) {
+      q8_out[portable].push_back(test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], q8_seed++));
+      test_matmul_q8_0_exact(&pool, sh[0], sh[1] <= 800 ? sh[1] : 800, sh[2], q8_seed++);
+    }
     test_attention(&pool, {9, 3, 64, 16}, 0, 20, 5);
     test_attention(&pool, {6, 2, 16, 5}, 13, 9, 6);
     test_attention(&pool, {3, 1, 12, 3}, 7, 1, 7);
     test_attention(&pool, {4, 4, 128, 7}, 30, 11, 8);
   }
+  // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).
+  if (simd_avx2_supported())
+    for (size_t i = 0; i < q8_out[0].size(); i++) {
+      std::vector<double> port(q8_out[1][i].begin(), q8_out[1][i].end());
+      check("matmul q8_0 avx2 == portable", q8_out[0][i], port, 2e-6);
+    }
   std::printf(failures ? "%d FAILED\n" : "all native kernel tests passed\n", failures);
   return failures ? 1 : 0;
 }

@@ -1,4 +1,4 @@
-// Micro-benchmark of matmul_forward (f32 and bf16 weights) at the SmolLM2-135M shapes, outside Node, to tune
+// Micro-benchmark of matmul_forward (f32, bf16 and Q8_0 weights) at the SmolLM2-135M shapes, outside Node, to tune
 // the kernels: ms per call, weight GB/s and GFLOP/s for T = 1, 4, 16, 64 tokens. Not a test; `make bench`.
 #include <chrono>
 #include <cstdio>
@@ -27,11 +27,15 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < n; i++) w[i] = static_cast<float>(i % 13) * 0.01f - 0.06f;
     std::vector<uint16_t> wb(n);
     bf16_from_f32_array(wb.data(), w.data(), n);
-    for (int wt = 0; wt < 2; wt++) {
-      const void* wp = wt == 0 ? static_cast<const void*>(w.data()) : static_cast<const void*>(wb.data());
-      for (int T : {1, 4, 16, 64}) {
+    std::vector<BlockQ8_0> wq(n / Q8_0_BLOCK);
+    q8_0_quantize(wq.data(), w.data(), n);
+    for (int wt = 0; wt < 3; wt++) {
+      const void* wp = wt == 0   ? static_cast<const void*>(w.data())
+                       : wt == 1 ? static_cast<const void*>(wb.data())
+                                 : static_cast<const void*>(wq.data());
+      for (int T : {1, 4, 16, 64, 512}) {
         std::vector<float> x(static_cast<size_t>(T) * s.in, 0.5f), y(static_cast<size_t>(T) * s.out);
-        const int reps = s.out > 10000 ? 5 : 50;
+        const int reps = s.out > 10000 || T > 64 ? 5 : 50;
         matmul_forward(y.data(), x.data(), wp, static_cast<WeightType>(wt), nullptr, T, s.in, s.out, false, &pool);
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
@@ -40,8 +44,10 @@ int main(int argc, char** argv) {
           double dt = now() - t0;
           if (dt < best) best = dt;
         }
-        std::printf("%-8s %-4s T=%-3d %8.3f ms %7.1f GB/s %7.1f GFLOP/s\n", s.name, wt == 0 ? "f32" : "bf16", T,
-                    best * 1e3, n * (wt == 0 ? 4.0 : 2.0) / best / 1e9, 2.0 * T * n / best / 1e9);
+        const double bytes = static_cast<double>(weight_bytes(static_cast<WeightType>(wt), s.out, s.in));
+        std::printf("%-8s %-4s T=%-3d %8.3f ms %7.1f GB/s %7.1f GFLOP/s\n", s.name,
+                    wt == 0 ? "f32" : wt == 1 ? "bf16" : "q8_0", T, best * 1e3, bytes / best / 1e9,
+                    2.0 * T * n / best / 1e9);
       }
     }
   }

@@ -184,7 +184,8 @@ export const policyInfoSchema = z.object({
   loadedAt: z.number().int(),
   contextLength: z.number().int(),
   vocabSize: z.number().int(),
-  dtype: z.enum(['f32', 'bf16']),
+  /** What the weights are served as (FLYWHEEL_MODEL_DTYPE, `auto` resolved: a Q8_0 GGUF serves q8_0). */
+  dtype: z.enum(['f32', 'bf16', 'q8_0']),
   instanceId: z.string(),
   hasChatTemplate: z.boolean(),
   /** How this model writes tool calls (detected from its chat template, or configured); the gateway parses by it. */

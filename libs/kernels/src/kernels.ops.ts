@@ -1,10 +1,11 @@
 /**
  * The native engine kernels one at a time (`ops`: matmul, RMSNorm, RoPE, SwiGLU, embedding, prefill and decode
- * attention), synchronous and checked, for the specs against kernels.reference.ts and for tools. Not the engine
+ * attention, the Q8_0 quantizer), synchronous and checked, for the specs against kernels.reference.ts and for tools. Not the engine
  * step (kernels.ts) nor the training ops (training.ops.ts).
  */
 import { engineArgs } from './argument.checks';
-import { checkDtype, checkF32, checkI32, checkScaling } from './kernels';
+import { checkDtype, checkF32, checkI32, checkScaling, isUint8Array } from './kernels';
+import { Q8_0_BLOCK_BYTES } from './kernels.types';
 import type { Llama3RopeScaling, WeightDtype } from './kernels.types';
 import { loadNative, RawAttentionShape } from './native.loader';
 
@@ -45,10 +46,13 @@ export const ops = {
   setThreads(threads: number): void {
     loadNative().setOpsThreads(engineArgs.int(threads, 'threads', 1, 1024));
   },
-  /** y (T,out) = init + x (T,in) @ w(out,in)^T + bias; w is rounded to bf16 first when dtype is bf16. */
+  /**
+   * y (T,out) = init + x (T,in) @ w(out,in)^T + bias; w is rounded to bf16 first when dtype is bf16, and for q8_0
+   * quantized (or, given as Q8_0 blocks, used as is) and multiplied with x quantized to int8 per 32-block.
+   */
   matmul(
     x: Float32Array,
-    w: Float32Array,
+    w: Float32Array | Uint8Array,
     dims: { T: number; in: number; out: number },
     opts: { bias?: Float32Array; dtype?: WeightDtype; init?: Float32Array } = {},
   ): Float32Array {
@@ -56,7 +60,13 @@ export const ops = {
     const n = engineArgs.int(dims.in, 'in', 1);
     const o = engineArgs.int(dims.out, 'out', 1);
     checkF32(x, 'x', T * n);
-    checkF32(w, 'w', o * n);
+    if (opts.dtype === 'q8_0' && n % 32 !== 0) engineArgs.fail(`q8_0 needs in to be a multiple of 32, got ${n}`);
+    if (isUint8Array(w)) {
+      if (opts.dtype !== 'q8_0') engineArgs.fail('w as a Uint8Array of Q8_0 blocks needs dtype q8_0');
+      if (w.length !== (o * n * Q8_0_BLOCK_BYTES) / 32) engineArgs.fail(`w has ${w.length} bytes, expected ${(o * n * Q8_0_BLOCK_BYTES) / 32}`);
+    } else {
+      checkF32(w, 'w', o * n);
+    }
     if (opts.bias) checkF32(opts.bias, 'bias', o);
     if (opts.init) checkF32(opts.init, 'init', T * o);
     return loadNative().opMatmul(x, w, opts.bias ?? null, T, n, o, checkDtype(opts.dtype ?? 'f32'), opts.init ?? null);
@@ -99,7 +109,20 @@ export const ops = {
     const V = table.length / C;
     checkI32(tokens, 'tokens');
     for (let i = 0; i < tokens.length; i++) engineArgs.int(tokens[i], `tokens[${i}]`, 0, V - 1);
+    if (dtype === 'q8_0' && C % 32 !== 0) engineArgs.fail(`q8_0 needs C to be a multiple of 32, got ${C}`);
     return loadNative().opEmbedding(table, tokens, C, checkDtype(dtype));
+  },
+  /** GGML Q8_0 blocks of x (length a multiple of 32), bit for bit what gguf-py's quantize writes. */
+  quantizeQ8_0(x: Float32Array): Uint8Array {
+    checkF32(x, 'x');
+    if (x.length % 32 !== 0) engineArgs.fail(`quantizeQ8_0 needs a multiple of 32 values, got ${x.length}`);
+    return loadNative().opQuantizeQ8_0(x);
+  },
+  dequantizeQ8_0(blocks: Uint8Array): Float32Array {
+    if (!isUint8Array(blocks) || blocks.length % Q8_0_BLOCK_BYTES !== 0) {
+      engineArgs.fail(`dequantizeQ8_0 needs a Uint8Array of whole ${Q8_0_BLOCK_BYTES}-byte blocks`);
+    }
+    return loadNative().opDequantizeQ8_0(blocks);
   },
   /**
    * Causal prefill of T tokens of one sequence at positions startPos..startPos+T-1 whose K/V are already in the

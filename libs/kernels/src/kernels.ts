@@ -4,16 +4,18 @@
  * crosses into C++; the addon itself trusts what it gets. Not the single ops (kernels.ops.ts), the training path
  * (training.*.ts), nor the scheduler, sampler or weight loading (libs/model).
  */
+import { types as utilTypes } from 'node:util';
 import { engineArgs } from './argument.checks';
 import type {
   KvCacheHandle,
   Llama3RopeScaling,
   ModelHandle,
   ModelSpec,
+  ServingWeightMap,
   StepBatch,
   WeightDtype,
-  WeightMap,
 } from './kernels.types';
+import { Q8_0_BLOCK_BYTES } from './kernels.types';
 import { loadNative, NativeExternal } from './native.loader';
 import { expectedWeightShapes } from './weight-shapes';
 
@@ -57,6 +59,11 @@ export function checkF32(value: unknown, name: string, length?: number): Float32
   return value;
 }
 
+/** Any realm's Uint8Array (a Buffer too): jest's sandbox and the addon can hand over Uint8Arrays of another realm. */
+export function isUint8Array(value: unknown): value is Uint8Array {
+  return utilTypes.isUint8Array(value);
+}
+
 export function checkI32(value: unknown, name: string, length?: number): Int32Array {
   if (!(value instanceof Int32Array)) engineArgs.fail(`${name} must be an Int32Array`);
   if (length !== undefined && value.length !== length) engineArgs.fail(`${name} has ${value.length} elements, expected ${length}`);
@@ -64,7 +71,7 @@ export function checkI32(value: unknown, name: string, length?: number): Int32Ar
 }
 
 export function checkDtype(dtype: unknown): WeightDtype {
-  if (dtype !== 'f32' && dtype !== 'bf16') engineArgs.fail(`dtype must be 'f32' or 'bf16', got ${String(dtype)}`);
+  if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'q8_0') engineArgs.fail(`dtype must be 'f32', 'bf16' or 'q8_0', got ${String(dtype)}`);
   return dtype;
 }
 
@@ -113,22 +120,33 @@ function cacheState(cache: KvCacheHandle): CacheState {
 
 // ---- models and caches -------------------------------------------------------------------------------------
 
-/** Copies (and for bf16 rounds to nearest even) the weights into one native allocation. */
-export function createModel(spec: ModelSpec, weights: WeightMap, opts: CreateModelOptions): ModelHandle {
+/**
+ * Copies the weights into one native allocation, converting each matrix to the dtype: bf16 rounds to nearest even;
+ * q8_0 keeps Q8_0 tensors' blocks bit for bit and quantizes f32 ones as gguf-py does (a matrix whose rows are not a
+ * multiple of 32 stays f32); f32 and bf16 widen Q8_0 tensors.
+ */
+export function createModel(spec: ModelSpec, weights: ServingWeightMap, opts: CreateModelOptions): ModelHandle {
   checkSpec(spec);
   const dtype = checkDtype(opts.dtype);
   const threads = checkThreads(opts.threads);
   const names: string[] = [];
-  const tensors: Float32Array[] = [];
+  const tensors: (Float32Array | Uint8Array)[] = [];
   for (const [name, [rows, cols = 1]] of expectedWeightShapes(spec)) {
     const t = weights.get(name);
     if (t === undefined) engineArgs.fail(`missing weight tensor ${name} (expected shape [${rows}, ${cols}])`);
-    checkF32(t, `weight ${name}`);
-    if (t.length !== rows * cols) {
-      engineArgs.fail(`weight ${name} has ${t.length} elements, expected ${rows}x${cols} = ${rows * cols}`);
+    if (t instanceof Float32Array) {
+      if (t.length !== rows * cols) engineArgs.fail(`weight ${name} has ${t.length} elements, expected ${rows}x${cols} = ${rows * cols}`);
+      tensors.push(t);
+    } else {
+      if (t === null || typeof t !== 'object' || t.dtype !== 'q8_0' || !isUint8Array(t.blocks)) {
+        engineArgs.fail(`weight ${name} must be a Float32Array or a Q8_0 tensor`);
+      }
+      if (cols % 32 !== 0) engineArgs.fail(`weight ${name} is Q8_0 but its rows of ${cols} are not a multiple of 32`);
+      const bytes = (rows * cols * Q8_0_BLOCK_BYTES) / 32;
+      if (t.blocks.length !== bytes) engineArgs.fail(`weight ${name} has ${t.blocks.length} bytes of Q8_0 blocks, expected ${bytes}`);
+      tensors.push(t.blocks);
     }
     names.push(name);
-    tensors.push(t);
   }
   const native = loadNative().modelCreate({ ...spec }, names, tensors, dtype, threads);
   // The branded handle is the native external itself; the brand exists only in the type system.

@@ -30,8 +30,27 @@ export interface Llama3RopeScaling {
   originalMaxPositionEmbeddings: number;
 }
 
-/** Storage type of the big weight matrices inside the engine; activations and KV are always f32. */
-export type WeightDtype = 'f32' | 'bf16';
+/**
+ * Storage type of the big weight matrices inside the engine; activations and KV are always f32. With 'q8_0' every
+ * matrix (embedding included) whose rows are a multiple of 32 is GGML Q8_0 blocks multiplied with int8 activations;
+ * a matrix whose rows are not stays f32.
+ */
+export type WeightDtype = 'f32' | 'bf16' | 'q8_0';
+
+/** Bytes of one GGML Q8_0 block: an f16 scale then 32 int8 weights. */
+export const Q8_0_BLOCK_BYTES = 34;
+
+/**
+ * A 2-D weight (rows, cols) kept as GGML Q8_0 blocks, byte for byte as a GGUF file holds it: row-major, cols/32
+ * blocks per row, `blocks.length === rows * cols / 32 * 34`.
+ */
+export interface Q8_0Tensor {
+  readonly dtype: 'q8_0';
+  readonly blocks: Uint8Array;
+}
+
+/** What the serving engine takes: a WeightMap whose matrices may also come as Q8_0 blocks (GGUF files). */
+export type ServingWeightMap = ReadonlyMap<string, Float32Array | Q8_0Tensor>;
 
 /**
  * Weights by their Hugging Face names (`model.embed_tokens.weight`, `model.layers.0.self_attn.q_proj.weight`, ...),

@@ -23,7 +23,7 @@ export interface NativeAddon {
   info(): { simd: 'avx2' | 'portable'; avx2Supported: boolean; hardwareThreads: number; opsThreads: number };
   setForcePortable(on: boolean): 'avx2' | 'portable';
   setOpsThreads(threads: number): void;
-  modelCreate(spec: object, names: string[], tensors: Float32Array[], dtype: string, threads: number): NativeExternal;
+  modelCreate(spec: object, names: string[], tensors: (Float32Array | Uint8Array)[], dtype: string, threads: number): NativeExternal;
   modelFree(model: NativeExternal): void;
   modelSetThreads(model: NativeExternal, threads: number): void;
   modelInfo(model: NativeExternal): { threads: number; matmulWeightBytes: number; storageBytes: number };
@@ -44,7 +44,7 @@ export interface NativeAddon {
   triad(bytesPerArray: number, threads: number): Promise<number>;
   opMatmul(
     x: Float32Array,
-    w: Float32Array,
+    w: Float32Array | Uint8Array,
     bias: Float32Array | null,
     T: number,
     inFeatures: number,
@@ -64,6 +64,8 @@ export interface NativeAddon {
   ): Float32Array;
   opSwiglu(gate: Float32Array, up: Float32Array, T: number, I: number): Float32Array;
   opEmbedding(table: Float32Array, tokens: Int32Array, C: number, dtype: string): Float32Array;
+  opQuantizeQ8_0(x: Float32Array): Uint8Array;
+  opDequantizeQ8_0(blocks: Uint8Array): Float32Array;
   opAttentionPrefill(
     q: Float32Array,
     kPool: Float32Array,

@@ -52,7 +52,34 @@ WeightType dtype_arg(const Napi::Value& v) {
   std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
   if (s == "f32") return WEIGHT_F32;
   if (s == "bf16") return WEIGHT_BF16;
-  throw_type(v.Env(), "dtype must be 'f32' or 'bf16'");
+  if (s == "q8_0") return WEIGHT_Q8_0;
+  throw_type(v.Env(), "dtype must be 'f32', 'bf16' or 'q8_0'");
+}
+
+Napi::Uint8Array u8(const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw_type(v.Env(), std::string(name) + " must be a Uint8Array");
+  return v.As<Napi::Uint8Array>();
+}
+
+// names: string[], tensors: (Float32Array | Uint8Array of Q8_0 blocks)[] -> views by name; model_create checks each
+// length against its shape. The JS arrays must outlive the call (modelCreate copies them).
+std::unordered_map<std::string, WeightSource> serving_weights_from(const Napi::Array& names, const Napi::Array& tensors) {
+  Napi::Env env = names.Env();
+  if (names.Length() != tensors.Length()) throw_type(env, "names and tensors differ in length");
+  std::unordered_map<std::string, WeightSource> out;
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    Napi::Value n = names.Get(i), t = tensors.Get(i);
+    if (!n.IsString() || !t.IsTypedArray()) throw_type(env, "names must be strings and tensors typed arrays");
+    auto a = t.As<Napi::TypedArray>();
+    WeightSource src;
+    if (a.TypedArrayType() == napi_float32_array) src.f32 = t.As<Napi::Float32Array>().Data();
+    else if (a.TypedArrayType() == napi_uint8_array) src.q8_0 = reinterpret_cast<const BlockQ8_0*>(t.As<Napi::Uint8Array>().Data());
+    else throw_type(env, "tensors must be Float32Array (f32) or Uint8Array (Q8_0 blocks)");
+    src.bytes = a.ByteLength();
+    out[n.As<Napi::String>().Utf8Value()] = src;
+  }
+  return out;
 }
 
 // ---- info / dispatch -------------------------------------------------------------------------------------
@@ -84,7 +111,7 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray()) throw_type(env, "modelCreate(spec, names, tensors, dtype, threads)");
   ModelConfig cfg = config_from(info[0].As<Napi::Object>());
-  const auto weights = weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>());
+  const auto weights = serving_weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>());
   WeightType wtype = dtype_arg(info[3]);
   int threads = int_arg(info[4], "threads");
   std::string error;
@@ -255,23 +282,39 @@ Napi::Value Triad(const Napi::CallbackInfo& info) {
 
 // ---- single ops (synchronous, for tests against references) ----------------------------------------------
 
-// opMatmul(x, w, bias|null, T, in, out, dtype, init|null) -> y (T,out)
+// opMatmul(x, w, bias|null, T, in, out, dtype, init|null) -> y (T,out). For dtype 'q8_0', w is either f32 (quantized
+// here) or a Uint8Array of Q8_0 blocks (used as is); in % 32 == 0.
 Napi::Value OpMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int T = int_arg(info[3], "T"), in = int_arg(info[4], "in"), out = int_arg(info[5], "out");
   auto x = f32(info[0], "x", static_cast<size_t>(T) * in);
-  auto w = f32(info[1], "w", static_cast<size_t>(out) * in);
   const float* bias = info[2].IsNull() ? nullptr : f32(info[2], "bias", out).Data();
   WeightType wt = dtype_arg(info[6]);
+  if (wt == WEIGHT_Q8_0 && in % Q8_0_BLOCK != 0) throw Napi::RangeError::New(env, "q8_0 needs in % 32 == 0");
+  if (wt == WEIGHT_Q8_0 && info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    auto blocks = u8(info[1], "w");
+    if (blocks.ByteLength() != weight_bytes(WEIGHT_Q8_0, out, in)) throw Napi::RangeError::New(env, "w has the wrong length");
+    auto y = Napi::Float32Array::New(env, static_cast<size_t>(T) * out);
+    bool accumulate = !info[7].IsNull() && !info[7].IsUndefined();
+    if (accumulate) std::memcpy(y.Data(), f32(info[7], "init", static_cast<size_t>(T) * out).Data(), y.ByteLength());
+    matmul_forward(y.Data(), x.Data(), blocks.Data(), wt, bias, T, in, out, accumulate, ops_pool());
+    return y;
+  }
+  auto w = f32(info[1], "w", static_cast<size_t>(out) * in);
   auto y = Napi::Float32Array::New(env, static_cast<size_t>(T) * out);
   bool accumulate = !info[7].IsNull() && !info[7].IsUndefined();
   if (accumulate) std::memcpy(y.Data(), f32(info[7], "init", static_cast<size_t>(T) * out).Data(), y.ByteLength());
   std::vector<uint16_t> wb;
+  std::vector<BlockQ8_0> wq;
   const void* wp = w.Data();
   if (wt == WEIGHT_BF16) {
     wb.resize(static_cast<size_t>(out) * in);
     bf16_from_f32_array(wb.data(), w.Data(), wb.size());
     wp = wb.data();
+  } else if (wt == WEIGHT_Q8_0) {
+    wq.resize(static_cast<size_t>(out) * in / Q8_0_BLOCK);
+    q8_0_quantize(wq.data(), w.Data(), static_cast<size_t>(out) * in);
+    wp = wq.data();
   }
   matmul_forward(y.Data(), x.Data(), wp, wt, bias, T, in, out, accumulate, ops_pool());
   return y;
@@ -325,17 +368,42 @@ Napi::Value OpEmbedding(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < tokens.ElementLength(); i++)
     if (tokens[i] < 0 || tokens[i] >= V) throw Napi::RangeError::New(info.Env(), "token id out of range");
   WeightType wt = dtype_arg(info[3]);
+  if (wt == WEIGHT_Q8_0 && C % Q8_0_BLOCK != 0) throw Napi::RangeError::New(info.Env(), "q8_0 needs C % 32 == 0");
   std::vector<uint16_t> tb;
+  std::vector<BlockQ8_0> tq;
   const void* tp = table.Data();
   if (wt == WEIGHT_BF16) {
     tb.resize(table.ElementLength());
     bf16_from_f32_array(tb.data(), table.Data(), tb.size());
     tp = tb.data();
+  } else if (wt == WEIGHT_Q8_0) {
+    tq.resize(static_cast<size_t>(V) * C / Q8_0_BLOCK);
+    q8_0_quantize(tq.data(), table.Data(), static_cast<size_t>(V) * C);
+    tp = tq.data();
   }
   const int T = static_cast<int>(tokens.ElementLength());
   auto y = Napi::Float32Array::New(info.Env(), static_cast<size_t>(T) * C);
   embedding_forward(y.Data(), tokens.Data(), tp, wt, T, C);
   return y;
+}
+
+// opQuantizeQ8_0(x: Float32Array, length % 32 == 0) -> Uint8Array of Q8_0 blocks (the load-time weight quantizer).
+Napi::Value OpQuantizeQ8_0(const Napi::CallbackInfo& info) {
+  auto x = f32(info[0], "x", 0);
+  if (x.ElementLength() % Q8_0_BLOCK != 0) throw Napi::RangeError::New(info.Env(), "length must be a multiple of 32");
+  auto out = Napi::Uint8Array::New(info.Env(), weight_bytes(WEIGHT_Q8_0, 1, x.ElementLength()));
+  q8_0_quantize(reinterpret_cast<BlockQ8_0*>(out.Data()), x.Data(), x.ElementLength());
+  return out;
+}
+
+// opDequantizeQ8_0(blocks: Uint8Array, length % 34 == 0) -> Float32Array
+Napi::Value OpDequantizeQ8_0(const Napi::CallbackInfo& info) {
+  auto b = u8(info[0], "blocks");
+  if (b.ByteLength() % sizeof(BlockQ8_0) != 0) throw Napi::RangeError::New(info.Env(), "length must be a multiple of 34");
+  const size_t n = b.ByteLength() / sizeof(BlockQ8_0) * Q8_0_BLOCK;
+  auto out = Napi::Float32Array::New(info.Env(), n);
+  q8_0_dequantize(out.Data(), reinterpret_cast<const BlockQ8_0*>(b.Data()), n);
+  return out;
 }
 
 AttentionShape shape_from(const Napi::Object& o) {
@@ -395,6 +463,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opRope", Napi::Function::New(env, OpRope));
   exports.Set("opSwiglu", Napi::Function::New(env, OpSwiglu));
   exports.Set("opEmbedding", Napi::Function::New(env, OpEmbedding));
+  exports.Set("opQuantizeQ8_0", Napi::Function::New(env, OpQuantizeQ8_0));
+  exports.Set("opDequantizeQ8_0", Napi::Function::New(env, OpDequantizeQ8_0));
   exports.Set("opAttentionPrefill", Napi::Function::New(env, OpAttentionPrefill));
   exports.Set("opAttentionDecode", Napi::Function::New(env, OpAttentionDecode));
   register_training_exports(env, exports);

@@ -9,7 +9,16 @@
 
 class ThreadPool;
 
-enum WeightType { WEIGHT_F32 = 0, WEIGHT_BF16 = 1 };
+enum WeightType { WEIGHT_F32 = 0, WEIGHT_BF16 = 1, WEIGHT_Q8_0 = 2 };
+
+// GGML's block_q8_0, byte for byte: 32 weights w[j] = f32(d) * qs[j]. A Q8_0 matrix (rows, cols) is row-major,
+// cols/32 blocks per row (cols must be a multiple of 32), 34 bytes per block, no padding or alignment.
+constexpr int Q8_0_BLOCK = 32;
+struct BlockQ8_0 {
+  uint16_t d;      // IEEE half scale
+  int8_t qs[32];
+};
+static_assert(sizeof(BlockQ8_0) == 34, "BlockQ8_0 must be GGML's 34-byte layout");
 
 // ---- simd.cpp: runtime dispatch -------------------------------------------------------------------------
 bool simd_avx2_supported();        // the CPU has AVX2+FMA+F16C
@@ -21,14 +30,48 @@ const char* simd_name();           // "avx2" | "portable"
 uint16_t bf16_from_f32(float f);
 float f32_from_bf16(uint16_t h);
 void bf16_from_f32_array(uint16_t* dst, const float* src, size_t n);
-size_t weight_type_size(WeightType t);
+size_t weight_type_size(WeightType t);  // bytes per element of f32/bf16 (Q8_0 is not per element: weight_bytes)
+size_t weight_bytes(WeightType t, size_t rows, size_t cols);  // storage of a (rows, cols) matrix
+
+// ---- quant_q8_0.cpp: the Q8_0 format ---------------------------------------------------------------------
+// IEEE half <-> f32; from f32 rounds to nearest even with subnormals, overflow to inf (numpy's astype(float16)).
+uint16_t f16_from_f32(float f);
+float f32_from_f16(uint16_t h);
+// Weight quantizer, bit for bit gguf-py's Q8_0.quantize_blocks (= ggml's quantize_row_q8_0_ref): per block
+// d = max|x| / 127 (f32), q = roundf(x * (1/d)) (half away from zero), d stored as f16(d). n % 32 == 0.
+void q8_0_quantize(BlockQ8_0* dst,      // (n/32)
+                   const float* src,    // (n)
+                   size_t n);
+void q8_0_dequantize(float* dst,             // (n)
+                     const BlockQ8_0* src,   // (n/32)
+                     size_t n);
+
+// ---- matmul_q8_0.cpp: y += x @ W^T with W in Q8_0 and x quantized to int8 per 32-block -------------------
+// Activations: per 32-block d = max|x| / 127 kept in f32, q = x * (1/d) rounded to nearest even (llama.cpp's x86
+// activation quantizer), so |q| <= 127. The AVX2 and portable quantizers give identical bytes.
+void q8_0_quantize_activations(int8_t* qs,      // (T, in)
+                               float* d,        // (T, in/32)
+                               const float* x,  // (T, in)
+                               int T, int in);
+// y (T, out) += sum over blocks b of d_w[r,b] * d_x[t,b] * (q_w[r,b] . q_x[t,b]); the block dot is exact int32.
+// in % 32 == 0. Parallel over output rows; a tile of weight rows stays in L1 while every token of the token tile
+// is multiplied against it, so a step streams each weight block from memory once.
+void matmul_q8_0_forward(float* y,               // (T, out) accumulated into
+                         const float* x,         // (T, in)
+                         const BlockQ8_0* w,     // (out, in/32)
+                         int T, int in, int out, ThreadPool* pool);
+// The naive reference the tests hold both paths to: W dequantized to f32, then the f32 matmul of unquantized x.
+void matmul_q8_0_reference(float* y,            // (T, out) overwritten
+                           const float* x,      // (T, in)
+                           const BlockQ8_0* w,  // (out, in/32)
+                           int T, int in, int out);
 
 // ---- matmul.cpp -----------------------------------------------------------------------------------------
 // y = (accumulate ? y : 0) + x @ w^T + bias. Parallel over output rows; each weight row is reused across all
 // T tokens while it is in L1, so a batched step reads the weights from memory once.
 void matmul_forward(float* y,          // (T, out)
                     const float* x,    // (T, in)
-                    const void* w,     // (out, in) f32 or bf16 per wtype
+                    const void* w,     // (out, in) f32, bf16 or Q8_0 blocks (in % 32 == 0) per wtype
                     WeightType wtype,
                     const float* bias, // (out) or nullptr
                     int T, int in, int out, bool accumulate, ThreadPool* pool);
@@ -68,7 +111,7 @@ float exp_fast(float x);  // exp within ~2 ulp for x in [-87, 88], saturating ou
 // ---- embedding.cpp --------------------------------------------------------------------------------------
 void embedding_forward(float* out,            // (T, C)
                        const int32_t* tokens, // (T) ids in [0, V)
-                       const void* table,     // (V, C) f32 or bf16
+                       const void* table,     // (V, C) f32, bf16 or Q8_0 blocks (C % 32 == 0)
                        WeightType wtype, int T, int C);
 
 // ---- attention.cpp --------------------------------------------------------------------------------------

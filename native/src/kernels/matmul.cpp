@@ -1,7 +1,8 @@
-// matmul_forward: y (T,out) = x (T,in) @ W(out,in)^T (+ bias, + y when accumulating), W in f32 or bf16.
-// This file holds the portable kernel and the threading/tiling driver; the AVX2 micro-kernels are in
-// matmul_avx2.cpp. Both walk the same tiles: a group of weight rows stays in L1 while every token of the
-// tile is multiplied against it, so a batched decode step streams each weight byte from memory once.
+// matmul_forward: y (T,out) = x (T,in) @ W(out,in)^T (+ bias, + y when accumulating), W in f32 or bf16; Q8_0
+// weights go on to matmul_q8_0.cpp once the bias is in. This file holds the portable kernel and the threading/tiling
+// driver; the AVX2 micro-kernels are in matmul_avx2.cpp. Both walk the same tiles: a group of weight rows stays in
+// L1 while every token of the tile is multiplied against it, so a batched decode step streams each weight byte from
+// memory once.
 #include <cstring>
 #include <vector>
 
@@ -52,6 +53,10 @@ void matmul_forward(float* y, const float* x, const void* w, WeightType wtype, c
     } else if (bias) {
       for (int r = 0; r < out; r++) yr[r] += bias[r];
     }
+  }
+  if (wtype == WEIGHT_Q8_0) {
+    matmul_q8_0_forward(y, x, static_cast<const BlockQ8_0*>(w), T, in, out, pool);
+    return;
   }
   const bool avx2 = simd_use_avx2();
   const float* xa = x;

@@ -1,5 +1,5 @@
 // model_forward: one Llama step over a paged KV cache (see model.h); model_create packs HF tensors into the
-// native layout (q/k/v stacked, gate/up stacked, optional bf16). Each op is a kernel from kernels.h; this file
+// native layout (q/k/v stacked, gate/up stacked; f32, bf16 or Q8_0 per matrix). Each op is a kernel from kernels.h; this file
 // only sequences them and owns the activation buffers.
 #include "model.h"
 
@@ -12,7 +12,7 @@ size_t align_up(size_t n) { return (n + 63) / 64 * 64; }
 }  // namespace
 
 std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
-                                    const std::unordered_map<std::string, const float*>& weights, int threads,
+                                    const std::unordered_map<std::string, WeightSource>& weights, int threads,
                                     std::string* error) {
   auto m = std::make_unique<Model>();
   m->cfg = cfg;
@@ -20,85 +20,113 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
   const size_t C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
   const size_t qd = static_cast<size_t>(cfg.num_heads) * cfg.head_dim;
   const size_t kvd = static_cast<size_t>(cfg.num_kv_heads) * cfg.head_dim;
-  const size_t wsz = weight_type_size(wtype);
+  auto matrix_type = [&](size_t cols) { return wtype == WEIGHT_Q8_0 && cols % Q8_0_BLOCK != 0 ? WEIGHT_F32 : wtype; };
 
-  auto find = [&](const std::string& name) -> const float* {
-    auto it = weights.find(name);
-    if (it == weights.end()) {
-      if (error->empty()) *error = "missing weight tensor " + name;
-      return nullptr;
-    }
-    return it->second;
-  };
-
-  // First pass: layout (offsets into one allocation); second: copy/convert.
+  // First pass: layout (offsets into one allocation) and a length check of every source; second: copy/convert.
   struct Copy {
     size_t offset;
-    const float* src;
-    size_t n;
-    bool as_weight;  // stored in wtype (else f32)
+    WeightSource src;
+    size_t rows, cols;
+    WeightType type;  // stored type
   };
   std::vector<Copy> copies;
   size_t total = 0;
-  auto reserve = [&](size_t n, bool as_weight) {
+  auto reserve = [&](size_t bytes) {
     size_t off = total;
-    total = align_up(total + n * (as_weight ? wsz : 4));
+    total = align_up(total + bytes);
     return off;
   };
-  auto place = [&](const std::string& name, size_t n, bool as_weight, size_t offset) {
-    const float* src = find(name);
-    if (src) copies.push_back({offset, src, n, as_weight});
+  // Tensor `name` (rows, cols) goes to `offset` in type `type`; offsets of stacked matrices come from weight_bytes.
+  auto place = [&](const std::string& name, size_t rows, size_t cols, WeightType type, size_t offset) {
+    auto it = weights.find(name);
+    if (it == weights.end()) {
+      if (error->empty()) *error = "missing weight tensor " + name;
+      return;
+    }
+    const WeightSource& src = it->second;
+    const size_t want = src.q8_0 ? weight_bytes(WEIGHT_Q8_0, rows, cols) : rows * cols * 4;
+    if ((src.q8_0 && cols % Q8_0_BLOCK != 0) || src.bytes != want) {
+      if (error->empty())
+        *error = "weight tensor " + name + " has " + std::to_string(src.bytes) + " bytes, expected " + std::to_string(want);
+      return;
+    }
+    copies.push_back({offset, src, rows, cols, type});
   };
 
   struct LayerOffsets {
     size_t in_norm, qkv, bqkv, o, post_norm, gu, down;
   };
   std::vector<LayerOffsets> lo(cfg.num_layers);
-  const size_t embed_off = reserve(V * C, true);
-  place("model.embed_tokens.weight", V * C, true, embed_off);
+  const WeightType t_c = matrix_type(C), t_qd = matrix_type(qd), t_i = matrix_type(I);
+  const size_t embed_off = reserve(weight_bytes(t_c, V, C));
+  place("model.embed_tokens.weight", V, C, t_c, embed_off);
   for (int l = 0; l < cfg.num_layers; l++) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerOffsets& o = lo[l];
-    o.in_norm = reserve(C, false);
-    place(p + "input_layernorm.weight", C, false, o.in_norm);
-    o.qkv = reserve((qd + 2 * kvd) * C, true);
-    place(p + "self_attn.q_proj.weight", qd * C, true, o.qkv);
-    place(p + "self_attn.k_proj.weight", kvd * C, true, o.qkv + qd * C * wsz);
-    place(p + "self_attn.v_proj.weight", kvd * C, true, o.qkv + (qd + kvd) * C * wsz);
+    o.in_norm = reserve(C * 4);
+    place(p + "input_layernorm.weight", C, 1, WEIGHT_F32, o.in_norm);
+    o.qkv = reserve(weight_bytes(t_c, qd + 2 * kvd, C));
+    place(p + "self_attn.q_proj.weight", qd, C, t_c, o.qkv);
+    place(p + "self_attn.k_proj.weight", kvd, C, t_c, o.qkv + weight_bytes(t_c, qd, C));
+    place(p + "self_attn.v_proj.weight", kvd, C, t_c, o.qkv + weight_bytes(t_c, qd + kvd, C));
     if (cfg.attention_bias) {
-      o.bqkv = reserve(qd + 2 * kvd, false);
-      place(p + "self_attn.q_proj.bias", qd, false, o.bqkv);
-      place(p + "self_attn.k_proj.bias", kvd, false, o.bqkv + qd * 4);
-      place(p + "self_attn.v_proj.bias", kvd, false, o.bqkv + (qd + kvd) * 4);
+      o.bqkv = reserve((qd + 2 * kvd) * 4);
+      place(p + "self_attn.q_proj.bias", qd, 1, WEIGHT_F32, o.bqkv);
+      place(p + "self_attn.k_proj.bias", kvd, 1, WEIGHT_F32, o.bqkv + qd * 4);
+      place(p + "self_attn.v_proj.bias", kvd, 1, WEIGHT_F32, o.bqkv + (qd + kvd) * 4);
     }
-    o.o = reserve(C * qd, true);
-    place(p + "self_attn.o_proj.weight", C * qd, true, o.o);
-    o.post_norm = reserve(C, false);
-    place(p + "post_attention_layernorm.weight", C, false, o.post_norm);
-    o.gu = reserve(2 * I * C, true);
-    place(p + "mlp.gate_proj.weight", I * C, true, o.gu);
-    place(p + "mlp.up_proj.weight", I * C, true, o.gu + I * C * wsz);
-    o.down = reserve(C * I, true);
-    place(p + "mlp.down_proj.weight", C * I, true, o.down);
+    o.o = reserve(weight_bytes(t_qd, C, qd));
+    place(p + "self_attn.o_proj.weight", C, qd, t_qd, o.o);
+    o.post_norm = reserve(C * 4);
+    place(p + "post_attention_layernorm.weight", C, 1, WEIGHT_F32, o.post_norm);
+    o.gu = reserve(weight_bytes(t_c, 2 * I, C));
+    place(p + "mlp.gate_proj.weight", I, C, t_c, o.gu);
+    place(p + "mlp.up_proj.weight", I, C, t_c, o.gu + weight_bytes(t_c, I, C));
+    o.down = reserve(weight_bytes(t_i, C, I));
+    place(p + "mlp.down_proj.weight", C, I, t_i, o.down);
   }
-  const size_t norm_off = reserve(C, false);
-  place("model.norm.weight", C, false, norm_off);
+  const size_t norm_off = reserve(C * 4);
+  place("model.norm.weight", C, 1, WEIGHT_F32, norm_off);
   size_t head_off = embed_off;
   if (!cfg.tie_word_embeddings) {
-    head_off = reserve(V * C, true);
-    place("lm_head.weight", V * C, true, head_off);
+    head_off = reserve(weight_bytes(t_c, V, C));
+    place("lm_head.weight", V, C, t_c, head_off);
   }
   if (!error->empty()) return nullptr;
 
+  // Big tensors (an LM head is tens of millions of weights) are split into row ranges so the pool shares them.
+  struct Job {
+    const Copy* c;
+    size_t r0, r1;
+  };
+  std::vector<Job> jobs;
+  for (const Copy& c : copies) {
+    const size_t step = c.cols >= (1u << 20) ? 1 : (1u << 20) / c.cols;
+    for (size_t r = 0; r < c.rows; r += step) jobs.push_back({&c, r, r + step < c.rows ? r + step : c.rows});
+  }
   m->storage.resize(total);
   uint8_t* base = m->storage.data();
   m->pool = std::make_unique<ThreadPool>(threads);
-  m->pool->run(static_cast<int>(copies.size()), [&](int i, int) {
-    const Copy& c = copies[i];
-    if (c.as_weight && wtype == WEIGHT_BF16)
-      bf16_from_f32_array(reinterpret_cast<uint16_t*>(base + c.offset), c.src, c.n);
-    else
-      std::memcpy(base + c.offset, c.src, c.n * 4);
+  m->pool->run(static_cast<int>(jobs.size()), [&](int i, int) {
+    const Copy& c = *jobs[i].c;
+    const size_t r0 = jobs[i].r0, n = (jobs[i].r1 - r0) * c.cols;
+    uint8_t* dst = base + c.offset + weight_bytes(c.type, r0, c.cols);
+    const float* f = c.src.f32 ? c.src.f32 + r0 * c.cols : nullptr;
+    const BlockQ8_0* q = c.src.q8_0 ? c.src.q8_0 + r0 * (c.cols / Q8_0_BLOCK) : nullptr;
+    std::vector<float> widened;
+    if (q && c.type != WEIGHT_Q8_0) {
+      widened.resize(n);
+      q8_0_dequantize(widened.data(), q, n);
+      f = widened.data();
+    }
+    if (c.type == WEIGHT_Q8_0) {
+      if (q) std::memcpy(dst, q, weight_bytes(WEIGHT_Q8_0, 1, n));
+      else q8_0_quantize(reinterpret_cast<BlockQ8_0*>(dst), f, n);
+    } else if (c.type == WEIGHT_BF16) {
+      bf16_from_f32_array(reinterpret_cast<uint16_t*>(dst), f, n);
+    } else {
+      std::memcpy(dst, f, n * 4);
+    }
   });
 
   m->layers.resize(cfg.num_layers);
@@ -107,18 +135,26 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
     LayerWeights& w = m->layers[l];
     w.input_norm = reinterpret_cast<const float*>(base + o.in_norm);
     w.w_qkv = base + o.qkv;
+    w.t_qkv = t_c;
     w.b_qkv = cfg.attention_bias ? reinterpret_cast<const float*>(base + o.bqkv) : nullptr;
     w.w_o = base + o.o;
+    w.t_o = t_qd;
     w.post_norm = reinterpret_cast<const float*>(base + o.post_norm);
     w.w_gate_up = base + o.gu;
+    w.t_gate_up = t_c;
     w.w_down = base + o.down;
+    w.t_down = t_i;
   }
   m->embed = base + embed_off;
+  m->embed_type = t_c;
   m->final_norm = reinterpret_cast<const float*>(base + norm_off);
   m->lm_head = base + head_off;
+  m->head_type = t_c;
   m->inv_freq.resize(cfg.head_dim / 2);
   rope_inv_freq(m->inv_freq.data(), cfg.head_dim, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
-  m->matmul_weight_bytes = (cfg.num_layers * ((qd + 2 * kvd) * C + C * qd + 3 * I * C) + V * C) * wsz;
+  m->matmul_weight_bytes = cfg.num_layers * (weight_bytes(t_c, qd + 2 * kvd, C) + weight_bytes(t_qd, C, qd) +
+                                             weight_bytes(t_c, 2 * I, C) + weight_bytes(t_i, C, I)) +
+                           weight_bytes(t_c, V, C);
   return m;
 }
 
@@ -185,7 +221,7 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
     t = e;
   }
 
-  embedding_forward(x.data(), b.tokens, m->embed, m->wtype, T, C);
+  embedding_forward(x.data(), b.tokens, m->embed, m->embed_type, T, C);
   rope_tables(cos_t.data(), sin_t.data(), b.positions, m->inv_freq.data(), T, D);
   const AttentionShape shape{H, KVH, D, bs};
 
@@ -194,7 +230,7 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
     float* k_pool = cache->k(l);
     float* v_pool = cache->v(l);
     rmsnorm_forward(h.data(), x.data(), w.input_norm, T, C, cfg.rms_norm_eps, pool);
-    matmul_forward(qkv.data(), h.data(), w.w_qkv, m->wtype, w.b_qkv, T, C, qkvd, false, pool);
+    matmul_forward(qkv.data(), h.data(), w.w_qkv, w.t_qkv, w.b_qkv, T, C, qkvd, false, pool);
     rope_forward(qkv.data(), qkvd, cos_t.data(), sin_t.data(), T, H, D);
     rope_forward(qkv.data() + qd, qkvd, cos_t.data(), sin_t.data(), T, KVH, D);
     kv_cache_write(k_pool, v_pool, qkv.data() + qd, qkv.data() + qd + kvd, qkvd, slots.data(), T, kvd);
@@ -207,11 +243,11 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
     if (!dec_rows.empty())
       attention_decode_forward(att.data(), qkv.data(), qkvd, dec_rows.data(), k_pool, v_pool, dec_pos.data(),
                                dec_tables.data(), b.max_blocks, static_cast<int>(dec_rows.size()), shape, pool);
-    matmul_forward(x.data(), att.data(), w.w_o, m->wtype, nullptr, T, qd, C, true, pool);
+    matmul_forward(x.data(), att.data(), w.w_o, w.t_o, nullptr, T, qd, C, true, pool);
     rmsnorm_forward(h.data(), x.data(), w.post_norm, T, C, cfg.rms_norm_eps, pool);
-    matmul_forward(gu.data(), h.data(), w.w_gate_up, m->wtype, nullptr, T, C, 2 * I, false, pool);
+    matmul_forward(gu.data(), h.data(), w.w_gate_up, w.t_gate_up, nullptr, T, C, 2 * I, false, pool);
     swiglu_forward(act.data(), gu.data(), gu.data() + I, T, I, 2 * I, pool);
-    matmul_forward(x.data(), act.data(), w.w_down, m->wtype, nullptr, T, I, C, true, pool);
+    matmul_forward(x.data(), act.data(), w.w_down, w.t_down, nullptr, T, I, C, true, pool);
   }
 
   std::vector<float> last(static_cast<size_t>(b.L) * C);  // (L, C)
@@ -219,5 +255,5 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
     std::memcpy(last.data() + static_cast<size_t>(i) * C, x.data() + static_cast<size_t>(b.logit_rows[i]) * C,
                 sizeof(float) * C);
   rmsnorm_forward(last.data(), last.data(), m->final_norm, b.L, C, cfg.rms_norm_eps, pool);
-  matmul_forward(logits, last.data(), m->lm_head, m->wtype, nullptr, b.L, C, cfg.vocab_size, false, pool);
+  matmul_forward(logits, last.data(), m->lm_head, m->head_type, nullptr, b.L, C, cfg.vocab_size, false, pool);
 }

@@ -22,24 +22,32 @@ struct ModelConfig {
   int max_position_embeddings;
 };
 
+// Each matrix carries its storage type: the model's wtype, except that a q8_0 model keeps a matrix whose rows are
+// not a multiple of 32 (stories260K's down_proj, I = 172) in f32, since Q8_0 blocks cannot split a row.
 struct LayerWeights {
   const float* input_norm;     // (C)
   const void* w_qkv;           // (H*D + 2*KVH*D, C) q, k, v projections stacked
+  WeightType t_qkv;
   const float* b_qkv;          // (H*D + 2*KVH*D) or nullptr
   const void* w_o;             // (C, H*D)
+  WeightType t_o;
   const float* post_norm;      // (C)
   const void* w_gate_up;       // (2*I, C) gate rows then up rows
+  WeightType t_gate_up;
   const void* w_down;          // (C, I)
+  WeightType t_down;
 };
 
 struct Model {
   ModelConfig cfg;
-  WeightType wtype;
+  WeightType wtype;              // what was asked for; per-matrix types below
   std::vector<uint8_t> storage;  // every parameter tensor, one allocation
   std::vector<LayerWeights> layers;
-  const void* embed;             // (V, C) in wtype
+  const void* embed;             // (V, C) in embed_type
+  WeightType embed_type;
   const float* final_norm;       // (C)
-  const void* lm_head;           // (V, C) in wtype; == embed when tied
+  const void* lm_head;           // (V, C) in head_type; == embed when tied
+  WeightType head_type;
   std::vector<float> inv_freq;   // (D/2)
   std::unique_ptr<ThreadPool> pool;
   std::mutex mutex;              // one forward at a time
@@ -67,10 +75,22 @@ struct StepBatchView {
   const int32_t* logit_rows;    // (L)
 };
 
-// Weights by Hugging Face name, f32 row-major, already shape-checked by the caller. Returns nullptr and sets
-// *error when a tensor is missing.
+// One tensor as the caller holds it: f32 row-major, or (2-D, cols % 32 == 0) GGML Q8_0 blocks. `bytes` is its
+// length, checked against the shape the config implies.
+struct WeightSource {
+  const float* f32 = nullptr;
+  const BlockQ8_0* q8_0 = nullptr;
+  size_t bytes = 0;
+};
+
+// Weights by Hugging Face name. Storage per matrix (embedding and every linear): f32 and bf16 models convert every
+// source to wtype (Q8_0 sources are dequantized); a q8_0 model copies Q8_0 sources bit for bit and quantizes f32
+// ones (q8_0_quantize, gguf-py's quantizer), keeping f32 for a matrix whose cols are not a multiple of 32. The
+// embedding follows the same rule (so a tied model keeps one Q8_0 table that the LM head streams; a lookup
+// dequantizes one row). Norms and biases are always f32. Returns nullptr and sets *error when a tensor is missing
+// or has the wrong length.
 std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
-                                    const std::unordered_map<std::string, const float*>& weights, int threads,
+                                    const std::unordered_map<std::string, WeightSource>& weights, int threads,
                                     std::string* error);
 std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks, int block_size);
 void kv_cache_copy_blocks(KvCache* cache, const int32_t* src, const int32_t* dst, int n);

@@ -1,4 +1,4 @@
-// Runtime choice between the portable kernels and the AVX2+FMA ones, and bf16 <-> f32 conversion.
+// Runtime choice between the portable kernels and the AVX2+FMA ones, bf16 <-> f32 conversion and weight sizes.
 // Not the kernels: those call simd_use_avx2() once per call and branch to *_avx2.cpp.
 #include <atomic>
 #include <cstdlib>
@@ -48,3 +48,8 @@ void bf16_from_f32_array(uint16_t* dst, const float* src, size_t n) {
 }
 
 size_t weight_type_size(WeightType t) { return t == WEIGHT_BF16 ? 2 : 4; }
+
+size_t weight_bytes(WeightType t, size_t rows, size_t cols) {
+  if (t == WEIGHT_Q8_0) return rows * (cols / Q8_0_BLOCK) * sizeof(BlockQ8_0);
+  return rows * cols * weight_type_size(t);
+}

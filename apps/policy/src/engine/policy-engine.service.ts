@@ -146,7 +146,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       observer: this.observer,
       engine: { maxBatchTokens: Math.max(p.maxBatchTokens, p.maxSeqs), maxSeqs: p.maxSeqs, maxWaiting: p.maxWaiting },
     });
-    this.logger.log(`loaded ${checkpoint.id} (${p.dtype}, context ${maxModelLen}) as version ${version} in ${Date.now() - started} ms`);
+    this.logger.log(`loaded ${checkpoint.id} (${native.dtype}, context ${maxModelLen}) as version ${version} in ${Date.now() - started} ms`);
     const template = checkpoint.chatTemplate?.source ?? null;
     const rendering: ChatRendering = {
       hasChatTemplate: checkpoint.chatTemplate !== null,
@@ -203,7 +203,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       loadedAt,
       contextLength: maxModelLen,
       vocabSize: checkpoint.spec.vocabSize,
-      dtype: this.config.policy.dtype,
+      dtype: this.ready.native.dtype,
       instanceId: this.config.instanceId,
       hasChatTemplate: checkpoint.chatTemplate !== null,
       toolCallFormat: this.ready.rendering.toolCallFormat,

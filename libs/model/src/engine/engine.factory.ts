@@ -3,15 +3,27 @@
  * tokenizer decoder and generation-config stop ids are wired together. No env reading: the policy app passes
  * its parsed config in.
  */
-import type { Checkpoint } from '../loading';
+import type { WeightDtype } from '@flywheel/kernels';
+import type { Checkpoint, SourceDtype } from '../loading';
 import { Engine, type EngineConfigInput } from './engine';
 import type { EngineObserver } from './engine.types';
 import { NativeStepRunner, tokenizerDecoder } from './native-runner';
 
+/**
+ * Weight storage asked for: a dtype, or 'auto' (the default) = as the checkpoint comes where the engine keeps that
+ * type natively: Q8_0 for a Q8_0 GGUF, f32 for everything else (bf16/f16 checkpoints are widened, as before).
+ */
+export type EngineDtypeChoice = WeightDtype | 'auto';
+
+export function resolveEngineDtype(choice: EngineDtypeChoice, sourceDtype: SourceDtype | undefined): WeightDtype {
+  if (choice !== 'auto') return choice;
+  return sourceDtype === 'q8_0' ? 'q8_0' : 'f32';
+}
+
 export interface NativeEngineOptions {
   numBlocks: number;
   blockSize?: number;
-  dtype?: 'f32' | 'bf16';
+  dtype?: EngineDtypeChoice;
   threads?: number;
   /** Defaults to the model's max_position_embeddings. */
   maxModelLen?: number;
@@ -21,16 +33,24 @@ export interface NativeEngineOptions {
 
 export interface NativeEngine {
   engine: Engine;
+  /** The weight dtype actually served ('auto' resolved). */
+  dtype: WeightDtype;
   /** Aborts every request, waits for the step in flight, then frees native memory. */
   close(): Promise<void>;
 }
 
-export function createNativeEngine(checkpoint: Pick<Checkpoint, 'spec' | 'weights' | 'tokenizer' | 'generation'>, options: NativeEngineOptions): NativeEngine {
+/** What the factory reads of a checkpoint; servingWeights and sourceDtype come with every loaded one. */
+export type ServableCheckpoint = Pick<Checkpoint, 'spec' | 'weights' | 'tokenizer' | 'generation'> &
+  Partial<Pick<Checkpoint, 'servingWeights' | 'sourceDtype'>>;
+
+export function createNativeEngine(checkpoint: ServableCheckpoint, options: NativeEngineOptions): NativeEngine {
   const blockSize = options.blockSize ?? 16;
-  const runner = new NativeStepRunner(checkpoint.spec, checkpoint.weights, {
+  const dtype = resolveEngineDtype(options.dtype ?? 'auto', checkpoint.sourceDtype);
+  // servingWeights keeps a GGUF's Q8_0 blocks as they are: the model copies them (q8_0) or widens them in C++.
+  const runner = new NativeStepRunner(checkpoint.spec, checkpoint.servingWeights ?? checkpoint.weights, {
     numBlocks: options.numBlocks,
     blockSize,
-    dtype: options.dtype ?? 'f32',
+    dtype,
     threads: options.threads,
   });
   const engine = new Engine({
@@ -47,6 +67,7 @@ export function createNativeEngine(checkpoint: Pick<Checkpoint, 'spec' | 'weight
   });
   return {
     engine,
+    dtype,
     close: async () => {
       await engine.close();
       runner.dispose();

@@ -6,8 +6,8 @@
 export * from './engine.types';
 export { Engine, DEFAULT_SAMPLING, engineConfigSchema } from './engine';
 export type { EngineConfig, EngineConfigInput, EngineDeps } from './engine';
-export { createNativeEngine } from './engine.factory';
-export type { NativeEngine, NativeEngineOptions } from './engine.factory';
+export { createNativeEngine, resolveEngineDtype } from './engine.factory';
+export type { EngineDtypeChoice, NativeEngine, NativeEngineOptions, ServableCheckpoint } from './engine.factory';
 export { NativeStepRunner, tokenizerDecoder } from './native-runner';
 export type { DecodingTokenizer, NativeRunnerOptions } from './native-runner';
 export { BlockManager, hashBlock } from './block-manager';

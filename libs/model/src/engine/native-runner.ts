@@ -13,8 +13,8 @@ import {
   type KvCacheHandle,
   type ModelHandle,
   type ModelSpec,
+  type ServingWeightMap,
   type WeightDtype,
-  type WeightMap,
 } from '@flywheel/kernels';
 import type { StepBatch, StepRunner, TokenDecoder } from './engine.types';
 
@@ -31,7 +31,8 @@ export class NativeStepRunner implements StepRunner {
   private readonly model: ModelHandle;
   private readonly cache: KvCacheHandle;
 
-  constructor(spec: ModelSpec, weights: WeightMap, options: NativeRunnerOptions) {
+  /** `weights` may hold Q8_0 blocks (a GGUF file's); the model stores them per `options.dtype` (see createModel). */
+  constructor(spec: ModelSpec, weights: ServingWeightMap, options: NativeRunnerOptions) {
     this.vocabSize = spec.vocabSize;
     this.model = createModel(spec, weights, { dtype: options.dtype, threads: options.threads });
     try {

@@ -1,12 +1,14 @@
 /**
  * Loads a servable checkpoint: a Hugging Face directory (config.json, safetensors, tokenizer, generation
  * config) or a llama.cpp `.gguf` file (an HF tokenizer beside it or in `tokenizerDir`, else the file's own), into one
- * `Checkpoint` of ModelSpec, f32 WeightMap in HF names/layout, tokenizer, chat template and generation defaults.
+ * `Checkpoint` of ModelSpec, f32 WeightMap in HF names/layout (and for the engine the same weights with GGUF Q8_0
+ * matrices kept as blocks), tokenizer, chat template and generation defaults.
  * It does not upload weights to the native addon or pick a dtype for them; the engine does.
  */
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { ModelSpec, WeightMap } from '@flywheel/kernels';
+import { Q8_0_BLOCK_BYTES } from '@flywheel/kernels';
+import type { ModelSpec, ServingWeightMap, WeightMap } from '@flywheel/kernels';
 import { isFile, readJsonFile } from './checkpoint-file.io';
 import { resolveGenerationDefaults } from './generation-config.schema';
 import type { GenerationDefaults } from './generation-config.schema';
@@ -36,7 +38,10 @@ export interface LoadedWeights {
   path: string;
   architecture: SupportedArchitecture;
   spec: ModelSpec;
+  /** Every tensor as f32 (training, scoring); GGUF Q8_0 tensors are widened when first read. */
   weights: WeightMap;
+  /** What the serving engine takes: `weights`, except that GGUF Q8_0 matrices stay Q8_0 blocks (never widened). */
+  servingWeights: ServingWeightMap;
   /** The dtype that held the most parameters on disk (mixed files report their majority). */
   sourceDtype: SourceDtype;
   /** Outputs of `score.weight` for LlamaForSequenceClassification, else null. */
@@ -150,6 +155,7 @@ async function loadHfWeights(dir: string, id: string | undefined): Promise<Loade
     architecture: config.architecture,
     spec: config.spec,
     weights,
+    servingWeights: weights,
     sourceDtype: majorityDtype(
       [...tensors].filter(([name]) => weights.has(name)).map(([, t]) => [SAFETENSORS_DTYPES[t.sourceDtype], t.data.length]),
     ),
@@ -168,13 +174,19 @@ async function loadGgufWeights(file: string, id: string | undefined): Promise<Lo
     architecture: model.architecture,
     spec: model.spec,
     weights: model.weights,
-    sourceDtype: majorityDtype(
-      [...model.tensorDtypes].map(([name, dtype]) => [dtype, model.weights.get(name)?.length ?? 0]),
-    ),
+    servingWeights: model.servingWeights,
+    sourceDtype: majorityDtype([...model.tensorDtypes].map(([name, dtype]) => [dtype, elementCount(model.servingWeights, name)])),
     numLabels: null,
     config: null,
     ggufVocab: model.vocab,
   };
+}
+
+/** Elements of one tensor, without widening a Q8_0 one. */
+function elementCount(weights: ServingWeightMap, name: string): number {
+  const t = weights.get(name);
+  if (t === undefined) return 0;
+  return t instanceof Float32Array ? t.length : (t.blocks.length / Q8_0_BLOCK_BYTES) * 32;
 }
 
 function majorityDtype(entries: [SourceDtype, number][]): SourceDtype {

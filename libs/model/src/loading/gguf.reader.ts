@@ -1,14 +1,17 @@
 /**
  * Reads a llama.cpp GGUF file (architectures `llama` and `qwen2`) into the same ModelSpec + WeightMap, with
- * HF names and HF layout, as a Hugging Face checkpoint: F32/F16/BF16 widened, Q8_0 dequantized, and for `llama`
- * the Q/K row permutation of convert_hf_to_gguf.py undone. The header is parsed strictly by gguf-header.parser
- * (@huggingface/gguf zero-fills past the end of a local file, so it parses truncated headers as garbage; only its
- * type-name enum is used). Tokenizer metadata is exposed raw (GgufVocab); no tokenizer is built from it.
+ * HF names and HF layout, as a Hugging Face checkpoint: F32/F16/BF16 widened, Q8_0 kept as its blocks (for the
+ * engine, `servingWeights`) and widened only when read through `weights` (training needs f32), and for `llama`
+ * the Q/K row permutation of convert_hf_to_gguf.py undone (on whole rows of blocks for Q8_0). The header is
+ * parsed strictly by gguf-header.parser (@huggingface/gguf zero-fills past the end of a local file, so it parses
+ * truncated headers as garbage; only its type-name enum is used). Tokenizer metadata is exposed raw (GgufVocab); no
+ * tokenizer is built from it.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { GGMLQuantizationType } from '@huggingface/gguf';
-import type { Llama3RopeScaling, ModelSpec, WeightMap } from '@flywheel/kernels';
-import { bf16ArrayToF32, f16ArrayToF32, f16BitsToF32 } from './half-float.codec';
+import { Q8_0_BLOCK_BYTES } from '@flywheel/kernels';
+import type { Llama3RopeScaling, ModelSpec, Q8_0Tensor, ServingWeightMap, WeightMap } from '@flywheel/kernels';
+import { bf16ArrayToF32, f16ArrayToF32 } from './half-float.codec';
 import { ModelLoadError } from './model-load.error';
 import type { SupportedArchitecture } from './model-config.schema';
 import { openForRead, readExactly } from './checkpoint-file.io';
@@ -17,6 +20,9 @@ import { llama3ScalingFromRopeFactors } from './rope-freqs';
 import type { GgufHeader, GgufTensorInfo, GgufValue } from './gguf-header.parser';
 import { buildWeightMap } from './weight-map.validator';
 import type { ShapedTensor } from './weight-map.validator';
+import { dequantizeQ8_0, WideningWeightMap } from './widening-weight-map';
+
+export { dequantizeQ8_0 };
 
 /** Raw `tokenizer.ggml.*` metadata. */
 export interface GgufVocab {
@@ -46,7 +52,10 @@ export interface GgufModel {
   ggufArchitecture: string;
   name: string | null;
   spec: ModelSpec;
+  /** Every tensor as f32; a Q8_0 tensor is widened the first time it is read. */
   weights: WeightMap;
+  /** The same tensors with Q8_0 ones as their blocks, for the serving engine. */
+  servingWeights: ServingWeightMap;
   /** On-disk dtype of each HF-named tensor, before widening to f32. */
   tensorDtypes: ReadonlyMap<string, GgufTensorDtype>;
   vocab: GgufVocab | null;
@@ -131,6 +140,20 @@ export function permuteQkRows(data: Float32Array, nHeads: number, headDim: numbe
     }
   }
   return out;
+}
+
+/** unpermuteQkRows over Q8_0 blocks: a row of `cols` weights is cols/32 whole blocks, so rows move as bytes. */
+function unpermuteQkBlockRows(t: Q8_0Tensor, nHeads: number, headDim: number, cols: number): Q8_0Tensor {
+  const rowBytes = (cols / 32) * Q8_0_BLOCK_BYTES;
+  const out = new Uint8Array(t.blocks.length);
+  const half = headDim / 2;
+  for (let r = 0; r < nHeads * headDim; r++) {
+    const h = Math.floor(r / headDim);
+    const i = (r % headDim) >> 1;
+    const hfRow = h * headDim + (r % 2) * half + i;
+    out.set(t.blocks.subarray(r * rowBytes, (r + 1) * rowBytes), hfRow * rowBytes);
+  }
+  return { dtype: 'q8_0', blocks: out };
 }
 
 /** Reads a GGUF file's header, hyperparameters, vocabulary metadata and every tensor. */
@@ -225,19 +248,20 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   };
 
   checkTensorRanges(header, file);
-  const tensors = new Map<string, ShapedTensor>();
+  const tensors = new Map<string, ShapedTensor<Float32Array | Q8_0Tensor>>();
   const tensorDtypes = new Map<string, GgufTensorDtype>();
   for (const [ggufName, info] of infos) {
     if (ggufName === 'rope_freqs.weight') continue; // read into spec.ropeScaling above
     const hfName = ggufToHfTensorName(ggufName) ?? fail(`unknown tensor "${ggufName}" for a Llama-family model`);
-    const data = await readGgufTensor(fh, file, info, header.dataOffset);
+    const data = await readGgufTensorKeepingBlocks(fh, file, info, header.dataOffset);
     // GGUF dims run fastest-first (ne[0] = in_features); HF shapes run slowest-first.
     const shape = [...info.dims].reverse();
     let hfData = data;
     if (arch.permutedQk && /self_attn\.[qk]_proj\./.test(hfName)) {
       const heads = hfName.includes('.q_proj.') ? spec.numHeads : spec.numKvHeads;
       if (shape[0] !== heads * headDim) fail(`tensor "${ggufName}" has ${shape[0]} rows, expected ${heads} heads × ${headDim}`);
-      hfData = unpermuteQkRows(data, heads, headDim, shape.length === 2 ? shape[1] : 1);
+      const cols = shape.length === 2 ? shape[1] : 1;
+      hfData = data instanceof Float32Array ? unpermuteQkRows(data, heads, headDim, cols) : unpermuteQkBlockRows(data, heads, headDim, cols);
     }
     tensors.set(hfName, { shape, data: hfData });
     tensorDtypes.set(hfName, loadableType(info, file).dtype);
@@ -252,7 +276,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     spec.tieWordEmbeddings = true;
   }
 
-  const weights = buildWeightMap(tensors, { spec, scoreLabels: null }, file);
+  const servingWeights = buildWeightMap(tensors, { spec, scoreLabels: null }, file);
   const name = meta.get('general.name');
   return {
     file,
@@ -260,7 +284,8 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     ggufArchitecture: ggufArch,
     name: typeof name === 'string' ? name : null,
     spec,
-    weights,
+    weights: new WideningWeightMap(servingWeights),
+    servingWeights,
     tensorDtypes,
     vocab: readVocab(meta),
   };
@@ -318,15 +343,17 @@ async function readGgufTensor(fh: FileHandle, file: string, info: GgufTensorInfo
   }
 }
 
-/** (n/32 blocks × 34 bytes) → (n) f32: each block is an f16 scale then 32 signed bytes. */
-export function dequantizeQ8_0(bytes: Uint8Array, n: number): Float32Array {
-  const out = new Float32Array(n);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  for (let b = 0; b < n / 32; b++) {
-    const d = f16BitsToF32(view.getUint16(b * 34, true));
-    for (let j = 0; j < 32; j++) out[b * 32 + j] = d * view.getInt8(b * 34 + 2 + j);
-  }
-  return out;
+/** F32/F16/BF16 widened to f32; Q8_0 kept as its blocks. */
+async function readGgufTensorKeepingBlocks(
+  fh: FileHandle,
+  file: string,
+  info: GgufTensorInfo,
+  dataOffset: number,
+): Promise<Float32Array | Q8_0Tensor> {
+  const kind = loadableType(info, file);
+  if (kind.dtype !== 'q8_0') return readGgufTensor(fh, file, info, dataOffset);
+  const n = info.dims.reduce((a, b) => a * b, 1);
+  return { dtype: 'q8_0', blocks: await readExactly(fh, file, dataOffset + info.offset, kind.bytes(n)) };
 }
 
 /** GGUF stores these as f32; report the shortest decimal that is the same f32 (1e-5, not 9.99999974e-6). */
@@ -338,12 +365,14 @@ function shortestF32(x: number): number {
   return x;
 }
 
-function sameContents(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
-  return true;
+/** Bit-identical tensors of one storage type (a Q8_0 head is a copy of a Q8_0 embedding only block for block). */
+function sameContents(a: Float32Array | Q8_0Tensor, b: Float32Array | Q8_0Tensor): boolean {
+  if (a instanceof Float32Array !== b instanceof Float32Array) return false;
+  return Buffer.compare(bytesOf(a), bytesOf(b)) === 0;
+}
+
+function bytesOf(t: Float32Array | Q8_0Tensor): Uint8Array {
+  return t instanceof Float32Array ? new Uint8Array(t.buffer, t.byteOffset, t.byteLength) : t.blocks;
 }
 
 /** Only the tokenizer metadata of a GGUF file (vocab-only files, such as llama.cpp's tokenizer test files, included). */

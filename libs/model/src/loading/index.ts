@@ -1,6 +1,7 @@
 /**
  * Public API of checkpoint loading: HF directories and GGUF files → ModelSpec + f32 WeightMap (HF names and
- * layout), tokenizer, chat template and generation defaults. Nothing here touches the native addon.
+ * layout; GGUF Q8_0 matrices also as their blocks, for the engine), tokenizer, chat template and generation
+ * defaults. Nothing here touches the native addon.
  */
 export { ModelLoadError } from './model-load.error';
 export {

@@ -4,12 +4,13 @@
  * Both the safetensors and the GGUF paths end here, so the engine always sees the same HF names.
  * It reads no files and converts no dtypes.
  */
-import { expectedWeightShapes, type ModelSpec, type WeightMap } from '@flywheel/kernels';
+import { expectedWeightShapes, type ModelSpec } from '@flywheel/kernels';
 import { ModelLoadError } from './model-load.error';
 
-export interface ShapedTensor {
+/** A tensor's HF shape and its data: f32 (what every path yields) or, from the GGUF reader, Q8_0 blocks. */
+export interface ShapedTensor<T = Float32Array> {
   shape: number[];
-  data: Float32Array;
+  data: T;
 }
 
 export interface WeightLayout {
@@ -25,15 +26,15 @@ function isIgnorable(name: string, layout: WeightLayout): boolean {
   return name === 'lm_head.weight' && (layout.spec.tieWordEmbeddings || layout.scoreLabels !== null);
 }
 
-/** Checks names and shapes against the spec and returns the WeightMap (same Float32Arrays, no copies). */
-export function buildWeightMap(tensors: ReadonlyMap<string, ShapedTensor>, layout: WeightLayout, file: string): WeightMap {
+/** Checks names and shapes against the spec and returns the WeightMap (same arrays, no copies). */
+export function buildWeightMap<T>(tensors: ReadonlyMap<string, ShapedTensor<T>>, layout: WeightLayout, file: string): Map<string, T> {
   const expected = expectedWeightShapes(layout.spec, layout.scoreLabels);
   const missing = [...expected.keys()].filter((n) => !tensors.has(n));
   if (missing.length > 0) {
     const shown = missing.slice(0, 5).join(', ') + (missing.length > 5 ? `, ... (${missing.length} in all)` : '');
     throw new ModelLoadError(`missing tensors for the configured model: ${shown}`, file);
   }
-  const out = new Map<string, Float32Array>();
+  const out = new Map<string, T>();
   for (const [name, tensor] of tensors) {
     const shape = expected.get(name);
     if (shape === undefined) {
