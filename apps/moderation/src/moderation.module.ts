@@ -3,10 +3,10 @@
  * moderation.check / moderation.info over NATS, served by the ServedModerator: the configured files at boot, then
  * whichever moderation version the `models` KV names (hot-swapped).
  */
-import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import type { CommonConfig, ModerationConfig } from '@flywheel/config';
-import { ActiveModelSource, activeModelSourceProvider, MeshCoreModule, SERVICE_METRICS, type ActiveModelSourceLike, type ServiceMetrics } from '@flywheel/mesh';
-import { ServedModerator, type Moderator } from '@flywheel/moderation';
+import { MeshCoreModule, SERVICE_METRICS, type ServiceMetrics } from '@flywheel/mesh';
+import { ServedModerator, servedModeratorProviders, type Moderator } from '@flywheel/moderation';
 import { ModerationController } from './moderation.controller';
 import { ModerationMetrics } from './moderation.metrics';
 import { ModerationService } from './moderation.service';
@@ -22,19 +22,7 @@ export class ModerationModule {
       imports: [MeshCoreModule.forService(config)],
       controllers: [ModerationController],
       providers: [
-        activeModelSourceProvider('moderation'),
-        {
-          provide: ServedModerator,
-          useFactory: (source: ActiveModelSourceLike, m: ServiceMetrics) =>
-            new ServedModerator({
-              configured: moderator,
-              files: { lexiconPath: config.moderation.lexiconPath, policyPath: config.moderation.policyPath },
-              source,
-              registry: m.registry,
-              logger: new Logger('moderation-versions'),
-            }),
-          inject: [ActiveModelSource, SERVICE_METRICS],
-        },
+        ...servedModeratorProviders(moderator, { lexiconPath: config.moderation.lexiconPath, policyPath: config.moderation.policyPath }),
         { provide: ModerationMetrics, useFactory: (m: ServiceMetrics) => new ModerationMetrics(m.registry), inject: [SERVICE_METRICS] },
         { provide: ModerationService, useFactory: (mod: ServedModerator, metrics: ModerationMetrics) => new ModerationService(mod, metrics), inject: [ServedModerator, ModerationMetrics] },
       ],

@@ -4,11 +4,12 @@
  * classifier in without a restart (ServedVersions: a version that cannot be fetched or loaded is refused and the
  * old one keeps serving). The lexicon and policy stay the configured ones: a moderation version is a trained
  * classifier (model.json + weights.bin). Used by the moderation service and by the gateway's in-process checks.
- * A Moderator is plain memory and every check is synchronous, so nothing is pinned or freed.
+ * A Moderator is plain memory and every check is synchronous, so nothing is pinned or freed. servedModeratorProviders
+ * registers it (and the source it follows) in a Nest module.
  */
+import { Logger, type Provider } from '@nestjs/common';
 import type { Registry } from 'prom-client';
-import type { ActiveModelSourceLike, ServedVersionsLogger } from '@flywheel/mesh';
-import { ServedVersions } from '@flywheel/mesh';
+import { ActiveModelSource, activeModelSourceProvider, SERVICE_METRICS, ServedVersions, type ActiveModelSourceLike, type ServedVersionsLogger, type ServiceMetrics } from '@flywheel/mesh';
 import { loadModerator, type ModeratorFiles } from './moderation.loader';
 import type { Moderator } from './moderator';
 
@@ -51,12 +52,6 @@ export class ServedModerator implements ModeratorSource {
     return this.versions.active?.moderator ?? this.o.configured;
   }
 
-  /** The version served: a promoted one's name, or null for the configured files. */
-  get version(): string | null {
-    const active = this.versions.active;
-    return active && active.moderator !== this.o.configured ? active.version : null;
-  }
-
   /** Reads the KV (briefly) and starts following it; never throws (the configured moderator is the fallback). */
   async start(): Promise<void> {
     await this.versions.start(async () => ({ version: this.o.configured.modelId, moderator: this.o.configured }), 'the configured moderation model');
@@ -74,4 +69,20 @@ export class ServedModerator implements ModeratorSource {
   onApplicationShutdown(): Promise<void> {
     return this.close();
   }
+}
+
+/**
+ * The Nest providers of a service's ServedModerator (token: the class) and the `moderation` ActiveModelSource it
+ * follows: what the moderation service and the gateway both register.
+ */
+export function servedModeratorProviders(configured: Moderator, files: ServedModeratorOptions['files']): Provider[] {
+  return [
+    activeModelSourceProvider('moderation'),
+    {
+      provide: ServedModerator,
+      useFactory: (source: ActiveModelSourceLike, m: ServiceMetrics) =>
+        new ServedModerator({ configured, files, source, registry: m.registry, logger: new Logger('moderation-versions') }),
+      inject: [ActiveModelSource, SERVICE_METRICS],
+    },
+  ];
 }

@@ -4,10 +4,10 @@
  * controllers behind ApiKeyGuard (keys and rate limits from AuthModule), with the Responses API (it reads earlier
  * responses from the store) and vLLM's /tokenize and /detokenize.
  */
-import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
-import { ActiveModelSource, activeModelSourceProvider, SERVICE_METRICS, type ActiveModelSourceLike, type ServiceMetrics } from '@flywheel/mesh';
-import { ServedModerator, type Moderator } from '@flywheel/moderation';
+import { SERVICE_METRICS, type ServiceMetrics } from '@flywheel/mesh';
+import { servedModeratorProviders, type Moderator } from '@flywheel/moderation';
 import { AuthModule } from '../auth/auth.module';
 import { StoreModule } from '../store/store.module';
 import { GatewayModeration } from '../moderation/gateway-moderation.service';
@@ -44,20 +44,8 @@ export class OpenAiModule {
             }),
           inject: [GatewayMetrics],
         },
-        activeModelSourceProvider('moderation'),
-        {
-          // The in-process moderator (output gate, prompt fallback) follows promoted moderation versions too.
-          provide: ServedModerator,
-          useFactory: (source: ActiveModelSourceLike, m: ServiceMetrics) =>
-            new ServedModerator({
-              configured: moderator,
-              files: { lexiconPath: config.gateway.moderation.lexiconPath, policyPath: config.gateway.moderation.policyPath },
-              source,
-              registry: m.registry,
-              logger: new Logger('moderation-versions'),
-            }),
-          inject: [ActiveModelSource, SERVICE_METRICS],
-        },
+        // The in-process moderator (output gate, prompt fallback) follows promoted moderation versions too.
+        ...servedModeratorProviders(moderator, { lexiconPath: config.gateway.moderation.lexiconPath, policyPath: config.gateway.moderation.policyPath }),
         PolicyClient,
         CompletionRecords,
         GenerationService,
