@@ -1,4 +1,4 @@
-// Native test of the kernels without Node: matmul (f32, bf16, Q8_0), the Q8_0 format, swiglu and paged attention
+// Native test of the kernels without Node: matmul (f32, bf16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), the quantized formats, swiglu and paged attention
 // (prefill and decode) against naive loops in this file, on awkward shapes, through both the AVX2 and the portable
 // paths. (The Q8_0 weight quantizer's bit-for-bit check against gguf-py is a jest spec over a committed fixture.)
 // `make -C native/test test`. The fuller suite (every op, the whole model) is the jest specs in libs/kernels.
@@ -202,6 +202,91 @@ static std::vector<float> test_matmul_q8_0(ThreadPool* pool, int T, int in, int 
   return y;
 }
 
+// Q4_0 / Q4_K / Q5_K / Q6_K: (0) our quantizer's round trip is within the type's resolution; (1) the matmul is
+// within f32 rounding of the float64 sum over the dequantized weights and the activations as quantized here;
+// (2) within the activation-rounding bound of matmul_quant_reference; the output returns for avx2 == portable.
+static std::vector<float> test_matmul_quant(ThreadPool* pool, WeightType type, int T, int in, int out, unsigned seed) {
+  const int nb = in / 32;
+  std::vector<float> x(static_cast<size_t>(T) * in), bias(out), init(static_cast<size_t>(T) * out);
+  std::vector<float> w0(static_cast<size_t>(out) * in);
+  for (auto& v : x) v = frand(&seed) * 2;
+  for (auto& v : bias) v = frand(&seed);
+  for (auto& v : init) v = frand(&seed);
+  // Rows with an offset and a few outliers, so the K-quants' mins and the scale search both matter.
+  for (int r = 0; r < out; r++)
+    for (int k = 0; k < in; k++) w0[static_cast<size_t>(r) * in + k] = frand(&seed) + 0.3f * (r % 3) + (k % 97 == 5 ? 3.0f : 0.0f);
+  std::vector<uint8_t> w(weight_bytes(type, out, in));
+  quant_quantize(type, w.data(), w0.data(), w0.size());
+  std::vector<float> wf(w0.size());
+  quant_dequantize(type, wf.data(), w.data(), wf.size());
+  char name[96];
+  std::snprintf(name, sizeof name, "%s T=%d in=%d out=%d (%s)", weight_type_name(type), T, in, out, simd_name());
+  {
+    double se = 0, sw = 0;
+    for (size_t i = 0; i < w0.size(); i++) {
+      se += (wf[i] - w0[i]) * (wf[i] - w0[i]);
+      sw += w0[i] * w0[i];
+    }
+    const double rel = std::sqrt(se / sw);
+    const double limit = type == WEIGHT_Q6_K ? 0.04 : type == WEIGHT_Q5_K ? 0.06 : 0.15;
+    if (!(rel < limit)) {
+      std::printf("FAIL quantize %s: rms rel err %.4f >= %.3f\n", name, rel, limit);
+      failures++;
+    }
+  }
+  std::vector<double> want(init.size()), bound(init.size());
+  std::vector<double> xq(in), dxb(nb);
+  for (int t = 0; t < T; t++) {
+    for (int b = 0; b < nb; b++) {
+      const float* xb = x.data() + static_cast<size_t>(t) * in + b * 32;
+      float amax = 0;
+      for (int j = 0; j < 32; j++) amax = std::fmax(amax, std::fabs(xb[j]));
+      const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+      dxb[b] = d;
+      for (int j = 0; j < 32; j++) xq[b * 32 + j] = d * std::nearbyint(xb[j] * id);
+    }
+    for (int r = 0; r < out; r++) {
+      double s = static_cast<double>(init[static_cast<size_t>(t) * out + r]) + bias[r], e = 0;
+      for (int k = 0; k < in; k++) {
+        s += xq[k] * wf[static_cast<size_t>(r) * in + k];
+        e += dxb[k / 32] / 2 * std::fabs(wf[static_cast<size_t>(r) * in + k]);
+      }
+      want[static_cast<size_t>(t) * out + r] = s;
+      bound[static_cast<size_t>(t) * out + r] = e;
+    }
+  }
+  std::vector<float> y = init;
+  matmul_forward(y.data(), x.data(), w.data(), type, bias.data(), T, in, out, true, pool);
+  check(name, y, want, 1e-5);
+  std::vector<float> yref(init.size());
+  matmul_quant_reference(yref.data(), x.data(), w.data(), type, T, in, out);
+  int bad = 0;
+  for (int t = 0; t < T; t++)
+    for (int r = 0; r < out; r++) {
+      const size_t i = static_cast<size_t>(t) * out + r;
+      if (std::fabs(y[i] - init[i] - bias[r] - yref[i]) > bound[i] * 1.0001 + 1e-4) bad++;
+    }
+  if (bad) {
+    std::printf("FAIL %s: %d outputs beyond the activation-rounding bound of the reference\n", name, bad);
+    failures++;
+  }
+  // The embedding lookup of a quantized table dequantizes rows exactly as quant_dequantize does.
+  if (T == 1) {
+    const int32_t tok[2] = {0, out - 1};
+    std::vector<float> e(2 * static_cast<size_t>(in));
+    embedding_forward(e.data(), tok, w.data(), type, 2, in);
+    for (int i = 0; i < 2; i++)
+      for (int k = 0; k < in; k++)
+        if (e[static_cast<size_t>(i) * in + k] != wf[static_cast<size_t>(tok[i]) * in + k]) {
+          std::printf("FAIL embedding %s: token %d col %d\n", name, tok[i], k);
+          failures++;
+          i = 2;
+          break;
+        }
+  }
+  return y;
+}
+
 static void test_embedding_q8_0(unsigned seed) {
   const int V = 7, C = 96;
   std::vector<BlockQ8_0> table = random_q8_0(V, C, &seed);
@@ -292,6 +377,14 @@ int main() {
       q8_out[portable].push_back(test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], q8_seed++));
       test_matmul_q8_0_exact(&pool, sh[0], sh[1] <= 800 ? sh[1] : 800, sh[2], q8_seed++);
     }
+    // Q4_0 rows of 32-blocks; K-quant rows of 256: one super-block, a chunk split (2304 = 72 blocks), decode with
+    // a long row, a token count past the token tile.
+    const int q4_shapes[][3] = {{1, 32, 5}, {1, 576, 37}, {3, 800, 50}, {16, 576, 100}, {300, 64, 11}};
+    const int k_shapes[][3] = {{1, 256, 7}, {2, 512, 9}, {5, 2304, 29}, {16, 768, 100}, {1, 4096, 19}, {300, 256, 11}};
+    unsigned qk_seed = 500;
+    for (auto& sh : q4_shapes) q8_out[portable].push_back(test_matmul_quant(&pool, WEIGHT_Q4_0, sh[0], sh[1], sh[2], qk_seed++));
+    for (WeightType type : {WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
+      for (auto& sh : k_shapes) q8_out[portable].push_back(test_matmul_quant(&pool, type, sh[0], sh[1], sh[2], qk_seed++));
     test_attention(&pool, {9, 3, 64, 16}, 0, 20, 5);
     test_attention(&pool, {6, 2, 16, 5}, 13, 9, 6);
     test_attention(&pool, {3, 1, 12, 3}, 7, 1, 7);
@@ -301,7 +394,7 @@ int main() {
   if (simd_avx2_supported())
     for (size_t i = 0; i < q8_out[0].size(); i++) {
       std::vector<double> port(q8_out[1][i].begin(), q8_out[1][i].end());
-      check("matmul q8_0 avx2 == portable", q8_out[0][i], port, 2e-6);
+      check("matmul q8_0/q4/k-quants avx2 == portable", q8_out[0][i], port, 2e-6);
     }
   std::printf(failures ? "%d FAILED\n" : "all native kernel tests passed\n", failures);
   return failures ? 1 : 0;

@@ -184,8 +184,13 @@ export const policyInfoSchema = z.object({
   loadedAt: z.number().int(),
   contextLength: z.number().int(),
   vocabSize: z.number().int(),
-  /** What the weights are served as (FLYWHEEL_MODEL_DTYPE, `auto` resolved: a Q8_0 GGUF serves q8_0). */
-  dtype: z.enum(['f32', 'bf16', 'q8_0']),
+  /**
+   * What the weights are served as (FLYWHEEL_MODEL_DTYPE, `auto` resolved: a quantized GGUF serves its own types,
+   * named here by the type most matrices are stored in; `weightTypes` has the whole mix).
+   */
+  dtype: z.enum(['f32', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k']),
+  /** Matrices per stored type, e.g. { q4_k: 9, q6_k: 3 } for a Q4_K_M file. */
+  weightTypes: z.record(z.string(), z.number().int()).optional(),
   instanceId: z.string(),
   hasChatTemplate: z.boolean(),
   /** How this model writes tool calls (detected from its chat template, or configured); the gateway parses by it. */

@@ -5,7 +5,8 @@
  */
 import { engineArgs } from './argument.checks';
 import { checkDtype, checkF32, checkI32, checkScaling, isUint8Array } from './kernels';
-import { Q8_0_BLOCK_BYTES } from './kernels.types';
+import { isQuantType, Q8_0_BLOCK_BYTES, QUANT_BLOCKS, QUANT_TYPES } from './kernels.types';
+import type { QuantType } from './kernels.types';
 import type { Llama3RopeScaling, WeightDtype } from './kernels.types';
 import { loadNative, RawAttentionShape } from './native.loader';
 
@@ -47,8 +48,9 @@ export const ops = {
     loadNative().setOpsThreads(engineArgs.int(threads, 'threads', 1, 1024));
   },
   /**
-   * y (T,out) = init + x (T,in) @ w(out,in)^T + bias; w is rounded to bf16 first when dtype is bf16, and for q8_0
-   * quantized (or, given as Q8_0 blocks, used as is) and multiplied with x quantized to int8 per 32-block.
+   * y (T,out) = init + x (T,in) @ w(out,in)^T + bias; w is rounded to bf16 first when dtype is bf16, and for a
+   * quantized dtype quantized (or, given as that type's blocks, used as is) and multiplied with x quantized to int8
+   * per 32-block.
    */
   matmul(
     x: Float32Array,
@@ -60,10 +62,12 @@ export const ops = {
     const n = engineArgs.int(dims.in, 'in', 1);
     const o = engineArgs.int(dims.out, 'out', 1);
     checkF32(x, 'x', T * n);
-    if (opts.dtype === 'q8_0' && n % 32 !== 0) engineArgs.fail(`q8_0 needs in to be a multiple of 32, got ${n}`);
+    const q = isQuantType(opts.dtype) ? QUANT_BLOCKS[opts.dtype] : null;
+    if (q && n % q.elems !== 0) engineArgs.fail(`${opts.dtype} needs in to be a multiple of ${q.elems}, got ${n}`);
     if (isUint8Array(w)) {
-      if (opts.dtype !== 'q8_0') engineArgs.fail('w as a Uint8Array of Q8_0 blocks needs dtype q8_0');
-      if (w.length !== (o * n * Q8_0_BLOCK_BYTES) / 32) engineArgs.fail(`w has ${w.length} bytes, expected ${(o * n * Q8_0_BLOCK_BYTES) / 32}`);
+      if (!q) engineArgs.fail('w as a Uint8Array of blocks needs a quantized dtype');
+      const bytes = (o * n * q.bytes) / q.elems;
+      if (w.length !== bytes) engineArgs.fail(`w has ${w.length} bytes, expected ${bytes}`);
     } else {
       checkF32(w, 'w', o * n);
     }
@@ -109,7 +113,9 @@ export const ops = {
     const V = table.length / C;
     checkI32(tokens, 'tokens');
     for (let i = 0; i < tokens.length; i++) engineArgs.int(tokens[i], `tokens[${i}]`, 0, V - 1);
-    if (dtype === 'q8_0' && C % 32 !== 0) engineArgs.fail(`q8_0 needs C to be a multiple of 32, got ${C}`);
+    if (isQuantType(dtype) && C % QUANT_BLOCKS[dtype].elems !== 0) {
+      engineArgs.fail(`${dtype} needs C to be a multiple of ${QUANT_BLOCKS[dtype].elems}, got ${C}`);
+    }
     return loadNative().opEmbedding(table, tokens, C, checkDtype(dtype));
   },
   /** GGML Q8_0 blocks of x (length a multiple of 32), bit for bit what gguf-py's quantize writes. */
@@ -123,6 +129,24 @@ export const ops = {
       engineArgs.fail(`dequantizeQ8_0 needs a Uint8Array of whole ${Q8_0_BLOCK_BYTES}-byte blocks`);
     }
     return loadNative().opDequantizeQ8_0(blocks);
+  },
+  /**
+   * GGML blocks of x in any quantized type (length a multiple of its block size): Q8_0 and Q4_0 bit for bit as
+   * gguf-py's reference quantizers; the K-quants by our own search (see quant_k.cpp), in the exact format.
+   */
+  quantize(type: QuantType, x: Float32Array): Uint8Array {
+    if (!isQuantType(type)) engineArgs.fail(`type must be one of ${QUANT_TYPES.join(', ')}`);
+    checkF32(x, 'x');
+    if (x.length % QUANT_BLOCKS[type].elems !== 0) engineArgs.fail(`${type} needs a multiple of ${QUANT_BLOCKS[type].elems} values, got ${x.length}`);
+    return loadNative().opQuantize(type, x);
+  },
+  /** f32 values of GGML blocks of any quantized type, as ggml's dequantize_row_* computes them. */
+  dequantize(type: QuantType, blocks: Uint8Array): Float32Array {
+    if (!isQuantType(type)) engineArgs.fail(`type must be one of ${QUANT_TYPES.join(', ')}`);
+    if (!isUint8Array(blocks) || blocks.length % QUANT_BLOCKS[type].bytes !== 0) {
+      engineArgs.fail(`dequantize ${type} needs a Uint8Array of whole ${QUANT_BLOCKS[type].bytes}-byte blocks`);
+    }
+    return loadNative().opDequantize(type, blocks);
   },
   /**
    * Causal prefill of T tokens of one sequence at positions startPos..startPos+T-1 whose K/V are already in the

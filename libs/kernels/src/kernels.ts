@@ -15,7 +15,7 @@ import type {
   StepBatch,
   WeightDtype,
 } from './kernels.types';
-import { Q8_0_BLOCK_BYTES } from './kernels.types';
+import { isQuantType, QUANT_BLOCKS, QUANT_TYPES } from './kernels.types';
 import { loadNative, NativeExternal } from './native.loader';
 import { expectedWeightShapes } from './weight-shapes';
 
@@ -38,7 +38,8 @@ const models = new WeakMap<object, ModelState>();
 const caches = new WeakMap<object, CacheState>();
 
 export interface CreateModelOptions {
-  dtype: WeightDtype;
+  /** 'auto': every quantized tensor kept in its own type (a GGUF file's mix, e.g. Q4_K + Q6_K), f32 ones in f32. */
+  dtype: WeightDtype | 'auto';
   /** Native worker threads for this model (the calling thread included); default: hardware cores. */
   threads?: number;
 }
@@ -71,7 +72,9 @@ export function checkI32(value: unknown, name: string, length?: number): Int32Ar
 }
 
 export function checkDtype(dtype: unknown): WeightDtype {
-  if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'q8_0') engineArgs.fail(`dtype must be 'f32', 'bf16' or 'q8_0', got ${String(dtype)}`);
+  if (dtype !== 'f32' && dtype !== 'bf16' && !isQuantType(dtype)) {
+    engineArgs.fail(`dtype must be one of f32, bf16, ${QUANT_TYPES.join(', ')}; got ${String(dtype)}`);
+  }
   return dtype;
 }
 
@@ -122,36 +125,44 @@ function cacheState(cache: KvCacheHandle): CacheState {
 
 /**
  * Copies the weights into one native allocation, converting each matrix to the dtype: bf16 rounds to nearest even;
- * q8_0 keeps Q8_0 tensors' blocks bit for bit and quantizes f32 ones as gguf-py does (a matrix whose rows are not a
- * multiple of 32 stays f32); f32 and bf16 widen Q8_0 tensors.
+ * a quantized dtype keeps tensors already in it bit for bit and quantizes the others (Q8_0 and Q4_0 as gguf-py
+ * does; a matrix whose rows its blocks cannot split falls back to q8_0, then f32); f32 and bf16 widen quantized
+ * tensors; 'auto' keeps every quantized tensor in its own type.
  */
 export function createModel(spec: ModelSpec, weights: ServingWeightMap, opts: CreateModelOptions): ModelHandle {
   checkSpec(spec);
-  const dtype = checkDtype(opts.dtype);
+  const dtype = opts.dtype === 'auto' ? 'auto' : checkDtype(opts.dtype);
   const threads = checkThreads(opts.threads);
   const names: string[] = [];
   const tensors: (Float32Array | Uint8Array)[] = [];
+  const types: string[] = [];
   for (const [name, [rows, cols = 1]] of expectedWeightShapes(spec)) {
     const t = weights.get(name);
     if (t === undefined) engineArgs.fail(`missing weight tensor ${name} (expected shape [${rows}, ${cols}])`);
-    if (t instanceof Float32Array) {
+    if (utilTypes.isFloat32Array(t)) {
       if (t.length !== rows * cols) engineArgs.fail(`weight ${name} has ${t.length} elements, expected ${rows}x${cols} = ${rows * cols}`);
       tensors.push(t);
+      types.push('f32');
     } else {
-      if (t === null || typeof t !== 'object' || t.dtype !== 'q8_0' || !isUint8Array(t.blocks)) {
-        engineArgs.fail(`weight ${name} must be a Float32Array or a Q8_0 tensor`);
+      if (t === null || typeof t !== 'object' || !isQuantType(t.dtype) || !isUint8Array(t.blocks)) {
+        engineArgs.fail(`weight ${name} must be a Float32Array or a quantized tensor (${QUANT_TYPES.join(', ')})`);
       }
-      if (cols % 32 !== 0) engineArgs.fail(`weight ${name} is Q8_0 but its rows of ${cols} are not a multiple of 32`);
-      const bytes = (rows * cols * Q8_0_BLOCK_BYTES) / 32;
-      if (t.blocks.length !== bytes) engineArgs.fail(`weight ${name} has ${t.blocks.length} bytes of Q8_0 blocks, expected ${bytes}`);
+      const { elems, bytes: blockBytes } = QUANT_BLOCKS[t.dtype];
+      if (cols % elems !== 0) engineArgs.fail(`weight ${name} is ${t.dtype} but its rows of ${cols} are not a multiple of ${elems}`);
+      const bytes = (rows * cols * blockBytes) / elems;
+      if (t.blocks.length !== bytes) engineArgs.fail(`weight ${name} has ${t.blocks.length} bytes of ${t.dtype} blocks, expected ${bytes}`);
       tensors.push(t.blocks);
+      types.push(t.dtype);
     }
     names.push(name);
   }
-  const native = loadNative().modelCreate({ ...spec }, names, tensors, dtype, threads);
+  const native = loadNative().modelCreate({ ...spec }, names, tensors, dtype, threads, types);
   // The branded handle is the native external itself; the brand exists only in the type system.
   const handle = native as ModelHandle;
-  models.set(handle, { native, spec: { ...spec }, dtype, freed: false });
+  const weightTypes = loadNative().modelInfo(native).weightTypes;
+  // The served dtype: the one asked for, or under 'auto' the type most matrices are stored in.
+  const served = dtype !== 'auto' ? dtype : checkDtype(Object.entries(weightTypes).sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'f32');
+  models.set(handle, { native, spec: { ...spec }, dtype: served, freed: false });
   return handle;
 }
 
@@ -169,7 +180,10 @@ export function setModelThreads(model: ModelHandle, threads: number): void {
 
 export interface ModelInfo {
   spec: ModelSpec;
+  /** The served dtype: as asked, or under 'auto' the type most matrices are stored in. */
   dtype: WeightDtype;
+  /** Matrices (stacked projections count once) per stored type, e.g. { q4_k: 9, q6_k: 3 }. */
+  weightTypes: Partial<Record<WeightDtype, number>>;
   threads: number;
   /** Bytes of every weight matrix one decode step streams (all layers and the LM head), in the stored dtype. */
   matmulWeightBytes: number;
@@ -178,7 +192,13 @@ export interface ModelInfo {
 export function modelInfo(model: ModelHandle): ModelInfo {
   const state = modelState(model);
   const raw = loadNative().modelInfo(state.native);
-  return { spec: { ...state.spec }, dtype: state.dtype, threads: raw.threads, matmulWeightBytes: raw.matmulWeightBytes };
+  return {
+    spec: { ...state.spec },
+    dtype: state.dtype,
+    weightTypes: raw.weightTypes,
+    threads: raw.threads,
+    matmulWeightBytes: raw.matmulWeightBytes,
+  };
 }
 
 /** Per layer K and V pools of (numBlocks, blockSize, numKvHeads, headDim) f32, zeroed. */

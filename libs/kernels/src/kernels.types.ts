@@ -30,27 +30,46 @@ export interface Llama3RopeScaling {
   originalMaxPositionEmbeddings: number;
 }
 
+/** The GGML block formats the engine stores and multiplies natively (ggml-common.h layouts, byte for byte). */
+export type QuantType = 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
+export const QUANT_TYPES: readonly QuantType[] = ['q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
+
+/** Weights per block and bytes per block of each QuantType (K-quants: super-blocks of 256). */
+export const QUANT_BLOCKS: Readonly<Record<QuantType, { elems: number; bytes: number }>> = {
+  q8_0: { elems: 32, bytes: 34 },
+  q4_0: { elems: 32, bytes: 18 },
+  q4_k: { elems: 256, bytes: 144 },
+  q5_k: { elems: 256, bytes: 176 },
+  q6_k: { elems: 256, bytes: 210 },
+};
+
 /**
- * Storage type of the big weight matrices inside the engine; activations and KV are always f32. With 'q8_0' every
- * matrix (embedding included) whose rows are a multiple of 32 is GGML Q8_0 blocks multiplied with int8 activations;
- * a matrix whose rows are not stays f32.
+ * Storage type of the big weight matrices inside the engine; activations and KV are always f32. With a quantized
+ * type every matrix (embedding included) whose rows its blocks divide is stored in it and multiplied with int8
+ * activations; a matrix whose rows are not falls back to q8_0 (rows a multiple of 32) or f32.
  */
-export type WeightDtype = 'f32' | 'bf16' | 'q8_0';
+export type WeightDtype = 'f32' | 'bf16' | QuantType;
+
+export function isQuantType(t: unknown): t is QuantType {
+  return typeof t === 'string' && (QUANT_TYPES as readonly string[]).includes(t);
+}
 
 /** Bytes of one GGML Q8_0 block: an f16 scale then 32 int8 weights. */
 export const Q8_0_BLOCK_BYTES = 34;
 
 /**
- * A 2-D weight (rows, cols) kept as GGML Q8_0 blocks, byte for byte as a GGUF file holds it: row-major, cols/32
- * blocks per row, `blocks.length === rows * cols / 32 * 34`.
+ * A 2-D weight (rows, cols) kept as GGML blocks of one type, byte for byte as a GGUF file holds it: row-major,
+ * cols / elems blocks per row, `blocks.length === rows * cols / elems * bytes` (QUANT_BLOCKS).
  */
-export interface Q8_0Tensor {
-  readonly dtype: 'q8_0';
+export interface QuantTensor {
+  readonly dtype: QuantType;
   readonly blocks: Uint8Array;
 }
+/** A QuantTensor of Q8_0 blocks. */
+export type Q8_0Tensor = QuantTensor & { readonly dtype: 'q8_0' };
 
-/** What the serving engine takes: a WeightMap whose matrices may also come as Q8_0 blocks (GGUF files). */
-export type ServingWeightMap = ReadonlyMap<string, Float32Array | Q8_0Tensor>;
+/** What the serving engine takes: a WeightMap whose matrices may also come as GGML blocks (GGUF files). */
+export type ServingWeightMap = ReadonlyMap<string, Float32Array | QuantTensor>;
 
 /**
  * Weights by their Hugging Face names (`model.embed_tokens.weight`, `model.layers.0.self_attn.q_proj.weight`, ...),

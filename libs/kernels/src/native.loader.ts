@@ -23,10 +23,22 @@ export interface NativeAddon {
   info(): { simd: 'avx2' | 'portable'; avx2Supported: boolean; hardwareThreads: number; opsThreads: number };
   setForcePortable(on: boolean): 'avx2' | 'portable';
   setOpsThreads(threads: number): void;
-  modelCreate(spec: object, names: string[], tensors: (Float32Array | Uint8Array)[], dtype: string, threads: number): NativeExternal;
+  modelCreate(
+    spec: object,
+    names: string[],
+    tensors: (Float32Array | Uint8Array)[],
+    dtype: string,
+    threads: number,
+    types?: string[],
+  ): NativeExternal;
   modelFree(model: NativeExternal): void;
   modelSetThreads(model: NativeExternal, threads: number): void;
-  modelInfo(model: NativeExternal): { threads: number; matmulWeightBytes: number; storageBytes: number };
+  modelInfo(model: NativeExternal): {
+    threads: number;
+    matmulWeightBytes: number;
+    storageBytes: number;
+    weightTypes: Record<string, number>;
+  };
   cacheCreate(model: NativeExternal, numBlocks: number, blockSize: number): NativeExternal;
   cacheFree(cache: NativeExternal): void;
   cacheCopyBlocks(cache: NativeExternal, src: Int32Array, dst: Int32Array): void;
@@ -66,6 +78,8 @@ export interface NativeAddon {
   opEmbedding(table: Float32Array, tokens: Int32Array, C: number, dtype: string): Float32Array;
   opQuantizeQ8_0(x: Float32Array): Uint8Array;
   opDequantizeQ8_0(blocks: Uint8Array): Float32Array;
+  opQuantize(type: string, x: Float32Array): Uint8Array;
+  opDequantize(type: string, blocks: Uint8Array): Float32Array;
   opAttentionPrefill(
     q: Float32Array,
     kPool: Float32Array,

@@ -48,12 +48,20 @@ Napi::Int32Array i32(const Napi::Value& v, const char* name, size_t min_len) {
   return a;
 }
 
-WeightType dtype_arg(const Napi::Value& v) {
+// A storage type by name; 'auto' only where allow_auto (modelCreate: keep each quantized source's own type).
+WeightType dtype_arg(const Napi::Value& v, bool allow_auto = false) {
   std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (s == "f32") return WEIGHT_F32;
-  if (s == "bf16") return WEIGHT_BF16;
-  if (s == "q8_0") return WEIGHT_Q8_0;
-  throw_type(v.Env(), "dtype must be 'f32', 'bf16' or 'q8_0'");
+  for (WeightType t : {WEIGHT_F32, WEIGHT_BF16, WEIGHT_Q8_0, WEIGHT_Q4_0, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
+    if (s == weight_type_name(t)) return t;
+  if (allow_auto && s == "auto") return WEIGHT_AUTO;
+  throw_type(v.Env(), std::string("dtype must be one of f32, bf16, q8_0, q4_0, q4_k, q5_k, q6_k") + (allow_auto ? ", auto" : ""));
+}
+
+// A quantized type by name (the blocks of a Uint8Array).
+WeightType quant_type_arg(const Napi::Value& v) {
+  WeightType t = dtype_arg(v);
+  if (!weight_is_quantized(t)) throw_type(v.Env(), "blocks need a quantized type (q8_0, q4_0, q4_k, q5_k, q6_k)");
+  return t;
 }
 
 Napi::Uint8Array u8(const Napi::Value& v, const char* name) {
@@ -62,9 +70,11 @@ Napi::Uint8Array u8(const Napi::Value& v, const char* name) {
   return v.As<Napi::Uint8Array>();
 }
 
-// names: string[], tensors: (Float32Array | Uint8Array of Q8_0 blocks)[] -> views by name; model_create checks each
+// names: string[], tensors: (Float32Array | Uint8Array of GGML blocks)[], types: (the blocks' type names, or
+// anything for an f32 tensor)[] or undefined (every Uint8Array is Q8_0) -> views by name; model_create checks each
 // length against its shape. The JS arrays must outlive the call (modelCreate copies them).
-std::unordered_map<std::string, WeightSource> serving_weights_from(const Napi::Array& names, const Napi::Array& tensors) {
+std::unordered_map<std::string, WeightSource> serving_weights_from(const Napi::Array& names, const Napi::Array& tensors,
+                                                                  const Napi::Value& types) {
   Napi::Env env = names.Env();
   if (names.Length() != tensors.Length()) throw_type(env, "names and tensors differ in length");
   std::unordered_map<std::string, WeightSource> out;
@@ -74,8 +84,12 @@ std::unordered_map<std::string, WeightSource> serving_weights_from(const Napi::A
     auto a = t.As<Napi::TypedArray>();
     WeightSource src;
     if (a.TypedArrayType() == napi_float32_array) src.f32 = t.As<Napi::Float32Array>().Data();
-    else if (a.TypedArrayType() == napi_uint8_array) src.q8_0 = reinterpret_cast<const BlockQ8_0*>(t.As<Napi::Uint8Array>().Data());
-    else throw_type(env, "tensors must be Float32Array (f32) or Uint8Array (Q8_0 blocks)");
+    else if (a.TypedArrayType() == napi_uint8_array) {
+      src.quant = t.As<Napi::Uint8Array>().Data();
+      src.quant_type = types.IsArray() ? quant_type_arg(types.As<Napi::Array>().Get(i)) : WEIGHT_Q8_0;
+    } else {
+      throw_type(env, "tensors must be Float32Array (f32) or Uint8Array (GGML blocks)");
+    }
     src.bytes = a.ByteLength();
     out[n.As<Napi::String>().Utf8Value()] = src;
   }
@@ -106,13 +120,13 @@ Napi::Value SetOpsThreads(const Napi::CallbackInfo& info) {
 
 // ---- model and cache handles ----------------------------------------------------------------------------
 
-// modelCreate(spec, names: string[], tensors: Float32Array[], dtype, threads)
+// modelCreate(spec, names: string[], tensors: (Float32Array | Uint8Array)[], dtype, threads, types?: string[])
 Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray()) throw_type(env, "modelCreate(spec, names, tensors, dtype, threads)");
   ModelConfig cfg = config_from(info[0].As<Napi::Object>());
-  const auto weights = serving_weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>());
-  WeightType wtype = dtype_arg(info[3]);
+  const auto weights = serving_weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>(), info[5]);
+  WeightType wtype = dtype_arg(info[3], true);
   int threads = int_arg(info[4], "threads");
   std::string error;
   std::unique_ptr<Model> m;
@@ -143,6 +157,21 @@ Napi::Value ModelInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("threads", m->pool->num_threads());
   o.Set("matmulWeightBytes", static_cast<double>(m->matmul_weight_bytes));
+  // How many matrices (stacked groups count once) are stored in each type, e.g. {q4_k: 9, q6_k: 3}.
+  Napi::Object types = Napi::Object::New(info.Env());
+  auto count = [&](WeightType t) {
+    const char* n = weight_type_name(t);
+    types.Set(n, (types.Has(n) ? types.Get(n).As<Napi::Number>().Int32Value() : 0) + 1);
+  };
+  for (const LayerWeights& w : m->layers) {
+    for (int i = 0; i < w.qkv.n; i++) count(w.qkv.part[i].type);
+    count(w.o.type);
+    for (int i = 0; i < w.gate_up.n; i++) count(w.gate_up.part[i].type);
+    count(w.down.type);
+  }
+  count(m->embed_type);
+  if (m->lm_head != m->embed) count(m->head_type);
+  o.Set("weightTypes", types);
   o.Set("storageBytes", static_cast<double>(m->storage.size()));
   return o;
 }
@@ -282,38 +311,39 @@ Napi::Value Triad(const Napi::CallbackInfo& info) {
 
 // ---- single ops (synchronous, for tests against references) ----------------------------------------------
 
-// opMatmul(x, w, bias|null, T, in, out, dtype, init|null) -> y (T,out). For dtype 'q8_0', w is either f32 (quantized
-// here) or a Uint8Array of Q8_0 blocks (used as is); in % 32 == 0.
+// opMatmul(x, w, bias|null, T, in, out, dtype, init|null) -> y (T,out). For a quantized dtype, w is either f32
+// (quantized here with quant_quantize) or a Uint8Array of that type's blocks (used as is); the type's block size
+// must divide in.
 Napi::Value OpMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int T = int_arg(info[3], "T"), in = int_arg(info[4], "in"), out = int_arg(info[5], "out");
   auto x = f32(info[0], "x", static_cast<size_t>(T) * in);
   const float* bias = info[2].IsNull() ? nullptr : f32(info[2], "bias", out).Data();
   WeightType wt = dtype_arg(info[6]);
-  if (wt == WEIGHT_Q8_0 && in % Q8_0_BLOCK != 0) throw Napi::RangeError::New(env, "q8_0 needs in % 32 == 0");
-  if (wt == WEIGHT_Q8_0 && info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+  const bool quant = weight_is_quantized(wt);
+  if (quant && in % quant_block_elems(wt) != 0)
+    throw Napi::RangeError::New(env, std::string(weight_type_name(wt)) + " needs in % " +
+                                         std::to_string(quant_block_elems(wt)) + " == 0");
+  auto y = Napi::Float32Array::New(env, static_cast<size_t>(T) * out);
+  bool accumulate = !info[7].IsNull() && !info[7].IsUndefined();
+  if (accumulate) std::memcpy(y.Data(), f32(info[7], "init", static_cast<size_t>(T) * out).Data(), y.ByteLength());
+  if (quant && info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
     auto blocks = u8(info[1], "w");
-    if (blocks.ByteLength() != weight_bytes(WEIGHT_Q8_0, out, in)) throw Napi::RangeError::New(env, "w has the wrong length");
-    auto y = Napi::Float32Array::New(env, static_cast<size_t>(T) * out);
-    bool accumulate = !info[7].IsNull() && !info[7].IsUndefined();
-    if (accumulate) std::memcpy(y.Data(), f32(info[7], "init", static_cast<size_t>(T) * out).Data(), y.ByteLength());
+    if (blocks.ByteLength() != weight_bytes(wt, out, in)) throw Napi::RangeError::New(env, "w has the wrong length");
     matmul_forward(y.Data(), x.Data(), blocks.Data(), wt, bias, T, in, out, accumulate, ops_pool());
     return y;
   }
   auto w = f32(info[1], "w", static_cast<size_t>(out) * in);
-  auto y = Napi::Float32Array::New(env, static_cast<size_t>(T) * out);
-  bool accumulate = !info[7].IsNull() && !info[7].IsUndefined();
-  if (accumulate) std::memcpy(y.Data(), f32(info[7], "init", static_cast<size_t>(T) * out).Data(), y.ByteLength());
   std::vector<uint16_t> wb;
-  std::vector<BlockQ8_0> wq;
+  std::vector<uint8_t> wq;
   const void* wp = w.Data();
   if (wt == WEIGHT_BF16) {
     wb.resize(static_cast<size_t>(out) * in);
     bf16_from_f32_array(wb.data(), w.Data(), wb.size());
     wp = wb.data();
-  } else if (wt == WEIGHT_Q8_0) {
-    wq.resize(static_cast<size_t>(out) * in / Q8_0_BLOCK);
-    q8_0_quantize(wq.data(), w.Data(), static_cast<size_t>(out) * in);
+  } else if (quant) {
+    wq.resize(weight_bytes(wt, out, in));
+    quant_quantize(wt, wq.data(), w.Data(), static_cast<size_t>(out) * in);
     wp = wq.data();
   }
   matmul_forward(y.Data(), x.Data(), wp, wt, bias, T, in, out, accumulate, ops_pool());
@@ -368,17 +398,19 @@ Napi::Value OpEmbedding(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < tokens.ElementLength(); i++)
     if (tokens[i] < 0 || tokens[i] >= V) throw Napi::RangeError::New(info.Env(), "token id out of range");
   WeightType wt = dtype_arg(info[3]);
-  if (wt == WEIGHT_Q8_0 && C % Q8_0_BLOCK != 0) throw Napi::RangeError::New(info.Env(), "q8_0 needs C % 32 == 0");
+  if (weight_is_quantized(wt) && C % quant_block_elems(wt) != 0)
+    throw Napi::RangeError::New(info.Env(), std::string(weight_type_name(wt)) + " needs C % " +
+                                                std::to_string(quant_block_elems(wt)) + " == 0");
   std::vector<uint16_t> tb;
-  std::vector<BlockQ8_0> tq;
+  std::vector<uint8_t> tq;
   const void* tp = table.Data();
   if (wt == WEIGHT_BF16) {
     tb.resize(table.ElementLength());
     bf16_from_f32_array(tb.data(), table.Data(), tb.size());
     tp = tb.data();
-  } else if (wt == WEIGHT_Q8_0) {
-    tq.resize(static_cast<size_t>(V) * C / Q8_0_BLOCK);
-    q8_0_quantize(tq.data(), table.Data(), static_cast<size_t>(V) * C);
+  } else if (weight_is_quantized(wt)) {
+    tq.resize(weight_bytes(wt, V, C));
+    quant_quantize(wt, tq.data(), table.Data(), static_cast<size_t>(V) * C);
     tp = tq.data();
   }
   const int T = static_cast<int>(tokens.ElementLength());
@@ -403,6 +435,29 @@ Napi::Value OpDequantizeQ8_0(const Napi::CallbackInfo& info) {
   const size_t n = b.ByteLength() / sizeof(BlockQ8_0) * Q8_0_BLOCK;
   auto out = Napi::Float32Array::New(info.Env(), n);
   q8_0_dequantize(out.Data(), reinterpret_cast<const BlockQ8_0*>(b.Data()), n);
+  return out;
+}
+
+// opQuantize(type, x: Float32Array) -> Uint8Array of blocks (length a multiple of the type's block size).
+Napi::Value OpQuantize(const Napi::CallbackInfo& info) {
+  WeightType t = quant_type_arg(info[0]);
+  auto x = f32(info[1], "x", 0);
+  if (x.ElementLength() % quant_block_elems(t) != 0)
+    throw Napi::RangeError::New(info.Env(), "length must be a multiple of " + std::to_string(quant_block_elems(t)));
+  auto out = Napi::Uint8Array::New(info.Env(), weight_bytes(t, 1, x.ElementLength()));
+  quant_quantize(t, out.Data(), x.Data(), x.ElementLength());
+  return out;
+}
+
+// opDequantize(type, blocks: Uint8Array) -> Float32Array
+Napi::Value OpDequantize(const Napi::CallbackInfo& info) {
+  WeightType t = quant_type_arg(info[0]);
+  auto b = u8(info[1], "blocks");
+  if (b.ByteLength() % quant_block_bytes(t) != 0)
+    throw Napi::RangeError::New(info.Env(), "length must be a multiple of " + std::to_string(quant_block_bytes(t)));
+  const size_t n = b.ByteLength() / quant_block_bytes(t) * quant_block_elems(t);
+  auto out = Napi::Float32Array::New(info.Env(), n);
+  quant_dequantize(t, out.Data(), b.Data(), n);
   return out;
 }
 
@@ -465,6 +520,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opEmbedding", Napi::Function::New(env, OpEmbedding));
   exports.Set("opQuantizeQ8_0", Napi::Function::New(env, OpQuantizeQ8_0));
   exports.Set("opDequantizeQ8_0", Napi::Function::New(env, OpDequantizeQ8_0));
+  exports.Set("opQuantize", Napi::Function::New(env, OpQuantize));
+  exports.Set("opDequantize", Napi::Function::New(env, OpDequantize));
   exports.Set("opAttentionPrefill", Napi::Function::New(env, OpAttentionPrefill));
   exports.Set("opAttentionDecode", Napi::Function::New(env, OpAttentionDecode));
   register_training_exports(env, exports);

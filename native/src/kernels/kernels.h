@@ -9,7 +9,12 @@
 
 class ThreadPool;
 
-enum WeightType { WEIGHT_F32 = 0, WEIGHT_BF16 = 1, WEIGHT_Q8_0 = 2 };
+// The GGML quantized types keep their file layouts byte for byte (ggml-common.h); WEIGHT_AUTO is only an argument
+// of model_create (keep each quantized source in its own type), never a stored type.
+enum WeightType {
+  WEIGHT_F32 = 0, WEIGHT_BF16 = 1, WEIGHT_Q8_0 = 2, WEIGHT_Q4_0 = 3, WEIGHT_Q4_K = 4, WEIGHT_Q5_K = 5,
+  WEIGHT_Q6_K = 6, WEIGHT_AUTO = 100
+};
 
 // GGML's block_q8_0, byte for byte: 32 weights w[j] = f32(d) * qs[j]. A Q8_0 matrix (rows, cols) is row-major,
 // cols/32 blocks per row (cols must be a multiple of 32), 34 bytes per block, no padding or alignment.
@@ -19,6 +24,40 @@ struct BlockQ8_0 {
   int8_t qs[32];
 };
 static_assert(sizeof(BlockQ8_0) == 34, "BlockQ8_0 must be GGML's 34-byte layout");
+
+// GGML's block_q4_0: 32 weights w[j] = d * (nibble_j - 8); qs[j] holds weight j (low nibble) and j + 16 (high).
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ4_0) == 18, "BlockQ4_0 must be GGML's 18-byte layout");
+
+// K-quants: super-blocks of 256 weights (rows must be a multiple of 256).
+constexpr int QK_K = 256;
+// block_q4_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in `scales` (get_scale_min_k4); weight =
+// d * sc * q - dmin * m with q the 4-bit value. qs holds 64-weight groups: low nibbles are the group's first 32.
+struct BlockQ4_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ4_K) == 144, "BlockQ4_K must be GGML's 144-byte layout");
+// block_q5_K: as Q4_K plus a fifth bit per weight in qh (bit 2g of qh[l] for the low half of group g, 2g+1 high).
+struct BlockQ5_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[32];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ5_K) == 176, "BlockQ5_K must be GGML's 176-byte layout");
+// block_q6_K: 16 sub-blocks of 16 with int8 scales; weight = d * sc * (q - 32), q 6 bits (4 in ql, 2 in qh).
+struct BlockQ6_K {
+  uint8_t ql[128];
+  uint8_t qh[64];
+  int8_t scales[16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ6_K) == 210, "BlockQ6_K must be GGML's 210-byte layout");
 
 // ---- simd.cpp: runtime dispatch -------------------------------------------------------------------------
 bool simd_avx2_supported();        // the CPU has AVX2+FMA+F16C
@@ -30,7 +69,7 @@ const char* simd_name();           // "avx2" | "portable"
 uint16_t bf16_from_f32(float f);
 float f32_from_bf16(uint16_t h);
 void bf16_from_f32_array(uint16_t* dst, const float* src, size_t n);
-size_t weight_type_size(WeightType t);  // bytes per element of f32/bf16 (Q8_0 is not per element: weight_bytes)
+size_t weight_type_size(WeightType t);  // bytes per element of f32/bf16 (quantized types are not: weight_bytes)
 size_t weight_bytes(WeightType t, size_t rows, size_t cols);  // storage of a (rows, cols) matrix
 
 // ---- quant_q8_0.cpp: the Q8_0 format ---------------------------------------------------------------------
@@ -65,6 +104,29 @@ void matmul_q8_0_reference(float* y,            // (T, out) overwritten
                            const float* x,      // (T, in)
                            const BlockQ8_0* w,  // (out, in/32)
                            int T, int in, int out);
+
+// ---- quant_k.cpp: Q4_0 and the K-quants (Q4_K, Q5_K, Q6_K) ----------------------------------------------
+bool weight_is_quantized(WeightType t);  // Q8_0, Q4_0, Q4_K, Q5_K, Q6_K
+int quant_block_elems(WeightType t);     // weights per block: 32, or 256 for the K-quants
+size_t quant_block_bytes(WeightType t);
+const char* weight_type_name(WeightType t);  // "f32" | "bf16" | "q8_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k"
+// Dequantize n weights (n % quant_block_elems == 0) of any quantized type, as ggml's dequantize_row_* does.
+void quant_dequantize(WeightType t, float* dst, const void* src, size_t n);
+// Quantize n weights. Q8_0 and Q4_0 are bit for bit ggml's reference quantizers; the K-quants use a simpler
+// search than llama.cpp's (per sub-block min/max, then a few refinement passes of scale and offset by least squares)
+// but write the exact format, so any GGML reader decodes them.
+void quant_quantize(WeightType t, void* dst, const float* src, size_t n);
+
+// ---- matmul_quant.cpp: y += x @ W^T with W in Q4_0/Q4_K/Q5_K/Q6_K and x in int8 per 32-block ---------------
+// Each block of weights is unpacked (in L1, once per token tile) to int8 values with a scale per 16 weights and an
+// offset per 32 (w = s * q + m), then multiplied with the int8 activations of q8_0_quantize_activations; the
+// offset term uses the per-block activation sums. in % quant_block_elems(t) == 0.
+void matmul_quant_forward(float* y,          // (T, out) accumulated into
+                          const float* x,    // (T, in)
+                          const void* w,     // (out, in / block) blocks of type t
+                          WeightType t, int T, int in, int out, ThreadPool* pool);
+// Naive reference: W dequantized to f32, then the f32 matmul of unquantized x (y overwritten).
+void matmul_quant_reference(float* y, const float* x, const void* w, WeightType t, int T, int in, int out);
 
 // ---- matmul.cpp -----------------------------------------------------------------------------------------
 // y = (accumulate ? y : 0) + x @ w^T + bias. Parallel over output rows; each weight row is reused across all

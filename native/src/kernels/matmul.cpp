@@ -58,6 +58,10 @@ void matmul_forward(float* y, const float* x, const void* w, WeightType wtype, c
     matmul_q8_0_forward(y, x, static_cast<const BlockQ8_0*>(w), T, in, out, pool);
     return;
   }
+  if (weight_is_quantized(wtype)) {
+    matmul_quant_forward(y, x, w, wtype, T, in, out, pool);
+    return;
+  }
   const bool avx2 = simd_use_avx2();
   const float* xa = x;
   thread_local std::vector<float> packed;

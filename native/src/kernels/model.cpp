@@ -1,5 +1,6 @@
 // model_forward: one Llama step over a paged KV cache (see model.h); model_create packs HF tensors into the
-// native layout (q/k/v stacked, gate/up stacked; f32, bf16 or Q8_0 per matrix). Each op is a kernel from kernels.h; this file
+// native layout (q/k/v stacked, gate/up stacked, unless their storage types differ; f32, bf16 or a GGML quantized type per
+// matrix). Each op is a kernel from kernels.h; this file
 // only sequences them and owns the activation buffers.
 #include "model.h"
 
@@ -11,6 +12,14 @@ size_t align_up(size_t n) { return (n + 63) / 64 * 64; }
 
 }  // namespace
 
+// The storage type of a matrix with `cols` columns from `src` under the requested wtype (see model.h).
+static WeightType stored_type(WeightType wtype, const WeightSource& src, size_t cols) {
+  if (wtype == WEIGHT_AUTO) return src.quant ? src.quant_type : WEIGHT_F32;
+  if (!weight_is_quantized(wtype)) return wtype;
+  if (cols % quant_block_elems(wtype) == 0) return wtype;
+  return cols % Q8_0_BLOCK == 0 ? WEIGHT_Q8_0 : WEIGHT_F32;
+}
+
 std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
                                     const std::unordered_map<std::string, WeightSource>& weights, int threads,
                                     std::string* error) {
@@ -20,7 +29,6 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
   const size_t C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
   const size_t qd = static_cast<size_t>(cfg.num_heads) * cfg.head_dim;
   const size_t kvd = static_cast<size_t>(cfg.num_kv_heads) * cfg.head_dim;
-  auto matrix_type = [&](size_t cols) { return wtype == WEIGHT_Q8_0 && cols % Q8_0_BLOCK != 0 ? WEIGHT_F32 : wtype; };
 
   // First pass: layout (offsets into one allocation) and a length check of every source; second: copy/convert.
   struct Copy {
@@ -36,62 +44,109 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
     total = align_up(total + bytes);
     return off;
   };
-  // Tensor `name` (rows, cols) goes to `offset` in type `type`; offsets of stacked matrices come from weight_bytes.
-  auto place = [&](const std::string& name, size_t rows, size_t cols, WeightType type, size_t offset) {
+  // The source of `name` as (rows, cols), its length checked; nullptr (and *error) when missing or malformed.
+  auto source = [&](const std::string& name, size_t rows, size_t cols) -> const WeightSource* {
     auto it = weights.find(name);
     if (it == weights.end()) {
       if (error->empty()) *error = "missing weight tensor " + name;
-      return;
+      return nullptr;
     }
     const WeightSource& src = it->second;
-    const size_t want = src.q8_0 ? weight_bytes(WEIGHT_Q8_0, rows, cols) : rows * cols * 4;
-    if ((src.q8_0 && cols % Q8_0_BLOCK != 0) || src.bytes != want) {
+    const bool splits = !src.quant || cols % quant_block_elems(src.quant_type) == 0;
+    const size_t want = src.quant ? weight_bytes(src.quant_type, rows, cols) : rows * cols * 4;
+    if (!splits || src.bytes != want) {
       if (error->empty())
-        *error = "weight tensor " + name + " has " + std::to_string(src.bytes) + " bytes, expected " + std::to_string(want);
-      return;
+        *error = "weight tensor " + name + " (" + weight_type_name(src.quant ? src.quant_type : WEIGHT_F32) + ") has " +
+                 std::to_string(src.bytes) + " bytes, expected " + std::to_string(want);
+      return nullptr;
     }
-    copies.push_back({offset, src, rows, cols, type});
+    return &src;
+  };
+  auto type_of = [&](const WeightSource* src, size_t cols) { return src ? stored_type(wtype, *src, cols) : WEIGHT_F32; };
+  // An f32 vector at `off` (reserved by the caller, so the q/k/v biases can sit back to back).
+  auto place_vector_at = [&](const std::string& name, size_t n, size_t off) {
+    const WeightSource* src = source(name, n, 1);
+    if (src && src->quant) {
+      if (error->empty()) *error = "weight tensor " + name + " must be f32";
+    } else if (src) {
+      copies.push_back({off, *src, n, 1, WEIGHT_F32});
+    }
+  };
+  auto place_vector = [&](const std::string& name, size_t n) {
+    const size_t off = reserve(n * 4);
+    place_vector_at(name, n, off);
+    return off;
+  };
+  // A matrix group computed as one matmul (rows stacked in order): offsets of its parts, stacked when they share a
+  // storage type (one contiguous matrix), else each part on its own.
+  struct Group {
+    size_t offset[3];
+    WeightType type[3];
+    size_t rows[3];
+    int n;
+    bool stacked;
+  };
+  auto place_group = [&](std::initializer_list<std::pair<std::string, size_t>> parts, size_t cols) {
+    Group g{};
+    const WeightSource* srcs[3] = {};
+    for (const auto& p : parts) {
+      srcs[g.n] = source(p.first, p.second, cols);
+      g.type[g.n] = type_of(srcs[g.n], cols);
+      g.rows[g.n] = p.second;
+      g.n++;
+    }
+    g.stacked = true;
+    for (int i = 1; i < g.n; i++) g.stacked = g.stacked && g.type[i] == g.type[0];
+    size_t all_rows = 0;
+    for (int i = 0; i < g.n; i++) all_rows += g.rows[i];
+    size_t base = g.stacked ? reserve(weight_bytes(g.type[0], all_rows, cols)) : 0, at = 0;
+    for (int i = 0; i < g.n; i++) {
+      g.offset[i] = g.stacked ? base + weight_bytes(g.type[0], at, cols) : reserve(weight_bytes(g.type[i], g.rows[i], cols));
+      at += g.rows[i];
+      if (srcs[i]) copies.push_back({g.offset[i], *srcs[i], g.rows[i], cols, g.type[i]});
+    }
+    return g;
+  };
+  auto parts_of = [](const Group& g, uint8_t* base) {
+    MatParts p{};
+    if (g.stacked) {
+      int rows = 0;
+      for (int i = 0; i < g.n; i++) rows += static_cast<int>(g.rows[i]);
+      p.part[0] = {base + g.offset[0], g.type[0], rows};
+      p.n = 1;
+    } else {
+      for (int i = 0; i < g.n; i++) p.part[i] = {base + g.offset[i], g.type[i], static_cast<int>(g.rows[i])};
+      p.n = g.n;
+    }
+    return p;
   };
 
   struct LayerOffsets {
-    size_t in_norm, qkv, bqkv, o, post_norm, gu, down;
+    size_t in_norm, bqkv, post_norm;
+    Group qkv, o, gu, down;
   };
   std::vector<LayerOffsets> lo(cfg.num_layers);
-  const WeightType t_c = matrix_type(C), t_qd = matrix_type(qd), t_i = matrix_type(I);
-  const size_t embed_off = reserve(weight_bytes(t_c, V, C));
-  place("model.embed_tokens.weight", V, C, t_c, embed_off);
+  const Group embed = place_group({{"model.embed_tokens.weight", V}}, C);
   for (int l = 0; l < cfg.num_layers; l++) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerOffsets& o = lo[l];
-    o.in_norm = reserve(C * 4);
-    place(p + "input_layernorm.weight", C, 1, WEIGHT_F32, o.in_norm);
-    o.qkv = reserve(weight_bytes(t_c, qd + 2 * kvd, C));
-    place(p + "self_attn.q_proj.weight", qd, C, t_c, o.qkv);
-    place(p + "self_attn.k_proj.weight", kvd, C, t_c, o.qkv + weight_bytes(t_c, qd, C));
-    place(p + "self_attn.v_proj.weight", kvd, C, t_c, o.qkv + weight_bytes(t_c, qd + kvd, C));
+    o.in_norm = place_vector(p + "input_layernorm.weight", C);
+    o.qkv = place_group({{p + "self_attn.q_proj.weight", qd}, {p + "self_attn.k_proj.weight", kvd},
+                         {p + "self_attn.v_proj.weight", kvd}}, C);
     if (cfg.attention_bias) {
       o.bqkv = reserve((qd + 2 * kvd) * 4);
-      place(p + "self_attn.q_proj.bias", qd, 1, WEIGHT_F32, o.bqkv);
-      place(p + "self_attn.k_proj.bias", kvd, 1, WEIGHT_F32, o.bqkv + qd * 4);
-      place(p + "self_attn.v_proj.bias", kvd, 1, WEIGHT_F32, o.bqkv + (qd + kvd) * 4);
+      place_vector_at(p + "self_attn.q_proj.bias", qd, o.bqkv);
+      place_vector_at(p + "self_attn.k_proj.bias", kvd, o.bqkv + qd * 4);
+      place_vector_at(p + "self_attn.v_proj.bias", kvd, o.bqkv + (qd + kvd) * 4);
     }
-    o.o = reserve(weight_bytes(t_qd, C, qd));
-    place(p + "self_attn.o_proj.weight", C, qd, t_qd, o.o);
-    o.post_norm = reserve(C * 4);
-    place(p + "post_attention_layernorm.weight", C, 1, WEIGHT_F32, o.post_norm);
-    o.gu = reserve(weight_bytes(t_c, 2 * I, C));
-    place(p + "mlp.gate_proj.weight", I, C, t_c, o.gu);
-    place(p + "mlp.up_proj.weight", I, C, t_c, o.gu + weight_bytes(t_c, I, C));
-    o.down = reserve(weight_bytes(t_i, C, I));
-    place(p + "mlp.down_proj.weight", C, I, t_i, o.down);
+    o.o = place_group({{p + "self_attn.o_proj.weight", C}}, qd);
+    o.post_norm = place_vector(p + "post_attention_layernorm.weight", C);
+    o.gu = place_group({{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, C);
+    o.down = place_group({{p + "mlp.down_proj.weight", C}}, I);
   }
-  const size_t norm_off = reserve(C * 4);
-  place("model.norm.weight", C, 1, WEIGHT_F32, norm_off);
-  size_t head_off = embed_off;
-  if (!cfg.tie_word_embeddings) {
-    head_off = reserve(weight_bytes(t_c, V, C));
-    place("lm_head.weight", V, C, t_c, head_off);
-  }
+  const size_t norm_off = place_vector("model.norm.weight", C);
+  Group head = embed;
+  if (!cfg.tie_word_embeddings) head = place_group({{"lm_head.weight", V}}, C);
   if (!error->empty()) return nullptr;
 
   // Big tensors (an LM head is tens of millions of weights) are split into row ranges so the pool shares them.
@@ -112,49 +167,51 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
     const size_t r0 = jobs[i].r0, n = (jobs[i].r1 - r0) * c.cols;
     uint8_t* dst = base + c.offset + weight_bytes(c.type, r0, c.cols);
     const float* f = c.src.f32 ? c.src.f32 + r0 * c.cols : nullptr;
-    const BlockQ8_0* q = c.src.q8_0 ? c.src.q8_0 + r0 * (c.cols / Q8_0_BLOCK) : nullptr;
+    const uint8_t* q =
+        c.src.quant ? static_cast<const uint8_t*>(c.src.quant) + weight_bytes(c.src.quant_type, r0, c.cols) : nullptr;
+    if (q && c.type == c.src.quant_type) {
+      std::memcpy(dst, q, weight_bytes(c.type, 1, n));
+      return;
+    }
     std::vector<float> widened;
-    if (q && c.type != WEIGHT_Q8_0) {
+    if (q) {
       widened.resize(n);
-      q8_0_dequantize(widened.data(), q, n);
+      quant_dequantize(c.src.quant_type, widened.data(), q, n);
       f = widened.data();
     }
-    if (c.type == WEIGHT_Q8_0) {
-      if (q) std::memcpy(dst, q, weight_bytes(WEIGHT_Q8_0, 1, n));
-      else q8_0_quantize(reinterpret_cast<BlockQ8_0*>(dst), f, n);
-    } else if (c.type == WEIGHT_BF16) {
-      bf16_from_f32_array(reinterpret_cast<uint16_t*>(dst), f, n);
-    } else {
-      std::memcpy(dst, f, n * 4);
-    }
+    if (weight_is_quantized(c.type)) quant_quantize(c.type, dst, f, n);
+    else if (c.type == WEIGHT_BF16) bf16_from_f32_array(reinterpret_cast<uint16_t*>(dst), f, n);
+    else std::memcpy(dst, f, n * 4);
   });
 
   m->layers.resize(cfg.num_layers);
+  m->matmul_weight_bytes = 0;
+  auto bytes_of = [&](const MatParts& p, size_t cols) {
+    for (int i = 0; i < p.n; i++) m->matmul_weight_bytes += weight_bytes(p.part[i].type, p.part[i].rows, cols);
+  };
   for (int l = 0; l < cfg.num_layers; l++) {
     const LayerOffsets& o = lo[l];
     LayerWeights& w = m->layers[l];
     w.input_norm = reinterpret_cast<const float*>(base + o.in_norm);
-    w.w_qkv = base + o.qkv;
-    w.t_qkv = t_c;
+    w.qkv = parts_of(o.qkv, base);
     w.b_qkv = cfg.attention_bias ? reinterpret_cast<const float*>(base + o.bqkv) : nullptr;
-    w.w_o = base + o.o;
-    w.t_o = t_qd;
+    w.o = parts_of(o.o, base).part[0];
     w.post_norm = reinterpret_cast<const float*>(base + o.post_norm);
-    w.w_gate_up = base + o.gu;
-    w.t_gate_up = t_c;
-    w.w_down = base + o.down;
-    w.t_down = t_i;
+    w.gate_up = parts_of(o.gu, base);
+    w.down = parts_of(o.down, base).part[0];
+    bytes_of(w.qkv, C);
+    bytes_of(parts_of(o.o, base), qd);
+    bytes_of(w.gate_up, C);
+    bytes_of(parts_of(o.down, base), I);
   }
-  m->embed = base + embed_off;
-  m->embed_type = t_c;
+  m->embed = base + embed.offset[0];
+  m->embed_type = embed.type[0];
   m->final_norm = reinterpret_cast<const float*>(base + norm_off);
-  m->lm_head = base + head_off;
-  m->head_type = t_c;
+  m->lm_head = base + head.offset[0];
+  m->head_type = head.type[0];
+  bytes_of(parts_of(head, base), C);
   m->inv_freq.resize(cfg.head_dim / 2);
   rope_inv_freq(m->inv_freq.data(), cfg.head_dim, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
-  m->matmul_weight_bytes = cfg.num_layers * (weight_bytes(t_c, qd + 2 * kvd, C) + weight_bytes(t_qd, C, qd) +
-                                             weight_bytes(t_c, 2 * I, C) + weight_bytes(t_i, C, I)) +
-                           weight_bytes(t_c, V, C);
   return m;
 }
 
@@ -179,6 +236,25 @@ void kv_cache_copy_blocks(KvCache* cache, const int32_t* src, const int32_t* dst
   }
 }
 
+// y (T, out) = x @ [parts]^T + bias: one matmul for a stacked matrix; otherwise each part into scratch (T, rows),
+// then copied into its columns of y.
+static void matmul_parts(float* y, const float* x, const MatParts& p, const float* bias, int T, int in, int out,
+                         std::vector<float>& scratch, ThreadPool* pool) {
+  if (p.n == 1) {
+    matmul_forward(y, x, p.part[0].w, p.part[0].type, bias, T, in, out, false, pool);
+    return;
+  }
+  int col = 0;
+  for (int i = 0; i < p.n; i++) {
+    const int rows = p.part[i].rows;
+    scratch.resize(static_cast<size_t>(T) * rows);
+    matmul_forward(scratch.data(), x, p.part[i].w, p.part[i].type, bias ? bias + col : nullptr, T, in, rows, false, pool);
+    for (int t = 0; t < T; t++)
+      std::memcpy(y + static_cast<size_t>(t) * out + col, scratch.data() + static_cast<size_t>(t) * rows, sizeof(float) * rows);
+    col += rows;
+  }
+}
+
 void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logits) {
   const ModelConfig& cfg = m->cfg;
   ThreadPool* pool = m->pool.get();
@@ -195,6 +271,7 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
   std::vector<float> act(static_cast<size_t>(T) * I);       // (T, I)
   std::vector<float> cos_t(static_cast<size_t>(T) * D / 2), sin_t(static_cast<size_t>(T) * D / 2);
   std::vector<int64_t> slots(T);
+  std::vector<float> scratch;                               // parts of an unstacked q/k/v or gate/up matmul
 
   for (int t = 0; t < T; t++) {
     const int32_t* bt = b.block_tables + static_cast<size_t>(b.seq_index[t]) * b.max_blocks;
@@ -230,7 +307,7 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
     float* k_pool = cache->k(l);
     float* v_pool = cache->v(l);
     rmsnorm_forward(h.data(), x.data(), w.input_norm, T, C, cfg.rms_norm_eps, pool);
-    matmul_forward(qkv.data(), h.data(), w.w_qkv, w.t_qkv, w.b_qkv, T, C, qkvd, false, pool);
+    matmul_parts(qkv.data(), h.data(), w.qkv, w.b_qkv, T, C, qkvd, scratch, pool);
     rope_forward(qkv.data(), qkvd, cos_t.data(), sin_t.data(), T, H, D);
     rope_forward(qkv.data() + qd, qkvd, cos_t.data(), sin_t.data(), T, KVH, D);
     kv_cache_write(k_pool, v_pool, qkv.data() + qd, qkv.data() + qd + kvd, qkvd, slots.data(), T, kvd);
@@ -243,11 +320,11 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
     if (!dec_rows.empty())
       attention_decode_forward(att.data(), qkv.data(), qkvd, dec_rows.data(), k_pool, v_pool, dec_pos.data(),
                                dec_tables.data(), b.max_blocks, static_cast<int>(dec_rows.size()), shape, pool);
-    matmul_forward(x.data(), att.data(), w.w_o, w.t_o, nullptr, T, qd, C, true, pool);
+    matmul_forward(x.data(), att.data(), w.o.w, w.o.type, nullptr, T, qd, C, true, pool);
     rmsnorm_forward(h.data(), x.data(), w.post_norm, T, C, cfg.rms_norm_eps, pool);
-    matmul_forward(gu.data(), h.data(), w.w_gate_up, w.t_gate_up, nullptr, T, C, 2 * I, false, pool);
+    matmul_parts(gu.data(), h.data(), w.gate_up, nullptr, T, C, 2 * I, scratch, pool);
     swiglu_forward(act.data(), gu.data(), gu.data() + I, T, I, 2 * I, pool);
-    matmul_forward(x.data(), act.data(), w.w_down, w.t_down, nullptr, T, I, C, true, pool);
+    matmul_forward(x.data(), act.data(), w.down.w, w.down.type, nullptr, T, I, C, true, pool);
   }
 
   std::vector<float> last(static_cast<size_t>(b.L) * C);  // (L, C)

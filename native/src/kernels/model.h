@@ -22,25 +22,32 @@ struct ModelConfig {
   int max_position_embeddings;
 };
 
-// Each matrix carries its storage type: the model's wtype, except that a q8_0 model keeps a matrix whose rows are
-// not a multiple of 32 (stories260K's down_proj, I = 172) in f32, since Q8_0 blocks cannot split a row.
+// One stored matrix (rows, cols) in its storage type. A projection that the step computes as one matmul (q/k/v,
+// gate/up) is stacked into one matrix when every part has the same storage type, and otherwise kept as parts (a
+// Q4_K_M file mixes Q4_K q/k with Q6_K v), each multiplied into its own columns of the output.
+struct MatPart {
+  const void* w;
+  WeightType type;
+  int rows;
+};
+struct MatParts {
+  MatPart part[3];
+  int n;
+};
+
 struct LayerWeights {
   const float* input_norm;     // (C)
-  const void* w_qkv;           // (H*D + 2*KVH*D, C) q, k, v projections stacked
-  WeightType t_qkv;
+  MatParts qkv;                // (H*D + 2*KVH*D, C) q, k, v projections (stacked, or 3 parts)
   const float* b_qkv;          // (H*D + 2*KVH*D) or nullptr
-  const void* w_o;             // (C, H*D)
-  WeightType t_o;
+  MatPart o;                   // (C, H*D)
   const float* post_norm;      // (C)
-  const void* w_gate_up;       // (2*I, C) gate rows then up rows
-  WeightType t_gate_up;
-  const void* w_down;          // (C, I)
-  WeightType t_down;
+  MatParts gate_up;            // (2*I, C) gate rows then up rows
+  MatPart down;                // (C, I)
 };
 
 struct Model {
   ModelConfig cfg;
-  WeightType wtype;              // what was asked for; per-matrix types below
+  WeightType wtype;              // what was asked for (WEIGHT_AUTO: each quantized source kept); per-matrix types below
   std::vector<uint8_t> storage;  // every parameter tensor, one allocation
   std::vector<LayerWeights> layers;
   const void* embed;             // (V, C) in embed_type
@@ -75,20 +82,21 @@ struct StepBatchView {
   const int32_t* logit_rows;    // (L)
 };
 
-// One tensor as the caller holds it: f32 row-major, or (2-D, cols % 32 == 0) GGML Q8_0 blocks. `bytes` is its
-// length, checked against the shape the config implies.
+// One tensor as the caller holds it: f32 row-major, or (2-D) GGML blocks of a quantized type (Q8_0, Q4_0, Q4_K,
+// Q5_K, Q6_K) whose block size divides cols. `bytes` is its length, checked against the shape the config implies.
 struct WeightSource {
   const float* f32 = nullptr;
-  const BlockQ8_0* q8_0 = nullptr;
+  const void* quant = nullptr;
+  WeightType quant_type = WEIGHT_F32;
   size_t bytes = 0;
 };
 
-// Weights by Hugging Face name. Storage per matrix (embedding and every linear): f32 and bf16 models convert every
-// source to wtype (Q8_0 sources are dequantized); a q8_0 model copies Q8_0 sources bit for bit and quantizes f32
-// ones (q8_0_quantize, gguf-py's quantizer), keeping f32 for a matrix whose cols are not a multiple of 32. The
-// embedding follows the same rule (so a tied model keeps one Q8_0 table that the LM head streams; a lookup
-// dequantizes one row). Norms and biases are always f32. Returns nullptr and sets *error when a tensor is missing
-// or has the wrong length.
+// Weights by Hugging Face name. Storage per matrix (embedding and every linear): WEIGHT_AUTO keeps each quantized
+// source in its own type, bit for bit, and f32 sources in f32; f32 and bf16 convert every source (quantized ones
+// dequantized); a quantized wtype copies sources of that type bit for bit and quantizes the rest (quant_quantize),
+// falling back to Q8_0 and then f32 for a matrix whose cols its blocks cannot split. The embedding follows the same
+// rule (a tied model keeps one quantized table that the LM head streams; a lookup dequantizes one row). Norms and
+// biases are always f32. Returns nullptr and sets *error when a tensor is missing or has the wrong length.
 std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
                                     const std::unordered_map<std::string, WeightSource>& weights, int threads,
                                     std::string* error);

@@ -50,6 +50,6 @@ void bf16_from_f32_array(uint16_t* dst, const float* src, size_t n) {
 size_t weight_type_size(WeightType t) { return t == WEIGHT_BF16 ? 2 : 4; }
 
 size_t weight_bytes(WeightType t, size_t rows, size_t cols) {
-  if (t == WEIGHT_Q8_0) return rows * (cols / Q8_0_BLOCK) * sizeof(BlockQ8_0);
+  if (weight_is_quantized(t)) return rows * (cols / quant_block_elems(t)) * quant_block_bytes(t);
   return rows * cols * weight_type_size(t);
 }

@@ -204,6 +204,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       contextLength: maxModelLen,
       vocabSize: checkpoint.spec.vocabSize,
       dtype: this.ready.native.dtype,
+      weightTypes: this.ready.native.weightTypes,
       instanceId: this.config.instanceId,
       hasChatTemplate: checkpoint.chatTemplate !== null,
       toolCallFormat: this.ready.rendering.toolCallFormat,

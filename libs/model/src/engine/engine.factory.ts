@@ -3,6 +3,7 @@
  * tokenizer decoder and generation-config stop ids are wired together. No env reading: the policy app passes
  * its parsed config in.
  */
+import { isQuantType } from '@flywheel/kernels';
 import type { WeightDtype } from '@flywheel/kernels';
 import type { Checkpoint, SourceDtype } from '../loading';
 import { Engine, type EngineConfigInput } from './engine';
@@ -11,13 +12,15 @@ import { NativeStepRunner, tokenizerDecoder } from './native-runner';
 
 /**
  * Weight storage asked for: a dtype, or 'auto' (the default) = as the checkpoint comes where the engine keeps that
- * type natively: Q8_0 for a Q8_0 GGUF, f32 for everything else (bf16/f16 checkpoints are widened, as before).
+ * type natively: a quantized GGUF keeps every tensor in its own type (a Q4_K_M file stays Q4_K + Q6_K), everything
+ * else is f32 (bf16/f16 checkpoints are widened, as before).
  */
 export type EngineDtypeChoice = WeightDtype | 'auto';
 
-export function resolveEngineDtype(choice: EngineDtypeChoice, sourceDtype: SourceDtype | undefined): WeightDtype {
+/** What createModel is asked for: 'auto' only where the checkpoint is quantized (keep its tensors' types). */
+export function resolveEngineDtype(choice: EngineDtypeChoice, sourceDtype: SourceDtype | undefined): WeightDtype | 'auto' {
   if (choice !== 'auto') return choice;
-  return sourceDtype === 'q8_0' ? 'q8_0' : 'f32';
+  return isQuantType(sourceDtype) ? 'auto' : 'f32';
 }
 
 export interface NativeEngineOptions {
@@ -33,8 +36,10 @@ export interface NativeEngineOptions {
 
 export interface NativeEngine {
   engine: Engine;
-  /** The weight dtype actually served ('auto' resolved). */
+  /** The weight dtype actually served ('auto' resolved: the type most matrices are stored in). */
   dtype: WeightDtype;
+  /** Matrices per stored type (a GGUF's mix, e.g. { q4_k: 9, q6_k: 3 }). */
+  weightTypes: Partial<Record<WeightDtype, number>>;
   /** Aborts every request, waits for the step in flight, then frees native memory. */
   close(): Promise<void>;
 }
@@ -45,14 +50,16 @@ export type ServableCheckpoint = Pick<Checkpoint, 'spec' | 'weights' | 'tokenize
 
 export function createNativeEngine(checkpoint: ServableCheckpoint, options: NativeEngineOptions): NativeEngine {
   const blockSize = options.blockSize ?? 16;
-  const dtype = resolveEngineDtype(options.dtype ?? 'auto', checkpoint.sourceDtype);
-  // servingWeights keeps a GGUF's Q8_0 blocks as they are: the model copies them (q8_0) or widens them in C++.
+  const requested = resolveEngineDtype(options.dtype ?? 'auto', checkpoint.sourceDtype);
+  // servingWeights keeps a GGUF's blocks as they are: the model copies them ('auto', or the same type), converts or
+  // widens them in C++.
   const runner = new NativeStepRunner(checkpoint.spec, checkpoint.servingWeights ?? checkpoint.weights, {
     numBlocks: options.numBlocks,
     blockSize,
-    dtype,
+    dtype: requested,
     threads: options.threads,
   });
+  const { dtype, weightTypes } = runner.info();
   const engine = new Engine({
     runner,
     decoder: tokenizerDecoder(checkpoint.tokenizer),
@@ -68,6 +75,7 @@ export function createNativeEngine(checkpoint: ServableCheckpoint, options: Nati
   return {
     engine,
     dtype,
+    weightTypes,
     close: async () => {
       await engine.close();
       runner.dispose();

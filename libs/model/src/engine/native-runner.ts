@@ -10,6 +10,7 @@ import {
   forward,
   freeCache,
   freeModel,
+  modelInfo,
   type KvCacheHandle,
   type ModelHandle,
   type ModelSpec,
@@ -21,7 +22,8 @@ import type { StepBatch, StepRunner, TokenDecoder } from './engine.types';
 export interface NativeRunnerOptions {
   numBlocks: number;
   blockSize: number;
-  dtype: WeightDtype;
+  /** 'auto': keep each quantized tensor's own type (see createModel). */
+  dtype: WeightDtype | 'auto';
   /** Native threads; default: all hardware cores. */
   threads?: number;
 }
@@ -31,7 +33,7 @@ export class NativeStepRunner implements StepRunner {
   private readonly model: ModelHandle;
   private readonly cache: KvCacheHandle;
 
-  /** `weights` may hold Q8_0 blocks (a GGUF file's); the model stores them per `options.dtype` (see createModel). */
+  /** `weights` may hold GGML blocks (a GGUF file's); the model stores them per `options.dtype` (see createModel). */
   constructor(spec: ModelSpec, weights: ServingWeightMap, options: NativeRunnerOptions) {
     this.vocabSize = spec.vocabSize;
     this.model = createModel(spec, weights, { dtype: options.dtype, threads: options.threads });
@@ -41,6 +43,12 @@ export class NativeStepRunner implements StepRunner {
       freeModel(this.model);
       throw error;
     }
+  }
+
+  /** The served dtype and the matrices per stored type. */
+  info(): { dtype: WeightDtype; weightTypes: Partial<Record<WeightDtype, number>> } {
+    const { dtype, weightTypes } = modelInfo(this.model);
+    return { dtype, weightTypes };
   }
 
   run(batch: StepBatch): Promise<Float32Array> {

@@ -7,7 +7,8 @@
  */
 import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { Q8_0_BLOCK_BYTES } from '@flywheel/kernels';
+import { QUANT_BLOCKS } from '@flywheel/kernels';
+import type { QuantType } from '@flywheel/kernels';
 import type { ModelSpec, ServingWeightMap, WeightMap } from '@flywheel/kernels';
 import { isFile, readJsonFile } from './checkpoint-file.io';
 import { resolveGenerationDefaults } from './generation-config.schema';
@@ -24,7 +25,7 @@ import type { ModelTokenizer } from './tokenizer.loader';
 import { buildWeightMap } from './weight-map.validator';
 
 /** On-disk dtype of the weights before widening to f32. */
-export type SourceDtype = 'f32' | 'f16' | 'bf16' | 'q8_0';
+export type SourceDtype = 'f32' | 'f16' | 'bf16' | QuantType;
 
 export type CheckpointFormat = 'hf' | 'gguf';
 
@@ -186,7 +187,7 @@ async function loadGgufWeights(file: string, id: string | undefined): Promise<Lo
 function elementCount(weights: ServingWeightMap, name: string): number {
   const t = weights.get(name);
   if (t === undefined) return 0;
-  return t instanceof Float32Array ? t.length : (t.blocks.length / Q8_0_BLOCK_BYTES) * 32;
+  return t instanceof Float32Array ? t.length : (t.blocks.length / QUANT_BLOCKS[t.dtype].bytes) * QUANT_BLOCKS[t.dtype].elems;
 }
 
 function majorityDtype(entries: [SourceDtype, number][]): SourceDtype {

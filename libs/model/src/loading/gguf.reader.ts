@@ -9,8 +9,8 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { GGMLQuantizationType } from '@huggingface/gguf';
-import { Q8_0_BLOCK_BYTES } from '@flywheel/kernels';
-import type { Llama3RopeScaling, ModelSpec, Q8_0Tensor, ServingWeightMap, WeightMap } from '@flywheel/kernels';
+import { isQuantType, QUANT_BLOCKS } from '@flywheel/kernels';
+import type { Llama3RopeScaling, ModelSpec, QuantTensor, ServingWeightMap, WeightMap } from '@flywheel/kernels';
 import { bf16ArrayToF32, f16ArrayToF32 } from './half-float.codec';
 import { ModelLoadError } from './model-load.error';
 import type { SupportedArchitecture } from './model-config.schema';
@@ -20,7 +20,7 @@ import { llama3ScalingFromRopeFactors } from './rope-freqs';
 import type { GgufHeader, GgufTensorInfo, GgufValue } from './gguf-header.parser';
 import { buildWeightMap } from './weight-map.validator';
 import type { ShapedTensor } from './weight-map.validator';
-import { dequantizeQ8_0, WideningWeightMap } from './widening-weight-map';
+import { dequantizeBlocks, dequantizeQ8_0, WideningWeightMap } from './widening-weight-map';
 
 export { dequantizeQ8_0 };
 
@@ -43,7 +43,7 @@ export interface GgufVocab {
   chatTemplate: string | null;
 }
 
-export type GgufTensorDtype = 'f32' | 'f16' | 'bf16' | 'q8_0';
+export type GgufTensorDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
 
 export interface GgufModel {
   file: string;
@@ -52,9 +52,9 @@ export interface GgufModel {
   ggufArchitecture: string;
   name: string | null;
   spec: ModelSpec;
-  /** Every tensor as f32; a Q8_0 tensor is widened the first time it is read. */
+  /** Every tensor as f32; a quantized tensor is widened the first time it is read. */
   weights: WeightMap;
-  /** The same tensors with Q8_0 ones as their blocks, for the serving engine. */
+  /** The same tensors with quantized ones (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) as their blocks, for the serving engine. */
   servingWeights: ServingWeightMap;
   /** On-disk dtype of each HF-named tensor, before widening to f32. */
   tensorDtypes: ReadonlyMap<string, GgufTensorDtype>;
@@ -73,8 +73,20 @@ const LOADABLE_TYPES = new Map<number, { dtype: GgufTensorDtype; bytes: (n: numb
   [GGMLQuantizationType.F32, { dtype: 'f32', bytes: (n) => n * 4, blockSize: 1 }],
   [GGMLQuantizationType.F16, { dtype: 'f16', bytes: (n) => n * 2, blockSize: 1 }],
   [GGMLQuantizationType.BF16, { dtype: 'bf16', bytes: (n) => n * 2, blockSize: 1 }],
-  // Q8_0 block: f16 scale d, then 32 × int8 q; value = d * q.
-  [GGMLQuantizationType.Q8_0, { dtype: 'q8_0', bytes: (n) => (n / 32) * 34, blockSize: 32 }],
+  // GGML blocks (QUANT_BLOCKS): Q8_0 is an f16 scale then 32 int8; Q4_0 an f16 scale then 32 nibbles; the K-quants
+  // super-blocks of 256 with 6-bit (Q4_K, Q5_K) or int8 (Q6_K) sub-block scales.
+  ...(
+    [
+      [GGMLQuantizationType.Q8_0, 'q8_0'],
+      [GGMLQuantizationType.Q4_0, 'q4_0'],
+      [GGMLQuantizationType.Q4_K, 'q4_k'],
+      [GGMLQuantizationType.Q5_K, 'q5_k'],
+      [GGMLQuantizationType.Q6_K, 'q6_k'],
+    ] as const
+  ).map(
+    ([type, dtype]) =>
+      [type, { dtype, bytes: (n: number) => (n / QUANT_BLOCKS[dtype].elems) * QUANT_BLOCKS[dtype].bytes, blockSize: QUANT_BLOCKS[dtype].elems }] as const,
+  ),
 ]);
 
 const GLOBAL_NAMES: Record<string, string> = {
@@ -142,9 +154,9 @@ export function permuteQkRows(data: Float32Array, nHeads: number, headDim: numbe
   return out;
 }
 
-/** unpermuteQkRows over Q8_0 blocks: a row of `cols` weights is cols/32 whole blocks, so rows move as bytes. */
-function unpermuteQkBlockRows(t: Q8_0Tensor, nHeads: number, headDim: number, cols: number): Q8_0Tensor {
-  const rowBytes = (cols / 32) * Q8_0_BLOCK_BYTES;
+/** unpermuteQkRows over GGML blocks: a row of `cols` weights is whole blocks, so rows move as bytes. */
+function unpermuteQkBlockRows(t: QuantTensor, nHeads: number, headDim: number, cols: number): QuantTensor {
+  const rowBytes = (cols / QUANT_BLOCKS[t.dtype].elems) * QUANT_BLOCKS[t.dtype].bytes;
   const out = new Uint8Array(t.blocks.length);
   const half = headDim / 2;
   for (let r = 0; r < nHeads * headDim; r++) {
@@ -153,7 +165,7 @@ function unpermuteQkBlockRows(t: Q8_0Tensor, nHeads: number, headDim: number, co
     const hfRow = h * headDim + (r % 2) * half + i;
     out.set(t.blocks.subarray(r * rowBytes, (r + 1) * rowBytes), hfRow * rowBytes);
   }
-  return { dtype: 'q8_0', blocks: out };
+  return { dtype: t.dtype, blocks: out };
 }
 
 /** Reads a GGUF file's header, hyperparameters, vocabulary metadata and every tensor. */
@@ -248,7 +260,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   };
 
   checkTensorRanges(header, file);
-  const tensors = new Map<string, ShapedTensor<Float32Array | Q8_0Tensor>>();
+  const tensors = new Map<string, ShapedTensor<Float32Array | QuantTensor>>();
   const tensorDtypes = new Map<string, GgufTensorDtype>();
   for (const [ggufName, info] of infos) {
     if (ggufName === 'rope_freqs.weight') continue; // read into spec.ropeScaling above
@@ -295,7 +307,7 @@ function loadableType(info: GgufTensorInfo, file: string) {
   const kind = LOADABLE_TYPES.get(info.type);
   if (kind === undefined) {
     const typeName = GGMLQuantizationType[info.type] ?? `type ${info.type}`;
-    throw new ModelLoadError(`tensor "${info.name}" has GGML type ${typeName}; Flywheel loads F32, F16, BF16 and Q8_0`, file);
+    throw new ModelLoadError(`tensor "${info.name}" has GGML type ${typeName}; Flywheel loads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K`, file);
   }
   return kind;
 }
@@ -340,20 +352,22 @@ async function readGgufTensor(fh: FileHandle, file: string, info: GgufTensorInfo
       return bf16ArrayToF32(new Uint16Array(bytes.buffer, 0, n));
     case 'q8_0':
       return dequantizeQ8_0(bytes, n);
+    default:
+      return dequantizeBlocks({ dtype: kind.dtype, blocks: bytes });
   }
 }
 
-/** F32/F16/BF16 widened to f32; Q8_0 kept as its blocks. */
+/** F32/F16/BF16 widened to f32; quantized tensors kept as their blocks. */
 async function readGgufTensorKeepingBlocks(
   fh: FileHandle,
   file: string,
   info: GgufTensorInfo,
   dataOffset: number,
-): Promise<Float32Array | Q8_0Tensor> {
+): Promise<Float32Array | QuantTensor> {
   const kind = loadableType(info, file);
-  if (kind.dtype !== 'q8_0') return readGgufTensor(fh, file, info, dataOffset);
+  if (!isQuantType(kind.dtype)) return readGgufTensor(fh, file, info, dataOffset);
   const n = info.dims.reduce((a, b) => a * b, 1);
-  return { dtype: 'q8_0', blocks: await readExactly(fh, file, dataOffset + info.offset, kind.bytes(n)) };
+  return { dtype: kind.dtype, blocks: await readExactly(fh, file, dataOffset + info.offset, kind.bytes(n)) };
 }
 
 /** GGUF stores these as f32; report the shortest decimal that is the same f32 (1e-5, not 9.99999974e-6). */
@@ -365,13 +379,14 @@ function shortestF32(x: number): number {
   return x;
 }
 
-/** Bit-identical tensors of one storage type (a Q8_0 head is a copy of a Q8_0 embedding only block for block). */
-function sameContents(a: Float32Array | Q8_0Tensor, b: Float32Array | Q8_0Tensor): boolean {
+/** Bit-identical tensors of one storage type (a quantized head is a copy of the embedding only block for block). */
+function sameContents(a: Float32Array | QuantTensor, b: Float32Array | QuantTensor): boolean {
   if (a instanceof Float32Array !== b instanceof Float32Array) return false;
+  if (!(a instanceof Float32Array) && !(b instanceof Float32Array) && a.dtype !== b.dtype) return false;
   return Buffer.compare(bytesOf(a), bytesOf(b)) === 0;
 }
 
-function bytesOf(t: Float32Array | Q8_0Tensor): Uint8Array {
+function bytesOf(t: Float32Array | QuantTensor): Uint8Array {
   return t instanceof Float32Array ? new Uint8Array(t.buffer, t.byteOffset, t.byteLength) : t.blocks;
 }
 

@@ -1,10 +1,11 @@
 /**
- * The f32 view of a checkpoint whose matrices may be Q8_0 blocks: a WeightMap that widens a Q8_0 tensor the first time
- * it is read (and keeps the result), so training and reward scoring see f32 while the serving engine takes the blocks
- * from the map underneath and nothing is widened for it. Not a quantizer (the engine quantizes f32 checkpoints in C++).
+ * The f32 view of a checkpoint whose matrices may be GGML blocks: a WeightMap that widens a quantized tensor the first
+ * time it is read (and keeps the result), so training and reward scoring see f32 while the serving engine takes the
+ * blocks from the map underneath and nothing is widened for it. Q8_0 is widened here in TypeScript; Q4_0 and the
+ * K-quants by the native dequantizer (ggml's dequantize_row_*). Not a quantizer (the engine quantizes in C++).
  */
-import { Q8_0_BLOCK_BYTES } from '@flywheel/kernels';
-import type { Q8_0Tensor, ServingWeightMap, WeightMap } from '@flywheel/kernels';
+import { ops, Q8_0_BLOCK_BYTES } from '@flywheel/kernels';
+import type { QuantTensor, ServingWeightMap, WeightMap } from '@flywheel/kernels';
 import { f16BitsToF32 } from './half-float.codec';
 
 /** (n/32 blocks × 34 bytes) → (n) f32: each block is an f16 scale then 32 signed bytes; value = d * q, exact in f32. */
@@ -74,6 +75,12 @@ export class WideningWeightMap implements WeightMap {
   }
 }
 
-function widen(t: Q8_0Tensor): Float32Array {
-  return dequantizeQ8_0(t.blocks, (t.blocks.length / Q8_0_BLOCK_BYTES) * 32);
+/** Any quantized tensor as f32. */
+export function dequantizeBlocks(t: QuantTensor): Float32Array {
+  if (t.dtype === 'q8_0') return dequantizeQ8_0(t.blocks, (t.blocks.length / Q8_0_BLOCK_BYTES) * 32);
+  return ops.dequantize(t.dtype, t.blocks);
+}
+
+function widen(t: QuantTensor): Float32Array {
+  return dequantizeBlocks(t);
 }

@@ -1,0 +1,122 @@
+// AVX2 row kernel of matmul_quant_forward (contract and portable twin in matmul_quant.cpp): per row group and chunk,
+// unpack the weight blocks to int8 + scales (quant_unpack.h, vectorized here by the compiler), then a register tile
+// of 4 rows x 2 tokens multiplies them with the int8 activations as the Q8_0 kernel does, with one scale per 16
+// weights. Compiled for avx2,fma,f16c and only called after simd_use_avx2(); no STL, as in matmul_q8_0_avx2.cpp.
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "kernels.h"
+#include "quant_unpack.h"
+#include "simd_avx2.h"
+
+constexpr int KB_MAX = 64;  // 32-blocks per unpacked chunk (multiple of 8)
+constexpr int R_MAX = 4;    // rows per register tile
+
+// y[t*ldy + r] += chunk dot for R unpacked rows and TK tokens. maddubs takes unsigned x signed bytes, so the weights
+// go in as |q_w| and their sign moves onto q_x (|q_w| <= 32 here, so pair sums stay far inside int16). After madd,
+// lanes 0-3 hold the dot of bytes 0-15 and lanes 4-7 of bytes 16-31: one scale per 16 weights is one 2-valued
+// vector per block.
+template <int R, int TK>
+static void uq_tile(float* y, int ldy,
+                    const int8_t* xq, int ldq,                // (TK, ldq) activations, chunk at block b0
+                    const float* xd, const float* xs, int ldd,  // (TK, ldd) scales, d*sum
+                    const int8_t* wq, const float* ws, const float* wm,  // (R, KB_MAX*32), (R, KB_MAX*2), (R, KB_MAX)
+                    int b0, int kb, bool has_min) {
+  __m256 acc[R][TK];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < TK; t++) acc[r][t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int b = 0; b < kb; b++) {
+    __m256i qx[TK];
+    __m256 dx[TK];
+    for (int t = 0; t < TK; t++) {
+      qx[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + static_cast<size_t>(t) * ldq + (b0 + b) * 32));
+      dx[t] = _mm256_broadcast_ss(xd + static_cast<size_t>(t) * ldd + b0 + b);
+    }
+    for (int r = 0; r < R; r++) {
+      const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + r * KB_MAX * 32 + b * 32));
+      const __m256i aw = _mm256_sign_epi8(qw, qw);
+      const float* sc = ws + r * KB_MAX * 2 + 2 * b;
+      const __m256 sv = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(sc)), _mm_broadcast_ss(sc + 1), 1);
+      for (int t = 0; t < TK; t++) {
+        const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx[t], qw));
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(sv, dx[t]), p, acc[r][t]);
+      }
+    }
+  }
+  if (has_min) {
+    // The offset term: sum_b m_b * d_x sum(q_x), 8 blocks per step.
+    for (int r = 0; r < R; r++)
+      for (int t = 0; t < TK; t++) {
+        const float* m = wm + r * KB_MAX;
+        const float* sx = xs + static_cast<size_t>(t) * ldd + b0;
+        int b = 0;
+        for (; b + 8 <= kb; b += 8)
+          acc[r][t] = _mm256_fmadd_ps(_mm256_loadu_ps(m + b), _mm256_loadu_ps(sx + b), acc[r][t]);
+        float tail = 0.0f;
+        for (; b < kb; b++) tail += m[b] * sx[b];
+        y[static_cast<size_t>(t) * ldy + r] += tail;
+      }
+  }
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += hsum(acc[r][t]);
+}
+
+using UqTileFn = void (*)(float*, int, const int8_t*, int, const float*, const float*, int, const int8_t*,
+                          const float*, const float*, int, int, bool);
+
+static UqTileFn uq_tile_fn(int rn, int tn) {
+  static const UqTileFn table[4][2] = {
+      {uq_tile<1, 1>, uq_tile<1, 2>},
+      {uq_tile<2, 1>, uq_tile<2, 2>},
+      {uq_tile<3, 1>, uq_tile<3, 2>},
+      {uq_tile<4, 1>, uq_tile<4, 2>},
+  };
+  return table[rn - 1][tn - 1];
+}
+
+void matmul_quant_rows_avx2(float* y,           // (T, out)
+                            const int8_t* xq,   // (T, in)
+                            const float* xd,    // (T, in/32)
+                            const float* xs,    // (T, in/32)
+                            const uint8_t* w,   // (out, in/elems) blocks
+                            WeightType type, int T, int in, int out, int r0, int r1) {
+  const int nb = in / 32, upb = quant_block_elems(type) / 32;
+  const size_t ubytes = quant_block_bytes(type);
+  const size_t row_bytes = static_cast<size_t>(in / quant_block_elems(type)) * ubytes;
+  alignas(32) int8_t wq[R_MAX * KB_MAX * 32];
+  alignas(32) float ws[R_MAX * KB_MAX * 2];
+  alignas(32) float wm[R_MAX * KB_MAX];
+  const int TK = T == 1 ? 1 : 2;
+  // Token tile: its int8 x (TT, in) stays in L2 while this thread's rows stream past it; each chunk is unpacked
+  // once per tile.
+  int TT = 131072 / in;
+  TT = TT < 16 ? 16 : TT > 256 ? 256 : TT;
+  for (int t0 = 0; t0 < T; t0 += TT) {
+    const int t1 = t0 + TT < T ? t0 + TT : T;
+    for (int b0 = 0; b0 < nb; b0 += KB_MAX) {
+      const int kb = nb - b0 < KB_MAX ? nb - b0 : KB_MAX;
+      for (int r = r0; r < r1; r += R_MAX) {
+        const int rn = r1 - r < R_MAX ? r1 - r : R_MAX;
+        bool has_min = false;
+        for (int i = 0; i < rn; i++) {
+          const uint8_t* src = w + static_cast<size_t>(r + i) * row_bytes + static_cast<size_t>(b0 / upb) * ubytes;
+          // Touch the next row group's chunk while this one computes (decode streams weights from DRAM).
+          if (T == 1 && r + R_MAX + i < r1) {
+            const char* nx = reinterpret_cast<const char*>(src + R_MAX * row_bytes);
+            for (size_t l = 0; l < static_cast<size_t>(kb / upb) * ubytes; l += 64) _mm_prefetch(nx + l, _MM_HINT_T0);
+          }
+          has_min |= quant_unpack(type, src, kb / upb, wq + i * KB_MAX * 32, ws + i * KB_MAX * 2, wm + i * KB_MAX);
+        }
+        for (int t = t0; t < t1; t += TK) {
+          const int tn = t1 - t < TK ? t1 - t : TK;
+          uq_tile_fn(rn, tn)(y + static_cast<size_t>(t) * out + r, out, xq + static_cast<size_t>(t) * in, in,
+                             xd + static_cast<size_t>(t) * nb, xs + static_cast<size_t>(t) * nb, nb, wq, ws, wm, b0,
+                             kb, has_min);
+        }
+      }
+    }
+  }
+}
