@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
 #include "simd_avx2.h"
 
