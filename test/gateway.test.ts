@@ -80,6 +80,8 @@ describe('models', () => {
     expect(page.data.map((m) => m.id)).toEqual([MODEL]);
     const model = await client.models.retrieve(MODEL);
     expect(model).toMatchObject({ id: MODEL, object: 'model', owned_by: 'flywheel', policy_version: 'base', context_length: 512 });
+    // The served weight type and the stored types of its matrices (stories260K serves f32).
+    expect(model).toMatchObject({ dtype: 'f32', weight_types: { f32: expect.any(Number) } });
     expect(model.created).toBeGreaterThan(1_600_000_000);
     await expect(client.models.retrieve('gpt-4o')).rejects.toBeInstanceOf(NotFoundError);
   });

@@ -5,7 +5,9 @@
  */
 import { connect, type NatsConnection } from 'nats';
 import { generateFrameSchema, policyInfoSchema, SUBJECTS, tokenDeltasOf, type GenerateFrame, type GenerateRequestInput } from '@flywheel/contracts';
+import { readFileSync } from 'node:fs';
 import { emitEvent, MeshClient } from '@flywheel/mesh';
+import { loadCheckpoint } from '@flywheel/model';
 import { STORIES_GOLDEN_IDS } from '../libs/model/src/engine/testing/stories260k.fixture';
 import { freePort, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
 
@@ -46,6 +48,10 @@ describe('policy service', () => {
   it('reports what it serves', async () => {
     const info = await mesh.request(SUBJECTS.policy.info, {}, policyInfoSchema, { timeoutMs: 3000 });
     expect(info).toMatchObject({ model: 'stories260K', policyVersion: 'base', contextLength: 512, vocabSize: 512, dtype: 'f32', hasChatTemplate: true });
+    // 5 layers x (qkv, o, gate_up, down) + the tied embedding, all f32; the metrics say the same.
+    expect(info.weightTypes).toEqual({ f32: 21 });
+    expect(await metric('flywheel_model_weight_matrices')).toBe(21);
+    expect(await metric('flywheel_model_decode_weight_bytes')).toBeGreaterThan(900_000);
   });
 
   it('streams the golden greedy continuation of "Once upon a time" in contract order', async () => {
@@ -116,6 +122,15 @@ describe('flywheel generate (CLI)', () => {
     const r = run(process.execPath, ['tools/cli/flywheel.js', 'generate', '--model', 'models/stories260K', '--prompt', 'Once upon a time', '--max-tokens', '30'], {});
     expect(await r.exited).toBe(0);
     expect(r.output()).toMatch(/^, there was a little girl named Lily\. She loved to play outside in the park\./);
+  });
+
+  it('serves a Q4_K_M GGUF as its own types and prints llama.cpp\'s greedy continuation of it', async () => {
+    // tiny-q4_k_m.gguf is llama.cpp's llama-quantize output; the ids are llama.cpp's own greedy run of it.
+    const llamacpp = JSON.parse(readFileSync('test/fixtures/quant/greedy-llamacpp.json', 'utf8'))['tiny-q4_k_m.gguf'][0];
+    const r = run(process.execPath, ['tools/cli/flywheel.js', 'generate', '--model', 'test/fixtures/quant/tiny-q4_k_m.gguf', '--prompt', 'Once upon a time', '--max-tokens', '32'], {});
+    expect(await r.exited).toBe(0);
+    const { tokenizer } = await loadCheckpoint('test/fixtures/quant/tiny-q4_k_m.gguf');
+    expect(r.output()).toBe(`${tokenizer.decode(llamacpp.ids, { skipSpecialTokens: true })}\n`);
   });
 
   it('fails with one clear line for a missing model', async () => {

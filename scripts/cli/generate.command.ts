@@ -15,12 +15,13 @@ const argsSchema = z.object({
   temperature: z.coerce.number().min(0).max(2).default(0),
   topP: z.coerce.number().gt(0).max(1).default(1),
   seed: z.coerce.number().int().optional(),
-  dtype: z.enum(['f32', 'bf16']).default('f32'),
+  // auto: a quantized GGUF keeps its own types (Q4_K_M stays Q4_K + Q6_K), anything else f32.
+  dtype: z.enum(['auto', 'f32', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k']).default('auto'),
   threads: z.coerce.number().int().positive().optional(),
 });
 
 export const GENERATE_USAGE =
-  'usage: flywheel generate --model DIR_OR_GGUF --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--dtype f32|bf16] [--threads N]';
+  'usage: flywheel generate --model DIR_OR_GGUF --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--dtype auto|f32|bf16|q8_0|q4_0|q4_k|q5_k|q6_k] [--threads N]';
 
 export async function generateCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({

@@ -280,6 +280,9 @@ export interface OpenAiModel {
   /** Flywheel extensions: what serves this model right now. */
   policy_version: string;
   context_length: number;
+  /** The weight type served (e.g. q4_k for a Q4_K_M file) and the matrices per stored type. */
+  dtype?: string;
+  weight_types?: Record<string, number>;
 }
 
 export interface OpenAiModelList {

@@ -183,6 +183,30 @@ describe.each(FILES)('$file', ({ file, served }) => {
   });
 });
 
+describe('greedy decoding of the Q4_K_M file', () => {
+  it("reproduces llama.cpp's own 32 greedy tokens (every step's float64 margin is >= 0.38)", async () => {
+    const file = path.join(QUANT_DIR, 'tiny-q4_k_m.gguf');
+    const llamacpp = JSON.parse(readFileSync(path.join(QUANT_DIR, 'greedy-llamacpp.json'), 'utf8')) as Record<
+      string,
+      { prompt: string; prompt_ids: number[]; ids: number[] }[]
+    >;
+    const want = llamacpp['tiny-q4_k_m.gguf'][0];
+    const loaded = await loadModelWeights(file);
+    const s = session(loaded.spec, loaded.servingWeights, 'auto', want.prompt_ids.length + want.ids.length);
+    try {
+      const got: number[] = [];
+      let logits = await s.step(want.prompt_ids);
+      while (got.length < want.ids.length) {
+        got.push(argmax(logits));
+        logits = await s.step([got.at(-1)!]);
+      }
+      expect(got).toEqual(want.ids);
+    } finally {
+      s.free();
+    }
+  });
+});
+
 describe('quantize on load', () => {
   it('Q4_0 is bit for bit gguf-py (llama.cpp quantize_row_q4_0_ref)', () => {
     const fx = JSON.parse(readFileSync(path.join(QUANT_DIR, 'quantize-Q4_0.json'), 'utf8')) as {

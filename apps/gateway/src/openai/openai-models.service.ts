@@ -36,6 +36,8 @@ export class OpenAiModelsService {
       owned_by: 'flywheel',
       policy_version: info.policyVersion,
       context_length: info.contextLength,
+      dtype: info.dtype,
+      ...(info.weightTypes ? { weight_types: info.weightTypes } : {}),
     };
   }
 }

@@ -1,7 +1,7 @@
 /**
  * vLLM-style serving metrics with the `flywheel_` prefix, on the service's registry: running/waiting
  * requests, KV-cache usage, preemptions, prompt/generation tokens, prefix-cache hits (read from the
- * engine's stats at scrape time) and TTFT / inter-token / end-to-end / step histograms (fed by the
+ * engine's stats at scrape time), the served weights' types and bytes per decode step, and TTFT / inter-token / end-to-end / step histograms (fed by the
  * engine's observer hooks).
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -24,8 +24,36 @@ function mirroredCounter(registry: Registry, name: string, help: string, read: (
   });
 }
 
-export function createEngineMetrics(registry: Registry, stats: () => EngineStats | null): EngineObserver {
+/** What the served model stores: matrices per weight type and the bytes one decode step streams. */
+export interface ServedWeights {
+  weightTypes: Partial<Record<string, number>>;
+  matmulWeightBytes: number;
+}
+
+export function createEngineMetrics(
+  registry: Registry,
+  stats: () => EngineStats | null,
+  weights: () => ServedWeights | null = () => null,
+): EngineObserver {
   const s = () => stats();
+  new Gauge({
+    name: 'flywheel_model_weight_matrices',
+    help: 'Weight matrices of the active model by stored type (f32, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)',
+    labelNames: ['dtype'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [dtype, n] of Object.entries(weights()?.weightTypes ?? {})) this.set({ dtype }, n ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'flywheel_model_decode_weight_bytes',
+    help: 'Bytes of weight matrices one decode step streams (all layers and the LM head, as stored)',
+    registers: [registry],
+    collect() {
+      this.set(weights()?.matmulWeightBytes ?? 0);
+    },
+  });
   new Gauge({ name: 'flywheel_num_requests_running', help: 'Sequences in the running batch', registers: [registry], collect() { this.set(s()?.running ?? 0); } });
   new Gauge({ name: 'flywheel_num_requests_waiting', help: 'Sequences waiting to be scheduled', registers: [registry], collect() { this.set(s()?.waiting ?? 0); } });
   new Gauge({ name: 'flywheel_kv_cache_usage_perc', help: 'Fraction of KV-cache blocks in use (0-1)', registers: [registry], collect() { this.set(s()?.kvUsage ?? 0); } });

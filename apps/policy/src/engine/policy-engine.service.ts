@@ -90,7 +90,11 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     @Inject(ActiveModelSource) source: ActiveModelSourceLike,
   ) {
     readiness.require('model');
-    this.observer = createEngineMetrics(this.metrics.registry, () => this.stats());
+    this.observer = createEngineMetrics(
+      this.metrics.registry,
+      () => this.stats(),
+      () => this.versions.active?.native ?? null,
+    );
     this.modelId = path.basename(config.policy.model).replace(/\.gguf$/i, '');
     this.versions = new ServedVersions<Slot>({
       role: 'policy',

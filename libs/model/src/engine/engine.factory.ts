@@ -40,6 +40,8 @@ export interface NativeEngine {
   dtype: WeightDtype;
   /** Matrices per stored type (a GGUF's mix, e.g. { q4_k: 9, q6_k: 3 }). */
   weightTypes: Partial<Record<WeightDtype, number>>;
+  /** Bytes of weight matrices one decode step streams (as stored). */
+  matmulWeightBytes: number;
   /** Aborts every request, waits for the step in flight, then frees native memory. */
   close(): Promise<void>;
 }
@@ -59,7 +61,7 @@ export function createNativeEngine(checkpoint: ServableCheckpoint, options: Nati
     dtype: requested,
     threads: options.threads,
   });
-  const { dtype, weightTypes } = runner.info();
+  const { dtype, weightTypes, matmulWeightBytes } = runner.info();
   const engine = new Engine({
     runner,
     decoder: tokenizerDecoder(checkpoint.tokenizer),
@@ -76,6 +78,7 @@ export function createNativeEngine(checkpoint: ServableCheckpoint, options: Nati
     engine,
     dtype,
     weightTypes,
+    matmulWeightBytes,
     close: async () => {
       await engine.close();
       runner.dispose();

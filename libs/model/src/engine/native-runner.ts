@@ -46,9 +46,9 @@ export class NativeStepRunner implements StepRunner {
   }
 
   /** The served dtype and the matrices per stored type. */
-  info(): { dtype: WeightDtype; weightTypes: Partial<Record<WeightDtype, number>> } {
-    const { dtype, weightTypes } = modelInfo(this.model);
-    return { dtype, weightTypes };
+  info(): { dtype: WeightDtype; weightTypes: Partial<Record<WeightDtype, number>>; matmulWeightBytes: number } {
+    const { dtype, weightTypes, matmulWeightBytes } = modelInfo(this.model);
+    return { dtype, weightTypes, matmulWeightBytes };
   }
 
   run(batch: StepBatch): Promise<Float32Array> {
