@@ -20,6 +20,8 @@ export interface ModelSpec {
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry a bias (Qwen2). */
   attentionBias: boolean;
+  /** Per-head RMSNorm of queries and keys before RoPE, `self_attn.{q,k}_norm.weight` of (headDim) (Qwen3). */
+  qkNorm?: boolean;
   maxPositionEmbeddings: number;
 }
 

@@ -55,6 +55,7 @@ interface HfConfig {
   max_position_embeddings: number;
   tie_word_embeddings: boolean;
   attention_bias: boolean;
+  model_type?: string;
   rope_scaling: { factor: number; low_freq_factor: number; high_freq_factor: number; original_max_position_embeddings: number } | null;
 }
 
@@ -81,6 +82,7 @@ function specOf(cfg: HfConfig): ModelSpec {
     tieWordEmbeddings: cfg.tie_word_embeddings,
     attentionBias: cfg.attention_bias ?? false,
     maxPositionEmbeddings: cfg.max_position_embeddings,
+    qkNorm: cfg.model_type === 'qwen3',
   };
 }
 
@@ -137,7 +139,7 @@ function expectTensorsClose(actual: Map<string, Float32Array>, expected: Map<str
   return worst;
 }
 
-describe.each(['tiny-gqa', 'tiny-mqa-llama3'])('native training vs the float64 torch reference (%s)', (name) => {
+describe.each(['tiny-gqa', 'tiny-mqa-llama3', 'tiny-qwen3'])('native training vs the float64 torch reference (%s)', (name) => {
   const { g, spec, blocks } = load(name);
   const [initial, lmGrads, scoreGrads, after] = blocks;
   const allRows = Array.from({ length: g.batch.B }, (_, i) => i);

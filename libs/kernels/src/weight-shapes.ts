@@ -28,6 +28,10 @@ export function expectedWeightShapes(spec: ModelSpec, scoreLabels: number | null
       shapes.set(`${p}self_attn.k_proj.bias`, [kvd]);
       shapes.set(`${p}self_attn.v_proj.bias`, [kvd]);
     }
+    if (spec.qkNorm) {
+      shapes.set(`${p}self_attn.q_norm.weight`, [spec.headDim]);
+      shapes.set(`${p}self_attn.k_norm.weight`, [spec.headDim]);
+    }
     shapes.set(`${p}self_attn.o_proj.weight`, [C, qd]);
     shapes.set(`${p}post_attention_layernorm.weight`, [C]);
     shapes.set(`${p}mlp.gate_proj.weight`, [I, C]);

@@ -62,7 +62,7 @@ function relError(got: Float32Array, want: Float32Array): number {
   return maxDiff / Math.max(scale, 1e-6);
 }
 
-const GOLDENS = ['stories260K-hf', 'tiny-gqa', 'tiny-gqa-bf16', 'tiny-gqa-q8_0', 'tiny-mqa-llama3'];
+const GOLDENS = ['stories260K-hf', 'tiny-gqa', 'tiny-gqa-bf16', 'tiny-gqa-q8_0', 'tiny-mqa-llama3', 'tiny-qwen3'];
 
 describe.each(GOLDENS)('golden logits: %s', (name) => {
   const golden = readGolden(name);
@@ -81,11 +81,12 @@ describe.each(GOLDENS)('golden logits: %s', (name) => {
   });
 });
 
-it('the same model from GGUF gives the same logits as from safetensors', async () => {
-  const golden = readGolden('tiny-gqa');
+it.each(['tiny-gqa', 'tiny-qwen3'])('the same model from GGUF gives the same logits as from safetensors (%s)', async (name) => {
+  const golden = readGolden(name);
   const c = golden.cases.at(-1)!;
-  const st = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa'));
-  const gg = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'));
+  const st = await loadModelWeights(path.join(FIXTURES_DIR, name));
+  const gg = await loadModelWeights(path.join(FIXTURES_DIR, `${name}.gguf`));
+  expect(gg.spec).toEqual(st.spec);
   const a = await runTokens(st.spec, st.weights, c.tokens, 'prefill');
   const b = await runTokens(gg.spec, gg.weights, c.tokens, 'prefill');
   expect(relError(b, a)).toBeLessThan(1e-6);

@@ -38,6 +38,7 @@ ModelConfig config_from(const Napi::Object& o) {
   c.max_position_embeddings = static_cast<int>(num_field(o, "maxPositionEmbeddings"));
   c.tie_word_embeddings = o.Get("tieWordEmbeddings").ToBoolean();
   c.attention_bias = o.Get("attentionBias").ToBoolean();
+  c.qk_norm = o.Get("qkNorm").ToBoolean();  // optional: undefined is false
   Napi::Value rs = o.Get("ropeScaling");
   c.has_rope_scaling = rs.IsObject();
   if (c.has_rope_scaling) c.rope_scaling = scaling_from(rs.As<Napi::Object>());

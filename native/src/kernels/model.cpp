@@ -122,7 +122,7 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
   };
 
   struct LayerOffsets {
-    size_t in_norm, bqkv, post_norm;
+    size_t in_norm, bqkv, post_norm, q_norm, k_norm;
     Group qkv, o, gu, down;
   };
   std::vector<LayerOffsets> lo(cfg.num_layers);
@@ -138,6 +138,10 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
       place_vector_at(p + "self_attn.q_proj.bias", qd, o.bqkv);
       place_vector_at(p + "self_attn.k_proj.bias", kvd, o.bqkv + qd * 4);
       place_vector_at(p + "self_attn.v_proj.bias", kvd, o.bqkv + (qd + kvd) * 4);
+    }
+    if (cfg.qk_norm) {
+      o.q_norm = place_vector(p + "self_attn.q_norm.weight", cfg.head_dim);
+      o.k_norm = place_vector(p + "self_attn.k_norm.weight", cfg.head_dim);
     }
     o.o = place_group({{p + "self_attn.o_proj.weight", C}}, qd);
     o.post_norm = place_vector(p + "post_attention_layernorm.weight", C);
@@ -195,6 +199,8 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
     w.input_norm = reinterpret_cast<const float*>(base + o.in_norm);
     w.qkv = parts_of(o.qkv, base);
     w.b_qkv = cfg.attention_bias ? reinterpret_cast<const float*>(base + o.bqkv) : nullptr;
+    w.q_norm = cfg.qk_norm ? reinterpret_cast<const float*>(base + o.q_norm) : nullptr;
+    w.k_norm = cfg.qk_norm ? reinterpret_cast<const float*>(base + o.k_norm) : nullptr;
     w.o = parts_of(o.o, base).part[0];
     w.post_norm = reinterpret_cast<const float*>(base + o.post_norm);
     w.gate_up = parts_of(o.gu, base);
@@ -308,6 +314,14 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
     float* v_pool = cache->v(l);
     rmsnorm_forward(h.data(), x.data(), w.input_norm, T, C, cfg.rms_norm_eps, pool);
     matmul_parts(qkv.data(), h.data(), w.qkv, w.b_qkv, T, C, qkvd, scratch, pool);
+    if (w.q_norm) {
+      // Per-head RMSNorm of q and k (Qwen3): each token's H query heads and KVH key heads are rows of D.
+      for (int t = 0; t < T; t++) {
+        float* row = qkv.data() + static_cast<size_t>(t) * qkvd;
+        rmsnorm_forward(row, row, w.q_norm, H, D, cfg.rms_norm_eps, nullptr);
+        rmsnorm_forward(row + qd, row + qd, w.k_norm, KVH, D, cfg.rms_norm_eps, nullptr);
+      }
+    }
     rope_forward(qkv.data(), qkvd, cos_t.data(), sin_t.data(), T, H, D);
     rope_forward(qkv.data() + qd, qkvd, cos_t.data(), sin_t.data(), T, KVH, D);
     kv_cache_write(k_pool, v_pool, qkv.data() + qd, qkv.data() + qd + kvd, qkvd, slots.data(), T, kvd);

@@ -19,6 +19,7 @@ struct ModelConfig {
   bool has_rope_scaling;
   RopeScaling rope_scaling;
   bool tie_word_embeddings, attention_bias;
+  bool qk_norm;  // Qwen3: RMSNorm over head_dim of every query and key head (weights (D)), before RoPE
   int max_position_embeddings;
 };
 
@@ -39,6 +40,8 @@ struct LayerWeights {
   const float* input_norm;     // (C)
   MatParts qkv;                // (H*D + 2*KVH*D, C) q, k, v projections (stacked, or 3 parts)
   const float* b_qkv;          // (H*D + 2*KVH*D) or nullptr
+  const float* q_norm;         // (D) or nullptr (qk_norm off)
+  const float* k_norm;         // (D) or nullptr
   MatPart o;                   // (C, H*D)
   const float* post_norm;      // (C)
   MatParts gate_up;            // (2*I, C) gate rows then up rows

@@ -84,6 +84,16 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
     lora_add(m, L, S, LORA_Q, S.q.data(), S.xn1.data(), N, C, qd);
     lora_add(m, L, S, LORA_K, S.k.data(), S.xn1.data(), N, C, kvd);
     lora_add(m, L, S, LORA_V, S.v.data(), S.xn1.data(), N, C, kvd);
+    if (L.q_norm.present()) {
+      // Qwen3: RMSNorm of every head (rows of D) before RoPE; the pre-norm q/k are kept for the backward.
+      S.q_pre = S.q;
+      S.k_pre = S.k;
+      S.rstd_q.resize(n * H);
+      S.rstd_k.resize(n * KVH);
+      rmsnorm_train_forward(S.q.data(), S.rstd_q.data(), S.q_pre.data(), P(m, L.q_norm), N * H, D, c.rms_norm_eps, pool);
+      rmsnorm_train_forward(S.k.data(), S.rstd_k.data(), S.k_pre.data(), P(m, L.k_norm), N * KVH, D, c.rms_norm_eps,
+                            pool);
+    }
     rope_forward(S.q.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D);
     rope_forward(S.k.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D);
     S.probs.resize(static_cast<size_t>(bt.B) * H * bt.T * bt.T);
@@ -147,6 +157,16 @@ void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std
                        S.v.data(), as, pool);
     rope_backward(dq.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D);
     rope_backward(dk.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D);
+    if (L.q_norm.present()) {
+      // Through the per-head norms: rmsnorm_backward accumulates, so into zeroed buffers, then swapped in.
+      std::vector<float> dq_pre(n * qd, 0.0f), dk_pre(n * kvd, 0.0f);
+      rmsnorm_backward(dq_pre.data(), G(m, L.q_norm), dq.data(), S.q_pre.data(), P(m, L.q_norm), S.rstd_q.data(), N * H,
+                       D, pool);
+      rmsnorm_backward(dk_pre.data(), G(m, L.k_norm), dk.data(), S.k_pre.data(), P(m, L.k_norm), S.rstd_k.data(),
+                       N * KVH, D, pool);
+      dq.swap(dq_pre);
+      dk.swap(dk_pre);
+    }
     matmul_backward(dxn.data(), G(m, L.wq), G(m, L.bq), dq.data(), S.xn1.data(), P(m, L.wq), N, C, qd, false, pool);
     lora_add_backward(m, L, S, LORA_Q, dxn.data(), dq.data(), S.xn1.data(), N, C, qd);
     matmul_backward(dxn.data(), G(m, L.wk), G(m, L.bk), dk.data(), S.xn1.data(), P(m, L.wk), N, C, kvd, true, pool);
@@ -214,6 +234,10 @@ std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
       L.bk = base(p + "self_attn.k_proj.bias", kvd, 1, false);
       L.bv = base(p + "self_attn.v_proj.bias", kvd, 1, false);
     }
+    if (cfg.qk_norm) {
+      L.q_norm = base(p + "self_attn.q_norm.weight", cfg.head_dim, 1, false);
+      L.k_norm = base(p + "self_attn.k_norm.weight", cfg.head_dim, 1, false);
+    }
     L.wo = base(p + "self_attn.o_proj.weight", C, qd, true);
     L.post_norm = base(p + "post_attention_layernorm.weight", C, 1, false);
     L.wg = base(p + "mlp.gate_proj.weight", I, C, true);
@@ -264,7 +288,7 @@ TrainMemory train_memory(const TrainModel* m) {
   size_t act = bytes(A.cos_t) + bytes(A.sin_t) + bytes(A.h_final) + bytes(A.xf) + bytes(A.rstdf);
   for (const TrainActivations::Layer& S : A.layers) {
     for (const std::vector<float>* v : {&S.h_in, &S.xn1, &S.rstd1, &S.q, &S.k, &S.v, &S.probs, &S.o, &S.h_mid, &S.xn2,
-                                        &S.rstd2, &S.g, &S.u, &S.a})
+                                        &S.rstd2, &S.g, &S.u, &S.a, &S.q_pre, &S.k_pre, &S.rstd_q, &S.rstd_k})
       act += bytes(*v);
     for (const std::vector<float>& v : S.lora_xa) act += bytes(v);
   }

@@ -48,6 +48,7 @@ struct TrainLoraConfig {
 
 struct TrainLayer {  // where one layer's tensors live
   TrainRef input_norm, wq, bq, wk, bk, wv, bv, wo, post_norm, wg, wu, wd;  // bq/bk/bv absent without bias
+  TrainRef q_norm, k_norm;                                                 // absent without qk_norm
   TrainRef lora_a[LORA_TARGETS], lora_b[LORA_TARGETS];                     // absent unless targeted
 };
 
@@ -58,6 +59,7 @@ struct TrainActivations {
   std::vector<float> cos_t, sin_t;  // (N, D/2)
   struct Layer {
     std::vector<float> h_in, xn1, rstd1, q, k, v, probs, o, h_mid, xn2, rstd2, g, u, a;
+    std::vector<float> q_pre, k_pre, rstd_q, rstd_k;  // qk_norm: q/k before their per-head norm, (N*H), (N*KVH)
     std::vector<float> lora_xa[LORA_TARGETS];  // (N, rank) scale * x A^T of each adapter
   };
   std::vector<Layer> layers;

@@ -1,5 +1,5 @@
 /**
- * Reads a llama.cpp GGUF file (architectures `llama` and `qwen2`) into the same ModelSpec + WeightMap, with
+ * Reads a llama.cpp GGUF file (architectures `llama`, `qwen2` and `qwen3`) into the same ModelSpec + WeightMap, with
  * HF names and HF layout, as a Hugging Face checkpoint: F32/F16/BF16 widened, Q8_0 kept as its blocks (for the
  * engine, `servingWeights`) and widened only when read through `weights` (training needs f32), and for `llama`
  * the Q/K row permutation of convert_hf_to_gguf.py undone (on whole rows of blocks for Q8_0). The header is
@@ -66,6 +66,8 @@ const ARCHITECTURES: Record<string, { hf: SupportedArchitecture; permutedQk: boo
   llama: { hf: 'LlamaForCausalLM', permutedQk: true },
   // Qwen2Model uses NEOX RoPE (rotate_half) in llama.cpp and keeps HF's row order.
   qwen2: { hf: 'Qwen2ForCausalLM', permutedQk: false },
+  // Qwen3Model: NEOX RoPE as Qwen2, plus per-head q/k norms (attn_q_norm, attn_k_norm).
+  qwen3: { hf: 'Qwen3ForCausalLM', permutedQk: false },
 };
 
 /** GGML type → on-disk bytes of `n` elements, for the types we can load. */
@@ -103,6 +105,8 @@ const BLOCK_NAMES: Record<string, string> = {
   'attn_v.weight': 'self_attn.v_proj.weight',
   'attn_v.bias': 'self_attn.v_proj.bias',
   'attn_output.weight': 'self_attn.o_proj.weight',
+  'attn_q_norm.weight': 'self_attn.q_norm.weight',
+  'attn_k_norm.weight': 'self_attn.k_norm.weight',
   'ffn_norm.weight': 'post_attention_layernorm.weight',
   'ffn_gate.weight': 'mlp.gate_proj.weight',
   'ffn_up.weight': 'mlp.up_proj.weight',
@@ -213,7 +217,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const arch = ARCHITECTURES[ggufArch];
   if (arch === undefined) {
     return fail(
-      `unsupported GGUF architecture "${ggufArch}"; Flywheel serves Llama-family models (general.architecture llama or qwen2)`,
+      `unsupported GGUF architecture "${ggufArch}"; Flywheel serves Llama-family models (general.architecture llama, qwen2 or qwen3)`,
     );
   }
 
@@ -257,6 +261,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     tieWordEmbeddings: !infos.has('output.weight'),
     attentionBias: infos.has('blk.0.attn_q.bias'),
     maxPositionEmbeddings: num('context_length'),
+    ...(infos.has('blk.0.attn_q_norm.weight') ? { qkNorm: true } : {}),
   };
 
   checkTensorRanges(header, file);

@@ -58,6 +58,15 @@ describe('parseModelConfig', () => {
     expect(config.spec.numKvHeads).toBe(2);
   });
 
+  it('gives Qwen3 its per-head q/k norms, no bias, and Qwen3Config defaults (head_dim 128 when absent)', () => {
+    const c = parseModelConfig({ ...base, model_type: 'qwen3' });
+    expect(c.architecture).toBe('Qwen3ForCausalLM');
+    expect(c.spec).toMatchObject({ qkNorm: true, attentionBias: false, headDim: 128, rmsNormEps: 1e-6, maxPositionEmbeddings: 32768 });
+    const rm = parseModelConfig({ ...base, architectures: ['Qwen3ForSequenceClassification'], head_dim: 16, num_labels: 1 });
+    expect(rm).toMatchObject({ architecture: 'Qwen3ForSequenceClassification', numLabels: 1, spec: { qkNorm: true, headDim: 16 } });
+    expect(parseModelConfig({ ...base, model_type: 'qwen2' }).spec.qkNorm).toBeUndefined();
+  });
+
   it('infers the architecture from model_type and reads the sliding window of Mistral', () => {
     const config = parseModelConfig({ ...base, model_type: 'mistral', sliding_window: 4096 });
     expect(config.architecture).toBe('MistralForCausalLM');
@@ -98,7 +107,7 @@ describe('parseModelConfig', () => {
   it('rejects architectures outside the Llama family with the list of supported ones', () => {
     expect(() => parseModelConfig({ ...base, architectures: ['GPT2LMHeadModel'] }, 'gpt2/config.json')).toThrow(
       new ModelLoadError(
-        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family models (LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM)',
+        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM)',
         'gpt2/config.json',
       ),
     );

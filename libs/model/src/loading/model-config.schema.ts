@@ -1,7 +1,7 @@
 /**
- * The zod schema of a Hugging Face `config.json` for the Llama family (Llama, Qwen2, Mistral, and Llama
- * reward models as LlamaForSequenceClassification), and its translation into the engine's `ModelSpec`.
- * Defaults follow transformers' LlamaConfig / Qwen2Config / MistralConfig. It reads no files and knows
+ * The zod schema of a Hugging Face `config.json` for the Llama family (Llama, Qwen2, Qwen3, Mistral, and reward
+ * models as Llama/Qwen2/Qwen3ForSequenceClassification), and its translation into the engine's `ModelSpec`.
+ * Defaults follow transformers' LlamaConfig / Qwen2Config / Qwen3Config / MistralConfig. It reads no files and knows
  * nothing about weights; anything the engine cannot run (other RoPE types, MLP bias, ...) is rejected here.
  */
 import { z } from 'zod';
@@ -14,14 +14,17 @@ export const SUPPORTED_ARCHITECTURES = [
   'MistralForCausalLM',
   'LlamaForSequenceClassification',
   'Qwen2ForSequenceClassification',
+  'Qwen3ForCausalLM',
+  'Qwen3ForSequenceClassification',
 ] as const;
 export type SupportedArchitecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
-const CAUSAL_LM_ARCHITECTURES = 'LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM';
+const CAUSAL_LM_ARCHITECTURES = 'LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM';
 
 const MODEL_TYPE_TO_ARCHITECTURE: Record<string, SupportedArchitecture> = {
   llama: 'LlamaForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
   mistral: 'MistralForCausalLM',
 };
 
@@ -97,6 +100,8 @@ const FAMILY_DEFAULTS: Record<SupportedArchitecture, { maxPositionEmbeddings: nu
   Qwen2ForSequenceClassification: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
   Qwen2ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
   MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6 },
+  Qwen3ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  Qwen3ForSequenceClassification: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
 };
 
 /** Parses config.json content into a validated ModelConfig; `file` only labels errors. */
@@ -114,6 +119,7 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
   const architecture = resolveArchitecture(c, fail);
   const defaults = FAMILY_DEFAULTS[architecture];
   const isQwen2 = architecture === 'Qwen2ForCausalLM' || architecture === 'Qwen2ForSequenceClassification';
+  const isQwen3 = architecture === 'Qwen3ForCausalLM' || architecture === 'Qwen3ForSequenceClassification';
 
   if (c.hidden_act !== undefined && c.hidden_act !== 'silu') {
     fail(`unsupported hidden_act "${c.hidden_act}"; Flywheel's SwiGLU MLP needs "silu"`);
@@ -128,10 +134,11 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
   if (numHeads % numKvHeads !== 0) {
     fail(`num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
   }
-  if (c.head_dim == null && c.hidden_size % numHeads !== 0) {
+  if (c.head_dim == null && !isQwen3 && c.hidden_size % numHeads !== 0) {
     fail(`hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${numHeads} and head_dim is absent`);
   }
-  const headDim = c.head_dim ?? c.hidden_size / numHeads;
+  // Qwen3Config defaults head_dim to 128, whatever hidden_size / heads is.
+  const headDim = c.head_dim ?? (isQwen3 ? 128 : c.hidden_size / numHeads);
   if (headDim % 2 !== 0) fail(`head_dim ${headDim} is odd; RoPE needs an even head_dim`);
 
   const rope = c.rope_parameters ?? c.rope_scaling ?? null;
@@ -139,7 +146,7 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
   const ropeScaling = parseRopeScaling(rope, fail);
 
   const slidingWindow =
-    (isQwen2 ? c.use_sliding_window === true : architecture === 'MistralForCausalLM') && c.sliding_window != null
+    (isQwen2 || isQwen3 ? c.use_sliding_window === true : architecture === 'MistralForCausalLM') && c.sliding_window != null
       ? c.sliding_window
       : null;
 
@@ -159,6 +166,8 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
     // Qwen2Attention hard-codes bias=True on q/k/v and ignores attention_bias.
     attentionBias: isQwen2 ? true : (c.attention_bias ?? false),
     maxPositionEmbeddings: c.max_position_embeddings ?? defaults.maxPositionEmbeddings,
+    // Qwen3Attention normalises every query and key head (q_norm, k_norm) before RoPE.
+    ...(isQwen3 ? { qkNorm: true } : {}),
   };
 
   return {

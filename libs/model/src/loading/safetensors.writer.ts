@@ -153,13 +153,13 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
   const kept = Object.fromEntries(Object.entries(base ?? {}).filter(([k]) => k !== 'rope_parameters'));
   const baseArch = Array.isArray(kept.architectures) && typeof kept.architectures[0] === 'string' ? kept.architectures[0] : null;
   // The family stays the base's (Qwen2's q/k/v bias is implied by its name): a causal LM or its reward-model head.
-  const family = baseArch !== null && baseArch.startsWith('Qwen2') ? 'Qwen2' : baseArch !== null && baseArch.startsWith('Mistral') ? 'Mistral' : 'Llama';
+  const family = /^(Qwen2|Qwen3|Mistral)/.exec(baseArch ?? '')?.[1] ?? (spec.qkNorm ? 'Qwen3' : 'Llama');
   const causal = baseArch !== null && !baseArch.endsWith('ForSequenceClassification') ? baseArch : `${family}ForCausalLM`;
-  const scoring = family === 'Qwen2' ? 'Qwen2ForSequenceClassification' : 'LlamaForSequenceClassification';
+  const scoring = family === 'Qwen2' || family === 'Qwen3' ? `${family}ForSequenceClassification` : 'LlamaForSequenceClassification';
   const config: Record<string, unknown> = {
     ...kept,
     architectures: [scoreLabels !== null ? scoring : causal],
-    model_type: typeof kept.model_type === 'string' ? kept.model_type : 'llama',
+    model_type: typeof kept.model_type === 'string' ? kept.model_type : family === 'Qwen3' ? 'qwen3' : 'llama',
     vocab_size: spec.vocabSize,
     hidden_size: spec.hiddenSize,
     intermediate_size: spec.intermediateSize,
