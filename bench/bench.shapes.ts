@@ -1,7 +1,8 @@
 /**
- * What the benchmarks share: the SmolLM2-135M hyperparameters our speed targets are stated for (a model people serve), the
- * seeded random weights they run on (a fast xorshift fill, so generating 135M weights takes about a second), and the
- * check of their numeric options.
+ * What the benchmarks share: the SmolLM2-135M hyperparameters our speed targets are stated for (a model people serve), a
+ * larger made-up shape whose every matrix row is a multiple of 256 (so K-quants apply everywhere), the seeded random
+ * weights they run on (a fast xorshift fill, so generating 135M weights takes about a second), and the check of their
+ * numeric options.
  */
 import { expectedWeightShapes, Xorshift32, type ModelSpec } from '../libs/kernels/src';
 
@@ -20,6 +21,31 @@ export const SMOLLM2_135M: ModelSpec = {
   attentionBias: false,
   maxPositionEmbeddings: 8192,
 };
+
+/**
+ * Not a real checkpoint: a Llama-architecture shape the size of Qwen2.5-0.5B's decoder (24 layers, GQA 8:1, head_dim
+ * 64, tied embeddings) with hidden 1024 and feed-forward 2816 (11 x 256) instead of Qwen's 896 and 4864, and a 32768
+ * vocabulary instead of 151936, so every matrix row is a multiple of 256 and the model is ~298M parameters (24 x 11.0M
+ * + 33.6M embedding). No q/k/v bias: it is written and served as a plain llama model.
+ */
+export const QWEN_05B_LIKE: ModelSpec = {
+  vocabSize: 32768,
+  hiddenSize: 1024,
+  intermediateSize: 2816,
+  numLayers: 24,
+  numHeads: 16,
+  numKvHeads: 2,
+  headDim: 64,
+  rmsNormEps: 1e-6,
+  ropeTheta: 1000000,
+  ropeScaling: null,
+  tieWordEmbeddings: true,
+  attentionBias: false,
+  maxPositionEmbeddings: 32768,
+};
+
+/** The shapes `--shape` picks from, by the name the benchmarks report. */
+export const BENCH_SHAPES: Record<string, ModelSpec> = { 'smollm2-135m': SMOLLM2_135M, 'qwen-0.5b-like': QWEN_05B_LIKE };
 
 /** Seeded weights: N(0,1)-ish * 1/sqrt(fan_in) for matrices, ~1 for norms. Fast xorshift fill. */
 export function randomWeights(spec: ModelSpec, seed: number): Map<string, Float32Array> {

@@ -1,22 +1,36 @@
 /**
- * Engine throughput benchmark for a SmolLM2-135M-shaped model with seeded random weights (no checkpoint needed).
- * Output: ONE JSON object on stdout. With `--dtype f32`, `--dtype bf16` or `--dtype q8_0` it is
+ * Engine throughput benchmark on seeded random weights of a model shape (`--shape smollm2-135m`, the default, or
+ * `qwen-0.5b-like`: bench.shapes.ts) or on a real GGUF file (`--model FILE.gguf`, served with dtype `auto`: each tensor
+ * in the file's own type). Output: ONE JSON object on stdout. With one dtype it is
  *   {"model":"smollm2-135m-shape","dtype":...,"threads":...,"bandwidth_gbps":<triad, same run>,
- *    "decode":{"1":tok_s,"4":tok_s,"16":tok_s},"prefill_tok_s":<pp512>,"roofline_ratio_batch1":...}
+ *    "decode":{"1":tok_s,"4":tok_s,"16":tok_s},"prefill_tok_s":<pp512>,"roofline_ratio_batch1":...,"weight_types":{...}}
  * and with `--dtype both` (the default) it is {"f32":{...},"bf16":{...}} holding one such object per dtype
- * (`--dtype all`: f32, bf16 and q8_0; `--dtype f32,q8_0`: any list), measured one after another in the same run.
- * q8_0 quantizes the same seeded f32 weights on load (every matrix of this shape is a multiple of 32 wide).
+ * (`--dtype all`: f32, bf16 and every GGML type; `--dtype f32,q4_k`: any list of f32, bf16, q8_0, q4_0, q4_k, q5_k,
+ * q6_k), measured one after another in the same run; with --model, `auto` comes first and the list re-quantizes the file.
+ * A quantized dtype quantizes the f32 weights on load; a matrix whose rows its blocks cannot split falls back to q8_0
+ * (SmolLM2's hidden 576 is not a multiple of 256, so K-quants there cover only down_proj): weight_types is
+ * modelInfo().weightTypes, the matrices per stored type.
  * decode[B]: B sequences each decode 128 tokens after a 16-token prompt; aggregate tok/s of the best window of
  * 32 steps (shared 2-core boxes are noisy: other processes steal a core for seconds at a time), and
  * decode_mean[B] the same over all 128 steps. prefill_tok_s: best of 2 runs of one 512-token prefill.
  * bandwidth_gbps: STREAM triad (best of 5 passes over 3 x 128 MiB) measured just before that dtype's batch-1 run.
  * roofline_ratio_batch1: weight bytes streamed per second at batch 1 (all matrices incl. LM head, stored dtype;
  * best window) divided by bandwidth_gbps. With several dtypes, "ratios" holds "q8_0/bf16"-style throughput ratios.
+ * --anchor: node-llama-cpp (llamacpp.anchor.ts) runs the same weights in the same run, right after ours each round:
+ * the random model is written to a temporary GGUF exactly as our engine stores it for that dtype (and ours is then
+ * built from those same blocks), a --model file is used as is. Each dtype's object gains "anchor": {engine, decode
+ * {"1","16"}, decode_mean, prefill_tok_s, ratios ours/llama.cpp} or {"error": ...} when it cannot run.
  * --rounds N measures every dtype once per round, round-robin, and reports each figure's best over the rounds.
- * Options: --threads N, --decode-tokens N, --prompt N, --prefill N, --rounds N.
+ * --anchor-threads N: llama.cpp's thread count (default: ours). On our 2-vCPU VM node-llama-cpp's steps cost ~10 ms
+ * more with 2 threads than with 1 even for a 1 MB model (thread start or wake-up per decode call, it seems): compare
+ * with 1 thread too.
+ * Options: --shape NAME, --model FILE, --anchor, --anchor-threads N, --threads N, --decode-tokens N, --prompt N, --prefill N, --rounds N.
  * Build and run: npx tsc -p tsconfig.build.json && node dist/bench/engine.bench.js --json
  * This is not a correctness test (see libs/kernels/src/*.spec.ts).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import {
   createKvCache,
   createModel,
@@ -27,14 +41,27 @@ import {
   modelInfo,
   nativeInfo,
 } from '../libs/kernels/src';
-import type { KvCacheHandle, ModelHandle, WeightDtype } from '../libs/kernels/src';
-import { positiveInt, randomWeights, SMOLLM2_135M } from './bench.shapes';
+import { isQuantType, QUANT_TYPES } from '../libs/kernels/src';
+import type { KvCacheHandle, ModelHandle, ModelSpec, ServingWeightMap, WeightDtype } from '../libs/kernels/src';
+import { readGguf, syntheticSpmVocab, writeGguf, type GgufVocab } from '../libs/model/src/loading';
+import { BENCH_SHAPES, positiveInt, randomWeights } from './bench.shapes';
+import { engineWeightsFor, LlamaCppAnchor, type AnchorMeasured } from './llamacpp.anchor';
 
 const BLOCK_SIZE = 16;
 const BATCHES = [1, 4, 16];
+/** The anchor's batches: one stream and the widest of ours. */
+const ANCHOR_BATCHES = [1, 16];
+
+type BenchDtype = WeightDtype | 'auto';
 
 interface Options {
-  dtypes: WeightDtype[];
+  /** null: the default for the source (f32 and bf16 for a shape, auto alone for a file). */
+  dtypes: WeightDtype[] | null;
+  shape: string;
+  model: string | null;
+  anchor: boolean;
+  /** llama.cpp's threads; default: as many as ours. */
+  anchorThreads: number | undefined;
   threads: number | undefined;
   decodeTokens: number;
   prompt: number;
@@ -42,23 +69,40 @@ interface Options {
   rounds: number;
 }
 
+function parseDtypes(v: string): WeightDtype[] {
+  if (v === 'both') return ['f32', 'bf16'];
+  if (v === 'all') return ['f32', 'bf16', ...QUANT_TYPES];
+  const list = v.split(',');
+  if (!list.every((d): d is WeightDtype => d === 'f32' || d === 'bf16' || isQuantType(d))) {
+    throw new Error(`--dtype must be f32, bf16, ${QUANT_TYPES.join(', ')}, a comma list of them, both or all`);
+  }
+  return list;
+}
+
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { dtypes: ['f32', 'bf16'], threads: undefined, decodeTokens: 128, prompt: 16, prefill: 512, rounds: 1 };
+  const opts: Options = {
+    dtypes: null,
+    shape: 'smollm2-135m',
+    model: null,
+    anchor: false,
+    anchorThreads: undefined,
+    threads: undefined,
+    decodeTokens: 128,
+    prompt: 16,
+    prefill: 512,
+    rounds: 1,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') continue;
-    else if (a === '--dtype') {
-      const v = argv[++i] ?? '';
-      if (v === 'both') opts.dtypes = ['f32', 'bf16'];
-      else if (v === 'all') opts.dtypes = ['f32', 'bf16', 'q8_0'];
-      else {
-        const list = v.split(',');
-        if (!list.every((d): d is WeightDtype => d === 'f32' || d === 'bf16' || d === 'q8_0')) {
-          throw new Error('--dtype must be f32, bf16, q8_0, a comma list of them, both or all');
-        }
-        opts.dtypes = list;
-      }
-    } else if (a === '--threads') opts.threads = positiveInt(argv[++i], '--threads');
+    else if (a === '--dtype') opts.dtypes = parseDtypes(argv[++i] ?? '');
+    else if (a === '--shape') {
+      opts.shape = argv[++i] ?? '';
+      if (BENCH_SHAPES[opts.shape] === undefined) throw new Error(`--shape must be one of ${Object.keys(BENCH_SHAPES).join(', ')}`);
+    } else if (a === '--model') opts.model = argv[++i] ?? '';
+    else if (a === '--anchor') opts.anchor = true;
+    else if (a === '--anchor-threads') opts.anchorThreads = positiveInt(argv[++i], '--anchor-threads');
+    else if (a === '--threads') opts.threads = positiveInt(argv[++i], '--threads');
     else if (a === '--decode-tokens') opts.decodeTokens = positiveInt(argv[++i], '--decode-tokens');
     else if (a === '--prompt') opts.prompt = positiveInt(argv[++i], '--prompt');
     else if (a === '--prefill') opts.prefill = positiveInt(argv[++i], '--prefill');
@@ -87,7 +131,7 @@ async function decodeThroughput(
   steps: number,
   maxBlocks: number,
 ): Promise<{ best: number; mean: number }> {
-  const vocab = SMOLLM2_135M.vocabSize;
+  const vocab = modelInfo(model).spec.vocabSize;
   const tables = new Int32Array(B * maxBlocks);
   for (let i = 0; i < tables.length; i++) tables[i] = i; // sequence b owns blocks b*maxBlocks ..
   let tok = 1;
@@ -125,7 +169,7 @@ async function decodeThroughput(
 }
 
 async function prefillThroughput(model: ModelHandle, cache: KvCacheHandle, T: number, maxBlocks: number): Promise<number> {
-  const vocab = SMOLLM2_135M.vocabSize;
+  const vocab = modelInfo(model).spec.vocabSize;
   const batch = {
     tokens: Int32Array.from({ length: T }, (_, i) => (i * 7919 + 13) % vocab),
     positions: Int32Array.from({ length: T }, (_, i) => i),
@@ -145,47 +189,156 @@ async function prefillThroughput(model: ModelHandle, cache: KvCacheHandle, T: nu
 
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
 
+/** What is benched: a shape's seeded random weights, or a GGUF file's tensors as stored. */
+interface Source {
+  label: string;
+  spec: ModelSpec;
+  weights: ServingWeightMap;
+  file: string | null;
+  vocab: GgufVocab | null;
+}
+
+async function loadSource(opts: Options): Promise<Source> {
+  if (opts.model === null) {
+    const spec = BENCH_SHAPES[opts.shape];
+    return { label: `${opts.shape}-shape`, spec, weights: randomWeights(spec, 42), file: null, vocab: null };
+  }
+  const gguf = await readGguf(opts.model);
+  return { label: path.basename(opts.model), spec: gguf.spec, weights: gguf.servingWeights, file: opts.model, vocab: gguf.vocab };
+}
+
+interface Run {
+  dtype: BenchDtype;
+  model: ModelHandle;
+  cache: KvCacheHandle;
+  best: Measured | null;
+  anchor: LlamaCppAnchor | null;
+  anchorBest: AnchorMeasured | null;
+  anchorError: string | null;
+  anchorThreads: number;
+}
+
+const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
-  const spec = SMOLLM2_135M;
-  const weights = randomWeights(spec, 42);
-  const models = opts.dtypes.map((dtype) => ({ dtype, model: createModel(spec, weights, { dtype, threads: opts.threads }) }));
-  weights.clear();
+  const source = await loadSource(opts);
+  const { spec } = source;
+  const dtypes: BenchDtype[] = source.file === null ? (opts.dtypes ?? ['f32', 'bf16']) : ['auto', ...(opts.dtypes ?? [])];
   const maxBlocks = Math.ceil(Math.max(opts.prompt + opts.decodeTokens, opts.prefill) / BLOCK_SIZE);
-  const runs = models.map(({ dtype, model }) => ({
-    dtype,
-    model,
-    cache: createKvCache(model, maxBlocks * Math.max(...BATCHES), BLOCK_SIZE),
-    best: null as Measured | null,
-  }));
-  // Round-robin: on a shared box bandwidth moves by 2-5x within minutes, so each round measures every dtype back to
-  // back and each figure is its best over the rounds; ratios then compare like conditions.
-  for (let r = 0; r < opts.rounds; r++) {
-    for (const run of runs) run.best = bestOf(run.best, await measure(run.model, run.cache, maxBlocks, opts));
+  const tmp = opts.anchor ? mkdtempSync(path.join(os.tmpdir(), 'engine-bench-')) : null;
+  const runs: Run[] = [];
+  try {
+    for (const dtype of dtypes) {
+      let weights = source.weights;
+      let anchorFile = source.file;
+      if (tmp !== null && dtype !== 'auto') {
+        // Both engines get the very same blocks: ours keeps tensors already in its dtype bit for bit.
+        weights = engineWeightsFor(spec, source.weights, dtype);
+        anchorFile = path.join(tmp, `${dtype}.gguf`);
+        await writeGguf(anchorFile, {
+          spec,
+          weights,
+          name: source.label,
+          vocab: source.vocab ?? syntheticSpmVocab(spec.vocabSize),
+          floatType: dtype === 'bf16' ? 'bf16' : 'f32',
+        });
+      }
+      const model = createModel(spec, weights, { dtype, threads: opts.threads });
+      const run: Run = {
+        dtype,
+        model,
+        cache: createKvCache(model, maxBlocks * Math.max(...BATCHES), BLOCK_SIZE),
+        best: null,
+        anchor: null,
+        anchorBest: null,
+        anchorError: null,
+        anchorThreads: opts.anchorThreads ?? modelInfo(model).threads,
+      };
+      if (anchorFile !== null && tmp !== null) {
+        try {
+          run.anchor = await LlamaCppAnchor.open(anchorFile, {
+            threads: run.anchorThreads,
+            contextSize: Math.max(opts.prompt + opts.decodeTokens + 1, opts.prefill),
+            sequences: Math.max(...ANCHOR_BATCHES),
+            batchSize: opts.prefill,
+            vocab: spec.vocabSize,
+          });
+        } catch (err) {
+          run.anchorError = `node-llama-cpp could not load ${anchorFile}: ${errorText(err)}`;
+        }
+      }
+      runs.push(run);
+    }
+    if (source.file === null && source.weights instanceof Map) source.weights.clear();
+    // Round-robin: on a shared box bandwidth moves by 2-5x within minutes, so each round measures every dtype back to
+    // back (and llama.cpp right after ours) and each figure is its best over the rounds; ratios then compare like
+    // conditions.
+    for (let r = 0; r < opts.rounds; r++) {
+      for (const run of runs) {
+        run.best = bestOf(run.best, await measure(run.model, run.cache, maxBlocks, opts));
+        if (run.anchor === null) continue;
+        try {
+          const m = await run.anchor.measure({ batches: ANCHOR_BATCHES, prompt: opts.prompt, decodeTokens: opts.decodeTokens, prefill: opts.prefill });
+          run.anchorBest = run.anchorBest === null ? m : bestOfAnchor(run.anchorBest, m);
+        } catch (err) {
+          run.anchorError = `node-llama-cpp failed: ${errorText(err)}`;
+          await run.anchor.close().catch(() => undefined);
+          run.anchor = null;
+        }
+      }
+    }
+    const results: Record<string, unknown> = {};
+    for (const run of runs) {
+      const m = run.best as Measured;
+      const info = modelInfo(run.model);
+      results[run.dtype] = {
+        model: source.label,
+        dtype: run.dtype,
+        threads: info.threads,
+        simd: nativeInfo().simd,
+        rounds: opts.rounds,
+        bandwidth_gbps: round(m.bandwidth, 2),
+        decode: m.decode,
+        decode_mean: m.decodeMean,
+        prefill_tok_s: round(m.prefill),
+        roofline_ratio_batch1: round((m.decode['1'] * info.matmulWeightBytes) / (m.bandwidth * 1e9), 3),
+        weight_bytes_per_token: info.matmulWeightBytes,
+        weight_types: info.weightTypes,
+        ...(opts.anchor ? { anchor: anchorResult(run, m) } : {}),
+      };
+      freeCache(run.cache);
+      freeModel(run.model);
+      await run.anchor?.close();
+    }
+    if (runs.length > 1) results.ratios = ratios(runs.map((r) => [r.dtype, r.best as Measured]));
+    const out = dtypes.length === 1 ? results[dtypes[0]] : results;
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } finally {
+    if (tmp !== null) rmSync(tmp, { recursive: true, force: true });
   }
-  const results: Record<string, unknown> = {};
-  for (const { dtype, model, cache, best } of runs) {
-    const m = best as Measured;
-    const info = modelInfo(model);
-    results[dtype] = {
-      model: 'smollm2-135m-shape',
-      dtype,
-      threads: info.threads,
-      simd: nativeInfo().simd,
-      rounds: opts.rounds,
-      bandwidth_gbps: round(m.bandwidth, 2),
-      decode: m.decode,
-      decode_mean: m.decodeMean,
-      prefill_tok_s: round(m.prefill),
-      roofline_ratio_batch1: round((m.decode['1'] * info.matmulWeightBytes) / (m.bandwidth * 1e9), 3),
-      weight_bytes_per_token: info.matmulWeightBytes,
-    };
-    freeCache(cache);
-    freeModel(model);
-  }
-  if (runs.length > 1) results.ratios = ratios(runs.map((r) => [r.dtype, r.best as Measured]));
-  const out = opts.dtypes.length === 1 ? results[opts.dtypes[0]] : results;
-  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+/** The anchor's figures and ours/llama.cpp ratios, or why there are none. */
+function anchorResult(run: Run, ours: Measured): Record<string, unknown> {
+  const a = run.anchorBest;
+  if (a === null) return { error: run.anchorError ?? 'node-llama-cpp was not run' };
+  const r: Record<string, number> = {};
+  for (const B of ANCHOR_BATCHES) r[`decode_${B}`] = round(ours.decode[String(B)] / a.decode[String(B)], 2);
+  r.prefill = round(ours.prefill / a.prefill_tok_s, 2);
+  return {
+    engine: run.anchor?.engine,
+    threads: run.anchorThreads,
+    ...a,
+    ratios_ours_over_llamacpp: r,
+    ...(run.anchorError !== null ? { error: run.anchorError } : {}),
+  };
+}
+
+function bestOfAnchor(a: AnchorMeasured, b: AnchorMeasured): AnchorMeasured {
+  const max = (x: Record<string, number>, y: Record<string, number>) =>
+    Object.fromEntries(Object.keys(x).map((k) => [k, Math.max(x[k], y[k])]));
+  return { decode: max(a.decode, b.decode), decode_mean: max(a.decode_mean, b.decode_mean), prefill_tok_s: Math.max(a.prefill_tok_s, b.prefill_tok_s) };
 }
 
 interface Measured {
@@ -220,7 +373,7 @@ function bestOf(a: Measured | null, b: Measured): Measured {
 }
 
 /** "later/earlier" for every pair of the dtypes in the order given: decode[B] and prefill throughput ratios. */
-function ratios(measured: [WeightDtype, Measured][]): Record<string, Record<string, number>> {
+function ratios(measured: [BenchDtype, Measured][]): Record<string, Record<string, number>> {
   const out: Record<string, Record<string, number>> = {};
   for (let i = 0; i < measured.length; i++) {
     for (let j = 0; j < i; j++) {

@@ -37,3 +37,4 @@ export { loadCheckpoint, loadModelWeights } from './checkpoint.loader';
 export type { Checkpoint, CheckpointFormat, LoadCheckpointOptions, LoadedWeights, SourceDtype } from './checkpoint.loader';
 export { TOKENIZER_FILES, hfConfigFor, serializeSafetensors, writeFileAtomic, writeHfCheckpoint, writeSafetensorsFile } from './safetensors.writer';
 export type { HfCheckpointToWrite, TensorToWrite, WritableSafetensorsDtype } from './safetensors.writer';
+export { syntheticSpmVocab, writeGguf, type GgufToWrite } from './gguf.writer';

@@ -1,0 +1,128 @@
+/**
+ * Specs of the GGUF writer: GGUF files written by llama.cpp (llama-quantize's Q4_K_M, the llama3-scaled and the
+ * biased python-written fixtures) read, written back and read again give the same spec, tensor types, bytes,
+ * vocabulary and logits, with llama.cpp's metadata and tensor infos; the synthetic vocab has llama.cpp's layout.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { createKvCache, createModel, forward, freeCache, freeModel, type ServingWeightMap } from '@flywheel/kernels';
+import { FIXTURES_DIR } from './model-files.testing';
+import { parseGgufHeader, type GgufHeader } from './gguf-header.parser';
+import { readGguf } from './gguf.reader';
+import { syntheticSpmVocab, writeGguf } from './gguf.writer';
+
+async function headerOf(file: string): Promise<GgufHeader> {
+  const fh = await open(file);
+  try {
+    return await parseGgufHeader(fh, file);
+  } finally {
+    await fh.close();
+  }
+}
+
+function bytesOf(t: Float32Array | { blocks: Uint8Array }): Buffer {
+  return t instanceof Float32Array ? Buffer.from(t.buffer, t.byteOffset, t.byteLength) : Buffer.from(t.blocks);
+}
+
+/** Last-position logits of a short prompt, the engine keeping every tensor's own type. */
+async function logitsOf(spec: Parameters<typeof createModel>[0], weights: ServingWeightMap): Promise<Float32Array> {
+  const model = createModel(spec, weights, { dtype: 'auto', threads: 1 });
+  const cache = createKvCache(model, 1, 16);
+  try {
+    const T = 5;
+    return await forward(model, cache, {
+      tokens: Int32Array.from([1, 7, 42, 99, 3]),
+      positions: Int32Array.from({ length: T }, (_, i) => i),
+      seqIndex: new Int32Array(T),
+      blockTables: Int32Array.from([0]),
+      maxBlocksPerSeq: 1,
+      logitRows: Int32Array.from([T - 1]),
+    });
+  } finally {
+    freeCache(cache);
+    freeModel(model);
+  }
+}
+
+describe('GGUF writer', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'gguf-writer-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each([
+    ['quant/tiny-q4_k_m.gguf', 'Q4_K + Q6_K, untied'],
+    ['tiny-gqa.gguf', 'f32, q/k/v biases, head_dim != hidden / heads'],
+    ['tiny-mqa-llama3.gguf', 'llama3 rope_freqs'],
+  ])('writes %s (%s) back as the same model', async (fixture) => {
+    const source = path.join(FIXTURES_DIR, fixture);
+    const original = await readGguf(source);
+    const out = path.join(dir, path.basename(fixture));
+    await writeGguf(out, { spec: original.spec, weights: original.servingWeights, name: original.name ?? undefined, vocab: original.vocab });
+    const again = await readGguf(out);
+
+    expect(again.spec).toEqual(original.spec);
+    expect(again.name).toBe(original.name);
+    expect(again.vocab).toEqual(original.vocab);
+    expect([...again.tensorDtypes]).toEqual(expect.arrayContaining([...original.tensorDtypes]));
+    expect(again.tensorDtypes.size).toBe(original.tensorDtypes.size);
+    for (const [name, t] of original.servingWeights) {
+      const back = again.servingWeights.get(name);
+      if (back === undefined) throw new Error(`${name} missing`);
+      expect({ name, same: bytesOf(back).equals(bytesOf(t)) }).toEqual({ name, same: true });
+    }
+
+    // llama.cpp's own file and ours agree on every llama.* key and on every tensor's name, shape and type. (We write
+    // key_length / value_length only when they differ from hidden / heads; convert_hf_to_gguf.py also does whenever
+    // config.json names a head_dim.)
+    const [theirs, ours] = [await headerOf(source), await headerOf(out)];
+    const implied = (h: GgufHeader, k: string) =>
+      /^llama\.attention\.(key|value)_length$/.test(k) &&
+      h.metadata.get(k) === Number(h.metadata.get('llama.embedding_length')) / Number(h.metadata.get('llama.attention.head_count'));
+    const llamaKeys = (h: GgufHeader) =>
+      new Map([...h.metadata].filter(([k]) => k.startsWith('llama.') && k !== 'llama.vocab_size' && !implied(h, k)));
+    if (theirs.metadata.get('general.architecture') === 'llama') expect(llamaKeys(ours)).toEqual(llamaKeys(theirs));
+    const infos = (h: GgufHeader) => h.tensors.map(({ name, dims, type }) => ({ name, dims, type })).sort((a, b) => a.name.localeCompare(b.name));
+    expect(infos(ours)).toEqual(infos(theirs));
+    expect(ours.tensors.every((t) => (ours.dataOffset + t.offset) % 32 === 0)).toBe(true);
+  });
+
+  it('keeps the logits of a llama-quantize file bit for bit', async () => {
+    const original = await readGguf(path.join(FIXTURES_DIR, 'quant', 'tiny-q4_k_m.gguf'));
+    const out = path.join(dir, 'logits.gguf');
+    await writeGguf(out, { spec: original.spec, weights: original.servingWeights });
+    const again = await readGguf(out);
+    expect(again.vocab).toBeNull();
+    expect(await logitsOf(again.spec, again.servingWeights)).toEqual(await logitsOf(original.spec, original.servingWeights));
+    // Q4_K_M: llama.cpp's file type 15.
+    expect((await headerOf(out)).metadata.get('general.file_type')).toBe(15);
+  });
+
+  it('stores f32 matrices as bf16 on request, norms staying f32', async () => {
+    const original = await readGguf(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'));
+    const out = path.join(dir, 'bf16.gguf');
+    await writeGguf(out, { spec: original.spec, weights: original.servingWeights, floatType: 'bf16' });
+    const again = await readGguf(out);
+    expect(again.tensorDtypes.get('model.layers.0.mlp.up_proj.weight')).toBe('bf16');
+    expect(again.tensorDtypes.get('model.norm.weight')).toBe('f32');
+    const exact = original.weights.get('model.layers.0.self_attn.q_proj.weight') as Float32Array;
+    const rounded = again.weights.get('model.layers.0.self_attn.q_proj.weight') as Float32Array;
+    // bf16 keeps 8 significant bits: relative error at most half an ulp, 2^-8, and rows still in HF order.
+    expect(rounded.every((x, i) => Math.abs(x - exact[i]) <= Math.abs(exact[i]) * 2 ** -8)).toBe(true);
+  });
+
+  it('makes a SentencePiece vocab of any size with llama.cpp special and byte pieces', () => {
+    const v = syntheticSpmVocab(300);
+    expect(v.tokens).toHaveLength(300);
+    expect(new Set(v.tokens).size).toBe(300);
+    expect(v.tokens.slice(0, 4)).toEqual(['<unk>', '<s>', '</s>', '<0x00>']);
+    expect(v.tokens[3 + 0x0a]).toBe('<0x0A>');
+    expect(v.tokenTypes?.slice(0, 4)).toEqual([2, 3, 3, 6]);
+    expect(v.tokenTypes?.[259]).toBe(1);
+    expect(v).toMatchObject({ model: 'llama', bosTokenId: 1, eosTokenId: 2, unkTokenId: 0 });
+    expect(() => syntheticSpmVocab(100)).toThrow(/259/);
+  });
+});
