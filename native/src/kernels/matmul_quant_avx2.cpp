@@ -5,6 +5,7 @@
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels.h"
 #define QUANT_UNPACK_F16C 1
@@ -78,12 +79,172 @@ static UqTileFn uq_tile_fn(int rn, int tn) {
   return table[rn - 1][tn - 1];
 }
 
+// ---- decode (T == 1) straight from the blocks for Q4_0, Q4_K and Q6_K ------------------------------------------------
+// At one token the unpacking above costs as much as the dot itself (every weight is stored and loaded once more),
+// so the types of Q4_0 / Q4_K_M files split their bits in registers instead: the 4-bit values are unsigned, so they
+// go into maddubs as they are, and the offsets (-8d for Q4_0, -dmin*m for Q4_K) are taken off with the activation
+// sums. Same contract as the unpacking path: y[r] += dot(row r, x) for r in [0, R).
+
+static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {  // 32 weights in [0, 15] . 32 int8 activations -> 8 f32
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w4, qx), _mm256_set1_epi16(1)));
+}
+
+template <int R>
+static void q4_0_decode_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
+                             size_t row_bytes, int nb) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[R];
+  float off[R];
+  for (int r = 0; r < R; r++) {
+    acc[r] = _mm256_setzero_ps();
+    off[r] = 0.0f;
+  }
+  for (int b = 0; b < nb; b++) {
+    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+    for (int r = 0; r < R; r++) {
+      const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w + r * row_bytes) + b;
+      if ((b & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(blk) + 4 * row_bytes, _MM_HINT_T0);
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
+      // Weights 0-15 are the low nibbles, 16-31 the high ones: one 256-bit vector in element order.
+      const __m256i w4 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low4);
+      const float d = _cvtsh_ss(blk->d);
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[b]), dot_u4x32(w4, qx), acc[r]);
+      off[r] -= 8.0f * d * xs[b];
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] += hsum(acc[r]) + off[r];
+}
+
+// The 12 bytes of a Q4_K super-block's packed 6-bit scales and mins as two vectors of 8 floats (times d and dmin):
+// the four 32-bit words are rearranged so that bytes 0-7 are the scales and bytes 8-15 the mins.
+static inline void q4_k_scales(const BlockQ4_K* blk, __m256* sc, __m256* mn) {
+  uint32_t u[4];
+  memcpy(u, blk->scales, 12);
+  const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+  u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);  // mins 4-7
+  const uint32_t mins03 = u[1] & m6;
+  u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);         // scales 4-7
+  u[2] = mins03;
+  u[0] &= m6;                                             // scales 0-3
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+  *sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
+  *mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
+                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
+}
+
+template <int R>
+static void q4_k_decode_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
+                             size_t row_bytes, int nsb) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[R], off[R];
+  for (int r = 0; r < R; r++) acc[r] = off[r] = _mm256_setzero_ps();
+  for (int u = 0; u < nsb; u++) {
+    alignas(32) float sx[R][8];  // d * sc_j * d_x of the 8 blocks, per row
+    const __m256 dx = _mm256_loadu_ps(xd + u * 8), sumx = _mm256_loadu_ps(xs + u * 8);
+    for (int r = 0; r < R; r++) {
+      const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
+      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
+      _mm_prefetch(next, _MM_HINT_T0);
+      _mm_prefetch(next + 64, _MM_HINT_T0);
+      _mm_prefetch(next + 128, _MM_HINT_T0);
+      __m256 sc, mn;
+      q4_k_scales(blk, &sc, &mn);
+      _mm256_store_ps(sx[r], _mm256_mul_ps(sc, dx));
+      off[r] = _mm256_fnmadd_ps(mn, sumx, off[r]);  // - dmin * m_j * d_x sum(q_x) per block
+    }
+    for (int g = 0; g < 4; g++) {
+      const int b = u * 8 + 2 * g;  // activation blocks b (low nibbles) and b + 1 (high)
+      const __m256i qx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+      const __m256i qx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b + 1) * 32));
+      for (int r = 0; r < R; r++) {
+        const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
+        const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sx[r][2 * g]), dot_u4x32(lo, qx0), acc[r]);
+        acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sx[r][2 * g + 1]), dot_u4x32(hi, qx1), acc[r]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] += hsum(_mm256_add_ps(acc[r], off[r]));
+}
+
+// Q6_K: 6-bit values (4 low bits in ql, 2 high in qh) minus 32, one int8 scale per 16 weights. The values go signed
+// through the sign trick (as in the unpacking tile); lanes 0-3 of a block's dot are its first 16 weights.
+template <int R>
+static void q6_k_decode_rows(float* y, const int8_t* xq, const float* xd, const float*, const uint8_t* w,
+                             size_t row_bytes, int nsb) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03), k32 = _mm256_set1_epi8(32);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+  for (int u = 0; u < nsb; u++) {
+    for (int r = 0; r < R; r++) {
+      const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(w + r * row_bytes) + u;
+      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
+      for (int l = 0; l < 210; l += 64) _mm_prefetch(next + l, _MM_HINT_T0);
+      // The 16 scales times d as two vectors; each block's (s_2j x4, s_2j+1 x4) is one permute of them.
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(blk->d));
+      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales));
+      const __m256 s16[2] = {_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8))),
+                             _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8))))};
+      for (int n = 0; n < 2; n++) {
+        const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n));
+        const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n + 32));
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * n));
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(qb, low4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4));
+        for (int k = 0; k < 4; k++) {
+          const int j = 4 * n + k, b = u * 8 + j;  // 32-block j of the super-block
+          const __m256i qw = _mm256_sub_epi8(q[k], k32);
+          const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+          const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+          const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+          const int i = 2 * (j & 3);
+          const __m256i idx = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
+          const __m256 sv = _mm256_mul_ps(_mm256_permutevar8x32_ps(s16[j >> 2], idx), _mm256_broadcast_ss(xd + b));
+          acc[r] = _mm256_fmadd_ps(sv, p, acc[r]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] += hsum(acc[r]);
+}
+
+using DecodeRowsFn = void (*)(float*, const int8_t*, const float*, const float*, const uint8_t*, size_t, int);
+
+// Rows [r0, r1) of a one-token matmul for Q4_0 / Q4_K / Q6_K, 4 rows at a time; false for other types (Q5_K).
+static bool decode_rows_direct(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
+                               WeightType type, int in, int r0, int r1) {
+  static const DecodeRowsFn q40[4] = {q4_0_decode_rows<1>, q4_0_decode_rows<2>, q4_0_decode_rows<3>,
+                                      q4_0_decode_rows<4>};
+  static const DecodeRowsFn q4k[4] = {q4_k_decode_rows<1>, q4_k_decode_rows<2>, q4_k_decode_rows<3>,
+                                      q4_k_decode_rows<4>};
+  static const DecodeRowsFn q6k[4] = {q6_k_decode_rows<1>, q6_k_decode_rows<2>, q6_k_decode_rows<3>,
+                                      q6_k_decode_rows<4>};
+  const DecodeRowsFn* fns = type == WEIGHT_Q4_0 ? q40 : type == WEIGHT_Q4_K ? q4k : type == WEIGHT_Q6_K ? q6k : nullptr;
+  if (fns == nullptr) return false;
+  const int units = in / quant_block_elems(type);
+  const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
+  for (int r = r0; r < r1; r += 4) {
+    const int rn = r1 - r < 4 ? r1 - r : 4;
+    fns[rn - 1](y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units);
+  }
+  return true;
+}
+
 void matmul_quant_rows_avx2(float* y,           // (T, out)
                             const int8_t* xq,   // (T, in)
                             const float* xd,    // (T, in/32)
                             const float* xs,    // (T, in/32)
                             const uint8_t* w,   // (out, in/elems) blocks
                             WeightType type, int T, int in, int out, int r0, int r1) {
+  if (T == 1 && decode_rows_direct(y, xq, xd, xs, w, type, in, r0, r1)) return;
   const int nb = in / 32, upb = quant_block_elems(type) / 32;
   const size_t ubytes = quant_block_bytes(type);
   const size_t row_bytes = static_cast<size_t>(in / quant_block_elems(type)) * ubytes;
