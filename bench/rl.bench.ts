@@ -12,7 +12,7 @@
  * (or pass-rate ratio) at KL ≤ 1, 2 and 4 nats, and wall time. The KL and rewards are the training rollouts' (each
  * step samples fresh responses from the current policy), not a held-out eval. One JSON document on stdout, a table on
  * stderr, and one SVG per task (gain against KL) in --out.
- * Run: npm run bench:rl -- --json [--steps 8] [--tasks preference,verifiable] [--algorithms ppo,grpo,rloo] [--out DIR]
+ * Run: npm run bench:rl -- --json [--steps 8] [--tasks preference,verifiable] [--algorithms ppo,grpo,rloo,rft] [--out DIR]
  *      [--threads N] [--overrides '{"grpo": {"lr": 5e-4}}']. A measurement, not a test.
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,7 +24,7 @@ import { runRewardTraining } from '../libs/train/src';
 import { happyEndingPreferences } from '../scripts/demo/happy-endings';
 
 const MODEL = path.resolve(__dirname, '..', '..', 'models', 'stories260K');
-const ALGORITHMS = ['ppo', 'grpo', 'rloo', 'reinforce++'] as const;
+const ALGORITHMS = ['ppo', 'grpo', 'rloo', 'reinforce++', 'rft'] as const;
 type Algorithm = (typeof ALGORITHMS)[number];
 type Task = 'preference' | 'verifiable';
 const KL_BUDGETS = [1, 2, 4];
@@ -45,7 +45,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { steps: 8, tasks: ['preference', 'verifiable'], algorithms: ['ppo', 'grpo', 'rloo'], out: path.join(os.tmpdir(), 'flywheel-bench-rl'), threads: undefined, json: false, overrides: {} };
+  const o: Options = { steps: 8, tasks: ['preference', 'verifiable'], algorithms: ['ppo', 'grpo', 'rloo', 'rft'], out: path.join(os.tmpdir(), 'flywheel-bench-rl'), threads: undefined, json: false, overrides: {} };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
     switch (argv[i]) {

@@ -1,5 +1,6 @@
 /**
- * The critic-free policy optimisers' job on the `grpo` queue (GRPO, RLOO, REINFORCE++ as one configurable job):
+ * The critic-free policy optimisers' job on the `grpo` queue (GRPO, RLOO, REINFORCE++ and best-of-n RFT as one
+ * configurable job):
  * its config with the documented defaults, job data, per-step metrics and result. Shapes only; the trainer is
  * libs/rl/src/grpo.trainer.ts, the worker apps/trainer/src/grpo.processor.ts.
  */
@@ -7,7 +8,8 @@ import { z } from 'zod';
 import { rewardSpecSchema } from './reward-functions.schemas';
 import { trainingDataSourceSchema } from './trainer.schemas';
 
-export const GRPO_ALGORITHMS = ['grpo', 'rloo', 'reinforce++'] as const;
+/** rft: online rejection-sampling fine-tuning (best of each group, learned as SFT with the same KL term). */
+export const GRPO_ALGORITHMS = ['grpo', 'rloo', 'reinforce++', 'rft'] as const;
 
 /**
  * Defaults follow TRL's GRPOTrainer and DAPO where they fit a small model on 2 cores: groups of 4 samples of 16

@@ -34,6 +34,12 @@ describe('group-relative advantages', () => {
     expect(s.std).toBeCloseTo(1, 6);
   });
 
+  it('rft: the best sample of each group gets 1 (the first of a tie at the top), the rest 0; a tied group nothing', () => {
+    const { advantages, flatGroups } = groupAdvantages([1, 4, 2, 4, 5, 5, 5, 5, -1, 0, 0, 3], 4, 'rft', false);
+    expect(flatGroups).toEqual([false, true, false]);
+    expect(Array.from(advantages)).toEqual([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+  });
+
   it('refuses rewards that do not split into groups', () => {
     expect(() => groupAdvantages([1, 2, 3], 2, 'grpo', true)).toThrow(/groups of 2/);
   });

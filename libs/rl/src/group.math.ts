@@ -1,5 +1,6 @@
 /**
- * The arithmetic of critic-free policy optimisation over groups of samples per prompt (GRPO, RLOO, REINFORCE++):
+ * The arithmetic of critic-free policy optimisation over groups of samples per prompt (GRPO, RLOO, REINFORCE++,
+ * best-of-n rejection-sampling fine-tuning):
  * group-relative advantages, the clipped surrogate with separate lower and upper clip bounds (DAPO's clip-higher)
  * aggregated per token or per sequence, and the k3 KL penalty to the reference as a loss term, each with
  * d loss / d logp for the native policy step. Pure functions over flat per-token arrays in ppo.math.ts's layout
@@ -7,7 +8,7 @@
  */
 import { meanStd } from './ppo.math';
 
-export const GROUP_ALGORITHMS = ['grpo', 'rloo', 'reinforce++'] as const;
+export const GROUP_ALGORITHMS = ['grpo', 'rloo', 'reinforce++', 'rft'] as const;
 export type GroupAlgorithm = (typeof GROUP_ALGORITHMS)[number];
 
 export interface GroupAdvantages {
@@ -21,7 +22,11 @@ export interface GroupAdvantages {
  * Sequence advantages from `rewards` laid out as consecutive groups of `groupSize` samples of one prompt:
  *   grpo         A_i = r_i − mean_g, divided by the group's std when `scaleStd` (Shao et al. 2024; Dr. GRPO drops it);
  *   rloo         A_i = r_i − mean_{j≠i} r_j = n/(n−1) (r_i − mean_g) (Ahmadian et al. 2024);
- *   reinforce++  A_i = r_i − mean_g, then whitened over the whole batch (global normalisation, Hu 2025).
+ *   reinforce++  A_i = r_i − mean_g, then whitened over the whole batch (global normalisation, Hu 2025);
+ *   rft          A_i = 1 for the group's best sample (the first of a tie at the top), 0 for the rest: the policy
+ *                gradient of log π(best), i.e. supervised fine-tuning on the best of n, online (RAFT, Dong et al.
+ *                2023; ReST / rejection-sampling fine-tuning). Best-of-n costs at most log n − (n−1)/n nats of KL.
+ *                groupSize 1 or a tied group keeps nothing.
  * A group of one sample has no baseline: its advantage is 0 (and it counts as flat).
  */
 export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, algorithm: GroupAlgorithm, scaleStd: boolean): GroupAdvantages {
@@ -34,6 +39,10 @@ export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, a
     const { mean, std } = meanStd(group);
     const flat = groupSize < 2 || group.every((r) => r === group[0]);
     flatGroups.push(flat);
+    if (algorithm === 'rft') {
+      if (!flat) advantages[g + group.indexOf(Math.max(...group))] = 1;
+      continue;
+    }
     for (let k = 0; k < groupSize; k++) {
       if (flat) continue;
       const centred = group[k] - mean;
