@@ -189,6 +189,9 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
     // Both KLs in the candidate's lineage.
     expect(result.report.kl_base).toBe(result.report.kl);
     expect(row?.metrics).toMatchObject({ eval: { run: runId, active: ACTIVE, base: ACTIVE, kl: result.report.kl, kl_base: result.report.kl_base, pass: false, reasons: result.reasons } });
+    // The yardsticks beside them: best-of-3 of the active's own samples, and the gain at equal length.
+    expect(result.report.best_of_n).toMatchObject({ n: 3, kl_bound: expect.closeTo(Math.log(3) - 2 / 3, 12) });
+    expect(row?.metrics).toMatchObject({ eval: { best_of_n: result.report.best_of_n, reward_gain_std_length_controlled: result.report.reward_gain_std_length_controlled } });
     const run = await store.use((db) => findTrainingRun(db, runId));
     expect(run).toMatchObject({ kind: 'eval', status: 'succeeded', baseVersion: ACTIVE, error: null });
     expect(run?.metrics).toMatchObject({ pass: false, promoted: false, reasons: result.reasons, candidate: version, active: ACTIVE, reward_version: REWARD_VERSION, kl: result.report.kl });

@@ -203,6 +203,13 @@ function GateCell({ gate }: { gate: VersionGate | undefined }) {
     <span title={gate.reasons.join('; ') || `vs ${gate.active}${gate.base ? `, base ${gate.base}` : ''} (${gate.run})`}>
       <span className={gate.pass ? 'badge badge-approved' : 'badge badge-rejected'}>{gate.pass ? 'passed' : 'refused'}</span>{' '}
       gain {num(gate.reward_gain_std, 2)}σ · KL {num(gate.kl, 2)} · to base {num(gate.kl_base, 2)}
+      {gate.reward_gain_std_length_controlled != null ? <> · at equal length {num(gate.reward_gain_std_length_controlled, 2)}σ</> : null}
+      {gate.best_of_n ? (
+        <span className="muted">
+          {' '}
+          (best-of-{gate.best_of_n.n}: {num(gate.best_of_n.gain_std, 2)}σ at KL ≤ {num(gate.best_of_n.kl_bound, 2)})
+        </span>
+      ) : null}
       {gate.pass ? null : <span className="muted"> — {gate.reasons.join('; ')}</span>}
     </span>
   );

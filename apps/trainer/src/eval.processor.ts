@@ -93,6 +93,8 @@ export class EvalProcessor extends QueueProcessor<EvalJobData, EvalJobResult> {
           kl: report.kl,
           kl_base: report.kl_base,
           reward_gain_std: report.reward_gain_std,
+          reward_gain_std_length_controlled: report.reward_gain_std_length_controlled,
+          best_of_n: report.best_of_n,
           pass: verdict.promote,
           reasons: verdict.reasons,
         }),

@@ -62,6 +62,8 @@ export const versionGateSchema = z.object({
   kl: z.number().nullable(),
   kl_base: z.number().nullable().optional(),
   reward_gain_std: z.number().nullable(),
+  reward_gain_std_length_controlled: z.number().nullable().optional(),
+  best_of_n: z.object({ n: z.int(), kl_bound: z.number(), gain_std: z.number() }).nullable().optional(),
   pass: z.boolean(),
   reasons: z.array(z.string()),
 });

@@ -154,6 +154,12 @@ export const evalGateSchema = z.strictObject({
   maxKlBase: z.number().positive().nullable().default(12),
   /** Output moderation flag rate may rise by at most this (absolute fraction) beyond sampling noise (one-sided 95%). */
   maxFlagRateIncrease: z.number().min(0).max(1).default(0.01),
+  /**
+   * Refuse a candidate that best-of-n sampling of the active version dominates: it pays at least best-of-n's KL bound
+   * (log n − (n−1)/n nats, n = samples per prompt) and gains less reward. Off by default: with few samples the
+   * yardstick is noisy; its numbers are reported either way.
+   */
+  refuseDominated: z.boolean().default(false),
 });
 export type EvalGate = z.infer<typeof evalGateSchema>;
 
@@ -179,7 +185,7 @@ export const evalJobDataSchema = z.strictObject({
   maxNewTokens: z.int().positive().max(4096).default(48),
   stop: z.array(z.string().min(1).max(64)).max(8).default([]),
   seed: z.int().nonnegative().default(1),
-  gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01 }),
+  gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01, refuseDominated: false }),
   promote: z.boolean().default(false),
   parentRunId: z.string().nullable().default(null),
 });
@@ -194,6 +200,10 @@ export const evalReportSchema = z.strictObject({
   reward_after: z.number(),
   reward_std_after: z.number(),
   reward_gain_std: z.number(),
+  /** The gain with response length regressed out (pooled OLS of reward on length and a candidate indicator). */
+  reward_gain_std_length_controlled: z.number(),
+  /** Best-of-n of the active version's own samples: its gain (same std units) at KL ≤ kl_bound. null: one sample. */
+  best_of_n: z.object({ n: z.int(), kl_bound: z.number(), gain_std: z.number() }).nullable(),
   kl: z.number(),
   kl_base: z.number().nullable(),
   flag_rate_before: z.number().nullable(),
@@ -269,10 +279,10 @@ export const loopJobDataSchema = z.strictObject({
     .strictObject({
       /** Responses per held-out prompt and model (see evalJobDataSchema). */
       samples: z.int().positive().max(64).default(EVAL_SAMPLES),
-      gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01 }),
+      gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01, refuseDominated: false }),
       promote: z.boolean().default(true),
     })
-    .default({ samples: EVAL_SAMPLES, gate: { minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01 }, promote: true }),
+    .default({ samples: EVAL_SAMPLES, gate: { minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01, refuseDominated: false }, promote: true }),
 });
 export type LoopJobData = z.infer<typeof loopJobDataSchema>;
 export type LoopJobDataInput = z.input<typeof loopJobDataSchema>;

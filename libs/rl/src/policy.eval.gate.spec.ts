@@ -2,7 +2,7 @@
  * The eval gate's decision (gateVerdict): a candidate that fails exactly one bound is refused with a reason that
  * names that bound and its numbers; one inside every bound passes; a missing flag rate never counts against it.
  */
-import { flagRateNoise, gateVerdict, type EvalGate, type EvalReport } from './policy.eval';
+import { bestOfNYardstick, flagRateNoise, gateVerdict, lengthControlledGainStd, type EvalGate, type EvalReport } from './policy.eval';
 
 const gate: EvalGate = { minRewardGainStd: 0.5, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.05 };
 const passing: EvalReport = {
@@ -13,6 +13,8 @@ const passing: EvalReport = {
   reward_after: 3,
   reward_std_after: 2,
   reward_gain_std: 1,
+  reward_gain_std_length_controlled: 0.9,
+  best_of_n: { n: 16, kl_bound: Math.log(16) - 15 / 16, gain_std: 1.5 },
   kl: 2,
   kl_base: 6,
   flag_rate_before: 0.1,
@@ -65,5 +67,38 @@ describe('gateVerdict', () => {
   it('does not hold an unknown flag rate (no moderation in the eval) against the candidate', () => {
     expect(gateVerdict({ ...passing, flag_rate_before: null, flag_rate_after: null }, gate).promote).toBe(true);
     expect(gateVerdict({ ...passing, flag_rate_before: 0.1, flag_rate_after: null }, gate).promote).toBe(true);
+  });
+});
+
+describe('the yardsticks', () => {
+  it('best-of-n: the mean over prompts of best minus mean, in std units, at KL <= log n - (n-1)/n', () => {
+    // Two prompts of 4 samples: best - mean = 4 - 2.5 and 0 - (-1.5).
+    const y = bestOfNYardstick([1, 2, 3, 4, -3, -2, -1, 0], 4, 2)!;
+    expect(y.n).toBe(4);
+    expect(y.kl_bound).toBeCloseTo(Math.log(4) - 0.75, 12);
+    expect(y.gain_std).toBeCloseTo((1.5 + 1.5) / 2 / 2, 12);
+    expect(bestOfNYardstick([1, 2, 3], 1, 1)).toBeNull();
+  });
+
+  it('length-controlled gain: a candidate that only got longer gains nothing at equal length', () => {
+    // reward = 0.1 * length exactly, for both versions; the candidate's answers are 20 longer.
+    const lengths = [10, 20, 30, 40, 50];
+    const before = { lengths, scores: lengths.map((l) => 0.1 * l) };
+    const after = { lengths: lengths.map((l) => l + 20), scores: lengths.map((l) => 0.1 * (l + 20)) };
+    expect(lengthControlledGainStd(before, after, 1)).toBeCloseTo(0, 9);
+    // A real gain of 0.5 on top of the length effect is recovered, in std units.
+    const better = { lengths: after.lengths, scores: after.scores.map((r) => r + 0.5) };
+    expect(lengthControlledGainStd(before, better, 0.25)).toBeCloseTo(2, 9);
+    // No length variation at all: the plain gain.
+    expect(lengthControlledGainStd({ lengths: [5, 5], scores: [1, 3] }, { lengths: [5, 5], scores: [4, 4] }, 1)).toBeCloseTo(2, 12);
+  });
+
+  it('refuses a candidate best-of-n dominates only when asked', () => {
+    const dominated = { ...passing, kl: 2, reward_gain_std: 1, best_of_n: { n: 16, kl_bound: 1.83, gain_std: 1.5 } };
+    expect(gateVerdict(dominated, gate).promote).toBe(true);
+    const verdict = gateVerdict(dominated, { ...gate, refuseDominated: true });
+    expect(verdict.reasons).toEqual([expect.stringMatching(/best-of-16 sampling gains 1\.500 std at KL ≤ 1\.830; the candidate gains 1\.000 at KL 2\.000/)]);
+    // Cheaper in KL than best-of-n: not dominated, whatever its gain.
+    expect(gateVerdict({ ...dominated, kl: 1 }, { ...gate, refuseDominated: true }).promote).toBe(true);
   });
 });

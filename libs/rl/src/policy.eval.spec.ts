@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { kernelsReference } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError, writeHfCheckpoint, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
-import { gateVerdict, rewardGainStd, runPolicyEval, type EvalOptions, type EvalReport } from './policy.eval';
+import { bestOfNYardstick, gateVerdict, rewardGainStd, runPolicyEval, type EvalOptions, type EvalReport } from './policy.eval';
 import { meanStd } from './ppo.math';
 
 jest.setTimeout(60_000);
@@ -127,6 +127,9 @@ describe('runPolicyEval (stories260K)', () => {
       const [before, after] = rec.scored.map((call) => meanStd(call.map((p) => Recorder.reward(p.response))));
       expect(report).toMatchObject({ prompts: PROMPTS.length, samples: SAMPLES, reward_before: before.mean, reward_std_before: before.std, reward_after: after.mean, reward_std_after: after.std });
       expect(report.reward_gain_std).toBeCloseTo((after.mean - before.mean) / before.std, 12);
+      // The yardsticks come from the same samples: best-of-n of the active's, and the gain at equal length.
+      expect(report.best_of_n).toEqual(bestOfNYardstick(rec.scored[0].map((p) => Recorder.reward(p.response)), SAMPLES, before.std));
+      expect(Number.isFinite(report.reward_gain_std_length_controlled)).toBe(true);
       const rate = (texts: string[]) => texts.filter(Recorder.flagged).length / texts.length;
       expect(report.flag_rate_before).toBe(rate(rec.moderated[0]));
       expect(report.flag_rate_after).toBe(rate(rec.moderated[1]));

@@ -3,8 +3,10 @@
  * the same prompts with the same seeds (pure sampling), a scorer (the reward service) scores every response, a
  * moderation check flags outputs, and KL(candidate || active) is measured per sequence on the candidate's own
  * samples with both models' log-probs, and KL(candidate || base) to the original base the same way, so a chain of
- * promotions cannot drift away from it one small step at a time. Plus the gate itself, a pure function of those
- * numbers and its bounds.
+ * promotions cannot drift away from it one small step at a time. Two yardsticks that do not trust the raw gain:
+ * the gain with response length regressed out (a policy can buy reward with length), and best-of-n sampling of the
+ * active version's own samples, whose KL is bounded by log n − (n−1)/n. Plus the gate itself, a pure function of
+ * those numbers and its bounds.
  * No queue, store or promotion code here (apps/trainer/src/eval.processor.ts).
  */
 import path from 'node:path';
@@ -40,6 +42,10 @@ export interface EvalReport {
   reward_std_after: number;
   /** reward_after - reward_before in units of reward_std_before. */
   reward_gain_std: number;
+  /** reward_gain_std with response length regressed out (lengthControlledGainStd). */
+  reward_gain_std_length_controlled: number;
+  /** Best-of-n over the active version's samples per prompt (bestOfNYardstick); null with one sample per prompt. */
+  best_of_n: BestOfN | null;
   /** Mean over the candidate's samples of sum_t log pi_c - log pi_a (nats per sequence). */
   kl: number;
   /** The same against the original base policy; null when the base was not available. */
@@ -62,6 +68,67 @@ export interface EvalGate {
   maxKlBase?: number | null;
   /** Output flag rate may rise by at most this much (absolute fraction) beyond sampling noise (flagRateNoise). */
   maxFlagRateIncrease: number;
+  /** Refuse a candidate that best-of-n dominates (at least its KL bound, less gain). */
+  refuseDominated?: boolean;
+}
+
+export interface BestOfN {
+  n: number;
+  /** Upper bound of KL(best-of-n || policy) in nats: log n − (n−1)/n (Beirami et al. 2024). */
+  kl_bound: number;
+  /** Mean over prompts of (best of the n scores − the mean score), in units of `std`. */
+  gain_std: number;
+}
+
+/**
+ * The best-of-n yardstick from samples already drawn: `scores` holds n consecutive samples of each prompt from one
+ * policy. Picking the best of them is a policy whose KL to the sampler is at most log n − (n−1)/n; what it gains over
+ * the mean is what any trained candidate should beat at the same KL. null when n < 2.
+ */
+export function bestOfNYardstick(scores: readonly number[], n: number, std: number): BestOfN | null {
+  if (n < 2 || scores.length === 0 || scores.length % n !== 0) return null;
+  let gain = 0;
+  for (let i = 0; i < scores.length; i += n) {
+    const group = scores.slice(i, i + n);
+    gain += Math.max(...group) - group.reduce((a, b) => a + b, 0) / n;
+  }
+  gain /= scores.length / n;
+  return { n, kl_bound: Math.log(n) - (n - 1) / n, gain_std: gain / (std > 0 ? std : 1) };
+}
+
+/**
+ * The candidate's gain with length held fixed: ordinary least squares of reward on [1, length, isCandidate] over
+ * both versions' samples; the indicator's coefficient, over `std`, is the gain at equal length. When length does
+ * not vary it is the plain gain.
+ */
+export function lengthControlledGainStd(
+  before: { scores: readonly number[]; lengths: readonly number[] },
+  after: { scores: readonly number[]; lengths: readonly number[] },
+  std: number,
+): number {
+  const rows = [
+    ...before.scores.map((r, i) => [1, before.lengths[i], 0, r]),
+    ...after.scores.map((r, i) => [1, after.lengths[i], 1, r]),
+  ];
+  // Normal equations X'X b = X'y, 3x3, solved by Gaussian elimination with partial pivoting.
+  const A = [0, 1, 2].map((i) => [0, 1, 2].map((j) => rows.reduce((s, x) => s + x[i] * x[j], 0)));
+  const y = [0, 1, 2].map((i) => rows.reduce((s, x) => s + x[i] * x[3], 0));
+  const scale = std > 0 ? std : 1;
+  const plain = () => (after.scores.reduce((a, b) => a + b, 0) / Math.max(1, after.scores.length) - before.scores.reduce((a, b) => a + b, 0) / Math.max(1, before.scores.length)) / scale;
+  for (let c = 0; c < 3; c++) {
+    let p = c;
+    for (let r = c + 1; r < 3; r++) if (Math.abs(A[r][c]) > Math.abs(A[p][c])) p = r;
+    if (Math.abs(A[p][c]) < 1e-9 * Math.max(1, Math.abs(A[0][0]))) return plain();  // length (or a group) constant
+    [A[c], A[p]] = [A[p], A[c]];
+    [y[c], y[p]] = [y[p], y[c]];
+    for (let r = 0; r < 3; r++) {
+      if (r === c) continue;
+      const f = A[r][c] / A[c][c];
+      for (let k = c; k < 3; k++) A[r][k] -= f * A[c][k];
+      y[r] -= f * y[c];
+    }
+  }
+  return y[2] / A[2][2] / scale;
 }
 
 /**
@@ -98,6 +165,11 @@ export function gateVerdict(r: EvalReport, g: EvalGate): { promote: boolean; rea
     if (r.flag_rate_after - r.flag_rate_before > g.maxFlagRateIncrease + noise) {
       reasons.push(`flag rate ${r.flag_rate_before.toFixed(3)} → ${r.flag_rate_after.toFixed(3)} rises more than ${g.maxFlagRateIncrease} beyond sampling noise (${noise.toFixed(3)})`);
     }
+  }
+  if (g.refuseDominated && r.best_of_n !== null && r.kl >= r.best_of_n.kl_bound && r.reward_gain_std < r.best_of_n.gain_std) {
+    reasons.push(
+      `best-of-${r.best_of_n.n} sampling gains ${r.best_of_n.gain_std.toFixed(3)} std at KL ≤ ${r.best_of_n.kl_bound.toFixed(3)}; the candidate gains ${r.reward_gain_std.toFixed(3)} at KL ${r.kl.toFixed(3)}`,
+    );
   }
   return { promote: reasons.length === 0, reasons };
 }
@@ -155,6 +227,12 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
     reward_after: a.mean,
     reward_std_after: a.std,
     reward_gain_std: rewardGainStd(b, a),
+    reward_gain_std_length_controlled: lengthControlledGainStd(
+      { scores: scoresBefore, lengths: before.map((r) => r.response.length) },
+      { scores: scoresAfter, lengths: after.map((r) => r.response.length) },
+      b.std,
+    ),
+    best_of_n: bestOfNYardstick(scoresBefore, o.samples, b.std),
     kl: meanStd(kls).mean,
     kl_base: base ? meanStd(klsBase).mean : o.baseDir != null ? meanStd(kls).mean : null,
     flag_rate_before: flags ? rate(flags[0]) : null,
