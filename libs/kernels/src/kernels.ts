@@ -104,6 +104,23 @@ function checkSpec(spec: ModelSpec): void {
   engineArgs.positive(spec.rmsNormEps, 'spec.rmsNormEps');
   engineArgs.positive(spec.ropeTheta, 'spec.ropeTheta');
   if (spec.ropeScaling !== null) checkScaling(spec.ropeScaling);
+  const rot = spec.rotaryDim ?? spec.headDim;
+  engineArgs.int(rot, 'spec.rotaryDim', 2, spec.headDim);
+  if (rot % 2 !== 0) engineArgs.fail('spec.rotaryDim must be even');
+  if (spec.noRopeLayers !== undefined) {
+    if (!Array.isArray(spec.noRopeLayers)) engineArgs.fail('spec.noRopeLayers must be an array of layer indices');
+    for (const l of spec.noRopeLayers) engineArgs.int(l, 'spec.noRopeLayers[i]', 0, spec.numLayers - 1);
+  }
+  if (spec.longRope !== undefined) {
+    const lr = spec.longRope;
+    if (spec.ropeScaling !== null) engineArgs.fail('spec.longRope and spec.ropeScaling cannot be combined');
+    for (const [name, f] of [['shortFactor', lr.shortFactor], ['longFactor', lr.longFactor]] as const) {
+      if (!Array.isArray(f) || f.length !== rot / 2) engineArgs.fail(`spec.longRope.${name} must hold rotaryDim / 2 = ${rot / 2} factors`);
+      for (const x of f) engineArgs.positive(x, `spec.longRope.${name}[i]`);
+    }
+    engineArgs.int(lr.originalMaxPositionEmbeddings, 'spec.longRope.originalMaxPositionEmbeddings', 1);
+    engineArgs.positive(lr.attentionFactor, 'spec.longRope.attentionFactor');
+  }
   if (spec.vocabSize * spec.hiddenSize > 2 ** 31 - 1) engineArgs.fail('spec.vocabSize * spec.hiddenSize is too large');
 }
 

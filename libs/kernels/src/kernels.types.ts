@@ -23,6 +23,27 @@ export interface ModelSpec {
   /** Per-head RMSNorm of queries and keys before RoPE, `self_attn.{q,k}_norm.weight` of (headDim) (Qwen3). */
   qkNorm?: boolean;
   maxPositionEmbeddings: number;
+  /** RoPE rotates only the first rotaryDim dims of each head (Phi-4-mini's partial_rotary_factor 0.75); absent: headDim. */
+  rotaryDim?: number;
+  /** Layers whose attention skips RoPE (SmolLM3's NoPE layers, `no_rope_layers[i] === 0`), ascending; absent: none. */
+  noRopeLayers?: number[];
+  /** Phi-3 LongRoPE (rope_scaling type "longrope"); absent: none. Not combined with ropeScaling. */
+  longRope?: LongRopeScaling;
+}
+
+/**
+ * Phi-3 LongRoPE: frequency j of the rotated dims is divided by shortFactor[j] at positions below
+ * originalMaxPositionEmbeddings and by longFactor[j] from there on (per token; transformers picks one set per forward
+ * call, long when its largest position + 1 exceeds originalMaxPositionEmbeddings: the same for token-by-token decoding
+ * and for prompts that fit), and cos/sin are multiplied by attentionFactor.
+ */
+export interface LongRopeScaling {
+  /** rotaryDim / 2 divisors each. */
+  shortFactor: number[];
+  longFactor: number[];
+  originalMaxPositionEmbeddings: number;
+  /** transformers' default: sqrt(1 + ln(maxPositionEmbeddings / original) / ln(original)), 1 when not extended. */
+  attentionFactor: number;
 }
 
 export interface Llama3RopeScaling {

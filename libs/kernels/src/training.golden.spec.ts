@@ -56,11 +56,24 @@ interface HfConfig {
   tie_word_embeddings: boolean;
   attention_bias: boolean;
   model_type?: string;
-  rope_scaling: { factor: number; low_freq_factor: number; high_freq_factor: number; original_max_position_embeddings: number } | null;
+  rope_scaling:
+    | { factor: number; low_freq_factor: number; high_freq_factor: number; original_max_position_embeddings: number }
+    | { type: 'longrope'; short_factor: number[]; long_factor: number[] }
+    | null;
+  no_rope_layers?: number[];
+  partial_rotary_factor?: number;
+  original_max_position_embeddings?: number;
 }
 
+/** The spec libs/model's config parser gives (it cannot be imported here): Llama, Qwen3, SmolLM3 and Phi-3 fixtures. */
 function specOf(cfg: HfConfig): ModelSpec {
-  const rs = cfg.rope_scaling;
+  const rs = cfg.rope_scaling !== null && !('type' in cfg.rope_scaling) ? cfg.rope_scaling : null;
+  const lr = cfg.rope_scaling !== null && 'type' in cfg.rope_scaling ? cfg.rope_scaling : null;
+  const headDim = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
+  const rotaryDim = Math.trunc(headDim * (cfg.partial_rotary_factor ?? 1));
+  const orig = cfg.original_max_position_embeddings ?? 0;
+  const scale = cfg.max_position_embeddings / orig;
+  const noRope = (cfg.no_rope_layers ?? []).flatMap((f, i) => (f === 0 ? [i] : []));
   return {
     vocabSize: cfg.vocab_size,
     hiddenSize: cfg.hidden_size,
@@ -68,7 +81,7 @@ function specOf(cfg: HfConfig): ModelSpec {
     numLayers: cfg.num_hidden_layers,
     numHeads: cfg.num_attention_heads,
     numKvHeads: cfg.num_key_value_heads,
-    headDim: cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads,
+    headDim,
     rmsNormEps: cfg.rms_norm_eps,
     ropeTheta: cfg.rope_theta,
     ropeScaling: rs
@@ -83,6 +96,18 @@ function specOf(cfg: HfConfig): ModelSpec {
     attentionBias: cfg.attention_bias ?? false,
     maxPositionEmbeddings: cfg.max_position_embeddings,
     qkNorm: cfg.model_type === 'qwen3',
+    ...(rotaryDim < headDim ? { rotaryDim } : {}),
+    ...(noRope.length > 0 ? { noRopeLayers: noRope } : {}),
+    ...(lr !== null
+      ? {
+          longRope: {
+            shortFactor: lr.short_factor,
+            longFactor: lr.long_factor,
+            originalMaxPositionEmbeddings: orig,
+            attentionFactor: Math.fround(scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(orig))),
+          },
+        }
+      : {}),
   };
 }
 
@@ -139,7 +164,7 @@ function expectTensorsClose(actual: Map<string, Float32Array>, expected: Map<str
   return worst;
 }
 
-describe.each(['tiny-gqa', 'tiny-mqa-llama3', 'tiny-qwen3'])('native training vs the float64 torch reference (%s)', (name) => {
+describe.each(['tiny-gqa', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3'])('native training vs the float64 torch reference (%s)', (name) => {
   const { g, spec, blocks } = load(name);
   const [initial, lmGrads, scoreGrads, after] = blocks;
   const allRows = Array.from({ length: g.batch.B }, (_, i) => i);

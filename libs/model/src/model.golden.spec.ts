@@ -2,7 +2,8 @@
  * The whole model against an independent reference: logits from the native kernels (f32 weights, loaded
  * through the real loader from safetensors and from GGUF) match the float64 PyTorch forward of
  * scripts/reference/llama_reference.py to 1e-4 relative (to the case's largest logit), for stories260K
- * and for random models with GQA/MQA, qkv bias, an untied head and llama3 RoPE scaling. Each prompt runs
+ * and for random models with GQA/MQA, qkv bias, an untied head, llama3 RoPE scaling, Qwen3 q/k norms, SmolLM3 NoPE
+ * layers and Phi-3 fused projections with partial LongRoPE. Each prompt runs
  * as one prefill and again one token at a time (the decode path) through shuffled KV blocks.
  */
 import * as path from 'node:path';
@@ -62,7 +63,7 @@ function relError(got: Float32Array, want: Float32Array): number {
   return maxDiff / Math.max(scale, 1e-6);
 }
 
-const GOLDENS = ['stories260K-hf', 'tiny-gqa', 'tiny-gqa-bf16', 'tiny-gqa-q8_0', 'tiny-mqa-llama3', 'tiny-qwen3'];
+const GOLDENS = ['stories260K-hf', 'tiny-gqa', 'tiny-gqa-bf16', 'tiny-gqa-q8_0', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3'];
 
 describe.each(GOLDENS)('golden logits: %s', (name) => {
   const golden = readGolden(name);
@@ -81,7 +82,7 @@ describe.each(GOLDENS)('golden logits: %s', (name) => {
   });
 });
 
-it.each(['tiny-gqa', 'tiny-qwen3'])('the same model from GGUF gives the same logits as from safetensors (%s)', async (name) => {
+it.each(['tiny-gqa', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3'])('the same model from GGUF gives the same logits as from safetensors (%s)', async (name) => {
   const golden = readGolden(name);
   const c = golden.cases.at(-1)!;
   const st = await loadModelWeights(path.join(FIXTURES_DIR, name));

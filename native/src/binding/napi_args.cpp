@@ -42,6 +42,44 @@ ModelConfig config_from(const Napi::Object& o) {
   Napi::Value rs = o.Get("ropeScaling");
   c.has_rope_scaling = rs.IsObject();
   if (c.has_rope_scaling) c.rope_scaling = scaling_from(rs.As<Napi::Object>());
+  // Optional fields (kernels.ts checkSpec validated them): partial RoPE, SmolLM3's NoPE layers, Phi-3 LongRoPE.
+  Napi::Value rot = o.Get("rotaryDim");
+  c.rotary_dim = rot.IsNumber() ? rot.As<Napi::Number>().Int32Value() : c.head_dim;
+  if (c.rotary_dim < 2 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0)
+    throw Napi::TypeError::New(o.Env(), "rotaryDim must be even and within 2..headDim");
+  Napi::Value nope = o.Get("noRopeLayers");
+  if (nope.IsArray()) {
+    Napi::Array layers = nope.As<Napi::Array>();
+    c.no_rope.assign(static_cast<size_t>(c.num_layers), 0);
+    for (uint32_t i = 0; i < layers.Length(); i++) {
+      const int l = int_arg(layers.Get(i), "noRopeLayers[i]");
+      if (l < 0 || l >= c.num_layers) throw Napi::TypeError::New(o.Env(), "noRopeLayers holds a layer out of range");
+      c.no_rope[static_cast<size_t>(l)] = 1;
+    }
+  }
+  Napi::Value lr = o.Get("longRope");
+  c.has_longrope = lr.IsObject();
+  if (c.has_longrope) {
+    Napi::Object r = lr.As<Napi::Object>();
+    auto factors = [&](const char* name) {
+      Napi::Value v = r.Get(name);
+      if (!v.IsArray() || v.As<Napi::Array>().Length() != static_cast<uint32_t>(c.rotary_dim / 2))
+        throw Napi::TypeError::New(o.Env(), std::string("longRope.") + name + " must hold rotaryDim / 2 numbers");
+      Napi::Array a = v.As<Napi::Array>();
+      std::vector<float> out(a.Length());
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Value x = a.Get(i);
+        if (!x.IsNumber() || !(x.As<Napi::Number>().DoubleValue() > 0))
+          throw Napi::TypeError::New(o.Env(), std::string("longRope.") + name + " must hold positive numbers");
+        out[i] = static_cast<float>(x.As<Napi::Number>().DoubleValue());
+      }
+      return out;
+    };
+    c.longrope.short_factor = factors("shortFactor");
+    c.longrope.long_factor = factors("longFactor");
+    c.longrope.original_max_position_embeddings = static_cast<int>(num_field(r, "originalMaxPositionEmbeddings"));
+    c.longrope.attention_factor = static_cast<float>(num_field(r, "attentionFactor"));
+  }
   return c;
 }
 

@@ -216,9 +216,55 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
   m->lm_head = base + head.offset[0];
   m->head_type = head.type[0];
   bytes_of(parts_of(head, base), C);
-  m->inv_freq.resize(cfg.head_dim / 2);
-  rope_inv_freq(m->inv_freq.data(), cfg.head_dim, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
+  model_rope_freqs(cfg, &m->inv_freq, &m->inv_freq_long);
   return m;
+}
+
+void model_rope_freqs(const ModelConfig& cfg, std::vector<float>* inv_freq, std::vector<float>* inv_freq_long) {
+  const int rot = cfg.rotary_dim, half = rot / 2;
+  // As transformers: the exponents run over the rotated dims only, 1 / theta^(2j / rotary_dim).
+  inv_freq->resize(half);
+  rope_inv_freq(inv_freq->data(), rot, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
+  inv_freq_long->clear();
+  if (!cfg.has_longrope) return;
+  inv_freq_long->resize(half);
+  for (int j = 0; j < half; j++) {
+    const double f = (*inv_freq)[j];
+    (*inv_freq_long)[j] = static_cast<float>(f / cfg.longrope.long_factor[j]);
+    (*inv_freq)[j] = static_cast<float>(f / cfg.longrope.short_factor[j]);
+  }
+}
+
+void model_rope_tables(const ModelConfig& cfg, const std::vector<float>& inv_freq,
+                       const std::vector<float>& inv_freq_long, const int32_t* positions, int T, float* cos_t,
+                       float* sin_t) {
+  const int rot = cfg.rotary_dim, half = rot / 2;
+  if (!cfg.has_longrope) {
+    rope_tables(cos_t, sin_t, positions, inv_freq.data(), T, rot);
+    return;
+  }
+  const float scale = cfg.longrope.attention_factor;
+  for (int t = 0; t < T; t++) {
+    const bool long_set = positions[t] >= cfg.longrope.original_max_position_embeddings;
+    float* c = cos_t + static_cast<size_t>(t) * half;
+    float* s = sin_t + static_cast<size_t>(t) * half;
+    rope_tables(c, s, positions + t, long_set ? inv_freq_long.data() : inv_freq.data(), 1, rot);
+    for (int j = 0; j < half; j++) {
+      c[j] *= scale;
+      s[j] *= scale;
+    }
+  }
+}
+
+void model_rope_heads(float* x, int row_stride, const float* cos_t, const float* sin_t, int T, int num_heads,
+                      int head_dim, int rotary_dim) {
+  if (rotary_dim == head_dim) {
+    rope_forward(x, row_stride, cos_t, sin_t, T, num_heads, head_dim);
+    return;
+  }
+  // Partial RoPE: one head at a time, rotating pairs (j, j + rotary_dim/2); dims from rotary_dim on pass through.
+  for (int h = 0; h < num_heads; h++)
+    rope_forward(x + static_cast<size_t>(h) * head_dim, row_stride, cos_t, sin_t, T, 1, rotary_dim);
 }
 
 std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks, int block_size) {
@@ -275,7 +321,8 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
   std::vector<float> att(static_cast<size_t>(T) * qd);      // (T, qd)
   std::vector<float> gu(static_cast<size_t>(T) * 2 * I);    // (T, 2I)
   std::vector<float> act(static_cast<size_t>(T) * I);       // (T, I)
-  std::vector<float> cos_t(static_cast<size_t>(T) * D / 2), sin_t(static_cast<size_t>(T) * D / 2);
+  const int rot = cfg.rotary_dim;
+  std::vector<float> cos_t(static_cast<size_t>(T) * rot / 2), sin_t(static_cast<size_t>(T) * rot / 2);
   std::vector<int64_t> slots(T);
   std::vector<float> scratch;                               // parts of an unstacked q/k/v or gate/up matmul
 
@@ -305,7 +352,7 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
   }
 
   embedding_forward(x.data(), b.tokens, m->embed, m->embed_type, T, C);
-  rope_tables(cos_t.data(), sin_t.data(), b.positions, m->inv_freq.data(), T, D);
+  model_rope_tables(cfg, m->inv_freq, m->inv_freq_long, b.positions, T, cos_t.data(), sin_t.data());
   const AttentionShape shape{H, KVH, D, bs};
 
   for (int l = 0; l < cfg.num_layers; l++) {
@@ -322,8 +369,10 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
         rmsnorm_forward(row + qd, row + qd, w.k_norm, KVH, D, cfg.rms_norm_eps, nullptr);
       }
     }
-    rope_forward(qkv.data(), qkvd, cos_t.data(), sin_t.data(), T, H, D);
-    rope_forward(qkv.data() + qd, qkvd, cos_t.data(), sin_t.data(), T, KVH, D);
+    if (model_layer_rotates(cfg, l)) {
+      model_rope_heads(qkv.data(), qkvd, cos_t.data(), sin_t.data(), T, H, D, rot);
+      model_rope_heads(qkv.data() + qd, qkvd, cos_t.data(), sin_t.data(), T, KVH, D, rot);
+    }
     kv_cache_write(k_pool, v_pool, qkv.data() + qd, qkv.data() + qd + kvd, qkvd, slots.data(), T, kvd);
     for (const Run& r : prefills) {
       const int32_t* bt = b.block_tables + static_cast<size_t>(b.seq_index[r.start]) * b.max_blocks;

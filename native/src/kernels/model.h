@@ -13,6 +13,15 @@
 #include "kernels.h"
 #include "thread_pool.h"
 
+// Phi-3 LongRoPE (transformers' "longrope"): frequency j is divided by short_factor[j] at positions below
+// original_max_position_embeddings and by long_factor[j] from there on (chosen per token: see model_rope_tables),
+// and cos/sin are multiplied by attention_factor.
+struct LongRope {
+  std::vector<float> short_factor, long_factor;  // (rotary_dim/2) each
+  int original_max_position_embeddings;
+  float attention_factor;
+};
+
 struct ModelConfig {
   int vocab_size, hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim;
   float rms_norm_eps, rope_theta;
@@ -21,6 +30,10 @@ struct ModelConfig {
   bool tie_word_embeddings, attention_bias;
   bool qk_norm;  // Qwen3: RMSNorm over head_dim of every query and key head (weights (D)), before RoPE
   int max_position_embeddings;
+  int rotary_dim;                // RoPE rotates the first rotary_dim dims of each head (partial_rotary_factor); <= D
+  std::vector<uint8_t> no_rope;  // (num_layers) 1 where the layer skips RoPE (SmolLM3 NoPE layers), or empty
+  bool has_longrope;
+  LongRope longrope;
 };
 
 // One stored matrix (rows, cols) in its storage type. A projection that the step computes as one matmul (q/k/v,
@@ -58,7 +71,8 @@ struct Model {
   const float* final_norm;       // (C)
   const void* lm_head;           // (V, C) in head_type; == embed when tied
   WeightType head_type;
-  std::vector<float> inv_freq;   // (D/2)
+  std::vector<float> inv_freq;   // (rotary_dim/2)
+  std::vector<float> inv_freq_long;  // (rotary_dim/2) LongRoPE's long set, else empty
   std::unique_ptr<ThreadPool> pool;
   std::mutex mutex;              // one forward at a time
   size_t matmul_weight_bytes;    // bytes of every matrix read by one decode step (incl. LM head)
@@ -105,6 +119,25 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
                                     std::string* error);
 std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks, int block_size);
 void kv_cache_copy_blocks(KvCache* cache, const int32_t* src, const int32_t* dst, int n);
+
+// RoPE of a config, shared by the serving step and the training path. model_rope_freqs: inv_freq (rotary_dim/2) and,
+// with LongRoPE, the short set in inv_freq and the long set in inv_freq_long (else left empty).
+void model_rope_freqs(const ModelConfig& cfg, std::vector<float>* inv_freq, std::vector<float>* inv_freq_long);
+// cos/sin (T, rotary_dim/2) of each token's position. LongRoPE picks the set per token: long from position
+// original_max_position_embeddings on. transformers picks one set per forward call (long when its largest position
+// + 1 exceeds original_max), which is the same for token-by-token decoding and for prompts that fit original_max.
+void model_rope_tables(const ModelConfig& cfg, const std::vector<float>& inv_freq,
+                       const std::vector<float>& inv_freq_long, const int32_t* positions, int T,
+                       float* cos_t,   // (T, rotary_dim/2)
+                       float* sin_t);  // (T, rotary_dim/2)
+// Whether layer l rotates q and k at all (SmolLM3 skips every no_rope layer).
+inline bool model_layer_rotates(const ModelConfig& cfg, int l) {
+  return cfg.no_rope.empty() || cfg.no_rope[static_cast<size_t>(l)] == 0;
+}
+// rope_forward over the first rotary_dim dims of each of num_heads heads of head_dim, in place.
+void model_rope_heads(float* x,  // (T, row_stride), heads at x + t*row_stride + h*head_dim
+                      int row_stride, const float* cos_t, const float* sin_t, int T, int num_heads, int head_dim,
+                      int rotary_dim);
 
 // Runs one step: writes K/V of every batch token into its slot, returns logits for logit_rows.
 void model_forward(Model* m, KvCache* cache, const StepBatchView& batch,

@@ -50,6 +50,18 @@ void lora_add_backward(TrainModel* m, const TrainLayer& L, const TrainActivation
                 P(m, L.lora_b[t]), m->lora_scale, N, in, out, m->lora_rank, m->pool.get());
 }
 
+// Backward of model_rope_heads: rope_backward over the first rotary_dim dims of each head (all of them, one call,
+// when rotary_dim == head_dim).
+void rope_heads_backward(float* dx, int row_stride, const float* cos_t, const float* sin_t, int N, int num_heads,
+                         int head_dim, int rotary_dim) {
+  if (rotary_dim == head_dim) {
+    rope_backward(dx, row_stride, cos_t, sin_t, N, num_heads, head_dim);
+    return;
+  }
+  for (int h = 0; h < num_heads; h++)
+    rope_backward(dx + static_cast<size_t>(h) * head_dim, row_stride, cos_t, sin_t, N, 1, rotary_dim);
+}
+
 // Computes the residual stream to the final norm for `batch`, keeping every activation (one layer's, reused, on a
 // forward-only model).
 void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
@@ -62,9 +74,10 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
   A.T = bt.T;
   m->pass_id++;
   const size_t n = N;
-  A.cos_t.resize(n * D / 2);
-  A.sin_t.resize(n * D / 2);
-  rope_tables(A.cos_t.data(), A.sin_t.data(), bt.positions, m->inv_freq.data(), N, D);
+  const int rot = c.rotary_dim;
+  A.cos_t.resize(n * rot / 2);
+  A.sin_t.resize(n * rot / 2);
+  model_rope_tables(c, m->inv_freq, m->inv_freq_long, bt.positions, N, A.cos_t.data(), A.sin_t.data());
   A.layers.resize(m->forward_only ? 1 : c.num_layers);
   std::vector<float> h(n * C);
   embedding_forward(h.data(), bt.tokens, P(m, m->embed), WEIGHT_F32, N, C);
@@ -94,8 +107,10 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
       rmsnorm_train_forward(S.k.data(), S.rstd_k.data(), S.k_pre.data(), P(m, L.k_norm), N * KVH, D, c.rms_norm_eps,
                             pool);
     }
-    rope_forward(S.q.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D);
-    rope_forward(S.k.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D);
+    if (model_layer_rotates(c, l)) {
+      model_rope_heads(S.q.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D, rot);
+      model_rope_heads(S.k.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D, rot);
+    }
     S.probs.resize(static_cast<size_t>(bt.B) * H * bt.T * bt.T);
     S.o.resize(n * qd);
     TrainAttentionShape as{bt.B, bt.T, H, KVH, D};
@@ -155,8 +170,10 @@ void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std
     TrainAttentionShape as{bt.B, bt.T, H, KVH, D};
     attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), S.probs.data(), S.q.data(), S.k.data(),
                        S.v.data(), as, pool);
-    rope_backward(dq.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D);
-    rope_backward(dk.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D);
+    if (model_layer_rotates(c, l)) {
+      rope_heads_backward(dq.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D, c.rotary_dim);
+      rope_heads_backward(dk.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D, c.rotary_dim);
+    }
     if (L.q_norm.present()) {
       // Through the per-head norms: rmsnorm_backward accumulates, so into zeroed buffers, then swapped in.
       std::vector<float> dq_pre(n * qd, 0.0f), dk_pre(n * kvd, 0.0f);
@@ -276,8 +293,7 @@ std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
     }
     std::memcpy(P(m.get(), t.ref), it->second, sizeof(float) * t.rows * t.cols);
   }
-  m->inv_freq.resize(cfg.head_dim / 2);
-  rope_inv_freq(m->inv_freq.data(), cfg.head_dim, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
+  model_rope_freqs(cfg, &m->inv_freq, &m->inv_freq_long);
   m->pool = std::make_unique<ThreadPool>(threads);
   return m;
 }

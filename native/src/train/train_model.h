@@ -56,7 +56,7 @@ struct TrainLayer {  // where one layer's tensors live
 // turn (its h_in and h_final stay empty): the same kernels on the same inputs, so the same bits.
 struct TrainActivations {
   int B = 0, T = 0;
-  std::vector<float> cos_t, sin_t;  // (N, D/2)
+  std::vector<float> cos_t, sin_t;  // (N, rotary_dim/2)
   struct Layer {
     std::vector<float> h_in, xn1, rstd1, q, k, v, probs, o, h_mid, xn2, rstd2, g, u, a;
     std::vector<float> q_pre, k_pre, rstd_q, rstd_k;  // qk_norm: q/k before their per-head norm, (N*H), (N*KVH)
@@ -82,7 +82,8 @@ struct TrainModel {
   std::vector<float> frozen;  // (num_frozen) base tensors under LoRA; empty without
   std::vector<TrainLayer> layers;
   TrainRef embed, final_norm, lm_head, score;  // lm_head == embed when tied; absent without
-  std::vector<float> inv_freq;  // (D/2)
+  std::vector<float> inv_freq;       // (rotary_dim/2)
+  std::vector<float> inv_freq_long;  // (rotary_dim/2) LongRoPE's long set, else empty
   int64_t step = 0;             // optimizer steps taken
   TrainActivations act;
   // The last train_policy_forward's batch and gathered rows, kept for its train_policy_backward; pass_id counts

@@ -88,7 +88,7 @@ describe('loadCheckpoint', () => {
     expect(mqa.weights.has('lm_head.weight')).toBe(false);
   });
 
-  it.each(['stories260K-hf', 'tiny-gqa', 'tiny-gqa-q8_0', 'tiny-gqa-bf16', 'tiny-mqa-llama3', 'tiny-qwen3'])(
+  it.each(['stories260K-hf', 'tiny-gqa', 'tiny-gqa-q8_0', 'tiny-gqa-bf16', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3'])(
     'golden fixture %s matches its checkpoints',
     async (name) => {
       const golden = readGolden(name);
@@ -116,7 +116,7 @@ describe('loadCheckpoint', () => {
     it('names an unsupported architecture', async () => {
       const dir = tinyDirWith({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' });
       await expect(loadCheckpoint(dir)).rejects.toThrow(
-        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM)',
+        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, SmolLM3ForCausalLM, Phi3ForCausalLM)',
       );
     });
 

@@ -23,6 +23,7 @@ import type { LoadableSafetensorsDtype } from './safetensors.reader';
 import { ChatTemplate, loadTokenizer, tokenizerFromGguf, TOKENIZER_FILE } from './tokenizer.loader';
 import type { ModelTokenizer } from './tokenizer.loader';
 import { buildWeightMap } from './weight-map.validator';
+import { splitFusedProjections } from './fused-projections';
 
 /** On-disk dtype of the weights before widening to f32. */
 export type SourceDtype = 'f32' | 'f16' | 'bf16' | QuantType;
@@ -147,7 +148,9 @@ async function detectFormat(p: string): Promise<CheckpointFormat> {
 async function loadHfWeights(dir: string, id: string | undefined): Promise<LoadedWeights> {
   const configFile = path.join(dir, 'config.json');
   const config = parseModelConfig(await readJsonFile(configFile), configFile);
-  const tensors = await readSafetensorsCheckpoint(dir);
+  const stored = await readSafetensorsCheckpoint(dir);
+  // Phi-3 stores q/k/v and gate/up fused; the engine and the trainer take them apart (row views, no copies).
+  const tensors = config.architecture.startsWith('Phi3') ? splitFusedProjections(stored, config.spec, dir) : stored;
   const weights = buildWeightMap(tensors, { spec: config.spec, scoreLabels: config.numLabels }, dir);
   return {
     id: id ?? path.basename(path.resolve(dir)),

@@ -1,8 +1,9 @@
 /**
- * Reads a llama.cpp GGUF file (architectures `llama`, `qwen2` and `qwen3`) into the same ModelSpec + WeightMap, with
+ * Reads a llama.cpp GGUF file (architectures `llama`, `qwen2`, `qwen3`, `smollm3` and `phi3`) into the same ModelSpec + WeightMap, with
  * HF names and HF layout, as a Hugging Face checkpoint: F32/F16/BF16 widened, Q8_0 kept as its blocks (for the
  * engine, `servingWeights`) and widened only when read through `weights` (training needs f32), and for `llama`
- * the Q/K row permutation of convert_hf_to_gguf.py undone (on whole rows of blocks for Q8_0). The header is
+ * the Q/K row permutation of convert_hf_to_gguf.py undone (on whole rows of blocks for Q8_0); Phi-3's fused attn_qkv and
+ * ffn_up (gate and up rows) are split, and its LongRoPE factors read from rope_factors_{short,long}. The header is
  * parsed strictly by gguf-header.parser (@huggingface/gguf zero-fills past the end of a local file, so it parses
  * truncated headers as garbage; only its type-name enum is used). Tokenizer metadata is exposed raw (GgufVocab); no
  * tokenizer is built from it.
@@ -10,7 +11,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { GGMLQuantizationType } from '@huggingface/gguf';
 import { isQuantType, QUANT_BLOCKS } from '@flywheel/kernels';
-import type { Llama3RopeScaling, ModelSpec, QuantTensor, ServingWeightMap, WeightMap } from '@flywheel/kernels';
+import type { Llama3RopeScaling, LongRopeScaling, ModelSpec, QuantTensor, ServingWeightMap, WeightMap } from '@flywheel/kernels';
 import { bf16ArrayToF32, f16ArrayToF32 } from './half-float.codec';
 import { ModelLoadError } from './model-load.error';
 import type { SupportedArchitecture } from './model-config.schema';
@@ -19,6 +20,7 @@ import { parseGgufHeader } from './gguf-header.parser';
 import { llama3ScalingFromRopeFactors } from './rope-freqs';
 import type { GgufHeader, GgufTensorInfo, GgufValue } from './gguf-header.parser';
 import { buildWeightMap } from './weight-map.validator';
+import { splitFusedProjections } from './fused-projections';
 import type { ShapedTensor } from './weight-map.validator';
 import { dequantizeBlocks, dequantizeQ8_0, WideningWeightMap } from './widening-weight-map';
 
@@ -68,6 +70,10 @@ const ARCHITECTURES: Record<string, { hf: SupportedArchitecture; permutedQk: boo
   qwen2: { hf: 'Qwen2ForCausalLM', permutedQk: false },
   // Qwen3Model: NEOX RoPE as Qwen2, plus per-head q/k norms (attn_q_norm, attn_k_norm).
   qwen3: { hf: 'Qwen3ForCausalLM', permutedQk: false },
+  // SmolLM3Model is a LlamaModel (permuted q/k); llama.cpp hard-codes its NoPE layers: every 4th (n_no_rope_layer_step).
+  smollm3: { hf: 'SmolLM3ForCausalLM', permutedQk: true },
+  // Phi3MiniModel: NEOX RoPE, HF's fused qkv_proj as attn_qkv and gate_up_proj as ffn_up (gate rows, then up rows).
+  phi3: { hf: 'Phi3ForCausalLM', permutedQk: false },
 };
 
 /** GGML type → on-disk bytes of `n` elements, for the types we can load. */
@@ -105,6 +111,7 @@ const BLOCK_NAMES: Record<string, string> = {
   'attn_v.weight': 'self_attn.v_proj.weight',
   'attn_v.bias': 'self_attn.v_proj.bias',
   'attn_output.weight': 'self_attn.o_proj.weight',
+  'attn_qkv.weight': 'self_attn.qkv_proj.weight',
   'attn_q_norm.weight': 'self_attn.q_norm.weight',
   'attn_k_norm.weight': 'self_attn.k_norm.weight',
   'ffn_norm.weight': 'post_attention_layernorm.weight',
@@ -205,6 +212,36 @@ async function ropeScalingOf(
   }
 }
 
+const ROPE_FACTOR_TENSORS = ['rope_factors_short.weight', 'rope_factors_long.weight'];
+
+/**
+ * Phi-3 LongRoPE as convert_hf_to_gguf.py's Phi3MiniModel writes it: rope_factors_short/long.weight (rotated dims / 2
+ * divisors each), `rope.scaling.original_context_length` and `rope.scaling.attn_factor`; null without the tensors.
+ */
+async function longRopeOf(
+  fh: FileHandle,
+  file: string,
+  infos: ReadonlyMap<string, GgufTensorInfo>,
+  dataOffset: number,
+  ropeDims: number,
+  num: (key: string, fallback?: number) => number,
+  fail: (message: string) => never,
+): Promise<LongRopeScaling | null> {
+  const [short, long] = ROPE_FACTOR_TENSORS.map((n) => infos.get(n));
+  if (short === undefined && long === undefined) return null;
+  const factors = async (info: GgufTensorInfo | undefined, name: string): Promise<number[]> => {
+    if (info === undefined) return fail(`GGUF has ${name === ROPE_FACTOR_TENSORS[0] ? ROPE_FACTOR_TENSORS[1] : ROPE_FACTOR_TENSORS[0]} but no ${name}`);
+    if (info.dims.length !== 1 || info.dims[0] !== ropeDims / 2) fail(`${name} has dims [${info.dims.join(', ')}], expected [${ropeDims / 2}]`);
+    return [...(await readGgufTensor(fh, file, info, dataOffset))].map(shortestF32);
+  };
+  return {
+    shortFactor: await factors(short, ROPE_FACTOR_TENSORS[0]),
+    longFactor: await factors(long, ROPE_FACTOR_TENSORS[1]),
+    originalMaxPositionEmbeddings: num('rope.scaling.original_context_length'),
+    attentionFactor: Math.fround(num('rope.scaling.attn_factor', 1)),
+  };
+}
+
 async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const header = await parseGgufHeader(fh, file);
   const meta = header.metadata;
@@ -217,7 +254,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const arch = ARCHITECTURES[ggufArch];
   if (arch === undefined) {
     return fail(
-      `unsupported GGUF architecture "${ggufArch}"; Flywheel serves Llama-family models (general.architecture llama, qwen2 or qwen3)`,
+      `unsupported GGUF architecture "${ggufArch}"; Flywheel serves Llama-family models (general.architecture llama, qwen2, qwen3, smollm3 or phi3)`,
     );
   }
 
@@ -243,15 +280,22 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const numKvHeads = num('attention.head_count_kv', numHeads);
   const headDim = num('attention.key_length', hiddenSize / numHeads);
   const ropeDims = num('rope.dimension_count', headDim);
-  if (ropeDims !== headDim) fail(`rope.dimension_count ${ropeDims} differs from head_dim ${headDim}; partial RoPE is unsupported`);
+  if (ropeDims !== headDim && ggufArch !== 'phi3') {
+    fail(`rope.dimension_count ${ropeDims} differs from head_dim ${headDim}; partial RoPE is read for phi3 only`);
+  }
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) fail(`head_dim ${headDim} must be an even integer`);
+  if (!Number.isInteger(ropeDims) || ropeDims % 2 !== 0 || ropeDims < 2 || ropeDims > headDim) {
+    fail(`rope.dimension_count ${ropeDims} must be even and within 2..head_dim ${headDim}`);
+  }
+  const numLayers = num('block_count');
+  const longRope = await longRopeOf(fh, file, infos, header.dataOffset, ropeDims, num, fail);
 
   const ropeTheta = shortestF32(num('rope.freq_base', 10000));
   const spec: ModelSpec = {
     vocabSize: num('vocab_size', embd.dims[1] ?? 0),
     hiddenSize,
     intermediateSize: num('feed_forward_length'),
-    numLayers: num('block_count'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -262,14 +306,23 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     attentionBias: infos.has('blk.0.attn_q.bias'),
     maxPositionEmbeddings: num('context_length'),
     ...(infos.has('blk.0.attn_q_norm.weight') ? { qkNorm: true } : {}),
+    ...(ropeDims < headDim ? { rotaryDim: ropeDims } : {}),
+    ...(ggufArch === 'smollm3' && numLayers >= 4
+      ? { noRopeLayers: Array.from({ length: numLayers }, (_, i) => i).filter((i) => (i + 1) % 4 === 0) }
+      : {}),
+    ...(longRope !== null ? { longRope } : {}),
   };
 
   checkTensorRanges(header, file);
   const tensors = new Map<string, ShapedTensor<Float32Array | QuantTensor>>();
   const tensorDtypes = new Map<string, GgufTensorDtype>();
   for (const [ggufName, info] of infos) {
-    if (ggufName === 'rope_freqs.weight') continue; // read into spec.ropeScaling above
-    const hfName = ggufToHfTensorName(ggufName) ?? fail(`unknown tensor "${ggufName}" for a Llama-family model`);
+    if (ggufName === 'rope_freqs.weight' || ROPE_FACTOR_TENSORS.includes(ggufName)) continue; // read into spec above
+    let hfName = ggufToHfTensorName(ggufName) ?? fail(`unknown tensor "${ggufName}" for a Llama-family model`);
+    // Phi-3's ffn_up holds gate and up rows (llama.cpp's fused SwiGLU) when the block has no ffn_gate.
+    if (ggufArch === 'phi3' && hfName.endsWith('.mlp.up_proj.weight') && !infos.has(ggufName.replace('ffn_up', 'ffn_gate'))) {
+      hfName = hfName.replace('mlp.up_proj', 'mlp.gate_up_proj');
+    }
     const data = await readGgufTensorKeepingBlocks(fh, file, info, header.dataOffset);
     // GGUF dims run fastest-first (ne[0] = in_features); HF shapes run slowest-first.
     const shape = [...info.dims].reverse();
@@ -293,7 +346,13 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     spec.tieWordEmbeddings = true;
   }
 
-  const servingWeights = buildWeightMap(tensors, { spec, scoreLabels: null }, file);
+  for (const fused of [...tensorDtypes.keys()].filter((n) => /\.(qkv_proj|gate_up_proj)\.weight$/.test(n))) {
+    const dtype = tensorDtypes.get(fused)!;
+    tensorDtypes.delete(fused);
+    const parts = fused.includes('qkv_proj') ? ['q_proj', 'k_proj', 'v_proj'] : ['gate_proj', 'up_proj'];
+    for (const part of parts) tensorDtypes.set(fused.replace(/qkv_proj|gate_up_proj/, part), dtype);
+  }
+  const servingWeights = buildWeightMap(splitFusedProjections(tensors, spec, file), { spec, scoreLabels: null }, file);
   const name = meta.get('general.name');
   return {
     file,

@@ -67,6 +67,66 @@ describe('parseModelConfig', () => {
     expect(parseModelConfig({ ...base, model_type: 'qwen2' }).spec.qkNorm).toBeUndefined();
   });
 
+  it('gives SmolLM3 its NoPE layers (every 4th by default, or no_rope_layers), a tied head and SmolLM3Config defaults', () => {
+    const c = parseModelConfig({ ...base, model_type: 'smollm3', num_hidden_layers: 8 });
+    expect(c.architecture).toBe('SmolLM3ForCausalLM');
+    expect(c.spec).toMatchObject({ noRopeLayers: [3, 7], tieWordEmbeddings: true, ropeTheta: 2000000, rmsNormEps: 1e-6, maxPositionEmbeddings: 32768 });
+    const listed = parseModelConfig({ ...base, model_type: 'smollm3', no_rope_layers: [0, 1, 1], tie_word_embeddings: false });
+    expect(listed.spec).toMatchObject({ noRopeLayers: [0], tieWordEmbeddings: false });
+    expect(parseModelConfig({ ...base, model_type: 'smollm3', no_rope_layers: [1, 1] }).spec.noRopeLayers).toBeUndefined();
+    expect(parseModelConfig({ ...base, model_type: 'smollm3', no_rope_layer_interval: 2 }).spec.noRopeLayers).toEqual([1]);
+    expect(() => parseModelConfig({ ...base, model_type: 'smollm3', no_rope_layers: [1] })).toThrow('no_rope_layers has 1 entries for 2 layers');
+    expect(() => parseModelConfig({ ...base, model_type: 'smollm3', use_sliding_window: true, sliding_window: 4096 })).toThrow(
+      /use_sliding_window: true for SmolLM3/,
+    );
+    expect(() => parseModelConfig({ ...base, model_type: 'smollm3', layer_types: ['full_attention', 'sliding_attention'] })).toThrow(
+      /unsupported layer_types \["full_attention","sliding_attention"\]/,
+    );
+  });
+
+  it('reads Phi-3: no bias whatever attention_bias says, Phi3Config defaults, plain RoPE over the whole head', () => {
+    const c = parseModelConfig({ ...base, model_type: 'phi3', attention_bias: true, sliding_window: 2047 });
+    expect(c.architecture).toBe('Phi3ForCausalLM');
+    expect(c.slidingWindow).toBe(2047);
+    expect(c.spec).toMatchObject({ attentionBias: false, tieWordEmbeddings: false, rmsNormEps: 1e-5, maxPositionEmbeddings: 4096, ropeScaling: null });
+    expect(c.spec.rotaryDim).toBeUndefined();
+    expect(c.spec.longRope).toBeUndefined();
+  });
+
+  it('reads Phi-4-mini style partial RoPE and longrope (attention factor from max / original positions)', () => {
+    const short = [1, 1.5, 2], long = [2, 4, 8];
+    const c = parseModelConfig({
+      ...base, model_type: 'phi3', partial_rotary_factor: 0.75, max_position_embeddings: 131072, original_max_position_embeddings: 4096,
+      rope_scaling: { type: 'longrope', short_factor: short, long_factor: long },
+    });
+    // head_dim 8, 0.75 of it: 6 rotated dims, 3 factors per set.
+    expect(c.spec.rotaryDim).toBe(6);
+    expect(c.spec.longRope).toEqual({
+      shortFactor: short, longFactor: long, originalMaxPositionEmbeddings: 4096,
+      attentionFactor: Math.fround(Math.sqrt(1 + Math.log(32) / Math.log(4096))),
+    });
+    // transformers 5 keeps them in rope_parameters; "su" is longrope's old name; an explicit attention_factor wins.
+    const v5 = parseModelConfig({
+      ...base, model_type: 'phi3', partial_rotary_factor: undefined, max_position_embeddings: 4096,
+      rope_parameters: { rope_type: 'su', rope_theta: 250000, partial_rotary_factor: 0.75, original_max_position_embeddings: 4096,
+        short_factor: short, long_factor: long, attention_factor: 1.25 },
+    });
+    expect(v5.spec).toMatchObject({ rotaryDim: 6, ropeTheta: 250000, longRope: { originalMaxPositionEmbeddings: 4096, attentionFactor: 1.25 } });
+    const phi = { ...base, model_type: 'phi3', original_max_position_embeddings: 4096 };
+    expect(() => parseModelConfig({ ...phi, rope_scaling: { type: 'longrope', short_factor: short, long_factor: [1, 2, 3, 4] } })).toThrow(
+      'rope_scaling "longrope": short_factor has 3 factors, expected rotated dims / 2 = 4',
+    );
+    expect(() => parseModelConfig({ ...phi, rope_scaling: { type: 'longrope', short_factor: short } })).toThrow(/needs short_factor and long_factor/);
+    expect(() => parseModelConfig({ ...base, model_type: 'phi3', rope_scaling: { type: 'longrope', short_factor: [1, 1, 1, 1], long_factor: [1, 1, 1, 1] } })).toThrow(
+      /needs original_max_position_embeddings/,
+    );
+    expect(() => parseModelConfig({ ...base, model_type: 'phi3', partial_rotary_factor: 0.1 })).toThrow(/gives 0 rotated dims/);
+    expect(() => parseModelConfig({ ...base, model_type: 'llama', partial_rotary_factor: 0.5 })).toThrow(
+      'unsupported partial_rotary_factor 0.5 for LlamaForCausalLM; RoPE must cover the whole head (only Phi3 rotates part of it)',
+    );
+    expect(() => parseModelConfig({ ...base, model_type: 'llama', rope_scaling: { type: 'longrope' } })).toThrow(/unsupported rope_scaling type "longrope"/);
+  });
+
   it('infers the architecture from model_type and reads the sliding window of Mistral', () => {
     const config = parseModelConfig({ ...base, model_type: 'mistral', sliding_window: 4096 });
     expect(config.architecture).toBe('MistralForCausalLM');
@@ -107,7 +167,7 @@ describe('parseModelConfig', () => {
   it('rejects architectures outside the Llama family with the list of supported ones', () => {
     expect(() => parseModelConfig({ ...base, architectures: ['GPT2LMHeadModel'] }, 'gpt2/config.json')).toThrow(
       new ModelLoadError(
-        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM)',
+        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, SmolLM3ForCausalLM, Phi3ForCausalLM)',
         'gpt2/config.json',
       ),
     );

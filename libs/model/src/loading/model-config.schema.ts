@@ -1,11 +1,12 @@
 /**
- * The zod schema of a Hugging Face `config.json` for the Llama family (Llama, Qwen2, Qwen3, Mistral, and reward
- * models as Llama/Qwen2/Qwen3ForSequenceClassification), and its translation into the engine's `ModelSpec`.
- * Defaults follow transformers' LlamaConfig / Qwen2Config / Qwen3Config / MistralConfig. It reads no files and knows
- * nothing about weights; anything the engine cannot run (other RoPE types, MLP bias, ...) is rejected here.
+ * The zod schema of a Hugging Face `config.json` for the Llama family (Llama, Qwen2, Qwen3, Mistral, SmolLM3, Phi-3,
+ * and reward models as Llama/Qwen2/Qwen3/SmolLM3/Phi3ForSequenceClassification), and its translation into the
+ * engine's `ModelSpec`. Defaults follow transformers' LlamaConfig / Qwen2Config / Qwen3Config / MistralConfig /
+ * SmolLM3Config / Phi3Config. It reads no files and knows nothing about weights (Phi-3's fused qkv_proj / gate_up_proj
+ * are split by fused-projections.ts); anything the engine cannot run (other RoPE types, MLP bias, ...) is rejected here.
  */
 import { z } from 'zod';
-import type { Llama3RopeScaling, ModelSpec } from '@flywheel/kernels';
+import type { Llama3RopeScaling, LongRopeScaling, ModelSpec } from '@flywheel/kernels';
 import { ModelLoadError } from './model-load.error';
 
 export const SUPPORTED_ARCHITECTURES = [
@@ -16,16 +17,23 @@ export const SUPPORTED_ARCHITECTURES = [
   'Qwen2ForSequenceClassification',
   'Qwen3ForCausalLM',
   'Qwen3ForSequenceClassification',
+  'SmolLM3ForCausalLM',
+  'SmolLM3ForSequenceClassification',
+  'Phi3ForCausalLM',
+  'Phi3ForSequenceClassification',
 ] as const;
 export type SupportedArchitecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
-const CAUSAL_LM_ARCHITECTURES = 'LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM';
+const CAUSAL_LM_ARCHITECTURES =
+  'LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, SmolLM3ForCausalLM, Phi3ForCausalLM';
 
 const MODEL_TYPE_TO_ARCHITECTURE: Record<string, SupportedArchitecture> = {
   llama: 'LlamaForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
   mistral: 'MistralForCausalLM',
+  smollm3: 'SmolLM3ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
 };
 
 const positiveInt = z.int().positive();
@@ -40,6 +48,11 @@ const ropeParametersSchema = z.looseObject({
   low_freq_factor: z.number().positive().optional(),
   high_freq_factor: z.number().positive().optional(),
   original_max_position_embeddings: positiveInt.optional(),
+  // Phi-3 "longrope" (rotaryDim / 2 divisors each) and its optional attention factor override.
+  short_factor: z.array(z.number().positive()).optional(),
+  long_factor: z.array(z.number().positive()).optional(),
+  attention_factor: z.number().positive().optional(),
+  partial_rotary_factor: z.number().optional(),
 });
 
 export const hfModelConfigSchema = z.looseObject({
@@ -59,6 +72,10 @@ export const hfModelConfigSchema = z.looseObject({
   rope_scaling: ropeParametersSchema.nullish(),
   rope_parameters: ropeParametersSchema.nullish(),
   partial_rotary_factor: z.number().optional(),
+  original_max_position_embeddings: positiveInt.optional(),
+  no_rope_layers: z.array(z.int()).optional(),
+  no_rope_layer_interval: positiveInt.optional(),
+  layer_types: z.array(z.string()).nullish(),
   tie_word_embeddings: z.boolean().optional(),
   attention_bias: z.boolean().optional(),
   mlp_bias: z.boolean().optional(),
@@ -102,6 +119,10 @@ const FAMILY_DEFAULTS: Record<SupportedArchitecture, { maxPositionEmbeddings: nu
   MistralForCausalLM: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6 },
   Qwen3ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
   Qwen3ForSequenceClassification: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  SmolLM3ForCausalLM: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  SmolLM3ForSequenceClassification: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6 },
+  Phi3ForCausalLM: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5 },
+  Phi3ForSequenceClassification: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5 },
 };
 
 /** Parses config.json content into a validated ModelConfig; `file` only labels errors. */
@@ -120,13 +141,16 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
   const defaults = FAMILY_DEFAULTS[architecture];
   const isQwen2 = architecture === 'Qwen2ForCausalLM' || architecture === 'Qwen2ForSequenceClassification';
   const isQwen3 = architecture === 'Qwen3ForCausalLM' || architecture === 'Qwen3ForSequenceClassification';
+  const isSmolLM3 = architecture.startsWith('SmolLM3');
+  const isPhi3 = architecture.startsWith('Phi3');
 
   if (c.hidden_act !== undefined && c.hidden_act !== 'silu') {
     fail(`unsupported hidden_act "${c.hidden_act}"; Flywheel's SwiGLU MLP needs "silu"`);
   }
   if (c.mlp_bias === true) fail('unsupported mlp_bias: true; Flywheel MLPs have no bias');
-  if (c.partial_rotary_factor !== undefined && c.partial_rotary_factor !== 1) {
-    fail(`unsupported partial_rotary_factor ${c.partial_rotary_factor}; RoPE must cover the whole head`);
+  const partialRotary = c.partial_rotary_factor ?? c.rope_parameters?.partial_rotary_factor ?? 1;
+  if (!isPhi3 && partialRotary !== 1) {
+    fail(`unsupported partial_rotary_factor ${partialRotary} for ${architecture}; RoPE must cover the whole head (only Phi3 rotates part of it)`);
   }
 
   const numHeads = c.num_attention_heads;
@@ -141,12 +165,31 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
   const headDim = c.head_dim ?? (isQwen3 ? 128 : c.hidden_size / numHeads);
   if (headDim % 2 !== 0) fail(`head_dim ${headDim} is odd; RoPE needs an even head_dim`);
 
+  // Phi3RotaryEmbedding: dim = int(head_dim * partial_rotary_factor) (Phi-4-mini: 0.75 of 128 = 96).
+  const rotaryDim = Math.trunc(headDim * partialRotary);
+  if (rotaryDim < 2 || rotaryDim > headDim || rotaryDim % 2 !== 0) {
+    fail(`partial_rotary_factor ${partialRotary} gives ${rotaryDim} rotated dims of head_dim ${headDim}; it must be even and at least 2`);
+  }
+
   const rope = c.rope_parameters ?? c.rope_scaling ?? null;
-  const ropeTheta = c.rope_theta ?? c.rope_parameters?.rope_theta ?? 10000;
-  const ropeScaling = parseRopeScaling(rope, fail);
+  const ropeTheta = c.rope_theta ?? c.rope_parameters?.rope_theta ?? (isSmolLM3 ? 2000000 : 10000);
+  const maxPositionEmbeddings = c.max_position_embeddings ?? defaults.maxPositionEmbeddings;
+  const ropeType = rope === null ? 'default' : (rope.rope_type ?? rope.type ?? 'default');
+  // Phi3Config renames the "su" and "yarn" of early Phi-3 configs to "longrope".
+  const isLongRope = isPhi3 && ['longrope', 'su', 'yarn'].includes(ropeType);
+  const longRope = isLongRope && rope !== null ? parseLongRope(rope, c, rotaryDim, maxPositionEmbeddings, fail) : null;
+  const ropeScaling = isLongRope ? null : parseRopeScaling(rope, fail);
+
+  if (isSmolLM3 && c.use_sliding_window === true && c.sliding_window != null) {
+    fail('unsupported use_sliding_window: true for SmolLM3 (sliding attention on its NoPE layers); Flywheel attends to the whole context');
+  }
+  if (c.layer_types != null && c.layer_types.some((t) => t !== 'full_attention')) {
+    fail(`unsupported layer_types ${JSON.stringify([...new Set(c.layer_types)])}; Flywheel runs "full_attention" layers only`);
+  }
+  const noRopeLayers = isSmolLM3 ? smolLM3NoRopeLayers(c, fail) : [];
 
   const slidingWindow =
-    (isQwen2 || isQwen3 ? c.use_sliding_window === true : architecture === 'MistralForCausalLM') && c.sliding_window != null
+    (isQwen2 || isQwen3 ? c.use_sliding_window === true : architecture === 'MistralForCausalLM' || isPhi3) && c.sliding_window != null
       ? c.sliding_window
       : null;
 
@@ -161,13 +204,17 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
     rmsNormEps: c.rms_norm_eps ?? defaults.rmsNormEps,
     ropeTheta,
     ropeScaling,
-    // LlamaConfig, Qwen2Config and MistralConfig all default tie_word_embeddings to false.
-    tieWordEmbeddings: c.tie_word_embeddings ?? false,
-    // Qwen2Attention hard-codes bias=True on q/k/v and ignores attention_bias.
-    attentionBias: isQwen2 ? true : (c.attention_bias ?? false),
-    maxPositionEmbeddings: c.max_position_embeddings ?? defaults.maxPositionEmbeddings,
+    // LlamaConfig, Qwen2Config, Qwen3Config, MistralConfig and Phi3Config default tie_word_embeddings to false,
+    // SmolLM3Config to true.
+    tieWordEmbeddings: c.tie_word_embeddings ?? isSmolLM3,
+    // Qwen2Attention hard-codes bias=True on q/k/v and ignores attention_bias; Phi3Attention has no bias at all.
+    attentionBias: isQwen2 ? true : isPhi3 ? false : (c.attention_bias ?? false),
+    maxPositionEmbeddings,
     // Qwen3Attention normalises every query and key head (q_norm, k_norm) before RoPE.
     ...(isQwen3 ? { qkNorm: true } : {}),
+    ...(rotaryDim < headDim ? { rotaryDim } : {}),
+    ...(noRopeLayers.length > 0 ? { noRopeLayers } : {}),
+    ...(longRope !== null ? { longRope } : {}),
   };
 
   return {
@@ -205,6 +252,50 @@ function resolveArchitecture(c: HfModelConfigJson, fail: (m: string) => never): 
     return fail(`unsupported architecture ${name}; Flywheel serves Llama-family models (${CAUSAL_LM_ARCHITECTURES})`);
   }
   return supported;
+}
+
+/**
+ * SmolLM3Config: `no_rope_layers[i]` is 1 where layer i uses RoPE and 0 where it is a NoPE layer (a list at least
+ * num_hidden_layers long); absent, every no_rope_layer_interval-th layer (default 4: layers 3, 7, ...) skips RoPE.
+ * Returns the NoPE layers, ascending.
+ */
+function smolLM3NoRopeLayers(c: HfModelConfigJson, fail: (m: string) => never): number[] {
+  const L = c.num_hidden_layers;
+  const interval = c.no_rope_layer_interval ?? 4;
+  const flags = c.no_rope_layers ?? Array.from({ length: L }, (_, i) => ((i + 1) % interval !== 0 ? 1 : 0));
+  if (flags.length < L) fail(`no_rope_layers has ${flags.length} entries for ${L} layers`);
+  if (flags.some((f) => f !== 0 && f !== 1)) fail('no_rope_layers must hold 0 (NoPE layer) or 1 (RoPE layer) per layer');
+  return flags.slice(0, L).flatMap((f, i) => (f === 0 ? [i] : []));
+}
+
+/**
+ * Phi-3 "longrope" as transformers' `_compute_longrope_parameters`: short/long divisors of rotaryDim / 2 frequencies,
+ * original_max_position_embeddings from the config (or the rope parameters), and, unless given, the attention factor
+ * sqrt(1 + ln(s) / ln(original)) with s = max_position_embeddings / original (1 when s <= 1), rounded to f32 as the
+ * engine and a GGUF file hold it.
+ */
+function parseLongRope(
+  rope: z.infer<typeof ropeParametersSchema>,
+  c: HfModelConfigJson,
+  rotaryDim: number,
+  maxPositionEmbeddings: number,
+  fail: (m: string) => never,
+): LongRopeScaling {
+  const { short_factor: shortFactor, long_factor: longFactor } = rope;
+  if (shortFactor === undefined || longFactor === undefined) fail('rope_scaling "longrope" needs short_factor and long_factor');
+  for (const [name, f] of [['short_factor', shortFactor], ['long_factor', longFactor]] as const) {
+    if (f!.length !== rotaryDim / 2) fail(`rope_scaling "longrope": ${name} has ${f!.length} factors, expected rotated dims / 2 = ${rotaryDim / 2}`);
+  }
+  const original = c.original_max_position_embeddings ?? rope.original_max_position_embeddings;
+  if (original === undefined) return fail('rope_scaling "longrope" needs original_max_position_embeddings');
+  const scale = maxPositionEmbeddings / original;
+  const attentionFactor = rope.attention_factor ?? (scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(original)));
+  return {
+    shortFactor: [...shortFactor!],
+    longFactor: [...longFactor!],
+    originalMaxPositionEmbeddings: original,
+    attentionFactor: Math.fround(attentionFactor),
+  };
 }
 
 function parseRopeScaling(

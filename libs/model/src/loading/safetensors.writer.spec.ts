@@ -91,6 +91,41 @@ describe('safetensors writer', () => {
     expect(seen['model.norm.weight'][0]).toEqual([src.spec.hiddenSize]);
   });
 
+  it('writes a Phi-3 checkpoint with fused qkv_proj / gate_up_proj and its longrope config, read back bit for bit', async () => {
+    const src = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-phi3'));
+    const baseConfig = JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'tiny-phi3', 'config.json'), 'utf8')) as Record<string, unknown>;
+    const out = path.join(dir, 'phi3');
+    await writeHfCheckpoint(out, { spec: src.spec, weights: src.weights, baseConfig });
+    const names = [...(await readSafetensorsFile(path.join(out, 'model.safetensors'))).keys()];
+    expect(names).toContain('model.layers.1.self_attn.qkv_proj.weight');
+    expect(names).toContain('model.layers.1.mlp.gate_up_proj.weight');
+    expect(names.some((n) => /\.(q|k|v|gate|up)_proj\./.test(n))).toBe(false);
+    // The same bytes as the committed fixture's tensors, and the same config fields transformers' Phi3Config reads.
+    expect(readFileSync(path.join(out, 'model.safetensors'))).toEqual(readFileSync(path.join(FIXTURES_DIR, 'tiny-phi3', 'model.safetensors')));
+    const written = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
+    expect(written).toMatchObject({
+      architectures: ['Phi3ForCausalLM'], model_type: 'phi3', partial_rotary_factor: 0.75, original_max_position_embeddings: 4,
+      rope_scaling: baseConfig.rope_scaling,
+    });
+    const back = await loadModelWeights(out);
+    expect(back.spec).toEqual(src.spec);
+    for (const [name, w] of src.weights) expect(Array.from(back.weights.get(name)!)).toEqual(Array.from(w));
+    // Without a base config the spec's LongRoPE still makes it a Phi-3 checkpoint.
+    const bare = path.join(dir, 'phi3-bare');
+    await writeHfCheckpoint(bare, { spec: src.spec, weights: src.weights });
+    expect((await loadModelWeights(bare)).spec).toEqual(src.spec);
+  });
+
+  it('writes a SmolLM3 checkpoint with its no_rope_layers flags, read back as the same spec', async () => {
+    const src = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-smollm3'));
+    expect(src.spec.noRopeLayers).toEqual([3]);
+    const out = path.join(dir, 'smollm3');
+    await writeHfCheckpoint(out, { spec: src.spec, weights: src.weights });
+    const written = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
+    expect(written).toMatchObject({ architectures: ['SmolLM3ForCausalLM'], model_type: 'smollm3', no_rope_layers: [1, 1, 1, 0], tie_word_embeddings: false });
+    expect((await loadModelWeights(out)).spec).toEqual(src.spec);
+  });
+
   it('writes a reward model (LlamaForSequenceClassification, score.weight, no lm_head) the loader reads as one', async () => {
     const src = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa'));
     const weights = new Map(src.weights);

@@ -8,6 +8,7 @@ import { chmod, copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { expectedWeightShapes, type ModelSpec, type WeightMap } from '@flywheel/kernels';
 import { isFile } from './checkpoint-file.io';
+import { fuseProjections } from './fused-projections';
 import { ModelLoadError } from './model-load.error';
 import { SAFETENSORS_SINGLE_FILE } from './safetensors.reader';
 
@@ -152,14 +153,14 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
   // rope_parameters (transformers 5) would shadow the rope_theta / rope_scaling written from the spec.
   const kept = Object.fromEntries(Object.entries(base ?? {}).filter(([k]) => k !== 'rope_parameters'));
   const baseArch = Array.isArray(kept.architectures) && typeof kept.architectures[0] === 'string' ? kept.architectures[0] : null;
-  // The family stays the base's (Qwen2's q/k/v bias is implied by its name): a causal LM or its reward-model head.
-  const family = /^(Qwen2|Qwen3|Mistral)/.exec(baseArch ?? '')?.[1] ?? (spec.qkNorm ? 'Qwen3' : 'Llama');
+  const family = checkpointFamily(spec, baseArch);
   const causal = baseArch !== null && !baseArch.endsWith('ForSequenceClassification') ? baseArch : `${family}ForCausalLM`;
-  const scoring = family === 'Qwen2' || family === 'Qwen3' ? `${family}ForSequenceClassification` : 'LlamaForSequenceClassification';
+  const scoring = family === 'Mistral' ? 'LlamaForSequenceClassification' : `${family}ForSequenceClassification`;
+  const modelTypes: Record<string, string> = { Qwen3: 'qwen3', SmolLM3: 'smollm3', Phi3: 'phi3' };
   const config: Record<string, unknown> = {
     ...kept,
     architectures: [scoreLabels !== null ? scoring : causal],
-    model_type: typeof kept.model_type === 'string' ? kept.model_type : family === 'Qwen3' ? 'qwen3' : 'llama',
+    model_type: typeof kept.model_type === 'string' ? kept.model_type : (modelTypes[family] ?? 'llama'),
     vocab_size: spec.vocabSize,
     hidden_size: spec.hiddenSize,
     intermediate_size: spec.intermediateSize,
@@ -178,7 +179,9 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
           high_freq_factor: spec.ropeScaling.highFreqFactor,
           original_max_position_embeddings: spec.ropeScaling.originalMaxPositionEmbeddings,
         }
-      : null,
+      : spec.longRope
+        ? longRopeConfig(spec)
+        : null,
     attention_bias: spec.attentionBias,
     mlp_bias: false,
     max_position_embeddings: spec.maxPositionEmbeddings,
@@ -187,7 +190,41 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
   };
   if (scoreLabels !== null) config.num_labels = scoreLabels;
   else delete config.num_labels;
+  if (spec.longRope) config.original_max_position_embeddings = spec.longRope.originalMaxPositionEmbeddings;
+  if (spec.rotaryDim !== undefined && spec.rotaryDim !== spec.headDim) config.partial_rotary_factor = spec.rotaryDim / spec.headDim;
+  else if (family === 'Phi3') config.partial_rotary_factor = 1.0;
+  if (family === 'SmolLM3') {
+    // SmolLM3Config's per-layer flags: 1 uses RoPE, 0 is a NoPE layer.
+    config.no_rope_layers = Array.from({ length: spec.numLayers }, (_, i) => (spec.noRopeLayers?.includes(i) ? 0 : 1));
+  }
   return config;
+}
+
+/**
+ * The family a written checkpoint keeps: the base's (Qwen2's q/k/v bias and Phi-3's fused projections are implied by
+ * the name), else the one the spec needs (q/k norms: Qwen3; NoPE layers: SmolLM3; LongRoPE or partial RoPE: Phi3).
+ */
+function checkpointFamily(spec: ModelSpec, baseArch: string | null): string {
+  const base = /^(Qwen2|Qwen3|Mistral|SmolLM3|Phi3)/.exec(baseArch ?? '')?.[1];
+  if (base !== undefined) return base;
+  if (spec.qkNorm) return 'Qwen3';
+  if (spec.noRopeLayers !== undefined) return 'SmolLM3';
+  if (spec.longRope !== undefined || (spec.rotaryDim !== undefined && spec.rotaryDim !== spec.headDim)) return 'Phi3';
+  return 'Llama';
+}
+
+/** Phi3Config's rope_scaling: exactly type, short_factor and long_factor (its validation rejects other keys), plus an
+ * attention_factor only when it is not the default that transformers derives. */
+function longRopeConfig(spec: ModelSpec): Record<string, unknown> {
+  const lr = spec.longRope!;
+  const scale = spec.maxPositionEmbeddings / lr.originalMaxPositionEmbeddings;
+  const derived = Math.fround(scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(lr.originalMaxPositionEmbeddings)));
+  return {
+    type: 'longrope',
+    short_factor: [...lr.shortFactor],
+    long_factor: [...lr.longFactor],
+    ...(lr.attentionFactor !== derived ? { attention_factor: lr.attentionFactor } : {}),
+  };
 }
 
 /**
@@ -198,15 +235,18 @@ export async function writeHfCheckpoint(dir: string, ck: HfCheckpointToWrite): P
   const scoreLabels = ck.scoreLabels ?? null;
   const dtype = ck.dtype ?? 'F32';
   const shapes = expectedWeightShapes(ck.spec, scoreLabels);
-  const tensors: TensorToWrite[] = [];
+  let tensors: TensorToWrite[] = [];
   for (const [name, shape] of shapes) {
     const data = ck.weights.get(name);
     if (data === undefined) throw new ModelLoadError(`cannot write the checkpoint: missing tensor ${name}`, dir);
     tensors.push({ name, shape, data });
   }
+  const config = hfConfigFor(ck.spec, scoreLabels, ck.baseConfig ?? null, dtype);
+  // A Phi-3 checkpoint stores q/k/v as one qkv_proj and gate/up as one gate_up_proj (Phi3Attention, Phi3MLP).
+  if (Array.isArray(config.architectures) && String(config.architectures[0]).startsWith('Phi3')) tensors = fuseProjections(tensors, ck.spec);
   await mkdir(dir, { recursive: true });
   await writeSafetensorsFile(path.join(dir, SAFETENSORS_SINGLE_FILE), tensors, { dtype });
-  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(hfConfigFor(ck.spec, scoreLabels, ck.baseConfig ?? null, dtype), null, 2) + '\n');
+  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   if (ck.tokenizerDir) {
     for (const f of TOKENIZER_FILES) {
       const src = path.join(ck.tokenizerDir, f);
