@@ -52,6 +52,8 @@ describe('policy service', () => {
     expect(info.weightTypes).toEqual({ f32: 21 });
     expect(await metric('flywheel_model_weight_matrices')).toBe(21);
     expect(await metric('flywheel_model_decode_weight_bytes')).toBeGreaterThan(900_000);
+    // The KV cache in f16 by default: 5 layers x (K + V) x 4 KV heads x 8 dims x 2 bytes.
+    expect(await metric('flywheel_kv_cache_bytes_per_token')).toBe(640);
   });
 
   it('streams the golden greedy continuation of "Once upon a time" in contract order', async () => {

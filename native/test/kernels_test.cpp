@@ -313,6 +313,23 @@ static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T,
   for (auto& a : k) a = frand(&seed);
   for (auto& a : v) a = frand(&seed);
   for (auto& a : q) a = frand(&seed);
+  // Half pools: the reference reads the values the pools hold (rounded to half), so the kernel must match it to
+  // f32 rounding; the pools are written through kv_cache_write as the engine writes them.
+  std::vector<uint16_t> kh, vh;
+  if (s.kv_f16) {
+    kh.resize(k.size());
+    vh.resize(v.size());
+    std::vector<int64_t> slots(k.size() / width);
+    for (size_t i = 0; i < slots.size(); i++) slots[i] = static_cast<int64_t>(i);
+    kv_cache_write(kh.data(), vh.data(), k.data(), v.data(), width, slots.data(), static_cast<int>(slots.size()), width,
+                   true);
+    for (size_t i = 0; i < k.size(); i++) {
+      k[i] = f32_from_f16(kh[i]);
+      v[i] = f32_from_f16(vh[i]);
+    }
+  }
+  const void* kp = s.kv_f16 ? static_cast<const void*>(kh.data()) : k.data();
+  const void* vp = s.kv_f16 ? static_cast<const void*>(vh.data()) : v.data();
   std::vector<int32_t> table(num_blocks);
   for (int i = 0; i < num_blocks; i++) table[i] = (i * 7 + 3) % num_blocks;  // a permutation when 7 is coprime
   std::vector<double> want(static_cast<size_t>(T) * qd, 0.0);
@@ -336,16 +353,16 @@ static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T,
       }
     }
   std::vector<float> y(want.size());
-  attention_prefill_forward(y.data(), q.data(), qd, k.data(), v.data(), table.data(), start, T, s, pool);
-  char name[96];
-  std::snprintf(name, sizeof name, "attention prefill H=%d KVH=%d D=%d bs=%d start=%d T=%d (%s)", s.num_heads,
-                s.num_kv_heads, s.head_dim, s.block_size, start, T, simd_name());
+  attention_prefill_forward(y.data(), q.data(), qd, kp, vp, table.data(), start, T, s, pool);
+  char name[112];
+  std::snprintf(name, sizeof name, "attention prefill H=%d KVH=%d D=%d bs=%d start=%d T=%d kv=%s (%s)", s.num_heads,
+                s.num_kv_heads, s.head_dim, s.block_size, start, T, s.kv_f16 ? "f16" : "f32", simd_name());
   check(name, y, want, 1e-5);
   // The last token again as a decode query: same row.
   std::vector<int32_t> pos = {start + T - 1};
   std::vector<float> yd(qd);
-  attention_decode_forward(yd.data(), q.data() + static_cast<size_t>(T - 1) * qd, qd, nullptr, k.data(), v.data(),
-                           pos.data(), table.data(), num_blocks, 1, s, pool);
+  attention_decode_forward(yd.data(), q.data() + static_cast<size_t>(T - 1) * qd, qd, nullptr, kp, vp, pos.data(),
+                           table.data(), num_blocks, 1, s, pool);
   check("attention decode == last prefill row", yd,
         std::vector<double>(want.end() - qd, want.end()), 1e-5);
 }
@@ -389,6 +406,9 @@ int main() {
     test_attention(&pool, {6, 2, 16, 5}, 13, 9, 6);
     test_attention(&pool, {3, 1, 12, 3}, 7, 1, 7);
     test_attention(&pool, {4, 4, 128, 7}, 30, 11, 8);
+    test_attention(&pool, {9, 3, 64, 16, true}, 0, 20, 9);
+    test_attention(&pool, {6, 2, 16, 5, true}, 13, 9, 10);
+    test_attention(&pool, {3, 1, 12, 3, true}, 7, 1, 11);
   }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).
   if (simd_avx2_supported())

@@ -17,6 +17,8 @@ export interface PolicyConfig extends CommonConfig {
     threads: number;
     /** 0 = sized from maxSeqs and the context length. */
     kvBlocks: number;
+    /** K/V cache storage: f16 (half the bytes per token) or f32. */
+    kvDtype: 'f16' | 'f32';
     maxBatchTokens: number;
     maxSeqs: number;
     maxWaiting: number;
@@ -35,6 +37,7 @@ export const policyEnvSchema = z.object({
   FLYWHEEL_MODEL_DTYPE: enumVar(['f32', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k', 'auto'] as const, 'auto'),
   FLYWHEEL_THREADS: intVar(0, 0, 1024),
   FLYWHEEL_KV_BLOCKS: intVar(0, 0, 10_000_000),
+  FLYWHEEL_KV_DTYPE: enumVar(['f16', 'f32'] as const, 'f16'),
   FLYWHEEL_MAX_BATCH_TOKENS: intVar(512, 1, 1_000_000),
   FLYWHEEL_MAX_SEQS: intVar(32, 1, 4096),
   FLYWHEEL_MAX_WAITING: intVar(256, 0, 1_000_000),
@@ -53,6 +56,7 @@ export function loadPolicyConfig(env: Env): PolicyConfig {
       dtype: p.FLYWHEEL_MODEL_DTYPE,
       threads: p.FLYWHEEL_THREADS,
       kvBlocks: p.FLYWHEEL_KV_BLOCKS,
+      kvDtype: p.FLYWHEEL_KV_DTYPE,
       maxBatchTokens: p.FLYWHEEL_MAX_BATCH_TOKENS,
       maxSeqs: p.FLYWHEEL_MAX_SEQS,
       maxWaiting: p.FLYWHEEL_MAX_WAITING,
@@ -74,6 +78,7 @@ export const POLICY_ENV_DOCS: ReadonlyArray<{ name: string; default: string; mea
   },
   { name: 'FLYWHEEL_THREADS', default: '0 (one per core)', meaning: 'native thread-pool size of the policy engine' },
   { name: 'FLYWHEEL_KV_BLOCKS', default: '0 (auto)', meaning: 'KV-cache blocks of 16 tokens; auto = enough for FLYWHEEL_MAX_SEQS full contexts, capped at 1 GiB' },
+  { name: 'FLYWHEEL_KV_DTYPE', default: 'f16', meaning: 'KV-cache storage: f16 (IEEE half, half the bytes per token; attention widens it to f32) or f32' },
   { name: 'FLYWHEEL_MAX_BATCH_TOKENS', default: '512', meaning: 'token budget of one engine step (decode tokens + prefill chunks)' },
   { name: 'FLYWHEEL_MAX_SEQS', default: '32', meaning: 'most sequences running at once' },
   { name: 'FLYWHEEL_MAX_WAITING', default: '256', meaning: 'most requests queued; beyond it the policy answers overloaded (HTTP 429)' },

@@ -22,7 +22,7 @@ export {
   readKvLayer,
   setModelThreads,
 } from './kernels';
-export type { CreateModelOptions, KvCacheInfo, ModelInfo, NativeInfo } from './kernels';
+export type { CreateModelOptions, KvCacheInfo, KvDtype, ModelInfo, NativeInfo } from './kernels';
 export { ops } from './kernels.ops';
 export type { AttentionShape } from './kernels.ops';
 export { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';

@@ -31,6 +31,7 @@ interface CacheState {
   spec: ModelSpec;
   numBlocks: number;
   blockSize: number;
+  dtype: KvDtype;
   freed: boolean;
 }
 
@@ -218,16 +219,20 @@ export function modelInfo(model: ModelHandle): ModelInfo {
   };
 }
 
-/** Per layer K and V pools of (numBlocks, blockSize, numKvHeads, headDim) f32, zeroed. */
-export function createKvCache(model: ModelHandle, numBlocks: number, blockSize: number): KvCacheHandle {
+/** How K/V values are stored: f32, or IEEE half (half the bytes per token; attention reads them widened to f32). */
+export type KvDtype = 'f32' | 'f16';
+
+/** Per layer K and V pools of (numBlocks, blockSize, numKvHeads, headDim) in `dtype` (default f32), zeroed. */
+export function createKvCache(model: ModelHandle, numBlocks: number, blockSize: number, dtype: KvDtype = 'f32'): KvCacheHandle {
   const state = modelState(model);
   engineArgs.int(numBlocks, 'numBlocks', 1);
   engineArgs.int(blockSize, 'blockSize', 1);
+  if (dtype !== 'f32' && dtype !== 'f16') engineArgs.fail(`KV dtype must be f32 or f16, got ${String(dtype)}`);
   const { spec } = state;
   if (numBlocks * blockSize * spec.numKvHeads * spec.headDim > 2 ** 31 - 1) engineArgs.fail('KV cache pool too large');
-  const native = loadNative().cacheCreate(state.native, numBlocks, blockSize);
+  const native = loadNative().cacheCreate(state.native, numBlocks, blockSize, dtype);
   const handle = native as KvCacheHandle;
-  caches.set(handle, { native, spec: state.spec, numBlocks, blockSize, freed: false });
+  caches.set(handle, { native, spec: state.spec, numBlocks, blockSize, dtype, freed: false });
   return handle;
 }
 
@@ -241,6 +246,9 @@ export function freeCache(cache: KvCacheHandle): void {
 export interface KvCacheInfo {
   numBlocks: number;
   blockSize: number;
+  dtype: KvDtype;
+  /** Bytes one token's K and V take over all layers. */
+  bytesPerToken: number;
   numLayers: number;
   numKvHeads: number;
   headDim: number;
@@ -251,6 +259,8 @@ export function kvCacheInfo(cache: KvCacheHandle): KvCacheInfo {
   return {
     numBlocks: s.numBlocks,
     blockSize: s.blockSize,
+    dtype: s.dtype,
+    bytesPerToken: 2 * s.spec.numLayers * s.spec.numKvHeads * s.spec.headDim * (s.dtype === 'f16' ? 2 : 4),
     numLayers: s.spec.numLayers,
     numKvHeads: s.spec.numKvHeads,
     headDim: s.spec.headDim,

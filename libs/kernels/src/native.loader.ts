@@ -39,7 +39,7 @@ export interface NativeAddon {
     storageBytes: number;
     weightTypes: Record<string, number>;
   };
-  cacheCreate(model: NativeExternal, numBlocks: number, blockSize: number): NativeExternal;
+  cacheCreate(model: NativeExternal, numBlocks: number, blockSize: number, kvDtype?: string): NativeExternal;
   cacheFree(cache: NativeExternal): void;
   cacheCopyBlocks(cache: NativeExternal, src: Int32Array, dst: Int32Array): void;
   cacheReadLayer(cache: NativeExternal, layer: number): { k: Float32Array; v: Float32Array };

@@ -183,7 +183,9 @@ Napi::Value CacheCreate(const Napi::CallbackInfo& info) {
   if (num_blocks <= 0 || block_size <= 0) throw Napi::RangeError::New(env, "numBlocks and blockSize must be positive");
   std::unique_ptr<KvCache> c;
   try {
-    c = kv_cache_create(m->cfg, num_blocks, block_size);
+    // info[3]: 'f16' stores K/V as halves; anything else (undefined included) f32.
+    const bool f16 = info[3].IsString() && info[3].As<Napi::String>().Utf8Value() == "f16";
+    c = kv_cache_create(m->cfg, num_blocks, block_size, f16);
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory creating the KV cache");
   }
@@ -217,8 +219,17 @@ Napi::Value CacheReadLayer(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(c->mutex);
   const size_t n = c->pool_floats();
   auto k = Napi::Float32Array::New(env, n), v = Napi::Float32Array::New(env, n);
-  std::memcpy(k.Data(), c->k(layer), n * 4);
-  std::memcpy(v.Data(), c->v(layer), n * 4);
+  if (c->f16) {
+    const uint16_t* kh = static_cast<const uint16_t*>(c->k(layer));
+    const uint16_t* vh = static_cast<const uint16_t*>(c->v(layer));
+    for (size_t i = 0; i < n; i++) {
+      k[i] = f32_from_f16(kh[i]);
+      v[i] = f32_from_f16(vh[i]);
+    }
+  } else {
+    std::memcpy(k.Data(), c->k(layer), n * 4);
+    std::memcpy(v.Data(), c->v(layer), n * 4);
+  }
   Napi::Object o = Napi::Object::New(env);
   o.Set("k", k);
   o.Set("v", v);

@@ -1,5 +1,5 @@
 // Paged attention over the KV block pools: causal prefill of one sequence's chunk, batched decode (one query
-// per sequence), and the slot writes that precede both. Work is split over (token, kv head) so the G query heads
+// per sequence), and the slot writes that precede both, over f32 or half pools. Work is split over (token, kv head) so the G query heads
 // of a group read each K/V row once. This file holds the portable group kernel; attention_avx2.cpp the fast one.
 #include <cmath>
 #include <cstring>
@@ -11,12 +11,19 @@
 // Implemented in attention_avx2.cpp; same contract as attend_group_portable, head_dim must be a multiple of 8.
 void attend_group_avx2(float* out, const float* q, const float* k_pool, const float* v_pool,
                        const int32_t* block_table, int n_keys, int kv_head, AttentionShape s, int G, float* scores);
+void attend_group_avx2_f16(float* out, const float* q, const uint16_t* k_pool, const uint16_t* v_pool,
+                           const int32_t* block_table, int n_keys, int kv_head, AttentionShape s, int G,
+                           float* scores);
 
-// G query heads sharing kv_head attend to keys 0..n_keys-1 of one sequence.
+static inline float kv_value(const float* p, int d) { return p[d]; }
+static inline float kv_value(const uint16_t* p, int d) { return f32_from_f16(p[d]); }
+
+// G query heads sharing kv_head attend to keys 0..n_keys-1 of one sequence; KV is float or uint16_t (half).
+template <typename KV>
 static void attend_group_portable(float* out,              // (G, D)
                                   const float* q,          // (G, D)
-                                  const float* k_pool,     // (num_blocks, block_size, KVH, D)
-                                  const float* v_pool,     // (num_blocks, block_size, KVH, D)
+                                  const KV* k_pool,        // (num_blocks, block_size, KVH, D)
+                                  const KV* v_pool,        // (num_blocks, block_size, KVH, D)
                                   const int32_t* block_table, int n_keys, int kv_head, AttentionShape s, int G,
                                   float* scores) {         // (G, n_keys) scratch
   const int D = s.head_dim;
@@ -24,11 +31,11 @@ static void attend_group_portable(float* out,              // (G, D)
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   for (int p = 0; p < n_keys; p++) {
     const size_t slot = static_cast<size_t>(block_table[p / s.block_size]) * s.block_size + p % s.block_size;
-    const float* k = k_pool + slot * row + static_cast<size_t>(kv_head) * D;
+    const KV* k = k_pool + slot * row + static_cast<size_t>(kv_head) * D;
     for (int g = 0; g < G; g++) {
       const float* qg = q + static_cast<size_t>(g) * D;
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int d = 0; d < D; d++) acc[d & 7] += qg[d] * k[d];
+      for (int d = 0; d < D; d++) acc[d & 7] += qg[d] * kv_value(k, d);
       scores[static_cast<size_t>(g) * n_keys + p] =
           (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) * scale;
     }
@@ -48,31 +55,50 @@ static void attend_group_portable(float* out,              // (G, D)
   }
   for (int p = 0; p < n_keys; p++) {
     const size_t slot = static_cast<size_t>(block_table[p / s.block_size]) * s.block_size + p % s.block_size;
-    const float* v = v_pool + slot * row + static_cast<size_t>(kv_head) * D;
+    const KV* v = v_pool + slot * row + static_cast<size_t>(kv_head) * D;
     for (int g = 0; g < G; g++) {
       const float w = scores[static_cast<size_t>(g) * n_keys + p];
       float* og = out + static_cast<size_t>(g) * D;
-      for (int d = 0; d < D; d++) og[d] += w * v[d];
+      for (int d = 0; d < D; d++) og[d] += w * kv_value(v, d);
     }
   }
 }
 
-static void attend_group(float* out, const float* q, const float* k_pool, const float* v_pool,
+static void attend_group(float* out, const float* q, const void* k_pool, const void* v_pool,
                          const int32_t* block_table, int n_keys, int kv_head, AttentionShape s, int G, bool avx2) {
   thread_local std::vector<float> scores;
   const size_t need = static_cast<size_t>(G) * n_keys;
   if (scores.size() < need) scores.resize(need);
-  if (avx2 && s.head_dim % 8 == 0)
-    attend_group_avx2(out, q, k_pool, v_pool, block_table, n_keys, kv_head, s, G, scores.data());
-  else
-    attend_group_portable(out, q, k_pool, v_pool, block_table, n_keys, kv_head, s, G, scores.data());
+  const bool vec = avx2 && s.head_dim % 8 == 0;
+  if (s.kv_f16) {
+    const uint16_t* k = static_cast<const uint16_t*>(k_pool);
+    const uint16_t* v = static_cast<const uint16_t*>(v_pool);
+    if (vec) attend_group_avx2_f16(out, q, k, v, block_table, n_keys, kv_head, s, G, scores.data());
+    else attend_group_portable(out, q, k, v, block_table, n_keys, kv_head, s, G, scores.data());
+  } else {
+    const float* k = static_cast<const float*>(k_pool);
+    const float* v = static_cast<const float*>(v_pool);
+    if (vec) attend_group_avx2(out, q, k, v, block_table, n_keys, kv_head, s, G, scores.data());
+    else attend_group_portable(out, q, k, v, block_table, n_keys, kv_head, s, G, scores.data());
+  }
 }
 
-void kv_cache_write(float* k_pool, float* v_pool, const float* k, const float* v, int ld, const int64_t* slots, int T,
-                    int kv_width) {
+void kv_cache_write(void* k_pool, void* v_pool, const float* k, const float* v, int ld, const int64_t* slots, int T,
+                    int kv_width, bool kv_f16) {
   for (int t = 0; t < T; t++) {
-    std::memcpy(k_pool + slots[t] * kv_width, k + static_cast<size_t>(t) * ld, sizeof(float) * kv_width);
-    std::memcpy(v_pool + slots[t] * kv_width, v + static_cast<size_t>(t) * ld, sizeof(float) * kv_width);
+    const float* kt = k + static_cast<size_t>(t) * ld;
+    const float* vt = v + static_cast<size_t>(t) * ld;
+    if (kv_f16) {
+      uint16_t* kd = static_cast<uint16_t*>(k_pool) + slots[t] * kv_width;
+      uint16_t* vd = static_cast<uint16_t*>(v_pool) + slots[t] * kv_width;
+      for (int i = 0; i < kv_width; i++) {
+        kd[i] = f16_from_f32(kt[i]);
+        vd[i] = f16_from_f32(vt[i]);
+      }
+    } else {
+      std::memcpy(static_cast<float*>(k_pool) + slots[t] * kv_width, kt, sizeof(float) * kv_width);
+      std::memcpy(static_cast<float*>(v_pool) + slots[t] * kv_width, vt, sizeof(float) * kv_width);
+    }
   }
 }
 
@@ -87,7 +113,7 @@ static void run_items(int num_items, double work, ThreadPool* pool, const std::f
   pool->run(num_items, [&](int i, int) { item(i); });
 }
 
-void attention_prefill_forward(float* out, const float* q, int ldq, const float* k_pool, const float* v_pool,
+void attention_prefill_forward(float* out, const float* q, int ldq, const void* k_pool, const void* v_pool,
                                const int32_t* block_table, int start_pos, int T, AttentionShape s, ThreadPool* pool) {
   const int G = s.num_heads / s.num_kv_heads;
   const int D = s.head_dim;
@@ -103,8 +129,8 @@ void attention_prefill_forward(float* out, const float* q, int ldq, const float*
   });
 }
 
-void attention_decode_forward(float* out, const float* q, int ldq, const int32_t* rows, const float* k_pool,
-                              const float* v_pool, const int32_t* positions, const int32_t* block_tables,
+void attention_decode_forward(float* out, const float* q, int ldq, const int32_t* rows, const void* k_pool,
+                              const void* v_pool, const int32_t* positions, const int32_t* block_tables,
                               int max_blocks, int N, AttentionShape s, ThreadPool* pool) {
   const int G = s.num_heads / s.num_kv_heads;
   const int D = s.head_dim;

@@ -177,23 +177,26 @@ void embedding_forward(float* out,            // (T, C)
                        WeightType wtype, int T, int C);
 
 // ---- attention.cpp --------------------------------------------------------------------------------------
-// Paged KV pools of one layer: (num_blocks, block_size, num_kv_heads, head_dim) f32. The key of position p of a
-// sequence with block table bt lives in block bt[p / block_size], row p % block_size.
+// Paged KV pools of one layer: (num_blocks, block_size, num_kv_heads, head_dim) in f32, or in IEEE half when
+// kv_f16 (half the bytes per token; scores, softmax and outputs stay f32). The key of position p of a sequence with
+// block table bt lives in block bt[p / block_size], row p % block_size.
 // Grouped-query: query head h reads kv head h / (H / KVH). Scores are scaled by 1/sqrt(D), softmax subtracts max.
 struct AttentionShape {
   int num_heads, num_kv_heads, head_dim, block_size;
+  bool kv_f16 = false;
 };
-void kv_cache_write(float* k_pool, float* v_pool,  // (num_blocks, block_size, KVH, D)
-                    const float* k,                // (T, ld) KVH*D used
-                    const float* v,                // (T, ld) KVH*D used
+// Writes T tokens' K/V rows into their slots, rounding to half (nearest even) when kv_f16.
+void kv_cache_write(void* k_pool, void* v_pool,  // (num_blocks, block_size, KVH, D) f32 or f16
+                    const float* k,              // (T, ld) KVH*D used
+                    const float* v,              // (T, ld) KVH*D used
                     int ld, const int64_t* slots,  // (T) block * block_size + offset
-                    int T, int kv_width);
+                    int T, int kv_width, bool kv_f16);
 // Causal prefill: T new tokens of one sequence at positions start_pos..start_pos+T-1 (their K/V already in the
 // pools); token i attends to positions 0..start_pos+i through block_table.
 void attention_prefill_forward(float* out,                // (T, H*D)
                                const float* q,            // (T, ldq) H*D used
                                int ldq,
-                               const float* k_pool, const float* v_pool,
+                               const void* k_pool, const void* v_pool,  // f32 or f16 per shape.kv_f16
                                const int32_t* block_table,  // (>= (start_pos+T-1)/block_size + 1)
                                int start_pos, int T, AttentionShape shape, ThreadPool* pool);
 // Batched decode: query i (row rows[i] of q and out, or row i when rows is null) attends to positions
@@ -202,7 +205,7 @@ void attention_decode_forward(float* out,               // (*, H*D)
                               const float* q,           // (*, ldq)
                               int ldq,
                               const int32_t* rows,      // (N) or nullptr
-                              const float* k_pool, const float* v_pool,
+                              const void* k_pool, const void* v_pool,
                               const int32_t* positions,    // (N)
                               const int32_t* block_tables, // (N, max_blocks)
                               int max_blocks, int N, AttentionShape shape, ThreadPool* pool);

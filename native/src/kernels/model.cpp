@@ -267,23 +267,25 @@ void model_rope_heads(float* x, int row_stride, const float* cos_t, const float*
     rope_forward(x + static_cast<size_t>(h) * head_dim, row_stride, cos_t, sin_t, T, 1, rotary_dim);
 }
 
-std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks, int block_size) {
+std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks, int block_size, bool f16) {
   auto c = std::make_unique<KvCache>();
   c->num_layers = cfg.num_layers;
   c->num_blocks = num_blocks;
   c->block_size = block_size;
   c->num_kv_heads = cfg.num_kv_heads;
   c->head_dim = cfg.head_dim;
-  c->data.assign(2 * static_cast<size_t>(cfg.num_layers) * c->pool_floats(), 0.0f);
+  c->f16 = f16;
+  c->data.assign(2 * static_cast<size_t>(cfg.num_layers) * c->pool_floats() * c->elem_bytes(), 0);
   return c;
 }
 
 void kv_cache_copy_blocks(KvCache* cache, const int32_t* src, const int32_t* dst, int n) {
-  const size_t block_floats = static_cast<size_t>(cache->block_size) * cache->num_kv_heads * cache->head_dim;
+  const size_t block_bytes =
+      static_cast<size_t>(cache->block_size) * cache->num_kv_heads * cache->head_dim * cache->elem_bytes();
   for (int l = 0; l < cache->num_layers; l++) {
-    for (float* pool : {cache->k(l), cache->v(l)}) {
-      for (int i = 0; i < n; i++)
-        std::memcpy(pool + dst[i] * block_floats, pool + src[i] * block_floats, block_floats * sizeof(float));
+    for (void* p : {cache->k(l), cache->v(l)}) {
+      uint8_t* pool = static_cast<uint8_t*>(p);
+      for (int i = 0; i < n; i++) std::memcpy(pool + dst[i] * block_bytes, pool + src[i] * block_bytes, block_bytes);
     }
   }
 }
@@ -353,12 +355,12 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
 
   embedding_forward(x.data(), b.tokens, m->embed, m->embed_type, T, C);
   model_rope_tables(cfg, m->inv_freq, m->inv_freq_long, b.positions, T, cos_t.data(), sin_t.data());
-  const AttentionShape shape{H, KVH, D, bs};
+  const AttentionShape shape{H, KVH, D, bs, cache->f16};
 
   for (int l = 0; l < cfg.num_layers; l++) {
     const LayerWeights& w = m->layers[l];
-    float* k_pool = cache->k(l);
-    float* v_pool = cache->v(l);
+    void* k_pool = cache->k(l);
+    void* v_pool = cache->v(l);
     rmsnorm_forward(h.data(), x.data(), w.input_norm, T, C, cfg.rms_norm_eps, pool);
     matmul_parts(qkv.data(), h.data(), w.qkv, w.b_qkv, T, C, qkvd, scratch, pool);
     if (w.q_norm) {
@@ -373,7 +375,7 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
       model_rope_heads(qkv.data(), qkvd, cos_t.data(), sin_t.data(), T, H, D, rot);
       model_rope_heads(qkv.data() + qd, qkvd, cos_t.data(), sin_t.data(), T, KVH, D, rot);
     }
-    kv_cache_write(k_pool, v_pool, qkv.data() + qd, qkv.data() + qd + kvd, qkvd, slots.data(), T, kvd);
+    kv_cache_write(k_pool, v_pool, qkv.data() + qd, qkv.data() + qd + kvd, qkvd, slots.data(), T, kvd, cache->f16);
     for (const Run& r : prefills) {
       const int32_t* bt = b.block_tables + static_cast<size_t>(b.seq_index[r.start]) * b.max_blocks;
       attention_prefill_forward(att.data() + static_cast<size_t>(r.start) * qd,

@@ -80,11 +80,13 @@ struct Model {
 
 struct KvCache {
   int num_layers, num_blocks, block_size, num_kv_heads, head_dim;
-  std::vector<float> data;  // (layers, 2, num_blocks, block_size, KVH, D): K then V per layer
+  bool f16;                   // pools hold IEEE halves (2 bytes per value) instead of f32
+  std::vector<uint8_t> data;  // (layers, 2, num_blocks, block_size, KVH, D): K then V per layer
   std::mutex mutex;
+  size_t elem_bytes() const { return f16 ? 2 : 4; }
   size_t pool_floats() const { return static_cast<size_t>(num_blocks) * block_size * num_kv_heads * head_dim; }
-  float* k(int layer) { return data.data() + (2 * static_cast<size_t>(layer)) * pool_floats(); }
-  float* v(int layer) { return data.data() + (2 * static_cast<size_t>(layer) + 1) * pool_floats(); }
+  void* k(int layer) { return data.data() + (2 * static_cast<size_t>(layer)) * pool_floats() * elem_bytes(); }
+  void* v(int layer) { return data.data() + (2 * static_cast<size_t>(layer) + 1) * pool_floats() * elem_bytes(); }
 };
 
 struct StepBatchView {
@@ -117,7 +119,7 @@ struct WeightSource {
 std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
                                     const std::unordered_map<std::string, WeightSource>& weights, int threads,
                                     std::string* error);
-std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks, int block_size);
+std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks, int block_size, bool f16 = false);
 void kv_cache_copy_blocks(KvCache* cache, const int32_t* src, const int32_t* dst, int n);
 
 // RoPE of a config, shared by the serving step and the training path. model_rope_freqs: inv_freq (rotary_dim/2) and,

@@ -28,6 +28,7 @@ function mirroredCounter(registry: Registry, name: string, help: string, read: (
 export interface ServedWeights {
   weightTypes: Partial<Record<string, number>>;
   matmulWeightBytes: number;
+  kvBytesPerToken: number;
 }
 
 export function createEngineMetrics(
@@ -52,6 +53,14 @@ export function createEngineMetrics(
     registers: [registry],
     collect() {
       this.set(weights()?.matmulWeightBytes ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'flywheel_kv_cache_bytes_per_token',
+    help: 'Bytes one token takes in the KV cache (K and V over all layers; FLYWHEEL_KV_DTYPE)',
+    registers: [registry],
+    collect() {
+      this.set(weights()?.kvBytesPerToken ?? 0);
     },
   });
   new Gauge({ name: 'flywheel_num_requests_running', help: 'Sequences in the running batch', registers: [registry], collect() { this.set(s()?.running ?? 0); } });

@@ -145,6 +145,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       numBlocks: this.kvBlocks(checkpoint, maxModelLen),
       blockSize: KV_BLOCK_TOKENS,
       dtype: p.dtype,
+      kvDtype: p.kvDtype,
       threads: p.threads > 0 ? p.threads : undefined,
       maxModelLen,
       observer: this.observer,
@@ -169,7 +170,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
   private kvBlocks(checkpoint: Checkpoint, maxModelLen: number): number {
     if (this.config.policy.kvBlocks > 0) return this.config.policy.kvBlocks;
     const s = checkpoint.spec;
-    const bytesPerBlock = 2 * s.numLayers * KV_BLOCK_TOKENS * s.numKvHeads * s.headDim * 4;
+    const bytesPerBlock = 2 * s.numLayers * KV_BLOCK_TOKENS * s.numKvHeads * s.headDim * (this.config.policy.kvDtype === 'f16' ? 2 : 4);
     const wanted = this.config.policy.maxSeqs * Math.ceil(maxModelLen / KV_BLOCK_TOKENS);
     return Math.max(Math.ceil(maxModelLen / KV_BLOCK_TOKENS) + 1, Math.min(wanted, Math.floor(KV_AUTO_CAP_BYTES / bytesPerBlock)));
   }

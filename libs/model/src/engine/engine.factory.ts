@@ -4,7 +4,7 @@
  * its parsed config in.
  */
 import { isQuantType } from '@flywheel/kernels';
-import type { WeightDtype } from '@flywheel/kernels';
+import type { KvDtype, WeightDtype } from '@flywheel/kernels';
 import type { Checkpoint, SourceDtype } from '../loading';
 import { Engine, type EngineConfigInput } from './engine';
 import type { EngineObserver } from './engine.types';
@@ -27,6 +27,8 @@ export interface NativeEngineOptions {
   numBlocks: number;
   blockSize?: number;
   dtype?: EngineDtypeChoice;
+  /** K/V cache storage; default f32 here (the policy service's FLYWHEEL_KV_DTYPE decides for serving). */
+  kvDtype?: KvDtype;
   threads?: number;
   /** Defaults to the model's max_position_embeddings. */
   maxModelLen?: number;
@@ -42,6 +44,9 @@ export interface NativeEngine {
   weightTypes: Partial<Record<WeightDtype, number>>;
   /** Bytes of weight matrices one decode step streams (as stored). */
   matmulWeightBytes: number;
+  kvDtype: KvDtype;
+  /** Bytes one token's K and V take over all layers. */
+  kvBytesPerToken: number;
   /** Aborts every request, waits for the step in flight, then frees native memory. */
   close(): Promise<void>;
 }
@@ -59,9 +64,10 @@ export function createNativeEngine(checkpoint: ServableCheckpoint, options: Nati
     numBlocks: options.numBlocks,
     blockSize,
     dtype: requested,
+    kvDtype: options.kvDtype,
     threads: options.threads,
   });
-  const { dtype, weightTypes, matmulWeightBytes } = runner.info();
+  const { dtype, weightTypes, matmulWeightBytes, kvDtype, kvBytesPerToken } = runner.info();
   const engine = new Engine({
     runner,
     decoder: tokenizerDecoder(checkpoint.tokenizer),
@@ -79,6 +85,8 @@ export function createNativeEngine(checkpoint: ServableCheckpoint, options: Nati
     dtype,
     weightTypes,
     matmulWeightBytes,
+    kvDtype,
+    kvBytesPerToken,
     close: async () => {
       await engine.close();
       runner.dispose();

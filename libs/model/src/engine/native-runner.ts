@@ -10,8 +10,10 @@ import {
   forward,
   freeCache,
   freeModel,
+  kvCacheInfo,
   modelInfo,
   type KvCacheHandle,
+  type KvDtype,
   type ModelHandle,
   type ModelSpec,
   type ServingWeightMap,
@@ -24,6 +26,8 @@ export interface NativeRunnerOptions {
   blockSize: number;
   /** 'auto': keep each quantized tensor's own type (see createModel). */
   dtype: WeightDtype | 'auto';
+  /** K/V storage (default f32). */
+  kvDtype?: KvDtype;
   /** Native threads; default: all hardware cores. */
   threads?: number;
 }
@@ -38,7 +42,7 @@ export class NativeStepRunner implements StepRunner {
     this.vocabSize = spec.vocabSize;
     this.model = createModel(spec, weights, { dtype: options.dtype, threads: options.threads });
     try {
-      this.cache = createKvCache(this.model, options.numBlocks, options.blockSize);
+      this.cache = createKvCache(this.model, options.numBlocks, options.blockSize, options.kvDtype ?? 'f32');
     } catch (error) {
       freeModel(this.model);
       throw error;
@@ -46,9 +50,10 @@ export class NativeStepRunner implements StepRunner {
   }
 
   /** The served dtype and the matrices per stored type. */
-  info(): { dtype: WeightDtype; weightTypes: Partial<Record<WeightDtype, number>>; matmulWeightBytes: number } {
+  info(): { dtype: WeightDtype; weightTypes: Partial<Record<WeightDtype, number>>; matmulWeightBytes: number; kvDtype: KvDtype; kvBytesPerToken: number } {
     const { dtype, weightTypes, matmulWeightBytes } = modelInfo(this.model);
-    return { dtype, weightTypes, matmulWeightBytes };
+    const kv = kvCacheInfo(this.cache);
+    return { dtype, weightTypes, matmulWeightBytes, kvDtype: kv.dtype, kvBytesPerToken: kv.bytesPerToken };
   }
 
   run(batch: StepBatch): Promise<Float32Array> {
