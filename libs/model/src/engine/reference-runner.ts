@@ -45,6 +45,9 @@ export class ReferenceRunner implements StepRunner {
     private readonly numBlocks: number,
     private readonly blockSize: number,
   ) {
+    // The Llama forward only: a spec that needs more would be computed wrong, silently.
+    const extras = (['qkNorm', 'rotaryDim', 'noRopeLayers', 'longRope'] as const).filter((k) => spec[k] !== undefined && spec[k] !== false && !(k === 'rotaryDim' && spec.rotaryDim === spec.headDim));
+    if (extras.length > 0) throw new Error(`ReferenceRunner implements the Llama forward only; this spec also needs ${extras.join(', ')}`);
     const { hiddenSize: H, intermediateSize: I, numHeads: nH, numKvHeads: nKv, headDim: hd, vocabSize: V } = spec;
     const get = (name: string, size: number): Float32Array => {
       const w = weights.get(name);

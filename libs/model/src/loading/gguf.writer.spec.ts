@@ -125,4 +125,11 @@ describe('GGUF writer', () => {
     expect(v).toMatchObject({ model: 'llama', bosTokenId: 1, eosTokenId: 2, unkTokenId: 0 });
     expect(() => syntheticSpmVocab(100)).toThrow(/259/);
   });
+
+  it('refuses a model the llama architecture cannot describe instead of writing a different one', async () => {
+    const qwen3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-qwen3.gguf'));
+    await expect(writeGguf(path.join(tmpdir(), `never-${process.pid}.gguf`), { spec: qwen3.spec, weights: qwen3.servingWeights })).rejects.toThrow(
+      /llama architecture only; this model also needs qkNorm \(qwen3\)/,
+    );
+  });
 });

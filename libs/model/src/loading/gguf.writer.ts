@@ -90,6 +90,10 @@ interface TensorOut {
 
 /** Writes `model` to `file` (via a temporary file and rename, so a reader never sees half a file). */
 export async function writeGguf(file: string, model: GgufToWrite): Promise<void> {
+  // Arch `llama` carries none of these: a file written without them would load as a different model.
+  const s = model.spec;
+  const extras = [s.qkNorm ? 'qkNorm (qwen3)' : null, s.noRopeLayers?.length ? 'noRopeLayers (smollm3)' : null, s.rotaryDim !== undefined && s.rotaryDim !== s.headDim ? 'rotaryDim (phi3)' : null, s.longRope ? 'longRope (phi3)' : null].filter((x) => x !== null);
+  if (extras.length > 0) throw new Error(`writeGguf writes the llama architecture only; this model also needs ${extras.join(', ')}`);
   const tensors = tensorsOf(model);
   const header = serializeHeader(metadataOf(model, tensors), tensors);
   const tmp = `${file}.tmp-${process.pid}`;
