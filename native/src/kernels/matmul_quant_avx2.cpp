@@ -15,16 +15,17 @@
 constexpr int KB_MAX = 64;  // 32-blocks per unpacked chunk (multiple of 8)
 constexpr int R_MAX = 4;    // rows per register tile
 
-// y[t*ldy + r] += chunk dot for R unpacked rows and TK tokens. maddubs takes unsigned x signed bytes, so the weights
-// go in as |q_w| and their sign moves onto q_x (|q_w| <= 32 here, so pair sums stay far inside int16). After madd,
-// lanes 0-3 hold the dot of bytes 0-15 and lanes 4-7 of bytes 16-31: one scale per 16 weights is one 2-valued
-// vector per block.
-template <int R, int TK>
+// y[t*ldy + r] += chunk dot for R unpacked rows and TK tokens. maddubs takes unsigned x signed bytes: the types
+// with offsets (U: Q4_0, Q4_K, Q5_K) unpack to unsigned values that go in as they are, with the offset term from
+// the activation sums; Q6_K's signed values go in as |q_w| with their sign moved onto q_x (|q_w| <= 32, so pair
+// sums stay far inside int16). After madd, lanes 0-3 hold the dot of bytes 0-15 and lanes 4-7 of bytes 16-31: one
+// scale per 16 weights is one 2-valued vector per block.
+template <int R, int TK, bool U>
 static void uq_tile(float* y, int ldy,
                     const int8_t* xq, int ldq,                // (TK, ldq) activations, chunk at block b0
                     const float* xd, const float* xs, int ldd,  // (TK, ldd) scales, d*sum
                     const int8_t* wq, const float* ws, const float* wm,  // (R, KB_MAX*32), (R, KB_MAX*2), (R, KB_MAX)
-                    int b0, int kb, bool has_min) {
+                    int b0, int kb) {
   __m256 acc[R][TK];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) acc[r][t] = _mm256_setzero_ps();
@@ -38,17 +39,17 @@ static void uq_tile(float* y, int ldy,
     }
     for (int r = 0; r < R; r++) {
       const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + r * KB_MAX * 32 + b * 32));
-      const __m256i aw = _mm256_sign_epi8(qw, qw);
+      const __m256i aw = U ? qw : _mm256_sign_epi8(qw, qw);
       const float* sc = ws + r * KB_MAX * 2 + 2 * b;
       const __m256 sv = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(sc)), _mm_broadcast_ss(sc + 1), 1);
       for (int t = 0; t < TK; t++) {
-        const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx[t], qw));
+        const __m256i p16 = _mm256_maddubs_epi16(aw, U ? qx[t] : _mm256_sign_epi8(qx[t], qw));
         const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
         acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(sv, dx[t]), p, acc[r][t]);
       }
     }
   }
-  if (has_min) {
+  if (U) {
     // The offset term: sum_b m_b * d_x sum(q_x), 8 blocks per step.
     for (int r = 0; r < R; r++)
       for (int t = 0; t < TK; t++) {
@@ -67,16 +68,20 @@ static void uq_tile(float* y, int ldy,
 }
 
 using UqTileFn = void (*)(float*, int, const int8_t*, int, const float*, const float*, int, const int8_t*,
-                          const float*, const float*, int, int, bool);
+                          const float*, const float*, int, int);
 
-static UqTileFn uq_tile_fn(int rn, int tn) {
-  static const UqTileFn table[4][2] = {
-      {uq_tile<1, 1>, uq_tile<1, 2>},
-      {uq_tile<2, 1>, uq_tile<2, 2>},
-      {uq_tile<3, 1>, uq_tile<3, 2>},
-      {uq_tile<4, 1>, uq_tile<4, 2>},
+static UqTileFn uq_tile_fn(int rn, int tn, bool unsigned_with_offsets) {
+  static const UqTileFn table[2][4][2] = {
+      {{uq_tile<1, 1, false>, uq_tile<1, 2, false>},
+       {uq_tile<2, 1, false>, uq_tile<2, 2, false>},
+       {uq_tile<3, 1, false>, uq_tile<3, 2, false>},
+       {uq_tile<4, 1, false>, uq_tile<4, 2, false>}},
+      {{uq_tile<1, 1, true>, uq_tile<1, 2, true>},
+       {uq_tile<2, 1, true>, uq_tile<2, 2, true>},
+       {uq_tile<3, 1, true>, uq_tile<3, 2, true>},
+       {uq_tile<4, 1, true>, uq_tile<4, 2, true>}},
   };
-  return table[rn - 1][tn - 1];
+  return table[unsigned_with_offsets ? 1 : 0][rn - 1][tn - 1];
 }
 
 // ---- decode (T == 1) straight from the blocks for Q4_0, Q4_K and Q6_K ------------------------------------------------
@@ -274,9 +279,9 @@ void matmul_quant_rows_avx2(float* y,           // (T, out)
         }
         for (int t = t0; t < t1; t += TK) {
           const int tn = t1 - t < TK ? t1 - t : TK;
-          uq_tile_fn(rn, tn)(y + static_cast<size_t>(t) * out + r, out, xq + static_cast<size_t>(t) * in, in,
-                             xd + static_cast<size_t>(t) * nb, xs + static_cast<size_t>(t) * nb, nb, wq, ws, wm, b0,
-                             kb, has_min);
+          uq_tile_fn(rn, tn, has_min)(y + static_cast<size_t>(t) * out + r, out, xq + static_cast<size_t>(t) * in, in,
+                                      xd + static_cast<size_t>(t) * nb, xs + static_cast<size_t>(t) * nb, nb, wq, ws,
+                                      wm, b0, kb);
         }
       }
     }

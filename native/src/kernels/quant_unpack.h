@@ -32,7 +32,8 @@ static inline void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uin
 
 // Unpacks `units` consecutive blocks of type t (32 weights for Q4_0, 256 for the K-quants) starting at src.
 // q: (units * elems) int8; s: (units * elems / 16) scales; m: (units * elems / 32) offsets (all zero for the
-// symmetric Q6_K). Returns whether any offset may be non-zero.
+// symmetric Q6_K). Returns true for the types whose q are unsigned (0..15 or 0..31) with an offset per 32 (Q4_0,
+// Q4_K, Q5_K; the AVX2 tile feeds them to maddubs as they are), false for Q6_K (signed q, no offset).
 static inline bool quant_unpack(WeightType t, const uint8_t* __restrict__ src, int units, int8_t* __restrict__ q,
                                 float* __restrict__ s, float* __restrict__ m) {
   switch (t) {
