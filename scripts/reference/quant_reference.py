@@ -7,8 +7,9 @@ Writes:
                         gguf-py dequantization, 7 significant digits, and a sha256 of the whole tensor dequantized
                         to float32 little-endian) and float64 logits (6 significant digits) from the numpy forward
                         shared/tools/gguf_forward.py, at the last prompt position and after 4 greedy decode steps.
-  quantize-<T>.json     for each of Q4_0 / Q4_K / Q5_K / Q6_K that gguf-py can *quantize* (gguf.quants.quantize):
-                        a seeded float32 input and gguf-py's quantized bytes (hex).
+  quantize-<T>.json     for each of Q4_0 / Q4_K / Q5_K / Q6_K / Q4_1 / Q5_0 / Q5_1 that gguf-py can *quantize*
+                        (gguf.quants.quantize): a seeded float32 input and gguf-py's quantized bytes (hex); for
+                        Q4_1 / Q5_0 / Q5_1 also the exact float32 dequantization of the first row.
 
 numpy only, plus llama.cpp's gguf-py (MIT) and gguf_forward.py from the team's shared tools folder
 (env FLYWHEEL_SHARED_TOOLS, default <repo>/../shared/tools). Deterministic: a rerun gives the same bytes
@@ -36,7 +37,8 @@ import gguf_forward  # noqa: E402  (shared/tools/gguf_forward.py: load(), forwar
 
 FILES = ['tiny-q4_0.gguf', 'tiny-q4_k_m.gguf', 'tiny-q5_k_m.gguf', 'tiny-q6_k.gguf', 'tiny-q8_0.gguf']
 DECODE_STEPS = 4
-QUANT_TYPES = ['Q4_0', 'Q4_K', 'Q5_K', 'Q6_K']
+QUANT_TYPES = ['Q4_0', 'Q4_K', 'Q5_K', 'Q6_K', 'Q4_1', 'Q5_0', 'Q5_1']
+FIRST_ROW_TYPES = ['Q4_1', 'Q5_0', 'Q5_1']  # their quantize-<T>.json also get dequantizedFirstRow
 
 
 def sig(values, digits):
@@ -171,8 +173,10 @@ def quantize_fixtures():
             'expectedHex': [row.tobytes().hex() for row in q],
             'dequantizedSha256F32': hashlib.sha256(deq.astype('<f4').tobytes()).hexdigest(),
         }
-        if name == 'Q4_0':
-            doc['roundingCheck'] = q4_0_rounding_check(x)
+        if name in FIRST_ROW_TYPES:
+            doc['dequantizedFirstRow'] = [float(v) for v in deq[0]]   # float64 repr of each float32: exact
+        if name in ROUNDING:
+            doc['roundingCheck'] = rounding_check(x, name)
         path = os.path.join(OUT, f'quantize-{name}.json')
         with open(path, 'w') as f:
             f.write(dump(doc) + '\n')
@@ -180,18 +184,46 @@ def quantize_fixtures():
     return supported, written
 
 
-def q4_0_rounding_check(x):
-    """gguf-py's Q4_0 rounds trunc(x*id + 8.5) in float64 (like an FMA); ggml's C reference does it in float32,
-    where the compiler may or may not contract to an FMA. Count the values of this input where the two differ."""
+# type -> (qmax, offset of the symmetric types' d = max / -offset, or None for the min/scale types)
+ROUNDING = {'Q4_0': (15, 8), 'Q5_0': (31, 16), 'Q4_1': (15, None), 'Q5_1': (31, None)}
+
+
+def rounding_check(x, name):
+    """gguf-py's Q4_0 / Q5_0 round trunc(x*id + 8.5 / 16.5) in float64 (like an FMA); Q4_1 / Q5_1 round
+    trunc((x - min)*id + 0.5) in float32. ggml's C reference (quantize_row_q*_ref) does it in float32, where the
+    compiler may or may not contract to an FMA. Count the values of this input where the two differ; for Q4_1 / Q5_1
+    also the dequantized values where d*q + m in float32 differs from fma(d, q, m)."""
+    qmax, half = ROUNDING[name]
     b = x.reshape(-1, 32)
-    imax = np.abs(b).argmax(-1)[:, None]
-    d = (np.take_along_axis(b, imax, -1) / np.float32(-8)).astype(np.float32)
+    if half is not None:
+        imax = np.abs(b).argmax(-1)[:, None]
+        d = (np.take_along_axis(b, imax, -1) / np.float32(-half)).astype(np.float32)
+        v, off = b, half + 0.5
+    else:
+        mn, mx = b.min(-1, keepdims=True), b.max(-1, keepdims=True)
+        d = ((mx - mn) / np.float32(qmax)).astype(np.float32)
+        v, off = (b - mn).astype(np.float32), 0.5
     with np.errstate(divide='ignore'):
         inv = np.where(d == 0, np.float32(0), np.float32(1) / d).astype(np.float32)
-    plain = np.minimum(15, np.trunc((b * inv).astype(np.float32) + np.float32(8.5)).astype(np.int64))
-    fused = np.minimum(15, np.trunc((b.astype(np.float64) * inv.astype(np.float64) + 8.5).astype(np.float32))
+    plain = np.minimum(qmax, np.trunc((v * inv).astype(np.float32) + np.float32(off)).astype(np.int64))
+    fused = np.minimum(qmax, np.trunc((v.astype(np.float64) * inv.astype(np.float64) + off).astype(np.float32))
                        .astype(np.int64))
-    return {'valuesDifferingFloat32VsFma': int((plain != fused).sum())}
+    out = {'valuesDifferingFloat32VsFma': int((plain != fused).sum())}
+    if half is None:
+        qtype = gguf.GGMLQuantizationType[name]
+        q = np.asarray(gguf.quants.quantize(x, qtype)).reshape(-1, gguf.GGML_QUANT_SIZES[qtype][1])
+        dq = q[:, 0:2].copy().view(np.float16).astype(np.float32)      # block header: f16 d, f16 m
+        mq = q[:, 2:4].copy().view(np.float16).astype(np.float32)
+        nib = q[:, -16:]                                                 # 16 bytes: q[j] low, q[j + 16] high nibble
+        qi = np.concatenate([nib & 15, nib >> 4], axis=-1).astype(np.int64)
+        if qmax == 31:                                                   # Q5_1: fifth bits in a u32 after m
+            qh = q[:, 4:8].copy().view('<u4')
+            qi |= ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int64) << 4
+        deq_plain = (dq * qi.astype(np.float32)).astype(np.float32) + mq
+        assert np.array_equal(deq_plain.ravel(), np.asarray(gguf.quants.dequantize(q.reshape(-1), qtype)).ravel())
+        deq_fused = (dq.astype(np.float64) * qi + mq.astype(np.float64)).astype(np.float32)  # exact, then rounded
+        out['dequantizedValuesDifferingFloat32VsFma'] = int((deq_plain != deq_fused).sum())
+    return out
 
 
 def main():

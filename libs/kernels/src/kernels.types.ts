@@ -54,13 +54,16 @@ export interface Llama3RopeScaling {
 }
 
 /** The GGML block formats the engine stores and multiplies natively (ggml-common.h layouts, byte for byte). */
-export type QuantType = 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
-export const QUANT_TYPES: readonly QuantType[] = ['q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
+export type QuantType = 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k';
+export const QUANT_TYPES: readonly QuantType[] = ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'];
 
 /** Weights per block and bytes per block of each QuantType (K-quants: super-blocks of 256). */
 export const QUANT_BLOCKS: Readonly<Record<QuantType, { elems: number; bytes: number }>> = {
   q8_0: { elems: 32, bytes: 34 },
   q4_0: { elems: 32, bytes: 18 },
+  q4_1: { elems: 32, bytes: 20 },
+  q5_0: { elems: 32, bytes: 22 },
+  q5_1: { elems: 32, bytes: 24 },
   q4_k: { elems: 256, bytes: 144 },
   q5_k: { elems: 256, bytes: 176 },
   q6_k: { elems: 256, bytes: 210 },

@@ -6,7 +6,8 @@
  * gguf-py, the K-quants by our own search) serves close to the file. Committed fixtures only (test/fixtures/quant).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
   createKvCache,
@@ -21,7 +22,7 @@ import {
   type ServingWeightMap,
   type WeightDtype,
 } from '@flywheel/kernels';
-import { loadModelWeights, readGguf } from './loading';
+import { loadModelWeights, readGguf, writeGguf } from './loading';
 import { FIXTURES_DIR } from './loading/model-files.testing';
 
 const QUANT_DIR = path.join(FIXTURES_DIR, 'quant');
@@ -183,6 +184,30 @@ describe.each(FILES)('$file', ({ file, served }) => {
   });
 });
 
+describe('a GGUF of the 32-weight fallback types, written by our writer', () => {
+  it.each<QuantType>(['q4_1', 'q5_0', 'q5_1'])('%s: the loader keeps the blocks and serves exactly what quantizing on load serves', async (type) => {
+    const tiny = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa'));
+    const weights = new Map<string, Float32Array | { dtype: QuantType; blocks: Uint8Array }>();
+    for (const [name, w] of tiny.weights) weights.set(name, /norm|bias/.test(name) ? w : { dtype: type, blocks: ops.quantize(type, w) });
+    const dir = mkdtempSync(path.join(tmpdir(), 'kquant-'));
+    try {
+      const file = path.join(dir, `tiny-${type}.gguf`);
+      await writeGguf(file, { spec: tiny.spec, weights });
+      const loaded = await loadModelWeights(file);
+      expect(loaded.sourceDtype).toBe(type);
+      expect(loaded.servingWeights.get('model.layers.0.mlp.down_proj.weight')).toMatchObject({ dtype: type });
+      const r = { promptIds: [3, 17, 99, 5], decodeIds: [8, 1] } as RefLogits;
+      const fromFile = await run(loaded.spec, loaded.servingWeights, 'auto', r);
+      const onLoad = await run(tiny.spec, tiny.weights, type, r);
+      expect(fromFile.info.weightTypes).toEqual(onLoad.info.weightTypes);
+      expect(fromFile.last).toEqual(onLoad.last);
+      expect(fromFile.after).toEqual(onLoad.after);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('greedy decoding of the Q4_K_M file', () => {
   it("reproduces llama.cpp's own 32 greedy tokens (every step's float64 margin is >= 0.38)", async () => {
     const file = path.join(QUANT_DIR, 'tiny-q4_k_m.gguf');
@@ -208,18 +233,26 @@ describe('greedy decoding of the Q4_K_M file', () => {
 });
 
 describe('quantize on load', () => {
-  it('Q4_0 is bit for bit gguf-py (llama.cpp quantize_row_q4_0_ref)', () => {
-    const fx = JSON.parse(readFileSync(path.join(QUANT_DIR, 'quantize-Q4_0.json'), 'utf8')) as {
+  it.each(['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1'])('%s is bit for bit gguf-py (llama.cpp quantize_row_*_ref), and so is its dequantization', (name) => {
+    const fx = JSON.parse(readFileSync(path.join(QUANT_DIR, `quantize-${name}.json`), 'utf8')) as {
       input: number[][];
       expectedHex: string[];
+      dequantizedFirstRow?: number[];
     };
+    const type = name.toLowerCase() as QuantType;
     fx.input.forEach((row, i) => {
-      expect(Buffer.from(ops.quantize('q4_0', Float32Array.from(row))).toString('hex')).toBe(fx.expectedHex[i]);
+      expect(Buffer.from(ops.quantize(type, Float32Array.from(row))).toString('hex')).toBe(fx.expectedHex[i]);
     });
+    if (fx.dequantizedFirstRow) {
+      expect(Array.from(ops.dequantize(type, Buffer.from(fx.expectedHex[0], 'hex')))).toEqual(fx.dequantizedFirstRow.map(Math.fround));
+    }
   });
 
   it.each<[QuantType, number]>([
     ['q4_0', 0.15],
+    ['q4_1', 0.15],
+    ['q5_0', 0.08],
+    ['q5_1', 0.08],
     ['q4_k', 0.12],
     ['q5_k', 0.06],
     ['q6_k', 0.03],
@@ -244,10 +277,12 @@ describe('quantize on load', () => {
     expect(Math.sqrt(se / sx)).toBeLessThan(limit);
   });
 
-  // Measured: 0.59 (q4_k), 0.10 (q6_k), 0.053 (q8_0). For scale, llama.cpp's own files of the same model differ from
+  // Measured: 0.59 (q4_k), 0.47 (q4_1), 0.46 (q5_0), 0.10 (q6_k), 0.053 (q8_0). For scale, llama.cpp's own files of the same model differ from
   // its Q6_K file by 0.49-0.56 (Q4_K_M, which keeps v/down/output in Q6_K) and 0.15-0.20 (Q8_0) on these prompts.
   it.each<[WeightDtype, number]>([
     ['q4_k', 0.8],
+    ['q4_1', 0.7],
+    ['q5_0', 0.7],
     ['q6_k', 0.15],
     ['q8_0', 0.1],
   ])('the Q6_K file requantized to %s on load serves close to the reference (< %s of the logit std)', async (dtype, limit) => {

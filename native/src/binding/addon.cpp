@@ -51,16 +51,18 @@ Napi::Int32Array i32(const Napi::Value& v, const char* name, size_t min_len) {
 // A storage type by name; 'auto' only where allow_auto (modelCreate: keep each quantized source's own type).
 WeightType dtype_arg(const Napi::Value& v, bool allow_auto = false) {
   std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  for (WeightType t : {WEIGHT_F32, WEIGHT_BF16, WEIGHT_Q8_0, WEIGHT_Q4_0, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
+  for (WeightType t : {WEIGHT_F32, WEIGHT_BF16, WEIGHT_Q8_0, WEIGHT_Q4_0, WEIGHT_Q4_1, WEIGHT_Q5_0, WEIGHT_Q5_1,
+                       WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
     if (s == weight_type_name(t)) return t;
   if (allow_auto && s == "auto") return WEIGHT_AUTO;
-  throw_type(v.Env(), std::string("dtype must be one of f32, bf16, q8_0, q4_0, q4_k, q5_k, q6_k") + (allow_auto ? ", auto" : ""));
+  throw_type(v.Env(), std::string("dtype must be one of f32, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k") +
+                          (allow_auto ? ", auto" : ""));
 }
 
 // A quantized type by name (the blocks of a Uint8Array).
 WeightType quant_type_arg(const Napi::Value& v) {
   WeightType t = dtype_arg(v);
-  if (!weight_is_quantized(t)) throw_type(v.Env(), "blocks need a quantized type (q8_0, q4_0, q4_k, q5_k, q6_k)");
+  if (!weight_is_quantized(t)) throw_type(v.Env(), "blocks need a quantized type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)");
   return t;
 }
 

@@ -13,7 +13,7 @@ class ThreadPool;
 // of model_create (keep each quantized source in its own type), never a stored type.
 enum WeightType {
   WEIGHT_F32 = 0, WEIGHT_BF16 = 1, WEIGHT_Q8_0 = 2, WEIGHT_Q4_0 = 3, WEIGHT_Q4_K = 4, WEIGHT_Q5_K = 5,
-  WEIGHT_Q6_K = 6, WEIGHT_AUTO = 100
+  WEIGHT_Q6_K = 6, WEIGHT_Q4_1 = 7, WEIGHT_Q5_0 = 8, WEIGHT_Q5_1 = 9, WEIGHT_AUTO = 100
 };
 
 // GGML's block_q8_0, byte for byte: 32 weights w[j] = f32(d) * qs[j]. A Q8_0 matrix (rows, cols) is row-major,
@@ -31,6 +31,28 @@ struct BlockQ4_0 {
   uint8_t qs[16];
 };
 static_assert(sizeof(BlockQ4_0) == 18, "BlockQ4_0 must be GGML's 18-byte layout");
+
+// The other 32-weight types llama-quantize writes for rows that K-quant super-blocks cannot split (Q4_K -> Q5_0,
+// Q5_K -> Q5_1 in a Q4_K_M / Q5_K_M file) and in Q4_1 files. block_q4_1: w = d * q + m, nibbles as Q4_0.
+struct BlockQ4_1 {
+  uint16_t d, m;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ4_1) == 20, "BlockQ4_1 must be GGML's 20-byte layout");
+// block_q5_0: w = d * (q - 16), q = nibble | fifth bit (bit j of the little-endian qh word for weight j).
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ5_0) == 22, "BlockQ5_0 must be GGML's 22-byte layout");
+// block_q5_1: w = d * q + m, q as Q5_0.
+struct BlockQ5_1 {
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ5_1) == 24, "BlockQ5_1 must be GGML's 24-byte layout");
 
 // K-quants: super-blocks of 256 weights (rows must be a multiple of 256).
 constexpr int QK_K = 256;
@@ -105,14 +127,14 @@ void matmul_q8_0_reference(float* y,            // (T, out) overwritten
                            const BlockQ8_0* w,  // (out, in/32)
                            int T, int in, int out);
 
-// ---- quant_k.cpp: Q4_0 and the K-quants (Q4_K, Q5_K, Q6_K) ----------------------------------------------
-bool weight_is_quantized(WeightType t);  // Q8_0, Q4_0, Q4_K, Q5_K, Q6_K
+// ---- quant_k.cpp: Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants (Q4_K, Q5_K, Q6_K) ----------------------------------------------
+bool weight_is_quantized(WeightType t);  // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K
 int quant_block_elems(WeightType t);     // weights per block: 32, or 256 for the K-quants
 size_t quant_block_bytes(WeightType t);
-const char* weight_type_name(WeightType t);  // "f32" | "bf16" | "q8_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k"
+const char* weight_type_name(WeightType t);  // "f32" | "bf16" | "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | ...
 // Dequantize n weights (n % quant_block_elems == 0) of any quantized type, as ggml's dequantize_row_* does.
 void quant_dequantize(WeightType t, float* dst, const void* src, size_t n);
-// Quantize n weights. Q8_0 and Q4_0 are bit for bit ggml's reference quantizers; the K-quants use a simpler
+// Quantize n weights. Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 are bit for bit ggml's reference quantizers; the K-quants use a simpler
 // search than llama.cpp's (per sub-block min/max, then a few refinement passes of scale and offset by least squares)
 // but write the exact format, so any GGML reader decodes them.
 void quant_quantize(WeightType t, void* dst, const float* src, size_t n);

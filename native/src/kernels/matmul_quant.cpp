@@ -1,4 +1,4 @@
-// matmul_quant_forward for the GGML types beyond Q8_0 (Q4_0, Q4_K, Q5_K, Q6_K): the driver (activation
+// matmul_quant_forward for the GGML types beyond Q8_0 (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): the driver (activation
 // quantization, threading), the portable row kernel and the naive reference. The AVX2 row kernel is in
 // matmul_quant_avx2.cpp. Both unpack a chunk of weight blocks per row into int8 + scales (quant_unpack.h) once per
 // token tile and multiply it with int8 activations, so a decode step reads each quantized byte from memory once and

@@ -16,7 +16,7 @@ constexpr int KB_MAX = 64;  // 32-blocks per unpacked chunk (multiple of 8)
 constexpr int R_MAX = 4;    // rows per register tile
 
 // y[t*ldy + r] += chunk dot for R unpacked rows and TK tokens. maddubs takes unsigned x signed bytes: the types
-// with offsets (U: Q4_0, Q4_K, Q5_K) unpack to unsigned values that go in as they are, with the offset term from
+// with offsets (U: Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K) unpack to unsigned values that go in as they are, with the offset term from
 // the activation sums; Q6_K's signed values go in as |q_w| with their sign moved onto q_x (|q_w| <= 32, so pair
 // sums stay far inside int16). After madd, lanes 0-3 hold the dot of bytes 0-15 and lanes 4-7 of bytes 16-31: one
 // scale per 16 weights is one 2-valued vector per block.

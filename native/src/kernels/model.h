@@ -101,8 +101,8 @@ struct StepBatchView {
   const int32_t* logit_rows;    // (L)
 };
 
-// One tensor as the caller holds it: f32 row-major, or (2-D) GGML blocks of a quantized type (Q8_0, Q4_0, Q4_K,
-// Q5_K, Q6_K) whose block size divides cols. `bytes` is its length, checked against the shape the config implies.
+// One tensor as the caller holds it: f32 row-major, or (2-D) GGML blocks of a quantized type (Q8_0, Q4_0, Q4_1,
+// Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) whose block size divides cols. `bytes` is its length, checked against the shape the config implies.
 struct WeightSource {
   const float* f32 = nullptr;
   const void* quant = nullptr;

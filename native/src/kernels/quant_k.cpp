@@ -1,4 +1,4 @@
-// The GGML block formats beyond Q8_0: Q4_0 and the K-quants Q4_K, Q5_K and Q6_K (ggml-common.h layouts), with
+// The GGML block formats beyond Q8_0: Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants Q4_K, Q5_K and Q6_K (ggml-common.h layouts), with
 // their dequantizers (as ggml's dequantize_row_*) and quantizers. Load-time code, portable only: it runs once per
 // weight. Not the matmul (matmul_quant.cpp) and not the unpacking it does per step (quant_unpack.h).
 #include <cmath>
@@ -7,15 +7,21 @@
 #include "kernels.h"
 
 bool weight_is_quantized(WeightType t) {
-  return t == WEIGHT_Q8_0 || t == WEIGHT_Q4_0 || t == WEIGHT_Q4_K || t == WEIGHT_Q5_K || t == WEIGHT_Q6_K;
+  return t == WEIGHT_Q8_0 || t == WEIGHT_Q4_0 || t == WEIGHT_Q4_1 || t == WEIGHT_Q5_0 || t == WEIGHT_Q5_1 ||
+         t == WEIGHT_Q4_K || t == WEIGHT_Q5_K || t == WEIGHT_Q6_K;
 }
 
-int quant_block_elems(WeightType t) { return t == WEIGHT_Q8_0 || t == WEIGHT_Q4_0 ? 32 : QK_K; }
+int quant_block_elems(WeightType t) {
+  return t == WEIGHT_Q4_K || t == WEIGHT_Q5_K || t == WEIGHT_Q6_K ? QK_K : 32;
+}
 
 size_t quant_block_bytes(WeightType t) {
   switch (t) {
     case WEIGHT_Q8_0: return sizeof(BlockQ8_0);
     case WEIGHT_Q4_0: return sizeof(BlockQ4_0);
+    case WEIGHT_Q4_1: return sizeof(BlockQ4_1);
+    case WEIGHT_Q5_0: return sizeof(BlockQ5_0);
+    case WEIGHT_Q5_1: return sizeof(BlockQ5_1);
     case WEIGHT_Q4_K: return sizeof(BlockQ4_K);
     case WEIGHT_Q5_K: return sizeof(BlockQ5_K);
     case WEIGHT_Q6_K: return sizeof(BlockQ6_K);
@@ -29,6 +35,9 @@ const char* weight_type_name(WeightType t) {
     case WEIGHT_BF16: return "bf16";
     case WEIGHT_Q8_0: return "q8_0";
     case WEIGHT_Q4_0: return "q4_0";
+    case WEIGHT_Q4_1: return "q4_1";
+    case WEIGHT_Q5_0: return "q5_0";
+    case WEIGHT_Q5_1: return "q5_1";
     case WEIGHT_Q4_K: return "q4_k";
     case WEIGHT_Q5_K: return "q5_k";
     case WEIGHT_Q6_K: return "q6_k";
@@ -53,6 +62,38 @@ static void dequantize_q4_0(float* y, const BlockQ4_0* x, size_t nb) {
     for (int j = 0; j < 16; j++) {
       y[i * 32 + j] = d * ((x[i].qs[j] & 0xF) - 8);
       y[i * 32 + j + 16] = d * ((x[i].qs[j] >> 4) - 8);
+    }
+  }
+}
+
+static void dequantize_q4_1(float* y, const BlockQ4_1* x, size_t nb) {
+  for (size_t i = 0; i < nb; i++) {
+    const float d = f32_from_f16(x[i].d), m = f32_from_f16(x[i].m);
+    for (int j = 0; j < 16; j++) {
+      y[i * 32 + j] = (x[i].qs[j] & 0xF) * d + m;
+      y[i * 32 + j + 16] = (x[i].qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+// Q5_0 / Q5_1: the fifth bits of weights j and j + 16 are bits j and j + 16 of the little-endian qh word.
+template <typename B, bool OFFSET>
+static void dequantize_q5(float* y, const B* x, size_t nb) {
+  for (size_t i = 0; i < nb; i++) {
+    const float d = f32_from_f16(x[i].d);
+    uint32_t qh;
+    std::memcpy(&qh, x[i].qh, 4);
+    for (int j = 0; j < 16; j++) {
+      const int x0 = (x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10);
+      const int x1 = (x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10);
+      if constexpr (OFFSET) {
+        const float m = f32_from_f16(x[i].m);
+        y[i * 32 + j] = x0 * d + m;
+        y[i * 32 + j + 16] = x1 * d + m;
+      } else {
+        y[i * 32 + j] = (x0 - 16) * d;
+        y[i * 32 + j + 16] = (x1 - 16) * d;
+      }
     }
   }
 }
@@ -114,6 +155,9 @@ void quant_dequantize(WeightType t, float* dst, const void* src, size_t n) {
   switch (t) {
     case WEIGHT_Q8_0: q8_0_dequantize(dst, static_cast<const BlockQ8_0*>(src), n); break;
     case WEIGHT_Q4_0: dequantize_q4_0(dst, static_cast<const BlockQ4_0*>(src), nb); break;
+    case WEIGHT_Q4_1: dequantize_q4_1(dst, static_cast<const BlockQ4_1*>(src), nb); break;
+    case WEIGHT_Q5_0: dequantize_q5<BlockQ5_0, false>(dst, static_cast<const BlockQ5_0*>(src), nb); break;
+    case WEIGHT_Q5_1: dequantize_q5<BlockQ5_1, true>(dst, static_cast<const BlockQ5_1*>(src), nb); break;
     case WEIGHT_Q4_K: dequantize_q4_k(dst, static_cast<const BlockQ4_K*>(src), nb); break;
     case WEIGHT_Q5_K: dequantize_q5_k(dst, static_cast<const BlockQ5_K*>(src), nb); break;
     case WEIGHT_Q6_K: dequantize_q6_k(dst, static_cast<const BlockQ6_K*>(src), nb); break;
@@ -141,6 +185,72 @@ static void quantize_q4_0(BlockQ4_0* y, const float* x, size_t nb) {
       const int a = static_cast<int8_t>(x[j] * id + 8.5f), b = static_cast<int8_t>(x[j + 16] * id + 8.5f);
       y[i].qs[j] = static_cast<uint8_t>((a < 15 ? a : 15) | ((b < 15 ? b : 15) << 4));
     }
+  }
+}
+
+// ggml's quantize_row_q4_1_ref / q5_1_ref: d = (max - min) / nmax, q = (int)((x - min) / d + 0.5) clamped, m = min.
+template <int NMAX>
+static void affine_block(const float* x, uint16_t* d16, uint16_t* m16, uint8_t* q) {
+  float min = x[0], max = x[0];
+  for (int j = 1; j < 32; j++) {
+    min = x[j] < min ? x[j] : min;
+    max = x[j] > max ? x[j] : max;
+  }
+  const float d = (max - min) / NMAX;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  *d16 = f16_from_f32(d);
+  *m16 = f16_from_f32(min);
+  for (int j = 0; j < 32; j++) {
+    const int v = static_cast<int8_t>((x[j] - min) * id + 0.5f);
+    q[j] = static_cast<uint8_t>(v < NMAX ? v : NMAX);
+  }
+}
+
+static void quantize_q4_1(BlockQ4_1* y, const float* x, size_t nb) {
+  uint8_t q[32];
+  for (size_t i = 0; i < nb; i++, x += 32) {
+    affine_block<15>(x, &y[i].d, &y[i].m, q);
+    for (int j = 0; j < 16; j++) y[i].qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+  }
+}
+
+// Packs 32 five-bit values into a Q5 block's nibbles and qh word.
+static void pack_q5(const uint8_t* q, uint8_t* qs, uint8_t* qh4) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; j++) {
+    qs[j] = static_cast<uint8_t>((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4));
+    qh |= static_cast<uint32_t>((q[j] & 0x10) >> 4) << j;
+    qh |= static_cast<uint32_t>((q[j + 16] & 0x10) >> 4) << (j + 16);
+  }
+  std::memcpy(qh4, &qh, 4);
+}
+
+// ggml's quantize_row_q5_0_ref: d = (the value of largest magnitude) / -16, q = min(31, (int8)(x/d + 16.5)).
+static void quantize_q5_0(BlockQ5_0* y, const float* x, size_t nb) {
+  uint8_t q[32];
+  for (size_t i = 0; i < nb; i++, x += 32) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; j++)
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    const float d = max / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[i].d = f16_from_f32(d);
+    for (int j = 0; j < 32; j++) {
+      const int v = static_cast<int8_t>(x[j] * id + 16.5f);
+      q[j] = static_cast<uint8_t>(v < 31 ? v : 31);
+    }
+    pack_q5(q, y[i].qs, y[i].qh);
+  }
+}
+
+static void quantize_q5_1(BlockQ5_1* y, const float* x, size_t nb) {
+  uint8_t q[32];
+  for (size_t i = 0; i < nb; i++, x += 32) {
+    affine_block<31>(x, &y[i].d, &y[i].m, q);
+    pack_q5(q, y[i].qs, y[i].qh);
   }
 }
 
@@ -324,6 +434,9 @@ void quant_quantize(WeightType t, void* dst, const float* src, size_t n) {
   switch (t) {
     case WEIGHT_Q8_0: q8_0_quantize(static_cast<BlockQ8_0*>(dst), src, n); break;
     case WEIGHT_Q4_0: quantize_q4_0(static_cast<BlockQ4_0*>(dst), src, nb); break;
+    case WEIGHT_Q4_1: quantize_q4_1(static_cast<BlockQ4_1*>(dst), src, nb); break;
+    case WEIGHT_Q5_0: quantize_q5_0(static_cast<BlockQ5_0*>(dst), src, nb); break;
+    case WEIGHT_Q5_1: quantize_q5_1(static_cast<BlockQ5_1*>(dst), src, nb); break;
     case WEIGHT_Q4_K: quantize_q4_k(static_cast<BlockQ4_K*>(dst), src, nb); break;
     case WEIGHT_Q5_K: quantize_q5_k(static_cast<BlockQ5_K*>(dst), src, nb); break;
     case WEIGHT_Q6_K: quantize_q6_k(static_cast<BlockQ6_K*>(dst), src, nb); break;

@@ -1,4 +1,4 @@
-// Per-step unpacking of Q4_0 / Q4_K / Q5_K / Q6_K blocks into the one shape the int8 matmul tiles take: for every
+// Per-step unpacking of Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K / Q5_K / Q6_K blocks into the one shape the int8 matmul tiles take: for every
 // 32 weights, int8 q[32], a scale per 16 weights and an offset per 32, so w = s * q + m. Static inline on purpose:
 // matmul_quant.cpp (portable) and matmul_quant_avx2.cpp (compiled for avx2, where these byte loops vectorize) each
 // get their own copy, and no AVX2 instance of a shared inline function can reach portable code.
@@ -30,10 +30,37 @@ static inline void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uin
   }
 }
 
-// Unpacks `units` consecutive blocks of type t (32 weights for Q4_0, 256 for the K-quants) starting at src.
+// kFifthBits[b]: the 8 bits of byte b spread to bit 4 of 8 bytes (bit i -> byte i), the fifth bits of Q5_0/Q5_1.
+struct FifthBits {
+  uint64_t v[256];
+  constexpr FifthBits() : v() {
+    for (int b = 0; b < 256; b++)
+      for (int i = 0; i < 8; i++)
+        if (b & (1 << i)) v[b] |= 0x10ull << (8 * i);
+  }
+};
+static constexpr FifthBits kFifthBits{};
+
+// Q4_0/Q4_1/Q5_0/Q5_1 nibbles (16 bytes: weights j and j + 16) as 32 bytes in weight order, plus the fifth bits of
+// a little-endian qh word when qh is non-null.
+static inline void unpack_nibbles32(const uint8_t* qs, const uint8_t* qh, int8_t* q) {
+  const uint64_t lo4 = 0x0F0F0F0F0F0F0F0Full;
+  uint64_t w[2], out[4];
+  std::memcpy(w, qs, 16);
+  out[0] = w[0] & lo4;
+  out[1] = w[1] & lo4;
+  out[2] = (w[0] >> 4) & lo4;
+  out[3] = (w[1] >> 4) & lo4;
+  if (qh != nullptr)
+    for (int k = 0; k < 4; k++) out[k] |= kFifthBits.v[qh[k]];
+  std::memcpy(q, out, 32);
+}
+
+// Unpacks `units` consecutive blocks of type t (32 weights for Q4_0/Q4_1/Q5_0/Q5_1, 256 for the K-quants) at src.
 // q: (units * elems) int8; s: (units * elems / 16) scales; m: (units * elems / 32) offsets (all zero for the
 // symmetric Q6_K). Returns true for the types whose q are unsigned (0..15 or 0..31) with an offset per 32 (Q4_0,
-// Q4_K, Q5_K; the AVX2 tile feeds them to maddubs as they are), false for Q6_K (signed q, no offset).
+// Q4_1, Q5_0, Q5_1, Q4_K, Q5_K; the AVX2 tile feeds them to maddubs as they are), false for Q6_K (signed q, no
+// offset).
 static inline bool quant_unpack(WeightType t, const uint8_t* __restrict__ src, int units, int8_t* __restrict__ q,
                                 float* __restrict__ s, float* __restrict__ m) {
   switch (t) {
@@ -41,18 +68,39 @@ static inline bool quant_unpack(WeightType t, const uint8_t* __restrict__ src, i
       // w = d * (nibble - 8) = d * nibble - 8d: the nibbles go out unchanged (two 64-bit masks per 16 bytes; byte
       // loops over 18-byte blocks vectorize badly) and -8d becomes the block's offset.
       const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(src);
-      const uint64_t lo4 = 0x0F0F0F0F0F0F0F0Full;
       for (int u = 0; u < units; u++, q += 32, s += 2, m += 1) {
-        uint64_t w[2], out[4];
-        std::memcpy(w, b[u].qs, 16);
-        out[0] = w[0] & lo4;
-        out[1] = w[1] & lo4;
-        out[2] = (w[0] >> 4) & lo4;
-        out[3] = (w[1] >> 4) & lo4;
-        std::memcpy(q, out, 32);
+        unpack_nibbles32(b[u].qs, nullptr, q);
         const float d = unpack_f16(b[u].d);
         s[0] = s[1] = d;
         m[0] = -8.0f * d;
+      }
+      return true;
+    }
+    case WEIGHT_Q4_1: {  // w = d * nibble + m
+      const BlockQ4_1* b = reinterpret_cast<const BlockQ4_1*>(src);
+      for (int u = 0; u < units; u++, q += 32, s += 2, m += 1) {
+        unpack_nibbles32(b[u].qs, nullptr, q);
+        s[0] = s[1] = unpack_f16(b[u].d);
+        m[0] = unpack_f16(b[u].m);
+      }
+      return true;
+    }
+    case WEIGHT_Q5_0: {  // w = d * (q - 16) = d * q - 16d
+      const BlockQ5_0* b = reinterpret_cast<const BlockQ5_0*>(src);
+      for (int u = 0; u < units; u++, q += 32, s += 2, m += 1) {
+        unpack_nibbles32(b[u].qs, b[u].qh, q);
+        const float d = unpack_f16(b[u].d);
+        s[0] = s[1] = d;
+        m[0] = -16.0f * d;
+      }
+      return true;
+    }
+    case WEIGHT_Q5_1: {  // w = d * q + m
+      const BlockQ5_1* b = reinterpret_cast<const BlockQ5_1*>(src);
+      for (int u = 0; u < units; u++, q += 32, s += 2, m += 1) {
+        unpack_nibbles32(b[u].qs, b[u].qh, q);
+        s[0] = s[1] = unpack_f16(b[u].d);
+        m[0] = unpack_f16(b[u].m);
       }
       return true;
     }

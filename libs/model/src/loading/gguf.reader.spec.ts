@@ -121,7 +121,7 @@ describe('GGUF reader', () => {
       ['an absurd string length', () => { const b = Buffer.from(stories()); b.writeBigUInt64LE(0xffffffffffffn, 24); return b; }, /metadata key #0 claims \d+ bytes but only \d+ remain/],
       ['an architecture outside the Llama family', () => patchAfter(tiny(), 'general.architecture', Buffer.from('bloom'), 12), /unsupported GGUF architecture "bloom"/],
       ['a k-quant tensor whose rows its super-blocks cannot split', () => patchAfter(tiny(), 'blk.0.attn_q.weight', u32(12), 4 + 16), /tensor "blk\.0\.attn_q\.weight" \(q4_k\) has ne\[0\] 32, not a multiple of 256/],
-      ['a GGML type the engine does not serve', () => patchAfter(tiny(), 'blk.0.attn_q.weight', u32(16), 4 + 16), /tensor "blk\.0\.attn_q\.weight" has GGML type IQ2_XXS; Flywheel loads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K/],
+      ['a GGML type the engine does not serve', () => patchAfter(tiny(), 'blk.0.attn_q.weight', u32(16), 4 + 16), /tensor "blk\.0\.attn_q\.weight" has GGML type IQ2_XXS; Flywheel loads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K/],
       ['a missing hyperparameter', () => patchAfter(tiny(), 'llama.block_count', Buffer.from('x'), -1), /llama\.block_count is missing/],
     ];
     it.each(cases)('%s', async (_what, bytes, message) => {

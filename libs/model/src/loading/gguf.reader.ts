@@ -11,7 +11,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { GGMLQuantizationType } from '@huggingface/gguf';
 import { isQuantType, QUANT_BLOCKS } from '@flywheel/kernels';
-import type { Llama3RopeScaling, LongRopeScaling, ModelSpec, QuantTensor, ServingWeightMap, WeightMap } from '@flywheel/kernels';
+import type { Llama3RopeScaling, LongRopeScaling, ModelSpec, QuantTensor, QuantType, ServingWeightMap, WeightMap } from '@flywheel/kernels';
 import { bf16ArrayToF32, f16ArrayToF32 } from './half-float.codec';
 import { ModelLoadError } from './model-load.error';
 import type { SupportedArchitecture } from './model-config.schema';
@@ -45,7 +45,7 @@ export interface GgufVocab {
   chatTemplate: string | null;
 }
 
-export type GgufTensorDtype = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
+export type GgufTensorDtype = 'f32' | 'f16' | 'bf16' | QuantType;
 
 export interface GgufModel {
   file: string;
@@ -87,6 +87,9 @@ const LOADABLE_TYPES = new Map<number, { dtype: GgufTensorDtype; bytes: (n: numb
     [
       [GGMLQuantizationType.Q8_0, 'q8_0'],
       [GGMLQuantizationType.Q4_0, 'q4_0'],
+      [GGMLQuantizationType.Q4_1, 'q4_1'],
+      [GGMLQuantizationType.Q5_0, 'q5_0'],
+      [GGMLQuantizationType.Q5_1, 'q5_1'],
       [GGMLQuantizationType.Q4_K, 'q4_k'],
       [GGMLQuantizationType.Q5_K, 'q5_k'],
       [GGMLQuantizationType.Q6_K, 'q6_k'],
@@ -371,7 +374,7 @@ function loadableType(info: GgufTensorInfo, file: string) {
   const kind = LOADABLE_TYPES.get(info.type);
   if (kind === undefined) {
     const typeName = GGMLQuantizationType[info.type] ?? `type ${info.type}`;
-    throw new ModelLoadError(`tensor "${info.name}" has GGML type ${typeName}; Flywheel loads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K`, file);
+    throw new ModelLoadError(`tensor "${info.name}" has GGML type ${typeName}; Flywheel loads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K`, file);
   }
   return kind;
 }

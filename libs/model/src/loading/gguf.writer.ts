@@ -22,9 +22,9 @@ export interface GgufToWrite {
 }
 
 /** ggml_type ids (ggml.h). */
-const GGML_TYPE: Record<'f32' | 'bf16' | QuantType, number> = { f32: 0, q4_0: 2, q8_0: 8, q4_k: 12, q5_k: 13, q6_k: 14, bf16: 30 };
+const GGML_TYPE: Record<'f32' | 'bf16' | QuantType, number> = { f32: 0, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, q4_k: 12, q5_k: 13, q6_k: 14, bf16: 30 };
 /** llama_ftype of a file whose matrices are mostly this type (llama.h); K-quants as their _M mixes when Q6_K is there. */
-const FILE_TYPE: Record<'f32' | 'bf16' | QuantType, number> = { f32: 0, q4_0: 2, q8_0: 7, q4_k: 14, q5_k: 16, q6_k: 18, bf16: 32 };
+const FILE_TYPE: Record<'f32' | 'bf16' | QuantType, number> = { f32: 0, q4_0: 2, q4_1: 3, q5_0: 8, q5_1: 9, q8_0: 7, q4_k: 14, q5_k: 16, q6_k: 18, bf16: 32 };
 const ALIGNMENT = 32;
 const GGML_QUANT_VERSION = 2;
 
