@@ -167,7 +167,16 @@ void quant_dequantize(WeightType t, float* dst, const void* src, size_t n) {
 
 // ---- quantizers -------------------------------------------------------------------------------------------
 
-static inline int nearest_int(float v) { return static_cast<int>(std::lround(v)); }
+// Round to nearest (ties to even) without a libm call: for |v| < 2^22, adding 1.5 * 2^23 leaves the rounded integer
+// in the low mantissa bits (larger magnitudes saturate at ±4e6, far outside every clamp that follows). The K-quant
+// searches call it for every weight several times.
+static inline int nearest_int(float v) {
+  v = v > 4e6f ? 4e6f : v < -4e6f ? -4e6f : v;
+  const float shifted = v + 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &shifted, 4);
+  return (bits & 0x007fffff) - 0x00400000;
+}
 
 // ggml's quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8, q = min(15, (int8)(x/d + 8.5)).
 static void quantize_q4_0(BlockQ4_0* y, const float* x, size_t nb) {
