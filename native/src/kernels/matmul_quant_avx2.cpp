@@ -84,7 +84,7 @@ static UqTileFn uq_tile_fn(int rn, int tn, bool unsigned_with_offsets) {
   return table[unsigned_with_offsets ? 1 : 0][rn - 1][tn - 1];
 }
 
-// ---- decode (T == 1) straight from the blocks for Q4_0, Q4_K and Q6_K ------------------------------------------------
+// ---- decode (T == 1) straight from the blocks for Q4_0, Q4_K, Q5_K and Q6_K ------------------------------------------------
 // At one token the unpacking above costs as much as the dot itself (every weight is stored and loaded once more),
 // so the types of Q4_0 / Q4_K_M files split their bits in registers instead: the 4-bit values are unsigned, so they
 // go into maddubs as they are, and the offsets (-8d for Q4_0, -dmin*m for Q4_K) are taken off with the activation
@@ -122,7 +122,8 @@ static void q4_0_decode_rows(float* y, const int8_t* xq, const float* xd, const 
 
 // The 12 bytes of a Q4_K super-block's packed 6-bit scales and mins as two vectors of 8 floats (times d and dmin):
 // the four 32-bit words are rearranged so that bytes 0-7 are the scales and bytes 8-15 the mins.
-static inline void q4_k_scales(const BlockQ4_K* blk, __m256* sc, __m256* mn) {
+template <typename Blk>  // BlockQ4_K or BlockQ5_K: the same d, dmin and scales
+static inline void q4_k_scales(const Blk* blk, __m256* sc, __m256* mn) {
   uint32_t u[4];
   memcpy(u, blk->scales, 12);
   const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
@@ -137,17 +138,22 @@ static inline void q4_k_scales(const BlockQ4_K* blk, __m256* sc, __m256* mn) {
                       _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
 }
 
-template <int R>
-static void q4_k_decode_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
+template <bool FIFTH> struct KBlock { using type = BlockQ4_K; };  // (no <type_traits>: no STL in this unit)
+template <> struct KBlock<true> { using type = BlockQ5_K; };
+
+// Q4_K, and Q5_K (FIFTH: the fifth bit of weight l of group g is bit 2g, or 2g + 1 for the high half, of qh[l]).
+template <int R, bool FIFTH>
+static void k4_decode_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
                              size_t row_bytes, int nsb) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  using Blk = typename KBlock<FIFTH>::type;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   __m256 acc[R], off[R];
   for (int r = 0; r < R; r++) acc[r] = off[r] = _mm256_setzero_ps();
   for (int u = 0; u < nsb; u++) {
     alignas(32) float sx[R][8];  // d * sc_j * d_x of the 8 blocks, per row
     const __m256 dx = _mm256_loadu_ps(xd + u * 8), sumx = _mm256_loadu_ps(xs + u * 8);
     for (int r = 0; r < R; r++) {
-      const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
+      const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
       const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
       _mm_prefetch(next, _MM_HINT_T0);
       _mm_prefetch(next + 64, _MM_HINT_T0);
@@ -162,9 +168,15 @@ static void q4_k_decode_rows(float* y, const int8_t* xq, const float* xd, const 
       const __m256i qx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
       const __m256i qx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b + 1) * 32));
       for (int r = 0; r < R; r++) {
-        const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
+        const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
-        const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        if (FIFTH) {
+          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ5_K*>(blk)->qh));
+          const __m128i c0 = _mm_cvtsi32_si128(2 * g), c1 = _mm_cvtsi32_si128(2 * g + 1);
+          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, c0), one), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, c1), one), 4));
+        }
         acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sx[r][2 * g]), dot_u4x32(lo, qx0), acc[r]);
         acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sx[r][2 * g + 1]), dot_u4x32(hi, qx1), acc[r]);
       }
@@ -223,16 +235,22 @@ static void q6_k_decode_rows(float* y, const int8_t* xq, const float* xd, const 
 
 using DecodeRowsFn = void (*)(float*, const int8_t*, const float*, const float*, const uint8_t*, size_t, int);
 
-// Rows [r0, r1) of a one-token matmul for Q4_0 / Q4_K / Q6_K, 4 rows at a time; false for other types (Q5_K).
+// Rows [r0, r1) of a one-token matmul for Q4_0 / Q4_K / Q5_K / Q6_K, 4 rows at a time; false for other types.
 static bool decode_rows_direct(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
                                WeightType type, int in, int r0, int r1) {
   static const DecodeRowsFn q40[4] = {q4_0_decode_rows<1>, q4_0_decode_rows<2>, q4_0_decode_rows<3>,
                                       q4_0_decode_rows<4>};
-  static const DecodeRowsFn q4k[4] = {q4_k_decode_rows<1>, q4_k_decode_rows<2>, q4_k_decode_rows<3>,
-                                      q4_k_decode_rows<4>};
+  static const DecodeRowsFn q4k[4] = {k4_decode_rows<1, false>, k4_decode_rows<2, false>, k4_decode_rows<3, false>,
+                                      k4_decode_rows<4, false>};
+  static const DecodeRowsFn q5k[4] = {k4_decode_rows<1, true>, k4_decode_rows<2, true>, k4_decode_rows<3, true>,
+                                      k4_decode_rows<4, true>};
   static const DecodeRowsFn q6k[4] = {q6_k_decode_rows<1>, q6_k_decode_rows<2>, q6_k_decode_rows<3>,
                                       q6_k_decode_rows<4>};
-  const DecodeRowsFn* fns = type == WEIGHT_Q4_0 ? q40 : type == WEIGHT_Q4_K ? q4k : type == WEIGHT_Q6_K ? q6k : nullptr;
+  const DecodeRowsFn* fns = type == WEIGHT_Q4_0   ? q40
+                            : type == WEIGHT_Q4_K ? q4k
+                            : type == WEIGHT_Q5_K ? q5k
+                            : type == WEIGHT_Q6_K ? q6k
+                                                  : nullptr;
   if (fns == nullptr) return false;
   const int units = in / quant_block_elems(type);
   const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
