@@ -16,6 +16,7 @@
         "src/kernels/quant_k.cpp",
         "src/kernels/matmul_quant.cpp",
         "src/kernels/matmul_quant_avx2.cpp",
+        "src/kernels/matmul_quant_avx512.cpp",
         "src/kernels/rmsnorm.cpp",
         "src/kernels/rope.cpp",
         "src/kernels/swiglu.cpp",

@@ -411,6 +411,21 @@ int main() {
     test_attention(&pool, {6, 2, 16, 5, true}, 13, 9, 10);
     test_attention(&pool, {3, 1, 12, 3, true}, 7, 1, 11);
   }
+  // With AVX-512 VNNI: the one-token 4-bit decode again without it, equal to it up to the order of the f32 sums.
+  if (simd_avx512_supported()) {
+    simd_force_portable(false);
+    for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K})
+      for (int in : {32 * 7, 256, 4096}) {
+        if (in % quant_block_elems(type) != 0) continue;
+        unsigned seed = 900 + in;
+        simd_force_no_avx512(false);
+        const std::vector<float> on = test_matmul_quant(&pool, type, 1, in, 21, seed);
+        simd_force_no_avx512(true);
+        const std::vector<float> off = test_matmul_quant(&pool, type, 1, in, 21, seed);
+        simd_force_no_avx512(false);
+        check("avx512 vnni == avx2 (one-token 4-bit decode)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
+      }
+  }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).
   if (simd_avx2_supported())
     for (size_t i = 0; i < q8_out[0].size(); i++) {

@@ -85,7 +85,12 @@ static_assert(sizeof(BlockQ6_K) == 210, "BlockQ6_K must be GGML's 210-byte layou
 bool simd_avx2_supported();        // the CPU has AVX2+FMA+F16C
 bool simd_use_avx2();              // supported, and not forced portable (env FLYWHEEL_NATIVE_PORTABLE=1 or setter)
 void simd_force_portable(bool on);
-const char* simd_name();           // "avx2" | "portable"
+// AVX-512 VNNI (+BW, VL): the one-token 4-bit decode kernels use it where the CPU has it, on top of the AVX2 path;
+// off with env FLYWHEEL_NATIVE_NO_AVX512=1 or the setter (the tests compare both).
+bool simd_avx512_supported();
+bool simd_use_avx512();
+void simd_force_no_avx512(bool on);
+const char* simd_name();           // "avx2" | "portable" (AVX-512 VNNI use: simd_use_avx512)
 
 // bf16 is the top half of an f32; conversion from f32 rounds to nearest even (NaN stays NaN).
 uint16_t bf16_from_f32(float f);

@@ -15,6 +15,22 @@ static bool detect_avx2() {
 #endif
 }
 
+// AVX-512 with VNNI (byte dot products into int32) and the BW/VL forms the 4-bit decode kernels use.
+static bool detect_avx512_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return detect_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+static bool env_set(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
+}
+
 static bool env_forces_portable() {
   const char* v = std::getenv("FLYWHEEL_NATIVE_PORTABLE");
   return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
@@ -22,10 +38,15 @@ static bool env_forces_portable() {
 
 static const bool g_avx2_supported = detect_avx2();
 static std::atomic<bool> g_force_portable{env_forces_portable()};
+static const bool g_avx512_supported = detect_avx512_vnni();
+static std::atomic<bool> g_no_avx512{env_set("FLYWHEEL_NATIVE_NO_AVX512")};
 
 bool simd_avx2_supported() { return g_avx2_supported; }
 bool simd_use_avx2() { return g_avx2_supported && !g_force_portable.load(std::memory_order_relaxed); }
 void simd_force_portable(bool on) { g_force_portable.store(on); }
+bool simd_avx512_supported() { return g_avx512_supported; }
+bool simd_use_avx512() { return g_avx512_supported && simd_use_avx2() && !g_no_avx512.load(std::memory_order_relaxed); }
+void simd_force_no_avx512(bool on) { g_no_avx512.store(on); }
 const char* simd_name() { return simd_use_avx2() ? "avx2" : "portable"; }
 
 uint16_t bf16_from_f32(float f) {
