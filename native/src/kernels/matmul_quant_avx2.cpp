@@ -10,6 +10,7 @@
 #include "kernels.h"
 #define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
+#include "quant_avx2.h"
 #include "simd_avx2.h"
 
 // In matmul_quant_avx512.cpp: the one-token Q4_K / Q4_0 rows with AVX-512 VNNI; false for other types.
@@ -94,9 +95,6 @@ static UqTileFn uq_tile_fn(int rn, int tn, bool unsigned_with_offsets) {
 // go into maddubs as they are, and the offsets (-8d for Q4_0, -dmin*m for Q4_K) are taken off with the activation
 // sums. Same contract as the unpacking path: y[r] += dot(row r, x) for r in [0, R).
 
-static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {  // 32 weights in [0, 15] . 32 int8 activations -> 8 f32
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w4, qx), _mm256_set1_epi16(1)));
-}
 
 template <int R>
 static void q4_0_decode_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
@@ -124,23 +122,6 @@ static void q4_0_decode_rows(float* y, const int8_t* xq, const float* xd, const 
   for (int r = 0; r < R; r++) y[r] += hsum(acc[r]) + off[r];
 }
 
-// The 12 bytes of a Q4_K super-block's packed 6-bit scales and mins as two vectors of 8 floats (times d and dmin):
-// the four 32-bit words are rearranged so that bytes 0-7 are the scales and bytes 8-15 the mins.
-template <typename Blk>  // BlockQ4_K or BlockQ5_K: the same d, dmin and scales
-static inline void q4_k_scales(const Blk* blk, __m256* sc, __m256* mn) {
-  uint32_t u[4];
-  memcpy(u, blk->scales, 12);
-  const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
-  u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);  // mins 4-7
-  const uint32_t mins03 = u[1] & m6;
-  u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);         // scales 4-7
-  u[2] = mins03;
-  u[0] &= m6;                                             // scales 0-3
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
-  *sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
-  *mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
-                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
-}
 
 template <bool FIFTH> struct KBlock { using type = BlockQ4_K; };  // (no <type_traits>: no STL in this unit)
 template <> struct KBlock<true> { using type = BlockQ5_K; };
@@ -163,7 +144,7 @@ static void k4_decode_rows(float* y, const int8_t* xq, const float* xd, const fl
       _mm_prefetch(next + 64, _MM_HINT_T0);
       _mm_prefetch(next + 128, _MM_HINT_T0);
       __m256 sc, mn;
-      q4_k_scales(blk, &sc, &mn);
+      k4_scales(blk, &sc, &mn);
       _mm256_store_ps(sx[r], _mm256_mul_ps(sc, dx));
       off[r] = _mm256_fnmadd_ps(mn, sumx, off[r]);  // - dmin * m_j * d_x sum(q_x) per block
     }

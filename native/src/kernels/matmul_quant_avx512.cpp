@@ -2,7 +2,7 @@
 // vector holds two 32-weight blocks, `vpdpbusd` multiplies their unsigned nibbles with the int8 activations and
 // sums each 4 products into int32 (no int16 step), and one permute spreads the two blocks' scales over its halves.
 // Nine instructions per 64 weights and row where the AVX2 kernel needs fourteen. Compiled for avx512f/bw/vl/vnni
-// and called only after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp).
+// and called only after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h with the AVX2 unit.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 // GCC 12's _mm512_insert*64x4 / extract*64x4 pass an undefined vector as the unused mask source, which -Wall
 // reports as (maybe-)uninitialized inside the intrinsics header; nothing here reads an uninitialized value.
@@ -13,23 +13,9 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "quant_avx2.h"
 #include "simd_avx2.h"
 
-// The 12 packed 6-bit scales and mins of a Q4_K super-block as 8 floats each, times d and dmin (as the AVX2 unit).
-static inline void scales_k4(const BlockQ4_K* blk, __m256* sc, __m256* mn) {
-  uint32_t u[4];
-  memcpy(u, blk->scales, 12);
-  const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
-  u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
-  const uint32_t mins03 = u[1] & m6;
-  u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
-  u[2] = mins03;
-  u[0] &= m6;
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
-  *sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
-  *mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
-                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
-}
 
 template <int R>
 static void q4_k_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
@@ -51,7 +37,7 @@ static void q4_k_rows(float* y, const int8_t* xq, const float* xd, const float* 
       _mm_prefetch(next + 64, _MM_HINT_T0);
       _mm_prefetch(next + 128, _MM_HINT_T0);
       __m256 sc, mn;
-      scales_k4(blk, &sc, &mn);
+      k4_scales(blk, &sc, &mn);
       sx[r] = _mm512_zextps256_ps512(_mm256_mul_ps(sc, dx));
       off[r] = _mm256_fnmadd_ps(mn, sumx, off[r]);
     }

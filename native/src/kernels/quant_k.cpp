@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernels.h"
+#include "quant_unpack.h"  // unpack_scale_min_k4: the K-quant scale packing
 
 bool weight_is_quantized(WeightType t) {
   return t == WEIGHT_Q8_0 || t == WEIGHT_Q4_0 || t == WEIGHT_Q4_1 || t == WEIGHT_Q5_0 || t == WEIGHT_Q5_1 ||
@@ -42,17 +43,6 @@ const char* weight_type_name(WeightType t) {
     case WEIGHT_Q5_K: return "q5_k";
     case WEIGHT_Q6_K: return "q6_k";
     default: return "auto";
-  }
-}
-
-// Sub-block j (0..7) of a K-quant super-block: its 6-bit scale and min, packed as ggml's get_scale_min_k4 reads them.
-static inline void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
   }
 }
 
@@ -98,36 +88,28 @@ static void dequantize_q5(float* y, const B* x, size_t nb) {
   }
 }
 
-static void dequantize_q4_k(float* y, const BlockQ4_K* x, size_t nb) {
+// Q4_K, and Q5_K (FIFTH: plus 16 where the weight's bit in qh is set), in ggml's operation order: d1 * q - m1.
+template <typename B, bool FIFTH>
+static void dequantize_k4(float* y, const B* x, size_t nb) {
   for (size_t i = 0; i < nb; i++) {
     const float d = f32_from_f16(x[i].d), dmin = f32_from_f16(x[i].dmin);
     const uint8_t* q = x[i].qs;
     for (int g = 0; g < 4; g++, q += 32) {  // 64 weights: sub-blocks 2g (low nibbles) and 2g+1 (high)
       uint8_t sc, m;
-      scale_min_k4(2 * g, x[i].scales, &sc, &m);
+      unpack_scale_min_k4(2 * g, x[i].scales, &sc, &m);
       const float d1 = d * sc, m1 = dmin * m;
-      scale_min_k4(2 * g + 1, x[i].scales, &sc, &m);
+      unpack_scale_min_k4(2 * g + 1, x[i].scales, &sc, &m);
       const float d2 = d * sc, m2 = dmin * m;
-      for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
-      for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
-    }
-  }
-}
-
-static void dequantize_q5_k(float* y, const BlockQ5_K* x, size_t nb) {
-  for (size_t i = 0; i < nb; i++) {
-    const float d = f32_from_f16(x[i].d), dmin = f32_from_f16(x[i].dmin);
-    const uint8_t* ql = x[i].qs;
-    const uint8_t* qh = x[i].qh;
-    for (int g = 0; g < 4; g++, ql += 32) {
-      uint8_t sc, m;
-      scale_min_k4(2 * g, x[i].scales, &sc, &m);
-      const float d1 = d * sc, m1 = dmin * m;
-      scale_min_k4(2 * g + 1, x[i].scales, &sc, &m);
-      const float d2 = d * sc, m2 = dmin * m;
-      const uint8_t u1 = static_cast<uint8_t>(1u << (2 * g)), u2 = static_cast<uint8_t>(2u << (2 * g));
-      for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-      for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+      for (int l = 0; l < 32; l++) {
+        int h = 0;
+        if constexpr (FIFTH) h = x[i].qh[l] & (1u << (2 * g)) ? 16 : 0;
+        *y++ = d1 * ((q[l] & 0xF) + h) - m1;
+      }
+      for (int l = 0; l < 32; l++) {
+        int h = 0;
+        if constexpr (FIFTH) h = x[i].qh[l] & (2u << (2 * g)) ? 16 : 0;
+        *y++ = d2 * ((q[l] >> 4) + h) - m2;
+      }
     }
   }
 }
@@ -158,8 +140,8 @@ void quant_dequantize(WeightType t, float* dst, const void* src, size_t n) {
     case WEIGHT_Q4_1: dequantize_q4_1(dst, static_cast<const BlockQ4_1*>(src), nb); break;
     case WEIGHT_Q5_0: dequantize_q5<BlockQ5_0, false>(dst, static_cast<const BlockQ5_0*>(src), nb); break;
     case WEIGHT_Q5_1: dequantize_q5<BlockQ5_1, true>(dst, static_cast<const BlockQ5_1*>(src), nb); break;
-    case WEIGHT_Q4_K: dequantize_q4_k(dst, static_cast<const BlockQ4_K*>(src), nb); break;
-    case WEIGHT_Q5_K: dequantize_q5_k(dst, static_cast<const BlockQ5_K*>(src), nb); break;
+    case WEIGHT_Q4_K: dequantize_k4<BlockQ4_K, false>(dst, static_cast<const BlockQ4_K*>(src), nb); break;
+    case WEIGHT_Q5_K: dequantize_k4<BlockQ5_K, true>(dst, static_cast<const BlockQ5_K*>(src), nb); break;
     case WEIGHT_Q6_K: dequantize_q6_k(dst, static_cast<const BlockQ6_K*>(src), nb); break;
     default: break;
   }
@@ -178,22 +160,34 @@ static inline int nearest_int(float v) {
   return (bits & 0x007fffff) - 0x00400000;
 }
 
-// ggml's quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8, q = min(15, (int8)(x/d + 8.5)).
-static void quantize_q4_0(BlockQ4_0* y, const float* x, size_t nb) {
-  for (size_t i = 0; i < nb; i++, x += 32) {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < 32; j++)
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    const float d = max / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = f16_from_f32(d);
-    for (int j = 0; j < 16; j++) {
-      const int a = static_cast<int8_t>(x[j] * id + 8.5f), b = static_cast<int8_t>(x[j + 16] * id + 8.5f);
-      y[i].qs[j] = static_cast<uint8_t>((a < 15 ? a : 15) | ((b < 15 ? b : 15) << 4));
+// The value of largest magnitude among x[0..n) (its sign kept; the first of equal magnitudes), as ggml picks it.
+static float signed_absmax(const float* x, int n) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < n; j++)
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
     }
+  return max;
+}
+
+// ggml's quantize_row_q4_0_ref / q5_0_ref: d = signed_absmax / -H, q = min(2H - 1, (int8)(x/d + H + 0.5)).
+template <int H>
+static void symmetric_block(const float* x, uint16_t* d16, uint8_t* q) {
+  const float d = signed_absmax(x, 32) / -static_cast<float>(H);
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  *d16 = f16_from_f32(d);
+  for (int j = 0; j < 32; j++) {
+    const int v = static_cast<int8_t>(x[j] * id + (H + 0.5f));
+    q[j] = static_cast<uint8_t>(v < 2 * H - 1 ? v : 2 * H - 1);
+  }
+}
+
+static void quantize_q4_0(BlockQ4_0* y, const float* x, size_t nb) {
+  uint8_t q[32];
+  for (size_t i = 0; i < nb; i++, x += 32) {
+    symmetric_block<8>(x, &y[i].d, q);
+    for (int j = 0; j < 16; j++) y[i].qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
   }
 }
 
@@ -234,23 +228,10 @@ static void pack_q5(const uint8_t* q, uint8_t* qs, uint8_t* qh4) {
   std::memcpy(qh4, &qh, 4);
 }
 
-// ggml's quantize_row_q5_0_ref: d = (the value of largest magnitude) / -16, q = min(31, (int8)(x/d + 16.5)).
 static void quantize_q5_0(BlockQ5_0* y, const float* x, size_t nb) {
   uint8_t q[32];
   for (size_t i = 0; i < nb; i++, x += 32) {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < 32; j++)
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
-    const float d = max / -16.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = f16_from_f32(d);
-    for (int j = 0; j < 32; j++) {
-      const int v = static_cast<int8_t>(x[j] * id + 16.5f);
-      q[j] = static_cast<uint8_t>(v < 31 ? v : 31);
-    }
+    symmetric_block<16>(x, &y[i].d, q);
     pack_q5(q, y[i].qs, y[i].qh);
   }
 }
@@ -347,7 +328,7 @@ static void quantize_k_affine(uint8_t* d16, uint8_t* dmin16, uint8_t* scales, ui
   const float d = f32_from_f16(dh), dmin = f32_from_f16(mh);
   for (int j = 0; j < 8; j++) {
     uint8_t s, m;
-    scale_min_k4(j, scales, &s, &m);
+    unpack_scale_min_k4(j, scales, &s, &m);
     const float ds = d * s, dm = dmin * m;
     for (int i = 0; i < 32; i++) {
       int q = ds != 0.0f ? nearest_int((x[32 * j + i] + dm) / ds) : 0;
@@ -395,13 +376,7 @@ static void quantize_q6_k(BlockQ6_K* y, const float* x, size_t nb) {
   for (size_t i = 0; i < nb; i++, x += QK_K) {
     float sc[16], max_abs = 0.0f, max_sc = 0.0f;
     for (int j = 0; j < 16; j++) {
-      float amax = 0.0f, v = 0.0f;
-      for (int k = 0; k < 16; k++)
-        if (std::fabs(x[16 * j + k]) > amax) {
-          amax = std::fabs(x[16 * j + k]);
-          v = x[16 * j + k];
-        }
-      sc[j] = v / -32.0f;
+      sc[j] = signed_absmax(x + 16 * j, 16) / -32.0f;
       if (std::fabs(sc[j]) > max_abs) {
         max_abs = std::fabs(sc[j]);
         max_sc = sc[j];

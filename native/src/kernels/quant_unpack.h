@@ -56,6 +56,34 @@ static inline void unpack_nibbles32(const uint8_t* qs, const uint8_t* qh, int8_t
   std::memcpy(q, out, 32);
 }
 
+// Q4_K, and Q5_K (FIFTH: the fifth bit of weight l of 64-weight group g is bit 2g of qh[l], 2g + 1 for the high
+// half): per group, 64 q, 4 scales (one per 16) and 2 offsets.
+template <typename B, bool FIFTH>
+static inline void unpack_k4(const B* b, int units, int8_t* __restrict__ q, float* __restrict__ s, float* __restrict__ m) {
+  for (int u = 0; u < units; u++) {
+    const float d = unpack_f16(b[u].d), dmin = unpack_f16(b[u].dmin);
+    for (int g = 0; g < 4; g++, q += 64, s += 4, m += 2) {
+      const uint8_t* qs = b[u].qs + 32 * g;
+      for (int l = 0; l < 32; l++) {
+        int lo = qs[l] & 0xF, hi = qs[l] >> 4;
+        if constexpr (FIFTH) {
+          lo |= ((b[u].qh[l] >> (2 * g)) & 1) << 4;
+          hi |= ((b[u].qh[l] >> (2 * g + 1)) & 1) << 4;
+        }
+        q[l] = static_cast<int8_t>(lo);
+        q[l + 32] = static_cast<int8_t>(hi);
+      }
+      uint8_t sc, mn;
+      unpack_scale_min_k4(2 * g, b[u].scales, &sc, &mn);
+      s[0] = s[1] = d * sc;
+      m[0] = -dmin * mn;
+      unpack_scale_min_k4(2 * g + 1, b[u].scales, &sc, &mn);
+      s[2] = s[3] = d * sc;
+      m[1] = -dmin * mn;
+    }
+  }
+}
+
 // Unpacks `units` consecutive blocks of type t (32 weights for Q4_0/Q4_1/Q5_0/Q5_1, 256 for the K-quants) at src.
 // q: (units * elems) int8; s: (units * elems / 16) scales; m: (units * elems / 32) offsets (all zero for the
 // symmetric Q6_K). Returns true for the types whose q are unsigned (0..15 or 0..31) with an offset per 32 (Q4_0,
@@ -104,50 +132,12 @@ static inline bool quant_unpack(WeightType t, const uint8_t* __restrict__ src, i
       }
       return true;
     }
-    case WEIGHT_Q4_K: {
-      const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(src);
-      for (int u = 0; u < units; u++) {
-        const float d = unpack_f16(b[u].d), dmin = unpack_f16(b[u].dmin);
-        for (int g = 0; g < 4; g++, q += 64, s += 4, m += 2) {
-          const uint8_t* qs = b[u].qs + 32 * g;
-          for (int l = 0; l < 32; l++) {
-            q[l] = static_cast<int8_t>(qs[l] & 0xF);
-            q[l + 32] = static_cast<int8_t>(qs[l] >> 4);
-          }
-          uint8_t sc, mn;
-          unpack_scale_min_k4(2 * g, b[u].scales, &sc, &mn);
-          s[0] = s[1] = d * sc;
-          m[0] = -dmin * mn;
-          unpack_scale_min_k4(2 * g + 1, b[u].scales, &sc, &mn);
-          s[2] = s[3] = d * sc;
-          m[1] = -dmin * mn;
-        }
-      }
+    case WEIGHT_Q4_K:
+      unpack_k4<BlockQ4_K, false>(reinterpret_cast<const BlockQ4_K*>(src), units, q, s, m);
       return true;
-    }
-    case WEIGHT_Q5_K: {
-      const BlockQ5_K* b = reinterpret_cast<const BlockQ5_K*>(src);
-      for (int u = 0; u < units; u++) {
-        const float d = unpack_f16(b[u].d), dmin = unpack_f16(b[u].dmin);
-        for (int g = 0; g < 4; g++, q += 64, s += 4, m += 2) {
-          const uint8_t* qs = b[u].qs + 32 * g;
-          const uint8_t* qh = b[u].qh;
-          const int lo = 2 * g, hi = 2 * g + 1;
-          for (int l = 0; l < 32; l++) {
-            q[l] = static_cast<int8_t>((qs[l] & 0xF) | (((qh[l] >> lo) & 1) << 4));
-            q[l + 32] = static_cast<int8_t>((qs[l] >> 4) | (((qh[l] >> hi) & 1) << 4));
-          }
-          uint8_t sc, mn;
-          unpack_scale_min_k4(2 * g, b[u].scales, &sc, &mn);
-          s[0] = s[1] = d * sc;
-          m[0] = -dmin * mn;
-          unpack_scale_min_k4(2 * g + 1, b[u].scales, &sc, &mn);
-          s[2] = s[3] = d * sc;
-          m[1] = -dmin * mn;
-        }
-      }
+    case WEIGHT_Q5_K:
+      unpack_k4<BlockQ5_K, true>(reinterpret_cast<const BlockQ5_K*>(src), units, q, s, m);
       return true;
-    }
     case WEIGHT_Q6_K: {
       const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(src);
       for (int u = 0; u < units; u++) {

@@ -38,7 +38,7 @@ export class WideningWeightMap implements WeightMap {
     if (t === undefined || t instanceof Float32Array) return t;
     let w = this.widened.get(name);
     if (w === undefined) {
-      w = widen(t);
+      w = dequantizeBlocks(t);
       this.widened.set(name, w);
     }
     return w;
@@ -81,6 +81,3 @@ export function dequantizeBlocks(t: QuantTensor): Float32Array {
   return ops.dequantize(t.dtype, t.blocks);
 }
 
-function widen(t: QuantTensor): Float32Array {
-  return dequantizeBlocks(t);
-}
