@@ -131,8 +131,9 @@ export const ops = {
     return loadNative().opDequantizeQ8_0(blocks);
   },
   /**
-   * GGML blocks of x in any quantized type (length a multiple of its block size): Q8_0 and Q4_0 bit for bit as
-   * gguf-py's reference quantizers; the K-quants by our own search (see quant_k.cpp), in the exact format.
+   * GGML blocks of x in any quantized type (length a multiple of its block size): Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1
+   * bit for bit as gguf-py's reference quantizers; the K-quants by our own search (see quant_k.cpp), in the exact
+   * format.
    */
   quantize(type: QuantType, x: Float32Array): Uint8Array {
     if (!isQuantType(type)) engineArgs.fail(`type must be one of ${QUANT_TYPES.join(', ')}`);

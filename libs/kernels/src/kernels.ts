@@ -143,7 +143,7 @@ function cacheState(cache: KvCacheHandle): CacheState {
 
 /**
  * Copies the weights into one native allocation, converting each matrix to the dtype: bf16 rounds to nearest even;
- * a quantized dtype keeps tensors already in it bit for bit and quantizes the others (Q8_0 and Q4_0 as gguf-py
+ * a quantized dtype keeps tensors already in it bit for bit and quantizes the others (the 32-weight types as gguf-py
  * does; a matrix whose rows its blocks cannot split falls back to q8_0, then f32); f32 and bf16 widen quantized
  * tensors; 'auto' keeps every quantized tensor in its own type.
  */
