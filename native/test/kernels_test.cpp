@@ -1,4 +1,4 @@
-// Native test of the kernels without Node: matmul (f32, bf16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), the quantized formats, swiglu and paged attention
+// Native test of the kernels without Node: matmul (f32, bf16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), the quantized formats, GeGLU, soft-capping and paged attention (full and sliding-window)
 // (prefill and decode) against naive loops in this file, on awkward shapes, through both the AVX2 and the portable
 // paths. (The Q8_0 weight quantizer's bit-for-bit check against gguf-py is a jest spec over a committed fixture.)
 // `make -C native/test test`. The fuller suite (every op, the whole model) is the jest specs in libs/kernels.
@@ -304,6 +304,27 @@ static void test_embedding_q8_0(unsigned seed) {
       }
 }
 
+// GeGLU (Gemma's MLP) and soft-capping against double-precision formulas.
+static void test_geglu_softcap(ThreadPool* pool, int T, int I, unsigned seed) {
+  const int ld = 2 * I;
+  std::vector<float> gu(static_cast<size_t>(T) * ld), out(static_cast<size_t>(T) * I);
+  for (auto& a : gu) a = 4.0f * frand(&seed);
+  std::vector<double> want(out.size());
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < I; i++) {
+      const double g = gu[static_cast<size_t>(t) * ld + i], u = gu[static_cast<size_t>(t) * ld + I + i];
+      want[static_cast<size_t>(t) * I + i] =
+          0.5 * g * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (g + 0.044715 * g * g * g))) * u;
+    }
+  geglu_forward(out.data(), gu.data(), gu.data() + I, T, I, ld, pool);
+  check("geglu", out, want, 1e-5);
+  std::vector<float> x(gu.begin(), gu.begin() + 257);
+  std::vector<double> capped(x.size());
+  for (size_t i = 0; i < x.size(); i++) capped[i] = 1.5 * std::tanh(x[i] / 1.5);
+  softcap_forward(x.data(), x.size(), 1.5f);
+  check("softcap", x, capped, 1e-6);
+}
+
 // Gathered-from-pages naive attention of one query row.
 static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T, unsigned seed) {
   const int num_blocks = (start + T + s.block_size - 1) / s.block_size + 3;
@@ -335,18 +356,21 @@ static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T,
   std::vector<double> want(static_cast<size_t>(T) * qd, 0.0);
   for (int t = 0; t < T; t++)
     for (int h = 0; h < s.num_heads; h++) {
-      const int n = start + t + 1, g = h / G;
+      // Keys first..n-1: all, or the last s.window (sliding layers). Scale, then soft-cap, then softmax.
+      const int n = start + t + 1, g = h / G, first = s.window > 0 && n > s.window ? n - s.window : 0;
       std::vector<double> sc(n);
       double mx = -1e300, sum = 0;
-      for (int p = 0; p < n; p++) {
+      const double scale = s.scale > 0 ? s.scale : 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+      for (int p = first; p < n; p++) {
         const size_t slot = static_cast<size_t>(table[p / s.block_size]) * s.block_size + p % s.block_size;
         double d = 0;
         for (int i = 0; i < s.head_dim; i++) d += q[t * qd + h * s.head_dim + i] * k[slot * width + g * s.head_dim + i];
-        sc[p] = d / std::sqrt(static_cast<double>(s.head_dim));
+        sc[p] = d * scale;
+        if (s.softcap > 0) sc[p] = s.softcap * std::tanh(sc[p] / s.softcap);
         mx = std::fmax(mx, sc[p]);
       }
-      for (int p = 0; p < n; p++) sum += (sc[p] = std::exp(sc[p] - mx));
-      for (int p = 0; p < n; p++) {
+      for (int p = first; p < n; p++) sum += (sc[p] = std::exp(sc[p] - mx));
+      for (int p = first; p < n; p++) {
         const size_t slot = static_cast<size_t>(table[p / s.block_size]) * s.block_size + p % s.block_size;
         for (int i = 0; i < s.head_dim; i++)
           want[static_cast<size_t>(t) * qd + h * s.head_dim + i] += sc[p] / sum * v[slot * width + g * s.head_dim + i];
@@ -354,9 +378,11 @@ static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T,
     }
   std::vector<float> y(want.size());
   attention_prefill_forward(y.data(), q.data(), qd, kp, vp, table.data(), start, T, s, pool);
-  char name[112];
-  std::snprintf(name, sizeof name, "attention prefill H=%d KVH=%d D=%d bs=%d start=%d T=%d kv=%s (%s)", s.num_heads,
-                s.num_kv_heads, s.head_dim, s.block_size, start, T, s.kv_f16 ? "f16" : "f32", simd_name());
+  char name[160];
+  std::snprintf(name, sizeof name,
+                "attention prefill H=%d KVH=%d D=%d bs=%d start=%d T=%d kv=%s window=%d scale=%g softcap=%g (%s)",
+                s.num_heads, s.num_kv_heads, s.head_dim, s.block_size, start, T, s.kv_f16 ? "f16" : "f32", s.window,
+                s.scale, s.softcap, simd_name());
   check(name, y, want, 1e-5);
   // The last token again as a decode query: same row.
   std::vector<int32_t> pos = {start + T - 1};
@@ -371,6 +397,8 @@ int main() {
   ThreadPool pool(2);
   test_f16();
   test_embedding_q8_0(11);
+  test_geglu_softcap(&pool, 3, 37, 31);
+  test_geglu_softcap(&pool, 20, 64, 32);
   if (simd_avx2_supported()) {
     test_q8_0_activations(1, 32, 21);
     test_q8_0_activations(7, 1120, 22);
@@ -410,6 +438,15 @@ int main() {
     test_attention(&pool, {9, 3, 64, 16, true}, 0, 20, 9);
     test_attention(&pool, {6, 2, 16, 5, true}, 13, 9, 10);
     test_attention(&pool, {3, 1, 12, 3, true}, 7, 1, 11);
+    // Sliding windows (Mistral, Gemma): inside one block, across block edges, wider than the context; Gemma's own
+    // query scale and Gemma 2's score soft-capping (a cap small enough to bend these scores).
+    test_attention(&pool, {9, 3, 64, 16, false, 0.0f, 0.0f, 5}, 0, 20, 12);
+    test_attention(&pool, {6, 2, 16, 5, false, 0.0f, 0.0f, 7}, 13, 9, 13);
+    test_attention(&pool, {4, 4, 128, 7, true, 0.0f, 0.0f, 16}, 30, 11, 14);
+    test_attention(&pool, {3, 1, 12, 3, false, 0.0f, 0.0f, 64}, 7, 5, 15);
+    test_attention(&pool, {6, 2, 16, 4, true, 0.0f, 0.0f, 3}, 21, 1, 16);
+    test_attention(&pool, {4, 2, 32, 8, false, 0.3f, 0.5f, 0}, 5, 12, 17);
+    test_attention(&pool, {4, 2, 32, 8, true, 0.2f, 0.4f, 6}, 9, 10, 18);
   }
   // With AVX-512 VNNI: the one-token 4-bit decode again without it, equal to it up to the order of the f32 sums.
   if (simd_avx512_supported()) {

@@ -122,6 +122,18 @@ function checkSpec(spec: ModelSpec): void {
     engineArgs.int(lr.originalMaxPositionEmbeddings, 'spec.longRope.originalMaxPositionEmbeddings', 1);
     engineArgs.positive(lr.attentionFactor, 'spec.longRope.attentionFactor');
   }
+  if (spec.hiddenAct !== undefined && spec.hiddenAct !== 'silu' && spec.hiddenAct !== 'gelu_tanh') {
+    engineArgs.fail(`spec.hiddenAct must be 'silu' or 'gelu_tanh'`);
+  }
+  for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeLocalTheta'] as const) {
+    if (spec[key] !== undefined) engineArgs.positive(spec[key], `spec.${key}`);
+  }
+  if (spec.slidingWindow !== undefined) engineArgs.int(spec.slidingWindow, 'spec.slidingWindow', 1);
+  if (spec.slidingLayers !== undefined) {
+    if (spec.slidingWindow === undefined) engineArgs.fail('spec.slidingLayers needs spec.slidingWindow');
+    if (!Array.isArray(spec.slidingLayers)) engineArgs.fail('spec.slidingLayers must be an array of layer indices');
+    for (const l of spec.slidingLayers) engineArgs.int(l, 'spec.slidingLayers[i]', 0, spec.numLayers - 1);
+  }
   if (spec.vocabSize * spec.hiddenSize > 2 ** 31 - 1) engineArgs.fail('spec.vocabSize * spec.hiddenSize is too large');
 }
 

@@ -29,6 +29,36 @@ export interface ModelSpec {
   noRopeLayers?: number[];
   /** Phi-3 LongRoPE (rope_scaling type "longrope"); absent: none. Not combined with ropeScaling. */
   longRope?: LongRopeScaling;
+  /** The MLP's gate activation: 'silu' (SwiGLU, the default) or 'gelu_tanh' (Gemma's GeGLU, gelu_pytorch_tanh). */
+  hiddenAct?: 'silu' | 'gelu_tanh';
+  /** Input embeddings are multiplied by this (Gemma: sqrt(hiddenSize) rounded to f32); absent: 1. A tied LM head reads the unscaled table. */
+  embedScale?: number;
+  /** Attention scores are q·k times this (Gemma's query_pre_attn_scalar ** -0.5); absent: 1 / sqrt(headDim). */
+  attnScale?: number;
+  /** Attention scores are soft-capped as cap * tanh(s / cap) before the mask (Gemma 2's attn_logit_softcapping); absent: none. */
+  attnSoftcap?: number;
+  /** Final logits are soft-capped likewise (Gemma 2's final_logit_softcapping); absent: none. */
+  finalSoftcap?: number;
+  /**
+   * Gemma 2/3 sandwich norms: `post_attention_layernorm` normalises the attention output before its residual add,
+   * `pre_feedforward_layernorm` is the MLP's input norm and `post_feedforward_layernorm` normalises the MLP output
+   * before its residual add. Absent: Llama's two norms (`post_attention_layernorm` is the MLP's input norm).
+   */
+  sandwichNorms?: boolean;
+  /**
+   * Hugging Face checkpoints store every RMSNorm weight (q/k norms included) as w where the model scales by (1 + w)
+   * (Gemma). The safetensors loader adds 1 and the writer subtracts it, so the engine, the trainer and GGUF (whose
+   * converter already adds it) see plain RMSNorm weights.
+   */
+  normWeightOffset?: boolean;
+  /**
+   * Sliding-window attention: a query at position p attends to keys at positions p - slidingWindow + 1 .. p, on the
+   * layers in slidingLayers (ascending), or on every layer when slidingLayers is absent; absent: full attention.
+   */
+  slidingWindow?: number;
+  slidingLayers?: number[];
+  /** RoPE base of the sliding layers, unscaled (Gemma 3's rope_local_base_freq); absent: as every other layer. */
+  ropeLocalTheta?: number;
 }
 
 /**

@@ -1,8 +1,8 @@
 // Finite-difference checks of every training backward: (1) each float64 reference op (training.reference.ts)
 // against central differences of its forward, to 1e-6; (2) each native op (forward where it has its own, and
 // backward) against that reference, to 1e-5; (3) the native model's gradients of every tensor kind
-// (embedding, norms, q/k/v/o and biases, MLP, untied/tied LM head, scalar head) against central differences of
-// the native f32 loss; plus determinism across thread counts, state round trips and argument checks.
+// (embedding, norms, q/k/v/o and biases, MLP, untied/tied LM head, scalar head, and every Gemma 2/3 op: GeGLU,
+// soft-caps, sandwich norms, sliding windows) against central differences of the native f32 loss; plus determinism across thread counts, state round trips and argument checks.
 import { expectedWeightShapes } from '.';
 import { makeRng, randomWeights } from './kernels.reference';
 import * as R from './training.reference';
@@ -21,6 +21,7 @@ import {
   trainStep,
   zeroGrad,
   DEFAULT_OPTIMIZER,
+  type ModelSpec,
   type TrainBatch,
 } from '.';
 
@@ -188,6 +189,19 @@ describe('native training ops vs the float64 references (f32 inputs, 1e-5 relati
 });
 
 const spec = R.TINY_TRAIN_SPEC;
+const GEMMA_KNOBS: Partial<ModelSpec> = {
+  attentionBias: false,
+  qkNorm: true,
+  hiddenAct: 'gelu_tanh',
+  embedScale: 4,
+  attnScale: 0.3,
+  attnSoftcap: 1.5,
+  finalSoftcap: 2.5,
+  sandwichNorms: true,
+  slidingWindow: 3,
+  slidingLayers: [0],
+  ropeLocalTheta: 500,
+};
 
 function batchOf(): { batch: TrainBatch; targets: Int32Array; weights: Float32Array } {
   const B = 2, T = 6;
@@ -202,8 +216,8 @@ function batchOf(): { batch: TrainBatch; targets: Int32Array; weights: Float32Ar
 describe('native model gradients vs central differences of the native loss', () => {
   // f32 forward: h = 1e-2 keeps rounding noise (~1e-7 of the loss) far below the differences; truncation error
   // is O(h^2). Checked per coordinate with |num - ana| <= 2e-3 + 2e-2 |num|, on 3 coordinates of every tensor.
-  async function check(tied: boolean, scalar: boolean): Promise<void> {
-    const s = { ...spec, tieWordEmbeddings: tied };
+  async function check(tied: boolean, scalar: boolean, over: Partial<ModelSpec> = {}): Promise<void> {
+    const s = { ...spec, tieWordEmbeddings: tied, ...over };
     const weights = randomWeights(s, 77, trainableWeightShapes(s, scalar ? 1 : 0));
     const model = createTrainableModel(s, weights, { numLabels: scalar ? 1 : 0, threads: 2 });
     const { batch, targets, weights: lw } = batchOf();
@@ -253,6 +267,10 @@ describe('native model gradients vs central differences of the native loss', () 
   it('LM loss, untied head, q/k/v bias, padding both sides, weighted loss mask', () => check(false, false));
   it('LM loss, tied embeddings', () => check(true, false));
   it('scalar head at the last real token (reward/value)', () => check(false, true));
+  // Gemma 2/3: GeGLU, scaled embeddings, own query scale, soft-capped scores and logits, sandwich norms, q/k norms,
+  // a sliding window (3 of the 6 slots) on layer 0 with its own RoPE base.
+  it('LM loss, every Gemma knob (GeGLU, soft-caps, sandwich norms, sliding window)', () => check(true, false, GEMMA_KNOBS));
+  it('scalar head, every Gemma knob', () => check(true, true, GEMMA_KNOBS));
 });
 
 describe('native training determinism and state', () => {

@@ -16,6 +16,7 @@ import {
   trainableWeightShapes,
   trainStep,
   zeroGrad,
+  type ModelSpec,
   type TrainBatch,
 } from '.';
 
@@ -58,8 +59,8 @@ describe('policyForward / policyBackward (per-token RL step)', () => {
     }
   });
 
-  async function gradientCheck(tied: boolean): Promise<void> {
-    const s = { ...spec, tieWordEmbeddings: tied };
+  async function gradientCheck(tied: boolean, over: Partial<ModelSpec> = {}): Promise<void> {
+    const s = { ...spec, tieWordEmbeddings: tied, ...over };
     const base = randomWeights(s, 11, trainableWeightShapes(s, 1));
     const model = createTrainableModel(s, base, { numLabels: 1, threads: 2 });
     const { batch, targets, sel, dlogp, dvalues } = fixture();
@@ -108,6 +109,8 @@ describe('policyForward / policyBackward (per-token RL step)', () => {
 
   it('gradient of sum(dlogp*logp) + sum(dvalues*values) matches central differences (untied head, bias, padding)', () => gradientCheck(false));
   it('gradient matches central differences with tied embeddings', () => gradientCheck(true));
+  it('gradient matches central differences through soft-capped logits (Gemma 2) and the other Gemma ops', () =>
+    gradientCheck(true, { attentionBias: false, qkNorm: true, hiddenAct: 'gelu_tanh', embedScale: 4, attnSoftcap: 1.5, finalSoftcap: 2.5, sandwichNorms: true, slidingWindow: 2, ropeLocalTheta: 500 }));
 
   it('refuses a stale pass instead of back-propagating through other activations', async () => {
     const { batch, targets, sel, dlogp, n } = fixture();

@@ -34,9 +34,11 @@ export function expectedWeightShapes(spec: ModelSpec, scoreLabels: number | null
     }
     shapes.set(`${p}self_attn.o_proj.weight`, [C, qd]);
     shapes.set(`${p}post_attention_layernorm.weight`, [C]);
+    if (spec.sandwichNorms) shapes.set(`${p}pre_feedforward_layernorm.weight`, [C]);
     shapes.set(`${p}mlp.gate_proj.weight`, [I, C]);
     shapes.set(`${p}mlp.up_proj.weight`, [I, C]);
     shapes.set(`${p}mlp.down_proj.weight`, [C, I]);
+    if (spec.sandwichNorms) shapes.set(`${p}post_feedforward_layernorm.weight`, [C]);
   }
   shapes.set('model.norm.weight', [C]);
   if (scoreLabels !== null) shapes.set('score.weight', [scoreLabels, C]);

@@ -80,6 +80,32 @@ ModelConfig config_from(const Napi::Object& o) {
     c.longrope.original_max_position_embeddings = static_cast<int>(num_field(r, "originalMaxPositionEmbeddings"));
     c.longrope.attention_factor = static_cast<float>(num_field(r, "attentionFactor"));
   }
+  // Gemma 2/3: each optional, absent (undefined) meaning the Llama behaviour.
+  auto opt_num = [&](const char* name) {
+    Napi::Value v = o.Get(name);
+    return v.IsNumber() ? static_cast<float>(v.As<Napi::Number>().DoubleValue()) : 0.0f;
+  };
+  Napi::Value act = o.Get("hiddenAct");
+  c.gelu_tanh = act.IsString() && act.As<Napi::String>().Utf8Value() == "gelu_tanh";
+  c.embed_scale = opt_num("embedScale");
+  c.attn_scale = opt_num("attnScale");
+  c.attn_softcap = opt_num("attnSoftcap");
+  c.final_softcap = opt_num("finalSoftcap");
+  c.sandwich_norms = o.Get("sandwichNorms").ToBoolean();
+  c.rope_local_theta = opt_num("ropeLocalTheta");
+  Napi::Value sw = o.Get("slidingWindow");
+  c.sliding_window = sw.IsNumber() ? sw.As<Napi::Number>().Int32Value() : 0;
+  if (c.sliding_window < 0) throw Napi::TypeError::New(o.Env(), "slidingWindow must be positive");
+  Napi::Value sl = o.Get("slidingLayers");
+  if (sl.IsArray()) {
+    Napi::Array layers = sl.As<Napi::Array>();
+    c.sliding.assign(static_cast<size_t>(c.num_layers), 0);
+    for (uint32_t i = 0; i < layers.Length(); i++) {
+      const int l = int_arg(layers.Get(i), "slidingLayers[i]");
+      if (l < 0 || l >= c.num_layers) throw Napi::TypeError::New(o.Env(), "slidingLayers holds a layer out of range");
+      c.sliding[static_cast<size_t>(l)] = 1;
+    }
+  }
   return c;
 }
 

@@ -4,6 +4,7 @@
 // translation units and are picked at runtime (simd.cpp).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -195,6 +196,12 @@ void swiglu_forward(float* out,        // (T, I)
                     const float* gate, // (T, ld) first I used
                     const float* up,   // (T, ld) first I used
                     int T, int I, int ld, ThreadPool* pool);
+// Gemma's GeGLU: out = gelu_tanh(gate) * up, gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+void geglu_forward(float* out,        // (T, I)
+                   const float* gate, // (T, ld) first I used
+                   const float* up,   // (T, ld) first I used
+                   int T, int I, int ld, ThreadPool* pool);
+float gelu_tanh(float x);
 float exp_fast(float x);  // exp within ~2 ulp for x in [-87, 88], saturating outside
 
 // ---- embedding.cpp --------------------------------------------------------------------------------------
@@ -207,11 +214,21 @@ void embedding_forward(float* out,            // (T, C)
 // Paged KV pools of one layer: (num_blocks, block_size, num_kv_heads, head_dim) in f32, or in IEEE half when
 // kv_f16 (half the bytes per token; scores, softmax and outputs stay f32). The key of position p of a sequence with
 // block table bt lives in block bt[p / block_size], row p % block_size.
-// Grouped-query: query head h reads kv head h / (H / KVH). Scores are scaled by 1/sqrt(D), softmax subtracts max.
+// Grouped-query: query head h reads kv head h / (H / KVH). Scores are scaled by 1/sqrt(D) (or `scale`), soft-capped
+// when softcap > 0 (cap * tanh(s / cap), Gemma 2), and softmax subtracts max. window > 0: the query at position p
+// attends to positions max(0, p - window + 1)..p only (sliding-window layers).
 struct AttentionShape {
   int num_heads, num_kv_heads, head_dim, block_size;
   bool kv_f16 = false;
+  float scale = 0.0f;    // 0: 1/sqrt(head_dim)
+  float softcap = 0.0f;  // 0: none
+  int window = 0;        // 0: every earlier position
 };
+inline float attention_scale(const AttentionShape& s) {
+  return s.scale > 0 ? s.scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+}
+// Soft-capping in place: x = cap * tanh(x / cap) for n values, cap > 0 (Gemma 2's scores and final logits).
+void softcap_forward(float* x, size_t n, float cap);
 // Writes T tokens' K/V rows into their slots, rounding to half (nearest even) when kv_f16.
 void kv_cache_write(void* k_pool, void* v_pool,  // (num_blocks, block_size, KVH, D) f32 or f16
                     const float* k,              // (T, ld) KVH*D used

@@ -122,7 +122,7 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
   };
 
   struct LayerOffsets {
-    size_t in_norm, bqkv, post_norm, q_norm, k_norm;
+    size_t in_norm, bqkv, post_norm, q_norm, k_norm, attn_out_norm, mlp_out_norm;
     Group qkv, o, gu, down;
   };
   std::vector<LayerOffsets> lo(cfg.num_layers);
@@ -144,7 +144,14 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
       o.k_norm = place_vector(p + "self_attn.k_norm.weight", cfg.head_dim);
     }
     o.o = place_group({{p + "self_attn.o_proj.weight", C}}, qd);
-    o.post_norm = place_vector(p + "post_attention_layernorm.weight", C);
+    if (cfg.sandwich_norms) {
+      // Gemma: post_attention_layernorm is on the attention output, pre_feedforward_layernorm is the MLP's input.
+      o.attn_out_norm = place_vector(p + "post_attention_layernorm.weight", C);
+      o.post_norm = place_vector(p + "pre_feedforward_layernorm.weight", C);
+      o.mlp_out_norm = place_vector(p + "post_feedforward_layernorm.weight", C);
+    } else {
+      o.post_norm = place_vector(p + "post_attention_layernorm.weight", C);
+    }
     o.gu = place_group({{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, C);
     o.down = place_group({{p + "mlp.down_proj.weight", C}}, I);
   }
@@ -203,6 +210,8 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
     w.k_norm = cfg.qk_norm ? reinterpret_cast<const float*>(base + o.k_norm) : nullptr;
     w.o = parts_of(o.o, base).part[0];
     w.post_norm = reinterpret_cast<const float*>(base + o.post_norm);
+    w.attn_out_norm = cfg.sandwich_norms ? reinterpret_cast<const float*>(base + o.attn_out_norm) : nullptr;
+    w.mlp_out_norm = cfg.sandwich_norms ? reinterpret_cast<const float*>(base + o.mlp_out_norm) : nullptr;
     w.gate_up = parts_of(o.gu, base);
     w.down = parts_of(o.down, base).part[0];
     bytes_of(w.qkv, C);
@@ -217,7 +226,15 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
   m->head_type = head.type[0];
   bytes_of(parts_of(head, base), C);
   model_rope_freqs(cfg, &m->inv_freq, &m->inv_freq_long);
+  model_rope_local_freqs(cfg, &m->inv_freq_local);
   return m;
+}
+
+void model_rope_local_freqs(const ModelConfig& cfg, std::vector<float>* inv_freq_local) {
+  inv_freq_local->clear();
+  if (cfg.rope_local_theta <= 0) return;
+  inv_freq_local->resize(cfg.rotary_dim / 2);
+  rope_inv_freq(inv_freq_local->data(), cfg.rotary_dim, cfg.rope_local_theta, nullptr);
 }
 
 void model_rope_freqs(const ModelConfig& cfg, std::vector<float>* inv_freq, std::vector<float>* inv_freq_long) {
@@ -309,6 +326,13 @@ static void matmul_parts(float* y, const float* x, const MatParts& p, const floa
   }
 }
 
+// Sandwich norms (Gemma): x (T, C) += rmsnorm(y) with weight w; y is overwritten.
+static void add_normed(float* x, float* y, const float* w, int T, int C, float eps, ThreadPool* pool) {
+  rmsnorm_forward(y, y, w, T, C, eps, pool);
+  const size_t n = static_cast<size_t>(T) * C;
+  for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
 void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logits) {
   const ModelConfig& cfg = m->cfg;
   ThreadPool* pool = m->pool.get();
@@ -325,6 +349,8 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
   std::vector<float> act(static_cast<size_t>(T) * I);       // (T, I)
   const int rot = cfg.rotary_dim;
   std::vector<float> cos_t(static_cast<size_t>(T) * rot / 2), sin_t(static_cast<size_t>(T) * rot / 2);
+  std::vector<float> cos_local, sin_local;                  // sliding layers' own base (Gemma 3), when it has one
+  std::vector<float> out_proj;                              // (T, C) sandwich norms: o_proj / down_proj output
   std::vector<int64_t> slots(T);
   std::vector<float> scratch;                               // parts of an unstacked q/k/v or gate/up matmul
 
@@ -354,8 +380,18 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
   }
 
   embedding_forward(x.data(), b.tokens, m->embed, m->embed_type, T, C);
+  if (cfg.embed_scale > 0 && cfg.embed_scale != 1.0f)
+    for (float& v : x) v *= cfg.embed_scale;
   model_rope_tables(cfg, m->inv_freq, m->inv_freq_long, b.positions, T, cos_t.data(), sin_t.data());
-  const AttentionShape shape{H, KVH, D, bs, cache->f16};
+  if (!m->inv_freq_local.empty()) {
+    cos_local.resize(cos_t.size());
+    sin_local.resize(sin_t.size());
+    rope_tables(cos_local.data(), sin_local.data(), b.positions, m->inv_freq_local.data(), T, rot);
+  }
+  if (cfg.sandwich_norms) out_proj.resize(static_cast<size_t>(T) * C);
+  AttentionShape shape{H, KVH, D, bs, cache->f16};
+  shape.scale = cfg.attn_scale;
+  shape.softcap = cfg.attn_softcap;
 
   for (int l = 0; l < cfg.num_layers; l++) {
     const LayerWeights& w = m->layers[l];
@@ -372,9 +408,13 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
       }
     }
     if (model_layer_rotates(cfg, l)) {
-      model_rope_heads(qkv.data(), qkvd, cos_t.data(), sin_t.data(), T, H, D, rot);
-      model_rope_heads(qkv.data() + qd, qkvd, cos_t.data(), sin_t.data(), T, KVH, D, rot);
+      const bool local = model_layer_local_rope(cfg, l);
+      const float* ct = local ? cos_local.data() : cos_t.data();
+      const float* st = local ? sin_local.data() : sin_t.data();
+      model_rope_heads(qkv.data(), qkvd, ct, st, T, H, D, rot);
+      model_rope_heads(qkv.data() + qd, qkvd, ct, st, T, KVH, D, rot);
     }
+    shape.window = model_layer_window(cfg, l);
     kv_cache_write(k_pool, v_pool, qkv.data() + qd, qkv.data() + qd + kvd, qkvd, slots.data(), T, kvd, cache->f16);
     for (const Run& r : prefills) {
       const int32_t* bt = b.block_tables + static_cast<size_t>(b.seq_index[r.start]) * b.max_blocks;
@@ -385,11 +425,22 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
     if (!dec_rows.empty())
       attention_decode_forward(att.data(), qkv.data(), qkvd, dec_rows.data(), k_pool, v_pool, dec_pos.data(),
                                dec_tables.data(), b.max_blocks, static_cast<int>(dec_rows.size()), shape, pool);
-    matmul_forward(x.data(), att.data(), w.o.w, w.o.type, nullptr, T, qd, C, true, pool);
+    if (w.attn_out_norm) {
+      matmul_forward(out_proj.data(), att.data(), w.o.w, w.o.type, nullptr, T, qd, C, false, pool);
+      add_normed(x.data(), out_proj.data(), w.attn_out_norm, T, C, cfg.rms_norm_eps, pool);
+    } else {
+      matmul_forward(x.data(), att.data(), w.o.w, w.o.type, nullptr, T, qd, C, true, pool);
+    }
     rmsnorm_forward(h.data(), x.data(), w.post_norm, T, C, cfg.rms_norm_eps, pool);
     matmul_parts(gu.data(), h.data(), w.gate_up, nullptr, T, C, 2 * I, scratch, pool);
-    swiglu_forward(act.data(), gu.data(), gu.data() + I, T, I, 2 * I, pool);
-    matmul_forward(x.data(), act.data(), w.down.w, w.down.type, nullptr, T, I, C, true, pool);
+    if (cfg.gelu_tanh) geglu_forward(act.data(), gu.data(), gu.data() + I, T, I, 2 * I, pool);
+    else swiglu_forward(act.data(), gu.data(), gu.data() + I, T, I, 2 * I, pool);
+    if (w.mlp_out_norm) {
+      matmul_forward(out_proj.data(), act.data(), w.down.w, w.down.type, nullptr, T, I, C, false, pool);
+      add_normed(x.data(), out_proj.data(), w.mlp_out_norm, T, C, cfg.rms_norm_eps, pool);
+    } else {
+      matmul_forward(x.data(), act.data(), w.down.w, w.down.type, nullptr, T, I, C, true, pool);
+    }
   }
 
   std::vector<float> last(static_cast<size_t>(b.L) * C);  // (L, C)
@@ -398,4 +449,5 @@ void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logi
                 sizeof(float) * C);
   rmsnorm_forward(last.data(), last.data(), m->final_norm, b.L, C, cfg.rms_norm_eps, pool);
   matmul_forward(logits, last.data(), m->lm_head, m->head_type, nullptr, b.L, C, cfg.vocab_size, false, pool);
+  if (cfg.final_softcap > 0) softcap_forward(logits, static_cast<size_t>(b.L) * cfg.vocab_size, cfg.final_softcap);
 }

@@ -34,6 +34,16 @@ struct ModelConfig {
   std::vector<uint8_t> no_rope;  // (num_layers) 1 where the layer skips RoPE (SmolLM3 NoPE layers), or empty
   bool has_longrope;
   LongRope longrope;
+  // Gemma 2/3 (zero / false / empty for the Llama families):
+  bool gelu_tanh;          // MLP gate activation gelu_pytorch_tanh (GeGLU) instead of silu (SwiGLU)
+  float embed_scale;       // input embeddings times this (sqrt(C) rounded to f32); 0 or 1: none
+  float attn_scale;        // attention scores q.k times this; 0: 1/sqrt(D)
+  float attn_softcap;      // scores soft-capped to cap*tanh(s/cap) before the mask; 0: none
+  float final_softcap;     // logits soft-capped likewise; 0: none
+  bool sandwich_norms;     // norms on the attention and MLP outputs too (post_attention / post_feedforward)
+  int sliding_window;      // a query at p sees keys p-window+1..p on sliding layers; 0: full attention everywhere
+  std::vector<uint8_t> sliding;  // (num_layers) 1 on sliding layers; empty with sliding_window > 0: every layer
+  float rope_local_theta;  // RoPE base of sliding layers (unscaled); 0: as the other layers
 };
 
 // One stored matrix (rows, cols) in its storage type. A projection that the step computes as one matmul (q/k/v,
@@ -56,9 +66,11 @@ struct LayerWeights {
   const float* q_norm;         // (D) or nullptr (qk_norm off)
   const float* k_norm;         // (D) or nullptr
   MatPart o;                   // (C, H*D)
-  const float* post_norm;      // (C)
+  const float* post_norm;      // (C) the MLP's input norm (HF pre_feedforward_layernorm with sandwich norms)
+  const float* attn_out_norm;  // (C) sandwich norms: on the attention output (HF post_attention_layernorm); else null
   MatParts gate_up;            // (2*I, C) gate rows then up rows
   MatPart down;                // (C, I)
+  const float* mlp_out_norm;   // (C) sandwich norms: on the MLP output (HF post_feedforward_layernorm); else null
 };
 
 struct Model {
@@ -73,6 +85,7 @@ struct Model {
   WeightType head_type;
   std::vector<float> inv_freq;   // (rotary_dim/2)
   std::vector<float> inv_freq_long;  // (rotary_dim/2) LongRoPE's long set, else empty
+  std::vector<float> inv_freq_local;  // (rotary_dim/2) sliding layers' own base (rope_local_theta), else empty
   std::unique_ptr<ThreadPool> pool;
   std::mutex mutex;              // one forward at a time
   size_t matmul_weight_bytes;    // bytes of every matrix read by one decode step (incl. LM head)
@@ -136,6 +149,17 @@ void model_rope_tables(const ModelConfig& cfg, const std::vector<float>& inv_fre
 inline bool model_layer_rotates(const ModelConfig& cfg, int l) {
   return cfg.no_rope.empty() || cfg.no_rope[static_cast<size_t>(l)] == 0;
 }
+// The attention window of layer l: sliding_window on a sliding layer, 0 (the whole context) otherwise.
+inline int model_layer_window(const ModelConfig& cfg, int l) {
+  if (cfg.sliding_window <= 0) return 0;
+  return cfg.sliding.empty() || cfg.sliding[static_cast<size_t>(l)] ? cfg.sliding_window : 0;
+}
+// Whether layer l takes its RoPE tables from rope_local_theta (a sliding layer of a model that has a local base).
+inline bool model_layer_local_rope(const ModelConfig& cfg, int l) {
+  return cfg.rope_local_theta > 0 && model_layer_window(cfg, l) > 0;
+}
+// inv_freq (rotary_dim/2) of rope_local_theta, unscaled; empty when the config has no local base.
+void model_rope_local_freqs(const ModelConfig& cfg, std::vector<float>* inv_freq_local);
 // rope_forward over the first rotary_dim dims of each of num_heads heads of head_dim, in place.
 void model_rope_heads(float* x,  // (T, row_stride), heads at x + t*row_stride + h*head_dim
                       int row_stride, const float* cos_t, const float* sin_t, int T, int num_heads, int head_dim,

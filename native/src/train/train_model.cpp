@@ -62,6 +62,39 @@ void rope_heads_backward(float* dx, int row_stride, const float* cos_t, const fl
     rope_backward(dx + static_cast<size_t>(h) * head_dim, row_stride, cos_t, sin_t, N, 1, rotary_dim);
 }
 
+bool embed_scaled(const ModelConfig& c) { return c.embed_scale > 0 && c.embed_scale != 1.0f; }
+
+TrainAttentionShape attention_shape(const ModelConfig& c, const TrainBatchView& bt, int l) {
+  TrainAttentionShape as{bt.B, bt.T, c.num_heads, c.num_kv_heads, c.head_dim};
+  as.scale = c.attn_scale;
+  as.softcap = c.attn_softcap;
+  as.window = model_layer_window(c, l);
+  return as;
+}
+
+// Sandwich norms (Gemma): x (N, C) += rmsnorm(y) with weight w, keeping rstd (N) for the backward; y is kept.
+void add_normed(TrainModel* m, float* x, const float* y, TrainRef w, std::vector<float>* rstd, int N, int C) {
+  std::vector<float> yn(static_cast<size_t>(N) * C);
+  rstd->resize(N);
+  rmsnorm_train_forward(yn.data(), rstd->data(), y, P(m, w), N, C, m->cfg.rms_norm_eps, m->pool.get());
+  for (size_t i = 0; i < yn.size(); i++) x[i] += yn[i];
+}
+
+// The LM head's logits of rows (M, C) into (M, V), soft-capped when the model caps them (Gemma 2).
+void lm_logits(TrainModel* m, float* logits, const float* hsel, int M) {
+  const int C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+  matmul_forward(logits, hsel, P(m, m->lm_head), WEIGHT_F32, nullptr, M, C, V, false, m->pool.get());
+  if (m->cfg.final_softcap > 0) softcap_forward(logits, static_cast<size_t>(M) * V, m->cfg.final_softcap);
+}
+
+// Through lm_logits' soft-cap: dz (n) *= 1 - (c / cap)^2, c the capped logits.
+void softcap_backward(float* dz, const float* capped, size_t n, float cap) {
+  for (size_t i = 0; i < n; i++) {
+    const float r = capped[i] / cap;
+    dz[i] *= 1.0f - r * r;
+  }
+}
+
 // Computes the residual stream to the final norm for `batch`, keeping every activation (one layer's, reused, on a
 // forward-only model).
 void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
@@ -78,9 +111,16 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
   A.cos_t.resize(n * rot / 2);
   A.sin_t.resize(n * rot / 2);
   model_rope_tables(c, m->inv_freq, m->inv_freq_long, bt.positions, N, A.cos_t.data(), A.sin_t.data());
+  if (!m->inv_freq_local.empty()) {
+    A.cos_local.resize(n * rot / 2);
+    A.sin_local.resize(n * rot / 2);
+    rope_tables(A.cos_local.data(), A.sin_local.data(), bt.positions, m->inv_freq_local.data(), N, rot);
+  }
   A.layers.resize(m->forward_only ? 1 : c.num_layers);
   std::vector<float> h(n * C);
   embedding_forward(h.data(), bt.tokens, P(m, m->embed), WEIGHT_F32, N, C);
+  if (embed_scaled(c))
+    for (float& v : h) v *= c.embed_scale;
   for (int l = 0; l < c.num_layers; l++) {
     const TrainLayer& L = m->layers[l];
     TrainActivations::Layer& S = A.layers[m->forward_only ? 0 : l];
@@ -108,16 +148,27 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
                             pool);
     }
     if (model_layer_rotates(c, l)) {
-      model_rope_heads(S.q.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D, rot);
-      model_rope_heads(S.k.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D, rot);
+      const bool local = model_layer_local_rope(c, l);
+      const float* ct = local ? A.cos_local.data() : A.cos_t.data();
+      const float* st = local ? A.sin_local.data() : A.sin_t.data();
+      model_rope_heads(S.q.data(), qd, ct, st, N, H, D, rot);
+      model_rope_heads(S.k.data(), kvd, ct, st, N, KVH, D, rot);
     }
     S.probs.resize(static_cast<size_t>(bt.B) * H * bt.T * bt.T);
     S.o.resize(n * qd);
-    TrainAttentionShape as{bt.B, bt.T, H, KVH, D};
+    const TrainAttentionShape as = attention_shape(c, bt, l);
     attention_train_forward(S.o.data(), S.probs.data(), S.q.data(), S.k.data(), S.v.data(), bt.mask, as, pool);
     S.h_mid = h;
-    matmul_forward(S.h_mid.data(), S.o.data(), P(m, L.wo), WEIGHT_F32, nullptr, N, qd, C, true, pool);
-    lora_add(m, L, S, LORA_O, S.h_mid.data(), S.o.data(), N, qd, C);
+    if (L.attn_out_norm.present()) {
+      // Gemma: the o_proj output is normed before it joins the residual stream.
+      S.y_attn.assign(n * C, 0.0f);
+      matmul_forward(S.y_attn.data(), S.o.data(), P(m, L.wo), WEIGHT_F32, nullptr, N, qd, C, false, pool);
+      lora_add(m, L, S, LORA_O, S.y_attn.data(), S.o.data(), N, qd, C);
+      add_normed(m, S.h_mid.data(), S.y_attn.data(), L.attn_out_norm, &S.rstd_ao, N, C);
+    } else {
+      matmul_forward(S.h_mid.data(), S.o.data(), P(m, L.wo), WEIGHT_F32, nullptr, N, qd, C, true, pool);
+      lora_add(m, L, S, LORA_O, S.h_mid.data(), S.o.data(), N, qd, C);
+    }
     S.xn2.resize(n * C);
     S.rstd2.resize(n);
     rmsnorm_train_forward(S.xn2.data(), S.rstd2.data(), S.h_mid.data(), P(m, L.post_norm), N, C, c.rms_norm_eps,
@@ -129,10 +180,18 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
     matmul_forward(S.u.data(), S.xn2.data(), P(m, L.wu), WEIGHT_F32, nullptr, N, C, I, false, pool);
     lora_add(m, L, S, LORA_GATE, S.g.data(), S.xn2.data(), N, C, I);
     lora_add(m, L, S, LORA_UP, S.u.data(), S.xn2.data(), N, C, I);
-    swiglu_train_forward(S.a.data(), S.g.data(), S.u.data(), N, I, pool);
+    if (c.gelu_tanh) geglu_train_forward(S.a.data(), S.g.data(), S.u.data(), N, I, pool);
+    else swiglu_train_forward(S.a.data(), S.g.data(), S.u.data(), N, I, pool);
     h = S.h_mid;
-    matmul_forward(h.data(), S.a.data(), P(m, L.wd), WEIGHT_F32, nullptr, N, I, C, true, pool);
-    lora_add(m, L, S, LORA_DOWN, h.data(), S.a.data(), N, I, C);
+    if (L.mlp_out_norm.present()) {
+      S.y_mlp.assign(n * C, 0.0f);
+      matmul_forward(S.y_mlp.data(), S.a.data(), P(m, L.wd), WEIGHT_F32, nullptr, N, I, C, false, pool);
+      lora_add(m, L, S, LORA_DOWN, S.y_mlp.data(), S.a.data(), N, I, C);
+      add_normed(m, h.data(), S.y_mlp.data(), L.mlp_out_norm, &S.rstd_mo, N, C);
+    } else {
+      matmul_forward(h.data(), S.a.data(), P(m, L.wd), WEIGHT_F32, nullptr, N, I, C, true, pool);
+      lora_add(m, L, S, LORA_DOWN, h.data(), S.a.data(), N, I, C);
+    }
   }
   if (!m->forward_only) A.h_final = h;
   A.xf.resize(n * C);
@@ -152,27 +211,46 @@ void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std
   rmsnorm_backward(dh.data(), G(m, m->final_norm), dxf.data(), A.h_final.data(), P(m, m->final_norm),
                    A.rstdf.data(), N, C, pool);
   std::vector<float> da(n * I), dg(n * I), du(n * I), dxn(n * C), dout(n * qd), dq(n * qd), dk(n * kvd),
-      dv(n * kvd);
+      dv(n * kvd), dy;  // dy (N, C): gradient of a sandwich-normed projection output
   for (int l = c.num_layers - 1; l >= 0; l--) {
     const TrainLayer& L = m->layers[l];
     TrainActivations::Layer& S = A.layers[l];
-    matmul_backward(da.data(), G(m, L.wd), nullptr, dh.data(), S.a.data(), P(m, L.wd), N, I, C, false, pool);
-    lora_add_backward(m, L, S, LORA_DOWN, da.data(), dh.data(), S.a.data(), N, I, C);
-    swiglu_backward(dg.data(), du.data(), da.data(), S.g.data(), S.u.data(), N, I, pool);
+    // The MLP output's gradient: the residual's, or through post_feedforward_layernorm (Gemma).
+    const float* dmlp = dh.data();
+    if (L.mlp_out_norm.present()) {
+      dy.assign(n * C, 0.0f);
+      rmsnorm_backward(dy.data(), G(m, L.mlp_out_norm), dh.data(), S.y_mlp.data(), P(m, L.mlp_out_norm),
+                       S.rstd_mo.data(), N, C, pool);
+      dmlp = dy.data();
+    }
+    matmul_backward(da.data(), G(m, L.wd), nullptr, dmlp, S.a.data(), P(m, L.wd), N, I, C, false, pool);
+    lora_add_backward(m, L, S, LORA_DOWN, da.data(), dmlp, S.a.data(), N, I, C);
+    if (c.gelu_tanh) geglu_backward(dg.data(), du.data(), da.data(), S.g.data(), S.u.data(), N, I, pool);
+    else swiglu_backward(dg.data(), du.data(), da.data(), S.g.data(), S.u.data(), N, I, pool);
     matmul_backward(dxn.data(), G(m, L.wg), nullptr, dg.data(), S.xn2.data(), P(m, L.wg), N, C, I, false, pool);
     lora_add_backward(m, L, S, LORA_GATE, dxn.data(), dg.data(), S.xn2.data(), N, C, I);
     matmul_backward(dxn.data(), G(m, L.wu), nullptr, du.data(), S.xn2.data(), P(m, L.wu), N, C, I, true, pool);
     lora_add_backward(m, L, S, LORA_UP, dxn.data(), du.data(), S.xn2.data(), N, C, I);
     rmsnorm_backward(dh.data(), G(m, L.post_norm), dxn.data(), S.h_mid.data(), P(m, L.post_norm), S.rstd2.data(), N,
                      C, pool);
-    matmul_backward(dout.data(), G(m, L.wo), nullptr, dh.data(), S.o.data(), P(m, L.wo), N, qd, C, false, pool);
-    lora_add_backward(m, L, S, LORA_O, dout.data(), dh.data(), S.o.data(), N, qd, C);
-    TrainAttentionShape as{bt.B, bt.T, H, KVH, D};
+    const float* dattn = dh.data();
+    if (L.attn_out_norm.present()) {
+      dy.assign(n * C, 0.0f);
+      rmsnorm_backward(dy.data(), G(m, L.attn_out_norm), dh.data(), S.y_attn.data(), P(m, L.attn_out_norm),
+                       S.rstd_ao.data(), N, C, pool);
+      dattn = dy.data();
+    }
+    matmul_backward(dout.data(), G(m, L.wo), nullptr, dattn, S.o.data(), P(m, L.wo), N, qd, C, false, pool);
+    lora_add_backward(m, L, S, LORA_O, dout.data(), dattn, S.o.data(), N, qd, C);
+    const TrainAttentionShape as = attention_shape(c, bt, l);
     attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), S.probs.data(), S.q.data(), S.k.data(),
                        S.v.data(), as, pool);
     if (model_layer_rotates(c, l)) {
-      rope_heads_backward(dq.data(), qd, A.cos_t.data(), A.sin_t.data(), N, H, D, c.rotary_dim);
-      rope_heads_backward(dk.data(), kvd, A.cos_t.data(), A.sin_t.data(), N, KVH, D, c.rotary_dim);
+      const bool local = model_layer_local_rope(c, l);
+      const float* ct = local ? A.cos_local.data() : A.cos_t.data();
+      const float* st = local ? A.sin_local.data() : A.sin_t.data();
+      rope_heads_backward(dq.data(), qd, ct, st, N, H, D, c.rotary_dim);
+      rope_heads_backward(dk.data(), kvd, ct, st, N, KVH, D, c.rotary_dim);
     }
     if (L.q_norm.present()) {
       // Through the per-head norms: rmsnorm_backward accumulates, so into zeroed buffers, then swapped in.
@@ -195,7 +273,11 @@ void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std
     rmsnorm_backward(dh.data(), G(m, L.input_norm), dxn.data(), S.h_in.data(), P(m, L.input_norm), S.rstd1.data(),
                      N, C, pool);
   }
-  if (G(m, m->embed) != nullptr) embedding_backward(G(m, m->embed), dh.data(), bt.tokens, N, C);
+  if (G(m, m->embed) != nullptr) {
+    if (embed_scaled(c))
+      for (float& v : dh) v *= c.embed_scale;
+    embedding_backward(G(m, m->embed), dh.data(), bt.tokens, N, C);
+  }
 }
 
 // Rows of logits gathered per chunk by the policy step: bounds its scratch to kPolicyChunk x vocab floats.
@@ -256,10 +338,16 @@ std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
       L.k_norm = base(p + "self_attn.k_norm.weight", cfg.head_dim, 1, false);
     }
     L.wo = base(p + "self_attn.o_proj.weight", C, qd, true);
-    L.post_norm = base(p + "post_attention_layernorm.weight", C, 1, false);
+    if (cfg.sandwich_norms) {
+      L.attn_out_norm = base(p + "post_attention_layernorm.weight", C, 1, false);
+      L.post_norm = base(p + "pre_feedforward_layernorm.weight", C, 1, false);
+    } else {
+      L.post_norm = base(p + "post_attention_layernorm.weight", C, 1, false);
+    }
     L.wg = base(p + "mlp.gate_proj.weight", I, C, true);
     L.wu = base(p + "mlp.up_proj.weight", I, C, true);
     L.wd = base(p + "mlp.down_proj.weight", C, I, true);
+    if (cfg.sandwich_norms) L.mlp_out_norm = base(p + "post_feedforward_layernorm.weight", C, 1, false);
     for (int t = 0; lora != nullptr && t < LORA_TARGETS; t++) {
       if (!lora->targets[t]) continue;
       const LoraTarget target = static_cast<LoraTarget>(t);
@@ -294,6 +382,7 @@ std::unique_ptr<TrainModel> train_model_create(const ModelConfig& cfg,
     std::memcpy(P(m.get(), t.ref), it->second, sizeof(float) * t.rows * t.cols);
   }
   model_rope_freqs(cfg, &m->inv_freq, &m->inv_freq_long);
+  model_rope_local_freqs(cfg, &m->inv_freq_local);
   m->pool = std::make_unique<ThreadPool>(threads);
   return m;
 }
@@ -350,9 +439,12 @@ double train_lm_step(TrainModel* m, const TrainBatchView& bt, const int32_t* tar
     tsel[r] = targets[rows[r]];
     wsel[r] = static_cast<float>(weights[rows[r]] / wsum);
   }
-  matmul_forward(logits.data(), hsel.data(), P(m, m->lm_head), WEIGHT_F32, nullptr, M, C, V, false, pool);
+  lm_logits(m, logits.data(), hsel.data(), M);
+  std::vector<float> capped;
+  if (m->cfg.final_softcap > 0 && grad_scale != 0.0f) capped = logits;
   const double loss = cross_entropy_forward_backward(logits.data(), tsel.data(), wsel.data(), grad_scale, M, V, pool);
   if (grad_scale == 0.0f) return loss;  // evaluation: no gradient to add
+  if (!capped.empty()) softcap_backward(logits.data(), capped.data(), logits.size(), m->cfg.final_softcap);
   matmul_backward(dhsel.data(), G(m, m->lm_head), nullptr, logits.data(), hsel.data(), P(m, m->lm_head), M, C, V,
                   false, pool);
   std::vector<float> dxf(static_cast<size_t>(N) * C, 0.0f);
@@ -447,7 +539,7 @@ void train_policy_forward(TrainModel* m, const TrainBatchView& bt, const int32_t
     for (int r = 0; r < rc; r++)
       std::memcpy(hsel.data() + static_cast<size_t>(r) * C, m->act.xf.data() + static_cast<size_t>(pass.rows[r0 + r]) * C,
                   sizeof(float) * C);
-    matmul_forward(logits.data(), hsel.data(), P(m, m->lm_head), WEIGHT_F32, nullptr, rc, C, V, false, pool);
+    lm_logits(m, logits.data(), hsel.data(), rc);
     pool->parallel_for(rc, 1, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; r++) {
         const float* z = logits.data() + r * V;
@@ -495,8 +587,9 @@ void train_policy_backward(TrainModel* m, const float* dlogp, const float* dvalu
       for (int r = 0; r < rc; r++)
         std::memcpy(hsel.data() + static_cast<size_t>(r) * C, m->act.xf.data() + static_cast<size_t>(rows[r0 + r]) * C,
                     sizeof(float) * C);
-      matmul_forward(dz.data(), hsel.data(), P(m, m->lm_head), WEIGHT_F32, nullptr, rc, C, V, false, pool);
-      // d logp_t / d z = onehot(t) - softmax(z), scaled by dlogp.
+      lm_logits(m, dz.data(), hsel.data(), rc);
+      // d logp_t / d z = onehot(t) - softmax(z), scaled by dlogp (then through the soft-cap, when there is one).
+      const float cap = m->cfg.final_softcap;
       pool->parallel_for(rc, 1, [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; r++) {
           float* z = dz.data() + r * V;
@@ -506,8 +599,12 @@ void train_policy_backward(TrainModel* m, const float* dlogp, const float* dvalu
           double sum = 0;
           for (int i = 0; i < V; i++) sum += std::exp(static_cast<double>(z[i]) - mx);
           const double lse = mx + std::log(sum), g = dlogp[slot];
-          for (int i = 0; i < V; i++) z[i] = static_cast<float>(-g * std::exp(static_cast<double>(z[i]) - lse));
-          z[pass.targets[slot]] += static_cast<float>(g);
+          const int target = pass.targets[slot];
+          for (int i = 0; i < V; i++) {
+            const double d = -g * std::exp(static_cast<double>(z[i]) - lse) + (i == target ? g : 0.0);
+            const double zc = cap > 0 ? z[i] / cap : 0.0;
+            z[i] = static_cast<float>(d * (1.0 - zc * zc));
+          }
         }
       });
       matmul_backward(dh.data(), G(m, m->lm_head), nullptr, dz.data(), hsel.data(), P(m, m->lm_head), rc, C, V, false,

@@ -49,6 +49,7 @@ struct TrainLoraConfig {
 struct TrainLayer {  // where one layer's tensors live
   TrainRef input_norm, wq, bq, wk, bk, wv, bv, wo, post_norm, wg, wu, wd;  // bq/bk/bv absent without bias
   TrainRef q_norm, k_norm;                                                 // absent without qk_norm
+  TrainRef attn_out_norm, mlp_out_norm;  // sandwich norms (Gemma); post_norm is then pre_feedforward_layernorm
   TrainRef lora_a[LORA_TARGETS], lora_b[LORA_TARGETS];                     // absent unless targeted
 };
 
@@ -57,9 +58,11 @@ struct TrainLayer {  // where one layer's tensors live
 struct TrainActivations {
   int B = 0, T = 0;
   std::vector<float> cos_t, sin_t;  // (N, rotary_dim/2)
+  std::vector<float> cos_local, sin_local;  // (N, rotary_dim/2) of inv_freq_local, when the model has one
   struct Layer {
     std::vector<float> h_in, xn1, rstd1, q, k, v, probs, o, h_mid, xn2, rstd2, g, u, a;
     std::vector<float> q_pre, k_pre, rstd_q, rstd_k;  // qk_norm: q/k before their per-head norm, (N*H), (N*KVH)
+    std::vector<float> y_attn, rstd_ao, y_mlp, rstd_mo;  // sandwich norms: o_proj / down_proj outputs (N, C), rstds (N)
     std::vector<float> lora_xa[LORA_TARGETS];  // (N, rank) scale * x A^T of each adapter
   };
   std::vector<Layer> layers;
@@ -84,6 +87,7 @@ struct TrainModel {
   TrainRef embed, final_norm, lm_head, score;  // lm_head == embed when tied; absent without
   std::vector<float> inv_freq;       // (rotary_dim/2)
   std::vector<float> inv_freq_long;  // (rotary_dim/2) LongRoPE's long set, else empty
+  std::vector<float> inv_freq_local; // (rotary_dim/2) sliding layers' own base (Gemma 3), else empty
   int64_t step = 0;             // optimizer steps taken
   TrainActivations act;
   // The last train_policy_forward's batch and gathered rows, kept for its train_policy_backward; pass_id counts

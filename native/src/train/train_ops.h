@@ -78,10 +78,15 @@ void rope_backward(float* dx,           // (N, row_stride), heads at dx + n*row_
 
 // ---- attention_train.cpp ------------------------------------------------------------------------------------
 // Causal self-attention over B full sequences of T slots with a key padding mask: query t of row b attends to
-// keys s <= t with mask[b*T+s] != 0. A query with no visible key gets a zero output (and zero gradients).
-// GQA: query head h reads kv head h / (H / KVH). Probabilities (B, H, T, T) are kept for the backward.
+// keys s <= t with mask[b*T+s] != 0 (and s > t - window on a sliding layer: a row's real tokens are contiguous, so
+// slots and positions differ by a constant). A query with no visible key gets a zero output (and zero gradients).
+// GQA: query head h reads kv head h / (H / KVH). Scores are q.k * scale (0: 1/sqrt(D)), soft-capped to
+// cap * tanh(s / cap) when softcap > 0. Probabilities (B, H, T, T) are kept for the backward.
 struct TrainAttentionShape {
   int B, T, num_heads, num_kv_heads, head_dim;
+  float scale = 0.0f;
+  float softcap = 0.0f;
+  int window = 0;
 };
 void attention_train_forward(float* out,            // (B*T, H*D)
                              float* probs,          // (B, H, T, T) zero where masked
@@ -111,6 +116,18 @@ void swiglu_backward(float* dgate,       // (N, I) overwritten
                      const float* gate,  // (N, I)
                      const float* up,    // (N, I)
                      int N, int I, ThreadPool* pool);
+
+// ---- geglu_train.cpp ----------------------------------------------------------------------------------------
+void geglu_train_forward(float* out,        // (N, I) gelu_tanh(gate) * up
+                         const float* gate, // (N, I)
+                         const float* up,   // (N, I)
+                         int N, int I, ThreadPool* pool);
+void geglu_backward(float* dgate,       // (N, I) overwritten
+                    float* dup,         // (N, I) overwritten
+                    const float* dout,  // (N, I)
+                    const float* gate,  // (N, I)
+                    const float* up,    // (N, I)
+                    int N, int I, ThreadPool* pool);
 
 // ---- loss_train.cpp -----------------------------------------------------------------------------------------
 // Cross-entropy of M rows of logits against targets, each row weighted: loss = sum_m weight[m] * -log p[m,

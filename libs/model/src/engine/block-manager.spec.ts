@@ -1,8 +1,9 @@
 /**
  * BlockManager invariants: no leaked blocks, consistent refcounts, prefix hits on the exact block ids,
- * copy-on-write of shared partial blocks, LRU eviction of cached blocks. Pure bookkeeping, no model.
+ * copy-on-write of shared partial blocks, LRU eviction of cached blocks, the release of blocks that left a sliding
+ * window. Pure bookkeeping, no model.
  */
-import { BlockManager } from './block-manager';
+import { BlockManager, RELEASED_BLOCK } from './block-manager';
 
 const range = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => from + i);
 
@@ -152,6 +153,74 @@ describe('BlockManager', () => {
     expect(bm.blockTable(2)).toEqual([]);
     expect(bm.numFreeBlocks).toBe(0);
     bm.checkInvariants();
+  });
+
+  it('releases the blocks that left a sliding window, so a sequence outgrows the pool', () => {
+    // Window 5, blocks of 4: the query at position p reads p-4..p, so block i is dead once (i+1)*4 <= p-4.
+    const bm = new BlockManager({ numBlocks: 3, blockSize: 4, enablePrefixCaching: false, slidingWindow: 5 });
+    bm.startSequence(1, []);
+    let computed = 0;
+    for (const end of [6, 7, 8, 9, 12, 13, 30]) {
+      for (; computed < end; computed++) {
+        expect(bm.reserveSlots(1, computed, computed + 1)).toEqual([]);
+        bm.releaseOutsideWindow(1, computed + 1);
+        bm.checkInvariants();
+      }
+      const table = bm.blockTable(1);
+      const firstKey = end - 5 + 1; // of the next query, at position `end`
+      table.forEach((block, i) => expect(block === RELEASED_BLOCK).toBe((i + 1) * 4 <= firstKey));
+      // Every block the next query (and the block it writes) can touch is still held.
+      expect(table.slice(Math.floor(Math.max(0, firstKey) / 4)).every((b) => b !== RELEASED_BLOCK)).toBe(true);
+    }
+    expect(bm.blockTable(1)).toHaveLength(8); // 30 positions in a pool of 3 blocks
+    expect(bm.numFreeBlocks).toBe(1);
+    bm.free(1);
+    bm.checkInvariants();
+    expect(bm.numFreeBlocks).toBe(3);
+  });
+
+  it('keeps refcounts right when forked and cached sequences release window blocks', () => {
+    const bm = new BlockManager({ numBlocks: 32, blockSize: 4, enablePrefixCaching: true, slidingWindow: 6 });
+    let seed = 11;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const live = new Map<number, { tokens: number[]; computed: number }>();
+    for (let op = 0; op < 3000; op++) {
+      const id = rand(10);
+      const s = live.get(id);
+      if (!s) {
+        const tokens = range(1 + rand(30)).map(() => 10 + rand(2));
+        live.set(id, { tokens, computed: bm.startSequence(id, tokens) });
+      } else if (rand(6) === 0) {
+        bm.free(id);
+        live.delete(id);
+      } else if (rand(5) === 0 && !live.has(id + 100)) {
+        bm.fork(id, id + 100);
+        live.set(id + 100, { tokens: [...s.tokens], computed: s.computed });
+      } else {
+        const end = Math.min(s.tokens.length + 1, s.computed + 1 + rand(6));
+        while (s.tokens.length < end) s.tokens.push(10 + rand(2));
+        if (bm.reserveSlots(id, s.computed, end)) {
+          s.computed = end;
+          bm.markComputed(id, s.tokens, end);
+          bm.releaseOutsideWindow(id, end);
+        }
+      }
+      bm.checkInvariants();
+    }
+    for (const id of live.keys()) bm.free(id);
+    bm.checkInvariants();
+    expect(bm.numFreeBlocks).toBe(32);
+  });
+
+  it('releases nothing without a sliding window', () => {
+    const bm = new BlockManager({ numBlocks: 8, blockSize: 4, enablePrefixCaching: false });
+    bm.startSequence(1, range(20));
+    expect(bm.reserveSlots(1, 0, 20)).toEqual([]);
+    expect(bm.releaseOutsideWindow(1, 20)).toBe(0);
+    expect(bm.blockTable(1).includes(RELEASED_BLOCK)).toBe(false);
   });
 
   it('forgets cached prefixes on reset', () => {

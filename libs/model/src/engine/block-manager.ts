@@ -1,6 +1,7 @@
 /**
  * The paged KV cache's bookkeeping: fixed-size blocks, a free pool, one block table per sequence, reference
- * counts, prefix caching by block hash with LRU eviction, and copy-on-write of shared partial blocks.
+ * counts, prefix caching by block hash with LRU eviction, copy-on-write of shared partial blocks, and, for a model
+ * whose every layer attends within a sliding window, the release of blocks that left the window.
  * It only decides which physical block holds which token; it never touches KV memory (the runner copies).
  */
 import { createHash } from 'node:crypto';
@@ -10,7 +11,15 @@ export interface BlockManagerOptions {
   /** Tokens per block (16 in vLLM). */
   blockSize: number;
   enablePrefixCaching: boolean;
+  /**
+   * Every layer attends to the last slidingWindow positions only (Mistral): a sequence's blocks that lie wholly
+   * before the window of its next query are released (see releaseOutsideWindow). Absent: blocks are kept.
+   */
+  slidingWindow?: number;
 }
+
+/** A block-table entry whose block was released because it left the sliding window; the kernels never read it. */
+export const RELEASED_BLOCK = -1;
 
 /** A pending KV copy the runner must perform before the step that writes into `dst`. */
 export interface BlockCopy {
@@ -37,6 +46,7 @@ export class BlockManager {
   readonly numBlocks: number;
   readonly blockSize: number;
   private readonly prefixCaching: boolean;
+  private readonly slidingWindow: number | null;
   private readonly refCounts: Int32Array;
   /** The hash a block is registered under in `cachedByHash`, or null. */
   private readonly blockHashes: (string | null)[];
@@ -55,6 +65,10 @@ export class BlockManager {
     this.numBlocks = options.numBlocks;
     this.blockSize = options.blockSize;
     this.prefixCaching = options.enablePrefixCaching;
+    if (options.slidingWindow !== undefined && (!Number.isInteger(options.slidingWindow) || options.slidingWindow < 1)) {
+      throw new RangeError('slidingWindow must be a positive integer');
+    }
+    this.slidingWindow = options.slidingWindow ?? null;
     this.refCounts = new Int32Array(options.numBlocks);
     this.blockHashes = new Array<string | null>(options.numBlocks).fill(null);
     // Popped from the end, so block 0 is handed out first: easier to read in tests and dumps.
@@ -170,18 +184,40 @@ export class BlockManager {
       const hash = hashBlock(parent, tokenIds.slice(i * this.blockSize, (i + 1) * this.blockSize));
       seq.hashes.push(hash);
       const block = seq.blocks[i]!;
-      if (!this.cachedByHash.has(hash) && this.blockHashes[block] === null) {
+      if (block !== RELEASED_BLOCK && !this.cachedByHash.has(hash) && this.blockHashes[block] === null) {
         this.cachedByHash.set(hash, block);
         this.blockHashes[block] = hash;
       }
     }
   }
 
+  /**
+   * With a sliding window: releases the sequence's leading blocks that hold only positions before
+   * nextPos - slidingWindow + 1, the first key the query at nextPos (and every later one) reads; their table entries
+   * become RELEASED_BLOCK. Returns how many blocks it released (0 without a window). Cached blocks stay findable
+   * by their hash until evicted, as after free().
+   */
+  releaseOutsideWindow(seqId: number, nextPos: number): number {
+    if (this.slidingWindow === null) return 0;
+    const seq = this.get(seqId);
+    const firstKey = nextPos - this.slidingWindow + 1;
+    const before = Math.min(Math.floor(firstKey / this.blockSize), seq.blocks.length);
+    let released = 0;
+    for (let i = 0; i < before; i++) {
+      const block = seq.blocks[i]!;
+      if (block === RELEASED_BLOCK) continue;
+      seq.blocks[i] = RELEASED_BLOCK;
+      this.dropRef(block);
+      released++;
+    }
+    return released;
+  }
+
   /** Gives `childId` the parent's blocks (shared, refcounted); the first write into a shared block copies it. */
   fork(parentId: number, childId: number): void {
     if (this.sequences.has(childId)) throw new Error(`sequence ${childId} already has blocks`);
     const parent = this.get(parentId);
-    for (const block of parent.blocks) this.refCounts[block]!++;
+    for (const block of parent.blocks) if (block !== RELEASED_BLOCK) this.refCounts[block]!++;
     this.sequences.set(childId, { blocks: [...parent.blocks], hashes: [...parent.hashes] });
   }
 
@@ -192,12 +228,16 @@ export class BlockManager {
     this.sequences.delete(seqId);
     for (let i = seq.blocks.length - 1; i >= 0; i--) {
       const block = seq.blocks[i]!;
-      const left = --this.refCounts[block]!;
-      if (left > 0) continue;
-      if (left < 0) throw new Error(`block ${block} refcount went negative`);
-      if (this.blockHashes[block] !== null) this.evictable.set(block, true);
-      else this.freeUncached.push(block);
+      if (block !== RELEASED_BLOCK) this.dropRef(block);
     }
+  }
+
+  private dropRef(block: number): void {
+    const left = --this.refCounts[block]!;
+    if (left > 0) return;
+    if (left < 0) throw new Error(`block ${block} refcount went negative`);
+    if (this.blockHashes[block] !== null) this.evictable.set(block, true);
+    else this.freeUncached.push(block);
   }
 
   /** Forgets every cached prefix (after a weight swap the old KV means nothing). Live tables are untouched. */
@@ -212,7 +252,7 @@ export class BlockManager {
   /** Throws if the bookkeeping disagrees with itself; for tests and debugging, O(numBlocks). */
   checkInvariants(): void {
     const expected = new Int32Array(this.numBlocks);
-    for (const seq of this.sequences.values()) for (const block of seq.blocks) expected[block]!++;
+    for (const seq of this.sequences.values()) for (const block of seq.blocks) if (block !== RELEASED_BLOCK) expected[block]!++;
     const inFree = new Uint8Array(this.numBlocks);
     for (const block of this.freeUncached) inFree[block]! += 1;
     for (const block of this.evictable.keys()) inFree[block]! += 1;

@@ -141,6 +141,7 @@ export class Engine {
       numBlocks: this.config.numBlocks,
       blockSize: this.config.blockSize,
       enablePrefixCaching: this.config.enablePrefixCaching,
+      ...(this.runner.attentionWindow !== undefined ? { slidingWindow: this.runner.attentionWindow } : {}),
     });
     this.scheduler = new Scheduler(this.blocks, { maxBatchTokens: this.config.maxBatchTokens, maxSeqs: this.config.maxSeqs });
     this.maxLen = Math.min(this.config.maxModelLen, this.config.numBlocks * this.config.blockSize);

@@ -18,6 +18,11 @@ export type { StepBatch };
 /** Runs the model over a paged KV cache. One call at a time: the engine never overlaps two. */
 export interface StepRunner {
   readonly vocabSize: number;
+  /**
+   * Every layer attends to the last attentionWindow positions only (a sliding-window model such as Mistral's):
+   * the engine then releases KV blocks that left the window. Absent: some layer reads the whole context.
+   */
+  readonly attentionWindow?: number;
   /** (L, vocabSize) logits, row i for batch row logitRows[i]. */
   run(batch: StepBatch): Promise<Float32Array>;
   /** Copies whole KV blocks src[i] → dst[i] in every layer; called before the `run` that needs them. */

@@ -34,12 +34,16 @@ export interface NativeRunnerOptions {
 
 export class NativeStepRunner implements StepRunner {
   readonly vocabSize: number;
+  readonly attentionWindow?: number;
   private readonly model: ModelHandle;
   private readonly cache: KvCacheHandle;
 
   /** `weights` may hold GGML blocks (a GGUF file's); the model stores them per `options.dtype` (see createModel). */
   constructor(spec: ModelSpec, weights: ServingWeightMap, options: NativeRunnerOptions) {
     this.vocabSize = spec.vocabSize;
+    // Only when every layer slides: one full-attention layer (Gemma's) needs every block.
+    const everyLayerSlides = spec.slidingLayers === undefined || spec.slidingLayers.length === spec.numLayers;
+    if (spec.slidingWindow !== undefined && everyLayerSlides) this.attentionWindow = spec.slidingWindow;
     this.model = createModel(spec, weights, { dtype: options.dtype, threads: options.threads });
     try {
       this.cache = createKvCache(this.model, options.numBlocks, options.blockSize, options.kvDtype ?? 'f32');

@@ -46,7 +46,10 @@ export class ReferenceRunner implements StepRunner {
     private readonly blockSize: number,
   ) {
     // The Llama forward only: a spec that needs more would be computed wrong, silently.
-    const extras = (['qkNorm', 'rotaryDim', 'noRopeLayers', 'longRope'] as const).filter((k) => spec[k] !== undefined && spec[k] !== false && !(k === 'rotaryDim' && spec.rotaryDim === spec.headDim));
+    const EXTRAS = ['qkNorm', 'rotaryDim', 'noRopeLayers', 'longRope', 'hiddenAct', 'embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'sandwichNorms', 'normWeightOffset', 'slidingWindow', 'slidingLayers', 'ropeLocalTheta'] as const;
+    const plain = (k: (typeof EXTRAS)[number]): boolean =>
+      spec[k] === undefined || spec[k] === false || (k === 'rotaryDim' && spec.rotaryDim === spec.headDim) || (k === 'hiddenAct' && spec.hiddenAct === 'silu');
+    const extras = EXTRAS.filter((k) => !plain(k));
     if (extras.length > 0) throw new Error(`ReferenceRunner implements the Llama forward only; this spec also needs ${extras.join(', ')}`);
     const { hiddenSize: H, intermediateSize: I, numHeads: nH, numKvHeads: nKv, headDim: hd, vocabSize: V } = spec;
     const get = (name: string, size: number): Float32Array => {

@@ -166,6 +166,8 @@ export class Scheduler<S extends SchedulableSequence> {
     for (const chunk of step.chunks) {
       chunk.seq.numComputed = chunk.start + chunk.count;
       this.blocks.markComputed(chunk.seq.id, chunk.seq.tokens, chunk.seq.numComputed);
+      // Sliding-window models: blocks no later query can read go back to the pool.
+      this.blocks.releaseOutsideWindow(chunk.seq.id, chunk.seq.numComputed);
     }
   }
 
