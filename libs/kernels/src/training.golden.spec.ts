@@ -63,12 +63,43 @@ interface HfConfig {
   no_rope_layers?: number[];
   partial_rotary_factor?: number;
   original_max_position_embeddings?: number;
+  // Gemma 2/3 and sliding windows
+  query_pre_attn_scalar?: number;
+  attn_logit_softcapping?: number | null;
+  final_logit_softcapping?: number | null;
+  sliding_window?: number | null;
+  layer_types?: string[];
+  rope_local_base_freq?: number;
 }
 
-/** The spec libs/model's config parser gives (it cannot be imported here): Llama, Qwen3, SmolLM3 and Phi-3 fixtures. */
+const isGemma = (cfg: HfConfig): boolean => cfg.model_type === 'gemma2' || cfg.model_type === 'gemma3_text';
+
+/** What Gemma's knobs and sliding windows add to the spec (as libs/model's config parser maps them). */
+function gemmaAndWindowOf(cfg: HfConfig): Partial<ModelSpec> {
+  const out: Partial<ModelSpec> = {};
+  if (isGemma(cfg)) {
+    Object.assign(out, {
+      hiddenAct: 'gelu_tanh',
+      embedScale: Math.fround(Math.sqrt(cfg.hidden_size)),
+      attnScale: cfg.query_pre_attn_scalar! ** -0.5,
+      sandwichNorms: true,
+      normWeightOffset: true,
+      ...(cfg.model_type === 'gemma3_text' ? { qkNorm: true, ropeLocalTheta: cfg.rope_local_base_freq } : {}),
+      ...(cfg.attn_logit_softcapping ? { attnSoftcap: cfg.attn_logit_softcapping } : {}),
+      ...(cfg.final_logit_softcapping ? { finalSoftcap: cfg.final_logit_softcapping } : {}),
+    });
+  }
+  if (cfg.sliding_window != null) {
+    out.slidingWindow = cfg.sliding_window;
+    if (cfg.layer_types) out.slidingLayers = cfg.layer_types.flatMap((t, i) => (t === 'sliding_attention' ? [i] : []));
+  }
+  return out;
+}
+
+/** The spec libs/model's config parser gives (it cannot be imported here): Llama, Qwen3, SmolLM3, Phi-3, Gemma 2/3 and Mistral fixtures. */
 function specOf(cfg: HfConfig): ModelSpec {
-  const rs = cfg.rope_scaling !== null && !('type' in cfg.rope_scaling) ? cfg.rope_scaling : null;
-  const lr = cfg.rope_scaling !== null && 'type' in cfg.rope_scaling ? cfg.rope_scaling : null;
+  const rs = cfg.rope_scaling != null && !('type' in cfg.rope_scaling) ? cfg.rope_scaling : null;
+  const lr = cfg.rope_scaling != null && 'type' in cfg.rope_scaling ? cfg.rope_scaling : null;
   const headDim = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
   const rotaryDim = Math.trunc(headDim * (cfg.partial_rotary_factor ?? 1));
   const orig = cfg.original_max_position_embeddings ?? 0;
@@ -96,6 +127,7 @@ function specOf(cfg: HfConfig): ModelSpec {
     attentionBias: cfg.attention_bias ?? false,
     maxPositionEmbeddings: cfg.max_position_embeddings,
     qkNorm: cfg.model_type === 'qwen3',
+    ...gemmaAndWindowOf(cfg),
     ...(rotaryDim < headDim ? { rotaryDim } : {}),
     ...(noRope.length > 0 ? { noRopeLayers: noRope } : {}),
     ...(lr !== null
@@ -126,6 +158,12 @@ function load(name: string): { g: Golden; spec: ModelSpec; blocks: Map<string, F
       off += t.size;
     }
     blocks.push(m);
+  }
+  // Gemma stores RMSNorm weights as w of (1 + w); the engine takes 1 + w (the loader adds it), gradients are the same.
+  if (isGemma(cfg)) {
+    for (const b of [0, 3]) {
+      for (const [name, t] of blocks[b]!) if (name.endsWith('norm.weight')) blocks[b]!.set(name, t.map((x) => x + 1));
+    }
   }
   return { g, spec: specOf(cfg), blocks };
 }
@@ -164,7 +202,7 @@ function expectTensorsClose(actual: Map<string, Float32Array>, expected: Map<str
   return worst;
 }
 
-describe.each(['tiny-gqa', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3'])('native training vs the float64 torch reference (%s)', (name) => {
+describe.each(['tiny-gqa', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3', 'tiny-gemma2', 'tiny-gemma3', 'tiny-mistral-swa'])('native training vs the float64 torch reference (%s)', (name) => {
   const { g, spec, blocks } = load(name);
   const [initial, lmGrads, scoreGrads, after] = blocks;
   const allRows = Array.from({ length: g.batch.B }, (_, i) => i);

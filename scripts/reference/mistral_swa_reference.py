@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+"""Independent float64 Mistral-with-sliding-window reference (transformers' modeling_mistral style) and the generator of
+Flywheel's tiny-mistral-swa fixtures: test/fixtures/tiny-mistral-swa/ (config.json + F32 safetensors),
+golden/tiny-mistral-swa.{json,f32} (logits) and golden/train-tiny-mistral-swa.{json,f32} (loss, gradients, scalar-head
+scores and AdamW steps). No GGUF: llama.cpp converts Mistral as arch "llama" and ignores sliding_window.
+
+Mistral (v0.1) is the Llama forward of llama_reference.py (RMSNorm, rotate_half RoPE, repeat_kv GQA, SwiGLU, no bias)
+with one change: every layer attends through the sliding window (`sliding_window` in config.json; transformers'
+sliding_window_causal mask): a query at slot i sees the keys j with i - sliding_window < j <= i. The tiny model's
+window is 4, so the golden sequences of 7 and 13 tokens (and their greedy continuations) and the training batch
+(8 slots) leave it. With sliding_window null (or >= the sequence length) both forwards here are the Llama ones bit
+for bit, which the script asserts.
+
+It is not transformers' code (never imported). Everything else is imported from llama_reference.py (safetensors
+reader/writer, random_llama, write_golden), llama_train_reference.py (batch, loss, optimizer, file layout) and
+gemma_reference.py (the window mask and the checks shared with the Gemma fixtures); the two forwards here are
+installed into those modules only while the files are written. Deterministic: a rerun gives the same bytes.
+Run: `/usr/bin/python3 scripts/reference/mistral_swa_reference.py`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gemma_reference as gr  # noqa: E402
+import llama_reference as lr  # noqa: E402
+import llama_train_reference as ltr  # noqa: E402
+from llama_reference import FIXTURES, repeat_kv, rms_norm, rope_inv_freq, rotate_half  # noqa: E402
+
+GENERATOR = "scripts/reference/mistral_swa_reference.py"
+NAME = "tiny-mistral-swa"
+
+
+def is_mistral(cfg: dict) -> bool:
+    return cfg["architectures"][0] in ("MistralForCausalLM", "MistralForSequenceClassification")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The reference forwards: llama_reference.forward / llama_train_reference.final_hidden with the window mask
+
+
+def forward(cfg: dict, w: dict[str, np.ndarray], ids: list[int]) -> torch.Tensor:
+    """(T) token ids -> (T, vocab) float64 logits, prefill, sliding_window on every layer (None: causal only)."""
+    W = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in w.items()}
+    n_head, d = cfg["num_attention_heads"], cfg["hidden_size"]
+    n_kv = cfg.get("num_key_value_heads") or n_head
+    hd = cfg.get("head_dim") or d // n_head
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    T = len(ids)
+    pos = torch.arange(T, dtype=torch.float64)
+    freqs = torch.outer(pos, rope_inv_freq(cfg, hd))  # (T, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos(), emb.sin()  # (T, hd)
+    mask = torch.zeros(T, T, dtype=torch.float64).masked_fill(~gr.window_allowed(T, cfg.get("sliding_window")),
+                                                              float("-inf"))
+
+    def linear(x, name):
+        assert name + ".bias" not in W
+        return x @ W[name + ".weight"].T
+
+    h = W["model.embed_tokens.weight"][torch.tensor(ids)]  # (T, d)
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        x = rms_norm(h, W[p + "input_layernorm.weight"], eps)
+        q = linear(x, p + "self_attn.q_proj").view(T, n_head, hd).transpose(0, 1)  # (H, T, hd)
+        k = linear(x, p + "self_attn.k_proj").view(T, n_kv, hd).transpose(0, 1)  # (KV, T, hd)
+        v = linear(x, p + "self_attn.v_proj").view(T, n_kv, hd).transpose(0, 1)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k, v = repeat_kv(k, n_head // n_kv), repeat_kv(v, n_head // n_kv)
+        att = (q @ k.transpose(1, 2)) / math.sqrt(hd) + mask  # (H, T, T)
+        o = torch.softmax(att, dim=-1) @ v  # (H, T, hd)
+        h = h + linear(o.transpose(0, 1).reshape(T, n_head * hd), p + "self_attn.o_proj")
+        x = rms_norm(h, W[p + "post_attention_layernorm.weight"], eps)
+        gate = linear(x, p + "mlp.gate_proj")
+        h = h + linear(torch.nn.functional.silu(gate) * linear(x, p + "mlp.up_proj"), p + "mlp.down_proj")
+    h = rms_norm(h, W["model.norm.weight"], eps)
+    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else W["lm_head.weight"]
+    return h @ head.T
+
+
+def final_hidden(cfg, W, tokens, positions, mask):
+    """llama_train_reference.final_hidden (batched, padded, autograd) with the window (by slot index, as transformers
+    builds it from cache positions) combined with the causal and padding masks: (B, T) -> (B, T, C)."""
+    B, TT = tokens.shape
+    n_head, C = cfg["num_attention_heads"], cfg["hidden_size"]
+    n_kv = cfg.get("num_key_value_heads") or n_head
+    hd = cfg.get("head_dim") or C // n_head
+    eps = cfg["rms_norm_eps"]
+    freqs = positions.to(torch.float64)[..., None] * rope_inv_freq(cfg, hd)  # (B, T, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # (B, 1, T, hd)
+    allowed = gr.window_allowed(TT, cfg.get("sliding_window"))[None, None] & mask.bool()[:, None, None, :]
+    any_key = allowed.any(-1, keepdim=True)
+
+    def linear(x, name):
+        return x @ W[name + ".weight"].T
+
+    h = W["model.embed_tokens.weight"][tokens]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        x = ltr.rms_norm(h, W[p + "input_layernorm.weight"], eps)
+        q = linear(x, p + "self_attn.q_proj").view(B, TT, n_head, hd).transpose(1, 2)
+        k = linear(x, p + "self_attn.k_proj").view(B, TT, n_kv, hd).transpose(1, 2)
+        v = linear(x, p + "self_attn.v_proj").view(B, TT, n_kv, hd).transpose(1, 2)
+        q = q * cos + ltr.rotate_half(q) * sin
+        k = k * cos + ltr.rotate_half(k) * sin
+        k = k.repeat_interleave(n_head // n_kv, dim=1)
+        v = v.repeat_interleave(n_head // n_kv, dim=1)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+        att = torch.where(allowed, att, torch.full_like(att, -1e300))
+        probs = torch.softmax(att, dim=-1) * any_key  # a query with no visible key outputs zero
+        o = (probs @ v).transpose(1, 2).reshape(B, TT, n_head * hd)
+        h = h + linear(o, p + "self_attn.o_proj")
+        x = ltr.rms_norm(h, W[p + "post_attention_layernorm.weight"], eps)
+        h = h + linear(torch.nn.functional.silu(linear(x, p + "mlp.gate_proj")) * linear(x, p + "mlp.up_proj"),
+                       p + "mlp.down_proj")
+    return ltr.rms_norm(h, W["model.norm.weight"], eps)
+
+
+_LLAMA_FORWARD, _LLAMA_FINAL_HIDDEN = lr.forward, ltr.final_hidden
+
+
+@contextlib.contextmanager
+def mistral_forwards():
+    """While writing these files, llama_reference.write_golden / greedy_with_margin and llama_train_reference.run call
+    the forwards above for a Mistral config (Llama's parameter order and LM loss apply unchanged)."""
+    lr.forward = lambda cfg, w, ids: (forward if is_mistral(cfg) else _LLAMA_FORWARD)(cfg, w, ids)
+    ltr.final_hidden = lambda cfg, *a: (final_hidden if is_mistral(cfg) else _LLAMA_FINAL_HIDDEN)(cfg, *a)
+    try:
+        yield
+    finally:
+        lr.forward, ltr.final_hidden = _LLAMA_FORWARD, _LLAMA_FINAL_HIDDEN
+
+
+def set_generator(path: Path, old: str) -> None:
+    text = path.read_text()
+    needle = f'"generator": "{old}"'
+    assert text.count(needle) == 1, path
+    path.write_text(text.replace(needle, f'"generator": "{GENERATOR}"'))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+def mistral_config() -> dict:
+    """MistralConfig's fields (no attention_bias / mlp_bias: Mistral has neither), keys sorted as transformers
+    writes them."""
+    return dict(sorted(dict(
+        architectures=["MistralForCausalLM"], model_type="mistral", attention_dropout=0.0, bos_token_id=1,
+        eos_token_id=2, head_dim=16, hidden_act="silu", hidden_size=32, initializer_range=0.02, intermediate_size=64,
+        max_position_embeddings=64, num_attention_heads=4, num_hidden_layers=2, num_key_value_heads=2,
+        rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=4, tie_word_embeddings=False, torch_dtype="float32",
+        use_cache=True, vocab_size=128).items()))
+
+
+def sanity_checks(cfg: dict, w: dict[str, np.ndarray], cases: dict[str, list[int]], train_seed: int) -> str:
+    ids = cases["random-13"]
+    T = len(ids)
+    llama_cfg = {**cfg, "architectures": ["LlamaForCausalLM"], "model_type": "llama"}
+    Wt = {k: torch.from_numpy(v.astype(np.float64)) for k, v in w.items()}
+    tok, pos, msk = torch.tensor([ids]), torch.arange(T)[None], torch.ones(1, T, dtype=torch.int64)
+    batch = {k: torch.from_numpy(v) for k, v in ltr.make_batch(cfg["vocab_size"], train_seed).items()}
+    # 1. No window, or one at least the sequence length: exactly the Llama forwards (prefill and training batch).
+    llama = _LLAMA_FORWARD(llama_cfg, w, ids)
+    for window in (None, T, 64):
+        assert torch.equal(forward({**cfg, "sliding_window": window}, w, ids), llama), window
+    for window in (None, ltr.T):
+        assert torch.equal(final_hidden({**cfg, "sliding_window": window}, Wt, batch["tokens"], batch["positions"],
+                                        batch["mask"]),
+                           _LLAMA_FINAL_HIDDEN(llama_cfg, Wt, batch["tokens"], batch["positions"], batch["mask"]))
+    # 2. The window of 4 changes the 13-token logits (from position 4 on only), and the training batch's hidden states.
+    full = forward(cfg, w, ids)
+    d1 = gr.maxdiff(full, llama)
+    assert d1 > 0.05 and torch.equal(full[: cfg["sliding_window"]], llama[: cfg["sliding_window"]]), d1
+    d2 = gr.maxdiff(final_hidden(cfg, Wt, batch["tokens"], batch["positions"], batch["mask"]),
+                    _LLAMA_FINAL_HIDDEN(llama_cfg, Wt, batch["tokens"], batch["positions"], batch["mask"]))
+    assert d2 > 0.05, d2
+    # 3. One sliding layer sees exactly the last `window` tokens.
+    gr.check_window_receptive_field(cfg, w, forward, ids, cfg["sliding_window"])
+    # 4. The batched training forward gives the prefill logits (all-real row and every real slot of the padded batch).
+    d3 = gr.check_train_matches_prefill(cfg, w, forward, final_hidden, lambda W_, h: h @ W_["lm_head.weight"].T, ids,
+                                        cfg["vocab_size"], train_seed)
+    return f"window 4 vs none {d1:.3f} (train batch hidden {d2:.3f}), train vs infer {d3:.1e}"
+
+
+def make_mistral_fixtures() -> None:
+    cfg = mistral_config()
+    w = lr.random_llama(cfg, seed=8649)
+    stored = lr.write_hf_dir(NAME, cfg, {k: ("F32", v) for k, v in w.items()})
+    cases = lr.tiny_cases(128, seed=7)  # the same 3 token sequences as tiny-gqa
+    train_seed = 31
+    print(f"{NAME} sanity: {sanity_checks(cfg, stored, cases, train_seed)}", file=sys.stderr)
+    with mistral_forwards():
+        lr.write_golden(NAME, [NAME], cfg, stored, cases, greedy_n=8,
+                        note="float64 Mistral forward of the F32 weights: the Llama forward with a sliding window of "
+                             "4 on every layer (a query at i sees keys i-3..i)")
+    set_generator(FIXTURES / "golden" / f"{NAME}.json", "scripts/reference/llama_reference.py")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with mistral_forwards():
+            ltr.run(NAME, train_seed)
+    finally:
+        torch.set_default_dtype(default)
+    set_generator(ltr.GOLDEN / f"train-{NAME}.json", "scripts/reference/llama_train_reference.py")
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    make_mistral_fixtures()
+    print("mistral fixtures written to", FIXTURES, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
