@@ -325,8 +325,12 @@ function checkBatch(spec: ModelSpec, cache: CacheState, batch: StepBatch): void 
   }
   const S = tables.length / maxBlocks;
   const { blockSize, numBlocks } = cache;
-  const maxPos = Math.min(maxBlocks * blockSize, numBlocks * blockSize) - 1;
+  // On a model whose every layer slides, a sequence reads only its window: the blocks before it may be released
+  // (-1), and it may be longer than the pool.
+  const window = spec.slidingWindow !== undefined && (spec.slidingLayers === undefined || spec.slidingLayers.length === spec.numLayers) ? spec.slidingWindow : null;
+  const maxPos = (window === null ? Math.min(maxBlocks * blockSize, numBlocks * blockSize) : maxBlocks * blockSize) - 1;
   const seen = new Set<number>();
+  let runStart = 0;
   const slots = new Set<number>();
   for (let t = 0; t < T; t++) {
     const tok = tokens[t];
@@ -341,11 +345,13 @@ function checkBatch(spec: ModelSpec, cache: CacheState, batch: StepBatch): void 
     } else {
       if (seen.has(s)) engineArgs.fail(`tokens of sequence ${s} are not contiguous in the batch`);
       seen.add(s);
+      runStart = t;
     }
     const lastOfRun = t === T - 1 || seqIndex[t + 1] !== s;
     if (lastOfRun) {
-      // Every block the run reads (positions 0..p) must be a real block.
-      for (let j = 0; j <= Math.floor(p / blockSize); j++) {
+      // Every block the run reads (positions 0..p, or from its first query's window on) must be a real block.
+      const firstRead = window === null ? 0 : Math.max(0, positions[runStart] - window + 1);
+      for (let j = Math.floor(firstRead / blockSize); j <= Math.floor(p / blockSize); j++) {
         const block = tables[s * maxBlocks + j];
         if (block < 0 || block >= numBlocks) {
           engineArgs.fail(`batch.blockTables[${s}][${j}] = ${block} is not a block id in [0, ${numBlocks}) but position ${p} needs it`);

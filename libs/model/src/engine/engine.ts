@@ -144,7 +144,11 @@ export class Engine {
       ...(this.runner.attentionWindow !== undefined ? { slidingWindow: this.runner.attentionWindow } : {}),
     });
     this.scheduler = new Scheduler(this.blocks, { maxBatchTokens: this.config.maxBatchTokens, maxSeqs: this.config.maxSeqs });
-    this.maxLen = Math.min(this.config.maxModelLen, this.config.numBlocks * this.config.blockSize);
+    // A sequence holds every block of its context, except on an all-sliding-window model: there it holds the
+    // window behind its next query plus the step's chunk, so the cache no longer bounds its length when that fits.
+    const window = this.runner.attentionWindow;
+    const heldAtMost = window === undefined ? Infinity : Math.ceil((window + this.config.maxBatchTokens) / this.config.blockSize) + 2;
+    this.maxLen = heldAtMost <= this.config.numBlocks ? this.config.maxModelLen : Math.min(this.config.maxModelLen, this.config.numBlocks * this.config.blockSize);
   }
 
   /**

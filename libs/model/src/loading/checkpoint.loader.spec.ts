@@ -5,8 +5,11 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import type { ModelSpec } from '@flywheel/kernels';
 import { loadCheckpoint, loadModelWeights } from './checkpoint.loader';
+import { isNormWeight } from './gemma-norms';
 import { ModelLoadError } from './model-load.error';
+import { readSafetensorsFile } from './safetensors.reader';
 import { committedModelDir, FIXTURES_DIR, goldenCheckpointPath, readGolden, STORIES_GGUF } from './model-files.testing';
 
 describe('loadCheckpoint', () => {
@@ -88,7 +91,58 @@ describe('loadCheckpoint', () => {
     expect(mqa.weights.has('lm_head.weight')).toBe(false);
   });
 
-  it.each(['stories260K-hf', 'tiny-gqa', 'tiny-gqa-q8_0', 'tiny-gqa-bf16', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3'])(
+  const llamaShape = { vocabSize: 128, hiddenSize: 32, intermediateSize: 64, headDim: 16, ropeScaling: null, attentionBias: false, maxPositionEmbeddings: 64 };
+  const gemmaSpecs: Record<string, ModelSpec> = {
+    'tiny-gemma2': {
+      ...llamaShape, numLayers: 4, numHeads: 4, numKvHeads: 2, rmsNormEps: 1e-6, ropeTheta: 10000, tieWordEmbeddings: true,
+      hiddenAct: 'gelu_tanh', embedScale: Math.fround(Math.sqrt(32)), attnScale: 0.25, attnSoftcap: 2, finalSoftcap: 3,
+      sandwichNorms: true, normWeightOffset: true, slidingWindow: 4, slidingLayers: [0, 2],
+    },
+    'tiny-gemma3': {
+      ...llamaShape, numLayers: 6, numHeads: 4, numKvHeads: 1, rmsNormEps: 1e-6, ropeTheta: 1000000, tieWordEmbeddings: true, qkNorm: true,
+      hiddenAct: 'gelu_tanh', embedScale: Math.fround(Math.sqrt(32)), attnScale: 0.25,
+      sandwichNorms: true, normWeightOffset: true, slidingWindow: 4, slidingLayers: [0, 1, 2, 3, 4], ropeLocalTheta: 10000,
+    },
+  };
+
+  it.each(Object.keys(gemmaSpecs))('loads %s/ and its GGUF into one spec and the same (1 + w)-norm weights', async (name) => {
+    const dir = path.join(FIXTURES_DIR, name);
+    const hf = await loadModelWeights(dir);
+    const gguf = await loadModelWeights(path.join(FIXTURES_DIR, `${name}.gguf`));
+    expect(hf.spec).toEqual(gemmaSpecs[name]);
+    expect(gguf.spec).toEqual(hf.spec);
+    expect(hf.config?.slidingWindow).toBe(4);
+    expect(hf.weights.has('lm_head.weight')).toBe(false);
+    expect(hf.weights.has('model.layers.3.pre_feedforward_layernorm.weight')).toBe(true);
+    expect(hf.weights.has('model.layers.3.post_feedforward_layernorm.weight')).toBe(true);
+    expect(hf.weights.has('model.layers.0.self_attn.q_norm.weight')).toBe(name === 'tiny-gemma3');
+    // The loader adds 1 to every norm weight the safetensors store (f32), and only to those.
+    const stored = await readSafetensorsFile(path.join(dir, 'model.safetensors'));
+    const norms = [...stored.keys()].filter(isNormWeight);
+    expect(norms).toHaveLength(name === 'tiny-gemma2' ? 4 * 4 + 1 : 6 * 6 + 1);
+    for (const [n, t] of stored) {
+      const loaded = hf.weights.get(n)!;
+      const want = isNormWeight(n) ? Float32Array.from(t.data, (w) => w + 1) : t.data;
+      expect({ n, same: Buffer.compare(Buffer.from(loaded.buffer, loaded.byteOffset, loaded.byteLength), Buffer.from(want.buffer, want.byteOffset, want.byteLength)) }).toEqual({ n, same: 0 });
+      const fromGguf = gguf.weights.get(n)!;
+      const worst = loaded.reduce((m, x, i) => Math.max(m, Math.abs(x - fromGguf[i])), 0);
+      expect({ n, worst: worst <= (isNormWeight(n) ? 1e-6 : 0) }).toEqual({ n, worst: true });
+    }
+  });
+
+  it('loads tiny-mistral-swa with its window on every layer', async () => {
+    const mistral = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-mistral-swa'));
+    expect(mistral.architecture).toBe('MistralForCausalLM');
+    expect(mistral.spec).toEqual({
+      ...llamaShape, numLayers: 2, numHeads: 4, numKvHeads: 2, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false, slidingWindow: 4,
+    });
+    expect(mistral.config?.slidingWindow).toBe(4);
+  });
+
+  it.each([
+    'stories260K-hf', 'tiny-gqa', 'tiny-gqa-q8_0', 'tiny-gqa-bf16', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3',
+    'tiny-gemma2', 'tiny-gemma3', 'tiny-mistral-swa',
+  ])(
     'golden fixture %s matches its checkpoints',
     async (name) => {
       const golden = readGolden(name);
@@ -116,7 +170,7 @@ describe('loadCheckpoint', () => {
     it('names an unsupported architecture', async () => {
       const dir = tinyDirWith({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' });
       await expect(loadCheckpoint(dir)).rejects.toThrow(
-        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, SmolLM3ForCausalLM, Phi3ForCausalLM)',
+        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family and Gemma models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, SmolLM3ForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM)',
       );
     });
 

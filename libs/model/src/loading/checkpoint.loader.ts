@@ -2,7 +2,8 @@
  * Loads a servable checkpoint: a Hugging Face directory (config.json, safetensors, tokenizer, generation
  * config) or a llama.cpp `.gguf` file (an HF tokenizer beside it or in `tokenizerDir`, else the file's own), into one
  * `Checkpoint` of ModelSpec, f32 WeightMap in HF names/layout (and for the engine the same weights with GGUF Q8_0
- * matrices kept as blocks), tokenizer, chat template and generation defaults.
+ * matrices kept as blocks; Gemma's norm weights as 1 + w from either source), tokenizer, chat template and generation
+ * defaults.
  * It does not upload weights to the native addon or pick a dtype for them; the engine does.
  */
 import { stat } from 'node:fs/promises';
@@ -24,6 +25,7 @@ import { ChatTemplate, loadTokenizer, tokenizerFromGguf, TOKENIZER_FILE } from '
 import type { ModelTokenizer } from './tokenizer.loader';
 import { buildWeightMap } from './weight-map.validator';
 import { splitFusedProjections } from './fused-projections';
+import { addNormWeightOffset } from './gemma-norms';
 
 /** On-disk dtype of the weights before widening to f32. */
 export type SourceDtype = 'f32' | 'f16' | 'bf16' | QuantType;
@@ -150,7 +152,9 @@ async function loadHfWeights(dir: string, id: string | undefined): Promise<Loade
   const config = parseModelConfig(await readJsonFile(configFile), configFile);
   const stored = await readSafetensorsCheckpoint(dir);
   // Phi-3 stores q/k/v and gate/up fused; the engine and the trainer take them apart (row views, no copies).
-  const tensors = config.architecture.startsWith('Phi3') ? splitFusedProjections(stored, config.spec, dir) : stored;
+  const split = config.architecture.startsWith('Phi3') ? splitFusedProjections(stored, config.spec, dir) : stored;
+  // Gemma stores its norm weights as w for a (1 + w) scale; the engine and the trainer hold 1 + w (as GGUF files do).
+  const tensors = addNormWeightOffset(split, config.spec);
   const weights = buildWeightMap(tensors, { spec: config.spec, scoreLabels: config.numLabels }, dir);
   return {
     id: id ?? path.basename(path.resolve(dir)),

@@ -53,6 +53,31 @@ describe('GGUF tokenizers', () => {
     expect(withDir.tokenizer.dir).toBe(committedModelDir());
   });
 
+  it("follows Gemma's conventions: no dummy prefix (add_space_prefix false), <start_of_turn> / <end_of_turn> as specials, BOS 2", () => {
+    // A Gemma-shaped SentencePiece vocabulary as convert_hf_to_gguf.py writes one: <pad> <eos> <bos> <unk>, the turn
+    // markers as control tokens (tokenizer_config marks them special), byte pieces, then pieces scored by merge rank.
+    const pieces = ['▁', 'h', 'i', 'u', 's', 'e', 'r', 'hi', '▁hi', 'us', 'er', 'user', '\n'];
+    const hex = (b: number) => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
+    const tokens = ['<pad>', '<eos>', '<bos>', '<unk>', '<start_of_turn>', '<end_of_turn>', ...Array.from({ length: 256 }, (_, b) => hex(b)), ...pieces];
+    const gemma = {
+      model: 'llama', pre: 'default', tokens,
+      scores: tokens.map((_, i) => (i < 262 ? 0 : -(i - 262))),
+      tokenTypes: tokens.map((_, i) => (i === 3 ? 2 : i < 6 ? 3 : i < 262 ? 6 : 1)),
+      merges: null, bosTokenId: 2, eosTokenId: 1, unkTokenId: 3, padTokenId: 0, addBosToken: true, chatTemplate: null,
+    };
+    const id = (t: string) => tokens.indexOf(t);
+    const tok = tokenizerFromGguf({ ...gemma, addSpacePrefix: false }, 'gemma.gguf');
+    expect(tok.encode('hi')).toEqual([2, id('hi')]);
+    expect(tok.encode(' hi', { addSpecialTokens: false })).toEqual([id('▁hi')]);
+    expect(tok.encode('<start_of_turn>user\nhi<end_of_turn>', { addSpecialTokens: false })).toEqual([4, id('user'), id('\n'), id('hi'), 5]);
+    expect(tok.decode([id('▁hi'), id('user')])).toBe(' hiuser');
+    expect(tok.decode([2, 4, id('user'), 5], { skipSpecialTokens: true })).toBe('user');
+    expect(tok.bosTokenId).toBe(2);
+    expect(tok.eosTokenId).toBe(1);
+    // The same vocabulary with llama.cpp's default (a dummy prefix) tokenizes as Llama's does.
+    expect(tokenizerFromGguf(gemma, 'llama.gguf').encode('hi', { addSpecialTokens: false })).toEqual([id('▁hi')]);
+  });
+
   it('refuses what it cannot convert, naming it', () => {
     const base = { tokens: ['a'], scores: null, tokenTypes: null, merges: null, bosTokenId: null, eosTokenId: null, unkTokenId: null, padTokenId: null, addBosToken: null, chatTemplate: null };
     expect(() => hfTokenizerFromGguf({ ...base, model: 'rwkv', pre: null })).toThrow(/"rwkv" is not supported/);

@@ -98,7 +98,8 @@ function postProcessor(v: GgufVocab, addBosDefault: boolean): object | null {
 /**
  * SentencePiece BPE as transformers' LlamaConverter builds it: merges are every split of every piece into two
  * pieces of the vocabulary, ranked by the whole piece's score (highest first), ties in id order; byte fallback;
- * the dummy prefix `▁` and spaces as `▁`.
+ * spaces as `▁`, and the dummy prefix `▁` unless `tokenizer.ggml.add_space_prefix` is false (Gemma, as its
+ * GemmaConverter: no Prepend normalizer, no Strip decoder).
  */
 function sentencePiece(v: GgufVocab): HfTokenizerFiles {
   if (v.scores === null) throw new Error('GGUF SentencePiece vocabulary has no tokenizer.ggml.scores');
@@ -125,14 +126,21 @@ function sentencePiece(v: GgufVocab): HfTokenizerFiles {
     const type = typeOf(v, id);
     return type === TOKEN_TYPE.control || type === TOKEN_TYPE.unknown;
   };
+  const prefix = v.addSpacePrefix ?? true;
+  const spaces = { type: 'Replace', pattern: { String: ' ' }, content: '▁' };
   return {
     tokenizerJson: {
       ...tokenizerShell(v, special, true),
-      normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+      normalizer: { type: 'Sequence', normalizers: prefix ? [{ type: 'Prepend', prepend: '▁' }, spaces] : [spaces] },
       pre_tokenizer: null,
       decoder: {
         type: 'Sequence',
-        decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
+        decoders: [
+          { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
+          { type: 'ByteFallback' },
+          { type: 'Fuse' },
+          ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
+        ],
       },
       model: {
         type: 'BPE',

@@ -1,14 +1,17 @@
 /**
- * Specs of the GGUF reader: stories260K.gguf and the python-written tiny-gqa GGUFs must give bit-identical (or, for
- * Q8_0, within-half-a-step) weights to their safetensors twins; corrupt and truncated copies must fail cleanly.
+ * Specs of the GGUF reader: stories260K.gguf and the python-written tiny-gqa and tiny-gemma GGUFs must give
+ * bit-identical (or, for Q8_0, within-half-a-step) weights to their safetensors twins, Gemma's with the (1 + w) norms
+ * the HF loader forms, and the same spec as their config.json; corrupt and truncated copies must fail cleanly.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { loadModelWeights } from './checkpoint.loader';
+import { isNormWeight } from './gemma-norms';
 import { modelSpecFromConfig } from './model-config.schema';
 import { ModelLoadError } from './model-load.error';
 import { committedModelDir, FIXTURES_DIR, STORIES_GGUF } from './model-files.testing';
-import { permuteQkRows, readGguf, unpermuteQkRows } from './gguf.reader';
+import { ggufToHfTensorName, permuteQkRows, readGguf, unpermuteQkRows } from './gguf.reader';
 import { readSafetensorsFile } from './safetensors.reader';
 
 function expectBitIdentical(actual: Float32Array | undefined, expected: Float32Array | undefined, name: string) {
@@ -87,6 +90,68 @@ describe('GGUF reader', () => {
     }
   });
 
+  it('names Gemma\'s sandwich norms by the architecture: ffn_norm is the MLP\'s input norm there', () => {
+    expect(ggufToHfTensorName('blk.3.ffn_norm.weight')).toBe('model.layers.3.post_attention_layernorm.weight');
+    expect(ggufToHfTensorName('blk.3.ffn_norm.weight', 'gemma2')).toBe('model.layers.3.pre_feedforward_layernorm.weight');
+    expect(ggufToHfTensorName('blk.3.post_attention_norm.weight', 'gemma3')).toBe('model.layers.3.post_attention_layernorm.weight');
+    expect(ggufToHfTensorName('blk.3.post_ffw_norm.weight', 'gemma2')).toBe('model.layers.3.post_feedforward_layernorm.weight');
+    expect(ggufToHfTensorName('blk.0.attn_k_norm.weight', 'gemma3')).toBe('model.layers.0.self_attn.k_norm.weight');
+    expect(ggufToHfTensorName('blk.3.post_ffw_norm.weight')).toBeNull();
+  });
+
+  it.each(['tiny-gemma2', 'tiny-gemma3'])('reads %s.gguf (norms stored as 1 + w) into the spec and weights of its safetensors twin', async (name) => {
+    const model = await readGguf(path.join(FIXTURES_DIR, `${name}.gguf`));
+    const hfDir = path.join(FIXTURES_DIR, name);
+    expect(model.architecture).toBe(name === 'tiny-gemma2' ? 'Gemma2ForCausalLM' : 'Gemma3ForCausalLM');
+    expect(model.spec).toEqual(modelSpecFromConfig(JSON.parse(readFileSync(path.join(hfDir, 'config.json'), 'utf8'))));
+    // The HF loader hands the engine f32(1 + w) for every norm weight w the safetensors store; the GGUF holds 1 + w.
+    const stored = await readSafetensorsFile(path.join(hfDir, 'model.safetensors'));
+    const hf = await loadModelWeights(hfDir);
+    expect([...model.weights.keys()].sort()).toEqual([...hf.weights.keys()].sort());
+    for (const [n, t] of stored) {
+      if (!isNormWeight(n)) {
+        expectBitIdentical(model.weights.get(n), t.data, n);
+        continue;
+      }
+      const fromGguf = model.weights.get(n)!;
+      const worst = t.data.reduce((m, w, i) => Math.max(m, Math.abs(fromGguf[i] - (1 + w)), Math.abs(hf.weights.get(n)![i] - fromGguf[i])), 0);
+      expect({ n, worst: worst <= 1e-6 }).toEqual({ n, worst: true });
+    }
+  });
+
+  describe('Gemma metadata llama.cpp defaults', () => {
+    let tmp: string;
+    beforeAll(() => {
+      tmp = mkdtempSync(path.join(tmpdir(), 'flywheel-gguf-gemma-'));
+    });
+    afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+    /** The fixture with metadata keys renamed to same-length names llama.cpp does not read. */
+    const without = async (fixture: string, keys: string[]) => {
+      let bytes = readFileSync(path.join(FIXTURES_DIR, fixture));
+      for (const key of keys) {
+        const at = bytes.indexOf(key);
+        if (at < 0) throw new Error(`${key} not in ${fixture}`);
+        bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from(key.slice(0, -1) + '~'), bytes.subarray(at + key.length)]);
+      }
+      const file = path.join(tmp, fixture);
+      writeFileSync(file, bytes);
+      return (await readGguf(file)).spec;
+    };
+
+    it('Gemma 2: window 4096 and soft caps 50 / 30 when the file omits them', async () => {
+      const spec = await without('tiny-gemma2.gguf', ['gemma2.attention.sliding_window', 'gemma2.attn_logit_softcapping', 'gemma2.final_logit_softcapping']);
+      expect(spec).toMatchObject({ slidingWindow: 4096, slidingLayers: [0, 2], attnSoftcap: 50, finalSoftcap: 30 });
+    });
+
+    it('Gemma 3: no sliding_window, no sliding layers (and no local RoPE base); rope.freq_base defaults to 1e4', async () => {
+      const spec = await without('tiny-gemma3.gguf', ['gemma3.attention.sliding_window', 'gemma3.rope.freq_base']);
+      expect(spec).toMatchObject({ ropeTheta: 10000, qkNorm: true });
+      expect(spec).not.toHaveProperty('slidingWindow');
+      expect(spec).not.toHaveProperty('slidingLayers');
+      expect(spec).not.toHaveProperty('ropeLocalTheta');
+    });
+  });
+
   describe('broken files give a ModelLoadError naming the file', () => {
     let tmp: string;
     beforeAll(() => {
@@ -119,7 +184,7 @@ describe('GGUF reader', () => {
       ['truncation inside the tensor infos', () => stories().subarray(0, 13900), /ends early|truncated/],
       ['truncation inside the tensor data', () => stories().subarray(0, 600_000), /tensor "blk\.\d\.[a-z_]+\.weight" needs bytes \d+\.\.\d+ but the file is 600000 bytes \(truncated\?\)/],
       ['an absurd string length', () => { const b = Buffer.from(stories()); b.writeBigUInt64LE(0xffffffffffffn, 24); return b; }, /metadata key #0 claims \d+ bytes but only \d+ remain/],
-      ['an architecture outside the Llama family', () => patchAfter(tiny(), 'general.architecture', Buffer.from('bloom'), 12), /unsupported GGUF architecture "bloom"/],
+      ['an architecture outside the Llama family', () => patchAfter(tiny(), 'general.architecture', Buffer.from('bloom'), 12), /unsupported GGUF architecture "bloom"; Flywheel serves Llama-family and Gemma models \(general\.architecture llama, qwen2, qwen3, smollm3, phi3, gemma2 or gemma3\)/],
       ['a k-quant tensor whose rows its super-blocks cannot split', () => patchAfter(tiny(), 'blk.0.attn_q.weight', u32(12), 4 + 16), /tensor "blk\.0\.attn_q\.weight" \(q4_k\) has ne\[0\] 32, not a multiple of 256/],
       ['a GGML type the engine does not serve', () => patchAfter(tiny(), 'blk.0.attn_q.weight', u32(16), 4 + 16), /tensor "blk\.0\.attn_q\.weight" has GGML type IQ2_XXS; Flywheel loads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K/],
       ['a missing hyperparameter', () => patchAfter(tiny(), 'llama.block_count', Buffer.from('x'), -1), /llama\.block_count is missing/],

@@ -1,12 +1,14 @@
 /**
- * Reads a llama.cpp GGUF file (architectures `llama`, `qwen2`, `qwen3`, `smollm3` and `phi3`) into the same ModelSpec + WeightMap, with
- * HF names and HF layout, as a Hugging Face checkpoint: F32/F16/BF16 widened, Q8_0 kept as its blocks (for the
- * engine, `servingWeights`) and widened only when read through `weights` (training needs f32), and for `llama`
- * the Q/K row permutation of convert_hf_to_gguf.py undone (on whole rows of blocks for Q8_0); Phi-3's fused attn_qkv and
- * ffn_up (gate and up rows) are split, and its LongRoPE factors read from rope_factors_{short,long}. The header is
- * parsed strictly by gguf-header.parser (@huggingface/gguf zero-fills past the end of a local file, so it parses
- * truncated headers as garbage; only its type-name enum is used). Tokenizer metadata is exposed raw (GgufVocab); no
- * tokenizer is built from it.
+ * Reads a llama.cpp GGUF file (architectures `llama`, `qwen2`, `qwen3`, `smollm3`, `phi3`, `gemma2` and `gemma3`) into
+ * the same ModelSpec + WeightMap, with HF names and HF layout, as a Hugging Face checkpoint: F32/F16/BF16 widened, Q8_0
+ * kept as its blocks (for the engine, `servingWeights`) and widened only when read through `weights` (training needs
+ * f32), and for `llama` the Q/K row permutation of convert_hf_to_gguf.py undone (on whole rows of blocks for Q8_0);
+ * Phi-3's fused attn_qkv and ffn_up (gate and up rows) are split, and its LongRoPE factors read from
+ * rope_factors_{short,long}. Gemma's norm weights are used as stored: the converter already wrote 1 + w, which is what
+ * the HF loader hands the engine too, so both sources give one spec (normWeightOffset: the family's HF convention).
+ * The header is parsed strictly by gguf-header.parser (@huggingface/gguf zero-fills past the end of a local file, so it
+ * parses truncated headers as garbage; only its type-name enum is used). Tokenizer metadata is exposed raw (GgufVocab);
+ * no tokenizer is built from it.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { GGMLQuantizationType } from '@huggingface/gguf';
@@ -14,6 +16,7 @@ import { isQuantType, QUANT_BLOCKS } from '@flywheel/kernels';
 import type { Llama3RopeScaling, LongRopeScaling, ModelSpec, QuantTensor, QuantType, ServingWeightMap, WeightMap } from '@flywheel/kernels';
 import { bf16ArrayToF32, f16ArrayToF32 } from './half-float.codec';
 import { ModelLoadError } from './model-load.error';
+import { gemmaSpecFields, slidingAttentionFields } from './model-config.schema';
 import type { SupportedArchitecture } from './model-config.schema';
 import { openForRead, readExactly } from './checkpoint-file.io';
 import { parseGgufHeader } from './gguf-header.parser';
@@ -43,6 +46,11 @@ export interface GgufVocab {
   addBosToken: boolean | null;
   /** `tokenizer.chat_template`, used when no HF tokenizer_config supplies one. */
   chatTemplate: string | null;
+  /**
+   * `tokenizer.ggml.add_space_prefix`: whether a SentencePiece vocabulary prepends "▁" to the text (llama.cpp's
+   * default, true, when absent; Gemma's files say false). Absent here when the file does not say.
+   */
+  addSpacePrefix?: boolean;
 }
 
 export type GgufTensorDtype = 'f32' | 'f16' | 'bf16' | QuantType;
@@ -74,7 +82,11 @@ const ARCHITECTURES: Record<string, { hf: SupportedArchitecture; permutedQk: boo
   smollm3: { hf: 'SmolLM3ForCausalLM', permutedQk: true },
   // Phi3MiniModel: NEOX RoPE, HF's fused qkv_proj as attn_qkv and gate_up_proj as ffn_up (gate rows, then up rows).
   phi3: { hf: 'Phi3ForCausalLM', permutedQk: false },
+  // Gemma2Model / Gemma3Model: NEOX RoPE, HF's row order, sandwich norms under their own names, norms stored as 1 + w.
+  gemma2: { hf: 'Gemma2ForCausalLM', permutedQk: false },
+  gemma3: { hf: 'Gemma3ForCausalLM', permutedQk: false },
 };
+const SUPPORTED_GGUF_ARCHITECTURES = 'llama, qwen2, qwen3, smollm3, phi3, gemma2 or gemma3';
 
 /** GGML type → on-disk bytes of `n` elements, for the types we can load. */
 const LOADABLE_TYPES = new Map<number, { dtype: GgufTensorDtype; bytes: (n: number) => number; blockSize: number }>([
@@ -123,13 +135,31 @@ const BLOCK_NAMES: Record<string, string> = {
   'ffn_down.weight': 'mlp.down_proj.weight',
 };
 
-/** llama.cpp tensor name → HF name, or null if it is not a Llama-family tensor we know. */
-export function ggufToHfTensorName(name: string): string | null {
+/**
+ * Gemma's sandwich norms (llama.cpp's LLM_TENSOR_ATTN_POST_NORM, FFN_NORM, FFN_POST_NORM): its ffn_norm is the MLP's
+ * input norm, pre_feedforward_layernorm, and post_attention_layernorm normalises the attention output.
+ */
+const GEMMA_BLOCK_NAMES: Record<string, string> = {
+  ...BLOCK_NAMES,
+  'post_attention_norm.weight': 'post_attention_layernorm.weight',
+  'ffn_norm.weight': 'pre_feedforward_layernorm.weight',
+  'post_ffw_norm.weight': 'post_feedforward_layernorm.weight',
+};
+
+function isGemmaArch(ggufArch: string | undefined): boolean {
+  return ggufArch === 'gemma2' || ggufArch === 'gemma3';
+}
+
+/**
+ * llama.cpp tensor name → HF name, or null if it is not a tensor we know. `ggufArch` (general.architecture; default
+ * "llama") picks Gemma's norm names.
+ */
+export function ggufToHfTensorName(name: string, ggufArch?: string): string | null {
   const global = GLOBAL_NAMES[name];
   if (global !== undefined) return global;
   const m = /^blk\.(\d+)\.(.+)$/.exec(name);
   if (m === null) return null;
-  const local = BLOCK_NAMES[m[2]];
+  const local = (isGemmaArch(ggufArch) ? GEMMA_BLOCK_NAMES : BLOCK_NAMES)[m[2]];
   return local === undefined ? null : `model.layers.${m[1]}.${local}`;
 }
 
@@ -257,7 +287,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const arch = ARCHITECTURES[ggufArch];
   if (arch === undefined) {
     return fail(
-      `unsupported GGUF architecture "${ggufArch}"; Flywheel serves Llama-family models (general.architecture llama, qwen2, qwen3, smollm3 or phi3)`,
+      `unsupported GGUF architecture "${ggufArch}"; Flywheel serves Llama-family and Gemma models (general.architecture ${SUPPORTED_GGUF_ARCHITECTURES})`,
     );
   }
 
@@ -294,6 +324,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const longRope = await longRopeOf(fh, file, infos, header.dataOffset, ropeDims, num, fail);
 
   const ropeTheta = shortestF32(num('rope.freq_base', 10000));
+  const gemma = isGemmaArch(ggufArch) ? gemmaFieldsOf(meta, ggufArch, { hiddenSize, numHeads, headDim, numLayers, ropeTheta }, num, fail) : null;
   const spec: ModelSpec = {
     vocabSize: num('vocab_size', embd.dims[1] ?? 0),
     hiddenSize,
@@ -314,6 +345,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
       ? { noRopeLayers: Array.from({ length: numLayers }, (_, i) => i).filter((i) => (i + 1) % 4 === 0) }
       : {}),
     ...(longRope !== null ? { longRope } : {}),
+    ...(gemma ?? {}),
   };
 
   checkTensorRanges(header, file);
@@ -321,7 +353,7 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
   const tensorDtypes = new Map<string, GgufTensorDtype>();
   for (const [ggufName, info] of infos) {
     if (ggufName === 'rope_freqs.weight' || ROPE_FACTOR_TENSORS.includes(ggufName)) continue; // read into spec above
-    let hfName = ggufToHfTensorName(ggufName) ?? fail(`unknown tensor "${ggufName}" for a Llama-family model`);
+    let hfName = ggufToHfTensorName(ggufName, ggufArch) ?? fail(`unknown tensor "${ggufName}" for a ${ggufArch} model`);
     // Phi-3's ffn_up holds gate and up rows (llama.cpp's fused SwiGLU) when the block has no ffn_gate.
     if (ggufArch === 'phi3' && hfName.endsWith('.mlp.up_proj.weight') && !infos.has(ggufName.replace('ffn_up', 'ffn_gate'))) {
       hfName = hfName.replace('mlp.up_proj', 'mlp.gate_up_proj');
@@ -368,6 +400,55 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     tensorDtypes,
     vocab: readVocab(meta),
   };
+}
+
+/**
+ * The Gemma fields of a gemma2 / gemma3 file's spec, as llama.cpp's load_hparams reads them: `attention.sliding_window`
+ * (Gemma 2 default 4096; Gemma 3 without it, or with 0, attends fully), the sliding layers from
+ * `attention.sliding_window_pattern` (a period, or one flag per layer) or llama.cpp's fixed periods (Gemma 2: every
+ * 2nd layer full; Gemma 3: every 6th), the sliding layers' RoPE base `rope.freq_base_swa` (Gemma 3 default 1e4; Gemma 2:
+ * rope.freq_base), Gemma 2's soft caps (defaults 50 and 30; llama.cpp never caps Gemma 3's scores) and the query scale
+ * 1/sqrt(key_length), or 1/sqrt(hidden / heads) for the 27B models llama.cpp recognises by their 46 (Gemma 2) or 62
+ * (Gemma 3) layers, as their query_pre_attn_scalar says.
+ */
+function gemmaFieldsOf(
+  meta: ReadonlyMap<string, GgufValue>,
+  ggufArch: string,
+  dims: { hiddenSize: number; numHeads: number; headDim: number; numLayers: number; ropeTheta: number },
+  num: (key: string, fallback?: number) => number,
+  fail: (message: string) => never,
+): Partial<ModelSpec> {
+  const generation = ggufArch === 'gemma2' ? 2 : 3;
+  const L = dims.numLayers;
+  const windowKey = meta.get(`${ggufArch}.attention.sliding_window`);
+  const window = generation === 2 ? num('attention.sliding_window', 4096) : windowKey === undefined ? 0 : num('attention.sliding_window');
+  const patternKey = `${ggufArch}.attention.sliding_window_pattern`;
+  const pattern = meta.get(patternKey);
+  let sliding: boolean[];
+  if (Array.isArray(pattern)) {
+    if (pattern.length < L || pattern.some((p) => typeof p !== 'boolean')) fail(`GGUF metadata ${patternKey} must hold a boolean per layer (${L})`);
+    sliding = pattern.slice(0, L).map((p) => p === true);
+  } else {
+    const period = num('attention.sliding_window_pattern', generation === 2 ? 2 : 6);
+    if (!Number.isInteger(period) || period < 1) fail(`GGUF metadata ${patternKey} is ${period}; expected a positive period`);
+    // llama.cpp's set_swa_pattern: layer il slides when il % period < period - 1.
+    sliding = Array.from({ length: L }, (_, i) => i % period < period - 1);
+  }
+  const is27B = L === (generation === 2 ? 46 : 62);
+  const ropeLocal = shortestF32(num('rope.freq_base_swa', generation === 3 ? 10000 : dims.ropeTheta));
+  const positive = (key: string, fallback: number | null): number | null => {
+    const v = meta.has(`${ggufArch}.${key}`) ? num(key) : fallback;
+    return v !== null && v > 0 ? shortestF32(v) : null;
+  };
+  return gemmaSpecFields({
+    generation,
+    hiddenSize: dims.hiddenSize,
+    queryPreAttnScalar: is27B ? Math.trunc(dims.hiddenSize / dims.numHeads) : dims.headDim,
+    attnSoftcap: generation === 2 ? positive('attn_logit_softcapping', 50) : null,
+    finalSoftcap: positive('final_logit_softcapping', generation === 2 ? 30 : null),
+    ropeLocalTheta: generation === 3 || ropeLocal !== dims.ropeTheta ? ropeLocal : null,
+    sliding: slidingAttentionFields(window > 0 ? window : null, sliding),
+  });
 }
 
 function loadableType(info: GgufTensorInfo, file: string) {
@@ -484,6 +565,7 @@ function readVocab(meta: ReadonlyMap<string, GgufValue>): GgufVocab | null {
   const addBos = meta.get('tokenizer.ggml.add_bos_token');
   const chatTemplate = meta.get('tokenizer.chat_template');
   const pre = meta.get('tokenizer.ggml.pre');
+  const addSpacePrefix = meta.get('tokenizer.ggml.add_space_prefix');
   return {
     model,
     pre: typeof pre === 'string' ? pre : null,
@@ -497,5 +579,6 @@ function readVocab(meta: ReadonlyMap<string, GgufValue>): GgufVocab | null {
     padTokenId: id('tokenizer.ggml.padding_token_id'),
     addBosToken: typeof addBos === 'boolean' ? addBos : null,
     chatTemplate: typeof chatTemplate === 'string' ? chatTemplate : null,
+    ...(typeof addSpacePrefix === 'boolean' ? { addSpacePrefix } : {}),
   };
 }

@@ -1,7 +1,8 @@
 /**
- * Specs of the GGUF writer: GGUF files written by llama.cpp (llama-quantize's Q4_K_M, the llama3-scaled and the
- * biased python-written fixtures) read, written back and read again give the same spec, tensor types, bytes,
- * vocabulary and logits, with llama.cpp's metadata and tensor infos; the synthetic vocab has llama.cpp's layout.
+ * Specs of the GGUF writer: GGUF files written by llama.cpp (llama-quantize's Q4_K_M, the llama3-scaled, the biased and
+ * the Gemma 2 / Gemma 3 python-written fixtures) read, written back and read again give the same spec, tensor types,
+ * bytes, vocabulary and logits, with llama.cpp's metadata and tensor infos; specs llama.cpp would run differently are
+ * refused; the synthetic vocab has llama.cpp's layout.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -57,6 +58,8 @@ describe('GGUF writer', () => {
     ['quant/tiny-q4_k_m.gguf', 'Q4_K + Q6_K, untied'],
     ['tiny-gqa.gguf', 'f32, q/k/v biases, head_dim != hidden / heads'],
     ['tiny-mqa-llama3.gguf', 'llama3 rope_freqs'],
+    ['tiny-gemma2.gguf', 'arch gemma2: soft caps, sliding window, sandwich norms as 1 + w'],
+    ['tiny-gemma3.gguf', 'arch gemma3: q/k norms, global RoPE base'],
   ])('writes %s (%s) back as the same model', async (fixture) => {
     const source = path.join(FIXTURES_DIR, fixture);
     const original = await readGguf(source);
@@ -75,16 +78,18 @@ describe('GGUF writer', () => {
       expect({ name, same: bytesOf(back).equals(bytesOf(t)) }).toEqual({ name, same: true });
     }
 
-    // llama.cpp's own file and ours agree on every llama.* key and on every tensor's name, shape and type. (We write
-    // key_length / value_length only when they differ from hidden / heads; convert_hf_to_gguf.py also does whenever
-    // config.json names a head_dim.)
+    // llama.cpp's own file and ours agree on every {arch}.* key and on every tensor's name, shape and type. (For llama
+    // we write key_length / value_length only when they differ from hidden / heads; convert_hf_to_gguf.py also does
+    // whenever config.json names a head_dim.)
     const [theirs, ours] = [await headerOf(source), await headerOf(out)];
+    const arch = String(theirs.metadata.get('general.architecture'));
+    expect(ours.metadata.get('general.architecture')).toBe(arch);
     const implied = (h: GgufHeader, k: string) =>
       /^llama\.attention\.(key|value)_length$/.test(k) &&
       h.metadata.get(k) === Number(h.metadata.get('llama.embedding_length')) / Number(h.metadata.get('llama.attention.head_count'));
-    const llamaKeys = (h: GgufHeader) =>
-      new Map([...h.metadata].filter(([k]) => k.startsWith('llama.') && k !== 'llama.vocab_size' && !implied(h, k)));
-    if (theirs.metadata.get('general.architecture') === 'llama') expect(llamaKeys(ours)).toEqual(llamaKeys(theirs));
+    const archKeys = (h: GgufHeader) =>
+      new Map([...h.metadata].filter(([k]) => k.startsWith(`${arch}.`) && k !== 'llama.vocab_size' && !implied(h, k)));
+    expect(archKeys(ours)).toEqual(archKeys(theirs));
     const infos = (h: GgufHeader) => h.tensors.map(({ name, dims, type }) => ({ name, dims, type })).sort((a, b) => a.name.localeCompare(b.name));
     expect(infos(ours)).toEqual(infos(theirs));
     expect(ours.tensors.every((t) => (ours.dataOffset + t.offset) % 32 === 0)).toBe(true);
@@ -126,10 +131,38 @@ describe('GGUF writer', () => {
     expect(() => syntheticSpmVocab(100)).toThrow(/259/);
   });
 
-  it('refuses a model the llama architecture cannot describe instead of writing a different one', async () => {
+  it("keeps a vocabulary's add_space_prefix (Gemma's files say false)", async () => {
+    const gemma = await readGguf(path.join(FIXTURES_DIR, 'tiny-gemma2.gguf'));
+    const out = path.join(dir, 'vocab.gguf');
+    const vocab = { ...syntheticSpmVocab(300), addSpacePrefix: false };
+    await writeGguf(out, { spec: gemma.spec, weights: gemma.servingWeights, vocab });
+    expect((await readGguf(out)).vocab).toEqual(vocab);
+    expect((await headerOf(out)).metadata.get('tokenizer.ggml.add_space_prefix')).toBe(false);
+  });
+
+  it('refuses a model its architecture cannot describe instead of writing a different one', async () => {
+    const never = path.join(tmpdir(), `never-${process.pid}.gguf`);
     const qwen3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-qwen3.gguf'));
-    await expect(writeGguf(path.join(tmpdir(), `never-${process.pid}.gguf`), { spec: qwen3.spec, weights: qwen3.servingWeights })).rejects.toThrow(
-      /llama architecture only; this model also needs qkNorm \(qwen3\)/,
+    await expect(writeGguf(never, { spec: qwen3.spec, weights: qwen3.servingWeights })).rejects.toThrow(
+      /as llama this model also needs qkNorm \(qwen3\)$/,
     );
+    // llama.cpp converts Mistral as llama and drops its window: refused while the window is shorter than the context.
+    const gqa = await readGguf(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'));
+    await expect(writeGguf(never, { spec: { ...gqa.spec, slidingWindow: 4 }, weights: gqa.servingWeights })).rejects.toThrow(
+      /as llama this model also needs slidingWindow \(llama\.cpp attends to the whole context\)/,
+    );
+    // Gemma: llama.cpp's fixed query scale, layer pattern, soft caps and tied head.
+    const gemma2 = await readGguf(path.join(FIXTURES_DIR, 'tiny-gemma2.gguf'));
+    const gemma3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-gemma3.gguf'));
+    const refused = async (spec: typeof gemma2.spec, weights: ServingWeightMap) =>
+      (await writeGguf(never, { spec, weights }).then(() => null, (e: unknown) => (e instanceof Error ? e.message : String(e)))) ?? 'written';
+    expect(await refused({ ...gemma2.spec, attnScale: 0.125 }, gemma2.servingWeights)).toMatch(/as gemma2 this model also needs attnScale 0\.125 \(llama\.cpp: 0\.25\)$/);
+    expect(await refused({ ...gemma2.spec, slidingLayers: [1, 3] }, gemma2.servingWeights)).toMatch(/slidingLayers \[1,3\] \(llama\.cpp: every 2nd layer full\)/);
+    const { finalSoftcap: _, ...uncapped } = gemma2.spec;
+    expect(await refused(uncapped, gemma2.servingWeights)).toMatch(/needs no soft caps$/);
+    expect(await refused({ ...gemma3.spec, ropeLocalTheta: 20000 }, gemma3.servingWeights)).toMatch(/needs ropeLocalTheta 20000$/);
+    expect(await refused({ ...gemma3.spec, finalSoftcap: 30 }, gemma3.servingWeights)).toMatch(/needs soft caps$/);
+    const untied = new Map(gemma3.servingWeights).set('lm_head.weight', gemma3.weights.get('model.embed_tokens.weight')!);
+    expect(await refused({ ...gemma3.spec, tieWordEmbeddings: false }, untied)).toMatch(/needs an untied head$/);
   });
 });

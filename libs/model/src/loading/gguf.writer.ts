@@ -1,9 +1,11 @@
 /**
- * Writes a Llama model (ModelSpec + ServingWeightMap, HF names and layout) as a GGUF v3 file laid out as llama.cpp's
- * convert_hf_to_gguf.py writes one: arch "llama", its metadata keys and value types, q/k rows permuted for
- * interleaved RoPE, tensor data 32-byte aligned, f32 / bf16 / Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K tensors as given (no
- * quantizing here), optionally a tokenizer (a file's own, or a synthetic SentencePiece vocab so llama.cpp loads a
- * benchmark model of any vocab size). Not a reader (gguf.reader), not a quantizer (ops.quantize).
+ * Writes a Llama or Gemma model (ModelSpec + ServingWeightMap, HF names and layout) as a GGUF v3 file laid out as
+ * llama.cpp's convert_hf_to_gguf.py writes one: arch "llama" (q/k rows permuted for interleaved RoPE), "gemma2" or
+ * "gemma3" (HF row order, norms as the 1 + w the weights already hold), their metadata keys and value types, tensor
+ * data 32-byte aligned, f32 / bf16 / Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K tensors as given (no quantizing here),
+ * optionally a tokenizer (a file's own, or a synthetic SentencePiece vocab so llama.cpp loads a benchmark model of any
+ * vocab size). A spec llama.cpp would run differently is refused. Not a reader (gguf.reader), not a quantizer
+ * (ops.quantize).
  */
 import { open, rename, rm } from 'node:fs/promises';
 import { expectedWeightShapes, isQuantType, QUANT_BLOCKS, type ModelSpec, type QuantTensor, type QuantType, type ServingWeightMap } from '@flywheel/kernels';
@@ -34,22 +36,70 @@ type ScalarType = (typeof T)[Exclude<keyof typeof T, 'ARRAY'>];
 
 type Meta = [key: string, type: ScalarType, value: number | boolean | string] | [key: string, type: typeof T.ARRAY, elemType: ScalarType, values: (number | string)[]];
 
-/** GGUF names of every tensor llama.cpp's llama arch has, inverted through the reader's map (one source of truth). */
+type GgufArch = 'llama' | 'gemma2' | 'gemma3';
+
+/** GGUF names of every tensor these archs have, inverted through the reader's map (one source of truth). */
 const GGUF_TENSOR_NAMES = [
   'token_embd.weight',
   'output_norm.weight',
   'output.weight',
   ...['attn_norm', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_norm', 'ffn_gate', 'ffn_up', 'ffn_down'].map((n) => `blk.#.${n}.weight`),
   ...['attn_q', 'attn_k', 'attn_v'].map((n) => `blk.#.${n}.bias`),
+  ...['attn_q_norm', 'attn_k_norm', 'post_attention_norm', 'post_ffw_norm'].map((n) => `blk.#.${n}.weight`),
 ];
 
-function hfToGgufName(hf: string): string {
+function hfToGgufName(hf: string, arch: GgufArch): string {
   const layer = /^model\.layers\.(\d+)\./.exec(hf)?.[1] ?? '';
   for (const pattern of GGUF_TENSOR_NAMES) {
     const gguf = pattern.replace('#', layer);
-    if (ggufToHfTensorName(gguf) === hf) return gguf;
+    if (ggufToHfTensorName(gguf, arch) === hf) return gguf;
   }
   throw new Error(`no GGUF name for tensor ${hf}`);
+}
+
+/** Gemma 3 with q/k norms, Gemma 2 without, when the spec has Gemma's layers; else llama. */
+function archOf(spec: ModelSpec): GgufArch {
+  if (spec.sandwichNorms === true || spec.normWeightOffset === true || spec.hiddenAct === 'gelu_tanh') return spec.qkNorm ? 'gemma3' : 'gemma2';
+  return 'llama';
+}
+
+/**
+ * What llama.cpp would run differently from the spec in a file of this arch. Arch llama carries none of the other
+ * families' features. Gemma: llama.cpp always caps Gemma 2's scores and logits and never Gemma 3's, slides on its fixed
+ * layers (Gemma 2 every 2nd layer full, Gemma 3 every 6th) with Gemma 3's local RoPE base 1e4, scales queries by
+ * 1/sqrt(key_length) (1/sqrt(hidden / heads) for the 27B layer counts) and ties the head.
+ */
+function unwritableFeatures(spec: ModelSpec, arch: GgufArch): string[] {
+  const s = spec;
+  const out: string[] = [];
+  const check = (bad: boolean, what: string) => {
+    if (bad) out.push(what);
+  };
+  check(s.longRope !== undefined, 'longRope (phi3)');
+  check(s.rotaryDim !== undefined && s.rotaryDim !== s.headDim, 'rotaryDim (phi3)');
+  check(!!s.noRopeLayers?.length, 'noRopeLayers (smollm3)');
+  if (arch === 'llama') {
+    check(s.qkNorm === true, 'qkNorm (qwen3)');
+    for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeLocalTheta'] as const) check(s[key] !== undefined, key);
+    check(s.slidingWindow !== undefined && s.slidingWindow < s.maxPositionEmbeddings, 'slidingWindow (llama.cpp attends to the whole context)');
+    return out;
+  }
+  const period = arch === 'gemma2' ? 2 : 6;
+  const is27B = s.numLayers === (arch === 'gemma2' ? 46 : 62);
+  const scale = (is27B ? Math.trunc(s.hiddenSize / s.numHeads) : s.headDim) ** -0.5;
+  check(s.hiddenAct !== 'gelu_tanh' || s.sandwichNorms !== true || s.normWeightOffset !== true, 'a mix of Gemma and Llama layers');
+  check(s.embedScale !== Math.fround(Math.sqrt(s.hiddenSize)), `embedScale ${s.embedScale ?? 1}`);
+  check((s.attnScale ?? s.headDim ** -0.5) !== scale, `attnScale ${s.attnScale} (llama.cpp: ${scale})`);
+  check(arch === 'gemma2' ? s.attnSoftcap === undefined || s.finalSoftcap === undefined : s.attnSoftcap !== undefined || s.finalSoftcap !== undefined,
+    arch === 'gemma2' ? 'no soft caps' : 'soft caps');
+  check(s.slidingWindow === undefined, 'full attention on every layer');
+  const sliding = Array.from({ length: s.numLayers }, (_, i) => s.slidingLayers?.includes(i) ?? true);
+  check(sliding.some((x, i) => x !== (i % period < period - 1)), `slidingLayers ${JSON.stringify(s.slidingLayers)} (llama.cpp: every ${period === 2 ? '2nd' : '6th'} layer full)`);
+  check(arch === 'gemma3' ? s.ropeLocalTheta !== 10000 : s.ropeLocalTheta !== undefined, `ropeLocalTheta ${s.ropeLocalTheta}`);
+  check(!s.tieWordEmbeddings, 'an untied head');
+  check(s.attentionBias, 'attentionBias');
+  check(s.ropeScaling !== null, 'ropeScaling');
+  return out;
 }
 
 /**
@@ -90,12 +140,14 @@ interface TensorOut {
 
 /** Writes `model` to `file` (via a temporary file and rename, so a reader never sees half a file). */
 export async function writeGguf(file: string, model: GgufToWrite): Promise<void> {
-  // Arch `llama` carries none of these: a file written without them would load as a different model.
-  const s = model.spec;
-  const extras = [s.qkNorm ? 'qkNorm (qwen3)' : null, s.noRopeLayers?.length ? 'noRopeLayers (smollm3)' : null, s.rotaryDim !== undefined && s.rotaryDim !== s.headDim ? 'rotaryDim (phi3)' : null, s.longRope ? 'longRope (phi3)' : null].filter((x) => x !== null);
-  if (extras.length > 0) throw new Error(`writeGguf writes the llama architecture only; this model also needs ${extras.join(', ')}`);
-  const tensors = tensorsOf(model);
-  const header = serializeHeader(metadataOf(model, tensors), tensors);
+  // A file written without these would load as a different model.
+  const arch = archOf(model.spec);
+  const extras = unwritableFeatures(model.spec, arch);
+  if (extras.length > 0) {
+    throw new Error(`writeGguf writes the llama, gemma2 and gemma3 architectures as llama.cpp runs them; as ${arch} this model also needs ${extras.join(', ')}`);
+  }
+  const tensors = tensorsOf(model, arch);
+  const header = serializeHeader(metadataOf(model, tensors, arch), tensors);
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await open(tmp, 'w');
   try {
@@ -114,7 +166,7 @@ export async function writeGguf(file: string, model: GgufToWrite): Promise<void>
   }
 }
 
-function tensorsOf({ spec, weights, floatType = 'f32' }: GgufToWrite): TensorOut[] {
+function tensorsOf({ spec, weights, floatType = 'f32' }: GgufToWrite, arch: GgufArch): TensorOut[] {
   const out: TensorOut[] = [];
   if (spec.ropeScaling !== null) {
     const factors = Float32Array.from(llama3RopeFactors(spec.headDim, spec.ropeTheta, spec.ropeScaling));
@@ -124,9 +176,10 @@ function tensorsOf({ spec, weights, floatType = 'f32' }: GgufToWrite): TensorOut
     const t = weights.get(hf);
     if (t === undefined) throw new Error(`missing tensor ${hf}`);
     const [rows, cols = 1] = shape;
-    const qk = /self_attn\.([qk])_proj\./.exec(hf)?.[1];
+    // convert_hf_to_gguf.py permutes q/k rows for llama's interleaved RoPE only.
+    const qk = arch === 'llama' ? /self_attn\.([qk])_proj\./.exec(hf)?.[1] : undefined;
     const heads = qk === 'q' ? spec.numHeads : spec.numKvHeads;
-    const name = hfToGgufName(hf);
+    const name = hfToGgufName(hf, arch);
     const dims = [...shape].reverse();
     if (t instanceof Float32Array) {
       if (t.length !== rows * cols) throw new Error(`${hf} has ${t.length} values, expected ${rows}x${cols}`);
@@ -173,13 +226,35 @@ function bytesOf(a: Float32Array | Uint16Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** The keys convert_hf_to_gguf.py writes for a Llama model, in its order. */
-function metadataOf({ spec, name, vocab }: GgufToWrite, tensors: TensorOut[]): Meta[] {
+/** The keys convert_hf_to_gguf.py writes for a Llama (LlamaModel) or Gemma (Gemma2Model, Gemma3Model) model, in its order. */
+function metadataOf({ spec, name, vocab }: GgufToWrite, tensors: TensorOut[], arch: GgufArch): Meta[] {
   const meta: Meta[] = [
-    ['general.architecture', T.STRING, 'llama'],
+    ['general.architecture', T.STRING, arch],
     ['general.type', T.STRING, 'model'],
   ];
   if (name !== undefined) meta.push(['general.name', T.STRING, name]);
+  if (arch !== 'llama') {
+    meta.push(
+      [`${arch}.context_length`, T.U32, spec.maxPositionEmbeddings],
+      [`${arch}.embedding_length`, T.U32, spec.hiddenSize],
+      [`${arch}.block_count`, T.U32, spec.numLayers],
+      [`${arch}.feed_forward_length`, T.U32, spec.intermediateSize],
+      [`${arch}.attention.head_count`, T.U32, spec.numHeads],
+      [`${arch}.attention.head_count_kv`, T.U32, spec.numKvHeads],
+      [`${arch}.attention.layer_norm_rms_epsilon`, T.F32, spec.rmsNormEps],
+      [`${arch}.attention.key_length`, T.U32, spec.headDim],
+      [`${arch}.attention.value_length`, T.U32, spec.headDim],
+      ['general.file_type', T.U32, fileTypeOf(tensors)],
+    );
+    // Gemma2Model writes no RoPE base (llama.cpp's default is 1e4).
+    if (arch === 'gemma3' || spec.ropeTheta !== 10000) meta.push([`${arch}.rope.freq_base`, T.F32, spec.ropeTheta]);
+    if (arch === 'gemma2') {
+      meta.push([`${arch}.attn_logit_softcapping`, T.F32, spec.attnSoftcap!], [`${arch}.final_logit_softcapping`, T.F32, spec.finalSoftcap!]);
+    }
+    meta.push([`${arch}.attention.sliding_window`, T.U32, spec.slidingWindow!], ['general.quantization_version', T.U32, GGML_QUANT_VERSION]);
+    if (vocab) meta.push(...vocabMetadata(vocab));
+    return meta;
+  }
   meta.push(
     ['llama.block_count', T.U32, spec.numLayers],
     ['llama.context_length', T.U32, spec.maxPositionEmbeddings],
@@ -218,6 +293,7 @@ function vocabMetadata(v: GgufVocab): Meta[] {
   ];
   for (const [key, id] of ids) if (id !== null) meta.push([`tokenizer.ggml.${key}`, T.U32, id]);
   if (v.addBosToken !== null) meta.push(['tokenizer.ggml.add_bos_token', T.BOOL, v.addBosToken]);
+  if (v.addSpacePrefix !== undefined) meta.push(['tokenizer.ggml.add_space_prefix', T.BOOL, v.addSpacePrefix]);
   if (v.chatTemplate !== null) meta.push(['tokenizer.chat_template', T.STRING, v.chatTemplate]);
   return meta;
 }

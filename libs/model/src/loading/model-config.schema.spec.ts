@@ -1,12 +1,13 @@
 /**
- * Specs of config.json parsing: models/stories260K's spec, transformers defaults per family, RoPE variants, and the
- * errors for architectures and features Flywheel cannot serve. Pure: no weights are read.
+ * Specs of config.json parsing: models/stories260K's spec, transformers defaults per family, RoPE variants, Gemma 2/3
+ * and sliding-window layers, and the errors for architectures and features Flywheel cannot serve. Pure: no weights are
+ * read.
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseModelConfig } from './model-config.schema';
 import { ModelLoadError } from './model-load.error';
-import { committedModelDir } from './model-files.testing';
+import { committedModelDir, FIXTURES_DIR } from './model-files.testing';
 
 const base = {
   vocab_size: 100,
@@ -87,7 +88,9 @@ describe('parseModelConfig', () => {
   it('reads Phi-3: no bias whatever attention_bias says, Phi3Config defaults, plain RoPE over the whole head', () => {
     const c = parseModelConfig({ ...base, model_type: 'phi3', attention_bias: true, sliding_window: 2047 });
     expect(c.architecture).toBe('Phi3ForCausalLM');
-    expect(c.slidingWindow).toBe(2047);
+    // Its sliding_window is not applied (as llama.cpp, which disables Phi-3's): full attention.
+    expect(c.slidingWindow).toBeNull();
+    expect(c.spec.slidingWindow).toBeUndefined();
     expect(c.spec).toMatchObject({ attentionBias: false, tieWordEmbeddings: false, rmsNormEps: 1e-5, maxPositionEmbeddings: 4096, ropeScaling: null });
     expect(c.spec.rotaryDim).toBeUndefined();
     expect(c.spec.longRope).toBeUndefined();
@@ -127,10 +130,147 @@ describe('parseModelConfig', () => {
     expect(() => parseModelConfig({ ...base, model_type: 'llama', rope_scaling: { type: 'longrope' } })).toThrow(/unsupported rope_scaling type "longrope"/);
   });
 
-  it('infers the architecture from model_type and reads the sliding window of Mistral', () => {
-    const config = parseModelConfig({ ...base, model_type: 'mistral', sliding_window: 4096 });
+  it('infers the architecture from model_type and applies the sliding window of Mistral to every layer', () => {
+    const config = parseModelConfig({ ...base, model_type: 'mistral', sliding_window: 1024 });
     expect(config.architecture).toBe('MistralForCausalLM');
-    expect(config.slidingWindow).toBe(4096);
+    expect(config.slidingWindow).toBe(1024);
+    expect(config.spec.slidingWindow).toBe(1024);
+    expect(config.spec.slidingLayers).toBeUndefined();
+    // MistralConfig's default window is 4096; null (Mistral v0.2 and later) turns it off.
+    expect(parseModelConfig({ ...base, model_type: 'mistral' }).spec.slidingWindow).toBe(4096);
+    const none = parseModelConfig({ ...base, model_type: 'mistral', sliding_window: null });
+    expect(none.slidingWindow).toBeNull();
+    expect(none.spec).not.toHaveProperty('slidingWindow');
+    expect(parseModelConfig({ ...base, model_type: 'mistral', sliding_window: 8, layer_types: ['sliding_attention', 'sliding_attention'] }).spec.slidingWindow).toBe(8);
+    expect(() => parseModelConfig({ ...base, model_type: 'mistral', sliding_window: 8, layer_types: ['full_attention', 'sliding_attention'] })).toThrow(
+      'unsupported layer_types ["full_attention","sliding_attention"] for MistralForCausalLM; its sliding_window (8) applies to every layer',
+    );
+    // Llama has no sliding layers.
+    expect(parseModelConfig({ ...base, model_type: 'llama', sliding_window: 8 }).spec.slidingWindow).toBeUndefined();
+  });
+
+  it('gives Qwen2 / Qwen3 with use_sliding_window their window on the layers from max_window_layers on', () => {
+    const qwen = { ...base, num_hidden_layers: 4, use_sliding_window: true, sliding_window: 16 };
+    expect(parseModelConfig({ ...qwen, model_type: 'qwen2', max_window_layers: 2 })).toMatchObject({
+      slidingWindow: 16,
+      spec: { slidingWindow: 16, slidingLayers: [2, 3] },
+    });
+    expect(parseModelConfig({ ...qwen, model_type: 'qwen3', max_window_layers: 0 }).spec).toMatchObject({ slidingWindow: 16 });
+    expect(parseModelConfig({ ...qwen, model_type: 'qwen3', max_window_layers: 0 }).spec.slidingLayers).toBeUndefined();
+    // Qwen2Config's default max_window_layers is 28: no layer of a 4-layer model slides.
+    expect(parseModelConfig({ ...qwen, model_type: 'qwen2' }).spec.slidingWindow).toBeUndefined();
+    // Explicit layer_types win; without use_sliding_window there is no window at all.
+    expect(parseModelConfig({ ...qwen, model_type: 'qwen2', layer_types: ['sliding_attention', 'full_attention', 'full_attention', 'full_attention'] }).spec)
+      .toMatchObject({ slidingWindow: 16, slidingLayers: [0] });
+    const off = parseModelConfig({ ...qwen, model_type: 'qwen2', use_sliding_window: false, max_window_layers: 0 });
+    expect([off.slidingWindow, off.spec.slidingWindow]).toEqual([null, undefined]);
+    expect(() => parseModelConfig({ ...qwen, model_type: 'qwen2', use_sliding_window: false, layer_types: ['sliding_attention', 'full_attention', 'full_attention', 'full_attention'] }))
+      .toThrow('layer_types ["sliding_attention","full_attention"] has "sliding_attention" layers but no sliding window is configured');
+  });
+
+  const fixtureConfig = (name: string) => JSON.parse(readFileSync(path.join(FIXTURES_DIR, name, 'config.json'), 'utf8')) as Record<string, unknown>;
+
+  it('reads the tiny-gemma2 fixture: GeGLU, scaled embeddings, query scale, soft caps, sandwich norms, even layers sliding', () => {
+    const c = parseModelConfig(fixtureConfig('tiny-gemma2'));
+    expect(c.architecture).toBe('Gemma2ForCausalLM');
+    expect(c.spec).toEqual({
+      vocabSize: 128, hiddenSize: 32, intermediateSize: 64, numLayers: 4, numHeads: 4, numKvHeads: 2, headDim: 16,
+      rmsNormEps: 1e-6, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: true, attentionBias: false,
+      maxPositionEmbeddings: 64,
+      hiddenAct: 'gelu_tanh', embedScale: Math.fround(Math.sqrt(32)), attnScale: 0.25, attnSoftcap: 2, finalSoftcap: 3,
+      sandwichNorms: true, normWeightOffset: true, slidingWindow: 4, slidingLayers: [0, 2],
+    });
+    expect(c).toMatchObject({ bosTokenId: 2, eosTokenIds: [1], padTokenId: 0, slidingWindow: 4 });
+  });
+
+  it('reads the tiny-gemma3 fixture: q/k norms, no soft caps, 5 sliding layers of 6 with their own RoPE base', () => {
+    const c = parseModelConfig(fixtureConfig('tiny-gemma3'));
+    expect(c.architecture).toBe('Gemma3ForCausalLM');
+    expect(c.spec).toEqual({
+      vocabSize: 128, hiddenSize: 32, intermediateSize: 64, numLayers: 6, numHeads: 4, numKvHeads: 1, headDim: 16,
+      rmsNormEps: 1e-6, ropeTheta: 1000000, ropeScaling: null, tieWordEmbeddings: true, attentionBias: false,
+      maxPositionEmbeddings: 64, qkNorm: true,
+      hiddenAct: 'gelu_tanh', embedScale: Math.fround(Math.sqrt(32)), attnScale: 0.25,
+      sandwichNorms: true, normWeightOffset: true, slidingWindow: 4, slidingLayers: [0, 1, 2, 3, 4], ropeLocalTheta: 10000,
+    });
+  });
+
+  it('applies Gemma2Config defaults: head_dim 256, caps 50 / 30, window 4096 on even layers, tied, 8192 positions', () => {
+    const c = parseModelConfig({ ...base, model_type: 'gemma2', num_hidden_layers: 5 });
+    expect(c.spec).toMatchObject({
+      headDim: 256, tieWordEmbeddings: true, ropeTheta: 10000, rmsNormEps: 1e-6, maxPositionEmbeddings: 8192,
+      attnScale: 1 / 16, embedScale: 8, attnSoftcap: 50, finalSoftcap: 30, slidingWindow: 4096, slidingLayers: [0, 2, 4],
+    });
+    expect(c.spec).not.toHaveProperty('qkNorm');
+    expect(c.spec).not.toHaveProperty('ropeLocalTheta');
+    // null turns a cap off; query_pre_attn_scalar sets the query scale (Gemma 2 27B: hidden / heads = 144).
+    const uncapped = parseModelConfig({ ...base, model_type: 'gemma2', attn_logit_softcapping: null, final_logit_softcapping: null, query_pre_attn_scalar: 144 });
+    expect(uncapped.spec).not.toHaveProperty('attnSoftcap');
+    expect(uncapped.spec).not.toHaveProperty('finalSoftcap');
+    expect(uncapped.spec.attnScale).toBe(144 ** -0.5);
+    // transformers ignores hidden_act for Gemma (gemma-2 configs carry both keys).
+    expect(parseModelConfig({ ...base, model_type: 'gemma2', hidden_act: 'gelu', hidden_activation: 'gelu_pytorch_tanh' }).spec.hiddenAct).toBe('gelu_tanh');
+  });
+
+  it('applies Gemma3TextConfig defaults: rope_theta 1e6, local base 1e4, every 6th layer full, no caps, 131072 positions', () => {
+    const c = parseModelConfig({ ...base, model_type: 'gemma3_text', num_hidden_layers: 8 });
+    expect(c.architecture).toBe('Gemma3ForCausalLM');
+    expect(c.spec).toMatchObject({
+      qkNorm: true, headDim: 256, tieWordEmbeddings: true, ropeTheta: 1000000, ropeLocalTheta: 10000, maxPositionEmbeddings: 131072,
+      slidingWindow: 4096, slidingLayers: [0, 1, 2, 3, 4, 6, 7],
+    });
+    expect(c.spec).not.toHaveProperty('attnSoftcap');
+    expect(c.spec).not.toHaveProperty('finalSoftcap');
+    // sliding_window_pattern, and layer_types over it; every layer sliding: no slidingLayers, the local base stays.
+    expect(parseModelConfig({ ...base, model_type: 'gemma3_text', num_hidden_layers: 4, sliding_window_pattern: 2, sliding_window: 512 }).spec)
+      .toMatchObject({ slidingWindow: 512, slidingLayers: [0, 2] });
+    const allSliding = parseModelConfig({ ...base, model_type: 'gemma3_text', rope_local_base_freq: 20000 }).spec;
+    expect(allSliding).toMatchObject({ slidingWindow: 4096, ropeLocalTheta: 20000 });
+    expect(allSliding).not.toHaveProperty('slidingLayers');
+    const allFull = parseModelConfig({ ...base, model_type: 'gemma3_text', layer_types: ['full_attention', 'full_attention'] }).spec;
+    expect(allFull).not.toHaveProperty('slidingWindow');
+    expect(allFull).not.toHaveProperty('ropeLocalTheta');
+    // transformers 5: one RoPE per layer type in rope_parameters.
+    const v5 = parseModelConfig({
+      ...base, model_type: 'gemma3_text', num_hidden_layers: 6,
+      rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 500000 }, sliding_attention: { rope_type: 'default', rope_theta: 5000 } },
+    });
+    expect(v5.spec).toMatchObject({ ropeTheta: 500000, ropeLocalTheta: 5000, slidingLayers: [0, 1, 2, 3, 4] });
+  });
+
+  it('reads a text-only model_type "gemma3" config through its text_config and refuses the multimodal one', () => {
+    const text = { ...base, head_dim: 16, sliding_window: 8 };
+    const c = parseModelConfig({ model_type: 'gemma3', architectures: ['Gemma3ForCausalLM'], text_config: text, eos_token_id: [1, 106] });
+    expect(c.architecture).toBe('Gemma3ForCausalLM');
+    expect(c.spec).toMatchObject({ headDim: 16, qkNorm: true, slidingWindow: 8 });
+    expect(c.eosTokenIds).toEqual([1, 106]);
+    expect(parseModelConfig({ ...text, model_type: 'gemma3' }).architecture).toBe('Gemma3ForCausalLM');
+    const multimodal = 'unsupported architecture Gemma3ForConditionalGeneration (multimodal Gemma 3: a vision tower and language_model.* weights); ' +
+      'Flywheel serves text-only Gemma 3 (Gemma3ForCausalLM, model_type "gemma3_text", such as gemma-3-1b)';
+    expect(() => parseModelConfig({ model_type: 'gemma3', architectures: ['Gemma3ForConditionalGeneration'], text_config: text, vision_config: {} })).toThrow(multimodal);
+    expect(() => parseModelConfig({ model_type: 'gemma3', text_config: text, vision_config: { hidden_size: 1152 } })).toThrow(multimodal);
+  });
+
+  it('refuses the Gemma variants the engine cannot run, naming what', () => {
+    const g3 = { ...base, model_type: 'gemma3_text' };
+    expect(() => parseModelConfig({ ...g3, rope_scaling: { rope_type: 'linear', factor: 8 } })).toThrow(
+      `unsupported rope_scaling type "linear" for Gemma3ForCausalLM (Gemma 3 4B and larger scale the full-attention layers' RoPE); Flywheel runs Gemma with plain RoPE`,
+    );
+    expect(() => parseModelConfig({ ...g3, rope_parameters: { full_attention: { rope_type: 'linear', factor: 8 } } })).toThrow(/rope_scaling type "linear"/);
+    expect(() => parseModelConfig({ ...base, model_type: 'gemma2', hidden_activation: 'gelu' })).toThrow(
+      'unsupported hidden_activation "gelu" for Gemma2ForCausalLM; Flywheel\'s GeGLU MLP needs "gelu_pytorch_tanh"',
+    );
+    expect(parseModelConfig({ ...base, model_type: 'gemma2', hidden_activation: 'gelu_tanh' }).spec.hiddenAct).toBe('gelu_tanh');
+    expect(() => parseModelConfig({ ...base, model_type: 'gemma2', attention_bias: true })).toThrow(/attention_bias: true for Gemma2ForCausalLM/);
+    expect(() => parseModelConfig({ ...g3, layer_types: ['sliding_attention', 'chunked_attention'] })).toThrow(
+      'unsupported layer_types ["sliding_attention","chunked_attention"]; Flywheel runs "full_attention" and "sliding_attention" layers only',
+    );
+    expect(() => parseModelConfig({ ...g3, layer_types: ['sliding_attention'] })).toThrow('layer_types has 1 entries for 2 layers');
+    expect(() => parseModelConfig({ ...g3, sliding_window: null, layer_types: ['sliding_attention', 'full_attention'] })).toThrow(
+      /has "sliding_attention" layers but no sliding window is configured/,
+    );
+    // A reward model (Gemma2ForSequenceClassification) is not served.
+    expect(() => parseModelConfig({ ...base, architectures: ['Gemma2ForSequenceClassification'] })).toThrow(/unsupported architecture Gemma2ForSequenceClassification/);
   });
 
   it('accepts a Llama reward model and counts its labels', () => {
@@ -167,7 +307,7 @@ describe('parseModelConfig', () => {
   it('rejects architectures outside the Llama family with the list of supported ones', () => {
     expect(() => parseModelConfig({ ...base, architectures: ['GPT2LMHeadModel'] }, 'gpt2/config.json')).toThrow(
       new ModelLoadError(
-        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, SmolLM3ForCausalLM, Phi3ForCausalLM)',
+        'unsupported architecture GPT2LMHeadModel; Flywheel serves Llama-family and Gemma models (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, SmolLM3ForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM)',
         'gpt2/config.json',
       ),
     );

@@ -1,6 +1,7 @@
 /**
- * The safetensors / HF-directory writer: byte layout read back by our reader, F32/BF16/F16 rounding, a tiny-gqa
- * round trip through loadModelWeights, and a reward model the loader reads as one. The training-state files beside a
+ * The safetensors / HF-directory writer: byte layout read back by our reader, F32/BF16/F16 rounding, tiny-gqa, Phi-3,
+ * SmolLM3, Gemma 2/3 (norms back to w, Gemma's config fields) and sliding-window round trips through loadModelWeights,
+ * a reward model the loader reads as one, and the specs no config can describe. The training-state files beside a
  * checkpoint are @flywheel/train's (training-checkpoint.io.spec.ts).
  */
 import { spawnSync } from 'node:child_process';
@@ -10,7 +11,7 @@ import * as path from 'node:path';
 import { loadModelWeights } from './checkpoint.loader';
 import { FIXTURES_DIR } from './model-files.testing';
 import { readSafetensorsFile } from './safetensors.reader';
-import { serializeSafetensors, writeHfCheckpoint } from './safetensors.writer';
+import { hfConfigFor, serializeSafetensors, writeHfCheckpoint } from './safetensors.writer';
 
 describe('safetensors writer', () => {
   let dir: string;
@@ -124,6 +125,65 @@ describe('safetensors writer', () => {
     const written = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
     expect(written).toMatchObject({ architectures: ['SmolLM3ForCausalLM'], model_type: 'smollm3', no_rope_layers: [1, 1, 1, 0], tie_word_embeddings: false });
     expect((await loadModelWeights(out)).spec).toEqual(src.spec);
+  });
+
+  it.each(['tiny-gemma2', 'tiny-gemma3'])('writes %s back: norm weights as the stored w, Gemma\'s config, the same spec and weights', async (name) => {
+    const fixture = path.join(FIXTURES_DIR, name);
+    const src = await loadModelWeights(fixture);
+    const out = path.join(dir, name);
+    await writeHfCheckpoint(out, { spec: src.spec, weights: src.weights });
+    // Byte for byte the fixture's tensors: every norm is w again (the fixture's 1 + w are exact in f32).
+    expect(readFileSync(path.join(out, 'model.safetensors'))).toEqual(readFileSync(path.join(fixture, 'model.safetensors')));
+    const written = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const original = JSON.parse(readFileSync(path.join(fixture, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const gemmaKeys = [
+      'architectures', 'model_type', 'hidden_activation', 'query_pre_attn_scalar', 'attn_logit_softcapping', 'final_logit_softcapping',
+      'sliding_window', 'layer_types', 'head_dim', 'rope_theta', 'tie_word_embeddings',
+      ...(name === 'tiny-gemma3' ? ['rope_local_base_freq', 'sliding_window_pattern'] : ['hidden_act']),
+    ];
+    for (const key of gemmaKeys) expect({ key, value: written[key] }).toEqual({ key, value: original[key] });
+    const back = await loadModelWeights(out);
+    expect(back.spec).toEqual(src.spec);
+    const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    for (const [n, w] of src.weights) expect({ n, same: bytes(back.weights.get(n)!).equals(bytes(w)) }).toEqual({ n, same: true });
+    // From the GGUF (whose norms are 1 + w already) likewise.
+    const fromGguf = await loadModelWeights(path.join(FIXTURES_DIR, `${name}.gguf`));
+    const viaGguf = path.join(dir, `${name}-from-gguf`);
+    await writeHfCheckpoint(viaGguf, { spec: fromGguf.spec, weights: fromGguf.weights });
+    expect(readFileSync(path.join(viaGguf, 'model.safetensors'))).toEqual(readFileSync(path.join(fixture, 'model.safetensors')));
+    expect((await loadModelWeights(viaGguf)).spec).toEqual(src.spec);
+  });
+
+  it('keeps sliding windows: Mistral on every layer, Qwen2 from max_window_layers on, or any layers by layer_types', async () => {
+    const mistral = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-mistral-swa'));
+    const out = path.join(dir, 'mistral');
+    await writeHfCheckpoint(out, { spec: mistral.spec, weights: mistral.weights });
+    expect(JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'))).toMatchObject({ architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: 4 });
+    expect((await loadModelWeights(out)).spec).toEqual(mistral.spec);
+    // Without a window a Mistral base writes sliding_window null (MistralConfig's default would be 4096).
+    const { slidingWindow: _, ...full } = mistral.spec;
+    expect(hfConfigFor(full, null, { architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: 4 }, 'F32').sliding_window).toBeNull();
+    const qwen = { ...mistral.spec, numLayers: 4, attentionBias: true, slidingLayers: [2, 3] };
+    const qwenConfig = hfConfigFor(qwen, null, { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2' }, 'F32');
+    expect(qwenConfig).toMatchObject({ use_sliding_window: true, sliding_window: 4, max_window_layers: 2, layer_types: ['full_attention', 'full_attention', 'sliding_attention', 'sliding_attention'] });
+    const split = hfConfigFor({ ...qwen, slidingLayers: [0, 3] }, null, { architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2' }, 'F32');
+    expect(split).toMatchObject({ use_sliding_window: true, layer_types: ['sliding_attention', 'full_attention', 'full_attention', 'sliding_attention'] });
+    expect(split).not.toHaveProperty('max_window_layers');
+  });
+
+  it('refuses what no written config could describe instead of writing a different model', async () => {
+    const gemma = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gemma2'));
+    const gqa = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa'));
+    expect(() => hfConfigFor(gemma.spec, 1, null, 'F32')).toThrow('cannot write a Gemma2 reward model: Flywheel serves no Gemma sequence classifier');
+    expect(() => hfConfigFor({ ...gqa.spec, attnSoftcap: 50 }, null, null, 'F32')).toThrow('cannot write the checkpoint as Llama: its config has no way to say attnSoftcap');
+    expect(() => hfConfigFor({ ...gqa.spec, slidingWindow: 4, slidingLayers: [1] }, null, null, 'F32')).toThrow(/as Llama: its config has no way to say slidingLayers/);
+    expect(() => hfConfigFor({ ...gemma.spec, attentionBias: true, embedScale: 1 }, null, null, 'F32')).toThrow(
+      'cannot write the checkpoint as Gemma2: its config has no way to say embedScale 1, attentionBias',
+    );
+    // A Gemma spec makes a Gemma checkpoint whatever the base config says.
+    expect(hfConfigFor(gemma.spec, null, { architectures: ['LlamaForCausalLM'], model_type: 'llama' }, 'F32')).toMatchObject({
+      architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', hidden_act: 'gelu_pytorch_tanh',
+    });
   });
 
   it('writes a reward model (LlamaForSequenceClassification, score.weight, no lm_head) the loader reads as one', async () => {

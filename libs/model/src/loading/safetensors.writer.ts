@@ -1,7 +1,7 @@
 /**
  * Writes safetensors files (F32, or BF16/F16 rounded to nearest even) and whole Hugging Face checkpoint
  * directories (config.json + model.safetensors + the source's tokenizer files) that our loader, transformers and
- * the safetensors library all read. It does not read checkpoints (safetensors.reader does), nor write training
+ * the safetensors library all read, in each family's own layout (Phi-3's fused projections, Gemma's w norm weights). It does not read checkpoints (safetensors.reader does), nor write training
  * state (@flywheel/train).
  */
 import { chmod, copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { expectedWeightShapes, type ModelSpec, type WeightMap } from '@flywheel/kernels';
 import { isFile } from './checkpoint-file.io';
 import { fuseProjections } from './fused-projections';
+import { removeNormWeightOffset } from './gemma-norms';
 import { ModelLoadError } from './model-load.error';
 import { SAFETENSORS_SINGLE_FILE } from './safetensors.reader';
 
@@ -148,19 +149,29 @@ export interface HfCheckpointToWrite {
   dtype?: WritableSafetensorsDtype;
 }
 
-/** The config.json written for `spec` (transformers' LlamaConfig names). */
+/**
+ * The config.json written for `spec`: the base's fields, then the spec's in the names transformers' config class of
+ * the checkpoint's family reads (LlamaConfig, Qwen2Config, ..., Gemma2Config, Gemma3TextConfig), so that the
+ * directory reloads to the same spec. Throws a ModelLoadError for a spec no family can describe.
+ */
 export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: Record<string, unknown> | null, dtype: WritableSafetensorsDtype): Record<string, unknown> {
-  // rope_parameters (transformers 5) would shadow the rope_theta / rope_scaling written from the spec.
-  const kept = Object.fromEntries(Object.entries(base ?? {}).filter(([k]) => k !== 'rope_parameters'));
+  // rope_parameters (transformers 5) would shadow the rope_theta / rope_scaling written from the spec, and a Gemma 3
+  // wrapper's text_config the fields written at the top.
+  const shadowing = ['rope_parameters', 'text_config', 'vision_config'];
+  const kept = Object.fromEntries(Object.entries(base ?? {}).filter(([k]) => !shadowing.includes(k)));
   const baseArch = Array.isArray(kept.architectures) && typeof kept.architectures[0] === 'string' ? kept.architectures[0] : null;
   const family = checkpointFamily(spec, baseArch);
-  const causal = baseArch !== null && !baseArch.endsWith('ForSequenceClassification') ? baseArch : `${family}ForCausalLM`;
+  const sameFamily = familyOf(baseArch) === family;
+  const gemma = family === 'Gemma2' || family === 'Gemma3';
+  if (scoreLabels !== null && gemma) throw new ModelLoadError(`cannot write a ${family} reward model: Flywheel serves no Gemma sequence classifier`);
+  const unwritable = unwritableFeatures(spec, family);
+  if (unwritable.length > 0) throw new ModelLoadError(`cannot write the checkpoint as ${family}: its config has no way to say ${unwritable.join(', ')}`);
+  const causal = sameFamily && baseArch !== null && !baseArch.endsWith('ForSequenceClassification') ? baseArch : `${family}ForCausalLM`;
   const scoring = family === 'Mistral' ? 'LlamaForSequenceClassification' : `${family}ForSequenceClassification`;
-  const modelTypes: Record<string, string> = { Qwen3: 'qwen3', SmolLM3: 'smollm3', Phi3: 'phi3' };
   const config: Record<string, unknown> = {
     ...kept,
     architectures: [scoreLabels !== null ? scoring : causal],
-    model_type: typeof kept.model_type === 'string' ? kept.model_type : (modelTypes[family] ?? 'llama'),
+    model_type: sameFamily && !gemma && typeof kept.model_type === 'string' ? kept.model_type : MODEL_TYPES[family],
     vocab_size: spec.vocabSize,
     hidden_size: spec.hiddenSize,
     intermediate_size: spec.intermediateSize,
@@ -168,7 +179,7 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
     num_attention_heads: spec.numHeads,
     num_key_value_heads: spec.numKvHeads,
     head_dim: spec.headDim,
-    hidden_act: 'silu',
+    hidden_act: gemma ? 'gelu_pytorch_tanh' : 'silu',
     rms_norm_eps: spec.rmsNormEps,
     rope_theta: spec.ropeTheta,
     rope_scaling: spec.ropeScaling
@@ -197,20 +208,104 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
     // SmolLM3Config's per-layer flags: 1 uses RoPE, 0 is a NoPE layer.
     config.no_rope_layers = Array.from({ length: spec.numLayers }, (_, i) => (spec.noRopeLayers?.includes(i) ? 0 : 1));
   }
+  const sliding = slidingFlags(spec);
+  const layerTypes = sliding.map((s) => (s ? 'sliding_attention' : 'full_attention'));
+  if (gemma) {
+    // Gemma2Config / Gemma3TextConfig names; layer_types (transformers >= 4.53) says which layers slide.
+    config.hidden_activation = 'gelu_pytorch_tanh';
+    config.query_pre_attn_scalar = queryPreAttnScalar(spec.attnScale ?? spec.headDim ** -0.5, kept.query_pre_attn_scalar);
+    config.attn_logit_softcapping = spec.attnSoftcap ?? null;
+    config.final_logit_softcapping = spec.finalSoftcap ?? null;
+    config.sliding_window = spec.slidingWindow ?? null;
+    config.layer_types = layerTypes;
+    delete config.mlp_bias;
+    if (family === 'Gemma3') {
+      config.rope_local_base_freq = spec.ropeLocalTheta ?? spec.ropeTheta;
+      // Older transformers read the pattern instead of layer_types: keep it only where it gives the same layers.
+      const period = sliding.findIndex((s) => !s) + 1;
+      if (period > 0 && sliding.every((s, i) => s === ((i + 1) % period !== 0))) config.sliding_window_pattern = period;
+      else delete config.sliding_window_pattern;
+    }
+  } else if (family === 'Mistral') {
+    config.sliding_window = spec.slidingWindow ?? null;
+    delete config.layer_types;
+  } else if (family === 'Qwen2' || family === 'Qwen3') {
+    // Qwen2Config / Qwen3Config: the window on the layers from max_window_layers on (older transformers), or layer_types.
+    config.use_sliding_window = spec.slidingWindow !== undefined;
+    if (spec.slidingWindow !== undefined) {
+      config.sliding_window = spec.slidingWindow;
+      const from = sliding.indexOf(true);
+      if (sliding.every((s, i) => s === i >= from)) config.max_window_layers = from;
+      config.layer_types = layerTypes;
+    } else if (Array.isArray(config.layer_types)) {
+      config.layer_types = layerTypes;
+    }
+  }
   return config;
 }
 
+const MODEL_TYPES: Record<string, string> = {
+  Llama: 'llama', Qwen2: 'qwen2', Qwen3: 'qwen3', Mistral: 'mistral', SmolLM3: 'smollm3', Phi3: 'phi3', Gemma2: 'gemma2', Gemma3: 'gemma3_text',
+};
+
+function familyOf(arch: string | null): string | undefined {
+  return /^(Llama|Qwen2|Qwen3|Mistral|SmolLM3|Phi3|Gemma2|Gemma3)/.exec(arch ?? '')?.[1];
+}
+
 /**
- * The family a written checkpoint keeps: the base's (Qwen2's q/k/v bias and Phi-3's fused projections are implied by
- * the name), else the one the spec needs (q/k norms: Qwen3; NoPE layers: SmolLM3; LongRoPE or partial RoPE: Phi3).
+ * The family a written checkpoint keeps: Gemma 2 or 3 when the spec has Gemma's layers (whatever the base says), else
+ * the base's (Qwen2's q/k/v bias and Phi-3's fused projections are implied by the name), else the one the spec needs
+ * (q/k norms: Qwen3; NoPE layers: SmolLM3; LongRoPE or partial RoPE: Phi3; a window on every layer: Mistral).
  */
 function checkpointFamily(spec: ModelSpec, baseArch: string | null): string {
-  const base = /^(Qwen2|Qwen3|Mistral|SmolLM3|Phi3)/.exec(baseArch ?? '')?.[1];
-  if (base !== undefined) return base;
+  if (isGemmaSpec(spec)) return spec.qkNorm ? 'Gemma3' : 'Gemma2';
+  const base = familyOf(baseArch);
+  if (base !== undefined && base !== 'Llama' && base !== 'Gemma2' && base !== 'Gemma3') return base;
   if (spec.qkNorm) return 'Qwen3';
   if (spec.noRopeLayers !== undefined) return 'SmolLM3';
   if (spec.longRope !== undefined || (spec.rotaryDim !== undefined && spec.rotaryDim !== spec.headDim)) return 'Phi3';
+  if (spec.slidingWindow !== undefined && spec.slidingLayers === undefined) return 'Mistral';
   return 'Llama';
+}
+
+function isGemmaSpec(spec: ModelSpec): boolean {
+  return spec.sandwichNorms === true || spec.normWeightOffset === true || spec.hiddenAct === 'gelu_tanh';
+}
+
+/** What the family's config cannot say about the spec (it would reload as a different model). */
+function unwritableFeatures(spec: ModelSpec, family: string): string[] {
+  const gemma = family === 'Gemma2' || family === 'Gemma3';
+  const out: string[] = [];
+  if (gemma) {
+    if (spec.hiddenAct !== 'gelu_tanh') out.push(`hiddenAct ${spec.hiddenAct ?? 'silu'}`);
+    if (spec.sandwichNorms !== true) out.push('Llama-style norms (no sandwichNorms)');
+    if (spec.normWeightOffset !== true) out.push('plain norm weights (no normWeightOffset)');
+    if (spec.embedScale !== Math.fround(Math.sqrt(spec.hiddenSize))) out.push(`embedScale ${spec.embedScale ?? 1}`);
+    if (spec.attentionBias) out.push('attentionBias');
+    if (spec.ropeScaling !== null || spec.longRope !== undefined) out.push('RoPE scaling');
+    if (spec.noRopeLayers !== undefined) out.push('noRopeLayers');
+    if (spec.rotaryDim !== undefined && spec.rotaryDim !== spec.headDim) out.push('rotaryDim');
+    if (family === 'Gemma2' && spec.ropeLocalTheta !== undefined) out.push('ropeLocalTheta');
+  } else {
+    for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeLocalTheta'] as const) if (spec[key] !== undefined) out.push(key);
+    const anyLayers = family === 'Qwen2' || family === 'Qwen3';
+    if (spec.slidingWindow !== undefined && !(anyLayers || (family === 'Mistral' && spec.slidingLayers === undefined))) {
+      out.push(spec.slidingLayers === undefined ? 'slidingWindow' : 'slidingLayers');
+    }
+  }
+  return out;
+}
+
+/** Per layer: does it attend within spec.slidingWindow? */
+function slidingFlags(spec: ModelSpec): boolean[] {
+  return Array.from({ length: spec.numLayers }, (_, i) => spec.slidingWindow !== undefined && (spec.slidingLayers?.includes(i) ?? true));
+}
+
+/** query_pre_attn_scalar with scalar ** -0.5 === attnScale: the base's, else a whole number when one fits. */
+function queryPreAttnScalar(attnScale: number, base: unknown): number {
+  if (typeof base === 'number' && base ** -0.5 === attnScale) return base;
+  const q = attnScale ** -2;
+  return Math.round(q) ** -0.5 === attnScale ? Math.round(q) : q;
 }
 
 /** Phi3Config's rope_scaling: exactly type, short_factor and long_factor (its validation rejects other keys), plus an
@@ -244,6 +339,8 @@ export async function writeHfCheckpoint(dir: string, ck: HfCheckpointToWrite): P
   const config = hfConfigFor(ck.spec, scoreLabels, ck.baseConfig ?? null, dtype);
   // A Phi-3 checkpoint stores q/k/v as one qkv_proj and gate/up as one gate_up_proj (Phi3Attention, Phi3MLP).
   if (Array.isArray(config.architectures) && String(config.architectures[0]).startsWith('Phi3')) tensors = fuseProjections(tensors, ck.spec);
+  // A Gemma checkpoint stores each norm weight as w for a (1 + w) scale; the weights given hold 1 + w.
+  tensors = removeNormWeightOffset(tensors, ck.spec);
   await mkdir(dir, { recursive: true });
   await writeSafetensorsFile(path.join(dir, SAFETENSORS_SINGLE_FILE), tensors, { dtype });
   await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
