@@ -43,25 +43,25 @@ export interface AnchorMeasured {
 }
 
 // The few node-llama-cpp calls used, typed by hand: the package is not a dependency of the project.
-interface NlcSequence {
+export interface NlcSequence {
   evaluate(tokens: number[], options: { temperature: number; yieldEogToken: boolean }): AsyncGenerator<number, void, number | undefined>;
   evaluateWithoutGeneratingNewTokens(tokens: number[]): Promise<void>;
   clearHistory(): Promise<void>;
 }
-interface NlcContext {
+export interface NlcContext {
   getSequence(): NlcSequence;
   dispose(): Promise<void>;
 }
-interface NlcModel {
+export interface NlcModel {
   createContext(options: Record<string, unknown>): Promise<NlcContext>;
   dispose(): Promise<void>;
 }
-interface NlcLlama {
+export interface NlcLlama {
   loadModel(options: Record<string, unknown>): Promise<NlcModel>;
   llamaCppRelease?: { release: string };
   dispose(): Promise<void>;
 }
-interface NlcModule {
+export interface NlcModule {
   getLlama(options: Record<string, unknown>): Promise<NlcLlama>;
 }
 
@@ -84,6 +84,11 @@ function ensureInstalled(): string {
 // TypeScript compiles import() to require() under CommonJS, which cannot load an ES module.
 const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<unknown>;
 
+/** The pinned node-llama-cpp module, installed into .bench-cache on first use. */
+export async function loadNodeLlamaCpp(): Promise<NlcModule> {
+  return (await importEsm(pathToFileURL(ensureInstalled()).href)) as NlcModule;
+}
+
 /** One llama.cpp model and a context of `sequences` sequences, measured like engine.bench measures ours. */
 export class LlamaCppAnchor {
   private constructor(
@@ -96,7 +101,7 @@ export class LlamaCppAnchor {
   ) {}
 
   static async open(ggufFile: string, opts: { threads: number; contextSize: number; sequences: number; batchSize: number; vocab: number }): Promise<LlamaCppAnchor> {
-    const nlc = (await importEsm(pathToFileURL(ensureInstalled()).href)) as NlcModule;
+    const nlc = await loadNodeLlamaCpp();
     const llama = await nlc.getLlama({
       gpu: false,
       build: 'never',
