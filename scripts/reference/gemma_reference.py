@@ -3,7 +3,9 @@
 the generator of Flywheel's Gemma fixtures: test/fixtures/tiny-gemma2/ and tiny-gemma3/ (config.json + F32
 safetensors), tiny-gemma2.gguf and tiny-gemma3.gguf (as llama.cpp's convert_hf_to_gguf.py writes them),
 golden/tiny-gemma{2,3}.{json,f32} (logits) and golden/train-tiny-gemma{2,3}.{json,f32} (loss, gradients, scalar-head
-scores and AdamW steps).
+scores and AdamW steps), plus tiny-gemma3-linear/, tiny-gemma3-linear.gguf and golden/tiny-gemma3-linear.{json,f32}
+(tiny-gemma3's config with Gemma 3's linear rope_scaling, factor 8, on its global layer, seed 3346; logits golden
+only).
 
 The Gemma forward, as transformers computes it (here in float64):
 - h = embed_tokens[ids] * float32(sqrt(hidden_size)) (transformers casts the normalizer to the hidden dtype);
@@ -15,12 +17,13 @@ The Gemma forward, as transformers computes it (here in float64):
   (attn_logit_softcapping) BEFORE the mask; on a "sliding_attention" layer a query at slot i sees keys j with
   i - sliding_window < j <= i (transformers' sliding_window_causal mask), on "full_attention" layers every j <= i;
 - layer_types: Gemma 2 sliding where (i + 1) % 2 != 0 (even layers), Gemma 3 where (i + 1) % sliding_window_pattern
-  != 0; Gemma 3's sliding layers rotate with rope_local_base_freq (unscaled), its full layers with rope_theta;
+  != 0; Gemma 3's sliding layers rotate with rope_local_base_freq (never scaled), its full layers with rope_theta and,
+  with rope_scaling {"rope_type": "linear", "factor": f} (Gemma 3 4B/12B/27B), inv_freq / f (positions / f);
 - final model.norm, logits = h @ embed_tokens^T (tied, no lm_head tensor); Gemma 2 only: logits = fcap * tanh(logits /
   fcap) (final_logit_softcapping), which the LM loss of the training golden also sees (the scalar score head does not).
 
 It is not transformers' code (never imported) nor llama.cpp's; multimodal Gemma 3 (Gemma3ForConditionalGeneration,
-vision tower, bidirectional image attention), Gemma 1 and rope_scaling on Gemma 3's global layers are not covered.
+vision tower, bidirectional image attention), Gemma 1 and rope_scaling types other than linear are not covered.
 Everything else is imported from llama_reference.py (safetensors reader/writer, rope_inv_freq, random_llama,
 write_golden), gguf_writer.py (GGUF primitives) and llama_train_reference.py (batch, optimizer, file layout); the
 forwards, loss and parameter order here are installed into those modules only while the Gemma files are written
@@ -103,16 +106,37 @@ def window_allowed(T: int, window: int | None) -> torch.Tensor:
     return ok if window is None else ok & (j > i - window)
 
 
-def layer_plan(cfg: dict, window: int | None = None,
-               local_base: float | None = None) -> list[tuple[int | None, torch.Tensor]]:
+def linear_factor(cfg: dict) -> float | None:
+    """Gemma 3's rope_scaling {"rope_type": "linear", "factor": f} (its global layers only), else None."""
+    scaling = cfg.get("rope_scaling")
+    if scaling is None:
+        return None
+    assert gemma_version(cfg) == 3 and scaling.get("rope_type", scaling.get("type")) == "linear", scaling
+    return float(scaling["factor"])
+
+
+def global_inv_freq(cfg: dict, hd: int) -> torch.Tensor:
+    """The full-attention layers' inv_freq: rope_theta's, divided by the linear factor where Gemma 3 scales
+    (transformers' _compute_linear_scaling_rope_parameters: inv_freq /= factor)."""
+    factor = linear_factor(cfg)
+    if factor is None:
+        return rope_inv_freq(cfg, hd)
+    return rope_inv_freq({"rope_theta": cfg["rope_theta"], "rope_scaling": None}, hd) / factor
+
+
+def layer_plan(cfg: dict, window: int | None = None, local_base: float | None = None,
+               scale_local: bool = False) -> list[tuple[int | None, torch.Tensor]]:
     """(attention window or None, RoPE inv_freq) per layer. `window` / `local_base` override sliding_window /
-    rope_local_base_freq (sanity checks only)."""
+    rope_local_base_freq, `scale_local` also divides the sliding layers' inv_freq by the linear factor (sanity checks
+    only)."""
     hd = cfg["head_dim"]
     W = window if window is not None else cfg["sliding_window"]
-    global_freq = rope_inv_freq(cfg, hd)
+    global_freq = global_inv_freq(cfg, hd)
     if gemma_version(cfg) == 3:
         base = local_base if local_base is not None else cfg["rope_local_base_freq"]
         local_freq = rope_inv_freq({"rope_theta": base, "rope_scaling": None}, hd)
+        if scale_local:
+            local_freq = local_freq / linear_factor(cfg)
     else:
         local_freq = global_freq  # Gemma 2: rope_theta on every layer
     return [(W, local_freq) if t == "sliding_attention" else (None, global_freq)
@@ -120,7 +144,7 @@ def layer_plan(cfg: dict, window: int | None = None,
 
 
 DEFAULT_OPTS = {"offset": True, "attn_cap": True, "final_cap": True, "normalizer": True, "qk_norm": True,
-                "window": None, "local_base": None}
+                "window": None, "local_base": None, "scale_local": False}
 
 
 def lm_logits(cfg: dict, W: dict[str, torch.Tensor], h: torch.Tensor, final_cap: bool = True) -> torch.Tensor:
@@ -156,7 +180,7 @@ def forward(cfg: dict, w: dict[str, np.ndarray], ids: list[int], **opts) -> torc
     h = W["model.embed_tokens.weight"][torch.tensor(ids)]  # (T, d)
     if o["normalizer"]:
         h = h * embed_normalizer(cfg)
-    for i, (window, inv_freq) in enumerate(layer_plan(cfg, o["window"], o["local_base"])):
+    for i, (window, inv_freq) in enumerate(layer_plan(cfg, o["window"], o["local_base"], o["scale_local"])):
         p = f"model.layers.{i}."
         freqs = torch.outer(pos, inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
@@ -205,7 +229,7 @@ def final_hidden(cfg, W, tokens, positions, mask, **opts):
     h = W["model.embed_tokens.weight"][tokens]
     if o["normalizer"]:
         h = h * embed_normalizer(cfg)
-    for i, (window, inv_freq) in enumerate(layer_plan(cfg, o["window"], o["local_base"])):
+    for i, (window, inv_freq) in enumerate(layer_plan(cfg, o["window"], o["local_base"], o["scale_local"])):
         p = f"model.layers.{i}."
         freqs = positions.to(torch.float64)[..., None] * inv_freq  # (B, T, hd/2)
         emb = torch.cat((freqs, freqs), dim=-1)
@@ -364,9 +388,12 @@ def write_gemma_gguf(path: Path, cfg: dict, weights: dict[str, np.ndarray], name
                (f"{a}.final_logit_softcapping", GGUF_FLOAT32, cfg["final_logit_softcapping"])]
     else:
         assert cfg.get("attn_logit_softcapping") is None and cfg.get("final_logit_softcapping") is None
-        assert cfg.get("rope_scaling") is None and cfg["rope_local_base_freq"] == 10000.0
-        assert cfg["sliding_window_pattern"] == 6
+        assert cfg["rope_local_base_freq"] == 10000.0 and cfg["sliding_window_pattern"] == 6
         kv += [(f"{a}.rope.freq_base", GGUF_FLOAT32, cfg["rope_theta"])]
+        factor = linear_factor(cfg)
+        if factor is not None:  # Gemma3Model: add_rope_scaling_type(LINEAR), add_rope_scaling_factor (global layers)
+            kv += [(f"{a}.rope.scaling.type", GGUF_STRING, "linear"),
+                   (f"{a}.rope.scaling.factor", GGUF_FLOAT32, factor)]
     order = ["model.embed_tokens.weight"]
     order += sorted((k for k in weights if k.startswith("model.layers.")), key=lambda k: (int(k.split(".")[2]), k))
     order += ["model.norm.weight"]
@@ -478,6 +505,12 @@ def gemma3_config() -> dict:
         torch_dtype="float32", use_cache=True, vocab_size=128)
 
 
+def gemma3_linear_config() -> dict:
+    """tiny-gemma3 with Gemma 3 4B/12B/27B's linear RoPE scaling (factor 8) on its global layer. llama.cpp hard-codes
+    gemma3's pattern of 6, so the layout stays [5 x sliding, full]."""
+    return _config(**{**gemma3_config(), "rope_scaling": {"factor": 8.0, "rope_type": "linear"}})
+
+
 def random_gemma(cfg: dict, seed: int) -> dict[str, np.ndarray]:
     """llama_reference.random_llama's projections (seed; tied, so no lm_head) and its embeddings divided by
     sqrt(hidden_size) (as in real Gemma checkpoints the normalizer brings them back to O(1), and the tied logits stay
@@ -580,6 +613,48 @@ def sanity_checks(cfg: dict, w: dict[str, np.ndarray], cases: dict[str, list[int
     return ", ".join(out)
 
 
+def linear_scaling_checks(cfg: dict, w: dict[str, np.ndarray], ids: list[int]) -> str:
+    """The linear factor matters (vs factor 1, i.e. tiny-gemma3's config, and vs also scaling the sliding layers):
+    the 13-token logits change and so does its next-token argmax (three different ids, so a greedy-only check such as
+    llama.cpp's tells the three readings apart); the sliding layers do not see it: the first 5 (sliding) layers alone
+    give the same logits bit for bit."""
+    full = forward(cfg, w, ids)
+    unscaled = {**cfg, "rope_scaling": None}
+    assert unscaled == gemma3_config()
+    out, argmax = [], [int(full[-1].argmax())]
+    for label, other in (("factor 8 vs 1", forward(unscaled, w, ids)),
+                         ("sliding layers scaled too", forward(cfg, w, ids, scale_local=True))):
+        d = maxdiff(full, other)
+        assert d > 0.05, (label, d)
+        out.append(f"{label} {d:.3f}")
+        argmax.append(int(other[-1].argmax()))
+    assert len(set(argmax)) == 3, argmax
+    out.append(f"next id {argmax[0]} (factor 1: {argmax[1]}, all scaled: {argmax[2]})")
+    n_sliding = layer_types(cfg).index("full_attention")
+    assert n_sliding == 5
+    assert torch.equal(forward({**cfg, "num_hidden_layers": n_sliding}, w, ids),
+                       forward({**unscaled, "num_hidden_layers": n_sliding}, w, ids))
+    return ", ".join(out)
+
+
+def make_gemma3_linear_fixtures(name: str, seed: int, train_seed: int, note: str) -> None:
+    """tiny-gemma3-linear: HF dir, GGUF (with gemma3.rope.scaling.type / .factor) and the logits golden; no training
+    golden. `train_seed` only picks the padded batch of the train-vs-prefill check."""
+    cfg = gemma3_linear_config()
+    w = random_gemma(cfg, seed)
+    stored = lr.write_hf_dir(name, cfg, {k: ("F32", v) for k, v in w.items()})
+    gguf = FIXTURES / f"{name}.gguf"
+    written = write_gemma_gguf(gguf, cfg, stored, name)
+    assert written["kv"]["gemma3.rope.scaling.type"] == "linear" and written["kv"]["gemma3.rope.scaling.factor"] == 8.0
+    check_gguf_roundtrip(gguf, written, stored)
+    cases = lr.tiny_cases(128, seed=7)  # the same 3 token sequences as tiny-gqa
+    checks = sanity_checks(cfg, stored, cases, train_seed)
+    print(f"{name} sanity: {checks}, {linear_scaling_checks(cfg, stored, cases['random-13'])}", file=sys.stderr)
+    with gemma_forwards():
+        lr.write_golden(name, [name, f"{name}.gguf"], cfg, stored, cases, greedy_n=8, note=note)
+    set_generator(FIXTURES / "golden" / f"{name}.json", "scripts/reference/llama_reference.py")
+
+
 def make_gemma_fixtures(name: str, cfg: dict, seed: int, train_seed: int, note: str) -> None:
     w = random_gemma(cfg, seed)
     stored = lr.write_hf_dir(name, cfg, {k: ("F32", v) for k, v in w.items()})
@@ -606,6 +681,12 @@ def main() -> None:
              "norms before RoPE, sandwich norms, GeGLU (tanh), scores * 16**-0.5, sliding window 4 with RoPE base 1e4 "
              "on layers 0-4, full attention with base 1e6 on layer 5, tied head; tiny-gemma3.gguf holds the same "
              "weights (norms as 1+w)")
+    make_gemma3_linear_fixtures(
+        "tiny-gemma3-linear", seed=3346, train_seed=29,
+        note="float64 Gemma 3 forward as tiny-gemma3 (other weights: seed 3346), with rope_scaling linear factor 8 on the full "
+             "attention layer 5 only (RoPE base 1e6, inv_freq / 8, i.e. positions / 8); the sliding layers 0-4 keep "
+             "base 1e4 unscaled; tiny-gemma3-linear.gguf holds the same weights plus gemma3.rope.scaling.type "
+             "\"linear\" and gemma3.rope.scaling.factor 8.0")
     print("gemma fixtures written to", FIXTURES, file=sys.stderr)
 
 

@@ -18,7 +18,7 @@ const FIXTURES_DIR = path.join(findRepoRoot(__dirname) ?? process.cwd(), 'test',
 const goldenCases = (name: string): { name: string; tokens: number[] }[] =>
   (JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'golden', `${name}.json`), 'utf8')) as { cases: { name: string; tokens: number[] }[] }).cases;
 
-const MODELS = ['tiny-gemma2', 'tiny-gemma3', 'tiny-gqa', 'tiny-mqa-llama3'];
+const MODELS = ['tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear', 'tiny-gqa', 'tiny-mqa-llama3'];
 const NEW_TOKENS = 8;
 
 /**

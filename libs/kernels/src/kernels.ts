@@ -125,8 +125,11 @@ function checkSpec(spec: ModelSpec): void {
   if (spec.hiddenAct !== undefined && spec.hiddenAct !== 'silu' && spec.hiddenAct !== 'gelu_tanh') {
     engineArgs.fail(`spec.hiddenAct must be 'silu' or 'gelu_tanh'`);
   }
-  for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeLocalTheta'] as const) {
+  for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeLocalTheta', 'ropeLinearFactor'] as const) {
     if (spec[key] !== undefined) engineArgs.positive(spec[key], `spec.${key}`);
+  }
+  if (spec.ropeLinearFactor !== undefined && (spec.ropeScaling !== null || spec.longRope !== undefined)) {
+    engineArgs.fail('spec.ropeLinearFactor cannot be combined with spec.ropeScaling or spec.longRope');
   }
   if (spec.slidingWindow !== undefined) engineArgs.int(spec.slidingWindow, 'spec.slidingWindow', 1);
   if (spec.slidingLayers !== undefined) {

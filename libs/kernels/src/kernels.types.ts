@@ -59,6 +59,12 @@ export interface ModelSpec {
   slidingLayers?: number[];
   /** RoPE base of the sliding layers, unscaled (Gemma 3's rope_local_base_freq); absent: as every other layer. */
   ropeLocalTheta?: number;
+  /**
+   * Linear RoPE scaling (rope_scaling type "linear"): positions divided by this, on every layer but those that take
+   * ropeLocalTheta (Gemma 3 4B and larger: 8 on the full-attention layers); absent: 1. Not combined with ropeScaling
+   * or longRope.
+   */
+  ropeLinearFactor?: number;
 }
 
 /**

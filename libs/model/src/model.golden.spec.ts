@@ -63,7 +63,7 @@ function relError(got: Float32Array, want: Float32Array): number {
   return maxDiff / Math.max(scale, 1e-6);
 }
 
-const GOLDENS = ['stories260K-hf', 'tiny-gqa', 'tiny-gqa-bf16', 'tiny-gqa-q8_0', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3', 'tiny-gemma2', 'tiny-gemma3', 'tiny-mistral-swa'];
+const GOLDENS = ['stories260K-hf', 'tiny-gqa', 'tiny-gqa-bf16', 'tiny-gqa-q8_0', 'tiny-mqa-llama3', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3', 'tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear', 'tiny-mistral-swa'];
 
 describe.each(GOLDENS)('golden logits: %s', (name) => {
   const golden = readGolden(name);

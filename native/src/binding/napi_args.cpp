@@ -93,6 +93,7 @@ ModelConfig config_from(const Napi::Object& o) {
   c.final_softcap = opt_num("finalSoftcap");
   c.sandwich_norms = o.Get("sandwichNorms").ToBoolean();
   c.rope_local_theta = opt_num("ropeLocalTheta");
+  c.rope_linear_factor = opt_num("ropeLinearFactor");
   Napi::Value sw = o.Get("slidingWindow");
   c.sliding_window = sw.IsNumber() ? sw.As<Napi::Number>().Int32Value() : 0;
   if (c.sliding_window < 0) throw Napi::TypeError::New(o.Env(), "slidingWindow must be positive");

@@ -242,6 +242,9 @@ void model_rope_freqs(const ModelConfig& cfg, std::vector<float>* inv_freq, std:
   // As transformers: the exponents run over the rotated dims only, 1 / theta^(2j / rotary_dim).
   inv_freq->resize(half);
   rope_inv_freq(inv_freq->data(), rot, cfg.rope_theta, cfg.has_rope_scaling ? &cfg.rope_scaling : nullptr);
+  // transformers' "linear" scaling: inv_freq / factor (positions / factor); the local set (model_rope_local_freqs) keeps its own.
+  if (cfg.rope_linear_factor > 0 && cfg.rope_linear_factor != 1.0f)
+    for (float& f : *inv_freq) f /= cfg.rope_linear_factor;
   inv_freq_long->clear();
   if (!cfg.has_longrope) return;
   inv_freq_long->resize(half);

@@ -44,6 +44,7 @@ struct ModelConfig {
   int sliding_window;      // a query at p sees keys p-window+1..p on sliding layers; 0: full attention everywhere
   std::vector<uint8_t> sliding;  // (num_layers) 1 on sliding layers; empty with sliding_window > 0: every layer
   float rope_local_theta;  // RoPE base of sliding layers (unscaled); 0: as the other layers
+  float rope_linear_factor;  // linear RoPE scaling of the (non-local) frequencies: inv_freq / factor; 0 or 1: none
 };
 
 // One stored matrix (rows, cols) in its storage type. A projection that the step computes as one matmul (q/k/v,

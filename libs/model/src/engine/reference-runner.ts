@@ -46,7 +46,7 @@ export class ReferenceRunner implements StepRunner {
     private readonly blockSize: number,
   ) {
     // The Llama forward only: a spec that needs more would be computed wrong, silently.
-    const EXTRAS = ['qkNorm', 'rotaryDim', 'noRopeLayers', 'longRope', 'hiddenAct', 'embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'sandwichNorms', 'normWeightOffset', 'slidingWindow', 'slidingLayers', 'ropeLocalTheta'] as const;
+    const EXTRAS = ['qkNorm', 'rotaryDim', 'noRopeLayers', 'longRope', 'hiddenAct', 'embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'sandwichNorms', 'normWeightOffset', 'slidingWindow', 'slidingLayers', 'ropeLocalTheta', 'ropeLinearFactor'] as const;
     const plain = (k: (typeof EXTRAS)[number]): boolean =>
       spec[k] === undefined || spec[k] === false || (k === 'rotaryDim' && spec.rotaryDim === spec.headDim) || (k === 'hiddenAct' && spec.hiddenAct === 'silu');
     const extras = EXTRAS.filter((k) => !plain(k));

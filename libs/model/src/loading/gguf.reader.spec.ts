@@ -99,10 +99,12 @@ describe('GGUF reader', () => {
     expect(ggufToHfTensorName('blk.3.post_ffw_norm.weight')).toBeNull();
   });
 
-  it.each(['tiny-gemma2', 'tiny-gemma3'])('reads %s.gguf (norms stored as 1 + w) into the spec and weights of its safetensors twin', async (name) => {
+  it.each(['tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear'])('reads %s.gguf (norms stored as 1 + w) into the spec and weights of its safetensors twin', async (name) => {
     const model = await readGguf(path.join(FIXTURES_DIR, `${name}.gguf`));
     const hfDir = path.join(FIXTURES_DIR, name);
     expect(model.architecture).toBe(name === 'tiny-gemma2' ? 'Gemma2ForCausalLM' : 'Gemma3ForCausalLM');
+    // rope.scaling.type "linear", factor 8: the full-attention layer's positions / 8, as config.json's rope_scaling.
+    expect(model.spec.ropeLinearFactor).toBe(name === 'tiny-gemma3-linear' ? 8 : undefined);
     expect(model.spec).toEqual(modelSpecFromConfig(JSON.parse(readFileSync(path.join(hfDir, 'config.json'), 'utf8'))));
     // The HF loader hands the engine f32(1 + w) for every norm weight w the safetensors store; the GGUF holds 1 + w.
     const stored = await readSafetensorsFile(path.join(hfDir, 'model.safetensors'));

@@ -305,7 +305,9 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     infos.set(info.name, info);
   }
   const scalingType = meta.get(`${ggufArch}.rope.scaling.type`);
-  if (scalingType !== undefined && scalingType !== 'none') fail(`unsupported GGUF rope scaling type "${String(scalingType)}"`);
+  if (scalingType !== undefined && scalingType !== 'none' && scalingType !== 'linear') {
+    fail(`unsupported GGUF rope scaling type "${String(scalingType)}"; Flywheel reads "none" and "linear"`);
+  }
 
   const embd = infos.get('token_embd.weight') ?? fail('GGUF has no token_embd.weight');
   const hiddenSize = num('embedding_length');
@@ -345,6 +347,8 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
       ? { noRopeLayers: Array.from({ length: numLayers }, (_, i) => i).filter((i) => (i + 1) % 4 === 0) }
       : {}),
     ...(longRope !== null ? { longRope } : {}),
+    // llama.cpp's freq_scale = 1 / factor, on every layer but Gemma 3's sliding ones (their freq_scale_swa is 1).
+    ...(scalingType === 'linear' && num('rope.scaling.factor') !== 1 ? { ropeLinearFactor: shortestF32(num('rope.scaling.factor')) } : {}),
     ...(gemma ?? {}),
   };
 

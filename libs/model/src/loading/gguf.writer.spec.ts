@@ -60,6 +60,7 @@ describe('GGUF writer', () => {
     ['tiny-mqa-llama3.gguf', 'llama3 rope_freqs'],
     ['tiny-gemma2.gguf', 'arch gemma2: soft caps, sliding window, sandwich norms as 1 + w'],
     ['tiny-gemma3.gguf', 'arch gemma3: q/k norms, global RoPE base'],
+    ['tiny-gemma3-linear.gguf', 'arch gemma3 with linear RoPE scaling'],
   ])('writes %s (%s) back as the same model', async (fixture) => {
     const source = path.join(FIXTURES_DIR, fixture);
     const original = await readGguf(source);

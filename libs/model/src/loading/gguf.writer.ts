@@ -99,6 +99,7 @@ function unwritableFeatures(spec: ModelSpec, arch: GgufArch): string[] {
   check(!s.tieWordEmbeddings, 'an untied head');
   check(s.attentionBias, 'attentionBias');
   check(s.ropeScaling !== null, 'ropeScaling');
+  check(arch === 'gemma2' && s.ropeLinearFactor !== undefined, 'ropeLinearFactor (gemma2)');
   return out;
 }
 
@@ -248,6 +249,7 @@ function metadataOf({ spec, name, vocab }: GgufToWrite, tensors: TensorOut[], ar
     );
     // Gemma2Model writes no RoPE base (llama.cpp's default is 1e4).
     if (arch === 'gemma3' || spec.ropeTheta !== 10000) meta.push([`${arch}.rope.freq_base`, T.F32, spec.ropeTheta]);
+    if (spec.ropeLinearFactor !== undefined) meta.push(...linearScalingMeta(arch, spec.ropeLinearFactor));
     if (arch === 'gemma2') {
       meta.push([`${arch}.attn_logit_softcapping`, T.F32, spec.attnSoftcap!], [`${arch}.final_logit_softcapping`, T.F32, spec.finalSoftcap!]);
     }
@@ -274,8 +276,17 @@ function metadataOf({ spec, name, vocab }: GgufToWrite, tensors: TensorOut[], ar
     ['llama.rope.dimension_count', T.U32, spec.headDim],
     ['general.quantization_version', T.U32, GGML_QUANT_VERSION],
   );
+  if (spec.ropeLinearFactor !== undefined) meta.push(...linearScalingMeta('llama', spec.ropeLinearFactor));
   if (vocab) meta.push(...vocabMetadata(vocab));
   return meta;
+}
+
+/** convert_hf_to_gguf.py's rope_scaling "linear": type and factor (llama.cpp's freq_scale = 1 / factor). */
+function linearScalingMeta(arch: string, factor: number): Meta[] {
+  return [
+    [`${arch}.rope.scaling.type`, T.STRING, 'linear'],
+    [`${arch}.rope.scaling.factor`, T.F32, factor],
+  ];
 }
 
 function vocabMetadata(v: GgufVocab): Meta[] {

@@ -253,10 +253,16 @@ describe('parseModelConfig', () => {
 
   it('refuses the Gemma variants the engine cannot run, naming what', () => {
     const g3 = { ...base, model_type: 'gemma3_text' };
-    expect(() => parseModelConfig({ ...g3, rope_scaling: { rope_type: 'linear', factor: 8 } })).toThrow(
-      `unsupported rope_scaling type "linear" for Gemma3ForCausalLM (Gemma 3 4B and larger scale the full-attention layers' RoPE); Flywheel runs Gemma with plain RoPE`,
+    // Gemma 3 4B and larger: linear scaling of the full-attention layers only (sliding layers keep their local base).
+    expect(parseModelConfig({ ...g3, rope_scaling: { rope_type: 'linear', factor: 8 } }).spec.ropeLinearFactor).toBe(8);
+    expect(parseModelConfig({ ...g3, rope_parameters: { full_attention: { rope_type: 'linear', factor: 8 } } }).spec.ropeLinearFactor).toBe(8);
+    expect(parseModelConfig({ ...base, model_type: 'llama', rope_scaling: { type: 'linear', factor: 2 } }).spec.ropeLinearFactor).toBe(2);
+    expect(() => parseModelConfig({ ...g3, rope_scaling: { rope_type: 'yarn', factor: 8 } })).toThrow(
+      'unsupported rope_scaling type "yarn" for Gemma3ForCausalLM; Flywheel runs Gemma with plain RoPE and linear scaling of the full-attention layers',
     );
-    expect(() => parseModelConfig({ ...g3, rope_parameters: { full_attention: { rope_type: 'linear', factor: 8 } } })).toThrow(/rope_scaling type "linear"/);
+    expect(() => parseModelConfig({ ...g3, rope_parameters: { sliding_attention: { rope_type: 'linear', factor: 8 } } })).toThrow(/rope_scaling type "linear"/);
+    expect(() => parseModelConfig({ ...base, model_type: 'gemma2', rope_scaling: { rope_type: 'linear', factor: 8 } })).toThrow(/rope_scaling type "linear" for Gemma2ForCausalLM/);
+    expect(() => parseModelConfig({ ...g3, rope_scaling: { rope_type: 'linear' } })).toThrow('rope_scaling "linear" needs a factor');
     expect(() => parseModelConfig({ ...base, model_type: 'gemma2', hidden_activation: 'gelu' })).toThrow(
       'unsupported hidden_activation "gelu" for Gemma2ForCausalLM; Flywheel\'s GeGLU MLP needs "gelu_pytorch_tanh"',
     );

@@ -210,8 +210,9 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
   let ropeScaling: Llama3RopeScaling | null = null;
   let longRope: LongRopeScaling | null = null;
   let ropeLocalTheta: number | null = null;
+  let ropeLinearFactor: number | null = null;
   if (gemma !== null) {
-    ({ ropeTheta, ropeLocalTheta } = gemmaRope(c, architecture, gemma, fail));
+    ({ ropeTheta, ropeLocalTheta, ropeLinearFactor } = gemmaRope(c, architecture, gemma, fail));
   } else {
     const rope = c.rope_parameters ?? c.rope_scaling ?? null;
     ropeTheta = c.rope_theta ?? c.rope_parameters?.rope_theta ?? (isSmolLM3 ? 2000000 : 10000);
@@ -219,7 +220,8 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
     // Phi3Config renames the "su" and "yarn" of early Phi-3 configs to "longrope".
     const isLongRope = isPhi3 && ['longrope', 'su', 'yarn'].includes(ropeType);
     longRope = isLongRope && rope !== null ? parseLongRope(rope, c, rotaryDim, maxPositionEmbeddings, fail) : null;
-    ropeScaling = isLongRope ? null : parseRopeScaling(rope, fail);
+    if (ropeType === 'linear' && !isPhi3) ropeLinearFactor = linearFactor(rope, fail);
+    else ropeScaling = isLongRope ? null : parseRopeScaling(rope, fail);
   }
 
   if (isSmolLM3 && c.use_sliding_window === true && c.sliding_window != null) {
@@ -250,6 +252,7 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
     ...(rotaryDim < headDim ? { rotaryDim } : {}),
     ...(noRopeLayers.length > 0 ? { noRopeLayers } : {}),
     ...(longRope !== null ? { longRope } : {}),
+    ...(ropeLinearFactor !== null && ropeLinearFactor !== 1 ? { ropeLinearFactor } : {}),
     ...(gemma !== null
       ? gemmaSpecFields({
           generation: gemma,
@@ -309,30 +312,36 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /**
  * Gemma's RoPE bases: rope_theta (Gemma 2 default 1e4, Gemma 3 1e6) on every layer, except Gemma 3's sliding layers,
- * which rotate with rope_local_base_freq (default 1e4). Only plain RoPE: Gemma 3 4B and larger scale their full-attention
- * layers linearly (rope_scaling "linear", factor 8), which the engine's RoPE cannot express.
+ * which rotate with rope_local_base_freq (default 1e4), unscaled. Gemma 3 4B and larger scale the full-attention
+ * layers linearly (rope_scaling "linear", factor 8); nothing else is accepted.
  */
 function gemmaRope(
   c: HfModelConfigJson,
   architecture: SupportedArchitecture,
   gemma: 2 | 3,
   fail: (m: string) => never,
-): { ropeTheta: number; ropeLocalTheta: number | null } {
+): { ropeTheta: number; ropeLocalTheta: number | null; ropeLinearFactor: number | null } {
   const global = c.rope_parameters?.full_attention ?? c.rope_parameters ?? c.rope_scaling ?? null;
   const local = c.rope_parameters?.sliding_attention ?? null;
-  for (const rope of [global, local]) {
-    const type = rope === null ? 'default' : (rope.rope_type ?? rope.type ?? 'default');
-    if (type !== 'default') {
-      fail(
-        `unsupported rope_scaling type "${type}" for ${architecture}` +
-          `${gemma === 3 ? " (Gemma 3 4B and larger scale the full-attention layers' RoPE)" : ''}; Flywheel runs Gemma with plain RoPE`,
-      );
-    }
+  const typeOf = (rope: typeof global) => (rope === null ? 'default' : (rope.rope_type ?? rope.type ?? 'default'));
+  const globalType = typeOf(global);
+  if (typeOf(local) !== 'default' || (globalType !== 'default' && !(gemma === 3 && globalType === 'linear'))) {
+    fail(
+      `unsupported rope_scaling type "${typeOf(local) !== 'default' ? typeOf(local) : globalType}" for ${architecture}; ` +
+        `Flywheel runs Gemma with plain RoPE${gemma === 3 ? ' and linear scaling of the full-attention layers' : ''}`,
+    );
   }
   return {
     ropeTheta: c.rope_theta ?? global?.rope_theta ?? (gemma === 3 ? 1000000 : 10000),
     ropeLocalTheta: gemma === 3 ? (local?.rope_theta ?? c.rope_local_base_freq ?? 10000) : null,
+    ropeLinearFactor: globalType === 'linear' ? linearFactor(global, fail) : null,
   };
+}
+
+/** rope_scaling "linear" (transformers' _compute_linear_scaling_rope_parameters): its factor, positions / factor. */
+function linearFactor(rope: { factor?: number } | null, fail: (m: string) => never): number {
+  if (rope?.factor === undefined) return fail('rope_scaling "linear" needs a factor');
+  return rope.factor;
 }
 
 type SlidingAttention = Pick<ModelSpec, 'slidingWindow' | 'slidingLayers'>;
@@ -499,7 +508,7 @@ function parseRopeScaling(
   const type = rope.rope_type ?? rope.type ?? 'default';
   if (type === 'default') return null;
   if (type !== 'llama3') {
-    return fail(`unsupported rope_scaling type "${type}"; Flywheel supports plain RoPE and "llama3" scaling`);
+    return fail(`unsupported rope_scaling type "${type}"; Flywheel supports plain RoPE, "linear" and "llama3" scaling`);
   }
   const { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } = rope;
   if (

@@ -127,7 +127,7 @@ describe('safetensors writer', () => {
     expect((await loadModelWeights(out)).spec).toEqual(src.spec);
   });
 
-  it.each(['tiny-gemma2', 'tiny-gemma3'])('writes %s back: norm weights as the stored w, Gemma\'s config, the same spec and weights', async (name) => {
+  it.each(['tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear'])('writes %s back: norm weights as the stored w, Gemma\'s config, the same spec and weights', async (name) => {
     const fixture = path.join(FIXTURES_DIR, name);
     const src = await loadModelWeights(fixture);
     const out = path.join(dir, name);
@@ -139,7 +139,8 @@ describe('safetensors writer', () => {
     const gemmaKeys = [
       'architectures', 'model_type', 'hidden_activation', 'query_pre_attn_scalar', 'attn_logit_softcapping', 'final_logit_softcapping',
       'sliding_window', 'layer_types', 'head_dim', 'rope_theta', 'tie_word_embeddings',
-      ...(name === 'tiny-gemma3' ? ['rope_local_base_freq', 'sliding_window_pattern'] : ['hidden_act']),
+      ...(name === 'tiny-gemma2' ? ['hidden_act'] : ['rope_local_base_freq', 'sliding_window_pattern']),
+      ...(name === 'tiny-gemma3-linear' ? ['rope_scaling'] : []),
     ];
     for (const key of gemmaKeys) expect({ key, value: written[key] }).toEqual({ key, value: original[key] });
     const back = await loadModelWeights(out);

@@ -192,7 +192,9 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
         }
       : spec.longRope
         ? longRopeConfig(spec)
-        : null,
+        : spec.ropeLinearFactor !== undefined
+          ? { rope_type: 'linear', factor: spec.ropeLinearFactor }
+          : null,
     attention_bias: spec.attentionBias,
     mlp_bias: false,
     max_position_embeddings: spec.maxPositionEmbeddings,
@@ -286,6 +288,7 @@ function unwritableFeatures(spec: ModelSpec, family: string): string[] {
     if (spec.noRopeLayers !== undefined) out.push('noRopeLayers');
     if (spec.rotaryDim !== undefined && spec.rotaryDim !== spec.headDim) out.push('rotaryDim');
     if (family === 'Gemma2' && spec.ropeLocalTheta !== undefined) out.push('ropeLocalTheta');
+    if (family === 'Gemma2' && spec.ropeLinearFactor !== undefined) out.push('ropeLinearFactor');
   } else {
     for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeLocalTheta'] as const) if (spec[key] !== undefined) out.push(key);
     const anyLayers = family === 'Qwen2' || family === 'Qwen3';
