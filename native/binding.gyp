@@ -21,6 +21,7 @@
         "src/kernels/rope.cpp",
         "src/kernels/swiglu.cpp",
         "src/kernels/geglu.cpp",
+        "src/kernels/geglu_avx2.cpp",
         "src/kernels/swiglu_avx2.cpp",
         "src/kernels/embedding.cpp",
         "src/kernels/attention.cpp",

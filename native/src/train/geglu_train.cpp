@@ -1,6 +1,6 @@
 // GeGLU for training (Gemma's MLP): out = gelu_tanh(gate) * up with gelu_tanh(g) = 0.5 g (1 + tanh(u)),
 // u = sqrt(2/pi) (g + 0.044715 g^3); d gelu_tanh / dg = 0.5 (1 + tanh u) + 0.5 g (1 - tanh^2 u) sqrt(2/pi) (1 + 3 *
-// 0.044715 g^2). Same tanh as the serving kernel (geglu.cpp), so forward values agree bit for bit.
+// 0.044715 g^2). gelu_tanh is the portable serving kernel's (geglu.cpp).
 #include <cmath>
 
 #include "../kernels/kernels.h"
