@@ -37,6 +37,18 @@ describe('toEngineRequest', () => {
     expect(() => toEngineRequest(wire({ minTokens: 5, maxTokens: 4 }), [1], 300)).toThrow(expect.objectContaining({ param: 'min_tokens' }));
   });
 
+  it("turns a template's raise_exception into a clear invalid_payload on messages (Gemma: no system role)", () => {
+    const refusing: PromptTokenizer = {
+      ...tokenizer,
+      applyChatTemplate: () => {
+        throw new Error('System role not supported');
+      },
+    };
+    expect(() => promptTokenIds({ kind: 'chat', messages: [{ role: 'system', content: 'a' }] }, refusing, RENDER)).toThrow(
+      expect.objectContaining({ code: 'invalid_payload', param: 'messages', message: "the model's chat template refused these messages: System role not supported" }),
+    );
+  });
+
   it('renders chat with the request template kwargs', () => {
     const ids = promptTokenIds({ kind: 'chat', messages: [{ role: 'user', content: 'a' }], templateKwargs: { enable_thinking: false } }, tokenizer, RENDER);
     expect(tokenizer.decode(ids)).toBe('[user]a>{"enable_thinking":false}');

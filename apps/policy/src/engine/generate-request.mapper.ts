@@ -31,7 +31,13 @@ export function promptTokenIds(input: WireRequest['input'], tokenizer: PromptTok
     case 'chat': {
       if (!rendering.hasChatTemplate) throw new MeshError('invalid_payload', 'this model has no chat template; use completions', 'messages');
       const chat = templateChat(input.messages, input.tools, { format: rendering.toolCallFormat, templateHandlesTools: rendering.templateHandlesTools });
-      return tokenizer.applyChatTemplate(chat.messages, { addGenerationPrompt: true, variables: { ...chat.variables, ...(input.templateKwargs ?? {}) } });
+      try {
+        return tokenizer.applyChatTemplate(chat.messages, { addGenerationPrompt: true, variables: { ...chat.variables, ...(input.templateKwargs ?? {}) } });
+      } catch (err) {
+        // A template's raise_exception (Gemma's "System role not supported", roles out of turn): the request's fault.
+        if (err instanceof MeshError) throw err;
+        throw new MeshError('invalid_payload', `the model's chat template refused these messages: ${err instanceof Error ? err.message : String(err)}`, 'messages');
+      }
     }
     case 'tokens': {
       const bad = input.tokenIds.findIndex((id) => id >= tokenizer.vocabSize);
