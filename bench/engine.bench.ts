@@ -1,6 +1,6 @@
 /**
- * Engine throughput benchmark on seeded random weights of a model shape (`--shape smollm2-135m`, the default, or
- * `qwen-0.5b-like`: bench.shapes.ts) or on a real GGUF file (`--model FILE.gguf`, served with dtype `auto`: each tensor
+ * Engine throughput benchmark on seeded random weights of a model shape (`--shape smollm2-135m`, the default,
+ * `qwen-0.5b-like` or `gemma3-1b-like`: bench.shapes.ts) or on a real GGUF file (`--model FILE.gguf`, served with dtype `auto`: each tensor
  * in the file's own type). Output: ONE JSON object on stdout. With one dtype it is
  *   {"model":"smollm2-135m-shape","dtype":...,"threads":...,"bandwidth_gbps":<triad, same run>,
  *    "decode":{"1":tok_s,"4":tok_s,"16":tok_s},"prefill_tok_s":<pp512>,"roofline_ratio_batch1":...,"weight_types":{...}}
