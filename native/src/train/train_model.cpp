@@ -199,6 +199,16 @@ void forward_to_final_norm(TrainModel* m, const TrainBatchView& bt) {
   rmsnorm_train_forward(A.xf.data(), A.rstdf.data(), h.data(), P(m, m->final_norm), N, C, c.rms_norm_eps, pool);
 }
 
+// The gradient of a projection output y (N, C) that joins the residual as rmsnorm(y) (sandwich norms), given the
+// residual's dh: into dy (overwritten), the norm weight's gradient accumulated; without the norm, dh itself.
+const float* through_out_norm(TrainModel* m, TrainRef norm, const std::vector<float>& y, const std::vector<float>& rstd,
+                              const std::vector<float>& dh, std::vector<float>& dy, int N, int C) {
+  if (!norm.present()) return dh.data();
+  dy.assign(static_cast<size_t>(N) * C, 0.0f);
+  rmsnorm_backward(dy.data(), G(m, norm), dh.data(), y.data(), P(m, norm), rstd.data(), N, C, m->pool.get());
+  return dy.data();
+}
+
 // Backward from dxf = d loss / d final-normed hidden (N, C) to every parameter gradient.
 void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std::vector<float>& dxf) {
   const ModelConfig& c = m->cfg;
@@ -216,13 +226,7 @@ void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std
     const TrainLayer& L = m->layers[l];
     TrainActivations::Layer& S = A.layers[l];
     // The MLP output's gradient: the residual's, or through post_feedforward_layernorm (Gemma).
-    const float* dmlp = dh.data();
-    if (L.mlp_out_norm.present()) {
-      dy.assign(n * C, 0.0f);
-      rmsnorm_backward(dy.data(), G(m, L.mlp_out_norm), dh.data(), S.y_mlp.data(), P(m, L.mlp_out_norm),
-                       S.rstd_mo.data(), N, C, pool);
-      dmlp = dy.data();
-    }
+    const float* dmlp = through_out_norm(m, L.mlp_out_norm, S.y_mlp, S.rstd_mo, dh, dy, N, C);
     matmul_backward(da.data(), G(m, L.wd), nullptr, dmlp, S.a.data(), P(m, L.wd), N, I, C, false, pool);
     lora_add_backward(m, L, S, LORA_DOWN, da.data(), dmlp, S.a.data(), N, I, C);
     if (c.gelu_tanh) geglu_backward(dg.data(), du.data(), da.data(), S.g.data(), S.u.data(), N, I, pool);
@@ -233,13 +237,7 @@ void backward_from_final_norm(TrainModel* m, const TrainBatchView& bt, const std
     lora_add_backward(m, L, S, LORA_UP, dxn.data(), du.data(), S.xn2.data(), N, C, I);
     rmsnorm_backward(dh.data(), G(m, L.post_norm), dxn.data(), S.h_mid.data(), P(m, L.post_norm), S.rstd2.data(), N,
                      C, pool);
-    const float* dattn = dh.data();
-    if (L.attn_out_norm.present()) {
-      dy.assign(n * C, 0.0f);
-      rmsnorm_backward(dy.data(), G(m, L.attn_out_norm), dh.data(), S.y_attn.data(), P(m, L.attn_out_norm),
-                       S.rstd_ao.data(), N, C, pool);
-      dattn = dy.data();
-    }
+    const float* dattn = through_out_norm(m, L.attn_out_norm, S.y_attn, S.rstd_ao, dh, dy, N, C);
     matmul_backward(dout.data(), G(m, L.wo), nullptr, dattn, S.o.data(), P(m, L.wo), N, qd, C, false, pool);
     lora_add_backward(m, L, S, LORA_O, dout.data(), dattn, S.o.data(), N, qd, C);
     const TrainAttentionShape as = attention_shape(c, bt, l);
