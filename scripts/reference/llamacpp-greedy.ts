@@ -1,6 +1,6 @@
 /**
  * The second, independent check of the architectures the engine adds (issue 15): llama.cpp itself. Each tiny GGUF
- * fixture that llama.cpp can run (Gemma 2, Gemma 3, Llama) is copied with a SentencePiece vocabulary added (llama.cpp
+ * fixture our GGUF writer writes (Gemma 2, Gemma 3, Qwen3, SmolLM3, Llama; not Phi-3) is copied with a SentencePiece vocabulary added (llama.cpp
  * refuses a file without one; the ids are what matter; see `padded`), run greedily in node-llama-cpp (pinned, installed into
  * .bench-cache like the benchmark anchor) on each golden case's prompt ids, and its first ids are written to
  * test/fixtures/golden/llamacpp-greedy.json. model.llamacpp.spec.ts holds our engine to them. Run by hand:
@@ -18,7 +18,7 @@ const FIXTURES_DIR = path.join(findRepoRoot(__dirname) ?? process.cwd(), 'test',
 const goldenCases = (name: string): { name: string; tokens: number[] }[] =>
   (JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'golden', `${name}.json`), 'utf8')) as { cases: { name: string; tokens: number[] }[] }).cases;
 
-const MODELS = ['tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear', 'tiny-gqa', 'tiny-mqa-llama3'];
+const MODELS = ['tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear', 'tiny-qwen3', 'tiny-smollm3', 'tiny-gqa', 'tiny-mqa-llama3'];
 const NEW_TOKENS = 8;
 
 /**

@@ -1,6 +1,6 @@
 /**
  * The second, independent check of the architectures (issue 15): llama.cpp itself. test/fixtures/golden/
- * llamacpp-greedy.json holds node-llama-cpp's greedy ids for the tiny Gemma 2, Gemma 3 and Llama GGUF fixtures
+ * llamacpp-greedy.json holds node-llama-cpp's greedy ids for the tiny Gemma 2, Gemma 3, Qwen3, SmolLM3 and Llama GGUF fixtures
  * (scripts/reference/llamacpp-greedy.ts made it; llama.cpp is not needed here). Our engine, loading the same files,
  * must produce the same ids up to the first near-tie of its own logits (top-2 gap under 1e-3), prefill then one
  * decode step per token through the paged KV cache.
@@ -29,8 +29,8 @@ function top2(row: Float32Array): { id: number; gap: number } {
 
 const cases = Object.entries(golden.models).flatMap(([model, m]) => m.cases.map((c) => [model, c.name, m.file, c] as const));
 
-it('covers Gemma 2, Gemma 3 and Llama', () => {
-  expect(Object.keys(golden.models)).toEqual(expect.arrayContaining(['tiny-gemma2', 'tiny-gemma3', 'tiny-gqa']));
+it('covers Gemma 2, Gemma 3, Qwen3, SmolLM3 and Llama', () => {
+  expect(Object.keys(golden.models)).toEqual(expect.arrayContaining(['tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear', 'tiny-qwen3', 'tiny-smollm3', 'tiny-gqa']));
 });
 
 it.each(cases)('%s / %s: greedy ids equal llama.cpp\'s', async (_model, _case, file, c) => {

@@ -61,6 +61,8 @@ describe('GGUF writer', () => {
     ['tiny-gemma2.gguf', 'arch gemma2: soft caps, sliding window, sandwich norms as 1 + w'],
     ['tiny-gemma3.gguf', 'arch gemma3: q/k norms, global RoPE base'],
     ['tiny-gemma3-linear.gguf', 'arch gemma3 with linear RoPE scaling'],
+    ['tiny-qwen3.gguf', 'arch qwen3: q/k norms, q/k rows as HF has them'],
+    ['tiny-smollm3.gguf', 'arch smollm3: every 4th layer without RoPE, q/k permuted'],
   ])('writes %s (%s) back as the same model', async (fixture) => {
     const source = path.join(FIXTURES_DIR, fixture);
     const original = await readGguf(source);
@@ -143,10 +145,15 @@ describe('GGUF writer', () => {
 
   it('refuses a model its architecture cannot describe instead of writing a different one', async () => {
     const never = path.join(tmpdir(), `never-${process.pid}.gguf`);
-    const qwen3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-qwen3.gguf'));
-    await expect(writeGguf(never, { spec: qwen3.spec, weights: qwen3.servingWeights })).rejects.toThrow(
-      /as llama this model also needs qkNorm \(qwen3\)$/,
+    const phi3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-phi3.gguf'));
+    await expect(writeGguf(never, { spec: phi3.spec, weights: phi3.servingWeights })).rejects.toThrow(
+      /as llama this model also needs longRope \(phi3\), rotaryDim \(phi3\)$/,
     );
+    // Qwen3 with a q/k/v bias, SmolLM3 with NoPE layers other than llama.cpp's every 4th.
+    const qwen3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-qwen3.gguf'));
+    await expect(writeGguf(never, { spec: { ...qwen3.spec, attentionBias: true }, weights: qwen3.servingWeights })).rejects.toThrow(/as qwen3 this model also needs attentionBias \(qwen3 has none\)$/);
+    const smollm3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-smollm3.gguf'));
+    await expect(writeGguf(never, { spec: { ...smollm3.spec, noRopeLayers: [0] }, weights: smollm3.servingWeights })).rejects.toThrow(/noRopeLayers \[0\] \(llama\.cpp: every 4th layer\)$/);
     // llama.cpp converts Mistral as llama and drops its window: refused while the window is shorter than the context.
     const gqa = await readGguf(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'));
     await expect(writeGguf(never, { spec: { ...gqa.spec, slidingWindow: 4 }, weights: gqa.servingWeights })).rejects.toThrow(

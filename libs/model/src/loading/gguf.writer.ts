@@ -1,7 +1,8 @@
 /**
- * Writes a Llama or Gemma model (ModelSpec + ServingWeightMap, HF names and layout) as a GGUF v3 file laid out as
- * llama.cpp's convert_hf_to_gguf.py writes one: arch "llama" (q/k rows permuted for interleaved RoPE), "gemma2" or
- * "gemma3" (HF row order, norms as the 1 + w the weights already hold), their metadata keys and value types, tensor
+ * Writes a Llama, Qwen3, SmolLM3 or Gemma model (ModelSpec + ServingWeightMap, HF names and layout) as a GGUF v3 file
+ * laid out as llama.cpp's convert_hf_to_gguf.py writes one: arch "llama" and "smollm3" (q/k rows permuted for
+ * interleaved RoPE), "qwen3" (HF row order, q/k norms), "gemma2" or "gemma3" (HF row order, norms as the 1 + w the
+ * weights already hold), their metadata keys and value types, tensor
  * data 32-byte aligned, f32 / bf16 / Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K tensors as given (no quantizing here),
  * optionally a tokenizer (a file's own, or a synthetic SentencePiece vocab so llama.cpp loads a benchmark model of any
  * vocab size). A spec llama.cpp would run differently is refused. Not a reader (gguf.reader), not a quantizer
@@ -36,7 +37,10 @@ type ScalarType = (typeof T)[Exclude<keyof typeof T, 'ARRAY'>];
 
 type Meta = [key: string, type: ScalarType, value: number | boolean | string] | [key: string, type: typeof T.ARRAY, elemType: ScalarType, values: (number | string)[]];
 
-type GgufArch = 'llama' | 'gemma2' | 'gemma3';
+type GgufArch = 'llama' | 'qwen3' | 'smollm3' | 'gemma2' | 'gemma3';
+
+/** The archs written with the Llama block layout (two norms per layer, SwiGLU); Gemma's are the others. */
+const LLAMA_LIKE: readonly GgufArch[] = ['llama', 'qwen3', 'smollm3'];
 
 /** GGUF names of every tensor these archs have, inverted through the reader's map (one source of truth). */
 const GGUF_TENSOR_NAMES = [
@@ -57,9 +61,11 @@ function hfToGgufName(hf: string, arch: GgufArch): string {
   throw new Error(`no GGUF name for tensor ${hf}`);
 }
 
-/** Gemma 3 with q/k norms, Gemma 2 without, when the spec has Gemma's layers; else llama. */
+/** Gemma 3 with q/k norms, Gemma 2 without, when the spec has Gemma's layers; Qwen3 for q/k norms, SmolLM3 for NoPE layers; else llama. */
 function archOf(spec: ModelSpec): GgufArch {
   if (spec.sandwichNorms === true || spec.normWeightOffset === true || spec.hiddenAct === 'gelu_tanh') return spec.qkNorm ? 'gemma3' : 'gemma2';
+  if (spec.qkNorm === true) return 'qwen3';
+  if (spec.noRopeLayers !== undefined && spec.noRopeLayers.length > 0) return 'smollm3';
   return 'llama';
 }
 
@@ -77,9 +83,17 @@ function unwritableFeatures(spec: ModelSpec, arch: GgufArch): string[] {
   };
   check(s.longRope !== undefined, 'longRope (phi3)');
   check(s.rotaryDim !== undefined && s.rotaryDim !== s.headDim, 'rotaryDim (phi3)');
-  check(!!s.noRopeLayers?.length, 'noRopeLayers (smollm3)');
-  if (arch === 'llama') {
-    check(s.qkNorm === true, 'qkNorm (qwen3)');
+  if (arch === 'smollm3') {
+    // llama.cpp's SmolLM3 skips RoPE on every 4th layer (n_no_rope_layer_step), whatever the file says.
+    const every4th = Array.from({ length: s.numLayers }, (_, i) => i).filter((i) => (i + 1) % 4 === 0);
+    check(JSON.stringify(s.noRopeLayers) !== JSON.stringify(every4th), `noRopeLayers ${JSON.stringify(s.noRopeLayers)} (llama.cpp: every 4th layer)`);
+  } else {
+    check(!!s.noRopeLayers?.length, 'noRopeLayers (smollm3)');
+  }
+  if (LLAMA_LIKE.includes(arch)) {
+    check(s.qkNorm === true && arch !== 'qwen3', 'qkNorm (qwen3)');
+    check(arch !== 'llama' && s.ropeScaling !== null, `ropeScaling (llama3 rope_freqs are read for llama only)`);
+    check(arch === 'qwen3' && s.attentionBias, 'attentionBias (qwen3 has none)');
     for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeLocalTheta'] as const) check(s[key] !== undefined, key);
     check(s.slidingWindow !== undefined && s.slidingWindow < s.maxPositionEmbeddings, 'slidingWindow (llama.cpp attends to the whole context)');
     return out;
@@ -145,7 +159,7 @@ export async function writeGguf(file: string, model: GgufToWrite): Promise<void>
   const arch = archOf(model.spec);
   const extras = unwritableFeatures(model.spec, arch);
   if (extras.length > 0) {
-    throw new Error(`writeGguf writes the llama, gemma2 and gemma3 architectures as llama.cpp runs them; as ${arch} this model also needs ${extras.join(', ')}`);
+    throw new Error(`writeGguf writes the llama, qwen3, smollm3, gemma2 and gemma3 architectures as llama.cpp runs them; as ${arch} this model also needs ${extras.join(', ')}`);
   }
   const tensors = tensorsOf(model, arch);
   const header = serializeHeader(metadataOf(model, tensors, arch), tensors);
@@ -177,8 +191,8 @@ function tensorsOf({ spec, weights, floatType = 'f32' }: GgufToWrite, arch: Gguf
     const t = weights.get(hf);
     if (t === undefined) throw new Error(`missing tensor ${hf}`);
     const [rows, cols = 1] = shape;
-    // convert_hf_to_gguf.py permutes q/k rows for llama's interleaved RoPE only.
-    const qk = arch === 'llama' ? /self_attn\.([qk])_proj\./.exec(hf)?.[1] : undefined;
+    // convert_hf_to_gguf.py permutes q/k rows for interleaved RoPE (LlamaModel and its SmolLM3 subclass) only.
+    const qk = arch === 'llama' || arch === 'smollm3' ? /self_attn\.([qk])_proj\./.exec(hf)?.[1] : undefined;
     const heads = qk === 'q' ? spec.numHeads : spec.numKvHeads;
     const name = hfToGgufName(hf, arch);
     const dims = [...shape].reverse();
@@ -234,7 +248,7 @@ function metadataOf({ spec, name, vocab }: GgufToWrite, tensors: TensorOut[], ar
     ['general.type', T.STRING, 'model'],
   ];
   if (name !== undefined) meta.push(['general.name', T.STRING, name]);
-  if (arch !== 'llama') {
+  if (!LLAMA_LIKE.includes(arch)) {
     meta.push(
       [`${arch}.context_length`, T.U32, spec.maxPositionEmbeddings],
       [`${arch}.embedding_length`, T.U32, spec.hiddenSize],
@@ -258,25 +272,23 @@ function metadataOf({ spec, name, vocab }: GgufToWrite, tensors: TensorOut[], ar
     return meta;
   }
   meta.push(
-    ['llama.block_count', T.U32, spec.numLayers],
-    ['llama.context_length', T.U32, spec.maxPositionEmbeddings],
-    ['llama.embedding_length', T.U32, spec.hiddenSize],
-    ['llama.feed_forward_length', T.U32, spec.intermediateSize],
-    ['llama.attention.head_count', T.U32, spec.numHeads],
-    ['llama.attention.head_count_kv', T.U32, spec.numKvHeads],
-    ['llama.rope.freq_base', T.F32, spec.ropeTheta],
-    ['llama.attention.layer_norm_rms_epsilon', T.F32, spec.rmsNormEps],
+    [`${arch}.block_count`, T.U32, spec.numLayers],
+    [`${arch}.context_length`, T.U32, spec.maxPositionEmbeddings],
+    [`${arch}.embedding_length`, T.U32, spec.hiddenSize],
+    [`${arch}.feed_forward_length`, T.U32, spec.intermediateSize],
+    [`${arch}.attention.head_count`, T.U32, spec.numHeads],
+    [`${arch}.attention.head_count_kv`, T.U32, spec.numKvHeads],
+    [`${arch}.rope.freq_base`, T.F32, spec.ropeTheta],
+    [`${arch}.attention.layer_norm_rms_epsilon`, T.F32, spec.rmsNormEps],
   );
   if (spec.headDim * spec.numHeads !== spec.hiddenSize) {
-    meta.push(['llama.attention.key_length', T.U32, spec.headDim], ['llama.attention.value_length', T.U32, spec.headDim]);
+    meta.push([`${arch}.attention.key_length`, T.U32, spec.headDim], [`${arch}.attention.value_length`, T.U32, spec.headDim]);
   }
-  meta.push(
-    ['general.file_type', T.U32, fileTypeOf(tensors)],
-    ['llama.vocab_size', T.U32, spec.vocabSize],
-    ['llama.rope.dimension_count', T.U32, spec.headDim],
-    ['general.quantization_version', T.U32, GGML_QUANT_VERSION],
-  );
-  if (spec.ropeLinearFactor !== undefined) meta.push(...linearScalingMeta('llama', spec.ropeLinearFactor));
+  meta.push(['general.file_type', T.U32, fileTypeOf(tensors)]);
+  // LlamaModel (and SmolLM3Model, its subclass) adds these; Qwen3Model, a TextModel, does not.
+  if (arch !== 'qwen3') meta.push([`${arch}.vocab_size`, T.U32, spec.vocabSize], [`${arch}.rope.dimension_count`, T.U32, spec.headDim]);
+  meta.push(['general.quantization_version', T.U32, GGML_QUANT_VERSION]);
+  if (spec.ropeLinearFactor !== undefined) meta.push(...linearScalingMeta(arch, spec.ropeLinearFactor));
   if (vocab) meta.push(...vocabMetadata(vocab));
   return meta;
 }
