@@ -21,7 +21,7 @@ import {
   trainClassifier,
 } from '../../libs/moderation/src';
 
-const MODEL_VERSION = 'seed-4';
+const MODEL_VERSION = 'seed-5';
 
 function intArg(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);

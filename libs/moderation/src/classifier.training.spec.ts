@@ -65,14 +65,14 @@ describe('classifier training', () => {
   /**
    * The committed artifact on its own held-out split (the figures in the README). Floors, not targets: the
    * product target (recall 0.9 per category at 5% hard-benign false positives) is not met yet, and these fail
-   * when the data or the model regress from what was measured (seed-4: recall 0.74, per language 0.67-0.78;
-   * hard benign 4.8% overall, 9.8% in English (6 of 61), 0-6.5% elsewhere; benign 0 of 110).
+   * when the data or the model regress from what was measured (seed-4 with the near-miss examples, 914 held out:
+   * recall 0.74, per language 0.65-0.80; hard benign 2.4% overall (7 of 287), 0-5.7% per language; benign 1 of 110).
    */
   it('holds the measured held-out figures of the committed artifact', () => {
     const moderator = loadModerator();
     const { test } = splitSeedSet(seedSet, moderator.classifier.meta.seed);
     const report = evaluate(moderator, test);
-    expect(report.falsePositiveRate.hardBenign!).toBeLessThanOrEqual(0.055);
+    expect(report.falsePositiveRate.hardBenign!).toBeLessThanOrEqual(0.03);
     expect(report.falsePositiveRate.benign!).toBeLessThanOrEqual(0.02);
     const micro = (r: typeof report.moderator) => {
       const rows = Object.values(r);
@@ -81,7 +81,7 @@ describe('classifier training', () => {
     };
     expect(micro(report.moderator)).toBeGreaterThanOrEqual(0.71);
     for (const lang of CLAIMED) {
-      expect({ lang, hard: report.languages[lang].falsePositiveRate.hardBenign! <= 0.11 }).toEqual({ lang, hard: true });
+      expect({ lang, hard: report.languages[lang].falsePositiveRate.hardBenign! <= 0.06 }).toEqual({ lang, hard: true });
       expect({ lang, recall: micro(report.languages[lang].moderator) >= 0.64 }).toEqual({ lang, recall: true });
     }
   }, 60_000);

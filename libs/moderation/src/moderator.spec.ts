@@ -46,9 +46,9 @@ describe('Moderator (built-in lexicon, policy and model)', () => {
     const trainHard = train.filter((e) => e.hard);
     const flagged = trainHard.filter((e) => moderator.check(e.text, 'input').decision.action !== 'allow').map((e) => e.text);
     expect(flagged).toEqual([]);
-    // seed-4 blocks 2 of its 251 held-out hard-benign texts, both written as near misses of a harmful request
-    // ("Shoot me a text when you're home…" as a threat, "carve a pumpkin without cutting myself" as self-harm
-    // instructions); seed-3 blocked none of 96. A floor, not the goal.
+    // seed-4 (with the near-miss examples) blocks 2 of its 287 held-out hard-benign texts: French chess trash talk
+    // ("Ce soir je vais t'écraser aux échecs…") as a threat and a question whether a Holocaust documentary suits
+    // 14-year-olds as sexual/minors; before them it blocked 2 of 251, seed-3 none of 96. A floor, not the goal.
     const blocked = test.filter((e) => e.hard).filter((e) => moderator.check(e.text, 'input').decision.action === 'block');
     expect(blocked.length).toBeLessThanOrEqual(2);
   });
