@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { LORA_TARGETS, type LoraTarget } from '@flywheel/kernels';
 
 export interface TrainDefaults {
   steps: number;
@@ -70,4 +71,33 @@ export function drawProgress(step: number, total: number, detail: string): void 
   const done = Math.round((width * step) / total);
   const line = `[${'#'.repeat(done)}${'.'.repeat(width - done)}] step ${step}/${total} ${detail}`;
   process.stderr.write(process.stderr.isTTY ? `\r${line}${step === total ? '\n' : ''}` : `${line}\n`);
+}
+
+/** The LoRA flags `train sft` and `train dpo` share (parsed by parseTrainArgsWith as extras). */
+export const LORA_FLAGS = {
+  'lora-rank': z.coerce.number().int().positive().optional(),
+  'lora-alpha': z.coerce.number().positive().optional(),
+  'lora-targets': z
+    .string()
+    .transform((s) => s.split(',').map((t) => t.trim()))
+    .pipe(z.array(z.enum(LORA_TARGETS)).min(1))
+    .optional(),
+};
+export const LORA_USAGE = '[--lora-rank R [--lora-alpha A] [--lora-targets q_proj,v_proj,...]]';
+
+/**
+ * The LoRA options of parsed flags: undefined without --lora-rank; null (after one line and the usage on stderr) when
+ * --lora-alpha or --lora-targets come without it.
+ */
+export function loraOptionsOf(
+  a: { 'lora-rank'?: number; 'lora-alpha'?: number; 'lora-targets'?: LoraTarget[] },
+  command: string,
+  usage: string,
+): { rank: number; alpha?: number; targets?: LoraTarget[] } | undefined | null {
+  const rank = a['lora-rank'];
+  if (rank === undefined && (a['lora-alpha'] !== undefined || a['lora-targets'] !== undefined)) {
+    process.stderr.write(`flywheel ${command}: --lora-alpha and --lora-targets need --lora-rank\n${usage}\n`);
+    return null;
+  }
+  return rank === undefined ? undefined : { rank, alpha: a['lora-alpha'], targets: a['lora-targets'] };
 }

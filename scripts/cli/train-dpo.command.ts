@@ -8,11 +8,11 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DPO_DEFAULTS } from '@flywheel/contracts';
 import { runDpoTraining } from '@flywheel/rl';
-import { drawProgress, parseTrainArgsWith } from './train-args';
+import { drawProgress, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_DPO_USAGE =
   'usage: flywheel train dpo --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--beta B] [--label-smoothing E] ' +
-  '[--batch-size PAIRS] [--seq-len N] [--heldout FRACTION] [--seed S] [--threads N] [--json]';
+  `[--batch-size PAIRS] [--seq-len N] [--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
 /** JSON has no NaN: a held-out metric without held-out pairs is null. */
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
@@ -21,8 +21,11 @@ export async function trainDpoCommand(argv: string[]): Promise<number> {
   const a = parseTrainArgsWith(argv, 'train dpo', TRAIN_DPO_USAGE, DPO_DEFAULTS, {
     beta: z.coerce.number().positive().default(DPO_DEFAULTS.beta),
     'label-smoothing': z.coerce.number().min(0).lt(0.5).default(DPO_DEFAULTS.labelSmoothing),
+    ...LORA_FLAGS,
   });
   if (a === null) return 2;
+  const lora = loraOptionsOf(a, 'train dpo', TRAIN_DPO_USAGE);
+  if (lora === null) return 2;
   const r = await runDpoTraining({
     modelDir: a.model,
     data: { text: readFileSync(a.data, 'utf8'), source: a.data },
@@ -36,6 +39,7 @@ export async function trainDpoCommand(argv: string[]): Promise<number> {
     heldout: a.heldout,
     seed: a.seed,
     threads: a.threads,
+    lora,
     onProgress: (p) =>
       drawProgress(p.step, p.steps, `loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} margin ${p.margin.toFixed(3)} lr ${p.lr.toExponential(2)}`),
   });
@@ -52,6 +56,8 @@ export async function trainDpoCommand(argv: string[]): Promise<number> {
       loss_last: finiteOrNull(r.lossLast),
       margin_before: finiteOrNull(r.heldoutMarginBefore),
       margin_after: finiteOrNull(r.heldoutMarginAfter),
+      trainable_params: r.trainableParams,
+      frozen_params: r.frozenParams,
     };
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   }

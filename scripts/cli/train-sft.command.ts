@@ -6,34 +6,18 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { z } from 'zod';
-import { LORA_TARGETS } from '@flywheel/kernels';
 import { runSft } from '@flywheel/train';
-import { drawProgress, parseTrainArgsWith } from './train-args';
+import { drawProgress, LORA_FLAGS, loraOptionsOf, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_SFT_USAGE =
   'usage: flywheel train sft --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--batch-size N] [--seq-len N] ' +
   '[--heldout FRACTION] [--seed S] [--threads N] [--lora-rank R [--lora-alpha A] [--lora-targets q_proj,v_proj,...]] [--json]';
 
-const loraFlags = {
-  'lora-rank': z.coerce.number().int().positive().optional(),
-  'lora-alpha': z.coerce.number().positive().optional(),
-  'lora-targets': z
-    .string()
-    .transform((s) => s.split(',').map((t) => t.trim()))
-    .pipe(z.array(z.enum(LORA_TARGETS)).min(1))
-    .optional(),
-};
-
 export async function trainSftCommand(argv: string[]): Promise<number> {
-  const a = parseTrainArgsWith(argv, 'train sft', TRAIN_SFT_USAGE, { steps: 100, lr: 1e-3, heldout: 0.1 }, loraFlags);
+  const a = parseTrainArgsWith(argv, 'train sft', TRAIN_SFT_USAGE, { steps: 100, lr: 1e-3, heldout: 0.1 }, LORA_FLAGS);
   if (a === null) return 2;
-  const rank = a['lora-rank'];
-  if (rank === undefined && (a['lora-alpha'] !== undefined || a['lora-targets'] !== undefined)) {
-    process.stderr.write(`flywheel train sft: --lora-alpha and --lora-targets need --lora-rank\n${TRAIN_SFT_USAGE}\n`);
-    return 2;
-  }
-  const lora = rank === undefined ? undefined : { rank, alpha: a['lora-alpha'], targets: a['lora-targets'] };
+  const lora = loraOptionsOf(a, 'train sft', TRAIN_SFT_USAGE);
+  if (lora === null) return 2;
   const dataPath = path.resolve(a.data);
   const r = await runSft({
     modelDir: a.model,

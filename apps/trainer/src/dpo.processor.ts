@@ -48,6 +48,7 @@ export class DpoProcessor extends TrainingJobProcessor<DpoJobData, DpoResult, Dp
           seqLen: data.seqLen,
           heldout: data.heldout,
           seed: data.seed,
+          lora: data.lora,
           threads: this.config.trainer.threads || undefined,
           checkpointEvery: data.checkpointEvery,
           resume: true,

@@ -135,6 +135,8 @@ export const dpoJobDataSchema = z.strictObject({
   /** Checkpoint + training state every N steps (0: only at the end). */
   checkpointEvery: z.int().nonnegative().default(50),
   outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  /** Train LoRA adapters on the frozen base (also the reference) instead of every weight. */
+  lora: loraJobOptionsSchema.optional(),
 });
 export type DpoJobData = z.infer<typeof dpoJobDataSchema>;
 export type DpoJobDataInput = z.input<typeof dpoJobDataSchema>;

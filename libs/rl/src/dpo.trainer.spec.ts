@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DPO_DEFAULTS } from '@flywheel/contracts';
 import { loadCheckpoint, type Checkpoint } from '@flywheel/model';
+import { CHECKPOINT_ADAPTER_DIR, readPeftAdapter } from '@flywheel/train';
 import { syntheticPreferences, toJsonl } from '../../../test/reward.support';
 import { dpoSide, parseDpoJsonl, runDpoTraining, type DpoOptions, type DpoProgress } from './dpo.trainer';
 
@@ -107,6 +108,38 @@ describe('runDpoTraining', () => {
     }
     // Other options: the state is not this run's, so it starts afresh.
     expect((await runDpoTraining(options(out, { ...short, beta: 0.2, resume: true }))).resumedFromStep).toBe(0);
+  });
+
+  it('trains LoRA adapters on the frozen base (the reference): accuracy rises, only targeted projections move, the adapter is written', async () => {
+    const lora = { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
+    const r = await runDpoTraining(options(tmp(), { lora, lr: 2e-3 }));
+    expect(r.frozenParams).toBeGreaterThan(0);
+    expect(r.trainableParams).toBeLessThan(r.frozenParams / 4);
+    expect(r.heldoutAccuracyBefore).toBe(0.5); // zero-initialised B: the policy starts as the reference
+    expect(r.heldoutAccuracy).toBeGreaterThanOrEqual(0.8);
+    expect(r.lossLast).toBeLessThan(r.lossFirst);
+    // outDir holds merged weights: targeted projections changed, everything else is the base bit for bit.
+    const merged = (await loadCheckpoint(r.outDir)).weights;
+    for (const [name, w] of ck.weights) {
+      const same = Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(merged.get(name)!.buffer, merged.get(name)!.byteOffset, merged.get(name)!.byteLength));
+      expect({ name, same }).toEqual({ name, same: !/(q_proj|v_proj|down_proj)\.weight$/.test(name) });
+    }
+    const adapter = await readPeftAdapter(path.join(r.outDir, CHECKPOINT_ADAPTER_DIR));
+    expect(adapter.config).toMatchObject({ rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'down_proj'], taskType: 'CAUSAL_LM' });
+    expect(adapter.weights.size).toBe(ck.spec.numLayers * 3 * 2);
+  });
+
+  it('resumes a LoRA run from base + saved adapters to the same result', async () => {
+    const lora = { rank: 4, targets: ['q_proj', 'v_proj'] as ('q_proj' | 'v_proj')[] };
+    const short = { steps: 6, checkpointEvery: 3, lora, lr: 2e-3 };
+    const whole = await runDpoTraining(options(tmp(), short));
+    const out = tmp();
+    const stop = new Error('stopped after the checkpoint');
+    await expect(runDpoTraining(options(out, { ...short, onCheckpoint: () => { throw stop; } }))).rejects.toBe(stop);
+    const resumed = await runDpoTraining(options(out, { ...short, resume: true }));
+    expect(resumed.resumedFromStep).toBe(3);
+    expect(resumed.lossLast).toBe(whole.lossLast);
+    expect(resumed.heldoutAccuracy).toBe(whole.heldoutAccuracy);
   });
 
   it('stops with a checkpoint when asked, and resumes from it', async () => {

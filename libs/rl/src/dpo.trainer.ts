@@ -3,7 +3,8 @@
  * `{"prompt", "chosen", "rejected"}` lines): the frozen reference's response log-probs computed once per pair up front,
  * then per step the policy's on both sides through the per-token policy step, the DPO loss (dpo.loss.ts) and its
  * gradient, AdamW with warmup + cosine; held-out implied-reward accuracy and margin before and after; an HF checkpoint
- * plus resumable training state in outDir. Shared by `flywheel train dpo` and the trainer's `dpo` job; no CLI, queue
+ * plus resumable training state in outDir. With LoRA the base stays frozen and the reference is that base: scored once
+ * up front, no second copy held while training; outDir gets the merged weights and the PEFT adapter. Shared by `flywheel train dpo` and the trainer's `dpo` job; no CLI, queue
  * or store code here.
  */
 import path from 'node:path';
@@ -14,7 +15,9 @@ import {
   optimizerStep,
   policyBackward,
   policyForward,
+  trainableModelInfo,
   zeroGrad,
+  type LoraOptions,
   type OptimizerConfig,
   type TrainableModelHandle,
 } from '@flywheel/kernels';
@@ -22,6 +25,7 @@ import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage
 import {
   beginOrResume,
   buildSftExample,
+  loadLoraResume,
   packBatch,
   parsePreferenceLines,
   resumableState,
@@ -167,6 +171,8 @@ export interface DpoOptions extends ResumableRunOptions {
   onProgress?: (p: DpoProgress) => void | Promise<void>;
   /** Polled after each step: when true the run saves a checkpoint and throws DpoStoppedError (resume continues it). */
   shouldStop?: () => boolean;
+  /** Train LoRA adapters (A initialised from `seed`) on the frozen base instead of every weight. */
+  lora?: Omit<LoraOptions, 'seed'>;
 }
 
 /** Thrown by runDpoTraining when shouldStop asked it to stop; outDir then holds a checkpoint at `step`. */
@@ -193,6 +199,9 @@ export interface DpoResult {
   outDir: string;
   /** Optimizer steps restored from outDir's training state (0: a fresh run). */
   resumedFromStep: number;
+  /** Trainable parameters (with LoRA: the adapters) and frozen ones (the base under LoRA; 0 without). */
+  trainableParams: number;
+  frozenParams: number;
 }
 
 /** Run metrics kept in the training state's `extra` so a resumed run reports the whole run. */
@@ -253,6 +262,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
     lr: o.lr,
     heldout: o.heldout,
     ...lo,
+    lora: o.lora ? JSON.stringify({ rank: o.lora.rank, alpha: o.lora.alpha ?? null, targets: o.lora.targets ?? null }) : null,
   };
   const saved = o.resume
     ? await resumableState(outDir, runKey, (num): DpoTotals => ({
@@ -262,7 +272,9 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
         lossLast: num('lossLast'),
       }))
     : null;
-  const model = createTrainableModel(ck.spec, saved ? (await loadCheckpoint(outDir)).weights : ck.weights, { threads: o.threads });
+  // A LoRA resume rebuilds the model from the base plus the saved adapters: outDir's weights are merged ones.
+  const initial = !saved ? ck.weights : o.lora ? await loadLoraResume(ck.weights, outDir) : (await loadCheckpoint(outDir)).weights;
+  const model = createTrainableModel(ck.spec, initial, { threads: o.threads, lora: o.lora ? { ...o.lora, seed: o.seed } : undefined });
   try {
     const { data, start, totals } = await beginOrResume<DpoTotals>(model, saved, {
       rng,
@@ -306,6 +318,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
     }
     const after = await evaluatePairs(model, held, seqLen, lo);
     await save();
+    const info = trainableModelInfo(model);
     return {
       pairs: pairs.length,
       trainPairs: train.length,
@@ -319,6 +332,8 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
       steps: o.steps,
       outDir,
       resumedFromStep: start,
+      trainableParams: info.numParams,
+      frozenParams: info.frozenParams,
     };
   } finally {
     freeTrainableModel(model);
