@@ -6,18 +6,20 @@
  */
 import { readFileSync } from 'node:fs';
 import { runRewardTraining } from '@flywheel/train';
-import { drawProgress, parseTrainArgs } from './train-args';
+import { drawProgress, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_REWARD_USAGE =
   'usage: flywheel train reward --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--batch-size PAIRS] [--seq-len N] ' +
-  '[--heldout FRACTION] [--seed S] [--threads N] [--json]';
+  `[--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
 /** JSON has no NaN: a held-out accuracy without held-out pairs is null. */
 const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 export async function trainRewardCommand(argv: string[]): Promise<number> {
-  const a = parseTrainArgs(argv, 'train reward', TRAIN_REWARD_USAGE, { steps: 60, lr: 3e-3, heldout: 0.2 });
+  const a = parseTrainArgsWith(argv, 'train reward', TRAIN_REWARD_USAGE, { steps: 60, lr: 3e-3, heldout: 0.2 }, LORA_FLAGS);
   if (a === null) return 2;
+  const lora = loraOptionsOf(a, 'train reward', TRAIN_REWARD_USAGE);
+  if (lora === null) return 2;
   const r = await runRewardTraining({
     modelDir: a.model,
     data: { text: readFileSync(a.data, 'utf8'), source: a.data },
@@ -29,6 +31,7 @@ export async function trainRewardCommand(argv: string[]): Promise<number> {
     heldout: a.heldout,
     seed: a.seed,
     threads: a.threads,
+    lora,
     onProgress: (p) => drawProgress(p.step, p.steps, `loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} lr ${p.lr.toExponential(2)}`),
   });
   process.stderr.write(

@@ -40,6 +40,7 @@ export class RewardTrainProcessor extends TrainingJobProcessor<RewardTrainJobDat
           seqLen: data.seqLen,
           heldout: data.heldout,
           seed: data.seed,
+          lora: data.lora,
           threads: this.config.trainer.threads || undefined,
           onProgress: this.progressReporter<RewardTrainProgress>(job, recorder, (p) => `loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} grad norm ${p.gradNorm.toFixed(3)}`),
         }),

@@ -99,6 +99,8 @@ export const rewardTrainJobDataSchema = z.strictObject({
   heldout: z.number().min(0).max(0.5).default(0.2),
   seed: z.int().nonnegative().default(0),
   outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  /** Train LoRA adapters and the score head on the frozen base instead of every weight. */
+  lora: loraJobOptionsSchema.optional(),
 });
 export type RewardTrainJobData = z.infer<typeof rewardTrainJobDataSchema>;
 export type RewardTrainJobDataInput = z.input<typeof rewardTrainJobDataSchema>;

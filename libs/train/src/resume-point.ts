@@ -33,6 +33,16 @@ export async function saveResumePoint(
   o: { outDir: string; modelDir: string; spec: ModelSpec; state: Omit<TrainingState, 'step' | 'm' | 'v'> },
 ): Promise<void> {
   await rm(path.join(o.outDir, TRAINING_STATE_FILE), { force: true });
+  await writeModelOutputs(model, o);
+  const s = getOptimizerState(model);
+  await writeTrainingState(o.outDir, { step: s.step, m: s.m, v: s.v, ...o.state });
+}
+
+/**
+ * A trained model's checkpoint in outDir: the (merged, under LoRA) weights as an HF checkpoint with the source's
+ * tokenizer and config, a score head when the model has one, and under LoRA the PEFT adapter in `adapter/`.
+ */
+export async function writeModelOutputs(model: TrainableModelHandle, o: { outDir: string; modelDir: string; spec: ModelSpec }): Promise<void> {
   const info = trainableModelInfo(model);
   const scoreLabels = info.numLabels > 0 ? info.numLabels : null;
   await writeTrainedCheckpoint(o.outDir, { sourceDir: o.modelDir, spec: o.spec, weights: getMergedWeights(model), scoreLabels });
@@ -44,8 +54,6 @@ export async function saveResumePoint(
     // An adapter left by an earlier LoRA run in this folder no longer describes these weights.
     for (const f of [PEFT_ADAPTER_CONFIG_FILE, PEFT_ADAPTER_WEIGHTS_FILE]) await rm(path.join(adapterDir, f), { force: true });
   }
-  const s = getOptimizerState(model);
-  await writeTrainingState(o.outDir, { step: s.step, m: s.m, v: s.v, ...o.state });
 }
 
 /**

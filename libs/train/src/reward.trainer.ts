@@ -9,11 +9,12 @@ import path from 'node:path';
 import {
   createTrainableModel,
   freeTrainableModel,
-  getWeights,
   optimizerStep,
   scoreStep,
+  trainableModelInfo,
   zeroGrad,
   DEFAULT_OPTIMIZER,
+  type LoraOptions,
   type OptimizerConfig,
   type TrainableModelHandle,
 } from '@flywheel/kernels';
@@ -23,7 +24,7 @@ import { parsePreferenceLines } from './jsonl.lines';
 import { logSigmoid, pairCredit, sigmoid } from './pairwise.math';
 import { Rng } from './rng';
 import type { TrainRunOptions } from './trainer.options';
-import { writeTrainedCheckpoint } from './training-checkpoint.io';
+import { writeModelOutputs } from './resume-point';
 
 /** One tokenized preference pair. */
 export interface PreferencePair {
@@ -88,6 +89,8 @@ export interface RewardTrainOptions extends TrainRunOptions {
   /** Longest sequence in tokens (default 256, capped at the model's max positions); longer ones lose their start. */
   seqLen?: number;
   onProgress?: (p: RewardTrainProgressInfo) => void | Promise<void>;
+  /** Train LoRA adapters (A initialised from `seed`) and the score head on the frozen base instead of every weight. */
+  lora?: Omit<LoraOptions, 'seed'>;
 }
 
 export interface RewardTrainResult {
@@ -100,6 +103,9 @@ export interface RewardTrainResult {
   lossLast: number;
   steps: number;
   outDir: string;
+  /** Trainable parameters (with LoRA: the adapters and the score head) and frozen ones (0 without LoRA). */
+  trainableParams: number;
+  frozenParams: number;
 }
 
 export async function runRewardTraining(o: RewardTrainOptions): Promise<RewardTrainResult> {
@@ -119,7 +125,7 @@ export async function runRewardTraining(o: RewardTrainOptions): Promise<RewardTr
   // A fresh head: zeros, so every pair starts at loss log 2 and the backbone's gradient starts from the head's.
   const weights = new Map(ck.weights);
   weights.set('score.weight', new Float32Array(ck.spec.hiddenSize));
-  const model = createTrainableModel(ck.spec, weights, { threads: o.threads, numLabels: 1 });
+  const model = createTrainableModel(ck.spec, weights, { threads: o.threads, numLabels: 1, lora: o.lora ? { ...o.lora, seed: o.seed } : undefined });
   const opt: OptimizerConfig = {
     ...DEFAULT_OPTIMIZER,
     lr: o.lr,
@@ -142,7 +148,8 @@ export async function runRewardTraining(o: RewardTrainOptions): Promise<RewardTr
       await o.onProgress?.({ step: step + 1, steps: o.steps, loss: r.loss, accuracy: r.accuracy, lr: s.lr, gradNorm: s.gradNorm });
     }
     const after = await pairwiseAccuracy(model, held);
-    await writeTrainedCheckpoint(outDir, { sourceDir: modelDir, spec: ck.spec, weights: getWeights(model), scoreLabels: 1 });
+    await writeModelOutputs(model, { outDir, modelDir, spec: ck.spec });
+    const info = trainableModelInfo(model);
     return {
       pairs: pairs.length,
       trainPairs: train.length,
@@ -153,6 +160,8 @@ export async function runRewardTraining(o: RewardTrainOptions): Promise<RewardTr
       lossLast,
       steps: o.steps,
       outDir,
+      trainableParams: info.numParams,
+      frozenParams: info.frozenParams,
     };
   } finally {
     freeTrainableModel(model);
