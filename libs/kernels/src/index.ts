@@ -30,7 +30,7 @@ export { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';
 /** The native training path: trainable models, LM / scalar-head / policy steps, AdamW, state for checkpoints. */
 export * from './training.types';
 export { createTrainableModel, defaultPositions, freeTrainableModel, trainableModelInfo } from './trainable-model';
-export { policyBackward, policyForward, scoreStep, trainStep, zeroGrad } from './training.steps';
+export { policyBackward, policyForward, scoreStep, setLoraEnabled, trainStep, zeroGrad } from './training.steps';
 export { checkOptimizerConfig, getOptimizerState, lrAtStep, optimizerStep, setOptimizerState } from './training.optimizer';
 export { getAdapterWeights, getFrozenWeights, getGrads, getMergedWeights, getWeights, setWeights } from './training.state';
 export { trainingOps } from './training.ops';

@@ -19,6 +19,7 @@ import {
   policyBackward,
   policyForward,
   scoreStep,
+  setLoraEnabled,
   setOptimizerState,
   setWeights,
   trainableModelInfo,
@@ -243,6 +244,34 @@ describe('LoRA model behaviour', () => {
         freeTrainableModel(plain);
       }
     } finally {
+      freeTrainableModel(lora);
+    }
+  });
+
+  it('with its adapters off is the frozen base bit for bit (an RL reference without a second copy), and trains nothing', async () => {
+    const plain = createTrainableModel(spec, base, { numLabels: 1, threads: 2 });
+    const lora = createTrainableModel(spec, base, { numLabels: 1, lora: LORA, threads: 2 });
+    try {
+      withRandomB(lora, 41);
+      await stepOnce(lora);
+      const adapted = await policyForward(lora, batch, { targets, sel, values: true });
+      setLoraEnabled(lora, false);
+      const off = await policyForward(lora, batch, { targets, sel, values: true });
+      const ref = await policyForward(plain, batch, { targets, sel, values: true });
+      expect(bitsEqual(off.logp, ref.logp)).toBe(true);
+      expect(bitsEqual(off.entropy, ref.entropy)).toBe(true);
+      expect(bitsEqual(off.logp, adapted.logp)).toBe(false);
+      expect((await trainStep(lora, batch, { targets, weights: lw }, { gradScale: 0 })).loss).toBe((await trainStep(plain, batch, { targets, weights: lw }, { gradScale: 0 })).loss);
+      // Off, nothing may write gradients: the base is not what this model trains.
+      await expect(policyBackward(lora, off.pass, { dlogp: new Float32Array(n).fill(0.1) })).rejects.toThrow(/LoRA adapters are off/);
+      await expect(trainStep(lora, batch, { targets, weights: lw })).rejects.toThrow(/LoRA adapters are off/);
+      setLoraEnabled(lora, true);
+      const again = await policyForward(lora, batch, { targets, sel, values: true });
+      expect(bitsEqual(again.logp, adapted.logp)).toBe(true);
+      await policyBackward(lora, again.pass, { dlogp: new Float32Array(n).fill(0.1) });
+      expect(() => setLoraEnabled(plain, false)).toThrow(/needs a model created with lora options/);
+    } finally {
+      freeTrainableModel(plain);
       freeTrainableModel(lora);
     }
   });

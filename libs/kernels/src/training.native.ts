@@ -39,6 +39,7 @@ export interface NativeTraining {
   trainSetState(h: NativeExternal, which: StateBuffer, data: Float32Array): void;
   trainSetStep(h: NativeExternal, step: number): void;
   trainZeroGrad(h: NativeExternal): void;
+  trainSetLoraEnabled(h: NativeExternal, enabled: boolean): void;
   trainLmStep(
     h: NativeExternal,
     tokens: Int32Array,

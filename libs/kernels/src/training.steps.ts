@@ -99,6 +99,18 @@ export function policyBackward(model: TrainableModelHandle, pass: PolicyPass, d:
   return nativeTraining().trainPolicyBackward(s.native, pass.id, check(d.dlogp, 'dlogp'), check(d.dvalues, 'dvalues'));
 }
 
+/**
+ * Turns a LoRA model's adapters off (or back on). Off, every forward (policyForward, scoreStep, trainStep with gradScale
+ * 0) is the frozen base's, bit for bit: the reference policy of an RL run without a second copy of the weights. Any
+ * step that would write gradients throws until they are on again. Throws for a model without adapters.
+ */
+export function setLoraEnabled(model: TrainableModelHandle, enabled: boolean): void {
+  const s = trainableState(model);
+  if (typeof enabled !== 'boolean') trainingArgs.fail('enabled must be a boolean');
+  if (s.lora === null) trainingArgs.fail('setLoraEnabled needs a model created with lora options');
+  nativeTraining().trainSetLoraEnabled(s.native, enabled);
+}
+
 export function zeroGrad(model: TrainableModelHandle): void {
   const s = trainableState(model);
   requireTrainable(s, 'zeroGrad');

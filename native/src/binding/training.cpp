@@ -311,6 +311,16 @@ Napi::Value TrainSetStep(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// trainSetLoraEnabled(h, enabled): off, the forward is the frozen base's (an RL reference without a second copy).
+Napi::Value TrainSetLoraEnabled(const Napi::CallbackInfo& info) {
+  TrainBox& m = unwrap_train(info[0]);
+  if (!info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "enabled must be a boolean");
+  if (m->lora_rank == 0) throw Napi::Error::New(info.Env(), "this model has no LoRA adapters to turn on or off");
+  std::lock_guard<std::mutex> lock(m->mutex);
+  m->lora_off = !info[1].As<Napi::Boolean>().Value();
+  return info.Env().Undefined();
+}
+
 Napi::Value TrainZeroGrad(const Napi::CallbackInfo& info) {
   TrainBox& m = unwrap_train(info[0]);
   std::lock_guard<std::mutex> lock(m->mutex);
@@ -407,6 +417,7 @@ void register_training_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("trainSetStep", Napi::Function::New(env, TrainSetStep));
   exports.Set("trainMergedWeights", Napi::Function::New(env, TrainMergedWeights));
   exports.Set("trainZeroGrad", Napi::Function::New(env, TrainZeroGrad));
+  exports.Set("trainSetLoraEnabled", Napi::Function::New(env, TrainSetLoraEnabled));
   exports.Set("trainLmStep", Napi::Function::New(env, TrainLmStep));
   exports.Set("trainScoreStep", Napi::Function::New(env, TrainScoreStep));
   exports.Set("trainPolicyForward", Napi::Function::New(env, TrainPolicyForward));

@@ -19,9 +19,11 @@ float* G(TrainModel* m, TrainRef r) {
   return r.present() && !r.frozen && !m->forward_only ? m->grads.data() + r.offset : nullptr;
 }
 
-// Every entry point that writes gradients or moments calls this first: a forward-only model has none.
+// Every entry point that writes gradients or moments calls this first: a forward-only model has none, and with its
+// adapters off a LoRA model is only the base (the reference), which trains nothing.
 void require_trainable(const TrainModel* m, const char* what) {
   if (m->forward_only) throw std::runtime_error(std::string(what) + ": the model is frozen (forward only)");
+  if (m->lora_off) throw std::runtime_error(std::string(what) + ": the LoRA adapters are off (the frozen base; turn them on to train)");
 }
 
 // (in, out) of the projection LoRA target t adapts.
@@ -36,7 +38,7 @@ void lora_target_dims(const ModelConfig& c, LoraTarget t, int* in, int* out) {
 // Adds layer L's adapter on `t` (when it has one) to the projection output y (N, out) of x (N, in).
 void lora_add(TrainModel* m, const TrainLayer& L, TrainActivations::Layer& S, LoraTarget t, float* y, const float* x,
               int N, int in, int out) {
-  if (!L.lora_a[t].present()) return;
+  if (!L.lora_a[t].present() || m->lora_off) return;
   S.lora_xa[t].resize(static_cast<size_t>(N) * m->lora_rank);
   lora_forward(y, S.lora_xa[t].data(), x, P(m, L.lora_a[t]), P(m, L.lora_b[t]), m->lora_scale, N, in, out,
                m->lora_rank, m->pool.get());

@@ -77,6 +77,9 @@ struct TrainModel {
   float lora_scale = 0.0f;   // alpha / rank
   // No backward ever: grads, adam_m and adam_v stay empty, and every step that would write them throws.
   bool forward_only = false;
+  // LoRA adapters bypassed: the forward is the frozen base's, the reference policy of an RL run without a second copy
+  // of the weights. Forward only while set: a step that would write gradients throws.
+  bool lora_off = false;
   std::vector<TrainParam> tensors;
   std::unordered_map<std::string, size_t> index;  // name -> tensors[i]
   size_t num_params = 0;                             // trainable floats
