@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { rewardSpecSchema } from './reward-functions.schemas';
-import { trainingDataSourceSchema } from './trainer.schemas';
+import { loraJobOptionsSchema, trainingDataSourceSchema } from './trainer.schemas';
 
 /** rft: online rejection-sampling fine-tuning (best of each group, learned as SFT with the same KL term). */
 export const GRPO_ALGORITHMS = ['grpo', 'rloo', 'reinforce++', 'rft'] as const;
@@ -42,6 +42,11 @@ export const grpoConfigSchema = z.strictObject({
   maxGradNorm: z.number().positive().default(1),
   seed: z.int().nonnegative().default(1),
   checkpointEvery: z.int().nonnegative().default(5),
+  /**
+   * Train LoRA adapters on the frozen base instead of every weight; the reference is that base, the same model with its
+   * adapters off (no second copy of the weights).
+   */
+  lora: loraJobOptionsSchema.optional(),
 });
 export type GrpoConfig = z.infer<typeof grpoConfigSchema>;
 export type GrpoConfigInput = z.input<typeof grpoConfigSchema>;

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { GRPO_ALGORITHMS, grpoConfigSchema } from './grpo.schemas';
 import { rewardSpecSchema } from './reward-functions.schemas';
-import { trainingDataSourceSchema } from './trainer.schemas';
+import { loraJobOptionsSchema, trainingDataSourceSchema } from './trainer.schemas';
 
 const outName = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128);
 
@@ -64,6 +64,11 @@ export const ppoConfigSchema = z.strictObject({
   seed: z.int().nonnegative().default(1),
   /** A resumable checkpoint every this many steps (0: only at the end). */
   checkpointEvery: z.int().nonnegative().default(5),
+  /**
+   * Train LoRA adapters on the policy (the critic stays a full model); the reference is the frozen base, the policy with
+   * its adapters off (no second copy of the weights).
+   */
+  lora: loraJobOptionsSchema.optional(),
 });
 export type PpoConfig = z.infer<typeof ppoConfigSchema>;
 export type PpoConfigInput = z.input<typeof ppoConfigSchema>;

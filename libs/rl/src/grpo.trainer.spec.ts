@@ -2,7 +2,7 @@
 // are finite and plausible, the first step's KL is zero (the rollouts come from the reference itself), groups that
 // all score the same are dropped, the trained policy is a loadable HF checkpoint, a run stopped at its checkpoint and
 // resumed ends bitwise identical to an uninterrupted one, and RLOO learns a reward it can reach (short answers).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadCheckpoint } from '@flywheel/model';
@@ -47,6 +47,31 @@ describe('runGrpo (stories260K, rule scorers)', () => {
     expect(b.history.map((m) => [m.reward_mean, m.kl, m.policy_loss])).toEqual(a.history.map((m) => [m.reward_mean, m.kl, m.policy_loss]));
     expect(readFileSync(path.join(resumed, 'model.safetensors')).equals(readFileSync(path.join(straight, 'model.safetensors')))).toBe(true);
     await expect(runGrpo({ policyDir: MODEL, prompts, score: happy, outDir: resumed, config: { ...config, clipHigh: 0.2 }, threads: 2, resume: true })).rejects.toThrow(/differs in clipHigh/);
+  }, 240_000);
+
+  it('trains LoRA adapters with the frozen base (the same model, adapters off) as the reference; a stopped LoRA run resumes to identical results', async () => {
+    const lora = { ...config, lr: 2e-3, lora: { rank: 4, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] } };
+    const straight = tmp();
+    const a = await runGrpo({ policyDir: MODEL, prompts, score: happy, outDir: straight, config: lora, threads: 2 });
+    expect(a.history[0].kl).toBeCloseTo(0, 5); // B starts at zero: policy = base = reference
+    expect(a.history[3].kl).toBeGreaterThan(0); // the adapters moved the policy away from the base
+    // The written policy is merged: only the targeted projections differ from the base; the adapter sits beside it.
+    const base = (await loadCheckpoint(MODEL)).weights;
+    const out = (await loadCheckpoint(straight)).weights;
+    for (const [name, w] of base) {
+      const v = out.get(name)!;
+      const same = Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+      expect({ name, same }).toEqual({ name, same: !/(q_proj|v_proj|down_proj)\.weight$/.test(name) });
+    }
+    expect(existsSync(path.join(straight, 'adapter', 'adapter_model.safetensors'))).toBe(true);
+
+    const resumed = tmp();
+    let steps = 0;
+    await expect(runGrpo({ policyDir: MODEL, prompts, score: happy, outDir: resumed, config: lora, threads: 2, onStep: () => void steps++, shouldStop: () => steps === 2 })).rejects.toBeInstanceOf(GrpoStoppedError);
+    const b = await runGrpo({ policyDir: MODEL, prompts, score: happy, outDir: resumed, config: lora, threads: 2, resume: true });
+    expect(b.resumedFromStep).toBe(2);
+    expect(b.history.map((m) => [m.reward_mean, m.kl, m.policy_loss])).toEqual(a.history.map((m) => [m.reward_mean, m.kl, m.policy_loss]));
+    expect(readFileSync(path.join(resumed, 'model.safetensors')).equals(readFileSync(path.join(straight, 'model.safetensors')))).toBe(true);
   }, 240_000);
 
   it('drops groups that all score the same: a constant reward trains nothing', async () => {

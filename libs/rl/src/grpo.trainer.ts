@@ -16,7 +16,7 @@ import { grpoConfigSchema, grpoStepMetricsSchema, type GrpoConfig, type GrpoConf
 import {
   createTrainableModel,
   freeTrainableModel,
-  getWeights,
+  getMergedWeights,
   optimizerStep,
   policyBackward,
   policyForward,
@@ -27,10 +27,10 @@ import {
 } from '@flywheel/kernels';
 import type { RewardReference } from '@flywheel/contracts';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
-import { EpochOrder, findResumePoint, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, writeTrainedCheckpoint } from '@flywheel/train';
+import { EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, writeModelOutputs } from '@flywheel/train';
 import { groupAdvantages, groupPolicyLoss } from './group.math';
 import { meanStd, sequenceKl } from './ppo.math';
-import { createRolloutEngine, gather, packActions, scatter, type Rollout } from './rollout';
+import { createRolloutEngine, gather, packActions, referenceForward, scatter, type Rollout } from './rollout';
 
 /** Scores of a batch, optionally with each part of the reward per pair (the reward service's `components`). */
 export type GroupScorer = (
@@ -100,11 +100,13 @@ export async function runGrpo(o: GrpoOptions): Promise<GrpoResult> {
   const found = o.resume ? await findResumePoint(savedDir, run.key) : null;
   if (found?.mismatch) throw new Error(`${run.stateDir}: the saved run differs in ${found.mismatch.name} (${JSON.stringify(found.mismatch.saved)} vs ${JSON.stringify(found.mismatch.wanted)}); use a new out dir`);
   const saved = found && found.state.extra?.totals !== undefined ? totalsSchema.parse(found.state.extra.totals) : null;
-  const weights = saved ? (await loadCheckpoint(savedDir)).weights : run.ck.weights;
-  const policy = createTrainableModel(run.ck.spec, weights, { threads: o.threads });
-  let reference: TrainableModelHandle;
+  // A LoRA run resumes from the base plus its saved adapters (the saved weights are merged ones).
+  const weights = !saved ? run.ck.weights : cfg.lora ? await loadLoraResume(run.ck.weights, savedDir) : (await loadCheckpoint(savedDir)).weights;
+  const policy = createTrainableModel(run.ck.spec, weights, { threads: o.threads, lora: cfg.lora ? { ...cfg.lora, seed: cfg.seed } : undefined });
+  // The reference: under LoRA the policy itself with its adapters off (the frozen base), else a frozen copy of the base.
+  let reference: TrainableModelHandle | null = null;
   try {
-    reference = createTrainableModel(run.ck.spec, run.ck.weights, { threads: o.threads, frozen: true });
+    if (!cfg.lora) reference = createTrainableModel(run.ck.spec, run.ck.weights, { threads: o.threads, frozen: true });
   } catch (err) {
     freeTrainableModel(policy);
     throw err;
@@ -146,12 +148,12 @@ export async function runGrpo(o: GrpoOptions): Promise<GrpoResult> {
       }
       if (stopping) throw new GrpoStoppedError(step + 1);
     }
-    await writeTrainedCheckpoint(run.outDir, { sourceDir: run.policyDir, spec: run.ck.spec, weights: getWeights(policy) });
+    await writeModelOutputs(policy, { outDir: run.outDir, modelDir: run.policyDir, spec: run.ck.spec });
     await save(cfg.steps);
     return { steps: cfg.steps, resumedFromStep: start, history, outDir: run.outDir, seconds: seconds(started) };
   } finally {
     freeTrainableModel(policy);
-    freeTrainableModel(reference);
+    if (reference !== null) freeTrainableModel(reference);
   }
 }
 
@@ -175,7 +177,7 @@ async function prepareGrpoRun(o: GrpoOptions): Promise<GrpoRun> {
 async function sampleGroups(run: GrpoRun, policy: TrainableModelHandle, picks: number[], step: number, threads: number | undefined): Promise<Rollout[]> {
   const { cfg } = run;
   const n = picks.length * cfg.groupSize;
-  const engine = createRolloutEngine(run.ck, getWeights(policy), { maxSeqs: Math.min(64, n), maxModelLen: run.maxModelLen, threads });
+  const engine = createRolloutEngine(run.ck, getMergedWeights(policy), { maxSeqs: Math.min(64, n), maxModelLen: run.maxModelLen, threads });
   try {
     const ids: number[][] = [];
     const seeds: number[] = [];
@@ -195,7 +197,7 @@ async function sampleGroups(run: GrpoRun, policy: TrainableModelHandle, picks: n
 async function update(
   run: GrpoRun,
   policy: TrainableModelHandle,
-  reference: TrainableModelHandle,
+  reference: TrainableModelHandle | null,
   rollouts: Rollout[],
   scores: number[],
   step: number,
@@ -205,7 +207,7 @@ async function update(
   const oldF = await policyForward(policy, all.batch, { targets: all.targets, sel: all.sel });
   const logpOld = gather(oldF.logp, all.slots);
   const entropy = meanStd(gather(oldF.entropy, all.slots)).mean;
-  const logpRef = gather((await policyForward(reference, all.batch, { targets: all.targets, sel: all.sel })).logp, all.slots);
+  const logpRef = gather((await referenceForward(policy, reference, all)).logp, all.slots);
   const seqKl = sequenceKl(logpOld, logpRef, all.offsets);
   // KL in the reward: each sequence's score pays β × its k1 KL before the group baseline is taken.
   const rewards = cfg.klMode === 'reward' ? scores.map((s, i) => s - cfg.klCoef * seqKl[i]) : scores;

@@ -2,7 +2,7 @@
 // model is needed here; the reward model path is the demo's and test/rl-demo.test.ts's): every step's metrics are
 // finite and plausible, the trained policy is a loadable HF checkpoint, and a run stopped at its checkpoint and
 // resumed ends bitwise identical to an uninterrupted run (weights, history, KL coefficient).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadCheckpoint } from '@flywheel/model';
@@ -52,6 +52,28 @@ describe('runPpo (stories260K, rule scorer)', () => {
 
     // Another configuration in the same folder is refused rather than silently mixed.
     await expect(runPpo({ policyDir: MODEL, prompts, score, outDir: resumed, config: { ...config, lr: 2e-4 }, threads: 2, resume: true })).rejects.toThrow(/differs in lr/);
+  }, 240_000);
+
+  it('trains LoRA adapters on the policy with the frozen base (adapters off) as the reference; a stopped LoRA run resumes to identical results', async () => {
+    const lora = { ...config, lr: 2e-3, lora: { rank: 4, targets: ['q_proj', 'v_proj'] as ('q_proj' | 'v_proj')[] } };
+    const straight = tmp();
+    const a = await runPpo({ policyDir: MODEL, prompts, score, outDir: straight, config: lora, threads: 2 });
+    expect(a.history[0].kl).toBeCloseTo(0, 5); // B starts at zero: policy = base = reference
+    expect(a.history[3].kl).toBeGreaterThan(0);
+    const base = (await loadCheckpoint(MODEL)).weights;
+    const out = (await loadCheckpoint(straight)).weights;
+    for (const [name, w] of base) {
+      const v = out.get(name)!;
+      const same = Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+      expect({ name, same }).toEqual({ name, same: !/(q_proj|v_proj)\.weight$/.test(name) });
+    }
+    expect(existsSync(path.join(straight, 'adapter', 'adapter_model.safetensors'))).toBe(true);
+    const resumed = tmp();
+    let steps = 0;
+    await expect(runPpo({ policyDir: MODEL, prompts, score, outDir: resumed, config: lora, threads: 2, onStep: () => void steps++, shouldStop: () => steps === 2 })).rejects.toBeInstanceOf(PpoStoppedError);
+    const b = await runPpo({ policyDir: MODEL, prompts, score, outDir: resumed, config: lora, threads: 2, resume: true });
+    expect(b.history.map((m) => [m.reward_mean, m.kl, m.policy_loss])).toEqual(a.history.map((m) => [m.reward_mean, m.kl, m.policy_loss]));
+    expect(readFileSync(path.join(resumed, 'model.safetensors')).equals(readFileSync(path.join(straight, 'model.safetensors')))).toBe(true);
   }, 240_000);
 
   it('takes the KL as a k3 loss term and normalised rewards when asked', async () => {

@@ -16,7 +16,7 @@ import { ppoConfigSchema, ppoStepMetricsSchema, type PpoConfig, type PpoConfigIn
 import {
   createTrainableModel,
   freeTrainableModel,
-  getWeights,
+  getMergedWeights,
   optimizerStep,
   policyBackward,
   policyForward,
@@ -31,16 +31,17 @@ import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage
 import {
   EpochOrder,
   findResumePoint,
+  loadLoraResume,
   readTrainingState,
   restoreResumePoint,
   saveResumePoint,
   seededPermutation,
   TRAINING_STATE_FILE,
-  writeTrainedCheckpoint,
+  writeModelOutputs,
   type TrainingState,
 } from '@flywheel/train';
 import { clippedPolicyLoss, clippedValueLoss, gae, k3KlLoss, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
-import { createRolloutEngine, gather, packActions, scatter, type ActionBatch, type Rollout } from './rollout';
+import { createRolloutEngine, gather, packActions, referenceForward, scatter, type ActionBatch, type Rollout } from './rollout';
 
 export type PpoScorer = (pairs: { prompt: RewardChatMessage[]; response: string; reference?: RewardReference }[]) => Promise<number[]>;
 
@@ -114,7 +115,8 @@ interface PpoRun {
 /** The trained policy, the frozen reference, and the critic (one-label value head). */
 interface PpoModels {
   policy: TrainableModelHandle;
-  reference: TrainableModelHandle;
+  /** null under LoRA: the reference is the policy with its adapters off. */
+  reference: TrainableModelHandle | null;
   critic: TrainableModelHandle;
 }
 
@@ -178,12 +180,12 @@ export async function runPpo(o: PpoOptions): Promise<PpoResult> {
     }
 
     // The trained policy: a plain HF causal-LM directory.
-    await writeTrainedCheckpoint(run.outDir, { sourceDir: run.policyDir, spec: run.ck.spec, weights: getWeights(models.policy) });
+    await writeModelOutputs(models.policy, { outDir: run.outDir, modelDir: run.policyDir, spec: run.ck.spec });
     await save(cfg.steps);
     return { steps: cfg.steps, resumedFromStep: start, history, klCoef: kl.coef, outDir: run.outDir, seconds: seconds(started) };
   } finally {
     freeTrainableModel(models.policy);
-    freeTrainableModel(models.reference);
+    if (models.reference !== null) freeTrainableModel(models.reference);
     freeTrainableModel(models.critic);
   }
 }
@@ -236,16 +238,20 @@ async function createPpoModels(run: PpoRun, resumed: boolean, threads: number | 
     w.set('score.weight', new Float32Array(ck.spec.hiddenSize)); // a zero value head: V = 0 until trained
     return w;
   };
-  const policyWeights = resumed ? (await loadCheckpoint(path.join(run.stateDir, 'policy'))).weights : ck.weights;
+  const { lora } = run.cfg;
+  const savedPolicy = path.join(run.stateDir, 'policy');
+  // A LoRA run resumes from the base plus its saved adapters (the saved weights are merged ones).
+  const policyWeights = !resumed ? ck.weights : lora ? await loadLoraResume(ck.weights, savedPolicy) : (await loadCheckpoint(savedPolicy)).weights;
   const criticWeights = resumed ? (await loadCheckpoint(path.join(run.stateDir, 'critic'))).weights : criticInit();
-  const policy = createTrainableModel(ck.spec, policyWeights, { threads });
-  const reference = createTrainableModel(ck.spec, ck.weights, { threads, frozen: true });
+  const policy = createTrainableModel(ck.spec, policyWeights, { threads, lora: lora ? { ...lora, seed: run.cfg.seed } : undefined });
+  let reference: TrainableModelHandle | null = null;
   try {
+    if (!lora) reference = createTrainableModel(ck.spec, ck.weights, { threads, frozen: true });
     const critic = createTrainableModel(run.criticSpec, criticWeights, { threads, numLabels: 1 });
     return { policy, reference, critic };
   } catch (err) {
     freeTrainableModel(policy);
-    freeTrainableModel(reference);
+    if (reference !== null) freeTrainableModel(reference);
     throw err;
   }
 }
@@ -254,7 +260,7 @@ async function createPpoModels(run: PpoRun, resumed: boolean, threads: number | 
 async function collectRollouts(run: PpoRun, policy: TrainableModelHandle, picks: number[], step: number, threads: number | undefined) {
   const { cfg } = run;
   let t0 = process.hrtime.bigint();
-  const engine = createRolloutEngine(run.ck, getWeights(policy), { maxSeqs: Math.min(64, cfg.rolloutBatch), maxModelLen: run.maxModelLen, threads });
+  const engine = createRolloutEngine(run.ck, getMergedWeights(policy), { maxSeqs: Math.min(64, cfg.rolloutBatch), maxModelLen: run.maxModelLen, threads });
   const timeSync = seconds(t0);
   t0 = process.hrtime.bigint();
   let rollouts: Rollout[];
@@ -297,7 +303,7 @@ async function estimateAdvantages(run: PpoRun, models: PpoModels, rollouts: Roll
   const oldF = await policyForward(models.policy, all.batch, { targets: all.targets, sel: all.sel });
   const logpOld = gather(oldF.logp, all.slots);
   const entropy = meanStd(gather(oldF.entropy, all.slots)).mean;
-  const logpRef = gather((await policyForward(models.reference, all.batch, { targets: all.targets, sel: all.sel })).logp, all.slots);
+  const logpRef = gather((await referenceForward(models.policy, models.reference, all)).logp, all.slots);
   const valuesOld = gather((await policyForward(models.critic, all.batch, { targets: new Int32Array(n), sel: new Int32Array(n), values: true })).values!, all.slots);
   const seqKl = sequenceKl(logpOld, logpRef, all.offsets);
   // Normalised scores make klCoef mean the same whatever the reward model's scale; in `loss` mode the KL is not in

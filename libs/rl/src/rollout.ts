@@ -5,7 +5,7 @@
  * Also how sequences are packed for the training forward. Not the losses (ppo.math.ts) nor the loop (ppo.trainer.ts).
  */
 import { createNativeEngine, DEFAULT_SAMPLING, type Checkpoint, type NativeEngine } from '@flywheel/model';
-import type { TrainBatch, WeightMap } from '@flywheel/kernels';
+import { policyForward, setLoraEnabled, type PolicyForwardResult, type TrainableModelHandle, type TrainBatch, type WeightMap } from '@flywheel/kernels';
 
 export interface Rollout {
   /** Prompt token ids (the chat template with the assistant opener). */
@@ -121,4 +121,18 @@ export function scatter(values: ArrayLike<number>, slots: Int32Array, n: number)
   const out = new Float32Array(n);
   for (let i = 0; i < slots.length; i++) out[slots[i]] = values[i];
   return out;
+}
+
+/**
+ * The reference policy's forward over packed actions: a frozen copy of the base, or, for a LoRA policy (reference
+ * null), the policy itself with its adapters off for this one pass (the frozen base, no second copy of the weights).
+ */
+export async function referenceForward(policy: TrainableModelHandle, reference: TrainableModelHandle | null, all: ActionBatch): Promise<PolicyForwardResult> {
+  if (reference !== null) return policyForward(reference, all.batch, { targets: all.targets, sel: all.sel });
+  setLoraEnabled(policy, false);
+  try {
+    return await policyForward(policy, all.batch, { targets: all.targets, sel: all.sel });
+  } finally {
+    setLoraEnabled(policy, true);
+  }
 }
