@@ -11,6 +11,7 @@ import { DPO_DEFAULTS } from '@flywheel/contracts';
 import { loadCheckpoint, type Checkpoint } from '@flywheel/model';
 import { CHECKPOINT_ADAPTER_DIR, readPeftAdapter } from '@flywheel/train';
 import { syntheticPreferences, toJsonl } from '../../../test/reward.support';
+import { changedTensors, targetedTensors } from '../../train/src/lora-merge.testing';
 import { dpoSide, parseDpoJsonl, runDpoTraining, type DpoOptions, type DpoProgress } from './dpo.trainer';
 
 jest.setTimeout(120_000);
@@ -119,11 +120,7 @@ describe('runDpoTraining', () => {
     expect(r.heldoutAccuracy).toBeGreaterThanOrEqual(0.8);
     expect(r.lossLast).toBeLessThan(r.lossFirst);
     // outDir holds merged weights: targeted projections changed, everything else is the base bit for bit.
-    const merged = (await loadCheckpoint(r.outDir)).weights;
-    for (const [name, w] of ck.weights) {
-      const same = Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(merged.get(name)!.buffer, merged.get(name)!.byteOffset, merged.get(name)!.byteLength));
-      expect({ name, same }).toEqual({ name, same: !/(q_proj|v_proj|down_proj)\.weight$/.test(name) });
-    }
+    expect(changedTensors(ck.weights, (await loadCheckpoint(r.outDir)).weights)).toEqual(targetedTensors(ck.weights, lora.targets));
     const adapter = await readPeftAdapter(path.join(r.outDir, CHECKPOINT_ADAPTER_DIR));
     expect(adapter.config).toMatchObject({ rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'down_proj'], taskType: 'CAUSAL_LM' });
     expect(adapter.weights.size).toBe(ck.spec.numLayers * 3 * 2);

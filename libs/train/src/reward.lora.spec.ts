@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadCheckpoint } from '@flywheel/model';
 import { syntheticPreferences, toJsonl } from '../../../test/reward.support';
+import { changedTensors, targetedTensors } from './lora-merge.testing';
 import { CHECKPOINT_ADAPTER_DIR, readPeftAdapter } from './peft-adapter.io';
 import { runRewardTraining } from './reward.trainer';
 
@@ -38,12 +39,8 @@ it('trains adapters and the score head on the frozen base, and writes the merged
     const base = (await loadCheckpoint(modelDir)).weights;
     const out = await loadCheckpoint(outDir);
     expect(out.numLabels).toBe(1);
-    for (const [name, w] of base) {
-      const v = out.weights.get(name);
-      if (v === undefined) continue; // a causal LM's lm_head is not part of the reward model
-      const same = Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
-      expect({ name, same }).toEqual({ name, same: !/(q_proj|v_proj|up_proj)\.weight$/.test(name) });
-    }
+    // (A causal LM's lm_head is not part of the reward model: changedTensors skips it.)
+    expect(changedTensors(base, out.weights)).toEqual(targetedTensors(base, ['q_proj', 'v_proj', 'up_proj']));
     const adapter = await readPeftAdapter(path.join(outDir, CHECKPOINT_ADAPTER_DIR));
     expect(adapter.config).toMatchObject({ rank: 4, targets: ['q_proj', 'v_proj', 'up_proj'], taskType: 'SEQ_CLS' });
   } finally {
