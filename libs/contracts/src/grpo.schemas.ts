@@ -92,6 +92,8 @@ export const grpoStepMetricsSchema = z.strictObject({
   time_rollout_s: z.number(),
   time_score_s: z.number(),
   time_update_s: z.number(),
+  /** MiB the trainer's models hold after the step (policy and reference: weights, gradients, AdamW moments, activations). */
+  model_memory_mb: z.number().optional(),
 });
 export type GrpoStepMetrics = z.infer<typeof grpoStepMetricsSchema>;
 

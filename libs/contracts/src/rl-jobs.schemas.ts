@@ -122,6 +122,8 @@ export const ppoStepMetricsSchema = z.strictObject({
   time_score_s: z.number(),
   time_update_s: z.number(),
   time_sync_s: z.number(),
+  /** MiB the trainer's models hold after the step (policy, reference and critic: weights, gradients, AdamW moments, activations). */
+  model_memory_mb: z.number().optional(),
 });
 export type PpoStepMetrics = z.infer<typeof ppoStepMetricsSchema>;
 

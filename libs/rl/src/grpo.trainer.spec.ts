@@ -60,6 +60,13 @@ describe('runGrpo (stories260K, rule scorers)', () => {
     const base = (await loadCheckpoint(MODEL)).weights;
     expect(changedTensors(base, (await loadCheckpoint(straight)).weights)).toEqual(targetedTensors(base, lora.lora.targets));
     expect(existsSync(path.join(straight, 'adapter', 'adapter_model.safetensors'))).toBe(true);
+    // Memory: no reference copy, no gradients or moments for the base.
+    const full = await runGrpo({ policyDir: MODEL, prompts, score: happy, outDir: tmp(), config: { ...config, steps: 1, checkpointEvery: 0 }, threads: 2 });
+    console.log(`GRPO model memory: full ${full.history[0].model_memory_mb} MiB, LoRA ${a.history[0].model_memory_mb} MiB`);
+    // At least the reference's copy, the base's gradients and its two AdamW moments: 4 x the weights (activations,
+    // the same in both, dominate on a model this small).
+    const weightsMib = [...base.values()].reduce((n, t) => n + t.byteLength, 0) / 2 ** 20;
+    expect(full.history[0].model_memory_mb! - a.history[0].model_memory_mb!).toBeGreaterThan(4 * weightsMib * 0.98);
 
     const resumed = tmp();
     let steps = 0;

@@ -30,7 +30,7 @@ import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage
 import { EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, writeModelOutputs } from '@flywheel/train';
 import { groupAdvantages, groupPolicyLoss } from './group.math';
 import { meanStd, sequenceKl } from './ppo.math';
-import { createRolloutEngine, gather, packActions, referenceForward, scatter, type Rollout } from './rollout';
+import { createRolloutEngine, gather, modelMemoryMb, packActions, referenceForward, scatter, type Rollout } from './rollout';
 
 /** Scores of a batch, optionally with each part of the reward per pair (the reward service's `components`). */
 export type GroupScorer = (
@@ -136,7 +136,14 @@ export async function runGrpo(o: GrpoOptions): Promise<GrpoResult> {
       t0 = process.hrtime.bigint();
       const metrics = await update(run, policy, reference, rollouts, scores, step);
       const rewards = components ? Object.fromEntries(Object.entries(components).map(([k, v]) => [k, meanStd(v).mean])) : undefined;
-      const full: GrpoStepMetrics = { ...metrics, ...(rewards ? { rewards } : {}), time_rollout_s: timeRollout, time_score_s: timeScore, time_update_s: seconds(t0) };
+      const full: GrpoStepMetrics = {
+        ...metrics,
+        ...(rewards ? { rewards } : {}),
+        time_rollout_s: timeRollout,
+        time_score_s: timeScore,
+        time_update_s: seconds(t0),
+        model_memory_mb: modelMemoryMb([policy, reference]),
+      };
       history.push(full);
       await o.onStep?.(full);
 

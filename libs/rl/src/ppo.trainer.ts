@@ -41,7 +41,7 @@ import {
   type TrainingState,
 } from '@flywheel/train';
 import { clippedPolicyLoss, clippedValueLoss, gae, k3KlLoss, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
-import { createRolloutEngine, gather, packActions, referenceForward, scatter, type ActionBatch, type Rollout } from './rollout';
+import { createRolloutEngine, gather, modelMemoryMb, packActions, referenceForward, scatter, type ActionBatch, type Rollout } from './rollout';
 
 export type PpoScorer = (pairs: { prompt: RewardChatMessage[]; response: string; reference?: RewardReference }[]) => Promise<number[]>;
 
@@ -165,7 +165,10 @@ export async function runPpo(o: PpoOptions): Promise<PpoResult> {
       const update = await updatePolicyAndCritic(run, models, rollouts, estimate, step, kl.coef);
       const timeUpdate = seconds(t0);
 
-      const metrics = stepMetrics(run, step, { rollouts, scores, estimate, update, klCoef: kl.coef }, { timeRollout, timeScore, timeUpdate, timeSync });
+      const metrics = {
+        ...stepMetrics(run, step, { rollouts, scores, estimate, update, klCoef: kl.coef }, { timeRollout, timeScore, timeUpdate, timeSync }),
+        model_memory_mb: modelMemoryMb([models.policy, models.reference, models.critic]),
+      };
       kl.update(metrics.kl, rollouts.length);
       history.push(metrics);
       await o.onStep?.(metrics);

@@ -5,7 +5,7 @@
  * Also how sequences are packed for the training forward. Not the losses (ppo.math.ts) nor the loop (ppo.trainer.ts).
  */
 import { createNativeEngine, DEFAULT_SAMPLING, type Checkpoint, type NativeEngine } from '@flywheel/model';
-import { policyForward, setLoraEnabled, type PolicyForwardResult, type TrainableModelHandle, type TrainBatch, type WeightMap } from '@flywheel/kernels';
+import { policyForward, setLoraEnabled, trainableModelInfo, type PolicyForwardResult, type TrainableModelHandle, type TrainBatch, type WeightMap } from '@flywheel/kernels';
 
 export interface Rollout {
   /** Prompt token ids (the chat template with the assistant opener). */
@@ -135,4 +135,11 @@ export async function referenceForward(policy: TrainableModelHandle, reference: 
   } finally {
     setLoraEnabled(policy, true);
   }
+}
+
+/** MiB held by these trainer models (weights, gradients, AdamW moments, activations); null entries (a LoRA reference) hold none. */
+export function modelMemoryMb(models: readonly (TrainableModelHandle | null)[]): number {
+  let bytes = 0;
+  for (const m of models) if (m !== null) bytes += trainableModelInfo(m).allocatedBytes.total;
+  return Math.round((bytes / 2 ** 20) * 100) / 100;
 }
