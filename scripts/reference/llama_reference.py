@@ -147,8 +147,9 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=0)
 
 
-def forward(cfg: dict, w: dict[str, np.ndarray], ids: list[int]) -> torch.Tensor:
-    """(T) token ids -> (T, vocab) float64 logits, full causal prefill."""
+def forward(cfg: dict, w: dict[str, np.ndarray], ids: list[int], window: int | None = None) -> torch.Tensor:
+    """(T) token ids -> (T, vocab) float64 logits, full causal prefill; with `window`, every layer's query at i sees
+    only the keys j > i - window (Mistral's sliding window)."""
     W = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in w.items()}
     n_head, d = cfg["num_attention_heads"], cfg["hidden_size"]
     n_kv = cfg.get("num_key_value_heads") or n_head
@@ -162,6 +163,8 @@ def forward(cfg: dict, w: dict[str, np.ndarray], ids: list[int]) -> torch.Tensor
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()  # (T, hd)
     mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    if window is not None:
+        mask = mask.masked_fill(torch.arange(T)[None, :] <= torch.arange(T)[:, None] - window, float("-inf"))
 
     def linear(x, name):
         y = x @ W[name + ".weight"].T

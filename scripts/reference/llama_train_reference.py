@@ -64,8 +64,9 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
-def final_hidden(cfg, W, tokens, positions, mask):
-    """(B, T) -> (B, T, C) final-normed hidden states."""
+def final_hidden(cfg, W, tokens, positions, mask, window=None):
+    """(B, T) -> (B, T, C) final-normed hidden states; with `window`, a query at slot i sees only the keys j > i - window
+    (by slot, as transformers builds Mistral's sliding window from cache positions)."""
     B, TT = tokens.shape
     n_head, C = cfg["num_attention_heads"], cfg["hidden_size"]
     n_kv = cfg.get("num_key_value_heads") or n_head
@@ -75,6 +76,8 @@ def final_hidden(cfg, W, tokens, positions, mask):
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # (B, 1, T, hd)
     causal = torch.ones(TT, TT, dtype=torch.bool).tril()
+    if window is not None:
+        causal &= torch.arange(TT)[None, :] > torch.arange(TT)[:, None] - window
     allowed = causal[None, None] & mask.bool()[:, None, None, :]  # (B, 1, T, T)
     any_key = allowed.any(-1, keepdim=True)
 

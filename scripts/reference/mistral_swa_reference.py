@@ -20,7 +20,6 @@ Run: `/usr/bin/python3 scripts/reference/mistral_swa_reference.py`.
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gemma_reference as gr  # noqa: E402
 import llama_reference as lr  # noqa: E402
 import llama_train_reference as ltr  # noqa: E402
-from llama_reference import FIXTURES, repeat_kv, rms_norm, rope_inv_freq, rotate_half  # noqa: E402
+from llama_reference import FIXTURES  # noqa: E402
 
 GENERATOR = "scripts/reference/mistral_swa_reference.py"
 NAME = "tiny-mistral-swa"
@@ -47,81 +46,13 @@ def is_mistral(cfg: dict) -> bool:
 
 def forward(cfg: dict, w: dict[str, np.ndarray], ids: list[int]) -> torch.Tensor:
     """(T) token ids -> (T, vocab) float64 logits, prefill, sliding_window on every layer (None: causal only)."""
-    W = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in w.items()}
-    n_head, d = cfg["num_attention_heads"], cfg["hidden_size"]
-    n_kv = cfg.get("num_key_value_heads") or n_head
-    hd = cfg.get("head_dim") or d // n_head
-    eps = cfg.get("rms_norm_eps", 1e-6)
-    T = len(ids)
-    pos = torch.arange(T, dtype=torch.float64)
-    freqs = torch.outer(pos, rope_inv_freq(cfg, hd))  # (T, hd/2)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()  # (T, hd)
-    mask = torch.zeros(T, T, dtype=torch.float64).masked_fill(~gr.window_allowed(T, cfg.get("sliding_window")),
-                                                              float("-inf"))
-
-    def linear(x, name):
-        assert name + ".bias" not in W
-        return x @ W[name + ".weight"].T
-
-    h = W["model.embed_tokens.weight"][torch.tensor(ids)]  # (T, d)
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        x = rms_norm(h, W[p + "input_layernorm.weight"], eps)
-        q = linear(x, p + "self_attn.q_proj").view(T, n_head, hd).transpose(0, 1)  # (H, T, hd)
-        k = linear(x, p + "self_attn.k_proj").view(T, n_kv, hd).transpose(0, 1)  # (KV, T, hd)
-        v = linear(x, p + "self_attn.v_proj").view(T, n_kv, hd).transpose(0, 1)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        k, v = repeat_kv(k, n_head // n_kv), repeat_kv(v, n_head // n_kv)
-        att = (q @ k.transpose(1, 2)) / math.sqrt(hd) + mask  # (H, T, T)
-        o = torch.softmax(att, dim=-1) @ v  # (H, T, hd)
-        h = h + linear(o.transpose(0, 1).reshape(T, n_head * hd), p + "self_attn.o_proj")
-        x = rms_norm(h, W[p + "post_attention_layernorm.weight"], eps)
-        gate = linear(x, p + "mlp.gate_proj")
-        h = h + linear(torch.nn.functional.silu(gate) * linear(x, p + "mlp.up_proj"), p + "mlp.down_proj")
-    h = rms_norm(h, W["model.norm.weight"], eps)
-    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else W["lm_head.weight"]
-    return h @ head.T
+    return _LLAMA_FORWARD(cfg, w, ids, window=cfg.get("sliding_window"))
 
 
 def final_hidden(cfg, W, tokens, positions, mask):
     """llama_train_reference.final_hidden (batched, padded, autograd) with the window (by slot index, as transformers
     builds it from cache positions) combined with the causal and padding masks: (B, T) -> (B, T, C)."""
-    B, TT = tokens.shape
-    n_head, C = cfg["num_attention_heads"], cfg["hidden_size"]
-    n_kv = cfg.get("num_key_value_heads") or n_head
-    hd = cfg.get("head_dim") or C // n_head
-    eps = cfg["rms_norm_eps"]
-    freqs = positions.to(torch.float64)[..., None] * rope_inv_freq(cfg, hd)  # (B, T, hd/2)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # (B, 1, T, hd)
-    allowed = gr.window_allowed(TT, cfg.get("sliding_window"))[None, None] & mask.bool()[:, None, None, :]
-    any_key = allowed.any(-1, keepdim=True)
-
-    def linear(x, name):
-        return x @ W[name + ".weight"].T
-
-    h = W["model.embed_tokens.weight"][tokens]
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        x = ltr.rms_norm(h, W[p + "input_layernorm.weight"], eps)
-        q = linear(x, p + "self_attn.q_proj").view(B, TT, n_head, hd).transpose(1, 2)
-        k = linear(x, p + "self_attn.k_proj").view(B, TT, n_kv, hd).transpose(1, 2)
-        v = linear(x, p + "self_attn.v_proj").view(B, TT, n_kv, hd).transpose(1, 2)
-        q = q * cos + ltr.rotate_half(q) * sin
-        k = k * cos + ltr.rotate_half(k) * sin
-        k = k.repeat_interleave(n_head // n_kv, dim=1)
-        v = v.repeat_interleave(n_head // n_kv, dim=1)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
-        att = torch.where(allowed, att, torch.full_like(att, -1e300))
-        probs = torch.softmax(att, dim=-1) * any_key  # a query with no visible key outputs zero
-        o = (probs @ v).transpose(1, 2).reshape(B, TT, n_head * hd)
-        h = h + linear(o, p + "self_attn.o_proj")
-        x = ltr.rms_norm(h, W[p + "post_attention_layernorm.weight"], eps)
-        h = h + linear(torch.nn.functional.silu(linear(x, p + "mlp.gate_proj")) * linear(x, p + "mlp.up_proj"),
-                       p + "mlp.down_proj")
-    return ltr.rms_norm(h, W["model.norm.weight"], eps)
+    return _LLAMA_FINAL_HIDDEN(cfg, W, tokens, positions, mask, window=cfg.get("sliding_window"))
 
 
 _LLAMA_FORWARD, _LLAMA_FINAL_HIDDEN = lr.forward, ltr.final_hidden
