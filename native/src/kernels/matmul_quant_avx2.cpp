@@ -139,14 +139,7 @@ static void k4_decode_rows(float* y, const int8_t* xq, const float* xd, const fl
     const __m256 dx = _mm256_loadu_ps(xd + u * 8), sumx = _mm256_loadu_ps(xs + u * 8);
     for (int r = 0; r < R; r++) {
       const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
-      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
-      _mm_prefetch(next, _MM_HINT_T0);
-      _mm_prefetch(next + 64, _MM_HINT_T0);
-      _mm_prefetch(next + 128, _MM_HINT_T0);
-      __m256 sc, mn;
-      k4_scales(blk, &sc, &mn);
-      _mm256_store_ps(sx[r], _mm256_mul_ps(sc, dx));
-      off[r] = _mm256_fnmadd_ps(mn, sumx, off[r]);  // - dmin * m_j * d_x sum(q_x) per block
+      _mm256_store_ps(sx[r], k4_row_start(blk, row_bytes, dx, sumx, &off[r]));
     }
     for (int g = 0; g < 4; g++) {
       const int b = u * 8 + 2 * g;  // activation blocks b (low nibbles) and b + 1 (high)

@@ -32,14 +32,7 @@ static void q4_k_rows(float* y, const int8_t* xq, const float* xd, const float* 
     const __m256 dx = _mm256_loadu_ps(xd + u * 8), sumx = _mm256_loadu_ps(xs + u * 8);
     for (int r = 0; r < R; r++) {
       const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
-      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
-      _mm_prefetch(next, _MM_HINT_T0);
-      _mm_prefetch(next + 64, _MM_HINT_T0);
-      _mm_prefetch(next + 128, _MM_HINT_T0);
-      __m256 sc, mn;
-      k4_scales(blk, &sc, &mn);
-      sx[r] = _mm512_zextps256_ps512(_mm256_mul_ps(sc, dx));
-      off[r] = _mm256_fnmadd_ps(mn, sumx, off[r]);
+      sx[r] = _mm512_zextps256_ps512(k4_row_start(blk, row_bytes, dx, sumx, &off[r]));
     }
     for (int g = 0; g < 4; g++) {
       const int b = u * 8 + 2 * g;  // activation blocks b (low nibbles) and b + 1 (high), 64 bytes together

@@ -30,3 +30,18 @@ static inline void k4_scales(const Blk* blk, __m256* sc, __m256* mn) {
   *mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
                       _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
 }
+
+// One row's start of a K4 super-block in the one-token decode: prefetches the same super-block 4 rows on (the next row
+// group), and returns the 8 block scales times the activations' block scales dx, subtracting the mins' share
+// dmin * m_j * d_x * sum(q_x) from off.
+template <typename Blk>
+static inline __m256 k4_row_start(const Blk* blk, size_t row_bytes, __m256 dx, __m256 sumx, __m256* off) {
+  const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
+  _mm_prefetch(next, _MM_HINT_T0);
+  _mm_prefetch(next + 64, _MM_HINT_T0);
+  _mm_prefetch(next + 128, _MM_HINT_T0);
+  __m256 sc, mn;
+  k4_scales(blk, &sc, &mn);
+  *off = _mm256_fnmadd_ps(mn, sumx, *off);
+  return _mm256_mul_ps(sc, dx);
+}
