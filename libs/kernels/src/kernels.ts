@@ -17,7 +17,7 @@ import type {
 } from './kernels.types';
 import { isQuantType, QUANT_BLOCKS, QUANT_TYPES } from './kernels.types';
 import { loadNative, NativeExternal } from './native.loader';
-import { expectedWeightShapes } from './weight-shapes';
+import { everyLayerWindow, expectedWeightShapes } from './weight-shapes';
 
 interface ModelState {
   native: NativeExternal;
@@ -330,7 +330,7 @@ function checkBatch(spec: ModelSpec, cache: CacheState, batch: StepBatch): void 
   const { blockSize, numBlocks } = cache;
   // On a model whose every layer slides, a sequence reads only its window: the blocks before it may be released
   // (-1), and it may be longer than the pool.
-  const window = spec.slidingWindow !== undefined && (spec.slidingLayers === undefined || spec.slidingLayers.length === spec.numLayers) ? spec.slidingWindow : null;
+  const window = everyLayerWindow(spec);
   const maxPos = (window === null ? Math.min(maxBlocks * blockSize, numBlocks * blockSize) : maxBlocks * blockSize) - 1;
   const seen = new Set<number>();
   let runStart = 0;

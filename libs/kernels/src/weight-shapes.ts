@@ -56,6 +56,15 @@ export function trainableWeightShapes(spec: ModelSpec, numLabels = 0): Map<strin
   return shapes;
 }
 
+/**
+ * The window every layer attends within (a sliding-window model such as Mistral's), or null when some layer reads the
+ * whole context (Gemma's global layers, or no window at all): only then may a sequence's earlier KV blocks be released.
+ */
+export function everyLayerWindow(spec: ModelSpec): number | null {
+  if (spec.slidingWindow === undefined) return null;
+  return spec.slidingLayers === undefined || spec.slidingLayers.length === spec.numLayers ? spec.slidingWindow : null;
+}
+
 /** The projections a LoRA adapter may target (HF module names of LlamaAttention / LlamaMLP). */
 export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type LoraTarget = (typeof LORA_TARGETS)[number];

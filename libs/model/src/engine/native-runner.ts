@@ -11,6 +11,7 @@ import {
   freeCache,
   freeModel,
   kvCacheInfo,
+  everyLayerWindow,
   modelInfo,
   type KvCacheHandle,
   type KvDtype,
@@ -42,8 +43,7 @@ export class NativeStepRunner implements StepRunner {
   constructor(spec: ModelSpec, weights: ServingWeightMap, options: NativeRunnerOptions) {
     this.vocabSize = spec.vocabSize;
     // Only when every layer slides: one full-attention layer (Gemma's) needs every block.
-    const everyLayerSlides = spec.slidingLayers === undefined || spec.slidingLayers.length === spec.numLayers;
-    if (spec.slidingWindow !== undefined && everyLayerSlides) this.attentionWindow = spec.slidingWindow;
+    this.attentionWindow = everyLayerWindow(spec) ?? undefined;
     this.model = createModel(spec, weights, { dtype: options.dtype, threads: options.threads });
     try {
       this.cache = createKvCache(this.model, options.numBlocks, options.blockSize, options.kvDtype ?? 'f32');
