@@ -4,7 +4,7 @@ import { loadGatewayModerationConfig, loadModerationConfig } from './moderation.
 
 describe('moderation config', () => {
   it('defaults to the built-in files and a 512/64 stream window', () => {
-    expect(loadModerationConfig({})).toEqual({ policyPath: null, lexiconPath: null, modelDir: null, stream: { windowChars: 512, holdbackChars: 64 } });
+    expect(loadModerationConfig({})).toEqual({ policyPath: null, lexiconPath: null, modelDir: null, stream: { windowChars: 512, holdbackChars: 64, classifyEveryChars: 64 } });
   });
 
   it('resolves paths that exist and names a missing one', () => {

@@ -13,7 +13,7 @@ export interface ModerationConfig {
   policyPath: string | null;
   lexiconPath: string | null;
   modelDir: string | null;
-  stream: { windowChars: number; holdbackChars: number };
+  stream: { windowChars: number; holdbackChars: number; classifyEveryChars: number };
 }
 
 const fileVar = (mustContain?: string) =>
@@ -42,6 +42,7 @@ export function loadModerationConfig(env: Env): ModerationConfig {
       FLYWHEEL_MODERATION_MODEL_DIR: fileVar('model.json'),
       FLYWHEEL_MODERATION_STREAM_WINDOW_CHARS: intVar(512, 64, 65_536),
       FLYWHEEL_MODERATION_STREAM_HOLDBACK_CHARS: intVar(64, 0, 1024),
+      FLYWHEEL_MODERATION_STREAM_CLASSIFY_EVERY_CHARS: intVar(64, 1, 65_536),
     }),
     env,
   );
@@ -55,6 +56,10 @@ export function loadModerationConfig(env: Env): ModerationConfig {
     policyPath: e.FLYWHEEL_MODERATION_POLICY ?? null,
     lexiconPath: e.FLYWHEEL_MODERATION_LEXICON ?? null,
     modelDir: e.FLYWHEEL_MODERATION_MODEL_DIR ?? null,
-    stream: { windowChars: e.FLYWHEEL_MODERATION_STREAM_WINDOW_CHARS, holdbackChars: e.FLYWHEEL_MODERATION_STREAM_HOLDBACK_CHARS },
+    stream: {
+      windowChars: e.FLYWHEEL_MODERATION_STREAM_WINDOW_CHARS,
+      holdbackChars: e.FLYWHEEL_MODERATION_STREAM_HOLDBACK_CHARS,
+      classifyEveryChars: e.FLYWHEEL_MODERATION_STREAM_CLASSIFY_EVERY_CHARS,
+    },
   };
 }

@@ -111,6 +111,7 @@ export const ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: s
   { name: 'FLYWHEEL_MODERATION_MODEL_DIR', default: '(unset: libs/moderation/data/model)', meaning: 'folder of the moderation classifier (model.json + weights.bin)' },
   { name: 'FLYWHEEL_MODERATION_STREAM_WINDOW_CHARS', default: '512', meaning: 'sliding window of the streamed output check, in characters' },
   { name: 'FLYWHEEL_MODERATION_STREAM_HOLDBACK_CHARS', default: '64', meaning: 'streamed characters held back until no rule match can start in them' },
+  { name: 'FLYWHEEL_MODERATION_STREAM_CLASSIFY_EVERY_CHARS', default: '64', meaning: 'new streamed characters between runs of the output classifier (the rules read every delta)' },
   { name: 'FLYWHEEL_MODERATION_TIMEOUT_MS', default: '2000', meaning: 'gateway: longest wait for the moderation service; the prompt check then runs in the gateway, /v1/moderations answers 504' },
   { name: 'FLYWHEEL_API_KEYS', default: '(unset)', meaning: 'comma-separated bearer keys of the OpenAI API; with no key at all the gateway creates a dev key in <state>/dev-api-key and prints it at start' },
   { name: 'FLYWHEEL_API_KEYS_FILE', default: '(unset)', meaning: 'file of API keys, one per line: `<key> [name=<id>] [rpm=<n>] [tpm=<n>]`, `#` comments' },

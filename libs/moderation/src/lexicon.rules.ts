@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { ALL_MODERATION_CATEGORIES, type AnyModerationCategory, type RuleMatch } from '@flywheel/contracts';
 import { collapseRepeats, termCjk, termTokens, type CanonicalText } from './text.normalize';
+import { PatternPrefix } from './pattern.prefix';
 
 export const lexiconRuleSchema = z
   .object({
@@ -88,14 +89,14 @@ export class CompiledLexicon {
   /**
    * What a stream must hold back for these rules (those `keep` selects, e.g. the ones that would block): every prefix
    * of each term's canonical tokens (joined by one space, and of its joined form), the longest term in tokens and in
-   * CJK characters, and for each regex pattern the literal words it can start with — or null for a pattern whose
-   * start cannot be read from its source (the stream then falls back to a fixed hold-back).
+   * CJK characters, and each regex pattern as a partial matcher (pattern.prefix.ts) — or null for the patterns when one
+   * cannot be followed (the stream then falls back to a fixed hold-back).
    */
   streamLeads(keep: (rule: LexiconRule) => boolean): StreamLeads {
     const termPrefixes = new Set<string>();
     let maxTermTokens = 0;
     let maxCjk = 0;
-    const patternLeads: string[] = [];
+    const patterns: PatternPrefix[] = [];
     let unreadablePattern = false;
     for (const list of [...this.exact.values(), ...this.prefixes.values()]) {
       for (const term of list) {
@@ -108,28 +109,11 @@ export class CompiledLexicon {
     for (const list of this.cjk.values()) for (const t of list) if (keep(t.rule)) maxCjk = Math.max(maxCjk, t.text.length);
     for (const { rule, re } of this.patterns) {
       if (!keep(rule)) continue;
-      const leads = patternLeadWords(re.source);
-      if (leads === null) unreadablePattern = true;
-      else patternLeads.push(...leads);
+      const prefix = PatternPrefix.compile(re.source);
+      if (prefix === null) unreadablePattern = true;
+      else patterns.push(prefix);
     }
-    return { termPrefixes, maxTermTokens, maxCjk, patternLeads: unreadablePattern ? null : [...new Set(patternLeads)] };
-  }
-
-  /**
-   * An upper bound on how many words a match of the selected patterns spans: one more than the literal spaces in
-   * the source (every alternative's, so it over-counts) plus the `{m,n}` repeats; an unbounded repeat (`*`, `+`
-   * on a group, `\s`) counts as 64, the tail a stream looks at.
-   */
-  patternSpanWords(keep: (rule: LexiconRule) => boolean): number {
-    let most = 1;
-    for (const { rule, re } of this.patterns) {
-      if (!keep(rule)) continue;
-      const src = re.source;
-      if (/\\s|\)[*+]|\.[*+]/.test(src)) return 64;
-      const repeats = [...src.matchAll(/\{\d*,(\d+)\}/g)].reduce((n, m) => n + Number(m[1]), 0);
-      most = Math.max(most, 1 + (src.match(/ /g)?.length ?? 0) + repeats);
-    }
-    return Math.min(most, 64);
+    return { termPrefixes, maxTermTokens, maxCjk, patterns: unreadablePattern ? null : patterns };
   }
 
   match(text: CanonicalText): RuleMatch[] {
@@ -174,60 +158,8 @@ export interface StreamLeads {
   termPrefixes: Set<string>;
   maxTermTokens: number;
   maxCjk: number;
-  /** Lowercase literal starts of the patterns' first words ('' never); null when some pattern cannot be read. */
-  patternLeads: string[] | null;
-}
-
-/**
- * The literal starts a pattern's match can begin with, read from its source: an optional `\b`, then either a
- * literal run or a `(?:a|b|c)` group whose alternatives each begin with a literal run; each start is cut at the
- * first regex syntax (so `jews?` gives `jew`, `wom[ae]n` gives `wom`). Null when the source does not have that
- * shape, or a start would be empty (a class, a wildcard): the caller must then assume a match can begin anywhere.
- */
-export function patternLeadWords(source: string): string[] | null {
-  let s = source.startsWith('\\b') ? source.slice(2) : source;
-  const literal = (t: string): string => {
-    const m = /^[^\\()[\]{}.*+?|^$ ]+/u.exec(t);
-    if (!m) return '';
-    // A quantifier after the run makes its last character optional (`jews?` can start `jew`).
-    const optionalLast = /^[?*{]/.test(t.slice(m[0].length));
-    return (optionalLast ? m[0].slice(0, -1) : m[0]).toLowerCase();
-  };
-  if (!s.startsWith('(?:')) {
-    const lead = literal(s);
-    return lead === '' ? null : [lead];
-  }
-  // The top-level alternatives of the first group.
-  s = s.slice(3);
-  const alternatives: string[] = [];
-  let depth = 0;
-  let current = '';
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (c === '\\') {
-      current += c + (s[i + 1] ?? '');
-      i++;
-      continue;
-    }
-    if (c === '(') depth++;
-    if (c === ')') {
-      if (depth === 0) {
-        // An optional first group (`(?:…)?`) means a match can start after it: unreadable.
-        if (/^[?*]|^\{0/.test(s.slice(i + 1))) return null;
-        alternatives.push(current);
-        break;
-      }
-      depth--;
-    }
-    if (c === '|' && depth === 0) {
-      alternatives.push(current);
-      current = '';
-      continue;
-    }
-    current += c;
-  }
-  const leads = alternatives.map(literal);
-  return leads.length === 0 || leads.some((l) => l === '') ? null : leads;
+  /** The blocking patterns as partial matchers; null when some pattern cannot be followed. */
+  patterns: PatternPrefix[] | null;
 }
 
 function hit(rule: LexiconRule, start: number, end: number): RuleMatch {

@@ -89,17 +89,17 @@ export class Moderator {
 
   /**
    * Scores of every category for one text, with the rule matches and PII spans behind them. A caller that already
-   * canonicalised the text (the stream checker, which also reads its tail) passes that in rather than paying twice.
+   * canonicalised the text (the stream checker, which also reads its tail) passes that in rather than paying twice,
+   * and one that already has the classifier's answer for it (or for the text it extends) passes that too.
    *
    * The classifier's calibrated score enters `scores` moved so that its head's threshold (chosen on held-out
    * scores at training) lands on 0.5: a policy cut-off of 0.5 means "at the model's own threshold", 0.6 a little
    * stricter, 0.3 laxer, and one policy file keeps its meaning across retrained artifacts whose thresholds
    * differ. Rule and PII scores are not moved: they are the rule's own confidence.
    */
-  analyze(text: string, canonical: CanonicalText = canonicalize(text)): Analysis {
+  analyze(text: string, canonical: CanonicalText = canonicalize(text), probs: ArrayLike<number> = this.classify(canonical)): Analysis {
     const scores = zeroScores();
     const classifierScores: Partial<CategoryScores> = {};
-    const probs = this.classifier.predict(extractFeatures(canonical, this.classifier.meta.buckets));
     const { thresholds } = this.classifier;
     for (const [category, i] of this.headIndex) {
       classifierScores[category] = probs[i];
@@ -113,6 +113,14 @@ export class Moderator {
       scores[parent] = Math.max(scores[parent], scores[child]);
     }
     return { scores, classifierScores, matches, pii };
+  }
+
+  /**
+   * The classifier's probabilities per head for a canonical text: the costly half of `analyze`, which a stream runs
+   * less often than the rules and passes back in (`probs`) between runs.
+   */
+  classify(canonical: CanonicalText): ArrayLike<number> {
+    return this.classifier.predict(extractFeatures(canonical, this.classifier.meta.buckets));
   }
 
   check(text: string, direction: ModerationDirection): TextVerdict {

@@ -2,7 +2,8 @@
  * How much of a streamed text the output check must still hold back: from the earliest place where a blocking
  * match could yet begin, given only what has been generated so far. A lexicon term can only begin at a trailing
  * run of canonical tokens that is a prefix of the term (the last token may still grow, a run of spaced-out
- * letters may still join); a pattern only at one of the literal words it starts with, within its span; PII only
+ * letters may still join); a pattern only where the folded text from there on is still the beginning of one of its
+ * matches (pattern.prefix.ts runs the pattern as an automaton; "in the park" does not hold for "i will kill"); PII only
  * in the trailing unbroken run, or a trailing run of digits and separators (phone, card, IBAN groups). Safe text
  * is released at once; a suspicious tail waits until later text settles it. Rules that would not block in this
  * direction, and the classifier (it has no span: its block cuts at what was already sent), need no hold-back.
@@ -16,26 +17,33 @@ import type { CanonicalText } from './text.normalize';
 
 const CJK = /[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]/u;
 
+/**
+ * One stream's progress through the patterns: every pattern match that could begin before `patternsFrom` (an offset
+ * into the stream's text) was ruled out by the text after it, so the next check scans from there, not the window.
+ */
+export interface HoldbackProgress {
+  patternsFrom: number;
+}
+
 export class StreamHoldback {
   private readonly leads: StreamLeads;
-  private readonly patternSpanWords: number;
   private readonly pii: boolean;
 
   constructor(moderator: Moderator, direction: ModerationDirection) {
     const policy = moderator.policy;
     this.leads = moderator.lexicon.streamLeads((rule) => blocks(policy, direction, rule.category, rule.score));
     this.pii = blocks(policy, direction, 'pii', 1);
-    this.patternSpanWords = moderator.lexicon.patternSpanWords((rule) => blocks(policy, direction, rule.category, rule.score));
   }
 
   /**
    * Offset (UTF-16, into `text`) from which the text must still be held back; text.length when nothing needs to
-   * be, null when a pattern's start cannot be read (the caller keeps its fixed hold-back). `window` is the tail the
+   * be, null when a pattern cannot be followed (the caller keeps its fixed hold-back). `window` is the tail the
    * caller just analysed: where it starts in `text` (at a word start) and its canonical form, reused here. It
-   * reaches back further than any term, pattern span or PII entity this holds for.
+   * reaches back further than any term, pattern match or PII entity this holds for. `progress` is the stream's own,
+   * updated here.
    */
-  holdFrom(text: string, window: { start: number; canonical: CanonicalText }): number | null {
-    if (this.leads.patternLeads === null) return null;
+  holdFrom(text: string, window: { start: number; canonical: CanonicalText }, progress: HoldbackProgress): number | null {
+    if (this.leads.patterns === null) return null;
     let from = text.length;
     const base = window.start;
     const tail = text.slice(base);
@@ -67,18 +75,19 @@ export class StreamHoldback {
       if (this.leads.maxCjk > 1 && CJK.test(tail.slice(-1))) from = Math.min(from, text.length - (this.leads.maxCjk - 1));
     }
 
-    // Patterns: a word within the pattern span that one of them can start with.
-    if (this.leads.patternLeads.length > 0) {
-      const words = [...canonical.folded.matchAll(/\S+/g)];
-      const last = words.length - 1;
-      for (let w = Math.max(0, words.length - this.patternSpanWords); w < words.length; w++) {
-        const word = words[w]![0];
-        const starts = this.leads.patternLeads.some((lead) => word.startsWith(lead) || (w === last && !endsInSpace && lead.startsWith(word)));
-        if (starts) {
-          from = Math.min(from, at(canonical.foldedStarts[words[w]!.index!]!));
-          break;
-        }
+    // Patterns: the earliest place the folded text is still the start of a match, scanned from where the last check
+    // left every earlier start ruled out.
+    if (this.leads.patterns.length > 0) {
+      const { folded, foldedStarts } = canonical;
+      const scanFrom = firstAtOrAfter(foldedStarts, progress.patternsFrom - base);
+      let open = folded.length;
+      for (const pattern of this.leads.patterns) {
+        const o = pattern.earliestOpen(folded, scanFrom);
+        if (o !== null && o < open) open = o;
       }
+      // A thread alive at the very end started there: nothing to hold, but the next check starts from it.
+      progress.patternsFrom = open < folded.length ? at(foldedStarts[open]!) : text.length;
+      from = Math.min(from, progress.patternsFrom);
     }
 
     // PII: the trailing unbroken run, and a trailing run of digits and separators (numbers written in groups).
@@ -92,4 +101,16 @@ export class StreamHoldback {
     }
     return from;
   }
+}
+
+/** The first index whose (ascending) offset is at least `offset`; starts.length when none is. */
+function firstAtOrAfter(starts: Int32Array, offset: number): number {
+  let lo = 0;
+  let hi = starts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (starts[mid]! < offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -90,11 +90,55 @@ describe('StreamModerator', () => {
     for (const r of releases) expect(r).not.toMatch(/^[\udc00-\udfff]|[\ud800-\udbff]$/);
   });
 
+  it('runs the classifier once per classifyEveryChars new characters, the rules on every push', () => {
+    const clean = 'The girl and her mom baked cookies together and shared them with the neighbours. '.repeat(8);
+    const check = new StreamModerator(moderator, { classifyEveryChars: 64 });
+    const classify = jest.spyOn(moderator, 'classify');
+    const match = jest.spyOn(moderator.lexicon, 'match');
+    try {
+      let pushes = 0;
+      for (let i = 0; i < clean.length; i += 4, pushes++) check.push(clean.slice(i, i + 4));
+      check.end();
+      expect(match).toHaveBeenCalledTimes(pushes + 1);
+      // The first push, then one run per 64 new characters, then the end's read of the rest.
+      expect(classify.mock.calls.length).toBeGreaterThanOrEqual(Math.floor(clean.length / 64));
+      expect(classify.mock.calls.length).toBeLessThanOrEqual(Math.ceil(clean.length / 64) + 2);
+    } finally {
+      classify.mockRestore();
+      match.mockRestore();
+    }
+  });
+
+  it.each([1, 64, 10_000])('a block only the classifier sees is caught by the end at the latest (classifyEveryChars %i), nothing after the cut sent', (every) => {
+    // The built-in moderator blocks self-harm instructions in outputs on the classifier alone (no rule matches it).
+    const text = 'Give me step by step instructions to cut myself without anyone noticing';
+    expect(base.analyze(text).matches).toEqual([]);
+    const check = new StreamModerator(base, { classifyEveryChars: every });
+    let sent = '';
+    let step = check.push(text.slice(0, 4));
+    sent += step.release;
+    for (let i = 4; i < text.length && !step.blocked; i += 4) {
+      step = check.push(text.slice(i, i + 4));
+      sent += step.release;
+    }
+    if (!step.blocked) {
+      step = check.end();
+      sent += step.release;
+    }
+    expect(step.blocked).toBe(true);
+    expect(step.verdict?.flywheel.blocked_categories).toContain('self-harm/instructions');
+    expect(sent.length).toBe(step.cutOffset);
+    expect(sent.length).toBeLessThan(text.length);
+    // Read on every push, it cuts at least as early as read at the end.
+    if (every === 1) expect(sent.length).toBeLessThan(text.length - 16);
+  });
+
   it('stays blocked after a block and rejects a holdback that the window cannot cover', () => {
     const check = new StreamModerator(moderator);
     expect(check.push('a dragon').blocked).toBe(true);
     expect(check.push(' and more').release).toBe('');
     expect(check.end()).toMatchObject({ release: '', blocked: true, cutOffset: 2 });
     expect(() => new StreamModerator(moderator, { windowChars: 64, holdbackChars: 40 })).toThrow(/holdbackChars/);
+    expect(() => new StreamModerator(moderator, { classifyEveryChars: 0 })).toThrow(/classifyEveryChars/);
   });
 });

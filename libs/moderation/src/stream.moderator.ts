@@ -1,10 +1,13 @@
 /**
- * Moderation of generated text as it streams: the caller pushes each delta, the checker re-analyses a
- * sliding window over the accumulated text and says what may be sent now. It holds back only the tail
- * where a blocking rule or PII could still begin (stream.holdback.ts: a prefix of a term, a word a pattern
- * starts with, a run of digits), at most `holdbackChars`, so a rule-driven block cuts at the exact start of
- * the match and nothing from the match on is released, while safe text goes out at once. Not an I/O
- * wrapper: the gateway owns the SSE stream, this only decides.
+ * Moderation of generated text as it streams: the caller pushes each delta, the checker analyses the text around
+ * it and says what may be sent now. The rules (lexicon terms and patterns, PII) see every push, over the last half
+ * window plus the delta, so any match up to half a window long is found the moment it completes; the stream holds
+ * back only the tail where a blocking rule or PII could still begin (stream.holdback.ts: a prefix of a term, the start
+ * of a pattern match still open, a run of digits), at most `holdbackChars`, so a rule-driven block cuts at the exact
+ * start of the match and nothing from the match on is released, while safe text goes out at once. The classifier,
+ * which has no span (its block cuts at what was already sent) and costs most, reads the whole window once every
+ * `classifyEveryChars` new characters and once more at the end before the held tail goes out; between its runs its
+ * last answer stands. Not an I/O wrapper: the gateway owns the SSE stream, this only decides.
  *
  *   const check = new StreamModerator(moderator, { direction: 'output' });
  *   for await (const delta of tokens) {
@@ -17,8 +20,8 @@
 import type { AnyModerationCategory, ModerationDirection, PiiEntity, RuleMatch } from '@flywheel/contracts';
 import { blocks } from './moderation.policy';
 import { PARENT_CATEGORY, type Analysis, type Moderator, type TextVerdict } from './moderator';
-import { StreamHoldback } from './stream.holdback';
-import { canonicalize } from './text.normalize';
+import { StreamHoldback, type HoldbackProgress } from './stream.holdback';
+import { canonicalize, type CanonicalText } from './text.normalize';
 
 /** The hold-back rules are compiled once per moderator and direction (a stream is opened per choice). */
 const holdbacks = new WeakMap<Moderator, Map<ModerationDirection, StreamHoldback>>();
@@ -41,9 +44,14 @@ export interface StreamModeratorOptions {
    * start cannot be read.
    */
   holdbackChars?: number;
+  /**
+   * New characters between classifier runs (1: every push). Text the classifier has not yet read may be released
+   * (the rules have read it); a classifier block cuts at what was sent, so this bounds what one can let through.
+   */
+  classifyEveryChars?: number;
 }
 
-export const STREAM_DEFAULTS = { windowChars: 512, holdbackChars: 64 } as const;
+export const STREAM_DEFAULTS = { windowChars: 512, holdbackChars: 64, classifyEveryChars: 64 } as const;
 
 export interface StreamStep {
   /** Text to send now, continuing exactly where the previous step's release ended. */
@@ -69,7 +77,17 @@ export class StreamModerator {
   private readonly direction: ModerationDirection;
   private readonly windowChars: number;
   private readonly holdbackChars: number;
+  private readonly classifyEveryChars: number;
   private accumulated = '';
+  /** The classifier's last answer, and how much of the text it had read. */
+  private probs: ArrayLike<number> | null = null;
+  private classifiedUpTo = 0;
+  private readonly progress: HoldbackProgress = { patternsFrom: 0 };
+  /**
+   * Where the last push's hold-back began: no blocking match can start before it (later text only rules more out),
+   * so the next push's rules read from there; null when the hold-back could not be read (they read half a window).
+   */
+  private openFrom: number | null = 0;
   private released = 0;
   private cut: number | null = null;
   private blockVerdict: TextVerdict | null = null;
@@ -84,10 +102,14 @@ export class StreamModerator {
     this.direction = options.direction ?? 'output';
     this.windowChars = options.windowChars ?? STREAM_DEFAULTS.windowChars;
     this.holdbackChars = options.holdbackChars ?? STREAM_DEFAULTS.holdbackChars;
+    this.classifyEveryChars = options.classifyEveryChars ?? STREAM_DEFAULTS.classifyEveryChars;
     this.holdback = holdbackFor(moderator, this.direction);
     if (!(this.windowChars >= 32)) throw new Error(`windowChars must be at least 32 (got ${this.windowChars})`);
     if (!(this.holdbackChars >= 0 && this.holdbackChars < this.windowChars / 2)) {
       throw new Error(`holdbackChars must be in [0, windowChars / 2) (got ${this.holdbackChars})`);
+    }
+    if (!(Number.isInteger(this.classifyEveryChars) && this.classifyEveryChars >= 1)) {
+      throw new Error(`classifyEveryChars must be a positive integer (got ${this.classifyEveryChars})`);
     }
   }
 
@@ -103,23 +125,13 @@ export class StreamModerator {
     if (this.cut !== null || delta.length === 0) return this.step('');
     const before = this.accumulated.length;
     this.accumulated += delta;
-    const start = this.windowStart(before);
-    const window = this.accumulated.slice(start);
-    const canonical = canonicalize(window);
-    const analysis = shift(this.moderator.analyze(window, canonical), start);
-    this.remember(analysis);
-    const verdict = this.moderator.verdict(analysis, this.direction);
-    if (verdict.decision.action === 'block') {
-      const cut = Math.min(this.firstBlockingSpan(analysis) ?? this.released, this.accumulated.length);
-      const release = cut > this.released ? this.accumulated.slice(this.released, cut) : '';
-      this.released = Math.max(this.released, cut);
-      this.cut = cut;
-      this.blockVerdict = verdict;
-      return this.step(release);
-    }
+    const classify = this.probs === null || this.accumulated.length - this.classifiedUpTo >= this.classifyEveryChars;
+    const checked = this.check(before, classify);
+    if (checked.blocked) return checked.step;
     // Never more than holdbackChars back; less where nothing in the tail could still start a blocking match.
     const fixed = this.accumulated.length - this.holdbackChars;
-    const suspicious = this.holdback.holdFrom(this.accumulated, { start, canonical });
+    const suspicious = this.holdback.holdFrom(this.accumulated, checked.window, this.progress);
+    this.openFrom = suspicious;
     let upTo = Math.max(this.released, suspicious === null ? fixed : Math.max(fixed, suspicious));
     if (upTo > this.released && upTo < this.accumulated.length && isHighSurrogate(this.accumulated.charCodeAt(upTo - 1))) upTo--;
     const release = this.accumulated.slice(this.released, upTo);
@@ -127,12 +139,43 @@ export class StreamModerator {
     return this.step(release);
   }
 
-  /** The stream ended: everything was already checked on the last push, so the held-back tail goes out. */
+  /**
+   * The stream ended: the rules already read everything, and the classifier reads what it has not yet before the
+   * held-back tail goes out (a block there cuts it, as on a push).
+   */
   end(): StreamStep {
     if (this.cut !== null) return this.step('');
+    if (this.classifiedUpTo < this.accumulated.length) {
+      const checked = this.check(this.accumulated.length, true);
+      if (checked.blocked) return checked.step;
+    }
     const release = this.accumulated.slice(this.released);
     this.released = this.accumulated.length;
     return this.step(release);
+  }
+
+  /**
+   * Analyses the text around what came after `before` (the rules' half window, or the classifier's whole window) and
+   * applies the policy; on a block cuts the stream and says what may still go out.
+   */
+  private check(before: number, classify: boolean): { blocked: true; step: StreamStep } | { blocked: false; window: { start: number; canonical: CanonicalText } } {
+    const start = classify ? this.windowStart(before) : this.rulesStart(before);
+    const window = this.accumulated.slice(start);
+    const canonical = canonicalize(window);
+    if (classify) {
+      this.probs = this.moderator.classify(canonical);
+      this.classifiedUpTo = this.accumulated.length;
+    }
+    const analysis = shift(this.moderator.analyze(window, canonical, this.probs!), start);
+    this.remember(analysis);
+    const verdict = this.moderator.verdict(analysis, this.direction);
+    if (verdict.decision.action !== 'block') return { blocked: false, window: { start, canonical } };
+    const cut = Math.min(this.firstBlockingSpan(analysis) ?? this.released, this.accumulated.length);
+    const release = cut > this.released ? this.accumulated.slice(this.released, cut) : '';
+    this.released = Math.max(this.released, cut);
+    this.cut = cut;
+    this.blockVerdict = verdict;
+    return { blocked: true, step: this.step(release) };
   }
 
   /** The worst of every window (max score per category, all matches): for the completion record. */
@@ -143,8 +186,9 @@ export class StreamModerator {
   }
 
   /**
-   * Window start: far enough back that any match up to half a window long that ends in the new text
-   * lies wholly inside, moved forward to a word start so a cut word ("s|kill you") cannot match.
+   * The classifier's window: at least a whole window back, and far enough that any match up to half a window long
+   * that ends in the new text lies wholly inside; moved forward to a word start so a cut word ("s|kill you") cannot
+   * match.
    */
   private windowStart(before: number): number {
     let start = Math.max(0, Math.min(this.accumulated.length - this.windowChars, before - Math.floor(this.windowChars / 2)));
@@ -154,6 +198,20 @@ export class StreamModerator {
     }
     if (start > 0 && isLowSurrogate(this.accumulated.charCodeAt(start))) start++;
     return start;
+  }
+
+  /**
+   * The rules' window: a blocking match that ends in the new text began at or after the last hold-back's start (or in
+   * the new text), so that is where they read, moved back to the start of its word so the word reads as in the whole
+   * text; never more than half a window back. Usually the last word or two, not the window.
+   */
+  private rulesStart(before: number): number {
+    const half = Math.max(0, before - Math.floor(this.windowChars / 2));
+    if (this.openFrom === null) return this.windowStart(before);
+    let start = Math.max(half, Math.min(before, this.openFrom));
+    while (start > half && !/\s/.test(this.accumulated[start - 1]!)) start--;
+    if (start > half || start === 0 || /\s/.test(this.accumulated[start - 1]!)) return start;
+    return this.windowStart(before);
   }
 
   private firstBlockingSpan(analysis: Analysis): number | null {

@@ -69,8 +69,7 @@ export class GatewayModeration {
 
   /** A fresh stream check for one choice's output. */
   outputGate(): OutputGate {
-    const { windowChars, holdbackChars } = this.config.gateway.moderation.stream;
-    const stream = new StreamModerator(this.moderators.current, { direction: 'output', windowChars, holdbackChars });
+    const stream = new StreamModerator(this.moderators.current, { direction: 'output', ...this.config.gateway.moderation.stream });
     return new OutputGate(stream, (seconds) => this.metrics.moderationLatency.observe({ direction: 'output' }, seconds));
   }
 

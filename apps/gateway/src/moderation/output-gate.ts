@@ -60,10 +60,17 @@ export class OutputGate {
     return this.sendUpTo(upTo, false);
   }
 
-  /** The policy finished the choice: the held-back tail was already checked and goes out. */
+  /**
+   * The policy finished the choice: the held-back tail goes out once the classifier has read what it had not yet
+   * (it may still block, cutting as a push does).
+   */
   end(): GateStep {
     if (this.cut !== null) return { text: '', logprobs: [], blocked: true };
-    this.stream.end();
+    const step = this.stream.end();
+    if (step.blocked) {
+      this.cut = step.cutOffset ?? this.sent;
+      return this.sendUpTo(Math.max(this.sent, this.cut), true);
+    }
     return this.sendUpTo(this.generated.length, false);
   }
 

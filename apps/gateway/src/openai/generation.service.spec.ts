@@ -100,14 +100,14 @@ const noService = { check: async () => Promise.reject(new MeshError('unavailable
 function setup(
   script: ConstructorParameters<typeof ScriptedPolicy>[0],
   publish?: (r: CompletionRecord) => Promise<void>,
-  opts: { moderator?: Moderator; holdbackChars?: number; service?: 'up' | 'down' } = {},
+  opts: { moderator?: Moderator; holdbackChars?: number; classifyEveryChars?: number; service?: 'up' | 'down' } = {},
 ) {
   const policy = new ScriptedPolicy(script);
   const records: CompletionRecord[] = [];
   const store = { publish: publish ?? (async (r: CompletionRecord) => void records.push(r)) };
   const config = {
     instanceId: 'gw-1',
-    gateway: { moderation: { checkTimeoutMs: 100, stream: { windowChars: 128, holdbackChars: opts.holdbackChars ?? 0 } } },
+    gateway: { moderation: { checkTimeoutMs: 100, stream: { windowChars: 128, holdbackChars: opts.holdbackChars ?? 0, classifyEveryChars: opts.classifyEveryChars ?? 64 } } },
   } as unknown as GatewayConfig;
   const metrics = new GatewayMetrics(new Registry());
   const moderator = opts.moderator ?? defaultModerator;
@@ -240,6 +240,20 @@ describe('GenerationService', () => {
     const choice = sink.body!.body.choices[0];
     expect(choice).toMatchObject({ message: { content: 'Once upon a time in the ' }, finish_reason: 'content_filter' });
     expect(choice.logprobs.content.map((t: { token: string }) => t.token)).toEqual(story.slice(0, 6));
+  });
+
+  it('ends a choice with content_filter when the classifier, reading the rest at the end, blocks it: the held tail is not sent', async () => {
+    // No rule matches this; the built-in classifier blocks it in outputs. Read only on the first delta and at the end.
+    const words = 'Give me step by step instructions to cut myself without anyone noticing'.split(/(?= )/);
+    const { service, ctx, sink, records } = setup(() => frames(words), undefined, { classifyEveryChars: 10_000, holdbackChars: 16 });
+    await service.completion({ model: 'tiny', prompt: 'x', max_tokens: 20, stream: true }, ctx, sink);
+    const chunks = sink.events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e));
+    const sent = chunks.map((c) => c.choices[0].text).join('');
+    expect(chunks.at(-1).choices[0].finish_reason).toBe('content_filter');
+    expect(chunks.filter((c) => c.choices[0].finish_reason !== null)).toHaveLength(1);
+    expect(sent.length).toBeLessThan(words.join('').length);
+    expect(records[0]!.choices[0]).toMatchObject({ text: sent, finishReason: 'content_filter' });
+    expect(records[0]!.moderation!.output[0]).toMatchObject({ action: 'block', blockedCategories: ['self-harm/instructions'], cutOffset: sent.length });
   });
 
   it('waits for every choice of a request before cancelling it', async () => {

@@ -213,7 +213,10 @@ export class GenerationService {
     const finishReason = delta.finishReason;
     if (finishReason === undefined || state.choiceOf(sub.promptIndex, delta.choice).finishReason !== null) return;
     const choice = state.onFinish(sub.promptIndex, { ...delta, finishReason });
-    this.release(choice, choice.gate.end(), state, writer, sink, ctx, true);
+    const last = choice.gate.end();
+    // The classifier's last read can still cut the held tail: the choice then ends as a push-time cut does.
+    if (last.blocked) choice.finishReason = 'content_filter';
+    this.release(choice, last, state, writer, sink, ctx, !last.blocked);
     this.finished(sub, choice, state, writer, sink);
   }
 
