@@ -8,11 +8,12 @@
  * from dist/, and stops them. Needs `nats-server` on PATH, or `--nats URL` for a running one.
  * Run: npm run bench:gateway -- --json [--models stories260K,smol135m-shape] [--concurrency 1,8,32]
  *   [--max-tokens N] [--requests N (per level and path; default per model)] [--holdback-chars N] [--nats URL]
+ *   [--profile DIR (V8 CPU profiles of the policy and the gateway, written when they stop)]
  * Not a correctness test (see test/gateway.test.ts), though it fails when a request makes other than max_tokens.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -44,6 +45,8 @@ interface Options {
   requests: number | null;
   holdbackChars: number | null;
   nats: string | null;
+  /** Folder for V8 CPU profiles of the policy and the gateway (`--cpu-prof`), null: none. */
+  profile: string | null;
   json: boolean;
 }
 
@@ -55,6 +58,7 @@ function parseArgs(argv: string[]): Options {
     requests: null,
     holdbackChars: null,
     nats: null,
+    profile: null,
     json: false,
   };
   const int = (flag: string, v: string, min: number) => {
@@ -76,6 +80,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--requests') opts.requests = int(a, next(), 1);
     else if (a === '--holdback-chars') opts.holdbackChars = int(a, next(), 0);
     else if (a === '--nats') opts.nats = next();
+    else if (a === '--profile') opts.profile = path.resolve(next());
     else throw new Error(`unknown option ${a}`);
   }
   return opts;
@@ -174,6 +179,40 @@ interface PathResult {
   chunks: number;
   /** SSE events with text (several may share a chunk); null direct. */
   sse_events: number | null;
+  /**
+   * CPU time (user + system, from /proc) each service spent per streamed token while this path ran; the gateway's is
+   * HTTP's own cost (it idles on the direct path). Null where /proc is not readable.
+   */
+  cpu_us_per_token: { policy: number | null; gateway: number | null };
+}
+
+/** Seconds of CPU a process has used (Linux /proc/<pid>/stat utime + stime), or null. */
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+function cpuSeconds(child: ChildProcess): number | null {
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+/** One load() run, with the CPU the policy and the gateway used during it. */
+type Measured = { samples: Sample[]; wallMs: number; cpu: { policy: number | null; gateway: number | null } };
+async function measured(services: { policy: ChildProcess; gateway: ChildProcess }, run: () => Promise<{ samples: Sample[]; wallMs: number }>): Promise<Measured> {
+  const p0 = cpuSeconds(services.policy);
+  const g0 = cpuSeconds(services.gateway);
+  const r = await run();
+  const p1 = cpuSeconds(services.policy);
+  const g1 = cpuSeconds(services.gateway);
+  return { ...r, cpu: { policy: p0 === null || p1 === null ? null : p1 - p0, gateway: g0 === null || g1 === null ? null : g1 - g0 } };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -188,7 +227,11 @@ const p50p99 = (xs: number[]) => {
   return { p50: round3(percentile(sorted, 50)), p99: round3(percentile(sorted, 99)) };
 };
 
-function summarize(samples: Sample[], wallMs: number): PathResult {
+function summarize(halves: Measured[]): PathResult {
+  const samples = halves.flatMap((h) => h.samples);
+  const wallMs = halves.reduce((n, h) => n + h.wallMs, 0);
+  const perToken = (service: 'policy' | 'gateway') =>
+    halves.some((h) => h.cpu[service] === null) ? null : Math.round((halves.reduce((n, h) => n + h.cpu[service]!, 0) / tokens) * 1e6 * 10) / 10;
   const tokens = samples.reduce((n, s) => n + s.tokens, 0);
   const chunks = samples.reduce((n, s) => n + s.chunks, 0);
   const chars = samples.reduce((n, s) => n + s.chars, 0);
@@ -209,6 +252,7 @@ function summarize(samples: Sample[], wallMs: number): PathResult {
     tokens,
     chunks,
     sse_events: events,
+    cpu_us_per_token: { policy: perToken('policy'), gateway: perToken('gateway') },
   };
 }
 
@@ -236,6 +280,7 @@ class StreamClock {
   private readonly gaps: number[] = [];
   private readonly perChunk: number[] = [];
   private chars = 0;
+  private text = '';
 
   /** A chunk arrived at `at` with `text` and (where known) `tokens` ids. */
   chunk(text: string, tokens: number | null, at = performance.now()): void {
@@ -243,12 +288,13 @@ class StreamClock {
     else this.gaps.push(at - this.last);
     this.last = at;
     this.chars += text.length;
+    this.text += text;
     if (tokens !== null) this.perChunk.push(tokens);
   }
 
   sample(path: string, tokens: number, maxTokens: number, events: number | null, finishReason: string | null): Sample {
     if (tokens !== maxTokens) {
-      throw new Error(`${path}: a request made ${tokens} tokens, not max_tokens ${maxTokens} (finish reason ${finishReason})`);
+      throw new Error(`${path}: a request made ${tokens} tokens, not max_tokens ${maxTokens} (finish reason ${finishReason}; text ${JSON.stringify(this.text.slice(-300))})`);
     }
     if (this.first < 0) throw new Error(`${path}: a request streamed ${tokens} tokens but no chunk carried any`);
     return {
@@ -282,11 +328,17 @@ function tokensInFrame(frame: GenerateFrame): number {
   }
 }
 
+/**
+ * The n-th request of either path samples with seed n, so both paths stream the same texts (the output check's cost
+ * depends on the text) and a run can be repeated.
+ */
+const nextSeed = { direct: 0, http: 0 };
+
 function generateRequest(maxTokens: number, eosIds: number[]): GenerateRequestInput {
   return {
     requestId: `bench-${randomUUID()}`,
     input: { kind: 'text', text: PROMPT },
-    sampling: { temperature: 1, maxTokens, logitBias: Object.fromEntries(eosIds.map((id) => [String(id), -100])) },
+    sampling: { temperature: 1, seed: nextSeed.direct++, maxTokens, logitBias: Object.fromEntries(eosIds.map((id) => [String(id), -100])) },
   };
 }
 
@@ -321,6 +373,7 @@ function httpOnce(agent: http.Agent, port: number, model: string, maxTokens: num
     prompt: PROMPT,
     max_tokens: maxTokens,
     temperature: 1,
+    seed: nextSeed.http++,
     logit_bias: Object.fromEntries(eosIds.map((id) => [String(id), -100])),
     stream: true,
     stream_options: { include_usage: true },
@@ -447,8 +500,9 @@ async function benchModel(
     FLYWHEEL_LOG_LEVEL: 'warn',
     ...holdbackEnv(opts),
   };
-  const policy = launch(process.execPath, [path.join(ROOT, 'dist/apps/policy/src/main.js')], env);
-  const gateway = launch(process.execPath, [path.join(ROOT, 'dist/apps/gateway/src/main.js')], env);
+  const prof = (service: string) => (opts.profile === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${opts.profile}`, `--cpu-prof-name=${model.name}-${service}.cpuprofile`]);
+  const policy = launch(process.execPath, [...prof('policy'), path.join(ROOT, 'dist/apps/policy/src/main.js')], env);
+  const gateway = launch(process.execPath, [...prof('gateway'), path.join(ROOT, 'dist/apps/gateway/src/main.js')], env);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   let nc: NatsConnection | null = null;
   try {
@@ -476,12 +530,13 @@ async function benchModel(
       // Two interleaved halves per path so drift on a shared machine lands on both alike; every client runs
       // at least model.minRounds requests per half.
       const half = Math.max(Math.ceil(requests / 2), c * model.minRounds);
-      const d1 = await load(c, half, direct(maxTokens));
-      const h1 = await load(c, half, viaHttp(maxTokens));
-      const d2 = await load(c, half, direct(maxTokens));
-      const h2 = await load(c, half, viaHttp(maxTokens));
-      const d = summarize([...d1.samples, ...d2.samples], d1.wallMs + d2.wallMs);
-      const h = summarize([...h1.samples, ...h2.samples], h1.wallMs + h2.wallMs);
+      const services = { policy: policy.child, gateway: gateway.child };
+      const d1 = await measured(services, () => load(c, half, direct(maxTokens)));
+      const h1 = await measured(services, () => load(c, half, viaHttp(maxTokens)));
+      const d2 = await measured(services, () => load(c, half, direct(maxTokens)));
+      const h2 = await measured(services, () => load(c, half, viaHttp(maxTokens)));
+      const d = summarize([d1, d2]);
+      const h = summarize([h1, h2]);
       requestsPerPath[String(c)] = half * 2;
       results[String(c)] = {
         direct: d,
@@ -498,7 +553,7 @@ async function benchModel(
       };
       log(
         `${model.name} c=${c}: TTFT p50 ${d.ttft_ms.p50} → ${h.ttft_ms.p50} ms, ITL p50 ${d.itl_ms.p50} → ${h.itl_ms.p50} ms, ` +
-          `${d.tok_s} → ${h.tok_s} tok/s (ratio ${results[String(c)]!.overhead.throughput_ratio})`,
+          `${d.tok_s} → ${h.tok_s} tok/s (ratio ${results[String(c)]!.overhead.throughput_ratio}); CPU µs/token policy ${d.cpu_us_per_token.policy} → ${h.cpu_us_per_token.policy}, gateway ${h.cpu_us_per_token.gateway}`,
       );
     }
     return {
@@ -522,14 +577,24 @@ async function benchModel(
 // ---- report ----------------------------------------------------------------------------------------
 
 function table(models: Record<string, ModelReport>): string {
-  const head = ['model', 'c', 'path', 'TTFT p50/p99', 'ITL p50/p99', 'E2E p50/p99', 'tok/chunk', 'tok/s'];
+  const head = ['model', 'c', 'path', 'TTFT p50/p99', 'ITL p50/p99', 'E2E p50/p99', 'tok/chunk', 'tok/s', 'CPU µs/tok policy+gateway'];
   const rows: string[][] = [head];
   const pair = (x: { p50: number; p99: number }) => `${x.p50} / ${x.p99}`;
   const signed = (x: number) => (x >= 0 ? `+${x}` : String(x));
   for (const [name, m] of Object.entries(models)) {
     for (const [c, r] of Object.entries(m.results)) {
       const row = (label: string, p: PathResult) =>
-        rows.push([name, c, label, pair(p.ttft_ms), pair(p.itl_ms), pair(p.e2e_ms), String(p.tokens_per_chunk.mean), String(p.tok_s)]);
+        rows.push([
+          name,
+          c,
+          label,
+          pair(p.ttft_ms),
+          pair(p.itl_ms),
+          pair(p.e2e_ms),
+          String(p.tokens_per_chunk.mean),
+          String(p.tok_s),
+          `${p.cpu_us_per_token.policy} + ${p.cpu_us_per_token.gateway}`,
+        ]);
       row('direct', r.direct);
       row('http', r.http);
       const o = r.overhead;
@@ -542,6 +607,7 @@ function table(models: Record<string, ModelReport>): string {
         `${signed(o.e2e_p50_ms)} / ${signed(o.e2e_p99_ms)}`,
         '',
         `ratio ${o.throughput_ratio}`,
+        '',
       ]);
     }
   }
