@@ -369,13 +369,15 @@ describe('admin API', () => {
       expect(badBody.body.error).toMatchObject({ param: 'actions[0].feedback_id' });
     });
 
-    it('exports approved data as SFT, preference and KTO JSONL, recorded and downloadable', async () => {
+    it('exports approved data as SFT, preference and KTO JSONL and live traffic as prompts, recorded and downloadable', async () => {
       const user = USER_PROMPT;
       const asst = (content: string) => ({ role: 'assistant', content });
       const textPrompt = [{ role: 'user', content: 'Once' }];
       const expected: Record<string, unknown[]> = {
         sft: [{ messages: [user, asst(CAT)] }, { messages: [user, asst(LILY)] }, { messages: [user, asst('A small cat sat.')] }, { messages: [...textPrompt, asst(' upon a time')] }],
         preference: [
+          // The approved (edited) correction of choice 0, chosen over what it corrects.
+          { prompt: [user], chosen: [asst('A small cat sat.')], rejected: [asst(CAT)] },
           { prompt: [user], chosen: [asst(LILY)], rejected: [asst(CAT)] },
           { prompt: [user], chosen: [asst(CAT)], rejected: [asst(LILY)] },
         ],
@@ -386,8 +388,10 @@ describe('admin API', () => {
           { prompt: [user], completion: [asst('A small cat sat.')], label: true },
           { prompt: textPrompt, completion: [asst(' upon a time')], label: true },
         ],
+        // Live traffic's prompts, approved or not.
+        prompts: [{ prompt: [user] }, { prompt: textPrompt }],
       };
-      for (const format of ['sft', 'preference', 'kto'] as const) {
+      for (const format of ['sft', 'preference', 'kto', 'prompts'] as const) {
         const created = await call('POST', '/admin/api/exports', { session, body: { format, filters: { policy_version: version } } });
         expect(created.status).toBe(200);
         const file = expected[format]!.map((line) => `${JSON.stringify(line)}\n`).join('');
@@ -414,7 +418,7 @@ describe('admin API', () => {
       }
       const listed = await call('GET', '/admin/api/exports', { session });
       adminExportListSchema.parse(listed.body);
-      expect(listed.body.data.slice(0, 3).map((e: any) => e.format)).toEqual(['kto', 'preference', 'sft']);
+      expect(listed.body.data.slice(0, 4).map((e: any) => e.format)).toEqual(['prompts', 'kto', 'preference', 'sft']);
       expect((await call('GET', '/admin/api/exports/exp-nope/download', { session })).status).toBe(404);
       expect((await call('GET', listed.body.data[0].download_url)).status).toBe(401);
       expect((await call('POST', '/admin/api/exports', { session, body: { format: 'dpo' } })).body.error).toMatchObject({ param: 'format' });
@@ -446,6 +450,9 @@ describe('admin API', () => {
           thumbs_down: 1,
         },
       ]);
+      // One reviewer decided each feedback and one key rated each choice: nothing to measure agreement on.
+      const none = { alpha: null, units: 0, values: 0 };
+      expect(res.body.agreement).toEqual({ review_overlap: 1, decisions: none, ratings: none });
       const days = await call('GET', '/admin/api/stats?bucket=day', { session });
       expect(days.body.volume).toHaveLength(31);
       expect(days.body.per_policy_version.map((v: any) => v.policy_version)).toEqual(expect.arrayContaining(['base', version]));

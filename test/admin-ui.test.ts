@@ -227,6 +227,8 @@ describe('admin review UI in chromium', () => {
     });
     if (stats.status !== 200) throw new Error(`stats: ${stats.status} ${stats.body}\n--- gateway ---\n${mesh.gateway.output().slice(-3000)}`);
     await expectText(page.getByRole('region', { name: 'Totals' }), /^3\s*Feedback/);
+    // One reviewer decided each item: no agreement to measure yet, and the overlap is the default one.
+    await expectText(page.getByRole('region', { name: 'Agreement' }), /^–\s*Reviewer agreement α .*1\s*Reviewers per item/);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-ui-dashboard.png'), fullPage: true });
 
     // A mutating call from the logged-in page without the CSRF header is refused.

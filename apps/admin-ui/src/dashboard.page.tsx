@@ -1,7 +1,8 @@
 /**
  * The review dashboard from GET /admin/api/stats, drawn with Recharts: feedback volume over time by
- * kind, approval rate, rating distribution, and the same per policy version. The numbers come from the
- * API as they are; this page only picks the range and draws.
+ * kind, approval rate, rating distribution, the same per policy version, and how well reviewers and
+ * raters agree (Krippendorff's α). The numbers come from the API as they are; this page only picks the
+ * range and draws.
  */
 import { useEffect, useMemo, useState } from 'react';
 import {
@@ -17,7 +18,7 @@ import {
   XAxis,
   YAxis,
 } from 'recharts';
-import type { AdminStats, StatsBucket } from '../../../libs/contracts/src/admin.schemas';
+import type { AdminAgreement, AdminStats, StatsBucket } from '../../../libs/contracts/src/admin.schemas';
 import { FEEDBACK_KINDS } from '../../../libs/contracts/src/feedback.schemas';
 import { AdminApiError, adminApi } from './admin-api.client';
 import { percent } from './format';
@@ -127,6 +128,18 @@ export function DashboardPage() {
         <Kpi label="Rejected" value={stats ? String(stats.totals.by_status.rejected) : '–'} />
       </section>
 
+      <section className="kpis" aria-label="Agreement">
+        <Kpi
+          label={`Reviewer agreement α (approve / reject), ${stats ? agreementDetail(stats.agreement.decisions, 'item', 'decisions') : '–'}`}
+          value={stats ? alphaText(stats.agreement.decisions) : '–'}
+        />
+        <Kpi
+          label={`Rating agreement α (interval), ${stats ? agreementDetail(stats.agreement.ratings, 'choice', 'ratings') : '–'}`}
+          value={stats ? alphaText(stats.agreement.ratings) : '–'}
+        />
+        <Kpi label="Reviewers per item (majority decides)" value={stats ? String(stats.agreement.review_overlap) : '–'} />
+      </section>
+
       <div className="charts">
         <figure className="panel chart wide" aria-labelledby="vol-title">
           <figcaption id="vol-title">Feedback volume per {bucket}, by kind</figcaption>
@@ -223,6 +236,16 @@ export function DashboardPage() {
       </table>
     </main>
   );
+}
+
+/** α to two decimals; "–" where it is undefined (no item judged twice, or no variation at all). */
+function alphaText(a: AdminAgreement): string {
+  return a.alpha === null ? '–' : a.alpha.toFixed(2);
+}
+
+/** "3 items judged by several, 7 decisions". */
+function agreementDetail(a: AdminAgreement, unit: string, values: string): string {
+  return `${a.units} ${unit}${a.units === 1 ? '' : 's'} judged by several, ${a.values} ${values}`;
 }
 
 function Kpi({ label, value }: { label: string; value: string }) {

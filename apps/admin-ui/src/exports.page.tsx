@@ -1,7 +1,8 @@
 /**
- * Exports as JSONL: approved feedback for TRL / OpenRLHF (SFT, preference, KTO) and reviewers' moderation labels
- * for the moderation classifier (`moderation`). Create one with optional filters, then download it from the list of
- * every export made (newest first). The gateway writes and records the file; this page only asks and links.
+ * Exports as JSONL: approved feedback for TRL / OpenRLHF (SFT, preference, KTO), reviewers' moderation labels
+ * for the moderation classifier (`moderation`), and the RL prompt set from live traffic (`prompts`). Create one
+ * with optional filters, then download it from the list of every export made (newest first). The gateway writes
+ * and records the file; this page only asks and links.
  */
 import { useCallback, useEffect, useState } from 'react';
 import { EXPORT_FORMATS, type AdminExport, type ExportFormat } from '../../../libs/contracts/src/admin.schemas';
@@ -9,12 +10,16 @@ import { AdminApiError, adminApi } from './admin-api.client';
 import { bytes, dayEndIso, dayStartIso, shortTime } from './format';
 import { useReview } from './review.context';
 
-/** What makes a line of each format (libs/store/src/export.lines.ts decides; `moderation`: libs/store/src/moderation-labels.ts). */
+/**
+ * What makes a line of each format (libs/store/src/export.lines.ts decides; `moderation`: libs/store/src/moderation-labels.ts;
+ * `prompts`: libs/store/src/export.prompts.ts).
+ */
 const FORMAT_HELP: Record<ExportFormat, string> = {
   sft: '{"messages"}: corrections (the corrected text), thumbs up and ratings ≥ 4',
-  preference: '{"prompt", "chosen", "rejected"}: preferences, users\' and reviewers\' picks',
+  preference: '{"prompt", "chosen", "rejected"}: preferences, users\' and reviewers\' picks, corrections (chosen over the original)',
   kto: '{"prompt", "completion", "label"}: thumbs, ratings (≥ 4 true, ≤ 2 false), corrections (true)',
   moderation: '{"text", "direction", "categories", "source", "overturned"}: reviewers\' moderation labels and approved flags',
+  prompts: '{"prompt"}: each distinct prompt of live traffic (no approval needed; flagged unless cleared, harmful and PII left out), the RL prompt set',
 };
 
 export function ExportsPage() {

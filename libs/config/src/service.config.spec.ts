@@ -12,6 +12,8 @@ describe('service config', () => {
     expect(c.redis.url).toBe('redis://127.0.0.1:6379');
     expect(c.database.url).toBeNull();
     expect(c.gateway.healthTimeoutMs).toBe(500);
+    expect(c.gateway.admin.reviewOverlap).toBe(1);
+    expect(loadGatewayConfig({ FLYWHEEL_REVIEW_OVERLAP: '3' }).gateway.admin.reviewOverlap).toBe(3);
     expect(loadServiceConfig('policy', {}).http.port).toBe(8081);
   });
 
@@ -33,6 +35,9 @@ describe('service config', () => {
     ['REDIS_URL', 'http://x', /REDIS_URL must be a URL with scheme redis or rediss/],
     ['DATABASE_URL', 'mysql://x', /DATABASE_URL must be a URL with scheme postgres or postgresql/],
     ['FLYWHEEL_LOG_LEVEL', 'loud', /FLYWHEEL_LOG_LEVEL must be one of error, warn, log, debug, verbose/],
+    ['FLYWHEEL_REVIEW_OVERLAP', '2', /FLYWHEEL_REVIEW_OVERLAP must be an odd integer between 1 and 15/],
+    ['FLYWHEEL_REVIEW_OVERLAP', '0', /FLYWHEEL_REVIEW_OVERLAP must be an odd integer/],
+    ['FLYWHEEL_REVIEW_OVERLAP', 'three', /FLYWHEEL_REVIEW_OVERLAP must be an odd integer/],
   ])('names %s=%s in a single-line error', (name, value, message) => {
     let caught: unknown;
     try {

@@ -124,6 +124,7 @@ export const ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: s
   { name: 'FLYWHEEL_ADMIN_SESSION_TTL_MS', default: '43200000', meaning: 'lifetime of an admin session (cookie and server-side entry), from login' },
   { name: 'FLYWHEEL_ADMIN_MAX_SESSIONS', default: '1000', meaning: 'most admin sessions held at once; a login beyond it ends the oldest' },
   { name: 'FLYWHEEL_ADMIN_UI_DIR', default: 'apps/admin-ui/dist', meaning: 'built admin UI served under /admin (503 while missing)' },
+  { name: 'FLYWHEEL_REVIEW_OVERLAP', default: '1', meaning: 'reviewers\' decisions a feedback needs (odd, 1–15): it stays pending until that many are in, then the majority of the latest that many (one per reviewer) approves or rejects it' },
   { name: 'FLYWHEEL_QUEUE_PREFIX', default: 'bull', meaning: 'trainer: BullMQ key prefix of the training queues in Redis' },
   { name: 'FLYWHEEL_TRAINER_LOCK_MS', default: '30000', meaning: 'trainer: BullMQ job lock; a job whose trainer died is run again (and resumes from its checkpoint) after about this long' },
   { name: 'FLYWHEEL_TRAINER_THREADS', default: '0 (one per core)', meaning: 'trainer: native thread count of training jobs' },

@@ -244,10 +244,13 @@ export type AdminReviewsResponse = z.infer<typeof adminReviewsResponseSchema>;
 
 // ---------------------------------------------------------------- exports
 
-export const EXPORT_FORMATS = ['sft', 'preference', 'kto', 'moderation'] as const;
+export const EXPORT_FORMATS = ['sft', 'preference', 'kto', 'moderation', 'prompts'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
-/** Which approved feedback an export takes: by policy version and feedback creation time. */
+/**
+ * Which approved feedback an export takes: by policy version and feedback creation time (`prompts`, which reads
+ * live traffic rather than feedback: the completion's policy version and creation time).
+ */
 export const adminExportFiltersSchema = z
   .object({
     policy_version: z.string().min(1).max(128).optional(),
@@ -308,9 +311,12 @@ export const ktoExportLineSchema = z.object({
   completion: z.array(exportMessage),
   label: z.boolean(),
 });
+/** The RL prompt set from live traffic: one distinct prompt per line, the shape libs/rl parsePromptSet reads. */
+export const promptsExportLineSchema = z.object({ tools: exportTools, prompt: z.array(exportMessage).min(1) });
 export type SftExportLine = z.infer<typeof sftExportLineSchema>;
 export type PreferenceExportLine = z.infer<typeof preferenceExportLineSchema>;
 export type KtoExportLine = z.infer<typeof ktoExportLineSchema>;
+export type PromptsExportLine = z.infer<typeof promptsExportLineSchema>;
 
 // ---------------------------------------------------------------- stats
 
@@ -332,6 +338,18 @@ const kindCounts = z.object({ thumbs: z.number(), rating: z.number(), preference
 const statusCounts = z.object({ pending: z.number(), approved: z.number(), rejected: z.number() });
 /** Counts of ratings 1..5 (keys "1".."5"). */
 const ratingCounts = z.object({ '1': z.number(), '2': z.number(), '3': z.number(), '4': z.number(), '5': z.number() });
+/**
+ * Krippendorff's α over the units that more than one coder judged: 1 perfect agreement, 0 no better than chance,
+ * below 0 systematic disagreement; null when it is undefined (no such unit, or every value the same).
+ */
+const agreementSchema = z.object({
+  alpha: z.number().nullable(),
+  /** Units with two or more values. */
+  units: z.number().int(),
+  /** Values in those units (Krippendorff's n). */
+  values: z.number().int(),
+});
+export type AdminAgreement = z.infer<typeof agreementSchema>;
 
 export const adminStatsSchema = z.object({
   bucket: z.enum(STATS_BUCKETS),
@@ -360,5 +378,14 @@ export const adminStatsSchema = z.object({
       thumbs_down: z.number(),
     }),
   ),
+  /** Agreement among the people who judged the same item, over feedback created in the range. */
+  agreement: z.object({
+    /** Reviewers' decisions an item needs before the majority decides it (FLYWHEEL_REVIEW_OVERLAP). */
+    review_overlap: z.number().int(),
+    /** Nominal α of reviewers' approve / reject decisions on feedback more than one reviewer decided. */
+    decisions: agreementSchema,
+    /** Interval α of 1–5 ratings on choices more than one rater (author, else API key) rated. */
+    ratings: agreementSchema,
+  }),
 });
 export type AdminStats = z.infer<typeof adminStatsSchema>;

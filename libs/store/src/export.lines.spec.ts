@@ -1,4 +1,7 @@
-/** Which approved feedback makes which JSONL line in the SFT, preference and KTO formats, byte for byte. */
+/**
+ * Which approved feedback makes which JSONL line in the SFT, preference and KTO formats, byte for byte: corrections
+ * become preference pairs too. The moderation and prompts formats make no feedback lines.
+ */
 import { exportLineOf, type ExportSource } from './export.lines';
 
 const chat: Omit<ExportSource, 'kind' | 'value' | 'choiceIndex'> = {
@@ -26,7 +29,7 @@ const prompt = [
   { role: 'system', content: 'Be kind.' },
   { role: 'user', content: 'Hi' },
 ];
-const line = (format: 'sft' | 'preference' | 'kto', src: Omit<ExportSource, 'kind' | 'value' | 'choiceIndex'>, kind: string, value: unknown, choiceIndex: number | null = 0) => {
+const line = (format: 'sft' | 'preference' | 'kto' | 'prompts', src: Omit<ExportSource, 'kind' | 'value' | 'choiceIndex'>, kind: string, value: unknown, choiceIndex: number | null = 0) => {
   const out = exportLineOf(format, { ...src, kind, value, choiceIndex });
   return out === null ? null : JSON.parse(out);
 };
@@ -55,6 +58,35 @@ describe('export lines', () => {
     expect(line('preference', chat, 'thumbs', 'up')).toBeNull();
   });
 
+  it('preference: a correction is the corrected text chosen over the choice it corrects, unless it changes nothing', () => {
+    expect(line('preference', chat, 'correction', 'Hello there!', 1)).toEqual({
+      prompt,
+      chosen: [{ role: 'assistant', content: 'Hello there!' }],
+      rejected: [{ role: 'assistant', content: 'Go away.' }],
+    });
+    // No choice index: the first choice, as SFT and KTO read it.
+    expect(line('preference', chat, 'correction', 'Hello there!', null)).toMatchObject({ rejected: [{ role: 'assistant', content: 'Hello!' }] });
+    expect(line('preference', text, 'correction', ' upon a hill', 0)).toEqual({
+      prompt: [{ role: 'user', content: 'Once' }],
+      chosen: [{ role: 'assistant', content: ' upon a hill' }],
+      rejected: [{ role: 'assistant', content: ' upon' }],
+    });
+    expect(line('preference', chat, 'correction', 'Hello!')).toBeNull();
+    expect(line('preference', chat, 'correction', '  Hello!\n')).toBeNull();
+    expect(line('preference', chat, 'correction', 'Hello there!', 7)).toBeNull();
+    expect(line('preference', text, 'correction', 'words', 1)).toBeNull();
+    expect(line('preference', chat, 'correction', '')).toBeNull();
+    expect(exportLineOf('preference', { ...chat, kind: 'correction', value: 'Hello there!', choiceIndex: 0 })).toBe(
+      '{"prompt":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"}],"chosen":[{"role":"assistant","content":"Hello there!"}],"rejected":[{"role":"assistant","content":"Hello!"}]}',
+    );
+  });
+
+  it('the prompts format is not made of feedback lines', () => {
+    for (const [kind, value] of [['correction', 'Hello there!'], ['thumbs', 'up'], ['preference', { chosen: 0, rejected: 1 }]] as const) {
+      expect(line('prompts', chat, kind, value)).toBeNull();
+    }
+  });
+
   it('KTO: desirable and undesirable answers with their label', () => {
     expect(line('kto', chat, 'thumbs', 'down', 1)).toEqual({ prompt, completion: [{ role: 'assistant', content: 'Go away.' }], label: false });
     expect(line('kto', chat, 'rating', 5)).toEqual({ prompt, completion: [{ role: 'assistant', content: 'Hello!' }], label: true });
@@ -69,6 +101,7 @@ describe('export lines', () => {
     const withTools = { ...chat, request: { model: 'm', messages: [], tools } };
     expect(line('sft', withTools, 'thumbs', 'up')).toEqual({ messages: [...prompt, { role: 'assistant', content: 'Hello!' }], tools });
     expect(line('preference', withTools, 'preference', { chosen: 0, rejected: 1 })).toMatchObject({ tools });
+    expect(line('preference', withTools, 'correction', 'Sunny.')).toMatchObject({ tools });
     expect(line('kto', withTools, 'thumbs', 'down')).toMatchObject({ tools, label: false });
     expect(line('sft', { ...chat, request: { tools, tool_choice: 'none' } }, 'thumbs', 'up')).toEqual({ messages: [...prompt, { role: 'assistant', content: 'Hello!' }] });
   });

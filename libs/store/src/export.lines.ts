@@ -3,12 +3,15 @@
  * message lists, a text prompt becomes one user message):
  *   sft         {"messages": [...prompt, {assistant: answer}]}   approved corrections (the corrected text),
  *                                                                thumbs up and ratings ≥ 4 (the choice's text)
- *   preference  {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}   approved preferences
+ *   preference  {"prompt": [...], "chosen": [assistant], "rejected": [assistant]}   approved preferences, and
+ *                                                                approved corrections (the corrected text chosen over
+ *                                                                the choice it corrects; none when the text is the same)
  *   kto         {"prompt": [...], "completion": [assistant], "label": bool}   thumbs (up/down), ratings
  *                                                                (≥ 4 true, ≤ 2 false, 3 skipped), corrections (true)
  * A conversation that offered tools also carries TRL's `tools` column (the request's functions); its calls and
  * results are in the messages as the model wrote and read them. Pure functions; export.queries.ts feeds them
- * rows. Anything else (flags, token-id prompts, a missing choice) yields no line.
+ * rows. Anything else (flags, token-id prompts, a missing choice) yields no line. The `moderation` and `prompts`
+ * formats are not made of feedback lines (moderation-labels.ts, export.prompts.ts).
  */
 import { z } from 'zod';
 import { completionRecordChoiceSchema, feedbackValueSchemas, type ExportFormat, type FeedbackKind } from '@flywheel/contracts';
@@ -37,14 +40,22 @@ const choicesSchema = z.array(completionRecordChoiceSchema.pick({ index: true, p
 
 type Choice = z.infer<typeof choicesSchema>[number];
 
+/** A chat completion's conversation, or null when its stored messages are not plain text turns. */
+export function chatPromptOf(messages: unknown): ExportMessage[] | null {
+  const parsed = messagesSchema.safeParse(messages);
+  return parsed.success ? parsed.data.map((m) => ({ role: m.role, content: m.content })) : null;
+}
+
+/** Each prompt of a completions request as one user message, index for index; null for a token-id prompt. */
+export function textPromptsOf(prompts: unknown): Array<ExportMessage[] | null> {
+  const parsed = promptsSchema.safeParse(prompts);
+  if (!parsed.success) return [];
+  return parsed.data.map((p) => (typeof p === 'string' ? [{ role: 'user', content: p }] : null));
+}
+
 function promptOf(source: ExportSource, choice: Choice): ExportMessage[] | null {
-  if (source.endpoint === 'chat.completions') {
-    const messages = messagesSchema.safeParse(source.messages);
-    return messages.success ? messages.data.map((m) => ({ role: m.role, content: m.content })) : null;
-  }
-  const prompts = promptsSchema.safeParse(source.prompts);
-  const prompt = prompts.success ? prompts.data[choice.promptIndex] : undefined;
-  return typeof prompt === 'string' ? [{ role: 'user', content: prompt }] : null;
+  if (source.endpoint === 'chat.completions') return chatPromptOf(source.messages);
+  return textPromptsOf(source.prompts)[choice.promptIndex] ?? null;
 }
 
 function choiceAt(source: ExportSource, index: number | null): Choice | null {
@@ -61,8 +72,8 @@ const requestToolsSchema = z.object({
 });
 
 /** `{tools: [...]}` when the request offered tools the model could call, else nothing. */
-function toolsColumn(source: ExportSource): { tools?: unknown[] } {
-  const parsed = requestToolsSchema.safeParse(source.request);
+export function toolsColumnOf(request: unknown): { tools?: unknown[] } {
+  const parsed = requestToolsSchema.safeParse(request);
   if (!parsed.success || !parsed.data.tools || parsed.data.tools.length === 0 || parsed.data.tool_choice === 'none') return {};
   return { tools: parsed.data.tools };
 }
@@ -93,10 +104,22 @@ function ktoExample(source: ExportSource, choice: Choice): { completion: string;
   return null;
 }
 
+/** A correction as a pair: the corrected text chosen over the choice it corrects, or null when they are the same. */
+function correctionPairLine(source: ExportSource): string | null {
+  const text = feedbackValueSchemas.correction.safeParse(source.value);
+  const original = choiceAt(source, source.choiceIndex);
+  const prompt = original ? promptOf(source, original) : null;
+  if (!text.success || !original || !prompt) return null;
+  // Only whitespace changed: no preference to learn.
+  if (text.data.trim() === original.text.trim()) return null;
+  return JSON.stringify({ ...toolsColumnOf(source.request), prompt, chosen: [assistant(text.data)], rejected: [assistant(original.text)] });
+}
+
 /** The JSONL line (without its newline) for one approved feedback, or null when it makes none in this format. */
 export function exportLineOf(format: ExportFormat, source: ExportSource): string | null {
-  if (format === 'moderation') return null;
+  if (format === 'moderation' || format === 'prompts') return null;
   if (format === 'preference') {
+    if (source.kind === 'correction') return correctionPairLine(source);
     if (source.kind !== 'preference') return null;
     const pick = feedbackValueSchemas.preference.safeParse(source.value);
     if (!pick.success) return null;
@@ -104,24 +127,26 @@ export function exportLineOf(format: ExportFormat, source: ExportSource): string
     const rejected = choiceAt(source, pick.data.rejected);
     const prompt = chosen ? promptOf(source, chosen) : null;
     if (!chosen || !rejected || !prompt) return null;
-    return JSON.stringify({ ...toolsColumn(source), prompt, chosen: [assistant(chosen.text)], rejected: [assistant(rejected.text)] });
+    return JSON.stringify({ ...toolsColumnOf(source.request), prompt, chosen: [assistant(chosen.text)], rejected: [assistant(rejected.text)] });
   }
   const choice = choiceAt(source, source.choiceIndex);
   const prompt = choice ? promptOf(source, choice) : null;
   if (!choice || !prompt) return null;
   if (format === 'sft') {
     const answer = sftAnswer(source, choice);
-    return answer === null ? null : JSON.stringify({ messages: [...prompt, assistant(answer)], ...toolsColumn(source) });
+    return answer === null ? null : JSON.stringify({ messages: [...prompt, assistant(answer)], ...toolsColumnOf(source.request) });
   }
   const example = ktoExample(source, choice);
-  return example === null ? null : JSON.stringify({ ...toolsColumn(source), prompt, completion: [assistant(example.completion)], label: example.label });
+  return example === null ? null : JSON.stringify({ ...toolsColumnOf(source.request), prompt, completion: [assistant(example.completion)], label: example.label });
 }
 
 /** Feedback kinds that can make a line of each format (the query reads only these). */
 export const EXPORT_KINDS: Record<ExportFormat, readonly FeedbackKind[]> = {
   sft: ['correction', 'thumbs', 'rating'],
-  preference: ['preference'],
+  preference: ['preference', 'correction'],
   kto: ['correction', 'thumbs', 'rating'],
   /** Approved flags; reviewers' labels are not feedback (moderation-labels.ts builds that format). */
   moderation: ['flag'],
+  /** None: the prompt set is read from completions, not feedback (export.prompts.ts). */
+  prompts: [],
 };

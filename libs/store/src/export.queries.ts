@@ -1,18 +1,21 @@
 /**
- * Exports of approved feedback as JSONL (the `moderation` format: moderation-labels.ts): read the approved rows (oldest first, in keyset batches), turn
- * each into a line (export.lines.ts), and record the file with its sha256 in `exports`. Also the list of
- * exports and one export's file. No HTTP here.
+ * Exports of approved feedback as JSONL (the `moderation` format: moderation-labels.ts; `prompts`, read from live
+ * traffic: export.prompts.ts): read the approved rows (oldest first, in keyset batches), turn each into a line
+ * (export.lines.ts), and record the file with its sha256 in `exports`. Also the list of exports and one export's
+ * file. No HTTP here.
  */
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { newTimeOrderedId, type ExportFormat } from '@flywheel/contracts';
 import { EXPORT_KINDS, exportLineOf } from './export.lines';
 import { buildModerationExport } from './moderation-labels';
+import { buildPromptsExport } from './export.prompts';
 import type { ExportRow, StoreTables } from './store.tables';
 
+/** Of the feedback (of the label for `moderation`, of the completion for `prompts`). */
 export interface ExportFilters {
   policyVersion?: string;
-  /** Feedback created_at ≥ from and < to. */
+  /** created_at ≥ from and < to. */
   from?: Date;
   to?: Date;
 }
@@ -24,6 +27,7 @@ const BATCH = 1_000;
 /** The JSONL text (every line ends with "\n"; empty when nothing matches) and its line count. */
 export async function buildExportContent(db: Kysely<StoreTables>, format: ExportFormat, filters: ExportFilters): Promise<{ content: string; rowCount: number }> {
   if (format === 'moderation') return buildModerationExport(db, filters);
+  if (format === 'prompts') return buildPromptsExport(db, filters);
   const lines: string[] = [];
   let after: { createdAt: Date; id: string } | null = null;
   for (;;) {
@@ -103,6 +107,7 @@ export async function findExport(db: Kysely<StoreTables>, id: string): Promise<E
  * trigger. Counts feedback rows, which is what an export of that format would add lines for.
  */
 export async function countApprovedSince(db: Kysely<StoreTables>, format: ExportFormat, since: Date | null): Promise<number> {
+  if (EXPORT_KINDS[format].length === 0) return 0;
   let q = db
     .selectFrom('feedback')
     .select((eb) => eb.fn.countAll<string>().as('n'))

@@ -1,11 +1,13 @@
 /**
- * A reviewer's decision as one transaction: the feedback's status (and, for an edit, its text) changes,
- * the `reviews` audit row is written, and the completion's derived review status follows, all or nothing.
- * The actor is the admin key id. No HTTP here: the admin API parses the action and shapes the answer.
+ * A reviewer's decision as one transaction: the reviewer's vote (review_votes) is recorded, the feedback's status
+ * (and, for an edit, its text) follows from the votes, the `reviews` audit row is written, and the completion's
+ * derived review status follows, all or nothing. With an overlap of n (FLYWHEEL_REVIEW_OVERLAP) a feedback stays
+ * pending until n reviewers decided it, then the majority of the latest n decides; overlap 1 is one reviewer per
+ * item. The actor is the admin key id. No HTTP here: the admin API parses the action and shapes the answer.
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { newTimeOrderedId, type AdminReviewAction, type ReviewStatus } from '@flywheel/contracts';
-import { SEARCH_TEXT_MAX_CHARS, type FeedbackRow, type ReviewRow, type StoreTables } from './store.tables';
+import { SEARCH_TEXT_MAX_CHARS, type FeedbackRow, type ReviewDecision, type ReviewRow, type StoreTables } from './store.tables';
 
 export type ReviewFailureCode = 'not_found' | 'wrong_kind' | 'invalid_choice';
 
@@ -13,10 +15,28 @@ export type ReviewOutcome =
   | { ok: true; feedback: FeedbackRow; review: ReviewRow }
   | { ok: false; code: ReviewFailureCode; message: string };
 
+/** How many reviewers decide one feedback. An odd overlap never ties (the config only allows odd ones). */
+export interface ReviewPolicy {
+  overlap: number;
+}
+export const SINGLE_REVIEWER: ReviewPolicy = { overlap: 1 };
+
 const json = (value: unknown): string => JSON.stringify(value);
 const fail = (code: ReviewFailureCode, message: string): ReviewOutcome => ({ ok: false, code, message });
 
-const STATUS_OF: Record<'approve' | 'reject' | 'reset', ReviewStatus> = { approve: 'approved', reject: 'rejected', reset: 'pending' };
+/**
+ * A feedback's status from its reviewers' current decisions, latest first (one per reviewer): pending until
+ * `overlap` are in, then the majority of the latest `overlap` (a tie, possible only with an even overlap, stays
+ * pending). With overlap 1 the latest decision decides, as a lone reviewer's always did.
+ */
+export function statusOfVotes(latestFirst: readonly ReviewDecision[], overlap: number): ReviewStatus {
+  if (latestFirst.length < overlap) return 'pending';
+  const window = latestFirst.slice(0, overlap);
+  const approvals = window.filter((d) => d === 'approve').length;
+  const rejections = window.length - approvals;
+  if (approvals === rejections) return 'pending';
+  return approvals > rejections ? 'approved' : 'rejected';
+}
 
 /**
  * A completion's status from its feedback: approved when any feedback is approved, else pending while
@@ -28,26 +48,45 @@ export function derivedCompletionStatus(statuses: readonly ReviewStatus[]): Revi
   return statuses.includes('rejected') ? 'rejected' : 'pending';
 }
 
-export async function applyReview(db: Kysely<StoreTables>, actor: string, action: AdminReviewAction, now: Date = new Date()): Promise<ReviewOutcome> {
+export async function applyReview(
+  db: Kysely<StoreTables>,
+  actor: string,
+  action: AdminReviewAction,
+  policy: ReviewPolicy = SINGLE_REVIEWER,
+  now: Date = new Date(),
+): Promise<ReviewOutcome> {
   return db.transaction().execute(async (tx) => {
-    const outcome = action.action === 'choose' ? await choose(tx, actor, action, now) : await decide(tx, actor, action, now);
+    const outcome = action.action === 'choose' ? await choose(tx, actor, action, policy, now) : await decide(tx, actor, action, policy, now);
     if (outcome.ok) await refreshCompletionStatus(tx, outcome.feedback.completion_id);
     return outcome;
   });
 }
 
+/**
+ * approve / reject: the actor's vote replaces their earlier one. edit: the new text withdraws every vote (they
+ * judged other text), then counts as the editor's approval. reset: every vote is withdrawn, the item starts over.
+ */
 async function decide(
   tx: Transaction<StoreTables>,
   actor: string,
   action: Exclude<AdminReviewAction, { action: 'choose' }>,
+  policy: ReviewPolicy,
   now: Date,
 ): Promise<ReviewOutcome> {
+  // The row lock also serialises reviewers voting on the same feedback, so each counts the other's vote.
   const current = await tx.selectFrom('feedback').selectAll().where('id', '=', action.feedback_id).forUpdate().executeTakeFirst();
   if (!current) return fail('not_found', `No feedback with id '${action.feedback_id}'.`);
   if (action.action === 'edit' && current.kind !== 'correction') {
     return fail('wrong_kind', `Only a correction's text can be edited; feedback '${current.id}' is a ${current.kind}.`);
   }
-  const to: ReviewStatus = action.action === 'edit' ? 'approved' : STATUS_OF[action.action];
+  if (action.action === 'reset' || action.action === 'edit') {
+    await tx.deleteFrom('review_votes').where('feedback_id', '=', current.id).execute();
+  }
+  let to: ReviewStatus = 'pending';
+  if (action.action !== 'reset') {
+    await recordVote(tx, current.id, actor, action.action === 'reject' ? 'reject' : 'approve', now);
+    to = statusOfVotes(await votesLatestFirst(tx, current.id), policy.overlap);
+  }
   const value = action.action === 'edit' ? action.text : current.value;
   const decided = to !== 'pending';
   const feedback = await tx
@@ -75,7 +114,25 @@ async function decide(
   return { ok: true, feedback, review };
 }
 
-async function choose(tx: Transaction<StoreTables>, actor: string, action: Extract<AdminReviewAction, { action: 'choose' }>, now: Date): Promise<ReviewOutcome> {
+async function recordVote(tx: Transaction<StoreTables>, feedbackId: string, actor: string, decision: ReviewDecision, now: Date): Promise<void> {
+  // Delete and insert rather than update: the new decision takes a new seq, so it counts as the latest.
+  await tx.deleteFrom('review_votes').where('feedback_id', '=', feedbackId).where('actor', '=', actor).execute();
+  await tx.insertInto('review_votes').values({ feedback_id: feedbackId, actor, decision, created_at: now }).execute();
+}
+
+async function votesLatestFirst(tx: Transaction<StoreTables>, feedbackId: string): Promise<ReviewDecision[]> {
+  const rows = await tx.selectFrom('review_votes').select('decision').where('feedback_id', '=', feedbackId).orderBy('seq', 'desc').execute();
+  return rows.map((r) => r.decision);
+}
+
+/** The reviewer's pick becomes a preference feedback carrying their approval; other reviewers decide it as any other. */
+async function choose(
+  tx: Transaction<StoreTables>,
+  actor: string,
+  action: Extract<AdminReviewAction, { action: 'choose' }>,
+  policy: ReviewPolicy,
+  now: Date,
+): Promise<ReviewOutcome> {
   const completion = await tx
     .selectFrom('completions')
     .select(['id', 'policy_version', sql<number>`jsonb_array_length(choices)`.as('choice_count')])
@@ -88,6 +145,8 @@ async function choose(tx: Transaction<StoreTables>, actor: string, action: Extra
   }
   const value = { chosen: action.chosen, rejected: action.rejected };
   const note = action.note ?? null;
+  const to = statusOfVotes(['approve'], policy.overlap);
+  const decided = to !== 'pending';
   const feedback = await tx
     .insertInto('feedback')
     .values({
@@ -103,22 +162,23 @@ async function choose(tx: Transaction<StoreTables>, actor: string, action: Extra
       idempotency_key: null,
       policy_version: completion.policy_version,
       created_at: now,
-      review_status: 'approved',
-      reviewed_at: now,
-      reviewed_by: actor,
+      review_status: to,
+      reviewed_at: decided ? now : null,
+      reviewed_by: decided ? actor : null,
       search_text: searchTextOf(note, null),
     })
     .returningAll()
     .executeTakeFirstOrThrow();
+  await recordVote(tx, feedback.id, actor, 'approve', now);
   const review = await insertReview(tx, {
     targetId: feedback.id,
     actor,
     action: 'choose',
     from: 'pending',
-    to: 'approved',
+    to,
     note,
     before: null,
-    after: { review_status: 'approved', value },
+    after: { review_status: to, value },
     now,
   });
   return { ok: true, feedback, review };

@@ -210,6 +210,31 @@ const grpoRuns = statements(
   `ALTER TABLE training_runs ADD CONSTRAINT training_runs_kind_check CHECK (kind IN ('sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo'))`,
 );
 
+/**
+ * Review data worth training on (issue 21): the `prompts` export format (the RL prompt set from live traffic), and
+ * each reviewer's current decision on a feedback, so several reviewers can decide one item (FLYWHEEL_REVIEW_OVERLAP)
+ * and their agreement can be measured. One row per (feedback, reviewer): a later decision replaces the earlier one
+ * and takes a new `seq`, which orders decisions (timestamps can tie). Decisions already made become the deciding
+ * reviewer's row. The exports format CHECK is the one 0004 named.
+ */
+const reviewData = statements(
+  `ALTER TABLE exports DROP CONSTRAINT IF EXISTS exports_format_check`,
+  `ALTER TABLE exports ADD CONSTRAINT exports_format_check CHECK (format IN ('sft', 'preference', 'kto', 'moderation', 'prompts'))`,
+  `CREATE TABLE review_votes (
+    feedback_id text NOT NULL REFERENCES feedback (id),
+    actor text NOT NULL,
+    decision text NOT NULL CHECK (decision IN ('approve', 'reject')),
+    seq bigserial NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (feedback_id, actor)
+  )`,
+  `INSERT INTO review_votes (feedback_id, actor, decision, created_at)
+    SELECT id, reviewed_by, CASE review_status WHEN 'approved' THEN 'approve' ELSE 'reject' END, reviewed_at
+    FROM feedback
+    WHERE review_status IN ('approved', 'rejected') AND reviewed_by IS NOT NULL AND reviewed_at IS NOT NULL
+    ORDER BY reviewed_at, id`,
+);
+
 /** Every migration, by name; names sort in the order they apply. */
 export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
@@ -217,6 +242,7 @@ export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0003_training_runs_rl': trainingRunsRl,
   '0004_moderation_labels': moderationLabels,
   '0005_grpo_runs': grpoRuns,
+  '0006_review_data': reviewData,
 };
 
 export const storeMigrationProvider: MigrationProvider = {

@@ -6,6 +6,9 @@
 import type { ColumnType, Insertable, Selectable } from 'kysely';
 import type { ExportFormat, FeedbackKind, LabelCategory, ModerationDirection, ModerationLabelTarget, ModerationLabelVerdict, FeedbackSource, ReviewStatus, TrainingRunKind, TrainingRunStatus } from '@flywheel/contracts';
 
+/** A reviewer's decision on a feedback, as review_votes stores it. */
+export type ReviewDecision = 'approve' | 'reject';
+
 /** A timestamptz: read as Date, written as Date or ISO string. */
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type TimestampDefault = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -93,6 +96,19 @@ export interface ReviewsTable {
   note: string | null;
   before: NullableJson<unknown>;
   after: NullableJson<unknown>;
+  created_at: TimestampDefault;
+}
+
+/**
+ * A reviewer's current decision on a feedback (migration 0006): one row per (feedback, reviewer); deciding again
+ * replaces it. The feedback's review_status follows from these (review.writes.ts statusOfVotes).
+ */
+export interface ReviewVotesTable {
+  feedback_id: string;
+  actor: string;
+  decision: ReviewDecision;
+  /** Order of decisions (bigserial, read as text); the database assigns it. */
+  seq: ColumnType<string, never, never>;
   created_at: TimestampDefault;
 }
 
@@ -188,6 +204,7 @@ export interface StoreTables {
   feedback: FeedbackTable;
   feedback_orphans: FeedbackOrphansTable;
   reviews: ReviewsTable;
+  review_votes: ReviewVotesTable;
   exports: ExportsTable;
   training_runs: TrainingRunsTable;
   training_metrics: TrainingMetricsTable;
@@ -201,6 +218,7 @@ export type NewCompletionRow = Insertable<CompletionsTable>;
 export type FeedbackRow = Selectable<FeedbackTable>;
 export type NewFeedbackRow = Insertable<FeedbackTable>;
 export type ReviewRow = Selectable<ReviewsTable>;
+export type ReviewVoteRow = Selectable<ReviewVotesTable>;
 export type ExportRow = Selectable<ExportsTable>;
 export type ModerationLabelRow = Selectable<ModerationLabelsTable>;
 

@@ -1,6 +1,7 @@
 /**
  * The admin API's reads: the inbox (feedback or completions, filtered, keyset-paginated), one
- * completion with everything about it, the policy versions seen, and the dashboard's stats. Each parses
+ * completion with everything about it, the policy versions seen, and the dashboard's stats (with the
+ * reviewers' agreement). Each parses
  * its query with the contract's schema, asks the store once or twice, and maps rows to wire shapes.
  */
 import {
@@ -21,6 +22,7 @@ import {
   listPolicyVersions,
   listReviewsOfCompletion,
   listModerationLabels,
+  reviewAgreement,
 } from '@flywheel/store';
 import { fromZodError, OpenAiError } from '../http/openai-error';
 import type { StoreHandle } from '../store/store.handle';
@@ -30,6 +32,8 @@ import { statsOf, statsRangeOf } from './admin-stats';
 export class AdminReadService {
   constructor(
     private readonly store: StoreHandle,
+    /** FLYWHEEL_REVIEW_OVERLAP, shown beside the reviewers' agreement. */
+    private readonly reviewOverlap: number = 1,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -83,7 +87,10 @@ export class AdminReadService {
     if (!parsed.success) throw fromZodError(parsed.error, query);
     const q = parsed.data;
     const range = statsRangeOf(q.bucket, q.from, q.to, this.now());
-    const counts = await feedbackStatsCounts(this.store.get().db, { bucket: q.bucket, ...range, ...(q.policy_version ? { policyVersion: q.policy_version } : {}) });
-    return statsOf(q.bucket, range, counts.volume, counts.groups);
+    const db = this.store.get().db;
+    const scope = { ...range, ...(q.policy_version ? { policyVersion: q.policy_version } : {}) };
+    const counts = await feedbackStatsCounts(db, { bucket: q.bucket, ...scope });
+    const agreement = await reviewAgreement(db, scope);
+    return statsOf(q.bucket, range, counts.volume, counts.groups, { ...agreement, reviewOverlap: this.reviewOverlap });
   }
 }

@@ -1,8 +1,13 @@
-/** The dashboard's range alignment and bucket cap, and the sums per bucket, status, rating and policy version. */
+/**
+ * The dashboard's range alignment and bucket cap, the sums per bucket, status, rating and policy version, and the
+ * agreement figures passed through as the wire shape.
+ */
+import { adminStatsSchema } from '@flywheel/contracts';
 import { OpenAiError } from '../http/openai-error';
 import { MAX_BUCKETS, statsOf, statsRangeOf } from './admin-stats';
 
 const NOW = Date.parse('2026-03-10T12:34:56Z');
+const NO_AGREEMENT = { reviewOverlap: 1, decisions: { alpha: null, units: 0, values: 0 }, ratings: { alpha: null, units: 0, values: 0 } };
 
 describe('dashboard stats', () => {
   it('defaults the range and aligns it to whole UTC buckets', () => {
@@ -30,6 +35,7 @@ describe('dashboard stats', () => {
         { policyVersion: 'v1', kind: 'thumbs', status: 'pending', value: 'up', count: 2 },
         { policyVersion: 'v1', kind: 'thumbs', status: 'approved', value: 'down', count: 1 },
       ],
+      NO_AGREEMENT,
     );
     expect(stats.volume.map((p) => [p.t, p.total, p.by_kind.rating, p.by_kind.thumbs])).toEqual([
       ['2026-03-10T00:00:00.000Z', 2, 2, 0],
@@ -47,6 +53,17 @@ describe('dashboard stats', () => {
       ['v1', 5, 2 / 3, 2.5, 2, 1],
       ['v2', 1, 1, 5, 0, 0],
     ]);
-    expect(statsOf('day', range, [], []).totals.approval_rate).toBeNull();
+    expect(statsOf('day', range, [], [], NO_AGREEMENT).totals.approval_rate).toBeNull();
+  });
+
+  it("reports the reviewers' and raters' α with the overlap, in the contract's shape", () => {
+    const range = { from: new Date('2026-03-10T00:00:00Z'), to: new Date('2026-03-11T00:00:00Z') };
+    const stats = statsOf('day', range, [], [], {
+      reviewOverlap: 3,
+      decisions: { alpha: 113 / 152, units: 11, values: 40 },
+      ratings: { alpha: null, units: 0, values: 0 },
+    });
+    expect(stats.agreement).toEqual({ review_overlap: 3, decisions: { alpha: 113 / 152, units: 11, values: 40 }, ratings: { alpha: null, units: 0, values: 0 } });
+    expect(adminStatsSchema.parse(stats)).toEqual(stats);
   });
 });

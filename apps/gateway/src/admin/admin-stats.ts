@@ -1,10 +1,11 @@
 /**
  * The dashboard's answer from the store's grouped counts: the time range (defaults and the bucket cap),
- * every bucket filled (zeros included), and per policy version the status counts, approval rate,
- * rating distribution and thumbs. Pure functions; the queries are libs/store stats.queries.ts.
+ * every bucket filled (zeros included), per policy version the status counts, approval rate, rating
+ * distribution and thumbs, and the agreement of reviewers and raters (Krippendorff's α) as the store computed
+ * it. Pure functions; the queries are libs/store stats.queries.ts and agreement.queries.ts.
  */
 import { type AdminStats, type FeedbackKind, type ReviewStatus, type StatsBucket } from '@flywheel/contracts';
-import type { GroupCount, VolumeCount } from '@flywheel/store';
+import type { AlphaResult, GroupCount, ReviewAgreement, VolumeCount } from '@flywheel/store';
 import { OpenAiError } from '../http/openai-error';
 
 export const BUCKET_MS: Record<StatsBucket, number> = { hour: 3_600_000, day: 86_400_000 };
@@ -38,7 +39,15 @@ function addRating(ratings: RatingCounts, value: string | null, count: number): 
   if (value === '1' || value === '2' || value === '3' || value === '4' || value === '5') ratings[value] += count;
 }
 
-export function statsOf(bucket: StatsBucket, range: { from: Date; to: Date }, volume: VolumeCount[], groups: GroupCount[]): AdminStats {
+const agreementOf = (a: AlphaResult): AdminStats['agreement']['decisions'] => ({ alpha: a.alpha, units: a.units, values: a.values });
+
+export function statsOf(
+  bucket: StatsBucket,
+  range: { from: Date; to: Date },
+  volume: VolumeCount[],
+  groups: GroupCount[],
+  agreement: ReviewAgreement & { reviewOverlap: number },
+): AdminStats {
   const size = BUCKET_MS[bucket];
   const series = new Map<number, { total: number; by_kind: KindCounts }>();
   for (let t = range.from.getTime(); t < range.to.getTime(); t += size) series.set(t, { total: 0, by_kind: zeroKinds() });
@@ -89,5 +98,6 @@ export function statsOf(bucket: StatsBucket, range: { from: Date; to: Date }, vo
           thumbs_down: v.down,
         };
       }),
+    agreement: { review_overlap: agreement.reviewOverlap, decisions: agreementOf(agreement.decisions), ratings: agreementOf(agreement.ratings) },
   };
 }

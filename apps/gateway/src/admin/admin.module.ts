@@ -34,7 +34,7 @@ import { ModelLineageFollower } from './models.lineage';
 @Module({})
 export class AdminModule {
   static forRoot(config: GatewayConfig): DynamicModule {
-    const { sessionTtlMs, maxSessions, uiDir } = config.gateway.admin;
+    const { sessionTtlMs, maxSessions, uiDir, reviewOverlap } = config.gateway.admin;
     return {
       module: AdminModule,
       imports: [AuthModule, StoreModule],
@@ -43,8 +43,8 @@ export class AdminModule {
       providers: [
         { provide: AdminSessions, useFactory: () => new AdminSessions(sessionTtlMs, maxSessions) },
         { provide: AdminAuthService, useFactory: (sessions: AdminSessions, keys: ApiKeyStore) => new AdminAuthService(sessions, keys), inject: [AdminSessions, ApiKeyStore] },
-        { provide: AdminReadService, useFactory: (store: StoreHandle) => new AdminReadService(store), inject: [StoreHandle] },
-        AdminReviewService,
+        { provide: AdminReadService, useFactory: (store: StoreHandle) => new AdminReadService(store, reviewOverlap), inject: [StoreHandle] },
+        { provide: AdminReviewService, useFactory: (store: StoreHandle) => new AdminReviewService(store, { overlap: reviewOverlap }), inject: [StoreHandle] },
         AdminModerationLabelsService,
         AdminModerationTrainService,
         AdminExportService,
