@@ -94,13 +94,18 @@ const parkModerator = (() => {
 })();
 
 /** A moderation service answering with the same moderator, and none at all (the prompt check then runs in-process). */
-const serviceWith = (moderator: Moderator) => ({ check: async (req: ParsedModerationRequest) => moderator.moderate(req) });
+const serviceWith = (moderator: Moderator, delayMs = 0) => ({
+  check: async (req: ParsedModerationRequest) => {
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+    return moderator.moderate(req);
+  },
+});
 const noService = { check: async () => Promise.reject(new MeshError('unavailable', 'no service is listening on moderation.check')) };
 
 function setup(
   script: ConstructorParameters<typeof ScriptedPolicy>[0],
   publish?: (r: CompletionRecord) => Promise<void>,
-  opts: { moderator?: Moderator; holdbackChars?: number; classifyEveryChars?: number; service?: 'up' | 'down' } = {},
+  opts: { moderator?: Moderator; holdbackChars?: number; classifyEveryChars?: number; service?: 'up' | 'down'; checkDelayMs?: number } = {},
 ) {
   const policy = new ScriptedPolicy(script);
   const records: CompletionRecord[] = [];
@@ -111,7 +116,7 @@ function setup(
   } as unknown as GatewayConfig;
   const metrics = new GatewayMetrics(new Registry());
   const moderator = opts.moderator ?? defaultModerator;
-  const client = opts.service === 'down' ? noService : serviceWith(moderator);
+  const client = opts.service === 'down' ? noService : serviceWith(moderator, opts.checkDelayMs);
   const moderation = new GatewayModeration(client as unknown as ModerationClient, { current: moderator }, metrics, config);
   const service = new GenerationService(
     policy as unknown as PolicyClient,
@@ -199,16 +204,32 @@ describe('GenerationService', () => {
     expect(sink.body!.body.usage).toEqual({ prompt_tokens: 6, completion_tokens: 2, total_tokens: 8 });
   });
 
-  it('refuses a blocked prompt with 400 content_policy_violation before any generation, service or not', async () => {
-    const { service, ctx, sink, policy } = setup(() => frames(['a']), undefined, { service: 'down' });
+  it('refuses a blocked prompt with 400 content_policy_violation, its overlapped generation cancelled and nothing of it sent, service or not', async () => {
+    const { service, ctx, sink, policy, records } = setup(() => frames(['a']), undefined, { service: 'down' });
     const body = chatBody({ messages: [{ role: 'system', content: 'Be nice.' }, { role: 'user', content: 'I will kill you' }] });
     const err = await service.chatCompletion(body, ctx, sink).catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 400, type: 'invalid_request_error', code: 'content_policy_violation', param: 'messages' });
     expect((err as { toBody(): any }).toBody().error.categories).toContain('harassment/threatening');
-    expect(policy.requests).toHaveLength(0);
+    // The generation started beside the check (its round trip overlaps the prefill) and was cancelled unseen.
+    expect(policy.cancelled).toEqual(policy.requests.map((r) => r.requestId));
+    expect(sink.streaming).toBe(false);
+    expect(sink.events).toEqual([]);
+    expect(sink.body).toBeNull();
+    expect(records).toEqual([]);
     expect(ctx.log.moderation).toBe('block');
     const up = setup(() => frames(['a']));
     await expect(up.service.chatCompletion(body, up.ctx, up.sink)).rejects.toMatchObject({ code: 'content_policy_violation' });
+  });
+
+  it('starts the generation while the prompt is checked, and sends nothing before the check passed', async () => {
+    const { service, ctx, sink, policy } = setup(() => frames(['Once', ' upon', ' a', ' time']), undefined, { checkDelayMs: 50 });
+    const done = service.completion({ model: 'tiny', prompt: 'x', max_tokens: 4, stream: true }, ctx, sink);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(policy.requests).toHaveLength(1);
+    expect(sink.streaming).toBe(false);
+    expect(sink.events).toEqual([]);
+    await done;
+    expect(sink.events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e).choices[0]?.text ?? '').join('')).toBe('Once upon a time');
   });
 
   const story = ['Once', ' upon', ' a', ' time', ' in', ' the', ' park', ' with', ' a', ' dog'];

@@ -1,7 +1,8 @@
 /**
- * Runs one OpenAI completion request against the policy: plan it, check the prompt (a blocked one is a
- * 400 before any generation), open one frame stream per prompt, hold the HTTP status until every stream
- * has started (so early policy errors keep their status), then answer with one JSON body or SSE chunks
+ * Runs one OpenAI completion request against the policy: plan it, check the prompt while the policy starts (the
+ * check's round trip overlaps the prefill instead of adding to time to first token; a blocked prompt is a 400 and
+ * its generation is cancelled before anything of it is sent), open one frame stream per prompt, hold the HTTP status
+ * until every stream has started (so early policy errors keep their status), then answer with one JSON body or SSE chunks
  * of what each choice's output gate releases, publish the completion record before the response ends,
  * and cancel the policy's work when the client goes away or the content filter cut every open choice.
  */
@@ -68,16 +69,14 @@ export class GenerationService {
     const req = parseChatCompletionBody(body);
     const info = await this.policyInfo('messages');
     const plan = planChatCompletion(req, info, { id: `chatcmpl-${newId()}`, created: nowS() });
-    const input = await this.moderation.checkPrompt(plan, ctx);
-    await this.run(plan, input, ctx, sink);
+    await this.run(plan, this.moderation.checkPrompt(plan, ctx), ctx, sink);
   }
 
   async completion(body: unknown, ctx: RequestContext, sink: ResponseSink): Promise<void> {
     const req = parseCompletionBody(body);
     const info = await this.policyInfo('prompt');
     const plan = planCompletion(req, info, { id: `cmpl-${newId()}`, created: nowS() });
-    const input = await this.moderation.checkPrompt(plan, ctx);
-    await this.run(plan, input, ctx, sink);
+    await this.run(plan, this.moderation.checkPrompt(plan, ctx), ctx, sink);
   }
 
   private async policyInfo(promptParam: 'messages' | 'prompt') {
@@ -88,14 +87,16 @@ export class GenerationService {
     }
   }
 
-  /** Throws OpenAiError while nothing was sent; once streaming, errors end the stream as an event. */
-  private async run(plan: GenerationPlan, input: InputModeration | null, ctx: RequestContext, sink: ResponseSink): Promise<void> {
+  /**
+   * Throws OpenAiError while nothing was sent; once streaming, errors end the stream as an event. `checked` is the
+   * prompt check, already under way: nothing goes out before it passed, and its refusal wins over the policy's.
+   */
+  private async run(plan: GenerationPlan, checked: Promise<InputModeration | null>, ctx: RequestContext, sink: ResponseSink): Promise<void> {
     ctx.log.completion_id = plan.id;
     ctx.log.model = plan.model;
     ctx.log.stream = plan.stream;
     const abort = new AbortController();
     sink.onClientGone(() => abort.abort());
-    const state = new CompletionState(plan, { input, gate: () => this.moderation.outputGate() });
     const subs: SubStream[] = plan.requests.map((request, promptIndex) => ({
       promptIndex,
       requestId: request.requestId,
@@ -103,11 +104,18 @@ export class GenerationService {
       ended: false,
       cancelSent: false,
     }));
-    const writer = plan.stream ? new ChunkWriter(state) : null;
+    let state: CompletionState | null = null;
     let started = false;
     try {
+      // The generations start now (an async generator sends its request on the first next()); allSettled never
+      // rejects, so a refused prompt leaves no unhandled rejection behind.
+      const starting = Promise.allSettled(subs.map((s) => s.frames.next()));
+      const input = await checked;
+      const st = new CompletionState(plan, { input, gate: () => this.moderation.outputGate() });
+      state = st;
+      const writer = plan.stream ? new ChunkWriter(st) : null;
       // Every prompt's stream must start before the status line goes out: a refused prompt is a 4xx.
-      const firsts = await Promise.allSettled(subs.map((s) => s.frames.next()));
+      const firsts = await starting;
       firsts.forEach((r, i) => {
         // A stream the policy refused has nothing to cancel.
         if (r.status === 'rejected') subs[i]!.ended = true;
@@ -119,23 +127,23 @@ export class GenerationService {
       firsts.forEach((r, i) => {
         const sub = subs[i]!;
         if (r.status !== 'fulfilled' || r.value.done) throw new MeshError('internal', 'the policy ended a stream without frames');
-        this.onFrame(sub, r.value.value, state, writer, sink, ctx);
+        this.onFrame(sub, r.value.value, st, writer, sink, ctx);
       });
       if (writer) {
-        for (const choice of state.choices) {
+        for (const choice of st.choices) {
           const opening = writer.opening(choice);
           if (opening !== null) sink.event(opening);
         }
       }
-      await Promise.all(subs.map((sub) => this.pump(sub, state, writer, sink, ctx)));
+      await Promise.all(subs.map((sub) => this.pump(sub, st, writer, sink, ctx)));
       if (writer && plan.includeUsage) sink.event(writer.usage());
-      await this.publish(state, ctx, 'completed', null);
-      this.account(state, ctx);
+      await this.publish(st, ctx, 'completed', null);
+      this.account(st, ctx);
       if (writer) {
         sink.event('[DONE]');
         sink.end();
       } else {
-        sink.json(200, plan.endpoint === 'chat.completions' ? chatCompletionOf(state) : textCompletionOf(state));
+        sink.json(200, plan.endpoint === 'chat.completions' ? chatCompletionOf(st) : textCompletionOf(st));
       }
     } catch (err) {
       abort.abort();
@@ -145,8 +153,8 @@ export class GenerationService {
       }
       if (sink.clientGone) {
         ctx.statusOverride = 499;
-        this.account(state, ctx);
-        if (started) void this.publish(state, ctx, 'cancelled', null).catch(() => undefined);
+        if (state) this.account(state, ctx);
+        if (started && state) void this.publish(state, ctx, 'cancelled', null).catch(() => undefined);
         return;
       }
       const apiError =
@@ -157,7 +165,7 @@ export class GenerationService {
       if (apiError.status >= 500 && !(err instanceof MeshError) && !(err instanceof OpenAiError)) {
         this.logger.error(`${plan.id} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       }
-      if (started && state.policyVersion !== null) {
+      if (started && state && state.policyVersion !== null) {
         const error = { code: apiError.code, message: apiError.message };
         await this.publish(state, ctx, 'failed', error).catch(() => undefined);
       }
