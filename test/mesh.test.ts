@@ -56,7 +56,7 @@ describe('five services on real NATS and Redis', () => {
 
   it('trainer.info reports its BullMQ queues from Redis', async () => {
     const info = await mesh.request(SUBJECTS.trainer.info, {}, trainerInfoSchema, { timeoutMs: 3000 });
-    expect(Object.keys(info.queues).sort()).toEqual(['dpo', 'eval', 'grpo', 'loop', 'moderation-train', 'ppo', 'reward-train', 'sft']);
+    expect(Object.keys(info.queues).sort()).toEqual(['dpo', 'eval', 'grpo', 'kto', 'loop', 'moderation-train', 'ppo', 'reward-train', 'sft']);
     expect(info.queues.sft).toHaveProperty('waiting');
   });
 

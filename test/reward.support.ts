@@ -39,3 +39,21 @@ export function syntheticPreferences(n: number, opts: { unseen?: boolean } = {})
 }
 
 export const toJsonl = (rows: readonly object[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+
+export interface SyntheticKtoExample {
+  prompt: { role: 'user'; content: string }[];
+  completion: { role: 'assistant'; content: string }[];
+  label: boolean;
+}
+
+/**
+ * n unpaired KTO lines (the admin export's kto format) from the stories of syntheticPreferences(n): line i tells story
+ * i with its happy ending (label true) when i % 4 < 2, else with its sad one (label false). Half are desirable, and over
+ * any 20 lines every name meets both labels, so only the ending tells them apart.
+ */
+export function syntheticKto(n: number, opts: { unseen?: boolean } = {}): SyntheticKtoExample[] {
+  return syntheticPreferences(n, opts).map((p, i) => {
+    const label = i % 4 < 2;
+    return { prompt: p.prompt, completion: label ? p.chosen : p.rejected, label };
+  });
+}

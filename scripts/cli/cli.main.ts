@@ -8,8 +8,9 @@ import { MODELS_USAGE, modelsCommand } from './models.command';
 import { TRAIN_SFT_USAGE, trainSftCommand } from './train-sft.command';
 import { TRAIN_REWARD_USAGE, trainRewardCommand } from './train-reward.command';
 import { TRAIN_DPO_USAGE, trainDpoCommand } from './train-dpo.command';
+import { TRAIN_KTO_USAGE, trainKtoCommand } from './train-kto.command';
 
-const USAGE = `usage: flywheel <command> [options]\n\ncommands:\n  generate   ${GENERATE_USAGE.replace('usage: flywheel generate ', '')}\n  train sft  ${TRAIN_SFT_USAGE.replace('usage: flywheel train sft ', '')}\n  train reward  ${TRAIN_REWARD_USAGE.replace('usage: flywheel train reward ', '')}\n  train dpo  ${TRAIN_DPO_USAGE.replace('usage: flywheel train dpo ', '')}\n  models     ${MODELS_USAGE.replace('usage: flywheel models ', '')}\n`;
+const USAGE = `usage: flywheel <command> [options]\n\ncommands:\n  generate   ${GENERATE_USAGE.replace('usage: flywheel generate ', '')}\n  train sft  ${TRAIN_SFT_USAGE.replace('usage: flywheel train sft ', '')}\n  train reward  ${TRAIN_REWARD_USAGE.replace('usage: flywheel train reward ', '')}\n  train dpo  ${TRAIN_DPO_USAGE.replace('usage: flywheel train dpo ', '')}\n  train kto  ${TRAIN_KTO_USAGE.replace('usage: flywheel train kto ', '')}\n  models     ${MODELS_USAGE.replace('usage: flywheel models ', '')}\n`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -22,6 +23,7 @@ async function main(argv: string[]): Promise<number> {
       if (rest[0] === 'sft') return trainSftCommand(rest.slice(1));
       if (rest[0] === 'reward') return trainRewardCommand(rest.slice(1));
       if (rest[0] === 'dpo') return trainDpoCommand(rest.slice(1));
+      if (rest[0] === 'kto') return trainKtoCommand(rest.slice(1));
       process.stderr.write(`flywheel train: unknown trainer ${JSON.stringify(rest[0] ?? '')}\n${TRAIN_SFT_USAGE}\n`);
       return 2;
     case undefined:

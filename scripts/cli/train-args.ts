@@ -73,7 +73,7 @@ export function drawProgress(step: number, total: number, detail: string): void 
   process.stderr.write(process.stderr.isTTY ? `\r${line}${step === total ? '\n' : ''}` : `${line}\n`);
 }
 
-/** The LoRA flags `train sft` and `train dpo` share (parsed by parseTrainArgsWith as extras). */
+/** The LoRA flags `train sft`, `train dpo` and `train kto` share (parsed by parseTrainArgsWith as extras). */
 export const LORA_FLAGS = {
   'lora-rank': z.coerce.number().int().positive().optional(),
   'lora-alpha': z.coerce.number().positive().optional(),

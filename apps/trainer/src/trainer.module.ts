@@ -1,5 +1,5 @@
 /**
- * The trainer's module tree: mesh core, its BullMQ queues and the job workers (sft, reward-train, dpo, ppo, grpo,
+ * The trainer's module tree: mesh core, its BullMQ queues and the job workers (sft, reward-train, dpo, kto, ppo, grpo,
  * eval, moderation-train, and the loop that chains them), the loop's control over NATS, plus the store the jobs read exports from and
  * register runs and model versions in.
  */
@@ -13,6 +13,7 @@ import { LoopProcessor } from './loop.processor';
 import { LoopControlService } from './loop-control.service';
 import { ModerationControlController } from './moderation-control.controller';
 import { GrpoProcessor } from './grpo.processor';
+import { KtoProcessor } from './kto.processor';
 import { ModerationTrainProcessor } from './moderation-train.processor';
 import { PpoProcessor } from './ppo.processor';
 import { RewardTrainProcessor } from './reward-train.processor';
@@ -31,7 +32,7 @@ export class TrainerModule {
       controllers: [TrainerInfoController, LoopControlController, ModerationControlController],
       providers: [
         { provide: TRAINER_CONFIG, useValue: config }, TrainerQueues, TrainerStore, SftProcessor, RewardTrainProcessor, DpoProcessor,
-        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopControlService, ModerationTrainProcessor, GrpoProcessor,
+        TrainerMetrics, PpoProcessor, EvalProcessor, LoopProcessor, LoopControlService, ModerationTrainProcessor, GrpoProcessor, KtoProcessor,
       ],
     };
   }

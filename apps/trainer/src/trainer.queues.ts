@@ -1,5 +1,5 @@
 /**
- * The trainer's BullMQ queues (sft, reward-train, dpo, ppo, eval, loop) on one Redis connection under the
+ * The trainer's BullMQ queues (sft, reward-train, dpo, kto, ppo, eval, loop, …: QUEUES) on one Redis connection under the
  * configured key prefix, with readiness following that connection. Workers register on these names in their
  * own files (`<queue>.processor.ts`); here the queues exist so jobs can be enqueued and inspected.
  */

@@ -1,7 +1,7 @@
 /**
  * Job data, progress and results of the RL loop's BullMQ jobs: `ppo` (PPO config with its documented defaults),
  * `eval` (candidate vs active with the promotion gate) and `loop` (one tracked reward-train → ppo → eval →
- * promotion pass). The sft / reward-train / dpo jobs are in trainer.schemas.ts. Shapes only, no I/O.
+ * promotion pass). The sft / reward-train / dpo / kto jobs are in trainer.schemas.ts. Shapes only, no I/O.
  */
 import { z } from 'zod';
 import { GRPO_ALGORITHMS, grpoConfigSchema } from './grpo.schemas';

@@ -45,6 +45,8 @@ export const QUEUES = {
   rewardTrain: 'reward-train',
   ppo: 'ppo',
   dpo: 'dpo',
+  /** Offline optimization on unpaired thumbs and ratings: KTO (trainer.schemas.ts). */
+  kto: 'kto',
   eval: 'eval',
   /** One pass of the RL loop; it enqueues its reward-train, ppo and eval stages and waits for each. */
   loop: 'loop',

@@ -175,3 +175,86 @@ export const dpoJobResultSchema = z.strictObject({
   resumedFromStep: z.int(),
 });
 export type DpoJobResult = z.infer<typeof dpoJobResultSchema>;
+
+// ---- kto (offline optimization on thumbs and ratings; owned with apps/trainer/src/kto.processor.ts) -----------
+
+/**
+ * KTO defaults shared by the job, `flywheel train kto` and runKtoTraining. β 0.1 and weights 1 are the paper's and
+ * TRL's; the lr, like DPO's, suits models of a few million parameters or less (TRL's 5e-7..5e-6 is for billion-parameter
+ * ones). batchSize must be at least 2: the KL reference point pairs each prompt with another example's completion.
+ */
+export const KTO_DEFAULTS = { steps: 60, lr: 5e-5, beta: 0.1, desirableWeight: 1, undesirableWeight: 1, batchSize: 8, heldout: 0.2 } as const;
+
+/**
+ * Data of a job on the `kto` queue: KTO of a policy checkpoint (also the frozen reference) on a KTO export
+ * (`{prompt, completion, label}` lines: thumbs, ratings, corrections) or a JSONL file of that format. The checkpoint
+ * goes to `<state dir>/checkpoints/<outName>` (default `kto-<job id>-<creation time>`), so a job restarted under the
+ * same id resumes.
+ */
+export const ktoJobDataSchema = z.strictObject({
+  modelDir: z.string().min(1),
+  data: trainingDataSourceSchema,
+  steps: z.int().positive().max(1_000_000).default(KTO_DEFAULTS.steps),
+  lr: z.number().positive().max(1).default(KTO_DEFAULTS.lr),
+  /** How sharply the value function saturates, and the pull to the reference: larger keeps the policy closer to it. */
+  beta: z.number().positive().max(100).default(KTO_DEFAULTS.beta),
+  /** λ_D and λ_U: raise the rarer kind's so that λ_D n_D / (λ_U n_U) lies in [1, 4/3] (TRL's advice). */
+  desirableWeight: z.number().positive().max(100).default(KTO_DEFAULTS.desirableWeight),
+  undesirableWeight: z.number().positive().max(100).default(KTO_DEFAULTS.undesirableWeight),
+  /** Examples per optimizer step; each also gives the KL reference point one mismatched pair. */
+  batchSize: z.int().min(2).max(1024).default(KTO_DEFAULTS.batchSize),
+  seqLen: z.int().min(2).max(131_072).optional(),
+  heldout: z.number().min(0).max(0.5).default(KTO_DEFAULTS.heldout),
+  seed: z.int().nonnegative().default(0),
+  /** Checkpoint + training state every N steps (0: only at the end). */
+  checkpointEvery: z.int().nonnegative().default(50),
+  outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  /** Train LoRA adapters on the frozen base (also the reference) instead of every weight. */
+  lora: loraJobOptionsSchema.optional(),
+});
+export type KtoJobData = z.infer<typeof ktoJobDataSchema>;
+export type KtoJobDataInput = z.input<typeof ktoJobDataSchema>;
+
+/**
+ * What a `kto` job reports through job.updateProgress after every optimizer step: rewards are the step's mean implied
+ * rewards β (π − π_ref) of its desirable and undesirable examples (null when the step had none of that kind), kl the
+ * reference point z0 in nats.
+ */
+export const ktoJobProgressSchema = z.strictObject({
+  step: z.int().nonnegative(),
+  steps: z.int().positive(),
+  loss: z.number(),
+  kl: z.number(),
+  chosenReward: z.number().nullable(),
+  rejectedReward: z.number().nullable(),
+  margin: z.number().nullable(),
+  desirable: z.int().nonnegative(),
+  undesirable: z.int().nonnegative(),
+  gradNorm: z.number(),
+  lr: z.number(),
+});
+export type KtoJobProgress = z.infer<typeof ktoJobProgressSchema>;
+
+/**
+ * A `kto` job's return value: the candidate policy version it registered and its held-out metrics. Separation: the
+ * fraction of held-out (desirable, undesirable) pairs whose desirable completion has the higher implied reward (0.5
+ * before training); margin: mean desirable minus mean undesirable implied reward.
+ */
+export const ktoJobResultSchema = z.strictObject({
+  versionId: z.string(),
+  trainingRunId: z.string(),
+  checkpointDir: z.string(),
+  examples: z.int(),
+  desirable: z.int(),
+  undesirable: z.int(),
+  heldoutExamples: z.int(),
+  heldoutSeparationBefore: z.number().nullable(),
+  heldoutSeparation: z.number().nullable(),
+  heldoutMarginBefore: z.number().nullable(),
+  heldoutMarginAfter: z.number().nullable(),
+  lossFirst: z.number().nullable(),
+  lossLast: z.number().nullable(),
+  steps: z.int(),
+  resumedFromStep: z.int(),
+});
+export type KtoJobResult = z.infer<typeof ktoJobResultSchema>;

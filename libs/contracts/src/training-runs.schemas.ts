@@ -10,7 +10,7 @@ import { SUBJECTS } from './subjects';
 const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date-time');
 
 /** `loop` is one pass of the RL loop (reward-train → ppo → eval → promotion); its stages are child runs. */
-export const TRAINING_RUN_KINDS = ['sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo'] as const;
+export const TRAINING_RUN_KINDS = ['sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo', 'kto'] as const;
 export const trainingRunKindSchema = z.enum(TRAINING_RUN_KINDS);
 export type TrainingRunKind = z.infer<typeof trainingRunKindSchema>;
 

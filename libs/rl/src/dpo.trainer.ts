@@ -8,38 +8,24 @@
  * or store code here.
  */
 import path from 'node:path';
-import { DPO_DEFAULTS, type ExportTool } from '@flywheel/contracts';
-import {
-  createTrainableModel,
-  freeTrainableModel,
-  optimizerStep,
-  policyBackward,
-  policyForward,
-  trainableModelInfo,
-  zeroGrad,
-  type LoraOptions,
-  type OptimizerConfig,
-  type TrainableModelHandle,
-} from '@flywheel/kernels';
-import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
+import { DPO_DEFAULTS } from '@flywheel/contracts';
+import { createTrainableModel, freeTrainableModel, optimizerStep, policyBackward, trainableModelInfo, zeroGrad, type LoraOptions, type TrainableModelHandle } from '@flywheel/kernels';
+import type { Checkpoint } from '@flywheel/model';
 import {
   beginOrResume,
-  buildSftExample,
-  loadLoraResume,
-  packBatch,
   parsePreferenceLines,
   resumableState,
   Rng,
   saveResumePoint,
   splitHeldOut,
   type ResumableRunOptions,
-  type SftExample,
 } from '@flywheel/train';
 import { checkDpoLossOptions, dpoLoss, type DpoLossResult } from './dpo.loss';
+import { createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
 import { meanStd } from './ppo.math';
 
 /** One tokenized side: SFT layout, assistant[t] marks the side's response tokens (the ones its log-prob sums). */
-export type DpoSide = SftExample;
+export type DpoSide = ResponseSide;
 
 /** A tokenized pair with the frozen reference's summed response log-probs (nats). */
 export interface DpoPair {
@@ -49,42 +35,15 @@ export interface DpoPair {
   referenceRejected: number;
 }
 
-/**
- * prompt + response with the checkpoint's chat template; only the response's assistant tokens are marked (assistant
- * turns inside the prompt are context). Longer than seqLen: the first tokens are dropped, so the response survives.
- * null when no response token is left to score.
- */
-export function dpoSide(
-  ck: Checkpoint,
-  prompt: readonly RewardChatMessage[],
-  response: readonly RewardChatMessage[],
-  seqLen: number,
-  tools: readonly ExportTool[] = [],
-): DpoSide | null {
-  const full = buildSftExample(ck, [...prompt, ...response], tools);
-  // buildSftExample emits turn by turn, so the prompt's own example is a prefix of the full one.
-  const promptLen = buildSftExample(ck, prompt, tools).ids.length;
-  const start = Math.max(0, full.ids.length - seqLen);
-  const side = { ids: full.ids.slice(start), assistant: full.assistant.map((a, t) => a && t >= promptLen).slice(start) };
-  return side.assistant.some((a, t) => a && t > 0) ? side : null;
-}
+/** prompt + response tokenized with only the response scored (responseSide in offline.training.ts). */
+export const dpoSide = responseSide;
 
 /** Parses preference JSONL (`source` names it in errors) into tokenized pairs (reference log-probs still 0). */
 export function parseDpoJsonl(ck: Checkpoint, text: string, source: string, seqLen: number): DpoPair[] {
   return parsePreferenceLines(text, source, (prompt, response, tools) => {
-    const side = dpoSide(ck, prompt, response, seqLen, tools);
+    const side = responseSide(ck, prompt, response, seqLen, tools);
     return side && { ids: side.ids, value: side };
   }).map((p) => ({ ...p, referenceChosen: 0, referenceRejected: 0 }));
-}
-
-/** One policyForward over sides as a right-padded batch: per-side summed response log-probs, and what a backward needs. */
-async function forwardSides(model: TrainableModelHandle, sides: DpoSide[], seqLen: number) {
-  const b = packBatch(sides, seqLen);
-  const sel = Int32Array.from(b.weights, (w) => (w !== 0 ? 1 : 0));
-  const r = await policyForward(model, b, { targets: b.targets, sel });
-  const sums = new Float64Array(b.B);
-  for (let i = 0; i < b.B * b.T; i++) sums[Math.floor(i / b.T)] += r.logp[i];
-  return { sums, sel, T: b.T, pass: r.pass };
 }
 
 /** The rows of pairs as one batch: every chosen side, then every rejected side. */
@@ -217,9 +176,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
   const outDir = path.resolve(o.outDir);
   const lo: LossOptions = { beta: o.beta ?? DPO_DEFAULTS.beta, labelSmoothing: o.labelSmoothing ?? DPO_DEFAULTS.labelSmoothing };
   checkDpoLossOptions(lo);
-  const ck = await loadCheckpoint(modelDir);
-  if (ck.format !== 'hf') throw new ModelLoadError('train dpo needs a Hugging Face directory (GGUF is not trainable here)', modelDir);
-  if (ck.chatTemplate === null) throw new ModelLoadError('train dpo needs a chat template (preference lines are chat messages)', modelDir);
+  const ck = await loadChatPolicy(modelDir, 'train dpo', 'preference');
   const seqLen = Math.min(o.seqLen ?? 256, ck.spec.maxPositionEmbeddings);
   const pairs = parseDpoJsonl(ck, o.data.text, o.data.source, seqLen);
 
@@ -240,18 +197,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
     freeTrainableModel(reference);
   }
 
-  // AdamW as TRL's DPOTrainer uses it (β2 0.999, no weight decay, clip 1.0), with warmup + cosine.
-  const opt: OptimizerConfig = {
-    lr: o.lr,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weightDecay: 0,
-    maxGradNorm: 1.0,
-    warmupSteps: Math.min(10, Math.floor(o.steps / 10)),
-    totalSteps: o.steps,
-    minLrRatio: 0.1,
-  };
+  const opt = offlineOptimizer(o.lr, o.steps);
   const runKey = {
     source: modelDir,
     data: o.data.origin ?? o.data.source,
@@ -262,7 +208,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
     lr: o.lr,
     heldout: o.heldout,
     ...lo,
-    lora: o.lora ? JSON.stringify({ rank: o.lora.rank, alpha: o.lora.alpha ?? null, targets: o.lora.targets ?? null }) : null,
+    lora: loraKey(o.lora),
   };
   const saved = o.resume
     ? await resumableState(outDir, runKey, (num): DpoTotals => ({
@@ -272,9 +218,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
         lossLast: num('lossLast'),
       }))
     : null;
-  // A LoRA resume rebuilds the model from the base plus the saved adapters: outDir's weights are merged ones.
-  const initial = !saved ? ck.weights : o.lora ? await loadLoraResume(ck.weights, outDir) : (await loadCheckpoint(outDir)).weights;
-  const model = createTrainableModel(ck.spec, initial, { threads: o.threads, lora: o.lora ? { ...o.lora, seed: o.seed } : undefined });
+  const model = await createPolicy(ck, { outDir, resumed: saved !== null, threads: o.threads, seed: o.seed, lora: o.lora });
   try {
     const { data, start, totals } = await beginOrResume<DpoTotals>(model, saved, {
       rng,

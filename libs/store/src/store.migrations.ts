@@ -235,6 +235,12 @@ const reviewData = statements(
     ORDER BY reviewed_at, id`,
 );
 
+/** The KTO run kind (offline optimisation on thumbs and ratings, beside DPO on pairs). */
+const ktoRuns = statements(
+  `ALTER TABLE training_runs DROP CONSTRAINT IF EXISTS training_runs_kind_check`,
+  `ALTER TABLE training_runs ADD CONSTRAINT training_runs_kind_check CHECK (kind IN ('sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo', 'kto'))`,
+);
+
 /** Every migration, by name; names sort in the order they apply. */
 export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
@@ -243,6 +249,7 @@ export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0004_moderation_labels': moderationLabels,
   '0005_grpo_runs': grpoRuns,
   '0006_review_data': reviewData,
+  '0007_kto_runs': ktoRuns,
 };
 
 export const storeMigrationProvider: MigrationProvider = {

@@ -1,11 +1,12 @@
 /**
  * Reads a training JSONL file's lines through a zod schema: blank lines are skipped, and a line that is not
  * JSON or not of the schema's shape is an error naming `source:line` and the expected shape. Also preference lines
- * (the admin export's `{"prompt", "chosen", "rejected"}`) as pairs of sides, for the reward and DPO trainers. Not a
- * streaming reader; training sets here fit in memory.
+ * (the admin export's `{"prompt", "chosen", "rejected"}`) as pairs of sides, for the reward and DPO trainers, and KTO
+ * lines (`{"prompt", "completion", "label"}`) as labelled examples, for the KTO trainer. Not a streaming reader;
+ * training sets here fit in memory.
  */
 import type { z } from 'zod';
-import { preferenceExportLineSchema, type ExportTool } from '@flywheel/contracts';
+import { ktoExportLineSchema, preferenceExportLineSchema, type ExportTool } from '@flywheel/contracts';
 import type { RewardChatMessage } from '@flywheel/model';
 
 export function parseJsonlLines<S extends z.ZodType>(
@@ -47,4 +48,29 @@ export function parsePreferenceLines<S>(
   });
   if (pairs.length === 0) throw new Error(`${source}: no preference pair with differing sides`);
   return pairs;
+}
+
+/**
+ * KTO JSONL lines to labelled examples: `example` turns a line's prompt and completion messages (and its `tools`, []
+ * when none) into an example (null drops the line); `label` true marks a desirable completion (thumbs up, rating ≥ 4,
+ * a correction), false an undesirable one. Throws when no example is left, or when one kind is missing: KTO's
+ * reference point compares the two, so a set of one kind cannot train.
+ */
+export function parseKtoLines<S>(
+  text: string,
+  source: string,
+  example: (prompt: readonly RewardChatMessage[], completion: readonly RewardChatMessage[], tools: readonly ExportTool[]) => S | null,
+): { value: S; label: boolean }[] {
+  const out: { value: S; label: boolean }[] = [];
+  parseJsonlLines(text, source, ktoExportLineSchema, 'a KTO line ({"prompt", "completion", "label"})', (line) => {
+    const value = example(line.prompt, line.completion, line.tools ?? []);
+    if (value !== null) out.push({ value, label: line.label });
+  });
+  if (out.length === 0) throw new Error(`${source}: no KTO example with a completion to score`);
+  const desirable = out.filter((e) => e.label).length;
+  const missing = desirable === 0 ? 'desirable (label true)' : desirable === out.length ? 'undesirable (label false)' : null;
+  if (missing !== null) {
+    throw new Error(`${source}: no ${missing} example among ${out.length}; KTO needs both desirable and undesirable examples`);
+  }
+  return out;
 }
