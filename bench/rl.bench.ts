@@ -24,7 +24,7 @@ import { runRewardTraining } from '../libs/train/src';
 import { happyEndingPreferences } from '../scripts/demo/happy-endings';
 
 const MODEL = path.resolve(__dirname, '..', '..', 'models', 'stories260K');
-const ALGORITHMS = ['ppo', 'grpo', 'rloo', 'reinforce++', 'rft'] as const;
+const ALGORITHMS = ['ppo', 'grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo'] as const;
 type Algorithm = (typeof ALGORITHMS)[number];
 type Task = 'preference' | 'verifiable';
 const KL_BUDGETS = [1, 2, 4];

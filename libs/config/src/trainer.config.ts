@@ -37,7 +37,7 @@ export interface TrainerConfig extends CommonConfig {
     /** auto: a run fine-tunes the policy on approved answers and corrections (an `sft` export) before its policy stage. */
     sft: 'auto' | 'off';
     /** The policy optimiser of a loop run: PPO, or a critic-free group method. */
-    algorithm: 'ppo' | 'grpo' | 'rloo' | 'reinforce++' | 'rft';
+    algorithm: 'ppo' | 'grpo' | 'rloo' | 'reinforce++' | 'rft' | 'online-dpo';
   };
   /** The moderation service's lexicon, policy and model files: moderation-train judges candidates under them. */
   moderation: ModerationConfig;
@@ -52,7 +52,7 @@ export const trainerEnvSchema = z.object({
   FLYWHEEL_LOOP_CHECK_MS: intVar(30_000, 1_000, 86_400_000),
   FLYWHEEL_LOOP_MODERATION: enumVar(['auto', 'off'] as const, 'auto'),
   FLYWHEEL_LOOP_SFT: enumVar(['auto', 'off'] as const, 'off'),
-  FLYWHEEL_LOOP_ALGORITHM: enumVar(['ppo', 'grpo', 'rloo', 'reinforce++', 'rft'] as const, 'ppo'),
+  FLYWHEEL_LOOP_ALGORITHM: enumVar(['ppo', 'grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo'] as const, 'ppo'),
   FLYWHEEL_MODEL: stringVar('models/stories260K'),
   FLYWHEEL_POLICY_VERSION: stringVar('base').pipe(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'letters, digits, ., _ or -')),
 });

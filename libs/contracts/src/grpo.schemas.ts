@@ -8,8 +8,12 @@ import { z } from 'zod';
 import { rewardSpecSchema } from './reward-functions.schemas';
 import { loraJobOptionsSchema, trainingDataSourceSchema } from './trainer.schemas';
 
-/** rft: online rejection-sampling fine-tuning (best of each group, learned as SFT with the same KL term). */
-export const GRPO_ALGORITHMS = ['grpo', 'rloo', 'reinforce++', 'rft'] as const;
+/**
+ * rft: online rejection-sampling fine-tuning (best of each group, learned as SFT with the same KL term).
+ * online-dpo: iterative DPO on the policy's own samples (each group's best over its worst as a preference pair, the DPO
+ * loss against the frozen reference at `dpoBeta`; Guo et al. 2024, TRL's OnlineDPOTrainer).
+ */
+export const GRPO_ALGORITHMS = ['grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo'] as const;
 
 /**
  * Defaults follow TRL's GRPOTrainer and DAPO where they fit a small model on 2 cores: groups of 4 samples of 16
@@ -36,6 +40,8 @@ export const grpoConfigSchema = z.strictObject({
   /** β: KL to the reference, as the k3 loss term (`loss`) or as a per-token k1 penalty on the reward (`reward`). */
   klCoef: z.number().min(0).default(0.04),
   klMode: z.enum(['loss', 'reward']).default('loss'),
+  /** online-dpo only: β of the DPO loss (its implicit KL to the reference; TRL's default 0.1). klCoef/klMode do not apply. */
+  dpoBeta: z.number().positive().max(10).default(0.1),
   aggregation: z.enum(['token', 'sequence']).default('token'),
   dynamicSampling: z.boolean().default(true),
   logRatioClamp: z.number().positive().default(10),

@@ -1,7 +1,7 @@
 // Group-relative advantages against their definitions written the slow way, and the group policy loss's gradient
 // against central differences of its own loss, in both aggregations, with the clip, the clamp and the k3 term.
 import { xorshift32 as rng } from '@flywheel/kernels';
-import { groupAdvantages, groupPolicyLoss, type GroupLossOptions } from './group.math';
+import { groupAdvantages, groupPolicyLoss, groupPreferencePairs, type GroupLossOptions } from './group.math';
 import { meanStd } from './ppo.math';
 
 describe('group-relative advantages', () => {
@@ -38,6 +38,17 @@ describe('group-relative advantages', () => {
     const { advantages, flatGroups } = groupAdvantages([1, 4, 2, 4, 5, 5, 5, 5, -1, 0, 0, 3], 4, 'rft', false);
     expect(flatGroups).toEqual([false, true, false]);
     expect(Array.from(advantages)).toEqual([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+  });
+
+  it('online-dpo: each untied group gives (best, worst), the first of a tie at either end; no advantages', () => {
+    const r = [1, 4, 2, 4, 5, 5, 5, 5, -1, 0, 0, 3];
+    expect(groupPreferencePairs(r, 4)).toEqual([
+      { chosen: 1, rejected: 0 },
+      { chosen: 11, rejected: 8 },
+    ]);
+    expect(groupPreferencePairs([2, 2, 1, 3], 2)).toEqual([{ chosen: 3, rejected: 2 }]);
+    expect(Array.from(groupAdvantages(r, 4, 'online-dpo', false).advantages)).toEqual(new Array(12).fill(0));
+    expect(() => groupPreferencePairs([1, 2, 3], 2)).toThrow(/groups of 2/);
   });
 
   it('refuses rewards that do not split into groups', () => {

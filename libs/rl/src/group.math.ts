@@ -8,7 +8,7 @@
  */
 import { meanStd } from './ppo.math';
 
-export const GROUP_ALGORITHMS = ['grpo', 'rloo', 'reinforce++', 'rft'] as const;
+export const GROUP_ALGORITHMS = ['grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo'] as const;
 export type GroupAlgorithm = (typeof GROUP_ALGORITHMS)[number];
 
 export interface GroupAdvantages {
@@ -16,6 +16,25 @@ export interface GroupAdvantages {
   advantages: Float64Array;
   /** Groups whose rewards all tie: no learning signal (dynamic sampling drops them). */
   flatGroups: boolean[];
+}
+
+/**
+ * Online DPO's preference pairs from `rewards` in groups of `groupSize`: each group whose samples do not all tie gives
+ * (its best, its worst), the first of a tie at either end; indices into `rewards`.
+ */
+export function groupPreferencePairs(rewards: ArrayLike<number>, groupSize: number): Array<{ chosen: number; rejected: number }> {
+  if (groupSize < 1 || rewards.length % groupSize !== 0) throw new Error(`${rewards.length} rewards do not split into groups of ${groupSize}`);
+  const pairs: Array<{ chosen: number; rejected: number }> = [];
+  for (let g = 0; g < rewards.length; g += groupSize) {
+    let best = g;
+    let worst = g;
+    for (let k = g + 1; k < g + groupSize; k++) {
+      if (rewards[k] > rewards[best]) best = k;
+      if (rewards[k] < rewards[worst]) worst = k;
+    }
+    if (rewards[best] > rewards[worst]) pairs.push({ chosen: best, rejected: worst });
+  }
+  return pairs;
 }
 
 /**
@@ -27,6 +46,7 @@ export interface GroupAdvantages {
  *                gradient of log π(best), i.e. supervised fine-tuning on the best of n, online (RAFT, Dong et al.
  *                2023; ReST / rejection-sampling fine-tuning). Best-of-n costs at most log n − (n−1)/n nats of KL.
  *                groupSize 1 or a tied group keeps nothing.
+ *   online-dpo   no advantages (0): it learns from preference pairs (groupPreferencePairs) with the DPO loss.
  * A group of one sample has no baseline: its advantage is 0 (and it counts as flat).
  */
 export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, algorithm: GroupAlgorithm, scaleStd: boolean): GroupAdvantages {
@@ -43,6 +63,7 @@ export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, a
       if (!flat) advantages[g + group.indexOf(Math.max(...group))] = 1;
       continue;
     }
+    if (algorithm === 'online-dpo') continue;
     for (let k = 0; k < groupSize; k++) {
       if (flat) continue;
       const centred = group[k] - mean;

@@ -82,6 +82,27 @@ describe('runGrpo (stories260K, rule scorers)', () => {
     expect(r.history[0]).toMatchObject({ groups_kept: 0, grad_norm: 0, policy_loss: 0 });
   }, 120_000);
 
+  it('online DPO: the first step loss is ln 2 (policy = reference), and best-over-worst pairs of its own samples teach it shorter answers', async () => {
+    const one = await runGrpo({ policyDir: MODEL, prompts, score: happy, outDir: tmp(), config: { ...config, algorithm: 'online-dpo', steps: 1, checkpointEvery: 0 }, threads: 2 });
+    // 3 prompts → at most 3 pairs, one mini-batch of 6 sequences: the loss is taken before any update.
+    expect(one.history[0].groups_kept).toBeGreaterThan(0);
+    expect(one.history[0].policy_loss).toBeCloseTo(Math.log(2), 9);
+    expect(one.history[0].kl).toBeCloseTo(0, 9);
+    const short: GrpoOptions['score'] = async (pairs) => pairs.map((p) => -p.response.length / 10);
+    const r = await runGrpo({
+      policyDir: MODEL,
+      prompts,
+      score: short,
+      outDir: tmp(),
+      config: { algorithm: 'online-dpo', steps: 8, promptsPerStep: 6, groupSize: 4, miniBatch: 12, maxNewTokens: 32, lr: 2e-3, dpoBeta: 0.1, seed: 5, checkpointEvery: 0 },
+      threads: 2,
+    });
+    const first = (r.history[0].reward_mean + r.history[1].reward_mean) / 2;
+    const last = (r.history[6].reward_mean + r.history[7].reward_mean) / 2;
+    expect(last).toBeGreaterThan(first + 1);
+    expect(r.history.at(-1)!.kl).toBeGreaterThan(0);
+  }, 240_000);
+
   it('RLOO learns a reward it can reach: shorter answers', async () => {
     const short: GrpoOptions['score'] = async (pairs) => pairs.map((p) => -p.response.length / 10);
     const r = await runGrpo({

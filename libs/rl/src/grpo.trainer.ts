@@ -3,7 +3,8 @@
  * responses for each of `promptsPerStep` prompts from the current policy (rollout.ts), scores them with the caller's
  * scorer, turns the scores into group-relative advantages (group.math.ts), drops the groups that all scored the same
  * (dynamic sampling), and updates the policy with the clipped surrogate (clip-higher) plus the k3 KL to a frozen
- * reference as a loss term (or a k1 penalty on the reward), AdamW with clipping. No value model: the group is the
+ * reference as a loss term (or a k1 penalty on the reward), AdamW with clipping. `online-dpo` learns from the same
+ * groups as preference pairs instead (best over worst, the DPO loss against the reference: updateOnlineDpo). No value model: the group is the
  * baseline. Per-step metrics; resumable checkpoints (policy weights, AdamW state, data position, step and history),
  * bit-identical to an uninterrupted run. Not the BullMQ job (apps/trainer/src/grpo.processor.ts).
  *
@@ -28,7 +29,8 @@ import {
 import type { RewardReference } from '@flywheel/contracts';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
 import { EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, writeModelOutputs } from '@flywheel/train';
-import { groupAdvantages, groupPolicyLoss } from './group.math';
+import { dpoLoss } from './dpo.loss';
+import { groupAdvantages, groupPolicyLoss, groupPreferencePairs } from './group.math';
 import { meanStd, sequenceKl } from './ppo.math';
 import { createRolloutEngine, gather, modelMemoryMb, packActions, referenceForward, scatter, type Rollout } from './rollout';
 
@@ -210,6 +212,7 @@ async function update(
   step: number,
 ): Promise<Omit<GrpoStepMetrics, 'time_rollout_s' | 'time_score_s' | 'time_update_s'>> {
   const { cfg } = run;
+  if (cfg.algorithm === 'online-dpo') return updateOnlineDpo(run, policy, reference, rollouts, scores, step);
   const all = packActions(rollouts);
   const oldF = await policyForward(policy, all.batch, { targets: all.targets, sel: all.sel });
   const logpOld = gather(oldF.logp, all.slots);
@@ -268,6 +271,93 @@ async function update(
     entropy,
     policy_loss: per(t.policyLoss),
     kl_loss: per(t.klLoss),
+    response_length: meanStd(rollouts.map((r) => r.response.length)).mean,
+    stop_fraction: rollouts.filter((r) => r.finish === 'stop').length / rollouts.length,
+    grad_norm: per(t.gradNorm),
+  };
+}
+
+/**
+ * Online DPO's step: each group's best and worst sample as a preference pair, `epochs` passes of mini-batches of pairs
+ * (miniBatch sequences, so miniBatch / 2 pairs) through the DPO loss against the reference's log-probs of the same
+ * samples; every token of a sequence gets its sequence's d loss / d log π. Metrics as the other algorithms' (policy_loss
+ * is the DPO loss, clip_fraction and kl_loss 0, groups_kept the share of samples in a pair).
+ */
+async function updateOnlineDpo(
+  run: GrpoRun,
+  policy: TrainableModelHandle,
+  reference: TrainableModelHandle | null,
+  rollouts: Rollout[],
+  scores: number[],
+  step: number,
+): Promise<Omit<GrpoStepMetrics, 'time_rollout_s' | 'time_score_s' | 'time_update_s'>> {
+  const { cfg } = run;
+  const all = packActions(rollouts);
+  const oldF = await policyForward(policy, all.batch, { targets: all.targets, sel: all.sel });
+  const logpOld = gather(oldF.logp, all.slots);
+  const entropy = meanStd(gather(oldF.entropy, all.slots)).mean;
+  const logpRef = gather((await referenceForward(policy, reference, all)).logp, all.slots);
+  const seqKl = sequenceKl(logpOld, logpRef, all.offsets);
+  const seqSum = (a: ArrayLike<number>, offsets: ArrayLike<number>, s: number): number => {
+    let sum = 0;
+    for (let i = offsets[s]; i < offsets[s + 1]; i++) sum += a[i];
+    return sum;
+  };
+  const pairs = groupPreferencePairs(scores, cfg.groupSize);
+  const perBatch = Math.max(1, Math.floor(cfg.miniBatch / 2));
+  const t = { loss: 0, approxKl: 0, gradNorm: 0, updates: 0 };
+  for (let e = 0; e < cfg.epochs && pairs.length > 0; e++) {
+    const order = miniBatchOrder(pairs.length, cfg.seed, step, e).map((k) => pairs[k]);
+    for (let m0 = 0; m0 < order.length; m0 += perBatch) {
+      const mb = order.slice(m0, m0 + perBatch);
+      // Chosen sequences first, then rejected: sequence i and mb.length + i are one pair.
+      const seqs = [...mb.map((p) => p.chosen), ...mb.map((p) => p.rejected)];
+      const sub = packActions(seqs.map((r) => rollouts[r]));
+      zeroGrad(policy);
+      const f = await policyForward(policy, sub.batch, { targets: sub.targets, sel: sub.sel });
+      const logp = gather(f.logp, sub.slots);
+      const P = mb.length;
+      const sums = seqs.map((_, s) => seqSum(logp, sub.offsets, s));
+      const refSums = seqs.map((r) => seqSum(logpRef, all.offsets, r));
+      const loss = dpoLoss(
+        { policyChosen: sums.slice(0, P), policyRejected: sums.slice(P), referenceChosen: refSums.slice(0, P), referenceRejected: refSums.slice(P) },
+        { beta: cfg.dpoBeta },
+      );
+      const dlogp = new Float64Array(logp.length);
+      let approx = 0;
+      for (let s = 0; s < seqs.length; s++) {
+        const d = s < P ? loss.dPolicyChosen[s] : loss.dPolicyRejected[s - P];
+        for (let i = sub.offsets[s], k = all.offsets[seqs[s]]; i < sub.offsets[s + 1]; i++, k++) {
+          dlogp[i] = d;
+          // k3 estimate of KL(old || new) per token: how far this mini-batch has moved from the rollout policy.
+          const logRatio = logp[i] - logpOld[k];
+          approx += Math.exp(logRatio) - 1 - logRatio;
+        }
+      }
+      await policyBackward(policy, f.pass, { dlogp: scatter(dlogp, sub.slots, sub.batch.B * sub.batch.T) });
+      const st = await optimizerStep(policy, run.opt);
+      t.loss += loss.loss;
+      t.approxKl += logp.length > 0 ? approx / logp.length : 0;
+      t.gradNorm += st.gradNorm;
+      t.updates++;
+    }
+  }
+  const per = (x: number) => (t.updates > 0 ? x / t.updates : 0);
+  const reward = meanStd(scores);
+  const groupStds = Array.from({ length: scores.length / cfg.groupSize }, (_, g) => meanStd(scores.slice(g * cfg.groupSize, (g + 1) * cfg.groupSize)).std);
+  return {
+    step: step + 1,
+    steps: cfg.steps,
+    reward_mean: reward.mean,
+    reward_std: reward.std,
+    group_reward_std: meanStd(groupStds).mean,
+    groups_kept: rollouts.length > 0 ? (2 * pairs.length) / rollouts.length : 0,
+    kl: meanStd(seqKl).mean,
+    approx_kl: per(t.approxKl),
+    clip_fraction: 0,
+    entropy,
+    policy_loss: per(t.loss),
+    kl_loss: 0,
     response_length: meanStd(rollouts.map((r) => r.response.length)).mean,
     stop_fraction: rollouts.filter((r) => r.finish === 'stop').length / rollouts.length,
     grad_norm: per(t.gradNorm),
