@@ -6,7 +6,8 @@
  * with bounds it fails one at a time: the job answers not promoted with one reason naming that bound, the candidate's
  * version row becomes `rejected` with those reasons, the eval run records the verdict, and the active version stays.
  * The same candidate inside every bound is promoted (so a refusal is the gate's doing); a passing candidate without
- * `promote` stays a candidate; a missing version fails the job for good and marks its run failed. The flag-rate
+ * `promote` stays a candidate; a passing candidate's first samples go beside the active version's into the blind A/B
+ * queue, and with abWait its promotion waits there; a missing version fails the job for good and marks its run failed. The flag-rate
  * bound's refusal is libs/rl/src/policy.eval.gate.spec.ts (no real candidate here makes outputs flagged on purpose).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -206,6 +207,27 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
     expect(result.reasons.map((r) => r.split(' ')[0])).toEqual(['reward', 'KL']);
     expect(await store.use((db) => findModelVersion(db, 'cand-both'))).toMatchObject({ status: 'rejected', metrics: { rejected: result.reasons } });
     expect((await readActive(nc, 'policy'))?.version).toBe(ACTIVE);
+  });
+
+  it('queues a passing candidate’s outputs beside the active version’s for blind A/B review, and with abWait holds its promotion', async () => {
+    await publishCandidate('cand-ab');
+    const { result, runId } = await runEval({ ...evalData('cand-ab', open, true), abSamples: 2, abWait: { minVerdicts: 2 } });
+    expect(result).toMatchObject({ pass: true, promoted: false, abPairs: 2, awaitingAb: true });
+    expect((await readActive(nc, 'policy'))?.version).toBe(ACTIVE);
+    const rows = await store.use((db) => db.selectFrom('ab_reviews').selectAll().where('eval_run_id', '=', runId).orderBy('pair_index').execute());
+    expect(rows).toHaveLength(2);
+    for (const [i, row] of rows.entries()) {
+      // The first sample of each prompt from both versions, same seed; which side is the candidate is only in the row.
+      const example = result.report.examples[i]!;
+      const [candidate, active] = row.candidate_side === 'a' ? [row.output_a, row.output_b] : [row.output_b, row.output_a];
+      expect([candidate, active]).toEqual([example.response, example.active_response]);
+      expect(row).toMatchObject({ candidate_version: 'cand-ab', active_version: ACTIVE, prompt: PROMPTS[i], min_verdicts: 2, verdict: null });
+    }
+    expect(await store.use((db) => findModelVersion(db, 'cand-ab'))).toMatchObject({ status: 'candidate', metrics: { eval: { pass: true, ab: { pairs: 2, wait: true, min_verdicts: 2 } } } });
+    expect(await store.use((db) => findTrainingRun(db, runId))).toMatchObject({ metrics: { pass: true, promoted: false, ab_pairs: 2, awaiting_ab: true } });
+    // Refused candidates meet no reviewers.
+    const refused = await store.use((db) => db.selectFrom('ab_reviews').select('id').where('candidate_version', 'in', ['cand-gain', 'cand-kl', 'cand-drift', 'cand-both']).execute());
+    expect(refused).toEqual([]);
   });
 
   it('leaves a passing candidate a candidate without promote; with promote makes it the active policy', async () => {

@@ -1,11 +1,15 @@
 /**
  * The admin UI's only door to the gateway: typed calls to /admin/api, every answer parsed with the zod
- * schemas of libs/contracts (admin, model versions, moderation labels, training runs). Holds the session's CSRF token in memory (the session
+ * schemas of libs/contracts (admin and its A/B queue, model versions, moderation labels, training runs). Holds the session's CSRF token in memory (the session
  * cookie itself is httpOnly, so script never sees it). No DOM here: fetch and URLSearchParams only.
  */
 import type { z } from 'zod';
 import {
   ADMIN_CSRF_HEADER,
+  adminAbDecisionSchema,
+  adminAbQueueSchema,
+  adminAbSummaryListSchema,
+  adminAbVerdictResultSchema,
   adminCompletionDetailSchema,
   adminExportListSchema,
   adminExportSchema,
@@ -14,6 +18,11 @@ import {
   adminReviewsResponseSchema,
   adminSessionSchema,
   adminStatsSchema,
+  type AbVerdict,
+  type AdminAbDecision,
+  type AdminAbQueue,
+  type AdminAbSummary,
+  type AdminAbVerdictResult,
   type AdminCompletionDetail,
   type AdminExport,
   type AdminExportCreateBody,
@@ -177,6 +186,21 @@ export const adminApi = {
   },
   run(id: string): Promise<TrainingRunDetail> {
     return call(trainingRunDetailSchema, 'GET', `/runs/${encodeURIComponent(id)}`);
+  },
+  /** Pending blind A/B pairs, oldest first: prompt and outputs A and B only. */
+  abQueue(limit = 20): Promise<AdminAbQueue> {
+    return call(adminAbQueueSchema, 'GET', `/ab${toQuery({ limit })}`);
+  },
+  /** A verdict on one pair (404 unknown id, 409 already decided). */
+  abVerdict(id: string, verdict: AbVerdict): Promise<AdminAbVerdictResult> {
+    return call(adminAbVerdictResultSchema, 'POST', `/ab/${encodeURIComponent(id)}`, { verdict });
+  },
+  async abSummary(): Promise<AdminAbSummary[]> {
+    return (await call(adminAbSummaryListSchema, 'GET', '/ab/summary')).data;
+  },
+  /** Promotes or refuses a candidate whose A/B is decided (409 ab_undecided before that). */
+  abDecide(version: string): Promise<AdminAbDecision> {
+    return call(adminAbDecisionSchema, 'POST', `/ab/candidates/${encodeURIComponent(version)}/decide`, {});
   },
   /** The trainer's RL loop (503 service_unavailable while no trainer answers). */
   loop(): Promise<LoopStatus> {

@@ -1,10 +1,11 @@
 /**
  * The app shell: recovers or asks for a session, then shows the top bar and one screen chosen by the
- * URL hash (#/inbox, #/c/<completion id>, #/exports, #/dashboard, #/models, #/runs, #/runs/<run id>). Hash routes keep the gateway's static
+ * URL hash (#/inbox, #/c/<completion id>, #/exports, #/dashboard, #/models, #/ab, #/runs, #/runs/<run id>). Hash routes keep the gateway's static
  * serving trivial: every screen is /admin/index.html.
  */
 import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import type { AdminSession } from '../../../libs/contracts/src/admin.schemas';
+import { AbPage } from './ab.page';
 import { adminApi } from './admin-api.client';
 import { ConversationPage } from './conversation.page';
 import { ExportsPage } from './exports.page';
@@ -57,6 +58,7 @@ function Shell({ session, onLogout }: { session: AdminSession; onLogout(): void 
           {tab('exports', '#/exports', 'Exports')}
           {tab('runs', '#/runs', 'Runs')}
           {tab('models', '#/models', 'Models')}
+          {tab('ab', '#/ab', 'A/B')}
         </nav>
         <span className="spacer" />
         <button type="button" className="ghost" onClick={() => setHelp(true)} aria-label="Keyboard shortcuts (?)">
@@ -82,6 +84,7 @@ function Shell({ session, onLogout }: { session: AdminSession; onLogout(): void 
       {route.name === 'conversation' ? <ConversationPage id={route.id} /> : null}
       {route.name === 'exports' ? <ExportsPage /> : null}
       {route.name === 'models' ? <ModelsPage /> : null}
+      {route.name === 'ab' ? <AbPage /> : null}
       {route.name === 'runs' ? <RunsPage /> : null}
       {route.name === 'run' ? (
         <Suspense fallback={<p className="muted pad">Loading charts…</p>}>

@@ -3,10 +3,13 @@
  * the replicas serve, and the two buttons of the flywheel's last step, Promote and Roll back (each one write to the
  * `models` KV; the replicas hot-swap on it). Lineage (parent, run, exports) as published, and for policy versions
  * the eval gate's evidence (gain, KL to the version it replaced and to the original base, the verdict and its
- * reasons). The moderation role also starts a retraining on the reviewers' labels. No charts here.
+ * reasons), and the reviewers' blind A/B verdicts on it (ab.page.tsx). The moderation role also starts a retraining
+ * on the reviewers' labels. No charts here.
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
+import type { AdminAbSummary } from '../../../libs/contracts/src/admin.schemas';
 import { MODEL_ROLES, type ModelRole, type ModelVersionList, type ModerationGate, type VersionGate } from '../../../libs/contracts/src/model-versions.schemas';
+import { AbDecisionBadge, abSummaryText } from './ab-summary';
 import { AdminApiError, adminApi } from './admin-api.client';
 import { bytes, shortTime } from './format';
 import { useReview } from './review.context';
@@ -19,6 +22,7 @@ export function ModelsPage() {
   const shownRole = useRef(role);
   shownRole.current = role;
   const [list, setList] = useState<ModelVersionList | null>(null);
+  const [ab, setAb] = useState<Map<string, AdminAbSummary>>(new Map());
   const [busy, setBusy] = useState(false);
 
   const fail = useCallback(
@@ -33,6 +37,11 @@ export function ModelsPage() {
       const next = await adminApi.models(role);
       // A slow answer for a role switched away from must not replace the one now shown.
       if (shownRole.current === role) setList(next);
+      // The A/B verdicts beside the gate: one small query; the page stands without it.
+      if (role === 'policy') {
+        const summaries = await adminApi.abSummary().catch(() => []);
+        setAb(new Map(summaries.map((s) => [s.candidate_version, s])));
+      }
     } catch (err) {
       fail(err);
     }
@@ -114,6 +123,7 @@ export function ModelsPage() {
             <th scope="col">Run</th>
             <th scope="col">Exports</th>
             {gated ? <th scope="col">Eval gate</th> : null}
+            {gated ? <th scope="col">A/B</th> : null}
             {role === 'moderation' ? <th scope="col">Held-out</th> : null}
             <th scope="col">Published</th>
             <th scope="col" className="num">
@@ -139,6 +149,11 @@ export function ModelsPage() {
                 {gated ? (
                   <td className="small" aria-label={`Eval gate of ${v.version}`}>
                     <GateCell gate={v.gate} />
+                  </td>
+                ) : null}
+                {gated ? (
+                  <td className="small" aria-label={`A/B of ${v.version}`}>
+                    <AbCell s={ab.get(v.version)} />
                   </td>
                 ) : null}
                 {role === 'moderation' ? (
@@ -170,7 +185,7 @@ export function ModelsPage() {
             ))}
           {list && list.versions.length === 0 ? (
             <tr>
-              <td colSpan={gated || role === 'moderation' ? 10 : 9} className="empty">
+              <td colSpan={gated ? 11 : role === 'moderation' ? 10 : 9} className="empty">
                 No {role} versions published yet{role === 'moderation' ? ' (Retrain moderation now makes one)' : ' (npx flywheel models publish)'}.
               </td>
             </tr>
@@ -204,13 +219,29 @@ function GateCell({ gate }: { gate: VersionGate | undefined }) {
       <span className={gate.pass ? 'badge badge-approved' : 'badge badge-rejected'}>{gate.pass ? 'passed' : 'refused'}</span>{' '}
       gain {num(gate.reward_gain_std, 2)}σ · KL {num(gate.kl, 2)} · to base {num(gate.kl_base, 2)}
       {gate.reward_gain_std_length_controlled != null ? <> · at equal length {num(gate.reward_gain_std_length_controlled, 2)}σ</> : null}
+      {gate.independent ? (
+        <span title={`reward model ${gate.independent.version}, not trained against; at equal length ${num(gate.independent.gain_std_length_controlled, 2)}σ`}>
+          {' '}
+          · independent {num(gate.independent.gain_std, 2)}σ
+        </span>
+      ) : null}
       {gate.best_of_n ? (
         <span className="muted">
           {' '}
           (best-of-{gate.best_of_n.n}: {num(gate.best_of_n.gain_std, 2)}σ at KL ≤ {num(gate.best_of_n.kl_bound, 2)})
         </span>
       ) : null}
+      {gate.ab?.wait ? <span className="muted"> · promotion waits for {gate.ab.min_verdicts} A/B verdicts</span> : null}
       {gate.pass ? null : <span className="muted"> — {gate.reasons.join('; ')}</span>}
+    </span>
+  );
+}
+
+function AbCell({ s }: { s: AdminAbSummary | undefined }) {
+  if (!s) return <span className="muted">—</span>;
+  return (
+    <span title={`vs ${s.active_version}: ${s.candidate_wins} wins, ${s.ties} ties, ${s.active_wins} losses`}>
+      <AbDecisionBadge s={s} /> {abSummaryText(s)}
     </span>
   );
 }

@@ -4,7 +4,7 @@
  */
 import { useEffect, useState } from 'react';
 
-export type Route = { name: 'inbox' } | { name: 'conversation'; id: string } | { name: 'exports' } | { name: 'dashboard' } | { name: 'models' } | { name: 'runs' } | { name: 'run'; id: string };
+export type Route = { name: 'inbox' } | { name: 'conversation'; id: string } | { name: 'exports' } | { name: 'dashboard' } | { name: 'models' } | { name: 'ab' } | { name: 'runs' } | { name: 'run'; id: string };
 
 export function parseRoute(hash: string): Route {
   const m = /^#\/c\/(.+)$/.exec(hash);
@@ -15,6 +15,7 @@ export function parseRoute(hash: string): Route {
   if (hash === '#/exports') return { name: 'exports' };
   if (hash === '#/dashboard') return { name: 'dashboard' };
   if (hash === '#/models') return { name: 'models' };
+  if (hash === '#/ab') return { name: 'ab' };
   return { name: 'inbox' };
 }
 

@@ -137,6 +137,7 @@ export const SHORTCUTS: [string, string][] = [
   ['Enter / o', 'open the conversation'],
   ['Esc', 'back to the inbox, or close a dialog'],
   ['/', 'search'],
+  ['1 / 2 / 3', 'A/B page: A better, tie, B better (also a / t / b)'],
   ['?', 'this help'],
 ];
 

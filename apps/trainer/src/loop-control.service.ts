@@ -190,6 +190,7 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
     const sft = request ? null : await this.sftData(trigger);
     const input: LoopJobDataInput = {
       algorithm: this.config.loop.algorithm,
+      ...(this.config.loop.independentRm === 'on' ? { independentRm: {} } : {}),
       ...(request?.overrides ?? {}),
       data,
       trigger,

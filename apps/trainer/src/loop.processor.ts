@@ -4,8 +4,9 @@
  * queues and waits for each: moderation-train on the reviewers' moderation labels when the run carries them (that
  * job promotes its own candidate when it beats the active classifier) → an SFT warm start on approved answers and
  * corrections when the run carries them (the policy stage then starts from, and is held to, its output) →
- * reward-train on the pairs → publish the reward model and make it active (reward
- * replicas hot-swap) unless its held-out accuracy is too low → ppo (or grpo: GRPO, RLOO, REINFORCE++, by the run's
+ * reward-train on the pairs (with `independentRm`: on one side of their split by prompt, and a second, independent
+ * reward model on the other side, published but never made active, which the eval scores the candidate with too) →
+ * publish the reward model and make it active (reward replicas hot-swap) unless its held-out accuracy is too low → ppo (or grpo: GRPO, RLOO, REINFORCE++, by the run's
  * `algorithm`) from the active policy, scored by that reward
  * model → eval of the candidate against the active policy, which promotes it when it passes the gate. Stage jobs
  * have ids derived from the loop's, so a loop job run again after a crash re-attaches to the stages already
@@ -175,7 +176,8 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
       const rmJobId = STAGE_JOBS['reward-train'].jobId(id);
       const rmVersionId = STAGE_JOBS['reward-train'].runId(id); // the reward-train job's version / run id (rm-<job id>)
       await this.store.use((db) => createTrainingRun(db, { id: rmVersionId, kind: 'reward-train', parentRunId: id, baseVersion: base.version, exportId: exportIds[0] ?? null, stage: 'reward-train' }));
-      const rmData: RewardTrainJobDataInput = { modelDir: base.dir, data: data.data, ...data.rewardTrain, outName: rmVersionId };
+      const split = data.independentRm ? { share: data.independentRm.share } : null;
+      const rmData: RewardTrainJobDataInput = { modelDir: base.dir, data: data.data, ...data.rewardTrain, outName: rmVersionId, promptSide: split && { side: 'train', ...split } };
       const rm = await this.stage(QUEUES.rewardTrain, rmJobId, rmData, rewardTrainJobResultSchema);
       const accuracy = rm.heldoutAccuracy;
       await recorder.patch({ metrics: { rm_version: rm.versionId, rm_heldout_accuracy: accuracy } });
@@ -184,11 +186,18 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
         await recorder.patch({ status: 'succeeded', stage: 'done', metrics: { promoted: false, stopped_because: why } });
         return { loopRunId: id, rewardVersion: rm.versionId, rewardAccuracy: accuracy, candidateVersion: null, baseVersion: base.version, eval: null, promoted: false, stoppedBecause: why };
       }
+      const independent = split ? await this.independentRewardModel(id, base, data, split.share, exportIds) : null;
+      if (independent) {
+        await recorder.patch({ metrics: { independent_rm_version: independent.versionId, independent_rm_heldout_accuracy: independent.accuracy, independent_rm_used: independent.used } });
+      }
+      const independentRm = independent?.used ? independent : null;
       await setStage('publish-reward');
       const nc = await this.mesh.connected;
       const previousRm = (await readActive(nc, 'reward'))?.version ?? null;
       await publishVersion(this.mesh, { version: rm.versionId, role: 'reward', dir: rm.checkpointDir, parent: previousRm, runId: rm.versionId, exports: exportIds });
       if (previousRm !== rm.versionId) await promoteVersion(nc, 'reward', rm.versionId, 'trainer-loop', `${id}: held-out accuracy ${accuracy ?? '-'}`);
+      // The independent reward model is published for the eval to fetch, never made active: nothing trains against it.
+      if (independentRm) await publishVersion(this.mesh, { version: independentRm.versionId, role: 'reward', dir: independentRm.checkpointDir, parent: null, runId: independentRm.versionId, exports: exportIds });
 
       // ---- policy optimisation: PPO with its critic, or a critic-free group method (GRPO, RLOO, REINFORCE++)
       const gen = data.algorithm === 'ppo' ? data.ppo : data.grpo;
@@ -212,6 +221,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
         candidateVersion: ppo.versionId,
         activeVersion: base.version,
         rewardVersion: rm.versionId,
+        independentRewardVersion: independentRm?.versionId ?? null,
         prompts: ppo.heldoutPrompts,
         samples: data.eval.samples,
         maxNewTokens: gen.maxNewTokens,
@@ -219,11 +229,13 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
         seed: gen.seed,
         gate: data.eval.gate,
         promote: data.eval.promote,
+        abSamples: data.eval.abSamples,
+        abWait: data.eval.abWait,
         parentRunId: id,
       };
       const ev = await this.stage(QUEUES.eval, STAGE_JOBS.eval.jobId(id), evalData, evalJobResultSchema);
       const { examples, ...report } = ev.report;
-      await recorder.patch({ status: 'succeeded', stage: 'done', metrics: { ...report, examples: examples.slice(0, 3), pass: ev.pass, reasons: ev.reasons, promoted: ev.promoted } });
+      await recorder.patch({ status: 'succeeded', stage: 'done', metrics: { ...report, examples: examples.slice(0, 3), pass: ev.pass, reasons: ev.reasons, promoted: ev.promoted, ab_pairs: ev.abPairs, awaiting_ab: ev.awaitingAb } });
       return { loopRunId: id, rewardVersion: rm.versionId, rewardAccuracy: accuracy, candidateVersion: ppo.versionId, baseVersion: base.version, eval: ev, promoted: ev.promoted, stoppedBecause: null };
     } catch (err) {
       // The loop run keeps the stage it failed in; the stage's own run says so too, even when its job failed
@@ -233,6 +245,28 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
       if (isJobStage(at.stage)) await this.failStageRun(id, at.stage, error);
       throw err;
     }
+  }
+
+  /**
+   * A run's independent reward model: its rewardTrain settings on the held-out side of the split by prompt only, a
+   * child run of the loop run (job `<run>-rm-independent`, so a loop job run again re-attaches to it). `used` is false
+   * when its held-out accuracy is below minRewardAccuracy: a reward model that weak is noise, not evidence, and the
+   * eval then runs without one.
+   */
+  private async independentRewardModel(
+    loopRun: string,
+    base: { version: string; dir: string },
+    data: LoopJobData,
+    share: number,
+    exportIds: string[],
+  ): Promise<{ versionId: string; checkpointDir: string; accuracy: number | null; used: boolean }> {
+    const versionId = `rm-${loopRun}-rm-independent`;
+    await this.store.use((db) => createTrainingRun(db, { id: versionId, kind: 'reward-train', parentRunId: loopRun, baseVersion: base.version, exportId: exportIds[0] ?? null, stage: 'reward-train' }));
+    const rmData: RewardTrainJobDataInput = { modelDir: base.dir, data: data.data, ...data.rewardTrain, outName: versionId, promptSide: { side: 'heldout', share } };
+    const rm = await this.stage(QUEUES.rewardTrain, `${loopRun}-rm-independent`, rmData, rewardTrainJobResultSchema);
+    const used = rm.heldoutAccuracy === null || rm.heldoutAccuracy >= data.minRewardAccuracy;
+    if (!used) this.logger.warn(`${loopRun}: independent reward model held-out accuracy ${rm.heldoutAccuracy?.toFixed(3)} < ${data.minRewardAccuracy}: the eval runs without it`);
+    return { versionId: rm.versionId, checkpointDir: rm.checkpointDir, accuracy: rm.heldoutAccuracy, used };
   }
 
   /** Marks the stage's run failed with `error`, creating it when its job never did; a finished one is left as it is. */

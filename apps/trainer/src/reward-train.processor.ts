@@ -1,7 +1,7 @@
 /**
  * The BullMQ worker of the `reward-train` queue: reads the preference pairs (a store export or a JSONL file), runs
  * runRewardTraining (libs/train) into the job's checkpoint folder (outName, else `rm-<job id>-<creation time>`) and
- * reports step metrics as job progress; the result becomes a candidate reward version whose metrics carry the
+ * reports step metrics as job progress (with promptSide, on one side of the data's split by prompt only); the result becomes a candidate reward version whose metrics carry the
  * held-out accuracy, its parent the reward version active then (as the loop records it). The job's lifecycle (run
  * record, register, publish) is TrainingJobProcessor's. Runs are short, so a job whose trainer died or shut down
  * starts over. Not the training loop itself.
@@ -11,7 +11,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { QUEUES, rewardTrainJobDataSchema, type RewardTrainJobData, type RewardTrainJobResult, type RewardTrainProgress } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection, readActive } from '@flywheel/mesh';
-import { runRewardTraining, type RewardTrainResult } from '@flywheel/train';
+import { preferenceLinesOnSide, runRewardTraining, type RewardTrainResult } from '@flywheel/train';
 import { finiteOrNull, sourceOf, TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
 import { TrainerStore } from './trainer.store';
@@ -23,9 +23,12 @@ export class RewardTrainProcessor extends TrainingJobProcessor<RewardTrainJobDat
   }
 
   protected async prepare(job: QueueJob, data: RewardTrainJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<RewardTrainResult, RewardTrainJobResult>> {
-    const text = await this.store.trainingText(data.data, 'preference');
+    const all = await this.store.trainingText(data.data, 'preference');
+    const split = data.promptSide ? preferenceLinesOnSide(all, data.promptSide.side, data.promptSide.share) : null;
+    const text = split ? split.text : all;
     const { source, exportIds } = sourceOf(data.data);
-    this.logger.log(`job ${jobId}: reward model from ${data.modelDir} on ${source}, ${data.steps} steps, lr ${data.lr} → ${outDir}`);
+    const side = data.promptSide && split ? ` (the ${data.promptSide.side} side of its split by prompt: ${split.kept} lines, ${split.dropped} on the other side)` : '';
+    this.logger.log(`job ${jobId}: reward model from ${data.modelDir} on ${source}${side}, ${data.steps} steps, lr ${data.lr} → ${outDir}`);
 
     return {
       run: { exportId: exportIds[0] ?? null },
@@ -54,6 +57,7 @@ export class RewardTrainProcessor extends TrainingJobProcessor<RewardTrainJobDat
           heldout_pairs: r.heldoutPairs,
           steps: r.steps,
           base_model: path.resolve(data.modelDir),
+          ...(data.promptSide ? { prompt_side: data.promptSide.side, prompt_share: data.promptSide.share } : {}),
         };
         const parent = (await readActive(await this.mesh.connected, 'reward'))?.version ?? null;
         return {

@@ -133,6 +133,7 @@ export const ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: s
   { name: 'FLYWHEEL_LOOP_CHECK_MS', default: '30000', meaning: 'trainer: how often the loop checks its triggers' },
   { name: 'FLYWHEEL_LOOP_SFT', default: 'off', meaning: 'trainer: auto fine-tunes the policy on approved answers and corrections (an sft export) before a loop run\'s policy stage, which then starts from and keeps its KL to that model; off skips it' },
   { name: 'FLYWHEEL_LOOP_ALGORITHM', default: 'ppo', meaning: 'trainer: the policy optimiser of a loop run: ppo, or the critic-free grpo, rloo, reinforce++, rft (online best-of-n rejection-sampling fine-tuning) or online-dpo (iterative DPO on best-over-worst pairs of its own samples)' },
+  { name: 'FLYWHEEL_LOOP_INDEPENDENT_RM', default: 'off', meaning: 'trainer: on splits a loop run\'s approved pairs by prompt, trains the reward model on one side and an independent one on the other (30% of prompts), and the eval gate also scores the candidate with the independent one (minIndependentGainStd)' },
   { name: 'FLYWHEEL_LOOP_MODERATION', default: 'auto', meaning: "trainer: auto starts a loop run with a moderation-train stage when reviewers' moderation labels exist; off never does" },
   { name: 'FLYWHEEL_GENERATE_TIMEOUT_MS', default: '60000', meaning: 'longest wait for the policy\'s first frame, and between two frames, of a generation' },
 ];

@@ -38,6 +38,11 @@ export interface TrainerConfig extends CommonConfig {
     sft: 'auto' | 'off';
     /** The policy optimiser of a loop run: PPO, or a critic-free group method. */
     algorithm: 'ppo' | 'grpo' | 'rloo' | 'reinforce++' | 'rft' | 'online-dpo';
+    /**
+     * on: a run splits the pairs by prompt, trains its reward model on one side and an independent one on the other,
+     * and the eval gate scores the candidate with both (loopJobDataSchema.independentRm).
+     */
+    independentRm: 'on' | 'off';
   };
   /** The moderation service's lexicon, policy and model files: moderation-train judges candidates under them. */
   moderation: ModerationConfig;
@@ -53,6 +58,7 @@ export const trainerEnvSchema = z.object({
   FLYWHEEL_LOOP_MODERATION: enumVar(['auto', 'off'] as const, 'auto'),
   FLYWHEEL_LOOP_SFT: enumVar(['auto', 'off'] as const, 'off'),
   FLYWHEEL_LOOP_ALGORITHM: enumVar(['ppo', 'grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo'] as const, 'ppo'),
+  FLYWHEEL_LOOP_INDEPENDENT_RM: enumVar(['on', 'off'] as const, 'off'),
   FLYWHEEL_MODEL: stringVar('models/stories260K'),
   FLYWHEEL_POLICY_VERSION: stringVar('base').pipe(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'letters, digits, ., _ or -')),
 });
@@ -71,6 +77,7 @@ export function loadTrainerConfig(env: Env): TrainerConfig {
       moderation: t.FLYWHEEL_LOOP_MODERATION,
       algorithm: t.FLYWHEEL_LOOP_ALGORITHM,
       sft: t.FLYWHEEL_LOOP_SFT,
+      independentRm: t.FLYWHEEL_LOOP_INDEPENDENT_RM,
     },
     moderation: loadModerationConfig(env),
   };

@@ -389,3 +389,78 @@ export const adminStatsSchema = z.object({
   }),
 });
 export type AdminStats = z.infer<typeof adminStatsSchema>;
+
+// ---------------------------------------------------------------- blind A/B queue
+
+export const AB_VERDICTS = ['a', 'b', 'tie'] as const;
+/** A reviewer's verdict on a pair: output A better, output B better, or a tie. */
+export const abVerdictSchema = z.enum(AB_VERDICTS);
+export type AbVerdict = z.infer<typeof abVerdictSchema>;
+
+const abPromptSchema = z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() }));
+
+/**
+ * One pending pair as reviewers see it: the prompt and two outputs, a candidate's and the active version's in an
+ * order drawn when the pair was queued. Neither version nor which side is which: the review is blind.
+ */
+export const adminAbItemSchema = z.object({
+  id: z.string(),
+  prompt: abPromptSchema,
+  output_a: z.string(),
+  output_b: z.string(),
+  created_at: z.string(),
+});
+export type AdminAbItem = z.infer<typeof adminAbItemSchema>;
+
+/** GET /admin/api/ab query. */
+export const adminAbQueueQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20) }).strict();
+
+/** GET /admin/api/ab: the oldest pending pairs first, and how many are pending in all. */
+export const adminAbQueueSchema = z.object({ object: z.literal('list'), data: z.array(adminAbItemSchema), pending: z.number().int() });
+export type AdminAbQueue = z.infer<typeof adminAbQueueSchema>;
+
+/** POST /admin/api/ab/:id (CSRF). A pair takes one verdict: a second is 409 already_decided, an unknown id 404. */
+export const adminAbVerdictBodySchema = z.object({ verdict: abVerdictSchema }).strict();
+export type AdminAbVerdictBody = z.infer<typeof adminAbVerdictBodySchema>;
+
+/** Still blind: which side was the candidate is not told, so it cannot steer the next verdict. */
+export const adminAbVerdictResultSchema = z.object({ id: z.string(), verdict: abVerdictSchema, pending: z.number().int() });
+export type AdminAbVerdictResult = z.infer<typeof adminAbVerdictResultSchema>;
+
+/**
+ * The verdicts on one candidate version's pairs. win_rate = (candidate wins + ties / 2) / verdicts; interval: its 95%
+ * Wilson interval. decided: at least min_verdicts verdicts; decision then 'refuse' when the interval lies wholly
+ * below 0.5 (reviewers significantly prefer the active version), else 'promote'.
+ */
+export const adminAbSummarySchema = z.object({
+  candidate_version: z.string(),
+  active_version: z.string(),
+  items: z.number().int(),
+  pending: z.number().int(),
+  verdicts: z.number().int(),
+  candidate_wins: z.number().int(),
+  active_wins: z.number().int(),
+  ties: z.number().int(),
+  win_rate: z.number().nullable(),
+  interval: z.object({ low: z.number(), high: z.number() }).nullable(),
+  min_verdicts: z.number().int(),
+  decided: z.boolean(),
+  decision: z.enum(['pending', 'promote', 'refuse']),
+});
+export type AdminAbSummary = z.infer<typeof adminAbSummarySchema>;
+
+/** GET /admin/api/ab/summary: every candidate with pairs queued, the most recently queued first. */
+export const adminAbSummaryListSchema = z.object({ object: z.literal('list'), data: z.array(adminAbSummarySchema) });
+export type AdminAbSummaryList = z.infer<typeof adminAbSummaryListSchema>;
+
+/**
+ * POST /admin/api/ab/candidates/:version/decide (CSRF): acts on a decided A/B, for a candidate an eval job held with
+ * abWait (or any other): 'promote' makes it the active policy (one KV write, as Promote on the Models page),
+ * 'refuse' marks its version row rejected. 409 ab_undecided before min_verdicts verdicts; 404 without pairs.
+ */
+export const adminAbDecisionSchema = z.object({
+  candidate_version: z.string(),
+  outcome: z.enum(['promoted', 'refused']),
+  summary: adminAbSummarySchema,
+});
+export type AdminAbDecision = z.infer<typeof adminAbDecisionSchema>;

@@ -64,8 +64,12 @@ export const versionGateSchema = z.object({
   reward_gain_std: z.number().nullable(),
   reward_gain_std_length_controlled: z.number().nullable().optional(),
   best_of_n: z.object({ n: z.int(), kl_bound: z.number(), gain_std: z.number() }).nullable().optional(),
+  /** The gain measured by a reward model the candidate was not trained against (its version), plain and at equal length. */
+  independent: z.object({ version: z.string(), gain_std: z.number(), gain_std_length_controlled: z.number() }).nullable().optional(),
   pass: z.boolean(),
   reasons: z.array(z.string()),
+  /** Pairs queued for blind A/B review, and whether promotion waits for their verdicts (and how many). */
+  ab: z.object({ pairs: z.int(), wait: z.boolean(), min_verdicts: z.int() }).optional(),
 });
 export type VersionGate = z.infer<typeof versionGateSchema>;
 

@@ -145,6 +145,19 @@ export type PpoJobResult = z.infer<typeof ppoJobResultSchema>;
 
 /** Default responses per prompt and model of an eval (evalJobDataSchema.samples says why). */
 const EVAL_SAMPLES = 16;
+/** Default candidate-vs-active pairs an eval that passes queues for blind A/B review. */
+const EVAL_AB_SAMPLES = 16;
+
+/** Verdicts that decide a candidate's A/B when its eval job names no abWait (the summary's `decided`). */
+export const AB_MIN_VERDICTS = 10;
+
+/**
+ * Hold a passing candidate's promotion for the reviewers' blind A/B verdicts: the eval job then promotes nothing, and
+ * POST /admin/api/ab/candidates/:version/decide promotes it once `minVerdicts` verdicts are in and the candidate's
+ * win rate is not significantly below one half (its 95% Wilson interval reaches 0.5), or marks it rejected.
+ */
+export const abWaitSchema = z.strictObject({ minVerdicts: z.int().positive().max(10_000).default(AB_MIN_VERDICTS) });
+export type AbWait = z.infer<typeof abWaitSchema>;
 
 const chatPromptSchema = z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })).min(1);
 
@@ -167,6 +180,18 @@ export const evalGateSchema = z.strictObject({
    * yardstick is noisy; its numbers are reported either way.
    */
   refuseDominated: z.boolean().default(false),
+  /**
+   * The training reward model's gain at equal response length (the report's reward_gain_std_length_controlled) at least
+   * this many std: a candidate that bought its reward with length alone has none. null (the default, as before this
+   * bound existed): not applied, because longer answers are sometimes what reviewers want.
+   */
+  minLengthControlledGainStd: z.number().nullable().default(null),
+  /**
+   * The independent reward model's gain (the report's independent.gain_std, in its own active std) at least this.
+   * Applies only when the eval has one (independentRewardVersion). Default 0: naming an independent RM asks it to
+   * agree that the candidate is no worse; null: measured and shown, not applied.
+   */
+  minIndependentGainStd: z.number().nullable().default(0),
 });
 export type EvalGate = z.infer<typeof evalGateSchema>;
 
@@ -182,6 +207,12 @@ export const evalJobDataSchema = z.strictObject({
   /** The original base the drift bound measures against. Default: the trainer's FLYWHEEL_POLICY_VERSION. */
   baseVersion: z.string().nullable().default(null),
   rewardVersion: z.string().nullable().default(null),
+  /**
+   * A reward model version (role `reward`, in the checkpoint store) the candidate was not trained against, e.g. one
+   * trained only on the held-out side of the approved pairs: the trainer scores the same samples with it in-process,
+   * and the gate's minIndependentGainStd reads its gain. null: no independent evidence.
+   */
+  independentRewardVersion: z.string().nullable().default(null),
   prompts: z.array(chatPromptSchema).min(1).max(10_000),
   /**
    * Responses per prompt and model. 16: with the loop's ~12 held-out prompts that is ~190 samples a side, so one
@@ -192,8 +223,15 @@ export const evalJobDataSchema = z.strictObject({
   maxNewTokens: z.int().positive().max(4096).default(48),
   stop: z.array(z.string().min(1).max(64)).max(8).default([]),
   seed: z.int().nonnegative().default(1),
-  gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01, refuseDominated: false }),
+  gate: evalGateSchema.prefault({}),
   promote: z.boolean().default(false),
+  /**
+   * Pairs (the candidate's and the active version's first sample of a prompt, same seed) queued for blind A/B review
+   * in the admin UI when the candidate passes the gate, one per prompt up to this many; 0: none.
+   */
+  abSamples: z.int().nonnegative().max(1_000).default(EVAL_AB_SAMPLES),
+  /** With `promote`: wait for the A/B verdicts instead of promoting (abWaitSchema); null: promote on the gate alone. */
+  abWait: abWaitSchema.nullable().default(null),
   parentRunId: z.string().nullable().default(null),
 });
 export type EvalJobData = z.infer<typeof evalJobDataSchema>;
@@ -211,13 +249,19 @@ export const evalReportSchema = z.strictObject({
   reward_gain_std_length_controlled: z.number(),
   /** Best-of-n of the active version's own samples: its gain (same std units) at KL ≤ kl_bound. null: one sample. */
   best_of_n: z.object({ n: z.int(), kl_bound: z.number(), gain_std: z.number() }).nullable(),
+  /** The independent reward model's scores of the same samples (independentRewardVersion); null: none. */
+  independent: z
+    .object({ reward_before: z.number(), reward_std_before: z.number(), reward_after: z.number(), gain_std: z.number(), gain_std_length_controlled: z.number() })
+    .nullable()
+    .default(null),
   kl: z.number(),
   kl_base: z.number().nullable(),
   flag_rate_before: z.number().nullable(),
   flag_rate_after: z.number().nullable(),
   response_length_before: z.number(),
   response_length_after: z.number(),
-  examples: z.array(z.object({ prompt: z.string(), response: z.string(), reward: z.number() })),
+  /** The first sample of each prompt from both versions (the same seed), for people to read and the A/B queue. */
+  examples: z.array(z.object({ prompt: z.string(), response: z.string(), reward: z.number(), active_response: z.string(), active_reward: z.number() })),
 });
 export type EvalReport = z.infer<typeof evalReportSchema>;
 
@@ -229,6 +273,10 @@ export const evalJobResultSchema = z.strictObject({
   pass: z.boolean(),
   reasons: z.array(z.string()),
   promoted: z.boolean(),
+  /** Pairs queued for blind A/B review. */
+  abPairs: z.int().nonnegative().default(0),
+  /** The candidate passed but its promotion waits for the A/B verdicts (abWait). */
+  awaitingAb: z.boolean().default(false),
 });
 export type EvalJobResult = z.infer<typeof evalJobResultSchema>;
 
@@ -273,6 +321,17 @@ export const loopJobDataSchema = z.strictObject({
     .default({ steps: 60, lr: 3e-3, batchSize: 8, heldout: 0.2, seed: 0 }),
   /** A reward model below this held-out pairwise accuracy stops the run before PPO. */
   minRewardAccuracy: z.number().min(0).max(1).default(0.7),
+  /**
+   * An independent reward model for the eval gate: the pairs are split by prompt (a hash, the same every run), the
+   * training reward model learns from the rest and a second one (same rewardTrain settings) from this `share` of
+   * prompts only; the eval scores the candidate with the second one too (independentRewardVersion, bounded by the
+   * gate's minIndependentGainStd). Skipped for a run whose second model stays below minRewardAccuracy. null: one
+   * reward model on every pair, as before (FLYWHEEL_LOOP_INDEPENDENT_RM=on sets it for runs the loop starts).
+   */
+  independentRm: z
+    .strictObject({ share: z.number().min(0.1).max(0.5).default(0.3) })
+    .nullable()
+    .default(null),
   /** The policy optimiser: PPO with a critic initialised from the reward model, or a critic-free group method. */
   algorithm: z.enum(['ppo', ...GRPO_ALGORITHMS]).default('ppo'),
   ppo: ppoConfigSchema.partial().default({}),
@@ -286,10 +345,20 @@ export const loopJobDataSchema = z.strictObject({
     .strictObject({
       /** Responses per held-out prompt and model (see evalJobDataSchema). */
       samples: z.int().positive().max(64).default(EVAL_SAMPLES),
-      gate: evalGateSchema.default({ minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01, refuseDominated: false }),
+      gate: evalGateSchema.prefault({}),
       promote: z.boolean().default(true),
+      /** Pairs queued for blind A/B review when the candidate passes (see evalJobDataSchema). */
+      abSamples: z.int().nonnegative().max(1_000).default(EVAL_AB_SAMPLES),
+      /** Promotion waits for the reviewers' A/B verdicts (see abWaitSchema); null: it does not. */
+      abWait: abWaitSchema.nullable().default(null),
     })
-    .default({ samples: EVAL_SAMPLES, gate: { minRewardGainStd: 0, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.01, refuseDominated: false }, promote: true }),
+    .default({
+      samples: EVAL_SAMPLES,
+      gate: evalGateSchema.parse({}),
+      promote: true,
+      abSamples: EVAL_AB_SAMPLES,
+      abWait: null,
+    }),
 });
 export type LoopJobData = z.infer<typeof loopJobDataSchema>;
 export type LoopJobDataInput = z.input<typeof loopJobDataSchema>;

@@ -101,6 +101,11 @@ export const rewardTrainJobDataSchema = z.strictObject({
   outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
   /** Train LoRA adapters and the score head on the frozen base instead of every weight. */
   lora: loraJobOptionsSchema.optional(),
+  /**
+   * Train on one side of the data's split by prompt only (libs/train prompt-split.ts: a hash of the prompt puts `share`
+   * of prompts on `heldout`): the RL loop's training and independent reward models. null: every line.
+   */
+  promptSide: z.strictObject({ side: z.enum(['train', 'heldout']), share: z.number().gt(0).lt(1) }).nullable().default(null),
 });
 export type RewardTrainJobData = z.infer<typeof rewardTrainJobDataSchema>;
 export type RewardTrainJobDataInput = z.input<typeof rewardTrainJobDataSchema>;

@@ -1,10 +1,11 @@
 /**
  * The eval gate's decision (gateVerdict): a candidate that fails exactly one bound is refused with a reason that
- * names that bound and its numbers; one inside every bound passes; a missing flag rate never counts against it.
+ * names that bound and its numbers; one inside every bound passes; a missing flag rate or independent score never
+ * counts against it; a chain of promotions each close to its predecessor is stopped by the bound on KL to the base.
  */
 import { bestOfNYardstick, flagRateNoise, gateVerdict, lengthControlledGainStd, type EvalGate, type EvalReport } from './policy.eval';
 
-const gate: EvalGate = { minRewardGainStd: 0.5, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.05 };
+const gate: EvalGate = { minRewardGainStd: 0.5, maxKl: 5, maxKlBase: 12, maxFlagRateIncrease: 0.05, minLengthControlledGainStd: 0.5, minIndependentGainStd: 0.3 };
 const passing: EvalReport = {
   prompts: 8,
   samples: 16,
@@ -15,6 +16,7 @@ const passing: EvalReport = {
   reward_gain_std: 1,
   reward_gain_std_length_controlled: 0.9,
   best_of_n: { n: 16, kl_bound: Math.log(16) - 15 / 16, gain_std: 1.5 },
+  independent: { reward_before: 0, reward_std_before: 1, reward_after: 0.8, gain_std: 0.8, gain_std_length_controlled: 0.7 },
   kl: 2,
   kl_base: 6,
   flag_rate_before: 0.1,
@@ -38,6 +40,8 @@ describe('gateVerdict', () => {
     ['a reward gain that is not a number', { reward_gain_std: NaN }, /reward gain NaN std/],
     ['a KL that is not a number', { kl: NaN }, /KL NaN nats/],
     ['a chain of promotions drifted too far from the base', { kl_base: 12.5 }, /KL to the base 12\.500 nats > 12/],
+    ['a gain that vanishes at equal length', { reward_gain_std_length_controlled: 0.1 }, /reward gain at equal length 0\.100 std < 0\.5/],
+    ['a gain the independent reward model does not see', { independent: { ...passing.independent!, gain_std: -0.4 } }, /independent reward gain -0\.400 std < 0\.3/],
   ])('refuses %s with one reason naming that bound', (_, change, reason) => {
     const verdict = gateVerdict({ ...passing, ...change }, gate);
     expect(verdict.promote).toBe(false);
@@ -62,6 +66,27 @@ describe('gateVerdict', () => {
   it('a base KL it could not measure, or no base bound, does not count against it', () => {
     expect(gateVerdict({ ...passing, kl_base: null }, gate).promote).toBe(true);
     expect(gateVerdict({ ...passing, kl_base: 50 }, { ...gate, maxKlBase: null }).promote).toBe(true);
+  });
+
+  it('does not hold an unmeasured independent gain against the candidate, and applies no evidence bound set to null', () => {
+    expect(gateVerdict({ ...passing, independent: null }, gate).promote).toBe(true);
+    const gamed = { ...passing, reward_gain_std_length_controlled: -1, independent: { ...passing.independent!, gain_std: -1 } };
+    expect(gateVerdict(gamed, gate).reasons).toHaveLength(2);
+    expect(gateVerdict(gamed, { ...gate, minLengthControlledGainStd: null, minIndependentGainStd: null }).promote).toBe(true);
+    expect(gateVerdict(gamed, { minRewardGainStd: 0.5, maxKl: 5, maxFlagRateIncrease: 0.05 }).promote).toBe(true);
+    // Not a number is never enough.
+    expect(gateVerdict({ ...passing, independent: { ...passing.independent!, gain_std: NaN } }, gate).reasons).toEqual([expect.stringMatching(/^independent reward gain NaN std/)]);
+  });
+
+  it('stops a chain of promotions, each a small step from its predecessor, once it has drifted too far from the base', () => {
+    // Five loop runs, each 2 nats from the version it replaces; the drift from the original base adds up.
+    const chain = [2, 4.5, 7, 9.5, 12.5, 15].map((klBase) => ({ ...passing, kl: 2, kl_base: klBase }));
+    const verdicts = chain.map((r) => gateVerdict(r, gate));
+    expect(verdicts.map((v) => v.promote)).toEqual([true, true, true, true, false, false]);
+    // Refused on the base bound alone: every step was inside maxKl.
+    expect(verdicts[4].reasons).toEqual(['KL to the base 12.500 nats > 12']);
+    // Without the base bound (maxKl against the predecessor only) the whole chain would have gone through.
+    expect(chain.every((r) => gateVerdict(r, { ...gate, maxKlBase: null }).promote)).toBe(true);
   });
 
   it('does not hold an unknown flag rate (no moderation in the eval) against the candidate', () => {

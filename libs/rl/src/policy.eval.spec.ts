@@ -133,11 +133,18 @@ describe('runPolicyEval (stories260K)', () => {
       const rate = (texts: string[]) => texts.filter(Recorder.flagged).length / texts.length;
       expect(report.flag_rate_before).toBe(rate(rec.moderated[0]));
       expect(report.flag_rate_after).toBe(rate(rec.moderated[1]));
-      // One example per prompt: the candidate's first sample of it, with its score.
+      // One example per prompt: the candidate's first sample of it and the active version's (same seed), with their scores.
       expect(report.examples).toEqual(
         PROMPTS.map((p, i) => {
           const first = rec.scored[1][i * SAMPLES];
-          return { prompt: p[0].content, response: first.response, reward: Recorder.reward(first.response) };
+          const active = rec.scored[0][i * SAMPLES];
+          return {
+            prompt: p[0].content,
+            response: first.response,
+            reward: Recorder.reward(first.response),
+            active_response: active.response,
+            active_reward: Recorder.reward(active.response),
+          };
         }),
       );
       expect(rec.scored[1].map((p) => p.response)).not.toEqual(rec.scored[0].map((p) => p.response));

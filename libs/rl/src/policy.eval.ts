@@ -5,8 +5,9 @@
  * samples with both models' log-probs, and KL(candidate || base) to the original base the same way, so a chain of
  * promotions cannot drift away from it one small step at a time. Two yardsticks that do not trust the raw gain:
  * the gain with response length regressed out (a policy can buy reward with length), and best-of-n sampling of the
- * active version's own samples, whose KL is bounded by log n − (n−1)/n. Plus the gate itself, a pure function of
- * those numbers and its bounds.
+ * active version's own samples, whose KL is bounded by log n − (n−1)/n. And evidence that does not come from the
+ * training signal at all: an optional independent scorer (a reward model trained on held-out pairs only, or a
+ * verifiable function) scores the same samples. Plus the gate itself, a pure function of those numbers and its bounds.
  * No queue, store or promotion code here (apps/trainer/src/eval.processor.ts).
  */
 import path from 'node:path';
@@ -28,6 +29,11 @@ export interface EvalOptions {
   stop?: readonly string[];
   seed: number;
   score: (pairs: { prompt: RewardChatMessage[]; response: string }[]) => Promise<number[]>;
+  /**
+   * A second scorer the policy was not trained against (a reward model trained on held-out pairs only, or a verifiable
+   * function): it scores the same samples, and its gain is the report's `independent`. Absent or null: not measured.
+   */
+  independentScore?: ((pairs: { prompt: RewardChatMessage[]; response: string }[]) => Promise<number[]>) | null;
   /** true where an output is flagged; null when no moderation is available (flag rates are then null). */
   moderate: ((texts: string[]) => Promise<boolean[]>) | null;
   threads?: number;
@@ -46,6 +52,8 @@ export interface EvalReport {
   reward_gain_std_length_controlled: number;
   /** Best-of-n over the active version's samples per prompt (bestOfNYardstick); null with one sample per prompt. */
   best_of_n: BestOfN | null;
+  /** The independent scorer's view of the same samples (EvalOptions.independentScore); null when there was none. */
+  independent: IndependentGain | null;
   /** Mean over the candidate's samples of sum_t log pi_c - log pi_a (nats per sequence). */
   kl: number;
   /** The same against the original base policy; null when the base was not available. */
@@ -54,8 +62,11 @@ export interface EvalReport {
   flag_rate_after: number | null;
   response_length_before: number;
   response_length_after: number;
-  /** One candidate sample per prompt (the first), for people to read. */
-  examples: { prompt: string; response: string; reward: number }[];
+  /**
+   * The first sample of each prompt from both versions (drawn with the same seed), for people to read and for the
+   * blind A/B queue: `response` is the candidate's, `active_response` the active version's.
+   */
+  examples: { prompt: string; response: string; reward: number; active_response: string; active_reward: number }[];
 }
 
 /** Bounds a candidate must meet to be promoted (configurable per eval job). */
@@ -70,6 +81,27 @@ export interface EvalGate {
   maxFlagRateIncrease: number;
   /** Refuse a candidate that best-of-n dominates (at least its KL bound, less gain). */
   refuseDominated?: boolean;
+  /**
+   * The training scorer's gain at equal response length (reward_gain_std_length_controlled) at least this many std: a
+   * candidate that bought its reward with length alone has none. null or absent: not applied.
+   */
+  minLengthControlledGainStd?: number | null;
+  /**
+   * The independent scorer's gain (independent.gain_std) at least this many of its std, when the eval measured one (a
+   * report without `independent` passes this bound). null or absent: not applied.
+   */
+  minIndependentGainStd?: number | null;
+}
+
+/** Rewards of the candidate and the active version from a scorer the policy was not trained against. */
+export interface IndependentGain {
+  reward_before: number;
+  reward_std_before: number;
+  reward_after: number;
+  /** (reward_after − reward_before) in units of reward_std_before (rewardGainStd). */
+  gain_std: number;
+  /** gain_std with response length regressed out (lengthControlledGainStd). */
+  gain_std_length_controlled: number;
 }
 
 export interface BestOfN {
@@ -166,12 +198,31 @@ export function gateVerdict(r: EvalReport, g: EvalGate): { promote: boolean; rea
       reasons.push(`flag rate ${r.flag_rate_before.toFixed(3)} → ${r.flag_rate_after.toFixed(3)} rises more than ${g.maxFlagRateIncrease} beyond sampling noise (${noise.toFixed(3)})`);
     }
   }
+  if (g.minLengthControlledGainStd != null && !(r.reward_gain_std_length_controlled >= g.minLengthControlledGainStd)) {
+    reasons.push(`reward gain at equal length ${r.reward_gain_std_length_controlled.toFixed(3)} std < ${g.minLengthControlledGainStd}`);
+  }
+  if (g.minIndependentGainStd != null && r.independent && !(r.independent.gain_std >= g.minIndependentGainStd)) {
+    reasons.push(`independent reward gain ${r.independent.gain_std.toFixed(3)} std < ${g.minIndependentGainStd}`);
+  }
   if (g.refuseDominated && r.best_of_n !== null && r.kl >= r.best_of_n.kl_bound && r.reward_gain_std < r.best_of_n.gain_std) {
     reasons.push(
       `best-of-${r.best_of_n.n} sampling gains ${r.best_of_n.gain_std.toFixed(3)} std at KL ≤ ${r.best_of_n.kl_bound.toFixed(3)}; the candidate gains ${r.reward_gain_std.toFixed(3)} at KL ${r.kl.toFixed(3)}`,
     );
   }
   return { promote: reasons.length === 0, reasons };
+}
+
+/** The gain of the candidate's scores over the active's, plain and at equal length, from one scorer. */
+function independentGain(before: number[], after: number[], lengths: { before: number[]; after: number[] }): IndependentGain {
+  const b = meanStd(before);
+  const a = meanStd(after);
+  return {
+    reward_before: b.mean,
+    reward_std_before: b.std,
+    reward_after: a.mean,
+    gain_std: rewardGainStd(b, a),
+    gain_std_length_controlled: lengthControlledGainStd({ scores: before, lengths: lengths.before }, { scores: after, lengths: lengths.after }, b.std),
+  };
 }
 
 async function sample(ck: Checkpoint, prompts: number[][], o: EvalOptions, maxModelLen: number): Promise<Rollout[]> {
@@ -198,6 +249,9 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
   const after = await sample(cand, promptIds, o, maxModelLen);
   const scoresBefore = await o.score(before.map((r, i) => ({ prompt: promptMsgs[i], response: r.text })));
   const scoresAfter = await o.score(after.map((r, i) => ({ prompt: promptMsgs[i], response: r.text })));
+  const independent = o.independentScore
+    ? [await o.independentScore(before.map((r, i) => ({ prompt: promptMsgs[i], response: r.text }))), await o.independentScore(after.map((r, i) => ({ prompt: promptMsgs[i], response: r.text })))]
+    : null;
   const flags = o.moderate ? [await o.moderate(before.map((r) => r.text)), await o.moderate(after.map((r) => r.text))] : null;
 
   // KL on the candidate's samples: log-probs of its own tokens under each model, in micro-batches.
@@ -219,6 +273,7 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
   const b = meanStd(scoresBefore);
   const a = meanStd(scoresAfter);
   const rate = (f: boolean[]) => f.filter(Boolean).length / f.length;
+  const lengths = { before: before.map((r) => r.response.length), after: after.map((r) => r.response.length) };
   return {
     prompts: o.prompts.length,
     samples: o.samples,
@@ -227,18 +282,21 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
     reward_after: a.mean,
     reward_std_after: a.std,
     reward_gain_std: rewardGainStd(b, a),
-    reward_gain_std_length_controlled: lengthControlledGainStd(
-      { scores: scoresBefore, lengths: before.map((r) => r.response.length) },
-      { scores: scoresAfter, lengths: after.map((r) => r.response.length) },
-      b.std,
-    ),
+    reward_gain_std_length_controlled: lengthControlledGainStd({ scores: scoresBefore, lengths: lengths.before }, { scores: scoresAfter, lengths: lengths.after }, b.std),
     best_of_n: bestOfNYardstick(scoresBefore, o.samples, b.std),
+    independent: independent ? independentGain(independent[0], independent[1], lengths) : null,
     kl: meanStd(kls).mean,
     kl_base: base ? meanStd(klsBase).mean : o.baseDir != null ? meanStd(kls).mean : null,
     flag_rate_before: flags ? rate(flags[0]) : null,
     flag_rate_after: flags ? rate(flags[1]) : null,
     response_length_before: meanStd(before.map((r) => r.response.length)).mean,
     response_length_after: meanStd(after.map((r) => r.response.length)).mean,
-    examples: o.prompts.map((p, i) => ({ prompt: p.map((m) => m.content).join('\n'), response: after[i * o.samples].text, reward: scoresAfter[i * o.samples] })),
+    examples: o.prompts.map((p, i) => ({
+      prompt: p.map((m) => m.content).join('\n'),
+      response: after[i * o.samples].text,
+      reward: scoresAfter[i * o.samples],
+      active_response: before[i * o.samples].text,
+      active_reward: scoresBefore[i * o.samples],
+    })),
   };
 }

@@ -23,3 +23,5 @@ export * from './model-versions.writes';
 export * from './model-versions.lineage';
 export * from './training-runs.queries';
 export * from './training-runs.writes';
+export * from './ab-reviews.writes';
+export * from './ab-reviews.queries';

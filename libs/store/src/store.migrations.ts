@@ -241,6 +241,35 @@ const ktoRuns = statements(
   `ALTER TABLE training_runs ADD CONSTRAINT training_runs_kind_check CHECK (kind IN ('sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo', 'kto'))`,
 );
 
+/**
+ * The blind A/B queue (issue 21): pairs of a candidate's and the active version's outputs on one prompt, shown to
+ * reviewers as A and B in an order drawn once at insert (`candidate_side` says which is the candidate, and never
+ * leaves the server before a verdict). One row per (eval run, pair index), so an eval job that runs again adds
+ * nothing twice. `min_verdicts`: how many verdicts decide the candidate's A/B (the eval job's abWait).
+ */
+const abReviews = statements(
+  `CREATE TABLE ab_reviews (
+    id text PRIMARY KEY,
+    eval_run_id text NOT NULL,
+    pair_index integer NOT NULL,
+    candidate_version text NOT NULL,
+    active_version text NOT NULL,
+    prompt jsonb NOT NULL,
+    output_a text NOT NULL,
+    output_b text NOT NULL,
+    candidate_side text NOT NULL CHECK (candidate_side IN ('a', 'b')),
+    min_verdicts integer NOT NULL CHECK (min_verdicts > 0),
+    verdict text CHECK (verdict IN ('a', 'b', 'tie')),
+    reviewer text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    decided_at timestamptz,
+    UNIQUE (eval_run_id, pair_index),
+    CHECK ((verdict IS NULL) = (reviewer IS NULL) AND (verdict IS NULL) = (decided_at IS NULL))
+  )`,
+  `CREATE INDEX ab_reviews_pending_idx ON ab_reviews (created_at, eval_run_id, pair_index) WHERE verdict IS NULL`,
+  `CREATE INDEX ab_reviews_candidate_idx ON ab_reviews (candidate_version)`,
+);
+
 /** Every migration, by name; names sort in the order they apply. */
 export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
@@ -250,6 +279,7 @@ export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0005_grpo_runs': grpoRuns,
   '0006_review_data': reviewData,
   '0007_kto_runs': ktoRuns,
+  '0008_ab_reviews': abReviews,
 };
 
 export const storeMigrationProvider: MigrationProvider = {

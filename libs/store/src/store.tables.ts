@@ -199,6 +199,31 @@ export interface ModerationLabelsTable {
   created_at: TimestampDefault;
 }
 
+/** A side of a blind A/B pair, and a reviewer's verdict on one (migration 0008). */
+export type AbSide = 'a' | 'b';
+export type AbVerdict = AbSide | 'tie';
+
+/** One blind A/B pair: a candidate's and the active version's output on one prompt (migration 0008). */
+export interface AbReviewsTable {
+  id: string;
+  eval_run_id: string;
+  /** Position of the pair in its eval run (the prompt's index). */
+  pair_index: number;
+  candidate_version: string;
+  active_version: string;
+  /** The chat messages both versions answered. */
+  prompt: Json<Array<{ role: 'system' | 'user' | 'assistant'; content: string }>>;
+  output_a: string;
+  output_b: string;
+  /** Which of A and B is the candidate's output; drawn at insert, never shown before a verdict. */
+  candidate_side: AbSide;
+  min_verdicts: number;
+  verdict: ColumnType<AbVerdict | null, AbVerdict | null | undefined, AbVerdict | null>;
+  reviewer: NullableText;
+  created_at: TimestampDefault;
+  decided_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
 export interface StoreTables {
   completions: CompletionsTable;
   feedback: FeedbackTable;
@@ -211,6 +236,7 @@ export interface StoreTables {
   model_versions: ModelVersionsTable;
   dead_letters: DeadLettersTable;
   moderation_labels: ModerationLabelsTable;
+  ab_reviews: AbReviewsTable;
 }
 
 export type CompletionRow = Selectable<CompletionsTable>;

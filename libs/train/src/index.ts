@@ -18,3 +18,4 @@ export * from './mfu.probe';
 export * from './sft.examples';
 export * from './sft.trainer';
 export * from './reward.trainer';
+export * from './prompt-split';

@@ -1,6 +1,6 @@
 /**
  * The admin API and the admin UI's files under /admin: sessions, the guard, the read / review / export / runs /
- * models / loop services and their routes, and the follower that records model lineage in the store. Keys come
+ * models / loop / A/B services and their routes, and the follower that records model lineage in the store. Keys come
  * from AuthModule and the store from StoreModule, both imported; a request that finds the store down gets the
  * exception filter's 503. Imported by GatewayModule with one line: `AdminModule.forRoot(config)`.
  */
@@ -12,6 +12,8 @@ import { ApiKeyStore } from '../auth/api-keys';
 import { AuthModule } from '../auth/auth.module';
 import { StoreHandle } from '../store/store.handle';
 import { StoreModule } from '../store/store.module';
+import { AdminAbController } from './admin-ab.controller';
+import { AdminAbService } from './admin-ab.service';
 import { AdminAuthService } from './admin-auth.service';
 import { AdminExportService } from './admin-export.service';
 import { AdminExportsController } from './admin-exports.controller';
@@ -39,7 +41,7 @@ export class AdminModule {
       module: AdminModule,
       imports: [AuthModule, StoreModule],
       // The UI controller last: its /admin/* wildcard must not shadow the API's routes.
-      controllers: [AdminSessionController, AdminReadController, AdminReviewsController, AdminExportsController, AdminModelsController, AdminRunsController, AdminLoopController, AdminModerationLabelsController, AdminModerationTrainController, AdminUiController],
+      controllers: [AdminSessionController, AdminReadController, AdminReviewsController, AdminExportsController, AdminModelsController, AdminRunsController, AdminLoopController, AdminModerationLabelsController, AdminModerationTrainController, AdminAbController, AdminUiController],
       providers: [
         { provide: AdminSessions, useFactory: () => new AdminSessions(sessionTtlMs, maxSessions) },
         { provide: AdminAuthService, useFactory: (sessions: AdminSessions, keys: ApiKeyStore) => new AdminAuthService(sessions, keys), inject: [AdminSessions, ApiKeyStore] },
@@ -51,6 +53,7 @@ export class AdminModule {
         AdminRunsService,
         AdminLoopService,
         AdminModelsService,
+        AdminAbService,
         AdminSessionGuard,
         ModelLineageFollower,
         { provide: ADMIN_UI_DIR, useValue: path.resolve(uiDir) },
