@@ -210,20 +210,14 @@ async function update(
   rollouts: Rollout[],
   scores: number[],
   step: number,
-): Promise<Omit<GrpoStepMetrics, 'time_rollout_s' | 'time_score_s' | 'time_update_s'>> {
+): Promise<UpdateMetrics> {
   const { cfg } = run;
   if (cfg.algorithm === 'online-dpo') return updateOnlineDpo(run, policy, reference, rollouts, scores, step);
-  const all = packActions(rollouts);
-  const oldF = await policyForward(policy, all.batch, { targets: all.targets, sel: all.sel });
-  const logpOld = gather(oldF.logp, all.slots);
-  const entropy = meanStd(gather(oldF.entropy, all.slots)).mean;
-  const logpRef = gather((await referenceForward(policy, reference, all)).logp, all.slots);
-  const seqKl = sequenceKl(logpOld, logpRef, all.offsets);
+  const { all, logpOld, entropy, logpRef, seqKl } = await scoreRollouts(policy, reference, rollouts);
   // KL in the reward: each sequence's score pays β × its k1 KL before the group baseline is taken.
   const rewards = cfg.klMode === 'reward' ? scores.map((s, i) => s - cfg.klCoef * seqKl[i]) : scores;
   const { advantages, flatGroups } = groupAdvantages(rewards, cfg.groupSize, cfg.algorithm, cfg.scaleStd);
   const kept = rollouts.map((_, i) => i).filter((i) => !(cfg.dynamicSampling && flatGroups[Math.floor(i / cfg.groupSize)]));
-  const groupStds = Array.from({ length: flatGroups.length }, (_, g) => meanStd(scores.slice(g * cfg.groupSize, (g + 1) * cfg.groupSize)).std);
 
   const t = { policyLoss: 0, klLoss: 0, clipFrac: 0, approxKl: 0, gradNorm: 0, updates: 0 };
   for (let e = 0; e < cfg.epochs && kept.length > 0; e++) {
@@ -257,24 +251,14 @@ async function update(
     }
   }
   const per = (x: number) => (t.updates > 0 ? x / t.updates : 0);
-  const reward = meanStd(scores);
-  return {
-    step: step + 1,
-    steps: cfg.steps,
-    reward_mean: reward.mean,
-    reward_std: reward.std,
-    group_reward_std: meanStd(groupStds).mean,
+  return stepMetrics(cfg, step, rollouts, scores, seqKl, entropy, {
     groups_kept: flatGroups.length > 0 ? kept.length / rollouts.length : 0,
-    kl: meanStd(seqKl).mean,
     approx_kl: per(t.approxKl),
     clip_fraction: per(t.clipFrac),
-    entropy,
     policy_loss: per(t.policyLoss),
     kl_loss: per(t.klLoss),
-    response_length: meanStd(rollouts.map((r) => r.response.length)).mean,
-    stop_fraction: rollouts.filter((r) => r.finish === 'stop').length / rollouts.length,
     grad_norm: per(t.gradNorm),
-  };
+  });
 }
 
 /**
@@ -290,14 +274,9 @@ async function updateOnlineDpo(
   rollouts: Rollout[],
   scores: number[],
   step: number,
-): Promise<Omit<GrpoStepMetrics, 'time_rollout_s' | 'time_score_s' | 'time_update_s'>> {
+): Promise<UpdateMetrics> {
   const { cfg } = run;
-  const all = packActions(rollouts);
-  const oldF = await policyForward(policy, all.batch, { targets: all.targets, sel: all.sel });
-  const logpOld = gather(oldF.logp, all.slots);
-  const entropy = meanStd(gather(oldF.entropy, all.slots)).mean;
-  const logpRef = gather((await referenceForward(policy, reference, all)).logp, all.slots);
-  const seqKl = sequenceKl(logpOld, logpRef, all.offsets);
+  const { all, logpOld, entropy, logpRef, seqKl } = await scoreRollouts(policy, reference, rollouts);
   const seqSum = (a: ArrayLike<number>, offsets: ArrayLike<number>, s: number): number => {
     let sum = 0;
     for (let i = offsets[s]; i < offsets[s + 1]; i++) sum += a[i];
@@ -343,6 +322,39 @@ async function updateOnlineDpo(
     }
   }
   const per = (x: number) => (t.updates > 0 ? x / t.updates : 0);
+  return stepMetrics(cfg, step, rollouts, scores, seqKl, entropy, {
+    groups_kept: rollouts.length > 0 ? (2 * pairs.length) / rollouts.length : 0,
+    approx_kl: per(t.approxKl),
+    clip_fraction: 0,
+    policy_loss: per(t.loss),
+    kl_loss: 0,
+    grad_norm: per(t.gradNorm),
+  });
+}
+
+type UpdateMetrics = Omit<GrpoStepMetrics, 'time_rollout_s' | 'time_score_s' | 'time_update_s'>;
+
+/** The rollout policy's and the reference's per-token log-probs of a step's samples (and what follows from them). */
+async function scoreRollouts(policy: TrainableModelHandle, reference: TrainableModelHandle | null, rollouts: Rollout[]) {
+  const all = packActions(rollouts);
+  const oldF = await policyForward(policy, all.batch, { targets: all.targets, sel: all.sel });
+  const logpOld = gather(oldF.logp, all.slots);
+  const entropy = meanStd(gather(oldF.entropy, all.slots)).mean;
+  const logpRef = gather((await referenceForward(policy, reference, all)).logp, all.slots);
+  const seqKl = sequenceKl(logpOld, logpRef, all.offsets);
+  return { all, logpOld, entropy, logpRef, seqKl };
+}
+
+/** A step's metrics: what every algorithm reports the same way, plus the update's own figures. */
+function stepMetrics(
+  cfg: GrpoConfig,
+  step: number,
+  rollouts: Rollout[],
+  scores: number[],
+  seqKl: ArrayLike<number>,
+  entropy: number,
+  update: Pick<UpdateMetrics, 'groups_kept' | 'approx_kl' | 'clip_fraction' | 'policy_loss' | 'kl_loss' | 'grad_norm'>,
+): UpdateMetrics {
   const reward = meanStd(scores);
   const groupStds = Array.from({ length: scores.length / cfg.groupSize }, (_, g) => meanStd(scores.slice(g * cfg.groupSize, (g + 1) * cfg.groupSize)).std);
   return {
@@ -351,16 +363,16 @@ async function updateOnlineDpo(
     reward_mean: reward.mean,
     reward_std: reward.std,
     group_reward_std: meanStd(groupStds).mean,
-    groups_kept: rollouts.length > 0 ? (2 * pairs.length) / rollouts.length : 0,
+    groups_kept: update.groups_kept,
     kl: meanStd(seqKl).mean,
-    approx_kl: per(t.approxKl),
-    clip_fraction: 0,
+    approx_kl: update.approx_kl,
+    clip_fraction: update.clip_fraction,
     entropy,
-    policy_loss: per(t.loss),
-    kl_loss: 0,
+    policy_loss: update.policy_loss,
+    kl_loss: update.kl_loss,
     response_length: meanStd(rollouts.map((r) => r.response.length)).mean,
     stop_fraction: rollouts.filter((r) => r.finish === 'stop').length / rollouts.length,
-    grad_norm: per(t.gradNorm),
+    grad_norm: update.grad_norm,
   };
 }
 
