@@ -22,17 +22,27 @@ The Gemma forward, as transformers computes it (here in float64):
 - final model.norm, logits = h @ embed_tokens^T (tied, no lm_head tensor); Gemma 2 only: logits = fcap * tanh(logits /
   fcap) (final_logit_softcapping), which the LM loss of the training golden also sees (the scalar score head does not).
 
+With --cls it writes only the reward-model fixtures instead: tiny-gemma2-rm/ (Gemma2ForSequenceClassification) and
+tiny-gemma3-rm/ (Gemma3TextForSequenceClassification, transformers' name for the text-only Gemma 3 classifier; its
+Gemma3ForSequenceClassification wraps the multimodal Gemma3Model), each config.json + F32 safetensors (no lm_head, a
+`score.weight` (1, hidden)) + a one-character-per-token tokenizer.json, and golden/tiny-gemma{2,3}-rm.{json,f32}: the
+float64 scores of 4 sequences and the gradients of sum(coef * score) over every parameter. The classifier is
+transformers' GenericForSequenceClassification: score = score.weight @ the base model's final-normed hidden state at
+the last non-pad token; Gemma 2's final_logit_softcapping belongs to Gemma2ForCausalLM's lm_head logits and is NOT
+applied to the score (the fixture keeps final_logit_softcapping 3.0 in its config so a capped score would show).
+
 It is not transformers' code (never imported) nor llama.cpp's; multimodal Gemma 3 (Gemma3ForConditionalGeneration,
 vision tower, bidirectional image attention), Gemma 1 and rope_scaling types other than linear are not covered.
 Everything else is imported from llama_reference.py (safetensors reader/writer, rope_inv_freq, random_llama,
 write_golden), gguf_writer.py (GGUF primitives) and llama_train_reference.py (batch, optimizer, file layout); the
 forwards, loss and parameter order here are installed into those modules only while the Gemma files are written
 (`gemma_forwards`). Deterministic: a rerun gives the same bytes.
-Run: `/usr/bin/python3 scripts/reference/gemma_reference.py`.
+Run: `/usr/bin/python3 scripts/reference/gemma_reference.py [--cls]`.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import struct
 import sys
@@ -50,7 +60,7 @@ from llama_reference import FIXTURES, repeat_kv, rope_inv_freq, rotate_half  # n
 
 GENERATOR = "scripts/reference/gemma_reference.py"
 GEMMA_ARCHS = {"Gemma2ForCausalLM": 2, "Gemma2ForSequenceClassification": 2,
-               "Gemma3ForCausalLM": 3, "Gemma3ForSequenceClassification": 3}
+               "Gemma3ForCausalLM": 3, "Gemma3ForSequenceClassification": 3, "Gemma3TextForSequenceClassification": 3}
 
 
 def gemma_version(cfg: dict) -> int | None:
@@ -668,8 +678,152 @@ def make_gemma_fixtures(name: str, cfg: dict, seed: int, train_seed: int, note: 
     write_train_golden(name, train_seed)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Reward models (--cls): Gemma2ForSequenceClassification, Gemma3TextForSequenceClassification
+
+RM_LENGTHS = (1, 5, 9, 13)  # 9 and 13 leave the sliding window of 4
+RM_COEF = [1.0, -0.5, 2.0, -1.5]
+
+
+def rm_config(causal: dict, arch: str, types: list[str], **over) -> dict:
+    """A reward model's config.json as transformers writes one for num_labels 1: the causal config with its classifier
+    architecture, fewer layers (types), and id2label / label2id."""
+    return _config(**{**causal, "architectures": [arch], "num_hidden_layers": len(types), "layer_types": types,
+                      "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}, **over})
+
+
+def gemma2_rm_config() -> dict:
+    return rm_config(gemma2_config(), "Gemma2ForSequenceClassification", ["sliding_attention", "full_attention"])
+
+
+def gemma3_rm_config() -> dict:
+    """Gemma 3 text with a pattern of 2 (layer 0 slides with RoPE base 1e4, layer 1 is global with 1e6), so two layers
+    hold both kinds."""
+    return rm_config(gemma3_config(), "Gemma3TextForSequenceClassification", ["sliding_attention", "full_attention"],
+                     sliding_window_pattern=2)
+
+
+def random_gemma_rm(cfg: dict, seed: int) -> dict[str, np.ndarray]:
+    """random_gemma's backbone and a seeded score head ~ N(0, 4 / hidden) (seed + 2), so scores are a few units: a
+    soft cap at 3 would change them clearly."""
+    w = random_gemma(cfg, seed)
+    g = torch.Generator().manual_seed(seed + 2)
+    d = cfg["hidden_size"]
+    w["score.weight"] = (torch.randn(1, d, generator=g, dtype=torch.float64) * 2 / math.sqrt(d)).float().numpy()
+    return w
+
+
+def char_tokenizer_json(vocab: int) -> dict:
+    """A tokenizer.json with one token per character (id i is U+4E00 + i), no merges, no special tokens and no
+    post-processor: text made of those characters encodes to exactly its ids, so a spec can score token ids through
+    the reward service's text path."""
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+            "pre_tokenizer": None, "post_processor": None, "decoder": None,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                      "vocab": {chr(0x4E00 + i): i for i in range(vocab)}, "merges": []}}
+
+
+def rm_batch(seqs: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Right-padded (B, T) batch as Flywheel's packScoreBatch: pad slots token 0, mask 0; positions 0.. per row."""
+    B, T = len(seqs), max(map(len, seqs))
+    tokens = torch.zeros(B, T, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        tokens[b, : len(s)] = torch.tensor(s)
+        mask[b, : len(s)] = 1
+    positions = torch.clamp(torch.cumsum(mask, dim=1) - 1, min=0)
+    return {"tokens": tokens, "mask": mask, "positions": positions}
+
+
+def rm_scores(cfg: dict, W: dict[str, torch.Tensor], seqs: list[list[int]], **opts) -> torch.Tensor:
+    """(B,) float64 scores: score.weight @ the final-normed hidden state at each sequence's last token (transformers'
+    last non-pad token; no sequence here holds the pad id 0). No soft cap: the classifier reads the base model."""
+    t = rm_batch(seqs)
+    h = final_hidden(cfg, W, t["tokens"], t["positions"], t["mask"], **opts)  # (B, T, C)
+    last = torch.tensor([len(s) - 1 for s in seqs])
+    return (h[torch.arange(len(seqs)), last] @ W["score.weight"].T)[:, 0]
+
+
+def rm_sanity_checks(cfg: dict, W: dict[str, torch.Tensor], w: dict[str, np.ndarray], seqs: list[list[int]],
+                     scores: torch.Tensor) -> str:
+    out = []
+    # The padded batch scores each sequence as it scores alone.
+    alone = torch.stack([rm_scores(cfg, W, [s])[0] for s in seqs])
+    d = maxdiff(alone, scores)
+    assert d < 1e-12, d
+    out.append(f"batch vs alone {d:.1e}")
+    # The backbone is the causal model's: its batched final hidden gives the prefill logits (tied head).
+    d = check_train_matches_prefill(cfg, w, forward, final_hidden, lambda Wt, h: lm_logits(cfg, Wt, h),
+                                    seqs[-1], cfg["vocab_size"], 31)
+    out.append(f"train vs prefill {d:.1e}")
+    # The window matters to the 13-token score.
+    d = maxdiff(rm_scores(cfg, W, seqs, window=max(map(len, seqs))), scores)
+    assert d > 1e-2, d
+    out.append(f"window 4 vs >= T {d:.3f}")
+    if gemma_version(cfg) == 2:  # the choice of no final soft cap on the score is visible in this fixture
+        d = maxdiff(softcap(scores, cfg["final_logit_softcapping"]), scores)
+        assert d > 1e-2, d
+        out.append(f"capped score would differ by {d:.3f}")
+    else:
+        d = maxdiff(rm_scores(cfg, W, seqs, qk_norm=False), scores)
+        assert d > 1e-2, d
+        out.append(f"q/k norm {d:.3f}")
+    return ", ".join(out)
+
+
+def make_gemma_rm_fixtures(name: str, cfg: dict, seed: int, note: str) -> None:
+    w = random_gemma_rm(cfg, seed)
+    stored = lr.write_hf_dir(name, cfg, {k: ("F32", v) for k, v in w.items()})
+    (FIXTURES / name / "tokenizer.json").write_text(
+        json.dumps(char_tokenizer_json(cfg["vocab_size"]), indent=1, ensure_ascii=False) + "\n")
+    g = torch.Generator().manual_seed(seed + 3)
+    seqs = [torch.randint(1, cfg["vocab_size"], (n,), generator=g).tolist() for n in RM_LENGTHS]  # never pad id 0
+    names = list(stored)
+    order = param_order(cfg, names)
+    W = {k: torch.tensor(stored[k].astype(np.float64), requires_grad=True) for k in order}
+    scores = rm_scores(cfg, W, seqs)
+    (scores * torch.tensor(RM_COEF, dtype=torch.float64)).sum().backward()
+    with torch.no_grad():
+        checks = rm_sanity_checks(cfg, W, stored, seqs, scores.detach())
+    print(f"{name} sanity: {checks}; scores {[round(float(x), 4) for x in scores]}", file=sys.stderr)
+    grads = np.concatenate([W[k].grad.numpy().astype("<f4").reshape(-1) for k in order])
+    golden = FIXTURES / "golden"
+    (golden / f"{name}.f32").write_bytes(grads.tobytes())
+    doc = {
+        "generator": GENERATOR,
+        "checkpoint": name,
+        "note": note,
+        "cases": [{"name": f"random-{len(s)}", "tokens": s, "score": float(x)} for s, x in zip(seqs, scores)],
+        "scoreCoef": RM_COEF,
+        "dataFile": f"{name}.f32",
+        "dataLayout": "little-endian float32 gradients of sum(scoreCoef[i] * score(case i)) over the cases as one "
+                      "right-padded batch, tensor after tensor in `tensors` order (norm weights: d/dw = d/d(1 + w))",
+        "numParams": int(grads.size),
+        "tensors": [{"name": k, "shape": list(stored[k].shape), "size": int(stored[k].size)} for k in order],
+    }
+    (golden / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def make_all_rm_fixtures() -> None:
+    make_gemma_rm_fixtures(
+        "tiny-gemma2-rm", gemma2_rm_config(), seed=2241,
+        note="float64 Gemma2ForSequenceClassification: tiny-gemma2's forward (2 layers: sliding window 4, then full; "
+             "scores soft-capped at 2.0) to the final (1+w) norm, score.weight @ the hidden state at the last token; "
+             "final_logit_softcapping 3.0 caps LM logits only and is not applied to the score")
+    make_gemma_rm_fixtures(
+        "tiny-gemma3-rm", gemma3_rm_config(), seed=3351,
+        note="float64 Gemma3TextForSequenceClassification: tiny-gemma3's forward (2 layers: sliding window 4 with RoPE "
+             "base 1e4, then full with base 1e6; q/k norms) to the final (1+w) norm, score.weight @ the hidden state "
+             "at the last token")
+    print("gemma reward-model fixtures written to", FIXTURES, file=sys.stderr)
+
+
 def main() -> None:
     torch.set_num_threads(1)
+    if "--cls" in sys.argv[1:]:
+        make_all_rm_fixtures()
+        return
     make_gemma_fixtures(
         "tiny-gemma2", gemma2_config(), seed=2225, train_seed=23,
         note="float64 Gemma 2 forward of the F32 weights: embed * f32(sqrt(32)), (1+w) RMSNorms, sandwich norms, "

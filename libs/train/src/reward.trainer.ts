@@ -2,7 +2,9 @@
  * Reward-model training on preference JSONL (`{"prompt": [...], "chosen": [...], "rejected": [...]}`, the admin
  * export's preference format): a policy checkpoint plus a fresh zero scalar head (`score.weight`, num_labels 1),
  * the Bradley–Terry pairwise loss -log σ(r_chosen - r_rejected), AdamW with warmup + cosine, held-out pairwise
- * accuracy before and after; writes a LlamaForSequenceClassification HF checkpoint. Shared by `flywheel train reward`
+ * accuracy before and after; writes the policy family's sequence-classification HF checkpoint (Llama/Mistral:
+ * LlamaForSequenceClassification, Gemma 2: Gemma2ForSequenceClassification, Gemma 3: Gemma3TextForSequenceClassification,
+ * ...; safetensors.writer names it). Shared by `flywheel train reward`
  * and the trainer's `reward-train` job; no CLI, queue or store code here, and no resume (runs are short).
  */
 import path from 'node:path';

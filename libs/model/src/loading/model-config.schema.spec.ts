@@ -275,8 +275,25 @@ describe('parseModelConfig', () => {
     expect(() => parseModelConfig({ ...g3, sliding_window: null, layer_types: ['sliding_attention', 'full_attention'] })).toThrow(
       /has "sliding_attention" layers but no sliding window is configured/,
     );
-    // A reward model (Gemma2ForSequenceClassification) is not served.
-    expect(() => parseModelConfig({ ...base, architectures: ['Gemma2ForSequenceClassification'] })).toThrow(/unsupported architecture Gemma2ForSequenceClassification/);
+  });
+
+  it('accepts Gemma reward models: Gemma2ForSequenceClassification and the text-only Gemma3TextForSequenceClassification', () => {
+    const g2 = parseModelConfig({ ...base, architectures: ['Gemma2ForSequenceClassification'], model_type: 'gemma2', num_labels: 1 });
+    expect(g2).toMatchObject({ architecture: 'Gemma2ForSequenceClassification', numLabels: 1 });
+    // The same spec as the causal LM: Gemma 2's caps (the final one applies to LM logits only), its sliding layers.
+    expect(g2.spec).toEqual(parseModelConfig({ ...base, model_type: 'gemma2' }).spec);
+    expect(g2.spec).toMatchObject({ finalSoftcap: 30, attnSoftcap: 50, slidingLayers: [0], normWeightOffset: true });
+    const g3 = { ...base, model_type: 'gemma3_text', sliding_window_pattern: 2 };
+    const rm = parseModelConfig({ ...g3, architectures: ['Gemma3TextForSequenceClassification'], id2label: { 0: 'LABEL_0' } });
+    expect(rm).toMatchObject({ architecture: 'Gemma3TextForSequenceClassification', numLabels: 1, spec: { qkNorm: true, slidingLayers: [0] } });
+    expect(rm.spec).toEqual(parseModelConfig(g3).spec);
+    // transformers' AutoModelForSequenceClassification builds Gemma3TextForSequenceClassification for a Gemma3TextConfig.
+    expect(parseModelConfig({ ...g3, architectures: ['Gemma3ForSequenceClassification'], num_labels: 1 }).architecture).toBe('Gemma3TextForSequenceClassification');
+    // Its Gemma3ForSequenceClassification over a Gemma3Config is the multimodal model.
+    expect(() => parseModelConfig({ model_type: 'gemma3', architectures: ['Gemma3ForSequenceClassification'], text_config: { ...base }, num_labels: 1 })).toThrow(
+      'unsupported architecture Gemma3ForSequenceClassification with model_type "gemma3" (the multimodal Gemma 3 classifier: a vision tower and ' +
+        'model.language_model.* weights); Flywheel scores with text-only Gemma 3 reward models (Gemma3TextForSequenceClassification, model_type "gemma3_text")',
+    );
   });
 
   it('accepts a Llama reward model and counts its labels', () => {

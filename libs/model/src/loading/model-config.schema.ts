@@ -1,8 +1,8 @@
 /**
  * The zod schema of a Hugging Face `config.json` for the Llama family (Llama, Qwen2, Qwen3, Mistral, SmolLM3, Phi-3,
- * Gemma 2, text-only Gemma 3, and reward models as Llama/Qwen2/Qwen3/SmolLM3/Phi3ForSequenceClassification), and its
- * translation into the engine's `ModelSpec`. Defaults follow transformers' LlamaConfig / Qwen2Config / Qwen3Config /
- * MistralConfig / SmolLM3Config / Phi3Config / Gemma2Config / Gemma3TextConfig. It reads no files and knows nothing
+ * Gemma 2, text-only Gemma 3, and reward models as Llama/Qwen2/Qwen3/SmolLM3/Phi3/Gemma2ForSequenceClassification and
+ * Gemma3TextForSequenceClassification), and its translation into the engine's `ModelSpec`. Defaults follow transformers'
+ * LlamaConfig / Qwen2Config / Qwen3Config / MistralConfig / SmolLM3Config / Phi3Config / Gemma2Config / Gemma3TextConfig. It reads no files and knows nothing
  * about weights (Phi-3's fused projections are fused-projections.ts's, Gemma's stored norm weights w, scaling by
  * 1 + w, gemma-norms.ts's); anything the engine cannot run (other RoPE types, MLP bias, ...) is rejected here.
  */
@@ -23,7 +23,10 @@ export const SUPPORTED_ARCHITECTURES = [
   'Phi3ForCausalLM',
   'Phi3ForSequenceClassification',
   'Gemma2ForCausalLM',
+  'Gemma2ForSequenceClassification',
   'Gemma3ForCausalLM',
+  // transformers' text-only Gemma 3 classifier (Gemma3TextConfig); its Gemma3ForSequenceClassification is multimodal.
+  'Gemma3TextForSequenceClassification',
 ] as const;
 export type SupportedArchitecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
@@ -148,8 +151,21 @@ const FAMILY_DEFAULTS: Record<SupportedArchitecture, { maxPositionEmbeddings: nu
   Phi3ForCausalLM: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5 },
   Phi3ForSequenceClassification: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5 },
   Gemma2ForCausalLM: { maxPositionEmbeddings: 8192, rmsNormEps: 1e-6 },
+  Gemma2ForSequenceClassification: { maxPositionEmbeddings: 8192, rmsNormEps: 1e-6 },
   Gemma3ForCausalLM: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6 },
+  Gemma3TextForSequenceClassification: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6 },
 };
+
+/**
+ * Gemma's generation (2 or 3) for its causal LM and its reward model, else null. The classifiers (transformers'
+ * GenericForSequenceClassification) put `score` on the base model's final-normed hidden states: Gemma 2's
+ * final_logit_softcapping caps lm_head logits only, never the score.
+ */
+function gemmaGeneration(architecture: SupportedArchitecture): 2 | 3 | null {
+  if (architecture.startsWith('Gemma2')) return 2;
+  if (architecture.startsWith('Gemma3')) return 3;
+  return null;
+}
 
 /** Parses config.json content into a validated ModelConfig; `file` only labels errors. */
 export function parseModelConfig(json: unknown, file: string | null = null): ModelConfig {
@@ -169,7 +185,7 @@ export function parseModelConfig(json: unknown, file: string | null = null): Mod
   const isQwen3 = architecture === 'Qwen3ForCausalLM' || architecture === 'Qwen3ForSequenceClassification';
   const isSmolLM3 = architecture.startsWith('SmolLM3');
   const isPhi3 = architecture.startsWith('Phi3');
-  const gemma = architecture === 'Gemma2ForCausalLM' ? 2 : architecture === 'Gemma3ForCausalLM' ? 3 : null;
+  const gemma = gemmaGeneration(architecture);
 
   if (gemma !== null) {
     // Gemma2MLP / Gemma3MLP: ACT2FN[hidden_activation]; hidden_act is not read.
@@ -290,11 +306,23 @@ export function modelSpecFromConfig(json: unknown, file: string | null = null): 
 /**
  * transformers' Gemma3Config (model_type "gemma3") wraps a Gemma3TextConfig in `text_config` beside a vision tower.
  * A text-only one (no vision_config; architectures absent or Gemma3ForCausalLM) is read as its text config with the
- * top-level fields it lacks; a multimodal one is refused.
+ * top-level fields it lacks; a multimodal one is refused, and so is its classifier Gemma3ForSequenceClassification
+ * (Gemma3Model: vision tower, model.language_model.* weights). A model_type "gemma3_text" config that names
+ * Gemma3ForSequenceClassification is the text-only classifier: transformers' AutoModelForSequenceClassification picks
+ * the class by config type, Gemma3TextForSequenceClassification for a Gemma3TextConfig.
  */
 function textOnlyGemma3(json: unknown, fail: (m: string) => never): unknown {
   if (!isRecord(json)) return json;
   const archs = Array.isArray(json.architectures) ? json.architectures : [];
+  const classifier = archs.length === 1 && archs[0] === 'Gemma3ForSequenceClassification';
+  if (classifier && json.model_type === 'gemma3_text') return { ...json, architectures: ['Gemma3TextForSequenceClassification'] };
+  if (classifier) {
+    fail(
+      `unsupported architecture Gemma3ForSequenceClassification with model_type ${JSON.stringify(json.model_type)} (the multimodal Gemma 3 classifier: ` +
+        'a vision tower and model.language_model.* weights); Flywheel scores with text-only Gemma 3 reward models ' +
+        '(Gemma3TextForSequenceClassification, model_type "gemma3_text")',
+    );
+  }
   if (json.model_type !== 'gemma3' && !archs.includes('Gemma3ForConditionalGeneration')) return json;
   if (archs.some((a) => a !== 'Gemma3ForCausalLM') || json.vision_config != null) {
     fail(
@@ -360,9 +388,10 @@ function slidingAttentionOf(c: HfModelConfigJson, architecture: SupportedArchite
   const shown = () => JSON.stringify([...new Set(types)]);
   let window: number | null = null;
   let flags: boolean[];
-  if (architecture === 'Gemma2ForCausalLM' || architecture === 'Gemma3ForCausalLM') {
+  const gemma = gemmaGeneration(architecture);
+  if (gemma !== null) {
     window = c.sliding_window === undefined ? 4096 : c.sliding_window;
-    const period = architecture === 'Gemma2ForCausalLM' ? 2 : (c.sliding_window_pattern ?? 6);
+    const period = gemma === 2 ? 2 : (c.sliding_window_pattern ?? 6);
     flags = listed ?? Array.from({ length: L }, (_, i) => (i + 1) % period !== 0);
   } else if (/^Qwen[23]For/.test(architecture)) {
     window = c.use_sliding_window === true ? (c.sliding_window === undefined ? 4096 : c.sliding_window) : null;

@@ -175,7 +175,6 @@ describe('safetensors writer', () => {
   it('refuses what no written config could describe instead of writing a different model', async () => {
     const gemma = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gemma2'));
     const gqa = await loadModelWeights(path.join(FIXTURES_DIR, 'tiny-gqa'));
-    expect(() => hfConfigFor(gemma.spec, 1, null, 'F32')).toThrow('cannot write a Gemma2 reward model: Flywheel serves no Gemma sequence classifier');
     expect(() => hfConfigFor({ ...gqa.spec, attnSoftcap: 50 }, null, null, 'F32')).toThrow('cannot write the checkpoint as Llama: its config has no way to say attnSoftcap');
     expect(() => hfConfigFor({ ...gqa.spec, slidingWindow: 4, slidingLayers: [1] }, null, null, 'F32')).toThrow(/as Llama: its config has no way to say slidingLayers/);
     expect(() => hfConfigFor({ ...gemma.spec, attentionBias: true, embedScale: 1 }, null, null, 'F32')).toThrow(
@@ -198,6 +197,24 @@ describe('safetensors writer', () => {
     expect(back.numLabels).toBe(1);
     expect(back.weights.has('lm_head.weight')).toBe(false);
     expect(Array.from(back.weights.get('score.weight')!)).toEqual(Array.from(weights.get('score.weight')!));
+  });
+
+  it('names a Gemma reward model as transformers does: Gemma2ForSequenceClassification, text-only Gemma3TextForSequenceClassification', async () => {
+    for (const [name, architecture, modelType] of [
+      ['tiny-gemma2', 'Gemma2ForSequenceClassification', 'gemma2'],
+      ['tiny-gemma3', 'Gemma3TextForSequenceClassification', 'gemma3_text'],
+    ] as const) {
+      const src = await loadModelWeights(path.join(FIXTURES_DIR, name));
+      const baseConfig = JSON.parse(readFileSync(path.join(FIXTURES_DIR, name, 'config.json'), 'utf8')) as Record<string, unknown>;
+      const weights = new Map(src.weights);
+      weights.set('score.weight', Float32Array.from({ length: src.spec.hiddenSize }, (_, i) => i / 100));
+      const out = path.join(dir, `rm-${name}`);
+      await writeHfCheckpoint(out, { spec: src.spec, weights, scoreLabels: 1, baseConfig });
+      const back = await loadModelWeights(out);
+      expect({ architecture: back.architecture, numLabels: back.numLabels, spec: back.spec }).toEqual({ architecture, numLabels: 1, spec: src.spec });
+      expect(JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'))).toMatchObject({ model_type: modelType, final_logit_softcapping: baseConfig.final_logit_softcapping });
+      for (const [tensor, data] of weights) expect({ tensor, same: Array.from(back.weights.get(tensor)!).every((x, i) => Object.is(x, data[i])) }).toEqual({ tensor, same: true });
+    }
   });
 
   it('keeps the family of its base: a reward model trained from a Qwen2 policy is a Qwen2ForSequenceClassification', async () => {

@@ -140,7 +140,7 @@ export async function writeSafetensorsFile(
 export interface HfCheckpointToWrite {
   spec: ModelSpec;
   weights: WeightMap;
-  /** Rows of score.weight for a LlamaForSequenceClassification export; null (default) for a causal LM. */
+  /** Rows of score.weight for a sequence-classification (reward model) export; null (default) for a causal LM. */
   scoreLabels?: number | null;
   /** The source config.json, kept for fields we do not model (token ids, model_type, ...); spec fields override. */
   baseConfig?: Record<string, unknown> | null;
@@ -163,11 +163,11 @@ export function hfConfigFor(spec: ModelSpec, scoreLabels: number | null, base: R
   const family = checkpointFamily(spec, baseArch);
   const sameFamily = familyOf(baseArch) === family;
   const gemma = family === 'Gemma2' || family === 'Gemma3';
-  if (scoreLabels !== null && gemma) throw new ModelLoadError(`cannot write a ${family} reward model: Flywheel serves no Gemma sequence classifier`);
   const unwritable = unwritableFeatures(spec, family);
   if (unwritable.length > 0) throw new ModelLoadError(`cannot write the checkpoint as ${family}: its config has no way to say ${unwritable.join(', ')}`);
   const causal = sameFamily && baseArch !== null && !baseArch.endsWith('ForSequenceClassification') ? baseArch : `${family}ForCausalLM`;
-  const scoring = family === 'Mistral' ? 'LlamaForSequenceClassification' : `${family}ForSequenceClassification`;
+  // transformers' Gemma3ForSequenceClassification is the multimodal one; a Gemma3TextConfig classifier is Gemma3Text's.
+  const scoring = family === 'Mistral' ? 'LlamaForSequenceClassification' : family === 'Gemma3' ? 'Gemma3TextForSequenceClassification' : `${family}ForSequenceClassification`;
   const config: Record<string, unknown> = {
     ...kept,
     architectures: [scoreLabels !== null ? scoring : causal],
