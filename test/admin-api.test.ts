@@ -298,6 +298,8 @@ describe('admin API', () => {
     const chat = record({ policyVersion: version });
     const text = record({
       policyVersion: version,
+      // After the chat, so exports that go oldest first list them in a fixed order (a shared millisecond would tie).
+      createdAt: new Date(Date.parse(chat.createdAt) + 10).toISOString(),
       endpoint: 'completions',
       request: { model: 'stories260K', prompt: 'Once' },
       messages: null,
@@ -433,7 +435,7 @@ describe('admin API', () => {
       expect(res.body.volume.reduce((n: number, p: any) => n + p.total, 0)).toBe(10);
       expect(res.body.totals).toEqual({
         feedback: 10,
-        by_kind: { thumbs: 3, rating: 3, preference: 2, correction: 1, flag: 1 },
+        by_kind: { thumbs: 3, rating: 3, preference: 2, correction: 1, flag: 1, ranking: 0 },
         by_status: { pending: 0, approved: 9, rejected: 1 },
         approval_rate: 0.9,
         rating_distribution: { '1': 1, '2': 0, '3': 1, '4': 0, '5': 1 },

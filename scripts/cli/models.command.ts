@@ -2,6 +2,8 @@
  * `flywheel models publish|promote|rollback|list`: the operator's face of model versions on the mesh. Publish
  * packs a checkpoint directory into the `checkpoints` object store; promote and rollback are each one write to
  * the `models` KV bucket, which every policy replica watches (hot swap). Each prints one JSON object on stdout.
+ * `publish --run ID DIR` brings back a checkpoint trained elsewhere for the loop run ID whose `external` stage waits
+ * for it (named ID-external unless --version says otherwise; the loop then evaluates and promotes it).
  * Lineage rows in the database are written by the gateway, which follows the KV (README, "Model versions").
  */
 import os from 'node:os';
@@ -9,11 +11,12 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
 import { z } from 'zod';
 import { loadServiceConfig } from '@flywheel/config';
-import { modelRoleSchema, modelVersionNameSchema } from '@flywheel/contracts';
+import { externalCandidateVersion, modelRoleSchema, modelVersionNameSchema } from '@flywheel/contracts';
 import { drainQuietly, listModelVersions, promoteVersion, putCheckpoint, rollback } from '@flywheel/mesh';
 
 export const MODELS_USAGE =
   'usage: flywheel models publish --dir DIR --version V [--parent P] [--run-id R] [--export ID]... [--role policy|reward]\n' +
+  '       flywheel models publish --run LOOP_RUN_ID [--dir] DIR [--version V] [--parent P]   (the loop\'s external stage takes it)\n' +
   '       flywheel models promote --version V [--role policy|reward] [--reason TEXT] [--by NAME]\n' +
   '       flywheel models rollback [--role policy|reward] [--by NAME]\n' +
   '       flywheel models list [--role policy|reward]\n' +
@@ -26,7 +29,8 @@ const commonArgs = z.object({
 });
 const publishArgs = commonArgs.extend({
   dir: z.string({ message: '--dir DIR is required' }).min(1),
-  version: modelVersionNameSchema,
+  /** Optional with --run (then the loop run's external candidate name). */
+  version: modelVersionNameSchema.optional(),
   parent: z.string().min(1).optional(),
   runId: z.string().min(1).optional(),
   export: z.array(z.string().min(1)).default([]),
@@ -38,13 +42,14 @@ const promoteArgs = commonArgs.extend({
 
 export async function modelsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
     options: {
       dir: { type: 'string' },
       version: { type: 'string' },
       parent: { type: 'string' },
       'run-id': { type: 'string' },
+      run: { type: 'string' },
       export: { type: 'string', multiple: true },
       role: { type: 'string' },
       reason: { type: 'string' },
@@ -52,8 +57,15 @@ export async function modelsCommand(argv: string[]): Promise<number> {
       nats: { type: 'string' },
     },
     strict: true,
+    allowPositionals: true,
   });
-  const raw = { ...values, runId: values['run-id'] };
+  if (positionals.length > (sub === 'publish' && values.dir === undefined ? 1 : 0)) {
+    throw new TypeError(`flywheel models: unexpected argument ${JSON.stringify(positionals.at(-1))}\n${MODELS_USAGE}`);
+  }
+  if (values.run !== undefined && values['run-id'] !== undefined && values.run !== values['run-id']) {
+    throw new TypeError(`flywheel models: --run and --run-id name different runs\n${MODELS_USAGE}`);
+  }
+  const raw = { ...values, dir: values.dir ?? positionals[0], runId: values['run-id'] ?? values.run };
   const run = async (fn: (nc: NatsConnection) => Promise<unknown>, nats: string | undefined): Promise<number> => {
     const servers = nats ? [nats] : loadServiceConfig('trainer', process.env).nats.servers;
     const nc = await connect({ servers, timeout: 5_000, name: 'flywheel-cli' });
@@ -67,7 +79,9 @@ export async function modelsCommand(argv: string[]): Promise<number> {
   switch (sub) {
     case 'publish': {
       const a = parse(publishArgs, raw);
-      return run((nc) => putCheckpoint(nc, { version: a.version, role: a.role, dir: a.dir, parent: a.parent ?? null, runId: a.runId ?? null, exports: a.export }), a.nats);
+      const version = a.version ?? (a.runId ? externalCandidateVersion(a.runId) : undefined);
+      if (version === undefined) throw new TypeError(`flywheel models: --version V is required (or --run ID)\n${MODELS_USAGE}`);
+      return run((nc) => putCheckpoint(nc, { version, role: a.role, dir: a.dir, parent: a.parent ?? null, runId: a.runId ?? null, exports: a.export }), a.nats);
     }
     case 'promote': {
       const a = parse(promoteArgs, raw);

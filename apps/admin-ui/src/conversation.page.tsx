@@ -1,8 +1,8 @@
 /**
  * One completion in full: the prompt, every choice with its moderation verdict and feedback, the reward
- * score, a side-by-side pick of the better of two choices, and the completion's audit trail. Decisions
- * act on its feedback (one, or the checked ones) with the inbox's shortcuts; Esc goes back. The prompt and
- * each choice carry a moderation label control (moderation-label.tsx).
+ * score, a side-by-side pick of the better of two choices, a ranking of three or more (choice-ranking.tsx), and
+ * the completion's audit trail. Decisions act on its feedback (one, or the checked ones) with the inbox's shortcuts;
+ * Esc goes back. The prompt and each choice carry a moderation label control (moderation-label.tsx).
  */
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import type { AdminCompletionDetail, AdminFeedback, AdminReviewAction } from '../../../libs/contracts/src/admin.schemas';
@@ -14,6 +14,7 @@ import { go } from './navigation';
 import { feedbackValueText, shortId, shortTime } from './format';
 import { ReviewStatusBadge } from './status-badges';
 import { EditCorrectionDialog, useReview, useShortcuts } from './review.context';
+import { ChoiceRanking } from './choice-ranking';
 
 type OutputVerdict = CompletionModeration['output'][number];
 type InputVerdict = NonNullable<CompletionModeration['input']>;
@@ -68,6 +69,14 @@ export function ConversationPage({ id }: { id: string }) {
     if (!detail || chosen === rejected) return;
     const res = await decide([{ action: 'choose', completion_id: detail.id, chosen, rejected }]);
     if (res) await load();
+  }
+
+  async function rank(order: number[]): Promise<boolean> {
+    if (!detail) return false;
+    const res = await decide([{ action: 'rank', completion_id: detail.id, order }]);
+    if (!res || res.failed > 0) return false;
+    await load();
+    return true;
   }
 
   function toggle(fid: string) {
@@ -163,6 +172,8 @@ export function ConversationPage({ id }: { id: string }) {
 
   const general = detail.feedback.filter((f) => f.choice_index === null || !detail.choices.some((c) => c.index === f.choice_index));
   const indices = detail.choices.map((c) => c.index);
+  // A ranking orders every choice of one prompt; with two, the pick above is the ranking.
+  const rankable = detail.choices.length >= 3 && new Set(detail.choices.map((c) => c.prompt_index)).size === 1;
   // The input check covers the whole prompt (every message or string prompt), so each prompt text shows its verdict.
   const inputDecision = decisionOf(moderation?.input);
   const lastUser = (detail.messages ?? []).map((m) => m.role).lastIndexOf('user');
@@ -290,6 +301,8 @@ export function ConversationPage({ id }: { id: string }) {
             </button>
           </section>
         ) : null}
+
+        {rankable ? <ChoiceRanking key={detail.id} choices={detail.choices} onSubmit={rank} /> : null}
 
         <div className={detail.choices.length >= 2 ? 'choices two' : 'choices'}>
           {detail.choices.map((c) => {

@@ -31,6 +31,7 @@ const KIND_COLOURS: Record<(typeof FEEDBACK_KINDS)[number], string> = {
   preference: '#54a24b',
   correction: '#b279a2',
   flag: '#e45756',
+  ranking: '#72b7b2',
 };
 const STATUS_COLOURS = { approved: '#2e7d32', rejected: '#c62828', pending: '#9e9e9e' };
 const RANGES: { label: string; bucket: StatsBucket; hours: number }[] = [

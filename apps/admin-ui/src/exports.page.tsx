@@ -16,8 +16,8 @@ import { useReview } from './review.context';
  */
 const FORMAT_HELP: Record<ExportFormat, string> = {
   sft: '{"messages"}: corrections (the corrected text), thumbs up and ratings ≥ 4',
-  preference: '{"prompt", "chosen", "rejected"}: preferences, users\' and reviewers\' picks, corrections (chosen over the original)',
-  kto: '{"prompt", "completion", "label"}: thumbs, ratings (≥ 4 true, ≤ 2 false), corrections (true)',
+  preference: '{"prompt", "chosen", "rejected"}: preferences, users\' and reviewers\' picks, corrections (chosen over the original), rankings (every better-worse pair)',
+  kto: '{"prompt", "completion", "label"}: thumbs, ratings (≥ 4 true, ≤ 2 false), corrections (true), rankings (top true, bottom false)',
   moderation: '{"text", "direction", "categories", "source", "overturned"}: reviewers\' moderation labels and approved flags',
   prompts: '{"prompt"}: each distinct prompt of live traffic (no approval needed; flagged unless cleared, harmful and PII left out), the RL prompt set',
 };

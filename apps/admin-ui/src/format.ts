@@ -4,7 +4,7 @@
  */
 import type { FeedbackKind } from '../../../libs/contracts/src/feedback.schemas';
 
-/** "▲ up", "★★★★☆ 4", "#0 over #1", the correction's first line, the flag's category. */
+/** "▲ up", "★★★★☆ 4", "#0 over #1", the correction's first line, the flag's category, "#2 > #0 > #1". */
 export function feedbackValueText(kind: FeedbackKind, value: unknown): string {
   switch (kind) {
     case 'thumbs':
@@ -24,6 +24,8 @@ export function feedbackValueText(kind: FeedbackKind, value: unknown): string {
       return typeof value === 'string' ? value : JSON.stringify(value);
     case 'flag':
       return `⚑ ${String(value)}`;
+    case 'ranking':
+      return Array.isArray(value) ? value.map((i) => `#${String(i)}`).join(' > ') : JSON.stringify(value);
   }
 }
 

@@ -37,7 +37,11 @@ export function useReview(): ReviewContextValue {
   return v;
 }
 
-const targetOf = (a: AdminReviewAction): string => ('feedback_id' in a ? a.feedback_id : `${a.completion_id} #${a.chosen}>#${a.rejected}`);
+function targetOf(a: AdminReviewAction): string {
+  if ('feedback_id' in a) return a.feedback_id;
+  if (a.action === 'rank') return `${a.completion_id} ${a.order.map((i) => `#${i}`).join('>')}`;
+  return `${a.completion_id} #${a.chosen}>#${a.rejected}`;
+}
 
 export function ReviewProvider({ children, onUnauthorized }: { children: ReactNode; onUnauthorized(): void }) {
   const [log, setLog] = useState<DecisionLogEntry[]>([]);

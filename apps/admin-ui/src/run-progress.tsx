@@ -43,7 +43,7 @@ export function StageProgress({ running, compact = false }: { running: LiveLoopR
           <>
             <progress aria-label={`${running.stage} progress`} />
             <span className="small muted" data-testid="stage-progress-text">
-              {running.stage === 'queued' ? 'waiting for the trainer' : `${running.stage}…`}
+              {running.stage === 'queued' ? 'waiting for the trainer' : (running.message ?? `${running.stage}…`)}
             </span>
           </>
         )}

@@ -138,7 +138,8 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
   /** The loop job's run, its stage (the job's progress) and, for a stage run as a job, that job's step of steps. */
   private async running(job: Job): Promise<NonNullable<LoopStatus['running']>> {
     const runId = loopRunId(job);
-    const stage = loopJobProgressSchema.safeParse(job.progress).data?.stage ?? 'queued';
+    const at = loopJobProgressSchema.safeParse(job.progress).data;
+    const stage = at?.stage ?? 'queued';
     const where = stageJobOf(runId, stage);
     const stageJob = where ? await this.queues.queues.get(where.queue)?.getJob(where.jobId).catch(() => undefined) : undefined;
     const progress = loopStageProgressSchema.safeParse(stageJob?.progress);
@@ -147,6 +148,7 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
       stage,
       startedAt: new Date(job.processedOn ?? job.timestamp).toISOString(),
       ...(progress.success ? { progress: { step: Math.min(progress.data.step, progress.data.steps), steps: progress.data.steps } } : {}),
+      ...(at?.message ? { message: at.message } : {}),
     };
   }
 
@@ -190,6 +192,7 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
     const sft = request ? null : await this.sftData(trigger);
     const input: LoopJobDataInput = {
       algorithm: this.config.loop.algorithm,
+      ...(this.config.loop.algorithm === 'external' ? { external: { waitMs: this.config.loop.externalWaitMs } } : {}),
       ...(this.config.loop.independentRm === 'on' ? { independentRm: {} } : {}),
       ...(request?.overrides ?? {}),
       data,
@@ -221,9 +224,12 @@ export class LoopControlService implements OnApplicationBootstrap, OnApplication
     }
   }
 
-  /** Approved answers and corrections as an `sft` export for the run's warm start, when FLYWHEEL_LOOP_SFT is on and any exist. */
+  /**
+   * Approved answers and corrections as an `sft` export, when any exist: for the run's warm start when FLYWHEEL_LOOP_SFT
+   * is on, and always for an `external` run (its hand-off offers them to the cluster's SFT).
+   */
   private async sftData(trigger: LoopTrigger): Promise<TrainingDataSource | null> {
-    if (this.config.loop.sft === 'off') return null;
+    if (this.config.loop.sft === 'off' && this.config.loop.algorithm !== 'external') return null;
     try {
       return await this.store.use(async (db) => {
         if ((await buildExportContent(db, 'sft', {})).rowCount === 0) return null;

@@ -8,7 +8,9 @@
  * reward model on the other side, published but never made active, which the eval scores the candidate with too) →
  * publish the reward model and make it active (reward replicas hot-swap) unless its held-out accuracy is too low → ppo (or grpo: GRPO, RLOO, REINFORCE++, by the run's
  * `algorithm`) from the active policy, scored by that reward
- * model → eval of the candidate against the active policy, which promotes it when it passes the gate. Stage jobs
+ * model (or `external`: a hand-off folder for a cluster trainer and a wait for the checkpoint it publishes under the
+ * run's id, external.stage.ts; the run's SFT data then goes into the hand-off instead of an in-process warm start)
+ * → eval of the candidate against the active policy, which promotes it when it passes the gate. Stage jobs
  * have ids derived from the loop's, so a loop job run again after a crash re-attaches to the stages already
  * queued or done instead of repeating them. Every stage is a child run of the loop run in the store.
  */
@@ -43,6 +45,7 @@ import { fetchCheckpoint, MeshConnection, promoteVersion, readActive } from '@fl
 import { createTrainingRun, findTrainingRun, updateTrainingRun } from '@flywheel/store';
 import type { z } from 'zod';
 import { publishVersion } from './checkpoint.publisher';
+import { ExternalStage, handoffDirOf } from './external.stage';
 import { RunRecorder } from './run.recorder';
 import { QueueProcessor, sourceOf, type QueueJob } from './queue.processor';
 import { TRAINER_CONFIG, TrainerQueues } from './trainer.queues';
@@ -81,6 +84,7 @@ const STAGE_WAIT_MS = 24 * 3_600_000;
 @Injectable()
 export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
   private readonly events = new Map<QueueName, QueueEvents>();
+  private readonly external: ExternalStage;
 
   constructor(
     @Inject(TRAINER_CONFIG) config: TrainerConfig,
@@ -89,6 +93,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
     private readonly queues: TrainerQueues,
   ) {
     super(config, QUEUES.loop, loopJobDataSchema, true);
+    this.external = new ExternalStage(config, store, mesh);
   }
 
   override onApplicationBootstrap(): void {
@@ -160,7 +165,7 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
       // ---- SFT warm start (when the run carries approved answers and corrections): the policy stage starts from,
       // and is held to, the fine-tuned model, so its KL is not spent on reaching the approved answers' format.
       let policyStart = base.dir;
-      if (data.sft) {
+      if (data.sft && data.algorithm !== 'external') {
         await setStage('sft');
         const sftId = STAGE_JOBS.sft.runId(id);
         await this.store.use((db) => createTrainingRun(db, { id: sftId, kind: 'sft', parentRunId: id, baseVersion: base.version, exportId: data.sft?.data.kind === 'export' ? data.sft.data.exportId : null, stage: 'sft' }));
@@ -199,14 +204,20 @@ export class LoopProcessor extends QueueProcessor<LoopJobData, LoopJobResult> {
       // The independent reward model is published for the eval to fetch, never made active: nothing trains against it.
       if (independentRm) await publishVersion(this.mesh, { version: independentRm.versionId, role: 'reward', dir: independentRm.checkpointDir, parent: null, runId: independentRm.versionId, exports: exportIds });
 
-      // ---- policy optimisation: PPO with its critic, or a critic-free group method (GRPO, RLOO, REINFORCE++)
-      const gen = data.algorithm === 'ppo' ? data.ppo : data.grpo;
+      // ---- policy optimisation: PPO with its critic, a critic-free group method (GRPO, RLOO, REINFORCE++), or a
+      // trainer elsewhere (external: its eval samples as PPO's settings say)
+      const gen = data.algorithm === 'ppo' || data.algorithm === 'external' ? data.ppo : data.grpo;
       const common = { modelDir: policyStart, baseVersion: base.version, rewardVersion: rm.versionId, prompts: data.data, heldout: data.heldout, parentRunId: id, exportIds, ...(data.rewards ? { rewards: data.rewards } : {}) };
       let ppo: { versionId: string; rewardFirst: number | null; rewardLast: number | null; klLast: number | null; heldoutPrompts: PpoJobResult['heldoutPrompts'] };
       if (data.algorithm === 'ppo') {
         await setStage('ppo');
         const ppoData: PpoJobDataInput = { ...common, criticDir: rm.checkpointDir, config: data.ppo, outName: STAGE_JOBS.ppo.runId(id) };
         ppo = await this.stage(QUEUES.ppo, STAGE_JOBS.ppo.jobId(id), ppoData, ppoJobResultSchema);
+      } else if (data.algorithm === 'external') {
+        await setStage('external');
+        await recorder.patch({ metrics: { handoff_dir: handoffDirOf(this.config.stateDir, id) } });
+        const ext = await this.external.run({ job, loopRunId: id, data, base, reward: { version: rm.versionId, dir: rm.checkpointDir }, exportIds, stopping: () => this.stopping });
+        ppo = { versionId: ext.versionId, rewardFirst: null, rewardLast: null, klLast: null, heldoutPrompts: ext.heldoutPrompts };
       } else {
         await setStage('grpo');
         const grpoData: GrpoJobDataInput = { ...common, config: { ...data.grpo, algorithm: data.algorithm }, outName: STAGE_JOBS.grpo.runId(id) };

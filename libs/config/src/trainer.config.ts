@@ -36,8 +36,10 @@ export interface TrainerConfig extends CommonConfig {
     moderation: 'auto' | 'off';
     /** auto: a run fine-tunes the policy on approved answers and corrections (an `sft` export) before its policy stage. */
     sft: 'auto' | 'off';
-    /** The policy optimiser of a loop run: PPO, or a critic-free group method. */
-    algorithm: 'ppo' | 'grpo' | 'rloo' | 'reinforce++' | 'rft' | 'online-dpo';
+    /** The policy optimiser of a loop run: PPO, a critic-free group method, or `external` (a hand-off to a cluster trainer). */
+    algorithm: 'ppo' | 'grpo' | 'rloo' | 'reinforce++' | 'rft' | 'online-dpo' | 'external';
+    /** How long an `external` stage waits for the checkpoint published under its run id before the run fails. */
+    externalWaitMs: number;
     /**
      * on: a run splits the pairs by prompt, trains its reward model on one side and an independent one on the other,
      * and the eval gate scores the candidate with both (loopJobDataSchema.independentRm).
@@ -57,7 +59,8 @@ export const trainerEnvSchema = z.object({
   FLYWHEEL_LOOP_CHECK_MS: intVar(30_000, 1_000, 86_400_000),
   FLYWHEEL_LOOP_MODERATION: enumVar(['auto', 'off'] as const, 'auto'),
   FLYWHEEL_LOOP_SFT: enumVar(['auto', 'off'] as const, 'off'),
-  FLYWHEEL_LOOP_ALGORITHM: enumVar(['ppo', 'grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo'] as const, 'ppo'),
+  FLYWHEEL_LOOP_ALGORITHM: enumVar(['ppo', 'grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo', 'external'] as const, 'ppo'),
+  FLYWHEEL_LOOP_EXTERNAL_WAIT_MS: intVar(7 * 86_400_000, 60_000, 365 * 86_400_000),
   FLYWHEEL_LOOP_INDEPENDENT_RM: enumVar(['on', 'off'] as const, 'off'),
   FLYWHEEL_MODEL: stringVar('models/stories260K'),
   FLYWHEEL_POLICY_VERSION: stringVar('base').pipe(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'letters, digits, ., _ or -')),
@@ -76,6 +79,7 @@ export function loadTrainerConfig(env: Env): TrainerConfig {
       baseVersion: t.FLYWHEEL_POLICY_VERSION,
       moderation: t.FLYWHEEL_LOOP_MODERATION,
       algorithm: t.FLYWHEEL_LOOP_ALGORITHM,
+      externalWaitMs: t.FLYWHEEL_LOOP_EXTERNAL_WAIT_MS,
       sft: t.FLYWHEEL_LOOP_SFT,
       independentRm: t.FLYWHEEL_LOOP_INDEPENDENT_RM,
     },

@@ -66,7 +66,7 @@ export const adminFeedbackSchema = z.object({
   completion_id: z.string(),
   choice_index: z.number().int().nullable(),
   kind: z.enum(FEEDBACK_KINDS),
-  /** As feedbackValueSchemas[kind]: "up"/"down", 1–5, {chosen, rejected}, corrected text, category slug. */
+  /** As feedbackValueSchemas[kind]: "up"/"down", 1–5, {chosen, rejected}, corrected text, category slug, choice indices best first. */
   value: z.unknown(),
   comment: z.string().nullable(),
   author: z.string().nullable(),
@@ -136,12 +136,16 @@ export const adminChoiceSchema = z.object({
 });
 export type AdminChoice = z.infer<typeof adminChoiceSchema>;
 
+/** What a review row records; `choose` and `rank` create the feedback they approve. */
+export const ADMIN_REVIEW_ACTIONS = ['approve', 'reject', 'edit', 'choose', 'reset', 'rank'] as const;
+export type AdminReviewActionName = (typeof ADMIN_REVIEW_ACTIONS)[number];
+
 export const adminReviewSchema = z.object({
   id: z.string(),
   target_type: z.enum(['feedback', 'completion']),
   target_id: z.string(),
   actor: z.string(),
-  action: z.enum(['approve', 'reject', 'edit', 'choose', 'reset']),
+  action: z.enum(ADMIN_REVIEW_ACTIONS),
   from_status: z.enum(REVIEW_STATUSES),
   to_status: z.enum(REVIEW_STATUSES),
   note: z.string().nullable(),
@@ -191,7 +195,8 @@ const note = z.string().max(4_096).optional();
 /**
  * One decision. approve / reject / reset (back to pending) act on a feedback. edit replaces the text of
  * a correction and approves it. choose records the reviewer's pick between two choices of a completion
- * as a new preference feedback (source "reviewer"), approved.
+ * as a new preference feedback (source "reviewer"), approved; rank records the reviewer's order of every choice
+ * of a completion (best first, a complete ranking as feedbackValueSchemas.ranking) as a new ranking feedback, approved.
  */
 export const adminReviewActionSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('approve'), feedback_id: idText, note }).strict(),
@@ -208,6 +213,7 @@ export const adminReviewActionSchema = z.discriminatedUnion('action', [
     })
     .strict()
     .refine((v) => v.chosen !== v.rejected, { message: 'chosen and rejected must be different choices', path: ['rejected'] }),
+  z.object({ action: z.literal('rank'), completion_id: idText, order: feedbackValueSchemas.ranking, note }).strict(),
 ]);
 export type AdminReviewAction = z.infer<typeof adminReviewActionSchema>;
 
@@ -222,7 +228,7 @@ export const adminReviewResultSchema = z.discriminatedUnion('ok', [
     ok: z.literal(true),
     /** Position in `actions`. */
     index: z.number().int(),
-    /** The feedback decided (for choose: the preference created). */
+    /** The feedback decided (for choose: the preference created; for rank: the ranking created). */
     feedback: adminFeedbackSchema,
     review: adminReviewSchema,
   }),
@@ -334,7 +340,7 @@ export const adminStatsQuerySchema = z
   .strict();
 export type AdminStatsQuery = z.input<typeof adminStatsQuerySchema>;
 
-const kindCounts = z.object({ thumbs: z.number(), rating: z.number(), preference: z.number(), correction: z.number(), flag: z.number() });
+const kindCounts = z.object({ thumbs: z.number(), rating: z.number(), preference: z.number(), correction: z.number(), flag: z.number(), ranking: z.number() });
 const statusCounts = z.object({ pending: z.number(), approved: z.number(), rejected: z.number() });
 /** Counts of ratings 1..5 (keys "1".."5"). */
 const ratingCounts = z.object({ '1': z.number(), '2': z.number(), '3': z.number(), '4': z.number(), '5': z.number() });

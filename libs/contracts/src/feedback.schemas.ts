@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { STREAMS } from './subjects';
 
-export const FEEDBACK_KINDS = ['thumbs', 'rating', 'preference', 'correction', 'flag'] as const;
+export const FEEDBACK_KINDS = ['thumbs', 'rating', 'preference', 'correction', 'flag', 'ranking'] as const;
 export type FeedbackKind = (typeof FEEDBACK_KINDS)[number];
 
 export const REVIEW_STATUSES = ['pending', 'approved', 'rejected'] as const;
@@ -21,6 +21,22 @@ export const feedbackSubject = (id: string): string => `${STREAMS.feedback.subje
 
 const choiceIndex = z.number().int().min(0).max(127);
 
+/**
+ * A ranking's shape: choice indices best first, each once. Whether it orders every choice of its completion needs
+ * the completion (rankingProblem).
+ */
+const rankingValue = z
+  .array(choiceIndex)
+  .min(2, 'a ranking orders at least two choices')
+  .max(128)
+  .superRefine((order, ctx) => {
+    const seen = new Set<number>();
+    for (const [i, index] of order.entries()) {
+      if (seen.has(index)) ctx.addIssue({ code: 'custom', message: `choice ${index} is ranked twice; rank each choice once`, path: [i] });
+      seen.add(index);
+    }
+  });
+
 /** Per kind, what `value` holds. A preference names two different choices of one completion (n > 1). */
 export const feedbackValueSchemas = {
   thumbs: z.enum(['up', 'down']),
@@ -33,7 +49,30 @@ export const feedbackValueSchemas = {
   correction: z.string().min(1).max(65_536),
   /** A category slug: a moderation category (`self-harm/intent`) or one of ours (`incorrect`, `unhelpful`, `other`). */
   flag: z.string().regex(/^[a-z][a-z0-9_/-]{0,63}$/, 'must be a lower-case category such as "incorrect" or "harassment"'),
+  /**
+   * Every choice of one completion (n > 1), best first: `[2, 0, 1]` says #2 beats #0 beats #1. Complete rankings
+   * only (a permutation of 0 … n−1; rankingProblem checks it against the completion): a partial one leaves the
+   * unranked choices' order unknown, and a reviewer who can only name the best records a preference instead.
+   */
+  ranking: rankingValue,
 } as const;
+
+/**
+ * Why `order` is not a complete ranking of a completion whose `choiceCount` choices answer `promptCount` prompts,
+ * or null when it is one. The message completes "Invalid value for 'value': …".
+ */
+export function rankingProblem(order: readonly number[], choiceCount: number, promptCount = 1): string | null {
+  if (promptCount > 1) return `the completion's choices answer ${promptCount} different prompts; only the choices of one prompt can be ranked`;
+  const outside = order.find((index) => index >= choiceCount);
+  if (outside !== undefined) {
+    return `the completion has ${choiceCount} choice${choiceCount === 1 ? '' : 's'} (0 to ${choiceCount - 1}), got ${outside}`;
+  }
+  const missing = Array.from({ length: choiceCount }, (_, i) => i).filter((i) => !order.includes(i));
+  if (missing.length > 0) {
+    return `a ranking orders every choice of the completion (0 to ${choiceCount - 1}, best first); missing ${missing.join(', ')}`;
+  }
+  return null;
+}
 
 const commonBody = {
   completion_id: z.string().min(1).max(128).regex(/^[\w.-]+$/, 'must be a completion id such as "chatcmpl-…"'),
@@ -51,6 +90,7 @@ export const feedbackCreateBodySchema = z.discriminatedUnion('kind', [
   z.object({ ...commonBody, kind: z.literal('preference'), value: feedbackValueSchemas.preference }).strict(),
   z.object({ ...commonBody, kind: z.literal('correction'), value: feedbackValueSchemas.correction }).strict(),
   z.object({ ...commonBody, kind: z.literal('flag'), value: feedbackValueSchemas.flag }).strict(),
+  z.object({ ...commonBody, kind: z.literal('ranking'), value: feedbackValueSchemas.ranking }).strict(),
 ]);
 export type FeedbackCreateBody = z.infer<typeof feedbackCreateBodySchema>;
 

@@ -280,6 +280,15 @@ export const evalJobResultSchema = z.strictObject({
 });
 export type EvalJobResult = z.infer<typeof evalJobResultSchema>;
 
+/** How long an `external` loop stage waits for its checkpoint by default (FLYWHEEL_LOOP_EXTERNAL_WAIT_MS). */
+export const EXTERNAL_WAIT_MS = 7 * 86_400_000;
+
+/**
+ * The version name `flywheel models publish --run <loop run id>` gives a cluster-trained checkpoint when no --version
+ * is named. The loop's `external` stage takes any policy version published with that run id, whatever its name.
+ */
+export const externalCandidateVersion = (loopRunId: string): string => `${loopRunId}-external`;
+
 // ---- loop (one tracked reward-train → ppo → eval → promotion pass; apps/trainer/src/loop.processor.ts) --------
 
 /**
@@ -332,8 +341,21 @@ export const loopJobDataSchema = z.strictObject({
     .strictObject({ share: z.number().min(0.1).max(0.5).default(0.3) })
     .nullable()
     .default(null),
-  /** The policy optimiser: PPO with a critic initialised from the reward model, or a critic-free group method. */
-  algorithm: z.enum(['ppo', ...GRPO_ALGORITHMS]).default('ppo'),
+  /**
+   * The policy optimiser: PPO with a critic initialised from the reward model, a critic-free group method, or
+   * `external`: a trainer elsewhere (TRL, OpenRLHF on a cluster) fed from a hand-off folder, whose checkpoint comes
+   * back through `flywheel models publish --run <loop run id>` (apps/trainer/src/external.stage.ts).
+   */
+  algorithm: z.enum(['ppo', ...GRPO_ALGORITHMS, 'external']).default('ppo'),
+  /** The `external` stage's wait for the published checkpoint: the run fails once waitMs pass after its hand-off. */
+  external: z
+    .strictObject({
+      /** Default 7 days: a cluster queue and a training run take hours to days. */
+      waitMs: z.int().positive().max(365 * 86_400_000).default(EXTERNAL_WAIT_MS),
+      /** How often the checkpoint store is looked at. */
+      pollMs: z.int().min(100).max(3_600_000).default(5_000),
+    })
+    .default({ waitMs: EXTERNAL_WAIT_MS, pollMs: 5_000 }),
   ppo: ppoConfigSchema.partial().default({}),
   /** The group methods' settings (their `algorithm` is the run's). */
   grpo: grpoConfigSchema.omit({ algorithm: true }).partial().default({}),

@@ -10,7 +10,7 @@ import { SUBJECTS } from './subjects';
 const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date-time');
 
 /** `loop` is one pass of the RL loop (reward-train → ppo → eval → promotion); its stages are child runs. */
-export const TRAINING_RUN_KINDS = ['sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo', 'kto'] as const;
+export const TRAINING_RUN_KINDS = ['sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo', 'kto', 'external'] as const;
 export const trainingRunKindSchema = z.enum(TRAINING_RUN_KINDS);
 export type TrainingRunKind = z.infer<typeof trainingRunKindSchema>;
 
@@ -104,10 +104,13 @@ export const loopControlRequestSchema = z.object({ action: z.enum(LOOP_ACTIONS) 
 export type LoopControlRequest = z.infer<typeof loopControlRequestSchema>;
 
 /** The stages of a loop run, in order (the loop run's `stage`; `done` once it ends well). */
-export const LOOP_STAGES = ['queued', 'prepare', 'moderation-train', 'sft', 'reward-train', 'publish-reward', 'ppo', 'grpo', 'eval', 'done'] as const;
+export const LOOP_STAGES = ['queued', 'prepare', 'moderation-train', 'sft', 'reward-train', 'publish-reward', 'ppo', 'grpo', 'external', 'eval', 'done'] as const;
 
-/** What a `loop` job reports through job.updateProgress: the stage it is in. */
-export const loopJobProgressSchema = z.object({ stage: z.string() });
+/**
+ * What a `loop` job reports through job.updateProgress: the stage it is in, and for a stage that waits on someone
+ * (`external`: a checkpoint from a cluster trainer) what it waits for.
+ */
+export const loopJobProgressSchema = z.object({ stage: z.string(), message: z.string().optional() });
 
 /** A stage's progress as its BullMQ job reports it: optimizer step (or PPO iteration) `step` of `steps`. */
 export const loopStageProgressSchema = z.object({ step: z.int().nonnegative(), steps: z.int().positive() });
@@ -132,6 +135,8 @@ export const loopStatusSchema = z.object({
       startedAt: isoDate,
       /** The running stage's job progress; absent before its first step and for stages that count none. */
       progress: loopStageProgressSchema.optional(),
+      /** What a waiting stage waits for (`external`: the hand-off folder and the publish command it expects). */
+      message: z.string().optional(),
     })
     .nullable(),
   /** Approved feedback since the last loop run started, and how many trigger the next. */

@@ -1,8 +1,16 @@
 /**
  * Which approved feedback makes which JSONL line in the SFT, preference and KTO formats, byte for byte: corrections
- * become preference pairs too. The moderation and prompts formats make no feedback lines.
+ * become preference pairs too, and a ranking of k choices its k(k−1)/2 pairs (its top and bottom for KTO). The
+ * moderation and prompts formats make no feedback lines.
  */
-import { exportLineOf, type ExportSource } from './export.lines';
+import { exportLinesOf, type ExportSource } from './export.lines';
+
+/** The one line a feedback makes, or null when it makes none. */
+const exportLineOf = (format: Parameters<typeof exportLinesOf>[0], source: ExportSource): string | null => {
+  const lines = exportLinesOf(format, source);
+  if (lines.length > 1) throw new Error(`expected at most one line, got ${lines.length}`);
+  return lines[0] ?? null;
+};
 
 const chat: Omit<ExportSource, 'kind' | 'value' | 'choiceIndex'> = {
   endpoint: 'chat.completions',
@@ -104,6 +112,56 @@ describe('export lines', () => {
     expect(line('preference', withTools, 'correction', 'Sunny.')).toMatchObject({ tools });
     expect(line('kto', withTools, 'thumbs', 'down')).toMatchObject({ tools, label: false });
     expect(line('sft', { ...chat, request: { tools, tool_choice: 'none' } }, 'thumbs', 'up')).toEqual({ messages: [...prompt, { role: 'assistant', content: 'Hello!' }] });
+  });
+
+  describe('a ranking', () => {
+    const threeChoices = [
+      { index: 0, promptIndex: 0, text: 'Hello!', finishReason: 'stop', tokenIds: [1], logprobs: null },
+      { index: 1, promptIndex: 0, text: 'Go away.', finishReason: 'stop', tokenIds: [2], logprobs: null },
+      { index: 2, promptIndex: 0, text: 'Hi, how can I help?', finishReason: 'stop', tokenIds: [3], logprobs: null },
+    ];
+    const three: Omit<ExportSource, 'kind' | 'value' | 'choiceIndex'> = { ...chat, choices: threeChoices };
+    const ranking = (value: unknown, src = three, format: 'preference' | 'kto' | 'sft' = 'preference') =>
+      exportLinesOf(format, { ...src, kind: 'ranking', value, choiceIndex: null });
+    const PROMPT = '"prompt":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"}]';
+    const HELP = '[{"role":"assistant","content":"Hi, how can I help?"}]';
+    const HELLO = '[{"role":"assistant","content":"Hello!"}]';
+    const AWAY = '[{"role":"assistant","content":"Go away."}]';
+
+    it('of 3 choices is its 3 (better, worse) pairs, best pair first, byte for byte', () => {
+      // #2 > #0 > #1: (2,0), (2,1), (0,1).
+      expect(ranking([2, 0, 1])).toEqual([
+        `{${PROMPT},"chosen":${HELP},"rejected":${HELLO}}`,
+        `{${PROMPT},"chosen":${HELP},"rejected":${AWAY}}`,
+        `{${PROMPT},"chosen":${HELLO},"rejected":${AWAY}}`,
+      ]);
+    });
+
+    it('of k choices makes k(k−1)/2 pairs; one of 2 is a preference', () => {
+      const five = { ...chat, choices: [0, 1, 2, 3, 4].map((i) => ({ index: i, promptIndex: 0, text: `answer ${i}`, finishReason: 'stop', tokenIds: [i], logprobs: null })) };
+      expect(ranking([4, 3, 2, 1, 0], five)).toHaveLength(10);
+      expect(ranking([1, 0], chat)).toEqual(exportLinesOf('preference', { ...chat, kind: 'preference', value: { chosen: 1, rejected: 0 }, choiceIndex: null }));
+    });
+
+    it('skips pairs of the same text, and makes nothing of a malformed ranking or one naming a missing choice', () => {
+      const twin = { ...three, choices: threeChoices.map((c) => (c.index === 1 ? { ...c, text: ' Hello!\n' } : c)) };
+      expect(ranking([2, 0, 1], twin).map((l) => JSON.parse(l).rejected[0].content)).toEqual(['Hello!', ' Hello!\n']);
+      expect(ranking([2, 0, 5])).toEqual([]);
+      expect(ranking([2, 2, 0])).toEqual([]);
+      expect(ranking({ chosen: 0, rejected: 1 })).toEqual([]);
+      expect(ranking([0, 1], text)).toEqual([]);
+    });
+
+    it('keeps the tools column on every pair', () => {
+      const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } }];
+      const lines = ranking([0, 1, 2], { ...three, request: { tools } });
+      expect(lines.map((l) => JSON.parse(l).tools)).toEqual([tools, tools, tools]);
+    });
+
+    it('for KTO: the top choice desirable, the bottom one undesirable; nothing for SFT', () => {
+      expect(ranking([2, 0, 1], three, 'kto')).toEqual([`{${PROMPT},"completion":${HELP},"label":true}`, `{${PROMPT},"completion":${AWAY},"label":false}`]);
+      expect(ranking([2, 0, 1], three, 'sft')).toEqual([]);
+    });
   });
 
   it('keeps key order stable, so files hash the same', () => {

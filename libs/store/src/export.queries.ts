@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { newTimeOrderedId, type ExportFormat } from '@flywheel/contracts';
-import { EXPORT_KINDS, exportLineOf } from './export.lines';
+import { EXPORT_KINDS, exportLinesOf } from './export.lines';
 import { buildModerationExport } from './moderation-labels';
 import { buildPromptsExport } from './export.prompts';
 import type { ExportRow, StoreTables } from './store.tables';
@@ -44,7 +44,7 @@ export async function buildExportContent(db: Kysely<StoreTables>, format: Export
     if (cursor) q = q.where((eb) => eb(eb.refTuple('f.created_at', 'f.id'), '>', eb.tuple(cursor.createdAt, cursor.id)));
     const rows = await q.orderBy('f.created_at').orderBy('f.id').limit(BATCH).execute();
     for (const row of rows) {
-      const line = exportLineOf(format, {
+      const made = exportLinesOf(format, {
         kind: row.kind,
         value: row.value,
         choiceIndex: row.choice_index,
@@ -54,7 +54,7 @@ export async function buildExportContent(db: Kysely<StoreTables>, format: Export
         prompts: row.prompts,
         choices: row.choices,
       });
-      if (line !== null) lines.push(line);
+      lines.push(...made);
     }
     const last = rows[rows.length - 1];
     if (rows.length < BATCH || !last) break;
@@ -104,7 +104,8 @@ export async function findExport(db: Kysely<StoreTables>, id: string): Promise<E
 
 /**
  * Approved feedback of an export format reviewed after `since` (all when null): the RL loop's "enough new data"
- * trigger. Counts feedback rows, which is what an export of that format would add lines for.
+ * trigger. Counts feedback rows, which is what an export of that format would add lines for (a ranking counts once,
+ * though it adds a line per pair).
  */
 export async function countApprovedSince(db: Kysely<StoreTables>, format: ExportFormat, since: Date | null): Promise<number> {
   if (EXPORT_KINDS[format].length === 0) return 0;

@@ -12,12 +12,16 @@ export interface StoredCompletionRef {
   keyId: string;
   policyVersion: string;
   choiceCount: number;
+  /** Distinct prompts its choices answer (more than one only for a completions request of several prompts). */
+  promptCount: number;
 }
 
 export async function findCompletionRef(db: Kysely<StoreTables>, id: string): Promise<StoredCompletionRef | null> {
   const row = await db.selectFrom('completions').select(['id', 'key_id', 'policy_version', 'choices']).where('id', '=', id).executeTakeFirst();
   if (!row) return null;
-  return { id: row.id, keyId: row.key_id, policyVersion: row.policy_version, choiceCount: Array.isArray(row.choices) ? row.choices.length : 0 };
+  const choices: unknown[] = Array.isArray(row.choices) ? row.choices : [];
+  const prompts = new Set(choices.map((c) => (typeof c === 'object' && c !== null && 'promptIndex' in c ? c.promptIndex : 0)));
+  return { id: row.id, keyId: row.key_id, policyVersion: row.policy_version, choiceCount: choices.length, promptCount: prompts.size };
 }
 
 export interface StoredFeedback {

@@ -6,7 +6,7 @@
  * item. The actor is the admin key id. No HTTP here: the admin API parses the action and shapes the answer.
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
-import { newTimeOrderedId, type AdminReviewAction, type ReviewStatus } from '@flywheel/contracts';
+import { newTimeOrderedId, rankingProblem, type AdminReviewAction, type ReviewStatus } from '@flywheel/contracts';
 import { SEARCH_TEXT_MAX_CHARS, type FeedbackRow, type ReviewDecision, type ReviewRow, type StoreTables } from './store.tables';
 
 export type ReviewFailureCode = 'not_found' | 'wrong_kind' | 'invalid_choice';
@@ -56,7 +56,12 @@ export async function applyReview(
   now: Date = new Date(),
 ): Promise<ReviewOutcome> {
   return db.transaction().execute(async (tx) => {
-    const outcome = action.action === 'choose' ? await choose(tx, actor, action, policy, now) : await decide(tx, actor, action, policy, now);
+    const outcome =
+      action.action === 'choose'
+        ? await choose(tx, actor, action, policy, now)
+        : action.action === 'rank'
+          ? await rank(tx, actor, action, policy, now)
+          : await decide(tx, actor, action, policy, now);
     if (outcome.ok) await refreshCompletionStatus(tx, outcome.feedback.completion_id);
     return outcome;
   });
@@ -69,7 +74,7 @@ export async function applyReview(
 async function decide(
   tx: Transaction<StoreTables>,
   actor: string,
-  action: Exclude<AdminReviewAction, { action: 'choose' }>,
+  action: Exclude<AdminReviewAction, { action: 'choose' | 'rank' }>,
   policy: ReviewPolicy,
   now: Date,
 ): Promise<ReviewOutcome> {
@@ -133,18 +138,64 @@ async function choose(
   policy: ReviewPolicy,
   now: Date,
 ): Promise<ReviewOutcome> {
-  const completion = await tx
-    .selectFrom('completions')
-    .select(['id', 'policy_version', sql<number>`jsonb_array_length(choices)`.as('choice_count')])
-    .where('id', '=', action.completion_id)
-    .executeTakeFirst();
+  const completion = await choicesOf(tx, action.completion_id);
   if (!completion) return fail('not_found', `No completion with id '${action.completion_id}'.`);
-  const count = Number(completion.choice_count);
+  const count = completion.choiceCount;
   if (action.chosen >= count || action.rejected >= count) {
     return fail('invalid_choice', `Completion '${completion.id}' has ${count} choice(s); chosen and rejected must be between 0 and ${count - 1}.`);
   }
-  const value = { chosen: action.chosen, rejected: action.rejected };
-  const note = action.note ?? null;
+  return createReviewerFeedback(tx, actor, 'choose', completion, 'preference', { chosen: action.chosen, rejected: action.rejected }, action.note ?? null, policy, now);
+}
+
+/** The reviewer's order of every choice becomes a ranking feedback carrying their approval, as a pick does. */
+async function rank(
+  tx: Transaction<StoreTables>,
+  actor: string,
+  action: Extract<AdminReviewAction, { action: 'rank' }>,
+  policy: ReviewPolicy,
+  now: Date,
+): Promise<ReviewOutcome> {
+  const completion = await choicesOf(tx, action.completion_id);
+  if (!completion) return fail('not_found', `No completion with id '${action.completion_id}'.`);
+  const problem = rankingProblem(action.order, completion.choiceCount, completion.promptCount);
+  if (problem) return fail('invalid_choice', `Completion '${completion.id}' cannot take this ranking: ${problem}.`);
+  return createReviewerFeedback(tx, actor, 'rank', completion, 'ranking', [...action.order], action.note ?? null, policy, now);
+}
+
+interface CompletionChoices {
+  id: string;
+  policy_version: string;
+  choiceCount: number;
+  /** Distinct prompts the choices answer (more than one only for a completions request of several prompts). */
+  promptCount: number;
+}
+
+async function choicesOf(tx: Transaction<StoreTables>, completionId: string): Promise<CompletionChoices | null> {
+  const row = await tx
+    .selectFrom('completions')
+    .select([
+      'id',
+      'policy_version',
+      sql<number>`jsonb_array_length(choices)`.as('choice_count'),
+      sql<number>`(select count(distinct c->'promptIndex') from jsonb_array_elements(choices) c)`.as('prompt_count'),
+    ])
+    .where('id', '=', completionId)
+    .executeTakeFirst();
+  if (!row) return null;
+  return { id: row.id, policy_version: row.policy_version, choiceCount: Number(row.choice_count), promptCount: Number(row.prompt_count) };
+}
+
+async function createReviewerFeedback(
+  tx: Transaction<StoreTables>,
+  actor: string,
+  action: 'choose' | 'rank',
+  completion: CompletionChoices,
+  kind: 'preference' | 'ranking',
+  value: unknown,
+  note: string | null,
+  policy: ReviewPolicy,
+  now: Date,
+): Promise<ReviewOutcome> {
   const to = statusOfVotes(['approve'], policy.overlap);
   const decided = to !== 'pending';
   const feedback = await tx
@@ -153,7 +204,7 @@ async function choose(
       id: `fb-${newTimeOrderedId(now.getTime())}`,
       completion_id: completion.id,
       choice_index: null,
-      kind: 'preference',
+      kind,
       value: json(value),
       comment: note,
       author: actor,
@@ -173,7 +224,7 @@ async function choose(
   const review = await insertReview(tx, {
     targetId: feedback.id,
     actor,
-    action: 'choose',
+    action,
     from: 'pending',
     to,
     note,

@@ -270,6 +270,23 @@ const abReviews = statements(
   `CREATE INDEX ab_reviews_candidate_idx ON ab_reviews (candidate_version)`,
 );
 
+/** The `external` run kind: a loop stage that hands its data to a cluster trainer and takes back its checkpoint. */
+const externalRuns = statements(
+  `ALTER TABLE training_runs DROP CONSTRAINT IF EXISTS training_runs_kind_check`,
+  `ALTER TABLE training_runs ADD CONSTRAINT training_runs_kind_check CHECK (kind IN ('sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop', 'moderation-train', 'grpo', 'kto', 'external'))`,
+);
+
+/**
+ * N-way rankings (issue 21): the `ranking` feedback kind (choice indices best first) and the reviewer's `rank`
+ * action that records one. Both CHECKs are the ones 0001 declared inline (feedback_kind_check, reviews_action_check).
+ */
+const rankings = statements(
+  `ALTER TABLE feedback DROP CONSTRAINT IF EXISTS feedback_kind_check`,
+  `ALTER TABLE feedback ADD CONSTRAINT feedback_kind_check CHECK (kind IN ('thumbs', 'rating', 'preference', 'correction', 'flag', 'ranking'))`,
+  `ALTER TABLE reviews DROP CONSTRAINT IF EXISTS reviews_action_check`,
+  `ALTER TABLE reviews ADD CONSTRAINT reviews_action_check CHECK (action IN ('approve', 'reject', 'edit', 'choose', 'reset', 'rank'))`,
+);
+
 /** Every migration, by name; names sort in the order they apply. */
 export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
@@ -280,6 +297,8 @@ export const STORE_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0006_review_data': reviewData,
   '0007_kto_runs': ktoRuns,
   '0008_ab_reviews': abReviews,
+  '0009_external_runs': externalRuns,
+  '0010_rankings': rankings,
 };
 
 export const storeMigrationProvider: MigrationProvider = {

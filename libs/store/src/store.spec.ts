@@ -81,7 +81,7 @@ describe.each([
     expect(rows[0]?.choices).toEqual(record.choices);
     expect(rows[0]?.request).toEqual(record.request);
     expect(rows[0]?.search_text).toContain('dragon slept');
-    expect(await findCompletionRef(store.db, record.id)).toEqual({ id: record.id, keyId: record.keyId, policyVersion: 'base', choiceCount: 2 });
+    expect(await findCompletionRef(store.db, record.id)).toEqual({ id: record.id, keyId: record.keyId, policyVersion: 'base', choiceCount: 2, promptCount: 1 });
     expect(await findCompletionRef(store.db, cmplId())).toBeNull();
   });
 

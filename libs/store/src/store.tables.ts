@@ -4,7 +4,7 @@
  * Not wire shapes: those live in @flywheel/contracts.
  */
 import type { ColumnType, Insertable, Selectable } from 'kysely';
-import type { ExportFormat, FeedbackKind, LabelCategory, ModerationDirection, ModerationLabelTarget, ModerationLabelVerdict, FeedbackSource, ReviewStatus, TrainingRunKind, TrainingRunStatus } from '@flywheel/contracts';
+import type { AdminReviewActionName, ExportFormat, FeedbackKind, LabelCategory, ModerationDirection, ModerationLabelTarget, ModerationLabelVerdict, FeedbackSource, ReviewStatus, TrainingRunKind, TrainingRunStatus } from '@flywheel/contracts';
 
 /** A reviewer's decision on a feedback, as review_votes stores it. */
 export type ReviewDecision = 'approve' | 'reject';
@@ -90,7 +90,7 @@ export interface ReviewsTable {
   target_id: string;
   /** Admin key id or reviewer name. */
   actor: string;
-  action: 'approve' | 'reject' | 'edit' | 'choose' | 'reset';
+  action: AdminReviewActionName;
   from_status: ReviewStatus;
   to_status: ReviewStatus;
   note: string | null;

@@ -44,7 +44,7 @@ describe('dashboard stats', () => {
     ]);
     expect(stats.totals).toEqual({
       feedback: 6,
-      by_kind: { thumbs: 3, rating: 3, preference: 0, correction: 0, flag: 0 },
+      by_kind: { thumbs: 3, rating: 3, preference: 0, correction: 0, flag: 0, ranking: 0 },
       by_status: { pending: 2, approved: 3, rejected: 1 },
       approval_rate: 0.75,
       rating_distribution: { '1': 1, '2': 0, '3': 0, '4': 1, '5': 1 },

@@ -30,7 +30,7 @@ type KindCounts = Record<FeedbackKind, number>;
 type StatusCounts = Record<ReviewStatus, number>;
 type RatingCounts = AdminStats['totals']['rating_distribution'];
 
-const zeroKinds = (): KindCounts => ({ thumbs: 0, rating: 0, preference: 0, correction: 0, flag: 0 });
+const zeroKinds = (): KindCounts => ({ thumbs: 0, rating: 0, preference: 0, correction: 0, flag: 0, ranking: 0 });
 const zeroStatuses = (): StatusCounts => ({ pending: 0, approved: 0, rejected: 0 });
 const zeroRatings = (): RatingCounts => ({ '1': 0, '2': 0, '3': 0, '4': 0, '5': 0 });
 const approvalRate = (s: StatusCounts): number | null => (s.approved + s.rejected === 0 ? null : s.approved / (s.approved + s.rejected));

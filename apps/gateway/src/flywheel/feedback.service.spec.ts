@@ -102,6 +102,44 @@ describe('FeedbackService.create', () => {
     expect(pref.toBody().error).toMatchObject({ param: 'value.rejected' });
   });
 
+  describe('a ranking', () => {
+    const choice = (index: number, promptIndex = 0) => ({ index, promptIndex, text: `answer ${index}`, finishReason: 'stop' as const, tokenIds: [], logprobs: null });
+    function withChoices(choices: CompletionRecord['choices']) {
+      const fixture = setup();
+      fixture.js.records.set(fixture.id, { keyId: KEY, choices });
+      return fixture;
+    }
+
+    it('of every choice, best first, is published as given', async () => {
+      const { js, service, id } = withChoices([choice(0), choice(1), choice(2)]);
+      const { feedback } = await service.create({ completion_id: id, kind: 'ranking', value: [2, 0, 1] }, caller);
+      expect(feedback).toMatchObject({ kind: 'ranking', value: [2, 0, 1], choice_index: null });
+      expect(js.published).toEqual([expect.objectContaining({ kind: 'ranking', value: [2, 0, 1] })]);
+    });
+
+    it.each([
+      [[2, 0, 2], "Invalid value for 'value[2]': choice 2 is ranked twice; rank each choice once."],
+      [[1], "Invalid value for 'value': a ranking orders at least two choices."],
+      [[0, -1, 2], "Invalid value for 'value[1]': Too small: expected number to be >=0."],
+      [[0, 1, 5], "Invalid value for 'value': the completion has 3 choices (0 to 2), got 5."],
+      [[2, 0], "Invalid value for 'value': a ranking orders every choice of the completion (0 to 2, best first); missing 1."],
+      [{ chosen: 0, rejected: 1 }, "Invalid type for 'value': expected array, but got an object instead."],
+    ])('refuses %j with a 400 that says why', async (value, message) => {
+      const { js, service, id } = withChoices([choice(0), choice(1), choice(2)]);
+      const err = await refusal(service.create({ completion_id: id, kind: 'ranking', value }, caller));
+      expect(err.status).toBe(400);
+      expect(err.toBody().error).toMatchObject({ type: 'invalid_request_error', message });
+      expect(err.toBody().error.param).toMatch(/^value/);
+      expect(js.published).toEqual([]);
+    });
+
+    it('refuses choices that answer different prompts', async () => {
+      const { service, id } = withChoices([choice(0, 0), choice(1, 0), choice(2, 1), choice(3, 1)]);
+      const err = await refusal(service.create({ completion_id: id, kind: 'ranking', value: [0, 1, 2, 3] }, caller));
+      expect(err.toBody().error).toMatchObject({ param: 'value', code: 'invalid_value', message: expect.stringContaining('answer 2 different prompts') });
+    });
+  });
+
   it("answers 404 for another key's completion, as if it did not exist", async () => {
     const { service, id } = setup();
     const err = await refusal(service.create({ completion_id: id, kind: 'thumbs', value: 'up' }, { ...caller, keyId: 'key_bbbbbbbbbbbb' }));

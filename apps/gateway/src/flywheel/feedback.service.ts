@@ -10,6 +10,7 @@ import {
   feedbackCreateBodySchema,
   feedbackListQuerySchema,
   newTimeOrderedId,
+  rankingProblem,
   timeOfTimeOrderedId,
   type FeedbackCreateBody,
   type FeedbackEvent,
@@ -36,7 +37,7 @@ export interface FeedbackServiceOptions {
 }
 
 /** What is known of the completion a feedback names. */
-type CompletionLookup = { kind: 'known'; keyId: string; choiceCount: number } | { kind: 'inflight' } | { kind: 'missing' } | { kind: 'unknowable'; why: string };
+type CompletionLookup = { kind: 'known'; keyId: string; choiceCount: number; promptCount: number } | { kind: 'inflight' } | { kind: 'missing' } | { kind: 'unknowable'; why: string };
 
 export interface CreatedFeedback {
   feedback: FeedbackObject;
@@ -101,7 +102,7 @@ export class FeedbackService {
     if (completion.kind === 'known') {
       // Feedback on another key's completion reads as "no such completion": ids are not a way to probe.
       if (completion.keyId !== caller.keyId) throw notFound(req.completion_id);
-      checkChoices(req, completion.choiceCount);
+      checkChoices(req, completion.choiceCount, completion.promptCount);
     }
 
     const event: FeedbackEvent = {
@@ -173,11 +174,11 @@ export class FeedbackService {
 
   private async lookUpCompletion(id: string): Promise<CompletionLookup> {
     const record = await this.jetstreamCall(() => this.jetstream.findCompletionRecord(id));
-    if (record) return { kind: 'known', keyId: record.keyId, choiceCount: record.choices.length };
+    if (record) return { kind: 'known', keyId: record.keyId, choiceCount: record.choices.length, promptCount: new Set(record.choices.map((c) => c.promptIndex)).size };
     let storeProblem: string | null = null;
     try {
       const ref = await findCompletionRef(this.store.get().db, id);
-      if (ref) return { kind: 'known', keyId: ref.keyId, choiceCount: ref.choiceCount };
+      if (ref) return { kind: 'known', keyId: ref.keyId, choiceCount: ref.choiceCount, promptCount: ref.promptCount };
     } catch (err) {
       storeProblem = errorText(err);
     }
@@ -204,8 +205,11 @@ export class FeedbackService {
   }
 }
 
-/** choice_index and a preference's choices must exist on the completion (n choices: 0 … n-1). */
-function checkChoices(req: FeedbackCreateBody, choiceCount: number): void {
+/**
+ * choice_index and a preference's choices must exist on the completion (n choices: 0 … n-1); a ranking must order
+ * every one of them (rankingProblem).
+ */
+function checkChoices(req: FeedbackCreateBody, choiceCount: number, promptCount: number): void {
   const check = (index: number | null | undefined, param: string) => {
     if (index !== null && index !== undefined && index >= choiceCount) {
       throw OpenAiError.invalid(
@@ -219,6 +223,10 @@ function checkChoices(req: FeedbackCreateBody, choiceCount: number): void {
   if (req.kind === 'preference') {
     check(req.value.chosen, 'value.chosen');
     check(req.value.rejected, 'value.rejected');
+  }
+  if (req.kind === 'ranking') {
+    const problem = rankingProblem(req.value, choiceCount, promptCount);
+    if (problem) throw OpenAiError.invalid(`Invalid value for 'value': ${problem}.`, 'value', 'invalid_value');
   }
 }
 

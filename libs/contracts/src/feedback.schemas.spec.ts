@@ -1,0 +1,49 @@
+/**
+ * A ranking's contract: as a feedback body and as the admin `rank` action, choice indices best first, each once, at
+ * least two; against its completion (rankingProblem) every choice of one prompt, nothing else.
+ */
+import { adminReviewActionSchema } from './admin.schemas';
+import { feedbackCreateBodySchema, rankingProblem } from './feedback.schemas';
+
+const body = (value: unknown) => ({ completion_id: 'chatcmpl-1', kind: 'ranking', value });
+const issues = (result: { success: boolean; error?: { issues: Array<{ path: PropertyKey[]; message: string }> } }) =>
+  result.error?.issues.map((i) => [i.path.join('.'), i.message]) ?? [];
+
+describe('ranking feedback', () => {
+  it('takes choice indices best first', () => {
+    expect(feedbackCreateBodySchema.parse(body([2, 0, 1]))).toMatchObject({ kind: 'ranking', value: [2, 0, 1] });
+    expect(feedbackCreateBodySchema.parse(body([1, 0]))).toMatchObject({ value: [1, 0] });
+  });
+
+  it.each([
+    [[2, 0, 2], [['value.2', 'choice 2 is ranked twice; rank each choice once']]],
+    [[0], [['value', 'a ranking orders at least two choices']]],
+    [[], [['value', 'a ranking orders at least two choices']]],
+    [[0, 1.5], [['value.1', 'Invalid input: expected int, received number']]],
+    [[0, 128], [['value.1', 'Too big: expected number to be <=127']]],
+  ])('refuses %j, saying where and why', (value, expected) => {
+    expect(issues(feedbackCreateBodySchema.safeParse(body(value)))).toEqual(expected);
+  });
+
+  it('is checked against its completion: every choice once, of one prompt', () => {
+    expect(rankingProblem([2, 0, 1], 3)).toBeNull();
+    expect(rankingProblem([1, 0], 2)).toBeNull();
+    expect(rankingProblem([0, 1, 3], 3)).toBe('the completion has 3 choices (0 to 2), got 3');
+    expect(rankingProblem([0, 1], 1)).toBe('the completion has 1 choice (0 to 0), got 1');
+    expect(rankingProblem([3, 0], 4)).toBe('a ranking orders every choice of the completion (0 to 3, best first); missing 1, 2');
+    expect(rankingProblem([0, 1, 2, 3], 4, 2)).toBe("the completion's choices answer 2 different prompts; only the choices of one prompt can be ranked");
+  });
+
+  it('is what the admin rank action takes as its order', () => {
+    expect(adminReviewActionSchema.parse({ action: 'rank', completion_id: 'chatcmpl-1', order: [1, 2, 0], note: 'n' })).toEqual({
+      action: 'rank',
+      completion_id: 'chatcmpl-1',
+      order: [1, 2, 0],
+      note: 'n',
+    });
+    expect(issues(adminReviewActionSchema.safeParse({ action: 'rank', completion_id: 'chatcmpl-1', order: [1, 1] }))).toEqual([
+      ['order.1', 'choice 1 is ranked twice; rank each choice once'],
+    ]);
+    expect(adminReviewActionSchema.safeParse({ action: 'rank', completion_id: 'chatcmpl-1', order: [1, 0], chosen: 1 }).success).toBe(false);
+  });
+});
