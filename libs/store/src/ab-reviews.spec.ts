@@ -4,13 +4,9 @@
  * is recorded once (unknown ids and second verdicts are told apart), and the per-candidate summary counts wins, losses
  * and ties by the hidden side, with the Wilson interval checked against hand-computed values and the decision rule.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { newTimeOrderedId } from '@flywheel/contracts';
-import { createThrowawayDatabase, type ThrowawayDatabase } from './store.testing';
-import { openStore, type Store } from './store.open';
-import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { onTestStore } from './store.testing';
+import type { Store } from './store.open';
 import { queueAbPairs, recordAbVerdict, type AbPrompt } from './ab-reviews.writes';
 import { abSummaries, abSummaryOf, listPendingAb, wilsonInterval } from './ab-reviews.queries';
 
@@ -46,28 +42,8 @@ describe('wilsonInterval and the A/B decision', () => {
 });
 
 describe.each([['postgres'], ['embedded Postgres']] as const)('A/B queue on %s', (kind) => {
-  let throwaway: ThrowawayDatabase | null = null;
-  let dataDir: string | null = null;
-  let embedded: EmbeddedPostgres | null = null;
   let store: Store;
-
-  beforeAll(async () => {
-    if (kind === 'postgres') {
-      throwaway = await createThrowawayDatabase(ADMIN_URL);
-      store = await openStore({ url: throwaway.url });
-    } else {
-      dataDir = mkdtempSync(path.join(tmpdir(), 'flywheel-ab-reviews-'));
-      embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(dataDir, 'store') });
-      store = await openStore({ url: embedded.url });
-    }
-  });
-
-  afterAll(async () => {
-    await store?.close();
-    await throwaway?.drop();
-    await embedded?.stop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  onTestStore(kind, ADMIN_URL, 'flywheel-ab-reviews-', (s) => (store = s));
 
   it('queues pairs in a drawn order it keeps, shows them blind, takes one verdict each and summarises by the hidden side', async () => {
     const evalRunId = unique('eval');

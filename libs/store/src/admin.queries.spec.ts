@@ -4,13 +4,9 @@
  * failed one changes nothing; exports read approved rows only; stats group by UTC bucket.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { newTimeOrderedId } from '@flywheel/contracts';
-import { completionRecord, createThrowawayDatabase, feedbackEvent, type ThrowawayDatabase } from './store.testing';
-import { openStore, type Store } from './store.open';
-import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { completionRecord, onTestStore, feedbackEvent } from './store.testing';
+import type { Store } from './store.open';
 import { writeCompletion, writeFeedback } from './record.writes';
 import { applyReview, derivedCompletionStatus, listReviewsOfCompletion } from './review.writes';
 import { createExport, findExport, listExports } from './export.queries';
@@ -30,28 +26,8 @@ it('derives a completion status from its feedback', () => {
 });
 
 describe.each([['postgres'], ['embedded Postgres']] as const)('admin queries on %s', (kind) => {
-  let throwaway: ThrowawayDatabase | null = null;
-  let dataDir: string | null = null;
-  let embedded: EmbeddedPostgres | null = null;
   let store: Store;
-
-  beforeAll(async () => {
-    if (kind === 'postgres') {
-      throwaway = await createThrowawayDatabase(ADMIN_URL);
-      store = await openStore({ url: throwaway.url });
-    } else {
-      dataDir = mkdtempSync(path.join(tmpdir(), 'flywheel-admin-store-'));
-      embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(dataDir, 'store') });
-      store = await openStore({ url: embedded.url });
-    }
-  });
-
-  afterAll(async () => {
-    await store?.close();
-    await throwaway?.drop();
-    await embedded?.stop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  onTestStore(kind, ADMIN_URL, 'flywheel-admin-store-', (s) => (store = s));
 
   it('reviews, edits and chooses with an audit row each, and derives the completion status', async () => {
     const record = completionRecord(`chatcmpl-${newTimeOrderedId()}`, { policyVersion: 'rv' });

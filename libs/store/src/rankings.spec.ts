@@ -4,13 +4,9 @@
  * (writing nothing) a ranking its completion cannot take; an API user's ranking waits for a reviewer; the preference
  * export turns an approved ranking of 3 into its 3 pairs byte for byte, the KTO export into its top and bottom.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { newTimeOrderedId, type CompletionRecord } from '@flywheel/contracts';
-import { completionRecord, createThrowawayDatabase, feedbackEvent, type ThrowawayDatabase } from './store.testing';
-import { openStore, type Store } from './store.open';
-import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { completionRecord, onTestStore, feedbackEvent } from './store.testing';
+import type { Store } from './store.open';
 import { writeCompletion, writeFeedback } from './record.writes';
 import { applyReview, listReviewsOfCompletion } from './review.writes';
 import { countApprovedSince, createExport, findExport } from './export.queries';
@@ -32,28 +28,8 @@ const choice = (index: number, text: string, promptIndex = 0): CompletionRecord[
 });
 
 describe.each([['postgres'], ['embedded Postgres']] as const)('rankings on %s', (kind) => {
-  let throwaway: ThrowawayDatabase | null = null;
-  let dataDir: string | null = null;
-  let embedded: EmbeddedPostgres | null = null;
   let store: Store;
-
-  beforeAll(async () => {
-    if (kind === 'postgres') {
-      throwaway = await createThrowawayDatabase(ADMIN_URL);
-      store = await openStore({ url: throwaway.url });
-    } else {
-      dataDir = mkdtempSync(path.join(tmpdir(), 'flywheel-rankings-'));
-      embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(dataDir, 'store') });
-      store = await openStore({ url: embedded.url });
-    }
-  });
-
-  afterAll(async () => {
-    await store?.close();
-    await throwaway?.drop();
-    await embedded?.stop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  onTestStore(kind, ADMIN_URL, 'flywheel-rankings-', (s) => (store = s));
 
   it("records a reviewer's ranking approved with its audit row, and refuses one its completion cannot take", async () => {
     const policyVersion = `rank-${newTimeOrderedId().slice(-8)}`;

@@ -5,16 +5,12 @@
  * values), approved corrections as preference pairs, and the `prompts` export of live traffic with what moderation
  * and reviewers said about each prompt. Also: migration 0006 turns decisions already made into votes.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Kysely, Migrator, PostgresDialect } from 'kysely';
 import { Pool } from 'pg';
 import { newTimeOrderedId, promptsExportLineSchema, type CompletionModeration, type CompletionRecord } from '@flywheel/contracts';
-import { completionRecord, createThrowawayDatabase, feedbackEvent, type ThrowawayDatabase } from './store.testing';
-import { migrateStore, openStore, type Store } from './store.open';
+import { completionRecord, createThrowawayDatabase, onTestStore, feedbackEvent, type ThrowawayDatabase } from './store.testing';
+import { migrateStore, type Store } from './store.open';
 import type { StoreTables } from './store.tables';
-import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { writeCompletion, writeFeedback } from './record.writes';
 import { applyReview, statusOfVotes, type ReviewPolicy } from './review.writes';
 import { countApprovedSince, createExport, findExport } from './export.queries';
@@ -44,28 +40,8 @@ describe('statusOfVotes', () => {
 });
 
 describe.each([['postgres'], ['embedded Postgres']] as const)('review data on %s', (kind) => {
-  let throwaway: ThrowawayDatabase | null = null;
-  let dataDir: string | null = null;
-  let embedded: EmbeddedPostgres | null = null;
   let store: Store;
-
-  beforeAll(async () => {
-    if (kind === 'postgres') {
-      throwaway = await createThrowawayDatabase(ADMIN_URL);
-      store = await openStore({ url: throwaway.url });
-    } else {
-      dataDir = mkdtempSync(path.join(tmpdir(), 'flywheel-review-data-'));
-      embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(dataDir, 'store') });
-      store = await openStore({ url: embedded.url });
-    }
-  });
-
-  afterAll(async () => {
-    await store?.close();
-    await throwaway?.drop();
-    await embedded?.stop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  onTestStore(kind, ADMIN_URL, 'flywheel-review-data-', (s) => (store = s));
 
   async function completionWith(over: Partial<CompletionRecord> = {}): Promise<CompletionRecord> {
     const record = completionRecord(`chatcmpl-${newTimeOrderedId()}`, over);

@@ -1,12 +1,18 @@
 /**
  * For tests against a real Postgres: a throwaway database `flywheel_test_<random>` created through an
- * admin connection and dropped (with its connections) afterwards, and valid records to write into it.
+ * admin connection and dropped (with its connections) afterwards, a store opened on one (or on an embedded Postgres) for
+ * a spec's lifetime, and valid records to write into it.
  * Imported as '@flywheel/store/testing' (specs, test/, the demo scripts), never through the library's barrel;
  * not used by any service.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Client } from 'pg';
 import { newTimeOrderedId, type CompletionRecord, type FeedbackEvent } from '@flywheel/contracts';
+import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { openStore, type Store } from './store.open';
 
 export interface ThrowawayDatabase {
   name: string;
@@ -38,6 +44,37 @@ export async function createThrowawayDatabase(adminUrl: string): Promise<Throwaw
     admin: (statement) => onAdmin(adminUrl, statement),
     drop: () => onAdmin(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
   };
+}
+
+/** A store test's database: the machine's Postgres (a throwaway database) or an embedded Postgres in a temporary folder. */
+export type TestStoreKind = 'postgres' | 'embedded Postgres';
+
+/**
+ * Registers (jest) a beforeAll that opens a store on a fresh database of `kind` and hands it to `set`, and an
+ * afterAll that closes it and removes the database; for the `describe.each` over both kinds that store specs share.
+ */
+export function onTestStore(kind: TestStoreKind, adminUrl: string, tmpPrefix: string, set: (store: Store) => void): void {
+  let throwaway: ThrowawayDatabase | null = null;
+  let dataDir: string | null = null;
+  let embedded: EmbeddedPostgres | null = null;
+  let store: Store | null = null;
+  beforeAll(async () => {
+    if (kind === 'postgres') {
+      throwaway = await createThrowawayDatabase(adminUrl);
+      store = await openStore({ url: throwaway.url });
+    } else {
+      dataDir = mkdtempSync(path.join(tmpdir(), tmpPrefix));
+      embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(dataDir, 'store') });
+      store = await openStore({ url: embedded.url });
+    }
+    set(store);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await throwaway?.drop();
+    await embedded?.stop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
 }
 
 /** A valid completion record for store tests; `over` replaces fields. */

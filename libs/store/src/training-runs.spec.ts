@@ -4,13 +4,9 @@
  * merge summary metrics; a resumed job re-logging steps leaves one point per step; lists page newest
  * first; a detail carries series, children and the versions registered through registerCandidateVersion.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { newTimeOrderedId, trainingRunDetailSchema, trainingRunSchema } from '@flywheel/contracts';
-import { createThrowawayDatabase, type ThrowawayDatabase } from './store.testing';
-import { openStore, type Store } from './store.open';
-import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { onTestStore } from './store.testing';
+import type { Store } from './store.open';
 import { registerCandidateVersion } from './model-versions.writes';
 import { appendTrainingMetrics, createTrainingRun, updateTrainingRun } from './training-runs.writes';
 import { getTrainingRunDetail, listTrainingRuns } from './training-runs.queries';
@@ -21,28 +17,8 @@ const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgr
 const runId = (kind: string) => `${kind}-${newTimeOrderedId()}`;
 
 describe.each([['postgres'], ['embedded Postgres']] as const)('training runs on %s', (kind) => {
-  let throwaway: ThrowawayDatabase | null = null;
-  let dataDir: string | null = null;
-  let embedded: EmbeddedPostgres | null = null;
   let store: Store;
-
-  beforeAll(async () => {
-    if (kind === 'postgres') {
-      throwaway = await createThrowawayDatabase(ADMIN_URL);
-      store = await openStore({ url: throwaway.url });
-    } else {
-      dataDir = mkdtempSync(path.join(tmpdir(), 'flywheel-runs-store-'));
-      embedded = await startLockedEmbeddedPostgres({ dataDir: path.join(dataDir, 'store') });
-      store = await openStore({ url: embedded.url });
-    }
-  });
-
-  afterAll(async () => {
-    await store?.close();
-    await throwaway?.drop();
-    await embedded?.stop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  onTestStore(kind, ADMIN_URL, 'flywheel-runs-store-', (s) => (store = s));
 
   it('accepts every run kind and refuses any other', async () => {
     for (const k of ['sft', 'reward-train', 'ppo', 'dpo', 'eval', 'loop'] as const) {
