@@ -9,6 +9,10 @@
  * `promote` stays a candidate; a passing candidate's first samples go beside the active version's into the blind A/B
  * queue, and with abWait its promotion waits there; a missing version fails the job for good and marks its run failed. The flag-rate
  * bound's refusal is libs/rl/src/policy.eval.gate.spec.ts (no real candidate here makes outputs flagged on purpose).
+ * With independentRewardVersion (a reward version in the checkpoint store, here the training reward model turned
+ * around: the same trunk with its head negated) the trainer scores the same samples with it in-process: its gain is in
+ * the report, the run and the lineage, and minIndependentGainStd above that gain refuses the candidate; a version that
+ * is the served reward model, a policy, or unpublished fails the job.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -45,6 +49,7 @@ const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgr
 const MODEL = path.join(repoRoot, 'models', 'stories260K');
 const ACTIVE = 'gate-base';
 const REWARD_VERSION = 'rm-gate';
+const INDEPENDENT_VERSION = 'rm-gate-independent';
 const PROMPTS = ['dog', 'cat', 'duck'].map((a) => [{ role: 'user' as const, content: `Tell me a story about a ${a}.` }]);
 
 /** No `models` KV entry for the in-process reward service: it serves its configured model. */
@@ -83,8 +88,14 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
     await writeHfCheckpoint(candidateDir, { spec: base.spec, weights: sharp, baseConfig, tokenizerDir: MODEL });
     const rmDir = path.join(stateDir, 'rm');
     const rm = new Map(base.weights);
-    rm.set('score.weight', kernelsReference.randomF32(base.spec.hiddenSize, kernelsReference.makeRng(9), 0.5));
+    const head = kernelsReference.randomF32(base.spec.hiddenSize, kernelsReference.makeRng(9), 0.5);
+    rm.set('score.weight', head);
     await writeHfCheckpoint(rmDir, { spec: base.spec, weights: rm, scoreLabels: 1, baseConfig, tokenizerDir: MODEL });
+    // The independent reward model: the training one turned around (every score negated), so its numbers are known.
+    const independentDir = path.join(stateDir, 'rm-independent');
+    const turned = new Map(base.weights);
+    turned.set('score.weight', head.map((x) => -x));
+    await writeHfCheckpoint(independentDir, { spec: base.spec, weights: turned, scoreLabels: 1, baseConfig, tokenizerDir: MODEL });
 
     const natsPort = await freePort();
     nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', path.join(stateDir, 'nats')], { stdio: 'ignore' });
@@ -94,6 +105,8 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
     mesh = new MeshConnection([natsUrl], 'eval-gate-trainer', new Readiness(), serviceMetrics);
     await publishVersion(mesh, { version: ACTIVE, role: 'policy', dir: MODEL, parent: null, runId: null, exports: [] });
     await promoteVersion(nc, 'policy', ACTIVE, 'test', 'the policy before the eval');
+    // Published as the loop publishes its independent reward model: a `reward` version, never made active.
+    await publishVersion(mesh, { version: INDEPENDENT_VERSION, role: 'reward', dir: independentDir, parent: null, runId: null, exports: [] });
 
     // reward.score / reward.info and moderation.check as their services answer them, on the private NATS.
     const readiness = new Readiness();
@@ -228,6 +241,63 @@ describe('eval gate in the trainer (private NATS, real Postgres, reward and mode
     // Refused candidates meet no reviewers.
     const refused = await store.use((db) => db.selectFrom('ab_reviews').select('id').where('candidate_version', 'in', ['cand-gain', 'cand-kl', 'cand-drift', 'cand-both']).execute());
     expect(refused).toEqual([]);
+  });
+
+  it('scores the candidate with an independent reward model (report, run, lineage) and refuses it when minIndependentGainStd is above that gain', async () => {
+    await publishCandidate('cand-indep');
+    // Without an independent reward model the bound has nothing to read: measured as null, not applied.
+    const without = await runEval(evalData('cand-indep', { ...open, minIndependentGainStd: 1e9 }, false));
+    expect(without.result).toMatchObject({ pass: true, promoted: false, reasons: [], report: { independent: null } });
+    expect(await store.use((db) => findModelVersion(db, 'cand-indep'))).toMatchObject({ status: 'candidate', metrics: { eval: { run: without.runId, independent: null } } });
+
+    // Measured and shown, not applied (null): the turned-around model's view is the training model's, negated.
+    const shown = await runEval({ ...evalData('cand-indep', { ...open, minIndependentGainStd: null }, false), independentRewardVersion: INDEPENDENT_VERSION });
+    const { report } = shown.result;
+    const independent = report.independent!;
+    expect(shown.result).toMatchObject({ pass: true, promoted: false, reasons: [] });
+    expect(independent.reward_before).toBeCloseTo(-report.reward_before, 9);
+    expect(independent.reward_after).toBeCloseTo(-report.reward_after, 9);
+    expect(independent.reward_std_before).toBeCloseTo(report.reward_std_before, 9);
+    expect(independent.gain_std).toBeCloseTo(-report.reward_gain_std, 9);
+    expect(independent.gain_std_length_controlled).toBeCloseTo(-report.reward_gain_std_length_controlled, 9);
+    expect(Math.abs(independent.gain_std)).toBeGreaterThan(1e-3);
+    // The same samples as the eval without it (same seeds): only the independent evidence is new.
+    expect({ ...report, independent: null }).toEqual(without.result.report);
+    const lineage = { version: INDEPENDENT_VERSION, gain_std: independent.gain_std, gain_std_length_controlled: independent.gain_std_length_controlled };
+    expect(await store.use((db) => findModelVersion(db, 'cand-indep'))).toMatchObject({ status: 'candidate', metrics: { eval: { run: shown.runId, pass: true, independent: lineage } } });
+    expect(await store.use((db) => findTrainingRun(db, shown.runId))).toMatchObject({
+      status: 'succeeded',
+      metrics: { independent_reward_version: INDEPENDENT_VERSION, reward_version: REWARD_VERSION, independent, pass: true },
+    });
+
+    // The bound above the measured gain: refused on that evidence alone, the version rejected, the active one kept.
+    const bound = Number((independent.gain_std + 0.5).toFixed(3));
+    const refused = await runEval({ ...evalData('cand-indep', { ...open, minIndependentGainStd: bound }, true), independentRewardVersion: INDEPENDENT_VERSION });
+    expect(refused.result).toMatchObject({ pass: false, promoted: false, reasons: [`independent reward gain ${independent.gain_std.toFixed(3)} std < ${bound}`] });
+    expect(refused.result.report).toEqual(report);
+    expect(await store.use((db) => findModelVersion(db, 'cand-indep'))).toMatchObject({
+      status: 'rejected',
+      metrics: { rejected: refused.result.reasons, eval: { run: refused.runId, pass: false, reasons: refused.result.reasons, independent: lineage } },
+    });
+    expect(await store.use((db) => findTrainingRun(db, refused.runId))).toMatchObject({ metrics: { pass: false, promoted: false, independent_reward_version: INDEPENDENT_VERSION } });
+    expect((await readActive(nc, 'policy'))?.version).toBe(ACTIVE);
+  });
+
+  it('fails for good when the independent reward model is the served one, a policy, or not published', async () => {
+    await publishCandidate('cand-indep-bad');
+    const cases: [string, RegExp][] = [
+      [REWARD_VERSION, /the independent reward model rm-gate is the one the reward service serves: it is not independent/],
+      [ACTIVE, /version gate-base is a policy model, not a reward model/],
+      ['rm-never-published', /reward version rm-never-published is not published/],
+    ];
+    for (const [version, message] of cases) {
+      const err: unknown = await runEval({ ...evalData('cand-indep-bad', open, true), independentRewardVersion: version }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnrecoverableError);
+      expect((err as Error).message).toMatch(message);
+      expect(await store.use((db) => findTrainingRun(db, `eval-gate-${jobs}`))).toMatchObject({ status: 'failed', error: expect.stringMatching(message) });
+    }
+    expect(await store.use((db) => findModelVersion(db, 'cand-indep-bad'))).toMatchObject({ status: 'candidate' });
+    expect((await readActive(nc, 'policy'))?.version).toBe(ACTIVE);
   });
 
   it('leaves a passing candidate a candidate without promote; with promote makes it the active policy', async () => {

@@ -11,7 +11,20 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import IORedis from 'ioredis';
-import { loopJobResultSchema, loopStatusSchema, ppoStepMetricsSchema, QUEUES, SERVICE_NAMES, SUBJECTS, type LoopJobResult, type LoopStatus, type PpoStepMetrics, type ServiceName } from '@flywheel/contracts';
+import {
+  loopJobResultSchema,
+  loopStatusSchema,
+  ppoStepMetricsSchema,
+  QUEUES,
+  rewardTrainJobResultSchema,
+  SERVICE_NAMES,
+  SUBJECTS,
+  type LoopJobResult,
+  type LoopStatus,
+  type PpoStepMetrics,
+  type RewardTrainJobResult,
+  type ServiceName,
+} from '@flywheel/contracts';
 import type { MeshClient } from '@flywheel/mesh';
 import { startLockedEmbeddedPostgres, type EmbeddedPostgres } from '@flywheel/store';
 import { createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
@@ -151,6 +164,11 @@ export interface FollowedLoopRun {
   stages: { stage: string; at: number }[];
   /** The PPO stage's per-step metrics as its job reported them (the last one seen per step). */
   ppoSteps: PpoStepMetrics[];
+  /**
+   * The run's independent reward model (its `<run>-rm-independent` reward-train job, with `independentRm`), null when
+   * the run trained none. It scored the eval only when its held-out accuracy reached minRewardAccuracy.
+   */
+  independentRm: RewardTrainJobResult | null;
 }
 
 /**
@@ -162,6 +180,7 @@ export async function followLoopRun(o: { mesh: MeshClient; redisUrl: string; que
   const redis = new IORedis(o.redisUrl, { maxRetriesPerRequest: null });
   const loopQueue = new Queue(QUEUES.loop, { connection: redis, prefix: o.queuePrefix });
   const ppoQueue = new Queue(QUEUES.ppo, { connection: redis, prefix: o.queuePrefix });
+  const rmQueue = new Queue(QUEUES.rewardTrain, { connection: redis, prefix: o.queuePrefix });
   try {
     const stages: { stage: string; at: number }[] = [];
     const ppoSteps: PpoStepMetrics[] = [];
@@ -184,10 +203,13 @@ export async function followLoopRun(o: { mesh: MeshClient; redisUrl: string; que
     stages.push({ stage: 'done', at: Date.now() });
     const job = await loopQueue.getJob(/^loop-(\d+)-/.exec(o.runId)?.[1] ?? '');
     if (!job || status.lastRun?.status !== 'succeeded') throw new Error(`${o.runId} ${status.lastRun?.status ?? 'vanished'}: ${job?.failedReason ?? 'see the trainer log'} (logs in ${o.logsDir})`);
-    return { result: loopJobResultSchema.parse(job.returnvalue), status, stages, ppoSteps };
+    const independent = await rmQueue.getJob(`${o.runId}-rm-independent`);
+    const independentRm = independent?.returnvalue ? rewardTrainJobResultSchema.parse(independent.returnvalue) : null;
+    return { result: loopJobResultSchema.parse(job.returnvalue), status, stages, ppoSteps, independentRm };
   } finally {
     await loopQueue.close();
     await ppoQueue.close();
+    await rmQueue.close();
     await redis.quit().catch(() => undefined);
   }
 }

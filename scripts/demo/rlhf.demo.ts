@@ -3,17 +3,20 @@
  * It starts a private NATS (JetStream) and Redis, a throwaway Postgres database when one is reachable (else the
  * embedded store), and all five compiled services; writes the synthetic preference set (happy-endings.ts: a story
  * that ends happily beats the same story ending sadly); asks the trainer over `trainer.loop` for one loop run on
- * it (reward-train → publish + activate the reward model → PPO scored by the reward service → eval against the
- * active policy → promotion through the `models` KV); waits for the policy replica to hot-swap; and serves a chat
+ * it (reward-train on one side of a split by prompt, and an independent reward model on the other → publish +
+ * activate the first → PPO scored by the reward service → eval against the active policy, scored by both reward
+ * models → promotion through the `models` KV); waits for the policy replica to hot-swap; and serves a chat
  * completion from the new version through the gateway. Prints progress on stderr and, with --json, one JSON object
- * on stdout. Exit 0 when the loop ran and the new version served the request; `targets_met` says whether the
- * demo's targets (reward gain ≥ 1 std, KL ≤ 5 nats, < 10 minutes) were met.
+ * on stdout: the training reward model's gain and KL, and beside them the evidence that does not trust that model
+ * (the gain at equal length, the independent reward model's gain, the best-of-n yardstick, KL to the base). Exit 0
+ * when the loop ran and the new version served the request; `targets_met` says whether the demo's targets (reward
+ * gain ≥ 1 std, KL ≤ 5 nats, < 10 minutes) were met.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loopStatusSchema, SUBJECTS, type LoopStartRequest } from '@flywheel/contracts';
+import { loopStatusSchema, SUBJECTS, type EvalReport, type LoopStartRequest, type RewardTrainJobResult } from '@flywheel/contracts';
 import { connectMesh, drainQuietly, MeshClient } from '@flywheel/mesh';
 import { followLoopRun, repoRoot, startDemoMesh, waitFor, type DemoMesh } from './demo-mesh';
 import { happyEndingPreferences, PREFERENCE_RULE } from './happy-endings';
@@ -42,7 +45,9 @@ async function main(): Promise<number> {
     log('all five services are ready');
 
     // ---- the preference set and one loop run on it
-    const prefs = happyEndingPreferences(160);
+    // Three pairs on each of the 80 prompts: the split by prompt below leaves the training reward model 156 of them,
+    // about the 160 it trained on before the independent one existed.
+    const prefs = happyEndingPreferences(240);
     const prefsFile = path.join(work, 'preferences.jsonl');
     writeFileSync(prefsFile, prefs.map((p) => JSON.stringify(p)).join('\n') + '\n');
     log(`${prefs.length} synthetic preference pairs (${PREFERENCE_RULE}) → ${prefsFile}`);
@@ -52,8 +57,12 @@ async function main(): Promise<number> {
       action: 'start',
       data: { kind: 'jsonl', path: prefsFile },
       overrides: {
-        rewardTrain: { steps: 60, lr: 3e-3, batchSize: 16, heldout: 0.2, seed },
+        // Batches of 8 (the loop's default), not 16: two reward models now train, in the time one took.
+        rewardTrain: { steps: 60, lr: 3e-3, batchSize: 8, heldout: 0.2, seed },
         minRewardAccuracy: 0.85,
+        // 30% of the prompts (84 of the 240 pairs) train a second reward model that PPO never sees; the eval scores
+        // the candidate with it too, and the gate's minIndependentGainStd (default 0: no worse) reads its gain.
+        independentRm: { share: 0.3 },
         ppo: { steps: 10, rolloutBatch: 128, miniBatch: 32, lr: 5e-5, klCoef: 0.1, klTarget: null, maxNewTokens: 32, stop: ['.'], seed, checkpointEvery: 4 },
         heldout: 0.2,
         eval: { samples: 8, gate: { minRewardGainStd: 0.5, maxKl: 5, maxFlagRateIncrease: 0.05 }, promote: true },
@@ -65,10 +74,11 @@ async function main(): Promise<number> {
     log(`${runId} started`);
 
     // ---- follow it: stages from trainer.loop, PPO steps from the ppo job's progress
-    const { result } = await followLoopRun({ mesh, redisUrl: demo.redisUrl, queuePrefix: 'demo', runId, timeoutMs: 15 * 60_000, log, logsDir: demo.logsDir });
+    const { result, independentRm } = await followLoopRun({ mesh, redisUrl: demo.redisUrl, queuePrefix: 'demo', runId, timeoutMs: 15 * 60_000, log, logsDir: demo.logsDir });
     if (!result.eval) throw new Error(`${runId} stopped early: ${result.stoppedBecause ?? 'no eval'}`);
     const report = result.eval.report;
     log(`eval: reward ${report.reward_before.toFixed(3)}±${report.reward_std_before.toFixed(3)} → ${report.reward_after.toFixed(3)} (${report.reward_gain_std.toFixed(2)} std), KL ${report.kl.toFixed(3)} nats; ${result.promoted ? `promoted ${result.candidateVersion}` : `not promoted (${result.eval.reasons.join('; ')})`}`);
+    log(`evidence: ${evidenceSummary(report, independentRm)}`);
 
     // ---- a request served by the new version (the policy replica hot-swaps on the KV write)
     const prompt = result.eval.report.examples[0]?.prompt ?? 'Tell me a story about Lily and the dog.';
@@ -100,6 +110,20 @@ async function main(): Promise<number> {
       promoted_version: result.promoted ? result.candidateVersion : null,
       minutes,
       reward_gain_std: report.reward_gain_std,
+      // Beside the training reward model's figures, the evidence that does not trust it.
+      reward_gain_std_length_controlled: report.reward_gain_std_length_controlled,
+      independent: report.independent,
+      independent_rm: independentRm && {
+        version: independentRm.versionId,
+        pairs: independentRm.pairs,
+        heldout_pairs: independentRm.heldoutPairs,
+        heldout_accuracy: independentRm.heldoutAccuracy,
+        used: report.independent !== null,
+      },
+      best_of_n: report.best_of_n,
+      kl_base: report.kl_base,
+      response_length_before: report.response_length_before,
+      response_length_after: report.response_length_after,
       targets_met: { reward_gain: gain >= report.reward_std_before, kl: report.kl <= 5, minutes: minutes < 10, rm_accuracy: (result.rewardAccuracy ?? 0) >= 0.85 },
       rule: PREFERENCE_RULE,
       seed,
@@ -117,6 +141,19 @@ async function main(): Promise<number> {
     if (args.keep) log(`kept ${work}`);
     else rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** One line of the gate's evidence beside the training reward model's gain, for people. */
+function evidenceSummary(r: EvalReport, rm: RewardTrainJobResult | null): string {
+  const ind = r.independent
+    ? `independent reward model (${rm?.pairs ?? '?'} pairs on prompts the training one never saw, held-out accuracy ${rm?.heldoutAccuracy?.toFixed(2) ?? '-'}) ` +
+      `${r.independent.reward_before.toFixed(3)}±${r.independent.reward_std_before.toFixed(3)} → ${r.independent.reward_after.toFixed(3)} (${r.independent.gain_std.toFixed(2)} std, ${r.independent.gain_std_length_controlled.toFixed(2)} at equal length)`
+    : rm
+      ? `no independent gain (its reward model's held-out accuracy ${rm.heldoutAccuracy?.toFixed(2) ?? '-'} is below minRewardAccuracy)`
+      : 'no independent reward model';
+  const bon = r.best_of_n ? `best-of-${r.best_of_n.n} of the active's own samples ${r.best_of_n.gain_std.toFixed(2)} std at KL ≤ ${r.best_of_n.kl_bound.toFixed(3)}` : 'no best-of-n (one sample per prompt)';
+  const base = r.kl_base === null ? 'KL to the base not measured' : `KL to the base ${r.kl_base.toFixed(3)} nats`;
+  return `at equal length ${r.reward_gain_std_length_controlled.toFixed(2)} std (length ${r.response_length_before.toFixed(1)} → ${r.response_length_after.toFixed(1)} tokens); ${ind}; ${bon}; ${base}`;
 }
 
 main().then(
