@@ -402,9 +402,21 @@ export type LoopJobResult = z.infer<typeof loopJobResultSchema>;
  * `trainer.loop` start with explicit data (CLI, demo): one loop run on these pairs now, with overrides of the loop
  * defaults; the plain `{action: 'start'}` (admin UI) exports the store's approved preference pairs instead.
  */
+const overridable = loopJobDataSchema.omit({ data: true, trigger: true }).shape;
+type Overridable = typeof overridable;
+/**
+ * A start's overrides name only what they change: each field of the loop's job data, optional and without its default.
+ * (`.partial()` keeps the defaults, which would then overwrite the trainer's configured algorithm and switches.)
+ */
+const loopOverridesSchema = z.strictObject(
+  Object.fromEntries(Object.entries(overridable).map(([key, field]) => [key, (field instanceof z.ZodDefault ? field.unwrap() : field).optional()])) as unknown as {
+    [K in keyof Overridable]: z.ZodOptional<z.ZodType<z.output<Overridable[K]>, z.input<Overridable[K]>>>;
+  },
+);
+
 export const loopStartRequestSchema = z.strictObject({
   action: z.literal('start'),
   data: trainingDataSourceSchema,
-  overrides: loopJobDataSchema.omit({ data: true, trigger: true }).partial().default({}),
+  overrides: loopOverridesSchema.default({}),
 });
 export type LoopStartRequest = z.input<typeof loopStartRequestSchema>;
