@@ -29,12 +29,13 @@ const trainArgsSchema = (d: TrainDefaults) =>
   });
 export type TrainArgs = z.infer<ReturnType<typeof trainArgsSchema>>;
 
-/** The parsed arguments, or null after printing one error line and the usage (the caller exits 2). */
-export function parseTrainArgs(argv: string[], command: string, usage: string, defaults: TrainDefaults): TrainArgs | null {
-  return parseTrainArgsWith(argv, command, usage, defaults, {});
-}
+/** A finite number as is, anything else (NaN: nothing held out) as null, for a command's JSON summary. */
+export const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
-/** parseTrainArgs plus a command's own options (`--beta`) by flag name, each a schema of its string value. */
+/**
+ * The parsed arguments plus a command's own options (`--beta`) by flag name, each a schema of its string value; null
+ * after printing one error line and the usage (the caller exits 2).
+ */
 export function parseTrainArgsWith<E extends z.ZodRawShape>(argv: string[], command: string, usage: string, defaults: TrainDefaults, extra: E) {
   const own = Object.fromEntries(Object.keys(extra).map((name) => [name, { type: 'string' as const }]));
   const { values } = parseArgs({

@@ -8,14 +8,13 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DPO_DEFAULTS } from '@flywheel/contracts';
 import { runDpoTraining } from '@flywheel/rl';
-import { drawProgress, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
+import { drawProgress, finiteOrNull, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_DPO_USAGE =
   'usage: flywheel train dpo --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--beta B] [--label-smoothing E] ' +
   `[--batch-size PAIRS] [--seq-len N] [--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
 /** JSON has no NaN: a held-out metric without held-out pairs is null. */
-const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 export async function trainDpoCommand(argv: string[]): Promise<number> {
   const a = parseTrainArgsWith(argv, 'train dpo', TRAIN_DPO_USAGE, DPO_DEFAULTS, {

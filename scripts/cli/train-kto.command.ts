@@ -8,14 +8,13 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { KTO_DEFAULTS } from '@flywheel/contracts';
 import { runKtoTraining } from '@flywheel/rl';
-import { drawProgress, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
+import { drawProgress, finiteOrNull, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_KTO_USAGE =
   'usage: flywheel train kto --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--beta B] [--desirable-weight W] ' +
   `[--undesirable-weight W] [--batch-size N>=2] [--seq-len N] [--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
 /** JSON has no NaN: a held-out metric without held-out examples of both kinds is null. */
-const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 const shown = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 
 export async function trainKtoCommand(argv: string[]): Promise<number> {

@@ -6,14 +6,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { runRewardTraining } from '@flywheel/train';
-import { drawProgress, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
+import { drawProgress, finiteOrNull, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_REWARD_USAGE =
   'usage: flywheel train reward --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--batch-size PAIRS] [--seq-len N] ' +
   `[--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
 /** JSON has no NaN: a held-out accuracy without held-out pairs is null. */
-const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 export async function trainRewardCommand(argv: string[]): Promise<number> {
   const a = parseTrainArgsWith(argv, 'train reward', TRAIN_REWARD_USAGE, { steps: 60, lr: 3e-3, heldout: 0.2 }, LORA_FLAGS);

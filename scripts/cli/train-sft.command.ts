@@ -7,11 +7,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runSft } from '@flywheel/train';
-import { drawProgress, LORA_FLAGS, loraOptionsOf, parseTrainArgsWith } from './train-args';
+import { drawProgress, LORA_FLAGS, LORA_USAGE, loraOptionsOf, parseTrainArgsWith } from './train-args';
 
 export const TRAIN_SFT_USAGE =
   'usage: flywheel train sft --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--batch-size N] [--seq-len N] ' +
-  '[--heldout FRACTION] [--seed S] [--threads N] [--lora-rank R [--lora-alpha A] [--lora-targets q_proj,v_proj,...]] [--json]';
+  `[--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
 export async function trainSftCommand(argv: string[]): Promise<number> {
   const a = parseTrainArgsWith(argv, 'train sft', TRAIN_SFT_USAGE, { steps: 100, lr: 1e-3, heldout: 0.1 }, LORA_FLAGS);

@@ -6,10 +6,11 @@
  * d loss / d logp for the native policy step. Pure functions over flat per-token arrays in ppo.math.ts's layout
  * (`offsets[s]` is where sequence s starts); no model, rollout or queue code here.
  */
+import type { GrpoConfig } from '@flywheel/contracts';
 import { meanStd } from './ppo.math';
 
-export const GROUP_ALGORITHMS = ['grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo'] as const;
-export type GroupAlgorithm = (typeof GROUP_ALGORITHMS)[number];
+/** The algorithms that learn from advantages (online-dpo learns from pairs: groupPreferencePairs). */
+export type GroupAlgorithm = Exclude<GrpoConfig['algorithm'], 'online-dpo'>;
 
 export interface GroupAdvantages {
   /** One advantage per sequence (every token of a sequence shares it). */
@@ -46,7 +47,6 @@ export function groupPreferencePairs(rewards: ArrayLike<number>, groupSize: numb
  *                gradient of log π(best), i.e. supervised fine-tuning on the best of n, online (RAFT, Dong et al.
  *                2023; ReST / rejection-sampling fine-tuning). Best-of-n costs at most log n − (n−1)/n nats of KL.
  *                groupSize 1 or a tied group keeps nothing.
- *   online-dpo   no advantages (0): it learns from preference pairs (groupPreferencePairs) with the DPO loss.
  * A group of one sample has no baseline: its advantage is 0 (and it counts as flat).
  */
 export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, algorithm: GroupAlgorithm, scaleStd: boolean): GroupAdvantages {
@@ -63,7 +63,6 @@ export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, a
       if (!flat) advantages[g + group.indexOf(Math.max(...group))] = 1;
       continue;
     }
-    if (algorithm === 'online-dpo') continue;
     for (let k = 0; k < groupSize; k++) {
       if (flat) continue;
       const centred = group[k] - mean;

@@ -1,7 +1,7 @@
 /**
  * What the offline trainers on fixed responses (DPO, KTO) share: a prompt + response tokenized so that only the
- * response is scored, the summed response log-probs of such sequences under a trainable model (kept for a backward,
- * or in chunks without one), the policy checkpoint they start from (and a resumed run's weights), and the AdamW
+ * response is scored, the summed response log-probs of such sequences under a trainable model (kept for a backward),
+ * the policy checkpoint they start from (and a resumed run's weights), and the AdamW
  * settings of TRL's trainers. No loss, data order or training loop here.
  */
 import { createTrainableModel, policyForward, type LoraOptions, type OptimizerConfig, type TrainableModelHandle } from '@flywheel/kernels';
@@ -43,13 +43,6 @@ export async function forwardSides(model: TrainableModelHandle, sides: readonly 
   const sums = new Float64Array(b.B);
   for (let i = 0; i < b.B * b.T; i++) sums[Math.floor(i / b.T)] += r.logp[i];
   return { sums, sel, T: b.T, pass: r.pass };
-}
-
-/** Summed response log-probs (nats) of every side, `chunk` sides per forward, no backward. */
-export async function sideLogps(model: TrainableModelHandle, sides: readonly ResponseSide[], seqLen: number, chunk = 16): Promise<Float64Array> {
-  const out = new Float64Array(sides.length);
-  for (let i = 0; i < sides.length; i += chunk) out.set((await forwardSides(model, sides.slice(i, i + chunk), seqLen)).sums, i);
-  return out;
 }
 
 /** The policy checkpoint of `command` (e.g. 'train dpo'): a Hugging Face directory with a chat template. */

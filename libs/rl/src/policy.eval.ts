@@ -247,11 +247,11 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
 
   const before = await sample(act, promptIds, o, maxModelLen);
   const after = await sample(cand, promptIds, o, maxModelLen);
-  const scoresBefore = await o.score(before.map((r, i) => ({ prompt: promptMsgs[i], response: r.text })));
-  const scoresAfter = await o.score(after.map((r, i) => ({ prompt: promptMsgs[i], response: r.text })));
-  const independent = o.independentScore
-    ? [await o.independentScore(before.map((r, i) => ({ prompt: promptMsgs[i], response: r.text }))), await o.independentScore(after.map((r, i) => ({ prompt: promptMsgs[i], response: r.text })))]
-    : null;
+  const pairsOf = (rollouts: Rollout[]) => rollouts.map((r, i) => ({ prompt: promptMsgs[i], response: r.text }));
+  const [pairsBefore, pairsAfter] = [pairsOf(before), pairsOf(after)];
+  const scoresBefore = await o.score(pairsBefore);
+  const scoresAfter = await o.score(pairsAfter);
+  const independent = o.independentScore ? [await o.independentScore(pairsBefore), await o.independentScore(pairsAfter)] : null;
   const flags = o.moderate ? [await o.moderate(before.map((r) => r.text)), await o.moderate(after.map((r) => r.text))] : null;
 
   // KL on the candidate's samples: log-probs of its own tokens under each model, in micro-batches.
@@ -289,8 +289,8 @@ export async function runPolicyEval(o: EvalOptions): Promise<EvalReport> {
     kl_base: base ? meanStd(klsBase).mean : o.baseDir != null ? meanStd(kls).mean : null,
     flag_rate_before: flags ? rate(flags[0]) : null,
     flag_rate_after: flags ? rate(flags[1]) : null,
-    response_length_before: meanStd(before.map((r) => r.response.length)).mean,
-    response_length_after: meanStd(after.map((r) => r.response.length)).mean,
+    response_length_before: meanStd(lengths.before).mean,
+    response_length_after: meanStd(lengths.after).mean,
     examples: o.prompts.map((p, i) => ({
       prompt: p.map((m) => m.content).join('\n'),
       response: after[i * o.samples].text,
