@@ -33,12 +33,21 @@ const SPACE_RE = /\s/u;
 const isSpaceCp = (cp: number): boolean => SPACE_RE.test(String.fromCodePoint(cp));
 const isLineTerminator = (cp: number): boolean => cp === 0x0a || cp === 0x0d || cp === 0x2028 || cp === 0x2029;
 
-/** Case-insensitive (the lexicon compiles every pattern with `giu`): a character also matches as its simple lower and upper case. */
+/**
+ * Case-insensitive (the lexicon compiles every pattern with `giu`): a character also matches as its simple lower and
+ * upper case. Remembered per code point: the scan asks for every character, thread and pattern.
+ */
+const variantCache = new Map<number, [number, number]>();
 function caseVariants(cp: number): [number, number] {
-  const s = String.fromCodePoint(cp);
-  const lower = s.toLowerCase();
-  const upper = s.toUpperCase();
-  return [lower.length === s.length ? lower.codePointAt(0)! : cp, upper.length === s.length ? upper.codePointAt(0)! : cp];
+  let hit = variantCache.get(cp);
+  if (hit === undefined) {
+    const s = String.fromCodePoint(cp);
+    const lower = s.toLowerCase();
+    const upper = s.toUpperCase();
+    hit = [lower.length === s.length ? lower.codePointAt(0)! : cp, upper.length === s.length ? upper.codePointAt(0)! : cp];
+    if (variantCache.size < 65_536) variantCache.set(cp, hit);
+  }
+  return hit;
 }
 
 export class PatternPrefix {
@@ -48,6 +57,8 @@ export class PatternPrefix {
   /** The same for the states the current character moves to (the next position's carried threads). */
   private readonly movedOrigin: Int32Array;
   private readonly movedStamp: Int32Array;
+  /** The last position stamp used (stamps only grow, across calls). */
+  private tick = 0;
 
   private constructor(
     private readonly states: State[],
@@ -87,9 +98,13 @@ export class PatternPrefix {
    */
   earliestOpen(text: string, from: number): number | null {
     const { states, origin, stamp, movedOrigin, movedStamp } = this;
-    stamp.fill(0);
-    movedStamp.fill(0);
-    let tick = 0;
+    // Stamps keep counting across calls, so no array needs clearing; they restart only before they would overflow.
+    if (this.tick > 2 ** 30) {
+      stamp.fill(0);
+      movedStamp.fill(0);
+      this.tick = 0;
+    }
+    let tick = this.tick;
     // The threads ready to consume the character at `pos`, their earliest origins in movedOrigin.
     let active: number[] = [];
     let pos = from;
@@ -106,6 +121,7 @@ export class PatternPrefix {
       const closed: number[] = [];
       for (const id of active) this.close(id, movedOrigin[id]!, prev, next, tick, closed);
       if (next === null) {
+        this.tick = tick;
         let earliest: number | null = null;
         for (const id of closed) if (earliest === null || origin[id]! < earliest) earliest = origin[id]!;
         return earliest;

@@ -1,13 +1,15 @@
 /**
  * Moderation of generated text as it streams: the caller pushes each delta, the checker analyses the text around
- * it and says what may be sent now. The rules (lexicon terms and patterns, PII) see every push, over the last half
- * window plus the delta, so any match up to half a window long is found the moment it completes; the stream holds
+ * it and says what may be sent now. The rules (lexicon terms and patterns, PII) see every push, from where the last
+ * push's hold-back began (no blocking match can start earlier; never more than half a window back), so any match up
+ * to half a window long is found the moment it completes; the stream holds
  * back only the tail where a blocking rule or PII could still begin (stream.holdback.ts: a prefix of a term, the start
  * of a pattern match still open, a run of digits), at most `holdbackChars`, so a rule-driven block cuts at the exact
  * start of the match and nothing from the match on is released, while safe text goes out at once. The classifier,
  * which has no span (its block cuts at what was already sent) and costs most, reads the whole window once every
- * `classifyEveryChars` new characters and once more at the end before the held tail goes out; between its runs its
- * last answer stands. Not an I/O wrapper: the gateway owns the SSE stream, this only decides.
+ * `classifyEveryChars` new characters (its window reaches back over all it has not read) and once more at the end
+ * before the held tail goes out; between its runs its last answer stands. Those runs also apply every rule to the
+ * whole window, which is where a multi-word match of a rule that only flags (no hold-back is kept for it) is found. Not an I/O wrapper: the gateway owns the SSE stream, this only decides.
  *
  *   const check = new StreamModerator(moderator, { direction: 'output' });
  *   for await (const delta of tokens) {
@@ -159,7 +161,8 @@ export class StreamModerator {
    * applies the policy; on a block cuts the stream and says what may still go out.
    */
   private check(before: number, classify: boolean): { blocked: true; step: StreamStep } | { blocked: false; window: { start: number; canonical: CanonicalText } } {
-    const start = classify ? this.windowStart(before) : this.rulesStart(before);
+    // The classifier's window reaches back past everything it has not read yet, however far apart its runs are.
+    const start = classify ? this.windowStart(Math.min(before, this.classifiedUpTo)) : this.rulesStart(before);
     const window = this.accumulated.slice(start);
     const canonical = canonicalize(window);
     if (classify) {

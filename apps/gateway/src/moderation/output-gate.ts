@@ -6,7 +6,7 @@
  * Plain class, no I/O; the generation service owns the stream and the finish_reason.
  */
 import type { ModerationVerdictSummary, TokenLogprob } from '@flywheel/contracts';
-import type { StreamModerator } from '@flywheel/moderation';
+import type { StreamModerator, StreamStep } from '@flywheel/moderation';
 import { verdictSummaryOf } from './verdict-summary';
 
 export interface GateStep {
@@ -45,13 +45,8 @@ export class OutputGate {
     if (this.cut !== null) return { text: '', logprobs: [], blocked: true };
     this.generated += text;
     this.pending.push({ end: this.generated.length, logprobs });
-    const started = performance.now();
-    const step = this.stream.push(text);
-    this.observe((performance.now() - started) / 1000);
-    if (step.blocked) {
-      this.cut = step.cutOffset ?? this.sent;
-      return this.sendUpTo(Math.max(this.sent, this.cut), true);
-    }
+    const step = this.timed(() => this.stream.push(text));
+    if (step.blocked) return this.cutAt(step);
     let upTo = this.sent;
     for (const frame of this.pending) {
       if (frame.end > step.releasedChars) break;
@@ -66,12 +61,23 @@ export class OutputGate {
    */
   end(): GateStep {
     if (this.cut !== null) return { text: '', logprobs: [], blocked: true };
-    const step = this.stream.end();
-    if (step.blocked) {
-      this.cut = step.cutOffset ?? this.sent;
-      return this.sendUpTo(Math.max(this.sent, this.cut), true);
-    }
+    const step = this.timed(() => this.stream.end());
+    if (step.blocked) return this.cutAt(step);
     return this.sendUpTo(this.generated.length, false);
+  }
+
+  /** The moderator's step, its time observed (the latency the output check adds). */
+  private timed(check: () => StreamStep): StreamStep {
+    const started = performance.now();
+    const step = check();
+    this.observe((performance.now() - started) / 1000);
+    return step;
+  }
+
+  /** The content filter cut the choice: the text before the hit goes out, nothing after it ever does. */
+  private cutAt(step: StreamStep): GateStep {
+    this.cut = step.cutOffset ?? this.sent;
+    return this.sendUpTo(Math.max(this.sent, this.cut), true);
   }
 
   summary(): OutputSummary {

@@ -14,7 +14,7 @@ import { RateLimiter } from '../auth/rate-limiter';
 import { OpenAiError, toOpenAiError } from '../http/openai-error';
 import { meshRetryBudgetMs, type RequestContext } from '../http/request-context';
 import type { ResponseSink } from '../http/response-sink';
-import { GatewayModeration, type InputModeration } from '../moderation/gateway-moderation.service';
+import { GatewayModeration } from '../moderation/gateway-moderation.service';
 import type { GateStep } from '../moderation/output-gate';
 import { GatewayMetrics } from '../observability/gateway.metrics';
 import { CompletionRecords } from './completion-records';
@@ -69,14 +69,14 @@ export class GenerationService {
     const req = parseChatCompletionBody(body);
     const info = await this.policyInfo('messages');
     const plan = planChatCompletion(req, info, { id: `chatcmpl-${newId()}`, created: nowS() });
-    await this.run(plan, this.moderation.checkPrompt(plan, ctx), ctx, sink);
+    await this.run(plan, ctx, sink);
   }
 
   async completion(body: unknown, ctx: RequestContext, sink: ResponseSink): Promise<void> {
     const req = parseCompletionBody(body);
     const info = await this.policyInfo('prompt');
     const plan = planCompletion(req, info, { id: `cmpl-${newId()}`, created: nowS() });
-    await this.run(plan, this.moderation.checkPrompt(plan, ctx), ctx, sink);
+    await this.run(plan, ctx, sink);
   }
 
   private async policyInfo(promptParam: 'messages' | 'prompt') {
@@ -88,10 +88,10 @@ export class GenerationService {
   }
 
   /**
-   * Throws OpenAiError while nothing was sent; once streaming, errors end the stream as an event. `checked` is the
-   * prompt check, already under way: nothing goes out before it passed, and its refusal wins over the policy's.
+   * Throws OpenAiError while nothing was sent; once streaming, errors end the stream as an event. The prompt is checked
+   * once the generations have started: nothing goes out before the check passed, and its refusal wins over the policy's.
    */
-  private async run(plan: GenerationPlan, checked: Promise<InputModeration | null>, ctx: RequestContext, sink: ResponseSink): Promise<void> {
+  private async run(plan: GenerationPlan, ctx: RequestContext, sink: ResponseSink): Promise<void> {
     ctx.log.completion_id = plan.id;
     ctx.log.model = plan.model;
     ctx.log.stream = plan.stream;
@@ -110,7 +110,7 @@ export class GenerationService {
       // The generations start now (an async generator sends its request on the first next()); allSettled never
       // rejects, so a refused prompt leaves no unhandled rejection behind.
       const starting = Promise.allSettled(subs.map((s) => s.frames.next()));
-      const input = await checked;
+      const input = await this.moderation.checkPrompt(plan, ctx);
       const st = new CompletionState(plan, { input, gate: () => this.moderation.outputGate() });
       state = st;
       const writer = plan.stream ? new ChunkWriter(st) : null;
@@ -211,20 +211,23 @@ export class GenerationService {
       // Cut by the content filter: the policy is finishing it or being cancelled; nothing more goes out.
       if (choice.finishReason !== null) return;
       const step = choice.gate.push(delta.text, delta.logprobs ?? []);
+      if (step.blocked) return this.cut(sub, choice, step, state, writer, sink, ctx);
       this.release(choice, step, state, writer, sink, ctx);
-      if (step.blocked) {
-        choice.finishReason = 'content_filter';
-        this.finished(sub, choice, state, writer, sink);
-        return;
-      }
     }
     const finishReason = delta.finishReason;
     if (finishReason === undefined || state.choiceOf(sub.promptIndex, delta.choice).finishReason !== null) return;
     const choice = state.onFinish(sub.promptIndex, { ...delta, finishReason });
-    const last = choice.gate.end();
     // The classifier's last read can still cut the held tail: the choice then ends as a push-time cut does.
-    if (last.blocked) choice.finishReason = 'content_filter';
-    this.release(choice, last, state, writer, sink, ctx, !last.blocked);
+    const last = choice.gate.end();
+    if (last.blocked) return this.cut(sub, choice, last, state, writer, sink, ctx);
+    this.release(choice, last, state, writer, sink, ctx, true);
+    this.finished(sub, choice, state, writer, sink);
+  }
+
+  /** The content filter cut a choice: what the gate still lets out goes, and the choice ends with content_filter. */
+  private cut(sub: SubStream, choice: ChoiceState, step: GateStep, state: CompletionState, writer: ChunkWriter | null, sink: ResponseSink, ctx: RequestContext) {
+    this.release(choice, step, state, writer, sink, ctx);
+    choice.finishReason = 'content_filter';
     this.finished(sub, choice, state, writer, sink);
   }
 
