@@ -18,13 +18,14 @@
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { GRPO_ALGORITHMS } from '../libs/contracts/src';
 import { createRewardScorer, loadCheckpoint } from '../libs/model/src';
 import { runGrpo, runPpo, type GroupAlgorithm } from '../libs/rl/src';
 import { runRewardTraining } from '../libs/train/src';
 import { happyEndingPreferences } from '../scripts/demo/happy-endings';
 
 const MODEL = path.resolve(__dirname, '..', '..', 'models', 'stories260K');
-const ALGORITHMS = ['ppo', 'grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo'] as const;
+const ALGORITHMS = ['ppo', ...GRPO_ALGORITHMS] as const;
 type Algorithm = (typeof ALGORITHMS)[number];
 type Task = 'preference' | 'verifiable';
 const KL_BUDGETS = [1, 2, 4];

@@ -6,6 +6,7 @@
  * of the environment.
  */
 import { z } from 'zod';
+import { LOOP_ALGORITHMS, type LoopAlgorithm } from '@flywheel/contracts';
 import { parseEnv, type Env } from './config.loader';
 import { enumVar, intVar, stringVar } from './env.fields';
 import { loadModerationConfig, type ModerationConfig } from './moderation.config';
@@ -37,7 +38,7 @@ export interface TrainerConfig extends CommonConfig {
     /** auto: a run fine-tunes the policy on approved answers and corrections (an `sft` export) before its policy stage. */
     sft: 'auto' | 'off';
     /** The policy optimiser of a loop run: PPO, a critic-free group method, or `external` (a hand-off to a cluster trainer). */
-    algorithm: 'ppo' | 'grpo' | 'rloo' | 'reinforce++' | 'rft' | 'online-dpo' | 'external';
+    algorithm: LoopAlgorithm;
     /** How long an `external` stage waits for the checkpoint published under its run id before the run fails. */
     externalWaitMs: number;
     /**
@@ -59,7 +60,7 @@ export const trainerEnvSchema = z.object({
   FLYWHEEL_LOOP_CHECK_MS: intVar(30_000, 1_000, 86_400_000),
   FLYWHEEL_LOOP_MODERATION: enumVar(['auto', 'off'] as const, 'auto'),
   FLYWHEEL_LOOP_SFT: enumVar(['auto', 'off'] as const, 'off'),
-  FLYWHEEL_LOOP_ALGORITHM: enumVar(['ppo', 'grpo', 'rloo', 'reinforce++', 'rft', 'online-dpo', 'external'] as const, 'ppo'),
+  FLYWHEEL_LOOP_ALGORITHM: enumVar(LOOP_ALGORITHMS, 'ppo'),
   FLYWHEEL_LOOP_EXTERNAL_WAIT_MS: intVar(7 * 86_400_000, 60_000, 365 * 86_400_000),
   FLYWHEEL_LOOP_INDEPENDENT_RM: enumVar(['on', 'off'] as const, 'off'),
   FLYWHEEL_MODEL: stringVar('models/stories260K'),

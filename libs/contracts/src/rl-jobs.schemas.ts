@@ -291,6 +291,10 @@ export const externalCandidateVersion = (loopRunId: string): string => `${loopRu
 
 // ---- loop (one tracked reward-train → ppo → eval → promotion pass; apps/trainer/src/loop.processor.ts) --------
 
+/** A loop run's policy optimiser: PPO, a critic-free group method, or a trainer elsewhere (the `external` hand-off). */
+export const LOOP_ALGORITHMS = ['ppo', ...GRPO_ALGORITHMS, 'external'] as const;
+export type LoopAlgorithm = (typeof LOOP_ALGORITHMS)[number];
+
 /**
  * Data of a job on the `loop` queue. `data` holds the preference pairs the reward model trains on; PPO's prompts
  * are the same lines' prompts (a seeded share held out for eval). The policy starts from the active version (or
@@ -346,7 +350,7 @@ export const loopJobDataSchema = z.strictObject({
    * `external`: a trainer elsewhere (TRL, OpenRLHF on a cluster) fed from a hand-off folder, whose checkpoint comes
    * back through `flywheel models publish --run <loop run id>` (apps/trainer/src/external.stage.ts).
    */
-  algorithm: z.enum(['ppo', ...GRPO_ALGORITHMS, 'external']).default('ppo'),
+  algorithm: z.enum(LOOP_ALGORITHMS).default('ppo'),
   /** The `external` stage's wait for the published checkpoint: the run fails once waitMs pass after its hand-off. */
   external: z
     .strictObject({
