@@ -26,11 +26,16 @@ export async function listPendingAb(db: Kysely<StoreTables>, limit: number): Pro
     .orderBy('pair_index')
     .limit(limit)
     .execute();
-  const count = await db.selectFrom('ab_reviews').select((eb) => eb.fn.countAll<string>().as('n')).where('verdict', 'is', null).executeTakeFirstOrThrow();
   return {
     items: rows.map((r) => ({ id: r.id, prompt: r.prompt, outputA: r.output_a, outputB: r.output_b, createdAt: r.created_at })),
-    pending: Number(count.n),
+    pending: await countPendingAb(db),
   };
+}
+
+/** How many pairs wait for a verdict. */
+export async function countPendingAb(db: Kysely<StoreTables>): Promise<number> {
+  const count = await db.selectFrom('ab_reviews').select((eb) => eb.fn.countAll<string>().as('n')).where('verdict', 'is', null).executeTakeFirstOrThrow();
+  return Number(count.n);
 }
 
 /** 'pending': fewer verdicts than needed; 'refuse': the interval lies wholly below 0.5; 'promote': not significantly worse. */

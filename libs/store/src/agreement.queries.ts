@@ -37,14 +37,17 @@ function unitsOf<T>(rows: ReadonlyArray<{ unit: string; value: T }>): T[][] {
 
 export async function reviewAgreement(db: Kysely<StoreTables>, range: AgreementRange): Promise<ReviewAgreement> {
   const version = range.policyVersion === undefined ? sql`` : sql`and f.policy_version = ${range.policyVersion}`;
-  const decisions = await sql<{ unit: string; value: string }>`
-    select v.feedback_id as unit, v.decision as value
-    from review_votes v
-    join feedback f on f.id = v.feedback_id
-    where f.created_at >= ${range.from} and f.created_at < ${range.to} ${version}
-      and v.feedback_id in (select feedback_id from review_votes group by feedback_id having count(*) > 1)
-    order by v.feedback_id, v.seq`.execute(db);
-  const ratings = await sql<{ unit: string; value: number }>`
+  // Both read only the feedback in range: the votes of a feedback counted where it has more than one.
+  const decisionsQuery = sql<{ unit: string; value: string }>`
+    select unit, value from (
+      select v.feedback_id as unit, v.decision as value, v.seq, count(*) over (partition by v.feedback_id) as deciders
+      from review_votes v
+      join feedback f on f.id = v.feedback_id
+      where f.created_at >= ${range.from} and f.created_at < ${range.to} ${version}
+    ) decided
+    where deciders > 1
+    order by unit, seq`.execute(db);
+  const ratingsQuery = sql<{ unit: string; value: number }>`
     with latest as (
       select distinct on (f.completion_id, coalesce(f.choice_index, 0), coalesce(f.author, f.key_id))
         f.completion_id || ':' || coalesce(f.choice_index, 0) as unit, (f.value #>> '{}')::int as value
@@ -55,6 +58,7 @@ export async function reviewAgreement(db: Kysely<StoreTables>, range: AgreementR
     select unit, value from (select unit, value, count(*) over (partition by unit) as raters from latest) rated
     where raters > 1
     order by unit`.execute(db);
+  const [decisions, ratings] = await Promise.all([decisionsQuery, ratingsQuery]);
   return {
     decisions: krippendorffAlpha(unitsOf(decisions.rows), 'nominal'),
     ratings: krippendorffAlpha(

@@ -80,8 +80,8 @@ async function latestPromptLabels(db: Kysely<StoreTables>, completionIds: readon
 
 /** The JSONL text (every line ends with "\n") and its line count; filters apply to the completion. */
 export async function buildPromptsExport(db: Kysely<StoreTables>, filters: ExportFilters): Promise<{ content: string; rowCount: number }> {
-  const lines: string[] = [];
-  const seen = new Set<string>();
+  // Distinct lines in first-seen order (a Set keeps insertion order).
+  const lines = new Set<string>();
   let after: { createdAt: Date; id: string } | null = null;
   for (;;) {
     let q = db
@@ -106,15 +106,12 @@ export async function buildPromptsExport(db: Kysely<StoreTables>, filters: Expor
         // A conversation is one prompt: a label on any of its messages is a label on it.
         const verdicts = [...labelled].filter(([at]) => index === null || at === index).map(([, verdict]) => verdict);
         if (!promptAdmitted(input, verdicts)) continue;
-        const line = JSON.stringify({ ...toolsColumnOf(row.request), prompt });
-        if (seen.has(line)) continue;
-        seen.add(line);
-        lines.push(line);
+        lines.add(JSON.stringify({ ...toolsColumnOf(row.request), prompt }));
       }
     }
     const last = rows[rows.length - 1];
     if (rows.length < BATCH || !last) break;
     after = { createdAt: last.created_at, id: last.id };
   }
-  return { content: lines.map((l) => `${l}\n`).join(''), rowCount: lines.length };
+  return { content: [...lines].map((l) => `${l}\n`).join(''), rowCount: lines.size };
 }

@@ -14,7 +14,7 @@ import {
   type AdminAbSummaryList,
   type AdminAbVerdictResult,
 } from '@flywheel/contracts';
-import { abSummaries, listPendingAb, markVersionRejected, recordAbVerdict, type AbSummary } from '@flywheel/store';
+import { abSummaries, countPendingAb, listPendingAb, markVersionRejected, recordAbVerdict, type AbSummary } from '@flywheel/store';
 import { fromZodError, OpenAiError } from '../http/openai-error';
 import { StoreHandle } from '../store/store.handle';
 import { AdminModelsService } from './admin-models.service';
@@ -44,8 +44,7 @@ export class AdminAbService {
       if (outcome.code === 'not_found') throw new OpenAiError(404, 'invalid_request_error', `No A/B pair found with id '${id}'.`, 'id', 'ab_item_not_found');
       throw new OpenAiError(409, 'invalid_request_error', `The A/B pair '${id}' already has a verdict.`, 'id', 'ab_already_decided');
     }
-    const { pending } = await listPendingAb(db, 1);
-    return { id, verdict, pending };
+    return { id, verdict, pending: await countPendingAb(db) };
   }
 
   async summary(): Promise<AdminAbSummaryList> {
