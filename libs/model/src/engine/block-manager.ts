@@ -202,15 +202,15 @@ export class BlockManager {
     const seq = this.get(seqId);
     const firstKey = nextPos - this.slidingWindow + 1;
     const before = Math.min(Math.floor(firstKey / this.blockSize), seq.blocks.length);
-    let released = 0;
-    for (let i = 0; i < before; i++) {
-      const block = seq.blocks[i]!;
-      if (block === RELEASED_BLOCK) continue;
+    // Released blocks always form a prefix (the window only moves forward; a fork copies the prefix), so walk back
+    // from the window's edge to the last one released: a step costs the blocks it releases, not the sequence's length.
+    let first = before;
+    while (first > 0 && seq.blocks[first - 1] !== RELEASED_BLOCK) first--;
+    for (let i = first; i < before; i++) {
+      this.dropRef(seq.blocks[i]!);
       seq.blocks[i] = RELEASED_BLOCK;
-      this.dropRef(block);
-      released++;
     }
-    return released;
+    return before - first;
   }
 
   /** Gives `childId` the parent's blocks (shared, refcounted); the first write into a shared block copies it. */
