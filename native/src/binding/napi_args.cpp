@@ -47,16 +47,19 @@ ModelConfig config_from(const Napi::Object& o) {
   c.rotary_dim = rot.IsNumber() ? rot.As<Napi::Number>().Int32Value() : c.head_dim;
   if (c.rotary_dim < 2 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0)
     throw Napi::TypeError::New(o.Env(), "rotaryDim must be even and within 2..headDim");
-  Napi::Value nope = o.Get("noRopeLayers");
-  if (nope.IsArray()) {
-    Napi::Array layers = nope.As<Napi::Array>();
-    c.no_rope.assign(static_cast<size_t>(c.num_layers), 0);
+  // A JS array of layer indices (absent: left empty) as one flag per layer, each index checked.
+  auto layer_flags = [&](const char* name, std::vector<uint8_t>& flags) {
+    Napi::Value v = o.Get(name);
+    if (!v.IsArray()) return;
+    Napi::Array layers = v.As<Napi::Array>();
+    flags.assign(static_cast<size_t>(c.num_layers), 0);
     for (uint32_t i = 0; i < layers.Length(); i++) {
-      const int l = int_arg(layers.Get(i), "noRopeLayers[i]");
-      if (l < 0 || l >= c.num_layers) throw Napi::TypeError::New(o.Env(), "noRopeLayers holds a layer out of range");
-      c.no_rope[static_cast<size_t>(l)] = 1;
+      const int l = int_arg(layers.Get(i), (std::string(name) + "[i]").c_str());
+      if (l < 0 || l >= c.num_layers) throw Napi::TypeError::New(o.Env(), std::string(name) + " holds a layer out of range");
+      flags[static_cast<size_t>(l)] = 1;
     }
-  }
+  };
+  layer_flags("noRopeLayers", c.no_rope);
   Napi::Value lr = o.Get("longRope");
   c.has_longrope = lr.IsObject();
   if (c.has_longrope) {
@@ -97,16 +100,7 @@ ModelConfig config_from(const Napi::Object& o) {
   Napi::Value sw = o.Get("slidingWindow");
   c.sliding_window = sw.IsNumber() ? sw.As<Napi::Number>().Int32Value() : 0;
   if (c.sliding_window < 0) throw Napi::TypeError::New(o.Env(), "slidingWindow must be positive");
-  Napi::Value sl = o.Get("slidingLayers");
-  if (sl.IsArray()) {
-    Napi::Array layers = sl.As<Napi::Array>();
-    c.sliding.assign(static_cast<size_t>(c.num_layers), 0);
-    for (uint32_t i = 0; i < layers.Length(); i++) {
-      const int l = int_arg(layers.Get(i), "slidingLayers[i]");
-      if (l < 0 || l >= c.num_layers) throw Napi::TypeError::New(o.Env(), "slidingLayers holds a layer out of range");
-      c.sliding[static_cast<size_t>(l)] = 1;
-    }
-  }
+  layer_flags("slidingLayers", c.sliding);
   return c;
 }
 
