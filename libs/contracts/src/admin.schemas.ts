@@ -403,7 +403,7 @@ export const AB_VERDICTS = ['a', 'b', 'tie'] as const;
 export const abVerdictSchema = z.enum(AB_VERDICTS);
 export type AbVerdict = z.infer<typeof abVerdictSchema>;
 
-const abPromptSchema = z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() }));
+const abPromptSchema = z.array(exportMessage);
 
 /**
  * One pending pair as reviewers see it: the prompt and two outputs, a candidate's and the active version's in an

@@ -4,7 +4,7 @@
  * rate (a tie counts half), its 95% Wilson interval and whether the A/B is decided. Writes are in ab-reviews.writes.ts.
  */
 import { sql, type Kysely } from 'kysely';
-import type { AbPrompt } from './ab-reviews.writes';
+import type { AbPrompt } from './store.tables';
 import type { StoreTables } from './store.tables';
 
 export interface AbPendingItem {

@@ -7,7 +7,8 @@
 import { newTimeOrderedId } from '@flywheel/contracts';
 import { onTestStore } from './store.testing';
 import type { Store } from './store.open';
-import { queueAbPairs, recordAbVerdict, type AbPrompt } from './ab-reviews.writes';
+import { queueAbPairs, recordAbVerdict } from './ab-reviews.writes';
+import type { AbPrompt } from './store.tables';
 import { abSummaries, abSummaryOf, listPendingAb, wilsonInterval } from './ab-reviews.queries';
 
 jest.setTimeout(90_000);

@@ -6,9 +6,9 @@
 import { randomInt } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { newTimeOrderedId } from '@flywheel/contracts';
-import type { AbVerdict, StoreTables } from './store.tables';
+import type { AbVerdict } from '@flywheel/contracts';
+import type { AbPrompt, StoreTables } from './store.tables';
 
-export type AbPrompt = Array<{ role: 'system' | 'user' | 'assistant'; content: string }>;
 
 export interface AbPairsToQueue {
   evalRunId: string;

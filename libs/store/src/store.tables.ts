@@ -4,7 +4,7 @@
  * Not wire shapes: those live in @flywheel/contracts.
  */
 import type { ColumnType, Insertable, Selectable } from 'kysely';
-import type { AdminReviewActionName, ExportFormat, FeedbackKind, LabelCategory, ModerationDirection, ModerationLabelTarget, ModerationLabelVerdict, FeedbackSource, ReviewStatus, TrainingRunKind, TrainingRunStatus } from '@flywheel/contracts';
+import type { AbVerdict, AdminReviewActionName, ExportFormat, FeedbackKind, LabelCategory, ModerationDirection, ModerationLabelTarget, ModerationLabelVerdict, FeedbackSource, ReviewStatus, TrainingRunKind, TrainingRunStatus } from '@flywheel/contracts';
 
 /** A reviewer's decision on a feedback, as review_votes stores it. */
 export type ReviewDecision = 'approve' | 'reject';
@@ -199,9 +199,10 @@ export interface ModerationLabelsTable {
   created_at: TimestampDefault;
 }
 
-/** A side of a blind A/B pair, and a reviewer's verdict on one (migration 0008). */
-export type AbSide = 'a' | 'b';
-export type AbVerdict = AbSide | 'tie';
+/** A side of a blind A/B pair (a reviewer's verdict is one, or 'tie': contracts' AbVerdict; migration 0008). */
+export type AbSide = Exclude<AbVerdict, 'tie'>;
+/** The chat messages both versions of a blind A/B pair answered. */
+export type AbPrompt = Array<{ role: 'system' | 'user' | 'assistant'; content: string }>;
 
 /** One blind A/B pair: a candidate's and the active version's output on one prompt (migration 0008). */
 export interface AbReviewsTable {
@@ -211,8 +212,7 @@ export interface AbReviewsTable {
   pair_index: number;
   candidate_version: string;
   active_version: string;
-  /** The chat messages both versions answered. */
-  prompt: Json<Array<{ role: 'system' | 'user' | 'assistant'; content: string }>>;
+  prompt: Json<AbPrompt>;
   output_a: string;
   output_b: string;
   /** Which of A and B is the candidate's output; drawn at insert, never shown before a verdict. */
