@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import { DPO_DEFAULTS } from '@flywheel/contracts';
-import { createTrainableModel, freeTrainableModel, optimizerStep, policyBackward, trainableModelInfo, zeroGrad, type LoraOptions, type TrainableModelHandle } from '@flywheel/kernels';
+import { createTrainableModel, freeTrainableModel, optimizerStep, trainableModelInfo, zeroGrad, type LoraOptions, type TrainableModelHandle } from '@flywheel/kernels';
 import type { Checkpoint } from '@flywheel/model';
 import {
   beginOrResume,
@@ -21,7 +21,7 @@ import {
   type ResumableRunOptions,
 } from '@flywheel/train';
 import { checkDpoLossOptions, dpoLoss, type DpoLossResult } from './dpo.loss';
-import { createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
+import { backwardSides, createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
 import { meanStd } from './ppo.math';
 
 /** One tokenized side: SFT layout, assistant[t] marks the side's response tokens (the ones its log-prob sums). */
@@ -90,13 +90,7 @@ async function dpoStep(model: TrainableModelHandle, pick: readonly DpoPair[], se
   const P = pick.length;
   const f = await forwardSides(model, sidesOf(pick), seqLen);
   const r = lossAgainstReference(pick, f.sums.subarray(0, P), f.sums.subarray(P), lo);
-  const dlogp = new Float32Array(f.sel.length);
-  for (let i = 0; i < dlogp.length; i++) {
-    if (f.sel[i] === 0) continue;
-    const row = Math.floor(i / f.T);
-    dlogp[i] = row < P ? r.dPolicyChosen[row] : r.dPolicyRejected[row - P];
-  }
-  await policyBackward(model, f.pass, { dlogp });
+  await backwardSides(model, f, (row) => (row < P ? r.dPolicyChosen[row] : r.dPolicyRejected[row - P]));
   return r;
 }
 

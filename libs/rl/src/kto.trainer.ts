@@ -11,11 +11,11 @@
  */
 import path from 'node:path';
 import { KTO_DEFAULTS, type ExportTool } from '@flywheel/contracts';
-import { createTrainableModel, freeTrainableModel, optimizerStep, policyBackward, trainableModelInfo, zeroGrad, type LoraOptions, type TrainableModelHandle } from '@flywheel/kernels';
+import { createTrainableModel, freeTrainableModel, optimizerStep, trainableModelInfo, zeroGrad, type LoraOptions, type TrainableModelHandle } from '@flywheel/kernels';
 import type { Checkpoint, RewardChatMessage } from '@flywheel/model';
 import { beginOrResume, parseKtoLines, resumableState, Rng, saveResumePoint, splitHeldOut, type ResumableRunOptions } from '@flywheel/train';
 import { checkKtoLossOptions, ktoLoss, ktoWeightAdvice, rewardSeparation, type KtoLossOptions, type KtoLossResult } from './kto.loss';
-import { createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
+import { backwardSides, createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
 
 /** One line of KTO data, tokenized, with the frozen reference's summed completion log-prob (nats). */
 export interface KtoExample {
@@ -117,9 +117,7 @@ async function ktoStep(model: TrainableModelHandle, b: KtoBatch, seqLen: number,
   const kl = await klLogps(model, b, seqLen);
   const f = await forwardSides(model, b.examples.map((e) => e.side), seqLen);
   const r = lossAgainstReference(b, f.sums, kl, lo);
-  const dlogp = new Float32Array(f.sel.length);
-  for (let i = 0; i < dlogp.length; i++) if (f.sel[i] !== 0) dlogp[i] = r.dPolicy[Math.floor(i / f.T)];
-  await policyBackward(model, f.pass, { dlogp });
+  await backwardSides(model, f, (row) => r.dPolicy[row]);
   return r;
 }
 

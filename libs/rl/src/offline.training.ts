@@ -1,10 +1,10 @@
 /**
  * What the offline trainers on fixed responses (DPO, KTO) share: a prompt + response tokenized so that only the
- * response is scored, the summed response log-probs of such sequences under a trainable model (kept for a backward),
+ * response is scored, the summed response log-probs of such sequences under a trainable model and their backward,
  * the policy checkpoint they start from (and a resumed run's weights), and the AdamW
  * settings of TRL's trainers. No loss, data order or training loop here.
  */
-import { createTrainableModel, policyForward, type LoraOptions, type OptimizerConfig, type TrainableModelHandle } from '@flywheel/kernels';
+import { createTrainableModel, policyBackward, policyForward, type LoraOptions, type OptimizerConfig, type TrainableModelHandle } from '@flywheel/kernels';
 import type { ExportTool } from '@flywheel/contracts';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
 import { buildSftExample, loadLoraResume, packBatch, type SftExample } from '@flywheel/train';
@@ -43,6 +43,16 @@ export async function forwardSides(model: TrainableModelHandle, sides: readonly 
   const sums = new Float64Array(b.B);
   for (let i = 0; i < b.B * b.T; i++) sums[Math.floor(i / b.T)] += r.logp[i];
   return { sums, sel, T: b.T, pass: r.pass };
+}
+
+/**
+ * The backward of a forwardSides pass given d loss / d (summed log-prob) per side: a sequence's log-prob is the sum of
+ * its response tokens', so each selected token gets its side's derivative.
+ */
+export async function backwardSides(model: TrainableModelHandle, f: Pick<Awaited<ReturnType<typeof forwardSides>>, 'sel' | 'T' | 'pass'>, dSide: (row: number) => number): Promise<void> {
+  const dlogp = new Float32Array(f.sel.length);
+  for (let i = 0; i < dlogp.length; i++) if (f.sel[i] !== 0) dlogp[i] = dSide(Math.floor(i / f.T));
+  await policyBackward(model, f.pass, { dlogp });
 }
 
 /** The policy checkpoint of `command` (e.g. 'train dpo'): a Hugging Face directory with a chat template. */
