@@ -5,6 +5,7 @@
  * numeric options.
  */
 import { expectedWeightShapes, Xorshift32, type ModelSpec } from '../libs/kernels/src';
+import { modelSpecFromConfig } from '../libs/model/src/loading';
 
 export const SMOLLM2_135M: ModelSpec = {
   vocabSize: 49152,
@@ -45,35 +46,29 @@ export const QWEN_05B_LIKE: ModelSpec = {
 };
 
 /**
- * Gemma 3 1B's decoder as Gemma3TextConfig describes it (26 layers, 4 heads on 1 KV head of 256, GeGLU 6912, q/k norms,
+ * Gemma 3 1B's decoder from its Gemma3TextConfig, read by the real config parser (26 layers, 4 heads on 1 KV head of 256, GeGLU 6912, q/k norms,
  * sandwich norms, 5 sliding layers of 512 to 1 global, local RoPE base 1e4), with a 32768 vocabulary instead of 262144
  * so that random weights stay quick to make (~0.7B parameters). Its hidden size 1152 is 4.5 x 256: K-quants fall back
  * to Q8_0 on the matrices that read it, as llama-quantize falls back to Q5_0/Q8_0 for Gemma 3 1B.
  */
-export const GEMMA3_1B_LIKE: ModelSpec = {
-  vocabSize: 32768,
-  hiddenSize: 1152,
-  intermediateSize: 6912,
-  numLayers: 26,
-  numHeads: 4,
-  numKvHeads: 1,
-  headDim: 256,
-  rmsNormEps: 1e-6,
-  ropeTheta: 1000000,
-  ropeScaling: null,
-  tieWordEmbeddings: true,
-  attentionBias: false,
-  maxPositionEmbeddings: 32768,
-  qkNorm: true,
-  hiddenAct: 'gelu_tanh',
-  embedScale: Math.fround(Math.sqrt(1152)),
-  attnScale: 256 ** -0.5,
-  sandwichNorms: true,
-  normWeightOffset: true,
-  slidingWindow: 512,
-  slidingLayers: Array.from({ length: 26 }, (_, i) => i).filter((i) => (i + 1) % 6 !== 0),
-  ropeLocalTheta: 10000,
-};
+export const GEMMA3_1B_LIKE: ModelSpec = modelSpecFromConfig({
+  architectures: ['Gemma3ForCausalLM'],
+  model_type: 'gemma3_text',
+  vocab_size: 32768,
+  hidden_size: 1152,
+  intermediate_size: 6912,
+  num_hidden_layers: 26,
+  num_attention_heads: 4,
+  num_key_value_heads: 1,
+  head_dim: 256,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000,
+  rope_local_base_freq: 10000,
+  sliding_window: 512,
+  query_pre_attn_scalar: 256,
+  max_position_embeddings: 32768,
+  tie_word_embeddings: true,
+});
 
 /** The shapes `--shape` picks from, by the name the benchmarks report. */
 export const BENCH_SHAPES: Record<string, ModelSpec> = { 'smollm2-135m': SMOLLM2_135M, 'qwen-0.5b-like': QWEN_05B_LIKE, 'gemma3-1b-like': GEMMA3_1B_LIKE };
