@@ -1,9 +1,11 @@
 /**
  * The second, independent check of the architectures the engine adds (issue 15): llama.cpp itself. Each tiny GGUF
- * fixture our GGUF writer writes (Gemma 2, Gemma 3, Qwen3, SmolLM3, Llama; not Phi-3) is copied with a SentencePiece vocabulary added (llama.cpp
+ * fixture our GGUF writer writes (Gemma 2, Gemma 3, Qwen3, SmolLM3, Phi-3, Llama) is copied with a SentencePiece vocabulary added (llama.cpp
  * refuses a file without one; the ids are what matter; see `padded`), run greedily in node-llama-cpp (pinned, installed into
  * .bench-cache like the benchmark anchor) on each golden case's prompt ids, and its first ids are written to
- * test/fixtures/golden/llamacpp-greedy.json. model.llamacpp.spec.ts holds our engine to them. Run by hand:
+ * test/fixtures/golden/llamacpp-greedy.json. model.llamacpp.spec.ts holds our engine to them. A LongRoPE model (Phi-3)
+ * records which factor set llama.cpp used: it picks one for every position by the context size (long when the context
+ * exceeds the original one, as the full context of tiny-phi3 does), where our engine switches per token. Run by hand:
  * `npm run build:ts && node dist/scripts/reference/llamacpp-greedy.js`. Not run by the tests (no llama.cpp there).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,7 +20,7 @@ const FIXTURES_DIR = path.join(findRepoRoot(__dirname) ?? process.cwd(), 'test',
 const goldenCases = (name: string): { name: string; tokens: number[] }[] =>
   (JSON.parse(readFileSync(path.join(FIXTURES_DIR, 'golden', `${name}.json`), 'utf8')) as { cases: { name: string; tokens: number[] }[] }).cases;
 
-const MODELS = ['tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear', 'tiny-qwen3', 'tiny-smollm3', 'tiny-gqa', 'tiny-mqa-llama3'];
+const MODELS = ['tiny-gemma2', 'tiny-gemma3', 'tiny-gemma3-linear', 'tiny-qwen3', 'tiny-smollm3', 'tiny-phi3', 'tiny-gqa', 'tiny-mqa-llama3'];
 const NEW_TOKENS = 8;
 
 /**
@@ -48,15 +50,18 @@ async function main(): Promise<void> {
   const nlc = await loadNodeLlamaCpp();
   const llama = await nlc.getLlama({ gpu: false, build: 'never', progressLogs: false, maxThreads: 1, logLevel: 'error' });
   const dir = mkdtempSync(path.join(tmpdir(), 'flywheel-llamacpp-greedy-'));
-  const out: Record<string, { file: string; cases: { name: string; tokens: number[]; greedy: number[] }[] }> = {};
+  const out: Record<string, { file: string; longRopeFactors?: 'short' | 'long'; cases: { name: string; tokens: number[]; greedy: number[] }[] }> = {};
   try {
     for (const name of MODELS) {
       const src = await readGguf(path.join(FIXTURES_DIR, `${name}.gguf`));
       const file = path.join(dir, `${name}.gguf`);
       const big = padded(src.spec, src.servingWeights);
-      await writeGguf(file, { spec: big.spec, name, weights: big.weights, vocab: syntheticSpmVocab(PADDED_VOCAB) });
+      // No general.name: llama.cpp sets token attributes of "<|endoftext|>" in a model whose name says phi3, and the
+      // synthetic vocabulary has no such piece (the load fails with _Map_base::at).
+      await writeGguf(file, { spec: big.spec, weights: big.weights, vocab: syntheticSpmVocab(PADDED_VOCAB) });
       const model = await llama.loadModel({ modelPath: file, gpuLayers: 0, useMmap: false });
-      const context = await model.createContext({ contextSize: src.spec.maxPositionEmbeddings, sequences: 1, batchSize: 64, threads: { ideal: 1, min: 1 } });
+      const contextSize = src.spec.maxPositionEmbeddings;
+      const context = await model.createContext({ contextSize, sequences: 1, batchSize: 64, threads: { ideal: 1, min: 1 } });
       const seq = context.getSequence();
       const cases = [];
       for (const c of goldenCases(name)) {
@@ -74,7 +79,9 @@ async function main(): Promise<void> {
       }
       await context.dispose();
       await model.dispose();
-      out[name] = { file: `${name}.gguf`, cases };
+      // llama_model::get_rope_factors: rope_long when n_ctx_seq > n_ctx_orig_yarn, else rope_short, at every position.
+      const lr = src.spec.longRope;
+      out[name] = { file: `${name}.gguf`, ...(lr ? { longRopeFactors: contextSize > lr.originalMaxPositionEmbeddings ? 'long' : 'short' } : {}), cases };
       process.stderr.write(`${name}: ${cases.map((c) => c.greedy.join(' ')).join(' | ')}\n`);
     }
   } finally {

@@ -1,14 +1,15 @@
 /**
  * Specs of the GGUF writer: GGUF files written by llama.cpp (llama-quantize's Q4_K_M, the llama3-scaled, the biased and
- * the Gemma 2 / Gemma 3 python-written fixtures) read, written back and read again give the same spec, tensor types,
- * bytes, vocabulary and logits, with llama.cpp's metadata and tensor infos; specs llama.cpp would run differently are
- * refused; the synthetic vocab has llama.cpp's layout.
+ * the Gemma 2 / Gemma 3 / Qwen3 / SmolLM3 / Phi-3 python-written fixtures) read, written back and read again give the
+ * same spec, tensor types, bytes, vocabulary and logits, with llama.cpp's metadata and tensor infos; Phi-3's fused
+ * tensors are written from f32 and from quantized parts; specs llama.cpp would run differently are refused; the
+ * synthetic vocab has llama.cpp's layout.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { createKvCache, createModel, forward, freeCache, freeModel, type ServingWeightMap } from '@flywheel/kernels';
+import { createKvCache, createModel, forward, freeCache, freeModel, ops, type ServingWeightMap } from '@flywheel/kernels';
 import { FIXTURES_DIR } from './model-files.testing';
 import { parseGgufHeader, type GgufHeader } from './gguf-header.parser';
 import { readGguf } from './gguf.reader';
@@ -63,6 +64,7 @@ describe('GGUF writer', () => {
     ['tiny-gemma3-linear.gguf', 'arch gemma3 with linear RoPE scaling'],
     ['tiny-qwen3.gguf', 'arch qwen3: q/k norms, q/k rows as HF has them'],
     ['tiny-smollm3.gguf', 'arch smollm3: every 4th layer without RoPE, q/k permuted'],
+    ['tiny-phi3.gguf', 'arch phi3: fused attn_qkv and ffn_up, LongRoPE factors, partial rotary'],
   ])('writes %s (%s) back as the same model', async (fixture) => {
     const source = path.join(FIXTURES_DIR, fixture);
     const original = await readGguf(source);
@@ -109,6 +111,37 @@ describe('GGUF writer', () => {
     expect((await headerOf(out)).metadata.get('general.file_type')).toBe(15);
   });
 
+  it('keeps the logits of the Phi-3 fixture, short and long RoPE factors both used', async () => {
+    // logitsOf's positions 0..4 cross tiny-phi3's original context of 4.
+    const original = await readGguf(path.join(FIXTURES_DIR, 'tiny-phi3.gguf'));
+    expect(original.spec.longRope?.originalMaxPositionEmbeddings).toBe(4);
+    const out = path.join(dir, 'phi3-logits.gguf');
+    await writeGguf(out, { spec: original.spec, weights: original.servingWeights });
+    const again = await readGguf(out);
+    expect(await logitsOf(again.spec, again.servingWeights)).toEqual(await logitsOf(original.spec, original.servingWeights));
+  });
+
+  it('fuses quantized Phi-3 projections block row by block row', async () => {
+    const phi3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-phi3.gguf'));
+    const q8: ServingWeightMap = new Map([...phi3.servingWeights].map(([name, w]) => [name, /norm/.test(name) || !(w instanceof Float32Array) ? w : { dtype: 'q8_0' as const, blocks: ops.quantize('q8_0', w) }]));
+    const out = path.join(dir, 'phi3-q8_0.gguf');
+    await writeGguf(out, { spec: phi3.spec, weights: q8 });
+    const again = await readGguf(out);
+    expect(again.spec).toEqual(phi3.spec);
+    for (const [name, t] of q8) expect({ name, same: bytesOf(again.servingWeights.get(name)!).equals(bytesOf(t)) }).toEqual({ name, same: true });
+    const infos = (await headerOf(out)).tensors.filter((t) => t.name.startsWith('blk.0.'));
+    expect(infos.map(({ name, dims, type }) => ({ name, dims, type })).sort((a, b) => a.name.localeCompare(b.name))).toEqual([
+      { name: 'blk.0.attn_norm.weight', dims: [64], type: 0 },
+      { name: 'blk.0.attn_output.weight', dims: [64, 64], type: 8 },
+      { name: 'blk.0.attn_qkv.weight', dims: [64, 128], type: 8 },
+      { name: 'blk.0.ffn_down.weight', dims: [64, 64], type: 8 },
+      { name: 'blk.0.ffn_norm.weight', dims: [64], type: 0 },
+      { name: 'blk.0.ffn_up.weight', dims: [64, 128], type: 8 },
+    ]);
+    const mixed = new Map(q8).set('model.layers.1.self_attn.k_proj.weight', phi3.weights.get('model.layers.1.self_attn.k_proj.weight')!);
+    await expect(writeGguf(path.join(dir, 'never.gguf'), { spec: phi3.spec, weights: mixed })).rejects.toThrow(/layer 1's .* as one tensor, attn_qkv\.weight: they must share one type/);
+  });
+
   it('stores f32 matrices as bf16 on request, norms staying f32', async () => {
     const original = await readGguf(path.join(FIXTURES_DIR, 'tiny-gqa.gguf'));
     const out = path.join(dir, 'bf16.gguf');
@@ -145,10 +178,10 @@ describe('GGUF writer', () => {
 
   it('refuses a model its architecture cannot describe instead of writing a different one', async () => {
     const never = path.join(tmpdir(), `never-${process.pid}.gguf`);
+    // Phi-3: llama.cpp takes head_dim as hidden / heads; no q/k/v bias.
     const phi3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-phi3.gguf'));
-    await expect(writeGguf(never, { spec: phi3.spec, weights: phi3.servingWeights })).rejects.toThrow(
-      /as llama this model also needs longRope \(phi3\), rotaryDim \(phi3\)$/,
-    );
+    await expect(writeGguf(never, { spec: { ...phi3.spec, attentionBias: true }, weights: phi3.servingWeights })).rejects.toThrow(/as phi3 this model also needs attentionBias \(phi3 has none\)$/);
+    await expect(writeGguf(never, { spec: { ...phi3.spec, numHeads: 2, numKvHeads: 1 }, weights: phi3.servingWeights })).rejects.toThrow(/as phi3 this model also needs headDim 16 \(llama\.cpp's phi3: hidden \/ heads = 32\)$/);
     // Qwen3 with a q/k/v bias, SmolLM3 with NoPE layers other than llama.cpp's every 4th.
     const qwen3 = await readGguf(path.join(FIXTURES_DIR, 'tiny-qwen3.gguf'));
     await expect(writeGguf(never, { spec: { ...qwen3.spec, attentionBias: true }, weights: qwen3.servingWeights })).rejects.toThrow(/as qwen3 this model also needs attentionBias \(qwen3 has none\)$/);

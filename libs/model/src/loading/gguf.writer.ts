@@ -1,8 +1,9 @@
 /**
- * Writes a Llama, Qwen3, SmolLM3 or Gemma model (ModelSpec + ServingWeightMap, HF names and layout) as a GGUF v3 file
- * laid out as llama.cpp's convert_hf_to_gguf.py writes one: arch "llama" and "smollm3" (q/k rows permuted for
- * interleaved RoPE), "qwen3" (HF row order, q/k norms), "gemma2" or "gemma3" (HF row order, norms as the 1 + w the
- * weights already hold), their metadata keys and value types, tensor
+ * Writes a Llama, Qwen3, SmolLM3, Phi-3 or Gemma model (ModelSpec + ServingWeightMap, HF names and layout) as a GGUF v3
+ * file laid out as llama.cpp's convert_hf_to_gguf.py writes one: arch "llama" and "smollm3" (q/k rows permuted for
+ * interleaved RoPE), "qwen3" (HF row order, q/k norms), "phi3" (HF row order, q/k/v fused into attn_qkv and gate/up
+ * into ffn_up, LongRoPE factors as rope_factors_long/short, partial rotary as rope.dimension_count), "gemma2" or
+ * "gemma3" (HF row order, norms as the 1 + w the weights already hold), their metadata keys and value types, tensor
  * data 32-byte aligned, f32 / bf16 / Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K tensors as given (no quantizing here),
  * optionally a tokenizer (a file's own, or a synthetic SentencePiece vocab so llama.cpp loads a benchmark model of any
  * vocab size). A spec llama.cpp would run differently is refused. Not a reader (gguf.reader), not a quantizer
@@ -37,10 +38,19 @@ type ScalarType = (typeof T)[Exclude<keyof typeof T, 'ARRAY'>];
 
 type Meta = [key: string, type: ScalarType, value: number | boolean | string] | [key: string, type: typeof T.ARRAY, elemType: ScalarType, values: (number | string)[]];
 
-type GgufArch = 'llama' | 'qwen3' | 'smollm3' | 'gemma2' | 'gemma3';
+type GgufArch = 'llama' | 'qwen3' | 'smollm3' | 'phi3' | 'gemma2' | 'gemma3';
 
 /** The archs written with the Llama block layout (two norms per layer, SwiGLU); Gemma's are the others. */
-const LLAMA_LIKE: readonly GgufArch[] = ['llama', 'qwen3', 'smollm3'];
+const LLAMA_LIKE: readonly GgufArch[] = ['llama', 'qwen3', 'smollm3', 'phi3'];
+
+/**
+ * Phi3MiniModel's fused tensors: each layer's GGUF tensor and the HF parts it holds, in row order (the order
+ * fused-projections.ts splits them in: q, k, v rows; gate rows, then up rows, llama.cpp's fused SwiGLU input).
+ */
+const PHI3_FUSED: [gguf: string, parts: string[]][] = [
+  ['attn_qkv.weight', ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight']],
+  ['ffn_up.weight', ['mlp.gate_proj.weight', 'mlp.up_proj.weight']],
+];
 
 /** GGUF names of every tensor these archs have, inverted through the reader's map (one source of truth). */
 const GGUF_TENSOR_NAMES = [
@@ -61,9 +71,13 @@ function hfToGgufName(hf: string, arch: GgufArch): string {
   throw new Error(`no GGUF name for tensor ${hf}`);
 }
 
-/** Gemma 3 with q/k norms, Gemma 2 without, when the spec has Gemma's layers; Qwen3 for q/k norms, SmolLM3 for NoPE layers; else llama. */
+/**
+ * Gemma 3 with q/k norms, Gemma 2 without, when the spec has Gemma's layers; Phi-3 for LongRoPE or partial rotary;
+ * Qwen3 for q/k norms, SmolLM3 for NoPE layers; else llama (a Phi-3 with neither, Phi-3-mini-4k, runs the same as llama).
+ */
 function archOf(spec: ModelSpec): GgufArch {
   if (spec.sandwichNorms === true || spec.normWeightOffset === true || spec.hiddenAct === 'gelu_tanh') return spec.qkNorm ? 'gemma3' : 'gemma2';
+  if (spec.longRope !== undefined || (spec.rotaryDim !== undefined && spec.rotaryDim !== spec.headDim)) return 'phi3';
   if (spec.qkNorm === true) return 'qwen3';
   if (spec.noRopeLayers !== undefined && spec.noRopeLayers.length > 0) return 'smollm3';
   return 'llama';
@@ -71,7 +85,8 @@ function archOf(spec: ModelSpec): GgufArch {
 
 /**
  * What llama.cpp would run differently from the spec in a file of this arch. Arch llama carries none of the other
- * families' features. Gemma: llama.cpp always caps Gemma 2's scores and logits and never Gemma 3's, slides on its fixed
+ * families' features. Phi-3: llama.cpp takes head_dim as hidden / heads (Phi3MiniModel writes no key_length) and
+ * turns Phi's sliding window off. Gemma: llama.cpp always caps Gemma 2's scores and logits and never Gemma 3's, slides on its fixed
  * layers (Gemma 2 every 2nd layer full, Gemma 3 every 6th) with Gemma 3's local RoPE base 1e4, scales queries by
  * 1/sqrt(key_length) (1/sqrt(hidden / heads) for the 27B layer counts) and ties the head.
  */
@@ -81,8 +96,16 @@ function unwritableFeatures(spec: ModelSpec, arch: GgufArch): string[] {
   const check = (bad: boolean, what: string) => {
     if (bad) out.push(what);
   };
-  check(s.longRope !== undefined, 'longRope (phi3)');
-  check(s.rotaryDim !== undefined && s.rotaryDim !== s.headDim, 'rotaryDim (phi3)');
+  if (arch === 'phi3') {
+    const rotaryDim = s.rotaryDim ?? s.headDim;
+    check(s.headDim * s.numHeads !== s.hiddenSize, `headDim ${s.headDim} (llama.cpp's phi3: hidden / heads = ${s.hiddenSize / s.numHeads})`);
+    check(s.longRope !== undefined && (s.longRope.shortFactor.length !== rotaryDim / 2 || s.longRope.longFactor.length !== rotaryDim / 2),
+      `longRope factors of other than rotaryDim / 2 = ${rotaryDim / 2} values`);
+    check(s.ropeLinearFactor !== undefined, 'ropeLinearFactor (Phi3MiniModel writes none)');
+  } else {
+    check(s.longRope !== undefined, 'longRope (phi3)');
+    check(s.rotaryDim !== undefined && s.rotaryDim !== s.headDim, 'rotaryDim (phi3)');
+  }
   if (arch === 'smollm3') {
     // llama.cpp's SmolLM3 skips RoPE on every 4th layer (n_no_rope_layer_step), whatever the file says.
     const every4th = Array.from({ length: s.numLayers }, (_, i) => i).filter((i) => (i + 1) % 4 === 0);
@@ -93,7 +116,7 @@ function unwritableFeatures(spec: ModelSpec, arch: GgufArch): string[] {
   if (LLAMA_LIKE.includes(arch)) {
     check(s.qkNorm === true && arch !== 'qwen3', 'qkNorm (qwen3)');
     check(arch !== 'llama' && s.ropeScaling !== null, `ropeScaling (llama3 rope_freqs are read for llama only)`);
-    check(arch === 'qwen3' && s.attentionBias, 'attentionBias (qwen3 has none)');
+    check((arch === 'qwen3' || arch === 'phi3') && s.attentionBias, `attentionBias (${arch} has none)`);
     for (const key of ['embedScale', 'attnScale', 'attnSoftcap', 'finalSoftcap', 'ropeLocalTheta'] as const) check(s[key] !== undefined, key);
     check(s.slidingWindow !== undefined && s.slidingWindow < s.maxPositionEmbeddings, 'slidingWindow (llama.cpp attends to the whole context)');
     return out;
@@ -159,7 +182,7 @@ export async function writeGguf(file: string, model: GgufToWrite): Promise<void>
   const arch = archOf(model.spec);
   const extras = unwritableFeatures(model.spec, arch);
   if (extras.length > 0) {
-    throw new Error(`writeGguf writes the llama, qwen3, smollm3, gemma2 and gemma3 architectures as llama.cpp runs them; as ${arch} this model also needs ${extras.join(', ')}`);
+    throw new Error(`writeGguf writes the llama, qwen3, smollm3, phi3, gemma2 and gemma3 architectures as llama.cpp runs them; as ${arch} this model also needs ${extras.join(', ')}`);
   }
   const tensors = tensorsOf(model, arch);
   const header = serializeHeader(metadataOf(model, tensors, arch), tensors);
@@ -183,10 +206,17 @@ export async function writeGguf(file: string, model: GgufToWrite): Promise<void>
 
 function tensorsOf({ spec, weights, floatType = 'f32' }: GgufToWrite, arch: GgufArch): TensorOut[] {
   const out: TensorOut[] = [];
-  if (spec.ropeScaling !== null) {
-    const factors = Float32Array.from(llama3RopeFactors(spec.headDim, spec.ropeTheta, spec.ropeScaling));
-    out.push({ name: 'rope_freqs.weight', dims: [factors.length], type: GGML_TYPE.f32, bytes: bytesOf(factors) });
+  const f32Vector = (name: string, values: readonly number[]) => {
+    const data = Float32Array.from(values);
+    out.push({ name, dims: [data.length], type: GGML_TYPE.f32, bytes: bytesOf(data) });
+  };
+  if (spec.ropeScaling !== null) f32Vector('rope_freqs.weight', llama3RopeFactors(spec.headDim, spec.ropeTheta, spec.ropeScaling));
+  // Phi3MiniModel.generate_extra_tensors: long, then short.
+  if (spec.longRope !== undefined) {
+    f32Vector('rope_factors_long.weight', spec.longRope.longFactor);
+    f32Vector('rope_factors_short.weight', spec.longRope.shortFactor);
   }
+  const byHf = new Map<string, TensorOut>();
   for (const [hf, shape] of expectedWeightShapes(spec)) {
     const t = weights.get(hf);
     if (t === undefined) throw new Error(`missing tensor ${hf}`);
@@ -200,7 +230,7 @@ function tensorsOf({ spec, weights, floatType = 'f32' }: GgufToWrite, arch: Gguf
       if (t.length !== rows * cols) throw new Error(`${hf} has ${t.length} values, expected ${rows}x${cols}`);
       const data = qk === undefined ? t : permuteQkRows(t, heads, spec.headDim, cols);
       const bf16 = floatType === 'bf16' && shape.length === 2;
-      out.push({ name, dims, type: GGML_TYPE[bf16 ? 'bf16' : 'f32'], bytes: bf16 ? bytesOf(f32ToBf16(data)) : bytesOf(data) });
+      byHf.set(hf, { name, dims, type: GGML_TYPE[bf16 ? 'bf16' : 'f32'], bytes: bf16 ? bytesOf(f32ToBf16(data)) : bytesOf(data) });
     } else {
       if (!isQuantType(t.dtype) || shape.length !== 2) throw new Error(`${hf}: a quantized tensor must be a matrix of a known type`);
       const { elems, bytes } = QUANT_BLOCKS[t.dtype];
@@ -208,8 +238,33 @@ function tensorsOf({ spec, weights, floatType = 'f32' }: GgufToWrite, arch: Gguf
         throw new Error(`${hf}: ${t.blocks.length} bytes of ${t.dtype} do not fit [${rows}, ${cols}]`);
       }
       const data = qk === undefined ? t.blocks : permuteQkBlockRows(t, heads, spec.headDim, cols);
-      out.push({ name, dims, type: GGML_TYPE[t.dtype], bytes: data });
+      byHf.set(hf, { name, dims, type: GGML_TYPE[t.dtype], bytes: data });
     }
+  }
+  return [...out, ...(arch === 'phi3' ? fusedPhi3(byHf) : byHf.values())];
+}
+
+/**
+ * The tensors with each layer's q/k/v and gate/up replaced by Phi-3's fused ones (PHI3_FUSED), written where the first
+ * part was. Rows are whole blocks in every storage type, so a fused tensor is its parts' bytes one after another; the
+ * parts must share that type (llama-quantize gives attn_qkv and ffn_up one type each).
+ */
+function fusedPhi3(byHf: ReadonlyMap<string, TensorOut>): TensorOut[] {
+  const out: TensorOut[] = [];
+  for (const [hf, t] of byHf) {
+    const [, layer = '', local = ''] = /^model\.layers\.(\d+)\.(.+)$/.exec(hf) ?? [];
+    const group = PHI3_FUSED.find(([, parts]) => parts.includes(local));
+    if (group === undefined) {
+      out.push(t);
+      continue;
+    }
+    const [gguf, parts] = group;
+    if (local !== parts[0]) continue;
+    const ts = parts.map((p) => byHf.get(`model.layers.${layer}.${p}`)!);
+    if (ts.some((p) => p.type !== t.type)) {
+      throw new Error(`phi3 stores layer ${layer}'s ${parts.join(', ')} as one tensor, ${gguf}: they must share one type, got ggml types ${ts.map((p) => p.type).join(', ')}`);
+    }
+    out.push({ name: `blk.${layer}.${gguf}`, dims: [t.dims[0], ts.reduce((n, p) => n + p.dims[1], 0)], type: t.type, bytes: Buffer.concat(ts.map((p) => p.bytes)) });
   }
   return out;
 }
@@ -241,7 +296,7 @@ function bytesOf(a: Float32Array | Uint16Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** The keys convert_hf_to_gguf.py writes for a Llama (LlamaModel) or Gemma (Gemma2Model, Gemma3Model) model, in its order. */
+/** The keys convert_hf_to_gguf.py writes for a Llama (LlamaModel), Phi-3 (Phi3MiniModel) or Gemma (Gemma2Model, Gemma3Model) model, in its order. */
 function metadataOf({ spec, name, vocab }: GgufToWrite, tensors: TensorOut[], arch: GgufArch): Meta[] {
   const meta: Meta[] = [
     ['general.architecture', T.STRING, arch],
@@ -268,6 +323,28 @@ function metadataOf({ spec, name, vocab }: GgufToWrite, tensors: TensorOut[], ar
       meta.push([`${arch}.attn_logit_softcapping`, T.F32, spec.attnSoftcap!], [`${arch}.final_logit_softcapping`, T.F32, spec.finalSoftcap!]);
     }
     meta.push([`${arch}.attention.sliding_window`, T.U32, spec.slidingWindow!], ['general.quantization_version', T.U32, GGML_QUANT_VERSION]);
+    if (vocab) meta.push(...vocabMetadata(vocab));
+    return meta;
+  }
+  if (arch === 'phi3') {
+    // Phi3MiniModel.set_gguf_parameters (no vocab_size, no key_length), then generate_extra_tensors' attn_factor.
+    meta.push(
+      [`${arch}.context_length`, T.U32, spec.maxPositionEmbeddings],
+      [`${arch}.rope.scaling.original_context_length`, T.U32, spec.longRope?.originalMaxPositionEmbeddings ?? spec.maxPositionEmbeddings],
+      [`${arch}.embedding_length`, T.U32, spec.hiddenSize],
+      [`${arch}.feed_forward_length`, T.U32, spec.intermediateSize],
+      [`${arch}.block_count`, T.U32, spec.numLayers],
+      [`${arch}.attention.head_count`, T.U32, spec.numHeads],
+      [`${arch}.attention.head_count_kv`, T.U32, spec.numKvHeads],
+      [`${arch}.attention.layer_norm_rms_epsilon`, T.F32, spec.rmsNormEps],
+      [`${arch}.rope.dimension_count`, T.U32, spec.rotaryDim ?? spec.headDim],
+      [`${arch}.rope.freq_base`, T.F32, spec.ropeTheta],
+      ['general.file_type', T.U32, fileTypeOf(tensors)],
+      // 0 when config.json has none; llama.cpp ignores Phi's window either way.
+      [`${arch}.attention.sliding_window`, T.U32, spec.slidingWindow ?? 0],
+    );
+    if (spec.longRope !== undefined) meta.push([`${arch}.rope.scaling.attn_factor`, T.F32, spec.longRope.attentionFactor]);
+    meta.push(['general.quantization_version', T.U32, GGML_QUANT_VERSION]);
     if (vocab) meta.push(...vocabMetadata(vocab));
     return meta;
   }
