@@ -65,10 +65,17 @@ export const ppoConfigSchema = z.strictObject({
   /** A resumable checkpoint every this many steps (0: only at the end). */
   checkpointEvery: z.int().nonnegative().default(5),
   /**
-   * Train LoRA adapters on the policy (the critic stays a full model); the reference is the frozen base, the policy with
-   * its adapters off (no second copy of the weights).
+   * Train LoRA adapters on the policy; the reference is the frozen base, the policy with its adapters off (no second
+   * copy of the weights). The critic follows unless criticLora says otherwise.
    */
   lora: loraJobOptionsSchema.optional(),
+  /**
+   * The critic's LoRA: absent, the policy's `lora` (a LoRA job's critic trains adapters of the same rank and targets
+   * and its value head on a frozen base; a full job's critic is full); an object, adapters of its own (a value model
+   * may want another rank, and a full policy may still take a LoRA critic); null, a full critic (what LoRA jobs
+   * trained before, and what their saved runs resume with).
+   */
+  criticLora: loraJobOptionsSchema.nullable().optional(),
 });
 export type PpoConfig = z.infer<typeof ppoConfigSchema>;
 export type PpoConfigInput = z.input<typeof ppoConfigSchema>;

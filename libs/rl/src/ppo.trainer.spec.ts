@@ -1,7 +1,8 @@
 // runPpo on the real stories260K checkpoint with a rule scorer (the count of "happy" in a response, so no reward
 // model is needed here; the reward model path is the demo's and test/rl-demo.test.ts's): every step's metrics are
 // finite and plausible, the trained policy is a loadable HF checkpoint, and a run stopped at its checkpoint and
-// resumed ends bitwise identical to an uninterrupted run (weights, history, KL coefficient).
+// resumed ends bitwise identical to an uninterrupted run (weights, history, KL coefficient); under LoRA the same with
+// adapters on the policy and the critic (ppo.critic.spec.ts checks the critic's frozen base), and less model memory.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,7 +56,7 @@ describe('runPpo (stories260K, rule scorer)', () => {
     await expect(runPpo({ policyDir: MODEL, prompts, score, outDir: resumed, config: { ...config, lr: 2e-4 }, threads: 2, resume: true })).rejects.toThrow(/differs in lr/);
   }, 240_000);
 
-  it('trains LoRA adapters on the policy with the frozen base (adapters off) as the reference; a stopped LoRA run resumes to identical results', async () => {
+  it('trains LoRA adapters on the policy and the critic with the frozen base (adapters off) as the reference; a stopped LoRA run resumes to identical results', async () => {
     const lora = { ...config, lr: 2e-3, lora: { rank: 4, targets: ['q_proj', 'v_proj'] as ('q_proj' | 'v_proj')[] } };
     const straight = tmp();
     const a = await runPpo({ policyDir: MODEL, prompts, score, outDir: straight, config: lora, threads: 2 });
@@ -64,12 +65,30 @@ describe('runPpo (stories260K, rule scorer)', () => {
     const base = (await loadCheckpoint(MODEL)).weights;
     expect(changedTensors(base, (await loadCheckpoint(straight)).weights)).toEqual(targetedTensors(base, lora.lora.targets));
     expect(existsSync(path.join(straight, 'adapter', 'adapter_model.safetensors'))).toBe(true);
+    // The critic follows the policy's lora: its resume point holds its adapters, a SEQ_CLS one.
+    const criticDir = (d: string): string => path.join(d, 'ppo-state', 'critic');
+    expect(JSON.parse(readFileSync(path.join(criticDir(straight), 'adapter', 'adapter_config.json'), 'utf8'))).toMatchObject({ r: 4, task_type: 'SEQ_CLS' });
+
+    // Memory: the critic's base holds no gradients or AdamW moments (3 x its weights, here the policy's). Both runs'
+    // first steps see the same rollouts; the critic's adapters (weights, gradients, moments, their activations) take
+    // back a few percent of that on a model this small (ppo.critic.spec.ts checks the exact gradient and moment bytes).
+    const fullCritic = await runPpo({ policyDir: MODEL, prompts, score, outDir: tmp(), config: { ...lora, steps: 1, checkpointEvery: 0, criticLora: null }, threads: 2 });
+    expect(fullCritic.history[0].policy_loss).toBe(a.history[0].policy_loss);
+    console.log(`PPO model memory, LoRA policy: full critic ${fullCritic.history[0].model_memory_mb} MiB, LoRA critic ${a.history[0].model_memory_mb} MiB`);
+    const weightsMib = [...base.values()].reduce((n, t) => n + t.byteLength, 0) / 2 ** 20;
+    expect(fullCritic.history[0].model_memory_mb! - a.history[0].model_memory_mb!).toBeGreaterThan(3 * weightsMib * 0.9);
+
     const resumed = tmp();
     let steps = 0;
     await expect(runPpo({ policyDir: MODEL, prompts, score, outDir: resumed, config: lora, threads: 2, onStep: () => void steps++, shouldStop: () => steps === 2 })).rejects.toBeInstanceOf(PpoStoppedError);
+    // A run saved with a LoRA critic is not resumed with a full one (nor, by the same key, the other way round).
+    await expect(runPpo({ policyDir: MODEL, prompts, score, outDir: resumed, config: { ...lora, criticLora: null }, threads: 2, resume: true })).rejects.toThrow(/differs in criticLora/);
     const b = await runPpo({ policyDir: MODEL, prompts, score, outDir: resumed, config: lora, threads: 2, resume: true });
-    expect(b.history.map((m) => [m.reward_mean, m.kl, m.policy_loss])).toEqual(a.history.map((m) => [m.reward_mean, m.kl, m.policy_loss]));
+    expect(b.history.map((m) => [m.reward_mean, m.kl, m.policy_loss, m.value_loss])).toEqual(a.history.map((m) => [m.reward_mean, m.kl, m.policy_loss, m.value_loss]));
     expect(readFileSync(path.join(resumed, 'model.safetensors')).equals(readFileSync(path.join(straight, 'model.safetensors')))).toBe(true);
+    for (const f of ['model.safetensors', 'adapter/adapter_model.safetensors', 'optimizer.safetensors']) {
+      expect([f, readFileSync(path.join(criticDir(resumed), f)).equals(readFileSync(path.join(criticDir(straight), f)))]).toEqual([f, true]);
+    }
   }, 240_000);
 
   it('takes the KL as a k3 loss term and normalised rewards when asked', async () => {

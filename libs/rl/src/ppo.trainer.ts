@@ -1,18 +1,27 @@
 /**
  * The PPO trainer: rollouts from the current policy (rollout.ts), reward scores from a scorer the caller provides
  * (the reward service over NATS in the trainer job, a local reward model in tests), a per-token KL penalty against
- * a frozen reference, a critic (value head), GAE, whitened advantages, the clipped policy and value losses
+ * a frozen reference, a critic (ppo.critic.ts), GAE, whitened advantages, the clipped policy and value losses
  * (ppo.math.ts), a fixed or adaptive KL coefficient, AdamW with clipping, several epochs over mini-batches; per-step
  * metrics and timings; resumable checkpoints (@flywheel/train resume points of policy and critic: weights, AdamW
- * state, data position; the policy's also the step, KL coefficient, policy version and metric history). Not the
- * BullMQ job (apps/trainer/src/ppo.processor.ts).
+ * state, data position; the policy's also the step, KL coefficient, policy version and metric history). Under LoRA
+ * the policy and (by default) the critic train adapters on frozen bases. Not the BullMQ job
+ * (apps/trainer/src/ppo.processor.ts).
  *
  * Hyper-parameters and their defaults: ppoConfigSchema in libs/contracts (rl-jobs.schemas.ts).
  */
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { ppoConfigSchema, ppoStepMetricsSchema, type PpoConfig, type PpoConfigInput, type PpoStepMetrics, type RewardReference } from '@flywheel/contracts';
+import {
+  ppoConfigSchema,
+  ppoStepMetricsSchema,
+  type LoraJobOptions,
+  type PpoConfig,
+  type PpoConfigInput,
+  type PpoStepMetrics,
+  type RewardReference,
+} from '@flywheel/contracts';
 import {
   createTrainableModel,
   freeTrainableModel,
@@ -40,7 +49,8 @@ import {
   writeModelOutputs,
   type TrainingState,
 } from '@flywheel/train';
-import { clippedPolicyLoss, clippedValueLoss, gae, k3KlLoss, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
+import { createCritic, criticUpdate, criticValues, VALUE_HEAD } from './ppo.critic';
+import { clippedPolicyLoss, gae, k3KlLoss, KlController, klShapedRewards, meanStd, sequenceKl, whiten } from './ppo.math';
 import { createRolloutEngine, gather, modelMemoryMb, packActions, referenceForward, scatter, type ActionBatch, type Rollout } from './rollout';
 
 export type PpoScorer = (pairs: { prompt: RewardChatMessage[]; response: string; reference?: RewardReference }[]) => Promise<number[]>;
@@ -103,6 +113,8 @@ interface PpoRun {
   ck: Checkpoint;
   criticCk: Checkpoint | null;
   criticSpec: ModelSpec;
+  /** The critic's adapters (criticLora, else the policy's lora), or null for a full critic. */
+  criticLora: LoraJobOptions | null;
   /** Prompt token ids (chat template with the assistant opener), by prompt index. */
   promptIds: number[][];
   maxModelLen: number;
@@ -210,11 +222,14 @@ async function preparePpoRun(o: PpoOptions): Promise<PpoRun> {
   const maxModelLen = Math.min(ck.spec.maxPositionEmbeddings, Math.max(...promptIds.map((p) => p.length)) + cfg.maxNewTokens);
   if (promptIds.some((p) => p.length + 1 > maxModelLen)) throw new Error(`a prompt leaves no room for a response within ${ck.spec.maxPositionEmbeddings} tokens`);
 
-  const key = { policy: policyDir, critic: criticDir, prompts: o.prompts.length, ...cfg, steps: undefined, checkpointEvery: undefined };
+  // The key holds the critic's resolved LoRA: a run saved before criticLora existed (a full critic, no entry) resumes
+  // under `criticLora: null` and is refused, by name, under a LoRA critic.
+  const criticLora = cfg.criticLora === undefined ? (cfg.lora ?? null) : cfg.criticLora;
+  const key = { policy: policyDir, critic: criticDir, prompts: o.prompts.length, ...cfg, criticLora, steps: undefined, checkpointEvery: undefined };
   const policyOpt: OptimizerConfig = { ...DEFAULT_OPTIMIZER, lr: cfg.lr, weightDecay: 0, maxGradNorm: cfg.maxGradNorm, warmupSteps: 0, totalSteps: 0 };
   const criticOpt: OptimizerConfig = { ...policyOpt, lr: cfg.criticLr };
   const criticSpec = criticCk ? criticCk.spec : ck.spec;
-  return { cfg, policyDir, outDir, stateDir: path.join(outDir, STATE_DIR), ck, criticCk, criticSpec, promptIds, maxModelLen, key, policyOpt, criticOpt };
+  return { cfg, policyDir, outDir, stateDir: path.join(outDir, STATE_DIR), ck, criticCk, criticSpec, criticLora, promptIds, maxModelLen, key, policyOpt, criticOpt };
 }
 
 /**
@@ -238,19 +253,21 @@ async function createPpoModels(run: PpoRun, resumed: boolean, threads: number | 
   const criticInit = (): WeightMap => {
     if (criticCk) return criticCk.weights;
     const w = new Map(ck.weights);
-    w.set('score.weight', new Float32Array(ck.spec.hiddenSize)); // a zero value head: V = 0 until trained
+    w.set(VALUE_HEAD, new Float32Array(ck.spec.hiddenSize)); // a zero value head: V = 0 until trained
     return w;
   };
-  const { lora } = run.cfg;
+  const { lora, seed } = run.cfg;
   const savedPolicy = path.join(run.stateDir, 'policy');
   // A LoRA run resumes from the base plus its saved adapters (the saved weights are merged ones).
   const policyWeights = !resumed ? ck.weights : lora ? await loadLoraResume(ck.weights, savedPolicy) : (await loadCheckpoint(savedPolicy)).weights;
-  const criticWeights = resumed ? (await loadCheckpoint(path.join(run.stateDir, 'critic'))).weights : criticInit();
-  const policy = createTrainableModel(ck.spec, policyWeights, { threads, lora: lora ? { ...lora, seed: run.cfg.seed } : undefined });
+  const policy = createTrainableModel(ck.spec, policyWeights, { threads, lora: lora ? { ...lora, seed } : undefined });
   let reference: TrainableModelHandle | null = null;
   try {
     if (!lora) reference = createTrainableModel(ck.spec, ck.weights, { threads, frozen: true });
-    const critic = createTrainableModel(run.criticSpec, criticWeights, { threads, numLabels: 1 });
+    // The critic's base is its own copy (the native model owns its weights); frozen under LoRA, it holds no gradients
+    // or moments. Its A is drawn from its own seed, not the policy's.
+    const criticSeed = (seed + 1) % 2 ** 32;
+    const critic = await createCritic({ spec: run.criticSpec, init: criticInit, lora: run.criticLora, seed: criticSeed, threads }, resumed ? path.join(run.stateDir, 'critic') : null);
     return { policy, reference, critic };
   } catch (err) {
     freeTrainableModel(policy);
@@ -302,12 +319,11 @@ interface AdvantageEstimate {
 /** Old log-probs, reference log-probs and values of the rollouts; rewards and advantages from them. */
 async function estimateAdvantages(run: PpoRun, models: PpoModels, rollouts: Rollout[], scores: number[], klCoef: number): Promise<AdvantageEstimate> {
   const all = packActions(rollouts);
-  const n = all.batch.B * all.batch.T;
   const oldF = await policyForward(models.policy, all.batch, { targets: all.targets, sel: all.sel });
   const logpOld = gather(oldF.logp, all.slots);
   const entropy = meanStd(gather(oldF.entropy, all.slots)).mean;
   const logpRef = gather((await referenceForward(models.policy, models.reference, all)).logp, all.slots);
-  const valuesOld = gather((await policyForward(models.critic, all.batch, { targets: new Int32Array(n), sel: new Int32Array(n), values: true })).values!, all.slots);
+  const valuesOld = await criticValues(models.critic, all);
   const seqKl = sequenceKl(logpOld, logpRef, all.offsets);
   // Normalised scores make klCoef mean the same whatever the reward model's scale; in `loss` mode the KL is not in
   // the reward at all but a term of the policy loss (updatePolicyAndCritic).
@@ -356,11 +372,7 @@ async function updatePolicyAndCritic(run: PpoRun, models: PpoModels, rollouts: R
       }
       await policyBackward(policy, f.pass, { dlogp: scatter(pl.dlogp, sub.slots, subN) });
       const ps = await optimizerStep(policy, run.policyOpt);
-      zeroGrad(critic);
-      const cf = await policyForward(critic, sub.batch, { targets: new Int32Array(subN), sel: new Int32Array(subN), values: true });
-      const vl = clippedValueLoss(gather(cf.values!, sub.slots), pick(est.valuesOld), pick(est.returns), cfg.valueClip);
-      await policyBackward(critic, cf.pass, { dvalues: scatter(vl.dvalues, sub.slots, subN) });
-      await optimizerStep(critic, run.criticOpt);
+      const vl = await criticUpdate(critic, sub, { valuesOld: pick(est.valuesOld), returns: pick(est.returns) }, cfg.valueClip, run.criticOpt);
       t.policyLoss += pl.loss;
       t.valueLoss += vl.loss;
       t.clipFrac += pl.clipFraction;
