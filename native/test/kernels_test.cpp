@@ -237,13 +237,15 @@ static std::vector<float> test_matmul_quant(ThreadPool* pool, WeightType type, i
   std::vector<double> want(init.size()), bound(init.size());
   std::vector<double> xq(in), dxb(nb);
   for (int t = 0; t < T; t++) {
-    for (int b = 0; b < nb; b++) {
-      const float* xb = x.data() + static_cast<size_t>(t) * in + b * 32;
+    // One activation scale per 32, or per 256 for Q4_K (q8_k_quantize_activations).
+    const int gb = type == WEIGHT_Q4_K ? 8 : 1;
+    for (int g = 0; g < nb; g += gb) {
+      const float* xg = x.data() + static_cast<size_t>(t) * in + g * 32;
       float amax = 0;
-      for (int j = 0; j < 32; j++) amax = std::fmax(amax, std::fabs(xb[j]));
+      for (int j = 0; j < 32 * gb; j++) amax = std::fmax(amax, std::fabs(xg[j]));
       const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-      dxb[b] = d;
-      for (int j = 0; j < 32; j++) xq[b * 32 + j] = d * std::nearbyint(xb[j] * id);
+      for (int b = g; b < g + gb; b++) dxb[b] = d;
+      for (int j = 0; j < 32 * gb; j++) xq[g * 32 + j] = d * std::nearbyint(xg[j] * id);
     }
     for (int r = 0; r < out; r++) {
       double s = static_cast<double>(init[static_cast<size_t>(t) * out + r]) + bias[r], e = 0;
@@ -451,16 +453,19 @@ int main() {
   // With AVX-512 VNNI: the one-token 4-bit decode again without it, equal to it up to the order of the f32 sums.
   if (simd_avx512_supported()) {
     simd_force_portable(false);
+    // And Q4_K at several tokens (the tile of 4 rows x 2 tokens, odd counts and a partial row group included).
+    const int avx512_shapes[][2] = {{1, 32 * 7}, {1, 256}, {1, 4096}, {2, 256}, {5, 768}, {16, 2304}, {300, 512}};
     for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K})
-      for (int in : {32 * 7, 256, 4096}) {
-        if (in % quant_block_elems(type) != 0) continue;
-        unsigned seed = 900 + in;
+      for (auto& sh : avx512_shapes) {
+        const int T = sh[0], in = sh[1];
+        if (in % quant_block_elems(type) != 0 || (type == WEIGHT_Q4_0 && T > 1)) continue;
+        unsigned seed = 900 + in + T;
         simd_force_no_avx512(false);
-        const std::vector<float> on = test_matmul_quant(&pool, type, 1, in, 21, seed);
+        const std::vector<float> on = test_matmul_quant(&pool, type, T, in, 21, seed);
         simd_force_no_avx512(true);
-        const std::vector<float> off = test_matmul_quant(&pool, type, 1, in, 21, seed);
+        const std::vector<float> off = test_matmul_quant(&pool, type, T, in, 21, seed);
         simd_force_no_avx512(false);
-        check("avx512 vnni == avx2 (one-token 4-bit decode)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
+        check("avx512 vnni == avx2 (4-bit decode, Q4_K tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
       }
   }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).

@@ -120,6 +120,13 @@ void q8_0_quantize_activations(int8_t* qs,      // (T, in)
                                float* d,        // (T, in/32)
                                const float* x,  // (T, in)
                                int T, int in);
+// The same with one scale per 256 activations (llama.cpp's q8_K, which its K-quant dots take), written for each of
+// the 8 blocks so d stays (T, in/32); in % 256 == 0. The Q4_K matmuls take it: with d_x constant over a super-block,
+// the 6-bit sub-block scales apply in integers and one float operation per super-block and row remains.
+void q8_k_quantize_activations(int8_t* qs,      // (T, in)
+                               float* d,        // (T, in/32)
+                               const float* x,  // (T, in)
+                               int T, int in);
 // y (T, out) += sum over blocks b of d_w[r,b] * d_x[t,b] * (q_w[r,b] . q_x[t,b]); the block dot is exact int32.
 // in % 32 == 0. Parallel over output rows; a tile of weight rows stays in L1 while every token of the token tile
 // is multiplied against it, so a step streams each weight block from memory once.
@@ -145,7 +152,7 @@ void quant_dequantize(WeightType t, float* dst, const void* src, size_t n);
 // but write the exact format, so any GGML reader decodes them.
 void quant_quantize(WeightType t, void* dst, const float* src, size_t n);
 
-// ---- matmul_quant.cpp: y += x @ W^T with W in Q4_0/Q4_K/Q5_K/Q6_K and x in int8 per 32-block ---------------
+// ---- matmul_quant.cpp: y += x @ W^T with W in Q4_0/Q4_K/Q5_K/Q6_K and x in int8 per 32 (Q4_K: per 256) --------
 // Each block of weights is unpacked (in L1, once per token tile) to int8 values with a scale per 16 weights and an
 // offset per 32 (w = s * q + m), then multiplied with the int8 activations of q8_0_quantize_activations; the
 // offset term uses the per-block activation sums. in % quant_block_elems(t) == 0.

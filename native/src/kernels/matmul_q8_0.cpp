@@ -9,29 +9,36 @@
 #include "thread_pool.h"
 
 // Implemented in matmul_q8_0_avx2.cpp (compiled for avx2,fma,f16c); same contracts as the portable twins below.
-void q8_0_quantize_activations_avx2(int8_t* qs, float* d, const float* x, int T, int in);
+void q8_0_quantize_activations_avx2(int8_t* qs, float* d, const float* x, int T, int in, int gb);
 void matmul_q8_0_rows_avx2(float* y, const int8_t* xq, const float* xd, const BlockQ8_0* w, int T, int in, int out,
                            int r0, int r1);
 
-static void quantize_activations_portable(int8_t* qs, float* d, const float* x, int T, int in) {
+// One scale per group of `gb` 32-blocks (1: Q8_0's per-32 scales; 8: one per 256, as llama.cpp's q8_K), written
+// for each block of the group so that every consumer reads d per 32-block.
+static void quantize_activations_portable(int8_t* qs, float* d, const float* x, int T, int in, int gb) {
   const int nb = in / Q8_0_BLOCK;
   for (int t = 0; t < T; t++)
-    for (int b = 0; b < nb; b++) {
-      const float* xb = x + static_cast<size_t>(t) * in + b * Q8_0_BLOCK;
-      int8_t* qb = qs + static_cast<size_t>(t) * in + b * Q8_0_BLOCK;
+    for (int g = 0; g < nb; g += gb) {
+      const float* xg = x + static_cast<size_t>(t) * in + g * Q8_0_BLOCK;
       float amax = 0.0f;
-      for (int j = 0; j < Q8_0_BLOCK; j++) amax = std::fmax(amax, std::fabs(xb[j]));
+      for (int j = 0; j < gb * Q8_0_BLOCK; j++) amax = std::fmax(amax, std::fabs(xg[j]));
       const float db = amax / 127.0f;
       const float id = db != 0.0f ? 1.0f / db : 0.0f;
-      d[static_cast<size_t>(t) * nb + b] = db;
+      int8_t* qg = qs + static_cast<size_t>(t) * in + g * Q8_0_BLOCK;
+      for (int b = 0; b < gb; b++) d[static_cast<size_t>(t) * nb + g + b] = db;
       // nearbyint under the default rounding mode = nearest even, what _mm256_round_ps(.., NEAREST) does.
-      for (int j = 0; j < Q8_0_BLOCK; j++) qb[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+      for (int j = 0; j < gb * Q8_0_BLOCK; j++) qg[j] = static_cast<int8_t>(std::nearbyint(xg[j] * id));
     }
 }
 
 void q8_0_quantize_activations(int8_t* qs, float* d, const float* x, int T, int in) {
-  if (simd_use_avx2()) q8_0_quantize_activations_avx2(qs, d, x, T, in);
-  else quantize_activations_portable(qs, d, x, T, in);
+  if (simd_use_avx2()) q8_0_quantize_activations_avx2(qs, d, x, T, in, 1);
+  else quantize_activations_portable(qs, d, x, T, in, 1);
+}
+
+void q8_k_quantize_activations(int8_t* qs, float* d, const float* x, int T, int in) {
+  if (simd_use_avx2()) q8_0_quantize_activations_avx2(qs, d, x, T, in, 8);
+  else quantize_activations_portable(qs, d, x, T, in, 8);
 }
 
 // y[t, r] += sum_b d_w[r,b] d_x[t,b] (q_w[r,b] . q_x[t,b]) for r in [r0, r1), all t. The weight row (in bytes) stays

@@ -10,38 +10,41 @@
 #include "simd_avx2.h"
 
 // Bit-identical to quantize_activations_portable: the max is exact in any order, d and 1/d are the same scalar
-// IEEE operations, and _mm256_round_ps(NEAREST) is nearbyint's nearest-even.
+// IEEE operations, and _mm256_round_ps(NEAREST) is nearbyint's nearest-even. gb: 32-blocks per scale (1 or 8).
 void q8_0_quantize_activations_avx2(int8_t* qs,      // (T, in)
                                     float* d,        // (T, in/32)
                                     const float* x,  // (T, in)
-                                    int T, int in) {
+                                    int T, int in, int gb) {
   const int nb = in / Q8_0_BLOCK;
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   for (int t = 0; t < T; t++)
-    for (int b = 0; b < nb; b++) {
-      const float* xb = x + static_cast<size_t>(t) * in + b * Q8_0_BLOCK;
-      __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
-      __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
-      __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                               _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    for (int g = 0; g < nb; g += gb) {
+      __m256 m = _mm256_setzero_ps();
+      for (int b = g; b < g + gb; b++) {
+        const float* xb = x + static_cast<size_t>(t) * in + b * Q8_0_BLOCK;
+        for (int j = 0; j < Q8_0_BLOCK; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)));
+      }
       __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
       m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
       m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
       const float db = _mm_cvtss_f32(m4) / 127.0f;
       const float id = db != 0.0f ? 1.0f / db : 0.0f;
-      d[static_cast<size_t>(t) * nb + b] = db;
       const __m256 mul = _mm256_set1_ps(id);
-      const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-      __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), rnd));
-      __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), rnd));
-      __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), rnd));
-      __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), rnd));
-      // The packs interleave 128-bit lanes: dwords come out as (i0 lo, i1 lo, i2 lo, i3 lo, i0 hi, ...); perm
-      // restores element order.
-      i0 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-      i0 = _mm256_permutevar8x32_epi32(i0, perm);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + static_cast<size_t>(t) * in + b * Q8_0_BLOCK), i0);
+      for (int b = g; b < g + gb; b++) {
+        const float* xb = x + static_cast<size_t>(t) * in + b * Q8_0_BLOCK;
+        d[static_cast<size_t>(t) * nb + b] = db;
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb), mul), rnd));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + 8), mul), rnd));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + 16), mul), rnd));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + 24), mul), rnd));
+        // The packs interleave 128-bit lanes: dwords come out as (i0 lo, i1 lo, i2 lo, i3 lo, i0 hi, ...); perm
+        // restores element order.
+        i0 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        i0 = _mm256_permutevar8x32_epi32(i0, perm);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + static_cast<size_t>(t) * in + b * Q8_0_BLOCK), i0);
+      }
     }
 }
 

@@ -1,8 +1,9 @@
-// AVX-512 VNNI one-token decode of Q4_K and Q4_0 (contract of matmul_quant_rows_avx2's direct path): a 512-bit
-// vector holds two 32-weight blocks, `vpdpbusd` multiplies their unsigned nibbles with the int8 activations and
-// sums each 4 products into int32 (no int16 step), and one permute spreads the two blocks' scales over its halves.
-// Nine instructions per 64 weights and row where the AVX2 kernel needs fourteen. Compiled for avx512f/bw/vl/vnni
-// and called only after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h with the AVX2 unit.
+// AVX-512 VNNI kernels of matmul_quant_rows_avx2: the one-token decode of Q4_0 (a 512-bit vector holds two
+// 32-weight blocks, `vpdpbusd` multiplies their unsigned nibbles with the int8 activations and sums each 4 products
+// into int32, one permute spreads the two blocks' scales over its halves: nine instructions per 64 weights and row
+// where the AVX2 kernel needs fourteen), and Q4_K at any token count on per-256 activations, its sub-block scales
+// applied in integers (`vpdpwssd`). Compiled for avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL
+// (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h with the AVX2 unit.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 // GCC 12's _mm512_insert*64x4 / extract*64x4 pass an undefined vector as the unused mask source, which -Wall
 // reports as (maybe-)uninitialized inside the intrinsics header; nothing here reads an uninitialized value.
@@ -17,39 +18,84 @@
 #include "simd_avx2.h"
 
 
-template <int R>
-static void q4_k_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                      size_t row_bytes, int nsb) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m512 acc[R];
-  __m256 off[R];
-  for (int r = 0; r < R; r++) {
-    acc[r] = _mm512_setzero_ps();
-    off[r] = _mm256_setzero_ps();
-  }
+// 32 bytes of Q4_K nibbles (one 64-weight group) as 64 bytes in weight order: the low nibbles (block 2g) in the low
+// half, the high nibbles (block 2g + 1) in the high half; one broadcast load, one variable shift, one mask.
+static inline __m512i k4_nibble_shift() { return _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1); }
+static inline __m512i k4_nibbles(const uint8_t* qs, __m512i shift, __m512i low4) {
+  const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs)));
+  return _mm512_and_si512(_mm512_srlv_epi16(v, shift), low4);
+}
+
+// The 8 sub-block scales of a Q4_K super-block as int16 in lanes 0-7 (the mins go to *mn as floats times dmin).
+static inline __m512i k4_scales_i16(const BlockQ4_K* blk, __m256* mn) {
+  const __m128i bytes = k4_scale_min_bytes(blk);
+  *mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
+                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
+  return _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(bytes));
+}
+
+// Q4_K rows times activations quantized per 256 (q8_k_quantize_activations: d_x is one value per super-block), R
+// rows x TK tokens straight from the blocks. Per 64 weights, maddubs multiplies the unsigned nibbles with the int8
+// activations into int16 pairs and vpdpwssd multiplies those by the sub-block scales into int32, so a super-block
+// stays in integers: d * d_x scales its sum once, and the mins' share dmin m_j d_x sum(q_x) is one FMA over the
+// 8 blocks. y[t*ldy + r] += dot(row r, x_t).
+template <int R, int TK>
+static void q4_k_tile(float* y, int ldy,
+                      const int8_t* xq, int ldq,                  // (TK, ldq)
+                      const float* xd, const float* xs, int ldd,  // (TK, ldd) per 32-block, d_x constant per 256
+                      const uint8_t* w, size_t row_bytes, int nsb) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), shift = k4_nibble_shift();
+  __m512 acc[R][TK];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < TK; t++) acc[r][t] = _mm512_setzero_ps();
   for (int u = 0; u < nsb; u++) {
-    __m512 sx[R];  // d * sc_j * d_x of the super-block's 8 blocks, in the low 8 lanes
-    const __m256 dx = _mm256_loadu_ps(xd + u * 8), sumx = _mm256_loadu_ps(xs + u * 8);
+    __m512i sc[R];
+    __m256 mn[R];
+    float d[R];
+    __m512i isum[R][TK];
     for (int r = 0; r < R; r++) {
       const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
-      sx[r] = _mm512_zextps256_ps512(k4_row_start(blk, row_bytes, dx, sumx, &off[r]));
+      if (TK == 1) {  // decode: the next row group's super-block streams in while this one computes
+        const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
+        _mm_prefetch(next, _MM_HINT_T0);
+        _mm_prefetch(next + 64, _MM_HINT_T0);
+        _mm_prefetch(next + 128, _MM_HINT_T0);
+      }
+      sc[r] = k4_scales_i16(blk, &mn[r]);
+      d[r] = _cvtsh_ss(blk->d);
+      for (int t = 0; t < TK; t++) isum[r][t] = _mm512_setzero_si512();
     }
     for (int g = 0; g < 4; g++) {
       const int b = u * 8 + 2 * g;  // activation blocks b (low nibbles) and b + 1 (high), 64 bytes together
-      const __m512i qx = _mm512_loadu_si512(xq + b * 32);
-      const __m512i idx = _mm512_set_epi32(2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1,
-                                           2 * g + 1, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g, 2 * g);
+      // int16 lanes 0-15 take scale 2g, lanes 16-31 scale 2g + 1 (vpdpwssd pairs lanes 2i, 2i + 1 into int32 lane i).
+      const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(2 * g)),
+                                             _mm256_set1_epi16(static_cast<short>(2 * g + 1)), 1);
+      __m512i qx[TK];
+      for (int t = 0; t < TK; t++) qx[t] = _mm512_loadu_si512(xq + static_cast<size_t>(t) * ldq + b * 32);
       for (int r = 0; r < R; r++) {
         const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
-        const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-        const __m512i w4 = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w4, qx);
-        acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, sx[r]), _mm512_cvtepi32_ps(dot), acc[r]);
+        const __m512i w4 = k4_nibbles(blk->qs + 32 * g, shift, low4);
+        const __m512i s = _mm512_permutexvar_epi16(idx, sc[r]);
+        for (int t = 0; t < TK; t++) isum[r][t] = _mm512_dpwssd_epi32(isum[r][t], _mm512_maddubs_epi16(w4, qx[t]), s);
+      }
+    }
+    for (int t = 0; t < TK; t++) {
+      const float dx = xd[static_cast<size_t>(t) * ldd + u * 8];
+      const __m512 sx = _mm512_zextps256_ps512(_mm256_loadu_ps(xs + static_cast<size_t>(t) * ldd + u * 8));
+      for (int r = 0; r < R; r++) {
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_set1_ps(d[r] * dx), acc[r][t]);
+        acc[r][t] = _mm512_fnmadd_ps(_mm512_zextps256_ps512(mn[r]), sx, acc[r][t]);
       }
     }
   }
-  for (int r = 0; r < R; r++) y[r] += _mm512_reduce_add_ps(acc[r]) + hsum(off[r]);
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += _mm512_reduce_add_ps(acc[r][t]);
+}
+
+template <int R>
+static void q4_k_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
+                       size_t row_bytes, int nsb) {
+  q4_k_tile<R, 1>(y, 0, xq, 0, xd, xs, 0, w, row_bytes, nsb);
 }
 
 template <int R>
@@ -109,6 +155,38 @@ bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float
   for (int r = r0; r < r1; r += 4) {
     const int rn = r1 - r < 4 ? r1 - r : 4;
     fns[rn - 1](y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units);
+  }
+  return true;
+}
+
+using Q4kTileFn = void (*)(float*, int, const int8_t*, int, const float*, const float*, int, const uint8_t*, size_t,
+                           int);
+
+// Several tokens (prefill, batched decode) of Q4_K with per-256 activations: tiles of 4 rows x 2 tokens straight
+// from the blocks, over a token tile whose int8 activations stay in L2 while this thread's rows stream past; each
+// row group's blocks stay in L1 across the tile's tokens. False for other types.
+bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w, WeightType type,
+                      int T, int in, int out, int r0, int r1) {
+  if (type != WEIGHT_Q4_K) return false;
+  static const Q4kTileFn fns[4][2] = {{q4_k_tile<1, 1>, q4_k_tile<1, 2>},
+                                      {q4_k_tile<2, 1>, q4_k_tile<2, 2>},
+                                      {q4_k_tile<3, 1>, q4_k_tile<3, 2>},
+                                      {q4_k_tile<4, 1>, q4_k_tile<4, 2>}};
+  const int nsb = in / 256, nb = in / 32;
+  const size_t row_bytes = static_cast<size_t>(nsb) * sizeof(BlockQ4_K);
+  int TT = 131072 / in;
+  TT = TT < 16 ? 16 : TT > 256 ? 256 : TT;
+  for (int t0 = 0; t0 < T; t0 += TT) {
+    const int t1 = t0 + TT < T ? t0 + TT : T;
+    for (int r = r0; r < r1; r += 4) {
+      const int rn = r1 - r < 4 ? r1 - r : 4;
+      for (int t = t0; t < t1; t += 2) {
+        const int tn = t1 - t < 2 ? t1 - t : 2;
+        fns[rn - 1][tn - 1](y + static_cast<size_t>(t) * out + r, out, xq + static_cast<size_t>(t) * in, in,
+                            xd + static_cast<size_t>(t) * nb, xs + static_cast<size_t>(t) * nb, nb,
+                            w + static_cast<size_t>(r) * row_bytes, row_bytes, nsb);
+      }
+    }
   }
   return true;
 }

@@ -13,10 +13,11 @@ static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {  // 32 weights in [0, 1
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w4, qx), _mm256_set1_epi16(1)));
 }
 
-// The 12 bytes of a Q4_K super-block's packed 6-bit scales and mins as two vectors of 8 floats (times d and dmin):
-// the four 32-bit words are rearranged so that bytes 0-7 are the scales and bytes 8-15 the mins.
+// The 12 bytes of a Q4_K super-block's packed 6-bit scales and mins as 16 bytes: the four 32-bit words are rearranged
+// so that bytes 0-7 are the scales and bytes 8-15 the mins. k4_scales makes them two vectors of 8 floats (times d and
+// dmin).
 template <typename Blk>  // BlockQ4_K or BlockQ5_K: the same d, dmin and scales
-static inline void k4_scales(const Blk* blk, __m256* sc, __m256* mn) {
+static inline __m128i k4_scale_min_bytes(const Blk* blk) {
   uint32_t u[4];
   memcpy(u, blk->scales, 12);
   const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
@@ -25,7 +26,12 @@ static inline void k4_scales(const Blk* blk, __m256* sc, __m256* mn) {
   u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);         // scales 4-7
   u[2] = mins03;
   u[0] &= m6;                                             // scales 0-3
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+}
+
+template <typename Blk>
+static inline void k4_scales(const Blk* blk, __m256* sc, __m256* mn) {
+  const __m128i bytes = k4_scale_min_bytes(blk);
   *sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
   *mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
                       _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
