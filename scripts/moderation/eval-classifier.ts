@@ -4,7 +4,9 @@
  * folder given with --model-dir, or the committed artifact with --builtin. The same seeded split the trainer used
  * (the artifact's seed), the classifier alone at its per-head thresholds and the layered moderator under the
  * default policy, overall and per language, as one JSON object on stdout.
- * Run: npm run eval:moderation -- [--json] [--direction input|output] [--model-dir DIR | --builtin]
+ * Run: npm run eval:moderation -- [--json] [--direction input|output] [--model-dir DIR | --builtin] [--set DIR]
+ *      (--set DIR judges every example of a labelled folder instead of the seed set's held-out split, e.g.
+ *      libs/moderation/data/fresh, texts written apart from the seed set and never trained on)
  *      (--json is accepted for symmetry with the benchmarks: output is always JSON)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -62,10 +64,12 @@ async function main(): Promise<void> {
   try {
     const moderator = loadModerator({ modelDir: t.modelDir });
     const seed = moderator.classifier.meta.seed;
-    const { test } = splitSeedSet(loadSeedSet(path.join(moderationDataDir(), 'seed')), seed);
+    // --set DIR: every example of a labelled set kept out of training altogether (data/fresh), not the seed split.
+    const setDir = stringArg('--set');
+    const test = setDir !== null ? loadSeedSet(setDir) : splitSeedSet(loadSeedSet(path.join(moderationDataDir(), 'seed')), seed).test;
     const direction = stringArg('--direction') === 'output' ? 'output' : 'input';
     const thresholds = Object.fromEntries(moderator.classifier.heads.map((h, i) => [h, moderator.classifier.thresholds[i]]));
-    const report = { model: moderator.modelId, source: t.source, version: t.version, modelDir: t.modelDir ?? 'built-in', seed, direction, thresholds, ...evaluate(moderator, test, direction) };
+    const report = { model: moderator.modelId, source: t.source, version: t.version, modelDir: t.modelDir ?? 'built-in', set: setDir ?? 'seed held-out split', seed, direction, thresholds, ...evaluate(moderator, test, direction) };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     t.cleanup();

@@ -35,6 +35,18 @@ describe('classifier training', () => {
     }
   });
 
+  it('keeps the fresh set (data/fresh, never trained on) valid and apart from the seed set', () => {
+    const fresh = loadSeedSet(path.join(data, 'fresh'));
+    expect(fresh.length).toBeGreaterThanOrEqual(2500);
+    const seedTexts = new Set(seedSet.map((e) => e.text.trim().toLowerCase()));
+    const seedIds = new Set(seedSet.map((e) => e.id));
+    expect(fresh.filter((e) => seedTexts.has(e.text.trim().toLowerCase()) || seedIds.has(e.id)).map((e) => e.id)).toEqual([]);
+    for (const lang of CLAIMED) {
+      const missing = CLASSIFIER_HEADS.filter((h) => !fresh.some((e) => e.lang === lang && e.labels.includes(h)));
+      expect({ lang, missing }).toEqual({ lang, missing: [] });
+    }
+  });
+
   it('chooses a threshold between the recall and the benign bounds, and lets the benign bound win a conflict', () => {
     // Separable: positives 0.6..0.9, benign 0..0.3: the cut lies between them.
     const sep = chooseThreshold([0.9, 0.8, 0.7, 0.6, 0.3, 0.2, 0.1, 0], [true, true, true, true, false, false, false, false], Array(8).fill(true));
