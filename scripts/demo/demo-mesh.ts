@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import IORedis from 'ioredis';
 import {
+  grpoStepMetricsSchema,
   loopJobResultSchema,
   loopStatusSchema,
   ppoStepMetricsSchema,
@@ -19,6 +20,7 @@ import {
   rewardTrainJobResultSchema,
   SERVICE_NAMES,
   SUBJECTS,
+  type GrpoStepMetrics,
   type LoopJobResult,
   type LoopStatus,
   type PpoStepMetrics,
@@ -164,6 +166,8 @@ export interface FollowedLoopRun {
   stages: { stage: string; at: number }[];
   /** The PPO stage's per-step metrics as its job reported them (the last one seen per step). */
   ppoSteps: PpoStepMetrics[];
+  /** The same for a group method's stage (grpo, rloo, reinforce++, rft, online-dpo); empty for a PPO run. */
+  groupSteps: GrpoStepMetrics[];
   /**
    * The run's independent reward model (its `<run>-rm-independent` reward-train job, with `independentRm`), null when
    * the run trained none. It scored the eval only when its held-out accuracy reached minRewardAccuracy.
@@ -172,18 +176,21 @@ export interface FollowedLoopRun {
 }
 
 /**
- * Follows loop run `runId` to its end by polling `trainer.loop` status (as the admin UI does) and the ppo job's
- * progress every 500 ms, logging each new stage and PPO step. Throws when the run fails or does not finish within
+ * Follows loop run `runId` to its end by polling `trainer.loop` status (as the admin UI does) and the ppo or grpo
+ * job's progress every 500 ms, logging each new stage and policy step. Throws when the run fails or does not finish within
  * `timeoutMs`; returns the loop job's result.
  */
 export async function followLoopRun(o: { mesh: MeshClient; redisUrl: string; queuePrefix: string; runId: string; timeoutMs: number; log: (msg: string) => void; logsDir: string }): Promise<FollowedLoopRun> {
   const redis = new IORedis(o.redisUrl, { maxRetriesPerRequest: null });
   const loopQueue = new Queue(QUEUES.loop, { connection: redis, prefix: o.queuePrefix });
   const ppoQueue = new Queue(QUEUES.ppo, { connection: redis, prefix: o.queuePrefix });
+  const grpoQueue = new Queue(QUEUES.grpo, { connection: redis, prefix: o.queuePrefix });
   const rmQueue = new Queue(QUEUES.rewardTrain, { connection: redis, prefix: o.queuePrefix });
   try {
     const stages: { stage: string; at: number }[] = [];
     const ppoSteps: PpoStepMetrics[] = [];
+    const groupSteps: GrpoStepMetrics[] = [];
+    const bar = (m: { step: number; steps: number }) => '#'.repeat(Math.round((20 * m.step) / m.steps)).padEnd(20, '.');
     const status: LoopStatus = await waitFor('the loop run to finish', o.timeoutMs, async () => {
       const s = await o.mesh.request(SUBJECTS.trainer.loop, { action: 'status' }, loopStatusSchema, { timeoutMs: 10_000, retryUndeliveredMs: 5_000 });
       const stage = s.running?.runId === o.runId ? s.running.stage : null;
@@ -195,8 +202,13 @@ export async function followLoopRun(o: { mesh: MeshClient; redisUrl: string; que
       const p = ppoStepMetricsSchema.safeParse(ppo?.progress);
       if (p.success && p.data.step !== ppoSteps[ppoSteps.length - 1]?.step) {
         ppoSteps.push(p.data);
-        const bar = '#'.repeat(Math.round((20 * p.data.step) / p.data.steps)).padEnd(20, '.');
-        o.log(`ppo [${bar}] ${p.data.step}/${p.data.steps} reward ${p.data.reward_mean.toFixed(3)}±${p.data.reward_std.toFixed(3)} kl ${p.data.kl.toFixed(3)} clip ${p.data.clip_fraction.toFixed(3)}`);
+        o.log(`ppo [${bar(p.data)}] ${p.data.step}/${p.data.steps} reward ${p.data.reward_mean.toFixed(3)}±${p.data.reward_std.toFixed(3)} kl ${p.data.kl.toFixed(3)} clip ${p.data.clip_fraction.toFixed(3)}`);
+      }
+      const grpo = stage === 'grpo' ? await grpoQueue.getJob(`${o.runId}-grpo`) : undefined;
+      const g = grpoStepMetricsSchema.safeParse(grpo?.progress);
+      if (g.success && g.data.step !== groupSteps[groupSteps.length - 1]?.step) {
+        groupSteps.push(g.data);
+        o.log(`grpo [${bar(g.data)}] ${g.data.step}/${g.data.steps} reward ${g.data.reward_mean.toFixed(3)}±${g.data.reward_std.toFixed(3)} kl ${g.data.kl.toFixed(3)} clip ${g.data.clip_fraction.toFixed(3)}`);
       }
       return s.running === null && s.lastRun?.runId === o.runId ? s : undefined;
     });
@@ -205,10 +217,11 @@ export async function followLoopRun(o: { mesh: MeshClient; redisUrl: string; que
     if (!job || status.lastRun?.status !== 'succeeded') throw new Error(`${o.runId} ${status.lastRun?.status ?? 'vanished'}: ${job?.failedReason ?? 'see the trainer log'} (logs in ${o.logsDir})`);
     const independent = await rmQueue.getJob(`${o.runId}-rm-independent`);
     const independentRm = independent?.returnvalue ? rewardTrainJobResultSchema.parse(independent.returnvalue) : null;
-    return { result: loopJobResultSchema.parse(job.returnvalue), status, stages, ppoSteps, independentRm };
+    return { result: loopJobResultSchema.parse(job.returnvalue), status, stages, ppoSteps, groupSteps, independentRm };
   } finally {
     await loopQueue.close();
     await ppoQueue.close();
+    await grpoQueue.close();
     await rmQueue.close();
     await redis.quit().catch(() => undefined);
   }
