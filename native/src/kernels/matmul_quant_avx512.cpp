@@ -1,8 +1,8 @@
 // AVX-512 VNNI kernels of matmul_quant_rows_avx2: the one-token decode of Q4_0 (a 512-bit vector holds two
 // 32-weight blocks, `vpdpbusd` multiplies their unsigned nibbles with the int8 activations and sums each 4 products
 // into int32, one permute spreads the two blocks' scales over its halves: nine instructions per 64 weights and row
-// where the AVX2 kernel needs fourteen), and Q4_K at any token count on per-256 activations, its sub-block scales
-// applied in integers (`vpdpwssd`). Compiled for avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL
+// where the AVX2 kernel needs fourteen), and Q4_K on per-256 activations with its sub-block scales applied in
+// integers (`vpdpwssd`): 256-bit rows for one token, 512-bit tiles of 4 rows x 2 tokens for more. Compiled for avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL
 // (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h with the AVX2 unit.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 // GCC 12's _mm512_insert*64x4 / extract*64x4 pass an undefined vector as the unused mask source, which -Wall
@@ -55,12 +55,6 @@ static void q4_k_tile(float* y, int ldy,
     __m512i isum[R][TK];
     for (int r = 0; r < R; r++) {
       const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
-      if (TK == 1) {  // decode: the next row group's super-block streams in while this one computes
-        const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
-        _mm_prefetch(next, _MM_HINT_T0);
-        _mm_prefetch(next + 64, _MM_HINT_T0);
-        _mm_prefetch(next + 128, _MM_HINT_T0);
-      }
       sc[r] = k4_scales_i16(blk, &mn[r]);
       d[r] = _cvtsh_ss(blk->d);
       for (int t = 0; t < TK; t++) isum[r][t] = _mm512_setzero_si512();
@@ -92,10 +86,47 @@ static void q4_k_tile(float* y, int ldy,
     for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += _mm512_reduce_add_ps(acc[r][t]);
 }
 
+// One token of Q4_K in 256-bit vectors (AVX-512 VL + VNNI): on Zen 4 a 512-bit op takes two 256-bit slots, and at one
+// token there is no second token to share the unpacking with, so the narrow form issues fewer slots per weight. Per
+// 32-weight block: maddubs on the nibbles, vpdpwssd with the block's 6-bit scale broadcast by one byte shuffle; two
+// accumulators (low and high nibble blocks) halve the dependency chain. Same contract as q4_k_tile<R, 1>.
 template <int R>
-static void q4_k_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                       size_t row_bytes, int nsb) {
-  q4_k_tile<R, 1>(y, 0, xq, 0, xd, xs, 0, w, row_bytes, nsb);
+static void q4_k_rows_256(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
+                          size_t row_bytes, int nsb) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[R];
+  for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+  for (int u = 0; u < nsb; u++) {
+    const float dx = xd[u * 8];
+    const __m256 sx = _mm256_loadu_ps(xs + u * 8);
+    for (int r = 0; r < R; r++) {
+      const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
+      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
+      _mm_prefetch(next, _MM_HINT_T0);
+      _mm_prefetch(next + 64, _MM_HINT_T0);
+      _mm_prefetch(next + 128, _MM_HINT_T0);
+      const __m128i sm = k4_scale_min_bytes(blk);
+      const __m256i scb = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // int16 scales 0-7, both lanes
+      const __m256 mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
+                                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))));
+      __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+      for (int g = 0; g < 4; g++) {
+        const int b = u * 8 + 2 * g;
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
+        const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        // Scale j as int16 in every lane: bytes 2j and 2j + 1 of each 128-bit lane.
+        const __m256i s0 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g))));
+        const __m256i s1 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g + 1))));
+        const __m256i qx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+        const __m256i qx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b + 1) * 32));
+        i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(lo, qx0), s0);
+        i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(hi, qx1), s1);
+      }
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), _mm256_set1_ps(_cvtsh_ss(blk->d) * dx), acc[r]);
+      acc[r] = _mm256_fnmadd_ps(mn, sx, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) y[r] += hsum(acc[r]);
 }
 
 template <int R>
@@ -146,14 +177,16 @@ using Rows512Fn = void (*)(float*, const int8_t*, const float*, const float*, co
 
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
                         WeightType type, int in, int r0, int r1) {
-  static const Rows512Fn q4k[4] = {q4_k_rows<1>, q4_k_rows<2>, q4_k_rows<3>, q4_k_rows<4>};
+  static const Rows512Fn q4k[4] = {q4_k_rows_256<1>, q4_k_rows_256<2>, q4_k_rows_256<3>, q4_k_rows_256<4>};
   static const Rows512Fn q40[4] = {q4_0_rows<1>, q4_0_rows<2>, q4_0_rows<3>, q4_0_rows<4>};
   const Rows512Fn* fns = type == WEIGHT_Q4_K ? q4k : type == WEIGHT_Q4_0 ? q40 : nullptr;
   if (fns == nullptr) return false;
   const int units = in / quant_block_elems(type);
   const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
-  for (int r = r0; r < r1; r += 4) {
-    const int rn = r1 - r < 4 ? r1 - r : 4;
+  // Q4_K one row at a time (prefetching 4 rows on), Q4_0 4 rows: what streamed fastest from DRAM on one thread.
+  const int step = type == WEIGHT_Q4_K ? 1 : 4;
+  for (int r = r0; r < r1; r += step) {
+    const int rn = r1 - r < step ? r1 - r : step;
     fns[rn - 1](y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units);
   }
   return true;

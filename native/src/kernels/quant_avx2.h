@@ -18,15 +18,16 @@ static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {  // 32 weights in [0, 1
 // dmin).
 template <typename Blk>  // BlockQ4_K or BlockQ5_K: the same d, dmin and scales
 static inline __m128i k4_scale_min_bytes(const Blk* blk) {
-  uint32_t u[4];
-  memcpy(u, blk->scales, 12);
-  const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
-  u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);  // mins 4-7
-  const uint32_t mins03 = u[1] & m6;
-  u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);         // scales 4-7
-  u[2] = mins03;
-  u[0] &= m6;                                             // scales 0-3
-  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+  // One 16-byte load of d, dmin and the 12 scale bytes (words u0 u1 u2 in lanes 1-3), rearranged in registers: a
+  // scalar unpack through memory stalls on store forwarding once per super-block and row.
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk));
+  const __m128i p = _mm_shuffle_epi32(v, _MM_SHUFFLE(3, 2, 3, 1));  // u0 u2 u1 u2
+  const __m128i q = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 1, 1));  // u0 u0 u1 u1
+  // scales 0-3 = u0 & 63, scales 4-7 = (u2 & 15) | (u0 >> 6) << 4, mins 0-3 = u1 & 63, mins 4-7 = (u2 >> 4 & 15) | (u1 >> 6) << 4
+  const __m128i low = _mm_and_si128(_mm_srlv_epi32(p, _mm_setr_epi32(0, 0, 0, 4)),
+                                    _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m128i high = _mm_and_si128(_mm_srli_epi32(q, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm_or_si128(low, high);
 }
 
 template <typename Blk>
