@@ -4,6 +4,7 @@
 // `make -C native/test test`. The fuller suite (every op, the whole model) is the jest specs in libs/kernels.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <vector>
 
@@ -52,6 +53,17 @@ static void test_matmul(ThreadPool* pool, WeightType wt, int T, int in, int out,
   std::snprintf(name, sizeof name, "matmul %s T=%d in=%d out=%d (%s)", wt == WEIGHT_BF16 ? "bf16" : "f32", T, in, out,
                 simd_name());
   check(name, y, want, 1e-5);
+  // Batch invariance: every token alone (the one-token row kernel) gives bit for bit its row of the batched result.
+  if (T > 1)
+    for (int t = 0; t < T; t++) {
+      std::vector<float> one(out);
+      matmul_forward(one.data(), x.data() + static_cast<size_t>(t) * in, wp, wt, bias.data(), 1, in, out, false, pool);
+      if (std::memcmp(one.data(), y.data() + static_cast<size_t>(t) * out, out * sizeof(float)) != 0) {
+        std::printf("FAIL %s: token %d alone differs from its row of the batch\n", name, t);
+        failures++;
+        break;
+      }
+    }
 }
 
 
@@ -94,22 +106,23 @@ static void test_f16() {
 
 // The activation quantizer of the AVX2 path writes the same bytes and scales as the portable one, ties included
 // (x = k + 0.5 after scaling).
-static void test_q8_0_activations(int T, int in, unsigned seed) {
+static void test_q8_0_activations(int T, int in, unsigned seed, bool per256 = false) {
   std::vector<float> x(static_cast<size_t>(T) * in);
   for (size_t i = 0; i < x.size(); i++) x[i] = (i % 7 == 3) ? (static_cast<float>(i % 255) - 127.0f) * 0.5f : frand(&seed) * 3;
   for (int t = 0; t < T; t++) x[static_cast<size_t>(t) * in] = 127.0f;  // block scale exactly 1: x*id = x
   const int nb = in / Q8_0_BLOCK;
   std::vector<int8_t> q_avx(x.size()), q_port(x.size());
   std::vector<float> d_avx(static_cast<size_t>(T) * nb), d_port(d_avx.size());
+  auto quantize = per256 ? q8_k_quantize_activations : q8_0_quantize_activations;  // per 256: Q4_K's activations
   simd_force_portable(true);
-  q8_0_quantize_activations(q_port.data(), d_port.data(), x.data(), T, in);
+  quantize(q_port.data(), d_port.data(), x.data(), T, in);
   simd_force_portable(false);
-  q8_0_quantize_activations(q_avx.data(), d_avx.data(), x.data(), T, in);
+  quantize(q_avx.data(), d_avx.data(), x.data(), T, in);
   int diff = 0;
   for (size_t i = 0; i < q_avx.size(); i++) diff += q_avx[i] != q_port[i];
   for (size_t i = 0; i < d_avx.size(); i++) diff += d_avx[i] != d_port[i];
   if (diff) {
-    std::printf("FAIL q8_0 activations T=%d in=%d: %d values differ between avx2 and portable\n", T, in, diff);
+    std::printf("FAIL %s activations T=%d in=%d: %d values differ between avx2 and portable\n", per256 ? "q8_k" : "q8_0", T, in, diff);
     failures++;
   }
 }
@@ -402,6 +415,7 @@ int main() {
   if (simd_avx2_supported()) {
     test_q8_0_activations(1, 32, 21);
     test_q8_0_activations(7, 1120, 22);
+    test_q8_0_activations(7, 1024, 23, true);
   }
   // (T, in, out): decode (T = 1) and batches, in a multiple of 32 but often not of 256 (1120 = 35 blocks), long
   // rows that the AVX2 path splits into block chunks (4096, 3200), and token counts past its token tile (300).
@@ -453,17 +467,19 @@ int main() {
   // With AVX-512 VNNI: the one-token 4-bit decode again without it, equal to it up to the order of the f32 sums.
   if (simd_avx512_supported()) {
     simd_force_portable(false);
-    // And Q4_K at several tokens (the tile of 4 rows x 2 tokens, odd counts and a partial row group included).
-    const int avx512_shapes[][2] = {{1, 32 * 7}, {1, 256}, {1, 4096}, {2, 256}, {5, 768}, {16, 2304}, {300, 512}};
+    // And Q4_K at several tokens (the tile of 4 rows x 2 tokens, odd token counts and partial row groups included).
+    // Output counts 21-23 leave row groups of 1, 2 and 3 after the 4-row tiles (the pool splits rows by 8).
+    const int avx512_shapes[][3] = {{1, 32 * 7, 21}, {1, 256, 21}, {1, 4096, 21}, {2, 256, 22}, {5, 768, 23},
+                                    {16, 2304, 22}, {301, 512, 23}};
     for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K})
       for (auto& sh : avx512_shapes) {
-        const int T = sh[0], in = sh[1];
+        const int T = sh[0], in = sh[1], out = sh[2];
         if (in % quant_block_elems(type) != 0 || (type == WEIGHT_Q4_0 && T > 1)) continue;
         unsigned seed = 900 + in + T;
         simd_force_no_avx512(false);
-        const std::vector<float> on = test_matmul_quant(&pool, type, T, in, 21, seed);
+        const std::vector<float> on = test_matmul_quant(&pool, type, T, in, out, seed);
         simd_force_no_avx512(true);
-        const std::vector<float> off = test_matmul_quant(&pool, type, T, in, 21, seed);
+        const std::vector<float> off = test_matmul_quant(&pool, type, T, in, out, seed);
         simd_force_no_avx512(false);
         check("avx512 vnni == avx2 (4-bit decode, Q4_K tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
       }

@@ -65,7 +65,7 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   float* d = xd.data();
   float* s = xs.data();
   auto quantize = [&](int64_t t0, int64_t t1) {
-    // Q4_K's kernels take one activation scale per 256 (its sub-block scales then apply in integers); the other
+    // Q4_K takes one activation scale per 256 (the AVX-512 kernels then apply its sub-block scales in integers); the other
     // types one per 32.
     if (type == WEIGHT_Q4_K) q8_k_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
     else q8_0_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);

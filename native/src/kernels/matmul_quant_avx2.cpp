@@ -260,8 +260,7 @@ void matmul_quant_rows_avx2(float* y,           // (T, out)
   const int TK = T == 1 ? 1 : 2;
   // Token tile: its int8 x (TT, in) stays in L2 while this thread's rows stream past it; each chunk is unpacked
   // once per tile.
-  int TT = 131072 / in;
-  TT = TT < 16 ? 16 : TT > 256 ? 256 : TT;
+  const int TT = quant_token_tile(in);
   for (int t0 = 0; t0 < T; t0 += TT) {
     const int t1 = t0 + TT < T ? t0 + TT : T;
     for (int b0 = 0; b0 < nb; b0 += KB_MAX) {

@@ -11,7 +11,6 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "kernels.h"
 #include "quant_avx2.h"
@@ -29,8 +28,7 @@ static inline __m512i k4_nibbles(const uint8_t* qs, __m512i shift, __m512i low4)
 // The 8 sub-block scales of a Q4_K super-block as int16 in lanes 0-7 (the mins go to *mn as floats times dmin).
 static inline __m512i k4_scales_i16(const BlockQ4_K* blk, __m256* mn) {
   const __m128i bytes = k4_scale_min_bytes(blk);
-  *mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
-                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
+  *mn = k4_mins(blk, bytes);
   return _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(bytes));
 }
 
@@ -86,47 +84,40 @@ static void q4_k_tile(float* y, int ldy,
     for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += _mm512_reduce_add_ps(acc[r][t]);
 }
 
-// One token of Q4_K in 256-bit vectors (AVX-512 VL + VNNI): on Zen 4 a 512-bit op takes two 256-bit slots, and at one
-// token there is no second token to share the unpacking with, so the narrow form issues fewer slots per weight. Per
-// 32-weight block: maddubs on the nibbles, vpdpwssd with the block's 6-bit scale broadcast by one byte shuffle; two
-// accumulators (low and high nibble blocks) halve the dependency chain. Same contract as q4_k_tile<R, 1>.
-template <int R>
-static void q4_k_rows_256(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                          size_t row_bytes, int nsb) {
+// One token of Q4_K in 256-bit vectors (AVX-512 VL + VNNI), one row: on Zen 4 a 512-bit op takes two 256-bit slots,
+// and at one token there is no second token to share the unpacking with, so the narrow form issues fewer slots per
+// weight; one row at a time is one sequential stream (with a software prefetch 4 rows on, `prefetch` false where
+// that row is past the caller's range). Per 32-weight block: maddubs on the nibbles, vpdpwssd with the block's 6-bit
+// scale broadcast by one byte shuffle; two accumulators (low and high nibble blocks) halve the dependency chain.
+// y[0] += dot(row, x).
+static void q4_k_row_256(float* y,                                          // (1)
+                         const int8_t* xq, const float* xd, const float* xs,  // (in), (in/32), (in/32)
+                         const uint8_t* w, size_t row_bytes, int nsb, bool prefetch) {  // (nsb) blocks
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256 acc[R];
-  for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+  __m256 acc = _mm256_setzero_ps();
   for (int u = 0; u < nsb; u++) {
-    const float dx = xd[u * 8];
-    const __m256 sx = _mm256_loadu_ps(xs + u * 8);
-    for (int r = 0; r < R; r++) {
-      const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
-      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
-      _mm_prefetch(next, _MM_HINT_T0);
-      _mm_prefetch(next + 64, _MM_HINT_T0);
-      _mm_prefetch(next + 128, _MM_HINT_T0);
-      const __m128i sm = k4_scale_min_bytes(blk);
-      const __m256i scb = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // int16 scales 0-7, both lanes
-      const __m256 mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
-                                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))));
-      __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
-      for (int g = 0; g < 4; g++) {
-        const int b = u * 8 + 2 * g;
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
-        const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-        // Scale j as int16 in every lane: bytes 2j and 2j + 1 of each 128-bit lane.
-        const __m256i s0 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g))));
-        const __m256i s1 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g + 1))));
-        const __m256i qx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-        const __m256i qx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b + 1) * 32));
-        i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(lo, qx0), s0);
-        i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(hi, qx1), s1);
-      }
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), _mm256_set1_ps(_cvtsh_ss(blk->d) * dx), acc[r]);
-      acc[r] = _mm256_fnmadd_ps(mn, sx, acc[r]);
+    const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w) + u;
+    if (prefetch) k4_prefetch_next(blk, row_bytes);
+    const __m128i sm = k4_scale_min_bytes(blk);
+    const __m256i scb = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // int16 scales 0-7, both lanes
+    __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+    for (int g = 0; g < 4; g++) {
+      const int b = u * 8 + 2 * g;
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
+      const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      // Scale j as int16 in every lane: bytes 2j and 2j + 1 of each 128-bit lane.
+      const __m256i s0 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g))));
+      const __m256i s1 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g + 1))));
+      const __m256i qx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+      const __m256i qx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b + 1) * 32));
+      i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(lo, qx0), s0);
+      i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(hi, qx1), s1);
     }
+    const __m256 dd = _mm256_set1_ps(_cvtsh_ss(blk->d) * xd[u * 8]);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dd, acc);
+    acc = _mm256_fnmadd_ps(k4_mins(blk, sm), _mm256_loadu_ps(xs + u * 8), acc);
   }
-  for (int r = 0; r < R; r++) y[r] += hsum(acc[r]);
+  y[0] += hsum(acc);
 }
 
 template <int R>
@@ -177,17 +168,19 @@ using Rows512Fn = void (*)(float*, const int8_t*, const float*, const float*, co
 
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
                         WeightType type, int in, int r0, int r1) {
-  static const Rows512Fn q4k[4] = {q4_k_rows_256<1>, q4_k_rows_256<2>, q4_k_rows_256<3>, q4_k_rows_256<4>};
   static const Rows512Fn q40[4] = {q4_0_rows<1>, q4_0_rows<2>, q4_0_rows<3>, q4_0_rows<4>};
-  const Rows512Fn* fns = type == WEIGHT_Q4_K ? q4k : type == WEIGHT_Q4_0 ? q40 : nullptr;
-  if (fns == nullptr) return false;
+  if (type != WEIGHT_Q4_K && type != WEIGHT_Q4_0) return false;
   const int units = in / quant_block_elems(type);
   const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
-  // Q4_K one row at a time (prefetching 4 rows on), Q4_0 4 rows: what streamed fastest from DRAM on one thread.
-  const int step = type == WEIGHT_Q4_K ? 1 : 4;
-  for (int r = r0; r < r1; r += step) {
-    const int rn = r1 - r < step ? r1 - r : step;
-    fns[rn - 1](y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units);
+  // Q4_K one row at a time, Q4_0 4 rows: what streamed fastest from DRAM on one thread.
+  if (type == WEIGHT_Q4_K) {
+    for (int r = r0; r < r1; r++)
+      q4_k_row_256(y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
+    return true;
+  }
+  for (int r = r0; r < r1; r += 4) {
+    const int rn = r1 - r < 4 ? r1 - r : 4;
+    q40[rn - 1](y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units);
   }
   return true;
 }
@@ -207,8 +200,7 @@ bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* 
                                       {q4_k_tile<4, 1>, q4_k_tile<4, 2>}};
   const int nsb = in / 256, nb = in / 32;
   const size_t row_bytes = static_cast<size_t>(nsb) * sizeof(BlockQ4_K);
-  int TT = 131072 / in;
-  TT = TT < 16 ? 16 : TT > 256 ? 256 : TT;
+  const int TT = quant_token_tile(in);
   for (int t0 = 0; t0 < T; t0 += TT) {
     const int t1 = t0 + TT < T ? t0 + TT : T;
     for (int r = r0; r < r1; r += 4) {

@@ -5,7 +5,6 @@
 
 #include <immintrin.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "kernels.h"
 
@@ -30,12 +29,34 @@ static inline __m128i k4_scale_min_bytes(const Blk* blk) {
   return _mm_or_si128(low, high);
 }
 
+// The 8 mins times dmin as floats, from k4_scale_min_bytes' bytes 8-15.
+template <typename Blk>
+static inline __m256 k4_mins(const Blk* blk, __m128i bytes) {
+  return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
+}
+
+// Touches the same super-block 4 rows on (the next row group), while this one computes: one-token decode streams the
+// weights from DRAM.
+template <typename Blk>
+static inline void k4_prefetch_next(const Blk* blk, size_t row_bytes) {
+  const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
+  _mm_prefetch(next, _MM_HINT_T0);
+  _mm_prefetch(next + 64, _MM_HINT_T0);
+  _mm_prefetch(next + 128, _MM_HINT_T0);
+}
+
+// Tokens per token tile of the several-token kernels: their int8 activations (TT, in) stay in L2 (~128 KiB) while a
+// thread's rows stream past.
+static inline int quant_token_tile(int in) {
+  const int tt = 131072 / in;
+  return tt < 16 ? 16 : tt > 256 ? 256 : tt;
+}
+
 template <typename Blk>
 static inline void k4_scales(const Blk* blk, __m256* sc, __m256* mn) {
   const __m128i bytes = k4_scale_min_bytes(blk);
   *sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
-  *mn = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->dmin)),
-                      _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8))));
+  *mn = k4_mins(blk, bytes);
 }
 
 // One row's start of a K4 super-block in the one-token decode: prefetches the same super-block 4 rows on (the next row
@@ -43,10 +64,7 @@ static inline void k4_scales(const Blk* blk, __m256* sc, __m256* mn) {
 // dmin * m_j * d_x * sum(q_x) from off.
 template <typename Blk>
 static inline __m256 k4_row_start(const Blk* blk, size_t row_bytes, __m256 dx, __m256 sumx, __m256* off) {
-  const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
-  _mm_prefetch(next, _MM_HINT_T0);
-  _mm_prefetch(next + 64, _MM_HINT_T0);
-  _mm_prefetch(next + 128, _MM_HINT_T0);
+  k4_prefetch_next(blk, row_bytes);
   __m256 sc, mn;
   k4_scales(blk, &sc, &mn);
   *off = _mm256_fnmadd_ps(mn, sumx, *off);
