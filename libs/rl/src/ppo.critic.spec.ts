@@ -85,7 +85,7 @@ describe('the PPO critic with LoRA (stories260K)', () => {
     expect(l.allocatedBytes).toMatchObject({ grads: 4 * l.numParams, moments: 8 * l.numParams });
     expect(f.allocatedBytes).toMatchObject({ grads: 4 * f.numParams, moments: 8 * f.numParams });
     expect(l.frozenParams).toBe(f.numParams - ck.spec.hiddenSize); // the base, without the head
-    console.log(`critic memory (MiB): full ${(f.allocatedBytes.total / 2 ** 20).toFixed(2)}, LoRA ${(l.allocatedBytes.total / 2 ** 20).toFixed(2)}`);
+
   });
 
   it('resumes from its base plus the saved adapters and value head, bit for bit', async () => {

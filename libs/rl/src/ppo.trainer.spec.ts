@@ -3,7 +3,7 @@
 // finite and plausible, the trained policy is a loadable HF checkpoint, and a run stopped at its checkpoint and
 // resumed ends bitwise identical to an uninterrupted run (weights, history, KL coefficient); under LoRA the same with
 // adapters on the policy and the critic (ppo.critic.spec.ts checks the critic's frozen base), and less model memory.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadCheckpoint } from '@flywheel/model';
@@ -74,7 +74,6 @@ describe('runPpo (stories260K, rule scorer)', () => {
     // back a few percent of that on a model this small (ppo.critic.spec.ts checks the exact gradient and moment bytes).
     const fullCritic = await runPpo({ policyDir: MODEL, prompts, score, outDir: tmp(), config: { ...lora, steps: 1, checkpointEvery: 0, criticLora: null }, threads: 2 });
     expect(fullCritic.history[0].policy_loss).toBe(a.history[0].policy_loss);
-    console.log(`PPO model memory, LoRA policy: full critic ${fullCritic.history[0].model_memory_mb} MiB, LoRA critic ${a.history[0].model_memory_mb} MiB`);
     const weightsMib = [...base.values()].reduce((n, t) => n + t.byteLength, 0) / 2 ** 20;
     expect(fullCritic.history[0].model_memory_mb! - a.history[0].model_memory_mb!).toBeGreaterThan(3 * weightsMib * 0.9);
 
@@ -89,7 +88,19 @@ describe('runPpo (stories260K, rule scorer)', () => {
     for (const f of ['model.safetensors', 'adapter/adapter_model.safetensors', 'optimizer.safetensors']) {
       expect([f, readFileSync(path.join(criticDir(resumed), f)).equals(readFileSync(path.join(criticDir(straight), f)))]).toEqual([f, true]);
     }
-  }, 240_000);
+
+    // A LoRA run saved before criticLora existed (a full critic, no entry in its key) resumes as one by default.
+    const old = tmp();
+    let n = 0;
+    await expect(runPpo({ policyDir: MODEL, prompts, score, outDir: old, config: { ...lora, steps: 2, criticLora: null }, threads: 2, onStep: () => void n++, shouldStop: () => n === 1 })).rejects.toBeInstanceOf(PpoStoppedError);
+    const statePath = path.join(old, 'ppo-state', 'policy', 'training_state.json');
+    const saved = JSON.parse(readFileSync(statePath, 'utf8')) as { extra: Record<string, unknown> };
+    delete saved.extra.criticLora;
+    writeFileSync(statePath, JSON.stringify(saved));
+    const resumedOld = await runPpo({ policyDir: MODEL, prompts, score, outDir: old, config: { ...lora, steps: 2 }, threads: 2, resume: true });
+    expect(resumedOld.history).toHaveLength(2);
+    expect(existsSync(path.join(criticDir(old), 'adapter'))).toBe(false);
+  }, 300_000);
 
   it('takes the KL as a k3 loss term and normalised rewards when asked', async () => {
     const r = await runPpo({ policyDir: MODEL, prompts, score, outDir: tmp(), config: { ...config, steps: 2, klMode: 'loss', rewardNorm: 'batch', checkpointEvery: 0 }, threads: 2 });

@@ -10,6 +10,7 @@
  *
  * Hyper-parameters and their defaults: ppoConfigSchema in libs/contracts (rl-jobs.schemas.ts).
  */
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
@@ -108,6 +109,8 @@ type PpoTotals = z.infer<typeof totalsSchema>;
 interface PpoRun {
   cfg: PpoConfig;
   policyDir: string;
+  /** The reward model the critic starts from, null when it starts from the policy. */
+  criticDir: string | null;
   outDir: string;
   stateDir: string;
   ck: Checkpoint;
@@ -222,14 +225,22 @@ async function preparePpoRun(o: PpoOptions): Promise<PpoRun> {
   const maxModelLen = Math.min(ck.spec.maxPositionEmbeddings, Math.max(...promptIds.map((p) => p.length)) + cfg.maxNewTokens);
   if (promptIds.some((p) => p.length + 1 > maxModelLen)) throw new Error(`a prompt leaves no room for a response within ${ck.spec.maxPositionEmbeddings} tokens`);
 
-  // The key holds the critic's resolved LoRA: a run saved before criticLora existed (a full critic, no entry) resumes
-  // under `criticLora: null` and is refused, by name, under a LoRA critic.
-  const criticLora = cfg.criticLora === undefined ? (cfg.lora ?? null) : cfg.criticLora;
+  // The key holds the critic's resolved LoRA. Absent, it is the policy's lora, except for a run saved before
+  // criticLora existed (its key has no entry): that run trained a full critic and resumes as one.
+  const stateDir = path.join(outDir, STATE_DIR);
+  const criticLora = cfg.criticLora !== undefined ? cfg.criticLora : (await savedBeforeCriticLora(stateDir)) ? null : (cfg.lora ?? null);
   const key = { policy: policyDir, critic: criticDir, prompts: o.prompts.length, ...cfg, criticLora, steps: undefined, checkpointEvery: undefined };
   const policyOpt: OptimizerConfig = { ...DEFAULT_OPTIMIZER, lr: cfg.lr, weightDecay: 0, maxGradNorm: cfg.maxGradNorm, warmupSteps: 0, totalSteps: 0 };
   const criticOpt: OptimizerConfig = { ...policyOpt, lr: cfg.criticLr };
   const criticSpec = criticCk ? criticCk.spec : ck.spec;
-  return { cfg, policyDir, outDir, stateDir: path.join(outDir, STATE_DIR), ck, criticCk, criticSpec, criticLora, promptIds, maxModelLen, key, policyOpt, criticOpt };
+  return { cfg, policyDir, criticDir, outDir, stateDir, ck, criticCk, criticSpec, criticLora, promptIds, maxModelLen, key, policyOpt, criticOpt };
+}
+
+/** Whether stateDir holds a run whose key predates `criticLora` (no entry for it). */
+async function savedBeforeCriticLora(stateDir: string): Promise<boolean> {
+  const dir = path.join(stateDir, 'policy');
+  if (!existsSync(path.join(dir, TRAINING_STATE_FILE))) return false;
+  return !('criticLora' in ((await readTrainingState(dir)).extra ?? {}));
 }
 
 /**
@@ -427,7 +438,7 @@ async function savePpoState(run: PpoRun, models: PpoModels, prompts: EpochOrder,
   const position = prompts.position();
   await saveResumePoint(models.critic, {
     outDir: path.join(run.stateDir, 'critic'),
-    modelDir: run.policyDir,
+    modelDir: run.criticDir ?? run.policyDir,
     spec: run.criticSpec,
     state: { ...position, optimizer: { ...run.criticOpt } },
   });
