@@ -175,6 +175,9 @@ export interface FollowedLoopRun {
   independentRm: RewardTrainJobResult | null;
 }
 
+/** The step metrics both policy jobs report and the demo logs. */
+type StepLine = Pick<PpoStepMetrics, 'step' | 'steps' | 'reward_mean' | 'reward_std' | 'kl' | 'clip_fraction'>;
+
 /**
  * Follows loop run `runId` to its end by polling `trainer.loop` status (as the admin UI does) and the ppo or grpo
  * job's progress every 500 ms, logging each new stage and policy step. Throws when the run fails or does not finish within
@@ -190,7 +193,14 @@ export async function followLoopRun(o: { mesh: MeshClient; redisUrl: string; que
     const stages: { stage: string; at: number }[] = [];
     const ppoSteps: PpoStepMetrics[] = [];
     const groupSteps: GrpoStepMetrics[] = [];
-    const bar = (m: { step: number; steps: number }) => '#'.repeat(Math.round((20 * m.step) / m.steps)).padEnd(20, '.');
+    /** Appends and logs a policy job's progress when it is a new step (the grpo queue runs every group method). */
+    const logNewStep = <M extends StepLine>(label: string, p: { success: true; data: M } | { success: false }, seen: M[]): void => {
+      if (!p.success || p.data.step === seen[seen.length - 1]?.step) return;
+      const m = p.data;
+      seen.push(m);
+      const bar = '#'.repeat(Math.round((20 * m.step) / m.steps)).padEnd(20, '.');
+      o.log(`${label} [${bar}] ${m.step}/${m.steps} reward ${m.reward_mean.toFixed(3)}±${m.reward_std.toFixed(3)} kl ${m.kl.toFixed(3)} clip ${m.clip_fraction.toFixed(3)}`);
+    };
     const status: LoopStatus = await waitFor('the loop run to finish', o.timeoutMs, async () => {
       const s = await o.mesh.request(SUBJECTS.trainer.loop, { action: 'status' }, loopStatusSchema, { timeoutMs: 10_000, retryUndeliveredMs: 5_000 });
       const stage = s.running?.runId === o.runId ? s.running.stage : null;
@@ -198,18 +208,9 @@ export async function followLoopRun(o: { mesh: MeshClient; redisUrl: string; que
         stages.push({ stage, at: Date.now() });
         o.log(`stage ${stage}`);
       }
-      const ppo = await ppoQueue.getJob(`${o.runId}-ppo`);
-      const p = ppoStepMetricsSchema.safeParse(ppo?.progress);
-      if (p.success && p.data.step !== ppoSteps[ppoSteps.length - 1]?.step) {
-        ppoSteps.push(p.data);
-        o.log(`ppo [${bar(p.data)}] ${p.data.step}/${p.data.steps} reward ${p.data.reward_mean.toFixed(3)}±${p.data.reward_std.toFixed(3)} kl ${p.data.kl.toFixed(3)} clip ${p.data.clip_fraction.toFixed(3)}`);
-      }
-      const grpo = stage === 'grpo' ? await grpoQueue.getJob(`${o.runId}-grpo`) : undefined;
-      const g = grpoStepMetricsSchema.safeParse(grpo?.progress);
-      if (g.success && g.data.step !== groupSteps[groupSteps.length - 1]?.step) {
-        groupSteps.push(g.data);
-        o.log(`grpo [${bar(g.data)}] ${g.data.step}/${g.data.steps} reward ${g.data.reward_mean.toFixed(3)}±${g.data.reward_std.toFixed(3)} kl ${g.data.kl.toFixed(3)} clip ${g.data.clip_fraction.toFixed(3)}`);
-      }
+      // Every tick, whatever the stage: a step reported just before the stage moves on is still seen.
+      logNewStep('ppo', ppoStepMetricsSchema.safeParse((await ppoQueue.getJob(`${o.runId}-ppo`))?.progress), ppoSteps);
+      logNewStep('grpo', grpoStepMetricsSchema.safeParse((await grpoQueue.getJob(`${o.runId}-grpo`))?.progress), groupSteps);
       return s.running === null && s.lastRun?.runId === o.runId ? s : undefined;
     });
     stages.push({ stage: 'done', at: Date.now() });
