@@ -14,15 +14,17 @@ interface Shaped<T> {
   data: T;
 }
 
+/** Each fused tensor's layer-local name and its parts', in storage order: the one list the loaders and writers share. */
+export const FUSED_PROJECTIONS: readonly (readonly [fused: string, parts: readonly string[]])[] = [
+  ['self_attn.qkv_proj.weight', ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight']],
+  ['mlp.gate_up_proj.weight', ['mlp.gate_proj.weight', 'mlp.up_proj.weight']],
+];
+
 /** The parts of each fused tensor of layer prefix `p`, with their rows, in storage order. */
 function fusedParts(spec: ModelSpec, p: string): [string, [string, number][]][] {
-  const qd = spec.numHeads * spec.headDim;
-  const kvd = spec.numKvHeads * spec.headDim;
-  const I = spec.intermediateSize;
-  return [
-    [`${p}self_attn.qkv_proj.weight`, [[`${p}self_attn.q_proj.weight`, qd], [`${p}self_attn.k_proj.weight`, kvd], [`${p}self_attn.v_proj.weight`, kvd]]],
-    [`${p}mlp.gate_up_proj.weight`, [[`${p}mlp.gate_proj.weight`, I], [`${p}mlp.up_proj.weight`, I]]],
-  ];
+  const rows = (part: string): number =>
+    part.startsWith('mlp.') ? spec.intermediateSize : (part.startsWith('self_attn.q_') ? spec.numHeads : spec.numKvHeads) * spec.headDim;
+  return FUSED_PROJECTIONS.map(([fused, parts]) => [`${p}${fused}`, parts.map((part): [string, number] => [`${p}${part}`, rows(part)])]);
 }
 
 /** Rows [r0, r1) of a row-major (rows, cols) tensor, as a view. */

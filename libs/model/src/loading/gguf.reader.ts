@@ -23,7 +23,7 @@ import { parseGgufHeader } from './gguf-header.parser';
 import { llama3ScalingFromRopeFactors } from './rope-freqs';
 import type { GgufHeader, GgufTensorInfo, GgufValue } from './gguf-header.parser';
 import { buildWeightMap } from './weight-map.validator';
-import { splitFusedProjections } from './fused-projections';
+import { FUSED_PROJECTIONS, splitFusedProjections } from './fused-projections';
 import type { ShapedTensor } from './weight-map.validator';
 import { dequantizeBlocks, dequantizeQ8_0, WideningWeightMap } from './widening-weight-map';
 
@@ -385,11 +385,12 @@ async function readGgufFrom(fh: FileHandle, file: string): Promise<GgufModel> {
     spec.tieWordEmbeddings = true;
   }
 
-  for (const fused of [...tensorDtypes.keys()].filter((n) => /\.(qkv_proj|gate_up_proj)\.weight$/.test(n))) {
-    const dtype = tensorDtypes.get(fused)!;
-    tensorDtypes.delete(fused);
-    const parts = fused.includes('qkv_proj') ? ['q_proj', 'k_proj', 'v_proj'] : ['gate_proj', 'up_proj'];
-    for (const part of parts) tensorDtypes.set(fused.replace(/qkv_proj|gate_up_proj/, part), dtype);
+  for (const [name, dtype] of [...tensorDtypes]) {
+    const [, prefix = '', local = ''] = /^(model\.layers\.\d+\.)(.+)$/.exec(name) ?? [];
+    const parts = FUSED_PROJECTIONS.find(([fused]) => fused === local)?.[1];
+    if (parts === undefined) continue;
+    tensorDtypes.delete(name);
+    for (const part of parts) tensorDtypes.set(prefix + part, dtype);
   }
   const servingWeights = buildWeightMap(splitFusedProjections(tensors, spec, file), { spec, scoreLabels: null }, file);
   const name = meta.get('general.name');

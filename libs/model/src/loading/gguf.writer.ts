@@ -11,6 +11,7 @@
  */
 import { open, rename, rm } from 'node:fs/promises';
 import { expectedWeightShapes, isQuantType, QUANT_BLOCKS, type ModelSpec, type QuantTensor, type QuantType, type ServingWeightMap } from '@flywheel/kernels';
+import { FUSED_PROJECTIONS } from './fused-projections';
 import { ggufToHfTensorName, permuteQkRows, type GgufVocab } from './gguf.reader';
 import { llama3RopeFactors } from './rope-freqs';
 
@@ -43,14 +44,14 @@ type GgufArch = 'llama' | 'qwen3' | 'smollm3' | 'phi3' | 'gemma2' | 'gemma3';
 /** The archs written with the Llama block layout (two norms per layer, SwiGLU); Gemma's are the others. */
 const LLAMA_LIKE: readonly GgufArch[] = ['llama', 'qwen3', 'smollm3', 'phi3'];
 
-/**
- * Phi3MiniModel's fused tensors: each layer's GGUF tensor and the HF parts it holds, in row order (the order
- * fused-projections.ts splits them in: q, k, v rows; gate rows, then up rows, llama.cpp's fused SwiGLU input).
- */
-const PHI3_FUSED: [gguf: string, parts: string[]][] = [
-  ['attn_qkv.weight', ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight']],
-  ['ffn_up.weight', ['mlp.gate_proj.weight', 'mlp.up_proj.weight']],
-];
+/** Phi3MiniModel's GGUF name of each fused tensor (its `ffn_up` holds gate rows, then up rows: the fused SwiGLU input). */
+const PHI3_FUSED_GGUF: Record<string, string> = { 'self_attn.qkv_proj.weight': 'attn_qkv.weight', 'mlp.gate_up_proj.weight': 'ffn_up.weight' };
+
+/** Each layer's fused GGUF tensor and the HF parts it holds, in the row order fused-projections.ts splits them in. */
+const PHI3_FUSED: (readonly [gguf: string, parts: readonly string[]])[] = FUSED_PROJECTIONS.map(([fused, parts]) => [
+  PHI3_FUSED_GGUF[fused]!,
+  parts,
+]);
 
 /** GGUF names of every tensor these archs have, inverted through the reader's map (one source of truth). */
 const GGUF_TENSOR_NAMES = [
