@@ -8,23 +8,21 @@
  * held-out prompts and promotes it. Checks the loop result, the runs in the store, the candidate's row with the
  * gate's verdict, and the models KV. The hand-off's file contents are apps/trainer/src/external.handoff.spec.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import IORedis from 'ioredis';
 import type { NatsConnection } from 'nats';
 import { loopJobResultSchema, loopStatusSchema, QUEUES, SUBJECTS, type LoopStartRequest, type LoopStatus } from '@flywheel/contracts';
-import { connectMesh, drainQuietly, MeshClient, readActive } from '@flywheel/mesh';
+import { MeshClient, readActive } from '@flywheel/mesh';
 import { findModelVersion, findTrainingRun, openStore } from '@flywheel/store';
-import { createThrowawayDatabase, type ThrowawayDatabase } from '@flywheel/store/testing';
+import type { ThrowawayDatabase } from '@flywheel/store/testing';
 import { happyEndingPreferences } from '../scripts/demo/happy-endings';
 import { handoffManifestSchema } from '../apps/trainer/src/external.handoff';
-import { freePort, getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
+import { repoRoot, run, waitFor } from './support/processes';
+import { startLoopMesh, type LoopMesh } from './support/loop-mesh';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 const CLI = path.join(repoRoot, 'dist', 'scripts', 'cli', 'cli.main.js');
 jest.setTimeout(240_000);
 
@@ -40,8 +38,7 @@ describe('loop stage external (compiled trainer, reward, moderation; the CLI as 
   const prefix = `fwtest-ext-${process.pid}-${Date.now()}`;
   const work = mkdtempSync(path.join(os.tmpdir(), 'flywheel-external-'));
   const stateDir = path.join(work, 'state');
-  let nats: ChildProcess;
-  let services: Running[] = [];
+  let loopMesh: LoopMesh | undefined;
   let nc: NatsConnection;
   let mesh: MeshClient;
   let database: ThrowawayDatabase;
@@ -49,45 +46,15 @@ describe('loop stage external (compiled trainer, reward, moderation; the CLI as 
   let natsUrl: string;
 
   const status = (): Promise<LoopStatus> => mesh.request(SUBJECTS.trainer.loop, { action: 'status' }, loopStatusSchema, { timeoutMs: 10_000, retryUndeliveredMs: 5_000 });
-  const logs = () => services.map((s) => s.output().slice(-2500)).join('\n----\n');
+  const logs = () => loopMesh?.logs() ?? '';
 
   beforeAll(async () => {
-    const natsPort = await freePort();
-    nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', path.join(work, 'nats')], { stdio: 'ignore' });
-    natsUrl = `nats://127.0.0.1:${natsPort}`;
-    nc = await waitFor(() => connectMesh({ servers: [natsUrl], name: 'loop-external-test' }), 10_000, 'private nats-server');
-    mesh = new MeshClient(nc);
-    database = await createThrowawayDatabase(ADMIN_URL);
-    redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
-    const env: Record<string, string> = {
-      ...(await portsEnv()),
-      NATS_URL: natsUrl,
-      REDIS_URL,
-      DATABASE_URL: database.url,
-      FLYWHEEL_STATE_DIR: stateDir,
-      FLYWHEEL_QUEUE_PREFIX: prefix,
-      FLYWHEEL_MODEL: path.join(repoRoot, 'models', 'stories260K'),
-      FLYWHEEL_LOOP_MIN_NEW_APPROVED: '0',
-      FLYWHEEL_TRAINER_THREADS: '1',
-      FLYWHEEL_REWARD_THREADS: '1',
-    };
-    services = (['trainer', 'reward', 'moderation'] as const).map((s) => run(process.execPath, [serviceEntry(s)], env));
-    await Promise.all(
-      (['TRAINER', 'REWARD', 'MODERATION'] as const).map((s) =>
-        waitFor(async () => ((await getJson(`http://127.0.0.1:${env[`FLYWHEEL_${s}_PORT`]}/readyz`)).status === 200 ? true : undefined), 60_000, `${s.toLowerCase()} ready`),
-      ),
-    );
+    loopMesh = await startLoopMesh({ name: 'loop-external-test', prefix, work, stateDir });
+    ({ nc, mesh, database, redis, natsUrl } = loopMesh);
   });
 
   afterAll(async () => {
-    await Promise.all(services.map((s) => stop(s)));
-    await drainQuietly(nc);
-    nats?.kill('SIGTERM');
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-    await redis.quit();
-    await database?.drop();
-    rmSync(work, { recursive: true, force: true });
+    await loopMesh?.close();
   });
 
   it('hands the approved data off, takes back the checkpoint published under its run id, evaluates and promotes it', async () => {

@@ -35,6 +35,7 @@ import { completionRecord, createThrowawayDatabase, feedbackEvent, type Throwawa
 import { preferenceLinesOnSide } from '@flywheel/train';
 import { happyEndingPreferences } from '../scripts/demo/happy-endings';
 import { freePort, getJson, portsEnv, repoRoot, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
+import { startLoopMesh, type LoopMesh } from './support/loop-mesh';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ADMIN_URL = process.env.FLYWHEEL_TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -191,52 +192,21 @@ describe('a loop run with an independent reward model (compiled trainer, reward 
   const prefix = `fwtest-loop-indep-${process.pid}-${Date.now()}`;
   const work = mkdtempSync(path.join(os.tmpdir(), 'flywheel-loop-indep-'));
   const SHARE = 0.3; // the loop's default share of prompts on the independent side
-  let nats: ChildProcess;
-  let services: Running[] = [];
+  let loopMesh: LoopMesh | undefined;
   let nc: NatsConnection;
   let mesh: MeshClient;
   let database: ThrowawayDatabase;
   let redis: IORedis;
 
-  const logs = () => services.map((s) => s.output().slice(-2500)).join('\n----\n');
+  const logs = () => loopMesh?.logs() ?? '';
 
   beforeAll(async () => {
-    const natsPort = await freePort();
-    nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(natsPort), '-sd', path.join(work, 'nats')], { stdio: 'ignore' });
-    const natsUrl = `nats://127.0.0.1:${natsPort}`;
-    nc = await waitFor(() => connectMesh({ servers: [natsUrl], name: 'loop-indep-test' }), 10_000, 'private nats-server');
-    mesh = new MeshClient(nc);
-    database = await createThrowawayDatabase(ADMIN_URL);
-    redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
-    const env: Record<string, string> = {
-      ...(await portsEnv()),
-      NATS_URL: natsUrl,
-      REDIS_URL,
-      DATABASE_URL: database.url,
-      FLYWHEEL_STATE_DIR: path.join(work, 'state'),
-      FLYWHEEL_QUEUE_PREFIX: prefix,
-      FLYWHEEL_MODEL: path.join(repoRoot, 'models', 'stories260K'),
-      FLYWHEEL_LOOP_MIN_NEW_APPROVED: '0',
-      FLYWHEEL_TRAINER_THREADS: '1',
-      FLYWHEEL_REWARD_THREADS: '1',
-    };
-    services = (['trainer', 'reward', 'moderation'] as const).map((s) => run(process.execPath, [serviceEntry(s)], env));
-    await Promise.all(
-      (['TRAINER', 'REWARD', 'MODERATION'] as const).map((s) =>
-        waitFor(async () => ((await getJson(`http://127.0.0.1:${env[`FLYWHEEL_${s}_PORT`]}/readyz`)).status === 200 ? true : undefined), 60_000, `${s.toLowerCase()} ready`),
-      ),
-    );
+    loopMesh = await startLoopMesh({ name: 'loop-indep-test', prefix, work, stateDir: path.join(work, 'state') });
+    ({ nc, mesh, database, redis } = loopMesh);
   });
 
   afterAll(async () => {
-    await Promise.all(services.map((s) => stop(s)));
-    await drainQuietly(nc);
-    nats?.kill('SIGTERM');
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-    await redis.quit();
-    await database?.drop();
-    rmSync(work, { recursive: true, force: true });
+    await loopMesh?.close();
   });
 
   it('trains the second reward model on the held-out side of the prompt split, publishes it without making it active, and the eval scores with it', async () => {
