@@ -113,7 +113,7 @@ void q8_0_dequantize(float* dst,             // (n)
                      const BlockQ8_0* src,   // (n/32)
                      size_t n);
 
-// ---- matmul_q8_0.cpp: y += x @ W^T with W in Q8_0 and x quantized to int8 per 32-block -------------------
+// ---- matmul_q8_0.cpp: y += x @ W^T with W in Q8_0 and x quantized to int8 per 32-block; the activation quantizers --
 // Activations: per 32-block d = max|x| / 127 kept in f32, q = x * (1/d) rounded to nearest even (llama.cpp's x86
 // activation quantizer), so |q| <= 127. The AVX2 and portable quantizers give identical bytes.
 void q8_0_quantize_activations(int8_t* qs,      // (T, in)

@@ -9,7 +9,7 @@
 #include "thread_pool.h"
 
 // Implemented in matmul_q8_0_avx2.cpp (compiled for avx2,fma,f16c); same contracts as the portable twins below.
-void q8_0_quantize_activations_avx2(int8_t* qs, float* d, const float* x, int T, int in, int gb);
+void quantize_activations_avx2(int8_t* qs, float* d, const float* x, int T, int in, int gb);
 void matmul_q8_0_rows_avx2(float* y, const int8_t* xq, const float* xd, const BlockQ8_0* w, int T, int in, int out,
                            int r0, int r1);
 
@@ -32,12 +32,12 @@ static void quantize_activations_portable(int8_t* qs, float* d, const float* x, 
 }
 
 void q8_0_quantize_activations(int8_t* qs, float* d, const float* x, int T, int in) {
-  if (simd_use_avx2()) q8_0_quantize_activations_avx2(qs, d, x, T, in, 1);
+  if (simd_use_avx2()) quantize_activations_avx2(qs, d, x, T, in, 1);
   else quantize_activations_portable(qs, d, x, T, in, 1);
 }
 
 void q8_k_quantize_activations(int8_t* qs, float* d, const float* x, int T, int in) {
-  if (simd_use_avx2()) q8_0_quantize_activations_avx2(qs, d, x, T, in, 8);
+  if (simd_use_avx2()) quantize_activations_avx2(qs, d, x, T, in, 8);
   else quantize_activations_portable(qs, d, x, T, in, 8);
 }
 

@@ -11,7 +11,7 @@
 
 // Bit-identical to quantize_activations_portable: the max is exact in any order, d and 1/d are the same scalar
 // IEEE operations, and _mm256_round_ps(NEAREST) is nearbyint's nearest-even. gb: 32-blocks per scale (1 or 8).
-void q8_0_quantize_activations_avx2(int8_t* qs,      // (T, in)
+void quantize_activations_avx2(int8_t* qs,      // (T, in)
                                     float* d,        // (T, in/32)
                                     const float* x,  // (T, in)
                                     int T, int in, int gb) {
