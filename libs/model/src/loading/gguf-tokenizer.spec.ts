@@ -1,6 +1,7 @@
 /**
  * Tokenizers built from GGUF metadata: llama.cpp's own test vectors (47 strings each: spaces, tabs, newlines,
- * digits, CJK, emoji) for a SentencePiece and a byte-level BPE vocabulary, and stories260K.gguf served without a
+ * digits, CJK, emoji) for two SentencePiece (Llama, Phi-3) and two byte-level BPE vocabularies (GPT-2, StarCoder's
+ * digit-splitting rule that SmolLM files name), and stories260K.gguf served without a
  * tokenizer.json: the same ids and text as its Hugging Face tokenizer, and the golden greedy continuation.
  */
 import { readFileSync } from 'node:fs';
@@ -16,7 +17,9 @@ jest.setTimeout(60_000);
 
 const VECTORS = path.join(FIXTURES_DIR, 'tokenizers');
 
-describe.each(['ggml-vocab-llama-spm.gguf', 'ggml-vocab-gpt-2.gguf'])("llama.cpp's test vectors: %s", (file) => {
+// Phi-3's SentencePiece vocabulary (32,064 tokens with its chat markers); StarCoder's BPE carries the pre-tokenizer
+// llama.cpp shares with SmolLM (each digit alone), so it checks the rule SmolLM GGUF files name.
+describe.each(['ggml-vocab-llama-spm.gguf', 'ggml-vocab-phi-3.gguf', 'ggml-vocab-gpt-2.gguf', 'ggml-vocab-starcoder.gguf'])("llama.cpp's test vectors: %s", (file) => {
   it('encodes all 47 strings exactly as llama.cpp does, and decodes them back', async () => {
     const vocab = (await readGgufVocab(path.join(VECTORS, file)))!;
     const tok = tokenizerFromGguf(vocab, file);
@@ -33,6 +36,19 @@ describe.each(['ggml-vocab-llama-spm.gguf', 'ggml-vocab-gpt-2.gguf'])("llama.cpp
 });
 
 describe('GGUF tokenizers', () => {
+  it("Phi-3's chat markers from the file are special tokens that eat the whitespace after them, as its tokenizer.json and llama.cpp do", async () => {
+    const file = path.join(VECTORS, 'ggml-vocab-phi-3.gguf');
+    const vocab = (await readGgufVocab(file))!;
+    expect(vocab.architecture).toBe('phi3');
+    const tok = tokenizerFromGguf(vocab, file);
+    const hi = tok.encode('Hi', { addSpecialTokens: false });
+    expect(tok.encode('<|user|>\nHi<|end|>\n<|assistant|>', { addSpecialTokens: false })).toEqual([32010, ...hi, 32007, 32001]);
+    // <|endoftext|> keeps it, as do markers of a vocabulary that is not Phi-3's.
+    expect(tok.encode('<|endoftext|>\nHi', { addSpecialTokens: false }).slice(0, 2)).toEqual([32000, 29871]);
+    const plain = tokenizerFromGguf({ ...vocab, architecture: 'llama' }, file);
+    expect(plain.encode('<|user|>\nHi', { addSpecialTokens: false }).slice(0, 2)).toEqual([32010, 29871]);
+  });
+
   it('stories260K.gguf without a tokenizer.json: the same ids and text as its Hugging Face tokenizer', async () => {
     const fromFile = tokenizerFromGguf((await readGgufVocab(STORIES_GGUF))!, STORIES_GGUF);
     const hf = await loadTokenizer(committedModelDir());

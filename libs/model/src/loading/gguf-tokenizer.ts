@@ -17,13 +17,18 @@ const QWEN2_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|
 const byteLevel = (useRegex: boolean) => ({ type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: useRegex });
 const split = (regex: string) => ({ type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false });
 
+const DIGITS_THEN_GPT2 = { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, byteLevel(true)] };
+
 const BPE_PRE_TOKENIZERS: Record<string, object> = {
   'gpt-2': byteLevel(true),
   default: byteLevel(true),
   'llama-bpe': { type: 'Sequence', pretokenizers: [split(LLAMA3_SPLIT), byteLevel(false)] },
   llama3: { type: 'Sequence', pretokenizers: [split(LLAMA3_SPLIT), byteLevel(false)] },
   qwen2: { type: 'Sequence', pretokenizers: [split(QWEN2_SPLIT), byteLevel(false)] },
-  smollm: { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, byteLevel(true)] },
+  // llama.cpp gives SmolLM, StarCoder and Refact one rule: every digit alone, then GPT-2's split.
+  smollm: DIGITS_THEN_GPT2,
+  starcoder: DIGITS_THEN_GPT2,
+  refact: DIGITS_THEN_GPT2,
 };
 export const SUPPORTED_GGUF_PRE_TOKENIZERS = Object.keys(BPE_PRE_TOKENIZERS);
 
@@ -61,11 +66,21 @@ function tokenizerShell(v: GgufVocab, special: (id: number) => boolean, addBosDe
   };
 }
 
+/**
+ * Phi-3's SentencePiece markers (<|user|>, <|end|>, </s>, ...) strip the whitespace after them: its tokenizer.json
+ * says rstrip for every special but <unk>, <s> and <|endoftext|>, and llama.cpp sets the same attribute. Phi-4-mini
+ * (also `phi3`, but byte-level BPE) does not.
+ */
+const PHI3_KEEPS_WHITESPACE = new Set(['<unk>', '<s>', '<|endoftext|>']);
+const rstripsAfter = (v: GgufVocab, content: string, special: boolean) =>
+  special && v.model === 'llama' && v.architecture === 'phi3' && !PHI3_KEEPS_WHITESPACE.has(content);
+
 function addedTokens(v: GgufVocab, isSpecial: (id: number) => boolean, isAdded: (id: number) => boolean) {
   const out: object[] = [];
   v.tokens.forEach((content, id) => {
     if (!isAdded(id)) return;
-    out.push({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: !isSpecial(id), special: isSpecial(id) });
+    const special = isSpecial(id);
+    out.push({ id, content, single_word: false, lstrip: false, rstrip: rstripsAfter(v, content, special), normalized: !special, special });
   });
   return out;
 }

@@ -51,6 +51,8 @@ export interface GgufVocab {
    * default, true, when absent; Gemma's files say false). Absent here when the file does not say.
    */
   addSpacePrefix?: boolean;
+  /** `general.architecture`, which some families' tokenizer rules key on (Phi-3's markers eat the whitespace after them). */
+  architecture?: string;
 }
 
 export type GgufTensorDtype = 'f32' | 'f16' | 'bf16' | QuantType;
@@ -571,6 +573,7 @@ function readVocab(meta: ReadonlyMap<string, GgufValue>): GgufVocab | null {
   const chatTemplate = meta.get('tokenizer.chat_template');
   const pre = meta.get('tokenizer.ggml.pre');
   const addSpacePrefix = meta.get('tokenizer.ggml.add_space_prefix');
+  const architecture = meta.get('general.architecture');
   return {
     model,
     pre: typeof pre === 'string' ? pre : null,
@@ -585,5 +588,6 @@ function readVocab(meta: ReadonlyMap<string, GgufValue>): GgufVocab | null {
     addBosToken: typeof addBos === 'boolean' ? addBos : null,
     chatTemplate: typeof chatTemplate === 'string' ? chatTemplate : null,
     ...(typeof addSpacePrefix === 'boolean' ? { addSpacePrefix } : {}),
+    ...(typeof architecture === 'string' ? { architecture } : {}),
   };
 }

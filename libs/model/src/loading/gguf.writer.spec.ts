@@ -172,7 +172,7 @@ describe('GGUF writer', () => {
     const out = path.join(dir, 'vocab.gguf');
     const vocab = { ...syntheticSpmVocab(300), addSpacePrefix: false };
     await writeGguf(out, { spec: gemma.spec, weights: gemma.servingWeights, vocab });
-    expect((await readGguf(out)).vocab).toEqual(vocab);
+    expect((await readGguf(out)).vocab).toEqual({ ...vocab, architecture: 'gemma2' });
     expect((await headerOf(out)).metadata.get('tokenizer.ggml.add_space_prefix')).toBe(false);
   });
 

@@ -206,7 +206,7 @@ function buildTokenizer(
 ): ModelTokenizer {
   let tokenizer: Tokenizer;
   try {
-    tokenizer = new Tokenizer(tokenizerJson, configJson);
+    tokenizer = new Tokenizer(withRustDigits(tokenizerJson), configJson);
   } catch (err) {
     throw new ModelLoadError(`cannot build the tokenizer (${errorReason(err)})`, tokenizerFile, { cause: err });
   }
@@ -219,6 +219,25 @@ function buildTokenizer(
   };
   const chatTemplate = template === null ? null : new ChatTemplate(template.source, specialTokens, template.file);
   return new ModelTokenizer(tokenizer, specialTokens, chatTemplate, dir, tokenizerJson);
+}
+
+/**
+ * The Rust tokenizers' `Digits` pre-tokenizer splits on `char::is_numeric` (every \p{N}: "½", "²", "٣"), as
+ * llama.cpp's regexes do; @huggingface/tokenizers' splits on the regex \d (ASCII digits only), so "4 ½" would
+ * tokenize differently from transformers. Each Digits becomes the equivalent Split on \p{N}.
+ */
+function withRustDigits(tokenizerJson: Record<string, unknown>): Record<string, unknown> {
+  const rewrite = (node: unknown): unknown => {
+    if (!isObject(node)) return node;
+    const n = node as Record<string, unknown>;
+    if (n.type === 'Digits') {
+      return { type: 'Split', pattern: { Regex: n.individual_digits === true ? '\\p{N}' : '\\p{N}+' }, behavior: 'Isolated', invert: false };
+    }
+    if (n.type === 'Sequence' && Array.isArray(n.pretokenizers)) return { ...n, pretokenizers: n.pretokenizers.map(rewrite) };
+    return node;
+  };
+  const pre = rewrite(tokenizerJson.pre_tokenizer);
+  return pre === tokenizerJson.pre_tokenizer ? tokenizerJson : { ...tokenizerJson, pre_tokenizer: pre };
 }
 
 /**
