@@ -250,8 +250,8 @@ static std::vector<float> test_matmul_quant(ThreadPool* pool, WeightType type, i
   std::vector<double> want(init.size()), bound(init.size());
   std::vector<double> xq(in), dxb(nb);
   for (int t = 0; t < T; t++) {
-    // One activation scale per 32, or per 256 for Q4_K (q8_k_quantize_activations).
-    const int gb = type == WEIGHT_Q4_K ? 8 : 1;
+    // One activation scale per 32, or per 256 for Q4_K and Q6_K (q8_k_quantize_activations).
+    const int gb = type == WEIGHT_Q4_K || type == WEIGHT_Q6_K ? 8 : 1;
     for (int g = 0; g < nb; g += gb) {
       const float* xg = x.data() + static_cast<size_t>(t) * in + g * 32;
       float amax = 0;
@@ -467,11 +467,11 @@ int main() {
   // With AVX-512 VNNI: the one-token 4-bit decode again without it, equal to it up to the order of the f32 sums.
   if (simd_avx512_supported()) {
     simd_force_portable(false);
-    // And Q4_K at several tokens (the tile of 4 rows x 2 tokens, odd token counts and partial row groups included).
+    // And Q4_K and Q6_K at several tokens (the tile of 4 rows x 2 tokens, odd token counts and partial row groups included).
     // Output counts 21-23 leave row groups of 1, 2 and 3 after the 4-row tiles (the pool splits rows by 8).
     const int avx512_shapes[][3] = {{1, 32 * 7, 21}, {1, 256, 21}, {1, 4096, 21}, {2, 256, 22}, {5, 768, 23},
                                     {16, 2304, 22}, {301, 512, 23}};
-    for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K})
+    for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K, WEIGHT_Q6_K})
       for (auto& sh : avx512_shapes) {
         const int T = sh[0], in = sh[1], out = sh[2];
         if (in % quant_block_elems(type) != 0 || (type == WEIGHT_Q4_0 && T > 1)) continue;
@@ -481,7 +481,7 @@ int main() {
         simd_force_no_avx512(true);
         const std::vector<float> off = test_matmul_quant(&pool, type, T, in, out, seed);
         simd_force_no_avx512(false);
-        check("avx512 vnni == avx2 (4-bit decode, Q4_K tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
+        check("avx512 vnni == avx2 (4-bit decode, Q4_K/Q6_K rows and tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
       }
   }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).

@@ -10,8 +10,8 @@
 #include "thread_pool.h"
 
 // Implemented in matmul_quant_avx2.cpp (compiled for avx2,fma,f16c); same contract as the portable twin below.
-void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                            WeightType type, int T, int in, int out, int r0, int r1);
+void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
+                            const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
 // Chunk of 32-blocks unpacked at a time per row: a multiple of 8 (a K-quant super-block), 2 KiB of int8 per row.
 constexpr int KB_MAX = 64;
@@ -56,18 +56,22 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   const int nb = in / 32;
   thread_local std::vector<int8_t> xq;
   thread_local std::vector<float> xd, xs;
+  thread_local std::vector<int16_t> xb;
+  // Q4_K and Q6_K take one activation scale per 256, so that the AVX-512 kernels apply their sub-block scales in
+  // integers; the other types one per 32.
+  const bool per256 = type == WEIGHT_Q4_K || type == WEIGHT_Q6_K;
   xq.resize(static_cast<size_t>(T) * in);
   xd.resize(static_cast<size_t>(T) * nb);
   xs.resize(static_cast<size_t>(T) * nb);
+  xb.resize(type == WEIGHT_Q6_K ? static_cast<size_t>(T) * (in / 16) : 0);
   const bool avx2 = simd_use_avx2();
   const bool serial = pool == nullptr || pool->num_threads() == 1 || static_cast<int64_t>(out) * in * T < 32768;
   int8_t* q = xq.data();
   float* d = xd.data();
   float* s = xs.data();
+  int16_t* bs = xb.data();
   auto quantize = [&](int64_t t0, int64_t t1) {
-    // Q4_K takes one activation scale per 256 (the AVX-512 kernels then apply its sub-block scales in integers); the other
-    // types one per 32.
-    if (type == WEIGHT_Q4_K) q8_k_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
+    if (per256) q8_k_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
     else q8_0_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
     // The offset term of Q4_K/Q5_K needs sum(x) per block; d_x * sum(q_x) keeps it consistent with the int8 dot.
     for (int64_t i = t0 * nb; i < t1 * nb; i++) {
@@ -75,12 +79,19 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
       for (int j = 0; j < 32; j++) sum += q[i * 32 + j];
       s[i] = d[i] * static_cast<float>(sum);
     }
+    // Q6_K's -32 offset, applied in integers, needs sum(q_x) per 16 (|sum| <= 16 * 127 fits int16).
+    if (type == WEIGHT_Q6_K)
+      for (int64_t i = t0 * (in / 16); i < t1 * (in / 16); i++) {
+        int32_t sum = 0;
+        for (int j = 0; j < 16; j++) sum += q[i * 16 + j];
+        bs[i] = static_cast<int16_t>(sum);
+      }
   };
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
   else pool->parallel_for(T, 1, quantize);
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   auto rows = [&](int64_t r0, int64_t r1) {
-    if (avx2) matmul_quant_rows_avx2(y, q, d, s, wb, type, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
+    if (avx2) matmul_quant_rows_avx2(y, q, d, s, bs, wb, type, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
     else matmul_quant_rows_portable(y, q, d, s, wb, type, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
   };
   if (serial) {

@@ -13,12 +13,12 @@
 #include "quant_avx2.h"
 #include "simd_avx2.h"
 
-// In matmul_quant_avx512.cpp: the one-token Q4_K / Q4_0 rows with AVX-512 VNNI; false for other types.
-bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                        WeightType type, int in, int r0, int r1);
-// In matmul_quant_avx512.cpp: Q4_K at several tokens; false for other types.
-bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w, WeightType type,
-                      int T, int in, int out, int r0, int r1);
+// In matmul_quant_avx512.cpp: the one-token Q4_K / Q6_K / Q4_0 rows with AVX-512 VNNI; false for other types.
+bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
+                        const uint8_t* w, WeightType type, int in, int r0, int r1);
+// In matmul_quant_avx512.cpp: Q4_K and Q6_K at several tokens; false for other types.
+bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
+                      const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
 constexpr int KB_MAX = 64;  // 32-blocks per unpacked chunk (multiple of 8)
 constexpr int R_MAX = 4;    // rows per register tile
@@ -246,10 +246,11 @@ void matmul_quant_rows_avx2(float* y,           // (T, out)
                             const int8_t* xq,   // (T, in)
                             const float* xd,    // (T, in/32)
                             const float* xs,    // (T, in/32)
+                            const int16_t* xb,  // (T, in/16) sum(q_x) per 16, Q6_K only
                             const uint8_t* w,   // (out, in/elems) blocks
                             WeightType type, int T, int in, int out, int r0, int r1) {
-  if (T == 1 && simd_use_avx512() && decode_rows_avx512(y, xq, xd, xs, w, type, in, r0, r1)) return;
-  if (T > 1 && simd_use_avx512() && tile_rows_avx512(y, xq, xd, xs, w, type, T, in, out, r0, r1)) return;
+  if (T == 1 && simd_use_avx512() && decode_rows_avx512(y, xq, xd, xs, xb, w, type, in, r0, r1)) return;
+  if (T > 1 && simd_use_avx512() && tile_rows_avx512(y, xq, xd, xs, xb, w, type, T, in, out, r0, r1)) return;
   if (T == 1 && decode_rows_direct(y, xq, xd, xs, w, type, in, r0, r1)) return;
   const int nb = in / 32, upb = quant_block_elems(type) / 32;
   const size_t ubytes = quant_block_bytes(type);

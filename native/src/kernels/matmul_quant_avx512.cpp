@@ -2,7 +2,8 @@
 // 32-weight blocks, `vpdpbusd` multiplies their unsigned nibbles with the int8 activations and sums each 4 products
 // into int32, one permute spreads the two blocks' scales over its halves: nine instructions per 64 weights and row
 // where the AVX2 kernel needs fourteen), and Q4_K on per-256 activations with its sub-block scales applied in
-// integers (`vpdpwssd`): 256-bit rows for one token, 512-bit tiles of 4 rows x 2 tokens for more. Compiled for avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL
+// integers (`vpdpwssd`): 256-bit rows for one token, 512-bit tiles of 4 rows x 2 tokens for more; Q6_K likewise, its
+// -32 offset applied with the activations' per-16 sums. Compiled for avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL
 // (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h with the AVX2 unit.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 // GCC 12's _mm512_insert*64x4 / extract*64x4 pass an undefined vector as the unused mask source, which -Wall
@@ -120,6 +121,135 @@ static void q4_k_row_256(float* y,                                          // (
   y[0] += hsum(acc);
 }
 
+// ---- Q6_K on per-256 activations -------------------------------------------------------------------------------
+// A super-block is 16 sub-blocks of 16 weights q in [0, 64) with int8 scales s_j and one f16 d:
+//   dot = d d_x (sum_j s_j sum_{i in j} q_i q_x,i  -  32 sum_j s_j bsum_j),  bsum_j = sum_{i in j} q_x,i.
+// maddubs takes the unsigned q as they are (pair sums <= 2 * 63 * 127 fit int16), vpdpwssd applies s_j in integers,
+// and the -32 offset is one madd of the 16 scales with the activations' per-16 sums (xb): a super-block stays in
+// integers and costs one float FMA per row and token. In 32-block k of half n (weights 128n + 32k ..), q's low 4
+// bits are ql[64n + 32(k & 1) + l] (>> 4 for k >= 2) and its high 2 bits qh[32n + l] >> 2k.
+
+// The per-16 offset of one super-block and row: 32 sum_j s_j bsum_j as 8 int32 lanes (sum them for the value).
+static inline __m256i q6_k_offset(__m256i sc16, const int16_t* bsum) {
+  return _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsum))), 5);
+}
+
+// R rows x TK tokens of Q6_K, 512-bit: one vector holds 32-blocks k and k + 1 of a half (64 weights: ql's 64 bytes
+// of the half in one load, its 32 qh bytes broadcast and shifted by 0 | 2, or 4 | 6 for the high nibbles).
+// y[t*ldy + r] += dot(row r, x_t).
+template <int R, int TK>
+static void q6_k_tile(float* y, int ldy,
+                      const int8_t* xq, int ldq,                      // (TK, ldq)
+                      const float* xd, int ldd,                       // (TK, ldd) per 32-block, constant per 256
+                      const int16_t* xb, int ldb,                     // (TK, ldb) sum(q_x) per 16
+                      const uint8_t* w, size_t row_bytes, int nsb) {  // (R, nsb) blocks, rows row_bytes apart
+  const __m512i low4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(0x03);
+  const __m512i sh_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i sh_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  __m512 acc[R][TK];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < TK; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int u = 0; u < nsb; u++) {
+    __m256i sc16[R];
+    float d[R];
+    __m512i isum[R][TK];
+    for (int r = 0; r < R; r++) {
+      const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(w + r * row_bytes) + u;
+      sc16[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
+      d[r] = _cvtsh_ss(blk->d);
+      for (int t = 0; t < TK; t++) isum[r][t] = _mm512_setzero_si512();
+    }
+    for (int n = 0; n < 2; n++) {
+      // int16 lane i of a product vector takes scale 8n + i / 8 (low nibbles) or 8n + 4 + i / 8 (high).
+      const __m512i idx_lo = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(8 * n + 1)), _mm_set1_epi16(static_cast<short>(8 * n)))),
+          _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(8 * n + 3)), _mm_set1_epi16(static_cast<short>(8 * n + 2))), 1);
+      const __m512i idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(4));
+      __m512i qx_lo[TK], qx_hi[TK];
+      for (int t = 0; t < TK; t++) {
+        const int8_t* xt = xq + static_cast<size_t>(t) * ldq + (u * 8 + 4 * n) * 32;
+        qx_lo[t] = _mm512_loadu_si512(xt);
+        qx_hi[t] = _mm512_loadu_si512(xt + 64);
+      }
+      for (int r = 0; r < R; r++) {
+        const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(w + r * row_bytes) + u;
+        const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * n);
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * n)));
+        const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh_lo), three), 4));
+        const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh_hi), three), 4));
+        const __m512i sc = _mm512_zextsi256_si512(sc16[r]);
+        const __m512i s_lo = _mm512_permutexvar_epi16(idx_lo, sc), s_hi = _mm512_permutexvar_epi16(idx_hi, sc);
+        for (int t = 0; t < TK; t++) {
+          isum[r][t] = _mm512_dpwssd_epi32(isum[r][t], _mm512_maddubs_epi16(lo, qx_lo[t]), s_lo);
+          isum[r][t] = _mm512_dpwssd_epi32(isum[r][t], _mm512_maddubs_epi16(hi, qx_hi[t]), s_hi);
+        }
+      }
+    }
+    for (int t = 0; t < TK; t++) {
+      const float dx = xd[static_cast<size_t>(t) * ldd + u * 8];
+      const int16_t* bsum = xb + static_cast<size_t>(t) * ldb + u * 16;
+      for (int r = 0; r < R; r++) {
+        const __m512i net = _mm512_sub_epi32(isum[r][t], _mm512_zextsi256_si512(q6_k_offset(sc16[r], bsum)));
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(net), _mm512_set1_ps(d[r] * dx), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += _mm512_reduce_add_ps(acc[r][t]);
+}
+
+// One token of Q6_K in 256-bit vectors, one row (as q4_k_row_256, for the same reasons): per 32-block, the 6-bit
+// values from the ql/qh bits, maddubs with the activations, vpdpwssd with the block's two scales (one byte shuffle
+// of the scales, pre-broadcast per 128-bit half). y[0] += dot(row, x).
+static void q6_k_row_256(float* y,                                            // (1)
+                         const int8_t* xq, const float* xd, const int16_t* xb,  // (in), (in/32), (in/16)
+                         const uint8_t* w, size_t row_bytes, int nsb, bool prefetch) {  // (nsb) blocks
+  const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(0x03);
+  __m256 acc = _mm256_setzero_ps();
+  for (int u = 0; u < nsb; u++) {
+    const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(w) + u;
+    if (prefetch) {
+      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
+      _mm_prefetch(next, _MM_HINT_T0);
+      _mm_prefetch(next + 64, _MM_HINT_T0);
+      _mm_prefetch(next + 128, _MM_HINT_T0);
+      _mm_prefetch(next + 192, _MM_HINT_T0);
+    }
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
+    // Scales 0-7 in both 128-bit halves, and 8-15: the half of 32-block j holds its two scales 2j, 2j + 1.
+    const __m256i sc_a = _mm256_permute4x64_epi64(sc16, 0x44), sc_b = _mm256_permute4x64_epi64(sc16, 0xEE);
+    __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+    for (int n = 0; n < 2; n++) {
+      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n));
+      const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * n));
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_slli_epi16(_mm256_and_si256(qh, three), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(qb, low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4));
+      for (int k = 0; k < 4; k++) {
+        const int j = 4 * n + k;  // 32-block of the super-block: scales 2j (bytes 0-15), 2j + 1 (bytes 16-31)
+        const int e0 = (2 * j) & 7, e1 = (2 * j + 1) & 7;
+        const __m256i ctl = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0100 + 0x0202 * e1)),
+                                             _mm_set1_epi16(static_cast<short>(0x0100 + 0x0202 * e0)));
+        const __m256i s = _mm256_shuffle_epi8(j < 4 ? sc_a : sc_b, ctl);
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (u * 8 + j) * 32));
+        if (k & 1) i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(q[k], qx), s);
+        else i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(q[k], qx), s);
+      }
+    }
+    const __m256i net = _mm256_sub_epi32(_mm256_add_epi32(i0, i1), q6_k_offset(sc16, xb + u * 16));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(net), _mm256_set1_ps(_cvtsh_ss(blk->d) * xd[u * 8]), acc);
+  }
+  y[0] += hsum(acc);
+}
+
 template <int R>
 static void q4_0_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
                       size_t row_bytes, int nb) {
@@ -166,16 +296,21 @@ static void q4_0_rows(float* y, const int8_t* xq, const float* xd, const float* 
 
 using Rows512Fn = void (*)(float*, const int8_t*, const float*, const float*, const uint8_t*, size_t, int);
 
-bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                        WeightType type, int in, int r0, int r1) {
+bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
+                        const uint8_t* w, WeightType type, int in, int r0, int r1) {
   static const Rows512Fn q40[4] = {q4_0_rows<1>, q4_0_rows<2>, q4_0_rows<3>, q4_0_rows<4>};
-  if (type != WEIGHT_Q4_K && type != WEIGHT_Q4_0) return false;
+  if (type != WEIGHT_Q4_K && type != WEIGHT_Q6_K && type != WEIGHT_Q4_0) return false;
   const int units = in / quant_block_elems(type);
   const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
-  // Q4_K one row at a time, Q4_0 4 rows: what streamed fastest from DRAM on one thread.
+  // The K-quants one row at a time, Q4_0 4 rows: what streamed fastest from DRAM on one thread.
   if (type == WEIGHT_Q4_K) {
     for (int r = r0; r < r1; r++)
       q4_k_row_256(y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
+    return true;
+  }
+  if (type == WEIGHT_Q6_K) {
+    for (int r = r0; r < r1; r++)
+      q6_k_row_256(y + r, xq, xd, xb, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
     return true;
   }
   for (int r = r0; r < r1; r += 4) {
@@ -187,19 +322,25 @@ bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float
 
 using Q4kTileFn = void (*)(float*, int, const int8_t*, int, const float*, const float*, int, const uint8_t*, size_t,
                            int);
+using Q6kTileFn = void (*)(float*, int, const int8_t*, int, const float*, int, const int16_t*, int, const uint8_t*,
+                           size_t, int);
 
-// Several tokens (prefill, batched decode) of Q4_K with per-256 activations: tiles of 4 rows x 2 tokens straight
-// from the blocks, over a token tile whose int8 activations stay in L2 while this thread's rows stream past; each
-// row group's blocks stay in L1 across the tile's tokens. False for other types.
-bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w, WeightType type,
-                      int T, int in, int out, int r0, int r1) {
-  if (type != WEIGHT_Q4_K) return false;
-  static const Q4kTileFn fns[4][2] = {{q4_k_tile<1, 1>, q4_k_tile<1, 2>},
+// Several tokens (prefill, batched decode) of Q4_K or Q6_K with per-256 activations: tiles of 4 rows x 2 tokens
+// straight from the blocks, over a token tile whose int8 activations stay in L2 while this thread's rows stream
+// past; each row group's blocks stay in L1 across the tile's tokens. False for other types.
+bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
+                      const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1) {
+  if (type != WEIGHT_Q4_K && type != WEIGHT_Q6_K) return false;
+  static const Q4kTileFn q4k[4][2] = {{q4_k_tile<1, 1>, q4_k_tile<1, 2>},
                                       {q4_k_tile<2, 1>, q4_k_tile<2, 2>},
                                       {q4_k_tile<3, 1>, q4_k_tile<3, 2>},
                                       {q4_k_tile<4, 1>, q4_k_tile<4, 2>}};
-  const int nsb = in / 256, nb = in / 32;
-  const size_t row_bytes = static_cast<size_t>(nsb) * sizeof(BlockQ4_K);
+  static const Q6kTileFn q6k[4][2] = {{q6_k_tile<1, 1>, q6_k_tile<1, 2>},
+                                      {q6_k_tile<2, 1>, q6_k_tile<2, 2>},
+                                      {q6_k_tile<3, 1>, q6_k_tile<3, 2>},
+                                      {q6_k_tile<4, 1>, q6_k_tile<4, 2>}};
+  const int nsb = in / 256, nb = in / 32, n16 = in / 16;
+  const size_t row_bytes = static_cast<size_t>(nsb) * quant_block_bytes(type);
   const int TT = quant_token_tile(in);
   for (int t0 = 0; t0 < T; t0 += TT) {
     const int t1 = t0 + TT < T ? t0 + TT : T;
@@ -207,9 +348,12 @@ bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* 
       const int rn = r1 - r < 4 ? r1 - r : 4;
       for (int t = t0; t < t1; t += 2) {
         const int tn = t1 - t < 2 ? t1 - t : 2;
-        fns[rn - 1][tn - 1](y + static_cast<size_t>(t) * out + r, out, xq + static_cast<size_t>(t) * in, in,
-                            xd + static_cast<size_t>(t) * nb, xs + static_cast<size_t>(t) * nb, nb,
-                            w + static_cast<size_t>(r) * row_bytes, row_bytes, nsb);
+        float* yt = y + static_cast<size_t>(t) * out + r;
+        const int8_t* qt = xq + static_cast<size_t>(t) * in;
+        const float* dt = xd + static_cast<size_t>(t) * nb;
+        const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
+        if (type == WEIGHT_Q4_K) q4k[rn - 1][tn - 1](yt, out, qt, in, dt, xs + static_cast<size_t>(t) * nb, nb, wr, row_bytes, nsb);
+        else q6k[rn - 1][tn - 1](yt, out, qt, in, dt, nb, xb + static_cast<size_t>(t) * n16, n16, wr, row_bytes, nsb);
       }
     }
   }
