@@ -5,8 +5,9 @@
  *   {"model":"smollm2-135m-shape","dtype":...,"threads":...,"bandwidth_gbps":<triad, same run>,
  *    "decode":{"1":tok_s,"4":tok_s,"16":tok_s},"prefill_tok_s":<pp512>,"roofline_ratio_batch1":...,"weight_types":{...}}
  * and with `--dtype both` (the default) it is {"f32":{...},"bf16":{...}} holding one such object per dtype
- * (`--dtype all`: f32, bf16 and every GGML type; `--dtype f32,q4_k`: any list of f32, bf16, q8_0, q4_0, q4_k, q5_k,
- * q6_k), measured one after another in the same run; with --model, `auto` comes first and the list re-quantizes the file.
+ * (`--dtype all`: f32, bf16, every GGML type and llama.cpp's mixes; `--dtype f32,q4_k`: any list of f32, bf16, q8_0,
+ * q4_0, q4_k, q5_k, q6_k, and q4_k_m / q5_k_m: each matrix in the type llama-quantize's mix gives it), measured one
+ * after another in the same run; with --model, `auto` comes first and the list re-quantizes the file.
  * A quantized dtype quantizes the f32 weights on load; a matrix whose rows its blocks cannot split falls back to q8_0
  * (SmolLM2's hidden 576 is not a multiple of 256, so K-quants there cover only down_proj): weight_types is
  * modelInfo().weightTypes, the matrices per stored type.
@@ -41,8 +42,8 @@ import {
   modelInfo,
   nativeInfo,
 } from '../libs/kernels/src';
-import { isQuantType, QUANT_TYPES } from '../libs/kernels/src';
-import type { KvCacheHandle, ModelHandle, ModelSpec, ServingWeightMap, WeightDtype } from '../libs/kernels/src';
+import { isQuantMix, isQuantType, QUANT_MIXES, QUANT_TYPES } from '../libs/kernels/src';
+import type { KvCacheHandle, ModelHandle, ModelSpec, ServedDtype, ServingWeightMap } from '../libs/kernels/src';
 import { readGguf, syntheticSpmVocab, writeGguf, type GgufVocab } from '../libs/model/src/loading';
 import { BENCH_SHAPES, positiveInt, randomWeights } from './bench.shapes';
 import { engineWeightsFor, LlamaCppAnchor, type AnchorMeasured } from './llamacpp.anchor';
@@ -52,11 +53,11 @@ const BATCHES = [1, 4, 16];
 /** The anchor's batches: one stream and the widest of ours. */
 const ANCHOR_BATCHES = [1, 16];
 
-type BenchDtype = WeightDtype | 'auto';
+type BenchDtype = ServedDtype | 'auto';
 
 interface Options {
   /** null: the default for the source (f32 and bf16 for a shape, auto alone for a file). */
-  dtypes: WeightDtype[] | null;
+  dtypes: ServedDtype[] | null;
   shape: string;
   model: string | null;
   anchor: boolean;
@@ -69,12 +70,12 @@ interface Options {
   rounds: number;
 }
 
-function parseDtypes(v: string): WeightDtype[] {
+function parseDtypes(v: string): ServedDtype[] {
   if (v === 'both') return ['f32', 'bf16'];
-  if (v === 'all') return ['f32', 'bf16', ...QUANT_TYPES];
+  if (v === 'all') return ['f32', 'bf16', ...QUANT_TYPES, ...QUANT_MIXES];
   const list = v.split(',');
-  if (!list.every((d): d is WeightDtype => d === 'f32' || d === 'bf16' || isQuantType(d))) {
-    throw new Error(`--dtype must be f32, bf16, ${QUANT_TYPES.join(', ')}, a comma list of them, both or all`);
+  if (!list.every((d): d is ServedDtype => d === 'f32' || d === 'bf16' || isQuantType(d) || isQuantMix(d))) {
+    throw new Error(`--dtype must be f32, bf16, ${[...QUANT_TYPES, ...QUANT_MIXES].join(', ')}, a comma list of them, both or all`);
   }
   return list;
 }

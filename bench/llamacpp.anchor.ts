@@ -9,23 +9,25 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { expectedWeightShapes, findRepoRoot, isQuantType, ops, QUANT_BLOCKS } from '../libs/kernels/src';
-import type { ModelSpec, QuantTensor, QuantType, ServingWeightMap, WeightDtype } from '../libs/kernels/src';
+import { expectedWeightShapes, findRepoRoot, isQuantMix, isQuantType, ops, QUANT_BLOCKS, quantMixTypes } from '../libs/kernels/src';
+import type { ModelSpec, QuantTensor, QuantType, ServedDtype, ServingWeightMap } from '../libs/kernels/src';
 
 export const NODE_LLAMA_CPP_VERSION = '3.21.1';
 const WINDOW = 32;
 
 /**
  * The matrices the engine would hold for `dtype` (createModel's rule): each in `dtype` when its rows split into its
- * blocks, else q8_0 when they split into 32s, else f32; tensors already in that type kept bit for bit; norms f32.
- * f32 / bf16 give f32 (the GGUF writer rounds bf16 itself).
+ * blocks, else q8_0 when they split into 32s, else f32; a mix (q4_k_m) each matrix in its type of the mix; tensors
+ * already in that type kept bit for bit; norms f32. f32 / bf16 give f32 (the GGUF writer rounds bf16 itself).
  */
-export function engineWeightsFor(spec: ModelSpec, weights: ServingWeightMap, dtype: WeightDtype): Map<string, Float32Array | QuantTensor> {
+export function engineWeightsFor(spec: ModelSpec, weights: ServingWeightMap, dtype: ServedDtype): Map<string, Float32Array | QuantTensor> {
   const out = new Map<string, Float32Array | QuantTensor>();
+  const mix = isQuantMix(dtype) ? quantMixTypes(spec, dtype) : null;
   for (const [name, [rows, cols = 1]] of expectedWeightShapes(spec)) {
     const t = weights.get(name);
     if (t === undefined) throw new Error(`missing tensor ${name}`);
-    const target: QuantType | 'f32' = !isQuantType(dtype) || cols === 1 ? 'f32' : cols % QUANT_BLOCKS[dtype].elems === 0 ? dtype : cols % 32 === 0 ? 'q8_0' : 'f32';
+    const target: QuantType | 'f32' =
+      mix !== null ? mix.get(name)! : !isQuantType(dtype) || cols === 1 ? 'f32' : cols % QUANT_BLOCKS[dtype].elems === 0 ? dtype : cols % 32 === 0 ? 'q8_0' : 'f32';
     if (!(t instanceof Float32Array) && t.dtype === target) out.set(name, t);
     else {
       const f32 = t instanceof Float32Array ? t : ops.dequantize(t.dtype, t.blocks);

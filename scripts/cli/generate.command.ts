@@ -16,12 +16,12 @@ const argsSchema = z.object({
   topP: z.coerce.number().gt(0).max(1).default(1),
   seed: z.coerce.number().int().optional(),
   // auto: a quantized GGUF keeps its own types (Q4_K_M stays Q4_K + Q6_K), anything else f32.
-  dtype: z.enum(['auto', 'f32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k']).default('auto'),
+  dtype: z.enum(['auto', 'f32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'q4_k_m', 'q5_k_m']).default('auto'),
   threads: z.coerce.number().int().positive().optional(),
 });
 
 export const GENERATE_USAGE =
-  'usage: flywheel generate --model DIR_OR_GGUF --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--dtype auto|f32|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k] [--threads N]';
+  'usage: flywheel generate --model DIR_OR_GGUF --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--dtype auto|f32|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|q4_k_m|q5_k_m] [--threads N]';
 
 export async function generateCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({

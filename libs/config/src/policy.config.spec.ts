@@ -6,11 +6,11 @@ describe('policy config: FLYWHEEL_MODEL_DTYPE', () => {
     expect(POLICY_ENV_DOCS.find((d) => d.name === 'FLYWHEEL_MODEL_DTYPE')?.default).toBe('auto');
   });
 
-  it.each(['f32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'auto'] as const)('accepts %s', (dtype) => {
+  it.each(['f32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'q4_k_m', 'q5_k_m', 'auto'] as const)('accepts %s', (dtype) => {
     expect(loadPolicyConfig({ FLYWHEEL_MODEL_DTYPE: dtype }).policy.dtype).toBe(dtype);
   });
 
   it('names the choices when the value is unknown', () => {
-    expect(() => loadPolicyConfig({ FLYWHEEL_MODEL_DTYPE: 'q3_k' })).toThrow(/FLYWHEEL_MODEL_DTYPE must be one of f32, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, auto/);
+    expect(() => loadPolicyConfig({ FLYWHEEL_MODEL_DTYPE: 'q3_k' })).toThrow(/FLYWHEEL_MODEL_DTYPE must be one of f32, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_m, q5_k_m, auto/);
   });
 });

@@ -12,7 +12,7 @@ export interface PolicyConfig extends CommonConfig {
     /** A Hugging Face directory or a .gguf file; relative paths resolve against the working directory. */
     model: string;
     /** Weight storage in the engine; 'auto' = Q8_0 for a Q8_0 GGUF, else f32 (see createNativeEngine). */
-    dtype: 'f32' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k' | 'auto';
+    dtype: 'f32' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k' | 'q4_k_m' | 'q5_k_m' | 'auto';
     /** 0 = one per hardware core. */
     threads: number;
     /** 0 = sized from maxSeqs and the context length. */
@@ -34,7 +34,7 @@ export interface PolicyConfig extends CommonConfig {
 
 export const policyEnvSchema = z.object({
   FLYWHEEL_MODEL: stringVar('models/stories260K'),
-  FLYWHEEL_MODEL_DTYPE: enumVar(['f32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'auto'] as const, 'auto'),
+  FLYWHEEL_MODEL_DTYPE: enumVar(['f32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'q4_k_m', 'q5_k_m', 'auto'] as const, 'auto'),
   FLYWHEEL_THREADS: intVar(0, 0, 1024),
   FLYWHEEL_KV_BLOCKS: intVar(0, 0, 10_000_000),
   FLYWHEEL_KV_DTYPE: enumVar(['f16', 'f32'] as const, 'f16'),
@@ -74,7 +74,7 @@ export const POLICY_ENV_DOCS: ReadonlyArray<{ name: string; default: string; mea
     name: 'FLYWHEEL_MODEL_DTYPE',
     default: 'auto',
     meaning:
-      'weight storage in the engine: f32, bf16, or a GGML type q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k (blocks times int8 activations; an f32/bf16 checkpoint, or a GGUF of another type, is quantized on load; a matrix whose rows the blocks cannot split falls back to q8_0, then f32); auto = a quantized GGUF keeps every tensor in its own type (Q4_K_M stays Q4_K + Q6_K), else f32 (activations and KV cache stay f32)',
+      'weight storage in the engine: f32, bf16, or a GGML type q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k (blocks times int8 activations; an f32/bf16 checkpoint, or a GGUF of another type, is quantized on load; a matrix whose rows the blocks cannot split falls back to q8_0, then f32), or llama.cpp\'s mix q4_k_m / q5_k_m (each matrix the type llama-quantize gives it: the LM head and some v/down projections Q6_K); auto = a quantized GGUF keeps every tensor in its own type (Q4_K_M stays Q4_K + Q6_K), else f32 (activations and KV cache stay f32)',
   },
   { name: 'FLYWHEEL_THREADS', default: '0 (one per core)', meaning: 'native thread-pool size of the policy engine' },
   { name: 'FLYWHEEL_KV_BLOCKS', default: '0 (auto)', meaning: 'KV-cache blocks of 16 tokens; auto = enough for FLYWHEEL_MAX_SEQS full contexts, capped at 1 GiB' },

@@ -186,9 +186,10 @@ export const policyInfoSchema = z.object({
   vocabSize: z.number().int(),
   /**
    * What the weights are served as (FLYWHEEL_MODEL_DTYPE, `auto` resolved: a quantized GGUF serves its own types,
-   * named here by the type most matrices are stored in; `weightTypes` has the whole mix).
+   * named here by the type most matrices are stored in; a K-quant mix asked for by name, `q4_k_m`; `weightTypes`
+   * has the whole mix).
    */
-  dtype: z.enum(['f32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k']),
+  dtype: z.enum(['f32', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'q4_k_m', 'q5_k_m']),
   /** Matrices per stored type, e.g. { q4_k: 9, q6_k: 3 } for a Q4_K_M file. */
   weightTypes: z.record(z.string(), z.number().int()).optional(),
   instanceId: z.string(),

@@ -22,7 +22,9 @@ export {
   readKvLayer,
   setModelThreads,
 } from './kernels';
-export type { CreateModelOptions, KvCacheInfo, KvDtype, ModelInfo, NativeInfo } from './kernels';
+export type { CreateModelOptions, KvCacheInfo, KvDtype, ModelInfo, NativeInfo, ServedDtype } from './kernels';
+export { isQuantMix, QUANT_MIXES, quantMixTypes, usesMoreBits } from './quant-mix';
+export type { QuantMix } from './quant-mix';
 export { ops } from './kernels.ops';
 export type { AttentionShape } from './kernels.ops';
 export { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';

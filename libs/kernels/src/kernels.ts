@@ -11,18 +11,23 @@ import type {
   Llama3RopeScaling,
   ModelHandle,
   ModelSpec,
+  QuantTensor,
   ServingWeightMap,
   StepBatch,
   WeightDtype,
 } from './kernels.types';
 import { isQuantType, QUANT_BLOCKS, QUANT_TYPES } from './kernels.types';
 import { loadNative, NativeExternal } from './native.loader';
+import { isQuantMix, QUANT_MIXES, quantMixTypes, type QuantMix } from './quant-mix';
 import { everyLayerWindow, expectedWeightShapes } from './weight-shapes';
+
+/** What a model serves: one storage type for every matrix, or one of llama.cpp's K-quant mixes. */
+export type ServedDtype = WeightDtype | QuantMix;
 
 interface ModelState {
   native: NativeExternal;
   spec: ModelSpec;
-  dtype: WeightDtype;
+  dtype: ServedDtype;
   freed: boolean;
 }
 
@@ -39,8 +44,11 @@ const models = new WeakMap<object, ModelState>();
 const caches = new WeakMap<object, CacheState>();
 
 export interface CreateModelOptions {
-  /** 'auto': every quantized tensor kept in its own type (a GGUF file's mix, e.g. Q4_K + Q6_K), f32 ones in f32. */
-  dtype: WeightDtype | 'auto';
+  /**
+   * 'auto': every quantized tensor kept in its own type (a GGUF file's mix, e.g. Q4_K + Q6_K), f32 ones in f32.
+   * 'q4_k_m' / 'q5_k_m': each matrix in the type llama-quantize's mix of that name gives it (quant-mix.ts).
+   */
+  dtype: ServedDtype | 'auto';
   /** Native worker threads for this model (the calling thread included); default: hardware cores. */
   threads?: number;
 }
@@ -75,6 +83,15 @@ export function checkI32(value: unknown, name: string, length?: number): Int32Ar
 export function checkDtype(dtype: unknown): WeightDtype {
   if (dtype !== 'f32' && dtype !== 'bf16' && !isQuantType(dtype)) {
     engineArgs.fail(`dtype must be one of f32, bf16, ${QUANT_TYPES.join(', ')}; got ${String(dtype)}`);
+  }
+  return dtype;
+}
+
+/** A served dtype: a storage type or a K-quant mix. */
+export function checkServedDtype(dtype: unknown): ServedDtype {
+  if (isQuantMix(dtype)) return dtype;
+  if (dtype !== 'f32' && dtype !== 'bf16' && !isQuantType(dtype)) {
+    engineArgs.fail(`dtype must be one of f32, bf16, ${QUANT_TYPES.join(', ')}, ${QUANT_MIXES.join(', ')}; got ${String(dtype)}`);
   }
   return dtype;
 }
@@ -164,6 +181,7 @@ function cacheState(cache: KvCacheHandle): CacheState {
  */
 export function createModel(spec: ModelSpec, weights: ServingWeightMap, opts: CreateModelOptions): ModelHandle {
   checkSpec(spec);
+  if (isQuantMix(opts.dtype)) return createMixedModel(spec, weights, opts.dtype, opts.threads);
   const dtype = opts.dtype === 'auto' ? 'auto' : checkDtype(opts.dtype);
   const threads = checkThreads(opts.threads);
   const names: string[] = [];
@@ -199,6 +217,25 @@ export function createModel(spec: ModelSpec, weights: ServingWeightMap, opts: Cr
   return handle;
 }
 
+/** A K-quant mix: every matrix converted to its type here (kept bit for bit where it already is), then kept as is. */
+function createMixedModel(spec: ModelSpec, weights: ServingWeightMap, mix: QuantMix, threads: number | undefined): ModelHandle {
+  const native = loadNative();
+  const converted = new Map<string, Float32Array | QuantTensor>();
+  for (const [name, target] of quantMixTypes(spec, mix)) {
+    const t = weights.get(name);
+    if (t === undefined || (utilTypes.isFloat32Array(t) ? target === 'f32' : t.dtype === target)) {
+      if (t !== undefined) converted.set(name, t);
+      continue;  // a missing tensor fails in createModel below, with its name and shape
+    }
+    const f32 = utilTypes.isFloat32Array(t) ? t : isQuantType(t.dtype) && isUint8Array(t.blocks) ? native.opDequantize(t.dtype, t.blocks) : null;
+    if (f32 === null) engineArgs.fail(`weight ${name} must be a Float32Array or a quantized tensor (${QUANT_TYPES.join(', ')})`);
+    converted.set(name, target === 'f32' ? f32 : { dtype: target, blocks: native.opQuantize(target, f32) });
+  }
+  const handle = createModel(spec, converted, { dtype: 'auto', threads });
+  modelState(handle).dtype = mix;
+  return handle;
+}
+
 export function freeModel(model: ModelHandle): void {
   const state = models.get(model);
   if (!state || state.freed) return;
@@ -213,8 +250,8 @@ export function setModelThreads(model: ModelHandle, threads: number): void {
 
 export interface ModelInfo {
   spec: ModelSpec;
-  /** The served dtype: as asked, or under 'auto' the type most matrices are stored in. */
-  dtype: WeightDtype;
+  /** The served dtype: as asked (a mix included), or under 'auto' the type most matrices are stored in. */
+  dtype: ServedDtype;
   /** Matrices (stacked projections count once) per stored type, e.g. { q4_k: 9, q6_k: 3 }. */
   weightTypes: Partial<Record<WeightDtype, number>>;
   threads: number;

@@ -3,7 +3,8 @@
  * natively: the loader keeps every tensor's blocks, the dequantizers agree with gguf-py's, the engine keeps the
  * file's mix of types ('auto') and its logits match an independent float64 numpy forward (reference.json, written
  * by scripts/reference/quant_reference.py) through prefill and decode; quantize-on-load (Q4_0 bit for bit with
- * gguf-py, the K-quants by our own search) serves close to the file. Committed fixtures only (test/fixtures/quant).
+ * gguf-py, the K-quants by our own search) serves close to the file, and llama.cpp's Q4_K_M / Q5_K_M mixes on load
+ * pick the types llama-quantize picked. Committed fixtures only (test/fixtures/quant).
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -17,8 +18,12 @@ import {
   freeModel,
   modelInfo,
   ops,
+  quantMixTypes,
+  usesMoreBits,
   type ModelSpec,
+  type QuantMix,
   type QuantType,
+  type ServedDtype,
   type ServingWeightMap,
   type WeightDtype,
 } from '@flywheel/kernels';
@@ -62,7 +67,7 @@ const FILES: { file: string; served: WeightDtype }[] = [
   { file: 'tiny-q8_0.gguf', served: 'q8_0' },
 ];
 
-function session(spec: ModelSpec, weights: ServingWeightMap, dtype: WeightDtype | 'auto', maxTokens: number) {
+function session(spec: ModelSpec, weights: ServingWeightMap, dtype: ServedDtype | 'auto', maxTokens: number) {
   const model = createModel(spec, weights, { dtype, threads: 2 });
   const blocks = Math.ceil(maxTokens / 16);
   const cache = createKvCache(model, blocks, 16);
@@ -114,7 +119,7 @@ function argmax(a: ArrayLike<number>): number {
 }
 
 /** Logits after the prompt and after 4 teacher-forced decode steps (the reference's decodeIds). */
-async function run(spec: ModelSpec, weights: ServingWeightMap, dtype: WeightDtype | 'auto', ref: RefLogits) {
+async function run(spec: ModelSpec, weights: ServingWeightMap, dtype: ServedDtype | 'auto', ref: RefLogits) {
   const s = session(spec, weights, dtype, ref.promptIds.length + ref.decodeIds.length + 1);
   try {
     const last = await s.step(ref.promptIds);
@@ -295,5 +300,45 @@ describe('quantize on load', () => {
     expect(info.dtype).toBe(dtype);
     expect(Object.keys(info.weightTypes)).toEqual([dtype]);
     expect(relDiff(last, r.last)).toBeLessThan(limit);
+  });
+});
+
+describe("llama.cpp's K-quant mixes on load (FLYWHEEL_MODEL_DTYPE=q4_k_m | q5_k_m)", () => {
+  it.each<[QuantMix, string]>([
+    ['q4_k_m', 'tiny-q4_k_m.gguf'],
+    ['q5_k_m', 'tiny-q5_k_m.gguf'],
+  ])('%s gives every tensor the type llama-quantize gave it in %s', async (mix, file) => {
+    const loaded = await loadModelWeights(path.join(QUANT_DIR, file));
+    const want = quantMixTypes(loaded.spec, mix);
+    expect([...loaded.servingWeights.keys()].sort()).toEqual([...want.keys()].sort());
+    for (const [name, t] of loaded.servingWeights) expect([name, t instanceof Float32Array ? 'f32' : t.dtype]).toEqual([name, want.get(name)]);
+  });
+
+  it("gives more bits to llama.cpp's layers (the first and last eighth, every third between) and takes its fallbacks", async () => {
+    // A 24-layer model's Q4_K_M ffn_down / attn_v in Q6_K, as in llama.cpp's Qwen2.5-0.5B files.
+    expect(Array.from({ length: 24 }, (_, i) => i).filter((i) => usesMoreBits(i, 24))).toEqual([0, 1, 2, 5, 8, 11, 14, 17, 20, 21, 22, 23]);
+    // Rows no 256-block divides: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; none of 32 either: f32.
+    const { spec } = await loadModelWeights(path.join(QUANT_DIR, 'tiny-q4_k_m.gguf'));
+    const wide = { ...spec, hiddenSize: 288 };
+    const m4 = quantMixTypes(wide, 'q4_k_m');
+    expect([m4.get('lm_head.weight'), m4.get('model.layers.0.self_attn.q_proj.weight'), m4.get('model.layers.1.mlp.down_proj.weight')]).toEqual(['q8_0', 'q5_0', 'q6_k']);
+    expect(quantMixTypes(wide, 'q5_k_m').get('model.layers.0.mlp.up_proj.weight')).toBe('q5_1');
+    expect(quantMixTypes({ ...spec, hiddenSize: 260 }, 'q4_k_m').get('model.embed_tokens.weight')).toBe('f32');
+  });
+
+  it("serves the Q6_K file as q4_k_m close to the reference, with the Q4_K_M file's types; the Q4_K_M file's own blocks are kept bit for bit", async () => {
+    const q6 = await loadModelWeights(path.join(QUANT_DIR, 'tiny-q6_k.gguf'));
+    const r = reference.files['tiny-q6_k.gguf'].logits[1];
+    const mixed = await run(q6.spec, q6.servingWeights, 'q4_k_m', r);
+    expect(mixed.info.dtype).toBe('q4_k_m');
+    const q4km = await loadModelWeights(path.join(QUANT_DIR, 'tiny-q4_k_m.gguf'));
+    const asFile = await run(q4km.spec, q4km.servingWeights, 'auto', r);
+    expect(mixed.info.weightTypes).toEqual(asFile.info.weightTypes);
+    // As q4_k on load (< 0.8, above): llama.cpp's own Q4_K_M file differs from its Q6_K one by 0.49-0.56.
+    expect(relDiff(mixed.last, r.last)).toBeLessThan(0.8);
+    const again = await run(q4km.spec, q4km.servingWeights, 'q4_k_m', r);
+    expect(again.info.dtype).toBe('q4_k_m');
+    expect(again.last).toEqual(asFile.last);
+    expect(again.after).toEqual(asFile.after);
   });
 });

@@ -4,7 +4,7 @@
  * its parsed config in.
  */
 import { isQuantType } from '@flywheel/kernels';
-import type { KvDtype, WeightDtype } from '@flywheel/kernels';
+import type { KvDtype, ServedDtype, WeightDtype } from '@flywheel/kernels';
 import type { Checkpoint, SourceDtype } from '../loading';
 import { Engine, type EngineConfigInput } from './engine';
 import type { EngineObserver } from './engine.types';
@@ -15,10 +15,10 @@ import { NativeStepRunner, tokenizerDecoder } from './native-runner';
  * type natively: a quantized GGUF keeps every tensor in its own type (a Q4_K_M file stays Q4_K + Q6_K), everything
  * else is f32 (bf16/f16 checkpoints are widened, as before).
  */
-export type EngineDtypeChoice = WeightDtype | 'auto';
+export type EngineDtypeChoice = ServedDtype | 'auto';
 
 /** What createModel is asked for: 'auto' only where the checkpoint is quantized (keep its tensors' types). */
-export function resolveEngineDtype(choice: EngineDtypeChoice, sourceDtype: SourceDtype | undefined): WeightDtype | 'auto' {
+export function resolveEngineDtype(choice: EngineDtypeChoice, sourceDtype: SourceDtype | undefined): ServedDtype | 'auto' {
   if (choice !== 'auto') return choice;
   return isQuantType(sourceDtype) ? 'auto' : 'f32';
 }
@@ -38,8 +38,8 @@ export interface NativeEngineOptions {
 
 export interface NativeEngine {
   engine: Engine;
-  /** The weight dtype actually served ('auto' resolved: the type most matrices are stored in). */
-  dtype: WeightDtype;
+  /** The weight dtype actually served ('auto' resolved: the type most matrices are stored in; a mix by its name). */
+  dtype: ServedDtype;
   /** Matrices per stored type (a GGUF's mix, e.g. { q4_k: 9, q6_k: 3 }). */
   weightTypes: Partial<Record<WeightDtype, number>>;
   /** Bytes of weight matrices one decode step streams (as stored). */

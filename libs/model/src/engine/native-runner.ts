@@ -17,6 +17,7 @@ import {
   type KvDtype,
   type ModelHandle,
   type ModelSpec,
+  type ServedDtype,
   type ServingWeightMap,
   type WeightDtype,
 } from '@flywheel/kernels';
@@ -25,8 +26,8 @@ import type { StepBatch, StepRunner, TokenDecoder } from './engine.types';
 export interface NativeRunnerOptions {
   numBlocks: number;
   blockSize: number;
-  /** 'auto': keep each quantized tensor's own type (see createModel). */
-  dtype: WeightDtype | 'auto';
+  /** 'auto': keep each quantized tensor's own type; a mix ('q4_k_m'): llama.cpp's type per matrix (see createModel). */
+  dtype: ServedDtype | 'auto';
   /** K/V storage (default f32). */
   kvDtype?: KvDtype;
   /** Native threads; default: all hardware cores. */
@@ -54,7 +55,7 @@ export class NativeStepRunner implements StepRunner {
   }
 
   /** The served dtype and the matrices per stored type. */
-  info(): { dtype: WeightDtype; weightTypes: Partial<Record<WeightDtype, number>>; matmulWeightBytes: number; kvDtype: KvDtype; kvBytesPerToken: number } {
+  info(): { dtype: ServedDtype; weightTypes: Partial<Record<WeightDtype, number>>; matmulWeightBytes: number; kvDtype: KvDtype; kvBytesPerToken: number } {
     const { dtype, weightTypes, matmulWeightBytes } = modelInfo(this.model);
     const kv = kvCacheInfo(this.cache);
     return { dtype, weightTypes, matmulWeightBytes, kvDtype: kv.dtype, kvBytesPerToken: kv.bytesPerToken };
