@@ -135,7 +135,7 @@ static inline __m256i q6_k_offset(__m256i sc16, const int16_t* bsum) {
 }
 
 // R rows x TK tokens of Q6_K, 512-bit: one vector holds 32-blocks k and k + 1 of a half (64 weights: ql's 64 bytes
-// of the half in one load, its 32 qh bytes broadcast and shifted by 0 | 2, or 4 | 6 for the high nibbles).
+// of the half in one load, its 32 qh bytes broadcast and shifted into place per 256-bit half).
 // y[t*ldy + r] += dot(row r, x_t).
 template <int R, int TK>
 static void q6_k_tile(float* y, int ldy,
@@ -143,9 +143,10 @@ static void q6_k_tile(float* y, int ldy,
                       const float* xd, int ldd,                       // (TK, ldd) per 32-block, constant per 256
                       const int16_t* xb, int ldb,                     // (TK, ldb) sum(q_x) per 16
                       const uint8_t* w, size_t row_bytes, int nsb) {  // (R, nsb) blocks, rows row_bytes apart
-  const __m512i low4 = _mm512_set1_epi8(0x0F), three = _mm512_set1_epi8(0x03);
-  const __m512i sh_lo = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  const __m512i sh_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  // qh bits (0, 1 | 2, 3) to bits 4, 5 of the low | high 32 bytes: left by 4 | 2; bits (4, 5 | 6, 7): right by 0 | 2.
+  const __m512i sh_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i sh_hi = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
   __m512 acc[R][TK];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) acc[r][t] = _mm512_setzero_ps();
@@ -175,10 +176,8 @@ static void q6_k_tile(float* y, int ldy,
         const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(w + r * row_bytes) + u;
         const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * n);
         const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * n)));
-        const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, low4),
-                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh_lo), three), 4));
-        const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
-                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh_hi), three), 4));
+        const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_and_si512(_mm512_sllv_epi16(qh, sh_lo), m30));
+        const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), _mm512_and_si512(_mm512_srlv_epi16(qh, sh_hi), m30));
         const __m512i sc = _mm512_zextsi256_si512(sc16[r]);
         const __m512i s_lo = _mm512_permutexvar_epi16(idx_lo, sc), s_hi = _mm512_permutexvar_epi16(idx_hi, sc);
         for (int t = 0; t < TK; t++) {
@@ -206,7 +205,7 @@ static void q6_k_tile(float* y, int ldy,
 static void q6_k_row_256(float* y,                                            // (1)
                          const int8_t* xq, const float* xd, const int16_t* xb,  // (in), (in/32), (in/16)
                          const uint8_t* w, size_t row_bytes, int nsb, bool prefetch) {  // (nsb) blocks
-  const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(0x03);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   __m256 acc = _mm256_setzero_ps();
   for (int u = 0; u < nsb; u++) {
     const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(w) + u;
@@ -225,14 +224,13 @@ static void q6_k_row_256(float* y,                                            //
       const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n));
       const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n + 32));
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * n));
+      // High bits 2k, 2k + 1 of qh moved to bits 4, 5 by one shift each (bits a 16-bit shift carries across bytes
+      // land outside 0x30).
       __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_slli_epi16(_mm256_and_si256(qh, three), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(qb, low4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4));
+      q[0] = _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+      q[1] = _mm256_or_si256(_mm256_and_si256(qb, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4), _mm256_and_si256(qh, m30));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
       for (int k = 0; k < 4; k++) {
         const int j = 4 * n + k;  // 32-block of the super-block: scales 2j (bytes 0-15), 2j + 1 (bytes 16-31)
         const int e0 = (2 * j) & 7, e1 = (2 * j + 1) & 7;
