@@ -474,7 +474,7 @@ int main() {
     for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K, WEIGHT_Q6_K})
       for (auto& sh : avx512_shapes) {
         const int T = sh[0], in = sh[1], out = sh[2];
-        if (in % quant_block_elems(type) != 0 || (type == WEIGHT_Q4_0 && T > 1)) continue;
+        if (in % quant_block_elems(type) != 0) continue;
         unsigned seed = 900 + in + T;
         simd_force_no_avx512(false);
         const std::vector<float> on = test_matmul_quant(&pool, type, T, in, out, seed);
@@ -483,6 +483,19 @@ int main() {
         simd_force_no_avx512(false);
         check("avx512 vnni == avx2 (4-bit decode, Q4_K/Q6_K rows and tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
       }
+    // Q4_0 at 8 tokens and more: 16-row groups (whole and partial token sub-tiles of 8, chunks of 32 blocks and a
+    // shorter last one, rows left over after the groups).
+    const int q40_gemm_shapes[][3] = {{8, 256, 40}, {9, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}};
+    for (auto& sh : q40_gemm_shapes) {
+      const int T = sh[0], in = sh[1], out = sh[2];
+      unsigned seed = 950 + in + T;
+      simd_force_no_avx512(false);
+      const std::vector<float> on = test_matmul_quant(&pool, WEIGHT_Q4_0, T, in, out, seed);
+      simd_force_no_avx512(true);
+      const std::vector<float> off = test_matmul_quant(&pool, WEIGHT_Q4_0, T, in, out, seed);
+      simd_force_no_avx512(false);
+      check("avx512 vnni == avx2 (Q4_0 16-row groups)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
+    }
   }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).
   if (simd_avx2_supported())

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
       if (wt == WEIGHT_F32) std::memcpy(store.data(), w.data(), store.size());
       else if (wt == WEIGHT_BF16) bf16_from_f32_array(reinterpret_cast<uint16_t*>(store.data()), w.data(), n);
       else quant_quantize(wt, store.data(), w.data(), n);
-      for (int T : {1, 4, 16, 64, 512}) {
+      for (int T : {1, 4, 8, 16, 64, 512}) {
         std::vector<float> x(static_cast<size_t>(T) * s.in, 0.5f), y(static_cast<size_t>(T) * s.out);
         const int reps = s.out > 10000 || T > 64 ? 5 : 50;
         matmul_forward(y.data(), x.data(), store.data(), wt, nullptr, T, s.in, s.out, false, &pool);
