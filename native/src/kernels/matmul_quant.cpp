@@ -13,6 +13,9 @@
 void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                             const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
+// In matmul_quant_avx512.cpp: one token's int8 activations in the pair layout its Q4_0 row kernel reads.
+void q4_0_pair_activations(int8_t* xp, const int8_t* xq, int in);
+
 // Chunk of 32-blocks unpacked at a time per row: a multiple of 8 (a K-quant super-block), 2 KiB of int8 per row.
 constexpr int KB_MAX = 64;
 
@@ -89,6 +92,13 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   };
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
   else pool->parallel_for(T, 1, quantize);
+  // One token of Q4_0 with AVX-512 VNNI reads its activations with each block pair's middle quarters swapped.
+  thread_local std::vector<int8_t> xpair;
+  if (T == 1 && type == WEIGHT_Q4_0 && simd_use_avx512()) {
+    xpair.resize(in);
+    q4_0_pair_activations(xpair.data(), q, in);
+    q = xpair.data();
+  }
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   auto rows = [&](int64_t r0, int64_t r1) {
     if (avx2) matmul_quant_rows_avx2(y, q, d, s, bs, wb, type, T, in, out, static_cast<int>(r0), static_cast<int>(r1));

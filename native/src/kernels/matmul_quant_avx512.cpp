@@ -1,10 +1,9 @@
-// AVX-512 VNNI kernels of matmul_quant_rows_avx2: the one-token decode of Q4_0 (a 512-bit vector holds two
-// 32-weight blocks, `vpdpbusd` multiplies their unsigned nibbles with the int8 activations and sums each 4 products
-// into int32, one permute spreads the two blocks' scales over its halves: nine instructions per 64 weights and row
-// where the AVX2 kernel needs fourteen), and Q4_K on per-256 activations with its sub-block scales applied in
-// integers (`vpdpwssd`): 256-bit rows for one token, 512-bit tiles of 4 rows x 2 tokens for more; Q6_K likewise, its
-// -32 offset applied with the activations' per-16 sums. Compiled for avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL
-// (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h with the AVX2 unit.
+// AVX-512 VNNI kernels of matmul_quant_rows_avx2. Q4_0: one token in 256-bit rows on activations rearranged per
+// block pair (`vpdpbusd` on the nibbles as they lie, scales gathered 16 blocks at a time), several tokens with 16 rows
+// per vector (a block's dot for 16 rows in one vector of int32). Q4_K on per-256 activations with its sub-block scales
+// applied in integers (`vpdpwssd`): 256-bit rows for one token, 512-bit tiles of 4 rows x 2 tokens for more; Q6_K
+// likewise, its -32 offset applied with the activations' per-16 sums. Compiled for avx512f/bw/vl/vnni and called only
+// after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h with the AVX2 unit.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 // GCC 12's _mm512_insert*64x4 / extract*64x4 pass an undefined vector as the unused mask source, which -Wall
 // reports as (maybe-)uninitialized inside the intrinsics header; nothing here reads an uninitialized value.
@@ -248,48 +247,85 @@ static void q6_k_row_256(float* y,                                            //
   y[0] += hsum(acc);
 }
 
-template <int R>
-static void q4_0_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                      size_t row_bytes, int nb) {
+// One token of Q4_0, one row, 256-bit, on activations whose block pairs come with their middle quarters swapped
+// (q4_0_pair_activations): a pair's 16 nibble bytes of each block side by side in one vector give the low nibbles
+// (weights 0-15 of both blocks) and the high ones (16-31) with one mask and one shift, each multiplied by one
+// contiguous 32-byte load of activations, so no cross-lane shuffle is spent on the nibbles. Per 16 blocks their f16
+// scales come in one gather (stride 18 bytes) times the activation scales, and the -8 offset is one FMA with the
+// activation sums. y[0] += dot(row, x).
+static void q4_0_row_256(float* y,                                          // (1)
+                         const int8_t* xp, const float* xd, const float* xs,  // (in) pair layout, (in/32), (in/32)
+                         const uint8_t* w, size_t row_bytes, int nb, bool prefetch) {  // (nb) blocks
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m512 acc[R];
-  float off[R];
-  for (int r = 0; r < R; r++) {
-    acc[r] = _mm512_setzero_ps();
-    off[r] = 0.0f;
-  }
+  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                        _mm512_set1_epi32(static_cast<int>(sizeof(BlockQ4_0))));
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m512 off = _mm512_setzero_ps();
   int b = 0;
-  for (; b + 2 <= nb; b += 2) {  // two blocks per 512-bit vector
-    const __m512i qx = _mm512_loadu_si512(xq + b * 32);
-    for (int r = 0; r < R; r++) {
-      const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w + r * row_bytes) + b;
-      if ((b & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(blk) + 4 * row_bytes, _MM_HINT_T0);
-      const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs));
-      const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs));
-      const __m256i w0 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v0, 4), v0), low4);
-      const __m256i w1 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), low4);
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_inserti64x4(_mm512_zextsi256_si512(w0), w1, 1), qx);
-      const float d0 = _cvtsh_ss(blk[0].d), d1 = _cvtsh_ss(blk[1].d);
-      // (d0 dx0 x16 | d1 dx1 x16) halves; insertf64x4 is AVX512F, insertf32x8 would need DQ.
-      const __m512 s = _mm512_castpd_ps(
-          _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(d0 * xd[b])), _mm256_castps_pd(_mm256_set1_ps(d1 * xd[b + 1])), 1));
-      acc[r] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), acc[r]);
-      off[r] -= 8.0f * (d0 * xs[b] + d1 * xs[b + 1]);
+  for (; b + 16 <= nb; b += 16) {
+    const uint8_t* base = w + static_cast<size_t>(b) * sizeof(BlockQ4_0);
+    if (prefetch)
+      for (int l = 0; l < 16 * static_cast<int>(sizeof(BlockQ4_0)); l += 64) _mm_prefetch(reinterpret_cast<const char*>(base) + 4 * row_bytes + l, _MM_HINT_T0);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(at, base, 1)));
+    const __m512 s16 = _mm512_mul_ps(d, _mm512_loadu_ps(xd + b));
+    off = _mm512_fmadd_ps(d, _mm512_loadu_ps(xs + b), off);
+    const __m256 s8[2] = {_mm512_castps512_ps256(s16), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s16), 1))};
+    for (int p = 0; p < 8; p++) {
+      const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(base) + 2 * p;
+      const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs))),
+                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)), 1);
+      const int8_t* x = xp + (b + 2 * p) * 32;
+      __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(v, low4), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+      dot = _mm256_dpbusd_epi32(dot, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
+      // Lanes 0-3 hold block 2p's dot, 4-7 block 2p + 1's.
+      const int e = (2 * p) & 7;
+      const __m256 sc = _mm256_permutevar8x32_ps(s8[p >> 2], _mm256_setr_epi32(e, e, e, e, e + 1, e + 1, e + 1, e + 1));
+      acc[p & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), sc, acc[p & 1]);
     }
   }
-  for (; b < nb; b++) {  // an odd last block: 256-bit, as the AVX2 kernel
-    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-    for (int r = 0; r < R; r++) {
-      const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w + r * row_bytes) + b;
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
-      const __m256i w4 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low4);
-      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w4, qx);
-      const float d = _cvtsh_ss(blk->d);
-      acc[r] = _mm512_add_ps(acc[r], _mm512_zextps256_ps512(_mm256_mul_ps(_mm256_set1_ps(d * xd[b]), _mm256_cvtepi32_ps(dot))));
-      off[r] -= 8.0f * d * xs[b];
-    }
+  float tail = 0.0f;
+  for (; b + 2 <= nb; b += 2) {  // the pairs after the last 16, their scales one by one
+    const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w) + b;
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs))),
+                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)), 1);
+    const int8_t* x = xp + b * 32;
+    __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(v, low4), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+    dot = _mm256_dpbusd_epi32(dot, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
+    const float d0 = _cvtsh_ss(blk[0].d), d1 = _cvtsh_ss(blk[1].d);
+    acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set_m128(_mm_set1_ps(d1 * xd[b + 1]), _mm_set1_ps(d0 * xd[b])), acc[0]);
+    tail -= 8.0f * (d0 * xs[b] + d1 * xs[b + 1]);
   }
-  for (int r = 0; r < R; r++) y[r] += _mm512_reduce_add_ps(acc[r]) + off[r];
+  for (; b < nb; b++) {  // an unpaired last block, in order in xp
+    const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w) + b;
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
+    const int8_t* x = xp + b * 32;
+    const __m128i xa = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
+    const __m128i xb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16));
+    __m128i dot = _mm_dpbusd_epi32(_mm_setzero_si128(), _mm_and_si128(v, _mm256_castsi256_si128(low4)), xa);
+    dot = _mm_dpbusd_epi32(dot, _mm_and_si128(_mm_srli_epi16(v, 4), _mm256_castsi256_si128(low4)), xb);
+    const __m128i s2 = _mm_add_epi32(dot, _mm_shuffle_epi32(dot, 0x4E));
+    const int32_t sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xB1)));
+    const float dd = _cvtsh_ss(blk->d);
+    tail += dd * xd[b] * static_cast<float>(sum) - 8.0f * dd * xs[b];
+  }
+  y[0] += hsum(_mm256_add_ps(acc[0], acc[1])) - 8.0f * _mm512_reduce_add_ps(off) + tail;
+}
+
+// The activations of one token rearranged for q4_0_row_256: in each pair of 32-blocks the middle two 16-byte
+// quarters swap (block 2q's 0-15, block 2q + 1's 0-15, block 2q's 16-31, block 2q + 1's 16-31); an unpaired last
+// block stays as it is.
+void q4_0_pair_activations(int8_t* xp, const int8_t* xq, int in) {
+  const int nb = in / 32;
+  int b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m128i* src = reinterpret_cast<const __m128i*>(xq + b * 32);
+    __m128i* dst = reinterpret_cast<__m128i*>(xp + b * 32);
+    _mm_storeu_si128(dst + 0, _mm_loadu_si128(src + 0));
+    _mm_storeu_si128(dst + 1, _mm_loadu_si128(src + 2));
+    _mm_storeu_si128(dst + 2, _mm_loadu_si128(src + 1));
+    _mm_storeu_si128(dst + 3, _mm_loadu_si128(src + 3));
+  }
+  for (int k = b * 32; k < in; k++) xp[k] = xq[k];
 }
 
 // ---- Q4_0 at several tokens: 16 rows per vector -------------------------------------------------------------------
@@ -387,11 +423,10 @@ using Rows512Fn = void (*)(float*, const int8_t*, const float*, const float*, co
 
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                         const uint8_t* w, WeightType type, int in, int r0, int r1) {
-  static const Rows512Fn q40[4] = {q4_0_rows<1>, q4_0_rows<2>, q4_0_rows<3>, q4_0_rows<4>};
   if (type != WEIGHT_Q4_K && type != WEIGHT_Q6_K && type != WEIGHT_Q4_0) return false;
   const int units = in / quant_block_elems(type);
   const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
-  // The K-quants one row at a time, Q4_0 4 rows: what streamed fastest from DRAM on one thread.
+  // One row at a time: one sequential stream, which the hardware prefetcher follows.
   if (type == WEIGHT_Q4_K) {
     for (int r = r0; r < r1; r++)
       q4_k_row_256(y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
@@ -402,10 +437,7 @@ bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float
       q6_k_row_256(y + r, xq, xd, xb, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
     return true;
   }
-  for (int r = r0; r < r1; r += 4) {
-    const int rn = r1 - r < 4 ? r1 - r : 4;
-    q40[rn - 1](y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units);
-  }
+  for (int r = r0; r < r1; r++) q4_0_row_256(y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
   return true;
 }
 
