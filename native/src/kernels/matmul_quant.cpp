@@ -13,7 +13,7 @@
 void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                             const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
-// In matmul_quant_avx512.cpp: one token's int8 activations in the pair layout its Q4_0 row kernel reads.
+// In matmul_quant_avx512.cpp: one token's int8 activations in the pair layout its Q4_0 row kernels read.
 void q4_0_pair_activations(int8_t* xp, const int8_t* xq, int in);
 
 // Chunk of 32-blocks unpacked at a time per row: a multiple of 8 (a K-quant super-block), 2 KiB of int8 per row.
@@ -92,11 +92,11 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   };
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
   else pool->parallel_for(T, 1, quantize);
-  // One token of Q4_0 with AVX-512 VNNI reads its activations with each block pair's middle quarters swapped.
+  // Q4_0 at fewer than 8 tokens with AVX-512 VNNI reads its activations with each block pair's middle quarters swapped.
   thread_local std::vector<int8_t> xpair;
-  if (T == 1 && type == WEIGHT_Q4_0 && simd_use_avx512()) {
-    xpair.resize(in);
-    q4_0_pair_activations(xpair.data(), q, in);
+  if (T < 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) {
+    xpair.resize(static_cast<size_t>(T) * in);
+    for (int t = 0; t < T; t++) q4_0_pair_activations(xpair.data() + static_cast<size_t>(t) * in, q + static_cast<size_t>(t) * in, in);
     q = xpair.data();
   }
   const uint8_t* wb = static_cast<const uint8_t*>(w);

@@ -16,6 +16,9 @@
 // In matmul_quant_avx512.cpp: the one-token Q4_K / Q6_K / Q4_0 rows with AVX-512 VNNI; false for other types.
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                         const uint8_t* w, WeightType type, int in, int r0, int r1);
+// In matmul_quant_avx512.cpp: Q4_0 at 1-7 tokens one row at a time, on pair-layout activations.
+void q4_0_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w, int T,
+                           int in, int out, int r0, int r1);
 // In matmul_quant_avx512.cpp: Q4_0 at several tokens, 16 rows per vector; returns the rows done from r0.
 int q4_0_gemm_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w, int T,
                           int in, int out, int r0, int r1);
@@ -254,7 +257,12 @@ void matmul_quant_rows_avx2(float* y,           // (T, out)
                             WeightType type, int T, int in, int out, int r0, int r1) {
   if (T == 1 && simd_use_avx512() && decode_rows_avx512(y, xq, xd, xs, xb, w, type, in, r0, r1)) return;
   if (T > 1 && simd_use_avx512() && tile_rows_avx512(y, xq, xd, xs, xb, w, type, T, in, out, r0, r1)) return;
-  // From 8 tokens on, gathering a 16-row group pays for itself (at 4, an LM head streamed from DRAM ran at 0.65x).
+  // Below 8 tokens Q4_0 reads each row once for every token (the driver rearranged the activations); from 8 on,
+  // gathering a 16-row group pays for itself (at 4, an LM head streamed from DRAM ran at 0.65x).
+  if (T < 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) {
+    q4_0_pair_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);
+    return;
+  }
   if (T >= 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) r0 += q4_0_gemm_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);
   if (r0 == r1) return;
   if (T == 1 && decode_rows_direct(y, xq, xd, xs, w, type, in, r0, r1)) return;
