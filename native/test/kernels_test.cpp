@@ -464,37 +464,32 @@ int main() {
     test_attention(&pool, {4, 2, 32, 8, false, 0.3f, 0.5f, 0}, 5, 12, 17);
     test_attention(&pool, {4, 2, 32, 8, true, 0.2f, 0.4f, 6}, 9, 10, 18);
   }
-  // With AVX-512 VNNI: the one-token 4-bit decode again without it, equal to it up to the order of the f32 sums.
+  // With AVX-512 VNNI: its Q4_0, Q4_K and Q6_K kernels again without it, equal up to the order of the f32 sums.
   if (simd_avx512_supported()) {
     simd_force_portable(false);
-    // And Q4_K and Q6_K at several tokens (the tile of 4 rows x 2 tokens, odd token counts and partial row groups included).
-    // Output counts 21-23 leave row groups of 1, 2 and 3 after the 4-row tiles (the pool splits rows by 8).
-    const int avx512_shapes[][3] = {{1, 32 * 7, 21}, {1, 256, 21}, {1, 4096, 21}, {2, 256, 22}, {5, 768, 23},
-                                    {16, 2304, 22}, {301, 512, 23}};
+    struct Case {
+      WeightType type;
+      int T, in, out;
+    };
+    std::vector<Case> cases;
+    // One token and several: Q4_K/Q6_K rows and 4 x 2 tiles, Q4_0 rows at 1-7 tokens. Output counts 21-23 leave
+    // row groups of 1, 2 and 3 after the 4-row tiles (the pool splits rows by 8).
     for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K, WEIGHT_Q6_K})
-      for (auto& sh : avx512_shapes) {
-        const int T = sh[0], in = sh[1], out = sh[2];
-        if (in % quant_block_elems(type) != 0) continue;
-        unsigned seed = 900 + in + T;
-        simd_force_no_avx512(false);
-        const std::vector<float> on = test_matmul_quant(&pool, type, T, in, out, seed);
-        simd_force_no_avx512(true);
-        const std::vector<float> off = test_matmul_quant(&pool, type, T, in, out, seed);
-        simd_force_no_avx512(false);
-        check("avx512 vnni == avx2 (4-bit decode, Q4_K/Q6_K rows and tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
-      }
+      for (auto& sh : {std::array<int, 3>{1, 32 * 7, 21}, {1, 256, 21}, {1, 4096, 21}, {2, 256, 22}, {5, 768, 23},
+                       {16, 2304, 22}, {301, 512, 23}})
+        if (sh[1] % quant_block_elems(type) == 0) cases.push_back({type, sh[0], sh[1], sh[2]});
     // Q4_0 at 8 tokens and more: 16-row groups (whole and partial token sub-tiles of 8, chunks of 32 blocks and a
     // shorter last one, rows left over after the groups).
-    const int q40_gemm_shapes[][3] = {{8, 256, 40}, {9, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}};
-    for (auto& sh : q40_gemm_shapes) {
-      const int T = sh[0], in = sh[1], out = sh[2];
-      unsigned seed = 950 + in + T;
+    for (auto& sh : {std::array<int, 3>{8, 256, 40}, {9, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}})
+      cases.push_back({WEIGHT_Q4_0, sh[0], sh[1], sh[2]});
+    for (const Case& c : cases) {
+      const unsigned seed = 900 + c.in + c.T;
       simd_force_no_avx512(false);
-      const std::vector<float> on = test_matmul_quant(&pool, WEIGHT_Q4_0, T, in, out, seed);
+      const std::vector<float> on = test_matmul_quant(&pool, c.type, c.T, c.in, c.out, seed);
       simd_force_no_avx512(true);
-      const std::vector<float> off = test_matmul_quant(&pool, WEIGHT_Q4_0, T, in, out, seed);
+      const std::vector<float> off = test_matmul_quant(&pool, c.type, c.T, c.in, c.out, seed);
       simd_force_no_avx512(false);
-      check("avx512 vnni == avx2 (Q4_0 16-row groups)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
+      check("avx512 vnni == avx2 (Q4_0/Q4_K/Q6_K rows and tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
     }
   }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).
