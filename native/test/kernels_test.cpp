@@ -250,8 +250,8 @@ static std::vector<float> test_matmul_quant(ThreadPool* pool, WeightType type, i
   std::vector<double> want(init.size()), bound(init.size());
   std::vector<double> xq(in), dxb(nb);
   for (int t = 0; t < T; t++) {
-    // One activation scale per 32, or per 256 for Q4_K and Q6_K (q8_k_quantize_activations).
-    const int gb = type == WEIGHT_Q4_K || type == WEIGHT_Q6_K ? 8 : 1;
+    // One activation scale per 32, or per 256 for the K-quants (q8_k_quantize_activations).
+    const int gb = quant_block_elems(type) == 256 ? 8 : 1;
     for (int g = 0; g < nb; g += gb) {
       const float* xg = x.data() + static_cast<size_t>(t) * in + g * 32;
       float amax = 0;
@@ -464,7 +464,7 @@ int main() {
     test_attention(&pool, {4, 2, 32, 8, false, 0.3f, 0.5f, 0}, 5, 12, 17);
     test_attention(&pool, {4, 2, 32, 8, true, 0.2f, 0.4f, 6}, 9, 10, 18);
   }
-  // With AVX-512 VNNI: its Q4_0, Q4_K and Q6_K kernels again without it, equal up to the order of the f32 sums.
+  // With AVX-512 VNNI: its Q4_0 and K-quant kernels again without it, equal up to the order of the f32 sums.
   if (simd_avx512_supported()) {
     simd_force_portable(false);
     struct Case {
@@ -472,9 +472,9 @@ int main() {
       int T, in, out;
     };
     std::vector<Case> cases;
-    // One token and several: Q4_K/Q6_K rows and 4 x 2 tiles, Q4_0 rows at 1-7 tokens. Output counts 21-23 leave
+    // One token and several: K-quant rows and 4 x 2 tiles, Q4_0 rows at 1-7 tokens. Output counts 21-23 leave
     // row groups of 1, 2 and 3 after the 4-row tiles (the pool splits rows by 8).
-    for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K, WEIGHT_Q6_K})
+    for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
       for (auto& sh : {std::array<int, 3>{1, 32 * 7, 21}, {1, 256, 21}, {1, 4096, 21}, {2, 256, 22}, {5, 768, 23},
                        {16, 2304, 22}, {301, 512, 23}})
         if (sh[1] % quant_block_elems(type) == 0) cases.push_back({type, sh[0], sh[1], sh[2]});
@@ -489,7 +489,7 @@ int main() {
       simd_force_no_avx512(true);
       const std::vector<float> off = test_matmul_quant(&pool, c.type, c.T, c.in, c.out, seed);
       simd_force_no_avx512(false);
-      check("avx512 vnni == avx2 (Q4_0/Q4_K/Q6_K rows and tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
+      check("avx512 vnni == avx2 (Q4_0/K-quant rows and tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
     }
   }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).

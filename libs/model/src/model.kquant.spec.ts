@@ -175,10 +175,10 @@ describe.each(FILES)('$file', ({ file, served }) => {
       if (r.lastMargin > 0.1) expect(argmax(last)).toBe(argmax(r.last));
       if (r.afterDecodeMargin > 0.1) expect(argmax(after)).toBe(argmax(r.afterDecode));
     }
-    // Int8 activations (per 32-block; per 256 for Q4_K and Q6_K matrices, as llama.cpp's q8_K) are the only rounding
-    // the reference lacks (the weights are bit for bit the file's, and the f32 path below matches to 1e-4). Measured
-    // on an AVX-512 VNNI machine (every path computes the same products, up to the order of f32 sums): 0.054 (q4_0,
-    // whose output matrix is Q6_K), 0.062 (q4_k_m), 0.056 (q5_k_m), 0.076 (q6_k; 0.058 with per-32 activations),
+    // Int8 activations (per 32-block; per 256 for K-quant matrices, as llama.cpp's q8_K) are the only rounding the
+    // reference lacks (the weights are bit for bit the file's, and the f32 path below matches to 1e-4). Measured on
+    // an AVX-512 VNNI machine (every path computes the same products, up to the order of f32 sums): 0.054 (q4_0,
+    // whose output matrix is Q6_K), 0.062 (q4_k_m), 0.068 (q5_k_m), 0.076 (q6_k; 0.058 with per-32 activations),
     // 0.047 (q8_0) of the logit std. A per-256 scale is set by the largest of 256 activations, not of 32, so the rest
     // round coarser.
     expect(worst).toBeLessThan(0.09);

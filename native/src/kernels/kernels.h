@@ -121,8 +121,8 @@ void q8_0_quantize_activations(int8_t* qs,      // (T, in)
                                const float* x,  // (T, in)
                                int T, int in);
 // The same with one scale per 256 activations (llama.cpp's q8_K, which its K-quant dots take), written for each of
-// the 8 blocks so d stays (T, in/32); in % 256 == 0. The Q4_K and Q6_K matmuls take it: with d_x constant over a
-// super-block, the sub-block scales can apply in integers (the AVX-512 VNNI kernels; the AVX2 and portable ones still
+// the 8 blocks so d stays (T, in/32); in % 256 == 0. The K-quant matmuls (Q4_K, Q5_K, Q6_K) take it: with d_x
+// constant over a super-block, the sub-block scales can apply in integers (the AVX-512 VNNI kernels; the AVX2 and portable ones still
 // scale per block in floats, on the same activations so that every path computes the same product).
 void q8_k_quantize_activations(int8_t* qs,      // (T, in)
                                float* d,        // (T, in/32)
@@ -153,11 +153,11 @@ void quant_dequantize(WeightType t, float* dst, const void* src, size_t n);
 // but write the exact format, so any GGML reader decodes them.
 void quant_quantize(WeightType t, void* dst, const float* src, size_t n);
 
-// ---- matmul_quant.cpp: y += x @ W^T with W in Q4_0/Q4_K/Q5_K/Q6_K and x in int8 per 32 (Q4_K, Q6_K: per 256) ----
-// The int8 activations come from q8_0_quantize_activations (q8_k_quantize_activations for Q4_K and Q6_K). One-token
+// ---- matmul_quant.cpp: y += x @ W^T with W in Q4_0/Q4_K/Q5_K/Q6_K and x in int8 per 32 (K-quants: per 256) ----
+// The int8 activations come from q8_0_quantize_activations (q8_k_quantize_activations for the K-quants). One-token
 // decode of Q4_0/Q4_K/Q5_K/Q6_K splits the blocks' bits in registers; otherwise each block is unpacked (in L1, once
 // per token tile) to int8 values with a scale per 16 weights and an offset per 32 (w = s * q + m). With AVX-512 VNNI,
-// Q4_K and Q6_K run straight from the blocks with their sub-block scales in integers (matmul_quant_avx512.cpp). The
+// the K-quants run straight from the blocks with their sub-block scales in integers (matmul_quant_avx512.cpp). The
 // offset term uses the per-block activation sums (per 16 for Q6_K). in % quant_block_elems(t) == 0.
 void matmul_quant_forward(float* y,          // (T, out) accumulated into
                           const float* x,    // (T, in)

@@ -60,9 +60,9 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   thread_local std::vector<int8_t> xq;
   thread_local std::vector<float> xd, xs;
   thread_local std::vector<int16_t> xb;
-  // Q4_K and Q6_K take one activation scale per 256, so that the AVX-512 kernels apply their sub-block scales in
+  // The K-quants take one activation scale per 256, so that the AVX-512 kernels apply their sub-block scales in
   // integers; the other types one per 32.
-  const bool per256 = type == WEIGHT_Q4_K || type == WEIGHT_Q6_K;
+  const bool per256 = type == WEIGHT_Q4_K || type == WEIGHT_Q5_K || type == WEIGHT_Q6_K;
   xq.resize(static_cast<size_t>(T) * in);
   xd.resize(static_cast<size_t>(T) * nb);
   xs.resize(static_cast<size_t>(T) * nb);

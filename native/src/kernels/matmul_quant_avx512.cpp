@@ -1,8 +1,8 @@
 // AVX-512 VNNI kernels of matmul_quant_rows_avx2. Q4_0: one token in 256-bit rows on activations rearranged per
 // block pair (`vpdpbusd` on the nibbles as they lie, scales gathered 16 blocks at a time), several tokens with 16 rows
 // per vector (a block's dot for 16 rows in one vector of int32). Q4_K on per-256 activations with its sub-block scales
-// applied in integers (`vpdpwssd`): 256-bit rows for one token, 512-bit tiles of 4 rows x 2 tokens for more; Q6_K
-// likewise, its -32 offset applied with the activations' per-16 sums. Compiled for avx512f/bw/vl/vnni and called only
+// applied in integers (`vpdpwssd`): 256-bit rows for one token, 512-bit tiles of 4 rows x 2 tokens for more; Q5_K
+// the same with its fifth bits, Q6_K likewise, its -32 offset applied with the activations' per-16 sums. Compiled for avx512f/bw/vl/vnni and called only
 // after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h with the AVX2 unit.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 // GCC 12's _mm512_insert*64x4 / extract*64x4 pass an undefined vector as the unused mask source, which -Wall
@@ -25,24 +25,30 @@ static inline __m512i k4_nibbles(const uint8_t* qs, __m512i shift, __m512i low4)
   return _mm512_and_si512(_mm512_srlv_epi16(v, shift), low4);
 }
 
-// The 8 sub-block scales of a Q4_K super-block as int16 in lanes 0-7 (the mins go to *mn as floats times dmin).
-static inline __m512i k4_scales_i16(const BlockQ4_K* blk, __m256* mn) {
+// The 8 sub-block scales of a Q4_K / Q5_K super-block as int16 in lanes 0-7 (the mins go to *mn as floats times dmin).
+template <typename Blk>
+static inline __m512i k4_scales_i16(const Blk* blk, __m256* mn) {
   const __m128i bytes = k4_scale_min_bytes(blk);
   *mn = k4_mins(blk, bytes);
   return _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(bytes));
 }
 
-// Q4_K rows times activations quantized per 256 (q8_k_quantize_activations: d_x is one value per super-block), R
-// rows x TK tokens straight from the blocks. Per 64 weights, maddubs multiplies the unsigned nibbles with the int8
-// activations into int16 pairs and vpdpwssd multiplies those by the sub-block scales into int32, so a super-block
-// stays in integers: d * d_x scales its sum once, and the mins' share dmin m_j d_x sum(q_x) is one FMA over the
-// 8 blocks. y[t*ldy + r] += dot(row r, x_t).
-template <int R, int TK>
+template <bool FIFTH> struct K4Block { using type = BlockQ4_K; };  // (no <type_traits>: no STL in this unit)
+template <> struct K4Block<true> { using type = BlockQ5_K; };
+
+// Q4_K (and Q5_K: FIFTH, whose fifth bit of weight l in 32-block j is bit j of qh[l]) rows times activations quantized
+// per 256 (q8_k_quantize_activations: d_x is one value per super-block), R rows x TK tokens straight from the blocks.
+// Per 64 weights, maddubs multiplies the unsigned 4- or 5-bit values with the int8 activations into int16 pairs
+// (<= 2 * 31 * 127) and vpdpwssd multiplies those by the sub-block scales into int32, so a super-block stays in
+// integers: d * d_x scales its sum once, and the mins' share dmin m_j d_x sum(q_x) is one FMA over the 8 blocks.
+// y[t*ldy + r] += dot(row r, x_t).
+template <int R, int TK, bool FIFTH>
 static void q4_k_tile(float* y, int ldy,
                       const int8_t* xq, int ldq,                  // (TK, ldq)
                       const float* xd, const float* xs, int ldd,  // (TK, ldd) per 32-block, d_x constant per 256
                       const uint8_t* w, size_t row_bytes, int nsb) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F), shift = k4_nibble_shift();
+  using Blk = typename K4Block<FIFTH>::type;
+  const __m512i low4 = _mm512_set1_epi8(0x0F), shift = k4_nibble_shift(), one = _mm512_set1_epi8(1);
   __m512 acc[R][TK];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) acc[r][t] = _mm512_setzero_ps();
@@ -52,7 +58,7 @@ static void q4_k_tile(float* y, int ldy,
     float d[R];
     __m512i isum[R][TK];
     for (int r = 0; r < R; r++) {
-      const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
+      const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
       sc[r] = k4_scales_i16(blk, &mn[r]);
       d[r] = _cvtsh_ss(blk->d);
       for (int t = 0; t < TK; t++) isum[r][t] = _mm512_setzero_si512();
@@ -62,11 +68,17 @@ static void q4_k_tile(float* y, int ldy,
       // int16 lanes 0-15 take scale 2g, lanes 16-31 scale 2g + 1 (vpdpwssd pairs lanes 2i, 2i + 1 into int32 lane i).
       const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(2 * g)),
                                              _mm256_set1_epi16(static_cast<short>(2 * g + 1)), 1);
+      // Q5_K: bit 2g of qh for the low half, 2g + 1 for the high, moved to bit 4.
+      const __m512i hshift = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(2 * g)), _mm256_set1_epi16(static_cast<short>(2 * g + 1)), 1);
       __m512i qx[TK];
       for (int t = 0; t < TK; t++) qx[t] = _mm512_loadu_si512(xq + static_cast<size_t>(t) * ldq + b * 32);
       for (int r = 0; r < R; r++) {
-        const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * row_bytes) + u;
-        const __m512i w4 = k4_nibbles(blk->qs + 32 * g, shift, low4);
+        const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
+        __m512i w4 = k4_nibbles(blk->qs + 32 * g, shift, low4);
+        if constexpr (FIFTH) {
+          const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ5_K*>(blk)->qh)));
+          w4 = _mm512_or_si512(w4, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, hshift), one), 4));
+        }
         const __m512i s = _mm512_permutexvar_epi16(idx, sc[r]);
         for (int t = 0; t < TK; t++) isum[r][t] = _mm512_dpwssd_epi32(isum[r][t], _mm512_maddubs_epi16(w4, qx[t]), s);
       }
@@ -90,21 +102,33 @@ static void q4_k_tile(float* y, int ldy,
 // that row is past the caller's range). Per 32-weight block: maddubs on the nibbles, vpdpwssd with the block's 6-bit
 // scale broadcast by one byte shuffle; two accumulators (low and high nibble blocks) halve the dependency chain.
 // y[0] += dot(row, x).
+// Q5_K (FIFTH) likewise, the fifth bits from qh.
+template <bool FIFTH>
 static void q4_k_row_256(float* y,                                          // (1)
                          const int8_t* xq, const float* xd, const float* xs,  // (in), (in/32), (in/32)
                          const uint8_t* w, size_t row_bytes, int nsb, bool prefetch) {  // (nsb) blocks
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  using Blk = typename K4Block<FIFTH>::type;
+  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps();
   for (int u = 0; u < nsb; u++) {
-    const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w) + u;
-    if (prefetch) k4_prefetch_next(blk, row_bytes);
+    const Blk* blk = reinterpret_cast<const Blk*>(w) + u;
+    if (prefetch) {
+      k4_prefetch_next(blk, row_bytes);
+      if constexpr (FIFTH) _mm_prefetch(reinterpret_cast<const char*>(blk) + 4 * row_bytes + 172, _MM_HINT_T0);
+    }
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (FIFTH) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ5_K*>(blk)->qh));
     const __m128i sm = k4_scale_min_bytes(blk);
     const __m256i scb = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // int16 scales 0-7, both lanes
     __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
     for (int g = 0; g < 4; g++) {
       const int b = u * 8 + 2 * g;
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
-      const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      if constexpr (FIFTH) {
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
+      }
       // Scale j as int16 in every lane: bytes 2j and 2j + 1 of each 128-bit lane.
       const __m256i s0 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g))));
       const __m256i s1 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g + 1))));
@@ -469,13 +493,16 @@ using Rows512Fn = void (*)(float*, const int8_t*, const float*, const float*, co
 
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                         const uint8_t* w, WeightType type, int in, int r0, int r1) {
-  if (type != WEIGHT_Q4_K && type != WEIGHT_Q6_K && type != WEIGHT_Q4_0) return false;
+  if (type != WEIGHT_Q4_K && type != WEIGHT_Q5_K && type != WEIGHT_Q6_K && type != WEIGHT_Q4_0) return false;
   const int units = in / quant_block_elems(type);
   const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
   // One row at a time: one sequential stream, which the hardware prefetcher follows.
-  if (type == WEIGHT_Q4_K) {
-    for (int r = r0; r < r1; r++)
-      q4_k_row_256(y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
+  if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K) {
+    for (int r = r0; r < r1; r++) {
+      const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
+      if (type == WEIGHT_Q4_K) q4_k_row_256<false>(y + r, xq, xd, xs, wr, row_bytes, units, r + 4 < r1);
+      else q4_k_row_256<true>(y + r, xq, xd, xs, wr, row_bytes, units, r + 4 < r1);
+    }
     return true;
   }
   if (type == WEIGHT_Q6_K) {
@@ -492,16 +519,20 @@ using Q4kTileFn = void (*)(float*, int, const int8_t*, int, const float*, const 
 using Q6kTileFn = void (*)(float*, int, const int8_t*, int, const float*, int, const int16_t*, int, const uint8_t*,
                            size_t, int);
 
-// Several tokens (prefill, batched decode) of Q4_K or Q6_K with per-256 activations: tiles of 4 rows x 2 tokens
+// Several tokens (prefill, batched decode) of Q4_K, Q5_K or Q6_K with per-256 activations: tiles of 4 rows x 2 tokens
 // straight from the blocks, over a token tile whose int8 activations stay in L2 while this thread's rows stream
 // past; each row group's blocks stay in L1 across the tile's tokens. False for other types.
 bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                       const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1) {
-  if (type != WEIGHT_Q4_K && type != WEIGHT_Q6_K) return false;
-  static const Q4kTileFn q4k[4][2] = {{q4_k_tile<1, 1>, q4_k_tile<1, 2>},
-                                      {q4_k_tile<2, 1>, q4_k_tile<2, 2>},
-                                      {q4_k_tile<3, 1>, q4_k_tile<3, 2>},
-                                      {q4_k_tile<4, 1>, q4_k_tile<4, 2>}};
+  if (type != WEIGHT_Q4_K && type != WEIGHT_Q5_K && type != WEIGHT_Q6_K) return false;
+  static const Q4kTileFn q4k[2][4][2] = {{{q4_k_tile<1, 1, false>, q4_k_tile<1, 2, false>},
+                                          {q4_k_tile<2, 1, false>, q4_k_tile<2, 2, false>},
+                                          {q4_k_tile<3, 1, false>, q4_k_tile<3, 2, false>},
+                                          {q4_k_tile<4, 1, false>, q4_k_tile<4, 2, false>}},
+                                         {{q4_k_tile<1, 1, true>, q4_k_tile<1, 2, true>},
+                                          {q4_k_tile<2, 1, true>, q4_k_tile<2, 2, true>},
+                                          {q4_k_tile<3, 1, true>, q4_k_tile<3, 2, true>},
+                                          {q4_k_tile<4, 1, true>, q4_k_tile<4, 2, true>}}};
   static const Q6kTileFn q6k[4][2] = {{q6_k_tile<1, 1>, q6_k_tile<1, 2>},
                                       {q6_k_tile<2, 1>, q6_k_tile<2, 2>},
                                       {q6_k_tile<3, 1>, q6_k_tile<3, 2>},
@@ -519,7 +550,7 @@ bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* 
         const int8_t* qt = xq + static_cast<size_t>(t) * in;
         const float* dt = xd + static_cast<size_t>(t) * nb;
         const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
-        if (type == WEIGHT_Q4_K) q4k[rn - 1][tn - 1](yt, out, qt, in, dt, xs + static_cast<size_t>(t) * nb, nb, wr, row_bytes, nsb);
+        if (type != WEIGHT_Q6_K) q4k[type == WEIGHT_Q5_K][rn - 1][tn - 1](yt, out, qt, in, dt, xs + static_cast<size_t>(t) * nb, nb, wr, row_bytes, nsb);
         else q6k[rn - 1][tn - 1](yt, out, qt, in, dt, nb, xb + static_cast<size_t>(t) * n16, n16, wr, row_bytes, nsb);
       }
     }
