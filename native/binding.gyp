@@ -17,6 +17,7 @@
         "src/kernels/matmul_quant.cpp",
         "src/kernels/matmul_quant_avx2.cpp",
         "src/kernels/matmul_quant_avx512.cpp",
+        "src/kernels/matmul_q4_0_avx512.cpp",
         "src/kernels/rmsnorm.cpp",
         "src/kernels/rope.cpp",
         "src/kernels/swiglu.cpp",

@@ -13,7 +13,7 @@
 void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                             const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
-// In matmul_quant_avx512.cpp: one token's int8 activations in the pair layout its Q4_0 row kernels read.
+// In matmul_q4_0_avx512.cpp: one token's int8 activations in the pair layout its Q4_0 row kernels read.
 void q4_0_pair_activations(int8_t* xp, const int8_t* xq, int in);
 
 // Chunk of 32-blocks unpacked at a time per row: a multiple of 8 (a K-quant super-block), 2 KiB of int8 per row.

@@ -13,16 +13,16 @@
 #include "quant_avx2.h"
 #include "simd_avx2.h"
 
-// In matmul_quant_avx512.cpp: the one-token Q4_K / Q6_K / Q4_0 rows with AVX-512 VNNI; false for other types.
+// In matmul_quant_avx512.cpp: the one-token K-quant / Q4_0 rows with AVX-512 VNNI; false for other types.
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                         const uint8_t* w, WeightType type, int in, int r0, int r1);
-// In matmul_quant_avx512.cpp: Q4_0 at 1-7 tokens one row at a time, on pair-layout activations.
+// In matmul_q4_0_avx512.cpp: Q4_0 at 1-7 tokens one row at a time, on pair-layout activations.
 void q4_0_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w, int T,
                            int in, int out, int r0, int r1);
-// In matmul_quant_avx512.cpp: Q4_0 at several tokens, 16 rows per vector; returns the rows done from r0.
+// In matmul_q4_0_avx512.cpp: Q4_0 at several tokens, 16 rows per vector; returns the rows done from r0.
 int q4_0_gemm_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w, int T,
                           int in, int out, int r0, int r1);
-// In matmul_quant_avx512.cpp: Q4_K and Q6_K at several tokens; false for other types.
+// In matmul_quant_avx512.cpp: Q4_K, Q5_K and Q6_K at several tokens; false for other types.
 bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                       const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
