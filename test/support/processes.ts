@@ -9,15 +9,29 @@ import { SERVICE_NAMES, type ServiceName } from '@flywheel/contracts';
 
 export const repoRoot = path.resolve(__dirname, '..', '..');
 
+/**
+ * A port nothing listens on, picked at random from 20000-32767: below Linux's ephemeral range (32768-60999), where
+ * client sockets take their local ports from, so a connection made anywhere between this check and the service's
+ * own bind cannot take it (the kernel's pick for port 0 comes from that range, and a CI run once lost a gateway to
+ * EADDRINUSE that way). Never the same port twice in one process.
+ */
+const handedOut = new Set<number>();
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12768);
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error('no free port in 20000-32767');
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '0.0.0.0', () => srv.close(() => resolve(true)));
   });
 }
 
