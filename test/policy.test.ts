@@ -126,10 +126,11 @@ describe('flywheel generate (CLI)', () => {
     expect(r.output()).toMatch(/^, there was a little girl named Lily\. She loved to play outside in the park\./);
   });
 
-  it('serves a Q4_K_M GGUF as its own types and prints llama.cpp\'s greedy continuation of it', async () => {
+  // As its own types (auto), and as `--dtype q4_k_m`, whose mix gives every tensor the type it already has.
+  it.each([[[]], [['--dtype', 'q4_k_m']]])("serves a Q4_K_M GGUF (%j) and prints llama.cpp's greedy continuation of it", async (dtype: string[]) => {
     // tiny-q4_k_m.gguf is llama.cpp's llama-quantize output; the ids are llama.cpp's own greedy run of it.
     const llamacpp = JSON.parse(readFileSync('test/fixtures/quant/greedy-llamacpp.json', 'utf8'))['tiny-q4_k_m.gguf'][0];
-    const r = run(process.execPath, ['tools/cli/flywheel.js', 'generate', '--model', 'test/fixtures/quant/tiny-q4_k_m.gguf', '--prompt', 'Once upon a time', '--max-tokens', '32'], {});
+    const r = run(process.execPath, ['tools/cli/flywheel.js', 'generate', '--model', 'test/fixtures/quant/tiny-q4_k_m.gguf', '--prompt', 'Once upon a time', '--max-tokens', '32', ...dtype], {});
     expect(await r.exited).toBe(0);
     const { tokenizer } = await loadCheckpoint('test/fixtures/quant/tiny-q4_k_m.gguf');
     expect(r.output()).toBe(`${tokenizer.decode(llamacpp.ids, { skipSpecialTokens: true })}\n`);

@@ -18,7 +18,7 @@ import type {
 } from './kernels.types';
 import { isQuantType, QUANT_BLOCKS, QUANT_TYPES } from './kernels.types';
 import { loadNative, NativeExternal } from './native.loader';
-import { isQuantMix, QUANT_MIXES, quantMixTypes, type QuantMix } from './quant-mix';
+import { isQuantMix, quantMixTypes, type QuantMix } from './quant-mix';
 import { everyLayerWindow, expectedWeightShapes } from './weight-shapes';
 
 /** What a model serves: one storage type for every matrix, or one of llama.cpp's K-quant mixes. */
@@ -83,15 +83,6 @@ export function checkI32(value: unknown, name: string, length?: number): Int32Ar
 export function checkDtype(dtype: unknown): WeightDtype {
   if (dtype !== 'f32' && dtype !== 'bf16' && !isQuantType(dtype)) {
     engineArgs.fail(`dtype must be one of f32, bf16, ${QUANT_TYPES.join(', ')}; got ${String(dtype)}`);
-  }
-  return dtype;
-}
-
-/** A served dtype: a storage type or a K-quant mix. */
-export function checkServedDtype(dtype: unknown): ServedDtype {
-  if (isQuantMix(dtype)) return dtype;
-  if (dtype !== 'f32' && dtype !== 'bf16' && !isQuantType(dtype)) {
-    engineArgs.fail(`dtype must be one of f32, bf16, ${QUANT_TYPES.join(', ')}, ${QUANT_MIXES.join(', ')}; got ${String(dtype)}`);
   }
   return dtype;
 }

@@ -68,8 +68,8 @@ function tokenizerShell(v: GgufVocab, special: (id: number) => boolean, addBosDe
 
 /**
  * Phi-3's SentencePiece markers (<|user|>, <|end|>, </s>, ...) strip the whitespace after them: its tokenizer.json
- * says rstrip for every special but <unk>, <s> and <|endoftext|>, and llama.cpp sets the same attribute. Phi-4-mini
- * (also `phi3`, but byte-level BPE) does not.
+ * says rstrip for every special but <unk>, <s> and <|endoftext|>, and llama.cpp sets the same attribute. Only
+ * SentencePiece `phi3` vocabularies: Phi-4-mini's byte-level BPE one (also `phi3`) is built as its file says.
  */
 const PHI3_KEEPS_WHITESPACE = new Set(['<unk>', '<s>', '<|endoftext|>']);
 const rstripsAfter = (v: GgufVocab, content: string, special: boolean) =>
