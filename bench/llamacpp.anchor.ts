@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { expectedWeightShapes, findRepoRoot, isQuantMix, isQuantType, ops, QUANT_BLOCKS, quantMixTypes } from '../libs/kernels/src';
+import { convertWeights, expectedWeightShapes, findRepoRoot, isQuantMix, isQuantType, QUANT_BLOCKS, quantMixTypes } from '../libs/kernels/src';
 import type { ModelSpec, QuantTensor, QuantType, ServedDtype, ServingWeightMap } from '../libs/kernels/src';
 
 export const NODE_LLAMA_CPP_VERSION = '3.21.1';
@@ -21,21 +21,13 @@ const WINDOW = 32;
  * already in that type kept bit for bit; norms f32. f32 / bf16 give f32 (the GGUF writer rounds bf16 itself).
  */
 export function engineWeightsFor(spec: ModelSpec, weights: ServingWeightMap, dtype: ServedDtype): Map<string, Float32Array | QuantTensor> {
-  const out = new Map<string, Float32Array | QuantTensor>();
-  const mix = isQuantMix(dtype) ? quantMixTypes(spec, dtype) : null;
-  for (const [name, [rows, cols = 1]] of expectedWeightShapes(spec)) {
-    const t = weights.get(name);
-    if (t === undefined) throw new Error(`missing tensor ${name}`);
-    const target: QuantType | 'f32' =
-      mix !== null ? mix.get(name)! : !isQuantType(dtype) || cols === 1 ? 'f32' : cols % QUANT_BLOCKS[dtype].elems === 0 ? dtype : cols % 32 === 0 ? 'q8_0' : 'f32';
-    if (!(t instanceof Float32Array) && t.dtype === target) out.set(name, t);
-    else {
-      const f32 = t instanceof Float32Array ? t : ops.dequantize(t.dtype, t.blocks);
-      if (f32.length !== rows * cols) throw new Error(`${name} has ${f32.length} values, expected ${rows}x${cols}`);
-      out.set(name, target === 'f32' ? f32 : { dtype: target, blocks: ops.quantize(target, f32) });
-    }
+  if (isQuantMix(dtype)) return convertWeights(weights, quantMixTypes(spec, dtype));
+  const targets = new Map<string, QuantType | 'f32'>();
+  for (const [name, [, cols = 1]] of expectedWeightShapes(spec)) {
+    if (!weights.has(name)) throw new Error(`missing tensor ${name}`);
+    targets.set(name, !isQuantType(dtype) || cols === 1 ? 'f32' : cols % QUANT_BLOCKS[dtype].elems === 0 ? dtype : cols % 32 === 0 ? 'q8_0' : 'f32');
   }
-  return out;
+  return convertWeights(weights, targets);
 }
 
 export interface AnchorMeasured {

@@ -9,6 +9,7 @@ export * from './seeded-random';
 
 /** The engine: model and KV cache handles, one step, machine info; the single ops for tests and tools. */
 export {
+  convertWeights,
   copyBlocks,
   createKvCache,
   createModel,

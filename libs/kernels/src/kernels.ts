@@ -12,6 +12,7 @@ import type {
   ModelHandle,
   ModelSpec,
   QuantTensor,
+  QuantType,
   ServingWeightMap,
   StepBatch,
   WeightDtype,
@@ -208,21 +209,31 @@ export function createModel(spec: ModelSpec, weights: ServingWeightMap, opts: Cr
   return handle;
 }
 
-/** A K-quant mix: every matrix converted to its type here (kept bit for bit where it already is), then kept as is. */
-function createMixedModel(spec: ModelSpec, weights: ServingWeightMap, mix: QuantMix, threads: number | undefined): ModelHandle {
+/**
+ * Each named tensor in its target type: kept bit for bit where it already is, else widened to f32 and quantized
+ * (createModel's mixes, and the benchmark's GGUF of exactly what the engine stores). A missing tensor is skipped (the
+ * model built from the result names it).
+ */
+export function convertWeights(weights: ServingWeightMap, targets: ReadonlyMap<string, QuantType | 'f32'>): Map<string, Float32Array | QuantTensor> {
   const native = loadNative();
   const converted = new Map<string, Float32Array | QuantTensor>();
-  for (const [name, target] of quantMixTypes(spec, mix)) {
+  for (const [name, target] of targets) {
     const t = weights.get(name);
-    if (t === undefined || (utilTypes.isFloat32Array(t) ? target === 'f32' : t.dtype === target)) {
-      if (t !== undefined) converted.set(name, t);
-      continue;  // a missing tensor fails in createModel below, with its name and shape
+    if (t === undefined) continue;
+    if (utilTypes.isFloat32Array(t) ? target === 'f32' : t.dtype === target) {
+      converted.set(name, t);
+      continue;
     }
     const f32 = utilTypes.isFloat32Array(t) ? t : isQuantType(t.dtype) && isUint8Array(t.blocks) ? native.opDequantize(t.dtype, t.blocks) : null;
     if (f32 === null) engineArgs.fail(`weight ${name} must be a Float32Array or a quantized tensor (${QUANT_TYPES.join(', ')})`);
     converted.set(name, target === 'f32' ? f32 : { dtype: target, blocks: native.opQuantize(target, f32) });
   }
-  const handle = createModel(spec, converted, { dtype: 'auto', threads });
+  return converted;
+}
+
+/** A K-quant mix: every matrix converted to its type here, then kept as is. */
+function createMixedModel(spec: ModelSpec, weights: ServingWeightMap, mix: QuantMix, threads: number | undefined): ModelHandle {
+  const handle = createModel(spec, convertWeights(weights, quantMixTypes(spec, mix)), { dtype: 'auto', threads });
   modelState(handle).dtype = mix;
   return handle;
 }
