@@ -54,6 +54,24 @@ static TileFn<WT> tile_fn(int rn, int tn) {
   return table[rn - 1][tn - 1];
 }
 
+// One token: y[r] += dot(x, w[r, :]) for rows [r0, r1), summed per k block of KB exactly as mm_tile<1, 1> sums each
+// block, block by block in ascending k, without a call per row.
+template <typename WT>
+static void mm_rows_t1(float* y, const float* x, const WT* w, int in, int KB, int r0, int r1) {
+  for (int r = r0; r < r1; r++) {
+    const WT* wr = w + static_cast<size_t>(r) * in;
+    for (int k0 = 0; k0 < in; k0 += KB) {
+      const int k1 = k0 + KB < in ? k0 + KB : in;
+      __m256 acc = _mm256_setzero_ps();
+      int k = k0;
+      for (; k + 8 <= k1; k += 8) acc = _mm256_fmadd_ps(load8(wr + k), _mm256_loadu_ps(x + k), acc);
+      float s = hsum(acc);
+      for (; k < k1; k++) s += x[k] * load1(wr + k);
+      y[r] += s;
+    }
+  }
+}
+
 template <typename WT>
 static void rows_impl(float* y, const float* x, const WT* w, int T, int in, int out, int r0, int r1) {
   // Register block: one row for one token, 4 rows x 2 tokens for two, 3 rows x 3 tokens for more. One token streams
@@ -70,22 +88,36 @@ static void rows_impl(float* y, const float* x, const WT* w, int T, int in, int 
     int nb = (in + 767) / 768;
     KB = ((in + nb - 1) / nb + 7) / 8 * 8;
   }
+  if (T == 1) {
+    // One token: x fits in L1 whatever KB is, so each row is read whole, its k blocks summed in the same order as
+    // below. Walking one k block over every row first, as more tokens need, reads each row in pieces with a jump
+    // between them that the prefetcher does not follow (SmolLM2's down_proj, one thread: 3x slower).
+    mm_rows_t1(y, x, w, in, KB, r0, r1);
+    return;
+  }
+  // The tiles of R rows x one k block, every token of the tile against them.
+  auto tiles = [&](int r, int k0, int t0, int t1) {
+    const int rn = r1 - r < R ? r1 - r : R;
+    const int k1 = k0 + KB < in ? k0 + KB : in;
+    for (int t = t0; t < t1;) {
+      // A leftover of one token is split as 2 + 2 so no tile runs with a single token.
+      int tn = t1 - t < TK ? t1 - t : TK;
+      if (TK == 3 && t1 - t == 4) tn = 2;
+      tile_fn<WT>(rn, tn)(y + static_cast<size_t>(t) * out + r, out, x + static_cast<size_t>(t) * in,
+                          in, w + static_cast<size_t>(r) * in, in, k0, k1);
+      t += tn;
+    }
+  };
   for (int t0 = 0; t0 < T; t0 += TT) {
     const int t1 = t0 + TT < T ? t0 + TT : T;
-    for (int k0 = 0; k0 < in; k0 += KB) {
-      const int k1 = k0 + KB < in ? k0 + KB : in;
-      for (int r = r0; r < r1; r += R) {
-        const int rn = r1 - r < R ? r1 - r : R;
-        const WT* wr = w + static_cast<size_t>(r) * in;
-        for (int t = t0; t < t1;) {
-          // A leftover of one token is split as 2 + 2 so no tile runs with a single token.
-          int tn = t1 - t < TK ? t1 - t : TK;
-          if (TK == 3 && t1 - t == 4) tn = 2;
-          tile_fn<WT>(rn, tn)(y + static_cast<size_t>(t) * out + r, out, x + static_cast<size_t>(t) * in, in, wr, in,
-                              k0, k1);
-          t += tn;
-        }
-      }
+    if (static_cast<size_t>(t1 - t0) * in * sizeof(float) <= 256 * 1024) {
+      // The x tile fits in L2 whole: rows outer, so each row streams from memory in one piece.
+      for (int r = r0; r < r1; r += R)
+        for (int k0 = 0; k0 < in; k0 += KB) tiles(r, k0, t0, t1);
+    } else {
+      // k blocks outer, so the x tile's block stays in L2 while every row passes it.
+      for (int k0 = 0; k0 < in; k0 += KB)
+        for (int r = r0; r < r1; r += R) tiles(r, k0, t0, t1);
     }
   }
 }
