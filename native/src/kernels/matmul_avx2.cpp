@@ -98,12 +98,12 @@ static void mm_rows_t1(float* y, const float* x, const WT* w, int in, int KB, in
 
 template <typename WT>
 static void rows_impl(float* y, const float* x, const WT* w, int T, int in, int out, int r0, int r1) {
-  // Register block: one row for one token, 4 rows x 2 tokens for two, 3 rows x 3 tokens for more. One token streams
-  // the weights from DRAM, and one row is one sequential stream that the hardware prefetcher follows, where the
-  // interleaved streams of 2 or 4 rows were not (one-thread f32 lm_head on a Zen 4 VM: 11 -> 24-28 GB/s). Every tile
-  // sums each output in the same order (one accumulator, k ascending), so a token's result does not depend on the
+  // Register block: 4 rows x 2 tokens for two, 3 rows x 3 tokens for more; one token streams the weights from DRAM
+  // in mm_rows_t1 (a row is a sequential stream the hardware prefetcher follows, where the interleaved streams of 2
+  // or 4 neighbouring rows were not: one-thread f32 lm_head on a Zen 4 VM, 11 -> 24-28 GB/s). Every tile sums each
+  // output in the same order (one accumulator per k block, k ascending), so a token's result does not depend on the
   // batch around it.
-  const int R = T == 1 ? 1 : T == 2 ? 4 : 3;
+  const int R = T == 2 ? 4 : 3;
   const int TK = T <= 2 ? T : 3;
   // Token tile and k block keep the x tile (TT, KB) in L2 and R weight rows + TK x rows of KB in L1.
   const int TT = 48;
