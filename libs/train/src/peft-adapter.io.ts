@@ -1,8 +1,10 @@
 /**
  * LoRA adapters on disk in PEFT's format: `adapter_model.safetensors` (tensors `base_model.model.model.layers.{l}.
  * {self_attn|mlp}.{target}.lora_{A|B}.weight`, F32) and `adapter_config.json` (peft_type LORA, r, lora_alpha,
- * target_modules, base_model_name_or_path), which `PeftModel.from_pretrained(base, dir)` loads. Writer and reader;
- * not the merged checkpoint (resume-point.ts) nor the adapters' math (@flywheel/kernels).
+ * target_modules, base_model_name_or_path), which `PeftModel.from_pretrained(base, dir)` loads. A sequence classifier
+ * (a reward model) trains its new `score` head in full, so its adapter also holds `base_model.model.score.weight` and
+ * says `modules_to_save: ["score"]`, as PEFT saves one: without it PEFT would run the base's untrained head.
+ * Writer and reader; not the merged checkpoint (resume-point.ts) nor the adapters' math (@flywheel/kernels).
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -18,6 +20,9 @@ export const PEFT_ADAPTER_CONFIG_FILE = 'adapter_config.json';
  * base_model_name_or_path instead of the merged weights there.
  */
 export const CHECKPOINT_ADAPTER_DIR = 'adapter';
+/** The scalar head in our weight maps, and its name in a PEFT adapter file (a module saved whole). */
+const SCORE_HEAD = 'score.weight';
+const PEFT_SCORE_HEAD = 'base_model.model.score.weight';
 
 export interface PeftLoraConfig {
   rank: number;
@@ -41,7 +46,10 @@ const adapterConfigSchema = z.looseObject({
   use_dora: z.boolean().optional(),
 });
 
-/** Writes the adapters (exactly those of `config` for `spec`) and their config into dir, creating it. */
+/**
+ * Writes the adapters (exactly those of `config` for `spec`) and their config into dir, creating it; for SEQ_CLS also
+ * the trained head, `score.weight` of `weights`.
+ */
 export async function writePeftAdapter(dir: string, a: { spec: ModelSpec; weights: WeightMap; config: PeftLoraConfig }): Promise<void> {
   const { config } = a;
   const tensors = [];
@@ -49,6 +57,11 @@ export async function writePeftAdapter(dir: string, a: { spec: ModelSpec; weight
     const data = a.weights.get(name);
     if (data === undefined) throw new ModelLoadError(`cannot write the adapter: missing tensor ${name}`, dir);
     tensors.push({ name, shape: [rows, cols], data });
+  }
+  if (config.taskType === 'SEQ_CLS') {
+    const head = a.weights.get(SCORE_HEAD);
+    if (head === undefined || head.length % a.spec.hiddenSize !== 0) throw new ModelLoadError(`cannot write the adapter: a SEQ_CLS adapter needs its ${SCORE_HEAD} (labels, ${a.spec.hiddenSize})`, dir);
+    tensors.push({ name: PEFT_SCORE_HEAD, shape: [head.length / a.spec.hiddenSize, a.spec.hiddenSize], data: head });
   }
   await mkdir(dir, { recursive: true });
   await writeSafetensorsFile(path.join(dir, PEFT_ADAPTER_WEIGHTS_FILE), tensors);
@@ -64,14 +77,17 @@ export async function writePeftAdapter(dir: string, a: { spec: ModelSpec; weight
     fan_in_fan_out: false,
     inference_mode: true,
     init_lora_weights: true,
-    modules_to_save: null,
+    modules_to_save: config.taskType === 'SEQ_CLS' ? ['score'] : null,
     use_rslora: false,
     use_dora: false,
   };
   await writeFileAtomic(path.join(dir, PEFT_ADAPTER_CONFIG_FILE), JSON.stringify(json, null, 2) + '\n');
 }
 
-/** Reads what writePeftAdapter wrote (or a PEFT LoRA adapter of the same kind); ModelLoadError when malformed. */
+/**
+ * Reads what writePeftAdapter wrote (or a PEFT LoRA adapter of the same kind); a saved score head comes back as
+ * `score.weight`. ModelLoadError when malformed.
+ */
 export async function readPeftAdapter(dir: string): Promise<{ config: PeftLoraConfig; weights: Map<string, Float32Array> }> {
   const file = path.join(dir, PEFT_ADAPTER_CONFIG_FILE);
   let parsed: z.infer<typeof adapterConfigSchema>;
@@ -84,7 +100,7 @@ export async function readPeftAdapter(dir: string): Promise<{ config: PeftLoraCo
   }
   if (parsed.use_rslora || parsed.use_dora) throw new ModelLoadError('rsLoRA / DoRA adapters are not supported', file);
   const weights = new Map<string, Float32Array>();
-  for (const [name, t] of await readSafetensorsFile(path.join(dir, PEFT_ADAPTER_WEIGHTS_FILE))) weights.set(name, t.data);
+  for (const [name, t] of await readSafetensorsFile(path.join(dir, PEFT_ADAPTER_WEIGHTS_FILE))) weights.set(name === PEFT_SCORE_HEAD ? SCORE_HEAD : name, t.data);
   return {
     config: {
       rank: parsed.r,

@@ -45,11 +45,16 @@ export async function saveResumePoint(
 export async function writeModelOutputs(model: TrainableModelHandle, o: { outDir: string; modelDir: string; spec: ModelSpec }): Promise<void> {
   const info = trainableModelInfo(model);
   const scoreLabels = info.numLabels > 0 ? info.numLabels : null;
-  await writeTrainedCheckpoint(o.outDir, { sourceDir: o.modelDir, spec: o.spec, weights: getMergedWeights(model), scoreLabels });
+  const merged = getMergedWeights(model);
+  await writeTrainedCheckpoint(o.outDir, { sourceDir: o.modelDir, spec: o.spec, weights: merged, scoreLabels });
   const adapterDir = path.join(o.outDir, CHECKPOINT_ADAPTER_DIR);
   if (info.lora) {
     const config = { ...info.lora, baseModel: o.modelDir, taskType: info.numLabels > 0 ? ('SEQ_CLS' as const) : ('CAUSAL_LM' as const) };
-    await writePeftAdapter(adapterDir, { spec: o.spec, weights: getAdapterWeights(model), config });
+    // A scalar head trains in full beside the adapters: PEFT saves it with them (modules_to_save).
+    const weights = getAdapterWeights(model);
+    const head = info.numLabels > 0 ? merged.get('score.weight') : undefined;
+    if (head !== undefined) weights.set('score.weight', head);
+    await writePeftAdapter(adapterDir, { spec: o.spec, weights, config });
   } else {
     // An adapter left by an earlier LoRA run in this folder no longer describes these weights.
     for (const f of [PEFT_ADAPTER_CONFIG_FILE, PEFT_ADAPTER_WEIGHTS_FILE]) await rm(path.join(adapterDir, f), { force: true });
