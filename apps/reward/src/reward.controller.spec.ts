@@ -6,7 +6,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Logger, Module } from '@nestjs/common';
@@ -21,20 +20,11 @@ import { loadCheckpoint, writeHfCheckpoint } from '@flywheel/model';
 import { RewardController } from './reward.controller';
 import { RewardFunctionsService } from './reward-functions.service';
 import { RewardModelService } from './reward-model.service';
+import { freePort } from '../../../test/support/processes';
 
 jest.setTimeout(60_000);
 
 const MODEL = path.resolve(__dirname, '../../../models/stories260K');
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 
 /** No `models` KV entry, ever: the service serves its configured model. */
 const noKv: ActiveModelSourceLike = {

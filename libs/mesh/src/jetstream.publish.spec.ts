@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, StringCodec, type NatsConnection } from 'nats';
@@ -13,22 +12,12 @@ import { publishToStream } from './jetstream.publish';
 import { MeshError } from './mesh.errors';
 import { reconnectOptions } from './nats.connection';
 import { NatsLink } from './nats.link';
+import { freePort } from '../../../test/support/processes';
 
 jest.setTimeout(30_000);
 
 const sc = StringCodec();
 const STREAM = 'PUBLISH_SPEC';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
