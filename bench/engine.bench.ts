@@ -109,7 +109,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--prompt') opts.prompt = positiveInt(argv[++i], '--prompt');
     else if (a === '--prefill') opts.prefill = positiveInt(argv[++i], '--prefill');
     else if (a === '--rounds') opts.rounds = positiveInt(argv[++i], '--rounds');
-    else throw new Error(`unknown argument ${a}`);
+    else throw new Error(`unknown argument ${a} (--help lists the options)`);
   }
   return opts;
 }
@@ -222,7 +222,16 @@ interface Run {
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
+const USAGE = `usage: npm run bench:engine -- --json [--dtype f32|bf16|${[...QUANT_TYPES, ...QUANT_MIXES].join('|')}|both|all, or a comma list]
+  [--shape ${Object.keys(BENCH_SHAPES).join('|')}] [--model FILE.gguf] [--anchor] [--anchor-threads N] [--threads N]
+  [--decode-tokens N] [--prompt N] [--prefill N] [--rounds N]
+Prints one JSON object (see the head of bench/engine.bench.ts); --anchor runs node-llama-cpp 3.21.1 on the same weights.`;
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
   const opts = parseArgs(process.argv.slice(2));
   const source = await loadSource(opts);
   const { spec } = source;

@@ -11,7 +11,7 @@ export interface PolicyConfig extends CommonConfig {
   policy: {
     /** A Hugging Face directory or a .gguf file; relative paths resolve against the working directory. */
     model: string;
-    /** Weight storage in the engine; 'auto' = Q8_0 for a Q8_0 GGUF, else f32 (see createNativeEngine). */
+    /** Weight storage in the engine; 'auto' = a quantized GGUF keeps each tensor's own type, else f32 (see createNativeEngine). */
     dtype: 'f32' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k' | 'q4_k_m' | 'q5_k_m' | 'auto';
     /** 0 = one per hardware core. */
     threads: number;
