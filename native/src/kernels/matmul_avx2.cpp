@@ -17,14 +17,18 @@ static inline float load1(const float* p) { return *p; }
 static inline float load1(const uint16_t* p) { return f32_from_bf16(*p); }
 
 // y[t*ldy + r] += sum_{k0 <= k < k1} x[t*ldx + k] * w[r*ldw + k] for R weight rows and TK tokens, all in
-// registers (R*TK accumulators).
+// registers (R*TK accumulators). pf (or null): the next row group (R rows of ldw, contiguous), touched as far as this
+// group has been read, since the hardware prefetcher does not follow R interleaved row streams.
 template <int R, int TK, typename WT>
-static void mm_tile(float* y, int ldy, const float* x, int ldx, const WT* w, int ldw, int k0, int k1) {
+static void mm_tile(float* y, int ldy, const float* x, int ldx, const WT* w, int ldw, int k0, int k1, const char* pf) {
   __m256 acc[R][TK];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) acc[r][t] = _mm256_setzero_ps();
   int k = k0;
   for (; k + 8 <= k1; k += 8) {
+    if (pf)
+      for (int l = 0; l < R * 8 * static_cast<int>(sizeof(WT)); l += 64)
+        _mm_prefetch(pf + static_cast<size_t>(k) * R * sizeof(WT) + l, _MM_HINT_T0);
     __m256 xv[TK];
     for (int t = 0; t < TK; t++) xv[t] = _mm256_loadu_ps(x + t * ldx + k);
     for (int r = 0; r < R; r++) {
@@ -41,7 +45,7 @@ static void mm_tile(float* y, int ldy, const float* x, int ldx, const WT* w, int
 }
 
 template <typename WT>
-using TileFn = void (*)(float*, int, const float*, int, const WT*, int, int, int);
+using TileFn = void (*)(float*, int, const float*, int, const WT*, int, int, int, const char*);
 
 template <typename WT>
 static TileFn<WT> tile_fn(int rn, int tn) {
@@ -119,29 +123,31 @@ static void rows_impl(float* y, const float* x, const WT* w, int T, int in, int 
     mm_rows_t1(y, x, w, in, KB, r0, r1);
     return;
   }
-  // The tiles of R rows x one k block, every token of the tile against them.
-  auto tiles = [&](int r, int k0, int t0, int t1) {
+  // The tiles of R rows x one k block, every token of the tile against them; the first one prefetches the next row
+  // group when rows go outer (pf).
+  auto tiles = [&](int r, int k0, int t0, int t1, bool pf) {
     const int rn = r1 - r < R ? r1 - r : R;
     const int k1 = k0 + KB < in ? k0 + KB : in;
+    const char* next = pf && r + 2 * R <= r1 ? reinterpret_cast<const char*>(w + static_cast<size_t>(r + R) * in) : nullptr;
     for (int t = t0; t < t1;) {
       // A leftover of one token is split as 2 + 2 so no tile runs with a single token.
       int tn = t1 - t < TK ? t1 - t : TK;
       if (TK == 3 && t1 - t == 4) tn = 2;
       tile_fn<WT>(rn, tn)(y + static_cast<size_t>(t) * out + r, out, x + static_cast<size_t>(t) * in,
-                          in, w + static_cast<size_t>(r) * in, in, k0, k1);
+                          in, w + static_cast<size_t>(r) * in, in, k0, k1, t == t0 ? next : nullptr);
       t += tn;
     }
   };
   for (int t0 = 0; t0 < T; t0 += TT) {
     const int t1 = t0 + TT < T ? t0 + TT : T;
     if (static_cast<size_t>(t1 - t0) * in * sizeof(float) <= 256 * 1024) {
-      // The x tile fits in L2 whole: rows outer, so each row streams from memory in one piece.
+      // The x tile fits in L2 whole: rows outer, so each row group streams from memory in one piece.
       for (int r = r0; r < r1; r += R)
-        for (int k0 = 0; k0 < in; k0 += KB) tiles(r, k0, t0, t1);
+        for (int k0 = 0; k0 < in; k0 += KB) tiles(r, k0, t0, t1, true);
     } else {
       // k blocks outer, so the x tile's block stays in L2 while every row passes it.
       for (int k0 = 0; k0 < in; k0 += KB)
-        for (int r = r0; r < r1; r += R) tiles(r, k0, t0, t1);
+        for (int r = r0; r < r1; r += R) tiles(r, k0, t0, t1, false);
     }
   }
 }
