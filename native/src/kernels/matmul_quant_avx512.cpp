@@ -37,6 +37,13 @@ static inline __m512i k4_scales_i16(const Blk* blk, __m256* mn) {
   return _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(bytes));
 }
 
+// Several-token tiles read R rows interleaved, streams the hardware prefetcher does not follow: the first token pair
+// of a row group touches the same super-block of the next group's R rows (rows row_bytes apart from pf) as it goes.
+static inline void prefetch_blocks(const uint8_t* pf, size_t row_bytes, int R, size_t off, size_t bytes) {
+  for (int r = 0; r < R; r++)
+    for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(pf + r * row_bytes + off + l), _MM_HINT_T0);
+}
+
 template <bool FIFTH> struct K4Block { using type = BlockQ4_K; };  // (no <type_traits>: no STL in this unit)
 template <> struct K4Block<true> { using type = BlockQ5_K; };
 
@@ -50,13 +57,15 @@ template <int R, int TK, bool FIFTH>
 static void q4_k_tile(float* y, int ldy,
                       const int8_t* xq, int ldq,                  // (TK, ldq)
                       const float* xd, const float* xs, int ldd,  // (TK, ldd) per 32-block, d_x constant per 256
-                      const uint8_t* w, size_t row_bytes, int nsb) {
+                      const uint8_t* w, size_t row_bytes, int nsb,
+                      const uint8_t* pf) {  // the next row group to prefetch, or null (tile_rows_avx512)
   using Blk = typename K4Block<FIFTH>::type;
   const __m512i low4 = _mm512_set1_epi8(0x0F), shift = k4_nibble_shift(), one = _mm512_set1_epi8(1);
   __m512 acc[R][TK];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) acc[r][t] = _mm512_setzero_ps();
   for (int u = 0; u < nsb; u++) {
+    if (pf) prefetch_blocks(pf, row_bytes, R, u * sizeof(Blk), sizeof(Blk));
     __m512i sc[R];
     __m256 mn[R];
     float d[R];
@@ -169,7 +178,8 @@ static void q6_k_tile(float* y, int ldy,
                       const int8_t* xq, int ldq,                      // (TK, ldq)
                       const float* xd, int ldd,                       // (TK, ldd) per 32-block, constant per 256
                       const int16_t* xb, int ldb,                     // (TK, ldb) sum(q_x) per 16
-                      const uint8_t* w, size_t row_bytes, int nsb) {  // (R, nsb) blocks, rows row_bytes apart
+                      const uint8_t* w, size_t row_bytes, int nsb,   // (R, nsb) blocks, rows row_bytes apart
+                      const uint8_t* pf) {  // the next row group to prefetch, or null (tile_rows_avx512)
   const __m512i low4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
   // qh bits (0, 1 | 2, 3) to bits 4, 5 of the low | high 32 bytes: left by 4 | 2; bits (4, 5 | 6, 7): right by 0 | 2.
   const __m512i sh_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
@@ -178,6 +188,7 @@ static void q6_k_tile(float* y, int ldy,
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) acc[r][t] = _mm512_setzero_ps();
   for (int u = 0; u < nsb; u++) {
+    if (pf) prefetch_blocks(pf, row_bytes, R, u * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
     __m256i sc16[R];
     float d[R];
     __m512i isum[R][TK];
@@ -299,9 +310,9 @@ bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float
 }
 
 using Q4kTileFn = void (*)(float*, int, const int8_t*, int, const float*, const float*, int, const uint8_t*, size_t,
-                           int);
+                           int, const uint8_t*);
 using Q6kTileFn = void (*)(float*, int, const int8_t*, int, const float*, int, const int16_t*, int, const uint8_t*,
-                           size_t, int);
+                           size_t, int, const uint8_t*);
 
 // Several tokens (prefill, batched decode) of Q4_K, Q5_K or Q6_K with per-256 activations: tiles of 4 rows x 2 tokens
 // straight from the blocks, over a token tile whose int8 activations stay in L2 while this thread's rows stream
@@ -334,8 +345,9 @@ bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* 
         const int8_t* qt = xq + static_cast<size_t>(t) * in;
         const float* dt = xd + static_cast<size_t>(t) * nb;
         const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
-        if (type != WEIGHT_Q6_K) q4k[type == WEIGHT_Q5_K][rn - 1][tn - 1](yt, out, qt, in, dt, xs + static_cast<size_t>(t) * nb, nb, wr, row_bytes, nsb);
-        else q6k[rn - 1][tn - 1](yt, out, qt, in, dt, nb, xb + static_cast<size_t>(t) * n16, n16, wr, row_bytes, nsb);
+        const uint8_t* pf = t == t0 && r + 8 <= r1 ? wr + 4 * row_bytes : nullptr;
+        if (type != WEIGHT_Q6_K) q4k[type == WEIGHT_Q5_K][rn - 1][tn - 1](yt, out, qt, in, dt, xs + static_cast<size_t>(t) * nb, nb, wr, row_bytes, nsb, pf);
+        else q6k[rn - 1][tn - 1](yt, out, qt, in, dt, nb, xb + static_cast<size_t>(t) * n16, n16, wr, row_bytes, nsb, pf);
       }
     }
   }
