@@ -13,6 +13,7 @@
         "src/kernels/quant_q8_0.cpp",
         "src/kernels/matmul_q8_0.cpp",
         "src/kernels/matmul_q8_0_avx2.cpp",
+        "src/kernels/matmul_q8_0_avx512.cpp",
         "src/kernels/quant_k.cpp",
         "src/kernels/matmul_quant.cpp",
         "src/kernels/matmul_quant_avx2.cpp",

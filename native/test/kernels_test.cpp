@@ -467,6 +467,20 @@ int main() {
   // With AVX-512 VNNI: its Q4_0 and K-quant kernels again without it, equal up to the order of the f32 sums.
   if (simd_avx512_supported()) {
     simd_force_portable(false);
+    // Q8_0's VNNI tiles (several tokens) give the AVX2 tiles' results bit for bit: partial row groups and token
+    // tiles, block chunks of long rows, a token count past the token tile.
+    for (auto& sh : {std::array<int, 3>{2, 256, 21}, {3, 800, 50}, {5, 1120, 29}, {16, 576, 100}, {40, 3200, 13},
+                     {300, 64, 11}}) {
+      simd_force_no_avx512(false);
+      const std::vector<float> on = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], 700 + sh[0]);
+      simd_force_no_avx512(true);
+      const std::vector<float> off = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], 700 + sh[0]);
+      simd_force_no_avx512(false);
+      if (std::memcmp(on.data(), off.data(), on.size() * sizeof(float)) != 0) {
+        std::printf("FAIL q8_0 T=%d in=%d out=%d: AVX-512 VNNI tiles differ from the AVX2 ones\n", sh[0], sh[1], sh[2]);
+        failures++;
+      }
+    }
     struct Case {
       WeightType type;
       int T, in, out;

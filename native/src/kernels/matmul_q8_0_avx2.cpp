@@ -109,15 +109,20 @@ static Q8TileFn q8_tile_fn(int rn, int tn, bool pf) {
   return table[pf ? 1 : 0][rn - 1][tn - 1];
 }
 
+// matmul_q8_0_avx512.cpp: the AVX-512 VNNI tiles (rn 1-4 rows x tn 1-3 tokens), same contract and results as q8_tile.
+Q8TileFn q8_tile_vnni_fn(int rn, int tn, bool pf);
+
 void matmul_q8_0_rows_avx2(float* y,            // (T, out)
                            const int8_t* xq,    // (T, in)
                            const float* xd,     // (T, in/32)
                            const BlockQ8_0* w,  // (out, in/32)
                            int T, int in, int out, int r0, int r1) {
   const int nb = in / Q8_0_BLOCK;
-  // Register block: 4 rows x 2 tokens (8 accumulators + 2 x vectors + temporaries fit the 16 ymm registers).
+  // Register block: 4 rows x 2 tokens (8 accumulators + 2 x vectors + temporaries fit the 16 ymm registers); with
+  // AVX-512 VNNI (32 registers, several tokens) 4 rows x 3 tokens. One token stays on AVX2: it streams from DRAM.
   const int R = 4;
-  const int TK = T == 1 ? 1 : 2;
+  const bool vnni = T > 1 && simd_use_avx512();
+  const int TK = T == 1 ? 1 : vnni ? 3 : 2;
   // Token tile: its int8 x (TT, in) stays in L2 (~128 KiB) while this thread's rows stream past it.
   int TT = 131072 / in;
   TT = TT < 16 ? 16 : TT > 256 ? 256 : TT;
@@ -132,8 +137,9 @@ void matmul_q8_0_rows_avx2(float* y,            // (T, out)
         const BlockQ8_0* wr = w + static_cast<size_t>(r) * nb;
         for (int t = t0; t < t1; t += TK) {
           const int tn = t1 - t < TK ? t1 - t : TK;
-          q8_tile_fn(rn, tn, t == t0)(y + static_cast<size_t>(t) * out + r, out, xq + static_cast<size_t>(t) * in, in,
-                                      xd + static_cast<size_t>(t) * nb, nb, wr, nb, b0, b1);
+          const Q8TileFn tile = vnni ? q8_tile_vnni_fn(rn, tn, t == t0) : q8_tile_fn(rn, tn, t == t0);
+          tile(y + static_cast<size_t>(t) * out + r, out, xq + static_cast<size_t>(t) * in, in, xd + static_cast<size_t>(t) * nb,
+               nb, wr, nb, b0, b1);
         }
       }
     }
