@@ -5,6 +5,7 @@
  * Not modelled: llama.cpp's special cases for Falcon, MoE experts, 70B and importance matrices.
  */
 import type { ModelSpec, QuantType } from './kernels.types';
+import { SCORE_HEAD_WEIGHT } from './weight-shapes';
 import { expectedWeightShapes } from './weight-shapes';
 
 export type QuantMix = 'q4_k_m' | 'q5_k_m';
@@ -38,7 +39,7 @@ export function quantMixTypes(spec: ModelSpec, mix: QuantMix): Map<string, Quant
       out.set(name, 'f32');
       continue;
     }
-    const head = name === 'lm_head.weight' || name === 'score.weight' || (spec.tieWordEmbeddings && name === 'model.embed_tokens.weight');
+    const head = name === 'lm_head.weight' || name === SCORE_HEAD_WEIGHT || (spec.tieWordEmbeddings && name === 'model.embed_tokens.weight');
     const moreBits = /\.(self_attn\.v_proj|mlp\.down_proj)\.weight$/.test(name) && usesMoreBits(layerOf(name), spec.numLayers);
     let type: QuantType | 'f32' = head || moreBits ? 'q6_k' : BASE[mix];
     if (cols % 256 !== 0) type = FALLBACK[type] ?? type;

@@ -6,6 +6,9 @@
  */
 import type { ModelSpec } from './kernels.types';
 
+/** A sequence classifier's head (HF `score`): the reward model's, the PPO critic's value head. */
+export const SCORE_HEAD_WEIGHT = 'score.weight';
+
 /**
  * The checkpoint layout: every tensor by HF name with its HF shape. scoreLabels (LlamaForSequenceClassification):
  * a `score.weight` (scoreLabels, hidden) instead of lm_head; null (default): a causal LM, lm_head unless tied.
@@ -41,7 +44,7 @@ export function expectedWeightShapes(spec: ModelSpec, scoreLabels: number | null
     if (spec.sandwichNorms) shapes.set(`${p}post_feedforward_layernorm.weight`, [C]);
   }
   shapes.set('model.norm.weight', [C]);
-  if (scoreLabels !== null) shapes.set('score.weight', [scoreLabels, C]);
+  if (scoreLabels !== null) shapes.set(SCORE_HEAD_WEIGHT, [scoreLabels, C]);
   else if (!spec.tieWordEmbeddings) shapes.set('lm_head.weight', [spec.vocabSize, C]);
   return shapes;
 }
@@ -52,7 +55,7 @@ export function expectedWeightShapes(spec: ModelSpec, scoreLabels: number | null
  */
 export function trainableWeightShapes(spec: ModelSpec, numLabels = 0): Map<string, number[]> {
   const shapes = expectedWeightShapes(spec);
-  if (numLabels > 0) shapes.set('score.weight', [numLabels, spec.hiddenSize]);
+  if (numLabels > 0) shapes.set(SCORE_HEAD_WEIGHT, [numLabels, spec.hiddenSize]);
   return shapes;
 }
 

@@ -1,14 +1,15 @@
 // The PPO critic under LoRA on the committed stories260K (started, as by default, from the policy with a zero value
 // head): value-loss updates move the adapters and the head and leave every base tensor bit for bit, gradients and
 // AdamW moments exist for the adapters and the head alone (a full critic's cover every weight), and a critic put back
-// from its resume point (base + saved adapters + saved head) computes exactly what the saved one did. The gradient
+// from its resume point (base + saved adapters + saved head) computes exactly what the saved one did, reading the head
+// from the adapter alone (the merged checkpoint deleted) or, for an adapter written without one, from the checkpoint. The gradient
 // itself is the LoRA path with a trainable value head that training.lora.spec.ts checks against central differences.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freeTrainableModel, getAdapterWeights, getFrozenWeights, getGrads, getWeights, trainableModelInfo, DEFAULT_OPTIMIZER, type TrainableModelHandle } from '@flywheel/kernels';
-import { loadCheckpoint, type Checkpoint } from '@flywheel/model';
-import { saveResumePoint } from '@flywheel/train';
+import { loadCheckpoint, readSafetensorsFile, writeSafetensorsFile, type Checkpoint } from '@flywheel/model';
+import { CHECKPOINT_ADAPTER_DIR, PEFT_ADAPTER_WEIGHTS_FILE, saveResumePoint } from '@flywheel/train';
 import { createCritic, criticUpdate, criticValues, VALUE_HEAD, type CriticOptions } from './ppo.critic';
 import { packActions, type ActionBatch } from './rollout';
 
@@ -88,12 +89,14 @@ describe('the PPO critic with LoRA (stories260K)', () => {
 
   });
 
-  it('resumes from its base plus the saved adapters and value head, bit for bit', async () => {
+  // Saves a trained critic's resume point, lets `damage` alter the folder, and checks the critic put back from it.
+  const resumesBitForBit = async (damage: (dir: string) => Promise<void>): Promise<void> => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ppo-critic-'));
     try {
       const c = await critic(LORA);
       await train(c, 2);
       await saveResumePoint(c, { outDir: dir, modelDir: MODEL, spec: ck.spec, state: { rng: [], data: { epoch: 0, index: 0 }, optimizer: {} } });
+      await damage(dir);
       const back = await critic(LORA, dir);
       const saved = getWeights(c);
       const restored = getWeights(back);
@@ -106,5 +109,18 @@ describe('the PPO critic with LoRA (stories260K)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  };
+
+  it('resumes from its base plus the saved adapter, which carries the value head, bit for bit (no merged checkpoint read)', async () => {
+    await resumesBitForBit(async (dir) => unlinkSync(path.join(dir, 'model.safetensors')));
+  });
+
+  it('resumes an adapter written without the head (before adapters carried it) with the head from the saved checkpoint', async () => {
+    await resumesBitForBit(async (dir) => {
+      const file = path.join(dir, CHECKPOINT_ADAPTER_DIR, PEFT_ADAPTER_WEIGHTS_FILE);
+      const tensors = [...(await readSafetensorsFile(file))].filter(([name]) => !name.endsWith('score.weight'));
+      expect(tensors.length).toBeGreaterThan(0);
+      await writeSafetensorsFile(file, tensors.map(([name, t]) => ({ name, shape: t.shape, data: t.data })));
+    });
   });
 });

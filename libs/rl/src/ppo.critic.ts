@@ -10,6 +10,7 @@ import {
   optimizerStep,
   policyBackward,
   policyForward,
+  SCORE_HEAD_WEIGHT,
   zeroGrad,
   type ModelSpec,
   type OptimizerConfig,
@@ -22,7 +23,7 @@ import { clippedValueLoss, type ValueLossResult } from './ppo.math';
 import { gather, scatter, type ActionBatch } from './rollout';
 
 /** The value head (HF LlamaForSequenceClassification's `score`, one label), trainable under LoRA too. */
-export const VALUE_HEAD = 'score.weight';
+export const VALUE_HEAD = SCORE_HEAD_WEIGHT;
 
 export interface CriticOptions {
   spec: ModelSpec;
@@ -48,11 +49,14 @@ export async function createCritic(o: CriticOptions, resumeDir: string | null): 
 }
 
 /**
- * A LoRA critic's resume weights: the base, the adapters from `adapter/`, and the head from the saved checkpoint (it
- * trains, so the base's is stale; the saved projections are merged ones and are not read).
+ * A LoRA critic's resume weights: the base, then the saved adapter, which carries the trained head (it trains, so the
+ * base's is stale). An adapter written before heads went into adapters has none: the head then comes from the saved
+ * checkpoint, whose merged projections are not read.
  */
 async function loadLoraCriticResume(base: WeightMap, dir: string): Promise<Map<string, Float32Array>> {
   const weights = await loadLoraResume(base, dir);
+  // loadLoraResume lays the adapter's tensors over the base's: a head that is not the base's own array came from it.
+  if (weights.get(VALUE_HEAD) !== base.get(VALUE_HEAD)) return weights;
   const head = (await loadCheckpoint(dir)).weights.get(VALUE_HEAD);
   if (head === undefined) throw new ModelLoadError(`the saved critic has no value head (${VALUE_HEAD})`, dir);
   weights.set(VALUE_HEAD, head);

@@ -9,7 +9,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { LORA_TARGETS, loraAdapterShapes, type LoraTarget, type ModelSpec, type WeightMap } from '@flywheel/kernels';
+import { LORA_TARGETS, loraAdapterShapes, SCORE_HEAD_WEIGHT, type LoraTarget, type ModelSpec, type WeightMap } from '@flywheel/kernels';
 import { ModelLoadError, readSafetensorsFile, writeFileAtomic, writeSafetensorsFile } from '@flywheel/model';
 
 export const PEFT_ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -20,8 +20,7 @@ export const PEFT_ADAPTER_CONFIG_FILE = 'adapter_config.json';
  * base_model_name_or_path instead of the merged weights there.
  */
 export const CHECKPOINT_ADAPTER_DIR = 'adapter';
-/** The scalar head in our weight maps, and its name in a PEFT adapter file (a module saved whole). */
-const SCORE_HEAD = 'score.weight';
+/** The scalar head's name in a PEFT adapter file (a module saved whole); SCORE_HEAD_WEIGHT in our weight maps. */
 const PEFT_SCORE_HEAD = 'base_model.model.score.weight';
 
 export interface PeftLoraConfig {
@@ -59,8 +58,8 @@ export async function writePeftAdapter(dir: string, a: { spec: ModelSpec; weight
     tensors.push({ name, shape: [rows, cols], data });
   }
   if (config.taskType === 'SEQ_CLS') {
-    const head = a.weights.get(SCORE_HEAD);
-    if (head === undefined || head.length % a.spec.hiddenSize !== 0) throw new ModelLoadError(`cannot write the adapter: a SEQ_CLS adapter needs its ${SCORE_HEAD} (labels, ${a.spec.hiddenSize})`, dir);
+    const head = a.weights.get(SCORE_HEAD_WEIGHT);
+    if (head === undefined || head.length % a.spec.hiddenSize !== 0) throw new ModelLoadError(`cannot write the adapter: a SEQ_CLS adapter needs its ${SCORE_HEAD_WEIGHT} (labels, ${a.spec.hiddenSize})`, dir);
     tensors.push({ name: PEFT_SCORE_HEAD, shape: [head.length / a.spec.hiddenSize, a.spec.hiddenSize], data: head });
   }
   await mkdir(dir, { recursive: true });
@@ -100,7 +99,7 @@ export async function readPeftAdapter(dir: string): Promise<{ config: PeftLoraCo
   }
   if (parsed.use_rslora || parsed.use_dora) throw new ModelLoadError('rsLoRA / DoRA adapters are not supported', file);
   const weights = new Map<string, Float32Array>();
-  for (const [name, t] of await readSafetensorsFile(path.join(dir, PEFT_ADAPTER_WEIGHTS_FILE))) weights.set(name === PEFT_SCORE_HEAD ? SCORE_HEAD : name, t.data);
+  for (const [name, t] of await readSafetensorsFile(path.join(dir, PEFT_ADAPTER_WEIGHTS_FILE))) weights.set(name === PEFT_SCORE_HEAD ? SCORE_HEAD_WEIGHT : name, t.data);
   return {
     config: {
       rank: parsed.r,

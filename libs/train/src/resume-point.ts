@@ -12,6 +12,7 @@ import {
   getMergedWeights,
   getOptimizerState,
   setOptimizerState,
+  SCORE_HEAD_WEIGHT,
   trainableModelInfo,
   type ModelSpec,
   type TrainableModelHandle,
@@ -52,8 +53,8 @@ export async function writeModelOutputs(model: TrainableModelHandle, o: { outDir
     const config = { ...info.lora, baseModel: o.modelDir, taskType: info.numLabels > 0 ? ('SEQ_CLS' as const) : ('CAUSAL_LM' as const) };
     // A scalar head trains in full beside the adapters: PEFT saves it with them (modules_to_save).
     const weights = getAdapterWeights(model);
-    const head = info.numLabels > 0 ? merged.get('score.weight') : undefined;
-    if (head !== undefined) weights.set('score.weight', head);
+    const head = info.numLabels > 0 ? merged.get(SCORE_HEAD_WEIGHT) : undefined;
+    if (head !== undefined) weights.set(SCORE_HEAD_WEIGHT, head);
     await writePeftAdapter(adapterDir, { spec: o.spec, weights, config });
   } else {
     // An adapter left by an earlier LoRA run in this folder no longer describes these weights.
