@@ -26,7 +26,9 @@
  * --anchor-threads N: llama.cpp's thread count (default: ours). On our 2-vCPU VM node-llama-cpp's steps cost ~10 ms
  * more with 2 threads than with 1 even for a 1 MB model (thread start or wake-up per decode call, it seems): compare
  * with 1 thread too.
- * Options: --shape NAME, --model FILE, --anchor, --anchor-threads N, --threads N, --decode-tokens N, --prompt N, --prefill N, --rounds N.
+ * --kv-dtype f16|f32: the KV cache's storage, f16 by default as the policy serves it (FLYWHEEL_KV_DTYPE) and as
+ * llama.cpp keeps its own (node-llama-cpp's default), so both sides read the same cache bytes per token.
+ * Options: --shape NAME, --model FILE, --anchor, --anchor-threads N, --threads N, --decode-tokens N, --prompt N, --prefill N, --rounds N, --kv-dtype.
  * Build and run: npx tsc -p tsconfig.build.json && node dist/bench/engine.bench.js --json
  * This is not a correctness test (see libs/kernels/src/*.spec.ts).
  */
@@ -44,7 +46,7 @@ import {
   nativeInfo,
 } from '../libs/kernels/src';
 import { isQuantMix, isQuantType, QUANT_MIXES, QUANT_TYPES } from '../libs/kernels/src';
-import type { KvCacheHandle, ModelHandle, ModelSpec, ServedDtype, ServingWeightMap } from '../libs/kernels/src';
+import type { KvCacheHandle, KvDtype, ModelHandle, ModelSpec, ServedDtype, ServingWeightMap } from '../libs/kernels/src';
 import { readGguf, syntheticSpmVocab, writeGguf, type GgufVocab } from '../libs/model/src/loading';
 import { BENCH_SHAPES, positiveInt, randomWeights } from './bench.shapes';
 import { engineWeightsFor, LlamaCppAnchor, type AnchorMeasured } from './llamacpp.anchor';
@@ -69,6 +71,8 @@ interface Options {
   prompt: number;
   prefill: number;
   rounds: number;
+  /** KV-cache storage: f16 by default, as the policy serves (FLYWHEEL_KV_DTYPE) and as llama.cpp stores its cache. */
+  kvDtype: KvDtype;
 }
 
 function parseDtypes(v: string): ServedDtype[] {
@@ -93,6 +97,7 @@ function parseArgs(argv: string[]): Options {
     prompt: 16,
     prefill: 512,
     rounds: 1,
+    kvDtype: 'f16',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -109,6 +114,11 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--prompt') opts.prompt = positiveInt(argv[++i], '--prompt');
     else if (a === '--prefill') opts.prefill = positiveInt(argv[++i], '--prefill');
     else if (a === '--rounds') opts.rounds = positiveInt(argv[++i], '--rounds');
+    else if (a === '--kv-dtype') {
+      const v = argv[++i];
+      if (v !== 'f16' && v !== 'f32') throw new Error('--kv-dtype must be f16 or f32');
+      opts.kvDtype = v;
+    }
     else throw new Error(`unknown argument ${a} (--help lists the options)`);
   }
   return opts;
@@ -224,7 +234,7 @@ const errorText = (err: unknown): string => (err instanceof Error ? err.message 
 
 const USAGE = `usage: npm run bench:engine -- --json [--dtype f32|bf16|${[...QUANT_TYPES, ...QUANT_MIXES].join('|')}|both|all, or a comma list]
   [--shape ${Object.keys(BENCH_SHAPES).join('|')}] [--model FILE.gguf] [--anchor] [--anchor-threads N] [--threads N]
-  [--decode-tokens N] [--prompt N] [--prefill N] [--rounds N]
+  [--decode-tokens N] [--prompt N] [--prefill N] [--rounds N] [--kv-dtype f16|f32]
 Prints one JSON object (see the head of bench/engine.bench.ts); --anchor runs node-llama-cpp 3.21.1 on the same weights.`;
 
 async function main(): Promise<void> {
@@ -259,7 +269,7 @@ async function main(): Promise<void> {
       const run: Run = {
         dtype,
         model,
-        cache: createKvCache(model, maxBlocks * Math.max(...BATCHES), BLOCK_SIZE),
+        cache: createKvCache(model, maxBlocks * Math.max(...BATCHES), BLOCK_SIZE, opts.kvDtype),
         best: null,
         anchor: null,
         anchorBest: null,
@@ -309,6 +319,7 @@ async function main(): Promise<void> {
         threads: info.threads,
         simd: nativeInfo().simd,
         rounds: opts.rounds,
+        kv_dtype: opts.kvDtype,
         bandwidth_gbps: round(m.bandwidth, 2),
         decode: m.decode,
         decode_mean: m.decodeMean,
