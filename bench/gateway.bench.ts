@@ -8,6 +8,7 @@
  * from dist/, and stops them. Needs `nats-server` on PATH, or `--nats URL` for a running one.
  * Run: npm run bench:gateway -- --json [--models stories260K,smol135m-shape] [--concurrency 1,8,32]
  *   [--max-tokens N] [--requests N (per level and path; default per model)] [--holdback-chars N] [--nats URL]
+ *   [--stream-interval-ms N (the policy's FLYWHEEL_STREAM_INTERVAL_MS; default as configured, 0)]
  *   [--profile DIR (V8 CPU profiles of the policy and the gateway, written when they stop)]
  * Not a correctness test (see test/gateway.test.ts), though it fails when a request makes other than max_tokens.
  */
@@ -44,6 +45,8 @@ interface Options {
   maxTokens: number | null;
   requests: number | null;
   holdbackChars: number | null;
+  /** The policy's FLYWHEEL_STREAM_INTERVAL_MS; null = as the environment has it. */
+  streamIntervalMs: number | null;
   nats: string | null;
   /** Folder for V8 CPU profiles of the policy and the gateway (`--cpu-prof`), null: none. */
   profile: string | null;
@@ -57,6 +60,7 @@ function parseArgs(argv: string[]): Options {
     maxTokens: null,
     requests: null,
     holdbackChars: null,
+    streamIntervalMs: null,
     nats: null,
     profile: null,
     json: false,
@@ -79,6 +83,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--max-tokens') opts.maxTokens = int(a, next(), 1);
     else if (a === '--requests') opts.requests = int(a, next(), 1);
     else if (a === '--holdback-chars') opts.holdbackChars = int(a, next(), 0);
+    else if (a === '--stream-interval-ms') opts.streamIntervalMs = int(a, next(), 0);
     else if (a === '--nats') opts.nats = next();
     else if (a === '--profile') opts.profile = path.resolve(next());
     else throw new Error(`unknown option ${a}`);
@@ -499,6 +504,7 @@ async function benchModel(
     FLYWHEEL_STATE_DIR: stateDir,
     FLYWHEEL_LOG_LEVEL: 'warn',
     ...holdbackEnv(opts),
+    ...(opts.streamIntervalMs === null ? {} : { FLYWHEEL_STREAM_INTERVAL_MS: String(opts.streamIntervalMs) }),
   };
   const prof = (service: string) => (opts.profile === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${opts.profile}`, `--cpu-prof-name=${model.name}-${service}.cpuprofile`]);
   const policy = launch(process.execPath, [...prof('policy'), path.join(ROOT, 'dist/apps/policy/src/main.js')], env);
@@ -638,6 +644,8 @@ async function main() {
       concurrency: opts.concurrency,
       // The gateway holds this many streamed characters back for the output check: HTTP's first chunk waits for them.
       gateway_holdback_chars: loadModerationConfig({ ...process.env, ...holdbackEnv(opts) }).stream.holdbackChars,
+      // The policy's frame pacing: 0 sends a frame per step; N holds frames after a request's first to one per N ms.
+      policy_stream_interval_ms: opts.streamIntervalMs ?? Number(process.env.FLYWHEEL_STREAM_INTERVAL_MS ?? 0),
       host: { cpus: cpus().length, node: process.version },
       wall_s: Math.round((performance.now() - started) / 100) / 10,
       models,

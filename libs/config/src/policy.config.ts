@@ -29,6 +29,8 @@ export interface PolicyConfig extends CommonConfig {
     toolCallFormat: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
     /** Whether `<think>…</think>` is split off as reasoning_content; 'auto' = when the chat template mentions <think>. */
     reasoningParser: 'auto' | 'none' | 'think';
+    /** At most one streamed frame of a request per this many ms (FLYWHEEL_STREAM_INTERVAL_MS); 0 = one per step. */
+    streamIntervalMs: number;
   };
 }
 
@@ -45,6 +47,7 @@ export const policyEnvSchema = z.object({
   FLYWHEEL_POLICY_VERSION: stringVar('base'),
   FLYWHEEL_TOOL_CALL_FORMAT: enumVar(['auto', 'hermes', 'llama3_json', 'mistral'] as const, 'auto'),
   FLYWHEEL_REASONING_PARSER: enumVar(['auto', 'none', 'think'] as const, 'auto'),
+  FLYWHEEL_STREAM_INTERVAL_MS: intVar(0, 0, 1000),
 });
 
 export function loadPolicyConfig(env: Env): PolicyConfig {
@@ -64,6 +67,7 @@ export function loadPolicyConfig(env: Env): PolicyConfig {
       version: p.FLYWHEEL_POLICY_VERSION,
       toolCallFormat: p.FLYWHEEL_TOOL_CALL_FORMAT,
       reasoningParser: p.FLYWHEEL_REASONING_PARSER,
+      streamIntervalMs: p.FLYWHEEL_STREAM_INTERVAL_MS,
     },
   };
 }
@@ -93,5 +97,10 @@ export const POLICY_ENV_DOCS: ReadonlyArray<{ name: string; default: string; mea
     name: 'FLYWHEEL_REASONING_PARSER',
     default: 'auto',
     meaning: 'think: <think>...</think> in chat output becomes reasoning_content; none: left in content; auto = think when the chat template mentions <think>',
+  },
+  {
+    name: 'FLYWHEEL_STREAM_INTERVAL_MS',
+    default: '0',
+    meaning: "at most one streamed frame of a request per this many ms (every token still arrives, in order; the first token, a frame after a longer gap and the end go at once): a model that steps faster than this sends a few tokens per frame, sparing the mesh a message per token; 0 = a frame per step",
   },
 ];

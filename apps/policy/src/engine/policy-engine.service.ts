@@ -36,6 +36,7 @@ import {
   detectReasoning,
   detectToolCallFormat,
   EngineError,
+  FramePacer,
   loadCheckpoint,
   StructuredOutputCompiler,
   templateHandlesTools,
@@ -82,6 +83,8 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
   private readonly observer: EngineObserver;
   /** Served model name: stays that of FLYWHEEL_MODEL across swaps, so clients' `model` keeps matching. */
   private readonly modelId: string;
+  /** Paces every request's frames after its first on one clock (FLYWHEEL_STREAM_INTERVAL_MS; 0 = a frame per step). */
+  private readonly pacer: FramePacer;
 
   constructor(
     @Inject(SERVICE_CONFIG) private readonly config: PolicyConfig,
@@ -96,6 +99,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
       () => this.versions.active?.native ?? null,
     );
     this.modelId = path.basename(config.policy.model).replace(/\.gguf$/i, '');
+    this.pacer = new FramePacer(config.policy.streamIntervalMs);
     this.versions = new ServedVersions<Slot>({
       role: 'policy',
       source,
@@ -278,8 +282,8 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     const completion = new Array<number>(req.sampling.n).fill(0);
     let ttftMs: number | null = null;
     try {
-      // One frame per batch of events: a step's token of every choice, or more when sending fell behind.
-      for await (const batch of events.batches()) {
+      // One frame per batch of events: a step's token of every choice, or more when sending fell behind or the pacer held it.
+      for await (const batch of events.batches(this.pacer)) {
         const tokens: TokenDelta[] = [];
         for (const ev of batch) {
           completion[ev.choiceIndex] = ev.usage.completionTokens;

@@ -5,6 +5,7 @@
  */
 import type { FinishReason, MeshErrorCode, TokenLogprob, Usage } from '@flywheel/contracts';
 import type { StepBatch } from '@flywheel/kernels';
+import type { FramePacer } from './frame-pacer';
 
 /** Wire shapes shared with the policy service's frames (libs/contracts is their single source). */
 export type { FinishReason, TokenLogprob, Usage };
@@ -110,9 +111,12 @@ export interface TokenEvent {
   usage: Usage;
 }
 
-/** A request's events: one by one, or batches() of everything queued since the last batch (never reordered). */
+/**
+ * A request's events: one by one, or batches() of everything queued since the last batch (never reordered); with a
+ * pacer, a batch within its interval of the previous one waits for its tick (the first and the stream's end do not).
+ */
 export interface TokenEventStream extends AsyncIterable<TokenEvent> {
-  batches(): AsyncIterable<TokenEvent[]>;
+  batches(pacer?: FramePacer): AsyncIterable<TokenEvent[]>;
 }
 
 export interface EngineStats {

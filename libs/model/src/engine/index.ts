@@ -11,6 +11,7 @@ export type { EngineDtypeChoice, NativeEngine, NativeEngineOptions, ServableChec
 export { NativeStepRunner, tokenizerDecoder } from './native-runner';
 export type { DecodingTokenizer, NativeRunnerOptions } from './native-runner';
 export { BlockManager, hashBlock } from './block-manager';
+export { FramePacer } from './frame-pacer';
 export type { BlockCopy, BlockManagerOptions } from './block-manager';
 export { SequenceSampler, Xoshiro128, MAX_TOP_LOGPROBS } from './sampler';
 export { IncrementalDetokenizer, StopStringMatcher } from './detokenizer';
