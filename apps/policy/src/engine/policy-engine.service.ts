@@ -83,7 +83,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
   private readonly observer: EngineObserver;
   /** Served model name: stays that of FLYWHEEL_MODEL across swaps, so clients' `model` keeps matching. */
   private readonly modelId: string;
-  /** Paces every request's frames after its first on one clock (FLYWHEEL_STREAM_INTERVAL_MS; 0 = a frame per step). */
+  /** One clock for every request's frames: at most one per FLYWHEEL_STREAM_INTERVAL_MS each (0 = a frame per step). */
   private readonly pacer: FramePacer;
 
   constructor(
