@@ -5,8 +5,7 @@
  * Not modelled: llama.cpp's special cases for Falcon, MoE experts, 70B and importance matrices.
  */
 import type { ModelSpec, QuantType } from './kernels.types';
-import { SCORE_HEAD_WEIGHT } from './weight-shapes';
-import { expectedWeightShapes } from './weight-shapes';
+import { expectedWeightShapes, SCORE_HEAD_WEIGHT } from './weight-shapes';
 
 export type QuantMix = 'q4_k_m' | 'q5_k_m';
 export const QUANT_MIXES: readonly QuantMix[] = ['q4_k_m', 'q5_k_m'];

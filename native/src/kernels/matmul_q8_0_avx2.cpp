@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "matmul_q8_0_tiles.h"
 #include "simd_avx2.h"
 
 // Bit-identical to quantize_activations_portable: the max is exact in any order, d and 1/d are the same scalar
@@ -70,7 +71,7 @@ static void q8_tile(float* y, int ldy,
   const char* next = reinterpret_cast<const char*>(w + static_cast<size_t>(R) * ldw + b0 * R);
   for (int b = b0; b < b1; b++) {
     if (PF)
-      for (int l = 0; l < R * 34; l += 64) _mm_prefetch(next + static_cast<size_t>(b - b0) * R * 34 + l, _MM_HINT_T0);
+      q8_prefetch_group(next, R, b - b0);
     __m256i qx[TK];
     __m256 dx[TK];
     for (int t = 0; t < TK; t++) {
@@ -93,8 +94,6 @@ static void q8_tile(float* y, int ldy,
     for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += hsum(acc[r][t]);
 }
 
-using Q8TileFn = void (*)(float*, int, const int8_t*, int, const float*, int, const BlockQ8_0*, int, int, int);
-
 static Q8TileFn q8_tile_fn(int rn, int tn, bool pf) {
   static const Q8TileFn table[2][4][2] = {
       {{q8_tile<1, 1, false>, q8_tile<1, 2, false>},
@@ -108,9 +107,6 @@ static Q8TileFn q8_tile_fn(int rn, int tn, bool pf) {
   };
   return table[pf ? 1 : 0][rn - 1][tn - 1];
 }
-
-// matmul_q8_0_avx512.cpp: the AVX-512 VNNI tiles (rn 1-4 rows x tn 1-3 tokens), same contract and results as q8_tile.
-Q8TileFn q8_tile_vnni_fn(int rn, int tn, bool pf);
 
 void matmul_q8_0_rows_avx2(float* y,            // (T, out)
                            const int8_t* xq,    // (T, in)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "matmul_q8_0_tiles.h"
 #include "simd_avx2.h"
 
 // y[t*ldy + r] += sum_{b0 <= b < b1} d_w d_x (q_w . q_x) for R weight rows and TK tokens, in R*TK accumulators of 8
@@ -29,7 +30,7 @@ static void q8_tile_vnni(float* y, int ldy,
   const char* next = reinterpret_cast<const char*>(w + static_cast<size_t>(R) * ldw + b0 * R);
   for (int b = b0; b < b1; b++) {
     if (PF)
-      for (int l = 0; l < R * 34; l += 64) _mm_prefetch(next + static_cast<size_t>(b - b0) * R * 34 + l, _MM_HINT_T0);
+      q8_prefetch_group(next, R, b - b0);
     __m256i xu[TK];
     __m256 dx[TK];
     for (int t = 0; t < TK; t++) {
@@ -51,8 +52,6 @@ static void q8_tile_vnni(float* y, int ldy,
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += hsum(acc[r][t]);
 }
-
-using Q8TileFn = void (*)(float*, int, const int8_t*, int, const float*, int, const BlockQ8_0*, int, int, int);
 
 // The tile for rn rows (1-4) x tn tokens (1-3), prefetching or not; matmul_q8_0_rows_avx2 walks them.
 Q8TileFn q8_tile_vnni_fn(int rn, int tn, bool pf) {
