@@ -1,11 +1,13 @@
-// Native test of the kernels without Node: matmul (f32, bf16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), the quantized formats, GeGLU, soft-capping and paged attention (full and sliding-window)
+// Native test of the kernels without Node: the thread pool's rest(), matmul (f32, bf16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), the quantized formats, GeGLU, soft-capping and paged attention (full and sliding-window)
 // (prefill and decode) against naive loops in this file, on awkward shapes, through both the AVX2 and the portable
 // paths. (The Q8_0 weight quantizer's bit-for-bit check against gguf-py is a jest spec over a committed fixture.)
 // `make -C native/test test`. The fuller suite (every op, the whole model) is the jest specs in libs/kernels.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "../src/kernels/kernels.h"
@@ -408,8 +410,35 @@ static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T,
         std::vector<double>(want.end() - qd, want.end()), 1e-5);
 }
 
+// rest() sends idle workers to sleep at once: with a spin budget of a minute, a rested worker is asleep within a
+// second (it would spin the whole minute otherwise), and run() wakes it for the next job, which computes right.
+static void test_thread_pool_rest() {
+  ThreadPool pool(3, 60 * 1000 * 1000);
+  for (int round = 0; round < 50; round++) {
+    std::vector<int> out(64, 0);
+    pool.run(64, [&](int task, int) { out[task] = task * round; });
+    for (int i = 0; i < 64; i++)
+      if (out[i] != i * round) {
+        std::printf("FAIL thread pool: task %d of round %d not run\n", i, round);
+        failures++;
+        return;
+      }
+    if (round % 10 != 9) continue;
+    pool.rest();
+    const auto start = std::chrono::steady_clock::now();
+    while (pool.sleeping_workers() < 2 && std::chrono::steady_clock::now() - start < std::chrono::seconds(1))
+      std::this_thread::yield();
+    if (pool.sleeping_workers() != 2) {
+      std::printf("FAIL thread pool: %d of 2 workers asleep a second after rest()\n", pool.sleeping_workers());
+      failures++;
+      return;
+    }
+  }
+}
+
 int main() {
   ThreadPool pool(2);
+  test_thread_pool_rest();
   test_f16();
   test_embedding_q8_0(11);
   if (simd_avx2_supported()) {

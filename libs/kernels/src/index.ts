@@ -21,9 +21,10 @@ export {
   modelInfo,
   nativeInfo,
   readKvLayer,
+  setModelStepMode,
   setModelThreads,
 } from './kernels';
-export type { CreateModelOptions, KvCacheInfo, KvDtype, ModelInfo, NativeInfo, ServedDtype } from './kernels';
+export type { CreateModelOptions, KvCacheInfo, KvDtype, ModelInfo, NativeInfo, ServedDtype, StepMode } from './kernels';
 export { isQuantMix, QUANT_MIXES, quantMixTypes, usesMoreBits } from './quant-mix';
 export type { QuantMix } from './quant-mix';
 export { ops } from './kernels.ops';

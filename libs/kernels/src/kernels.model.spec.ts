@@ -12,6 +12,7 @@ import {
   modelInfo,
   ops,
   readKvLayer,
+  setModelStepMode,
   setModelThreads,
 } from '.';
 import { makeRng, randomWeights, refModelLogits, relError } from './kernels.reference';
@@ -174,6 +175,49 @@ describe('native Llama step (tiny GQA model, qkv bias, untied head)', () => {
     expect(modelInfo(model).threads).toBe(1);
     setModelThreads(model, 2);
     freeCache(cache);
+  });
+
+  it("runs a step on a worker thread with the pool or on the caller's thread alone, to the same bits", async () => {
+    // This model's steps are all tiny, so `auto` runs them inline and single-threaded: `worker` is the path a real
+    // model's steps take (the pool splits rows, heads and tokens), and it must not change a bit.
+    const run = async (mode: 'worker' | 'inline') => {
+      setModelStepMode(model, mode);
+      const cache = createKvCache(model, NUM_BLOCKS, BLOCK);
+      try {
+        return await feed(model, cache, toks, table, [17, 1, 5]);
+      } finally {
+        freeCache(cache);
+        setModelStepMode(model, 'auto');
+      }
+    };
+    const pooled = await run('worker');
+    const inline = await run('inline');
+    pooled.forEach((r, i) => {
+      expect(relError(r, reference[i])).toBeLessThan(1e-4);
+      expect(Buffer.from(inline[i].buffer).equals(Buffer.from(r.buffer))).toBe(true);
+    });
+  });
+
+  it('a tiny step settles before the event loop turns (inline); a worker step needs the loop', async () => {
+    /** Whether forward's promise settled within microtasks alone (a worker's result arrives through the loop). */
+    const settlesInline = async (): Promise<boolean> => {
+      const cache = createKvCache(model, NUM_BLOCKS, BLOCK);
+      let settled = false;
+      const done = step(model, cache, [{ tokens: toks, table, start: 0, len: 1 }]).then(() => (settled = true));
+      for (let i = 0; i < 20; i++) await Promise.resolve();
+      const inline = settled;
+      await done;
+      freeCache(cache);
+      return inline;
+    };
+    expect(await settlesInline()).toBe(true); // auto: one token of a 48-wide model
+    setModelStepMode(model, 'worker');
+    try {
+      expect(await settlesInline()).toBe(false);
+    } finally {
+      setModelStepMode(model, 'auto');
+    }
+    expect(() => setModelStepMode(model, 'sideways' as 'auto')).toThrow(/step mode/);
   });
 
   it('the portable kernels give the same logits (f32 and bf16)', async () => {

@@ -250,6 +250,19 @@ export function setModelThreads(model: ModelHandle, threads: number): void {
   loadNative().modelSetThreads(modelState(model).native, engineArgs.int(threads, 'threads', 1, 1024));
 }
 
+/**
+ * How forward() runs a step. `auto` (the default) picks by the step's multiply-adds: a tiny step (a small model's
+ * decode) runs on the calling thread, since handing it to a worker thread and back costs more than the step, and a
+ * small one on a single thread; the rest run on a worker thread with the model's pool. `worker` and `inline` force
+ * one way, for tests (both give the same logits) and benchmarks.
+ */
+export type StepMode = 'auto' | 'worker' | 'inline';
+
+export function setModelStepMode(model: ModelHandle, mode: StepMode): void {
+  if (mode !== 'auto' && mode !== 'worker' && mode !== 'inline') engineArgs.fail(`step mode must be 'auto', 'worker' or 'inline', got ${String(mode)}`);
+  loadNative().modelSetStepMode(modelState(model).native, mode);
+}
+
 export interface ModelInfo {
   spec: ModelSpec;
   /** The served dtype: as asked (a mix included), or under 'auto' the type most matrices are stored in. */

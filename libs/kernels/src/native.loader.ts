@@ -33,6 +33,7 @@ export interface NativeAddon {
   ): NativeExternal;
   modelFree(model: NativeExternal): void;
   modelSetThreads(model: NativeExternal, threads: number): void;
+  modelSetStepMode(model: NativeExternal, mode: string): void;
   modelInfo(model: NativeExternal): {
     threads: number;
     matmulWeightBytes: number;

@@ -155,6 +155,20 @@ Napi::Value ModelSetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// modelSetStepMode(model, 'auto' | 'worker' | 'inline'): see StepMode (model.h); for tests and benchmarks.
+Napi::Value ModelSetStepMode(const Napi::CallbackInfo& info) {
+  ModelBox& m = unwrap_handle<ModelBox>(info[0], kModelTag, "model");
+  const std::string mode = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  int step_mode;
+  if (mode == "auto") step_mode = STEP_AUTO;
+  else if (mode == "worker") step_mode = STEP_WORKER;
+  else if (mode == "inline") step_mode = STEP_INLINE;
+  else throw Napi::TypeError::New(info.Env(), "step mode must be 'auto', 'worker' or 'inline'");
+  std::lock_guard<std::mutex> lock(m->mutex);  // waits for an in-flight step: call between steps
+  m->step_mode = step_mode;
+  return info.Env().Undefined();
+}
+
 Napi::Value ModelInfo(const Napi::CallbackInfo& info) {
   ModelBox& m = unwrap_handle<ModelBox>(info[0], kModelTag, "model");
   Napi::Object o = Napi::Object::New(info.Env());
@@ -297,6 +311,19 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   b.L = static_cast<int>(logit_rows.ElementLength());
   b.logit_rows = logit_rows.Data();
   auto logits = Napi::Float32Array::New(env, static_cast<size_t>(b.L) * m->cfg.vocab_size);
+  if (model_step_runs_inline(m.get(), b)) {
+    // A tiny step (a small model's decode) costs less than the thread hop: run it here, same Promise contract.
+    auto deferred = Napi::Promise::Deferred::New(env);
+    try {
+      std::lock_guard<std::mutex> lm(m->mutex);
+      std::lock_guard<std::mutex> lc(c->mutex);
+      model_forward(m.get(), c.get(), b, logits.Data());
+      deferred.Resolve(logits);
+    } catch (const std::exception& e) {
+      deferred.Reject(Napi::Error::New(env, std::string("forward failed: ") + e.what()).Value());
+    }
+    return deferred.Promise();
+  }
   return queue_worker(new ForwardWorker(env, m, c, b, logits, {tokens, positions, seq_index, block_tables, logit_rows}));
 }
 
@@ -520,6 +547,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("modelCreate", Napi::Function::New(env, ModelCreate));
   exports.Set("modelFree", Napi::Function::New(env, ModelFree));
   exports.Set("modelSetThreads", Napi::Function::New(env, ModelSetThreads));
+  exports.Set("modelSetStepMode", Napi::Function::New(env, ModelSetStepMode));
   exports.Set("modelInfo", Napi::Function::New(env, ModelInfo));
   exports.Set("cacheCreate", Napi::Function::New(env, CacheCreate));
   exports.Set("cacheFree", Napi::Function::New(env, CacheFree));

@@ -197,8 +197,12 @@ std::unique_ptr<Model> model_create(const ModelConfig& cfg, WeightType wtype,
 
   m->layers.resize(cfg.num_layers);
   m->matmul_weight_bytes = 0;
+  m->matmul_macs_per_token = 0;
   auto bytes_of = [&](const MatParts& p, size_t cols) {
-    for (int i = 0; i < p.n; i++) m->matmul_weight_bytes += weight_bytes(p.part[i].type, p.part[i].rows, cols);
+    for (int i = 0; i < p.n; i++) {
+      m->matmul_weight_bytes += weight_bytes(p.part[i].type, p.part[i].rows, cols);
+      m->matmul_macs_per_token += p.part[i].rows * cols;
+    }
   };
   for (int l = 0; l < cfg.num_layers; l++) {
     const LayerOffsets& o = lo[l];
@@ -336,9 +340,44 @@ static void add_normed(float* x, float* y, const float* w, int T, int C, float e
   for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+// Below these many multiply-adds a step runs on one thread, and below the second on the caller's thread. Measured
+// on a 2-vCPU VM with stories260K (0.26M per token): two threads made every batch from 4 tokens (1M) to 32 (8.4M)
+// slower and cost twice the CPU (waking and syncing a worker costs more than a job of a few µs); the hop of the
+// forward to a libuv thread and back cost 50-100 µs a step (B=1: 41 µs inline against 91-144 µs). A real model's
+// decode step (SmolLM2-135M: about 0.1G per token) is far above both.
+static const double kParallelStepMacs = 16e6;
+static const double kInlineStepMacs = 2e6;
+
+double model_step_macs(const Model* m, const StepBatchView& b) {
+  const ModelConfig& cfg = m->cfg;
+  double context = 0;  // keys each token attends to, summed
+  for (int t = 0; t < b.T; t++) context += b.positions[t] + 1;
+  const double attention = context * 2.0 * cfg.num_heads * cfg.head_dim * cfg.num_layers;  // q.k and p.v
+  return static_cast<double>(b.T) * static_cast<double>(m->matmul_macs_per_token) + attention;
+}
+
+bool model_step_runs_inline(const Model* m, const StepBatchView& b) {
+  if (m->step_mode != STEP_AUTO) return m->step_mode == STEP_INLINE;
+  return model_step_macs(m, b) < kInlineStepMacs;
+}
+
+// The pool for this step, or nullptr: the step runs on the calling thread alone.
+static ThreadPool* step_pool(Model* m, const StepBatchView& b) {
+  if (m->step_mode != STEP_AUTO) return m->step_mode == STEP_WORKER ? m->pool.get() : nullptr;
+  return model_step_macs(m, b) < kParallelStepMacs ? nullptr : m->pool.get();
+}
+
 void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logits) {
   const ModelConfig& cfg = m->cfg;
-  ThreadPool* pool = m->pool.get();
+  ThreadPool* pool = step_pool(m, b);
+  // The step's jobs end with this call (also when one throws): the workers sleep instead of spinning through the
+  // engine's sampling and streaming, which run on the same cores.
+  struct RestAtEnd {
+    ThreadPool* p;
+    ~RestAtEnd() {
+      if (p) p->rest();
+    }
+  } rest_at_end{pool};
   const int T = b.T, C = cfg.hidden_size, I = cfg.intermediate_size, D = cfg.head_dim;
   const int H = cfg.num_heads, KVH = cfg.num_kv_heads;
   const int qd = H * D, kvd = KVH * D, qkvd = qd + 2 * kvd;

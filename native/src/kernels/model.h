@@ -90,6 +90,8 @@ struct Model {
   std::unique_ptr<ThreadPool> pool;
   std::mutex mutex;              // one forward at a time
   size_t matmul_weight_bytes;    // bytes of every matrix read by one decode step (incl. LM head)
+  size_t matmul_macs_per_token;  // multiply-adds of every matrix for one token (incl. LM head)
+  int step_mode = 0;             // a StepMode: how model_forward runs a step (auto: by its size)
 };
 
 struct KvCache {
@@ -166,6 +168,17 @@ void model_rope_heads(float* x,  // (T, row_stride), heads at x + t*row_stride +
                       int row_stride, const float* cos_t, const float* sin_t, int T, int num_heads, int head_dim,
                       int rotary_dim);
 
-// Runs one step: writes K/V of every batch token into its slot, returns logits for logit_rows.
+// How a step runs. AUTO picks by the step's size (below); WORKER always hands it to a worker thread with the whole pool
+// and INLINE always runs it on the caller's thread alone (tests compare the two; results are the same bits).
+enum StepMode { STEP_AUTO = 0, STEP_WORKER = 1, STEP_INLINE = 2 };
+
+// Multiply-adds one step of `batch` costs: every matrix per token, and attention over each token's context.
+double model_step_macs(const Model* m, const StepBatchView& batch);
+// Whether a step is small enough to run on the caller's thread: a hop to a worker thread and back (tens of µs on a
+// VM) would cost more than the step itself.
+bool model_step_runs_inline(const Model* m, const StepBatchView& batch);
+
+// Runs one step: writes K/V of every batch token into its slot, returns logits for logit_rows. A step under
+// kParallelStepMacs (model.cpp) runs on the calling thread alone; the pool's workers sleep once it returns.
 void model_forward(Model* m, KvCache* cache, const StepBatchView& batch,
                    float* logits);  // (L, V)

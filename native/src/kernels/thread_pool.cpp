@@ -11,15 +11,21 @@ static inline void cpu_relax() { _mm_pause(); }
 static inline void cpu_relax() {}
 #endif
 
-// How long an idle worker spins before sleeping: covers the gaps between the jobs of one engine step.
-static const auto kSpinBudget = std::chrono::microseconds(2000);
+// After rest(), how long idle workers still spin: the caller's work between two bursts is often shorter (a decode
+// step's sampling), and a sleeping worker's wake-up costs tens to hundreds of µs on a VM (an idle vCPU has to be
+// woken by the host); longer gaps (streaming, other processes' turns) no longer pay 2 ms of spinning.
+static const std::chrono::nanoseconds kRestSpin = std::chrono::microseconds(200);
+
+void ThreadPool::rest() {
+  rest_since_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_release);
+}
 
 int ThreadPool::hardware_threads() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-ThreadPool::ThreadPool(int num_threads) { start(num_threads); }
+ThreadPool::ThreadPool(int num_threads, int spin_us) : spin_budget_(spin_us) { start(num_threads); }
 
 ThreadPool::~ThreadPool() { stop(); }
 
@@ -67,7 +73,11 @@ void ThreadPool::worker_loop(int thread) {
     int spins = 0;
     while (generation_.load(std::memory_order_acquire) == seen) {
       cpu_relax();
-      if (++spins % 1024 == 0 && std::chrono::steady_clock::now() - spin_start > kSpinBudget) {
+      if (++spins % 256 != 0) continue;
+      const auto now = std::chrono::steady_clock::now();
+      const int64_t rest_since = rest_since_ns_.load(std::memory_order_acquire);
+      if (now - spin_start > spin_budget_ ||
+          (rest_since >= 0 && now.time_since_epoch().count() - rest_since > kRestSpin.count())) {
         std::unique_lock<std::mutex> lock(wake_mutex_);
         sleeping_.fetch_add(1);
         wake_cv_.wait(lock, [&] { return generation_.load() != seen; });
@@ -88,6 +98,7 @@ void ThreadPool::run(int num_tasks, const std::function<void(int, int)>& fn) {
     for (int t = 0; t < num_tasks; t++) fn(t, 0);
     return;
   }
+  rest_since_ns_.store(-1, std::memory_order_relaxed);  // ordered before the job by the seq_cst bump below
   const uint32_t gen = static_cast<uint32_t>(generation_.load() + 1);
   job_.store(&fn, std::memory_order_release);
   job_tasks_.store(num_tasks, std::memory_order_release);
