@@ -31,7 +31,16 @@ const FILLER = [
   'Her mom said they could go home after lunch.',
   'The sun was warm and the birds sang all afternoon.',
 ];
-const PII_EXAMPLES = ['write to jane.doe@example.com today', 'call me at +1 415 555 0134 tonight', 'card 4111 1111 1111 1111 expires soon', 'pay DE89 3704 0044 0532 0130 00 now'];
+const PII_EXAMPLES = [
+  'write to jane.doe@example.com today',
+  'call me at +1 415 555 0134 tonight',
+  'card 4111 1111 1111 1111 expires soon',
+  'pay DE89 3704 0044 0532 0130 00 now',
+  // After punctuation no entity holds: the entity itself still starts the hold-back.
+  'mail "jane_doe+news@example.co.uk", please',
+  'call (415) 555-0134, or',
+  'key: sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123 here',
+];
 
 interface Rule {
   id: string;
@@ -100,6 +109,12 @@ describe('stream hold-back', () => {
       expect({ text, sent: sent.length <= cut }).toEqual({ text, sent: true });
     }
     expect(checked).toBeGreaterThan(blockingExamples.length);
+  });
+
+  it('lets punctuation that no PII entity holds go out at once: "Lily," whole, a lone comma, a closing quote', () => {
+    const check = new StreamModerator(moderator);
+    const released = [',', ' there', ' was', ' Lily', ',', ' "she', '"', ' said'].map((delta) => check.push(delta).release);
+    expect(released).toEqual([',', ' ', 'there ', 'was ', 'Lily,', ' "', 'she"', ' ']);
   });
 
   it('lets safe prose through with at most a word or so held back (the fixed hold-back was 64 characters)', () => {

@@ -4,7 +4,8 @@
  * run of canonical tokens that is a prefix of the term (the last token may still grow, a run of spaced-out
  * letters may still join); a pattern only where the folded text from there on is still the beginning of one of its
  * matches (pattern.prefix.ts runs the pattern as an automaton; "in the park" does not hold for "i will kill"); PII only
- * in the trailing unbroken run, or a trailing run of digits and separators (phone, card, IBAN groups). Safe text
+ * in the trailing run of characters a PII entity is made of, or a trailing run of digits and separators (phone, card,
+ * IBAN groups). Safe text
  * is released at once; a suspicious tail waits until later text settles it. Rules that would not block in this
  * direction, and the classifier (it has no span: its block cuts at what was already sent), need no hold-back.
  * Pure and synchronous; the StreamModerator applies it. Not the matching itself (lexicon.rules, pii.detectors).
@@ -16,6 +17,12 @@ import type { Moderator } from './moderator';
 import type { CanonicalText } from './text.normalize';
 
 const CJK = /[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]/u;
+/**
+ * The trailing characters every PII detector's match is made of (pii.detectors.ts): e-mail addresses
+ * ([A-Za-z0-9._%+-] and @), API keys ([A-Za-z0-9_-]), private-key armour (-----BEGIN), card, IBAN and phone digits,
+ * letters, + and parentheses. Spaces inside numbers are the digit and IBAN runs' business.
+ */
+const PII_RUN = /[A-Za-z0-9._%+@()-]+$/;
 
 /**
  * One stream's progress through the patterns: every pattern match that could begin before `patternsFrom` (an offset
@@ -90,9 +97,10 @@ export class StreamHoldback {
       from = Math.min(from, progress.patternsFrom);
     }
 
-    // PII: the trailing unbroken run, and a trailing run of digits and separators (numbers written in groups).
+    // PII: the trailing run of characters a PII entity can hold (an e-mail's, a key's, a number's: a comma or a
+    // quote ends it, so "Lily," goes out whole), and a trailing run of digits and separators (numbers in groups).
     if (this.pii) {
-      const run = /\S+$/.exec(tail);
+      const run = PII_RUN.exec(tail);
       if (run) from = Math.min(from, at(run.index));
       const digits = /[+(]?\d[\d ().-]*$/.exec(tail);
       if (digits) from = Math.min(from, at(digits.index));
