@@ -1,6 +1,7 @@
-// Native test of the kernels without Node: the thread pool's rest(), matmul (f32, bf16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), the quantized formats, GeGLU, soft-capping and paged attention (full and sliding-window)
-// (prefill and decode) against naive loops in this file, on awkward shapes, through both the AVX2 and the portable
-// paths. (The Q8_0 weight quantizer's bit-for-bit check against gguf-py is a jest spec over a committed fixture.)
+// Native test of the kernels without Node: the thread pool's rest(), matmul (f32, bf16, Q8_0, Q4_0, Q4_K, Q5_K,
+// Q6_K), the quantized formats, GeGLU, soft-capping and paged attention (full and sliding-window; prefill and
+// decode) against naive loops in this file, on awkward shapes, through both the AVX2 and the portable paths.
+// (The Q8_0 weight quantizer's bit-for-bit check against gguf-py is a jest spec over a committed fixture.)
 // `make -C native/test test`. The fuller suite (every op, the whole model) is the jest specs in libs/kernels.
 #include <chrono>
 #include <cmath>
@@ -410,8 +411,9 @@ static void test_attention(ThreadPool* pool, AttentionShape s, int start, int T,
         std::vector<double>(want.end() - qd, want.end()), 1e-5);
 }
 
-// rest() sends idle workers to sleep at once: with a spin budget of a minute, a rested worker is asleep within a
-// second (it would spin the whole minute otherwise), and run() wakes it for the next job, which computes right.
+// rest() sends idle workers to sleep after a short spin: with a spin budget of a minute, a rested worker is asleep
+// within a second (it would spin the whole minute otherwise), and run() wakes it for the next job, which computes
+// right.
 static void test_thread_pool_rest() {
   ThreadPool pool(3, 60 * 1000 * 1000);
   for (int round = 0; round < 50; round++) {

@@ -370,8 +370,8 @@ static ThreadPool* step_pool(Model* m, const StepBatchView& b) {
 void model_forward(Model* m, KvCache* cache, const StepBatchView& b, float* logits) {
   const ModelConfig& cfg = m->cfg;
   ThreadPool* pool = step_pool(m, b);
-  // The step's jobs end with this call (also when one throws): the workers sleep instead of spinning through the
-  // engine's sampling and streaming, which run on the same cores.
+  // The step's jobs end with this call (also when one throws): the workers go to sleep after a short spin instead of
+  // spinning 2 ms through the engine's sampling and streaming, which run on the same cores.
   struct RestAtEnd {
     ThreadPool* p;
     ~RestAtEnd() {

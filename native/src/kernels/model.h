@@ -179,6 +179,7 @@ double model_step_macs(const Model* m, const StepBatchView& batch);
 bool model_step_runs_inline(const Model* m, const StepBatchView& batch);
 
 // Runs one step: writes K/V of every batch token into its slot, returns logits for logit_rows. A step under
-// kParallelStepMacs (model.cpp) runs on the calling thread alone; the pool's workers sleep once it returns.
+// kParallelStepMacs (model.cpp) runs on the calling thread alone; after one that used the pool, its workers
+// rest (ThreadPool::rest).
 void model_forward(Model* m, KvCache* cache, const StepBatchView& batch,
                    float* logits);  // (L, V)

@@ -1,7 +1,8 @@
 // A persistent pool of native worker threads with a parallel-for; the calling thread joins in as worker 0.
 // Workers spin briefly after each job (engine steps issue hundreds of small jobs back to back) and then
-// sleep on a condition variable; after rest() they sleep within 200 µs (the end of an engine step: what follows is
-// the caller's own work, and a spinning worker would take a core from it and from the processes beside it). One job at a time per pool: concurrent callers are serialised.
+// sleep on a condition variable; after rest() they sleep within 200 µs (the end of an engine step: what follows
+// is the caller's own work, and a spinning worker would take a core from it and from the processes beside it).
+// One job at a time per pool: concurrent callers are serialised.
 // The caller waits for the job's tasks, not for every worker: a descheduled worker (an oversubscribed box)
 // simply claims nothing, and one that wakes up late cannot claim a task of a later job (claims carry the job's
 // generation).
