@@ -4,9 +4,10 @@
  * that counts no steps), and a failed run's stage and error. Presentation only: the loop status and the runs come
  * from runs.page.tsx and run-detail.page.tsx.
  */
-import { LOOP_STAGES, type LoopStatus, type TrainingRun } from '../../../libs/contracts/src/training-runs.schemas';
+import { LOOP_STAGES, type TrainingRun } from '../../../libs/contracts/src/training-runs.schemas';
+import type { LiveLoopRun } from './run-live';
 
-export type LiveLoopRun = NonNullable<LoopStatus['running']>;
+export { isLiveRun, type LiveLoopRun } from './run-live';
 
 /** The steps a user sees move; `queued` and `done` are states before and after them. */
 const TRACK = LOOP_STAGES.filter((s) => s !== 'queued' && s !== 'done');
@@ -57,11 +58,4 @@ export function failureText(run: Pick<TrainingRun, 'kind' | 'status' | 'stage' |
   if (!run.error) return null;
   if (run.status !== 'failed') return run.error;
   return run.kind === 'loop' && run.stage ? `Failed at stage ${run.stage}: ${run.error}` : `Failed: ${run.error}`;
-}
-
-/** Whether `live` (the loop's running run) is this run, or this run is the stage in progress of it. */
-export function isLiveRun(run: Pick<TrainingRun, 'id' | 'kind' | 'parentRunId' | 'status'>, live: LiveLoopRun | null): boolean {
-  if (!live) return false;
-  if (live.runId === run.id) return true;
-  return live.runId === run.parentRunId && live.stage === run.kind && (run.status === 'queued' || run.status === 'running');
 }
