@@ -28,7 +28,7 @@ import {
   type GenerateFrame,
   type GenerateRequestInput,
 } from '@flywheel/contracts';
-import { loadModerationConfig } from '@flywheel/config';
+import { loadModerationConfig, loadPolicyConfig } from '@flywheel/config';
 import { MeshClient } from '@flywheel/mesh';
 import { benchModelNamed, eosTokenIds, GATEWAY_BENCH_MODELS, type GatewayBenchModel } from './gateway.models';
 
@@ -444,6 +444,10 @@ function httpOnce(agent: http.Agent, port: number, model: string, maxTokens: num
   });
 }
 
+function streamIntervalEnv(opts: Options): Record<string, string> {
+  return opts.streamIntervalMs === null ? {} : { FLYWHEEL_STREAM_INTERVAL_MS: String(opts.streamIntervalMs) };
+}
+
 function holdbackEnv(opts: Options): Record<string, string> {
   return opts.holdbackChars === null ? {} : { FLYWHEEL_MODERATION_STREAM_HOLDBACK_CHARS: String(opts.holdbackChars) };
 }
@@ -504,7 +508,7 @@ async function benchModel(
     FLYWHEEL_STATE_DIR: stateDir,
     FLYWHEEL_LOG_LEVEL: 'warn',
     ...holdbackEnv(opts),
-    ...(opts.streamIntervalMs === null ? {} : { FLYWHEEL_STREAM_INTERVAL_MS: String(opts.streamIntervalMs) }),
+    ...streamIntervalEnv(opts),
   };
   const prof = (service: string) => (opts.profile === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${opts.profile}`, `--cpu-prof-name=${model.name}-${service}.cpuprofile`]);
   const policy = launch(process.execPath, [...prof('policy'), path.join(ROOT, 'dist/apps/policy/src/main.js')], env);
@@ -645,7 +649,7 @@ async function main() {
       // The gateway holds this many streamed characters back for the output check: HTTP's first chunk waits for them.
       gateway_holdback_chars: loadModerationConfig({ ...process.env, ...holdbackEnv(opts) }).stream.holdbackChars,
       // The policy's frame pacing: 0 sends a frame per step; N holds frames after a request's first to one per N ms.
-      policy_stream_interval_ms: opts.streamIntervalMs ?? Number(process.env.FLYWHEEL_STREAM_INTERVAL_MS ?? 0),
+      policy_stream_interval_ms: loadPolicyConfig({ ...process.env, ...streamIntervalEnv(opts) }).policy.streamIntervalMs,
       host: { cpus: cpus().length, node: process.version },
       wall_s: Math.round((performance.now() - started) / 100) / 10,
       models,
