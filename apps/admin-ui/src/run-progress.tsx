@@ -7,8 +7,6 @@
 import { LOOP_STAGES, type TrainingRun } from '../../../libs/contracts/src/training-runs.schemas';
 import type { LiveLoopRun } from './run-live';
 
-export { isLiveRun, type LiveLoopRun } from './run-live';
-
 /** The steps a user sees move; `queued` and `done` are states before and after them. */
 const TRACK = LOOP_STAGES.filter((s) => s !== 'queued' && s !== 'done');
 

@@ -12,7 +12,8 @@ import { TRAINING_RUN_KINDS, type LoopStatus, type TrainingRun, type TrainingRun
 import { AdminApiError, adminApi } from './admin-api.client';
 import { shortTime } from './format';
 import { useReview } from './review.context';
-import { failureText, isLiveRun, StageProgress, type LiveLoopRun } from './run-progress';
+import { isLiveRun, type LiveLoopRun } from './run-live';
+import { failureText, StageProgress } from './run-progress';
 import { isActive, keyMetrics, metricText, runDuration } from './runs.format';
 import { RunStatusBadge } from './status-badges';
 
