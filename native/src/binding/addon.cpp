@@ -255,6 +255,13 @@ Napi::Value CacheReadLayer(const Napi::CallbackInfo& info) {
 
 // ---- async work -----------------------------------------------------------------------------------------
 
+// One step with the model and its cache held, on whichever thread runs it (a worker, or the caller's for a tiny step).
+static void locked_forward(Model* model, KvCache* cache, const StepBatchView& batch, float* logits) {
+  std::lock_guard<std::mutex> lm(model->mutex);
+  std::lock_guard<std::mutex> lc(cache->mutex);
+  model_forward(model, cache, batch, logits);
+}
+
 class ForwardWorker : public PromiseWorker {
  public:
   ForwardWorker(Napi::Env env, ModelBox model, CacheBox cache, StepBatchView batch, Napi::Float32Array logits,
@@ -266,9 +273,7 @@ class ForwardWorker : public PromiseWorker {
   }
   void Execute() override {
     try {
-      std::lock_guard<std::mutex> lm(model_->mutex);
-      std::lock_guard<std::mutex> lc(cache_->mutex);
-      model_forward(model_.get(), cache_.get(), batch_, out_);
+      locked_forward(model_.get(), cache_.get(), batch_, out_);
     } catch (const std::exception& e) {
       SetError(std::string("forward failed: ") + e.what());
     }
@@ -315,9 +320,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     // A tiny step (a small model's decode) costs less than the thread hop: run it here, same Promise contract.
     auto deferred = Napi::Promise::Deferred::New(env);
     try {
-      std::lock_guard<std::mutex> lm(m->mutex);
-      std::lock_guard<std::mutex> lc(c->mutex);
-      model_forward(m.get(), c.get(), b, logits.Data());
+      locked_forward(m.get(), c.get(), b, logits.Data());
       deferred.Resolve(logits);
     } catch (const std::exception& e) {
       deferred.Reject(Napi::Error::New(env, std::string("forward failed: ") + e.what()).Value());
