@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ALL_MODERATION_CATEGORIES, type AnyModerationCategory, type RuleMatch } from '@flywheel/contracts';
 import { collapseRepeats, termCjk, termTokens, type CanonicalText } from './text.normalize';
 import { PatternPrefix } from './pattern.prefix';
+import { matchesOf } from './regex.matches';
 
 export const lexiconRuleSchema = z
   .object({
@@ -44,6 +45,8 @@ export class CompiledLexicon {
   readonly ruleCount: number;
   private readonly exact = new Map<string, CompiledTerm[]>();
   private readonly prefixes = new Map<string, CompiledTerm[]>();
+  /** The first MIN_PREFIX characters of every key of `prefixes`. */
+  private readonly prefixStarts = new Set<string>();
   private readonly cjk = new Map<string, Array<{ rule: LexiconRule; text: string }>>();
   private readonly patterns: Array<{ rule: LexiconRule; re: RegExp }> = [];
 
@@ -60,6 +63,7 @@ export class CompiledLexicon {
         }
       }
     }
+    for (const key of this.prefixes.keys()) this.prefixStarts.add(key.slice(0, MIN_PREFIX));
   }
 
   private addTerm(rule: LexiconRule, raw: string): void {
@@ -132,6 +136,8 @@ export class CompiledLexicon {
         }
         if (ok) out.push(hit(term.rule, tokens[i].start, tokens[i + n - 1].end));
       }
+      // Most words start no prefix term: one lookup of their first letters rules them out.
+      if (tok.length < MIN_PREFIX || !this.prefixStarts.has(tok.slice(0, MIN_PREFIX))) continue;
       for (let len = MIN_PREFIX; len <= tok.length; len++) {
         for (const term of this.prefixes.get(tok.slice(0, len)) ?? []) out.push(hit(term.rule, tokens[i].start, tokens[i].end));
       }
@@ -144,8 +150,7 @@ export class CompiledLexicon {
     }
     const { folded, foldedStarts, foldedEnds } = text;
     for (const { rule, re } of this.patterns) {
-      re.lastIndex = 0;
-      for (const m of folded.matchAll(re)) {
+      for (const m of matchesOf(re, folded)) {
         if (m[0].length === 0) continue;
         out.push(hit(rule, foldedStarts[m.index], foldedEnds[m.index + m[0].length - 1]));
       }

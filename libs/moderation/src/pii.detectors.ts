@@ -5,6 +5,7 @@
  * Returns spans only; values are never copied into results or logs.
  */
 import type { PiiEntity, PiiType } from '@flywheel/contracts';
+import { matchesOf } from './regex.matches';
 
 /** Luhn checksum over a string of digits. */
 export function luhnValid(digits: string): boolean {
@@ -53,22 +54,31 @@ interface Detector {
   type: PiiType;
   re: RegExp;
   accept?: (match: string) => boolean;
+  /**
+   * What every match contains: a text without it is skipped before the full pattern runs. The stream check reads
+   * a word or two per token, and most of those have no digit and no `@`.
+   */
+  needs?: RegExp;
 }
 
+const DIGIT = /\d/;
+
 const DETECTORS: Detector[] = [
-  { type: 'private_key', re: /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|$)/g },
+  { type: 'private_key', needs: /-----BEGIN/, re: /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|$)/g },
   {
     type: 'api_key',
     re: /\b(?:sk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_-]{20,}|(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|(?:sk|rk)_live_[0-9A-Za-z]{24,})/g,
   },
-  { type: 'email', re: /\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b/g },
+  { type: 'email', needs: /@/, re: /\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b/g },
   {
     type: 'iban',
+    needs: DIGIT,
     re: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b/g,
     accept: ibanValid,
   },
   {
     type: 'credit_card',
+    needs: DIGIT,
     re: /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])/g,
     accept: (m) => {
       const d = m.replace(/[ -]/g, '');
@@ -79,6 +89,7 @@ const DETECTORS: Detector[] = [
     // International (+CC …), North American ((555) 123-4567), Chinese mobile (1[3-9]x 11 digits) and
     // grouped national numbers; 10 to 15 digits in all, and not part of a longer run of digit groups.
     type: 'phone',
+    needs: DIGIT,
     re: /(?<![\w+]|\d[ .-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}|\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}|\d{3}[.-]\d{3}[.-]\d{4}|1[3-9]\d{9}|1[3-9]\d[ -]\d{4}[ -]\d{4}|0\d{2,4}[ -]\d{3,4}[ -]?\d{3,4})(?![\w-]|[ .]\d)/g,
     accept: (m) => {
       const n = m.replace(/\D/g, '').length;
@@ -93,8 +104,8 @@ export function detectPii(text: string): PiiEntity[] {
   const overlaps = (s: number, e: number) => taken.some(([a, b]) => s < b && e > a);
   // Order matters: a key or card that a later, looser detector (phone) would also match is claimed first.
   for (const d of DETECTORS) {
-    d.re.lastIndex = 0;
-    for (const m of text.matchAll(d.re)) {
+    if (d.needs && !d.needs.test(text)) continue;
+    for (const m of matchesOf(d.re, text)) {
       const start = m.index;
       const end = start + m[0].length;
       if (overlaps(start, end)) continue;
