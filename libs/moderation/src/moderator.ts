@@ -37,7 +37,14 @@ export const PARENT_CATEGORY: Partial<Record<ModerationCategory, ModerationCateg
   'violence/graphic': 'violence',
 };
 
+const PARENT_PAIRS = Object.entries(PARENT_CATEGORY) as Array<[ModerationCategory, ModerationCategory]>;
+
 export type CategoryScores = Record<AnyModerationCategory, number>;
+
+interface ClassifierPart {
+  readonly scores: Readonly<CategoryScores>;
+  readonly classifierScores: Readonly<Partial<CategoryScores>>;
+}
 
 export interface Analysis {
   /** What the policy compares with its thresholds: rules, PII and the classifier on the policy's scale. */
@@ -78,6 +85,7 @@ export class Moderator {
   readonly policy: ResolvedPolicy;
   readonly modelId: string;
   private readonly headIndex: Array<[AnyModerationCategory, number]>;
+  private readonly parts = new WeakMap<ArrayLike<number>, ClassifierPart>();
 
   constructor(parts: ModeratorParts) {
     this.lexicon = parts.lexicon;
@@ -99,6 +107,24 @@ export class Moderator {
    * differ. Rule and PII scores are not moved: they are the rule's own confidence.
    */
   analyze(text: string, canonical: CanonicalText = canonicalize(text), probs: ArrayLike<number> = this.classify(canonical)): Analysis {
+    const base = this.classifierPart(probs);
+    const scores = { ...base.scores };
+    const matches = this.lexicon.match(canonical);
+    for (const m of matches) scores[m.category] = Math.max(scores[m.category], m.score);
+    const pii = detectPii(text);
+    if (pii.length > 0) scores.pii = 1;
+    for (const [child, parent] of PARENT_PAIRS) scores[parent] = Math.max(scores[parent], scores[child]);
+    return { scores, classifierScores: { ...base.classifierScores }, matches, pii };
+  }
+
+  /**
+   * The classifier's share of an analysis for these probabilities, kept while the probabilities object lives: a
+   * stream passes the same answer to every push between classifier runs (and many streams interleave), so the
+   * scores it implies are made once per run.
+   */
+  private classifierPart(probs: ArrayLike<number>): ClassifierPart {
+    const known = this.parts.get(probs);
+    if (known) return known;
     const scores = zeroScores();
     const classifierScores: Partial<CategoryScores> = {};
     const { thresholds } = this.classifier;
@@ -106,14 +132,9 @@ export class Moderator {
       classifierScores[category] = probs[i];
       scores[category] = relativeToThreshold(probs[i], thresholds[i]);
     }
-    const matches = this.lexicon.match(canonical);
-    for (const m of matches) scores[m.category] = Math.max(scores[m.category], m.score);
-    const pii = detectPii(text);
-    if (pii.length > 0) scores.pii = 1;
-    for (const [child, parent] of Object.entries(PARENT_CATEGORY) as Array<[ModerationCategory, ModerationCategory]>) {
-      scores[parent] = Math.max(scores[parent], scores[child]);
-    }
-    return { scores, classifierScores, matches, pii };
+    const part = { scores, classifierScores };
+    this.parts.set(probs, part);
+    return part;
   }
 
   /**

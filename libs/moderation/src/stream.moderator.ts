@@ -19,8 +19,8 @@
  *   }
  *   send(check.end().release);
  */
-import type { AnyModerationCategory, ModerationDirection, PiiEntity, RuleMatch } from '@flywheel/contracts';
-import { blocks } from './moderation.policy';
+import { ALL_MODERATION_CATEGORIES, type AnyModerationCategory, type ModerationDirection, type PiiEntity, type RuleMatch } from '@flywheel/contracts';
+import { blocks, decide } from './moderation.policy';
 import { PARENT_CATEGORY, type Analysis, type Moderator, type TextVerdict } from './moderator';
 import { StreamHoldback, type HoldbackProgress } from './stream.holdback';
 import { canonicalize, type CanonicalText } from './text.normalize';
@@ -170,9 +170,10 @@ export class StreamModerator {
       this.classifiedUpTo = this.accumulated.length;
     }
     const analysis = shift(this.moderator.analyze(window, canonical, this.probs!), start);
-    this.remember(analysis);
+    this.remember(analysis, classify);
+    // Only the action is needed on a push; the full verdict (result, record shape) is built for a block alone.
+    if (decide(this.moderator.policy, this.direction, analysis.scores).action !== 'block') return { blocked: false, window: { start, canonical } };
     const verdict = this.moderator.verdict(analysis, this.direction);
-    if (verdict.decision.action !== 'block') return { blocked: false, window: { start, canonical } };
     const cut = Math.min(this.firstBlockingSpan(analysis) ?? this.released, this.accumulated.length);
     const release = cut > this.released ? this.accumulated.slice(this.released, cut) : '';
     this.released = Math.max(this.released, cut);
@@ -230,12 +231,17 @@ export class StreamModerator {
     return first;
   }
 
-  private remember(a: Analysis): void {
-    for (const [c, s] of Object.entries(a.scores) as Array<[AnyModerationCategory, number]>) {
-      this.worst.scores[c] = Math.max(this.worst.scores[c] ?? 0, s);
+  /** `classified`: the classifier ran for this analysis (between its runs its scores repeat the last run's). */
+  private remember(a: Analysis, classified: boolean): void {
+    const worst = this.worst.scores;
+    for (const c of ALL_MODERATION_CATEGORIES) {
+      const s = a.scores[c];
+      if (!(worst[c] >= s)) worst[c] = s;
     }
-    for (const [c, s] of Object.entries(a.classifierScores) as Array<[AnyModerationCategory, number]>) {
-      this.worst.classifierScores[c] = Math.max(this.worst.classifierScores[c] ?? 0, s);
+    if (classified) {
+      for (const [c, s] of Object.entries(a.classifierScores) as Array<[AnyModerationCategory, number]>) {
+        this.worst.classifierScores[c] = Math.max(this.worst.classifierScores[c] ?? 0, s);
+      }
     }
     for (const m of a.matches) {
       const key = `m:${m.rule}:${m.start}:${m.end}`;
