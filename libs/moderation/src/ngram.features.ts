@@ -42,20 +42,22 @@ function finalize(h: number): number {
 
 class Accumulator {
   readonly dense: Float32Array;
+  /** 1 where a slot is in `touched`: a bucket whose signed sum cancels to 0 stays listed once (with value 0). */
+  private readonly listed: Uint8Array;
   readonly touched: number[] = [];
   constructor(readonly buckets: number) {
     this.dense = new Float32Array(buckets);
+    this.listed = new Uint8Array(buckets);
   }
   add(hash: number): void {
     const h = finalize(hash);
     const slot = h & (this.buckets - 1);
     const sign = h & 0x80000000 ? -1 : 1;
-    if (this.dense[slot] === 0) this.touched.push(slot);
-    // A bucket whose signed sum cancels to exactly 0 is re-pushed; the dedupe below keeps indices unique.
+    if (this.listed[slot] === 0) this.touched.push(slot), (this.listed[slot] = 1);
     this.dense[slot] += sign;
   }
   take(): SparseVector {
-    const slots = Int32Array.from(new Set(this.touched)).sort();
+    const slots = new Int32Array(this.touched).sort();
     const value = new Float32Array(slots.length);
     let norm = 0;
     for (let i = 0; i < slots.length; i++) {
@@ -64,6 +66,7 @@ class Accumulator {
       value[i] = v;
       norm += v * v;
       this.dense[slots[i]] = 0;
+      this.listed[slots[i]] = 0;
     }
     this.touched.length = 0;
     // A floor on the norm: a two-word text would otherwise get unit-length features as strong as a
