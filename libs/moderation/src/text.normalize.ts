@@ -55,6 +55,8 @@ const SPACE_RE = /[\s\p{P}\p{S}\p{Z}\p{Cc}]/u;
 interface Folded {
   text: string;
   kind: Kind;
+  /** A whitespace character (a Space that `folded` writes as one space per run). */
+  white: boolean;
 }
 
 const foldCache = new Map<string, Folded[]>();
@@ -68,11 +70,19 @@ function foldChar(ch: string): Folded[] {
     const decomposed = ch.normalize('NFKC').normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase();
     for (const c of decomposed) {
       const mapped = CONFUSABLES[c] ?? c;
-      for (const m of mapped) out.push({ text: m, kind: kindOf(m) });
+      for (const m of mapped) out.push({ text: m, kind: kindOf(m), white: /\s/.test(m) });
     }
   }
   if (foldCache.size < 50_000) foldCache.set(ch, out);
   return out;
+}
+
+/** foldChar of each ASCII code, made once: most text is ASCII, and this skips a substring and a map lookup per character. */
+let asciiFolds: Folded[][] | null = null;
+function foldCode(text: string, i: number, code: number, end: number): Folded[] {
+  if (code >= 128) return foldChar(text.slice(i, end));
+  asciiFolds ??= Array.from({ length: 128 }, (_, c) => foldChar(String.fromCharCode(c)));
+  return asciiFolds[code]!;
 }
 
 function kindOf(c: string): Kind {
@@ -165,7 +175,7 @@ export function canonicalize(text: string): CanonicalText {
     const code = text.codePointAt(i)!;
     const width = code > 0xffff ? 2 : 1;
     const end = i + width;
-    for (const f of foldChar(text.slice(i, end))) {
+    for (const f of foldCode(text, i, code, end)) {
       if (f.kind === Kind.Skip) continue;
       if (f.kind === Kind.Joiner) {
         folded += "'";
@@ -176,7 +186,7 @@ export function canonicalize(text: string): CanonicalText {
       }
       if (f.kind === Kind.Space) {
         // `folded` keeps punctuation for patterns and turns each whitespace run into one space.
-        const white = /\s/.test(f.text);
+        const white = f.white;
         if (!white || !lastWasSpace) {
           folded += white ? ' ' : f.text;
           fStarts.push(i);
