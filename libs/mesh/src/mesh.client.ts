@@ -68,14 +68,20 @@ export class MeshClient {
   /** Yields each streamed reply parsed with `frame`; throws MeshError on an error packet or a timeout. */
   async *stream<S extends z.ZodType>(subject: string, data: unknown, frame: S, opts: StreamOptions): AsyncGenerator<z.infer<S>> {
     const inbox = createInbox();
-    const sub = this.nc.subscribe(inbox);
+    const replies = new ReplyQueue(subject, this.link, opts.signal);
+    // A callback subscription: each reply goes straight into the stream's own queue, with no async iterator (and its
+    // promise per message) between nats.js and the caller.
+    const sub = this.nc.subscribe(inbox, { callback: (err, msg) => (err ? replies.fail(natsToMeshError(err, subject, 0)) : replies.push(msg)) });
+    void sub.closed.then(
+      () => replies.closed(),
+      () => replies.closed(),
+    );
     const packet: NestRequestPacket = { pattern: subject, data, id: randomUUID() };
-    const iterator = sub[Symbol.asyncIterator]();
     try {
       let reply = await resendUndelivered(opts.retryUndeliveredMs, opts.signal, async () => {
         this.assertConnected(subject);
         this.nc.publish(subject, codec.encode(packet), { reply: inbox });
-        return decodeReply(await this.nextReply(iterator, subject, opts.firstReplyTimeoutMs, opts.signal), subject);
+        return decodeReply(await replies.next(opts.firstReplyTimeoutMs), subject);
       });
       for (;;) {
         if (reply.err !== undefined && reply.err !== null) throw MeshError.fromWire(reply.err);
@@ -85,10 +91,11 @@ export class MeshClient {
           yield parsed.data;
         }
         if (reply.isDisposed) return;
-        reply = decodeReply(await this.nextReply(iterator, subject, opts.idleTimeoutMs, opts.signal), subject);
+        reply = decodeReply(await replies.next(opts.idleTimeoutMs), subject);
       }
     } finally {
       sub.unsubscribe();
+      replies.dispose();
     }
   }
 
@@ -114,25 +121,81 @@ export class MeshClient {
       sent.catch(() => undefined); // lost the race to a drop: its own timeout rejects it later
     }
   }
+}
 
-  /** The next message on a stream's inbox, or a timeout, an abort or a dropped connection as a MeshError. */
-  private nextReply(iterator: AsyncIterator<Msg>, subject: string, waitMs: number, signal: AbortSignal | undefined): Promise<Msg> {
-    const cleanup: Array<() => void> = [];
+/**
+ * One stream's replies in arrival order, and the wait for the next one: a timeout, an abort or a dropped connection
+ * ends the wait as a MeshError. Made once per stream rather than per reply: one timer (refreshed per wait), one abort
+ * listener and one drop listener, so a reply costs a queue push and at most one promise.
+ */
+class ReplyQueue {
+  private readonly queued: Msg[] = [];
+  private waiter: { resolve: (msg: Msg) => void; reject: (err: MeshError) => void } | null = null;
+  /** Why no more replies can come (a drop, a closed subscription); replies already queued still go out first. */
+  private failure: MeshError | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private timerMs = 0;
+  private readonly stopDrop: () => void;
+  private readonly onAbort = () => this.reject(new MeshError('cancelled', 'request aborted'));
+
+  constructor(
+    private readonly subject: string,
+    link: NatsLink,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.stopDrop = link.onDrop(() => this.fail(new MeshError('unavailable', `the connection to NATS dropped while waiting on ${subject}`)));
+    signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  push(msg: Msg): void {
+    const waiter = this.waiter;
+    if (waiter === null) return void this.queued.push(msg);
+    this.waiter = null;
+    waiter.resolve(msg);
+  }
+
+  /** No reply can come any more: a wait now (or the one under way) fails once the queue is empty. */
+  fail(err: MeshError): void {
+    this.failure ??= err;
+    this.reject(this.failure);
+  }
+
+  /** The subscription closed (the connection closed, or the stream ended and unsubscribed). */
+  closed(): void {
+    this.fail(new MeshError('unavailable', `stream on ${this.subject} closed without a final reply`));
+  }
+
+  /** The next reply; an abort wins over replies already queued ("aborting stops waiting at once"). */
+  next(waitMs: number): Promise<Msg> {
+    if (this.signal?.aborted) return Promise.reject(new MeshError('cancelled', 'request aborted'));
+    if (this.queued.length > 0) return Promise.resolve(this.queued.shift()!);
+    if (this.failure) return Promise.reject(this.failure);
     return new Promise<Msg>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new MeshError('timeout', `no reply on ${subject} for ${waitMs} ms`)), waitMs);
-      cleanup.push(() => clearTimeout(timer));
-      cleanup.push(this.link.onDrop(() => reject(new MeshError('unavailable', `the connection to NATS dropped while waiting on ${subject}`))));
-      if (signal) {
-        const onAbort = () => reject(new MeshError('cancelled', 'request aborted'));
-        if (signal.aborted) return onAbort();
-        signal.addEventListener('abort', onAbort, { once: true });
-        cleanup.push(() => signal.removeEventListener('abort', onAbort));
-      }
-      iterator.next().then((next) => {
-        if (next.done) reject(new MeshError('unavailable', `stream on ${subject} closed without a final reply`));
-        else resolve(next.value);
-      }, reject);
-    }).finally(() => cleanup.forEach((fn) => fn()));
+      this.waiter = { resolve, reject };
+      this.arm(waitMs);
+    });
+  }
+
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.stopDrop();
+    this.signal?.removeEventListener('abort', this.onAbort);
+    this.waiter = null;
+  }
+
+  /** Starts the wait's clock; the one timer is refreshed rather than made anew, and fires only on a wait. */
+  private arm(waitMs: number): void {
+    if (this.timer !== null && this.timerMs === waitMs) return void this.timer.refresh();
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerMs = waitMs;
+    this.timer = setTimeout(() => this.reject(new MeshError('timeout', `no reply on ${this.subject} for ${waitMs} ms`)), waitMs);
+  }
+
+  private reject(err: MeshError): void {
+    const waiter = this.waiter;
+    if (waiter === null) return;
+    this.waiter = null;
+    waiter.reject(err);
   }
 }
 
