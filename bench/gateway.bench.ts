@@ -185,10 +185,11 @@ interface PathResult {
   /** SSE events with text (several may share a chunk); null direct. */
   sse_events: number | null;
   /**
-   * CPU time (user + system, from /proc) each service spent per streamed token while this path ran; the gateway's is
-   * HTTP's own cost (it idles on the direct path). Null where /proc is not readable.
+   * CPU time (user + system) each process spent per streamed token while this path ran: the policy, the gateway (HTTP's
+   * own cost: it idles on the direct path), the bench's nats-server (null with --nats) and this client (its NATS or
+   * HTTP reading). On two cores their sum is what one token costs the machine. Null where /proc is not readable.
    */
-  cpu_us_per_token: { policy: number | null; gateway: number | null };
+  cpu_us_per_token: CpuPerToken;
 }
 
 /** Seconds of CPU a process has used (Linux /proc/<pid>/stat utime + stime), or null. */
@@ -209,15 +210,32 @@ function cpuSeconds(child: ChildProcess): number | null {
   }
 }
 
-/** One load() run, with the CPU the policy and the gateway used during it. */
-type Measured = { samples: Sample[]; wallMs: number; cpu: { policy: number | null; gateway: number | null } };
-async function measured(services: { policy: ChildProcess; gateway: ChildProcess }, run: () => Promise<{ samples: Sample[]; wallMs: number }>): Promise<Measured> {
-  const p0 = cpuSeconds(services.policy);
-  const g0 = cpuSeconds(services.gateway);
+const CPU_PARTS = ['policy', 'gateway', 'nats', 'client'] as const;
+type CpuPart = (typeof CPU_PARTS)[number];
+type CpuPerToken = Record<CpuPart, number | null>;
+/** The processes whose CPU is counted; nats is null when the bench uses a server it did not start. */
+type Services = { policy: ChildProcess; gateway: ChildProcess; nats: ChildProcess | null };
+
+/** CPU seconds of each part so far; the client is this process. */
+function cpuNow(services: Services): CpuPerToken {
+  const own = process.cpuUsage();
+  return {
+    policy: cpuSeconds(services.policy),
+    gateway: cpuSeconds(services.gateway),
+    nats: services.nats === null ? null : cpuSeconds(services.nats),
+    client: (own.user + own.system) / 1e6,
+  };
+}
+
+/** One load() run, with the CPU seconds each part used during it. */
+type Measured = { samples: Sample[]; wallMs: number; cpu: CpuPerToken };
+async function measured(services: Services, run: () => Promise<{ samples: Sample[]; wallMs: number }>): Promise<Measured> {
+  const before = cpuNow(services);
   const r = await run();
-  const p1 = cpuSeconds(services.policy);
-  const g1 = cpuSeconds(services.gateway);
-  return { ...r, cpu: { policy: p0 === null || p1 === null ? null : p1 - p0, gateway: g0 === null || g1 === null ? null : g1 - g0 } };
+  const after = cpuNow(services);
+  const cpu = {} as CpuPerToken;
+  for (const k of CPU_PARTS) cpu[k] = before[k] === null || after[k] === null ? null : after[k]! - before[k]!;
+  return { ...r, cpu };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -235,8 +253,8 @@ const p50p99 = (xs: number[]) => {
 function summarize(halves: Measured[]): PathResult {
   const samples = halves.flatMap((h) => h.samples);
   const wallMs = halves.reduce((n, h) => n + h.wallMs, 0);
-  const perToken = (service: 'policy' | 'gateway') =>
-    halves.some((h) => h.cpu[service] === null) ? null : Math.round((halves.reduce((n, h) => n + h.cpu[service]!, 0) / tokens) * 1e6 * 10) / 10;
+  const perToken = (part: CpuPart) =>
+    halves.some((h) => h.cpu[part] === null) ? null : Math.round((halves.reduce((n, h) => n + h.cpu[part]!, 0) / tokens) * 1e6 * 10) / 10;
   const tokens = samples.reduce((n, s) => n + s.tokens, 0);
   const chunks = samples.reduce((n, s) => n + s.chunks, 0);
   const chars = samples.reduce((n, s) => n + s.chars, 0);
@@ -257,7 +275,7 @@ function summarize(halves: Measured[]): PathResult {
     tokens,
     chunks,
     sse_events: events,
-    cpu_us_per_token: { policy: perToken('policy'), gateway: perToken('gateway') },
+    cpu_us_per_token: { policy: perToken('policy'), gateway: perToken('gateway'), nats: perToken('nats'), client: perToken('client') },
   };
 }
 
@@ -487,6 +505,7 @@ async function benchModel(
   model: GatewayBenchModel,
   opts: Options,
   natsUrl: string,
+  natsServer: ChildProcess | null,
   scratch: string,
   log: (s: string) => void,
 ): Promise<ModelReport> {
@@ -540,7 +559,7 @@ async function benchModel(
       // Two interleaved halves per path so drift on a shared machine lands on both alike; every client runs
       // at least model.minRounds requests per half.
       const half = Math.max(Math.ceil(requests / 2), c * model.minRounds);
-      const services = { policy: policy.child, gateway: gateway.child };
+      const services: Services = { policy: policy.child, gateway: gateway.child, nats: natsServer };
       const d1 = await measured(services, () => load(c, half, direct(maxTokens)));
       const h1 = await measured(services, () => load(c, half, viaHttp(maxTokens)));
       const d2 = await measured(services, () => load(c, half, direct(maxTokens)));
@@ -563,7 +582,7 @@ async function benchModel(
       };
       log(
         `${model.name} c=${c}: TTFT p50 ${d.ttft_ms.p50} → ${h.ttft_ms.p50} ms, ITL p50 ${d.itl_ms.p50} → ${h.itl_ms.p50} ms, ` +
-          `${d.tok_s} → ${h.tok_s} tok/s (ratio ${results[String(c)]!.overhead.throughput_ratio}); CPU µs/token policy ${d.cpu_us_per_token.policy} → ${h.cpu_us_per_token.policy}, gateway ${h.cpu_us_per_token.gateway}`,
+          `${d.tok_s} → ${h.tok_s} tok/s (ratio ${results[String(c)]!.overhead.throughput_ratio}); CPU µs/token ${cpuLine(d.cpu_us_per_token)} → ${cpuLine(h.cpu_us_per_token)}`,
       );
     }
     return {
@@ -586,8 +605,15 @@ async function benchModel(
 
 // ---- report ----------------------------------------------------------------------------------------
 
+/** "policy 120 + gateway 140 + nats 60 + client 80 = 400": the parts known, and their sum when all are. */
+function cpuLine(cpu: CpuPerToken): string {
+  const known = CPU_PARTS.filter((k) => cpu[k] !== null);
+  const sum = known.reduce((n, k) => n + cpu[k]!, 0);
+  return `${known.map((k) => `${k} ${cpu[k]}`).join(' + ')} = ${Math.round(sum * 10) / 10}`;
+}
+
 function table(models: Record<string, ModelReport>): string {
-  const head = ['model', 'c', 'path', 'TTFT p50/p99', 'ITL p50/p99', 'E2E p50/p99', 'tok/chunk', 'tok/s', 'CPU µs/tok policy+gateway'];
+  const head = ['model', 'c', 'path', 'TTFT p50/p99', 'ITL p50/p99', 'E2E p50/p99', 'tok/chunk', 'tok/s', 'CPU µs/tok policy+gateway+nats+client'];
   const rows: string[][] = [head];
   const pair = (x: { p50: number; p99: number }) => `${x.p50} / ${x.p99}`;
   const signed = (x: number) => (x >= 0 ? `+${x}` : String(x));
@@ -603,7 +629,7 @@ function table(models: Record<string, ModelReport>): string {
           pair(p.e2e_ms),
           String(p.tokens_per_chunk.mean),
           String(p.tok_s),
-          `${p.cpu_us_per_token.policy} + ${p.cpu_us_per_token.gateway}`,
+          CPU_PARTS.map((k) => p.cpu_us_per_token[k]).join(' + '),
         ]);
       row('direct', r.direct);
       row('http', r.http);
@@ -633,15 +659,17 @@ async function main() {
   const scratch = mkdtempSync(path.join(tmpdir(), 'flywheel-bench-gateway-'));
   try {
     let natsUrl = opts.nats;
+    let natsServer: ChildProcess | null = null;
     if (!natsUrl) {
       const port = await freePort();
       const nats = launch('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', path.join(scratch, 'nats')], {});
       procs.push(nats);
+      natsServer = nats.child;
       natsUrl = `nats://127.0.0.1:${port}`;
       await until('nats-server', 10_000, async () => /Server is ready/.test(nats.output()), [nats]);
     }
     const models: Record<string, ModelReport> = {};
-    for (const model of opts.models) models[model.name] = await benchModel(model, opts, natsUrl, scratch, log);
+    for (const model of opts.models) models[model.name] = await benchModel(model, opts, natsUrl, natsServer, scratch, log);
     const report = {
       bench: 'gateway',
       prompt: PROMPT,
