@@ -37,7 +37,13 @@ export class GatewayModeration {
     @Inject(ServedModerator) private readonly moderators: ModeratorSource,
     private readonly metrics: GatewayMetrics,
     @Inject(SERVICE_CONFIG) private readonly config: GatewayConfig,
-  ) {}
+  ) {
+    const outputLatency = metrics.moderationLatency.labels({ direction: 'output' });
+    this.observeOutput = (seconds) => outputLatency.observe(seconds);
+  }
+
+  /** The output check's latency series, its label bound once: it is observed on every streamed delta. */
+  private readonly observeOutput: (seconds: number) => void;
 
   /** POST /v1/moderations: OpenAI's request, the service's answer (503/504 when it cannot give one). */
   async moderations(body: unknown): Promise<ModerationResponse> {
@@ -70,7 +76,7 @@ export class GatewayModeration {
   /** A fresh stream check for one choice's output. */
   outputGate(): OutputGate {
     const stream = new StreamModerator(this.moderators.current, { direction: 'output', ...this.config.gateway.moderation.stream });
-    return new OutputGate(stream, (seconds) => this.metrics.moderationLatency.observe({ direction: 'output' }, seconds));
+    return new OutputGate(stream, this.observeOutput);
   }
 
   /** Counts a finished choice's output verdict (once per choice). */
