@@ -605,7 +605,7 @@ async function benchModel(
 
 // ---- report ----------------------------------------------------------------------------------------
 
-/** "policy 120 + gateway 140 + nats 60 + client 80 = 400": the parts known, and their sum when all are. */
+/** "policy 120 + gateway 140 + nats 60 + client 80 = 400": the parts measured and their sum. */
 function cpuLine(cpu: CpuPerToken): string {
   const known = CPU_PARTS.filter((k) => cpu[k] !== null);
   const sum = known.reduce((n, k) => n + cpu[k]!, 0);
