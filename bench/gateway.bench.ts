@@ -3,8 +3,8 @@
  * /v1/completions) and straight to the policy over NATS (MeshClient.stream on policy.generate), at 1, 8 and 32
  * concurrent closed-loop clients, for stories260K and a SmolLM2-135M-shaped random-weight model (gateway.models).
  * Per path: TTFT, inter-chunk latency (ITL), time to the last token (E2E) p50/p99, tokens per chunk and aggregate
- * tokens/s; and the gateway's cost (HTTP − direct, HTTP / direct throughput). One JSON document on stdout, a table
- * on stderr. Self-contained: starts a private nats-server (JetStream), then per model the policy and the gateway
+ * tokens/s; the CPU per token of each process on the path (policy, gateway, the bench's nats-server, this client); and
+ * the gateway's cost (HTTP − direct, HTTP / direct throughput). One JSON document on stdout, a table on stderr. Self-contained: starts a private nats-server (JetStream), then per model the policy and the gateway
  * from dist/, and stops them. Needs `nats-server` on PATH, or `--nats URL` for a running one.
  * Run: npm run bench:gateway -- --json [--models stories260K,smol135m-shape] [--concurrency 1,8,32]
  *   [--max-tokens N] [--requests N (per level and path; default per model)] [--holdback-chars N] [--nats URL]
