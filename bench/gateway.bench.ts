@@ -190,6 +190,11 @@ interface PathResult {
    * HTTP reading). On two cores their sum is what one token costs the machine. Null where /proc is not readable.
    */
   cpu_us_per_token: CpuPerToken;
+  /**
+   * How busy the whole machine was while the path ran (all cores, from /proc/stat; null where unreadable): a path
+   * near 100% is bound by CPU, one well below it by a single thread (the policy's, on the direct path) or by latency.
+   */
+  machine_busy_pct: number | null;
 }
 
 /** Seconds of CPU a process has used (Linux /proc/<pid>/stat utime + stime), or null. */
@@ -216,6 +221,17 @@ type CpuPerToken = Record<CpuPart, number | null>;
 /** The processes whose CPU is counted; nats is null when the bench uses a server it did not start. */
 type Services = { policy: ChildProcess; gateway: ChildProcess; nats: ChildProcess | null };
 
+/** The machine's busy and total CPU ticks so far (every core, /proc/stat's first line), or null. */
+function machineTicks(): { busy: number; total: number } | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = fields.reduce((n, x) => n + x, 0);
+    return { busy: total - fields[3]! - fields[4]!, total };
+  } catch {
+    return null;
+  }
+}
+
 /** CPU seconds of each part so far; the client is this process. */
 function cpuNow(services: Services): CpuPerToken {
   const own = process.cpuUsage();
@@ -228,14 +244,16 @@ function cpuNow(services: Services): CpuPerToken {
 }
 
 /** One load() run, with the CPU seconds each part used during it. */
-type Measured = { samples: Sample[]; wallMs: number; cpu: CpuPerToken };
+type Measured = { samples: Sample[]; wallMs: number; cpu: CpuPerToken; machine: { busy: number; total: number } | null };
 async function measured(services: Services, run: () => Promise<{ samples: Sample[]; wallMs: number }>): Promise<Measured> {
   const before = cpuNow(services);
+  const m0 = machineTicks();
   const r = await run();
+  const m1 = machineTicks();
   const after = cpuNow(services);
   const cpu = {} as CpuPerToken;
   for (const k of CPU_PARTS) cpu[k] = before[k] === null || after[k] === null ? null : after[k]! - before[k]!;
-  return { ...r, cpu };
+  return { ...r, cpu, machine: m0 === null || m1 === null ? null : { busy: m1.busy - m0.busy, total: m1.total - m0.total } };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -276,6 +294,9 @@ function summarize(halves: Measured[]): PathResult {
     chunks,
     sse_events: events,
     cpu_us_per_token: { policy: perToken('policy'), gateway: perToken('gateway'), nats: perToken('nats'), client: perToken('client') },
+    machine_busy_pct: halves.some((h) => h.machine === null)
+      ? null
+      : Math.round((100 * halves.reduce((n, h) => n + h.machine!.busy, 0)) / Math.max(1, halves.reduce((n, h) => n + h.machine!.total, 0))),
   };
 }
 
@@ -582,7 +603,7 @@ async function benchModel(
       };
       log(
         `${model.name} c=${c}: TTFT p50 ${d.ttft_ms.p50} → ${h.ttft_ms.p50} ms, ITL p50 ${d.itl_ms.p50} → ${h.itl_ms.p50} ms, ` +
-          `${d.tok_s} → ${h.tok_s} tok/s (ratio ${results[String(c)]!.overhead.throughput_ratio}); CPU µs/token ${cpuLine(d.cpu_us_per_token)} → ${cpuLine(h.cpu_us_per_token)}`,
+          `${d.tok_s} → ${h.tok_s} tok/s (ratio ${results[String(c)]!.overhead.throughput_ratio}); CPU µs/token ${cpuLine(d.cpu_us_per_token)} → ${cpuLine(h.cpu_us_per_token)}; machine busy ${d.machine_busy_pct}% → ${h.machine_busy_pct}%`,
       );
     }
     return {
@@ -613,7 +634,7 @@ function cpuLine(cpu: CpuPerToken): string {
 }
 
 function table(models: Record<string, ModelReport>): string {
-  const head = ['model', 'c', 'path', 'TTFT p50/p99', 'ITL p50/p99', 'E2E p50/p99', 'tok/chunk', 'tok/s', 'CPU µs/tok policy+gateway+nats+client'];
+  const head = ['model', 'c', 'path', 'TTFT p50/p99', 'ITL p50/p99', 'E2E p50/p99', 'tok/chunk', 'tok/s', 'CPU µs/tok policy+gateway+nats+client', 'busy'];
   const rows: string[][] = [head];
   const pair = (x: { p50: number; p99: number }) => `${x.p50} / ${x.p99}`;
   const signed = (x: number) => (x >= 0 ? `+${x}` : String(x));
@@ -630,6 +651,7 @@ function table(models: Record<string, ModelReport>): string {
           String(p.tokens_per_chunk.mean),
           String(p.tok_s),
           CPU_PARTS.map((k) => p.cpu_us_per_token[k]).join(' + '),
+          p.machine_busy_pct === null ? '' : `${p.machine_busy_pct}%`,
         ]);
       row('direct', r.direct);
       row('http', r.http);
@@ -643,6 +665,7 @@ function table(models: Record<string, ModelReport>): string {
         `${signed(o.e2e_p50_ms)} / ${signed(o.e2e_p99_ms)}`,
         '',
         `ratio ${o.throughput_ratio}`,
+        '',
         '',
       ]);
     }
