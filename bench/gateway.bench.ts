@@ -4,8 +4,9 @@
  * concurrent closed-loop clients, for stories260K and a SmolLM2-135M-shaped random-weight model (gateway.models).
  * Per path: TTFT, inter-chunk latency (ITL), time to the last token (E2E) p50/p99, tokens per chunk and aggregate
  * tokens/s; the CPU per token of each process on the path (policy, gateway, the bench's nats-server, this client); and
- * the gateway's cost (HTTP − direct, HTTP / direct throughput). One JSON document on stdout, a table on stderr. Self-contained: starts a private nats-server (JetStream), then per model the policy and the gateway
- * from dist/, and stops them. Needs `nats-server` on PATH, or `--nats URL` for a running one.
+ * the gateway's cost (HTTP − direct, HTTP / direct throughput). One JSON document on stdout, a table on stderr.
+ * Self-contained: starts a private nats-server (JetStream), then per model the policy and the gateway from dist/, and
+ * stops them. Needs `nats-server` on PATH, or `--nats URL` for a running one.
  * Run: npm run bench:gateway -- --json [--models stories260K,smol135m-shape] [--concurrency 1,8,32]
  *   [--max-tokens N] [--requests N (per level and path; default per model)] [--holdback-chars N] [--nats URL]
  *   [--stream-interval-ms N (the policy's FLYWHEEL_STREAM_INTERVAL_MS; default as configured, 0)]
@@ -293,7 +294,7 @@ function summarize(halves: Measured[]): PathResult {
     tokens,
     chunks,
     sse_events: events,
-    cpu_us_per_token: { policy: perToken('policy'), gateway: perToken('gateway'), nats: perToken('nats'), client: perToken('client') },
+    cpu_us_per_token: Object.fromEntries(CPU_PARTS.map((k) => [k, perToken(k)])) as CpuPerToken,
     machine_busy_pct: halves.some((h) => h.machine === null)
       ? null
       : Math.round((100 * halves.reduce((n, h) => n + h.machine!.busy, 0)) / Math.max(1, halves.reduce((n, h) => n + h.machine!.total, 0))),

@@ -123,6 +123,8 @@ export class MeshClient {
   }
 }
 
+const aborted = () => new MeshError('cancelled', 'request aborted');
+
 /**
  * One stream's replies in arrival order, and the wait for the next one: a timeout, an abort or a dropped connection
  * ends the wait as a MeshError. Made once per stream rather than per reply: one timer (refreshed per wait), one abort
@@ -136,7 +138,7 @@ class ReplyQueue {
   private timer: NodeJS.Timeout | null = null;
   private timerMs = 0;
   private readonly stopDrop: () => void;
-  private readonly onAbort = () => this.reject(new MeshError('cancelled', 'request aborted'));
+  private readonly onAbort = () => this.reject(aborted());
 
   constructor(
     private readonly subject: string,
@@ -167,7 +169,7 @@ class ReplyQueue {
 
   /** The next reply; an abort wins over replies already queued ("aborting stops waiting at once"). */
   next(waitMs: number): Promise<Msg> {
-    if (this.signal?.aborted) return Promise.reject(new MeshError('cancelled', 'request aborted'));
+    if (this.signal?.aborted) return Promise.reject(aborted());
     if (this.queued.length > 0) return Promise.resolve(this.queued.shift()!);
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<Msg>((resolve, reject) => {
