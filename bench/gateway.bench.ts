@@ -10,6 +10,7 @@
  * Run: npm run bench:gateway -- --json [--models stories260K,smol135m-shape] [--concurrency 1,8,32]
  *   [--max-tokens N] [--requests N (per level and path; default per model)] [--holdback-chars N] [--nats URL]
  *   [--stream-interval-ms N (the policy's FLYWHEEL_STREAM_INTERVAL_MS; default as configured, 0)]
+ *   [--stream-mux on|off (FLYWHEEL_STREAM_MUX of the gateway, and the same for the direct path; default as configured, on)]
  *   [--profile DIR (V8 CPU profiles of the policy and the gateway, written when they stop)]
  * Not a correctness test (see test/gateway.test.ts), though it fails when a request makes other than max_tokens.
  */
@@ -29,7 +30,7 @@ import {
   type GenerateFrame,
   type GenerateRequestInput,
 } from '@flywheel/contracts';
-import { loadModerationConfig, loadPolicyConfig } from '@flywheel/config';
+import { loadGatewayApiConfig, loadModerationConfig, loadPolicyConfig } from '@flywheel/config';
 import { MeshClient } from '@flywheel/mesh';
 import { benchModelNamed, eosTokenIds, GATEWAY_BENCH_MODELS, type GatewayBenchModel } from './gateway.models';
 
@@ -48,6 +49,8 @@ interface Options {
   holdbackChars: number | null;
   /** The policy's FLYWHEEL_STREAM_INTERVAL_MS; null = as the environment has it. */
   streamIntervalMs: number | null;
+  /** The gateway's FLYWHEEL_STREAM_MUX, also used by the direct path; null = as the environment has it. */
+  streamMux: 'on' | 'off' | null;
   nats: string | null;
   /** Folder for V8 CPU profiles of the policy and the gateway (`--cpu-prof`), null: none. */
   profile: string | null;
@@ -62,6 +65,7 @@ function parseArgs(argv: string[]): Options {
     requests: null,
     holdbackChars: null,
     streamIntervalMs: null,
+    streamMux: null,
     nats: null,
     profile: null,
     json: false,
@@ -85,6 +89,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--requests') opts.requests = int(a, next(), 1);
     else if (a === '--holdback-chars') opts.holdbackChars = int(a, next(), 0);
     else if (a === '--stream-interval-ms') opts.streamIntervalMs = int(a, next(), 0);
+    else if (a === '--stream-mux') opts.streamMux = z.enum(['on', 'off']).parse(next());
     else if (a === '--nats') opts.nats = next();
     else if (a === '--profile') opts.profile = path.resolve(next());
     else throw new Error(`unknown option ${a}`);
@@ -387,7 +392,7 @@ function generateRequest(maxTokens: number, eosIds: number[]): GenerateRequestIn
   };
 }
 
-async function directOnce(mesh: MeshClient, maxTokens: number, eosIds: number[]): Promise<Sample> {
+async function directOnce(mesh: MeshClient, maxTokens: number, eosIds: number[], mux: boolean): Promise<Sample> {
   const clock = new StreamClock();
   let tokens = 0;
   let usageTokens: number | null = null;
@@ -395,6 +400,7 @@ async function directOnce(mesh: MeshClient, maxTokens: number, eosIds: number[])
   for await (const frame of mesh.stream(SUBJECTS.policy.generate, generateRequest(maxTokens, eosIds), generateFrameSchema, {
     firstReplyTimeoutMs: 120_000,
     idleTimeoutMs: 60_000,
+    mux,
   })) {
     const n = tokensInFrame(frame);
     if (frame.type === 'end') usageTokens = frame.usage.completionTokens;
@@ -488,6 +494,15 @@ function streamIntervalEnv(opts: Options): Record<string, string> {
   return opts.streamIntervalMs === null ? {} : { FLYWHEEL_STREAM_INTERVAL_MS: String(opts.streamIntervalMs) };
 }
 
+function streamMuxEnv(opts: Options): Record<string, string> {
+  return opts.streamMux === null ? {} : { FLYWHEEL_STREAM_MUX: opts.streamMux };
+}
+
+/** Whether the gateway asks for the stream mux: the direct path does the same, so both pay the same NATS costs. */
+function streamMuxOf(opts: Options): boolean {
+  return loadGatewayApiConfig({ ...process.env, ...streamMuxEnv(opts) }).streamMux;
+}
+
 function holdbackEnv(opts: Options): Record<string, string> {
   return opts.holdbackChars === null ? {} : { FLYWHEEL_MODERATION_STREAM_HOLDBACK_CHARS: String(opts.holdbackChars) };
 }
@@ -550,6 +565,7 @@ async function benchModel(
     FLYWHEEL_LOG_LEVEL: 'warn',
     ...holdbackEnv(opts),
     ...streamIntervalEnv(opts),
+    ...streamMuxEnv(opts),
   };
   const prof = (service: string) => (opts.profile === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${opts.profile}`, `--cpu-prof-name=${model.name}-${service}.cpuprofile`]);
   const policy = launch(process.execPath, [...prof('policy'), path.join(ROOT, 'dist/apps/policy/src/main.js')], env);
@@ -568,7 +584,8 @@ async function benchModel(
     const startupS = Math.round((performance.now() - started) / 100) / 10;
     nc = await connect({ servers: natsUrl });
     const mesh = new MeshClient(nc);
-    const direct = (n: number) => () => directOnce(mesh, n, eosIds);
+    const mux = streamMuxOf(opts);
+    const direct = (n: number) => () => directOnce(mesh, n, eosIds, mux);
     const viaHttp = (n: number) => () => httpOnce(agent, gatewayPort, servedAs, n, eosIds);
 
     log(`${model.name}: up in ${startupS} s; warming up, then ${maxTokens} tokens per request (EOS ids ${eosIds.join(',')} banned)…`);
@@ -702,6 +719,8 @@ async function main() {
       gateway_holdback_chars: loadModerationConfig({ ...process.env, ...holdbackEnv(opts) }).stream.holdbackChars,
       // The policy's frame pacing: 0 sends a frame per step; N holds frames after a request's first to one per N ms.
       policy_stream_interval_ms: loadPolicyConfig({ ...process.env, ...streamIntervalEnv(opts) }).policy.streamIntervalMs,
+      // On: one NATS message per engine step carries every stream's frames (to the gateway, and to the direct client).
+      stream_mux: streamMuxOf(opts),
       host: { cpus: cpus().length, node: process.version },
       wall_s: Math.round((performance.now() - started) / 100) / 10,
       models,

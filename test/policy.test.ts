@@ -85,6 +85,35 @@ describe('policy service', () => {
     expect(tokenFrames.some((f) => f.type === 'tokens' && new Set(f.tokens.map((d) => d.choice)).size === 2)).toBe(true);
   });
 
+  it('sends the frames of concurrent muxed streams as one NATS message per step, the same frames as unmuxed', async () => {
+    const req = (i: number): GenerateRequestInput => ({
+      requestId: `mux-${i}`,
+      input: { kind: 'text', text: 'Once upon a time' },
+      sampling: { temperature: 1, seed: 100 + i, maxTokens: 24 },
+    });
+    const run = async (i: number, mux: boolean) => {
+      const frames: GenerateFrame[] = [];
+      for await (const f of mesh.stream(SUBJECTS.policy.generate, req(i), generateFrameSchema, { firstReplyTimeoutMs: 10_000, idleTimeoutMs: 10_000, mux })) frames.push(f);
+      return frames;
+    };
+    // Every message on a reply subject: the muxed ones are arrays of [stream, frame] entries.
+    const spy = await connect({ servers: NATS_URL });
+    const muxMessages: unknown[][] = [];
+    spy.subscribe('_INBOX.>', { callback: (_e, m) => void (m.data[0] === 0x5b && muxMessages.push(JSON.parse(new TextDecoder().decode(m.data)) as unknown[])) });
+    await spy.flush();
+    const muxed = await Promise.all([0, 1, 2, 3].map((i) => run(i, true)));
+    await spy.drain();
+    const plain = await Promise.all([0, 1, 2, 3].map((i) => run(i, false)));
+    const withoutTimings = (frames: GenerateFrame[]) => frames.map((f) => (f.type === 'end' ? { ...f, timings: null } : f));
+    expect(muxed.map(withoutTimings)).toEqual(plain.map(withoutTimings));
+    // Every frame came through the mux (the inbox only carried the final packets)...
+    const entries = muxMessages.flat();
+    expect(entries).toHaveLength(muxed.flat().length);
+    // ...and the four streams shared messages: far fewer messages than frames.
+    expect(muxMessages.some((m) => m.length === 4)).toBe(true);
+    expect(muxMessages.length).toBeLessThan(entries.length / 2);
+  });
+
   it('frees a cancelled sequence at the next step', async () => {
     const frames: GenerateFrame[] = [];
     const consumer = (async () => {

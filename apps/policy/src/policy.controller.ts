@@ -1,12 +1,12 @@
 /**
- * The policy's NATS handlers: policy.generate streams frames (an Observable: Nest sends each as a reply
- * and ends with isDisposed), policy.info answers what is served, policy.tokenize / policy.detokenize use
- * the served tokenizer. policy.cancel is an event every replica
+ * The policy's NATS handlers: policy.generate streams frames (an Observable: Nest sends each as a reply and ends
+ * with isDisposed; for a caller that asked for its stream mux, the mux carries the frames), policy.info answers what
+ * is served, policy.tokenize / policy.detokenize use the served tokenizer. policy.cancel is an event every replica
  * receives (its own queue group), so the one running the request frees it whichever replica that is.
  */
 import { Controller } from '@nestjs/common';
-import { EventPattern, MessagePattern, Payload } from '@nestjs/microservices';
-import { from, type Observable } from 'rxjs';
+import { Ctx, EventPattern, MessagePattern, NatsContext, Payload } from '@nestjs/microservices';
+import type { Observable } from 'rxjs';
 import {
   cancelRequestSchema,
   detokenizeRequestPayloadSchema,
@@ -19,17 +19,21 @@ import {
   type PolicyInfo,
   type TokenizeResult,
 } from '@flywheel/contracts';
-import { MeshHandlers } from '@flywheel/mesh';
+import { MeshHandlers, StreamMux } from '@flywheel/mesh';
 import { PolicyEngineService } from './engine/policy-engine.service';
 
 @Controller()
 @MeshHandlers()
 export class PolicyController {
-  constructor(private readonly engine: PolicyEngineService) {}
+  constructor(
+    private readonly engine: PolicyEngineService,
+    private readonly mux: StreamMux,
+  ) {}
 
+  /** Frames go through the caller's stream mux when it asked for one: one message per step for all its requests. */
   @MessagePattern(SUBJECTS.policy.generate)
-  generate(@Payload() data: unknown): Observable<GenerateFrame> {
-    return from(this.engine.generate(generateRequestSchema.parse(data)));
+  generate(@Payload() data: unknown, @Ctx() ctx: NatsContext): Observable<GenerateFrame> {
+    return this.mux.reply(this.engine.generate(generateRequestSchema.parse(data)), this.mux.routeOf(ctx.getHeaders()));
   }
 
   @MessagePattern(SUBJECTS.policy.info)

@@ -4,7 +4,7 @@
  * files are read by the gateway's auth, not here (this stays a pure parse of the environment).
  */
 import { z } from 'zod';
-import { intVar, optionalStringVar } from './env.fields';
+import { enumVar, intVar, optionalStringVar } from './env.fields';
 import { parseEnv, type Env } from './config.loader';
 
 /** Comma-separated secrets; blanks dropped. */
@@ -22,6 +22,7 @@ export const gatewayApiEnv = z.object({
   FLYWHEEL_RATE_LIMIT_RPM: intVar(600, 0, 10_000_000),
   FLYWHEEL_RATE_LIMIT_TPM: intVar(1_000_000, 0, 1_000_000_000),
   FLYWHEEL_GENERATE_TIMEOUT_MS: intVar(60_000, 100, 3_600_000),
+  FLYWHEEL_STREAM_MUX: enumVar(['on', 'off'] as const, 'on'),
 });
 
 export interface GatewayApiConfig {
@@ -35,6 +36,8 @@ export interface GatewayApiConfig {
   rateLimit: { requestsPerMinute: number; tokensPerMinute: number };
   /** Longest wait for the policy's first frame and between two frames. */
   generateTimeoutMs: number;
+  /** Ask the policy for its stream mux: one NATS message per engine step for all of this gateway's streams. */
+  streamMux: boolean;
 }
 
 export function loadGatewayApiConfig(env: Env): GatewayApiConfig {
@@ -45,5 +48,6 @@ export function loadGatewayApiConfig(env: Env): GatewayApiConfig {
     adminKeys: e.FLYWHEEL_ADMIN_KEYS,
     rateLimit: { requestsPerMinute: e.FLYWHEEL_RATE_LIMIT_RPM, tokensPerMinute: e.FLYWHEEL_RATE_LIMIT_TPM },
     generateTimeoutMs: e.FLYWHEEL_GENERATE_TIMEOUT_MS,
+    streamMux: e.FLYWHEEL_STREAM_MUX === 'on',
   };
 }

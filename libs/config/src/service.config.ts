@@ -137,4 +137,5 @@ export const ENV_DOCS: ReadonlyArray<{ name: string; default: string; meaning: s
   { name: 'FLYWHEEL_LOOP_INDEPENDENT_RM', default: 'off', meaning: 'trainer: on splits a loop run\'s approved pairs by prompt, trains the reward model on one side and an independent one on the other (30% of prompts), and the eval gate also scores the candidate with the independent one (minIndependentGainStd)' },
   { name: 'FLYWHEEL_LOOP_MODERATION', default: 'auto', meaning: "trainer: auto starts a loop run with a moderation-train stage when reviewers' moderation labels exist; off never does" },
   { name: 'FLYWHEEL_GENERATE_TIMEOUT_MS', default: '60000', meaning: 'longest wait for the policy\'s first frame, and between two frames, of a generation' },
+  { name: 'FLYWHEEL_STREAM_MUX', default: 'on', meaning: 'gateway: on asks the policy to send the frames of all of this gateway\'s streams as one NATS message per engine step (the stream mux); off, one message per request per step' },
 ];

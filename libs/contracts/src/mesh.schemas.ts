@@ -60,6 +60,26 @@ export const nestReplyPacketSchema = z.object({
 });
 export type NestReplyPacket = z.infer<typeof nestReplyPacketSchema>;
 
+/**
+ * Stream multiplexing: the replies of many streamed requests in one NATS message. A caller that asks for it sends
+ * `STREAM_MUX_HEADER: "<mux subject> <stream number>"` with a streamed request; an answerer that honours it publishes
+ * that stream's `response` packets as `[stream number, response]` entries of a message to the mux subject, batched
+ * with every other stream bound there in the same tick (one message per engine step, not one per request). The final
+ * packet (isDisposed, or err) still goes to the request's own reply subject, on the same connection and after the
+ * entries, so it never overtakes them. An answerer that does not know the header just replies as usual.
+ */
+export const STREAM_MUX_HEADER = 'Flywheel-Mux';
+export const streamMuxRouteSchema = z
+  .string()
+  .regex(/^[^\s*>]+ (0|[1-9]\d{0,15})$/, 'a mux route is "<subject> <stream number>"')
+  .transform((v) => {
+    const [subject, stream] = v.split(' ');
+    return { subject: subject!, stream: Number(stream) };
+  });
+export type StreamMuxRoute = z.infer<typeof streamMuxRouteSchema>;
+export const streamMuxMessageSchema = z.array(z.tuple([z.number().int().nonnegative(), z.unknown()]));
+export type StreamMuxEntry = z.infer<typeof streamMuxMessageSchema>[number];
+
 /** A gateway-side view of one service's health, as /healthz reports it. */
 export const serviceHealthSchema = z.object({
   status: z.enum(['up', 'down']),

@@ -7,6 +7,8 @@ export * from './nats.connection';
 export * from './jetstream.setup';
 export * from './jetstream.publish';
 export * from './mesh.client';
+export * from './stream-mux.demux';
+export * from './stream-mux.publisher';
 export * from './mesh.connection';
 export * from './nest-transport';
 export * from './service.metrics';

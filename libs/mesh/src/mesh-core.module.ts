@@ -1,5 +1,5 @@
 /**
- * What every service has: its parsed config, readiness, metrics registry, the NATS connection, the
+ * What every service has: its parsed config, readiness, metrics registry, the NATS connection, the stream mux, the
  * ping handler on `mesh.ping.<service>` and the health HTTP routes (/livez, /readyz, /metrics).
  * Feature modules import nothing from here but the tokens and classes it provides.
  */
@@ -11,6 +11,7 @@ import { MeshConnection } from './mesh.connection';
 import { MeshHandlers } from './nest-transport';
 import { Readiness } from './readiness';
 import { createServiceMetrics, type ServiceMetrics } from './service.metrics';
+import { StreamMux } from './stream-mux.publisher';
 
 export const SERVICE_CONFIG = Symbol('SERVICE_CONFIG');
 export const SERVICE_METRICS = Symbol('SERVICE_METRICS');
@@ -93,8 +94,9 @@ export class MeshCoreModule {
         { provide: Readiness, useValue: readiness },
         { provide: MeshConnection, useValue: mesh },
         { provide: MeshShutdown, useFactory: () => new MeshShutdown(mesh) },
+        StreamMux,
       ],
-      exports: [SERVICE_CONFIG, SERVICE_METRICS, Readiness, MeshConnection],
+      exports: [SERVICE_CONFIG, SERVICE_METRICS, Readiness, MeshConnection, StreamMux],
     };
   }
 }

@@ -3,7 +3,8 @@
  * a Nest @MessagePattern handler: `request` (one reply, with a timeout) and `stream` (one request, many
  * replies, ending with a final packet or an error). Replies are parsed with the caller's zod schema.
  * Neither sends into a dropped connection nor waits on one (see nats.link.ts): that is an `unavailable`
- * at once, resent within `retryUndeliveredMs` when the caller says the call is safe to repeat.
+ * at once, resent within `retryUndeliveredMs` when the caller says the call is safe to repeat. A stream may ask for
+ * its replies multiplexed with the connection's other streams' (`mux`, stream-mux.demux.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { createInbox, JSONCodec, type Msg, type NatsConnection } from 'nats';
@@ -11,6 +12,7 @@ import type { z } from 'zod';
 import { nestReplyPacketSchema, type NestReplyPacket, type NestRequestPacket } from '@flywheel/contracts';
 import { MeshError } from './mesh.errors';
 import { NatsLink } from './nats.link';
+import { StreamDemux, type MuxTarget } from './stream-mux.demux';
 
 const codec = JSONCodec<unknown>();
 
@@ -36,6 +38,12 @@ export interface StreamOptions {
   signal?: AbortSignal;
   /** As RequestOptions.retryUndeliveredMs, before the first reply only (nothing was started yet). */
   retryUndeliveredMs?: number;
+  /**
+   * Ask for the replies in the connection's stream mux: one NATS message carries the replies of every stream the
+   * answerer produced in the same tick (the policy: one per engine step, not one per request). An answerer that
+   * does not multiplex replies as usual, so this is always safe to ask.
+   */
+  mux?: boolean;
 }
 
 /** A request no service received: safe to send again. Callers see a plain MeshError('unavailable'). */
@@ -76,11 +84,13 @@ export class MeshClient {
       () => replies.closed(),
       () => replies.closed(),
     );
+    // Bound before the request goes out: a multiplexed reply may arrive before anything on the inbox.
+    const mux = opts.mux ? StreamDemux.of(this.nc).bind(replies) : null;
     const packet: NestRequestPacket = { pattern: subject, data, id: randomUUID() };
     try {
       let reply = await resendUndelivered(opts.retryUndeliveredMs, opts.signal, async () => {
         this.assertConnected(subject);
-        this.nc.publish(subject, codec.encode(packet), { reply: inbox });
+        this.nc.publish(subject, codec.encode(packet), { reply: inbox, headers: mux?.headers });
         return decodeReply(await replies.next(opts.firstReplyTimeoutMs), subject);
       });
       for (;;) {
@@ -94,6 +104,7 @@ export class MeshClient {
         reply = decodeReply(await replies.next(opts.idleTimeoutMs), subject);
       }
     } finally {
+      mux?.close();
       sub.unsubscribe();
       replies.dispose();
     }
@@ -125,14 +136,23 @@ export class MeshClient {
 
 const aborted = () => new MeshError('cancelled', 'request aborted');
 
+/** A reply that came through the stream mux: already decoded, and never a final packet. */
+class MuxedReply {
+  constructor(readonly response: unknown) {}
+}
+
+/** A reply from the inbox (still bytes) or from the mux (decoded). */
+type QueuedReply = Msg | MuxedReply;
+
 /**
- * One stream's replies in arrival order, and the wait for the next one: a timeout, an abort or a dropped connection
- * ends the wait as a MeshError. Made once per stream rather than per reply: one timer (refreshed per wait), one abort
- * listener and one drop listener, so a reply costs a queue push and at most one promise.
+ * One stream's replies in arrival order, from its inbox and its mux alike, and the wait for the next one: a
+ * timeout, an abort or a dropped connection ends the wait as a MeshError. Made once per stream rather than per
+ * reply: one timer (refreshed per wait), one abort listener and one drop listener, so a reply costs a queue push
+ * and at most one promise.
  */
-class ReplyQueue {
-  private readonly queued: Msg[] = [];
-  private waiter: { resolve: (msg: Msg) => void; reject: (err: MeshError) => void } | null = null;
+class ReplyQueue implements MuxTarget {
+  private readonly queued: QueuedReply[] = [];
+  private waiter: { resolve: (reply: QueuedReply) => void; reject: (err: MeshError) => void } | null = null;
   /** Why no more replies can come (a drop, a closed subscription); replies already queued still go out first. */
   private failure: MeshError | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -149,11 +169,15 @@ class ReplyQueue {
     signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
-  push(msg: Msg): void {
+  push(reply: QueuedReply): void {
     const waiter = this.waiter;
-    if (waiter === null) return void this.queued.push(msg);
+    if (waiter === null) return void this.queued.push(reply);
     this.waiter = null;
-    waiter.resolve(msg);
+    waiter.resolve(reply);
+  }
+
+  pushMuxed(response: unknown): void {
+    this.push(new MuxedReply(response));
   }
 
   /** No reply can come any more: a wait now (or the one under way) fails once the queue is empty. */
@@ -168,11 +192,11 @@ class ReplyQueue {
   }
 
   /** The next reply; an abort wins over replies already queued ("aborting stops waiting at once"). */
-  next(waitMs: number): Promise<Msg> {
+  next(waitMs: number): Promise<QueuedReply> {
     if (this.signal?.aborted) return Promise.reject(aborted());
     if (this.queued.length > 0) return Promise.resolve(this.queued.shift()!);
     if (this.failure) return Promise.reject(this.failure);
-    return new Promise<Msg>((resolve, reject) => {
+    return new Promise<QueuedReply>((resolve, reject) => {
       this.waiter = { resolve, reject };
       this.arm(waitMs);
     });
@@ -215,7 +239,8 @@ async function resendUndelivered<T>(budgetMs: number | undefined, signal: AbortS
   }
 }
 
-function decodeReply(msg: Msg, subject: string): NestReplyPacket {
+function decodeReply(msg: QueuedReply, subject: string): Omit<NestReplyPacket, 'id'> {
+  if (msg instanceof MuxedReply) return msg;
   if (msg.headers?.hasError && msg.headers.code === 503) {
     throw new UndeliveredError(`no service is listening on ${subject}`);
   }

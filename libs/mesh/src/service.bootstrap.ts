@@ -8,7 +8,9 @@ import { Logger, type DynamicModule, type LogLevel, type Type } from '@nestjs/co
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { loadOrExit, type CommonConfig } from '@flywheel/config';
+import type { NatsConnection } from 'nats';
 import { natsTransportOptions } from './nest-transport';
+import { StreamMux } from './stream-mux.publisher';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -40,9 +42,11 @@ export async function bootService(opts: BootOptions): Promise<NestFastifyApplica
     });
   }
   await opts.configure?.(app);
-  app.connectMicroservice(natsTransportOptions(config.service, config.nats.servers, config.instanceId), {
+  const transport = app.connectMicroservice(natsTransportOptions(config.service, config.nats.servers, config.instanceId), {
     inheritAppConfig: false,
   });
+  // Multiplexed frames go out on the connection Nest replies on (asked for per publish: it is made at start).
+  app.get(StreamMux).attach(() => transport.unwrap<NatsConnection>());
   await app.listen(config.http.port, config.http.host);
   logger.log(`${config.instanceId} listening on http://${config.http.host}:${config.http.port}`);
   // Resolves once NATS is reached (the transport waits on first connect and reconnects forever).

@@ -9,6 +9,7 @@ const api = (over: Partial<GatewayApiConfig> = {}): GatewayApiConfig => ({
   adminKeys: [],
   rateLimit: limits,
   generateTimeoutMs: 1000,
+  streamMux: true,
   ...over,
 });
 

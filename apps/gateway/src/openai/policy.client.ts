@@ -70,6 +70,7 @@ export class PolicyClient {
         idleTimeoutMs: timeoutMs,
         signal,
         retryUndeliveredMs,
+        mux: this.config.gateway.api.streamMux,
       });
       let first: IteratorResult<GenerateFrame>;
       try {
