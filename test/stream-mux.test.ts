@@ -4,7 +4,8 @@
  * MeshClient.stream({ mux: true }). Concurrent streams get every frame in order with the final packet after them,
  * and share one message per tick; a failing stream's error follows its frames; an abort leaves the other streams
  * alone; an entry batch over the server's max_payload is split; a malformed mux message fails the open streams
- * instead of leaving them to time out; and a responder that knows nothing of the mux still serves a muxed caller.
+ * instead of leaving them to time out; a muxed request no one listens to fails `unavailable` at once; and a responder
+ * that knows nothing of the mux still serves a muxed caller.
  */
 import { connect, JSONCodec, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { z } from 'zod';
@@ -216,4 +217,12 @@ it('serves a muxed caller from a responder that knows nothing of the mux', async
   await responder.flush();
   expect(await drain('mux.legacy', 'l')).toEqual({ got: ['0', '1', '2'], err: null });
   sub.unsubscribe();
+});
+
+it('fails a muxed request no one listens to with unavailable at once (no subscription of its own to wait on)', async () => {
+  const t0 = performance.now();
+  const { got, err } = await drain('mux.nobody', 'n');
+  expect(got).toEqual([]);
+  expect(err!.code).toBe('unavailable');
+  expect(performance.now() - t0).toBeLessThan(1_000);
 });

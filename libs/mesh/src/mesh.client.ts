@@ -75,17 +75,17 @@ export class MeshClient {
 
   /** Yields each streamed reply parsed with `frame`; throws MeshError on an error packet or a timeout. */
   async *stream<S extends z.ZodType>(subject: string, data: unknown, frame: S, opts: StreamOptions): AsyncGenerator<z.infer<S>> {
-    const inbox = createInbox();
     const replies = new ReplyQueue(subject, this.link, opts.signal);
-    // A callback subscription: each reply goes straight into the stream's own queue, with no async iterator (and its
-    // promise per message) between nats.js and the caller.
-    const sub = this.nc.subscribe(inbox, { callback: (err, msg) => (err ? replies.fail(natsToMeshError(err, subject, 0)) : replies.push(msg)) });
-    void sub.closed.then(
+    // Muxed, the replies come through the connection's one mux subscription; otherwise through a callback
+    // subscription of the stream's own. Either way each reply goes straight into the stream's queue, with no async
+    // iterator (and its promise per message) between nats.js and the caller.
+    const mux = opts.mux ? StreamDemux.of(this.nc).bind(replies) : null;
+    const inbox = mux?.inbox ?? createInbox();
+    const sub = mux ? null : this.nc.subscribe(inbox, { callback: (err, msg) => (err ? replies.fail(natsToMeshError(err, subject, 0)) : replies.push(msg)) });
+    void sub?.closed.then(
       () => replies.closed(),
       () => replies.closed(),
     );
-    // Bound before the request goes out: a multiplexed reply may arrive before anything on the inbox.
-    const mux = opts.mux ? StreamDemux.of(this.nc).bind(replies) : null;
     const packet: NestRequestPacket = { pattern: subject, data, id: randomUUID() };
     try {
       let reply = await resendUndelivered(opts.retryUndeliveredMs, opts.signal, async () => {
@@ -105,7 +105,7 @@ export class MeshClient {
       }
     } finally {
       mux?.close();
-      sub.unsubscribe();
+      sub?.unsubscribe();
       replies.dispose();
     }
   }
