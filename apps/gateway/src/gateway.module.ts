@@ -21,7 +21,7 @@ export class GatewayModule {
   static forRoot(config: GatewayConfig, moderator: Moderator): DynamicModule {
     return {
       module: GatewayModule,
-      imports: [MeshCoreModule.forService(config), OpenAiModule.forRoot(config, moderator), FlywheelModule.forRoot(config), AdminModule.forRoot(config)],
+      imports: [MeshCoreModule.forService(config, { coalesceWrites: true }), OpenAiModule.forRoot(config, moderator), FlywheelModule.forRoot(config), AdminModule.forRoot(config)],
       controllers: [HealthzController],
       providers: [HealthzService, { provide: APP_FILTER, useClass: OpenAiExceptionFilter }],
     };

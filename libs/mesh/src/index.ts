@@ -4,6 +4,7 @@
  */
 export * from './mesh.errors';
 export * from './nats.connection';
+export * from './nats.write-coalescing';
 export * from './jetstream.setup';
 export * from './jetstream.publish';
 export * from './mesh.client';

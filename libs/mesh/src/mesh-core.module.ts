@@ -80,10 +80,11 @@ class MeshShutdown implements OnApplicationShutdown {
 
 @Module({})
 export class MeshCoreModule {
-  static forService(config: CommonConfig): DynamicModule {
+  /** `coalesceWrites`: the service's NATS connection writes once per event-loop turn (the gateway's many requests). */
+  static forService(config: CommonConfig, options: { coalesceWrites?: boolean } = {}): DynamicModule {
     const readiness = new Readiness();
     const metrics = createServiceMetrics(config.service, config.instanceId, FLYWHEEL_VERSION);
-    const mesh = new MeshConnection(config.nats.servers, config.instanceId, readiness, metrics);
+    const mesh = new MeshConnection(config.nats.servers, config.instanceId, readiness, metrics, options);
     return {
       module: MeshCoreModule,
       global: true,

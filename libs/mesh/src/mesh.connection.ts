@@ -7,6 +7,7 @@ import type { NatsConnection } from 'nats';
 import { MeshClient } from './mesh.client';
 import { MeshError } from './mesh.errors';
 import { connectMesh, drainQuietly } from './nats.connection';
+import { coalesceWrites } from './nats.write-coalescing';
 import type { Readiness } from './readiness';
 import type { ServiceMetrics } from './service.metrics';
 
@@ -21,9 +22,12 @@ export class MeshConnection {
     name: string,
     private readonly readiness: Readiness,
     private readonly metrics: ServiceMetrics,
+    /** Writes once per event-loop turn (nats.write-coalescing.ts): for a process serving many requests at once. */
+    options: { coalesceWrites?: boolean } = {},
   ) {
     readiness.require('nats');
     this.connected = connectMesh({ servers, name }).then((nc) => {
+      if (options.coalesceWrites) coalesceWrites(nc);
       this.nc = nc;
       this.meshClient = new MeshClient(nc);
       this.setUp(true);
