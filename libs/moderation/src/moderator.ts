@@ -58,6 +58,12 @@ export interface Analysis {
   pii: PiiEntity[];
 }
 
+/** What the rules and PII detectors found in one text, before any scoring. */
+export interface Findings {
+  matches: RuleMatch[];
+  pii: PiiEntity[];
+}
+
 export interface TextVerdict {
   result: ModerationResult;
   flywheel: FlywheelModerationResult;
@@ -107,11 +113,19 @@ export class Moderator {
    * differ. Rule and PII scores are not moved: they are the rule's own confidence.
    */
   analyze(text: string, canonical: CanonicalText = canonicalize(text), probs: ArrayLike<number> = this.classify(canonical)): Analysis {
+    return this.scoreFindings(this.findings(text, canonical), probs);
+  }
+
+  /** The rule matches and PII spans of one text: analyze's first half, for a caller that may stop there. */
+  findings(text: string, canonical: CanonicalText): Findings {
+    return { matches: this.lexicon.match(canonical), pii: detectPii(text) };
+  }
+
+  /** analyze's second half: the scores of what was found, with the classifier's answer. */
+  scoreFindings({ matches, pii }: Findings, probs: ArrayLike<number>): Analysis {
     const base = this.classifierPart(probs);
     const scores = { ...base.scores };
-    const matches = this.lexicon.match(canonical);
     for (const m of matches) scores[m.category] = Math.max(scores[m.category], m.score);
-    const pii = detectPii(text);
     if (pii.length > 0) scores.pii = 1;
     for (const [child, parent] of PARENT_PAIRS) scores[parent] = Math.max(scores[parent], scores[child]);
     return { scores, classifierScores: { ...base.classifierScores }, matches, pii };

@@ -169,7 +169,12 @@ export class StreamModerator {
       this.probs = this.moderator.classify(canonical);
       this.classifiedUpTo = this.accumulated.length;
     }
-    const analysis = shift(this.moderator.analyze(window, canonical, this.probs!), start);
+    const found = this.moderator.findings(window, canonical);
+    // Between classifier runs, a push in which the rules and detectors find nothing scores the classifier's last
+    // answer alone: no more than the push that ran it, which did not block (the policy blocks at a score at or over a
+    // threshold) and was remembered. Most pushes of safe text end here.
+    if (!classify && found.matches.length === 0 && found.pii.length === 0) return { blocked: false, window: { start, canonical } };
+    const analysis = shift(this.moderator.scoreFindings(found, this.probs!), start);
     this.remember(analysis, classify);
     // Only the action is needed on a push; the full verdict (result, record shape) is built for a block alone.
     if (decide(this.moderator.policy, this.direction, analysis.scores).action !== 'block') return { blocked: false, window: { start, canonical } };
