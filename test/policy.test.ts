@@ -112,6 +112,13 @@ describe('policy service', () => {
     // ...and the four streams shared messages: far fewer messages than frames.
     expect(muxMessages.some((m) => m.length === 4)).toBe(true);
     expect(muxMessages.length).toBeLessThan(entries.length / 2);
+    // An error the engine raises still reaches a muxed caller typed, on the request's own reply subject.
+    const bad = mesh.stream(SUBJECTS.policy.generate, { requestId: 'mux-oov', input: { kind: 'tokens', tokenIds: [1, 99999] } }, generateFrameSchema, {
+      firstReplyTimeoutMs: 10_000,
+      idleTimeoutMs: 10_000,
+      mux: true,
+    });
+    await expect(bad.next()).rejects.toMatchObject({ code: 'invalid_payload', param: 'input.tokenIds.1' });
   });
 
   it('frees a cancelled sequence at the next step', async () => {
