@@ -1,9 +1,10 @@
 /**
  * A ranking's contract: as a feedback body and as the admin `rank` action, choice indices best first, each once, at
- * least two; against its completion (rankingProblem) every choice of one prompt, nothing else.
+ * least two; against its completion (rankingProblem) every choice of one prompt, nothing else. Time-ordered ids: the
+ * UUIDv7 layout, with randomUUID and with the getRandomValues fallback of an insecure browser context.
  */
 import { adminReviewActionSchema } from './admin.schemas';
-import { feedbackCreateBodySchema, rankingProblem } from './feedback.schemas';
+import { feedbackCreateBodySchema, newTimeOrderedId, rankingProblem, timeOfTimeOrderedId } from './feedback.schemas';
 
 const body = (value: unknown) => ({ completion_id: 'chatcmpl-1', kind: 'ranking', value });
 const issues = (result: { success: boolean; error?: { issues: Array<{ path: PropertyKey[]; message: string }> } }) =>
@@ -45,5 +46,33 @@ describe('ranking feedback', () => {
       ['order.1', 'choice 1 is ranked twice; rank each choice once'],
     ]);
     expect(adminReviewActionSchema.safeParse({ action: 'rank', completion_id: 'chatcmpl-1', order: [1, 0], chosen: 1 }).success).toBe(false);
+  });
+});
+
+describe('time-ordered ids', () => {
+  const check = () => {
+    const at = 1_765_000_000_123;
+    const ids = Array.from({ length: 200 }, (_, i) => newTimeOrderedId(at + i));
+    for (const [i, id] of ids.entries()) {
+      expect(id).toMatch(/^[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}$/);
+      expect(timeOfTimeOrderedId(`chatcmpl-${id}`)).toBe(at + i);
+    }
+    expect(new Set(ids).size).toBe(200);
+    expect([...ids].sort()).toEqual(ids);
+    // The random part is random: 200 ids of one millisecond share no 74-bit tail.
+    const same = Array.from({ length: 200 }, () => newTimeOrderedId(at).slice(12));
+    expect(new Set(same).size).toBe(200);
+  };
+
+  it('lays out 48 bits of milliseconds, version 7, the variant and random bits (randomUUID)', check);
+
+  it('does the same with getRandomValues where randomUUID is missing (a browser over plain http)', () => {
+    Object.defineProperty(globalThis.crypto, 'randomUUID', { value: undefined, configurable: true });
+    try {
+      check();
+    } finally {
+      delete (globalThis.crypto as { randomUUID?: unknown }).randomUUID;
+    }
+    expect(typeof globalThis.crypto.randomUUID).toBe('function');
   });
 });

@@ -148,16 +148,19 @@ export interface FeedbackList {
  * so ids sort by creation (a btree on them stays append-only) and their age can be read back.
  */
 export function newTimeOrderedId(nowMs: number = Date.now()): string {
-  // Web Crypto (Node ≥ 20 and browsers alike): the admin UI imports this lib too.
-  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
-  let t = Math.floor(nowMs);
-  for (let i = 5; i >= 0; i--) {
-    bytes[i] = t % 256;
-    t = Math.floor(t / 256);
+  const time = Math.floor(nowMs).toString(16).padStart(12, '0').slice(-12);
+  // Web Crypto (Node ≥ 20 and browsers alike): the admin UI imports this lib too. randomUUID draws from Node's
+  // cached pool of random bytes (a gateway makes one id per request; getRandomValues costs tens of µs a call
+  // there); browsers have it only in secure contexts, so plain http falls back to getRandomValues.
+  if (typeof globalThis.crypto.randomUUID === 'function') {
+    // xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx (V: the variant, 8–b): its random digits after the time and version 7.
+    const r = globalThis.crypto.randomUUID();
+    return `${time}7${r.slice(15, 18)}${r.slice(19, 23)}${r.slice(24)}`;
   }
-  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x70;
-  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80;
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(10));
+  bytes[0] = (bytes[0]! & 0x0f) | 0x70;
+  bytes[2] = (bytes[2]! & 0x3f) | 0x80;
+  return time + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 /**
