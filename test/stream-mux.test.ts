@@ -4,8 +4,9 @@
  * MeshClient.stream({ mux: true }). Concurrent streams get every frame in order with the final packet after them,
  * and share one message per tick; a failing stream's error follows its frames; an abort leaves the other streams
  * alone; an entry batch over the server's max_payload is split; a malformed mux message fails the open streams
- * instead of leaving them to time out; a muxed request no one listens to fails `unavailable` at once; and a responder
- * that knows nothing of the mux still serves a muxed caller.
+ * instead of leaving them to time out; a muxed request no one listens to fails `unavailable` at once; a responder
+ * that knows nothing of the mux still serves a muxed caller; and MeshClient.request, which waits on the same
+ * subscription, gets its answer, or `timeout` after its time.
  */
 import { connect, JSONCodec, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { z } from 'zod';
@@ -225,4 +226,22 @@ it('fails a muxed request no one listens to with unavailable at once (no subscri
   expect(got).toEqual([]);
   expect(err!.code).toBe('unavailable');
   expect(performance.now() - t0).toBeLessThan(1_000);
+});
+
+it('answers MeshClient.request through the same subscription, and times it out when no answer comes', async () => {
+  const answering = responder.subscribe('mux.request', {
+    callback: (_err, msg) => {
+      const { id, data } = codec.decode(msg.data) as { id: string; data: { text: string } };
+      msg.respond(codec.encode({ id, response: { echo: data.text.toUpperCase() }, isDisposed: true }));
+    },
+  });
+  const silent = responder.subscribe('mux.request-silent', { callback: () => undefined });
+  await responder.flush();
+  const answers = await Promise.all(['a', 'b', 'c'].map((text) => mesh.request('mux.request', { text }, echo, { timeoutMs: 2_000 })));
+  expect(answers).toEqual([{ echo: 'A' }, { echo: 'B' }, { echo: 'C' }]);
+  const t0 = performance.now();
+  await expect(mesh.request('mux.request-silent', { text: 'x' }, echo, { timeoutMs: 300 })).rejects.toMatchObject({ code: 'timeout' });
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
+  answering.unsubscribe();
+  silent.unsubscribe();
 });

@@ -115,21 +115,22 @@ export class MeshClient {
     if (!this.link.connected) throw new UndeliveredError(`NATS is reconnecting; ${subject} was not sent`);
   }
 
-  /** One nc.request that also ends when the connection drops (its reply could no longer reach us). */
-  private async requestOnce(subject: string, packet: NestRequestPacket, timeoutMs: number): Promise<Msg> {
+  /**
+   * One request on the connection's demux subscription (stream-mux.demux.ts), the way a muxed stream waits for its
+   * first reply: its own reply subject under the shared wildcard, one timer, and the end of the wait when the
+   * connection drops (the reply could no longer reach us). Not nc.request, which builds three error objects per call
+   * (its timeout, its cancel and, for a 503, its no-responders error) whether or not anything fails.
+   */
+  private async requestOnce(subject: string, packet: NestRequestPacket, timeoutMs: number): Promise<QueuedReply> {
     this.assertConnected(subject);
-    let stopListening: () => void = () => undefined;
-    const dropped = new Promise<never>((_, reject) => {
-      stopListening = this.link.onDrop(() => reject(new MeshError('unavailable', `the connection to NATS dropped before ${subject} was answered`)));
-    });
-    const sent = this.nc.request(subject, codec.encode(packet), { timeout: timeoutMs });
+    const reply = new ReplyQueue(subject, this.link, undefined);
+    const binding = StreamDemux.of(this.nc).bind(reply);
     try {
-      return await Promise.race([sent, dropped]);
-    } catch (err) {
-      throw err instanceof MeshError ? err : natsToMeshError(err, subject, timeoutMs);
+      this.nc.publish(subject, codec.encode(packet), { reply: binding.inbox });
+      return await reply.next(timeoutMs);
     } finally {
-      stopListening();
-      sent.catch(() => undefined); // lost the race to a drop: its own timeout rejects it later
+      binding.close();
+      reply.dispose();
     }
   }
 }

@@ -3,8 +3,9 @@
  * connection, `<prefix>.*`, carries both the mux messages (`<prefix>.m`) and each muxed stream's own replies (its
  * final packet, or every reply from an answerer that does not multiplex) on `<prefix>.<stream number>`. A mux message
  * is decoded once and each entry goes to its stream's queue; a reply for a stream that has ended (aborted, timed
- * out) is dropped. A stream costs no subscription of its own: no SUB and UNSUB per request. Not the queue a stream
- * reads (mesh.client.ts) nor the answerer's half (stream-mux.publisher.ts).
+ * out) is dropped. A stream costs no subscription of its own: no SUB and UNSUB per request. MeshClient.request waits
+ * for its one reply here too. Not the queue a stream reads (mesh.client.ts) nor the answerer's half
+ * (stream-mux.publisher.ts).
  */
 import { createInbox, headers, JSONCodec, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
 import { STREAM_MUX_HEADER, streamMuxMessageSchema } from '@flywheel/contracts';
@@ -57,9 +58,17 @@ export class StreamDemux {
     this.sub ??= this.subscribe();
     const stream = this.nextStream++;
     this.streams.set(stream, target);
-    const h = headers();
-    h.set(STREAM_MUX_HEADER, `${this.muxSubject} ${stream}`);
-    return { inbox: `${this.prefix}.${stream}`, headers: h, close: () => void this.streams.delete(stream) };
+    const route = `${this.muxSubject} ${stream}`;
+    return {
+      inbox: `${this.prefix}.${stream}`,
+      // Made when asked for: a plain request (MeshClient.request) waits here too and sends no mux header.
+      get headers() {
+        const h = headers();
+        h.set(STREAM_MUX_HEADER, route);
+        return h;
+      },
+      close: () => void this.streams.delete(stream),
+    };
   }
 
   /** Subscribed on first use; nats.js resubscribes it after a reconnect like any other subscription. */
