@@ -4,33 +4,24 @@
  * whose replies stop ends with `timeout` after its idle time, one no replica picks up after its first-reply time, and
  * an abort ends it at once with `cancelled`, even with replies still queued. NATS restarts are in mesh-reconnect.
  */
-import { connect, JSONCodec, type NatsConnection, type Subscription } from 'nats';
-import { z } from 'zod';
-import { MeshClient, MeshError } from '@flywheel/mesh';
-import { startPrivateNats, type PrivateNats } from './gateway.support';
+import type { NatsConnection, Subscription } from 'nats';
+import { MeshError, type MeshClient } from '@flywheel/mesh';
+import { codec, echo, sleep, startMeshPair, type MeshPair } from './support/mesh-pair';
 
 jest.setTimeout(30_000);
 
-const codec = JSONCodec<unknown>();
-const echo = z.object({ echo: z.string() });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let nats: PrivateNats;
-let caller: NatsConnection;
+let pair: MeshPair;
 let responder: NatsConnection;
 let mesh: MeshClient;
 
 beforeAll(async () => {
-  nats = await startPrivateNats();
-  caller = await connect({ servers: nats.url });
-  responder = await connect({ servers: nats.url });
-  mesh = new MeshClient(caller);
+  pair = await startMeshPair();
+  ({ responder, mesh } = pair);
 });
 
 afterAll(async () => {
-  await caller?.close();
-  await responder?.close();
-  await nats?.stop();
+  await pair?.stop();
 });
 
 /**

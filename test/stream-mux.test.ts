@@ -8,20 +8,15 @@
  * that knows nothing of the mux still serves a muxed caller; and MeshClient.request, which waits on the same
  * subscription, gets its answer, or `timeout` after its time.
  */
-import { connect, JSONCodec, type Msg, type NatsConnection, type Subscription } from 'nats';
-import { z } from 'zod';
+import { connect, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { STREAM_MUX_HEADER } from '@flywheel/contracts';
-import { MeshClient, MeshError, StreamMux } from '@flywheel/mesh';
-import { startPrivateNats, type PrivateNats } from './gateway.support';
+import { MeshError, StreamMux, type MeshClient } from '@flywheel/mesh';
+import { codec, echo, sleep, startMeshPair, type MeshPair } from './support/mesh-pair';
 
 jest.setTimeout(30_000);
 
-const codec = JSONCodec<unknown>();
-const echo = z.object({ echo: z.string() });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let nats: PrivateNats;
-let caller: NatsConnection;
+let pair: MeshPair;
 let responder: NatsConnection;
 let spy: NatsConnection;
 let mesh: MeshClient;
@@ -30,11 +25,9 @@ const mux = new StreamMux();
 let seen: { subject: string; bytes: number; entries: number | null }[] = [];
 
 beforeAll(async () => {
-  nats = await startPrivateNats();
-  caller = await connect({ servers: nats.url });
-  responder = await connect({ servers: nats.url });
-  spy = await connect({ servers: nats.url });
-  mesh = new MeshClient(caller);
+  pair = await startMeshPair();
+  ({ responder, mesh } = pair);
+  spy = await connect({ servers: pair.url });
   mux.attach(() => responder);
   spy.subscribe('_INBOX.>', {
     callback: (_e, m) => {
@@ -46,10 +39,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await caller?.close();
-  await responder?.close();
   await spy?.close();
-  await nats?.stop();
+  await pair?.stop();
 });
 
 beforeEach(() => {
@@ -71,6 +62,15 @@ class Ticker {
     clearInterval(this.timer);
   }
 }
+
+/** A responder's frames for one request: `count` of them, `<text>:<i>`, one per tick of `ticker`. */
+const ticking = (ticker: Ticker, count: number) =>
+  async function* ({ text }: { text: string }) {
+    for (let i = 0; i < count; i++) {
+      await ticker.next();
+      yield { echo: `${text}:${i}` };
+    }
+  };
 
 /**
  * Answers `subject` as a Nest @MessagePattern handler would, through the mux when the request asks for it: each
@@ -103,12 +103,7 @@ async function drain(subject: string, text: string, opts: { signal?: AbortSignal
 
 it('gives concurrent streams every frame in order, in one message per tick, with the final packet after them', async () => {
   const ticker = new Ticker();
-  const sub = serve('mux.steps', async function* ({ text }) {
-    for (let i = 0; i < 30; i++) {
-      await ticker.next();
-      yield { echo: `${text}:${i}` };
-    }
-  });
+  const sub = serve('mux.steps', ticking(ticker, 30));
   await responder.flush();
   const results = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((s) => drain('mux.steps', s)));
   ticker.stop();
@@ -146,12 +141,7 @@ it("sends a failing stream's frames first, then its error; the other streams are
 
 it('ends an aborted stream at once and keeps delivering to the others on the same mux', async () => {
   const ticker = new Ticker();
-  const sub = serve('mux.abort', async function* ({ text }) {
-    for (let i = 0; i < 40; i++) {
-      await ticker.next();
-      yield { echo: `${text}:${i}` };
-    }
-  });
+  const sub = serve('mux.abort', ticking(ticker, 40));
   await responder.flush();
   const ac = new AbortController();
   setTimeout(() => ac.abort(), 40);
@@ -185,16 +175,7 @@ it("splits one tick's entries over messages within the server's max_payload", as
 it('fails the open streams with internal when a mux message is malformed, instead of leaving them to time out', async () => {
   let route = '';
   const ticker = new Ticker();
-  const sub = serve(
-    'mux.garbage',
-    async function* ({ text }) {
-      for (let i = 0; i < 1000; i++) {
-        await ticker.next();
-        yield { echo: `${text}:${i}` };
-      }
-    },
-    (msg) => (route = msg.headers?.get(STREAM_MUX_HEADER) ?? ''),
-  );
+  const sub = serve('mux.garbage', ticking(ticker, 1000), (msg) => (route = msg.headers?.get(STREAM_MUX_HEADER) ?? ''));
   await responder.flush();
   const pending = drain('mux.garbage', 'g');
   setTimeout(() => responder.publish(route.split(' ')[0]!, new TextEncoder().encode('{"not":"a list"}')), 50);
