@@ -81,7 +81,7 @@ export class MeshClient {
     // iterator (and its promise per message) between nats.js and the caller.
     const mux = opts.mux ? StreamDemux.of(this.nc).bind(replies) : null;
     const inbox = mux?.inbox ?? createInbox();
-    const sub = mux ? null : this.nc.subscribe(inbox, { callback: (err, msg) => (err ? replies.fail(natsToMeshError(err, subject, 0)) : replies.push(msg)) });
+    const sub = mux ? null : this.nc.subscribe(inbox, { callback: (err, msg) => (err ? replies.fail(natsToMeshError(err, subject)) : replies.push(msg)) });
     void sub?.closed.then(
       () => replies.closed(),
       () => replies.closed(),
@@ -256,10 +256,10 @@ function decodeReply(msg: QueuedReply, subject: string): Omit<NestReplyPacket, '
   return parsed.data;
 }
 
-function natsToMeshError(err: unknown, subject: string, timeoutMs: number): MeshError {
+/** A stream subscription's error (its own timeouts are ReplyQueue's, never nats.js's). */
+function natsToMeshError(err: unknown, subject: string): MeshError {
   const code = (err as { code?: string })?.code;
   if (code === '503') return new UndeliveredError(`no service is listening on ${subject}`);
-  if (code === 'TIMEOUT' || code === 'REQUEST_TIMEOUT') return new MeshError('timeout', `no reply on ${subject} within ${timeoutMs} ms`);
   if (code === 'CONNECTION_CLOSED' || code === 'CONNECTION_DRAINING' || code === 'DISCONNECT') {
     return new MeshError('unavailable', `NATS connection unavailable (${code})`);
   }

@@ -14,7 +14,6 @@
 import type { NatsConnection } from 'nats';
 
 interface OutboundLike {
-  length(): number;
   size(): number;
   fill(buf: Uint8Array, ...payloads: unknown[]): void;
 }

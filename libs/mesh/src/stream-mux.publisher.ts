@@ -18,6 +18,8 @@ interface Pending {
   parts: string[];
   /** An upper bound of the message's bytes (3 per UTF-16 unit), to flush before the server's max_payload. */
   bytes: number;
+  /** The server's max_payload, read when the batch began. */
+  limit: number;
 }
 
 @Injectable()
@@ -73,14 +75,13 @@ export class StreamMux {
 
   private send(route: StreamMuxRoute, response: unknown): void {
     const part = JSON.stringify([route.stream, response]);
-    const limit = this.maxPayload();
     let batch = this.pending.get(route.subject);
-    if (batch && batch.bytes + 3 * part.length + 1 > limit) {
+    if (batch && batch.bytes + 3 * part.length + 1 > batch.limit) {
       this.flush(route.subject);
       batch = undefined;
     }
     if (!batch) {
-      batch = { parts: [], bytes: 2 };
+      batch = { parts: [], bytes: 2, limit: this.maxPayload() };
       this.pending.set(route.subject, batch);
     }
     batch.parts.push(part);

@@ -169,15 +169,16 @@ export class StreamModerator {
       this.probs = this.moderator.classify(canonical);
       this.classifiedUpTo = this.accumulated.length;
     }
+    const passed = { blocked: false as const, window: { start, canonical } };
     const found = this.moderator.findings(window, canonical);
     // Between classifier runs, a push in which the rules and detectors find nothing scores the classifier's last
     // answer alone: no more than the push that ran it, which did not block (the policy blocks at a score at or over a
     // threshold) and was remembered. Most pushes of safe text end here.
-    if (!classify && found.matches.length === 0 && found.pii.length === 0) return { blocked: false, window: { start, canonical } };
+    if (!classify && found.matches.length === 0 && found.pii.length === 0) return passed;
     const analysis = shift(this.moderator.scoreFindings(found, this.probs!), start);
     this.remember(analysis, classify);
     // Only the action is needed on a push; the full verdict (result, record shape) is built for a block alone.
-    if (decide(this.moderator.policy, this.direction, analysis.scores).action !== 'block') return { blocked: false, window: { start, canonical } };
+    if (decide(this.moderator.policy, this.direction, analysis.scores).action !== 'block') return passed;
     const verdict = this.moderator.verdict(analysis, this.direction);
     const cut = Math.min(this.firstBlockingSpan(analysis) ?? this.released, this.accumulated.length);
     const release = cut > this.released ? this.accumulated.slice(this.released, cut) : '';
