@@ -5,6 +5,7 @@
  * record leaves the consumer only by being stored (or, if unparseable, kept in `dead_letters`).
  * Gateway replicas share each consumer, so every record is written once per fleet, not per replica.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
 import { AckPolicy, DeliverPolicy, nanos, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import { completionRecordSchema, feedbackEventSchema, STREAMS } from '@flywheel/contracts';
@@ -86,6 +87,8 @@ export class StoreWriter {
   private readonly logger = new Logger('StoreWriter');
   private readonly running: ConsumerMessages[] = [];
   private stopped = false;
+  /** Ends a backoff pause at stop(): after a record failed many times the pause is up to retryMaxMs (30 s). */
+  private readonly stopping = new AbortController();
   private loops: Promise<void>[] = [];
   private failingSince: number | null = null;
 
@@ -124,6 +127,7 @@ export class StoreWriter {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     for (const messages of this.running) messages.stop();
     await Promise.allSettled(this.loops);
   }
@@ -162,6 +166,7 @@ export class StoreWriter {
     }
     msg.nak(result.delayMs);
     // Pause this stream's loop too, so an outage is probed at the backoff's pace, not at line rate.
-    await new Promise((r) => setTimeout(r, result.delayMs));
+    // stop() ends the pause: waiting it out outlasted the launcher's 10 s grace, and the gateway was killed.
+    await sleep(result.delayMs, undefined, { signal: this.stopping.signal }).catch(() => undefined);
   }
 }
