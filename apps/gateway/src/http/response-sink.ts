@@ -63,6 +63,10 @@ export class HttpResponseSink implements ResponseSink {
     this.reply.raw.end(text);
   }
 
+  /**
+   * The status line and headers go out in this turn of the event loop, in the same socket write as the events
+   * written in it (the first content, a chat's role chunk), not in one of their own.
+   */
   startEvents(headers: Record<string, string> = {}): void {
     if (this.started) return;
     this.started = true;
@@ -74,6 +78,8 @@ export class HttpResponseSink implements ResponseSink {
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
+    this.corkForTurn();
+    // Into the corked socket: sent at the uncork even when no event follows in this turn.
     this.reply.raw.flushHeaders();
   }
 
@@ -84,18 +90,25 @@ export class HttpResponseSink implements ResponseSink {
    */
   event(payload: string, name?: string): void {
     if (this.gone) return;
-    const raw = this.reply.raw;
-    if (!this.corked) {
-      this.corked = true;
-      raw.cork();
-      setImmediate(() => this.uncork());
-    }
-    raw.write(name === undefined ? `data: ${payload}\n\n` : `event: ${name}\ndata: ${payload}\n\n`);
+    this.corkForTurn();
+    this.reply.raw.write(name === undefined ? `data: ${payload}\n\n` : `event: ${name}\ndata: ${payload}\n\n`);
   }
 
+  /**
+   * Ends the response while still corked: Node's end() adds the last chunk to the turn's events and then uncorks the
+   * socket fully, so `data: [DONE]` and the end of the body leave in one write.
+   */
   end(): void {
-    this.uncork();
     if (!this.reply.raw.writableEnded) this.reply.raw.end();
+    // end() uncorked the socket; the pending setImmediate must not uncork a later response on the same connection.
+    this.corked = false;
+  }
+
+  private corkForTurn(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.reply.raw.cork();
+    setImmediate(() => this.uncork());
   }
 
   private uncork(): void {
