@@ -145,23 +145,34 @@ export class SequenceSampler {
     const x = (p.minP ?? 0) > 0 ? applyMinP(logits, p.temperature, p.minP!) : logits;
     const truncated = candidateDistribution(x, p.temperature, p.topK, p.topP);
     if (truncated) return pickFrom(truncated.ids, truncated.probs, u);
-    // No truncation: walk the full softmax in id order, no sort (the hot path).
+    // No truncation: walk the full softmax in id order, no sort (the hot path). Each weight is computed once and
+    // kept for the walk (the walk used to compute half the vocabulary's exps again): the same values, summed in the
+    // same order, so the same token.
     const m = max(x);
     const invT = 1 / p.temperature;
+    const w = weightScratch(x.length);
     let z = 0;
-    for (let i = 0; i < x.length; i++) z += exp((x[i]! - m) * invT);
+    for (let i = 0; i < x.length; i++) z += w[i] = exp((x[i]! - m) * invT);
     const target = u * z;
     let acc = 0;
     let last = 0;
     for (let i = 0; i < x.length; i++) {
-      const w = exp((x[i]! - m) * invT);
-      if (w === 0) continue;
-      acc += w;
+      const wi = w[i]!;
+      if (wi === 0) continue;
+      acc += wi;
       last = i;
       if (acc > target) return i;
     }
     return last;
   }
+}
+
+let weights = new Float64Array(0);
+
+/** exp((x[i] - max) / T) per id, for one draw: reused across calls (one engine thread samples at a time). */
+function weightScratch(n: number): Float64Array {
+  if (weights.length < n) weights = new Float64Array(n);
+  return weights;
 }
 
 /** Keeps only the ids set in `allowed`, then drops `banned` unless that would leave no token at all. */
@@ -232,20 +243,22 @@ export function candidateDistribution(x: Float32Array, temperature: number, topK
   if (!useK && !useP) return null;
   const m = max(x);
   const invT = 1 / temperature;
+  // Each candidate's weight is computed once (top-p reads it up to four times): the values are the same exps.
+  const w = weightScratch(V);
   let ids: number[];
   let z: number;
   if (useK) {
     ids = topIndices(x, topK);
     z = 0;
-    for (const id of ids) z += exp((x[id]! - m) * invT);
+    for (const id of ids) z += w[id] = exp((x[id]! - m) * invT);
   } else {
     z = 0;
-    for (let i = 0; i < V; i++) z += exp((x[i]! - m) * invT);
+    for (let i = 0; i < V; i++) z += w[i] = exp((x[i]! - m) * invT);
     let k = Math.min(V, 64);
     for (;;) {
       ids = topIndices(x, k);
       let mass = 0;
-      for (const id of ids) mass += exp((x[id]! - m) * invT);
+      for (const id of ids) mass += w[id]!;
       if (mass / z >= topP || k === V) break;
       k = Math.min(V, k * 4);
     }
@@ -257,14 +270,14 @@ export function candidateDistribution(x: Float32Array, temperature: number, topK
     kept = 0;
     for (const id of ids) {
       if (kept > 0 && before >= topP * z) break;
-      before += exp((x[id]! - m) * invT);
+      before += w[id]!;
       kept++;
     }
   }
   const outIds = Int32Array.from(ids.slice(0, kept));
   const probs = new Float64Array(kept);
   let keptMass = 0;
-  for (let i = 0; i < kept; i++) keptMass += probs[i] = exp((x[outIds[i]!]! - m) * invT);
+  for (let i = 0; i < kept; i++) keptMass += probs[i] = w[outIds[i]!]!;
   for (let i = 0; i < kept; i++) probs[i]! /= keptMass;
   return { ids: outIds, probs };
 }
