@@ -4,7 +4,7 @@
  * (min_tokens) ids against straightforward implementations. Random logits, no model.
  */
 import type { SamplingParams } from './engine.types';
-import { applyAllowedMask, applyBiasAndPenalties, applyRepetitionPenalty, candidateDistribution, pickFrom, SequenceSampler, topIndices, Xoshiro128 } from './sampler';
+import { applyAllowedMask, applyBiasAndPenalties, applyRepetitionPenalty, candidateDistribution, nucleusCandidates, pickFrom, SequenceSampler, topIndices, Xoshiro128 } from './sampler';
 
 const params = (over: Partial<SamplingParams> = {}): SamplingParams => ({
   temperature: 1,
@@ -91,6 +91,43 @@ describe('sampler', () => {
         }
       }
     }
+  });
+
+  it('top-p over a 49k vocabulary with a model-like spread keeps exactly the naive reference nucleus (hundreds to thousands of ids)', () => {
+    const rng = new Xoshiro128(23);
+    const gauss = () => Math.sqrt(-2 * Math.log(rng.nextFloat() || 1e-12)) * Math.cos(2 * Math.PI * rng.nextFloat());
+    for (const [std, T, p] of [[4, 1, 0.9], [3, 1, 0.95], [2, 0.8, 0.9]] as const) {
+      const x = Float32Array.from({ length: 49152 }, () => gauss() * std);
+      // Masked ids (a grammar, min_tokens) and exact ties.
+      for (let i = 0; i < 500; i++) x[i * 97] = -Infinity;
+      x[7] = x[8]!;
+      const got = candidateDistribution(x, T, 0, p)!;
+      const want = referenceDistribution(x, T, 0, p);
+      expect(got.ids.length).toBeGreaterThan(100);
+      expect(Array.from(got.ids)).toEqual(want.ids);
+      got.probs.forEach((prob, i) => expect(prob).toBeCloseTo(want.probs[i]!, 10));
+    }
+  });
+
+  it('nucleusCandidates returns a prefix of the (value desc, id asc) order that holds the target mass, or every id', () => {
+    const rng = new Xoshiro128(29);
+    const x = randomLogits(rng, 5000, 10);
+    x[3] = -Infinity;
+    x[4000] = -Infinity;
+    const m = Math.max(...x);
+    const w = Float64Array.from(x, (v) => Math.exp(v - m));
+    const z = w.reduce((a, b) => a + b, 0);
+    const sorted = Array.from(x.keys()).sort((a, b) => x[b]! - x[a]! || a - b);
+    for (const share of [0.001, 0.3, 0.9, 0.999]) {
+      const ids = nucleusCandidates(x, w, m, share * z);
+      expect(ids).toEqual(sorted.slice(0, ids.length));
+      expect(ids.reduce((n, id) => n + w[id]!, 0)).toBeGreaterThanOrEqual(share * z);
+      expect(ids.length).toBeLessThan(sorted.length);
+    }
+    // More than the whole mass (rounding at p near 1): every id, the -inf ones last.
+    const all = nucleusCandidates(x, w, m, z * 1.0001);
+    expect(all).toEqual(sorted);
+    expect(all.slice(-2)).toEqual([3, 4000]);
   });
 
   it('without top-k/top-p draws the full softmax by inverse CDF in id order (no sort)', () => {
