@@ -25,6 +25,8 @@
         "src/kernels/geglu.cpp",
         "src/kernels/geglu_avx2.cpp",
         "src/kernels/swiglu_avx2.cpp",
+        "src/kernels/softmax_weights.cpp",
+        "src/kernels/softmax_weights_avx2.cpp",
         "src/kernels/embedding.cpp",
         "src/kernels/attention.cpp",
         "src/kernels/attention_avx2.cpp",

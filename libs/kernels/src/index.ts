@@ -23,6 +23,7 @@ export {
   readKvLayer,
   setModelStepMode,
   setModelThreads,
+  softmaxWeights,
 } from './kernels';
 export type { CreateModelOptions, KvCacheInfo, KvDtype, ModelInfo, NativeInfo, ServedDtype, StepMode } from './kernels';
 export { isQuantMix, QUANT_MIXES, quantMixTypes, usesMoreBits } from './quant-mix';

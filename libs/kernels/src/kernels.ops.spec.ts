@@ -1,6 +1,6 @@
 // Every single native kernel against its naive reference (kernels.reference.ts), on awkward shapes, through both
 // the AVX2 and the portable paths.
-import { nativeInfo, ops } from '.';
+import { nativeInfo, ops, softmaxWeights } from '.';
 import {
   bf16Round,
   gatherPages,
@@ -103,6 +103,43 @@ describe.each(paths)('native kernels ($name path)', ({ portable }) => {
       const u = randomF32(T * I, rng, 2);
       expect(relError(ops.swiglu(g, u, T, I), refSwiglu(g, u))).toBeLessThan(1e-5);
     }
+  });
+
+  it("softmaxWeights (the sampler's exp) is within 2 ulp of Math.exp, masked ids 0, and sums its row", () => {
+    const rng = makeRng(31);
+    for (const [n, scale, invT] of [[0, 1, 1], [1, 1, 1], [3, 8, 1.25], [4, 8, 1], [5, 30, 0.5], [513, 40, 2], [49152, 12, 1 / 0.8]] as const) {
+      const x = randomF32(n, rng, scale);
+      if (n > 4) x[1] = x[n - 2] = -Infinity;
+      const m = x.reduce((a, b) => Math.max(a, b), -Infinity);
+      const w = new Float64Array(n + 3).fill(7);
+      const z = softmaxWeights(x, m, invT, w);
+      let want = 0;
+      let worst = 0;
+      let zerosWrong = 0;
+      for (let i = 0; i < n; i++) {
+        const ref = Math.exp((x[i]! - m) * invT);
+        want += ref;
+        if (ref === 0) zerosWrong += w[i] === 0 ? 0 : 1;
+        else worst = Math.max(worst, Math.abs(w[i]! - ref) / ref);
+      }
+      expect(worst).toBeLessThanOrEqual(4.5e-16);
+      expect(zerosWrong).toBe(0);
+      expect(Array.from(w.subarray(n))).toEqual([7, 7, 7]);
+      if (n === 0) expect(z).toBe(0);
+      else expect(Math.abs(z - want) / want).toBeLessThan(1e-14);
+    }
+    // Past the polynomial's range: subnormal and zero weights, and NaN, as Math.exp gives them.
+    const x = Float32Array.from([0, -700, -720, -744, -746, -1e30, Number.NaN, -0.5]);
+    const w = new Float64Array(x.length);
+    softmaxWeights(x, 0, 1, w);
+    x.forEach((v, i) => {
+      const ref = Math.exp(v);
+      if (Number.isNaN(ref)) expect(w[i]).toBeNaN();
+      else if (ref === 0 || ref < 2.3e-308) expect(Math.abs(w[i]! - ref)).toBeLessThanOrEqual(Number.MIN_VALUE * 2);
+      else expect(Math.abs(w[i]! - ref) / ref).toBeLessThanOrEqual(4.5e-16);
+    });
+    expect(() => softmaxWeights(x, 0, 1, new Float64Array(2))).toThrow(/at least as long/);
+    expect(() => softmaxWeights(x, 0, 0, w)).toThrow(/invTemperature > 0/);
   });
 
   it('embedding gathers rows (f32 exactly, bf16 rounded)', () => {

@@ -452,6 +452,21 @@ export function forward(model: ModelHandle, cache: KvCacheHandle, batch: StepBat
   );
 }
 
+// ---- sampling ------------------------------------------------------------------------------------------------
+
+/**
+ * The sampler's softmax weights of one logits row: out[i] = exp((x[i] - max) * invTemperature) in double (0 for -inf
+ * ids), within about an ulp of Math.exp, vectorised; returns their sum. `max` is the row's max, so no weight exceeds 1.
+ * Synchronous, on the caller's thread.
+ */
+export function softmaxWeights(x: Float32Array, max: number, invTemperature: number, out: Float64Array): number {
+  if (!(x instanceof Float32Array) || !(out instanceof Float64Array) || out.length < x.length) {
+    engineArgs.fail('softmaxWeights needs a Float32Array row and a Float64Array at least as long');
+  }
+  if (!(invTemperature > 0) || Number.isNaN(max)) engineArgs.fail(`softmaxWeights needs invTemperature > 0 and a max (got ${invTemperature}, ${max})`);
+  return loadNative().softmaxWeights(x, max, invTemperature, out);
+}
+
 // ---- machine -----------------------------------------------------------------------------------------------
 
 export function nativeInfo(): NativeInfo {

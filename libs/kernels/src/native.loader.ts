@@ -55,6 +55,7 @@ export interface NativeAddon {
     logitRows: Int32Array,
   ): Promise<Float32Array>;
   triad(bytesPerArray: number, threads: number): Promise<number>;
+  softmaxWeights(x: Float32Array, max: number, invT: number, out: Float64Array): number;
   opMatmul(
     x: Float32Array,
     w: Float32Array | Uint8Array,

@@ -353,6 +353,24 @@ Napi::Value Triad(const Napi::CallbackInfo& info) {
                                       int_arg(info[1], "threads")));
 }
 
+// ---- sampling ----------------------------------------------------------------------------------------------
+
+// softmaxWeights(x: Float32Array, max, invT, out: Float64Array) -> sum: the sampler's weights, on its own thread
+// (a few µs even for a 150k vocabulary: not worth a hop).
+Napi::Value SoftmaxWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto x = f32(info[0], "x", 0);
+  if (!info[1].IsNumber() || !info[2].IsNumber()) throw_type(env, "max and invT must be numbers");
+  const Napi::Value& o = info[3];
+  if (!o.IsTypedArray() || o.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw_type(env, "out must be a Float64Array");
+  auto out = o.As<Napi::Float64Array>();
+  if (out.ElementLength() < x.ElementLength()) throw Napi::RangeError::New(env, "out is shorter than x");
+  const double z = softmax_weights(out.Data(), x.Data(), x.ElementLength(), info[1].As<Napi::Number>().DoubleValue(),
+                                   info[2].As<Napi::Number>().DoubleValue());
+  return Napi::Number::New(env, z);
+}
+
 // ---- single ops (synchronous, for tests against references) ----------------------------------------------
 
 // opMatmul(x, w, bias|null, T, in, out, dtype, init|null) -> y (T,out). For a quantized dtype, w is either f32
@@ -558,6 +576,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cacheReadLayer", Napi::Function::New(env, CacheReadLayer));
   exports.Set("forward", Napi::Function::New(env, Forward));
   exports.Set("triad", Napi::Function::New(env, Triad));
+  exports.Set("softmaxWeights", Napi::Function::New(env, SoftmaxWeights));
   exports.Set("opMatmul", Napi::Function::New(env, OpMatmul));
   exports.Set("opRmsnorm", Napi::Function::New(env, OpRmsnorm));
   exports.Set("opRope", Napi::Function::New(env, OpRope));

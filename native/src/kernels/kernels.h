@@ -214,6 +214,15 @@ void geglu_forward(float* out,        // (T, I)
 float gelu_tanh(float x);
 float exp_fast(float x);  // exp within ~2 ulp for x in [-87, 88], saturating outside
 
+// ---- softmax_weights.cpp --------------------------------------------------------------------------------
+// The sampler's softmax weights in double: w[i] = exp((x[i] - max) * inv_t) (0 for -inf), returns their sum (lanes
+// summed in any order). exp_f64: double exp within ~1 ulp; std::exp outside [kExpF64Min, kExpF64Max].
+constexpr double kExpF64Min = -708.0, kExpF64Max = 709.0;
+double exp_f64(double t);
+double softmax_weights(double* w,       // (n) out
+                       const float* x,  // (n)
+                       size_t n, double max, double inv_t);
+
 // ---- embedding.cpp --------------------------------------------------------------------------------------
 void embedding_forward(float* out,            // (T, C)
                        const int32_t* tokens, // (T) ids in [0, V)
