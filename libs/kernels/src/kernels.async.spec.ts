@@ -1,5 +1,6 @@
 // The addon's runtime behaviour: heavy calls run off the JavaScript thread (the event loop keeps serving while a
-// big prefill runs), the FLYWHEEL_NATIVE_PORTABLE switch, and the bandwidth probe.
+// big prefill runs), a KV cache holds memory only for the blocks written, the FLYWHEEL_NATIVE_PORTABLE switch, and
+// the bandwidth probe.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
@@ -59,6 +60,46 @@ describe('native addon runtime', () => {
     const logits = await inFlight;
     expect(logits).toHaveLength(spec.vocabSize);
     expect(logits.every((x) => Number.isFinite(x))).toBe(true);
+  });
+
+  it('a 1 GiB KV cache holds no memory until steps write its blocks, and serves a step', async () => {
+    const spec: ModelSpec = {
+      vocabSize: 64,
+      hiddenSize: 64,
+      intermediateSize: 128,
+      numLayers: 4,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 16,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      ropeScaling: null,
+      tieWordEmbeddings: true,
+      attentionBias: false,
+      maxPositionEmbeddings: 4096,
+    };
+    const model = createModel(spec, randomWeights(spec, 3, expectedWeightShapes(spec)), { dtype: 'f32' });
+    // 2 (K, V) x 4 layers x 16 tokens x 2 heads x 16 dims x 4 bytes = 16 KiB a block.
+    const numBlocks = (1 << 30) / (16 * 1024);
+    const before = process.memoryUsage().rss;
+    const cache = createKvCache(model, numBlocks, 16);
+    const grown = process.memoryUsage().rss - before;
+    try {
+      // A zero-filled pool would be resident at once (and cost a page fault per 4 KiB on the creating thread).
+      expect(grown).toBeLessThan(64 * 1024 * 1024);
+      const logits = await forward(model, cache, {
+        tokens: Int32Array.from([1, 2, 3]),
+        positions: Int32Array.from([0, 1, 2]),
+        seqIndex: new Int32Array(3),
+        blockTables: Int32Array.from([numBlocks - 1]),
+        maxBlocksPerSeq: 1,
+        logitRows: Int32Array.from([2]),
+      });
+      expect(logits.every((x) => Number.isFinite(x))).toBe(true);
+    } finally {
+      freeCache(cache);
+      freeModel(model);
+    }
   });
 
   it('FLYWHEEL_NATIVE_PORTABLE=1 selects the portable kernels in a fresh process', () => {

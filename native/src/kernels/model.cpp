@@ -5,6 +5,7 @@
 #include "model.h"
 
 #include <cstring>
+#include <new>
 
 namespace {
 
@@ -299,7 +300,9 @@ std::unique_ptr<KvCache> kv_cache_create(const ModelConfig& cfg, int num_blocks,
   c->num_kv_heads = cfg.num_kv_heads;
   c->head_dim = cfg.head_dim;
   c->f16 = f16;
-  c->data.assign(2 * static_cast<size_t>(cfg.num_layers) * c->pool_floats() * c->elem_bytes(), 0);
+  const size_t bytes = 2 * static_cast<size_t>(cfg.num_layers) * c->pool_floats() * c->elem_bytes();
+  c->data.reset(static_cast<uint8_t*>(std::calloc(bytes, 1)));
+  if (!c->data) throw std::bad_alloc();
   return c;
 }
 

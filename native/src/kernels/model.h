@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -94,15 +95,22 @@ struct Model {
   int step_mode = 0;             // a StepMode: how model_forward runs a step (auto: by its size)
 };
 
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
 struct KvCache {
   int num_layers, num_blocks, block_size, num_kv_heads, head_dim;
-  bool f16;                   // pools hold IEEE halves (2 bytes per value) instead of f32
-  std::vector<uint8_t> data;  // (layers, 2, num_blocks, block_size, KVH, D): K then V per layer
+  bool f16;  // pools hold IEEE halves (2 bytes per value) instead of f32
+  // (layers, 2, num_blocks, block_size, KVH, D): K then V per layer. calloc'd, not a zero-filled vector: a large pool
+  // is the OS's zero pages until a step first writes a block, so creating it (a policy's start, a hot swap beside the
+  // serving engine, on its thread) costs no page faults and the process holds only the blocks ever used.
+  std::unique_ptr<uint8_t, FreeDeleter> data;
   std::mutex mutex;
   size_t elem_bytes() const { return f16 ? 2 : 4; }
   size_t pool_floats() const { return static_cast<size_t>(num_blocks) * block_size * num_kv_heads * head_dim; }
-  void* k(int layer) { return data.data() + (2 * static_cast<size_t>(layer)) * pool_floats() * elem_bytes(); }
-  void* v(int layer) { return data.data() + (2 * static_cast<size_t>(layer) + 1) * pool_floats() * elem_bytes(); }
+  void* k(int layer) { return data.get() + (2 * static_cast<size_t>(layer)) * pool_floats() * elem_bytes(); }
+  void* v(int layer) { return data.get() + (2 * static_cast<size_t>(layer) + 1) * pool_floats() * elem_bytes(); }
 };
 
 struct StepBatchView {
