@@ -11,23 +11,20 @@ import { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';
 
 jest.setTimeout(60_000);
 
+/** A Llama shape with random weights: the sizes each case needs, the rest shared. */
+const shape = (size: Pick<ModelSpec, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim'>): ModelSpec => ({
+  ...size,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  ropeScaling: null,
+  tieWordEmbeddings: true,
+  attentionBias: false,
+  maxPositionEmbeddings: 4096,
+});
+
 describe('native addon runtime', () => {
   it('keeps the event loop responsive while a long forward runs', async () => {
-    const spec: ModelSpec = {
-      vocabSize: 512,
-      hiddenSize: 512,
-      intermediateSize: 1536,
-      numLayers: 12,
-      numHeads: 8,
-      numKvHeads: 2,
-      headDim: 64,
-      rmsNormEps: 1e-5,
-      ropeTheta: 10000,
-      ropeScaling: null,
-      tieWordEmbeddings: true,
-      attentionBias: false,
-      maxPositionEmbeddings: 4096,
-    };
+    const spec = shape({ vocabSize: 512, hiddenSize: 512, intermediateSize: 1536, numLayers: 12, numHeads: 8, numKvHeads: 2, headDim: 64 });
     const model = createModel(spec, randomWeights(spec, 5, expectedWeightShapes(spec)), { dtype: 'f32' });
     const cache = createKvCache(model, 32, 16);
     // ~12 layers x 512 tokens: long enough (hundreds of ms here) that a loaded machine still shows the timer
@@ -63,21 +60,7 @@ describe('native addon runtime', () => {
   });
 
   it('a 1 GiB KV cache holds no memory until steps write its blocks, and serves a step', async () => {
-    const spec: ModelSpec = {
-      vocabSize: 64,
-      hiddenSize: 64,
-      intermediateSize: 128,
-      numLayers: 4,
-      numHeads: 4,
-      numKvHeads: 2,
-      headDim: 16,
-      rmsNormEps: 1e-5,
-      ropeTheta: 10000,
-      ropeScaling: null,
-      tieWordEmbeddings: true,
-      attentionBias: false,
-      maxPositionEmbeddings: 4096,
-    };
+    const spec = shape({ vocabSize: 64, hiddenSize: 64, intermediateSize: 128, numLayers: 4, numHeads: 4, numKvHeads: 2, headDim: 16 });
     const model = createModel(spec, randomWeights(spec, 3, expectedWeightShapes(spec)), { dtype: 'f32' });
     // 2 (K, V) x 4 layers x 16 tokens x 2 heads x 16 dims x 4 bytes = 16 KiB a block.
     const numBlocks = (1 << 30) / (16 * 1024);
