@@ -456,7 +456,7 @@ export function forward(model: ModelHandle, cache: KvCacheHandle, batch: StepBat
 
 /**
  * The sampler's softmax weights of one logits row: out[i] = exp((x[i] - max) * invTemperature) in double (0 for -inf
- * ids), within about an ulp of Math.exp, vectorised; returns their sum. `max` is the row's max, so no weight exceeds 1.
+ * ids), within 2 ulp of Math.exp (the spec's bound), vectorised; returns their sum. `max` is the row's max, so no weight exceeds 1.
  * Synchronous, on the caller's thread.
  */
 export function softmaxWeights(x: Float32Array, max: number, invTemperature: number, out: Float64Array): number {
