@@ -13,6 +13,7 @@ export {
   copyBlocks,
   createKvCache,
   createModel,
+  createModelAsync,
   forward,
   freeCache,
   freeModel,

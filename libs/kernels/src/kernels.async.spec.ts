@@ -1,10 +1,10 @@
 // The addon's runtime behaviour: heavy calls run off the JavaScript thread (the event loop keeps serving while a
-// big prefill runs), a KV cache holds memory only for the blocks written, the FLYWHEEL_NATIVE_PORTABLE switch, and
+// big prefill runs, or while a model is packed), a KV cache holds memory only for the blocks written, the FLYWHEEL_NATIVE_PORTABLE switch, and
 // the bandwidth probe.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
-import { createKvCache, createModel, expectedWeightShapes, forward, freeCache, freeModel, measureTriadGbps, nativeInfo } from '.';
+import { createKvCache, createModel, createModelAsync, expectedWeightShapes, forward, freeCache, freeModel, measureTriadGbps, nativeInfo } from '.';
 import { makeRng, randomWeights } from './kernels.reference';
 import type { ModelSpec } from './kernels.types';
 import { findRepoRoot, NATIVE_RELATIVE_PATH } from './native.loader';
@@ -57,6 +57,38 @@ describe('native addon runtime', () => {
     const logits = await inFlight;
     expect(logits).toHaveLength(spec.vocabSize);
     expect(logits.every((x) => Number.isFinite(x))).toBe(true);
+  });
+
+  it('createModelAsync packs the weights off the JavaScript thread, into the same model as createModel', async () => {
+    const spec = shape({ vocabSize: 2048, hiddenSize: 512, intermediateSize: 1536, numLayers: 8, numHeads: 8, numKvHeads: 2, headDim: 64 });
+    const weights = randomWeights(spec, 9, expectedWeightShapes(spec));
+    // Quantizing 10M weights to Q8_0 on creation: long enough to tell a worker thread from this one.
+    const started = performance.now();
+    const pending = createModelAsync(spec, weights, { dtype: 'q8_0' });
+    const returned = performance.now();
+    const asyncModel = await pending;
+    const settled = performance.now();
+    const syncModel = createModel(spec, weights, { dtype: 'q8_0' });
+    // Had it packed on this thread, the call would only return when done.
+    expect(returned - started).toBeLessThan(0.5 * (settled - started));
+    const step = async (model: typeof syncModel) => {
+      const cache = createKvCache(model, 4, 16);
+      try {
+        return await forward(model, cache, {
+          tokens: Int32Array.from([5, 6, 7]),
+          positions: Int32Array.from([0, 1, 2]),
+          seqIndex: new Int32Array(3),
+          blockTables: Int32Array.from([0]),
+          maxBlocksPerSeq: 1,
+          logitRows: Int32Array.from([2]),
+        });
+      } finally {
+        freeCache(cache);
+        freeModel(model);
+      }
+    };
+    expect(Array.from(await step(asyncModel))).toEqual(Array.from(await step(syncModel)));
+    await expect(createModelAsync(spec, new Map(), { dtype: 'f32' })).rejects.toThrow(/missing weight tensor/);
   });
 
   it('a 1 GiB KV cache holds no memory until steps write its blocks, and serves a step', async () => {

@@ -31,6 +31,14 @@ export interface NativeAddon {
     threads: number,
     types?: string[],
   ): NativeExternal;
+  modelCreateAsync(
+    spec: object,
+    names: string[],
+    tensors: (Float32Array | Uint8Array)[],
+    dtype: string,
+    threads: number,
+    types?: string[],
+  ): Promise<NativeExternal>;
   modelFree(model: NativeExternal): void;
   modelSetThreads(model: NativeExternal, threads: number): void;
   modelSetStepMode(model: NativeExternal, mode: string): void;

@@ -142,6 +142,46 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   return wrap_handle<ModelBox>(env, std::move(m), kModelTag);
 }
 
+// modelCreateAsync(...modelCreate's arguments) -> Promise<model>: the packing (copies and conversions of every tensor,
+// a second or more for a served model) on a worker thread, so a policy loading a new version beside the one serving
+// keeps stepping. The tensors stay referenced, unread by JavaScript's side, until it settles.
+class ModelCreateWorker : public PromiseWorker {
+ public:
+  ModelCreateWorker(Napi::Env env, ModelConfig cfg, WeightType wtype, std::unordered_map<std::string, WeightSource> weights,
+                    int threads, Napi::Array tensors)
+      : PromiseWorker(env), cfg_(std::move(cfg)), wtype_(wtype), weights_(std::move(weights)), threads_(threads) {
+    tensors_ = Napi::Persistent(tensors.As<Napi::Object>());
+  }
+  void Execute() override {
+    try {
+      model_ = model_create(cfg_, wtype_, weights_, threads_, &error_);
+    } catch (const std::bad_alloc&) {
+      error_ = "out of memory creating the model";
+    }
+    if (!model_) SetError(error_.empty() ? "model creation failed" : error_);
+  }
+  void OnOK() override { deferred_.Resolve(wrap_handle<ModelBox>(Env(), std::move(model_), kModelTag)); }
+
+ private:
+  ModelConfig cfg_;
+  WeightType wtype_;
+  std::unordered_map<std::string, WeightSource> weights_;
+  int threads_;
+  Napi::ObjectReference tensors_;
+  std::unique_ptr<Model> model_;
+  std::string error_;
+};
+
+Napi::Value ModelCreateAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray()) throw_type(env, "modelCreateAsync(spec, names, tensors, dtype, threads)");
+  ModelConfig cfg = config_from(info[0].As<Napi::Object>());
+  auto weights = serving_weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>(), info[5]);
+  WeightType wtype = dtype_arg(info[3], true);
+  int threads = int_arg(info[4], "threads");
+  return queue_worker(new ModelCreateWorker(env, std::move(cfg), wtype, std::move(weights), threads, info[2].As<Napi::Array>()));
+}
+
 Napi::Value ModelFree(const Napi::CallbackInfo& info) {
   free_handle<ModelBox>(info[0], kModelTag);
   return info.Env().Undefined();
@@ -566,6 +606,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setForcePortable", Napi::Function::New(env, SetForcePortable));
   exports.Set("setOpsThreads", Napi::Function::New(env, SetOpsThreads));
   exports.Set("modelCreate", Napi::Function::New(env, ModelCreate));
+  exports.Set("modelCreateAsync", Napi::Function::New(env, ModelCreateAsync));
   exports.Set("modelFree", Napi::Function::New(env, ModelFree));
   exports.Set("modelSetThreads", Napi::Function::New(env, ModelSetThreads));
   exports.Set("modelSetStepMode", Napi::Function::New(env, ModelSetStepMode));

@@ -32,7 +32,7 @@ import {
 } from '@flywheel/mesh';
 import { JsonSchemaSupportError } from '@flywheel/contracts';
 import {
-  createNativeEngine,
+  createNativeEngineAsync,
   detectReasoning,
   detectToolCallFormat,
   EngineError,
@@ -145,7 +145,7 @@ export class PolicyEngineService implements OnModuleInit, OnApplicationShutdown 
     const started = Date.now();
     const checkpoint = await loadCheckpoint(dir, { id: this.modelId });
     const maxModelLen = p.maxModelLen > 0 ? Math.min(p.maxModelLen, checkpoint.spec.maxPositionEmbeddings) : checkpoint.spec.maxPositionEmbeddings;
-    const native = createNativeEngine(checkpoint, {
+    const native = await createNativeEngineAsync(checkpoint, {
       numBlocks: this.kvBlocks(checkpoint, maxModelLen),
       blockSize: KV_BLOCK_TOKENS,
       dtype: p.dtype,

@@ -56,17 +56,32 @@ export type ServableCheckpoint = Pick<Checkpoint, 'spec' | 'weights' | 'tokenize
   Partial<Pick<Checkpoint, 'servingWeights' | 'sourceDtype'>>;
 
 export function createNativeEngine(checkpoint: ServableCheckpoint, options: NativeEngineOptions): NativeEngine {
-  const blockSize = options.blockSize ?? 16;
-  const requested = resolveEngineDtype(options.dtype ?? 'auto', checkpoint.sourceDtype);
-  // servingWeights keeps a GGUF's blocks as they are: the model copies them ('auto', or the same type), converts or
-  // widens them in C++.
-  const runner = new NativeStepRunner(checkpoint.spec, checkpoint.servingWeights ?? checkpoint.weights, {
+  return engineOver(new NativeStepRunner(checkpoint.spec, weightsOf(checkpoint), runnerOptions(checkpoint, options)), checkpoint, options);
+}
+
+/**
+ * createNativeEngine with the model packed on a worker thread (NativeStepRunner.create): what a policy loading a new
+ * version beside the serving one uses, so the serving engine keeps stepping while the weights are copied.
+ */
+export async function createNativeEngineAsync(checkpoint: ServableCheckpoint, options: NativeEngineOptions): Promise<NativeEngine> {
+  return engineOver(await NativeStepRunner.create(checkpoint.spec, weightsOf(checkpoint), runnerOptions(checkpoint, options)), checkpoint, options);
+}
+
+/** servingWeights keeps a GGUF's blocks as they are: the model copies them ('auto', or the same type), converts or widens them in C++. */
+const weightsOf = (checkpoint: ServableCheckpoint) => checkpoint.servingWeights ?? checkpoint.weights;
+
+function runnerOptions(checkpoint: ServableCheckpoint, options: NativeEngineOptions) {
+  return {
     numBlocks: options.numBlocks,
-    blockSize,
-    dtype: requested,
+    blockSize: options.blockSize ?? 16,
+    dtype: resolveEngineDtype(options.dtype ?? 'auto', checkpoint.sourceDtype),
     kvDtype: options.kvDtype,
     threads: options.threads,
-  });
+  };
+}
+
+function engineOver(runner: NativeStepRunner, checkpoint: ServableCheckpoint, options: NativeEngineOptions): NativeEngine {
+  const blockSize = options.blockSize ?? 16;
   const { dtype, weightTypes, matmulWeightBytes, kvDtype, kvBytesPerToken } = runner.info();
   const engine = new Engine({
     runner,

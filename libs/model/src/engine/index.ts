@@ -6,7 +6,7 @@
 export * from './engine.types';
 export { Engine, DEFAULT_SAMPLING, engineConfigSchema } from './engine';
 export type { EngineConfig, EngineConfigInput, EngineDeps } from './engine';
-export { createNativeEngine, resolveEngineDtype } from './engine.factory';
+export { createNativeEngine, createNativeEngineAsync, resolveEngineDtype } from './engine.factory';
 export type { EngineDtypeChoice, NativeEngine, NativeEngineOptions, ServableCheckpoint } from './engine.factory';
 export { NativeStepRunner, tokenizerDecoder } from './native-runner';
 export type { DecodingTokenizer, NativeRunnerOptions } from './native-runner';

@@ -7,6 +7,7 @@ import {
   copyBlocks,
   createKvCache,
   createModel,
+  createModelAsync,
   forward,
   freeCache,
   freeModel,
@@ -40,18 +41,27 @@ export class NativeStepRunner implements StepRunner {
   private readonly model: ModelHandle;
   private readonly cache: KvCacheHandle;
 
-  /** `weights` may hold GGML blocks (a GGUF file's); the model stores them per `options.dtype` (see createModel). */
-  constructor(spec: ModelSpec, weights: ServingWeightMap, options: NativeRunnerOptions) {
+  /**
+   * `weights` may hold GGML blocks (a GGUF file's); the model stores them per `options.dtype` (see createModel). Or the
+   * model already made from them (`create`).
+   */
+  constructor(spec: ModelSpec, weights: ServingWeightMap | { model: ModelHandle }, options: NativeRunnerOptions) {
     this.vocabSize = spec.vocabSize;
     // Only when every layer slides: one full-attention layer (Gemma's) needs every block.
     this.attentionWindow = everyLayerWindow(spec) ?? undefined;
-    this.model = createModel(spec, weights, { dtype: options.dtype, threads: options.threads });
+    this.model = 'model' in weights ? weights.model : createModel(spec, weights, { dtype: options.dtype, threads: options.threads });
     try {
       this.cache = createKvCache(this.model, options.numBlocks, options.blockSize, options.kvDtype ?? 'f32');
     } catch (error) {
       freeModel(this.model);
       throw error;
     }
+  }
+
+  /** The runner with its model packed off the JavaScript thread (createModelAsync): a hot swap keeps serving meanwhile. */
+  static async create(spec: ModelSpec, weights: ServingWeightMap, options: NativeRunnerOptions): Promise<NativeStepRunner> {
+    const model = await createModelAsync(spec, weights, { dtype: options.dtype, threads: options.threads });
+    return new NativeStepRunner(spec, { model }, options);
   }
 
   /** The served dtype and the matrices per stored type. */
