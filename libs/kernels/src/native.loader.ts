@@ -19,26 +19,16 @@ export interface RawAttentionShape {
 export type NativeExternal = object;
 
 /** The addon's exports, exactly as binding/addon.cpp defines them. Arguments are NOT validated here. */
+/** modelCreate's arguments: the spec, the tensors by name, the served dtype, the pool's threads, each tensor's type. */
+type ModelCreateParams = [spec: object, names: string[], tensors: (Float32Array | Uint8Array)[], dtype: string, threads: number, types?: string[]];
+
 export interface NativeAddon {
   info(): { simd: 'avx2' | 'portable'; avx2Supported: boolean; hardwareThreads: number; opsThreads: number };
   setForcePortable(on: boolean): 'avx2' | 'portable';
   setOpsThreads(threads: number): void;
-  modelCreate(
-    spec: object,
-    names: string[],
-    tensors: (Float32Array | Uint8Array)[],
-    dtype: string,
-    threads: number,
-    types?: string[],
-  ): NativeExternal;
-  modelCreateAsync(
-    spec: object,
-    names: string[],
-    tensors: (Float32Array | Uint8Array)[],
-    dtype: string,
-    threads: number,
-    types?: string[],
-  ): Promise<NativeExternal>;
+  modelCreate(...args: ModelCreateParams): NativeExternal;
+  /** modelCreate on a worker thread. */
+  modelCreateAsync(...args: ModelCreateParams): Promise<NativeExternal>;
   modelFree(model: NativeExternal): void;
   modelSetThreads(model: NativeExternal, threads: number): void;
   modelSetStepMode(model: NativeExternal, mode: string): void;
