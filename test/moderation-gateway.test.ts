@@ -21,6 +21,7 @@ import {
   type CompletionRecord,
 } from '@flywheel/contracts';
 import { MeshClient } from '@flywheel/mesh';
+import { MODERATION_PROBE_EVERY_MS } from '../apps/gateway/src/moderation/gateway-moderation.service';
 import { moderationDataDir } from '@flywheel/moderation';
 import { metricValue, startGatewayMesh, startPrivateNats, type GatewayMesh, type PrivateNats } from './gateway.support';
 import { freePort, getJson, run, serviceEntry, stop, waitFor, type Running } from './support/processes';
@@ -285,5 +286,26 @@ describe('moderation service going away', () => {
     expect(blocked.json.error.code).toBe('content_policy_violation');
     const ok = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 4, temperature: 0 });
     expect((await recordOf(ok.id)).moderation!.input).toMatchObject({ action: 'allow', source: 'local' });
+  });
+
+  it('while the service hangs, one prompt a second asks it and the others are checked in-process at once', async () => {
+    await stop(moderation);
+    // A "service" that takes every check and never answers.
+    let asked = 0;
+    const hung = nc.subscribe(SUBJECTS.moderation.check, { callback: () => void asked++ });
+    await nc.flush();
+    try {
+      // Past the probe interval since any earlier failure: the next prompt asks (and waits out the check's timeout).
+      await new Promise((resolve) => setTimeout(resolve, MODERATION_PROBE_EVERY_MS + 100));
+      const probe = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2, temperature: 0 });
+      expect(asked).toBe(1);
+      expect((await recordOf(probe.id)).moderation!.input).toMatchObject({ action: 'allow', source: 'local' });
+      // It timed out just now: a burst checks in-process without asking (each would wait the check's timeout).
+      const burst = await Promise.all(Array.from({ length: 5 }, () => client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 2, temperature: 0 })));
+      expect(asked).toBe(1);
+      for (const c of burst) expect((await recordOf(c.id)).moderation!.input).toMatchObject({ action: 'allow', source: 'local' });
+    } finally {
+      hung.unsubscribe();
+    }
   });
 });

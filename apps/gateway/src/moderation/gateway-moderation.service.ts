@@ -1,7 +1,7 @@
 /**
  * Moderation as the gateway applies it: POST /v1/moderations (the service's answer, as is), the prompt
  * check before generation (moderation.check over NATS; the in-process moderator when no service
- * answers, so a prompt is never let through unchecked), and one OutputGate per choice for the streamed
+ * answers, so a prompt is never let through unchecked, and while it is known down), and one OutputGate per choice for the streamed
  * output check, which always runs in-process. Counts the verdicts it acts on.
  */
 import { Inject, Injectable, Logger } from '@nestjs/common';
@@ -26,10 +26,19 @@ import { mergeVerdicts, type VerdictParts } from './verdict-summary';
 
 export type InputModeration = NonNullable<CompletionModeration['input']>;
 
+/**
+ * While the service is known not to answer, prompts are checked in-process without asking it, and it is asked again
+ * (one request's check, the probe) at most this often: a hung service would otherwise cost every prompt the check's
+ * whole timeout, and a stopped one a NATS round trip and two error objects.
+ */
+export const MODERATION_PROBE_EVERY_MS = 1_000;
+
 @Injectable()
 export class GatewayModeration {
   private readonly logger = new Logger('GatewayModeration');
   private serviceDown = false;
+  /** When the service was last asked or last failed while down (performance.now()). */
+  private probedAt = -Infinity;
 
   constructor(
     private readonly client: ModerationClient,
@@ -85,8 +94,12 @@ export class GatewayModeration {
   }
 
   private async checkPieces(batches: PromptPiece[][], budgetMs = RECONNECT_RETRY_MS): Promise<{ verdicts: Array<VerdictParts & PromptPiece>; model: string; source: 'service' | 'local' }> {
+    if (this.serviceDown) {
+      if (performance.now() - this.probedAt < MODERATION_PROBE_EVERY_MS) return this.checkLocally(batches);
+      this.probedAt = performance.now();
+    }
     try {
-      // Known down: straight to the in-process check, no resending (that would slow every prompt by it).
+      // Known down: this is the probe, not resent (that would slow the prompt by it).
       const retryMs = this.serviceDown ? 0 : budgetMs;
       const answers = await Promise.all(batches.map((batch) => this.client.check({ input: batch.map((p) => p.value), direction: 'input' }, retryMs)));
       this.noteService(null);
@@ -97,17 +110,22 @@ export class GatewayModeration {
     } catch (err) {
       if (!(err instanceof MeshError)) throw err;
       this.noteService(err);
-      const moderator = this.moderators.current;
-      const verdicts = batches.flat().map((piece) => ({ ...piece, ...moderator.check(piece.value, 'input') }));
-      return { verdicts, model: moderator.modelId, source: 'local' };
+      return this.checkLocally(batches);
     }
+  }
+
+  private checkLocally(batches: PromptPiece[][]): { verdicts: Array<VerdictParts & PromptPiece>; model: string; source: 'local' } {
+    const moderator = this.moderators.current;
+    const verdicts = batches.flat().map((piece) => ({ ...piece, ...moderator.check(piece.value, 'input') }));
+    return { verdicts, model: moderator.modelId, source: 'local' };
   }
 
   /** Logs the service going away and coming back, not every request in between. */
   private noteService(err: MeshError | null): void {
-    if (err && !this.serviceDown) this.logger.warn(`moderation service not answering (${err.message}); prompts are checked in-process until it does`);
+    if (err && !this.serviceDown) this.logger.warn(`moderation service not answering (${err.message}); prompts are checked in-process, and it is asked again once a second, until it does`);
     if (!err && this.serviceDown) this.logger.log('moderation service answering again');
     this.serviceDown = err !== null;
+    if (err) this.probedAt = performance.now();
   }
 
   private count(direction: ModerationDirection, summary: ModerationVerdictSummary, source: 'service' | 'local'): void {
