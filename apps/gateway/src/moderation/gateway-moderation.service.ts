@@ -1,8 +1,8 @@
 /**
  * Moderation as the gateway applies it: POST /v1/moderations (the service's answer, as is), the prompt
  * check before generation (moderation.check over NATS; the in-process moderator when no service
- * answers, so a prompt is never let through unchecked, and while it is known down), and one OutputGate per choice for the streamed
- * output check, which always runs in-process. Counts the verdicts it acts on.
+ * answers, so a prompt is never let through unchecked, and while it is known down), and one OutputGate
+ * per choice for the streamed output check, which always runs in-process. Counts the verdicts it acts on.
  */
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { GatewayConfig } from '@flywheel/config';
