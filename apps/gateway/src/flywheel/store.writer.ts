@@ -86,8 +86,7 @@ export function retryDelayMs(deliveryCount: number, retryMaxMs: number): number 
 export class StoreWriter {
   private readonly logger = new Logger('StoreWriter');
   private readonly running: ConsumerMessages[] = [];
-  private stopped = false;
-  /** Ends a backoff pause at stop(): after a record failed many times the pause is up to retryMaxMs (30 s). */
+  /** Aborted by stop(): no more records are handled, and a backoff pause (up to retryMaxMs, 30 s) ends at once. */
   private readonly stopping = new AbortController();
   private loops: Promise<void>[] = [];
   private failingSince: number | null = null;
@@ -116,7 +115,7 @@ export class StoreWriter {
           max_ack_pending: 1_000,
         });
       }
-      if (this.stopped) return;
+      if (this.stopping.signal.aborted) return;
       const consumer = await nc.jetstream().consumers.get(stream, STORE_WRITER_DURABLE);
       const messages = await consumer.consume({ max_messages: 64 });
       this.running.push(messages);
@@ -126,7 +125,6 @@ export class StoreWriter {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     this.stopping.abort();
     for (const messages of this.running) messages.stop();
     await Promise.allSettled(this.loops);
@@ -134,7 +132,7 @@ export class StoreWriter {
 
   private async loop(stream: StreamName, messages: ConsumerMessages): Promise<void> {
     for await (const msg of messages) {
-      if (this.stopped) {
+      if (this.stopping.signal.aborted) {
         msg.nak();
         continue;
       }
