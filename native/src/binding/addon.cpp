@@ -123,21 +123,41 @@ Napi::Value SetOpsThreads(const Napi::CallbackInfo& info) {
 
 // ---- model and cache handles ----------------------------------------------------------------------------
 
+// modelCreate's (and modelCreateAsync's) arguments, read on the JavaScript thread.
+struct ModelCreateArgs {
+  ModelConfig cfg;
+  std::unordered_map<std::string, WeightSource> weights;  // views into the tensors: they must stay alive
+  WeightType wtype;
+  int threads;
+};
+
+static ModelCreateArgs model_create_args(const Napi::CallbackInfo& info, const char* name) {
+  if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray())
+    throw_type(info.Env(), std::string(name) + "(spec, names, tensors, dtype, threads)");
+  ModelCreateArgs a;
+  a.cfg = config_from(info[0].As<Napi::Object>());
+  a.weights = serving_weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>(), info[5]);
+  a.wtype = dtype_arg(info[3], true);
+  a.threads = int_arg(info[4], "threads");
+  return a;
+}
+
+// The model of `a`, or nullptr with `*error` set (out of memory included).
+static std::unique_ptr<Model> create_model(const ModelCreateArgs& a, std::string* error) {
+  try {
+    return model_create(a.cfg, a.wtype, a.weights, a.threads, error);
+  } catch (const std::bad_alloc&) {
+    *error = "out of memory creating the model";
+    return nullptr;
+  }
+}
+
 // modelCreate(spec, names: string[], tensors: (Float32Array | Uint8Array)[], dtype, threads, types?: string[])
 Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray()) throw_type(env, "modelCreate(spec, names, tensors, dtype, threads)");
-  ModelConfig cfg = config_from(info[0].As<Napi::Object>());
-  const auto weights = serving_weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>(), info[5]);
-  WeightType wtype = dtype_arg(info[3], true);
-  int threads = int_arg(info[4], "threads");
+  const ModelCreateArgs args = model_create_args(info, "modelCreate");
   std::string error;
-  std::unique_ptr<Model> m;
-  try {
-    m = model_create(cfg, wtype, weights, threads, &error);
-  } catch (const std::bad_alloc&) {
-    throw Napi::Error::New(env, "out of memory creating the model");
-  }
+  std::unique_ptr<Model> m = create_model(args, &error);
   if (!m) throw Napi::Error::New(env, error);
   return wrap_handle<ModelBox>(env, std::move(m), kModelTag);
 }
@@ -147,39 +167,25 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
 // keeps stepping. The tensors stay referenced, unread by JavaScript's side, until it settles.
 class ModelCreateWorker : public PromiseWorker {
  public:
-  ModelCreateWorker(Napi::Env env, ModelConfig cfg, WeightType wtype, std::unordered_map<std::string, WeightSource> weights,
-                    int threads, Napi::Array tensors)
-      : PromiseWorker(env), cfg_(std::move(cfg)), wtype_(wtype), weights_(std::move(weights)), threads_(threads) {
+  ModelCreateWorker(Napi::Env env, ModelCreateArgs args, Napi::Array tensors) : PromiseWorker(env), args_(std::move(args)) {
     tensors_ = Napi::Persistent(tensors.As<Napi::Object>());
   }
   void Execute() override {
-    try {
-      model_ = model_create(cfg_, wtype_, weights_, threads_, &error_);
-    } catch (const std::bad_alloc&) {
-      error_ = "out of memory creating the model";
-    }
+    model_ = create_model(args_, &error_);
     if (!model_) SetError(error_.empty() ? "model creation failed" : error_);
   }
   void OnOK() override { deferred_.Resolve(wrap_handle<ModelBox>(Env(), std::move(model_), kModelTag)); }
 
  private:
-  ModelConfig cfg_;
-  WeightType wtype_;
-  std::unordered_map<std::string, WeightSource> weights_;
-  int threads_;
+  ModelCreateArgs args_;
   Napi::ObjectReference tensors_;
   std::unique_ptr<Model> model_;
   std::string error_;
 };
 
 Napi::Value ModelCreateAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsObject() || !info[1].IsArray() || !info[2].IsArray()) throw_type(env, "modelCreateAsync(spec, names, tensors, dtype, threads)");
-  ModelConfig cfg = config_from(info[0].As<Napi::Object>());
-  auto weights = serving_weights_from(info[1].As<Napi::Array>(), info[2].As<Napi::Array>(), info[5]);
-  WeightType wtype = dtype_arg(info[3], true);
-  int threads = int_arg(info[4], "threads");
-  return queue_worker(new ModelCreateWorker(env, std::move(cfg), wtype, std::move(weights), threads, info[2].As<Napi::Array>()));
+  ModelCreateArgs args = model_create_args(info, "modelCreateAsync");
+  return queue_worker(new ModelCreateWorker(info.Env(), std::move(args), info[2].As<Napi::Array>()));
 }
 
 Napi::Value ModelFree(const Napi::CallbackInfo& info) {

@@ -216,8 +216,16 @@ float exp_fast(float x);  // exp within ~2 ulp for x in [-87, 88], saturating ou
 
 // ---- softmax_weights.cpp --------------------------------------------------------------------------------
 // The sampler's softmax weights in double: w[i] = exp((x[i] - max) * inv_t) (0 for -inf), returns their sum (lanes
-// summed in any order). exp_f64: double exp within ~1 ulp; std::exp outside [kExpF64Min, kExpF64Max].
+// summed in any order). exp_f64: double exp within 2 ulp of a correctly rounded one (1 measured); std::exp outside
+// [kExpF64Min, kExpF64Max]. Its scalar and AVX2 forms share the reduction and the polynomial below.
 constexpr double kExpF64Min = -708.0, kExpF64Max = 709.0;
+constexpr double kLog2e = 1.4426950408889634074;
+constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;  // k * kLn2Hi is exact
+// exp(r) for |r| <= ln2/2 by Horner: its Taylor coefficients from 1/13! down to 1 (the next term is under 1e-17).
+constexpr double kExpF64Taylor[14] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                      1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,       1.0 / 720.0,
+                                      1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,          0.5,
+                                      1.0,                1.0};
 double exp_f64(double t);
 double softmax_weights(double* w,       // (n) out
                        const float* x,  // (n)
