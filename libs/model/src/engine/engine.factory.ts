@@ -67,13 +67,16 @@ export async function createNativeEngineAsync(checkpoint: ServableCheckpoint, op
   return engineOver(await NativeStepRunner.create(checkpoint.spec, weightsOf(checkpoint), runnerOptions(checkpoint, options)), checkpoint, options);
 }
 
+/** Tokens per KV block when the options name none. */
+const DEFAULT_BLOCK_SIZE = 16;
+
 /** servingWeights keeps a GGUF's blocks as they are: the model copies them ('auto', or the same type), converts or widens them in C++. */
 const weightsOf = (checkpoint: ServableCheckpoint) => checkpoint.servingWeights ?? checkpoint.weights;
 
 function runnerOptions(checkpoint: ServableCheckpoint, options: NativeEngineOptions) {
   return {
     numBlocks: options.numBlocks,
-    blockSize: options.blockSize ?? 16,
+    blockSize: options.blockSize ?? DEFAULT_BLOCK_SIZE,
     dtype: resolveEngineDtype(options.dtype ?? 'auto', checkpoint.sourceDtype),
     kvDtype: options.kvDtype,
     threads: options.threads,
@@ -81,7 +84,7 @@ function runnerOptions(checkpoint: ServableCheckpoint, options: NativeEngineOpti
 }
 
 function engineOver(runner: NativeStepRunner, checkpoint: ServableCheckpoint, options: NativeEngineOptions): NativeEngine {
-  const blockSize = options.blockSize ?? 16;
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
   const { dtype, weightTypes, matmulWeightBytes, kvDtype, kvBytesPerToken } = runner.info();
   const engine = new Engine({
     runner,
