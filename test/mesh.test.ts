@@ -48,7 +48,7 @@ describe('five services on real NATS and Redis', () => {
       const r = await getJson(`http://127.0.0.1:${env.FLYWHEEL_TRAINER_PORT}/readyz`);
       return r.status === 200 ? r.body : undefined;
     }, 20_000, 'trainer ready');
-    expect(ready.conditions).toEqual({ nats: true, redis: true });
+    expect(ready.conditions).toEqual({ nats: true, redis: true, handlers: true });
     const text = await (await fetch(`http://127.0.0.1:${env.FLYWHEEL_GATEWAY_PORT}/metrics`)).text();
     expect(text).toMatch(/flywheel_service_info\{instance="gateway-\d+",version="[\d.]+",service="gateway"\} 1/);
     expect(text).toContain('flywheel_process_cpu_seconds_total');

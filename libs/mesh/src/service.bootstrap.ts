@@ -1,7 +1,8 @@
 /**
  * Boots one service process: a Nest app on Fastify for its HTTP port (health, metrics; the gateway's
  * API too) plus the NATS microservice transport in the service's queue group. HTTP listens first so
- * liveness answers while NATS is still coming up; SIGINT/SIGTERM close both cleanly.
+ * liveness answers while NATS is still coming up; readiness waits for the transport's subscriptions too;
+ * SIGINT/SIGTERM close both cleanly.
  */
 import 'reflect-metadata';
 import { Logger, type DynamicModule, type LogLevel, type Type } from '@nestjs/common';
@@ -10,6 +11,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { loadOrExit, type CommonConfig } from '@flywheel/config';
 import type { NatsConnection } from 'nats';
 import { natsTransportOptions } from './nest-transport';
+import { Readiness } from './readiness';
 import { StreamMux } from './stream-mux.publisher';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
@@ -42,6 +44,10 @@ export async function bootService(opts: BootOptions): Promise<NestFastifyApplica
     });
   }
   await opts.configure?.(app);
+  // /readyz is up with HTTP, before NATS: until the transport has subscribed, a request on the service's
+  // subjects finds no responder, so a caller that trusted readiness got a 503 (the trainer's `trainer.loop`).
+  const readiness = app.get(Readiness);
+  readiness.require(HANDLERS_CONDITION);
   const transport = app.connectMicroservice(natsTransportOptions(config.service, config.nats.servers, config.instanceId), {
     inheritAppConfig: false,
   });
@@ -51,9 +57,13 @@ export async function bootService(opts: BootOptions): Promise<NestFastifyApplica
   logger.log(`${config.instanceId} listening on http://${config.http.host}:${config.http.port}`);
   // Resolves once NATS is reached (the transport waits on first connect and reconnects forever).
   await app.startAllMicroservices();
+  readiness.set(HANDLERS_CONDITION, true);
   logger.log(`connected to NATS at ${config.nats.servers.join(',')}`);
   return app;
 }
+
+/** The readiness condition that holds once the service's NATS handlers are subscribed. */
+export const HANDLERS_CONDITION = 'handlers';
 
 /** How long shutdown hooks may take after SIGTERM / SIGINT (a training job checkpoints within one step). */
 export const SHUTDOWN_DEADLINE_MS = 60_000;
