@@ -27,7 +27,7 @@ import {
   loadSeedSet,
   moderationDataDir,
   splitSeedSet,
-  trainClassifier,
+  trainClassifierYielding,
   type SeedExample,
 } from '@flywheel/moderation';
 import { markVersionRejected, recordVersionEval } from '@flywheel/store';
@@ -86,7 +86,9 @@ export class ModerationTrainProcessor extends TrainingJobProcessor<ModerationTra
       train: async (recorder) => {
         const report = this.progressReporter<ModerationTrainProgress>(job, recorder, (p) => `loss ${p.loss.toFixed(4)}`);
         const pending: Array<Promise<void>> = [];
-        const trained = trainClassifier(
+        // Seconds of CPU (17 s for the seed set here): the trainer's control API and its jobs' locks answer
+        // between epochs.
+        const trained = await trainClassifierYielding(
           train,
           {
             ...DEFAULT_TRAIN_OPTIONS,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { chooseThreshold, DEFAULT_TRAIN_OPTIONS, evaluate, trainClassifier } from './classifier.training';
+import { chooseThreshold, DEFAULT_TRAIN_OPTIONS, evaluate, trainClassifier, trainClassifierYielding } from './classifier.training';
 import { fitPlatt, sigmoid } from './linear.classifier';
 import { loadModerator, moderationDataDir } from './moderation.loader';
 import { CLASSIFIER_HEADS, closeLabels, loadSeedSet, splitSeedSet } from './seed.dataset';
@@ -97,6 +97,32 @@ describe('classifier training', () => {
       expect({ lang, recall: micro(report.languages[lang].moderator) >= 0.64 }).toEqual({ lang, recall: true });
     }
   }, 60_000);
+
+  it('trains the same classifier while letting the event loop run between epochs', async () => {
+    const small = splitSeedSet(seedSet, 1234).train.slice(0, 120);
+    const opts = { ...DEFAULT_TRAIN_OPTIONS, buckets: 1 << 12, epochs: 2 };
+    // Turns of the event loop while each trains: an immediate that re-arms itself counts them.
+    const turnsDuring = async <T>(work: () => T | Promise<T>): Promise<{ result: T; turns: number }> => {
+      let turns = 0;
+      let on = true;
+      const tick = () => {
+        if (!on) return;
+        turns++;
+        setImmediate(tick);
+      };
+      setImmediate(tick);
+      const result = await work();
+      on = false;
+      return { result, turns };
+    };
+    const blocking = await turnsDuring(() => trainClassifier(small, opts));
+    const yielding = await turnsDuring(() => trainClassifierYielding(small, opts));
+    expect(blocking.turns).toBe(0);
+    // Six fits (five folds and the final one) of two epochs each.
+    expect(yielding.turns).toBeGreaterThanOrEqual(12);
+    expect(Buffer.from(yielding.result.weights.buffer).equals(Buffer.from(blocking.result.weights.buffer))).toBe(true);
+    expect(yielding.result.meta).toEqual(blocking.result.meta);
+  });
 
   it('closes labels upward to the parent category', () => {
     expect(closeLabels(['sexual/minors'])).toEqual(['sexual', 'sexual/minors']);

@@ -10,7 +10,9 @@ import {
   LinearClassifier,
   sigmoid,
   quantize,
-  trainOneVsRest,
+  runToEnd,
+  runYielding,
+  trainOneVsRestEpochs,
   type ClassifierMeta,
   type TrainOptions,
 } from './linear.classifier';
@@ -66,6 +68,18 @@ function floatLogits(weights: Float32Array, bias: Float32Array, x: SparseVector,
  * on all of `train`. Deterministic for a given seed.
  */
 export function trainClassifier(train: readonly SeedExample[], opts: TrainOptions = DEFAULT_TRAIN_OPTIONS, extra: Record<string, unknown> = {}): TrainedClassifier {
+  return runToEnd(trainClassifierEpochs(train, opts, extra));
+}
+
+/**
+ * trainClassifier that lets the event loop run after every epoch: a service training in its own process (the
+ * trainer, whose control API and job locks must answer meanwhile) uses it. Same result for the same inputs.
+ */
+export function trainClassifierYielding(train: readonly SeedExample[], opts: TrainOptions = DEFAULT_TRAIN_OPTIONS, extra: Record<string, unknown> = {}): Promise<TrainedClassifier> {
+  return runYielding(trainClassifierEpochs(train, opts, extra));
+}
+
+function* trainClassifierEpochs(train: readonly SeedExample[], opts: TrainOptions, extra: Record<string, unknown>): Generator<void, TrainedClassifier> {
   const heads = CLASSIFIER_HEADS.length;
   const { xs, ys } = encode(train, opts.buckets);
   const oof = xs.map(() => new Float64Array(heads));
@@ -76,7 +90,7 @@ export function trainClassifier(train: readonly SeedExample[], opts: TrainOption
   });
   for (let fold = 0; fold < CALIBRATION_FOLDS; fold++) {
     const inFold = (i: number) => i % CALIBRATION_FOLDS === fold;
-    const fit = trainOneVsRest(
+    const fit = yield* trainOneVsRestEpochs(
       xs.filter((_, i) => !inFold(i)),
       ys.filter((_, i) => !inFold(i)),
       heads,
@@ -98,7 +112,7 @@ export function trainClassifier(train: readonly SeedExample[], opts: TrainOption
       benign,
     ),
   );
-  const final = trainOneVsRest(xs, ys, heads, { ...opts, ...progress(CALIBRATION_FOLDS) });
+  const final = yield* trainOneVsRestEpochs(xs, ys, heads, { ...opts, ...progress(CALIBRATION_FOLDS) });
   const { q, scale } = quantize(final.weights, heads);
   const meta: ClassifierMeta = {
     format: CLASSIFIER_FORMAT,

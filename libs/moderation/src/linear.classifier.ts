@@ -115,9 +115,10 @@ export interface TrainedWeights {
 /**
  * AdaGrad on the log loss, one head per label, positives up-weighted by sqrt(neg/pos) because each
  * category is rare in the seed set. L2 is applied to the weights an example touches (lazy), which
- * keeps an epoch O(nnz * heads).
+ * keeps an epoch O(nnz * heads). A generator that pauses after every epoch, so a caller can let its event
+ * loop run (runYielding) or not (runToEnd).
  */
-export function trainOneVsRest(xs: SparseVector[], ys: Uint8Array[], heads: number, opts: TrainOptions): TrainedWeights {
+export function* trainOneVsRestEpochs(xs: SparseVector[], ys: Uint8Array[], heads: number, opts: TrainOptions): Generator<void, TrainedWeights> {
   const { buckets } = opts;
   const weights = new Float32Array(buckets * heads);
   const g2 = new Float32Array(buckets * heads).fill(1e-8);
@@ -158,8 +159,26 @@ export function trainOneVsRest(xs: SparseVector[], ys: Uint8Array[], heads: numb
       }
     }
     opts.onEpoch?.({ step: epoch + 1, steps: opts.epochs, loss: loss / Math.max(1, xs.length * heads) });
+    yield;
   }
   return { weights, bias };
+}
+
+/** Runs a paused computation to its end on this turn. */
+export function runToEnd<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+  }
+}
+
+/** Runs a paused computation to its end, letting the event loop run at every pause (timers, sockets, replies). */
+export async function runYielding<T>(steps: Generator<void, T>): Promise<T> {
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 /** Symmetric int8 quantisation per head; returns the int8 tensor and each head's scale. */
