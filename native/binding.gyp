@@ -27,6 +27,7 @@
         "src/kernels/swiglu_avx2.cpp",
         "src/kernels/softmax_weights.cpp",
         "src/kernels/softmax_weights_avx2.cpp",
+        "src/kernels/sampling_select.cpp",
         "src/kernels/embedding.cpp",
         "src/kernels/attention.cpp",
         "src/kernels/attention_avx2.cpp",

@@ -25,6 +25,8 @@ export {
   setModelStepMode,
   setModelThreads,
   softmaxWeights,
+  nucleusIds,
+  topKIds,
 } from './kernels';
 export type { CreateModelOptions, KvCacheInfo, KvDtype, ModelInfo, NativeInfo, ServedDtype, StepMode } from './kernels';
 export { isQuantMix, QUANT_MIXES, quantMixTypes, usesMoreBits } from './quant-mix';

@@ -1,6 +1,6 @@
 // Every single native kernel against its naive reference (kernels.reference.ts), on awkward shapes, through both
 // the AVX2 and the portable paths.
-import { nativeInfo, ops, softmaxWeights } from '.';
+import { nativeInfo, nucleusIds, ops, softmaxWeights, topKIds } from '.';
 import {
   bf16Round,
   gatherPages,
@@ -239,5 +239,60 @@ describe('portable and avx2 paths', () => {
     const portable = run();
     ops.setForcePortable(false);
     fast.forEach((f, i) => expect(relError(f, portable[i])).toBeLessThan(1e-5));
+  });
+});
+
+// Scalar code with no AVX2 form: one run.
+describe("the sampler's candidate selection, against a full sort by (value desc, id asc), NaN as -inf", () => {
+  const rank = (v: number) => (Number.isNaN(v) ? -Infinity : v);
+  const sortedIds = (x: Float32Array) => Array.from(x.keys()).sort((a, b) => rank(x[b]!) - rank(x[a]!) || a - b);
+  // Rows with exact ties (values rounded to a coarse grid), masked ids and a NaN.
+  const row = (n: number, seed: number, scale: number, grid: number) => {
+    const rng = makeRng(seed);
+    const x = Float32Array.from(randomF32(n, rng, scale), (v) => (grid > 0 ? Math.round(v / grid) * grid : v));
+    for (let i = 3; i < n; i += 53) x[i] = -Infinity;
+    if (n > 10) x[10] = Number.NaN;
+    return x;
+  };
+
+  it('topKIds: the k best ids in order, for every k up to past the row', () => {
+    for (const [n, seed, grid] of [[1, 1, 0], [7, 2, 0.5], [300, 3, 0.25], [300, 4, 0], [49152, 5, 0.01]] as const) {
+      const x = row(n, seed, 6, grid);
+      const want = sortedIds(x);
+      for (const k of [0, 1, 2, 5, 40, 299, 300, 301, 49152, 60000]) {
+        const out = new Int32Array(Math.min(k, n) + 2).fill(-7);
+        const got = topKIds(x, k, out);
+        expect(got).toBe(Math.min(k, n));
+        expect(Array.from(out.subarray(0, got))).toEqual(want.slice(0, got));
+        expect(Array.from(out.subarray(got))).toEqual([-7, -7]);
+      }
+    }
+    expect(() => topKIds(new Float32Array(4), 3, new Int32Array(2))).toThrow(/out of at least 3/);
+    expect(() => topKIds(new Float32Array(4), -1, new Int32Array(2))).toThrow(/integer k >= 0/);
+  });
+
+  it('nucleusIds: a prefix of that order holding the target mass, short of the row; every id when the mass falls short', () => {
+    for (const [n, seed, scale, grid] of [[5, 6, 3, 0], [3000, 7, 1, 0], [3000, 8, 8, 0.25], [49152, 9, 4, 0], [49152, 10, 2, 0]] as const) {
+      const x = row(n, seed, scale, grid);
+      const want = sortedIds(x);
+      const m = x.reduce((a, b) => (b > a ? b : a), -Infinity);
+      const w = new Float64Array(n);
+      softmaxWeights(x, m, 1, w);
+      // NaN's weight is NaN: as a masked id it weighs nothing.
+      if (n > 10) w[10] = 0;
+      const z = w.reduce((a, b) => a + b, 0);
+      const out = new Int32Array(n);
+      for (const p of [1e-6, 0.3, 0.9, 0.95, 0.999]) {
+        const got = nucleusIds(x, w, m, p * z, out);
+        const ids = Array.from(out.subarray(0, got));
+        expect(ids).toEqual(want.slice(0, got));
+        expect(ids.reduce((acc, id) => acc + w[id]!, 0)).toBeGreaterThanOrEqual(p * z);
+        if (n > 1000) expect(got).toBeLessThan(n);
+      }
+      const all = nucleusIds(x, w, m, z * 1.0001, out);
+      expect(all).toBe(n);
+      expect(Array.from(out)).toEqual(want);
+    }
+    expect(() => nucleusIds(new Float32Array(4), new Float64Array(4), 0, 1, new Int32Array(3))).toThrow(/at least as long/);
   });
 });

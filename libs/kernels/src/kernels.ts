@@ -494,6 +494,31 @@ export function softmaxWeights(x: Float32Array, max: number, invTemperature: num
   return loadNative().softmaxWeights(x, max, invTemperature, out);
 }
 
+/**
+ * The min(k, x.length) best ids of a logits row, best first in (value desc, id asc) order (NaN ranks as -inf), by a
+ * size-k heap: top-k and top_logprobs. Written into `out`; returns how many. Synchronous, on the caller's thread.
+ */
+export function topKIds(x: Float32Array, k: number, out: Int32Array): number {
+  if (!(x instanceof Float32Array) || !(out instanceof Int32Array)) engineArgs.fail('topKIds needs a Float32Array row and an Int32Array');
+  if (!Number.isInteger(k) || k < 0 || k > 0x7fffffff) engineArgs.fail(`topKIds needs an integer k >= 0 (got ${k})`);
+  if (out.length < Math.min(k, x.length)) engineArgs.fail(`topKIds needs out of at least ${Math.min(k, x.length)} ids (got ${out.length})`);
+  return loadNative().topKIds(x, k, out);
+}
+
+/**
+ * Top-p's candidates: a prefix of a logits row's ids in (value desc, id asc) order whose weights `w` (softmaxWeights
+ * of `x` at `max`), summed in that order, reach `target` (p times their total): every id the nucleus keeps and a few
+ * after it, or all ids when the binned prefix falls short (rounding at p near 1). Written into `out` (as long as
+ * `x`); returns how many. Synchronous, on the caller's thread.
+ */
+export function nucleusIds(x: Float32Array, w: Float64Array, max: number, target: number, out: Int32Array): number {
+  if (!(x instanceof Float32Array) || !(w instanceof Float64Array) || !(out instanceof Int32Array) || w.length < x.length || out.length < x.length) {
+    engineArgs.fail('nucleusIds needs a Float32Array row, its Float64Array weights and an Int32Array, both at least as long');
+  }
+  if (Number.isNaN(max) || Number.isNaN(target)) engineArgs.fail(`nucleusIds needs a max and a target (got ${max}, ${target})`);
+  return loadNative().nucleusIds(x, w, max, target, out);
+}
+
 // ---- machine -----------------------------------------------------------------------------------------------
 
 export function nativeInfo(): NativeInfo {

@@ -54,6 +54,8 @@ export interface NativeAddon {
   ): Promise<Float32Array>;
   triad(bytesPerArray: number, threads: number): Promise<number>;
   softmaxWeights(x: Float32Array, max: number, invT: number, out: Float64Array): number;
+  topKIds(x: Float32Array, k: number, out: Int32Array): number;
+  nucleusIds(x: Float32Array, w: Float64Array, max: number, target: number, out: Int32Array): number;
   opMatmul(
     x: Float32Array,
     w: Float32Array | Uint8Array,

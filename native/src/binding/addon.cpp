@@ -417,6 +417,32 @@ Napi::Value SoftmaxWeights(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, z);
 }
 
+// topKIds(x: Float32Array, k, out: Int32Array) -> count: the min(k, n) best ids, best first (sampling_select.cpp).
+Napi::Value TopKIds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto x = f32(info[0], "x", 0);
+  const int k = int_arg(info[1], "k");
+  auto out = i32(info[2], "out", std::min(static_cast<size_t>(k), x.ElementLength()));
+  return Napi::Number::New(env, static_cast<double>(top_k_ids(out.Data(), x.Data(), x.ElementLength(), k)));
+}
+
+// nucleusIds(x: Float32Array, w: Float64Array, max, target, out: Int32Array) -> count: a prefix of the ids in
+// (value desc, id asc) order whose weights reach target (sampling_select.cpp); out holds x's length.
+Napi::Value NucleusIds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto x = f32(info[0], "x", 0);
+  const Napi::Value& wv = info[1];
+  if (!wv.IsTypedArray() || wv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw_type(env, "w must be a Float64Array");
+  auto w = wv.As<Napi::Float64Array>();
+  if (w.ElementLength() < x.ElementLength()) throw Napi::RangeError::New(env, "w is shorter than x");
+  if (!info[2].IsNumber() || !info[3].IsNumber()) throw_type(env, "max and target must be numbers");
+  auto out = i32(info[4], "out", x.ElementLength());
+  const size_t n = nucleus_ids(out.Data(), x.Data(), w.Data(), x.ElementLength(), info[2].As<Napi::Number>().DoubleValue(),
+                               info[3].As<Napi::Number>().DoubleValue());
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
 // ---- single ops (synchronous, for tests against references) ----------------------------------------------
 
 // opMatmul(x, w, bias|null, T, in, out, dtype, init|null) -> y (T,out). For a quantized dtype, w is either f32
@@ -624,6 +650,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("forward", Napi::Function::New(env, Forward));
   exports.Set("triad", Napi::Function::New(env, Triad));
   exports.Set("softmaxWeights", Napi::Function::New(env, SoftmaxWeights));
+  exports.Set("topKIds", Napi::Function::New(env, TopKIds));
+  exports.Set("nucleusIds", Napi::Function::New(env, NucleusIds));
   exports.Set("opMatmul", Napi::Function::New(env, OpMatmul));
   exports.Set("opRmsnorm", Napi::Function::New(env, OpRmsnorm));
   exports.Set("opRope", Napi::Function::New(env, OpRope));

@@ -119,13 +119,13 @@ describe('sampler', () => {
     const z = w.reduce((a, b) => a + b, 0);
     const sorted = Array.from(x.keys()).sort((a, b) => x[b]! - x[a]! || a - b);
     for (const share of [0.001, 0.3, 0.9, 0.999]) {
-      const ids = nucleusCandidates(x, w, m, share * z);
+      const ids = Array.from(nucleusCandidates(x, w, m, share * z));
       expect(ids).toEqual(sorted.slice(0, ids.length));
       expect(ids.reduce((n, id) => n + w[id]!, 0)).toBeGreaterThanOrEqual(share * z);
       expect(ids.length).toBeLessThan(sorted.length);
     }
     // More than the whole mass (rounding at p near 1): every id, the -inf ones last.
-    const all = nucleusCandidates(x, w, m, z * 1.0001);
+    const all = Array.from(nucleusCandidates(x, w, m, z * 1.0001));
     expect(all).toEqual(sorted);
     expect(all.slice(-2)).toEqual([3, 4000]);
   });
@@ -148,7 +148,7 @@ describe('sampler', () => {
   });
 
   it('topIndices orders by value desc then id asc', () => {
-    expect(topIndices(Float32Array.from([1, 5, 3, 5, 2]), 3)).toEqual([1, 3, 2]);
+    expect(Array.from(topIndices(Float32Array.from([1, 5, 3, 5, 2]), 3))).toEqual([1, 3, 2]);
   });
 
   it('applies logit_bias (clamped to ±100) and OpenAI presence/frequency penalties', () => {
