@@ -32,20 +32,26 @@ ThreadPool* ops_pool() {
   throw Napi::TypeError::New(env, msg);
 }
 
-Napi::Float32Array f32(const Napi::Value& v, const char* name, size_t min_len) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw_type(v.Env(), std::string(name) + " must be a Float32Array");
-  auto a = v.As<Napi::Float32Array>();
+// A typed array argument of one element type, at least min_len long; TypeError / RangeError naming it otherwise.
+template <typename Array, napi_typedarray_type kType>
+Array typed_arg(const Napi::Value& v, const char* name, const char* a_type, size_t min_len) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kType)
+    throw_type(v.Env(), std::string(name) + " must be " + a_type);
+  auto a = v.As<Array>();
   if (a.ElementLength() < min_len) throw Napi::RangeError::New(v.Env(), std::string(name) + " is too short");
   return a;
 }
 
+Napi::Float32Array f32(const Napi::Value& v, const char* name, size_t min_len) {
+  return typed_arg<Napi::Float32Array, napi_float32_array>(v, name, "a Float32Array", min_len);
+}
+
+Napi::Float64Array f64(const Napi::Value& v, const char* name, size_t min_len) {
+  return typed_arg<Napi::Float64Array, napi_float64_array>(v, name, "a Float64Array", min_len);
+}
+
 Napi::Int32Array i32(const Napi::Value& v, const char* name, size_t min_len) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw_type(v.Env(), std::string(name) + " must be an Int32Array");
-  auto a = v.As<Napi::Int32Array>();
-  if (a.ElementLength() < min_len) throw Napi::RangeError::New(v.Env(), std::string(name) + " is too short");
-  return a;
+  return typed_arg<Napi::Int32Array, napi_int32_array>(v, name, "an Int32Array", min_len);
 }
 
 // A storage type by name; 'auto' only where allow_auto (modelCreate: keep each quantized source's own type).
@@ -407,11 +413,7 @@ Napi::Value SoftmaxWeights(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto x = f32(info[0], "x", 0);
   if (!info[1].IsNumber() || !info[2].IsNumber()) throw_type(env, "max and invT must be numbers");
-  const Napi::Value& o = info[3];
-  if (!o.IsTypedArray() || o.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    throw_type(env, "out must be a Float64Array");
-  auto out = o.As<Napi::Float64Array>();
-  if (out.ElementLength() < x.ElementLength()) throw Napi::RangeError::New(env, "out is shorter than x");
+  auto out = f64(info[3], "out", x.ElementLength());
   const double z = softmax_weights(out.Data(), x.Data(), x.ElementLength(), info[1].As<Napi::Number>().DoubleValue(),
                                    info[2].As<Napi::Number>().DoubleValue());
   return Napi::Number::New(env, z);
@@ -422,6 +424,7 @@ Napi::Value TopKIds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto x = f32(info[0], "x", 0);
   const int k = int_arg(info[1], "k");
+  if (k < 0) throw Napi::RangeError::New(env, "k must be >= 0");
   auto out = i32(info[2], "out", std::min(static_cast<size_t>(k), x.ElementLength()));
   return Napi::Number::New(env, static_cast<double>(top_k_ids(out.Data(), x.Data(), x.ElementLength(), k)));
 }
@@ -431,11 +434,7 @@ Napi::Value TopKIds(const Napi::CallbackInfo& info) {
 Napi::Value NucleusIds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto x = f32(info[0], "x", 0);
-  const Napi::Value& wv = info[1];
-  if (!wv.IsTypedArray() || wv.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    throw_type(env, "w must be a Float64Array");
-  auto w = wv.As<Napi::Float64Array>();
-  if (w.ElementLength() < x.ElementLength()) throw Napi::RangeError::New(env, "w is shorter than x");
+  auto w = f64(info[1], "w", x.ElementLength());
   if (!info[2].IsNumber() || !info[3].IsNumber()) throw_type(env, "max and target must be numbers");
   auto out = i32(info[4], "out", x.ElementLength());
   const size_t n = nucleus_ids(out.Data(), x.Data(), w.Data(), x.ElementLength(), info[2].As<Napi::Number>().DoubleValue(),
