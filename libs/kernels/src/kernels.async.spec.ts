@@ -1,6 +1,6 @@
 // The addon's runtime behaviour: heavy calls run off the JavaScript thread (the event loop keeps serving while a
-// big prefill runs, or while a model is packed), a KV cache holds memory only for the blocks written, the FLYWHEEL_NATIVE_PORTABLE switch, and
-// the bandwidth probe.
+// big prefill runs, or while a model is packed), a KV cache holds memory only for the blocks written, the
+// FLYWHEEL_NATIVE_PORTABLE switch, and the bandwidth probe.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 

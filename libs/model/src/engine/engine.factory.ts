@@ -56,7 +56,8 @@ export type ServableCheckpoint = Pick<Checkpoint, 'spec' | 'weights' | 'tokenize
   Partial<Pick<Checkpoint, 'servingWeights' | 'sourceDtype'>>;
 
 export function createNativeEngine(checkpoint: ServableCheckpoint, options: NativeEngineOptions): NativeEngine {
-  return engineOver(new NativeStepRunner(checkpoint.spec, weightsOf(checkpoint), runnerOptions(checkpoint, options)), checkpoint, options);
+  const runner = runnerOptions(checkpoint, options);
+  return engineOver(new NativeStepRunner(checkpoint.spec, weightsOf(checkpoint), runner), runner.blockSize, checkpoint, options);
 }
 
 /**
@@ -64,7 +65,8 @@ export function createNativeEngine(checkpoint: ServableCheckpoint, options: Nati
  * version beside the serving one uses, so the serving engine keeps stepping while the weights are copied.
  */
 export async function createNativeEngineAsync(checkpoint: ServableCheckpoint, options: NativeEngineOptions): Promise<NativeEngine> {
-  return engineOver(await NativeStepRunner.create(checkpoint.spec, weightsOf(checkpoint), runnerOptions(checkpoint, options)), checkpoint, options);
+  const runner = runnerOptions(checkpoint, options);
+  return engineOver(await NativeStepRunner.create(checkpoint.spec, weightsOf(checkpoint), runner), runner.blockSize, checkpoint, options);
 }
 
 /** Tokens per KV block when the options name none. */
@@ -83,8 +85,7 @@ function runnerOptions(checkpoint: ServableCheckpoint, options: NativeEngineOpti
   };
 }
 
-function engineOver(runner: NativeStepRunner, checkpoint: ServableCheckpoint, options: NativeEngineOptions): NativeEngine {
-  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+function engineOver(runner: NativeStepRunner, blockSize: number, checkpoint: ServableCheckpoint, options: NativeEngineOptions): NativeEngine {
   const { dtype, weightTypes, matmulWeightBytes, kvDtype, kvBytesPerToken } = runner.info();
   const engine = new Engine({
     runner,
