@@ -283,16 +283,16 @@ describe("the sampler's candidate selection, against a full sort by (value desc,
       const z = w.reduce((a, b) => a + b, 0);
       const out = new Int32Array(n);
       for (const p of [1e-6, 0.3, 0.9, 0.95, 0.999]) {
-        const got = nucleusIds(x, w, m, p * z, out);
+        const got = nucleusIds(x, w, m, z, p, out);
         const ids = Array.from(out.subarray(0, got));
         expect(ids).toEqual(want.slice(0, got));
         expect(ids.reduce((acc, id) => acc + w[id]!, 0)).toBeGreaterThanOrEqual(p * z);
         if (n > 1000) expect(got).toBeLessThan(n);
       }
-      const all = nucleusIds(x, w, m, z * 1.0001, out);
+      const all = nucleusIds(x, w, m, z, 1.0001, out);
       expect(all).toBe(n);
       expect(Array.from(out)).toEqual(want);
     }
-    expect(() => nucleusIds(new Float32Array(4), new Float64Array(4), 0, 1, new Int32Array(3))).toThrow(/at least as long/);
+    expect(() => nucleusIds(new Float32Array(4), new Float64Array(4), 0, 1, 0.9, new Int32Array(3))).toThrow(/at least as long/);
   });
 });

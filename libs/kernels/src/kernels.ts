@@ -507,16 +507,16 @@ export function topKIds(x: Float32Array, k: number, out: Int32Array): number {
 
 /**
  * Top-p's candidates: a prefix of a logits row's ids in (value desc, id asc) order whose weights `w` (softmaxWeights
- * of `x` at `max`), summed in that order, reach `target` (p times their total): every id the nucleus keeps and a few
- * after it, or all ids when the binned prefix falls short (rounding at p near 1). Written into `out` (as long as
- * `x`); returns how many. Synchronous, on the caller's thread.
+ * of `x` at `max`; `total` is its sum), summed in that order, reach p × total: every id the nucleus keeps and a few
+ * after it, or all ids when the prefix falls short (rounding at p near 1). Written into `out` (as long as `x`);
+ * returns how many. Synchronous, on the caller's thread.
  */
-export function nucleusIds(x: Float32Array, w: Float64Array, max: number, target: number, out: Int32Array): number {
+export function nucleusIds(x: Float32Array, w: Float64Array, max: number, total: number, p: number, out: Int32Array): number {
   if (!(x instanceof Float32Array) || !(w instanceof Float64Array) || !(out instanceof Int32Array) || w.length < x.length || out.length < x.length) {
     engineArgs.fail('nucleusIds needs a Float32Array row, its Float64Array weights and an Int32Array, both at least as long');
   }
-  if (Number.isNaN(max) || Number.isNaN(target)) engineArgs.fail(`nucleusIds needs a max and a target (got ${max}, ${target})`);
-  return loadNative().nucleusIds(x, w, max, target, out);
+  if (Number.isNaN(max) || Number.isNaN(total) || Number.isNaN(p)) engineArgs.fail(`nucleusIds needs a max, a total and p (got ${max}, ${total}, ${p})`);
+  return loadNative().nucleusIds(x, w, max, total, p, out);
 }
 
 // ---- machine -----------------------------------------------------------------------------------------------

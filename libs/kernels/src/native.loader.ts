@@ -18,10 +18,10 @@ export interface RawAttentionShape {
 /** Opaque native external; only the addon can make one. */
 export type NativeExternal = object;
 
-/** The addon's exports, exactly as binding/addon.cpp defines them. Arguments are NOT validated here. */
 /** modelCreate's arguments: the spec, the tensors by name, the served dtype, the pool's threads, each tensor's type. */
 type ModelCreateParams = [spec: object, names: string[], tensors: (Float32Array | Uint8Array)[], dtype: string, threads: number, types?: string[]];
 
+/** The addon's exports, exactly as binding/addon.cpp defines them. Arguments are NOT validated here. */
 export interface NativeAddon {
   info(): { simd: 'avx2' | 'portable'; avx2Supported: boolean; hardwareThreads: number; opsThreads: number };
   setForcePortable(on: boolean): 'avx2' | 'portable';
@@ -55,7 +55,7 @@ export interface NativeAddon {
   triad(bytesPerArray: number, threads: number): Promise<number>;
   softmaxWeights(x: Float32Array, max: number, invT: number, out: Float64Array): number;
   topKIds(x: Float32Array, k: number, out: Int32Array): number;
-  nucleusIds(x: Float32Array, w: Float64Array, max: number, target: number, out: Int32Array): number;
+  nucleusIds(x: Float32Array, w: Float64Array, max: number, total: number, p: number, out: Int32Array): number;
   opMatmul(
     x: Float32Array,
     w: Float32Array | Uint8Array,

@@ -429,16 +429,16 @@ Napi::Value TopKIds(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(top_k_ids(out.Data(), x.Data(), x.ElementLength(), k)));
 }
 
-// nucleusIds(x: Float32Array, w: Float64Array, max, target, out: Int32Array) -> count: a prefix of the ids in
-// (value desc, id asc) order whose weights reach target (sampling_select.cpp); out holds x's length.
+// nucleusIds(x: Float32Array, w: Float64Array, max, total, p, out: Int32Array) -> count: a prefix of the ids in
+// (value desc, id asc) order whose weights reach p * total (sampling_select.cpp); out holds x's length.
 Napi::Value NucleusIds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto x = f32(info[0], "x", 0);
   auto w = f64(info[1], "w", x.ElementLength());
-  if (!info[2].IsNumber() || !info[3].IsNumber()) throw_type(env, "max and target must be numbers");
-  auto out = i32(info[4], "out", x.ElementLength());
+  if (!info[2].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber()) throw_type(env, "max, total and p must be numbers");
+  auto out = i32(info[5], "out", x.ElementLength());
   const size_t n = nucleus_ids(out.Data(), x.Data(), w.Data(), x.ElementLength(), info[2].As<Napi::Number>().DoubleValue(),
-                               info[3].As<Napi::Number>().DoubleValue());
+                               info[3].As<Napi::Number>().DoubleValue(), info[4].As<Napi::Number>().DoubleValue());
   return Napi::Number::New(env, static_cast<double>(n));
 }
 

@@ -11,8 +11,10 @@
 
 namespace {
 
-// Candidates at most this many are sorted whole; more are binned by value first.
+// Candidates at most this many are sorted whole; more are binned by value first, into kNucleusBins bins (a 49k
+// vocabulary puts a few dozen ids in each).
 constexpr size_t kSortDirect = 512;
+constexpr int kNucleusBins = 2048;
 
 inline float rank_of(float v) { return v == v ? v : -INFINITY; }
 
@@ -53,14 +55,14 @@ size_t top_k_ids(int32_t* out,      // (min(k, n)) out: the k best ids, best fir
 size_t nucleus_ids(int32_t* out,        // (n) out: a prefix of every id in (value desc, id asc) order
                    const float* x,      // (n)
                    const double* w,     // (n) softmax weights of x (softmax_weights), 0 for -inf
-                   size_t n, double max, double target) {
-  constexpr int kBins = kNucleusBins;
+                   size_t n, double max,
+                   double total,        // sum of w (softmax_weights' return)
+                   double p) {          // top-p: the nucleus holds p * total
+  const double target = p * total;
   const Before before{x};
   // Only ids of weight >= (total - target) / n can be in the nucleus: all lighter ones together weigh at most
   // total - target. They are a prefix of the order (the weight grows with the value), and usually a few hundred of a
   // 49k vocabulary, so the binning below reads those alone.
-  double total = 0;
-  for (size_t i = 0; i < n; i++) total += w[i];
   const double floor_w = (total - target) / static_cast<double>(n);
   size_t s = 0;
   for (size_t i = 0; i < n; i++)
@@ -69,15 +71,15 @@ size_t nucleus_ids(int32_t* out,        // (n) out: a prefix of every id in (val
   if (s > kSortDirect) {
     float lo = static_cast<float>(max);
     for (size_t j = 0; j < s; j++) lo = std::min(lo, x[out[j]]);
-    const double scale = lo < max ? kBins / (max - lo) : 0;
+    const double scale = lo < max ? kNucleusBins / (max - lo) : 0;
     thread_local std::vector<uint16_t> bin_of;
     thread_local std::vector<int32_t> ordered;
     bin_of.resize(s);
-    double mass[kBins] = {};
-    size_t count[kBins + 1] = {};
+    double mass[kNucleusBins] = {};
+    size_t count[kNucleusBins + 1] = {};
     for (size_t j = 0; j < s; j++) {
       // (max - v) * scale >= 0, so truncation is floor (std::floor is a call without SSE4.1).
-      const int b = std::min(kBins - 1, static_cast<int>((max - x[out[j]]) * scale));
+      const int b = std::min(kNucleusBins - 1, static_cast<int>((max - x[out[j]]) * scale));
       bin_of[j] = static_cast<uint16_t>(b);
       mass[b] += w[out[j]];
       count[b + 1]++;
@@ -86,13 +88,13 @@ size_t nucleus_ids(int32_t* out,        // (n) out: a prefix of every id in (val
     // the in-order one.
     int cut = 0;
     double cum = 0;
-    while (cut < kBins - 1 && cum + mass[cut] < target) cum += mass[cut++];
-    cut = std::min(kBins - 1, cut + 1);
+    while (cut < kNucleusBins - 1 && cum + mass[cut] < target) cum += mass[cut++];
+    cut = std::min(kNucleusBins - 1, cut + 1);
     // Counting sort by bin (ids ascending inside each), then each bin by value.
     for (int b = 1; b <= cut + 1; b++) count[b] += count[b - 1];
     kept = count[cut + 1];
     ordered.resize(kept);
-    size_t next[kBins];
+    size_t next[kNucleusBins];
     std::copy(count, count + cut + 1, next);
     for (size_t j = 0; j < s; j++)
       if (bin_of[j] <= cut) ordered[next[bin_of[j]]++] = out[j];

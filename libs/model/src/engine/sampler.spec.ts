@@ -119,13 +119,13 @@ describe('sampler', () => {
     const z = w.reduce((a, b) => a + b, 0);
     const sorted = Array.from(x.keys()).sort((a, b) => x[b]! - x[a]! || a - b);
     for (const share of [0.001, 0.3, 0.9, 0.999]) {
-      const ids = Array.from(nucleusCandidates(x, w, m, share * z));
+      const ids = Array.from(nucleusCandidates(x, w, m, z, share));
       expect(ids).toEqual(sorted.slice(0, ids.length));
       expect(ids.reduce((n, id) => n + w[id]!, 0)).toBeGreaterThanOrEqual(share * z);
       expect(ids.length).toBeLessThan(sorted.length);
     }
     // More than the whole mass (rounding at p near 1): every id, the -inf ones last.
-    const all = Array.from(nucleusCandidates(x, w, m, z * 1.0001));
+    const all = Array.from(nucleusCandidates(x, w, m, z, 1.0001));
     expect(all).toEqual(sorted);
     expect(all.slice(-2)).toEqual([3, 4000]);
   });

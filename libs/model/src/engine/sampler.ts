@@ -251,7 +251,7 @@ export function candidateDistribution(x: Float32Array, temperature: number, topK
     for (const id of ids) z += w[id] = exp((x[id]! - m) * invT);
   } else {
     z = softmaxWeights(x, m, invT, w);
-    ids = nucleusCandidates(x, w, m, topP * z);
+    ids = nucleusCandidates(x, w, m, z, topP);
   }
   let kept = ids.length;
   if (useP) {
@@ -275,16 +275,16 @@ export function candidateDistribution(x: Float32Array, temperature: number, topK
 let nucleusScratch = new Int32Array(0);
 
 /**
- * A prefix of the ids in (value desc, id asc) order whose weights, summed in that order, reach `target` (top-p's
- * p × the total): every id the nucleus keeps, and some after it; all ids, sorted, when the prefix falls short
+ * A prefix of the ids in (value desc, id asc) order whose weights, summed in that order, reach top-p's p × `total`
+ * (the weights' sum): every id the nucleus keeps, and some after it; all ids, sorted, when the prefix falls short
  * (rounding at p near 1). The native kernel keeps only the ids heavy enough to be in the nucleus and sorts them
  * (binned by value first when there are many): about 0.1 ms over a 49k vocabulary for a nucleus of up to a thousand
  * ids, 1.3 ms for 18k. The same binning over every id in JavaScript took 0.5-4 ms; a heap of the top k, grown until
  * it held the mass, 2-43 ms.
  */
-export function nucleusCandidates(x: Float32Array, w: Float64Array, m: number, target: number): Int32Array {
+export function nucleusCandidates(x: Float32Array, w: Float64Array, m: number, total: number, p: number): Int32Array {
   if (nucleusScratch.length < x.length) nucleusScratch = new Int32Array(x.length);
-  return nucleusScratch.slice(0, nucleusIds(x, w, m, target, nucleusScratch));
+  return nucleusScratch.slice(0, nucleusIds(x, w, m, total, p, nucleusScratch));
 }
 
 /** Inverse-CDF draw over candidates in their given order; u in [0, 1). */
