@@ -257,10 +257,13 @@ describe('migration 0006 on a store that already has decisions', () => {
     await writeCompletion(db, record);
     const [approved, rejected, waiting] = [feedbackEvent(record.id), feedbackEvent(record.id, { value: 'down' }), feedbackEvent(record.id)];
     for (const f of [approved, rejected, waiting]) await writeFeedback(db, f);
-    const decided = (id: string, status: 'approved' | 'rejected', by: string) =>
-      db!.updateTable('feedback').set({ review_status: status, reviewed_by: by, reviewed_at: new Date() }).where('id', '=', id).execute();
-    await decided(approved.id, 'approved', A);
-    await decided(rejected.id, 'rejected', B);
+    // Distinct decision times: the migration orders votes by reviewed_at, then by id, and two decisions made in the
+    // same millisecond would fall back to the ids' random digits.
+    const t0 = Date.now();
+    const decided = (id: string, status: 'approved' | 'rejected', by: string, at: number) =>
+      db!.updateTable('feedback').set({ review_status: status, reviewed_by: by, reviewed_at: new Date(at) }).where('id', '=', id).execute();
+    await decided(approved.id, 'approved', A, t0);
+    await decided(rejected.id, 'rejected', B, t0 + 1_000);
 
     expect((await migrateStore(db)).error).toBeUndefined();
     const votes = await db.selectFrom('review_votes').select(['feedback_id', 'actor', 'decision']).orderBy('seq').execute();
