@@ -59,10 +59,23 @@ describe('time-ordered ids', () => {
     }
     expect(new Set(ids).size).toBe(200);
     expect([...ids].sort()).toEqual(ids);
-    // The random part is random: 200 ids of one millisecond share no 74-bit tail.
-    const same = Array.from({ length: 200 }, () => newTimeOrderedId(at).slice(12));
-    expect(new Set(same).size).toBe(200);
+    // The random part is random: 200 ids of one millisecond share no 74-bit tail, and they sort in the order they were
+    // made (each adds a random step to the one before), keeping the layout.
+    const same = Array.from({ length: 200 }, () => newTimeOrderedId(at + 500));
+    expect(new Set(same.map((id) => id.slice(12))).size).toBe(200);
+    expect([...same].sort()).toEqual(same);
+    for (const id of same) expect(id).toMatch(/^[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}$/);
+    const steps = same.slice(1).map((id, i) => tailOf(id) - tailOf(same[i]!));
+    expect(steps.every((d) => d >= 1n && d <= 2n ** 32n)).toBe(true);
+    expect(new Set(steps).size).toBeGreaterThan(190);
+    // An id for an earlier millisecond (a backfill) does not restart the newest millisecond's sequence.
+    const before = newTimeOrderedId(at + 499);
+    const after = newTimeOrderedId(at + 500);
+    expect(before < same[0]!).toBe(true);
+    expect(after > same[199]!).toBe(true);
   };
+  /** The 74 random bits (rand_a, then rand_b after the 2 variant bits) as one number. */
+  const tailOf = (id: string) => (BigInt(`0x${id.slice(13, 16)}`) << 62n) | (BigInt(parseInt(id[16]!, 16) & 3) << 60n) | BigInt(`0x${id.slice(17)}`);
 
   it('lays out 48 bits of milliseconds, version 7, the variant and random bits (randomUUID)', check);
 

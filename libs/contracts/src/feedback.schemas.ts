@@ -144,11 +144,63 @@ export interface FeedbackList {
 }
 
 /**
+ * The newest millisecond this process made an id for, and that id's 74 random bits (rand_a ‖ rand_b of RFC 9562).
+ * A later id of the same millisecond adds to them instead of drawing afresh (RFC 9562 §6.2, method 2).
+ */
+let lastMs = -1;
+/** Those bits as the id's hex digits after the version, read into a number only when the millisecond repeats. */
+let lastRandomHex = '';
+const RANDOM_BITS = 74n;
+const RAND_B_BITS = 62n;
+
+/**
  * A UUIDv7-layout id in 32 hex digits: 48 bits of Unix milliseconds, then random bits. Time-ordered,
- * so ids sort by creation (a btree on them stays append-only) and their age can be read back.
+ * so ids sort by creation (a btree on them stays append-only) and their age can be read back. Ids this
+ * process makes within one millisecond also sort in the order it made them: the second and later add a
+ * random step (1 to 2^32) to the one before, so rows stamped with the same millisecond and ordered by
+ * (time, id) keep their order of creation rather than falling to the random digits.
  */
 export function newTimeOrderedId(nowMs: number = Date.now()): string {
-  const time = Math.floor(nowMs).toString(16).padStart(12, '0').slice(-12);
+  const ms = Math.floor(nowMs);
+  const time = ms.toString(16).padStart(12, '0').slice(-12);
+  if (ms === lastMs) {
+    const next = randomOfHex(lastRandomHex) + BigInt(randomUint32()) + 1n;
+    // Past 2^74 (a chance of about 2^-42 per id) the millisecond's order gives way to a fresh draw.
+    if (next < 1n << RANDOM_BITS) {
+      lastRandomHex = hexOfRandom(next);
+      return `${time}7${lastRandomHex}`;
+    }
+  }
+  const id = freshTimeOrderedId(time);
+  // An explicit earlier time (a backfill, a test) leaves the newest millisecond's sequence alone.
+  if (ms >= lastMs) {
+    lastMs = ms;
+    lastRandomHex = id.slice(13);
+  }
+  return id;
+}
+
+/** rand_a (3 hex), then the variant (10) and rand_b: the 19 hex digits after the version. */
+function hexOfRandom(r: bigint): string {
+  const randA = r >> RAND_B_BITS;
+  const randB = r & ((1n << RAND_B_BITS) - 1n);
+  const variantNibble = 8 | Number(randB >> 60n);
+  return randA.toString(16).padStart(3, '0') + variantNibble.toString(16) + (randB & ((1n << 60n) - 1n)).toString(16).padStart(15, '0');
+}
+
+function randomOfHex(hex: string): bigint {
+  const randA = BigInt(`0x${hex.slice(0, 3)}`);
+  const randB = (BigInt(parseInt(hex[3]!, 16) & 3) << 60n) | BigInt(`0x${hex.slice(4)}`);
+  return (randA << RAND_B_BITS) | randB;
+}
+
+/** 32 random bits, from randomUUID where there is one (see freshTimeOrderedId). */
+function randomUint32(): number {
+  if (typeof globalThis.crypto.randomUUID === 'function') return parseInt(globalThis.crypto.randomUUID().slice(0, 8), 16);
+  return globalThis.crypto.getRandomValues(new Uint32Array(1))[0]!;
+}
+
+function freshTimeOrderedId(time: string): string {
   // Web Crypto (Node ≥ 20 and browsers alike): the admin UI imports this lib too. randomUUID draws from Node's
   // cached pool of random bytes (a gateway makes one id per request; getRandomValues costs tens of µs a call
   // there); browsers have it only in secure contexts, so plain http falls back to getRandomValues.
