@@ -39,14 +39,21 @@ export async function isFile(p: string): Promise<boolean> {
 }
 
 export async function readJsonFile(file: string): Promise<unknown> {
-  let text: string;
+  return parseJsonText(await readTextFile(file), file);
+}
+
+export async function readTextFile(file: string): Promise<string> {
   try {
-    text = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (err) {
     throw new ModelLoadError(`cannot read (${errorReason(err)})`, file, {
       cause: err,
     });
   }
+}
+
+/** `text` (read from `file`) as JSON, or a ModelLoadError naming the file. */
+export function parseJsonText(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {

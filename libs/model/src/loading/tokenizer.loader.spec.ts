@@ -76,6 +76,37 @@ describe('tokenizer loader', () => {
       await expect(loadTokenizer(tmp)).rejects.toThrow(/chat template does not parse/);
     });
 
+    it('reuses the tokenizer built from equal files (a hot swap within one base), and builds anew when any differs', async () => {
+      writeConfig({});
+      const first = await loadTokenizer(tmp);
+      const copyTo = (patch: (name: string, text: string) => string = (_, t) => t) => {
+        const other = mkdtempSync(path.join(tmpdir(), 'flywheel-tokenizer-'));
+        for (const name of ['tokenizer.json', 'tokenizer_config.json']) writeFileSync(path.join(other, name), patch(name, readFileSync(path.join(tmp, name), 'utf8')));
+        return other;
+      };
+      const same = copyTo();
+      const widened = copyTo((name, text) => (name === 'tokenizer.json' ? text.replace(/"vocab": *\{/, '"vocab": {"▁w512": 512,') : text));
+      const otherEos = copyTo((name, text) => (name === 'tokenizer_config.json' ? JSON.stringify({ ...JSON.parse(text), eos_token: '<unk>' }) : text));
+      try {
+        const again = await loadTokenizer(same);
+        // The built tokenizer is shared (its compiled chat template with it); only where it came from differs.
+        expect(again.chatTemplate).toBe(first.chatTemplate);
+        expect(again.dir).toBe(same);
+        expect(first.dir).toBe(tmp);
+        expect(again.encode('Once upon a time')).toEqual(first.encode('Once upon a time'));
+        expect(again.vocabSize).toBe(512);
+
+        const grown = await loadTokenizer(widened);
+        expect(grown.chatTemplate).not.toBe(first.chatTemplate);
+        expect(grown.vocabSize).toBe(513);
+        const eos = await loadTokenizer(otherEos);
+        expect(eos.chatTemplate).not.toBe(first.chatTemplate);
+        expect(eos.eosTokenId).toBe(0);
+      } finally {
+        for (const d of [same, widened, otherEos]) rmSync(d, { recursive: true, force: true });
+      }
+    });
+
     it('names the missing or broken tokenizer file', async () => {
       writeFileSync(path.join(tmp, 'tokenizer.json'), '{"model": ');
       await expect(loadTokenizer(tmp)).rejects.toThrow(`${path.join(tmp, 'tokenizer.json')}: not valid JSON`);
