@@ -95,10 +95,14 @@ describe('tokenizer loader', () => {
         expect(first.dir).toBe(tmp);
         expect(again.encode('Once upon a time')).toEqual(first.encode('Once upon a time'));
         expect(again.vocabSize).toBe(512);
+        // The grammar compiler's vocabulary too: worked out once per build, not once per version.
+        expect(again.grammarVocab()).toBe(first.grammarVocab());
+        expect(first.grammarVocab().tokens).toHaveLength(512);
 
         const grown = await loadTokenizer(widened);
         expect(grown.chatTemplate).not.toBe(first.chatTemplate);
         expect(grown.vocabSize).toBe(513);
+        expect(grown.grammarVocab()).not.toBe(first.grammarVocab());
         const eos = await loadTokenizer(otherEos);
         expect(eos.chatTemplate).not.toBe(first.chatTemplate);
         expect(eos.eosTokenId).toBe(0);
