@@ -77,9 +77,9 @@ const tokenizerConfigSchema = z.looseObject({
 
 /**
  * The vocabulary as a grammar compiler needs it (xgrammar's TokenizerInfo): each id's token string as stored,
- * how those strings encode bytes, and which ids are special (never produced as text).
+ * how those strings encode bytes, and which ids are special (never produced as text). One per tokenizer build,
+ * shared by its users: read-only.
  */
-/** One per tokenizer build, shared by its users: read-only. */
 export interface GrammarVocab {
   /** Index = token id; special added tokens are listed in `specialIds`. */
   readonly tokens: readonly string[];
