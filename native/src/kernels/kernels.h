@@ -234,9 +234,10 @@ double softmax_weights(double* w,       // (n) out
 // ---- sampling_select.cpp --------------------------------------------------------------------------------
 // Candidate ids of one logits row in (value desc, id asc) order, NaN ranked as -inf. top_k_ids: the min(k, n) best,
 // by a size-k heap. nucleus_ids: a prefix whose weights, summed in that order, reach p times their total (top-p;
-// total is softmax_weights' sum): the ids heavy enough to be in it (weight >= (1 - p) * total / n), sorted, or, when there are many, binned
-// by value, the bins' masses summed from the top until they reach it, one bin more, each of those bins sorted on its
-// own; all n ids, sorted, if that prefix's in-order sum falls short. `out` holds n for nucleus_ids.
+// total is softmax_weights' sum): the ids heavy enough to be in it (weight >= (1 - p) * total / n), sorted, or, when
+// there are many, binned by value, the bins' masses summed from the top until they reach it, one bin more, each of
+// those bins sorted on its own; all n ids, sorted, if that prefix's in-order sum falls short. `out` holds n for
+// nucleus_ids.
 size_t top_k_ids(int32_t* out, const float* x, size_t n, size_t k);
 size_t nucleus_ids(int32_t* out, const float* x, const double* w, size_t n, double max, double total, double p);
 

@@ -264,7 +264,8 @@ export function candidateDistribution(x: Float32Array, temperature: number, topK
       kept++;
     }
   }
-  const outIds = ids.slice(0, kept);
+  // `ids` is this call's own array either way (topIndices and nucleusCandidates return fresh ones): no second copy.
+  const outIds = ids.subarray(0, kept);
   const probs = new Float64Array(kept);
   let keptMass = 0;
   for (let i = 0; i < kept; i++) keptMass += probs[i] = w[outIds[i]!]!;
