@@ -1,5 +1,5 @@
 import { BadRequestException, HttpException, NotFoundException } from '@nestjs/common';
-import { chatCompletionRequestSchema } from '@flywheel/contracts';
+import { chatCompletionRequestSchema, completionRequestSchema } from '@flywheel/contracts';
 import { MeshError } from '@flywheel/mesh';
 import { fromZodError, paramOf, toOpenAiError } from './openai-error';
 
@@ -22,7 +22,7 @@ describe('OpenAI errors', () => {
     [{ ...base, temperature: 3 }, 'temperature', /Invalid value for 'temperature'/],
     [{ ...base, messages: [{ role: 'user', content: 3 }] }, 'messages[0].content', /expected string or array, but got a number/],
     [{ ...base, messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, 'messages[0].content[0].type', /only content parts of type 'text'/],
-    [{ ...base, stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop', /Invalid value for 'stop'/],
+    [{ ...base, stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop', /Invalid value for 'stop': Too big: expected array to have <=4 items/],
     [{ ...base, frobnicate: 1 }, 'frobnicate', /Unrecognized request argument supplied: frobnicate/],
     [{ ...base, messages: [] }, 'messages', /Invalid value for 'messages'/],
   ])('turns a bad body into a 400 naming the parameter (%#)', (body, param, message) => {
@@ -31,6 +31,13 @@ describe('OpenAI errors', () => {
     expect(e.type).toBe('invalid_request_error');
     expect(e.param).toBe(param);
     expect(e.message).toMatch(message);
+  });
+
+  it("says what a union's branch of the value's own type rejected, not just that the input is invalid", () => {
+    const r = completionRequestSchema.safeParse({ model: 'm', prompt: [] });
+    if (r.success) throw new Error('expected a failure');
+    const e = fromZodError(r.error, { model: 'm', prompt: [] });
+    expect([e.param, e.message]).toEqual(['prompt', "Invalid value for 'prompt': Too small: expected array to have >=1 items."]);
   });
 
   it('says when the body is not an object at all', () => {

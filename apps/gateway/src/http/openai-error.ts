@@ -67,6 +67,9 @@ function deepestIssue(issue: Issue, prefix: PropertyKey[] = []): Located {
     // Every branch failed on the value's own type: one invalid_type naming all expected types.
     const expected = issue.errors.flatMap((b) => (b[0]?.code === 'invalid_type' && b[0].path.length === 0 ? [b[0].expected] : []));
     if (expected.length === issue.errors.length) return { issue, path, expectedAny: [...new Set(expected)].join(' or ') };
+    // A branch of the value's own type rejected it (`stop` of five strings: too many, not "invalid input"): its issue.
+    const ownType = issue.errors.find((b) => b[0] !== undefined && !(b[0].code === 'invalid_type' && b[0].path.length === 0));
+    if (ownType?.[0]) return deepestIssue(ownType[0], path);
   }
   return { issue, path };
 }
