@@ -13,6 +13,7 @@ import { createTrainableModel, freeTrainableModel, optimizerStep, trainableModel
 import type { Checkpoint } from '@flywheel/model';
 import {
   beginOrResume,
+  checkpointAfterStep,
   parsePreferenceLines,
   resumableState,
   Rng,
@@ -246,13 +247,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
         gradNorm: s.gradNorm,
         lr: s.lr,
       });
-      const every = o.checkpointEvery ?? 0;
-      const stopping = step + 1 < o.steps && (o.shouldStop?.() ?? false);
-      if (step + 1 < o.steps && (stopping || (every > 0 && (step + 1) % every === 0))) {
-        await save();
-        await o.onCheckpoint?.(step + 1);
-      }
-      if (stopping) throw new DpoStoppedError(step + 1);
+      if (await checkpointAfterStep(step + 1, o.steps, o.checkpointEvery ?? 0, o, save)) throw new DpoStoppedError(step + 1);
     }
     const after = await evaluatePairs(model, held, seqLen, lo);
     await save();

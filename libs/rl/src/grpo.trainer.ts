@@ -28,7 +28,7 @@ import {
 } from '@flywheel/kernels';
 import type { RewardReference } from '@flywheel/contracts';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
-import { EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, writeModelOutputs } from '@flywheel/train';
+import { checkpointAfterStep, EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, writeModelOutputs } from '@flywheel/train';
 import { dpoLoss } from './dpo.loss';
 import { groupAdvantages, groupPolicyLoss, groupPreferencePairs } from './group.math';
 import { meanStd, sequenceKl } from './ppo.math';
@@ -149,13 +149,7 @@ export async function runGrpo(o: GrpoOptions): Promise<GrpoResult> {
       history.push(full);
       await o.onStep?.(full);
 
-      const last = step + 1 === cfg.steps;
-      const stopping = !last && (o.shouldStop?.() ?? false);
-      if (!last && (stopping || (cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0))) {
-        await save(step + 1);
-        await o.onCheckpoint?.(step + 1);
-      }
-      if (stopping) throw new GrpoStoppedError(step + 1);
+      if (await checkpointAfterStep(step + 1, cfg.steps, cfg.checkpointEvery, o, () => save(step + 1))) throw new GrpoStoppedError(step + 1);
     }
     await writeModelOutputs(policy, { outDir: run.outDir, modelDir: run.policyDir, spec: run.ck.spec });
     await save(cfg.steps);

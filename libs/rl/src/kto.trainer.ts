@@ -13,7 +13,7 @@ import path from 'node:path';
 import { KTO_DEFAULTS, type ExportTool } from '@flywheel/contracts';
 import { createTrainableModel, freeTrainableModel, optimizerStep, trainableModelInfo, zeroGrad, type LoraOptions, type TrainableModelHandle } from '@flywheel/kernels';
 import type { Checkpoint, RewardChatMessage } from '@flywheel/model';
-import { beginOrResume, parseKtoLines, resumableState, Rng, saveResumePoint, splitHeldOut, type ResumableRunOptions } from '@flywheel/train';
+import { beginOrResume, checkpointAfterStep, parseKtoLines, resumableState, Rng, saveResumePoint, splitHeldOut, type ResumableRunOptions } from '@flywheel/train';
 import { checkKtoLossOptions, ktoLoss, ktoWeightAdvice, rewardSeparation, type KtoLossOptions, type KtoLossResult } from './kto.loss';
 import { backwardSides, createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
 
@@ -296,13 +296,7 @@ export async function runKtoTraining(o: KtoOptions): Promise<KtoResult> {
         gradNorm: s.gradNorm,
         lr: s.lr,
       });
-      const every = o.checkpointEvery ?? 0;
-      const stopping = step + 1 < o.steps && (o.shouldStop?.() ?? false);
-      if (step + 1 < o.steps && (stopping || (every > 0 && (step + 1) % every === 0))) {
-        await save();
-        await o.onCheckpoint?.(step + 1);
-      }
-      if (stopping) throw new KtoStoppedError(step + 1);
+      if (await checkpointAfterStep(step + 1, o.steps, o.checkpointEvery ?? 0, o, save)) throw new KtoStoppedError(step + 1);
     }
     const after = await evaluateBatches(model, heldBatches, seqLen, lo);
     await save();

@@ -39,6 +39,7 @@ import {
 } from '@flywheel/kernels';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
 import {
+  checkpointAfterStep,
   EpochOrder,
   findResumePoint,
   loadLoraResume,
@@ -188,13 +189,7 @@ export async function runPpo(o: PpoOptions): Promise<PpoResult> {
       history.push(metrics);
       await o.onStep?.(metrics);
 
-      const last = step + 1 === cfg.steps;
-      const stopping = !last && (o.shouldStop?.() ?? false);
-      if (!last && (stopping || (cfg.checkpointEvery > 0 && (step + 1) % cfg.checkpointEvery === 0))) {
-        await save(step + 1);
-        await o.onCheckpoint?.(step + 1);
-      }
-      if (stopping) throw new PpoStoppedError(step + 1);
+      if (await checkpointAfterStep(step + 1, cfg.steps, cfg.checkpointEvery, o, () => save(step + 1))) throw new PpoStoppedError(step + 1);
     }
 
     // The trained policy: a plain HF causal-LM directory.

@@ -89,6 +89,29 @@ export async function beginOrResume<T>(
   return { data, start, totals: saved.totals };
 }
 
+/** How a trainer's caller checkpoints and stops a run between optimizer steps. */
+export interface StepCheckpointHooks {
+  /** Polled after each step but the last: when true the run saves a resume point and stops. */
+  shouldStop?: () => boolean;
+  /** After each intermediate resume point (step = optimizer steps it holds). */
+  onCheckpoint?: (step: number) => void | Promise<void>;
+}
+
+/**
+ * After optimizer step `done` (1-based) of `steps`: when the run was asked to stop, or every `every` steps (0: never),
+ * saves a resume point and tells onCheckpoint. True when the run must stop now (the trainer throws its StoppedError).
+ * Nothing happens after the last step: the run's end saves the finished run itself.
+ */
+export async function checkpointAfterStep(done: number, steps: number, every: number, hooks: StepCheckpointHooks, save: () => Promise<void>): Promise<boolean> {
+  if (done >= steps) return false;
+  const stopping = hooks.shouldStop?.() ?? false;
+  if (stopping || (every > 0 && done % every === 0)) {
+    await save();
+    await hooks.onCheckpoint?.(done);
+  }
+  return stopping;
+}
+
 /** The weights a LoRA run resumes from: the base checkpoint's, plus the adapters saveResumePoint wrote in outDir. */
 export async function loadLoraResume(baseWeights: ReadonlyMap<string, Float32Array>, outDir: string): Promise<Map<string, Float32Array>> {
   return new Map([...baseWeights, ...(await readPeftAdapter(path.join(outDir, CHECKPOINT_ADAPTER_DIR))).weights]);

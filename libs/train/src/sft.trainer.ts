@@ -22,7 +22,7 @@ import {
 import { loadCheckpoint, ModelLoadError } from '@flywheel/model';
 import { splitHeldOut } from './epoch-order';
 import { measurePeakFlops } from './mfu.probe';
-import { beginOrResume, loadLoraResume, resumableState, saveResumePoint } from './resume-point';
+import { beginOrResume, checkpointAfterStep, loadLoraResume, resumableState, saveResumePoint } from './resume-point';
 import { Rng } from './rng';
 import { packBatch, parseSftJsonl, type PackedBatch } from './sft.examples';
 import type { ResumableRunOptions } from './trainer.options';
@@ -162,13 +162,7 @@ export async function runSft(o: SftOptions): Promise<SftResult> {
       if (step === 0) totals.trainLossFirst = r.loss;
       totals.trainLossLast = r.loss;
       await o.onProgress?.({ step: step + 1, steps: o.steps, loss: r.loss, tokensPerS: totals.tokens / totals.seconds, lr: s.lr, gradNorm: s.gradNorm });
-      const every = o.checkpointEvery ?? 0;
-      const stopping = step + 1 < o.steps && (o.shouldStop?.() ?? false);
-      if (step + 1 < o.steps && (stopping || (every > 0 && (step + 1) % every === 0))) {
-        await save();
-        await o.onCheckpoint?.(step + 1);
-      }
-      if (stopping) throw new SftStoppedError(step + 1);
+      if (await checkpointAfterStep(step + 1, o.steps, o.checkpointEvery ?? 0, o, save)) throw new SftStoppedError(step + 1);
     }
     const after = nHeld > 0 ? await heldoutLoss(model, heldBatches) : NaN;
     await save();
