@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { rewardSpecSchema } from './reward-functions.schemas';
-import { loraJobOptionsSchema, trainingDataSourceSchema } from './trainer.schemas';
+import { checkpointFolderNameSchema, loraJobOptionsSchema, trainingDataSourceSchema } from './trainer.schemas';
 
 /**
  * rft: online rejection-sampling fine-tuning (best of each group, learned as SFT with the same KL term).
@@ -69,7 +69,7 @@ export const grpoJobDataSchema = z.strictObject({
   rewards: rewardSpecSchema.optional(),
   parentRunId: z.string().nullable().default(null),
   exportIds: z.array(z.string()).default([]),
-  outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  outName: checkpointFolderNameSchema.optional(),
 });
 export type GrpoJobData = z.infer<typeof grpoJobDataSchema>;
 export type GrpoJobDataInput = z.input<typeof grpoJobDataSchema>;

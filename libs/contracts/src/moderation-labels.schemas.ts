@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { MODERATION_CATEGORIES, MODERATION_DIRECTIONS } from './moderation.schemas';
 import { SUBJECTS } from './subjects';
-import { trainingDataSourceSchema } from './trainer.schemas';
+import { checkpointFolderNameSchema, trainingDataSourceSchema } from './trainer.schemas';
 
 /** What the classifier learns (its heads): OpenAI's 13 categories and prompt injection; PII is the detectors' job. */
 export const LABEL_CATEGORIES = [...MODERATION_CATEGORIES, 'prompt_injection'] as const;
@@ -104,7 +104,7 @@ export const moderationTrainJobDataSchema = z.strictObject({
   promote: z.enum(['if-better', 'never']).default('if-better'),
   /** The loop run this job is a stage of. */
   parentRunId: z.string().nullable().default(null),
-  outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  outName: checkpointFolderNameSchema.optional(),
 });
 export type ModerationTrainJobData = z.infer<typeof moderationTrainJobDataSchema>;
 export type ModerationTrainJobDataInput = z.input<typeof moderationTrainJobDataSchema>;

@@ -6,9 +6,7 @@
 import { z } from 'zod';
 import { GRPO_ALGORITHMS, grpoConfigSchema } from './grpo.schemas';
 import { rewardSpecSchema } from './reward-functions.schemas';
-import { loraJobOptionsSchema, trainingDataSourceSchema } from './trainer.schemas';
-
-const outName = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128);
+import { checkpointFolderNameSchema, loraJobOptionsSchema, trainingDataSourceSchema } from './trainer.schemas';
 
 /**
  * PPO hyper-parameters. Defaults follow OpenRLHF / verl where they fit a small model: clip 0.2, value clip 0.2,
@@ -103,7 +101,7 @@ export const ppoJobDataSchema = z.strictObject({
   /** The loop run this job is a stage of. */
   parentRunId: z.string().nullable().default(null),
   exportIds: z.array(z.string()).default([]),
-  outName: outName.optional(),
+  outName: checkpointFolderNameSchema.optional(),
 });
 export type PpoJobData = z.infer<typeof ppoJobDataSchema>;
 export type PpoJobDataInput = z.input<typeof ppoJobDataSchema>;

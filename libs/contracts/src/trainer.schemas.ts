@@ -14,6 +14,9 @@ export const trainingDataSourceSchema = z.discriminatedUnion('kind', [
 ]);
 export type TrainingDataSource = z.infer<typeof trainingDataSourceSchema>;
 
+/** A job's checkpoint folder under `<state dir>/checkpoints/`: letters, digits, `.`, `_`, `-`, not starting with `.`. */
+export const checkpointFolderNameSchema = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128);
+
 /**
  * LoRA adapters for a fine-tuning job: the base stays frozen, each targeted projection gets trainable low-rank A/B
  * (scaled by alpha / rank); the job's checkpoint holds the merged weights, its `adapter/` folder the PEFT adapter.
@@ -48,8 +51,7 @@ export const sftJobDataSchema = z.strictObject({
   seed: z.int().nonnegative().default(0),
   /** Checkpoint + training state every N steps (0: only at the end). */
   checkpointEvery: z.int().nonnegative().default(50),
-  /** Folder name under `<state dir>/checkpoints/`: letters, digits, `.`, `_`, `-`. */
-  outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  outName: checkpointFolderNameSchema.optional(),
   /** Train LoRA adapters instead of every weight. */
   lora: loraJobOptionsSchema.optional(),
 });
@@ -98,7 +100,7 @@ export const rewardTrainJobDataSchema = z.strictObject({
   seqLen: z.int().min(2).max(131_072).optional(),
   heldout: z.number().min(0).max(0.5).default(0.2),
   seed: z.int().nonnegative().default(0),
-  outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  outName: checkpointFolderNameSchema.optional(),
   /** Train LoRA adapters and the score head on the frozen base instead of every weight. */
   lora: loraJobOptionsSchema.optional(),
   /**
@@ -141,7 +143,7 @@ export const dpoJobDataSchema = z.strictObject({
   seed: z.int().nonnegative().default(0),
   /** Checkpoint + training state every N steps (0: only at the end). */
   checkpointEvery: z.int().nonnegative().default(50),
-  outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  outName: checkpointFolderNameSchema.optional(),
   /** Train LoRA adapters on the frozen base (also the reference) instead of every weight. */
   lora: loraJobOptionsSchema.optional(),
 });
@@ -213,7 +215,7 @@ export const ktoJobDataSchema = z.strictObject({
   seed: z.int().nonnegative().default(0),
   /** Checkpoint + training state every N steps (0: only at the end). */
   checkpointEvery: z.int().nonnegative().default(50),
-  outName: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128).optional(),
+  outName: checkpointFolderNameSchema.optional(),
   /** Train LoRA adapters on the frozen base (also the reference) instead of every weight. */
   lora: loraJobOptionsSchema.optional(),
 });
