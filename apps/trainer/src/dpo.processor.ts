@@ -49,17 +49,13 @@ export class DpoProcessor extends TrainingJobProcessor<DpoJobData, DpoResult, Dp
           heldout: data.heldout,
           seed: data.seed,
           lora: data.lora,
-          threads: this.config.trainer.threads || undefined,
+          ...this.resumeHooks({ jobId, id, outDir }),
           checkpointEvery: data.checkpointEvery,
-          resume: true,
-          onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
           onProgress: this.progressReporter<DpoJobProgress>(
             job,
             recorder,
             (p) => `loss ${p.loss.toFixed(4)} acc ${p.accuracy.toFixed(2)} margin ${p.margin.toFixed(4)} grad norm ${p.gradNorm.toFixed(3)}`,
           ),
-          onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
-          shouldStop: () => this.stopping,
         }),
       finish: async (r) => {
         const metrics = {

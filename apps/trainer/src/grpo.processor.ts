@@ -49,6 +49,7 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
         const reward = new RewardClient(this.mesh, data.rewardVersion, undefined, data.rewards ?? null);
         const rewardVersion = await reward.ready(REWARD_WAIT_MS);
         this.logger.log(`job ${jobId}: ${cfg.algorithm} of ${data.modelDir} on ${prompts.train.length} prompts (${prompts.heldout.length} held out), groups of ${cfg.groupSize}, reward ${rewardVersion} → ${outDir}`);
+        const hooks = this.resumeHooks({ jobId, id, outDir });
         const r = await runGrpo({
           policyDir: data.modelDir,
           prompts: prompts.train,
@@ -56,15 +57,13 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
           score: (pairs) => reward.scoreParts(pairs),
           outDir,
           config: cfg,
-          threads: this.config.trainer.threads || undefined,
+          ...hooks,
           policyVersion: data.baseVersion,
-          resume: true,
           onResume: async (step, history) => {
-            this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`);
+            hooks.onResume(step);
             // The curve keeps every step: one logged just before a kill may not have reached the store.
             for (const m of history) await recorder.step(m.step, seriesPoint(m));
           },
-          onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
           onStep: async (m) => {
             await job.updateProgress(m);
             await recorder.step(m.step, seriesPoint(m));
@@ -73,7 +72,6 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
                 `kl ${m.kl.toFixed(3)} clip ${m.clip_fraction.toFixed(3)} groups kept ${(m.groups_kept * 100).toFixed(0)}%`,
             );
           },
-          shouldStop: () => this.stopping,
         });
         return { ...r, rewardVersion };
       },

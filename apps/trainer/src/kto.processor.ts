@@ -62,14 +62,10 @@ export class KtoProcessor extends TrainingJobProcessor<KtoJobData, KtoResult, Kt
           heldout: data.heldout,
           seed: data.seed,
           lora: data.lora,
-          threads: this.config.trainer.threads || undefined,
+          ...this.resumeHooks({ jobId, id, outDir }),
           checkpointEvery: data.checkpointEvery,
-          resume: true,
-          onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
           onProgress: (p) => report(ktoJobProgressOf(p)),
           onWarning: (message) => this.logger.warn(`job ${jobId}: ${message}`),
-          onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
-          shouldStop: () => this.stopping,
         });
       },
       finish: async (r) => {

@@ -58,11 +58,8 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
           score: (pairs) => reward.score(pairs),
           outDir,
           config: data.config,
-          threads: this.config.trainer.threads || undefined,
+          ...this.resumeHooks({ jobId, id, outDir }),
           policyVersion: data.baseVersion,
-          resume: true,
-          onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
-          onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
           onStep: async (m) => {
             this.metrics.ppoStep(m);
             await job.updateProgress(m);
@@ -72,7 +69,6 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
                 `(coef ${m.kl_coef.toFixed(4)}) clip ${m.clip_fraction.toFixed(3)} value loss ${m.value_loss.toFixed(4)}`,
             );
           },
-          shouldStop: () => this.stopping,
         });
         return { ...r, rewardVersion };
       },

@@ -202,6 +202,20 @@ export abstract class TrainingJobProcessor<D extends { outName?: string }, T, R>
     };
   }
 
+  /**
+   * What every resumable trainer is given: its native threads, resume from the job's own checkpoint folder (logged),
+   * a log line per intermediate checkpoint, and a stop at shutdown (the trainer saves, then throws its stop error).
+   */
+  protected resumeHooks({ jobId, outDir }: TrainingTarget) {
+    return {
+      threads: this.config.trainer.threads || undefined,
+      resume: true,
+      onResume: (step: number) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
+      onCheckpoint: (step: number) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
+      shouldStop: () => this.stopping,
+    };
+  }
+
   /** The step a training stopped at for shutdown (its checkpoint holds it), or null for any other error. */
   protected stoppedAt(_err: unknown): number | null {
     return null;

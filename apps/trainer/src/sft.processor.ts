@@ -46,18 +46,14 @@ export class SftProcessor extends TrainingJobProcessor<SftJobData, SftResult, Sf
           seqLen: data.seqLen,
           heldout: data.heldout,
           seed: data.seed,
-          threads: this.config.trainer.threads || undefined,
+          ...this.resumeHooks({ jobId, id, outDir }),
           checkpointEvery: data.checkpointEvery,
           lora: data.lora,
-          resume: true,
-          onResume: (step) => this.logger.log(`job ${jobId}: resuming from step ${step} (${outDir})`),
           onProgress: this.progressReporter<SftJobProgress>(
             job,
             recorder,
             (p) => `loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} grad norm ${p.gradNorm.toFixed(3)} ${Math.round(p.tokensPerS)} tok/s`,
           ),
-          onCheckpoint: (step) => this.logger.log(`job ${jobId}: checkpoint at step ${step}`),
-          shouldStop: () => this.stopping,
         }),
       finish: async (r) => {
         const metrics = {
