@@ -17,7 +17,6 @@ import {
   parsePreferenceLines,
   resumableState,
   Rng,
-  saveResumePoint,
   splitHeldOut,
   type ResumableRunOptions,
 } from '@flywheel/train';
@@ -215,19 +214,20 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
     : null;
   const model = await createPolicy(ck, { outDir, resumed: saved !== null, threads: o.threads, seed: o.seed, lora: o.lora });
   try {
-    const { data, start, totals } = await beginOrResume<DpoTotals>(model, saved, {
+    const { data, start, totals, save } = await beginOrResume<DpoTotals>(model, saved, {
       rng,
       n: train.length,
       outDir,
+      modelDir,
+      spec: ck.spec,
+      key: runKey,
+      optimizer: opt,
       onResume: o.onResume,
       fresh: async () => {
         const before = await evaluatePairs(model, held, seqLen, lo);
         return { heldoutAccuracyBefore: before.accuracy, heldoutMarginBefore: mean(before.margins), lossFirst: NaN, lossLast: NaN };
       },
     });
-
-    const save = (): Promise<void> =>
-      saveResumePoint(model, { outDir, modelDir, spec: ck.spec, state: { ...data.position(), optimizer: { ...opt }, extra: { ...runKey, totals } } });
 
     for (let step = start; step < o.steps; step++) {
       const pick = data.take(Math.min(o.batchSize, train.length)).map((i) => train[i]);

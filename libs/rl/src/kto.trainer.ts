@@ -13,7 +13,7 @@ import path from 'node:path';
 import { KTO_DEFAULTS, type ExportTool } from '@flywheel/contracts';
 import { createTrainableModel, freeTrainableModel, optimizerStep, trainableModelInfo, zeroGrad, type LoraOptions, type TrainableModelHandle } from '@flywheel/kernels';
 import type { Checkpoint, RewardChatMessage } from '@flywheel/model';
-import { beginOrResume, checkpointAfterStep, parseKtoLines, resumableState, Rng, saveResumePoint, splitHeldOut, type ResumableRunOptions } from '@flywheel/train';
+import { beginOrResume, checkpointAfterStep, parseKtoLines, resumableState, Rng, splitHeldOut, type ResumableRunOptions } from '@flywheel/train';
 import { checkKtoLossOptions, ktoLoss, ktoWeightAdvice, rewardSeparation, type KtoLossOptions, type KtoLossResult } from './kto.loss';
 import { backwardSides, createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
 
@@ -262,19 +262,20 @@ export async function runKtoTraining(o: KtoOptions): Promise<KtoResult> {
   const model = await createPolicy(ck, { outDir, resumed: saved !== null, threads: o.threads, seed: o.seed, lora: o.lora });
   try {
     // The data order deals whole batches: a batch's mismatched pairs are its own examples' completions.
-    const { data, start, totals } = await beginOrResume<KtoTotals>(model, saved, {
+    const { data, start, totals, save } = await beginOrResume<KtoTotals>(model, saved, {
       rng,
       n: trainBatches.length,
       outDir,
+      modelDir,
+      spec: ck.spec,
+      key: runKey,
+      optimizer: opt,
       onResume: o.onResume,
       fresh: async () => {
         const before = await evaluateBatches(model, heldBatches, seqLen, lo);
         return { heldoutSeparationBefore: before.separation, heldoutMarginBefore: before.margin, lossFirst: NaN, lossLast: NaN };
       },
     });
-
-    const save = (): Promise<void> =>
-      saveResumePoint(model, { outDir, modelDir, spec: ck.spec, state: { ...data.position(), optimizer: { ...opt }, extra: { ...runKey, totals } } });
 
     for (let step = start; step < o.steps; step++) {
       const batch = trainBatches[data.take(1)[0]];

@@ -15,6 +15,7 @@ import {
   SCORE_HEAD_WEIGHT,
   trainableModelInfo,
   type ModelSpec,
+  type OptimizerConfig,
   type TrainableModelHandle,
 } from '@flywheel/kernels';
 import { EpochOrder } from './epoch-order';
@@ -75,18 +76,38 @@ export function restoreResumePoint(model: TrainableModelHandle, state: TrainingS
 /**
  * Where a resumable trainer over shuffled examples begins: at its resume point (optimizer state, data position and
  * the run's totals restored; onResume told the step), or at step 0 with the totals `fresh` measures (the held-out
- * figures before training). Either way the data order is the one `rng` deals for `n` examples.
+ * figures before training). Either way the data order is the one `rng` deals for `n` examples. `save` writes a resume
+ * point of the run as it stands: the model, the data position, the optimizer settings, and the run's key (what a
+ * resume must match, resumableState) with the totals as they are then.
  */
 export async function beginOrResume<T>(
   model: TrainableModelHandle,
   saved: { state: TrainingState; totals: T } | null,
-  o: { rng: Rng; n: number; outDir: string; onResume?: (step: number) => unknown; fresh: () => Promise<T> },
-): Promise<{ data: EpochOrder; start: number; totals: T }> {
+  o: {
+    rng: Rng;
+    n: number;
+    outDir: string;
+    modelDir: string;
+    spec: ModelSpec;
+    key: Record<string, unknown>;
+    optimizer: OptimizerConfig;
+    onResume?: (step: number) => unknown;
+    fresh: () => Promise<T>;
+  },
+): Promise<{ data: EpochOrder; start: number; totals: T; save: () => Promise<void> }> {
   const data = EpochOrder.reshuffled(o.rng, o.n);
-  if (!saved) return { data, start: 0, totals: await o.fresh() };
-  const start = restoreResumePoint(model, saved.state, data, o.outDir);
-  await o.onResume?.(start);
-  return { data, start, totals: saved.totals };
+  let start = 0;
+  let totals: T;
+  if (saved) {
+    start = restoreResumePoint(model, saved.state, data, o.outDir);
+    await o.onResume?.(start);
+    totals = saved.totals;
+  } else {
+    totals = await o.fresh();
+  }
+  const state = () => ({ ...data.position(), optimizer: { ...o.optimizer }, extra: { ...o.key, totals } });
+  const save = () => saveResumePoint(model, { outDir: o.outDir, modelDir: o.modelDir, spec: o.spec, state: state() });
+  return { data, start, totals, save };
 }
 
 /** How a trainer's caller checkpoints and stops a run between optimizer steps. */

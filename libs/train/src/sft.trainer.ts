@@ -22,7 +22,7 @@ import {
 import { loadCheckpoint, ModelLoadError } from '@flywheel/model';
 import { splitHeldOut } from './epoch-order';
 import { measurePeakFlops } from './mfu.probe';
-import { beginOrResume, checkpointAfterStep, loadLoraResume, resumableState, saveResumePoint } from './resume-point';
+import { beginOrResume, checkpointAfterStep, loadLoraResume, resumableState } from './resume-point';
 import { Rng } from './rng';
 import { packBatch, parseSftJsonl, type PackedBatch } from './sft.examples';
 import type { ResumableRunOptions } from './trainer.options';
@@ -139,16 +139,17 @@ export async function runSft(o: SftOptions): Promise<SftResult> {
   const info = trainableModelInfo(model);
   const numParams = info.numParams;
   try {
-    const { data, start, totals } = await beginOrResume<RunTotals>(model, saved, {
+    const { data, start, totals, save } = await beginOrResume<RunTotals>(model, saved, {
       rng,
       n: train.length,
       outDir,
+      modelDir,
+      spec: ck.spec,
+      key: runKey,
+      optimizer: opt,
       onResume: o.onResume,
       fresh: async () => ({ heldoutLossBefore: nHeld > 0 ? await heldoutLoss(model, heldBatches) : NaN, trainLossFirst: NaN, trainLossLast: NaN, tokens: 0, seconds: 0 }),
     });
-
-    const save = (): Promise<void> =>
-      saveResumePoint(model, { outDir, modelDir, spec: ck.spec, state: { ...data.position(), optimizer: { ...opt }, extra: { ...runKey, totals } } });
 
     for (let step = start; step < o.steps; step++) {
       const pick = data.take(Math.min(o.batchSize, train.length)).map((i) => train[i]);
