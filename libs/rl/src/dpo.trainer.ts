@@ -21,7 +21,7 @@ import {
   type ResumableRunOptions,
 } from '@flywheel/train';
 import { checkDpoLossOptions, dpoLoss, type DpoLossResult } from './dpo.loss';
-import { backwardSides, createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
+import { backwardSides, createPolicy, forwardSides, loadChatPolicy, offlineOptimizer, offlineRunKey, responseSide, type ResponseSide } from './offline.training';
 import { meanStd } from './ppo.math';
 
 /** One tokenized side: SFT layout, assistant[t] marks the side's response tokens (the ones its log-prob sums). */
@@ -192,18 +192,7 @@ export async function runDpoTraining(o: DpoOptions): Promise<DpoResult> {
   }
 
   const opt = offlineOptimizer(o.lr, o.steps);
-  const runKey = {
-    source: modelDir,
-    data: o.data.origin ?? o.data.source,
-    seed: o.seed,
-    batchSize: o.batchSize,
-    seqLen,
-    steps: o.steps,
-    lr: o.lr,
-    heldout: o.heldout,
-    ...lo,
-    lora: loraKey(o.lora),
-  };
+  const runKey = offlineRunKey(o, modelDir, seqLen, lo);
   const saved = o.resume
     ? await resumableState(outDir, runKey, (num): DpoTotals => ({
         heldoutAccuracyBefore: num('heldoutAccuracyBefore'),

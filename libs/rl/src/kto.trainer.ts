@@ -15,7 +15,7 @@ import { createTrainableModel, freeTrainableModel, optimizerStep, trainableModel
 import type { Checkpoint, RewardChatMessage } from '@flywheel/model';
 import { beginOrResume, checkpointAfterStep, parseKtoLines, resumableState, Rng, splitHeldOut, type ResumableRunOptions } from '@flywheel/train';
 import { checkKtoLossOptions, ktoLoss, ktoWeightAdvice, rewardSeparation, type KtoLossOptions, type KtoLossResult } from './kto.loss';
-import { backwardSides, createPolicy, forwardSides, loadChatPolicy, loraKey, offlineOptimizer, responseSide, type ResponseSide } from './offline.training';
+import { backwardSides, createPolicy, forwardSides, loadChatPolicy, offlineOptimizer, offlineRunKey, responseSide, type ResponseSide } from './offline.training';
 
 /** One line of KTO data, tokenized, with the frozen reference's summed completion log-prob (nats). */
 export interface KtoExample {
@@ -239,18 +239,7 @@ export async function runKtoTraining(o: KtoOptions): Promise<KtoResult> {
   }
 
   const opt = offlineOptimizer(o.lr, o.steps);
-  const runKey = {
-    source: modelDir,
-    data: o.data.origin ?? o.data.source,
-    seed: o.seed,
-    batchSize: o.batchSize,
-    seqLen,
-    steps: o.steps,
-    lr: o.lr,
-    heldout: o.heldout,
-    ...lo,
-    lora: loraKey(o.lora),
-  };
+  const runKey = offlineRunKey(o, modelDir, seqLen, lo);
   const saved = o.resume
     ? await resumableState(outDir, runKey, (num): KtoTotals => ({
         heldoutSeparationBefore: num('heldoutSeparationBefore'),

@@ -1,13 +1,13 @@
 /**
  * What the offline trainers on fixed responses (DPO, KTO) share: a prompt + response tokenized so that only the
  * response is scored, the summed response log-probs of such sequences under a trainable model and their backward,
- * the policy checkpoint they start from (and a resumed run's weights), and the AdamW
+ * the policy checkpoint they start from (and a resumed run's weights), the key a resumed run must match, and the AdamW
  * settings of TRL's trainers. No loss, data order or training loop here.
  */
 import { createTrainableModel, policyBackward, policyForward, type LoraOptions, type OptimizerConfig, type TrainableModelHandle } from '@flywheel/kernels';
 import type { ExportTool } from '@flywheel/contracts';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
-import { buildSftExample, loadLoraResume, packBatch, type SftExample } from '@flywheel/train';
+import { buildSftExample, loadLoraResume, packBatch, type ResumableRunOptions, type SftExample } from '@flywheel/train';
 
 /** One tokenized prompt + response: SFT layout, assistant[t] marks the response tokens (the ones its log-prob sums). */
 export type ResponseSide = SftExample;
@@ -78,6 +78,25 @@ export async function createPolicy(
 /** The LoRA options as a training state's key entry (null without LoRA). */
 export const loraKey = (lora: Omit<LoraOptions, 'seed'> | undefined): string | null =>
   lora ? JSON.stringify({ rank: lora.rank, alpha: lora.alpha ?? null, targets: lora.targets ?? null }) : null;
+
+/**
+ * The training state's key of a DPO or KTO run (resumableState): a resume continues only a run of the same model,
+ * data, seed, batch, sequence length, schedule, held-out share, loss settings and LoRA options.
+ */
+export function offlineRunKey<L extends object>(o: ResumableRunOptions & { lora?: Omit<LoraOptions, 'seed'> }, modelDir: string, seqLen: number, loss: L): Record<string, unknown> {
+  return {
+    source: modelDir,
+    data: o.data.origin ?? o.data.source,
+    seed: o.seed,
+    batchSize: o.batchSize,
+    seqLen,
+    steps: o.steps,
+    lr: o.lr,
+    heldout: o.heldout,
+    ...loss,
+    lora: loraKey(o.lora),
+  };
+}
 
 /** AdamW as TRL's DPOTrainer and KTOTrainer use it (β2 0.999, no weight decay, clip 1.0), with warmup + cosine. */
 export function offlineOptimizer(lr: number, steps: number): OptimizerConfig {
