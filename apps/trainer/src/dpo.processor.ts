@@ -11,7 +11,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { dpoJobDataSchema, QUEUES, type DpoJobData, type DpoJobProgress, type DpoJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { DpoStoppedError, runDpoTraining, type DpoResult } from '@flywheel/rl';
+import { runDpoTraining, type DpoResult } from '@flywheel/rl';
 import { publishedVersionOf } from './checkpoint.publisher';
 import { finiteOrNull, sourceOf, TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
@@ -23,9 +23,6 @@ export class DpoProcessor extends TrainingJobProcessor<DpoJobData, DpoResult, Dp
     super(config, store, mesh, { queue: QUEUES.dpo, schema: dpoJobDataSchema, kind: 'dpo', versionPrefix: 'dpo' });
   }
 
-  protected override stoppedAt(err: unknown): number | null {
-    return err instanceof DpoStoppedError ? err.step : null;
-  }
 
   protected async prepare(job: QueueJob, data: DpoJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<DpoResult, DpoJobResult>> {
     const text = await this.store.trainingText(data.data, 'preference');

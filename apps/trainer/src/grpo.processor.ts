@@ -11,7 +11,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { grpoConfigSchema, grpoJobDataSchema, QUEUES, type GrpoJobData, type GrpoJobResult, type GrpoStepMetrics } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { GrpoStoppedError, runGrpo, type GrpoResult } from '@flywheel/rl';
+import { runGrpo, type GrpoResult } from '@flywheel/rl';
 import { readJobPrompts } from './prompt-set.reader';
 import { RewardClient } from './reward.client';
 import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
@@ -35,9 +35,6 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
     super(config, store, mesh, { queue: QUEUES.grpo, schema: grpoJobDataSchema, kind: 'grpo', versionPrefix: 'grpo' });
   }
 
-  protected override stoppedAt(err: unknown): number | null {
-    return err instanceof GrpoStoppedError ? err.step : null;
-  }
 
   protected async prepare(job: QueueJob, data: GrpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<GrpoTrained, GrpoJobResult>> {
     const cfg = grpoConfigSchema.parse(data.config);

@@ -11,7 +11,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { ktoJobDataSchema, QUEUES, type KtoJobData, type KtoJobProgress, type KtoJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { KtoStoppedError, runKtoTraining, type KtoProgress, type KtoResult } from '@flywheel/rl';
+import { runKtoTraining, type KtoProgress, type KtoResult } from '@flywheel/rl';
 import { publishedVersionOf } from './checkpoint.publisher';
 import { finiteOrNull, sourceOf, TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
@@ -30,9 +30,6 @@ export class KtoProcessor extends TrainingJobProcessor<KtoJobData, KtoResult, Kt
     super(config, store, mesh, { queue: QUEUES.kto, schema: ktoJobDataSchema, kind: 'kto', versionPrefix: 'kto' });
   }
 
-  protected override stoppedAt(err: unknown): number | null {
-    return err instanceof KtoStoppedError ? err.step : null;
-  }
 
   protected async prepare(job: QueueJob, data: KtoJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<KtoResult, KtoJobResult>> {
     const text = await this.store.trainingText(data.data, 'kto');

@@ -11,7 +11,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { ppoJobDataSchema, QUEUES, type PpoJobData, type PpoJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { PpoStoppedError, runPpo, type PpoResult } from '@flywheel/rl';
+import { runPpo, type PpoResult } from '@flywheel/rl';
 import { readJobPrompts } from './prompt-set.reader';
 import { RewardClient } from './reward.client';
 import { TrainerMetrics } from './trainer.metrics';
@@ -36,9 +36,6 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
     super(config, store, mesh, { queue: QUEUES.ppo, schema: ppoJobDataSchema, kind: 'ppo', versionPrefix: 'ppo' });
   }
 
-  protected override stoppedAt(err: unknown): number | null {
-    return err instanceof PpoStoppedError ? err.step : null;
-  }
 
   protected async prepare(job: QueueJob, data: PpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<PpoTrained, PpoJobResult>> {
     const seed = data.config.seed ?? 1;

@@ -15,6 +15,7 @@ import { modelVersionNameSchema, type ModelRole, type QueueName, type TrainingDa
 import type { TrainerConfig } from '@flywheel/config';
 import type { MeshConnection } from '@flywheel/mesh';
 import type { CandidateToRegister } from '@flywheel/store';
+import { TrainingStoppedError } from '@flywheel/train';
 import { registerAndPublish } from './checkpoint.publisher';
 import { RunRecorder } from './run.recorder';
 import type { TrainerStore } from './trainer.store';
@@ -217,8 +218,8 @@ export abstract class TrainingJobProcessor<D extends { outName?: string }, T, R>
   }
 
   /** The step a training stopped at for shutdown (its checkpoint holds it), or null for any other error. */
-  protected stoppedAt(_err: unknown): number | null {
-    return null;
+  private stoppedAt(err: unknown): number | null {
+    return err instanceof TrainingStoppedError ? err.step : null;
   }
 
   protected async handle(job: QueueJob, data: D, token?: string): Promise<R> {

@@ -10,7 +10,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { QUEUES, sftJobDataSchema, type SftJobData, type SftJobProgress, type SftJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
-import { runSft, SftStoppedError, type SftResult } from '@flywheel/train';
+import { runSft, type SftResult } from '@flywheel/train';
 import { publishedVersionOf } from './checkpoint.publisher';
 import { finiteOrNull, sourceOf, TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
 import { TRAINER_CONFIG } from './trainer.queues';
@@ -22,9 +22,6 @@ export class SftProcessor extends TrainingJobProcessor<SftJobData, SftResult, Sf
     super(config, store, mesh, { queue: QUEUES.sft, schema: sftJobDataSchema, kind: 'sft', versionPrefix: 'sft' });
   }
 
-  protected override stoppedAt(err: unknown): number | null {
-    return err instanceof SftStoppedError ? err.step : null;
-  }
 
   protected async prepare(job: QueueJob, data: SftJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<SftResult, SftJobResult>> {
     const text = await this.store.trainingText(data.data, 'sft');

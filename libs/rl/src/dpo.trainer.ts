@@ -18,6 +18,7 @@ import {
   resumableState,
   Rng,
   splitHeldOut,
+  TrainingStoppedError,
   type ResumableRunOptions,
 } from '@flywheel/train';
 import { checkDpoLossOptions, dpoLoss, type DpoLossResult } from './dpo.loss';
@@ -129,10 +130,9 @@ export interface DpoOptions extends ResumableRunOptions {
 }
 
 /** Thrown by runDpoTraining when shouldStop asked it to stop; outDir then holds a checkpoint at `step`. */
-export class DpoStoppedError extends Error {
-  constructor(readonly step: number) {
-    super(`DPO stopped at step ${step} (checkpoint saved)`);
-    this.name = 'DpoStoppedError';
+export class DpoStoppedError extends TrainingStoppedError {
+  constructor(step: number) {
+    super(step, 'DPO');
   }
 }
 

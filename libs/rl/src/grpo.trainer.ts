@@ -28,7 +28,7 @@ import {
 } from '@flywheel/kernels';
 import type { RewardReference } from '@flywheel/contracts';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
-import { checkpointAfterStep, EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, writeModelOutputs } from '@flywheel/train';
+import { checkpointAfterStep, EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, TrainingStoppedError, writeModelOutputs } from '@flywheel/train';
 import { dpoLoss } from './dpo.loss';
 import { groupAdvantages, groupPolicyLoss, groupPreferencePairs } from './group.math';
 import { meanStd, sequenceKl } from './ppo.math';
@@ -66,10 +66,9 @@ export interface GrpoResult {
   seconds: number;
 }
 
-export class GrpoStoppedError extends Error {
-  constructor(readonly step: number) {
-    super(`grpo stopped at step ${step} (checkpoint written)`);
-    this.name = 'GrpoStoppedError';
+export class GrpoStoppedError extends TrainingStoppedError {
+  constructor(step: number) {
+    super(step, 'GRPO');
   }
 }
 

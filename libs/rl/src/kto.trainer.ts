@@ -13,7 +13,7 @@ import path from 'node:path';
 import { KTO_DEFAULTS, type ExportTool } from '@flywheel/contracts';
 import { createTrainableModel, freeTrainableModel, optimizerStep, trainableModelInfo, zeroGrad, type LoraOptions, type TrainableModelHandle } from '@flywheel/kernels';
 import type { Checkpoint, RewardChatMessage } from '@flywheel/model';
-import { beginOrResume, checkpointAfterStep, parseKtoLines, resumableState, Rng, splitHeldOut, type ResumableRunOptions } from '@flywheel/train';
+import { beginOrResume, checkpointAfterStep, parseKtoLines, resumableState, Rng, splitHeldOut, TrainingStoppedError, type ResumableRunOptions } from '@flywheel/train';
 import { checkKtoLossOptions, ktoLoss, ktoWeightAdvice, rewardSeparation, type KtoLossOptions, type KtoLossResult } from './kto.loss';
 import { backwardSides, createPolicy, forwardSides, loadChatPolicy, offlineOptimizer, offlineRunKey, responseSide, type ResponseSide } from './offline.training';
 
@@ -162,10 +162,9 @@ export interface KtoOptions extends ResumableRunOptions {
 }
 
 /** Thrown by runKtoTraining when shouldStop asked it to stop; outDir then holds a checkpoint at `step`. */
-export class KtoStoppedError extends Error {
-  constructor(readonly step: number) {
-    super(`KTO stopped at step ${step} (checkpoint saved)`);
-    this.name = 'KtoStoppedError';
+export class KtoStoppedError extends TrainingStoppedError {
+  constructor(step: number) {
+    super(step, 'KTO');
   }
 }
 

@@ -48,6 +48,7 @@ import {
   saveResumePoint,
   seededPermutation,
   TRAINING_STATE_FILE,
+  TrainingStoppedError,
   writeModelOutputs,
   type TrainingState,
 } from '@flywheel/train';
@@ -87,10 +88,9 @@ export interface PpoResult {
   seconds: number;
 }
 
-export class PpoStoppedError extends Error {
-  constructor(readonly step: number) {
-    super(`ppo stopped at step ${step} (checkpoint written)`);
-    this.name = 'PpoStoppedError';
+export class PpoStoppedError extends TrainingStoppedError {
+  constructor(step: number) {
+    super(step, 'PPO');
   }
 }
 

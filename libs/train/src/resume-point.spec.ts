@@ -1,4 +1,5 @@
-import { checkpointAfterStep } from './resume-point';
+import { checkpointAfterStep, TrainingStoppedError } from './resume-point';
+import { SftStoppedError } from './sft.trainer';
 
 /** Runs `steps` steps through checkpointAfterStep; the steps saved after, told to onCheckpoint, and where it stopped. */
 async function run(steps: number, every: number, stopAfter: number | null) {
@@ -24,5 +25,13 @@ describe('checkpointAfterStep', () => {
     expect(await run(10, 0, 5)).toEqual({ saved: [5], told: [5], stoppedAt: 5, polled: 5 });
     // Asked to stop only once the last step is done: the run ends normally instead.
     expect(await run(3, 0, 3)).toEqual({ saved: [], told: [], stoppedAt: null, polled: 2 });
+  });
+});
+
+describe('TrainingStoppedError', () => {
+  it("is each trainer's stop error (what the trainer service catches at shutdown), named and worded by its subclass", () => {
+    const e = new SftStoppedError(7);
+    expect(e).toBeInstanceOf(TrainingStoppedError);
+    expect([e.name, e.step, e.message]).toEqual(['SftStoppedError', 7, 'SFT stopped at step 7 (checkpoint saved)']);
   });
 });

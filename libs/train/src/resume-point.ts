@@ -110,6 +110,20 @@ export async function beginOrResume<T>(
   return { data, start, totals, save };
 }
 
+/**
+ * Thrown by a trainer that stopped because its caller asked it to (shouldStop): outDir then holds a resume point at
+ * `step`, and a resumed run continues from there. Each trainer throws its own subclass.
+ */
+export class TrainingStoppedError extends Error {
+  constructor(
+    readonly step: number,
+    run: string,
+  ) {
+    super(`${run} stopped at step ${step} (checkpoint saved)`);
+    this.name = new.target.name;
+  }
+}
+
 /** How a trainer's caller checkpoints and stops a run between optimizer steps. */
 export interface StepCheckpointHooks {
   /** Polled after each step but the last: when true the run saves a resume point and stops. */

@@ -22,7 +22,7 @@ import {
 import { loadCheckpoint, ModelLoadError } from '@flywheel/model';
 import { splitHeldOut } from './epoch-order';
 import { measurePeakFlops } from './mfu.probe';
-import { beginOrResume, checkpointAfterStep, loadLoraResume, resumableState } from './resume-point';
+import { beginOrResume, checkpointAfterStep, loadLoraResume, resumableState, TrainingStoppedError } from './resume-point';
 import { Rng } from './rng';
 import { packBatch, parseSftJsonl, type PackedBatch } from './sft.examples';
 import type { ResumableRunOptions } from './trainer.options';
@@ -84,10 +84,9 @@ export interface SftResult {
 }
 
 /** Thrown by runSft when shouldStop asked it to stop; outDir then holds a checkpoint at `step`. */
-export class SftStoppedError extends Error {
-  constructor(readonly step: number) {
-    super(`SFT stopped at step ${step} (checkpoint saved)`);
-    this.name = 'SftStoppedError';
+export class SftStoppedError extends TrainingStoppedError {
+  constructor(step: number) {
+    super(step, 'SFT');
   }
 }
 
