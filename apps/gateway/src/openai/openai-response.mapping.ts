@@ -309,36 +309,34 @@ export function textCompletionOf(state: CompletionState): TextCompletion {
 
 // ---- streaming chunks ------------------------------------------------------------------------------
 
-/** Serialised chunks for one streaming response; `usage: null` rides along when include_usage is set. */
+/**
+ * Serialised chunks for one streaming response; `usage: null` rides along when include_usage is set. Every chunk of a
+ * response shares its fields but the choice, so those are serialised once (again only if a start frame changes the
+ * model or version) and each chunk serialises just its choice: the same bytes as the whole chunk's JSON.stringify.
+ */
 export class ChunkWriter {
+  private envelope: { model: string; fingerprint: string; head: string; tail: string } | null = null;
+
   constructor(private readonly state: CompletionState) {}
 
   private chat(choice: ChatCompletionChunk['choices'][number]): string {
-    const { plan } = this.state;
-    const chunk: ChatCompletionChunk = {
-      id: plan.id,
-      object: 'chat.completion.chunk',
-      created: plan.created,
-      model: this.state.model,
-      system_fingerprint: this.state.fingerprint,
-      choices: [choice],
-      ...(plan.includeUsage ? { usage: null } : {}),
-    };
-    return JSON.stringify(chunk);
+    return this.chunk(choice);
   }
 
   private text(choice: TextCompletion['choices'][number]): string {
-    const { plan } = this.state;
-    const chunk: TextCompletion = {
-      id: plan.id,
-      object: 'text_completion',
-      created: plan.created,
-      model: this.state.model,
-      system_fingerprint: this.state.fingerprint,
-      choices: [choice],
-      ...(plan.includeUsage ? { usage: null } : {}),
-    };
-    return JSON.stringify(chunk);
+    return this.chunk(choice);
+  }
+
+  /** `{"id": …, "object": …, "created": …, "model": …, "system_fingerprint": …, "choices": [choice], "usage": null?}`. */
+  private chunk(choice: object): string {
+    const { plan, model, fingerprint } = this.state;
+    let e = this.envelope;
+    if (e === null || e.model !== model || e.fingerprint !== fingerprint) {
+      const object = plan.endpoint === 'chat.completions' ? 'chat.completion.chunk' : 'text_completion';
+      const fields = JSON.stringify({ id: plan.id, object, created: plan.created, model, system_fingerprint: fingerprint });
+      e = this.envelope = { model, fingerprint, head: `${fields.slice(0, -1)},"choices":[`, tail: plan.includeUsage ? '],"usage":null}' : ']}' };
+    }
+    return e.head + JSON.stringify(choice) + e.tail;
   }
 
   /** Chat: the assistant role opens each choice; completions with echo: the prompt opens it. */
