@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { GatewayConfig } from '@flywheel/config';
-import type { CompletionRecord, GenerateFrame, GenerateRequestInput, ParsedModerationRequest, PolicyInfo } from '@flywheel/contracts';
+import type { CompletionRecord, GenerateFrame, GenerateRequestInput, ParsedModerationRequest } from '@flywheel/contracts';
 import { MeshError } from '@flywheel/mesh';
 import { loadModerator, moderationDataDir, type Moderator } from '@flywheel/moderation';
 import { Registry } from 'prom-client';
@@ -15,8 +15,9 @@ import { GatewayMetrics } from '../observability/gateway.metrics';
 import type { CompletionRecords } from './completion-records';
 import { GenerationService } from './generation.service';
 import type { PolicyClient } from './policy.client';
+import { testPolicyInfo } from './policy-info.testing';
 
-const info: PolicyInfo = { model: 'tiny', policyVersion: 'v1', loadedAt: 1, contextLength: 512, vocabSize: 512, dtype: 'f32', instanceId: 'p', hasChatTemplate: true, toolCallFormat: 'hermes', reasoning: null };
+const info = testPolicyInfo({ instanceId: 'p' });
 
 /** A policy that plays back scripted frames; `hold` keeps a stream open until aborted. */
 class ScriptedPolicy {

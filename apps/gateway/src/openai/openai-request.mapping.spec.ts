@@ -1,18 +1,7 @@
-import type { PolicyInfo } from '@flywheel/contracts';
 import { parseChatCompletionBody, parseCompletionBody, planChatCompletion, planCompletion } from './openai-request.mapping';
+import { testPolicyInfo } from './policy-info.testing';
 
-const info: PolicyInfo = {
-  model: 'tiny',
-  policyVersion: 'v7',
-  loadedAt: 1_700_000_000,
-  contextLength: 512,
-  vocabSize: 512,
-  dtype: 'f32',
-  instanceId: 'policy-1',
-  hasChatTemplate: true,
-  toolCallFormat: 'hermes',
-  reasoning: null,
-};
+const info = testPolicyInfo({ policyVersion: 'v7', loadedAt: 1_700_000_000 });
 const ids = { id: 'chatcmpl-x', created: 1 };
 const chat = (extra: object) => planChatCompletion(parseChatCompletionBody({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], ...extra }), info, ids);
 const completion = (extra: object) => planCompletion(parseCompletionBody({ model: 'tiny', prompt: 'hi', ...extra }), { ...info }, { id: 'cmpl-x', created: 1 });

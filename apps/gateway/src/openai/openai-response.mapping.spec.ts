@@ -1,23 +1,12 @@
 // ChunkWriter: a streamed chunk is the same JSON, byte for byte, as the whole chunk object serialised, for both
 // endpoints, with and without include_usage, and follows a start frame that names another model or version.
-import type { PolicyInfo } from '@flywheel/contracts';
 import { loadModerator, StreamModerator } from '@flywheel/moderation';
 import { OutputGate } from '../moderation/output-gate';
 import { parseChatCompletionBody, parseCompletionBody, planChatCompletion, planCompletion, type GenerationPlan } from './openai-request.mapping';
 import { ChunkWriter, CompletionState } from './openai-response.mapping';
+import { testPolicyInfo } from './policy-info.testing';
 
-const info: PolicyInfo = {
-  model: 'tiny',
-  policyVersion: 'v7',
-  loadedAt: 1_700_000_000,
-  contextLength: 512,
-  vocabSize: 512,
-  dtype: 'f32',
-  instanceId: 'policy-1',
-  hasChatTemplate: true,
-  toolCallFormat: 'hermes',
-  reasoning: null,
-};
+const info = testPolicyInfo({ policyVersion: 'v7' });
 const moderator = loadModerator();
 const stateOf = (plan: GenerationPlan) => new CompletionState(plan, { input: null, gate: () => new OutputGate(new StreamModerator(moderator)) });
 const step = (text: string) => ({ text, logprobs: [], blocked: false });

@@ -1,19 +1,8 @@
 /** /tokenize and /detokenize bodies → policy payloads: vLLM's defaults, model and vocabulary checks, 400s naming the field. */
-import type { PolicyInfo } from '@flywheel/contracts';
 import { detokenizePayloadOf, parseDetokenizeBody, parseTokenizeBody, tokenizePayloadOf } from './tokenize.service';
+import { testPolicyInfo } from './policy-info.testing';
 
-const info: PolicyInfo = {
-  model: 'tiny',
-  policyVersion: 'v1',
-  loadedAt: 1,
-  contextLength: 512,
-  vocabSize: 512,
-  dtype: 'f32',
-  instanceId: 'policy-1',
-  hasChatTemplate: true,
-  toolCallFormat: 'hermes',
-  reasoning: null,
-};
+const info = testPolicyInfo();
 
 describe('tokenize request mapping', () => {
   it('maps a prompt with special tokens by default', () => {
