@@ -1,8 +1,9 @@
 /**
  * Resume points: a folder holding a trainable model's weights (an HF checkpoint; with LoRA the merged weights plus the
  * PEFT adapter under `adapter/`) and its training state (training-checkpoint.io.ts), written so that a kill at any
- * moment leaves either a complete point or none; finding one written by the same run (its key); and putting a model
- * and a data order back where it stood. Used by every trainer that resumes (SFT, DPO, KTO, PPO, GRPO). No training loop here.
+ * moment leaves either a complete point or none; finding one written by the same run (its key); putting a model and a
+ * data order back where it stood; when a run writes one between its steps, and the error a run stopped there throws.
+ * Used by every trainer that resumes (SFT, DPO, KTO, PPO, GRPO). No training loop here.
  */
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
