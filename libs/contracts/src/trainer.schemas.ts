@@ -14,7 +14,7 @@ export const trainingDataSourceSchema = z.discriminatedUnion('kind', [
 ]);
 export type TrainingDataSource = z.infer<typeof trainingDataSourceSchema>;
 
-/** A job's checkpoint folder under `<state dir>/checkpoints/`: letters, digits, `.`, `_`, `-`, not starting with `.`. */
+/** A job's checkpoint folder in `<state dir>/checkpoints/`: letters, digits, `.`, `_`, `-`, not starting with `.`. */
 export const checkpointFolderNameSchema = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/).max(128);
 
 /**

@@ -1,7 +1,7 @@
 import { checkpointAfterStep, TrainingStoppedError } from './resume-point';
 import { SftStoppedError } from './sft.trainer';
 
-/** Runs `steps` steps through checkpointAfterStep; the steps saved after, told to onCheckpoint, and where it stopped. */
+/** `steps` steps through checkpointAfterStep: the steps saved after, those told to onCheckpoint, where it stopped. */
 async function run(steps: number, every: number, stopAfter: number | null) {
   const saved: number[] = [];
   const told: number[] = [];

@@ -327,7 +327,7 @@ export class ChunkWriter {
     return this.chunk(choice);
   }
 
-  /** `{"id": …, "object": …, "created": …, "model": …, "system_fingerprint": …, "choices": [choice], "usage": null?}`. */
+  /** `{"id", "object", "created", "model", "system_fingerprint", "choices": [choice], "usage": null?}`. */
   private chunk(choice: object): string {
     const { plan, model, fingerprint } = this.state;
     let e = this.envelope;

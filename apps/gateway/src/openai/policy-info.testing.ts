@@ -1,4 +1,4 @@
-/** The PolicyInfo the gateway's unit specs plan requests against: a 512-token, 512-id model with a chat template. Tests only. */
+/** The PolicyInfo the gateway's unit specs plan against: a 512-token, 512-id model with a chat template. Tests only. */
 import type { PolicyInfo } from '@flywheel/contracts';
 
 export const testPolicyInfo = (overrides: Partial<PolicyInfo> = {}): PolicyInfo => ({
