@@ -23,7 +23,6 @@ export class DpoProcessor extends TrainingJobProcessor<DpoJobData, DpoResult, Dp
     super(config, store, mesh, { queue: QUEUES.dpo, schema: dpoJobDataSchema, kind: 'dpo', versionPrefix: 'dpo' });
   }
 
-
   protected async prepare(job: QueueJob, data: DpoJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<DpoResult, DpoJobResult>> {
     const text = await this.store.trainingText(data.data, 'preference');
     const { source, exportIds } = sourceOf(data.data);

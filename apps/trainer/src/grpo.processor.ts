@@ -35,7 +35,6 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
     super(config, store, mesh, { queue: QUEUES.grpo, schema: grpoJobDataSchema, kind: 'grpo', versionPrefix: 'grpo' });
   }
 
-
   protected async prepare(job: QueueJob, data: GrpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<GrpoTrained, GrpoJobResult>> {
     const cfg = grpoConfigSchema.parse(data.config);
     const prompts = await readJobPrompts(this.store, data.prompts, data.heldout, cfg.seed);

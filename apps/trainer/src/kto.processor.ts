@@ -30,7 +30,6 @@ export class KtoProcessor extends TrainingJobProcessor<KtoJobData, KtoResult, Kt
     super(config, store, mesh, { queue: QUEUES.kto, schema: ktoJobDataSchema, kind: 'kto', versionPrefix: 'kto' });
   }
 
-
   protected async prepare(job: QueueJob, data: KtoJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<KtoResult, KtoJobResult>> {
     const text = await this.store.trainingText(data.data, 'kto');
     const { source, exportIds } = sourceOf(data.data);

@@ -36,7 +36,6 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
     super(config, store, mesh, { queue: QUEUES.ppo, schema: ppoJobDataSchema, kind: 'ppo', versionPrefix: 'ppo' });
   }
 
-
   protected async prepare(job: QueueJob, data: PpoJobData, { jobId, outDir, id }: TrainingTarget): Promise<PreparedTraining<PpoTrained, PpoJobResult>> {
     const seed = data.config.seed ?? 1;
     const prompts = await readJobPrompts(this.store, data.prompts, data.heldout, seed);

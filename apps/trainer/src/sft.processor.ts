@@ -22,7 +22,6 @@ export class SftProcessor extends TrainingJobProcessor<SftJobData, SftResult, Sf
     super(config, store, mesh, { queue: QUEUES.sft, schema: sftJobDataSchema, kind: 'sft', versionPrefix: 'sft' });
   }
 
-
   protected async prepare(job: QueueJob, data: SftJobData, { jobId, id, outDir }: TrainingTarget): Promise<PreparedTraining<SftResult, SftJobResult>> {
     const text = await this.store.trainingText(data.data, 'sft');
     const { source, exportIds } = sourceOf(data.data);
