@@ -6,12 +6,12 @@
  * shutdown, register, publish) as every training job; a job restarted under the same id resumes from its last
  * checkpoint. Not the algorithm (libs/rl/src/grpo.trainer.ts).
  */
-import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { grpoConfigSchema, grpoJobDataSchema, QUEUES, type GrpoJobData, type GrpoJobResult, type GrpoStepMetrics } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
 import { runGrpo, type GrpoResult } from '@flywheel/rl';
+import { onlineRlCandidate } from './online-rl.candidate';
 import { readJobPrompts } from './prompt-set.reader';
 import { RewardClient } from './reward.client';
 import { TrainingJobProcessor, type PreparedTraining, type QueueJob, type TrainingTarget } from './queue.processor';
@@ -71,42 +71,8 @@ export class GrpoProcessor extends TrainingJobProcessor<GrpoJobData, GrpoTrained
         });
         return { ...r, rewardVersion };
       },
-      finish: async (r) => {
-        const first = r.history[0];
-        const last = r.history[r.history.length - 1];
-        const metrics = {
-          algorithm: cfg.algorithm,
-          reward_first: first?.reward_mean ?? null,
-          reward_last: last?.reward_mean ?? null,
-          kl_last: last?.kl ?? null,
-          steps: r.steps,
-          seconds: r.seconds,
-          reward_version: r.rewardVersion,
-          train_prompts: prompts.train.length,
-          heldout_prompts: prompts.heldout.length,
-          base_model: path.resolve(data.modelDir),
-        };
-        return {
-          role: 'policy',
-          source: data.prompts,
-          metrics,
-          baseVersion: data.baseVersion,
-          lineage: { parent: data.baseVersion, exports: data.exportIds },
-          summary: `${cfg.algorithm}: reward ${metrics.reward_first?.toFixed(3)} → ${metrics.reward_last?.toFixed(3)}, KL ${metrics.kl_last?.toFixed(3)}; published candidate policy ${id}`,
-          result: {
-            versionId: id,
-            trainingRunId: id,
-            checkpointDir: outDir,
-            algorithm: cfg.algorithm,
-            steps: r.steps,
-            resumedFromStep: r.resumedFromStep,
-            rewardFirst: metrics.reward_first,
-            rewardLast: metrics.reward_last,
-            klLast: metrics.kl_last,
-            heldoutPrompts: prompts.heldout,
-          },
-        };
-      },
+      finish: async (r) =>
+        onlineRlCandidate(data, { jobId, id, outDir }, prompts, r, { metrics: { algorithm: cfg.algorithm }, result: { algorithm: cfg.algorithm }, label: cfg.algorithm }),
     };
   }
 }

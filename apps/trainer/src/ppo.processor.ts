@@ -6,12 +6,12 @@
  * record, requeue at shutdown, register, publish) is TrainingJobProcessor's; a job restarted under the same id (its
  * trainer died or shut down) resumes from its last checkpoint. Not the PPO algorithm (libs/rl).
  */
-import path from 'node:path';
 import { Inject, Injectable } from '@nestjs/common';
 import { ppoJobDataSchema, QUEUES, type PpoJobData, type PpoJobResult } from '@flywheel/contracts';
 import type { TrainerConfig } from '@flywheel/config';
 import { MeshConnection } from '@flywheel/mesh';
 import { runPpo, type PpoResult } from '@flywheel/rl';
+import { onlineRlCandidate } from './online-rl.candidate';
 import { readJobPrompts } from './prompt-set.reader';
 import { RewardClient } from './reward.client';
 import { TrainerMetrics } from './trainer.metrics';
@@ -68,41 +68,7 @@ export class PpoProcessor extends TrainingJobProcessor<PpoJobData, PpoTrained, P
         });
         return { ...r, rewardVersion };
       },
-      finish: async (r) => {
-        const first = r.history[0];
-        const last = r.history[r.history.length - 1];
-        const metrics = {
-          reward_first: first?.reward_mean ?? null,
-          reward_last: last?.reward_mean ?? null,
-          kl_last: last?.kl ?? null,
-          kl_coef: r.klCoef,
-          steps: r.steps,
-          seconds: r.seconds,
-          reward_version: r.rewardVersion,
-          train_prompts: prompts.train.length,
-          heldout_prompts: prompts.heldout.length,
-          base_model: path.resolve(data.modelDir),
-        };
-        return {
-          role: 'policy',
-          source: data.prompts,
-          metrics,
-          baseVersion: data.baseVersion,
-          lineage: { parent: data.baseVersion, exports: data.exportIds },
-          summary: `reward ${metrics.reward_first?.toFixed(3)} → ${metrics.reward_last?.toFixed(3)}, KL ${metrics.kl_last?.toFixed(3)}; published candidate policy ${id}`,
-          result: {
-            versionId: id,
-            trainingRunId: id,
-            checkpointDir: outDir,
-            steps: r.steps,
-            resumedFromStep: r.resumedFromStep,
-            rewardFirst: metrics.reward_first,
-            rewardLast: metrics.reward_last,
-            klLast: metrics.kl_last,
-            heldoutPrompts: prompts.heldout,
-          },
-        };
-      },
+      finish: async (r) => onlineRlCandidate(data, { jobId, id, outDir }, prompts, r, { metrics: { kl_coef: r.klCoef }, result: {} }),
     };
   }
 }
