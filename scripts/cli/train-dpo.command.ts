@@ -14,8 +14,6 @@ export const TRAIN_DPO_USAGE =
   'usage: flywheel train dpo --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--beta B] [--label-smoothing E] ' +
   `[--batch-size PAIRS] [--seq-len N] [--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
-/** JSON has no NaN: a held-out metric without held-out pairs is null. */
-
 export async function trainDpoCommand(argv: string[]): Promise<number> {
   const a = parseTrainArgsWith(argv, 'train dpo', TRAIN_DPO_USAGE, DPO_DEFAULTS, {
     beta: z.coerce.number().positive().default(DPO_DEFAULTS.beta),

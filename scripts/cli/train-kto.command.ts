@@ -14,7 +14,7 @@ export const TRAIN_KTO_USAGE =
   'usage: flywheel train kto --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--beta B] [--desirable-weight W] ' +
   `[--undesirable-weight W] [--batch-size N>=2] [--seq-len N] [--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
-/** JSON has no NaN: a held-out metric without held-out examples of both kinds is null. */
+/** A figure for the log line: '-' where it is NaN (a held-out metric without held-out examples of both kinds). */
 const shown = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 
 export async function trainKtoCommand(argv: string[]): Promise<number> {

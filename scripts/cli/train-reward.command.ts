@@ -12,8 +12,6 @@ export const TRAIN_REWARD_USAGE =
   'usage: flywheel train reward --model DIR --data FILE.jsonl --out DIR [--steps N] [--lr X] [--batch-size PAIRS] [--seq-len N] ' +
   `[--heldout FRACTION] [--seed S] [--threads N] ${LORA_USAGE} [--json]`;
 
-/** JSON has no NaN: a held-out accuracy without held-out pairs is null. */
-
 export async function trainRewardCommand(argv: string[]): Promise<number> {
   const a = parseTrainArgsWith(argv, 'train reward', TRAIN_REWARD_USAGE, { steps: 60, lr: 3e-3, heldout: 0.2 }, LORA_FLAGS);
   if (a === null) return 2;
