@@ -4,7 +4,8 @@
  * (a job run again after its trainer died resumes from its checkpoint, so a crash is not a reason to give up), a
  * `stopping` flag set at shutdown, and job data parsed with the queue's zod schema before handle() sees it (invalid
  * data fails for good). TrainingJobProcessor: parse → run record → train → at shutdown, checkpoint and go back to
- * the queue → register → publish; each job (sft, reward-train, dpo, kto, ppo) only prepares and runs its training.
+ * the queue → register → publish; each job (sft, reward-train, dpo, kto, ppo, grpo, moderation-train) only prepares
+ * and runs its training, the resumable ones with the same resume hooks.
  */
 import path from 'node:path';
 import { Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
