@@ -194,10 +194,9 @@ function randomOfHex(hex: string): bigint {
   return (randA << RAND_B_BITS) | randB;
 }
 
-/** 32 random bits, from randomUUID where there is one (see freshTimeOrderedId). */
+/** 32 random bits: the last 8 hex digits of a fresh id's rand_b (freshTimeOrderedId picks the random source). */
 function randomUint32(): number {
-  if (typeof globalThis.crypto.randomUUID === 'function') return parseInt(globalThis.crypto.randomUUID().slice(0, 8), 16);
-  return globalThis.crypto.getRandomValues(new Uint32Array(1))[0]!;
+  return parseInt(freshTimeOrderedId('').slice(-8), 16);
 }
 
 function freshTimeOrderedId(time: string): string {
