@@ -123,8 +123,6 @@ export interface DpoOptions extends ResumableRunOptions {
   /** Longest sequence in tokens (default 256, capped at the model's max positions); longer ones lose their start. */
   seqLen?: number;
   onProgress?: (p: DpoProgress) => void | Promise<void>;
-  /** Polled after each step: when true the run saves a checkpoint and throws DpoStoppedError (resume continues it). */
-  shouldStop?: () => boolean;
   /** Train LoRA adapters (A initialised from `seed`) on the frozen base instead of every weight. */
   lora?: Omit<LoraOptions, 'seed'>;
 }

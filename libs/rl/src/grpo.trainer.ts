@@ -28,7 +28,7 @@ import {
 } from '@flywheel/kernels';
 import type { RewardReference } from '@flywheel/contracts';
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
-import { checkpointAfterStep, EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, TrainingStoppedError, writeModelOutputs } from '@flywheel/train';
+import { checkpointAfterStep, EpochOrder, findResumePoint, loadLoraResume, restoreResumePoint, saveResumePoint, seededPermutation, TRAINING_STATE_FILE, TrainingStoppedError, writeModelOutputs, type StepCheckpointHooks } from '@flywheel/train';
 import { dpoLoss } from './dpo.loss';
 import { groupAdvantages, groupPolicyLoss, groupPreferencePairs } from './group.math';
 import { meanStd, sequenceKl } from './ppo.math';
@@ -39,7 +39,7 @@ export type GroupScorer = (
   pairs: { prompt: RewardChatMessage[]; response: string; reference?: RewardReference }[],
 ) => Promise<number[] | { scores: number[]; components?: Record<string, number[]> }>;
 
-export interface GrpoOptions {
+export interface GrpoOptions extends StepCheckpointHooks {
   policyDir: string;
   prompts: readonly (readonly RewardChatMessage[])[];
   /** Each prompt's reference columns for verifiable rewards, index for index (absent: none). */
@@ -51,11 +51,8 @@ export interface GrpoOptions {
   policyVersion?: string | null;
   resume?: boolean;
   onStep?: (m: GrpoStepMetrics) => void | Promise<void>;
-  onCheckpoint?: (step: number) => void | Promise<void>;
   /** A resumed run: the step it continues from and the metrics of the steps before (a killed job may not have logged the last). */
   onResume?: (step: number, history: readonly GrpoStepMetrics[]) => void | Promise<void>;
-  /** Polled after each step: true checkpoints and throws GrpoStoppedError. */
-  shouldStop?: () => boolean;
 }
 
 export interface GrpoResult {

@@ -155,8 +155,6 @@ export interface KtoOptions extends ResumableRunOptions {
   onProgress?: (p: KtoProgress) => void | Promise<void>;
   /** TRL's advice when the weights do not balance the train split's desirable and undesirable counts. */
   onWarning?: (message: string) => void;
-  /** Polled after each step: when true the run saves a checkpoint and throws KtoStoppedError (resume continues it). */
-  shouldStop?: () => boolean;
   /** Train LoRA adapters (A initialised from `seed`) on the frozen base instead of every weight. */
   lora?: Omit<LoraOptions, 'seed'>;
 }

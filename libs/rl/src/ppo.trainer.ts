@@ -40,6 +40,7 @@ import {
 import { loadCheckpoint, ModelLoadError, type Checkpoint, type RewardChatMessage } from '@flywheel/model';
 import {
   checkpointAfterStep,
+  type StepCheckpointHooks,
   EpochOrder,
   findResumePoint,
   loadLoraResume,
@@ -58,7 +59,7 @@ import { createRolloutEngine, gather, modelMemoryMb, packActions, referenceForwa
 
 export type PpoScorer = (pairs: { prompt: RewardChatMessage[]; response: string; reference?: RewardReference }[]) => Promise<number[]>;
 
-export interface PpoOptions {
+export interface PpoOptions extends StepCheckpointHooks {
   policyDir: string;
   /** Critic initialisation: a reward-model checkpoint (as OpenRLHF); default the policy with a zero value head. */
   criticDir?: string | null;
@@ -73,10 +74,7 @@ export interface PpoOptions {
   policyVersion?: string | null;
   resume?: boolean;
   onStep?: (m: PpoStepMetrics) => void | Promise<void>;
-  onCheckpoint?: (step: number) => void | Promise<void>;
   onResume?: (step: number) => void | Promise<void>;
-  /** Polled after each step: true checkpoints and throws PpoStoppedError. */
-  shouldStop?: () => boolean;
 }
 
 export interface PpoResult {

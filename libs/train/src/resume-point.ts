@@ -127,7 +127,7 @@ export class TrainingStoppedError extends Error {
 
 /** How a trainer's caller checkpoints and stops a run between optimizer steps. */
 export interface StepCheckpointHooks {
-  /** Polled after each step but the last: when true the run saves a resume point and stops. */
+  /** Polled after each step but the last: when true the run saves a resume point and throws its stop error. */
   shouldStop?: () => boolean;
   /** After each intermediate resume point (step = optimizer steps it holds). */
   onCheckpoint?: (step: number) => void | Promise<void>;

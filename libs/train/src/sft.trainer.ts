@@ -56,8 +56,6 @@ export interface SftOptions extends ResumableRunOptions {
    */
   lora?: Omit<LoraOptions, 'seed'>;
   onProgress?: (p: SftProgress) => void | Promise<void>;
-  /** Polled after each step: when true the run saves a checkpoint and throws SftStoppedError (resume continues it). */
-  shouldStop?: () => boolean;
 }
 
 export interface SftResult {

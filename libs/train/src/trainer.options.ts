@@ -2,6 +2,7 @@
  * The options every trainer on JSONL data takes (SFT, reward model, DPO in @flywheel/rl), and those of the trainers
  * that resume (SFT, DPO). Each trainer's options extend these with its own; types only.
  */
+import type { StepCheckpointHooks } from './resume-point';
 
 export interface TrainRunOptions {
   /** The checkpoint training starts from (a Hugging Face directory). */
@@ -24,7 +25,7 @@ export interface TrainRunOptions {
   threads?: number;
 }
 
-export interface ResumableRunOptions extends TrainRunOptions {
+export interface ResumableRunOptions extends TrainRunOptions, StepCheckpointHooks {
   /** The JSONL text, a name for it in errors (a path, or `export <id>`) and for the training state (default: source). */
   data: { text: string; source: string; origin?: string };
   /** Write checkpoint + training state every N steps (0: only at the end). */
@@ -33,6 +34,4 @@ export interface ResumableRunOptions extends TrainRunOptions {
   resume?: boolean;
   /** When resume finds a matching training state: the optimizer steps it holds. */
   onResume?: (step: number) => void | Promise<void>;
-  /** After each intermediate checkpoint (step = optimizer steps it holds). */
-  onCheckpoint?: (step: number) => void | Promise<void>;
 }
