@@ -318,6 +318,7 @@ async function main(): Promise<void> {
         dtype: run.dtype,
         threads: info.threads,
         simd: nativeInfo().simd,
+        int8_dot: nativeInfo().int8Dot,
         rounds: opts.rounds,
         kv_dtype: opts.kvDtype,
         bandwidth_gbps: round(m.bandwidth, 2),

@@ -19,6 +19,7 @@
         "src/kernels/matmul_quant_avx2.cpp",
         "src/kernels/matmul_quant_avx512.cpp",
         "src/kernels/matmul_q4_0_avx512.cpp",
+        "src/kernels/matmul_int8_avxvnni.cpp",
         "src/kernels/rmsnorm.cpp",
         "src/kernels/rope.cpp",
         "src/kernels/swiglu.cpp",

@@ -536,6 +536,49 @@ int main() {
       simd_force_no_avx512(false);
       check("avx512 vnni == avx2 (Q4_0/K-quant rows and tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
     }
+  } else {
+    std::printf("skipped: the AVX-512 VNNI kernels (this CPU lacks AVX-512 VNNI)\n");
+  }
+  // With AVX-VNNI: the AVX2 int8 kernels' build for it (matmul_int8_avxvnni.cpp) against the naive references (inside
+  // each test function) and against the AVX2 build, bit for bit: only the block's integer dot is computed
+  // differently, and it is exact in both. AVX-512 is off, so every shape runs these kernels, Q8_0's exact-integer
+  // case (weights of -128, activations of +-127) included.
+  if (simd_avxvnni_supported()) {
+    simd_force_portable(false);
+    simd_force_no_avx512(true);
+    unsigned seed = 1100;
+    auto same = [](const char* what, const std::vector<float>& on, const std::vector<float>& off) {
+      if (std::memcmp(on.data(), off.data(), on.size() * sizeof(float)) == 0) return;
+      std::printf("FAIL %s: the AVX-VNNI build differs from the AVX2 one\n", what);
+      failures++;
+    };
+    for (auto& sh : q8_shapes) {
+      char name[64];
+      std::snprintf(name, sizeof name, "avx-vnni q8_0 T=%d in=%d out=%d", sh[0], sh[1], sh[2]);
+      simd_force_no_avxvnni(false);
+      test_matmul_q8_0_exact(&pool, sh[0], sh[1] <= 800 ? sh[1] : 800, sh[2], seed);
+      const std::vector<float> on = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], seed + 1);
+      simd_force_no_avxvnni(true);
+      same(name, on, test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], seed + 1));
+      seed += 2;
+    }
+    // Every type through its one-token rows (Q4_0 and the K-quants straight from the blocks) and the unpacking
+    // tiles: partial row groups, chunk splits of long rows, a token count past the token tile.
+    for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_1, WEIGHT_Q5_0, WEIGHT_Q5_1, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
+      for (auto& sh : {std::array<int, 3>{1, 256, 21}, {1, 4096, 22}, {2, 512, 23}, {5, 2304, 21}, {16, 768, 37},
+                       {300, 256, 11}}) {
+        char name[64];
+        std::snprintf(name, sizeof name, "avx-vnni %s T=%d in=%d out=%d", weight_type_name(type), sh[0], sh[1], sh[2]);
+        simd_force_no_avxvnni(false);
+        const std::vector<float> on = test_matmul_quant(&pool, type, sh[0], sh[1], sh[2], seed);
+        simd_force_no_avxvnni(true);
+        same(name, on, test_matmul_quant(&pool, type, sh[0], sh[1], sh[2], seed));
+        seed++;
+      }
+    simd_force_no_avxvnni(false);
+    simd_force_no_avx512(false);
+  } else {
+    std::printf("skipped: the AVX-VNNI kernels (this CPU lacks AVX-VNNI)\n");
   }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).
   if (simd_avx2_supported())

@@ -59,6 +59,12 @@ export interface NativeInfo {
   /** Default thread count (hardware cores). */
   threads: number;
   avx2Supported: boolean;
+  /**
+   * The int8 dot products the quantized matmuls use: AVX-512 VNNI kernels where they have one (else the next),
+   * the AVX2 kernels' AVX-VNNI build, or AVX2's maddubs + madd (FLYWHEEL_NATIVE_NO_AVX512=1 and
+   * FLYWHEEL_NATIVE_NO_AVXVNNI=1 step down).
+   */
+  int8Dot: 'avx512-vnni' | 'avx-vnni' | 'avx2' | 'portable';
 }
 
 
@@ -523,7 +529,8 @@ export function nucleusIds(x: Float32Array, w: Float64Array, max: number, total:
 
 export function nativeInfo(): NativeInfo {
   const raw = loadNative().info();
-  return { simd: raw.simd, threads: raw.hardwareThreads, avx2Supported: raw.avx2Supported };
+  const int8Dot = raw.simd === 'portable' ? 'portable' : raw.avx512Vnni ? 'avx512-vnni' : raw.avxVnni ? 'avx-vnni' : 'avx2';
+  return { simd: raw.simd, threads: raw.hardwareThreads, avx2Supported: raw.avx2Supported, int8Dot };
 }
 
 /**

@@ -23,7 +23,14 @@ type ModelCreateParams = [spec: object, names: string[], tensors: (Float32Array 
 
 /** The addon's exports, exactly as binding/addon.cpp defines them. Arguments are NOT validated here. */
 export interface NativeAddon {
-  info(): { simd: 'avx2' | 'portable'; avx2Supported: boolean; hardwareThreads: number; opsThreads: number };
+  info(): {
+    simd: 'avx2' | 'portable';
+    avx2Supported: boolean;
+    avx512Vnni: boolean;
+    avxVnni: boolean;
+    hardwareThreads: number;
+    opsThreads: number;
+  };
   setForcePortable(on: boolean): 'avx2' | 'portable';
   setOpsThreads(threads: number): void;
   modelCreate(...args: ModelCreateParams): NativeExternal;

@@ -91,6 +91,11 @@ void simd_force_portable(bool on);
 bool simd_avx512_supported();
 bool simd_use_avx512();
 void simd_force_no_avx512(bool on);
+// AVX-VNNI (256-bit VEX byte dots): the AVX2 int8 kernels' build for it runs instead of theirs where the CPU has it,
+// under the AVX-512 ones; off with env FLYWHEEL_NATIVE_NO_AVXVNNI=1 or the setter (the tests compare both).
+bool simd_avxvnni_supported();
+bool simd_use_avxvnni();
+void simd_force_no_avxvnni(bool on);
 const char* simd_name();           // "avx2" | "portable" (AVX-512 VNNI use: simd_use_avx512)
 
 // bf16 is the top half of an f32; conversion from f32 rounds to nearest even (NaN stays NaN).

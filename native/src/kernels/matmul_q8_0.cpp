@@ -8,10 +8,13 @@
 #include "kernels.h"
 #include "thread_pool.h"
 
-// Implemented in matmul_q8_0_avx2.cpp (compiled for avx2,fma,f16c); same contracts as the portable twins below.
+// Implemented in matmul_q8_0_avx2.cpp (compiled for avx2,fma,f16c; the rows again for AVX-VNNI in
+// matmul_int8_avxvnni.cpp); same contracts as the portable twins below.
 void quantize_activations_avx2(int8_t* qs, float* d, const float* x, int T, int in, int gb);
 void matmul_q8_0_rows_avx2(float* y, const int8_t* xq, const float* xd, const BlockQ8_0* w, int T, int in, int out,
                            int r0, int r1);
+void matmul_q8_0_rows_avxvnni(float* y, const int8_t* xq, const float* xd, const BlockQ8_0* w, int T, int in,
+                              int out, int r0, int r1);
 
 // One scale per group of `gb` 32-blocks (1: Q8_0's per-32 scales; 8: one per 256, as llama.cpp's q8_K), written
 // for each block of the group so that every consumer reads d per 32-block.
@@ -78,7 +81,7 @@ void matmul_q8_0_forward(float* y, const float* x, const BlockQ8_0* w, int T, in
   thread_local std::vector<float> xd;
   xq.resize(static_cast<size_t>(T) * in);
   xd.resize(static_cast<size_t>(T) * nb);
-  const bool avx2 = simd_use_avx2();
+  const bool avx2 = simd_use_avx2(), avx_vnni = simd_use_avxvnni();
   const bool serial = pool == nullptr || pool->num_threads() == 1 || static_cast<int64_t>(out) * in * T < 32768;
   // Pointers, not the thread_local vectors: the lambdas run on pool workers, whose thread_locals are other arrays.
   int8_t* q = xq.data();
@@ -92,7 +95,8 @@ void matmul_q8_0_forward(float* y, const float* x, const BlockQ8_0* w, int T, in
     });
   }
   auto rows = [&](int64_t r0, int64_t r1) {
-    if (avx2) matmul_q8_0_rows_avx2(y, q, d, w, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
+    if (avx_vnni) matmul_q8_0_rows_avxvnni(y, q, d, w, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
+    else if (avx2) matmul_q8_0_rows_avx2(y, q, d, w, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
     else matmul_q8_0_rows_portable(y, q, d, w, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
   };
   if (serial) {

@@ -1,14 +1,20 @@
 // AVX2 kernels of matmul_q8_0_forward (see matmul_q8_0.cpp for the contracts and the portable twins): the int8
 // activation quantizer and the register-tiled block dot. Compiled for avx2,fma,f16c and only called after
 // simd_use_avx2(); like matmul_avx2.cpp it holds no inline library code (STL), so no AVX2 instantiation of a shared
-// inline function can leak into portable callers.
+// inline function can leak into portable callers. matmul_int8_avxvnni.cpp compiles the tiles again for AVX-VNNI
+// (int8_dot_avx2.h); the quantizer is compiled here only.
+#if !defined(INT8_DOT_AVXVNNI)
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "int8_dot_avx2.h"
 #include "kernels.h"
 #include "matmul_q8_0_tiles.h"
 #include "simd_avx2.h"
+
+#if !defined(INT8_DOT_AVXVNNI)
 
 // Bit-identical to quantize_activations_portable: the max is exact in any order, d and 1/d are the same scalar
 // IEEE operations, and _mm256_round_ps(NEAREST) is nearbyint's nearest-even. gb: 32-blocks per scale (1 or 8).
@@ -48,6 +54,7 @@ void quantize_activations_avx2(int8_t* qs,      // (T, in)
       }
     }
 }
+#endif
 
 // y[t*ldy + r] += sum_{b0 <= b < b1} d_w d_x (q_w . q_x) for R weight rows and TK tokens, in R*TK accumulators of
 // 8 lanes. The sign trick: maddubs multiplies unsigned by signed bytes, so the weights go in as |q_w| and their
@@ -63,7 +70,6 @@ static void q8_tile(float* y, int ldy,
   __m256 acc[R][TK];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) acc[r][t] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
   // Decode streams weights from DRAM: touch the next row group (contiguous, R*ldw blocks on) while this one
   // computes, as many bytes per iteration as this iteration consumes (as the bf16 kernel does); PF for the first
   // tokens of a tile only (the rest read these rows from L1). The hardware prefetcher does not follow R interleaved
@@ -84,8 +90,7 @@ static void q8_tile(float* y, int ldy,
       const __m256i aw = _mm256_sign_epi8(qw, qw);
       const __m256 dw = _mm256_set1_ps(_cvtsh_ss(blk->d));
       for (int t = 0; t < TK; t++) {
-        const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx[t], qw));
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        const __m256 p = _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(qx[t], qw)));
         acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), p, acc[r][t]);
       }
     }
@@ -108,11 +113,11 @@ static Q8TileFn q8_tile_fn(int rn, int tn, bool pf) {
   return table[pf ? 1 : 0][rn - 1][tn - 1];
 }
 
-void matmul_q8_0_rows_avx2(float* y,            // (T, out)
-                           const int8_t* xq,    // (T, in)
-                           const float* xd,     // (T, in/32)
-                           const BlockQ8_0* w,  // (out, in/32)
-                           int T, int in, int out, int r0, int r1) {
+void INT8_FN(matmul_q8_0_rows)(float* y,            // (T, out)
+                               const int8_t* xq,    // (T, in)
+                               const float* xd,     // (T, in/32)
+                               const BlockQ8_0* w,  // (out, in/32)
+                               int T, int in, int out, int r0, int r1) {
   const int nb = in / Q8_0_BLOCK;
   // Register block: 4 rows x 2 tokens (8 accumulators + 2 x vectors + temporaries fit the 16 ymm registers); with
   // AVX-512 VNNI (32 registers, several tokens) 4 rows x 3 tokens. One token stays on AVX2: it streams from DRAM.

@@ -9,9 +9,12 @@
 #include "quant_unpack.h"
 #include "thread_pool.h"
 
-// Implemented in matmul_quant_avx2.cpp (compiled for avx2,fma,f16c); same contract as the portable twin below.
+// Implemented in matmul_quant_avx2.cpp (compiled for avx2,fma,f16c, and again for AVX-VNNI in
+// matmul_int8_avxvnni.cpp); same contract as the portable twin below.
 void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                             const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
+void matmul_quant_rows_avxvnni(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
+                               const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
 // In matmul_q4_0_avx512.cpp: one token's int8 activations in the pair layout its Q4_0 row kernels read.
 void q4_0_pair_activations(int8_t* xp, const int8_t* xq, int in);
@@ -67,7 +70,7 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   xd.resize(static_cast<size_t>(T) * nb);
   xs.resize(static_cast<size_t>(T) * nb);
   xb.resize(type == WEIGHT_Q6_K ? static_cast<size_t>(T) * (in / 16) : 0);
-  const bool avx2 = simd_use_avx2();
+  const bool avx2 = simd_use_avx2(), avx_vnni = simd_use_avxvnni();
   const bool serial = pool == nullptr || pool->num_threads() == 1 || static_cast<int64_t>(out) * in * T < 32768;
   int8_t* q = xq.data();
   float* d = xd.data();
@@ -101,7 +104,8 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   }
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   auto rows = [&](int64_t r0, int64_t r1) {
-    if (avx2) matmul_quant_rows_avx2(y, q, d, s, bs, wb, type, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
+    if (avx_vnni) matmul_quant_rows_avxvnni(y, q, d, s, bs, wb, type, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
+    else if (avx2) matmul_quant_rows_avx2(y, q, d, s, bs, wb, type, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
     else matmul_quant_rows_portable(y, q, d, s, wb, type, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
   };
   if (serial) {

@@ -2,11 +2,15 @@
 // unpack the weight blocks to int8 + scales (quant_unpack.h, vectorized here by the compiler), then a register tile
 // of 4 rows x 2 tokens multiplies them with the int8 activations as the Q8_0 kernel does, with one scale per 16
 // weights. Compiled for avx2,fma,f16c and only called after simd_use_avx2(); no STL, as in matmul_q8_0_avx2.cpp.
+// matmul_int8_avxvnni.cpp compiles this unit again for AVX-VNNI (int8_dot_avx2.h).
+#if !defined(INT8_DOT_AVXVNNI)
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "int8_dot_avx2.h"
 #include "kernels.h"
 #define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
@@ -43,7 +47,6 @@ static void uq_tile(float* y, int ldy,
   __m256 acc[R][TK];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < TK; t++) acc[r][t] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
   for (int b = 0; b < kb; b++) {
     __m256i qx[TK];
     __m256 dx[TK];
@@ -57,8 +60,8 @@ static void uq_tile(float* y, int ldy,
       const float* sc = ws + r * KB_MAX * 2 + 2 * b;
       const __m256 sv = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(sc)), _mm_broadcast_ss(sc + 1), 1);
       for (int t = 0; t < TK; t++) {
-        const __m256i p16 = _mm256_maddubs_epi16(aw, U ? qx[t] : _mm256_sign_epi8(qx[t], qw));
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        const __m256i qs = U ? qx[t] : _mm256_sign_epi8(qx[t], qw);
+        const __m256 p = _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), aw, qs));
         acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(sv, dx[t]), p, acc[r][t]);
       }
     }
@@ -104,6 +107,11 @@ static UqTileFn uq_tile_fn(int rn, int tn, bool unsigned_with_offsets) {
 // go into maddubs as they are, and the offsets (-8d for Q4_0, -dmin*m for Q4_K) are taken off with the activation
 // sums. Same contract as the unpacking path: y[r] += dot(row r, x) for r in [0, R).
 
+
+// 32 unsigned 4- or 5-bit weights . 32 int8 activations -> 8 f32 (pair sums <= 2 * 31 * 127 fit int16).
+static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {
+  return _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), w4, qx));
+}
 
 template <int R>
 static void q4_0_decode_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
@@ -178,7 +186,6 @@ template <int R>
 static void q6_k_decode_rows(float* y, const int8_t* xq, const float* xd, const float*, const uint8_t* w,
                              size_t row_bytes, int nsb) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03), k32 = _mm256_set1_epi8(32);
-  const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R];
   for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
   for (int u = 0; u < nsb; u++) {
@@ -207,8 +214,8 @@ static void q6_k_decode_rows(float* y, const int8_t* xq, const float* xd, const 
           const int j = 4 * n + k, b = u * 8 + j;  // 32-block j of the super-block
           const __m256i qw = _mm256_sub_epi8(q[k], k32);
           const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-          const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
-          const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+          const __m256i aw = _mm256_sign_epi8(qw, qw);
+          const __m256 p = _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(qx, qw)));
           const int i = 2 * (j & 3);
           const __m256i idx = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
           const __m256 sv = _mm256_mul_ps(_mm256_permutevar8x32_ps(s16[j >> 2], idx), _mm256_broadcast_ss(xd + b));
@@ -248,13 +255,13 @@ static bool decode_rows_direct(float* y, const int8_t* xq, const float* xd, cons
   return true;
 }
 
-void matmul_quant_rows_avx2(float* y,           // (T, out)
-                            const int8_t* xq,   // (T, in)
-                            const float* xd,    // (T, in/32)
-                            const float* xs,    // (T, in/32)
-                            const int16_t* xb,  // (T, in/16) sum(q_x) per 16, Q6_K only
-                            const uint8_t* w,   // (out, in/elems) blocks
-                            WeightType type, int T, int in, int out, int r0, int r1) {
+void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
+                                const int8_t* xq,   // (T, in)
+                                const float* xd,    // (T, in/32)
+                                const float* xs,    // (T, in/32)
+                                const int16_t* xb,  // (T, in/16) sum(q_x) per 16, Q6_K only
+                                const uint8_t* w,   // (out, in/elems) blocks
+                                WeightType type, int T, int in, int out, int r0, int r1) {
   if (T == 1 && simd_use_avx512() && decode_rows_avx512(y, xq, xd, xs, xb, w, type, in, r0, r1)) return;
   if (T > 1 && simd_use_avx512() && tile_rows_avx512(y, xq, xd, xs, xb, w, type, T, in, out, r0, r1)) return;
   // Below 8 tokens Q4_0 reads each row once for every token (the driver rearranged the activations); from 8 on,

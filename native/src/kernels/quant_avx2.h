@@ -8,10 +8,6 @@
 
 #include "kernels.h"
 
-static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {  // 32 weights in [0, 15] . 32 int8 activations -> 8 f32
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w4, qx), _mm256_set1_epi16(1)));
-}
-
 // The 12 bytes of a Q4_K super-block's packed 6-bit scales and mins as 16 bytes: the four 32-bit words are rearranged
 // so that bytes 0-7 are the scales and bytes 8-15 the mins. k4_scales makes them two vectors of 8 floats (times d and
 // dmin).

@@ -26,6 +26,17 @@ static bool detect_avx512_vnni() {
 #endif
 }
 
+// AVX-VNNI: AVX-512 VNNI's byte and word dots on 256-bit vectors, VEX-encoded (Intel since Alder Lake, AMD since
+// Zen 5); the AVX2 int8 kernels have a build for it (matmul_int8_avxvnni.cpp).
+static bool detect_avx_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return detect_avx2() && __builtin_cpu_supports("avxvnni");
+#else
+  return false;
+#endif
+}
+
 static bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
@@ -40,6 +51,8 @@ static const bool g_avx2_supported = detect_avx2();
 static std::atomic<bool> g_force_portable{env_forces_portable()};
 static const bool g_avx512_supported = detect_avx512_vnni();
 static std::atomic<bool> g_no_avx512{env_set("FLYWHEEL_NATIVE_NO_AVX512")};
+static const bool g_avx_vnni_supported = detect_avx_vnni();
+static std::atomic<bool> g_no_avx_vnni{env_set("FLYWHEEL_NATIVE_NO_AVXVNNI")};
 
 bool simd_avx2_supported() { return g_avx2_supported; }
 bool simd_use_avx2() { return g_avx2_supported && !g_force_portable.load(std::memory_order_relaxed); }
@@ -47,6 +60,11 @@ void simd_force_portable(bool on) { g_force_portable.store(on); }
 bool simd_avx512_supported() { return g_avx512_supported; }
 bool simd_use_avx512() { return g_avx512_supported && simd_use_avx2() && !g_no_avx512.load(std::memory_order_relaxed); }
 void simd_force_no_avx512(bool on) { g_no_avx512.store(on); }
+bool simd_avxvnni_supported() { return g_avx_vnni_supported; }
+bool simd_use_avxvnni() {
+  return g_avx_vnni_supported && simd_use_avx2() && !g_no_avx_vnni.load(std::memory_order_relaxed);
+}
+void simd_force_no_avxvnni(bool on) { g_no_avx_vnni.store(on); }
 const char* simd_name() { return simd_use_avx2() ? "avx2" : "portable"; }
 
 uint16_t bf16_from_f32(float f) {
