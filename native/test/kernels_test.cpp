@@ -563,10 +563,13 @@ int main() {
       seed += 2;
     }
     // Every type through its one-token rows (Q4_0 and the K-quants straight from the blocks) and the unpacking
-    // tiles: partial row groups, chunk splits of long rows, a token count past the token tile.
+    // tiles: partial row groups, chunk splits of long rows, a token count past the token tile; Q4_0 from 8 tokens
+    // on in 8-row groups (matmul_q4_0_rows8.h: rows left after the groups, 32-block chunks and a shorter last one,
+    // token passes of 4 and a shorter last one).
     for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_1, WEIGHT_Q5_0, WEIGHT_Q5_1, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
       for (auto& sh : {std::array<int, 3>{1, 256, 21}, {1, 4096, 22}, {2, 512, 23}, {5, 2304, 21}, {16, 768, 37},
-                       {300, 256, 11}}) {
+                       {300, 256, 11}, {8, 1088, 67}, {9, 2048, 16}, {33, 96, 50}}) {
+        if (sh[1] % quant_block_elems(type) != 0) continue;
         char name[64];
         std::snprintf(name, sizeof name, "avx-vnni %s T=%d in=%d out=%d", weight_type_name(type), sh[0], sh[1], sh[2]);
         simd_force_no_avxvnni(false);

@@ -1,6 +1,7 @@
 // Micro-benchmark of matmul_forward (f32, bf16 and every quantized type) at the SmolLM2-135M shapes and two
 // 256-multiple ones, outside Node, to tune
-// the kernels: ms per call, weight GB/s and GFLOP/s for T = 1, 4, 16, 64 tokens. Not a test; `make bench`.
+// the kernels: ms per call, weight GB/s and GFLOP/s for T = 1, 4, 8, 16, 64, 512 tokens. Not a test; `make bench`
+// (THREADS=n, TYPES=q4_0,q8_0 for some types only).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +17,7 @@ static double now() {
 
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 0;
+  const char* only = argc > 2 && argv[2][0] != '\0' ? argv[2] : nullptr;  // comma list of type names
   ThreadPool pool(threads);
   struct Shape {
     const char* name;
@@ -32,6 +34,12 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < n; i++) w[i] = static_cast<float>(i % 13) * 0.01f - 0.06f;
     for (WeightType wt : types) {
       if (weight_is_quantized(wt) && s.in % quant_block_elems(wt) != 0) continue;
+      if (only != nullptr) {
+        const char* name = weight_type_name(wt);
+        const char* hit = std::strstr(only, name);
+        const size_t len = std::strlen(name);
+        if (hit == nullptr || (hit != only && hit[-1] != ',') || (hit[len] != '\0' && hit[len] != ',')) continue;
+      }
       std::vector<uint8_t> store(weight_bytes(wt, s.out, s.in));
       if (wt == WEIGHT_F32) std::memcpy(store.data(), w.data(), store.size());
       else if (wt == WEIGHT_BF16) bf16_from_f32_array(reinterpret_cast<uint16_t*>(store.data()), w.data(), n);

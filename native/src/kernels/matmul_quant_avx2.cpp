@@ -12,6 +12,7 @@
 
 #include "int8_dot_avx2.h"
 #include "kernels.h"
+#include "matmul_q4_0_rows8.h"
 #define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
 #include "quant_avx2.h"
@@ -271,6 +272,8 @@ void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
     return;
   }
   if (T >= 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) r0 += q4_0_gemm_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);
+  // Otherwise, and for the rows the 16-row groups leave: 8 rows per vector (matmul_q4_0_rows8.h).
+  if (T >= Q40_ROWS8_MIN_T && type == WEIGHT_Q4_0) r0 += q4_0_gemm_rows8(y, xq, xd, xs, w, T, in, out, r0, r1);
   if (r0 == r1) return;
   if (T == 1 && decode_rows_direct(y, xq, xd, xs, w, type, in, r0, r1)) return;
   const int nb = in / 32, upb = quant_block_elems(type) / 32;
