@@ -1,17 +1,23 @@
-// The integer dot product of the AVX2 int8 kernels, and the name of the functions they export, for the two targets
-// those kernels are compiled for: AVX2 (matmul_q8_0_avx2.cpp, matmul_quant_avx2.cpp as they are) and AVX-VNNI
-// (matmul_int8_avxvnni.cpp defines INT8_DOT_AVXVNNI and includes both units again). AVX-VNNI is the VEX form of
-// AVX-512 VNNI's byte dot on 256-bit vectors: CPUs with AVX2 but no AVX-512 have it (Intel since Alder Lake), so the
-// same register tiles run with one instruction where AVX2 needs two. Not the AVX-512 VNNI kernels (their own units).
-// Include only after the unit's `#pragma GCC target`; static inline, as simd_avx2.h.
+// The integer dot product of the 256-bit int8 kernels, and the name of the functions they export, for the targets
+// those kernels are compiled for: AVX2 (matmul_q8_0_avx2.cpp, matmul_quant_avx2.cpp as they are), AVX-VNNI
+// (matmul_int8_avxvnni.cpp defines INT8_DOT_AVXVNNI and includes both units again) and AVX-512 VNNI (its units define
+// INT8_DOT_AVX512VNNI to share a 256-bit kernel, as matmul_q4_0_avx512.cpp does matmul_q4_0_pairs8.h). AVX-VNNI is
+// the VEX form of AVX-512 VNNI's byte dot on 256-bit vectors: CPUs with AVX2 but no AVX-512 have it (Intel since
+// Alder Lake), so the same register tiles run with one instruction where AVX2 needs two. Include only after the
+// unit's `#pragma GCC target`; static inline, as simd_avx2.h.
 #pragma once
 
 #include <immintrin.h>
 
-#if defined(INT8_DOT_AVXVNNI)
+#if defined(INT8_DOT_AVX512VNNI)
+#define INT8_FN(name) name##_avx512
+
+// acc + per int32 lane the sum of 4 products of unsigned bytes u by signed bytes s: `vpdpbusd` (EVEX), exact.
+static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+#elif defined(INT8_DOT_AVXVNNI)
 #define INT8_FN(name) name##_avxvnni
 
-// acc + per int32 lane the sum of 4 products of unsigned bytes u by signed bytes s: `vpdpbusd`, exact.
+// The same with the VEX `vpdpbusd`.
 static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
 #else
 #define INT8_FN(name) name##_avx2

@@ -3,6 +3,7 @@
 // matmul_quant_avx2.cpp. Both unpack a chunk of weight blocks per row into int8 + scales (quant_unpack.h) once per
 // token tile and multiply it with int8 activations, so a decode step reads each quantized byte from memory once and
 // prefill amortizes the unpacking over the tile's tokens.
+#include <cstring>
 #include <vector>
 
 #include "kernels.h"
@@ -16,8 +17,22 @@ void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const f
 void matmul_quant_rows_avxvnni(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                                const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
-// In matmul_q4_0_avx512.cpp: one token's int8 activations in the pair layout its Q4_0 row kernels read.
-void q4_0_pair_activations(int8_t* xp, const int8_t* xq, int in);
+// One token's activations rearranged for the Q4_0 row kernels below 8 tokens (matmul_q4_0_pairs8.h): in each pair
+// of 32-blocks the middle two 16-byte quarters swap (block 2q's 0-15, block 2q + 1's 0-15, block 2q's 16-31, block
+// 2q + 1's 16-31); an unpaired last block stays as it is.
+static void q4_0_pair_activations(int8_t* xp, const int8_t* xq, int in) {
+  const int nb = in / 32;
+  int b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const int8_t* src = xq + b * 32;
+    int8_t* dst = xp + b * 32;
+    std::memcpy(dst, src, 16);
+    std::memcpy(dst + 16, src + 32, 16);
+    std::memcpy(dst + 32, src + 16, 16);
+    std::memcpy(dst + 48, src + 48, 16);
+  }
+  std::memcpy(xp + b * 32, xq + b * 32, static_cast<size_t>(in - b * 32));
+}
 
 // Chunk of 32-blocks unpacked at a time per row: a multiple of 8 (a K-quant super-block), 2 KiB of int8 per row.
 constexpr int KB_MAX = 64;
@@ -95,9 +110,9 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   };
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
   else pool->parallel_for(T, 1, quantize);
-  // Q4_0 at fewer than 8 tokens with AVX-512 VNNI reads its activations with each block pair's middle quarters swapped.
+  // Q4_0 at fewer than 8 tokens on AVX2 reads its activations with each block pair's middle quarters swapped.
   thread_local std::vector<int8_t> xpair;
-  if (T < 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) {
+  if (T < 8 && type == WEIGHT_Q4_0 && avx2) {
     xpair.resize(static_cast<size_t>(T) * in);
     for (int t = 0; t < T; t++) q4_0_pair_activations(xpair.data() + static_cast<size_t>(t) * in, q + static_cast<size_t>(t) * in, in);
     q = xpair.data();

@@ -12,6 +12,7 @@
 
 #include "int8_dot_avx2.h"
 #include "kernels.h"
+#include "matmul_q4_0_pairs8.h"
 #include "matmul_q4_0_rows8.h"
 #define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
@@ -102,44 +103,16 @@ static UqTileFn uq_tile_fn(int rn, int tn, bool unsigned_with_offsets) {
   return table[unsigned_with_offsets ? 1 : 0][rn - 1][tn - 1];
 }
 
-// ---- decode (T == 1) straight from the blocks for Q4_0, Q4_K, Q5_K and Q6_K ------------------------------------------------
+// ---- decode (T == 1) straight from the blocks for Q4_K, Q5_K and Q6_K ------------------------------------------------
 // At one token the unpacking above costs as much as the dot itself (every weight is stored and loaded once more),
-// so the types of Q4_0 / Q4_K_M files split their bits in registers instead: the 4-bit values are unsigned, so they
-// go into maddubs as they are, and the offsets (-8d for Q4_0, -dmin*m for Q4_K) are taken off with the activation
-// sums. Same contract as the unpacking path: y[r] += dot(row r, x) for r in [0, R).
-
+// so the K-quants of Q4_K_M files split their bits in registers instead: the 4- and 5-bit values are unsigned, so
+// they go into the dot as they are, and the offsets (-dmin*m) are taken off with the activation sums. Same contract
+// as the unpacking path: y[r] += dot(row r, x) for r in [0, R). (Q4_0 below 8 tokens: matmul_q4_0_pairs8.h.)
 
 // 32 unsigned 4- or 5-bit weights . 32 int8 activations -> 8 f32 (pair sums <= 2 * 31 * 127 fit int16).
 static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {
   return _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), w4, qx));
 }
-
-template <int R>
-static void q4_0_decode_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                             size_t row_bytes, int nb) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256 acc[R];
-  float off[R];
-  for (int r = 0; r < R; r++) {
-    acc[r] = _mm256_setzero_ps();
-    off[r] = 0.0f;
-  }
-  for (int b = 0; b < nb; b++) {
-    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-    for (int r = 0; r < R; r++) {
-      const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w + r * row_bytes) + b;
-      if ((b & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(blk) + 4 * row_bytes, _MM_HINT_T0);
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
-      // Weights 0-15 are the low nibbles, 16-31 the high ones: one 256-bit vector in element order.
-      const __m256i w4 = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), low4);
-      const float d = _cvtsh_ss(blk->d);
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[b]), dot_u4x32(w4, qx), acc[r]);
-      off[r] -= 8.0f * d * xs[b];
-    }
-  }
-  for (int r = 0; r < R; r++) y[r] += hsum(acc[r]) + off[r];
-}
-
 
 template <bool FIFTH> struct KBlock { using type = BlockQ4_K; };  // (no <type_traits>: no STL in this unit)
 template <> struct KBlock<true> { using type = BlockQ5_K; };
@@ -230,19 +203,16 @@ static void q6_k_decode_rows(float* y, const int8_t* xq, const float* xd, const 
 
 using DecodeRowsFn = void (*)(float*, const int8_t*, const float*, const float*, const uint8_t*, size_t, int);
 
-// Rows [r0, r1) of a one-token matmul for Q4_0 / Q4_K / Q5_K / Q6_K, 4 rows at a time; false for other types.
+// Rows [r0, r1) of a one-token matmul for Q4_K / Q5_K / Q6_K, 4 rows at a time; false for other types.
 static bool decode_rows_direct(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
                                WeightType type, int in, int r0, int r1) {
-  static const DecodeRowsFn q40[4] = {q4_0_decode_rows<1>, q4_0_decode_rows<2>, q4_0_decode_rows<3>,
-                                      q4_0_decode_rows<4>};
   static const DecodeRowsFn q4k[4] = {k4_decode_rows<1, false>, k4_decode_rows<2, false>, k4_decode_rows<3, false>,
                                       k4_decode_rows<4, false>};
   static const DecodeRowsFn q5k[4] = {k4_decode_rows<1, true>, k4_decode_rows<2, true>, k4_decode_rows<3, true>,
                                       k4_decode_rows<4, true>};
   static const DecodeRowsFn q6k[4] = {q6_k_decode_rows<1>, q6_k_decode_rows<2>, q6_k_decode_rows<3>,
                                       q6_k_decode_rows<4>};
-  const DecodeRowsFn* fns = type == WEIGHT_Q4_0   ? q40
-                            : type == WEIGHT_Q4_K ? q4k
+  const DecodeRowsFn* fns = type == WEIGHT_Q4_K   ? q4k
                             : type == WEIGHT_Q5_K ? q5k
                             : type == WEIGHT_Q6_K ? q6k
                                                   : nullptr;
@@ -267,8 +237,9 @@ void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
   if (T > 1 && simd_use_avx512() && tile_rows_avx512(y, xq, xd, xs, xb, w, type, T, in, out, r0, r1)) return;
   // Below 8 tokens Q4_0 reads each row once for every token (the driver rearranged the activations); from 8 on,
   // gathering a 16-row group pays for itself (at 4, an LM head streamed from DRAM ran at 0.65x).
-  if (T < 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) {
-    q4_0_pair_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);
+  if (T < 8 && type == WEIGHT_Q4_0) {
+    if (simd_use_avx512()) q4_0_pair_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);
+    else q4_0_pair_rows8(y, xq, xd, xs, w, T, in, out, r0, r1);
     return;
   }
   if (T >= 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) r0 += q4_0_gemm_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);
