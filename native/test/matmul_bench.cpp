@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   // SmolLM2-135M's matrices (576 wide: no K-quants there) and a Qwen-0.5B-like pair whose rows are multiples of 256.
   const Shape shapes[] = {{"lm_head", 576, 49152}, {"gate_up", 576, 3072}, {"down", 1536, 576},
                           {"up1024", 1024, 5632},  {"down2816", 2816, 1024}};
-  const WeightType types[] = {WEIGHT_F32, WEIGHT_BF16, WEIGHT_Q8_0, WEIGHT_Q4_0, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K};
+  const WeightType types[] = {WEIGHT_F32,  WEIGHT_BF16, WEIGHT_Q8_0, WEIGHT_Q4_0, WEIGHT_Q4_1,
+                              WEIGHT_Q5_0, WEIGHT_Q5_1, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K};
   std::printf("threads=%d simd=%s\n", pool.num_threads(), simd_name());
   for (const Shape& s : shapes) {
     const size_t n = static_cast<size_t>(s.in) * s.out;

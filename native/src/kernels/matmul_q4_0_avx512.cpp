@@ -1,6 +1,6 @@
 // AVX-512 VNNI kernels of Q4_0 (called by matmul_quant_rows_avx2 and decode_rows_avx512). Q4_0's f16 scale per 32
 // weights keeps every block's dot apart in floats, so the work is in spending few float ops per block: below 8
-// tokens a row at a time on activations rearranged per block pair (matmul_q4_0_pairs8.h, shared with the AVX2 unit);
+// tokens a row at a time on activations rearranged per block pair (matmul_q4_pairs8.h, shared with the AVX2 unit);
 // from 8 tokens on 16 rows per vector (a block's dot for 16 rows in one vector of int32). Compiled for
 // avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp).
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
@@ -14,14 +14,14 @@
 #define INT8_DOT_AVX512VNNI 1
 #include "int8_dot_avx2.h"
 #include "kernels.h"
-#include "matmul_q4_0_pairs8.h"
+#include "matmul_q4_pairs8.h"
 #include "simd_avx2.h"
 
-// Rows [r0, r1) of a Q4_0 matmul at 1-7 tokens on pair-layout activations: the 256-bit row kernel the AVX2 unit and
-// its AVX-VNNI build share (matmul_q4_0_pairs8.h), with the EVEX `vpdpbusd`.
-void q4_0_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w, int T,
-                           int in, int out, int r0, int r1) {
-  q4_0_pair_rows8(y, xp, xd, xs, w, T, in, out, r0, r1);
+// Rows [r0, r1) of a Q4_0 or Q5_0 matmul at 1-7 tokens on pair-layout activations: the 256-bit row kernel the AVX2
+// unit and its AVX-VNNI build share (matmul_q4_pairs8.h), with the EVEX `vpdpbusd`.
+void q4_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w,
+                         WeightType type, int T, int in, int out, int r0, int r1) {
+  q4_pair_rows8(y, xp, xd, xs, w, type, T, in, out, r0, r1);
 }
 
 // ---- Q4_0 at several tokens: 16 rows per vector -------------------------------------------------------------------

@@ -17,10 +17,10 @@ void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const f
 void matmul_quant_rows_avxvnni(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                                const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
-// One token's activations rearranged for the Q4_0 row kernels below 8 tokens (matmul_q4_0_pairs8.h): in each pair
+// One token's activations rearranged for the Q4_0 / Q5_0 row kernels below 8 tokens (matmul_q4_pairs8.h): in each pair
 // of 32-blocks the middle two 16-byte quarters swap (block 2q's 0-15, block 2q + 1's 0-15, block 2q's 16-31, block
 // 2q + 1's 16-31); an unpaired last block stays as it is.
-static void q4_0_pair_activations(int8_t* xp, const int8_t* xq, int in) {
+static void q4_pair_activations(int8_t* xp, const int8_t* xq, int in) {
   const int nb = in / 32;
   int b = 0;
   for (; b + 2 <= nb; b += 2) {
@@ -110,11 +110,11 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   };
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
   else pool->parallel_for(T, 1, quantize);
-  // Q4_0 at fewer than 8 tokens on AVX2 reads its activations with each block pair's middle quarters swapped.
+  // Q4_0 and Q5_0 below 8 tokens on AVX2 read their activations with each block pair's middle quarters swapped.
   thread_local std::vector<int8_t> xpair;
-  if (T < 8 && type == WEIGHT_Q4_0 && avx2) {
+  if (T < 8 && (type == WEIGHT_Q4_0 || type == WEIGHT_Q5_0) && avx2) {
     xpair.resize(static_cast<size_t>(T) * in);
-    for (int t = 0; t < T; t++) q4_0_pair_activations(xpair.data() + static_cast<size_t>(t) * in, q + static_cast<size_t>(t) * in, in);
+    for (int t = 0; t < T; t++) q4_pair_activations(xpair.data() + static_cast<size_t>(t) * in, q + static_cast<size_t>(t) * in, in);
     q = xpair.data();
   }
   const uint8_t* wb = static_cast<const uint8_t*>(w);

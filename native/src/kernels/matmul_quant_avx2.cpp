@@ -12,7 +12,7 @@
 
 #include "int8_dot_avx2.h"
 #include "kernels.h"
-#include "matmul_q4_0_pairs8.h"
+#include "matmul_q4_pairs8.h"
 #include "matmul_q4_0_rows8.h"
 #define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
@@ -22,9 +22,9 @@
 // In matmul_quant_avx512.cpp: the one-token K-quant / Q4_0 rows with AVX-512 VNNI; false for other types.
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                         const uint8_t* w, WeightType type, int in, int r0, int r1);
-// In matmul_q4_0_avx512.cpp: Q4_0 at 1-7 tokens one row at a time, on pair-layout activations.
-void q4_0_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w, int T,
-                           int in, int out, int r0, int r1);
+// In matmul_q4_0_avx512.cpp: Q4_0 and Q5_0 at 1-7 tokens one row at a time, on pair-layout activations.
+void q4_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w,
+                         WeightType type, int T, int in, int out, int r0, int r1);
 // In matmul_q4_0_avx512.cpp: Q4_0 at several tokens, 16 rows per vector; returns the rows done from r0.
 int q4_0_gemm_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w, int T,
                           int in, int out, int r0, int r1);
@@ -107,7 +107,7 @@ static UqTileFn uq_tile_fn(int rn, int tn, bool unsigned_with_offsets) {
 // At one token the unpacking above costs as much as the dot itself (every weight is stored and loaded once more),
 // so the K-quants of Q4_K_M files split their bits in registers instead: the 4- and 5-bit values are unsigned, so
 // they go into the dot as they are, and the offsets (-dmin*m) are taken off with the activation sums. Same contract
-// as the unpacking path: y[r] += dot(row r, x) for r in [0, R). (Q4_0 below 8 tokens: matmul_q4_0_pairs8.h.)
+// as the unpacking path: y[r] += dot(row r, x) for r in [0, R). (Q4_0 and Q5_0 below 8 tokens: matmul_q4_pairs8.h.)
 
 // 32 unsigned 4- or 5-bit weights . 32 int8 activations -> 8 f32 (pair sums <= 2 * 31 * 127 fit int16).
 static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {
@@ -235,11 +235,11 @@ void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
                                 WeightType type, int T, int in, int out, int r0, int r1) {
   if (T == 1 && simd_use_avx512() && decode_rows_avx512(y, xq, xd, xs, xb, w, type, in, r0, r1)) return;
   if (T > 1 && simd_use_avx512() && tile_rows_avx512(y, xq, xd, xs, xb, w, type, T, in, out, r0, r1)) return;
-  // Below 8 tokens Q4_0 reads each row once for every token (the driver rearranged the activations); from 8 on,
+  // Below 8 tokens Q4_0 and Q5_0 read a row once per pass of tokens (the driver rearranged the activations); from 8 on,
   // gathering a 16-row group pays for itself (at 4, an LM head streamed from DRAM ran at 0.65x).
-  if (T < 8 && type == WEIGHT_Q4_0) {
-    if (simd_use_avx512()) q4_0_pair_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);
-    else q4_0_pair_rows8(y, xq, xd, xs, w, T, in, out, r0, r1);
+  if (T < 8 && (type == WEIGHT_Q4_0 || type == WEIGHT_Q5_0)) {
+    if (simd_use_avx512()) q4_pair_rows_avx512(y, xq, xd, xs, w, type, T, in, out, r0, r1);
+    else q4_pair_rows8(y, xq, xd, xs, w, type, T, in, out, r0, r1);
     return;
   }
   if (T >= 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) r0 += q4_0_gemm_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);

@@ -16,9 +16,9 @@
 #include "quant_avx2.h"
 #include "simd_avx2.h"
 
-// In matmul_q4_0_avx512.cpp: Q4_0 at 1-7 tokens one row at a time, on pair-layout activations.
-void q4_0_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w, int T,
-                           int in, int out, int r0, int r1);
+// In matmul_q4_0_avx512.cpp: Q4_0 and Q5_0 at 1-7 tokens one row at a time, on pair-layout activations.
+void q4_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w,
+                         WeightType type, int T, int in, int out, int r0, int r1);
 
 
 // 32 bytes of Q4_K nibbles (one 64-weight group) as 64 bytes in weight order: the low nibbles (block 2g) in the low
@@ -305,7 +305,7 @@ bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float
       q6_k_row_256(y + r, xq, xd, xb, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
     return true;
   }
-  q4_0_pair_rows_avx512(y, xq, xd, xs, w, 1, in, 0, r0, r1);
+  q4_pair_rows_avx512(y, xq, xd, xs, w, WEIGHT_Q4_0, 1, in, 0, r0, r1);
   return true;
 }
 
