@@ -14,11 +14,14 @@
 
 // acc + per int32 lane the sum of 4 products of unsigned bytes u by signed bytes s: `vpdpbusd` (EVEX), exact.
 static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+// acc + per int32 lane the sum of 2 products of int16: `vpdpwssd` (EVEX).
+static inline __m256i dot_s16(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_epi32(acc, a, b); }
 #elif defined(INT8_DOT_AVXVNNI)
 #define INT8_FN(name) name##_avxvnni
 
-// The same with the VEX `vpdpbusd`.
+// The same with the VEX `vpdpbusd` and `vpdpwssd`.
 static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+static inline __m256i dot_s16(__m256i acc, __m256i a, __m256i b) { return _mm256_dpwssd_avx_epi32(acc, a, b); }
 #else
 #define INT8_FN(name) name##_avx2
 
@@ -28,4 +31,6 @@ static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) { return _mm25
 static inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 }
+// madd's int32 pair sums are exact (one overflows only for -32768 * -32768 twice), so this equals `vpdpwssd`.
+static inline __m256i dot_s16(__m256i acc, __m256i a, __m256i b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
 #endif

@@ -13,6 +13,7 @@
 #include "int8_dot_avx2.h"
 #include "kernels.h"
 #include "matmul_q4_pairs8.h"
+#include "matmul_k_rows256.h"
 #include "matmul_q4_0_rows8.h"
 #define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
@@ -103,129 +104,6 @@ static UqTileFn uq_tile_fn(int rn, int tn, bool unsigned_with_offsets) {
   return table[unsigned_with_offsets ? 1 : 0][rn - 1][tn - 1];
 }
 
-// ---- decode (T == 1) straight from the blocks for Q4_K, Q5_K and Q6_K ------------------------------------------------
-// At one token the unpacking above costs as much as the dot itself (every weight is stored and loaded once more),
-// so the K-quants of Q4_K_M files split their bits in registers instead: the 4- and 5-bit values are unsigned, so
-// they go into the dot as they are, and the offsets (-dmin*m) are taken off with the activation sums. Same contract
-// as the unpacking path: y[r] += dot(row r, x) for r in [0, R). (Q4_0 and Q5_0 below 8 tokens: matmul_q4_pairs8.h.)
-
-// 32 unsigned 4- or 5-bit weights . 32 int8 activations -> 8 f32 (pair sums <= 2 * 31 * 127 fit int16).
-static inline __m256 dot_u4x32(__m256i w4, __m256i qx) {
-  return _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), w4, qx));
-}
-
-template <bool FIFTH> struct KBlock { using type = BlockQ4_K; };  // (no <type_traits>: no STL in this unit)
-template <> struct KBlock<true> { using type = BlockQ5_K; };
-
-// Q4_K, and Q5_K (FIFTH: the fifth bit of weight l of group g is bit 2g, or 2g + 1 for the high half, of qh[l]).
-template <int R, bool FIFTH>
-static void k4_decode_rows(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                             size_t row_bytes, int nsb) {
-  using Blk = typename KBlock<FIFTH>::type;
-  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-  __m256 acc[R], off[R];
-  for (int r = 0; r < R; r++) acc[r] = off[r] = _mm256_setzero_ps();
-  for (int u = 0; u < nsb; u++) {
-    alignas(32) float sx[R][8];  // d * sc_j * d_x of the 8 blocks, per row
-    const __m256 dx = _mm256_loadu_ps(xd + u * 8), sumx = _mm256_loadu_ps(xs + u * 8);
-    for (int r = 0; r < R; r++) {
-      const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
-      _mm256_store_ps(sx[r], k4_row_start(blk, row_bytes, dx, sumx, &off[r]));
-    }
-    for (int g = 0; g < 4; g++) {
-      const int b = u * 8 + 2 * g;  // activation blocks b (low nibbles) and b + 1 (high)
-      const __m256i qx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-      const __m256i qx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b + 1) * 32));
-      for (int r = 0; r < R; r++) {
-        const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
-        __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-        if (FIFTH) {
-          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ5_K*>(blk)->qh));
-          const __m128i c0 = _mm_cvtsi32_si128(2 * g), c1 = _mm_cvtsi32_si128(2 * g + 1);
-          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, c0), one), 4));
-          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, c1), one), 4));
-        }
-        acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sx[r][2 * g]), dot_u4x32(lo, qx0), acc[r]);
-        acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sx[r][2 * g + 1]), dot_u4x32(hi, qx1), acc[r]);
-      }
-    }
-  }
-  for (int r = 0; r < R; r++) y[r] += hsum(_mm256_add_ps(acc[r], off[r]));
-}
-
-// Q6_K: 6-bit values (4 low bits in ql, 2 high in qh) minus 32, one int8 scale per 16 weights. The values go signed
-// through the sign trick (as in the unpacking tile); lanes 0-3 of a block's dot are its first 16 weights.
-template <int R>
-static void q6_k_decode_rows(float* y, const int8_t* xq, const float* xd, const float*, const uint8_t* w,
-                             size_t row_bytes, int nsb) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03), k32 = _mm256_set1_epi8(32);
-  __m256 acc[R];
-  for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
-  for (int u = 0; u < nsb; u++) {
-    for (int r = 0; r < R; r++) {
-      const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(w + r * row_bytes) + u;
-      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
-      for (int l = 0; l < 210; l += 64) _mm_prefetch(next + l, _MM_HINT_T0);
-      // The 16 scales times d as two vectors; each block's (s_2j x4, s_2j+1 x4) is one permute of them.
-      const __m256 d = _mm256_set1_ps(_cvtsh_ss(blk->d));
-      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales));
-      const __m256 s16[2] = {_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8))),
-                             _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8))))};
-      for (int n = 0; n < 2; n++) {
-        const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n));
-        const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n + 32));
-        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * n));
-        __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(qb, low4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4));
-        for (int k = 0; k < 4; k++) {
-          const int j = 4 * n + k, b = u * 8 + j;  // 32-block j of the super-block
-          const __m256i qw = _mm256_sub_epi8(q[k], k32);
-          const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-          const __m256i aw = _mm256_sign_epi8(qw, qw);
-          const __m256 p = _mm256_cvtepi32_ps(dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(qx, qw)));
-          const int i = 2 * (j & 3);
-          const __m256i idx = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
-          const __m256 sv = _mm256_mul_ps(_mm256_permutevar8x32_ps(s16[j >> 2], idx), _mm256_broadcast_ss(xd + b));
-          acc[r] = _mm256_fmadd_ps(sv, p, acc[r]);
-        }
-      }
-    }
-  }
-  for (int r = 0; r < R; r++) y[r] += hsum(acc[r]);
-}
-
-using DecodeRowsFn = void (*)(float*, const int8_t*, const float*, const float*, const uint8_t*, size_t, int);
-
-// Rows [r0, r1) of a one-token matmul for Q4_K / Q5_K / Q6_K, 4 rows at a time; false for other types.
-static bool decode_rows_direct(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w,
-                               WeightType type, int in, int r0, int r1) {
-  static const DecodeRowsFn q4k[4] = {k4_decode_rows<1, false>, k4_decode_rows<2, false>, k4_decode_rows<3, false>,
-                                      k4_decode_rows<4, false>};
-  static const DecodeRowsFn q5k[4] = {k4_decode_rows<1, true>, k4_decode_rows<2, true>, k4_decode_rows<3, true>,
-                                      k4_decode_rows<4, true>};
-  static const DecodeRowsFn q6k[4] = {q6_k_decode_rows<1>, q6_k_decode_rows<2>, q6_k_decode_rows<3>,
-                                      q6_k_decode_rows<4>};
-  const DecodeRowsFn* fns = type == WEIGHT_Q4_K   ? q4k
-                            : type == WEIGHT_Q5_K ? q5k
-                            : type == WEIGHT_Q6_K ? q6k
-                                                  : nullptr;
-  if (fns == nullptr) return false;
-  const int units = in / quant_block_elems(type);
-  const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
-  for (int r = r0; r < r1; r += 4) {
-    const int rn = r1 - r < 4 ? r1 - r : 4;
-    fns[rn - 1](y + r, xq, xd, xs, w + static_cast<size_t>(r) * row_bytes, row_bytes, units);
-  }
-  return true;
-}
-
 void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
                                 const int8_t* xq,   // (T, in)
                                 const float* xd,    // (T, in/32)
@@ -246,7 +124,8 @@ void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
   // Otherwise, and for the rows the 16-row groups leave: 8 rows per vector (matmul_q4_0_rows8.h).
   if (T >= Q40_ROWS8_MIN_T && type == WEIGHT_Q4_0) r0 += q4_0_gemm_rows8(y, xq, xd, xs, w, T, in, out, r0, r1);
   if (r0 == r1) return;
-  if (T == 1 && decode_rows_direct(y, xq, xd, xs, w, type, in, r0, r1)) return;
+  // One token of a K-quant straight from the blocks (matmul_k_rows256.h): unpacking would cost as much as the dot.
+  if (T == 1 && k_rows256(y, xq, xd, xs, xb, w, type, in, r0, r1)) return;
   const int nb = in / 32, upb = quant_block_elems(type) / 32;
   const size_t ubytes = quant_block_bytes(type);
   const size_t row_bytes = static_cast<size_t>(in / quant_block_elems(type)) * ubytes;

@@ -12,7 +12,10 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#define INT8_DOT_AVX512VNNI 1
+#include "int8_dot_avx2.h"
 #include "kernels.h"
+#include "matmul_k_rows256.h"
 #include "quant_avx2.h"
 #include "simd_avx2.h"
 
@@ -43,9 +46,6 @@ static inline void prefetch_blocks(const uint8_t* pf, size_t row_bytes, int R, s
   for (int r = 0; r < R; r++)
     for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(pf + r * row_bytes + off + l), _MM_HINT_T0);
 }
-
-template <bool FIFTH> struct K4Block { using type = BlockQ4_K; };  // (no <type_traits>: no STL in this unit)
-template <> struct K4Block<true> { using type = BlockQ5_K; };
 
 // Q4_K (and Q5_K: FIFTH, whose fifth bit of weight l in 32-block j is bit j of qh[l]) rows times activations quantized
 // per 256 (q8_k_quantize_activations: d_x is one value per super-block), R rows x TK tokens straight from the blocks.
@@ -109,66 +109,7 @@ static void q4_k_tile(float* y, int ldy,
     for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += _mm512_reduce_add_ps(acc[r][t]);
 }
 
-// One token of Q4_K in 256-bit vectors (AVX-512 VL + VNNI), one row: on Zen 4 a 512-bit op takes two 256-bit slots,
-// and at one token there is no second token to share the unpacking with, so the narrow form issues fewer slots per
-// weight; one row at a time is one sequential stream (with a software prefetch 4 rows on, `prefetch` false where
-// that row is past the caller's range). Per 32-weight block: maddubs on the nibbles, vpdpwssd with the block's 6-bit
-// scale broadcast by one byte shuffle; two accumulators (low and high nibble blocks) halve the dependency chain.
-// y[0] += dot(row, x).
-// Q5_K (FIFTH) likewise, the fifth bits from qh.
-template <bool FIFTH>
-static void q4_k_row_256(float* y,                                          // (1)
-                         const int8_t* xq, const float* xd, const float* xs,  // (in), (in/32), (in/32)
-                         const uint8_t* w, size_t row_bytes, int nsb, bool prefetch) {  // (nsb) blocks
-  using Blk = typename K4Block<FIFTH>::type;
-  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-  __m256 acc = _mm256_setzero_ps();
-  for (int u = 0; u < nsb; u++) {
-    const Blk* blk = reinterpret_cast<const Blk*>(w) + u;
-    if (prefetch) {
-      k4_prefetch_next(blk, row_bytes);
-      if constexpr (FIFTH) _mm_prefetch(reinterpret_cast<const char*>(blk) + 4 * row_bytes + 172, _MM_HINT_T0);
-    }
-    __m256i qh = _mm256_setzero_si256();
-    if constexpr (FIFTH) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ5_K*>(blk)->qh));
-    const __m128i sm = k4_scale_min_bytes(blk);
-    const __m256i scb = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // int16 scales 0-7, both lanes
-    __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
-    for (int g = 0; g < 4; g++) {
-      const int b = u * 8 + 2 * g;
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * g));
-      __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-      if constexpr (FIFTH) {
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
-      }
-      // Scale j as int16 in every lane: bytes 2j and 2j + 1 of each 128-bit lane.
-      const __m256i s0 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g))));
-      const __m256i s1 = _mm256_shuffle_epi8(scb, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * g + 1))));
-      const __m256i qx0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
-      const __m256i qx1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b + 1) * 32));
-      i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(lo, qx0), s0);
-      i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(hi, qx1), s1);
-    }
-    const __m256 dd = _mm256_set1_ps(_cvtsh_ss(blk->d) * xd[u * 8]);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1)), dd, acc);
-    acc = _mm256_fnmadd_ps(k4_mins(blk, sm), _mm256_loadu_ps(xs + u * 8), acc);
-  }
-  y[0] += hsum(acc);
-}
-
-// ---- Q6_K on per-256 activations -------------------------------------------------------------------------------
-// A super-block is 16 sub-blocks of 16 weights q in [0, 64) with int8 scales s_j and one f16 d:
-//   dot = d d_x (sum_j s_j sum_{i in j} q_i q_x,i  -  32 sum_j s_j bsum_j),  bsum_j = sum_{i in j} q_x,i.
-// maddubs takes the unsigned q as they are (pair sums <= 2 * 63 * 127 fit int16), vpdpwssd applies s_j in integers,
-// and the -32 offset is one madd of the 16 scales with the activations' per-16 sums (xb): a super-block stays in
-// integers and costs one float FMA per row and token. In 32-block k of half n (weights 128n + 32k ..), q's low 4
-// bits are ql[64n + 32(k & 1) + l] (>> 4 for k >= 2) and its high 2 bits qh[32n + l] >> 2k.
-
-// The per-16 offset of one super-block and row: 32 sum_j s_j bsum_j as 8 int32 lanes (sum them for the value).
-static inline __m256i q6_k_offset(__m256i sc16, const int16_t* bsum) {
-  return _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsum))), 5);
-}
+// ---- Q6_K on per-256 activations (the format and the integer scheme: matmul_k_rows256.h) ------------------------
 
 // R rows x TK tokens of Q6_K, 512-bit: one vector holds 32-blocks k and k + 1 of a half (64 weights: ql's 64 bytes
 // of the half in one load, its 32 qh bytes broadcast and shifted into place per 256-bit half).
@@ -237,76 +178,13 @@ static void q6_k_tile(float* y, int ldy,
     for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += _mm512_reduce_add_ps(acc[r][t]);
 }
 
-// One token of Q6_K in 256-bit vectors, one row (as q4_k_row_256, for the same reasons): per 32-block, the 6-bit
-// values from the ql/qh bits, maddubs with the activations, vpdpwssd with the block's two scales (one byte shuffle
-// of the scales, pre-broadcast per 128-bit half). y[0] += dot(row, x).
-static void q6_k_row_256(float* y,                                            // (1)
-                         const int8_t* xq, const float* xd, const int16_t* xb,  // (in), (in/32), (in/16)
-                         const uint8_t* w, size_t row_bytes, int nsb, bool prefetch) {  // (nsb) blocks
-  const __m256i low4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-  __m256 acc = _mm256_setzero_ps();
-  for (int u = 0; u < nsb; u++) {
-    const BlockQ6_K* blk = reinterpret_cast<const BlockQ6_K*>(w) + u;
-    if (prefetch) {
-      const char* next = reinterpret_cast<const char*>(blk) + 4 * row_bytes;
-      _mm_prefetch(next, _MM_HINT_T0);
-      _mm_prefetch(next + 64, _MM_HINT_T0);
-      _mm_prefetch(next + 128, _MM_HINT_T0);
-      _mm_prefetch(next + 192, _MM_HINT_T0);
-    }
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->scales)));
-    // Scales 0-7 in both 128-bit halves, and 8-15: the half of 32-block j holds its two scales 2j, 2j + 1.
-    const __m256i sc_a = _mm256_permute4x64_epi64(sc16, 0x44), sc_b = _mm256_permute4x64_epi64(sc16, 0xEE);
-    __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
-    for (int n = 0; n < 2; n++) {
-      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n));
-      const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * n + 32));
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * n));
-      // High bits 2k, 2k + 1 of qh moved to bits 4, 5 by one shift each (bits a 16-bit shift carries across bytes
-      // land outside 0x30).
-      __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-      q[1] = _mm256_or_si256(_mm256_and_si256(qb, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4), _mm256_and_si256(qh, m30));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-      for (int k = 0; k < 4; k++) {
-        const int j = 4 * n + k;  // 32-block of the super-block: scales 2j (bytes 0-15), 2j + 1 (bytes 16-31)
-        const int e0 = (2 * j) & 7, e1 = (2 * j + 1) & 7;
-        const __m256i ctl = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(0x0100 + 0x0202 * e1)),
-                                             _mm_set1_epi16(static_cast<short>(0x0100 + 0x0202 * e0)));
-        const __m256i s = _mm256_shuffle_epi8(j < 4 ? sc_a : sc_b, ctl);
-        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (u * 8 + j) * 32));
-        if (k & 1) i1 = _mm256_dpwssd_epi32(i1, _mm256_maddubs_epi16(q[k], qx), s);
-        else i0 = _mm256_dpwssd_epi32(i0, _mm256_maddubs_epi16(q[k], qx), s);
-      }
-    }
-    const __m256i net = _mm256_sub_epi32(_mm256_add_epi32(i0, i1), q6_k_offset(sc16, xb + u * 16));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(net), _mm256_set1_ps(_cvtsh_ss(blk->d) * xd[u * 8]), acc);
-  }
-  y[0] += hsum(acc);
-}
-
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                         const uint8_t* w, WeightType type, int in, int r0, int r1) {
-  if (type != WEIGHT_Q4_K && type != WEIGHT_Q5_K && type != WEIGHT_Q6_K && type != WEIGHT_Q4_0) return false;
-  const int units = in / quant_block_elems(type);
-  const size_t row_bytes = static_cast<size_t>(units) * quant_block_bytes(type);
-  // One row at a time: one sequential stream, which the hardware prefetcher follows.
-  if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K) {
-    for (int r = r0; r < r1; r++) {
-      const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
-      if (type == WEIGHT_Q4_K) q4_k_row_256<false>(y + r, xq, xd, xs, wr, row_bytes, units, r + 4 < r1);
-      else q4_k_row_256<true>(y + r, xq, xd, xs, wr, row_bytes, units, r + 4 < r1);
-    }
+  if (type == WEIGHT_Q4_0) {
+    q4_pair_rows_avx512(y, xq, xd, xs, w, WEIGHT_Q4_0, 1, in, 0, r0, r1);
     return true;
   }
-  if (type == WEIGHT_Q6_K) {
-    for (int r = r0; r < r1; r++)
-      q6_k_row_256(y + r, xq, xd, xb, w + static_cast<size_t>(r) * row_bytes, row_bytes, units, r + 4 < r1);
-    return true;
-  }
-  q4_pair_rows_avx512(y, xq, xd, xs, w, WEIGHT_Q4_0, 1, in, 0, r0, r1);
-  return true;
+  return k_rows256(y, xq, xd, xs, xb, w, type, in, r0, r1);
 }
 
 using Q4kTileFn = void (*)(float*, int, const int8_t*, int, const float*, const float*, int, const uint8_t*, size_t,

@@ -47,22 +47,3 @@ static inline int quant_token_tile(int in) {
   const int tt = 131072 / in;
   return tt < 16 ? 16 : tt > 256 ? 256 : tt;
 }
-
-template <typename Blk>
-static inline void k4_scales(const Blk* blk, __m256* sc, __m256* mn) {
-  const __m128i bytes = k4_scale_min_bytes(blk);
-  *sc = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(blk->d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
-  *mn = k4_mins(blk, bytes);
-}
-
-// One row's start of a K4 super-block in the one-token decode: prefetches the same super-block 4 rows on (the next row
-// group), and returns the 8 block scales times the activations' block scales dx, subtracting the mins' share
-// dmin * m_j * d_x * sum(q_x) from off.
-template <typename Blk>
-static inline __m256 k4_row_start(const Blk* blk, size_t row_bytes, __m256 dx, __m256 sumx, __m256* off) {
-  k4_prefetch_next(blk, row_bytes);
-  __m256 sc, mn;
-  k4_scales(blk, &sc, &mn);
-  *off = _mm256_fnmadd_ps(mn, sumx, *off);
-  return _mm256_mul_ps(sc, dx);
-}
