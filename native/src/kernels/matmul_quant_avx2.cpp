@@ -1,4 +1,6 @@
-// AVX2 row kernel of matmul_quant_forward (contract and portable twin in matmul_quant.cpp): per row group and chunk,
+// AVX2 row kernel of matmul_quant_forward (contract and portable twin in matmul_quant.cpp) and its dispatch: the
+// AVX-512 kernels where they run, one-token K-quant rows (matmul_k_rows256.h), Q4_0 / Q5_0 rows below 8 tokens
+// (matmul_q4_pairs8.h) and Q4_0 8-row groups from 8 on (matmul_q4_0_rows8.h); for the rest, per row group and chunk,
 // unpack the weight blocks to int8 + scales (quant_unpack.h, vectorized here by the compiler), then a register tile
 // of 4 rows x 2 tokens multiplies them with the int8 activations as the Q8_0 kernel does, with one scale per 16
 // weights. Compiled for avx2,fma,f16c and only called after simd_use_avx2(); no STL, as in matmul_q8_0_avx2.cpp.
@@ -12,9 +14,9 @@
 
 #include "int8_dot_avx2.h"
 #include "kernels.h"
-#include "matmul_q4_pairs8.h"
 #include "matmul_k_rows256.h"
 #include "matmul_q4_0_rows8.h"
+#include "matmul_q4_pairs8.h"
 #define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
 #include "quant_avx2.h"
