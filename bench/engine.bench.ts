@@ -310,6 +310,7 @@ async function main(): Promise<void> {
       }
     }
     const results: Record<string, unknown> = {};
+    const native = nativeInfo();
     for (const run of runs) {
       const m = run.best as Measured;
       const info = modelInfo(run.model);
@@ -317,8 +318,8 @@ async function main(): Promise<void> {
         model: source.label,
         dtype: run.dtype,
         threads: info.threads,
-        simd: nativeInfo().simd,
-        int8_dot: nativeInfo().int8Dot,
+        simd: native.simd,
+        int8_dot: native.int8Dot,
         rounds: opts.rounds,
         kv_dtype: opts.kvDtype,
         bandwidth_gbps: round(m.bandwidth, 2),

@@ -1,7 +1,7 @@
 // The integer dot products of the 256-bit int8 kernels, and the name of the functions they export, for the targets
 // those kernels are compiled for: AVX2 (matmul_q8_0_avx2.cpp, matmul_quant_avx2.cpp as they are), AVX-VNNI
 // (matmul_int8_avxvnni.cpp defines INT8_DOT_AVXVNNI and includes both units again) and AVX-512 VNNI (its units define
-// INT8_DOT_AVX512VNNI to share a 256-bit kernel, as matmul_q4_0_avx512.cpp does matmul_q4_pairs8.h). AVX-VNNI is
+// INT8_DOT_AVX512VNNI to share the 256-bit kernels of matmul_q4_pairs8.h and matmul_k_rows256.h). AVX-VNNI is
 // the VEX form of AVX-512 VNNI's byte dot on 256-bit vectors: CPUs with AVX2 but no AVX-512 have it (Intel since
 // Alder Lake), so the same register tiles run with one instruction where AVX2 needs two. Include only after the
 // unit's `#pragma GCC target`; static inline, as simd_avx2.h.

@@ -44,18 +44,19 @@ static inline __m256i q5_0_fifth_bits(uint32_t m) {
 }
 
 // Two blocks' values side by side, low nibbles (weights 0-15 of block 0, then of block 1) in *lo and high ones (16-31)
-// in *hi, with Q5_0's fifth bits: bit j of qh goes to weight j.
-template <bool FIFTH>
+// in *hi, with Q5_0's fifth bits: bit j of qh goes to weight j. PAIR false: block 0 alone, zeros in the high 128 bits.
+template <bool FIFTH, bool PAIR = true>
 static inline void q4_pair_values(const typename Q4PairBlock<FIFTH>::type* blk, __m256i* lo, __m256i* hi) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs))),
-                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)), 1);
+  const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs));
+  const __m256i v = PAIR ? _mm256_inserti128_si256(_mm256_castsi128_si256(v0), _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)), 1)
+                         : _mm256_zextsi128_si256(v0);
   *lo = _mm256_and_si256(v, low4);
   *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
   if constexpr (FIFTH) {
-    uint32_t h0, h1;
+    uint32_t h0, h1 = 0;
     memcpy(&h0, blk[0].qh, 4);
-    memcpy(&h1, blk[1].qh, 4);
+    if (PAIR) memcpy(&h1, blk[1].qh, 4);
     *lo = _mm256_or_si256(*lo, q5_0_fifth_bits((h0 & 0xFFFFu) | (h1 << 16)));
     *hi = _mm256_or_si256(*hi, q5_0_fifth_bits((h0 >> 16) | (h1 & 0xFFFF0000u)));
   }
@@ -130,15 +131,8 @@ static void q4_row_pairs8(float* y, int ldy,                                   /
   }
   if (b < nb) {  // an unpaired last block, in order in xp: its values in the low 128 bits, zeros above
     const Blk* blk = reinterpret_cast<const Blk*>(w) + b;
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    const __m256i v = _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs)));
-    __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    if constexpr (FIFTH) {
-      uint32_t h;
-      memcpy(&h, blk->qh, 4);
-      lo = _mm256_or_si256(lo, q5_0_fifth_bits(h & 0xFFFFu));
-      hi = _mm256_or_si256(hi, q5_0_fifth_bits(h >> 16));
-    }
+    __m256i lo, hi;
+    q4_pair_values<FIFTH, false>(blk, &lo, &hi);
     const float dd = _cvtsh_ss(blk->d);
     for (int t = 0; t < TK; t++) {
       const int8_t* x = xp + static_cast<size_t>(t) * ldq + b * 32;

@@ -22,7 +22,7 @@
 #include "quant_avx2.h"
 #include "simd_avx2.h"
 
-// In matmul_quant_avx512.cpp: the one-token K-quant / Q4_0 rows with AVX-512 VNNI; false for other types.
+// In matmul_quant_avx512.cpp: the one-token K-quant rows with AVX-512 VNNI; false for other types.
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                         const uint8_t* w, WeightType type, int in, int r0, int r1);
 // In matmul_q4_0_avx512.cpp: Q4_0 and Q5_0 at 1-7 tokens one row at a time, on pair-layout activations.

@@ -20,11 +20,6 @@
 #include "quant_avx2.h"
 #include "simd_avx2.h"
 
-// In matmul_q4_0_avx512.cpp: Q4_0 and Q5_0 at 1-7 tokens one row at a time, on pair-layout activations.
-void q4_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w,
-                         WeightType type, int T, int in, int out, int r0, int r1);
-
-
 // 32 bytes of Q4_K nibbles (one 64-weight group) as 64 bytes in weight order: the low nibbles (block 2g) in the low
 // half, the high nibbles (block 2g + 1) in the high half; one broadcast load, one variable shift, one mask.
 static inline __m512i k4_nibble_shift() { return _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1); }
@@ -179,12 +174,10 @@ static void q6_k_tile(float* y, int ldy,
     for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += _mm512_reduce_add_ps(acc[r][t]);
 }
 
+// The one-token K-quant rows (matmul_k_rows256.h) with the EVEX `vpdpwssd`; false for other types (Q4_0 and Q5_0
+// take the pair rows of matmul_q4_0_avx512.cpp at every token count below 8).
 bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                         const uint8_t* w, WeightType type, int in, int r0, int r1) {
-  if (type == WEIGHT_Q4_0) {
-    q4_pair_rows_avx512(y, xq, xd, xs, w, WEIGHT_Q4_0, 1, in, 0, r0, r1);
-    return true;
-  }
   return k_rows256(y, xq, xd, xs, xb, w, type, in, r0, r1);
 }
 
