@@ -320,6 +320,7 @@ async function main(): Promise<void> {
         threads: info.threads,
         simd: native.simd,
         int8_dot: native.int8Dot,
+        amx: native.amx,
         rounds: opts.rounds,
         kv_dtype: opts.kvDtype,
         bandwidth_gbps: round(m.bandwidth, 2),

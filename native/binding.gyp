@@ -20,6 +20,8 @@
         "src/kernels/matmul_quant_avx512.cpp",
         "src/kernels/matmul_q4_0_avx512.cpp",
         "src/kernels/matmul_int8_avxvnni.cpp",
+        "src/kernels/matmul_amx.cpp",
+        "src/kernels/matmul_amx_driver.cpp",
         "src/kernels/rmsnorm.cpp",
         "src/kernels/rope.cpp",
         "src/kernels/swiglu.cpp",

@@ -11,6 +11,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "../src/kernels/kernels.h"
 #include "../src/kernels/thread_pool.h"
 
@@ -162,6 +166,31 @@ static void test_matmul_q8_0_exact(ThreadPool* pool, int T, int in, int out, uns
     failures++;
   }
 }
+
+#if defined(__x86_64__)
+// Another AMX user's tile configuration on the calling thread survives our AMX matmul there: ggml's AMX kernels
+// configure each thread once and rely on it, on the libuv workers both addons share (node-llama-cpp beside us died of
+// SIGILL when we released it).
+__attribute__((target("amx-tile,amx-int8"))) static void test_amx_keeps_tile_config() {
+  alignas(64) uint8_t theirs[64] = {}, after[64] = {};
+  theirs[0] = 1;                   // palette 1
+  theirs[16] = 24, theirs[48] = 5; // tile 0: 5 rows of 24 bytes
+  theirs[18] = 64, theirs[49] = 3; // tile 1: 3 rows of 64 bytes
+  _tile_loadconfig(theirs);
+  const int T = 16, in = 256, out = 32;
+  unsigned seed = 77;
+  std::vector<float> x(static_cast<size_t>(T) * in), y(static_cast<size_t>(T) * out, 0.0f);
+  for (auto& v : x) v = frand(&seed);
+  std::vector<BlockQ8_0> w = random_q8_0(out, in, &seed);
+  matmul_forward(y.data(), x.data(), w.data(), WEIGHT_Q8_0, nullptr, T, in, out, false, nullptr);  // on this thread
+  _tile_storeconfig(after);
+  _tile_release();
+  if (std::memcmp(theirs, after, 64) != 0) {
+    std::printf("FAIL amx: the calling thread's tile configuration was not put back\n");
+    failures++;
+  }
+}
+#endif
 
 // Random data, bias and accumulation: (1) within f32 rounding of the float64 sum over the dequantized weights and
 // the activations as this test quantizes them itself; (2) against matmul_q8_0_reference (unquantized x) within the
@@ -495,9 +524,11 @@ int main() {
     test_attention(&pool, {4, 2, 32, 8, false, 0.3f, 0.5f, 0}, 5, 12, 17);
     test_attention(&pool, {4, 2, 32, 8, true, 0.2f, 0.4f, 6}, 9, 10, 18);
   }
-  // With AVX-512 VNNI: its Q4_0 and K-quant kernels again without it, equal up to the order of the f32 sums.
+  // With AVX-512 VNNI: its Q4_0 and K-quant kernels again without it, equal up to the order of the f32 sums. AMX
+  // (which would take 8 tokens and more) is off here and tested below.
   if (simd_avx512_supported()) {
     simd_force_portable(false);
+    simd_force_no_amx(true);
     // Q8_0's VNNI tiles (several tokens) give the AVX2 tiles' results bit for bit: partial row groups and token
     // tiles, block chunks of long rows, a token count past the token tile.
     for (auto& sh : {std::array<int, 3>{2, 256, 21}, {3, 800, 50}, {5, 1120, 29}, {16, 576, 100}, {40, 3200, 13},
@@ -536,6 +567,7 @@ int main() {
       simd_force_no_avx512(false);
       check("avx512 vnni == avx2 (Q4_0/K-quant rows and tiles)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
     }
+    simd_force_no_amx(false);
   } else {
     std::printf("skipped: the AVX-512 VNNI kernels (this CPU lacks AVX-512 VNNI)\n");
   }
@@ -582,6 +614,46 @@ int main() {
     simd_force_no_avx512(false);
   } else {
     std::printf("skipped: the AVX-VNNI kernels (this CPU lacks AVX-VNNI)\n");
+  }
+  // With AMX: its int8 tiles (8 tokens and more) against the naive references (inside each test function), Q8_0's
+  // exact-integer case bit for bit, and every type against the AVX-512 kernels up to the order of the f32 sums.
+  // Shapes: a token group of 8, 9, 16 and 17 tokens (partial groups), many groups; 16-row panels whole and partial
+  // (outputs 13-100; the pool splits rows by 16); rows of one 64-block chunk and of two (in 2304-4096); Q8_0's
+  // blocks read in place (whole panels) and copied (the partial last one).
+  if (simd_amx_supported()) {
+    simd_force_portable(false);
+    simd_force_no_avx512(false);
+    simd_force_no_amx(false);
+    test_amx_keeps_tile_config();
+    unsigned seed = 1300;
+    for (auto& sh : {std::array<int, 3>{8, 64, 16}, {9, 800, 50}, {17, 800, 32}, {40, 256, 13}}) {
+      simd_force_no_amx(false);
+      test_matmul_q8_0_exact(&pool, sh[0], sh[1], sh[2], seed++);
+    }
+    for (auto& sh : {std::array<int, 3>{8, 256, 21}, {16, 576, 100}, {17, 3200, 48}, {40, 4096, 13}, {300, 64, 37}}) {
+      simd_force_no_amx(false);
+      const std::vector<float> on = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], seed);
+      simd_force_no_amx(true);
+      const std::vector<float> off = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], seed);
+      check("amx == avx512 (q8_0)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
+      seed++;
+    }
+    for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q4_1, WEIGHT_Q5_0, WEIGHT_Q5_1, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
+      for (auto& sh : {std::array<int, 3>{8, 256, 21}, {9, 2304, 37}, {16, 768, 16}, {33, 4096, 48}, {300, 512, 23},
+                       {17, 96, 50}}) {
+        if (sh[1] % quant_block_elems(type) != 0) continue;
+        simd_force_no_amx(false);
+        const std::vector<float> on = test_matmul_quant(&pool, type, sh[0], sh[1], sh[2], seed);
+        simd_force_no_amx(true);
+        const std::vector<float> off = test_matmul_quant(&pool, type, sh[0], sh[1], sh[2], seed);
+        char name[64];
+        std::snprintf(name, sizeof name, "amx == avx512 (%s T=%d in=%d out=%d)", weight_type_name(type), sh[0], sh[1], sh[2]);
+        check(name, on, std::vector<double>(off.begin(), off.end()), 2e-6);
+        seed++;
+      }
+    simd_force_no_amx(false);
+  } else {
+    std::printf("skipped: the AMX kernels (this CPU lacks AMX int8, or Linux did not grant the tile state)\n");
   }
   // Same inputs through both paths: equal up to the order of the f32 sums (the integer block dots are exact in both).
   if (simd_avx2_supported())

@@ -1,6 +1,6 @@
 /**
  * The native kernel tests (native/test/kernels_test.cpp, `npm run test:native`) as part of `npm test`: every kernel
- * against its naive reference on each SIMD path this CPU has (portable, AVX2, AVX-VNNI, AVX-512 VNNI), the paths
+ * against its naive reference on each SIMD path this CPU has (portable, AVX2, AVX-VNNI, AVX-512 VNNI, AMX), the paths
  * against each other bit for bit where they must be, and the thread pool. They are C++ with no Node in them, built
  * with the same compiler the addon needs; this spec builds and runs them and fails with their output. A path the CPU
  * lacks is skipped by the program itself, which prints a line saying so.
@@ -39,5 +39,8 @@ describe('native kernel tests', () => {
     const avxVnni = flags.has('avx_vnni') && !off('FLYWHEEL_NATIVE_NO_AVXVNNI');
     const portable = off('FLYWHEEL_NATIVE_PORTABLE');
     expect(nativeInfo().int8Dot).toBe(portable ? 'portable' : avx512 ? 'avx512-vnni' : avxVnni ? 'avx-vnni' : 'avx2');
+    // AMX sits on the AVX-512 path; Linux lists amx_tile and amx_int8 only where it can hand out the tile state.
+    const amx = flags.has('amx_tile') && flags.has('amx_int8') && avx512 && !portable && !off('FLYWHEEL_NATIVE_NO_AMX');
+    expect(nativeInfo().amx).toBe(amx);
   });
 });

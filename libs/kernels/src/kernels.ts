@@ -65,6 +65,12 @@ export interface NativeInfo {
    * FLYWHEEL_NATIVE_NO_AVXVNNI=1 step down).
    */
   int8Dot: 'avx512-vnni' | 'avx-vnni' | 'avx2' | 'portable';
+  /**
+   * AMX int8 tiles run the quantized matmuls from 8 tokens on (16 for Q4_0 and Q6_K): prefill and batched decode,
+   * where the CPU has them (Intel since Sapphire Rapids) and Linux grants the tile state. They sit on the AVX-512 path
+   * (off with it) and FLYWHEEL_NATIVE_NO_AMX=1 turns them off alone.
+   */
+  amx: boolean;
 }
 
 
@@ -530,7 +536,7 @@ export function nucleusIds(x: Float32Array, w: Float64Array, max: number, total:
 export function nativeInfo(): NativeInfo {
   const raw = loadNative().info();
   const int8Dot = raw.simd === 'portable' ? 'portable' : raw.avx512Vnni ? 'avx512-vnni' : raw.avxVnni ? 'avx-vnni' : 'avx2';
-  return { simd: raw.simd, threads: raw.hardwareThreads, avx2Supported: raw.avx2Supported, int8Dot };
+  return { simd: raw.simd, threads: raw.hardwareThreads, avx2Supported: raw.avx2Supported, int8Dot, amx: raw.amx };
 }
 
 /**

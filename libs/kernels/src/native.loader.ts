@@ -28,6 +28,7 @@ export interface NativeAddon {
     avx2Supported: boolean;
     avx512Vnni: boolean;
     avxVnni: boolean;
+    amx: boolean;
     hardwareThreads: number;
     opsThreads: number;
   };

@@ -113,6 +113,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("avx2Supported", simd_avx2_supported());
   o.Set("avx512Vnni", simd_use_avx512());
   o.Set("avxVnni", simd_use_avxvnni());
+  o.Set("amx", simd_use_amx());
   o.Set("hardwareThreads", ThreadPool::hardware_threads());
   o.Set("opsThreads", ops_pool()->num_threads());
   return o;

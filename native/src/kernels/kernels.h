@@ -96,6 +96,11 @@ void simd_force_no_avx512(bool on);
 bool simd_avxvnni_supported();
 bool simd_use_avxvnni();
 void simd_force_no_avxvnni(bool on);
+// AMX int8 tiles: the quantized matmuls from 8 or 16 tokens on (prefill, batched decode) where the CPU has them and Linux
+// grants the tile state, on top of AVX-512 (off with it); off with env FLYWHEEL_NATIVE_NO_AMX=1 or the setter.
+bool simd_amx_supported();
+bool simd_use_amx();
+void simd_force_no_amx(bool on);
 const char* simd_name();           // "avx2" | "portable" (AVX-512 VNNI use: simd_use_avx512)
 
 // bf16 is the top half of an f32; conversion from f32 rounds to nearest even (NaN stays NaN).

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "matmul_amx.h"
 #include "thread_pool.h"
 
 // Implemented in matmul_q8_0_avx2.cpp (compiled for avx2,fma,f16c; the rows again for AVX-VNNI in
@@ -93,6 +94,10 @@ void matmul_q8_0_forward(float* y, const float* x, const BlockQ8_0* w, int T, in
     pool->parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
       q8_0_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
     });
+  }
+  if (T >= amx_min_tokens(WEIGHT_Q8_0) && simd_use_amx()) {
+    matmul_amx_forward(y, q, d, nullptr, w, WEIGHT_Q8_0, T, in, out, serial ? nullptr : pool);
+    return;
   }
   auto rows = [&](int64_t r0, int64_t r1) {
     if (avx_vnni) matmul_q8_0_rows_avxvnni(y, q, d, w, T, in, out, static_cast<int>(r0), static_cast<int>(r1));

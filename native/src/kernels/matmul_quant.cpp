@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "matmul_amx.h"
 #include "quant_unpack.h"
 #include "thread_pool.h"
 
@@ -110,6 +111,10 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   };
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
   else pool->parallel_for(T, 1, quantize);
+  if (T >= amx_min_tokens(type) && simd_use_amx()) {
+    matmul_amx_forward(y, q, d, s, w, type, T, in, out, serial ? nullptr : pool);
+    return;
+  }
   // Q4_0 and Q5_0 below 8 tokens on AVX2 read their activations with each block pair's middle quarters swapped.
   thread_local std::vector<int8_t> xpair;
   if (T < 8 && (type == WEIGHT_Q4_0 || type == WEIGHT_Q5_0) && avx2) {

@@ -4,6 +4,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "kernels.h"
 
 static bool detect_avx2() {
@@ -37,6 +42,20 @@ static bool detect_avx_vnni() {
 #endif
 }
 
+// AMX's int8 tiles (Intel since Sapphire Rapids), on top of AVX-512 VNNI (the tiles' sums are scaled with it). Linux
+// hands a process the tile state only when asked (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA, once, for every
+// thread); without that grant the first tile instruction faults, so no grant means no AMX.
+static bool detect_amx() {
+#if defined(__linux__) && defined(__x86_64__)
+  __builtin_cpu_init();
+  if (!detect_avx512_vnni() || !__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-int8")) return false;
+  const long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+  return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+  return false;
+#endif
+}
+
 static bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
@@ -53,6 +72,8 @@ static const bool g_avx512_supported = detect_avx512_vnni();
 static std::atomic<bool> g_no_avx512{env_set("FLYWHEEL_NATIVE_NO_AVX512")};
 static const bool g_avx_vnni_supported = detect_avx_vnni();
 static std::atomic<bool> g_no_avx_vnni{env_set("FLYWHEEL_NATIVE_NO_AVXVNNI")};
+static const bool g_amx_supported = detect_amx();
+static std::atomic<bool> g_no_amx{env_set("FLYWHEEL_NATIVE_NO_AMX")};
 
 bool simd_avx2_supported() { return g_avx2_supported; }
 bool simd_use_avx2() { return g_avx2_supported && !g_force_portable.load(std::memory_order_relaxed); }
@@ -65,6 +86,9 @@ bool simd_use_avxvnni() {
   return g_avx_vnni_supported && simd_use_avx2() && !g_no_avx_vnni.load(std::memory_order_relaxed);
 }
 void simd_force_no_avxvnni(bool on) { g_no_avx_vnni.store(on); }
+bool simd_amx_supported() { return g_amx_supported; }
+bool simd_use_amx() { return g_amx_supported && simd_use_avx512() && !g_no_amx.load(std::memory_order_relaxed); }
+void simd_force_no_amx(bool on) { g_no_amx.store(on); }
 const char* simd_name() { return simd_use_avx2() ? "avx2" : "portable"; }
 
 uint16_t bf16_from_f32(float f) {
