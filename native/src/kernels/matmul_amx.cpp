@@ -34,13 +34,13 @@ struct alignas(64) TileConfig {
   uint8_t rows[16];
 };
 
-// Tiles 0-3: C (16 weight rows x 16 tokens int32); 4-5: A (16 weight rows x G int8); 6-7: B (G/4 rows x 16 tokens
+// Tiles 0-1: C (16 weight rows x 16 tokens int32); 4-5: A (16 weight rows x G int8); 6-7: B (G/4 rows x 16 tokens
 // x 4 int8).
 void load_tile_config(int G) {
   TileConfig c;
   memset(&c, 0, sizeof c);
   c.palette_id = 1;
-  for (int t = 0; t < 4; t++) {
+  for (int t = 0; t < 2; t++) {
     c.rows[t] = NR;
     c.colsb[t] = NT * 4;
   }
@@ -70,7 +70,7 @@ struct Panel {
 template <int G, bool MIN>
 void panel_tokens(float (*res)[NT], const Panel& p, const int8_t* xb, const float* dx, const float* sx, int kb) {
   constexpr int H = 32 / G;
-  alignas(64) int32_t c[2][4][NR][NT];
+  alignas(64) int32_t c[2][NR][NT];
   __m512 acc[NR];
   for (int i = 0; i < NR; i++) acc[i] = _mm512_setzero_ps();
   auto post = [&](const int32_t (*cc)[NT], int gi) {
@@ -91,43 +91,28 @@ void panel_tokens(float (*res)[NT], const Panel& p, const int8_t* xb, const floa
   auto b_at = [&](int gi) { return xb + (gi / H) * 512 + (gi % H) * G * NT; };
   const int ng = kb * H;
   const int lda = static_cast<int>(p.ldq);
-  // Four groups per pass, one C tile each, stored to one half of c; the previous pass's half is scaled meanwhile:
-  // a tile's sums read back at once stall on its store (16 cycles, one row each) instead of overlapping it.
-  int prev = -1, prev_n = 0;
-  for (int gi = 0; gi < ng; gi += 4) {
-    const int n = ng - gi < 4 ? ng - gi : 4;
-    int32_t (*cc)[NR][NT] = c[(gi / 4) & 1];
+  // Two groups per pass, one C tile each: the second group's multiply runs while the first group's sums are scaled.
+  // (Four per pass, each pass's sums scaled during the next one's multiplies, ran no faster: the tile stores, 16
+  // cycles each, serialize with the multiplies.)
+  for (int gi = 0; gi < ng; gi += 2) {
+    const bool two = gi + 1 < ng;
     _tile_zero(0);
     _tile_loadd(4, a_at(gi), lda);
     _tile_loadd(6, b_at(gi), NT * 4);
     _tile_dpbssd(0, 4, 6);
-    if (n > 1) {
+    if (two) {
       _tile_zero(1);
       _tile_loadd(5, a_at(gi + 1), lda);
       _tile_loadd(7, b_at(gi + 1), NT * 4);
       _tile_dpbssd(1, 5, 7);
     }
-    if (n > 2) {
-      _tile_zero(2);
-      _tile_loadd(4, a_at(gi + 2), lda);
-      _tile_loadd(6, b_at(gi + 2), NT * 4);
-      _tile_dpbssd(2, 4, 6);
+    _tile_stored(0, c[0], NT * 4);
+    post(c[0], gi);
+    if (two) {
+      _tile_stored(1, c[1], NT * 4);
+      post(c[1], gi + 1);
     }
-    if (n > 3) {
-      _tile_zero(3);
-      _tile_loadd(5, a_at(gi + 3), lda);
-      _tile_loadd(7, b_at(gi + 3), NT * 4);
-      _tile_dpbssd(3, 5, 7);
-    }
-    _tile_stored(0, cc[0], NT * 4);
-    if (n > 1) _tile_stored(1, cc[1], NT * 4);
-    if (n > 2) _tile_stored(2, cc[2], NT * 4);
-    if (n > 3) _tile_stored(3, cc[3], NT * 4);
-    for (int j = 0; j < prev_n; j++) post(c[(prev / 4) & 1][j], prev + j);
-    prev = gi;
-    prev_n = n;
   }
-  for (int j = 0; j < prev_n; j++) post(c[(prev / 4) & 1][j], prev + j);
   for (int i = 0; i < NR; i++) _mm512_store_ps(res[i], acc[i]);
 }
 
