@@ -1,10 +1,11 @@
 // One token of Q4_K, Q5_K and Q6_K on per-256 activations, with the sub-block scales applied in integers, in 256-bit
 // vectors: the one-token rows of the AVX-512 VNNI unit (matmul_quant_avx512.cpp), of the AVX2 unit and of its AVX-VNNI
 // build (matmul_quant_avx2.cpp), which include this after int8_dot_avx2.h; dot_s16 is `vpdpwssd` (EVEX or VEX) or
-// AVX2's madd + add, the same int32 sums. Not the several-token tiles (512-bit, matmul_quant_avx512.cpp; the AVX2
-// builds' unpacking tile). On Zen 4 a 512-bit op takes two 256-bit slots, and one token has no second token to share
-// the unpacking with, so the narrow form is the one-token kernel on every build. Include only after the unit's
-// `#pragma GCC target` and int8_dot_avx2.h; static, as quant_avx2.h.
+// AVX2's madd + add, the same int32 sums. Also the 256-bit several-token tile of Q4_K / Q5_K that the AVX2 builds run
+// (2 rows x 2 tokens: 16 registers), and the row-group driver it shares with the AVX-512 unit's 512-bit tiles. On
+// Zen 4 a 512-bit op takes two 256-bit slots, and one token has no second token to share the unpacking with, so the
+// narrow form is the one-token kernel on every build. Include only after the unit's `#pragma GCC target` and
+// int8_dot_avx2.h; static, as quant_avx2.h.
 //
 // A Q6_K super-block is 16 sub-blocks of 16 weights q in [0, 64) with int8 scales s_j and one f16 d:
 //   dot = d d_x (sum_j s_j sum_{i in j} q_i q_x,i  -  32 sum_j s_j bsum_j),  bsum_j = sum_{i in j} q_x,i.
@@ -140,4 +141,105 @@ static bool k_rows256(float* y, const int8_t* xq, const float* xd, const float* 
     else q6_k_row_256(y + r, xq, xd, xb, wr, row_bytes, units, r + 4 < r1);
   }
   return true;
+}
+
+// Several-token tiles read R rows interleaved, streams the hardware prefetcher does not follow: the first token pair
+// of a row group touches the same super-block of the next group's R rows (rows row_bytes apart from pf) as it goes.
+static inline void prefetch_blocks(const uint8_t* pf, size_t row_bytes, int R, size_t off, size_t bytes) {
+  for (int r = 0; r < R; r++)
+    for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(pf + r * row_bytes + off + l), _MM_HINT_T0);
+}
+
+// Several tokens of Q4_K (Q5_K: FIFTH) without AVX-512: R rows x TK tokens straight from the blocks, as the 512-bit
+// q4_k_tile of matmul_quant_avx512.cpp does in 32 registers, one 32-weight block per vector here. Per block: maddubs
+// of the unsigned 4- or 5-bit values with the int8 activations (pair sums <= 2 * 31 * 127), dot_s16 with the block's
+// 6-bit scale, so a super-block stays in integers; d * d_x scales its sum once and the mins' share is one FMA.
+// y[t*ldy + r] += dot(row r, x_t).
+template <int R, int TK, bool FIFTH>
+static void q4_k_tile_256(float* y, int ldy,
+                          const int8_t* xq, int ldq,       // (TK, ldq)
+                          const float* xd,                 // (TK, ldd) per 32-block, d_x constant per 256
+                          const void* sums, int ldd, int,  // xs (TK, ldd): d_x * sum(q_x) per 32-block
+                          const uint8_t* w, size_t row_bytes, int nsb,
+                          const uint8_t* pf) {  // the next row group to prefetch, or null (k_tile_rows)
+  using Blk = typename K4Block<FIFTH>::type;
+  const float* xs = static_cast<const float*>(sums);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  __m256 acc[R][TK];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < TK; t++) acc[r][t] = _mm256_setzero_ps();
+  for (int u = 0; u < nsb; u++) {
+    if (pf) prefetch_blocks(pf, row_bytes, R, u * sizeof(Blk), sizeof(Blk));
+    __m256i scb[R];
+    __m256 mn[R];
+    float d[R];
+    __m256i isum[R][TK];
+    for (int r = 0; r < R; r++) {
+      const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
+      const __m128i sm = k4_scale_min_bytes(blk);
+      scb[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // int16 scales 0-7, both lanes
+      mn[r] = k4_mins(blk, sm);
+      d[r] = _cvtsh_ss(blk->d);
+      for (int t = 0; t < TK; t++) isum[r][t] = _mm256_setzero_si256();
+    }
+    for (int j = 0; j < 8; j++) {  // 32-block j: the low (j even) or high nibbles of qs[32 (j / 2) ..]
+      __m256i qx[TK];
+      for (int t = 0; t < TK; t++)
+        qx[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + static_cast<size_t>(t) * ldq + (u * 8 + j) * 32));
+      for (int r = 0; r < R; r++) {
+        const Blk* blk = reinterpret_cast<const Blk*>(w + r * row_bytes) + u;
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * (j / 2)));
+        __m256i q = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(v, 4) : v, low4);
+        if constexpr (FIFTH) {
+          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const BlockQ5_K*>(blk)->qh));
+          q = _mm256_or_si256(q, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), one), 4));
+        }
+        // Scale j as int16 in every lane: bytes 2j and 2j + 1 of each 128-bit lane.
+        const __m256i s = _mm256_shuffle_epi8(scb[r], _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * j)));
+        for (int t = 0; t < TK; t++) isum[r][t] = dot_s16(isum[r][t], _mm256_maddubs_epi16(q, qx[t]), s);
+      }
+    }
+    for (int t = 0; t < TK; t++) {
+      const float dx = xd[static_cast<size_t>(t) * ldd + u * 8];
+      const __m256 sx = _mm256_loadu_ps(xs + static_cast<size_t>(t) * ldd + u * 8);
+      for (int r = 0; r < R; r++) {
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_set1_ps(d[r] * dx), acc[r][t]);
+        acc[r][t] = _mm256_fnmadd_ps(mn[r], sx, acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < TK; t++) y[static_cast<size_t>(t) * ldy + r] += hsum(acc[r][t]);
+}
+
+// A several-token K-quant tile: y, ldy, xq, ldq, xd, the activation sums (xs per 32-block for Q4_K / Q5_K, xb per 16
+// for Q6_K), their ld's (ldd for xd and xs, ldb for xb), w, row_bytes, nsb, the next row group to prefetch (or null).
+using KTileFn = void (*)(float*, int, const int8_t*, int, const float*, const void*, int, int, const uint8_t*, size_t,
+                         int, const uint8_t*);
+
+// Several tokens (prefill, batched decode) of a K-quant: row groups of R, token pairs, over a token tile whose int8
+// activations stay in L2 while this thread's rows stream past; each row group's blocks stay in L1 across the tile's
+// tokens. tile(rn, tn) is the tile for rn rows (1..R) and tn tokens (1..2); `sums` is xs (Q4_K/Q5_K, per 32-block,
+// ld = in / 32) or xb (Q6_K, per 16, ld = in / 16).
+template <typename TileOf>
+static void k_tile_rows(TileOf tile, int R, float* y, const int8_t* xq, const float* xd, const void* sums, bool per16,
+                        const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1) {
+  const int nsb = in / 256, nb = in / 32, lds = per16 ? in / 16 : nb;
+  const size_t row_bytes = static_cast<size_t>(nsb) * quant_block_bytes(type);
+  const size_t sum_bytes = per16 ? sizeof(int16_t) : sizeof(float);
+  const int TT = quant_token_tile(in);
+  for (int t0 = 0; t0 < T; t0 += TT) {
+    const int t1 = t0 + TT < T ? t0 + TT : T;
+    for (int r = r0; r < r1; r += R) {
+      const int rn = r1 - r < R ? r1 - r : R;
+      for (int t = t0; t < t1; t += 2) {
+        const int tn = t1 - t < 2 ? t1 - t : 2;
+        const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
+        const uint8_t* pf = t == t0 && r + 2 * R <= r1 ? wr + R * row_bytes : nullptr;
+        tile(rn, tn)(y + static_cast<size_t>(t) * out + r, out, xq + static_cast<size_t>(t) * in, in,
+                     xd + static_cast<size_t>(t) * nb, static_cast<const char*>(sums) + static_cast<size_t>(t) * lds * sum_bytes,
+                     nb, lds, wr, row_bytes, nsb, pf);
+      }
+    }
+  }
 }

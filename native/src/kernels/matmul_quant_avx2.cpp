@@ -1,6 +1,7 @@
 // AVX2 row kernel of matmul_quant_forward (contract and portable twin in matmul_quant.cpp) and its dispatch: the
-// AVX-512 kernels where they run, one-token K-quant rows (matmul_k_rows256.h), Q4_0 / Q5_0 rows below 8 tokens
-// (matmul_q4_pairs8.h) and Q4_0 8-row groups from 8 on (matmul_q4_0_rows8.h); for the rest, per row group and chunk,
+// AVX-512 kernels where they run, one-token K-quant rows and several-token Q4_K / Q5_K tiles (matmul_k_rows256.h),
+// Q4_0 / Q5_0 rows below 8 tokens (matmul_q4_pairs8.h) and Q4_0 8-row groups from 8 on (matmul_q4_0_rows8.h); for
+// the rest (Q6_K at several tokens, Q5_K from 17, Q4_1, Q5_1, Q5_0 from 8 tokens on), per row group and chunk,
 // unpack the weight blocks to int8 + scales (quant_unpack.h, vectorized here by the compiler), then a register tile
 // of 4 rows x 2 tokens multiplies them with the int8 activations as the Q8_0 kernel does, with one scale per 16
 // weights. Compiled for avx2,fma,f16c and only called after simd_use_avx2(); no STL, as in matmul_q8_0_avx2.cpp.
@@ -128,6 +129,19 @@ void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
   if (r0 == r1) return;
   // One token of a K-quant straight from the blocks (matmul_k_rows256.h): unpacking would cost as much as the dot.
   if (T == 1 && k_rows256(y, xq, xd, xs, xb, w, type, in, r0, r1)) return;
+  // Several tokens of Q4_K straight from the blocks too, 2 rows x 2 tokens (matmul_k_rows256.h), and of Q5_K up to 16
+  // (from 64 its fifth bits, split again for every 2 tokens, made it 0.87-0.91x the unpacking tile on AVX2). Q6_K's
+  // bits cost too much to split for 2 tokens (such a tile ran at 0.75x the unpacking one from 16 tokens on).
+  if (T > 1 && (type == WEIGHT_Q4_K || (type == WEIGHT_Q5_K && T <= 16))) {
+    static const KTileFn q4k[2][2][2] = {{{q4_k_tile_256<1, 1, false>, q4_k_tile_256<1, 2, false>},
+                                          {q4_k_tile_256<2, 1, false>, q4_k_tile_256<2, 2, false>}},
+                                         {{q4_k_tile_256<1, 1, true>, q4_k_tile_256<1, 2, true>},
+                                          {q4_k_tile_256<2, 1, true>, q4_k_tile_256<2, 2, true>}}};
+    const bool fifth = type == WEIGHT_Q5_K;
+    k_tile_rows([&](int rn, int tn) { return q4k[fifth][rn - 1][tn - 1]; }, 2, y, xq, xd, xs, false, w, type, T, in, out,
+                r0, r1);
+    return;
+  }
   const int nb = in / 32, upb = quant_block_elems(type) / 32;
   const size_t ubytes = quant_block_bytes(type);
   const size_t row_bytes = static_cast<size_t>(in / quant_block_elems(type)) * ubytes;

@@ -36,13 +36,6 @@ static inline __m512i k4_scales_i16(const Blk* blk, __m256* mn) {
   return _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(bytes));
 }
 
-// Several-token tiles read R rows interleaved, streams the hardware prefetcher does not follow: the first token pair
-// of a row group touches the same super-block of the next group's R rows (rows row_bytes apart from pf) as it goes.
-static inline void prefetch_blocks(const uint8_t* pf, size_t row_bytes, int R, size_t off, size_t bytes) {
-  for (int r = 0; r < R; r++)
-    for (size_t l = 0; l < bytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(pf + r * row_bytes + off + l), _MM_HINT_T0);
-}
-
 // Q4_K (and Q5_K: FIFTH, whose fifth bit of weight l in 32-block j is bit j of qh[l]) rows times activations quantized
 // per 256 (q8_k_quantize_activations: d_x is one value per super-block), R rows x TK tokens straight from the blocks.
 // Per 64 weights, maddubs multiplies the unsigned 4- or 5-bit values with the int8 activations into int16 pairs
@@ -51,11 +44,13 @@ static inline void prefetch_blocks(const uint8_t* pf, size_t row_bytes, int R, s
 // y[t*ldy + r] += dot(row r, x_t).
 template <int R, int TK, bool FIFTH>
 static void q4_k_tile(float* y, int ldy,
-                      const int8_t* xq, int ldq,                  // (TK, ldq)
-                      const float* xd, const float* xs, int ldd,  // (TK, ldd) per 32-block, d_x constant per 256
+                      const int8_t* xq, int ldq,   // (TK, ldq)
+                      const float* xd,             // (TK, ldd) per 32-block, d_x constant per 256
+                      const void* sums, int ldd, int,  // xs (TK, ldd): d_x * sum(q_x) per 32-block
                       const uint8_t* w, size_t row_bytes, int nsb,
-                      const uint8_t* pf) {  // the next row group to prefetch, or null (tile_rows_avx512)
+                      const uint8_t* pf) {  // the next row group to prefetch, or null (k_tile_rows)
   using Blk = typename K4Block<FIFTH>::type;
+  const float* xs = static_cast<const float*>(sums);
   const __m512i low4 = _mm512_set1_epi8(0x0F), shift = k4_nibble_shift(), one = _mm512_set1_epi8(1);
   __m512 acc[R][TK];
   for (int r = 0; r < R; r++)
@@ -112,11 +107,12 @@ static void q4_k_tile(float* y, int ldy,
 // y[t*ldy + r] += dot(row r, x_t).
 template <int R, int TK>
 static void q6_k_tile(float* y, int ldy,
-                      const int8_t* xq, int ldq,                      // (TK, ldq)
-                      const float* xd, int ldd,                       // (TK, ldd) per 32-block, constant per 256
-                      const int16_t* xb, int ldb,                     // (TK, ldb) sum(q_x) per 16
+                      const int8_t* xq, int ldq,                     // (TK, ldq)
+                      const float* xd,                               // (TK, ldd) per 32-block, constant per 256
+                      const void* sums, int ldd, int ldb,            // xb (TK, ldb): sum(q_x) per 16
                       const uint8_t* w, size_t row_bytes, int nsb,   // (R, nsb) blocks, rows row_bytes apart
-                      const uint8_t* pf) {  // the next row group to prefetch, or null (tile_rows_avx512)
+                      const uint8_t* pf) {  // the next row group to prefetch, or null (k_tile_rows)
+  const int16_t* xb = static_cast<const int16_t*>(sums);
   const __m512i low4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
   // qh bits (0, 1 | 2, 3) to bits 4, 5 of the low | high 32 bytes: left by 4 | 2; bits (4, 5 | 6, 7): right by 0 | 2.
   const __m512i sh_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
@@ -181,47 +177,25 @@ bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float
   return k_rows256(y, xq, xd, xs, xb, w, type, in, r0, r1);
 }
 
-using Q4kTileFn = void (*)(float*, int, const int8_t*, int, const float*, const float*, int, const uint8_t*, size_t,
-                           int, const uint8_t*);
-using Q6kTileFn = void (*)(float*, int, const int8_t*, int, const float*, int, const int16_t*, int, const uint8_t*,
-                           size_t, int, const uint8_t*);
-
 // Several tokens (prefill, batched decode) of Q4_K, Q5_K or Q6_K with per-256 activations: tiles of 4 rows x 2 tokens
-// straight from the blocks, over a token tile whose int8 activations stay in L2 while this thread's rows stream
-// past; each row group's blocks stay in L1 across the tile's tokens. False for other types.
+// straight from the blocks (k_tile_rows walks them). False for other types.
 bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                       const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1) {
   if (type != WEIGHT_Q4_K && type != WEIGHT_Q5_K && type != WEIGHT_Q6_K) return false;
-  static const Q4kTileFn q4k[2][4][2] = {{{q4_k_tile<1, 1, false>, q4_k_tile<1, 2, false>},
-                                          {q4_k_tile<2, 1, false>, q4_k_tile<2, 2, false>},
-                                          {q4_k_tile<3, 1, false>, q4_k_tile<3, 2, false>},
-                                          {q4_k_tile<4, 1, false>, q4_k_tile<4, 2, false>}},
-                                         {{q4_k_tile<1, 1, true>, q4_k_tile<1, 2, true>},
-                                          {q4_k_tile<2, 1, true>, q4_k_tile<2, 2, true>},
-                                          {q4_k_tile<3, 1, true>, q4_k_tile<3, 2, true>},
-                                          {q4_k_tile<4, 1, true>, q4_k_tile<4, 2, true>}}};
-  static const Q6kTileFn q6k[4][2] = {{q6_k_tile<1, 1>, q6_k_tile<1, 2>},
-                                      {q6_k_tile<2, 1>, q6_k_tile<2, 2>},
-                                      {q6_k_tile<3, 1>, q6_k_tile<3, 2>},
-                                      {q6_k_tile<4, 1>, q6_k_tile<4, 2>}};
-  const int nsb = in / 256, nb = in / 32, n16 = in / 16;
-  const size_t row_bytes = static_cast<size_t>(nsb) * quant_block_bytes(type);
-  const int TT = quant_token_tile(in);
-  for (int t0 = 0; t0 < T; t0 += TT) {
-    const int t1 = t0 + TT < T ? t0 + TT : T;
-    for (int r = r0; r < r1; r += 4) {
-      const int rn = r1 - r < 4 ? r1 - r : 4;
-      for (int t = t0; t < t1; t += 2) {
-        const int tn = t1 - t < 2 ? t1 - t : 2;
-        float* yt = y + static_cast<size_t>(t) * out + r;
-        const int8_t* qt = xq + static_cast<size_t>(t) * in;
-        const float* dt = xd + static_cast<size_t>(t) * nb;
-        const uint8_t* wr = w + static_cast<size_t>(r) * row_bytes;
-        const uint8_t* pf = t == t0 && r + 8 <= r1 ? wr + 4 * row_bytes : nullptr;
-        if (type != WEIGHT_Q6_K) q4k[type == WEIGHT_Q5_K][rn - 1][tn - 1](yt, out, qt, in, dt, xs + static_cast<size_t>(t) * nb, nb, wr, row_bytes, nsb, pf);
-        else q6k[rn - 1][tn - 1](yt, out, qt, in, dt, nb, xb + static_cast<size_t>(t) * n16, n16, wr, row_bytes, nsb, pf);
-      }
-    }
-  }
+  static const KTileFn q4k[2][4][2] = {{{q4_k_tile<1, 1, false>, q4_k_tile<1, 2, false>},
+                                        {q4_k_tile<2, 1, false>, q4_k_tile<2, 2, false>},
+                                        {q4_k_tile<3, 1, false>, q4_k_tile<3, 2, false>},
+                                        {q4_k_tile<4, 1, false>, q4_k_tile<4, 2, false>}},
+                                       {{q4_k_tile<1, 1, true>, q4_k_tile<1, 2, true>},
+                                        {q4_k_tile<2, 1, true>, q4_k_tile<2, 2, true>},
+                                        {q4_k_tile<3, 1, true>, q4_k_tile<3, 2, true>},
+                                        {q4_k_tile<4, 1, true>, q4_k_tile<4, 2, true>}}};
+  static const KTileFn q6k[4][2] = {{q6_k_tile<1, 1>, q6_k_tile<1, 2>},
+                                    {q6_k_tile<2, 1>, q6_k_tile<2, 2>},
+                                    {q6_k_tile<3, 1>, q6_k_tile<3, 2>},
+                                    {q6_k_tile<4, 1>, q6_k_tile<4, 2>}};
+  const bool q6 = type == WEIGHT_Q6_K;
+  auto tile = [&](int rn, int tn) { return q6 ? q6k[rn - 1][tn - 1] : q4k[type == WEIGHT_Q5_K][rn - 1][tn - 1]; };
+  k_tile_rows(tile, 4, y, xq, xd, q6 ? static_cast<const void*>(xb) : xs, q6, w, type, T, in, out, r0, r1);
   return true;
 }
