@@ -12,6 +12,12 @@
 // 8 for most types, 16 for Q4_0 (whose 16-row AVX-512 kernel is quick at 8) and Q6_K (two tiles per 32 weights).
 inline int amx_min_tokens(WeightType t) { return t == WEIGHT_Q4_0 || t == WEIGHT_Q6_K ? 16 : 8; }
 
+// The types whose AMX path reads the activations' block sums (their offset term): Q4_0's and Q5_0's constant
+// offsets are folded into the unpacked weights, Q6_K's too, and Q8_0 has none.
+inline bool amx_reads_block_sums(WeightType t) {
+  return t == WEIGHT_Q4_1 || t == WEIGHT_Q5_1 || t == WEIGHT_Q4_K || t == WEIGHT_Q5_K;
+}
+
 // Int8 activations packed for the tiles, per group of 16 tokens g (G = ceil(T/16) groups; tokens past T are zero):
 // xb (G, nb, 8, 64): block b of the group as a B tile, row k/4 holding bytes 4(k/4)..+3 of each token in turn (the
 // dword-interleaved layout `tdpbssd` reads); dx (G, nb, 16): the tokens' scales per block; sx (G, nb, 16):

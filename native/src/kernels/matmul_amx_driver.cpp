@@ -11,8 +11,7 @@ void matmul_amx_forward(float* y, const int8_t* xq, const float* xd, const float
   thread_local std::vector<float> dx, sx;
   xb.resize(amx_activation_bytes(T, in));
   dx.resize(amx_activation_scales(T, in));
-  // Only the offset types read the block sums.
-  const bool offsets = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1 || type == WEIGHT_Q4_K || type == WEIGHT_Q5_K;
+  const bool offsets = amx_reads_block_sums(type);
   sx.resize(offsets ? dx.size() : 0);
   amx_pack_activations(xb.data(), dx.data(), offsets ? sx.data() : nullptr, xq, xd, offsets ? xs : nullptr, T, in);
   const AmxActivations a{xb.data(), dx.data(), offsets ? sx.data() : nullptr, T, in};

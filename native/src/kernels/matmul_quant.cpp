@@ -92,17 +92,21 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   float* d = xd.data();
   float* s = xs.data();
   int16_t* bs = xb.data();
+  const bool amx = T >= amx_min_tokens(type) && simd_use_amx();
   auto quantize = [&](int64_t t0, int64_t t1) {
     if (per256) q8_k_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
     else q8_0_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
     // The offset term of Q4_K/Q5_K needs sum(x) per block; d_x * sum(q_x) keeps it consistent with the int8 dot.
-    for (int64_t i = t0 * nb; i < t1 * nb; i++) {
-      int32_t sum = 0;
-      for (int j = 0; j < 32; j++) sum += q[i * 32 + j];
-      s[i] = d[i] * static_cast<float>(sum);
-    }
-    // Q6_K's -32 offset, applied in integers, needs sum(q_x) per 16 (|sum| <= 16 * 127 fits int16).
-    if (type == WEIGHT_Q6_K)
+    // (The AMX path reads it for fewer types.)
+    if (!amx || amx_reads_block_sums(type))
+      for (int64_t i = t0 * nb; i < t1 * nb; i++) {
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += q[i * 32 + j];
+        s[i] = d[i] * static_cast<float>(sum);
+      }
+    // Q6_K's -32 offset, applied in integers, needs sum(q_x) per 16 (|sum| <= 16 * 127 fits int16); AMX folds it
+    // into the weights.
+    if (type == WEIGHT_Q6_K && !amx)
       for (int64_t i = t0 * (in / 16); i < t1 * (in / 16); i++) {
         int32_t sum = 0;
         for (int j = 0; j < 16; j++) sum += q[i * 16 + j];
@@ -111,7 +115,7 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
   };
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
   else pool->parallel_for(T, 1, quantize);
-  if (T >= amx_min_tokens(type) && simd_use_amx()) {
+  if (amx) {
     matmul_amx_forward(y, q, d, s, w, type, T, in, out, serial ? nullptr : pool);
     return;
   }
