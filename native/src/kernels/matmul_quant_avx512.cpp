@@ -178,7 +178,9 @@ bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float
 }
 
 // Several tokens (prefill, batched decode) of Q4_K, Q5_K or Q6_K with per-256 activations: tiles of 4 rows x 2 tokens
-// straight from the blocks (k_tile_rows walks them). False for other types.
+// straight from the blocks (k_tile_rows walks them). False for other types. Why a 512-bit Q4_K/Q5_K tile beside
+// matmul_k_rows256.h's 256-bit one: put in its place (EVEX, 4 rows), the 256-bit tile was level on an Intel Xeon
+// (0.91-1.1x) but 0.65-0.7x on Zen 5, which runs 512-bit operations at full width (micro-benchmark, one thread).
 bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                       const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1) {
   if (type != WEIGHT_Q4_K && type != WEIGHT_Q5_K && type != WEIGHT_Q6_K) return false;
