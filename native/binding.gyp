@@ -19,6 +19,7 @@
         "src/kernels/matmul_quant_avx2.cpp",
         "src/kernels/matmul_quant_avx512.cpp",
         "src/kernels/matmul_q4_0_avx512.cpp",
+        "src/kernels/matmul_rows16_avx512.cpp",
         "src/kernels/matmul_int8_avxvnni.cpp",
         "src/kernels/matmul_amx.cpp",
         "src/kernels/matmul_amx_driver.cpp",

@@ -530,8 +530,9 @@ int main() {
     simd_force_portable(false);
     simd_force_no_amx(true);
     // Q8_0's VNNI tiles (several tokens) give the AVX2 tiles' results bit for bit: partial row groups and token
-    // tiles, block chunks of long rows, a token count past the token tile.
-    for (auto& sh : {std::array<int, 3>{2, 256, 21}, {3, 800, 50}, {5, 1120, 29}, {16, 576, 100}, {40, 3200, 13},
+    // tiles, block chunks of long rows, a token count past the token tile (fewer than 16 rows or 8 tokens, where the
+    // 16-row kernel does not run).
+    for (auto& sh : {std::array<int, 3>{2, 256, 21}, {3, 800, 50}, {5, 1120, 29}, {7, 576, 100}, {40, 3200, 13},
                      {300, 64, 11}}) {
       simd_force_no_avx512(false);
       const std::vector<float> on = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], 700 + sh[0]);
@@ -554,10 +555,20 @@ int main() {
       for (auto& sh : {std::array<int, 3>{1, 32 * 7, 21}, {1, 256, 21}, {1, 4096, 21}, {2, 256, 22}, {5, 768, 23},
                        {16, 2304, 22}, {301, 512, 23}})
         if (sh[1] % quant_block_elems(type) == 0) cases.push_back({type, sh[0], sh[1], sh[2]});
-    // Q4_0 at 8 tokens and more: 16-row groups (whole and partial token sub-tiles of 8, chunks of 32 blocks and a
-    // shorter last one, rows left over after the groups).
-    for (auto& sh : {std::array<int, 3>{8, 256, 40}, {9, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}})
-      cases.push_back({WEIGHT_Q4_0, sh[0], sh[1], sh[2]});
+    // Q4_0 and Q5_0 at 8 tokens and more: 16 rows per vector (whole and partial token sub-tiles of 8, chunks of
+    // 32 blocks and a shorter last one, rows left over after the groups).
+    const std::array<int, 3> rows16_shapes[] = {{8, 256, 40}, {9, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}};
+    for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q5_0})
+      for (auto& sh : rows16_shapes) cases.push_back({type, sh[0], sh[1], sh[2]});
+    // Q8_0 from 16 tokens on: the same, and a chunk of 32 blocks with a shorter last one at 17.
+    for (auto& sh : {std::array<int, 3>{16, 256, 40}, {17, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}}) {
+      simd_force_no_avx512(false);
+      const std::vector<float> on = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], 800 + sh[0]);
+      simd_force_no_avx512(true);
+      const std::vector<float> off = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], 800 + sh[0]);
+      simd_force_no_avx512(false);
+      check("avx512 vnni == avx2 (Q8_0 16 rows per vector)", on, std::vector<double>(off.begin(), off.end()), 2e-6);
+    }
     for (const Case& c : cases) {
       const unsigned seed = 900 + c.in + c.T;
       simd_force_no_avx512(false);

@@ -1,6 +1,6 @@
 // Q4_0 at several tokens with 8 weight rows per 256-bit vector, for the AVX2 unit and its AVX-VNNI build
 // (matmul_quant_avx2.cpp includes this after int8_dot_avx2.h; the AVX-512 twin, 16 rows per vector, is in
-// matmul_q4_0_avx512.cpp). Not the one-token rows: one token streams each row once from DRAM, and gathering 8 rows'
+// matmul_rows16_avx512.cpp). Not the one-token rows: one token streams each row once from DRAM, and gathering 8 rows'
 // blocks costs more than it saves there.
 //
 // Q4_0's f16 scale per 32 weights keeps every block's dot apart in floats, so a tile whose lanes run along k (the

@@ -1,7 +1,7 @@
 // Q4_0 and Q5_0 at 1-7 tokens, one row at a time on pair-layout activations: the 256-bit row kernel of the AVX2
 // unit, its AVX-VNNI build (matmul_quant_avx2.cpp includes this after int8_dot_avx2.h) and the AVX-512 VNNI unit
 // (matmul_q4_0_avx512.cpp, with the EVEX `vpdpbusd` and more tokens per pass). Not the several-token kernels from 8
-// tokens on (matmul_q4_0_rows8.h, and q4_0_gemm_rows_avx512).
+// tokens on (matmul_q4_0_rows8.h, and matmul_rows16_avx512.cpp).
 //
 // The driver (matmul_quant_forward) hands these rows each token's activations with the middle 16-byte quarters of
 // every 32-block pair swapped (q4_pair_activations): a pair's 16 nibble bytes of each block side by side in one

@@ -7,6 +7,7 @@
 
 #include "kernels.h"
 #include "matmul_amx.h"
+#include "matmul_rows16.h"
 #include "thread_pool.h"
 
 // Implemented in matmul_q8_0_avx2.cpp (compiled for avx2,fma,f16c; the rows again for AVX-VNNI in
@@ -99,7 +100,23 @@ void matmul_q8_0_forward(float* y, const float* x, const BlockQ8_0* w, int T, in
     matmul_amx_forward(y, q, d, nullptr, w, WEIGHT_Q8_0, T, in, out, serial ? nullptr : pool);
     return;
   }
+  // From 16 tokens on with AVX-512, whole 16-row groups run 16 rows per vector (matmul_rows16_avx512.cpp), which
+  // needs -128 sum(q_x) per block; the rows after the groups take the tiles below.
+  const bool rows16 = T >= rows16_min_tokens(WEIGHT_Q8_0) && simd_use_avx512();
+  thread_local std::vector<int32_t> xc;
+  if (rows16) {
+    xc.resize(static_cast<size_t>(T) * nb);
+    for (size_t i = 0; i < xc.size(); i++) {
+      int32_t sum = 0;
+      for (int j = 0; j < Q8_0_BLOCK; j++) sum += q[i * Q8_0_BLOCK + j];
+      xc[i] = -128 * sum;
+    }
+  }
+  const int32_t* c = xc.data();
   auto rows = [&](int64_t r0, int64_t r1) {
+    if (rows16) r0 += rows16_gemm_avx512(y, q, d, c, reinterpret_cast<const uint8_t*>(w), WEIGHT_Q8_0, T, in, out,
+                                         static_cast<int>(r0), static_cast<int>(r1));
+    if (r0 == r1) return;
     if (avx_vnni) matmul_q8_0_rows_avxvnni(y, q, d, w, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
     else if (avx2) matmul_q8_0_rows_avx2(y, q, d, w, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
     else matmul_q8_0_rows_portable(y, q, d, w, T, in, out, static_cast<int>(r0), static_cast<int>(r1));
@@ -108,8 +125,8 @@ void matmul_q8_0_forward(float* y, const float* x, const BlockQ8_0* w, int T, in
     rows(0, out);
     return;
   }
-  // Ranges in multiples of 8 rows: the AVX2 tiles take 4 rows at a time.
-  pool->parallel_for(out, 8, rows);
+  // Ranges in multiples of 8 rows (the AVX2 tiles take 4 rows at a time), or of the 16-row groups.
+  pool->parallel_for(out, rows16 ? ROWS16_GROUP : 8, rows);
 }
 
 void matmul_q8_0_reference(float* y, const float* x, const BlockQ8_0* w, int T, int in, int out) {

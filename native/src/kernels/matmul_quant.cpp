@@ -8,6 +8,7 @@
 
 #include "kernels.h"
 #include "matmul_amx.h"
+#include "matmul_rows16.h"
 #include "quant_unpack.h"
 #include "thread_pool.h"
 
@@ -136,8 +137,9 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
     rows(0, out);
     return;
   }
-  // Q4_0 from 8 tokens on runs in groups of 16 rows (matmul_quant_avx512.cpp): ranges in whole groups.
-  pool->parallel_for(out, type == WEIGHT_Q4_0 && T >= 8 ? 16 : 8, rows);
+  // Q4_0 and Q5_0 from 8 tokens on run in groups of 16 rows (matmul_rows16_avx512.cpp; Q4_0 in 8 without AVX-512):
+  // ranges in whole groups.
+  pool->parallel_for(out, rows16_type(type) && T >= rows16_min_tokens(type) ? ROWS16_GROUP : 8, rows);
 }
 
 void matmul_quant_reference(float* y, const float* x, const void* w, WeightType type, int T, int in, int out) {

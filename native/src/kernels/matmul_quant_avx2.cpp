@@ -1,7 +1,7 @@
 // AVX2 row kernel of matmul_quant_forward (contract and portable twin in matmul_quant.cpp) and its dispatch: the
 // AVX-512 kernels where they run, one-token K-quant rows and several-token Q4_K / Q5_K tiles (matmul_k_rows256.h),
 // Q4_0 / Q5_0 rows below 8 tokens (matmul_q4_pairs8.h) and Q4_0 8-row groups from 8 on (matmul_q4_0_rows8.h); for
-// the rest (Q6_K at several tokens, Q5_K from 17, Q4_1, Q5_1, Q5_0 from 8 tokens on), per row group and chunk,
+// the rest (Q6_K at several tokens, Q5_K from 17, Q4_1, Q5_1, Q5_0 from 8 tokens on without AVX-512), per row group and chunk,
 // unpack the weight blocks to int8 + scales (quant_unpack.h, vectorized here by the compiler), then a register tile
 // of 4 rows x 2 tokens multiplies them with the int8 activations as the Q8_0 kernel does, with one scale per 16
 // weights. Compiled for avx2,fma,f16c and only called after simd_use_avx2(); no STL, as in matmul_q8_0_avx2.cpp.
@@ -18,6 +18,7 @@
 #include "matmul_k_rows256.h"
 #include "matmul_q4_0_rows8.h"
 #include "matmul_q4_pairs8.h"
+#include "matmul_rows16.h"
 #define QUANT_UNPACK_F16C 1
 #include "quant_unpack.h"
 #include "quant_avx2.h"
@@ -29,9 +30,6 @@ bool decode_rows_avx512(float* y, const int8_t* xq, const float* xd, const float
 // In matmul_q4_0_avx512.cpp: Q4_0 and Q5_0 at 1-7 tokens one row at a time, on pair-layout activations.
 void q4_pair_rows_avx512(float* y, const int8_t* xp, const float* xd, const float* xs, const uint8_t* w,
                          WeightType type, int T, int in, int out, int r0, int r1);
-// In matmul_q4_0_avx512.cpp: Q4_0 at several tokens, 16 rows per vector; returns the rows done from r0.
-int q4_0_gemm_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const uint8_t* w, int T,
-                          int in, int out, int r0, int r1);
 // In matmul_quant_avx512.cpp: Q4_K, Q5_K and Q6_K at several tokens; false for other types.
 bool tile_rows_avx512(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                       const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
@@ -123,8 +121,10 @@ void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
     else q4_pair_rows8(y, xq, xd, xs, w, type, T, in, out, r0, r1);
     return;
   }
-  if (T >= 8 && type == WEIGHT_Q4_0 && simd_use_avx512()) r0 += q4_0_gemm_rows_avx512(y, xq, xd, xs, w, T, in, out, r0, r1);
-  // Otherwise, and for the rows the 16-row groups leave: 8 rows per vector (matmul_q4_0_rows8.h).
+  // From 8 on with AVX-512, Q4_0 and Q5_0 run 16 rows per vector (matmul_rows16_avx512.cpp).
+  if (T >= rows16_min_tokens(type) && (type == WEIGHT_Q4_0 || type == WEIGHT_Q5_0) && simd_use_avx512())
+    r0 += rows16_gemm_avx512(y, xq, xd, xs, w, type, T, in, out, r0, r1);
+  // Otherwise, and for the rows the 16-row groups leave: Q4_0 8 rows per vector (matmul_q4_0_rows8.h).
   if (T >= Q40_ROWS8_MIN_T && type == WEIGHT_Q4_0) r0 += q4_0_gemm_rows8(y, xq, xd, xs, w, T, in, out, r0, r1);
   if (r0 == r1) return;
   // One token of a K-quant straight from the blocks (matmul_k_rows256.h): unpacking would cost as much as the dot.

@@ -2,7 +2,7 @@
 // applied in integers (`vpdpwssd`), 512-bit tiles of 4 rows x 2 tokens for several tokens (the one-token rows, 256-bit,
 // are matmul_k_rows256.h, shared with the AVX2 builds); Q5_K the same with its fifth bits, Q6_K likewise, its -32
 // offset applied with the activations' per-16 sums. Also the dispatch of the one-token and several-token paths
-// (Q4_0's kernels are in matmul_q4_0_avx512.cpp). Compiled for
+// (Q4_0 / Q5_0 / Q8_0 are in matmul_q4_0_avx512.cpp and matmul_rows16_avx512.cpp). Compiled for
 // avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp). Shares quant_avx2.h
 // with the AVX2 unit.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
