@@ -549,19 +549,20 @@ int main() {
       int T, in, out;
     };
     std::vector<Case> cases;
-    // One token and several: K-quant rows and 4 x 2 tiles, Q4_0 and Q5_0 rows at 1-7 tokens. Output counts 21-23
+    // One token and several: K-quant rows and 4 x 2 tiles, Q4_0 rows at 1-3 tokens and Q5_0 rows at 1-7. Output counts 21-23
     // leave row groups of 1, 2 and 3 after the 4-row tiles (the pool splits rows by 8).
     for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q5_0, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
       for (auto& sh : {std::array<int, 3>{1, 32 * 7, 21}, {1, 256, 21}, {1, 4096, 21}, {2, 256, 22}, {5, 768, 23},
                        {16, 2304, 22}, {301, 512, 23}})
         if (sh[1] % quant_block_elems(type) == 0) cases.push_back({type, sh[0], sh[1], sh[2]});
-    // Q4_0 and Q5_0 at 8 tokens and more: 16 rows per vector (whole and partial token sub-tiles of 8, chunks of
-    // 32 blocks and a shorter last one, rows left over after the groups).
-    const std::array<int, 3> rows16_shapes[] = {{8, 256, 40}, {9, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}};
+    // Q4_0 from 4 tokens on, Q5_0 from 8: 16 rows per vector (whole and partial token sub-tiles of 8, chunks of 32
+    // blocks and a shorter last one, rows left over after the groups).
+    const std::array<int, 3> rows16_shapes[] = {{4, 256, 40}, {8, 256, 40}, {9, 1088, 67}, {33, 96, 50}, {301, 512, 48},
+                                                {16, 2048, 16}};
     for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q5_0})
       for (auto& sh : rows16_shapes) cases.push_back({type, sh[0], sh[1], sh[2]});
-    // Q8_0 from 16 tokens on: the same, and a chunk of 32 blocks with a shorter last one at 17.
-    for (auto& sh : {std::array<int, 3>{16, 256, 40}, {17, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}}) {
+    // Q8_0 from 8 tokens on: the same.
+    for (auto& sh : {std::array<int, 3>{8, 256, 40}, {9, 1088, 67}, {33, 96, 50}, {301, 512, 48}, {16, 2048, 16}}) {
       simd_force_no_avx512(false);
       const std::vector<float> on = test_matmul_q8_0(&pool, sh[0], sh[1], sh[2], 800 + sh[0]);
       simd_force_no_avx512(true);

@@ -100,8 +100,8 @@ void matmul_q8_0_forward(float* y, const float* x, const BlockQ8_0* w, int T, in
     matmul_amx_forward(y, q, d, nullptr, w, WEIGHT_Q8_0, T, in, out, serial ? nullptr : pool);
     return;
   }
-  // From 16 tokens on with AVX-512, whole 16-row groups run 16 rows per vector (matmul_rows16_avx512.cpp), which
-  // needs -128 sum(q_x) per block; the rows after the groups take the tiles below.
+  // From rows16_min_tokens tokens on with AVX-512, whole 16-row groups run 16 rows per vector
+  // (matmul_rows16_avx512.cpp), which needs -128 sum(q_x) per block; the rows after the groups take the tiles below.
   const bool rows16 = T >= rows16_min_tokens(WEIGHT_Q8_0) && simd_use_avx512();
   thread_local std::vector<int32_t> xc;
   if (rows16) {

@@ -19,7 +19,7 @@ void matmul_quant_rows_avx2(float* y, const int8_t* xq, const float* xd, const f
 void matmul_quant_rows_avxvnni(float* y, const int8_t* xq, const float* xd, const float* xs, const int16_t* xb,
                                const uint8_t* w, WeightType type, int T, int in, int out, int r0, int r1);
 
-// One token's activations rearranged for the Q4_0 / Q5_0 row kernels below 8 tokens (matmul_q4_pairs8.h): in each pair
+// One token's activations rearranged for the Q4_0 / Q5_0 pair-row kernel of few tokens (matmul_q4_pairs8.h): in each pair
 // of 32-blocks the middle two 16-byte quarters swap (block 2q's 0-15, block 2q + 1's 0-15, block 2q's 16-31, block
 // 2q + 1's 16-31); an unpaired last block stays as it is.
 static void q4_pair_activations(int8_t* xp, const int8_t* xq, int in) {
@@ -120,9 +120,10 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
     matmul_amx_forward(y, q, d, s, w, type, T, in, out, serial ? nullptr : pool);
     return;
   }
-  // Q4_0 and Q5_0 below 8 tokens on AVX2 read their activations with each block pair's middle quarters swapped.
+  // Q4_0 and Q5_0 on the pair-row kernel (few tokens, matmul_rows16.h) read their activations with each block pair's
+  // middle quarters swapped.
   thread_local std::vector<int8_t> xpair;
-  if (T < 8 && (type == WEIGHT_Q4_0 || type == WEIGHT_Q5_0) && avx2) {
+  if (avx2 && q4_pair_rows_take(type, T)) {
     xpair.resize(static_cast<size_t>(T) * in);
     for (int t = 0; t < T; t++) q4_pair_activations(xpair.data() + static_cast<size_t>(t) * in, q + static_cast<size_t>(t) * in, in);
     q = xpair.data();
@@ -137,8 +138,8 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
     rows(0, out);
     return;
   }
-  // Q4_0 and Q5_0 from 8 tokens on run in groups of 16 rows (matmul_rows16_avx512.cpp; Q4_0 in 8 without AVX-512):
-  // ranges in whole groups.
+  // Q4_0 and Q5_0 from rows16_min_tokens tokens on run in groups of 16 rows (matmul_rows16_avx512.cpp; Q4_0 in 8
+  // without AVX-512): ranges in whole groups.
   pool->parallel_for(out, rows16_type(type) && T >= rows16_min_tokens(type) ? ROWS16_GROUP : 8, rows);
 }
 

@@ -114,14 +114,14 @@ void INT8_FN(matmul_quant_rows)(float* y,           // (T, out)
                                 WeightType type, int T, int in, int out, int r0, int r1) {
   if (T == 1 && simd_use_avx512() && decode_rows_avx512(y, xq, xd, xs, xb, w, type, in, r0, r1)) return;
   if (T > 1 && simd_use_avx512() && tile_rows_avx512(y, xq, xd, xs, xb, w, type, T, in, out, r0, r1)) return;
-  // Below 8 tokens Q4_0 and Q5_0 read a row once per pass of tokens (the driver rearranged the activations); from 8 on,
-  // gathering a 16-row group pays for itself (at 4, an LM head streamed from DRAM ran at 0.65x).
-  if (T < 8 && (type == WEIGHT_Q4_0 || type == WEIGHT_Q5_0)) {
+  // Below 4 tokens with AVX-512 (8 without) Q4_0 and Q5_0 read a row once per pass of tokens (the driver rearranged
+  // the activations); from there on repacking a 16-row group (8 without AVX-512, Q4_0 only) pays for itself.
+  if (q4_pair_rows_take(type, T)) {
     if (simd_use_avx512()) q4_pair_rows_avx512(y, xq, xd, xs, w, type, T, in, out, r0, r1);
     else q4_pair_rows8(y, xq, xd, xs, w, type, T, in, out, r0, r1);
     return;
   }
-  // From 8 on with AVX-512, Q4_0 and Q5_0 run 16 rows per vector (matmul_rows16_avx512.cpp).
+  // With AVX-512, Q4_0 and Q5_0 run 16 rows per vector (matmul_rows16_avx512.cpp).
   if (T >= rows16_min_tokens(type) && (type == WEIGHT_Q4_0 || type == WEIGHT_Q5_0) && simd_use_avx512())
     r0 += rows16_gemm_avx512(y, xq, xd, xs, w, type, T, in, out, r0, r1);
   // Otherwise, and for the rows the 16-row groups leave: Q4_0 8 rows per vector (matmul_q4_0_rows8.h).

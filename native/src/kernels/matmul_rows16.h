@@ -10,9 +10,17 @@ constexpr int ROWS16_GROUP = 16;
 
 inline bool rows16_type(WeightType t) { return t == WEIGHT_Q4_0 || t == WEIGHT_Q5_0 || t == WEIGHT_Q8_0; }
 
-// From this many tokens the repacking pays for itself: 8 for Q4_0 and Q5_0 (Q4_0 at 4: an LM head streamed from DRAM
-// ran at 0.65x), 16 for Q8_0, whose 32 bytes a block take twice the gathers (at 8 it ran at 0.6-1.0x its VNNI tiles).
-inline int rows16_min_tokens(WeightType t) { return t == WEIGHT_Q8_0 ? 16 : 8; }
+// From this many tokens the repacking pays for itself. Zen 5, one thread, against what ran there before: Q4_0 from 4
+// (1.4-1.6x the pair-row kernel there, also on an LM head streamed from DRAM; at 2-3 tokens the LM head lost); Q5_0
+// from 8 (1.2x at 4 in the micro-benchmark, but 0.96x in engine decode at 4 streams, alternated runs); Q8_0 from 8 (at
+// 4, 1.7x its VNNI tiles on matrices in cache but 0.85x on the LM head, and in decode every matrix streams from DRAM).
+inline int rows16_min_tokens(WeightType t) { return t == WEIGHT_Q4_0 ? 4 : 8; }
+
+// Whether Q4_0 / Q5_0 at T tokens take the pair-row kernel (matmul_q4_pairs8.h, on pair-layout activations): below
+// rows16_min_tokens with AVX-512, below 8 without (where Q4_0's 8-row groups start).
+inline bool q4_pair_rows_take(WeightType t, int T) {
+  return (t == WEIGHT_Q4_0 || t == WEIGHT_Q5_0) && T < (simd_use_avx512() ? rows16_min_tokens(t) : 8);
+}
 
 // Rows [r0, r0 + 16 n) of a several-token Q4_0, Q5_0 or Q8_0 matmul, n the whole 16-row groups in [r0, r1); returns
 // the rows done (the caller's tiles take the rest). xq (T, in) int8 activations, xd (T, in/32) their scales; sums

@@ -1,12 +1,12 @@
 // AVX-512 VNNI kernels of Q4_0, Q5_0 and Q8_0 at several tokens (prefill, batched decode): 16 weight rows per vector.
-// Called by matmul_quant_rows_avx2 (Q4_0, Q5_0) and matmul_q8_0_forward (Q8_0) from rows16_min_tokens(type) tokens on
-// (matmul_rows16.h); the rows left after the whole 16-row groups go to their callers' tiles. Not the one-token rows: one token streams each row
-// once from DRAM, and gathering 16 rows' blocks costs more than it saves there. Compiled for avx512f/bw/vl/vnni and
-// called only after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp).
+// Called by matmul_quant_rows_avx2 (Q4_0, Q5_0) and matmul_q8_0_forward (Q8_0) from rows16_min_tokens(type) tokens
+// on (matmul_rows16.h); the rows left after the whole 16-row groups go to their callers' tiles. Not the one-token
+// rows: one token streams each row once from DRAM, and repacking 16 rows' blocks costs more than it saves there.
+// Compiled for avx512f/bw/vl/vnni and called only after simd_use_avx512(); no STL (see matmul_q8_0_avx2.cpp).
 //
 // These types keep an f16 scale per 32 weights, so every block's dot stays apart in floats: a tile whose lanes run
 // along k spends a convert and a multiply-add per 8 lanes for each block, row and token. Here the 16 lanes of a vector
-// are 16 weight rows instead. A chunk of blocks of a 16-row group is repacked (gathered once per call) into 8 vectors
+// are 16 weight rows instead. A chunk of blocks of a 16-row group is repacked (transposed once per call) into 8 vectors
 // per block, vector g holding weights 4g..4g+3 of every row as unsigned bytes; `vpdpbusd` multiplies one with the
 // token's 4 activation bytes of group g broadcast, and after 8 of them each lane holds one row's whole block dot in
 // int32: one convert and two float operations per block serve 16 rows.
@@ -52,18 +52,52 @@ static void rows16_pack(__m512i* wq, __m512* dw, const uint8_t* w, size_t row_by
     if constexpr (TYPE == WEIGHT_Q8_0) {
       const uint8_t* base = w + static_cast<size_t>(b0 + b) * sizeof(BlockQ8_0);
       dw[b] = rows16_scales(rows, base);
+      // The 16 rows' 32 qs bytes as a 16 x 8 dword transpose: rows i and i + 8 share a vector (halves), then an 8 x 8
+      // transpose runs in both halves at once; output g holds dword g of rows 0-15 (8 gathers took twice as long).
+      __m512i z[8], t[8], u[8];
+      for (int i = 0; i < 8; i++) {
+        const __m256i lo_row = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + i * row_bytes + 2));
+        const __m256i hi_row = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + (i + 8) * row_bytes + 2));
+        z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(lo_row), hi_row, 1);
+      }
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);      // dword 0 (4) of rows i..i+3 per 128-bit chunk
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);  // dword 1 (5)
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+      }
+      // Chunks 0 and 2 of u[k] hold dword k of rows 0-3 and 8-11, chunks 1 and 3 dword k + 4; u[k + 4] rows 4-7, 12-15.
+      const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
       const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-      for (int g = 0; g < 8; g++)  // qs bytes 4g..4g+3 of every row, + 128 as unsigned bytes
-        wq[8 * b + g] = _mm512_xor_si512(_mm512_i32gather_epi32(rows, base + 2 + 4 * g, 1), bias);
+      for (int k = 0; k < 4; k++) {  // + 128 as unsigned bytes
+        wq[8 * b + k] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[k], lo, u[k + 4]), bias);
+        wq[8 * b + k + 4] = _mm512_xor_si512(_mm512_permutex2var_epi64(u[k], hi, u[k + 4]), bias);
+      }
     } else {
       constexpr size_t bytes = TYPE == WEIGHT_Q5_0 ? sizeof(BlockQ5_0) : sizeof(BlockQ4_0);
       constexpr int qs_at = TYPE == WEIGHT_Q5_0 ? 6 : 2;
       const uint8_t* base = w + static_cast<size_t>(b0 + b) * bytes;
       dw[b] = rows16_scales(rows, base);
-      for (int g = 0; g < 4; g++) {
-        const __m512i v = _mm512_i32gather_epi32(rows, base + qs_at + 4 * g, 1);  // qs bytes 4g..4g+3 of every row
-        wq[8 * b + g] = _mm512_and_si512(v, low4);                                 // weights 4g..4g+3
-        wq[8 * b + 4 + g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);        // weights 16+4g..16+4g+3
+      // The 16 rows' 16 qs bytes as a 16 x 4 dword transpose: z[j] holds rows j, j + 4, j + 8, j + 12 in its 128-bit
+      // chunks, and a 4 x 4 transpose in every chunk leaves v[g] = dword g of rows 0-15 (4 gathers took longer).
+      __m512i z[4];
+      for (int j = 0; j < 4; j++) {
+        const uint8_t* q = base + qs_at + j * row_bytes;
+        z[j] = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+        for (int c = 1; c < 4; c++)
+          z[j] = _mm512_inserti32x4(z[j], _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 4 * c * row_bytes)), c);
+      }
+      const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+      const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+      const __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
+                            _mm512_unpackhi_epi64(t1, t3)};
+      for (int g = 0; g < 4; g++) {                                                  // v[g]: qs bytes 4g..4g+3
+        wq[8 * b + g] = _mm512_and_si512(v[g], low4);                                // weights 4g..4g+3
+        wq[8 * b + 4 + g] = _mm512_and_si512(_mm512_srli_epi16(v[g], 4), low4);      // weights 16+4g..16+4g+3
       }
       if constexpr (TYPE == WEIGHT_Q5_0) {
         // The fifth bit of weight j is bit j of qh, and vector h holds weights 4h..4h+3 in both halves (16 + 4(h - 4)
@@ -132,7 +166,7 @@ static int rows16_gemm(float* y, const int8_t* xq, const float* xd, const void* 
     const int r = r0 + gi * ROWS16;
     for (int b0 = 0; b0 < nb; b0 += ROWS16_KC) {
       const int kc = nb - b0 < ROWS16_KC ? nb - b0 : ROWS16_KC;
-      // The gathers read 16 rows at once, interleaved streams the hardware prefetcher does not follow: touch the
+      // The repack reads 16 rows at once, interleaved streams the hardware prefetcher does not follow: touch the
       // next chunk (the next group's first at a group's end) while this one is packed and multiplied.
       const int nb0 = b0 + ROWS16_KC < nb ? b0 + ROWS16_KC : 0, ngi = nb0 == 0 ? gi + 1 : gi;
       if (ngi < groups) {
