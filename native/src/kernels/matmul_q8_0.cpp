@@ -1,6 +1,7 @@
 // matmul_q8_0_forward: y (T,out) += x (T,in) @ W^T with W in GGML Q8_0 blocks and x quantized to int8 per 32-block,
 // as llama.cpp's ggml_vec_dot_q8_0_q8_0 does. This file holds the activation quantizer, the portable kernel, the
-// threading/tiling driver and the naive reference; the AVX2 kernels are in matmul_q8_0_avx2.cpp. Decode is
+// threading/tiling driver and the naive reference; the AVX2 kernels are in matmul_q8_0_avx2.cpp, the AVX-512 ones in
+// matmul_q8_0_avx512.cpp and (from 8 tokens, 16 rows per vector) matmul_rows16_avx512.cpp. Decode is
 // memory-bound, so 34 bytes per 32 weights (vs 64 for bf16) is the point; the int8 dot keeps the arithmetic cheap.
 #include <cmath>
 #include <vector>
@@ -85,34 +86,33 @@ void matmul_q8_0_forward(float* y, const float* x, const BlockQ8_0* w, int T, in
   xd.resize(static_cast<size_t>(T) * nb);
   const bool avx2 = simd_use_avx2(), avx_vnni = simd_use_avxvnni();
   const bool serial = pool == nullptr || pool->num_threads() == 1 || static_cast<int64_t>(out) * in * T < 32768;
+  // From rows16_min_tokens tokens on with AVX-512 (and no AMX), whole 16-row groups run 16 rows per vector
+  // (matmul_rows16_avx512.cpp), which needs -128 sum(q_x) per block, made with the quantization; the rows after the
+  // groups take the tiles below.
+  const bool amx = T >= amx_min_tokens(WEIGHT_Q8_0) && simd_use_amx();
+  const bool rows16 = !amx && T >= rows16_min_tokens(WEIGHT_Q8_0) && simd_use_avx512();
+  thread_local std::vector<int32_t> xc;
+  xc.resize(rows16 ? static_cast<size_t>(T) * nb : 0);
   // Pointers, not the thread_local vectors: the lambdas run on pool workers, whose thread_locals are other arrays.
   int8_t* q = xq.data();
   float* d = xd.data();
+  int32_t* c = xc.data();
+  auto quantize = [&](int64_t t0, int64_t t1) {
+    q8_0_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
+    if (rows16)
+      for (int64_t i = t0 * nb; i < t1 * nb; i++) {
+        int32_t sum = 0;
+        for (int j = 0; j < Q8_0_BLOCK; j++) sum += q[i * Q8_0_BLOCK + j];
+        c[i] = -128 * sum;
+      }
+  };
   // Quantizing x costs O(T*in) against the matmul's O(T*in*out); split it over rows only for prefill-sized x.
-  if (serial || static_cast<int64_t>(T) * in < 65536) {
-    q8_0_quantize_activations(q, d, x, T, in);
-  } else {
-    pool->parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
-      q8_0_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
-    });
-  }
-  if (T >= amx_min_tokens(WEIGHT_Q8_0) && simd_use_amx()) {
+  if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
+  else pool->parallel_for(T, 1, quantize);
+  if (amx) {
     matmul_amx_forward(y, q, d, nullptr, w, WEIGHT_Q8_0, T, in, out, serial ? nullptr : pool);
     return;
   }
-  // From rows16_min_tokens tokens on with AVX-512, whole 16-row groups run 16 rows per vector
-  // (matmul_rows16_avx512.cpp), which needs -128 sum(q_x) per block; the rows after the groups take the tiles below.
-  const bool rows16 = T >= rows16_min_tokens(WEIGHT_Q8_0) && simd_use_avx512();
-  thread_local std::vector<int32_t> xc;
-  if (rows16) {
-    xc.resize(static_cast<size_t>(T) * nb);
-    for (size_t i = 0; i < xc.size(); i++) {
-      int32_t sum = 0;
-      for (int j = 0; j < Q8_0_BLOCK; j++) sum += q[i * Q8_0_BLOCK + j];
-      xc[i] = -128 * sum;
-    }
-  }
-  const int32_t* c = xc.data();
   auto rows = [&](int64_t r0, int64_t r1) {
     if (rows16) r0 += rows16_gemm_avx512(y, q, d, c, reinterpret_cast<const uint8_t*>(w), WEIGHT_Q8_0, T, in, out,
                                          static_cast<int>(r0), static_cast<int>(r1));
