@@ -549,8 +549,8 @@ int main() {
       int T, in, out;
     };
     std::vector<Case> cases;
-    // One token and several: K-quant rows and 4 x 2 tiles, Q4_0 rows at 1-3 tokens and Q5_0 rows at 1-7. Output counts 21-23
-    // leave row groups of 1, 2 and 3 after the 4-row tiles (the pool splits rows by 8).
+    // One token and several: K-quant rows and 4 x 2 tiles, Q4_0 rows at 1-3 tokens and Q5_0 rows at 1-7. Output
+    // counts 21-23 leave row groups of 1, 2 and 3 after the 4-row tiles (the pool splits rows by 8).
     for (WeightType type : {WEIGHT_Q4_0, WEIGHT_Q5_0, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K})
       for (auto& sh : {std::array<int, 3>{1, 32 * 7, 21}, {1, 256, 21}, {1, 4096, 21}, {2, 256, 22}, {5, 768, 23},
                        {16, 2304, 22}, {301, 512, 23}})
