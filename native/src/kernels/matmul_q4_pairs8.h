@@ -10,7 +10,7 @@
 // nibbles. A row is one sequential stream (prefetched 4 rows on), read once per pass of tokens; one-token decode
 // streams it from DRAM, and four interleaved rows (the unpacking path's tile) left the hardware prefetcher behind.
 // Q5_0 (the type llama-quantize gives a Q4_K_M file's matrices whose rows are not a multiple of 256, as SmolLM2's
-// 576) or-s its fifth bits into the nibbles and takes 16 instead of 8 off. 5-bit values times int8 keep maddubs' pair
+// 576) adds its fifth bits to the nibbles (under a byte mask with AVX-512 BW) and takes 16 instead of 8 off. 5-bit values times int8 keep maddubs' pair
 // sums inside int16 (2 * 31 * 127), so the AVX2 and AVX-VNNI builds give the same bits.
 // Include only after the unit's `#pragma GCC target` and int8_dot_avx2.h; static, as quant_avx2.h.
 #pragma once
@@ -57,8 +57,15 @@ static inline void q4_pair_values(const typename Q4PairBlock<FIFTH>::type* blk, 
     uint32_t h0, h1 = 0;
     memcpy(&h0, blk[0].qh, 4);
     if (PAIR) memcpy(&h1, blk[1].qh, 4);
+#if defined(INT8_DOT_AVX512VNNI)
+    // AVX-512 BW: the bits as a byte mask, 16 added where set (the nibbles are below 16, so add is or).
+    const __m256i sixteen = _mm256_set1_epi8(0x10);
+    *lo = _mm256_mask_add_epi8(*lo, static_cast<__mmask32>((h0 & 0xFFFFu) | (h1 << 16)), *lo, sixteen);
+    *hi = _mm256_mask_add_epi8(*hi, static_cast<__mmask32>((h0 >> 16) | (h1 & 0xFFFF0000u)), *hi, sixteen);
+#else
     *lo = _mm256_or_si256(*lo, q5_0_fifth_bits((h0 & 0xFFFFu) | (h1 << 16)));
     *hi = _mm256_or_si256(*hi, q5_0_fifth_bits((h0 >> 16) | (h1 & 0xFFFF0000u)));
+#endif
   }
 }
 
