@@ -31,8 +31,9 @@ class ThreadPool {
   // fn(task, thread) for every task in [0, num_tasks); tasks are claimed dynamically, thread < num_threads().
   void run(int num_tasks, const std::function<void(int task, int thread)>& fn);
 
-  // fn(begin, end) over [0, n) split into at most num_threads() contiguous ranges, each a multiple of align
-  // (except the last).
+  // fn(begin, end) over [0, n) split into at most 4 x num_threads() contiguous ranges (tasks claimed as above, so a
+  // slow or descheduled thread holds back one range, not a thread's share), each a multiple of align (except the
+  // last).
   void parallel_for(int64_t n, int64_t align, const std::function<void(int64_t begin, int64_t end)>& fn);
 
   // Idle workers sleep after a short spin instead of spinning out their budget; the next run() wakes them. Call it
