@@ -10,8 +10,9 @@
 // nibbles. A row is one sequential stream (prefetched 4 rows on), read once per pass of tokens; one-token decode
 // streams it from DRAM, and four interleaved rows (the unpacking path's tile) left the hardware prefetcher behind.
 // Q5_0 (the type llama-quantize gives a Q4_K_M file's matrices whose rows are not a multiple of 256, as SmolLM2's
-// 576) adds its fifth bits to the nibbles (under a byte mask with AVX-512 BW) and takes 16 instead of 8 off. 5-bit values times int8 keep maddubs' pair
-// sums inside int16 (2 * 31 * 127), so the AVX2 and AVX-VNNI builds give the same bits.
+// 576) adds its fifth bits to the nibbles (under a byte mask with AVX-512 BW) and takes 16 instead of 8 off. 5-bit
+// values times int8 keep maddubs' pair sums inside int16 (2 * 31 * 127), so the AVX2 and AVX-VNNI builds give the
+// same bits.
 // Include only after the unit's `#pragma GCC target` and int8_dot_avx2.h; static, as quant_avx2.h.
 #pragma once
 
