@@ -630,9 +630,9 @@ int main() {
   // With AMX: its int8 tiles (8 tokens and more) against the naive references (inside each test function), Q8_0's
   // exact-integer case bit for bit, and every type against the AVX-512 kernels up to the order of the f32 sums.
   // Shapes: a token group of 8, 9, 16 and 17 tokens (partial groups; Q5_0 takes the tiles from 12 tokens, so at 8 and
-  // 9 both sides run its 16-row kernel), many groups; 16-row panels whole and partial
-  // (outputs 13-100; the pool splits rows by 16); rows of one 64-block chunk and of two (in 2304-4096); Q8_0's
-  // blocks read in place (whole panels) and copied (the partial last one).
+  // 9 both sides run its 16-row kernel), many groups; 16-row panels whole and partial (outputs 13-100; the pool
+  // splits rows by 16); rows of one 64-block chunk and of two (in 2304-4096); Q8_0's blocks read in place (whole
+  // panels) and copied (the partial last one).
   if (simd_amx_supported()) {
     simd_force_portable(false);
     simd_force_no_avx512(false);

@@ -138,6 +138,12 @@ void q8_k_quantize_activations(int8_t* qs,      // (T, in)
                                float* d,        // (T, in/32)
                                const float* x,  // (T, in)
                                int T, int in);
+// Sum of n quantized activations: the per-block sums that kernels with an offset term read.
+inline int32_t int8_sum(const int8_t* q, int n) {
+  int32_t sum = 0;
+  for (int j = 0; j < n; j++) sum += q[j];
+  return sum;
+}
 // y (T, out) += sum over blocks b of d_w[r,b] * d_x[t,b] * (q_w[r,b] . q_x[t,b]); the block dot is exact int32.
 // in % 32 == 0. Parallel over output rows; a tile of weight rows stays in L1 while every token of the token tile
 // is multiplied against it, so a step streams each weight block from memory once.

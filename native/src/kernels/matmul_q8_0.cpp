@@ -100,11 +100,7 @@ void matmul_q8_0_forward(float* y, const float* x, const BlockQ8_0* w, int T, in
   auto quantize = [&](int64_t t0, int64_t t1) {
     q8_0_quantize_activations(q + t0 * in, d + t0 * nb, x + t0 * in, static_cast<int>(t1 - t0), in);
     if (rows16)
-      for (int64_t i = t0 * nb; i < t1 * nb; i++) {
-        int32_t sum = 0;
-        for (int j = 0; j < Q8_0_BLOCK; j++) sum += q[i * Q8_0_BLOCK + j];
-        c[i] = -128 * sum;
-      }
+      for (int64_t i = t0 * nb; i < t1 * nb; i++) c[i] = -128 * int8_sum(q + i * Q8_0_BLOCK, Q8_0_BLOCK);
   };
   // Quantizing x costs O(T*in) against the matmul's O(T*in*out); split it over rows only for prefill-sized x.
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);

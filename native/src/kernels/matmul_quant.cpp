@@ -100,19 +100,12 @@ void matmul_quant_forward(float* y, const float* x, const void* w, WeightType ty
     // The offset term of Q4_K/Q5_K needs sum(x) per block; d_x * sum(q_x) keeps it consistent with the int8 dot.
     // (The AMX path reads it for fewer types.)
     if (!amx || amx_reads_block_sums(type))
-      for (int64_t i = t0 * nb; i < t1 * nb; i++) {
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) sum += q[i * 32 + j];
-        s[i] = d[i] * static_cast<float>(sum);
-      }
+      for (int64_t i = t0 * nb; i < t1 * nb; i++) s[i] = d[i] * static_cast<float>(int8_sum(q + i * 32, 32));
     // Q6_K's -32 offset, applied in integers, needs sum(q_x) per 16 (|sum| <= 16 * 127 fits int16); AMX folds it
     // into the weights.
     if (type == WEIGHT_Q6_K && !amx)
-      for (int64_t i = t0 * (in / 16); i < t1 * (in / 16); i++) {
-        int32_t sum = 0;
-        for (int j = 0; j < 16; j++) sum += q[i * 16 + j];
-        bs[i] = static_cast<int16_t>(sum);
-      }
+      for (int64_t i = t0 * (in / 16); i < t1 * (in / 16); i++)
+        bs[i] = static_cast<int16_t>(int8_sum(q + i * 16, 16));
   };
   if (serial || static_cast<int64_t>(T) * in < 65536) quantize(0, T);
   else pool->parallel_for(T, 1, quantize);

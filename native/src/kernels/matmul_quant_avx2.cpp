@@ -3,10 +3,9 @@
 // one-token K-quant rows and several-token Q4_K / Q5_K tiles (matmul_k_rows256.h), Q4_0 / Q5_0 rows of few tokens
 // (matmul_q4_pairs8.h) and Q4_0 8-row groups from 8 on (matmul_q4_0_rows8.h; with AVX-512 only for the rows the
 // 16-row groups leave); for the rest (Q6_K at several tokens, Q5_K from 17, Q4_1, Q5_1, Q5_0 from 8 tokens on without
-// AVX-512), per row group and chunk,
-// unpack the weight blocks to int8 + scales (quant_unpack.h, vectorized here by the compiler), then a register tile
-// of 4 rows x 2 tokens multiplies them with the int8 activations as the Q8_0 kernel does, with one scale per 16
-// weights. Compiled for avx2,fma,f16c and only called after simd_use_avx2(); no STL, as in matmul_q8_0_avx2.cpp.
+// AVX-512), per row group and chunk, unpack the weight blocks to int8 + scales (quant_unpack.h, vectorized here by
+// the compiler), then a register tile of 4 rows x 2 tokens multiplies them with the int8 activations as the Q8_0
+// kernel does, with one scale per 16 weights. Compiled for avx2,fma,f16c and only called after simd_use_avx2(); no STL, as in matmul_q8_0_avx2.cpp.
 // matmul_int8_avxvnni.cpp compiles this unit again for AVX-VNNI (int8_dot_avx2.h).
 #if !defined(INT8_DOT_AVXVNNI)
 #pragma GCC target("avx2,fma,f16c")
